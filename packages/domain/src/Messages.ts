@@ -1,0 +1,499 @@
+/**
+ * Every message of the three links (D6), as Effect Schemas. Types are derived from the schemas,
+ * never written twice.
+ *
+ * Conventions:
+ * - Instants are integers of **microseconds since the Unix epoch, UTC** (`Micros`). They fit in a
+ *   double exactly until year 2255 and are stored as BIGINT as-is (D8).
+ * - Every message is a tagged struct; one binary WebSocket frame carries one message, encoded by
+ *   the codec of `Codec.ts` (JSON by default).
+ * - A link opens with `Hello` both ways; `protocol` must equal `PROTOCOL_VERSION`.
+ */
+import * as Schema from "effect/Schema"
+
+export const PROTOCOL_VERSION = 1
+
+/** Microseconds since the Unix epoch (UTC). */
+export const Micros = Schema.Int.pipe(Schema.brand("Micros"))
+export type Micros = typeof Micros.Type
+
+export const RunId = Schema.String.pipe(Schema.brand("RunId"))
+export type RunId = typeof RunId.Type
+
+/** Per-agent outbox sequence number: strictly increasing, never reused by one agent. */
+export const Seq = Schema.Int.pipe(Schema.nonNegative())
+
+export const Stream = Schema.Literal("stdout", "stderr")
+export type Stream = typeof Stream.Type
+
+export const Trigger = Schema.Literal("schedule", "catch_up", "manual")
+export type Trigger = typeof Trigger.Type
+
+/** Final states a run can end in (D4). */
+export const FinalRunState = Schema.Literal("succeeded", "failed", "timed_out", "cancelled")
+export type FinalRunState = typeof FinalRunState.Type
+
+/** Every state a run can be in as stored by bartos (D4). */
+export const RunState = Schema.Literal("running", "succeeded", "failed", "timed_out", "cancelled", "missed", "lost")
+export type RunState = typeof RunState.Type
+
+export const Overlap = Schema.Literal("allow", "forbid", "queue")
+export type Overlap = typeof Overlap.Type
+
+export const OnFailure = Schema.Literal("continue", "stop")
+export type OnFailure = typeof OnFailure.Type
+
+export const MissedTick = Schema.Literal("Burst", "Delay", "Skip")
+export type MissedTick = typeof MissedTick.Type
+
+// ---------------------------------------------------------------------------------------------
+// Shared structures
+// ---------------------------------------------------------------------------------------------
+
+/** What bartoc learns about its host (reference §2.4 `BartocInfo`). */
+export class ClientInfo extends Schema.Class<ClientInfo>("ClientInfo")({
+  osName: Schema.String,
+  hostname: Schema.String,
+  osVersion: Schema.String,
+  kernel: Schema.String,
+  agentVersion: Schema.String
+}) {}
+
+/**
+ * One schedule as bartos pushes it to an agent. `calendar` is the normalised expression with
+ * every `R` already resolved (stably, D2), so the agent never draws anything itself; `onCalendar`
+ * is the text as the operator wrote it.
+ */
+export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
+  name: Schema.String,
+  onCalendar: Schema.String,
+  calendar: Schema.String,
+  cmds: Schema.Array(Schema.String),
+  /** Seconds; absent = no timeout. */
+  timeoutSecs: Schema.optional(Schema.Number),
+  overlap: Overlap,
+  onFailure: OnFailure,
+  paused: Schema.Boolean
+}) {}
+
+// ---------------------------------------------------------------------------------------------
+// Agent records (D4/D5): appended to the outbox first, then streamed, acked by sequence
+// ---------------------------------------------------------------------------------------------
+
+export const RunStarted = Schema.TaggedStruct("RunStarted", {
+  seq: Seq,
+  runId: RunId,
+  schedule: Schema.String,
+  trigger: Trigger,
+  scheduledAt: Micros,
+  startedAt: Micros
+})
+
+export const CommandStarted = Schema.TaggedStruct("CommandStarted", {
+  seq: Seq,
+  runId: RunId,
+  cmdUuid: Schema.String,
+  /** Position of the command in the schedule's `cmds`. */
+  cmdIndex: Schema.Int,
+  command: Schema.String,
+  startedAt: Micros
+})
+
+export const OutputLine = Schema.TaggedStruct("OutputLine", {
+  seq: Seq,
+  runId: RunId,
+  cmdUuid: Schema.String,
+  /** One sequence per run across stdout and stderr: the exact interleaving. */
+  lineSeq: Schema.Int,
+  stream: Stream,
+  ts: Micros,
+  data: Schema.String,
+  /** True when this part continues the previous line (a line over 64 KiB is split, D4). */
+  continuation: Schema.Boolean
+})
+
+export const CommandExited = Schema.TaggedStruct("CommandExited", {
+  seq: Seq,
+  runId: RunId,
+  cmdUuid: Schema.String,
+  /** Null when killed by a signal. */
+  exitCode: Schema.NullOr(Schema.Int),
+  signal: Schema.NullOr(Schema.String),
+  finishedAt: Micros
+})
+
+export const RunFinished = Schema.TaggedStruct("RunFinished", {
+  seq: Seq,
+  runId: RunId,
+  state: FinalRunState,
+  finishedAt: Micros
+})
+
+export const RunMissed = Schema.TaggedStruct("RunMissed", {
+  seq: Seq,
+  runId: RunId,
+  schedule: Schema.String,
+  scheduledAt: Micros,
+  /** Why: "stall" (policy said skip), "catch_up_limit", "overlap", "paused"… */
+  reason: Schema.String
+})
+
+export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed)
+export type AgentRecord = typeof AgentRecord.Type
+
+// ---------------------------------------------------------------------------------------------
+// Worker link: bartoc -> bartos
+// ---------------------------------------------------------------------------------------------
+
+export const AgentHello = Schema.TaggedStruct("AgentHello", {
+  protocol: Schema.Int,
+  agentVersion: Schema.String,
+  capabilities: Schema.Array(Schema.String),
+  /**
+   * Random id minted when the agent's outbox file is created. Idempotency is keyed by
+   * (agent, outboxId, seq), so an agent whose state file was wiped restarts at seq 0 without
+   * its new records being mistaken for duplicates.
+   */
+  outboxId: Schema.String,
+  /** Highest outbox sequence the agent has assigned so far (-1 if none). */
+  lastSeq: Schema.Int
+})
+
+export const AgentInfo = Schema.TaggedStruct("AgentInfo", { info: ClientInfo })
+
+export const Ping = Schema.TaggedStruct("Ping", { id: Schema.Int, sentAt: Micros })
+export const Pong = Schema.TaggedStruct("Pong", { id: Schema.Int, sentAt: Micros })
+
+export const RecordBatch = Schema.TaggedStruct("RecordBatch", {
+  records: Schema.Array(AgentRecord)
+})
+
+/** The agent's answer to RunNow / Cancel when it cannot do what was asked. */
+export const CommandRejected = Schema.TaggedStruct("CommandRejected", {
+  requestId: Schema.String,
+  reason: Schema.String
+})
+
+export const AgentMessage = Schema.Union(AgentHello, AgentInfo, Ping, Pong, RecordBatch, CommandRejected)
+export type AgentMessage = typeof AgentMessage.Type
+
+// ---------------------------------------------------------------------------------------------
+// Worker link: bartos -> bartoc
+// ---------------------------------------------------------------------------------------------
+
+export const ServerHello = Schema.TaggedStruct("ServerHello", {
+  protocol: Schema.Int,
+  serverVersion: Schema.String,
+  capabilities: Schema.Array(Schema.String),
+  /** Fresh per connection. */
+  sessionId: Schema.String,
+  /** Highest sequence bartos has stored for this agent's outboxId (`agent_offsets`), or -1. */
+  ackedUpTo: Schema.Int
+})
+
+export const ScheduleTable = Schema.TaggedStruct("ScheduleTable", {
+  /** Content hash of the table; equal tables have equal versions. */
+  version: Schema.String,
+  schedules: Schema.Array(ScheduleSpec)
+})
+
+/** Every record with `seq <= upTo` is durably stored by bartos; the agent may delete them. */
+export const Ack = Schema.TaggedStruct("Ack", { upTo: Schema.Int })
+
+export const RunNow = Schema.TaggedStruct("RunNow", {
+  requestId: Schema.String,
+  schedule: Schema.String,
+  /** Minted by bartos so the CLI can print it before the agent starts the run. */
+  runId: RunId
+})
+
+export const CancelRun = Schema.TaggedStruct("CancelRun", {
+  requestId: Schema.String,
+  runId: RunId
+})
+
+/** Reference `Cleanup`: the agent may compact its local state. */
+export const AgentCleanup = Schema.TaggedStruct("AgentCleanup", { before: Micros })
+
+/** Protocol-level complaint about a frame the peer sent (D6). Both directions. */
+export const ProtocolError = Schema.TaggedStruct("ProtocolError", {
+  code: Schema.Literal("frame_too_large", "undecodable", "unknown_tag", "bad_envelope", "protocol_version", "unexpected"),
+  message: Schema.String
+})
+export type ProtocolError = typeof ProtocolError.Type
+
+export const ServerMessage = Schema.Union(
+  ServerHello,
+  ScheduleTable,
+  Ack,
+  Ping,
+  Pong,
+  RunNow,
+  CancelRun,
+  AgentCleanup,
+  ProtocolError
+)
+export type ServerMessage = typeof ServerMessage.Type
+
+/** Agent -> server also may carry a ProtocolError. */
+export const AgentToServer = Schema.Union(AgentMessage, ProtocolError)
+export type AgentToServer = typeof AgentToServer.Type
+
+// ---------------------------------------------------------------------------------------------
+// CLI link: barto-cli <-> bartos (D10). Every request carries an `id` echoed by its response.
+// ---------------------------------------------------------------------------------------------
+
+export const CliHello = Schema.TaggedStruct("CliHello", {
+  protocol: Schema.Int,
+  cliVersion: Schema.String,
+  /** The admin key, when the user configured one; checked with a constant-time compare. */
+  adminKey: Schema.optional(Schema.String)
+})
+
+export const UpdateKind = Schema.Literal("garuda", "pacman", "cachyos", "apt")
+export type UpdateKind = typeof UpdateKind.Type
+
+const Req = <Tag extends string, F extends Schema.Struct.Fields>(tag: Tag, fields: F) =>
+  Schema.TaggedStruct(tag, { id: Schema.Int, ...fields })
+
+export const InfoRequest = Req("InfoRequest", {})
+export const ClientsRequest = Req("ClientsRequest", {})
+export const ListCommandsRequest = Req("ListCommandsRequest", { agent: Schema.String })
+export const ListRequest = Req("ListRequest", { agent: Schema.String, cmd: Schema.String })
+export const FailedRequest = Req("FailedRequest", {})
+export const CmdRequest = Req("CmdRequest", { cmd: Schema.String })
+export const UpdatesRequest = Req("UpdatesRequest", { agent: Schema.String, kind: UpdateKind })
+export const QueryRequest = Req("QueryRequest", { sql: Schema.String })
+export const CleanupRequest = Req("CleanupRequest", {
+  /** Delete everything strictly before this instant; absent = bartos' local midnight today. */
+  before: Schema.optional(Micros),
+  dryRun: Schema.Boolean
+})
+export const RunsRequest = Req("RunsRequest", {
+  agent: Schema.optional(Schema.String),
+  schedule: Schema.optional(Schema.String),
+  state: Schema.optional(RunState),
+  since: Schema.optional(Micros),
+  limit: Schema.Int
+})
+/** `follow`: keep streaming until the run ends. With agent+schedule: the latest (or next) run. */
+export const TailRequest = Req("TailRequest", {
+  runId: Schema.optional(RunId),
+  agent: Schema.optional(Schema.String),
+  schedule: Schema.optional(Schema.String),
+  follow: Schema.Boolean
+})
+export const RunNowRequest = Req("RunNowRequest", { agent: Schema.String, schedule: Schema.String })
+export const CancelRequest = Req("CancelRequest", { runId: RunId })
+export const PauseRequest = Req("PauseRequest", { agent: Schema.String, schedule: Schema.String })
+export const ResumeRequest = Req("ResumeRequest", { agent: Schema.String, schedule: Schema.String })
+export const SchedulesRequest = Req("SchedulesRequest", { agent: Schema.optional(Schema.String) })
+
+export const CliRequest = Schema.Union(
+  InfoRequest,
+  ClientsRequest,
+  ListCommandsRequest,
+  ListRequest,
+  FailedRequest,
+  CmdRequest,
+  UpdatesRequest,
+  QueryRequest,
+  CleanupRequest,
+  RunsRequest,
+  TailRequest,
+  RunNowRequest,
+  CancelRequest,
+  PauseRequest,
+  ResumeRequest,
+  SchedulesRequest
+)
+export type CliRequest = typeof CliRequest.Type
+
+export const CliToServer = Schema.Union(CliHello, CliRequest, Ping)
+export type CliToServer = typeof CliToServer.Type
+
+// --- result rows -------------------------------------------------------------------------------
+
+export class ClientRow extends Schema.Class<ClientRow>("ClientRow")({
+  name: Schema.String,
+  ip: Schema.String,
+  sessionId: Schema.String,
+  connectedAt: Micros,
+  info: Schema.NullOr(ClientInfo)
+}) {}
+
+/** One output line with the state of the run it belongs to (fixes reference `list` quirk). */
+export class LineRow extends Schema.Class<LineRow>("LineRow")({
+  runId: RunId,
+  agent: Schema.String,
+  schedule: Schema.String,
+  cmdUuid: Schema.String,
+  lineSeq: Schema.Int,
+  stream: Stream,
+  ts: Micros,
+  data: Schema.String,
+  continuation: Schema.Boolean,
+  exitCode: Schema.NullOr(Schema.Int),
+  runState: RunState
+}) {}
+
+export class RunRow extends Schema.Class<RunRow>("RunRow")({
+  runId: RunId,
+  agent: Schema.String,
+  schedule: Schema.String,
+  trigger: Trigger,
+  state: RunState,
+  scheduledAt: Micros,
+  startedAt: Schema.NullOr(Micros),
+  finishedAt: Schema.NullOr(Micros),
+  /** Exit code of the last command that exited (null: none exited, or killed by a signal). */
+  exitCode: Schema.NullOr(Schema.Int),
+  signal: Schema.NullOr(Schema.String)
+}) {}
+
+/** A failed command (exit code != 0, signal, timeout) with its output lines. */
+export class FailedRow extends Schema.Class<FailedRow>("FailedRow")({
+  runId: RunId,
+  agent: Schema.String,
+  schedule: Schema.String,
+  cmdUuid: Schema.String,
+  command: Schema.String,
+  state: RunState,
+  exitCode: Schema.NullOr(Schema.Int),
+  signal: Schema.NullOr(Schema.String),
+  finishedAt: Schema.NullOr(Micros),
+  lines: Schema.Array(Schema.String)
+}) {}
+
+export class ScheduleRow extends Schema.Class<ScheduleRow>("ScheduleRow")({
+  agent: Schema.String,
+  name: Schema.String,
+  onCalendar: Schema.String,
+  calendar: Schema.String,
+  cmds: Schema.Array(Schema.String),
+  paused: Schema.Boolean,
+  connected: Schema.Boolean,
+  /** Next fire time after now, null if the expression never fires again. */
+  nextAt: Schema.NullOr(Micros)
+}) {}
+
+export const GarudaUpdate = Schema.Struct({
+  channel: Schema.String,
+  package: Schema.String,
+  oldVersion: Schema.String,
+  newVersion: Schema.String,
+  sizeChange: Schema.String,
+  downloadSize: Schema.String
+})
+export const PacmanSummary = Schema.Struct({
+  updateCount: Schema.Int,
+  packages: Schema.Array(Schema.String),
+  installSize: Schema.Number,
+  netSize: Schema.Number,
+  downloadSize: Schema.Number
+})
+export const UpdatesResult = Schema.Union(
+  Schema.TaggedStruct("Garuda", { updates: Schema.Array(GarudaUpdate) }),
+  Schema.TaggedStruct("Pacman", { summary: PacmanSummary }),
+  Schema.TaggedStruct("Cachyos", { summary: PacmanSummary }),
+  Schema.TaggedStruct("Apt", { packages: Schema.Array(Schema.String) })
+)
+export type UpdatesResult = typeof UpdatesResult.Type
+
+// --- responses -------------------------------------------------------------------------------
+
+const Res = <Tag extends string, F extends Schema.Struct.Fields>(tag: Tag, fields: F) =>
+  Schema.TaggedStruct(tag, { id: Schema.Int, ...fields })
+
+export const InfoResponse = Res("InfoResponse", {
+  version: Schema.String,
+  protocol: Schema.Int,
+  startedAt: Micros,
+  uptimeSecs: Schema.Number,
+  database: Schema.Literal("mariadb", "sqlite"),
+  /** Where the data lives, without secrets (sqlite path, or mariadb host:port/db). */
+  databaseLocation: Schema.String,
+  listeners: Schema.Array(Schema.String),
+  connectedAgents: Schema.Int,
+  node: Schema.String,
+  platform: Schema.String
+})
+export const ClientsResponse = Res("ClientsResponse", { clients: Schema.Array(ClientRow) })
+export const ListCommandsResponse = Res("ListCommandsResponse", { commands: Schema.Array(Schema.String) })
+export const LinesResponse = Res("LinesResponse", { lines: Schema.Array(LineRow) })
+export const FailedResponse = Res("FailedResponse", { failed: Schema.Array(FailedRow) })
+export const CmdResponse = Res("CmdResponse", {
+  byAgent: Schema.Array(Schema.Struct({ agent: Schema.String, lines: Schema.Array(LineRow) }))
+})
+export const UpdatesResponse = Res("UpdatesResponse", { result: UpdatesResult })
+export const QueryResponse = Res("QueryResponse", {
+  columns: Schema.Array(Schema.String),
+  /** Every cell rendered as text; SQL NULL is null. */
+  rows: Schema.Array(Schema.Array(Schema.NullOr(Schema.String))),
+  truncated: Schema.Boolean
+})
+export const CleanupResponse = Res("CleanupResponse", {
+  before: Micros,
+  dryRun: Schema.Boolean,
+  runs: Schema.Int,
+  commands: Schema.Int,
+  lines: Schema.Int,
+  agentsSignalled: Schema.Int
+})
+export const RunsResponse = Res("RunsResponse", { runs: Schema.Array(RunRow) })
+/** One chunk of a tail; `done` with the final run row when the run is over. */
+export const TailChunk = Res("TailChunk", {
+  run: Schema.NullOr(RunRow),
+  lines: Schema.Array(LineRow),
+  done: Schema.Boolean
+})
+export const RunNowResponse = Res("RunNowResponse", { runId: RunId, agent: Schema.String, schedule: Schema.String })
+export const CancelResponse = Res("CancelResponse", { runId: RunId, delivered: Schema.Boolean })
+export const PauseResponse = Res("PauseResponse", {
+  agent: Schema.String,
+  schedule: Schema.String,
+  paused: Schema.Boolean
+})
+export const SchedulesResponse = Res("SchedulesResponse", { schedules: Schema.Array(ScheduleRow) })
+export const CliError = Res("CliError", {
+  code: Schema.Literal(
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "not_connected",
+    "refused",
+    "timeout",
+    "internal"
+  ),
+  message: Schema.String
+})
+
+export const ServerHelloCli = Schema.TaggedStruct("ServerHelloCli", {
+  protocol: Schema.Int,
+  serverVersion: Schema.String,
+  admin: Schema.Boolean
+})
+
+export const CliResponse = Schema.Union(
+  InfoResponse,
+  ClientsResponse,
+  ListCommandsResponse,
+  LinesResponse,
+  FailedResponse,
+  CmdResponse,
+  UpdatesResponse,
+  QueryResponse,
+  CleanupResponse,
+  RunsResponse,
+  TailChunk,
+  RunNowResponse,
+  CancelResponse,
+  PauseResponse,
+  SchedulesResponse,
+  CliError
+)
+export type CliResponse = typeof CliResponse.Type
+
+export const ServerToCli = Schema.Union(ServerHelloCli, CliResponse, Pong, ProtocolError)
+export type ServerToCli = typeof ServerToCli.Type
