@@ -1,0 +1,14 @@
+/** Static facts about the running bartos, for `info` and the CLI handler's limits. */
+import * as Context from "effect/Context"
+import type { Micros } from "@barto/domain/Messages"
+
+export interface ServerInfoShape {
+  readonly version: string
+  readonly startedAt: Micros
+  /** e.g. `ws://127.0.0.1:20000`, `wss://0.0.0.0:20443`. */
+  readonly listeners: ReadonlyArray<string>
+  readonly queryRowCap: number
+  readonly queryTimeoutMs: number
+}
+
+export class ServerInfo extends Context.Tag("@barto/server/ServerInfo")<ServerInfo, ServerInfoShape>() {}
