@@ -1,0 +1,300 @@
+/**
+ * The agent's durable outbox and state store (D5): one SQLite file in WAL mode.
+ *
+ * Every record the agent produces (run start, output line, command exit, run end, missed run) is
+ * appended here first with a per-agent sequence number, and only deleted once bartos acks it.
+ * The same file keeps the agent's state: the cached schedule table (so an agent restarted while
+ * bartos is down still runs its jobs, D3), the last occurrence run per schedule (so a clock
+ * stepped backwards never re-runs one), and the outbox id.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { AgentRecord, ScheduleTable } from "@barto/domain/Messages"
+import { uuidv4 } from "@barto/domain/Ids"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Sqlite from "./internal/outbox/Sqlite.js"
+
+type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never
+
+/** A record before the outbox stamps its sequence number. */
+export type RecordDraft = DistributiveOmit<AgentRecord, "seq">
+
+export class OutboxError extends Data.TaggedError("OutboxError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface OutboxStats {
+  readonly pending: number
+  readonly bytes: number
+  readonly dropped: number
+}
+
+export interface OutboxShape {
+  /** Random, minted when the file is created, persisted. */
+  readonly outboxId: string
+  /** Assigns consecutive seqs and durably appends (one transaction) before returning the stamped records. */
+  readonly append: (drafts: ReadonlyArray<RecordDraft>) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
+  /** Unacked records with seq > afterSeq, ascending, at most `limit`. */
+  readonly pending: (afterSeq: number, limit: number) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
+  /** Deletes every record with seq <= upTo. */
+  readonly ack: (upTo: number) => Effect.Effect<void, OutboxError>
+  /** Highest seq ever assigned (-1 if none); changes on every append — subscribe to wake the sender. */
+  readonly lastSeq: SubscriptionRef.SubscriptionRef<number>
+  readonly stats: Effect.Effect<OutboxStats, OutboxError>
+  // durable agent state in the same file
+  readonly saveTable: (table: typeof ScheduleTable.Type) => Effect.Effect<void, OutboxError>
+  readonly loadTable: Effect.Effect<Option.Option<typeof ScheduleTable.Type>, OutboxError>
+  /** Epoch ms of the last occurrence run for this schedule. */
+  readonly lastRun: (schedule: string) => Effect.Effect<Option.Option<number>, OutboxError>
+  readonly setLastRun: (schedule: string, occurrenceMs: number) => Effect.Effect<void, OutboxError>
+}
+
+export class Outbox extends Context.Tag("@barto/agent/Outbox")<Outbox, OutboxShape>() {}
+
+export interface Options {
+  /** File path, or ":memory:" (tests). Parent directories are created. */
+  readonly path: string
+  /** Cap on the bytes of pending records (`outbox_max_mb`); oldest output lines go first. */
+  readonly maxBytes: number
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS records (
+  seq   INTEGER PRIMARY KEY,
+  kind  TEXT    NOT NULL,
+  body  TEXT    NOT NULL,
+  bytes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_kind_seq ON records (kind, seq);
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_runs (
+  schedule      TEXT PRIMARY KEY,
+  occurrence_ms INTEGER NOT NULL
+);
+`
+
+const encodeRecord = Schema.encodeSync(AgentRecord)
+const decodeRecord = Schema.decodeUnknownSync(AgentRecord)
+const encodeTable = Schema.encodeSync(ScheduleTable)
+const decodeTable = Schema.decodeUnknownSync(ScheduleTable)
+
+/** Rows dropped per statement while enforcing the cap; keeps each step bounded. */
+const DROP_CHUNK = 1000
+
+const attempt = <A>(message: string, f: () => A): Effect.Effect<A, OutboxError> =>
+  Effect.try({ try: f, catch: (cause) => new OutboxError({ message: `${message}: ${describe(cause)}`, cause }) })
+
+const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+interface Opened {
+  readonly db: Sqlite.Database
+  readonly outboxId: string
+  readonly lastSeq: number
+  readonly pendingBytes: number
+}
+
+const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
+  attempt(`cannot open outbox ${options.path}`, () => {
+    if (options.path !== ":memory:" && !options.path.startsWith("file:")) {
+      fs.mkdirSync(path.dirname(path.resolve(options.path)), { recursive: true })
+    }
+    const db = Sqlite.open(options.path)
+    try {
+      // WAL + NORMAL: a committed append survives a process kill; only an OS crash can lose the
+      // last few transactions, which is the trade D5 accepts for append throughput.
+      db.pragma("journal_mode = WAL")
+      db.pragma("synchronous = NORMAL")
+      db.exec(SCHEMA_SQL)
+      const init = db.transaction(() => {
+        const getMeta = db.prepare("SELECT value FROM meta WHERE key = ?")
+        const idRow = getMeta.get("outbox_id") as { value: string } | undefined
+        let outboxId = idRow?.value
+        if (outboxId === undefined) {
+          outboxId = uuidv4()
+          db.prepare("INSERT INTO meta (key, value) VALUES ('outbox_id', ?)").run(outboxId)
+        }
+        const seqRow = getMeta.get("last_seq") as { value: string } | undefined
+        const maxRow = db.prepare("SELECT MAX(seq) AS m FROM records").get() as { m: number | null }
+        // last_seq is written in every append transaction; the MAX is a belt for a file written
+        // by something else.
+        const lastSeq = Math.max(seqRow === undefined ? -1 : Number(seqRow.value), maxRow.m ?? -1)
+        const bytesRow = db.prepare("SELECT COALESCE(SUM(bytes), 0) AS b FROM records").get() as { b: number }
+        return { outboxId, lastSeq, pendingBytes: bytesRow.b }
+      })
+      return { db, ...init() }
+    } catch (e) {
+      db.close()
+      throw e
+    }
+  })
+
+/** Builds the service over an open database. Exposed for tests that need two handles on one file. */
+export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const opened = yield* Effect.acquireRelease(
+      openDatabase(options),
+      ({ db }) => Effect.sync(() => db.open && db.close())
+    )
+    const { db, outboxId } = opened
+    const lastSeq = yield* SubscriptionRef.make(opened.lastSeq)
+
+    // In-memory mirrors of what the file holds, so an append does not scan the table.
+    let nextSeq = opened.lastSeq + 1
+    let pendingBytes = opened.pendingBytes
+
+    const stmt = {
+      insert: db.prepare("INSERT INTO records (seq, kind, body, bytes) VALUES (?, ?, ?, ?)"),
+      setMeta: db.prepare(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+      ),
+      getMeta: db.prepare("SELECT value FROM meta WHERE key = ?"),
+      pending: db.prepare("SELECT body FROM records WHERE seq > ? ORDER BY seq LIMIT ?"),
+      ackSum: db.prepare("SELECT COALESCE(SUM(bytes), 0) AS b FROM records WHERE seq <= ?"),
+      ackDelete: db.prepare("DELETE FROM records WHERE seq <= ?"),
+      oldestLines: db.prepare("SELECT seq, bytes FROM records WHERE kind = 'OutputLine' ORDER BY seq LIMIT ?"),
+      deleteOne: db.prepare("DELETE FROM records WHERE seq = ?"),
+      stats: db.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM records"),
+      getLastRun: db.prepare("SELECT occurrence_ms FROM last_runs WHERE schedule = ?"),
+      setLastRun: db.prepare(
+        "INSERT INTO last_runs (schedule, occurrence_ms) VALUES (?, ?) " +
+          "ON CONFLICT (schedule) DO UPDATE SET occurrence_ms = excluded.occurrence_ms"
+      )
+    }
+
+    const readDropped = (): number => {
+      const row = stmt.getMeta.get("dropped") as { value: string } | undefined
+      return row === undefined ? 0 : Number(row.value)
+    }
+
+    /** Drops the oldest output lines until under the cap; runs inside the append transaction. */
+    const enforceCap = (): number => {
+      let dropped = 0
+      while (pendingBytes > options.maxBytes) {
+        const victims = stmt.oldestLines.all(DROP_CHUNK) as Array<{ seq: number; bytes: number }>
+        if (victims.length === 0) break
+        for (const v of victims) {
+          if (pendingBytes <= options.maxBytes) break
+          stmt.deleteOne.run(v.seq)
+          pendingBytes -= v.bytes
+          dropped++
+        }
+      }
+      if (dropped > 0) stmt.setMeta.run("dropped", String(readDropped() + dropped))
+      return dropped
+    }
+
+    const appendTx = db.transaction((drafts: ReadonlyArray<RecordDraft>) => {
+      const startSeq = nextSeq
+      const startBytes = pendingBytes
+      try {
+        const out: Array<AgentRecord> = []
+        let seq = nextSeq
+        for (const draft of drafts) {
+          const record = { ...draft, seq } as AgentRecord
+          const body = JSON.stringify(encodeRecord(record))
+          const bytes = Buffer.byteLength(body, "utf8")
+          stmt.insert.run(seq, record._tag, body, bytes)
+          pendingBytes += bytes
+          out.push(record)
+          seq++
+        }
+        nextSeq = seq
+        stmt.setMeta.run("last_seq", String(nextSeq - 1))
+        const dropped = enforceCap()
+        return { records: out, dropped }
+      } catch (e) {
+        // The transaction rolls back; so must the mirrors.
+        nextSeq = startSeq
+        pendingBytes = startBytes
+        throw e
+      }
+    })
+
+    const append = (drafts: ReadonlyArray<RecordDraft>): Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError> =>
+      drafts.length === 0 ? Effect.succeed([]) : Effect.gen(function*() {
+        const { dropped, records } = yield* attempt("outbox append failed", () => appendTx(drafts))
+        const last = records[records.length - 1]!.seq
+        yield* SubscriptionRef.update(lastSeq, (current) => Math.max(current, last))
+        if (dropped > 0) {
+          yield* Effect.logError(
+            `OUTBOX FULL: pending records exceed outbox_max_mb (${options.maxBytes} bytes); ` +
+              `dropped ${dropped} oldest output line(s) (${readDropped()} dropped in total)`
+          )
+        } else if (pendingBytes > options.maxBytes) {
+          yield* Effect.logError(
+            `OUTBOX FULL: ${pendingBytes} bytes pending exceed outbox_max_mb (${options.maxBytes} bytes) ` +
+              `and no output lines are left to drop; keeping run records`
+          )
+        }
+        return records
+      })
+
+    const pending = (afterSeq: number, limit: number) =>
+      attempt("outbox read failed", () =>
+        (stmt.pending.all(afterSeq, Math.max(0, Math.floor(limit))) as Array<{ body: string }>).map((row) =>
+          decodeRecord(JSON.parse(row.body))
+        ))
+
+    const ackTx = db.transaction((upTo: number) => {
+      const { b } = stmt.ackSum.get(upTo) as { b: number }
+      stmt.ackDelete.run(upTo)
+      pendingBytes -= b
+    })
+
+    const ack = (upTo: number) => attempt("outbox ack failed", () => ackTx(upTo))
+
+    const stats = attempt("outbox stats failed", (): OutboxStats => {
+      const row = stmt.stats.get() as { n: number; b: number }
+      return { pending: row.n, bytes: row.b, dropped: readDropped() }
+    })
+
+    const saveTable = (table: typeof ScheduleTable.Type) =>
+      attempt("saving the schedule table failed", () => {
+        stmt.setMeta.run("schedule_table", JSON.stringify(encodeTable(table)))
+      })
+
+    const loadTable = attempt("loading the schedule table failed", () => {
+      const row = stmt.getMeta.get("schedule_table") as { value: string } | undefined
+      return row === undefined ? Option.none() : Option.some(decodeTable(JSON.parse(row.value)))
+    })
+
+    const lastRun = (schedule: string) =>
+      attempt("reading the last run failed", () => {
+        const row = stmt.getLastRun.get(schedule) as { occurrence_ms: number } | undefined
+        return row === undefined ? Option.none() : Option.some(Number(row.occurrence_ms))
+      })
+
+    const setLastRun = (schedule: string, occurrenceMs: number) =>
+      attempt("saving the last run failed", () => {
+        stmt.setLastRun.run(schedule, Math.floor(occurrenceMs))
+      })
+
+    return {
+      outboxId,
+      append,
+      pending,
+      ack,
+      lastSeq,
+      stats,
+      saveTable,
+      loadTable,
+      lastRun,
+      setLastRun
+    } satisfies OutboxShape
+  })
+
+/** `path: ":memory:"` for tests. */
+export const layer = (options: Options): Layer.Layer<Outbox, OutboxError> => Layer.scoped(Outbox, make(options))
