@@ -1,0 +1,181 @@
+/**
+ * A whole barto on loopback for end-to-end tests: real config files in a temp directory, the real
+ * bartos / bartoc / barto-cli processes, and direct read access to the database they write, on
+ * SQLite or a fresh MariaDB database.
+ */
+import Database from "better-sqlite3"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { stringify } from "smol-toml"
+import mysql from "mysql2/promise"
+import { type Proc, runCli, startProcess, waitFor, type CliResult } from "./procs.js"
+
+export type DbKind = "sqlite" | "mariadb"
+
+export const mariadbAvailable = () => process.env.BARTO_MARIADB_AVAILABLE === "1" || process.env.BARTO_REQUIRE_MARIADB === "1"
+
+/** Databases the e2e suites run against: SQLite always, MariaDB when `npm test` found it. */
+export const dbKinds = (): Array<DbKind> => (mariadbAvailable() ? ["sqlite", "mariadb"] : ["sqlite"])
+
+const mariadbTarget = () => {
+  const url = new URL(process.env.BARTO_TEST_MARIADB_URL ?? "mysql://root@127.0.0.1:3306")
+  return {
+    host: url.hostname,
+    port: Number(url.port || 3306),
+    user: decodeURIComponent(url.username || "root"),
+    password: decodeURIComponent(url.password || "")
+  }
+}
+
+export interface Db {
+  readonly kind: DbKind
+  /** Config table for bartos.toml (`[sqlite]` or `[mariadb]`). */
+  readonly toml: Record<string, unknown>
+  readonly all: <T = Record<string, unknown>>(sql: string, params?: Array<unknown>) => Promise<Array<T>>
+  readonly close: () => Promise<void>
+}
+
+export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
+  if (kind === "sqlite") {
+    const path = join(dir, "bartos.db")
+    let handle: Database.Database | undefined
+    return {
+      kind,
+      toml: { sqlite: { path } },
+      all: async <T>(sql: string, params: Array<unknown> = []) => {
+        handle ??= new Database(path, { readonly: true, fileMustExist: true })
+        return handle.prepare(sql).all(...params) as Array<T>
+      },
+      close: async () => {
+        handle?.close()
+      }
+    }
+  }
+  const target = mariadbTarget()
+  const database = `barto_e2e_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const admin = await mysql.createConnection({ ...target })
+  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`)
+  const conn = await mysql.createConnection({ ...target, database, supportBigNumbers: true })
+  return {
+    kind,
+    toml: {
+      mariadb: {
+        host: target.host,
+        port: target.port,
+        username: target.user,
+        database,
+        ...(target.password ? { password: target.password } : {})
+      }
+    },
+    all: async <T>(sql: string, params: Array<unknown> = []) => {
+      const [rows] = await conn.query(sql, params)
+      return rows as Array<T>
+    },
+    close: async () => {
+      await conn.end()
+      await admin.query(`DROP DATABASE IF EXISTS \`${database}\``)
+      await admin.end()
+    }
+  }
+}
+
+export interface Schedule {
+  name: string
+  on_calendar: string
+  cmds: Array<string>
+  timeout?: number | string
+  overlap?: "allow" | "forbid" | "queue"
+  on_failure?: "continue" | "stop"
+  timezone?: string
+}
+
+export interface Cluster {
+  readonly dir: string
+  readonly db: Db
+  port: number
+  server: Proc | undefined
+  readonly agents: Map<string, Proc>
+  readonly serverToml: () => string
+  readonly writeServerConfig: (patch?: { schedules?: Record<string, Array<Schedule>>; extra?: Record<string, unknown> }) => void
+  readonly startServer: (extraArgs?: Array<string>) => Promise<Proc>
+  readonly startAgent: (name: string, extra?: Record<string, unknown>, serverPort?: number) => Promise<Proc>
+  readonly cli: (args: Array<string>, extra?: Record<string, unknown>) => Promise<CliResult>
+  readonly cliJson: <T = unknown>(args: Array<string>, extra?: Record<string, unknown>) => Promise<T>
+  readonly stop: () => Promise<void>
+}
+
+export const makeCluster = async (
+  kind: DbKind,
+  options: { schedules?: Record<string, Array<Schedule>>; server?: Record<string, unknown> } = {}
+): Promise<Cluster> => {
+  const dir = mkdtempSync(join(tmpdir(), "barto-e2e-"))
+  const db = await openDb(kind, dir)
+  let schedules = options.schedules ?? {}
+  let extra = options.server ?? {}
+  const serverTomlPath = join(dir, "bartos.toml")
+  const cluster: Cluster = {
+    dir,
+    db,
+    port: 0,
+    server: undefined,
+    agents: new Map(),
+    serverToml: () => serverTomlPath,
+    writeServerConfig: (patch = {}) => {
+      if (patch.schedules) schedules = patch.schedules
+      if (patch.extra) extra = patch.extra
+      const actix = { ip: "127.0.0.1", port: cluster.port, ...((extra.actix as object | undefined) ?? {}) }
+      const body: Record<string, unknown> = {
+        ...extra,
+        ...db.toml,
+        actix,
+        schedules: Object.fromEntries(Object.entries(schedules).map(([agent, list]) => [agent, { schedules: list }]))
+      }
+      writeFileSync(serverTomlPath, stringify(body))
+    },
+    startServer: async (extraArgs = []) => {
+      cluster.writeServerConfig()
+      const proc = startProcess("bartos", ["-c", serverTomlPath, "-t", join(dir, "bartos.log"), ...extraArgs])
+      const m = await proc.waitForLine(/listening on wss?:\/\/[^:]+:(\d+)/, 30_000)
+      const port = Number(m[1])
+      if (cluster.port === 0) {
+        // pin the port so restarts and hot reloads keep it
+        cluster.port = port
+        cluster.writeServerConfig()
+      }
+      cluster.server = proc
+      return proc
+    },
+    startAgent: async (name, agentExtra = {}, serverPort) => {
+      const path = join(dir, `bartoc-${name}.toml`)
+      const bartos = { prefix: "ws", host: "127.0.0.1", port: serverPort ?? cluster.port, ...((agentExtra.bartos as object | undefined) ?? {}) }
+      writeFileSync(
+        path,
+        stringify({ name, state_path: join(dir, `bartoc-${name}.db`), ...agentExtra, bartos })
+      )
+      const proc = startProcess("bartoc", ["-c", path, "-t", join(dir, `bartoc-${name}.log`)], { name: `bartoc:${name}` })
+      cluster.agents.set(name, proc)
+      return proc
+    },
+    cli: async (args, cliExtra = {}) => {
+      const path = join(dir, "barto-cli.toml")
+      const bartos = { prefix: "ws", host: "127.0.0.1", port: cluster.port, ...((cliExtra.bartos as object | undefined) ?? {}) }
+      writeFileSync(path, stringify({ name: "e2e", ...cliExtra, bartos }))
+      return runCli(["-c", path, ...args])
+    },
+    cliJson: async <T>(args: Array<string>, cliExtra?: Record<string, unknown>) => {
+      const r = await cluster.cli([...args, "--json"], cliExtra)
+      if (r.code !== 0) throw new Error(`barto-cli ${args.join(" ")} exited ${r.code}: ${r.stderr}`)
+      return JSON.parse(r.stdout) as T
+    },
+    stop: async () => {
+      await Promise.all([...cluster.agents.values()].map((a) => a.stop()))
+      if (cluster.server) await cluster.server.stop()
+      await db.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  return cluster
+}
+
+export { waitFor }
