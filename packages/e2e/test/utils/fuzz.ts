@@ -1,0 +1,108 @@
+/**
+ * Deterministic generators of hostile frames for the fuzz tests: random bytes, truncated and
+ * bit-flipped valid frames, oversized frames, JSON with unknown tags or wrong field types, and
+ * (when keys are given) envelopes with wrong MACs, wrong signatures, expired timestamps and
+ * replayed nonces.
+ */
+import { createHmac } from "node:crypto"
+
+/** mulberry32: small, fast, seeded. */
+export const prng = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export type FrameKind =
+  | "random_bytes"
+  | "truncated"
+  | "bit_flip"
+  | "oversized"
+  | "unknown_tag"
+  | "wrong_types"
+  | "not_json"
+  | "empty"
+  | "text_garbage"
+
+const enc = new TextEncoder()
+
+export const hostileFrame = (
+  rand: () => number,
+  valid: ReadonlyArray<Uint8Array>,
+  maxFrameBytes: number
+): { kind: FrameKind; bytes: Uint8Array } => {
+  const pick = <A>(xs: ReadonlyArray<A>) => xs[Math.floor(rand() * xs.length)]!
+  const kinds: Array<FrameKind> = [
+    "random_bytes",
+    "truncated",
+    "bit_flip",
+    "unknown_tag",
+    "wrong_types",
+    "not_json",
+    "empty",
+    "text_garbage"
+  ]
+  // oversized frames are costly; keep them rare
+  const kind: FrameKind = rand() < 0.01 ? "oversized" : pick(kinds)
+  switch (kind) {
+    case "random_bytes": {
+      const n = 1 + Math.floor(rand() * 512)
+      const b = new Uint8Array(n)
+      for (let i = 0; i < n; i++) b[i] = Math.floor(rand() * 256)
+      return { kind, bytes: b }
+    }
+    case "truncated": {
+      const v = pick(valid)
+      return { kind, bytes: v.slice(0, Math.max(1, Math.floor(rand() * (v.length - 1)))) }
+    }
+    case "bit_flip": {
+      const v = pick(valid).slice()
+      const flips = 1 + Math.floor(rand() * 4)
+      for (let i = 0; i < flips; i++) {
+        const at = Math.floor(rand() * v.length)
+        v[at] = v[at]! ^ (1 << Math.floor(rand() * 8))
+      }
+      return { kind, bytes: v }
+    }
+    case "oversized":
+      return { kind, bytes: enc.encode(JSON.stringify({ _tag: "Ping", id: 1, sentAt: 1, pad: "x".repeat(maxFrameBytes) })) }
+    case "unknown_tag":
+      return { kind, bytes: enc.encode(JSON.stringify({ _tag: `Evil${Math.floor(rand() * 1e6)}`, id: 1 })) }
+    case "wrong_types":
+      return {
+        kind,
+        bytes: enc.encode(
+          JSON.stringify(
+            pick([
+              { _tag: "Ping", id: "one", sentAt: null },
+              { _tag: "RecordBatch", records: [{ _tag: "OutputLine", seq: -5 }] },
+              { _tag: "RecordBatch", records: "nope" },
+              { _tag: "AgentInfo", info: 42 },
+              { _tag: "InfoRequest" },
+              { _tag: "QueryRequest", id: 1, sql: 7 }
+            ])
+          )
+        )
+      }
+    case "not_json":
+      return { kind, bytes: enc.encode(pick(["{", "}{", "[1,2", "null", "42", "\"str\"", "{\"_tag\":"])) }
+    case "empty":
+      return { kind, bytes: new Uint8Array(0) }
+    case "text_garbage":
+      return { kind, bytes: enc.encode("\u0000\uffff\ud800".repeat(1 + Math.floor(rand() * 20))) }
+  }
+}
+
+/** An HMAC envelope as reference §2.5 lays it out, with a caller-chosen (possibly wrong) key. */
+export const hmacEnvelope = (key: string, payload: Uint8Array, tsSecs: number, nonce: bigint): Uint8Array => {
+  const head = Buffer.alloc(16)
+  head.writeBigUInt64BE(BigInt(tsSecs), 0)
+  head.writeBigUInt64BE(nonce, 8)
+  const mac = createHmac("sha256", Buffer.from(key, "utf8")).update(head).update(payload).digest()
+  return new Uint8Array(Buffer.concat([head, mac, Buffer.from(payload)]))
+}
