@@ -1,0 +1,331 @@
+/**
+ * Configuration of the three programs (D9): `bartos.toml`, `bartoc.toml`, `barto-cli.toml`.
+ *
+ * Field names are the TOML keys (snake_case, reference §4.3–4.5, plus ours). Sources, highest
+ * first: **flags > environment > TOML > defaults**. Environment names are `BARTOS_…`, `BARTOC_…`,
+ * `BARTO_CLI_…` with `__` between nested tables (`BARTOS_ACTIX__PORT` → `actix.port`), matched
+ * case-insensitively; their values stay strings until the key's own schema converts them (an
+ * api key `00123` stays `00123`, unlike the reference). Arrays (schedules) are not overridable
+ * from the environment.
+ *
+ * Secrets are `Redacted<string>`; every secret key `k` also accepts `k_file`, a path whose
+ * contents (trailing newline trimmed) become the secret. Giving both in one source is an error; a
+ * higher source giving either one replaces both from lower sources. Relative `k_file` paths in the
+ * TOML file are resolved against the file's directory.
+ *
+ * A missing default config file means "defaults only" (bartos and bartoc start with zero
+ * configuration); an explicit `configPath` that does not exist is an error.
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as os from "node:os"
+import * as path from "node:path"
+import { load } from "./internal/configLoad.js"
+import {
+  Bool,
+  defaultTable,
+  DurationSecs,
+  Enum,
+  IpAddress,
+  NonEmptyText,
+  NonNegativeInt,
+  opt,
+  Port,
+  PositiveInt,
+  PositiveNumber,
+  Secret,
+  StringArray,
+  table,
+  tableOf,
+  Text,
+  U8,
+  withDefault
+} from "./internal/configSchema.js"
+import * as Messages from "./Messages.js"
+
+export { parseDurationSecs } from "./internal/configSchema.js"
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A configuration problem. `file` names where the bad value came from: the TOML file path,
+ * `environment BARTOS_ACTIX__PORT`, `command line`, or undefined (defaults). `path` is the key
+ * path (`actix.port`), empty for whole-file problems; `line`/`column` are set for TOML syntax
+ * errors.
+ */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly file: string | undefined
+  readonly path: string
+  readonly reason: string
+  readonly line?: number
+  readonly column?: number
+}> {
+  override get message(): string {
+    const where = this.file === undefined
+      ? ""
+      : this.line !== undefined
+      ? `${this.file}:${this.line}:${this.column ?? 0}: `
+      : `${this.file}: `
+    return `${where}${this.path === "" ? "" : `${this.path}: `}${this.reason}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Default paths (reference §4.7, XDG)
+// ---------------------------------------------------------------------------------------------
+
+export type Program = "bartos" | "bartoc" | "barto-cli"
+
+export interface DefaultPaths {
+  /** `<config_dir>/<pkg>/<pkg>.toml` */
+  readonly configFile: string
+  /** `<data_dir>/<pkg>`: the program's own data directory. */
+  readonly dataDir: string
+  /** `<data_dir>/<pkg>/logs/<pkg>.log` */
+  readonly logFile: string
+  /** bartos: `<data_dir>/bartos/bartos.db` (SQLite); bartoc: `<data_dir>/bartoc/db/bartoc.db` (state). */
+  readonly dbFile: string
+}
+
+const xdgDir = (value: string | undefined, fallback: string): string =>
+  // The XDG spec says relative values are invalid and must be ignored.
+  value !== undefined && value !== "" && path.isAbsolute(value) ? value : fallback
+
+export const defaultPaths = (program: Program, env: Record<string, string | undefined> = process.env): DefaultPaths => {
+  const home = env.HOME !== undefined && env.HOME !== "" ? env.HOME : os.homedir()
+  const configHome = xdgDir(env.XDG_CONFIG_HOME, path.join(home, ".config"))
+  const dataHome = xdgDir(env.XDG_DATA_HOME, path.join(home, ".local", "share"))
+  const dataDir = path.join(dataHome, program)
+  return {
+    configFile: path.join(configHome, program, `${program}.toml`),
+    dataDir,
+    logFile: path.join(dataDir, "logs", `${program}.log`),
+    dbFile: program === "bartoc" ? path.join(dataDir, "db", "bartoc.db") : path.join(dataDir, `${program}.db`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+// ---------------------------------------------------------------------------------------------
+
+const common = {
+  verbose: withDefault(U8, () => 0),
+  quiet: withDefault(U8, () => 0),
+  enable_std_output: withDefault(Bool, () => false)
+}
+
+/** Reference §4.6, every key optional here. */
+const TracingLayer = {
+  with_target: withDefault(Bool, () => false),
+  with_thread_ids: withDefault(Bool, () => false),
+  with_thread_names: withDefault(Bool, () => false),
+  with_line_number: withDefault(Bool, () => false),
+  with_level: withDefault(Bool, () => true),
+  directives: opt(Text)
+}
+
+export const Tracing = table({
+  stdout: defaultTable(TracingLayer),
+  file: defaultTable({
+    quiet: withDefault(U8, () => 0),
+    verbose: withDefault(U8, () => 0),
+    layer: defaultTable(TracingLayer)
+  })
+})
+export type Tracing = typeof Tracing.Type
+
+export const Tls = table({
+  ip: withDefault(IpAddress, () => "127.0.0.1"),
+  port: withDefault(Port, () => 20443),
+  cert_file_path: NonEmptyText,
+  key_file_path: NonEmptyText,
+  /** Enables mTLS: clients must present a certificate chaining to these CA(s). */
+  client_ca_cert: opt(NonEmptyText)
+})
+export type Tls = typeof Tls.Type
+
+export const Actix = {
+  workers: opt(PositiveInt),
+  ip: withDefault(NonEmptyText, () => "127.0.0.1"),
+  port: withDefault(Port, () => 20000),
+  tls: opt(Tls)
+}
+
+export const MariaDb = table({
+  host: NonEmptyText,
+  port: withDefault(Port, () => 3306),
+  username: NonEmptyText,
+  password: opt(Secret),
+  database: NonEmptyText,
+  options: opt(Text)
+})
+export type MariaDb = typeof MariaDb.Type
+
+export const ScheduleEntry = table({
+  name: NonEmptyText,
+  on_calendar: NonEmptyText,
+  cmds: StringArray,
+  timezone: opt(NonEmptyText),
+  /** Seconds; TOML may say `"90s"`, `"5m"`, `"1h"`. */
+  timeout: opt(DurationSecs),
+  overlap: withDefault(Enum(...Messages.Overlap.literals), () => "allow" as const),
+  on_failure: withDefault(Enum(...Messages.OnFailure.literals), () => "continue" as const)
+})
+export type ScheduleEntry = typeof ScheduleEntry.Type
+
+const ScheduleList = Schema.Array(ScheduleEntry).annotations({ message: () => "expected an array of schedule tables" })
+  .pipe(Schema.filter((entries) => {
+    const seen = new Set<string>()
+    for (let i = 0; i < entries.length; i++) {
+      const name = entries[i]!.name
+      if (seen.has(name)) return { path: [i, "name"], message: `duplicate schedule name ${JSON.stringify(name)}` }
+      seen.add(name)
+    }
+    return true
+  }))
+
+export const AgentSchedules = table({ schedules: withDefault(ScheduleList, () => []) })
+export type AgentSchedules = typeof AgentSchedules.Type
+
+export const BartosConfig = Schema.Struct({
+  ...common,
+  /** Base64 Ed25519 32-byte seed; frames to agents are signed when set. */
+  signing_key: opt(Secret),
+  /** Raw UTF-8 bytes are the HMAC key. */
+  hmac_key: opt(Secret),
+  /** Bearer token required on both WebSocket endpoints. */
+  api_key: opt(Secret),
+  /** Admin role on the CLI link (cleanup, run, cancel, pause). */
+  admin_key: opt(Secret),
+  /** With TLS configured the plain listener is off unless this is true (D7). */
+  allow_plaintext: withDefault(Bool, () => false),
+  actix: defaultTable(Actix),
+  mariadb: opt(MariaDb),
+  sqlite: defaultTable({ path: withDefault(NonEmptyText, () => defaultPaths("bartos").dbFile) }),
+  retention: defaultTable({
+    max_age_days: opt(PositiveNumber),
+    max_runs_per_schedule: opt(PositiveInt),
+    interval_secs: withDefault(PositiveNumber, () => 3600)
+  }),
+  limits: defaultTable({
+    max_frame_bytes: withDefault(PositiveInt, () => 1048576),
+    query_row_cap: withDefault(PositiveInt, () => 1000),
+    query_timeout_ms: withDefault(PositiveInt, () => 5000),
+    liveness_secs: withDefault(PositiveNumber, () => 15)
+  }),
+  tracing: opt(Tracing),
+  /** Keyed by agent name (`[[schedules.<name>.schedules]]`); order preserved. */
+  schedules: withDefault(tableOf(AgentSchedules), () => ({}))
+})
+export type BartosConfig = typeof BartosConfig.Type
+
+const bartosLinkFields = {
+  prefix: withDefault(Enum("ws", "wss"), () => "ws" as const),
+  host: withDefault(NonEmptyText, () => "127.0.0.1"),
+  port: withDefault(Port, () => 20000),
+  /** Pinned CA bundle. */
+  ca_cert: opt(NonEmptyText),
+  /** mTLS: both or neither. */
+  client_cert: opt(NonEmptyText),
+  client_key: opt(NonEmptyText),
+  api_key: opt(Secret)
+}
+
+const bothOrNeither = (t: { readonly client_cert?: string; readonly client_key?: string }) =>
+  (t.client_cert === undefined) === (t.client_key === undefined) ||
+  {
+    path: [t.client_cert === undefined ? "client_cert" : "client_key"],
+    message: "client_cert and client_key must be given together"
+  }
+
+const bartosLink = <F extends Schema.Struct.Fields>(fields: F) => {
+  const t = table(fields).pipe(
+    Schema.filter(bothOrNeither as (t: any) => true | Schema.FilterIssue)
+  ) as unknown as Schema.Schema<Schema.Struct.Type<F>, unknown, never>
+  return withDefault(t, () => Schema.decodeUnknownSync(t)({}))
+}
+
+export const BartocConfig = Schema.Struct({
+  ...common,
+  /** Sent as `?name=`; must match a `[schedules.<name>]` table on bartos. */
+  name: withDefault(NonEmptyText, () => os.hostname()),
+  /** Absent = retry forever; 0 = exit at once; exhausted = exit 1. */
+  retry_count: opt(NonNegativeInt),
+  /** Seconds without an answer from bartos before the connection is dropped. */
+  client_timeout: withDefault(PositiveNumber, () => 10),
+  missed_tick: withDefault(Enum(...Messages.MissedTick.literals), () => "Burst" as const),
+  catch_up_limit: withDefault(NonNegativeInt, () => 10),
+  outbox_max_mb: withDefault(PositiveNumber, () => 256),
+  /** Base64 32-byte Ed25519 public key; set = every bartos frame must verify. */
+  server_public_key: opt(Secret),
+  hmac_key: opt(Secret),
+  replay_window_secs: withDefault(NonNegativeInt, () => 60),
+  /** Agent state (outbox) SQLite file; `-r/--redb-absolute-path`. */
+  state_path: withDefault(NonEmptyText, () => defaultPaths("bartoc").dbFile),
+  bartos: bartosLink(bartosLinkFields),
+  tracing: opt(Tracing)
+})
+export type BartocConfig = typeof BartocConfig.Type
+
+export const CliConfig = Schema.Struct({
+  ...common,
+  name: withDefault(NonEmptyText, () => "barto-cli"),
+  /** Seconds to wait for a reply. */
+  timeout_secs: withDefault(PositiveNumber, () => 5),
+  bartos: bartosLink({ ...bartosLinkFields, admin_key: opt(Secret) }),
+  tracing: opt(Tracing)
+})
+export type CliConfig = typeof CliConfig.Type
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+export interface LoadOptions {
+  /** Explicit config file (`-c`); must exist. Absent: the default path, which may be missing. */
+  readonly configPath?: string | undefined
+  /** Read no file at all (defaults, env and flags only). */
+  readonly noConfigFile?: boolean | undefined
+  /** The environment; defaults to the process environment. */
+  readonly env?: Record<string, string | undefined> | undefined
+  /** Highest-precedence values, nested, with TOML key names; `undefined` leaves mean "not given". */
+  readonly flags?: Record<string, unknown> | undefined
+}
+
+const ENV_PREFIX: Record<Program, string> = { bartos: "BARTOS", bartoc: "BARTOC", "barto-cli": "BARTO_CLI" }
+
+const loadProgram = <A>(
+  program: Program,
+  schema: Schema.Schema<A, any, never>,
+  defaults: (paths: DefaultPaths) => Record<string, unknown>,
+  options: LoadOptions | undefined
+): Effect.Effect<A, ConfigError> =>
+  Effect.suspend(() => {
+    const env = options?.env ?? process.env
+    const paths = defaultPaths(program, env)
+    const explicit = options?.configPath !== undefined
+    const result = load<A>({
+      schema,
+      envPrefix: ENV_PREFIX[program],
+      defaults: defaults(paths),
+      configFile: options?.noConfigFile === true ? "" : options?.configPath ?? paths.configFile,
+      explicitFile: explicit,
+      skipFile: options?.noConfigFile === true,
+      env,
+      flags: options?.flags
+    })
+    return Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(new ConfigError(result.left))
+  })
+
+export const loadBartos = (options?: LoadOptions): Effect.Effect<BartosConfig, ConfigError> =>
+  loadProgram("bartos", BartosConfig, (p) => ({ sqlite: { path: p.dbFile } }), options)
+
+export const loadBartoc = (options?: LoadOptions): Effect.Effect<BartocConfig, ConfigError> =>
+  loadProgram("bartoc", BartocConfig, (p) => ({ name: os.hostname(), state_path: p.dbFile }), options)
+
+export const loadCli = (options?: LoadOptions): Effect.Effect<CliConfig, ConfigError> =>
+  loadProgram("barto-cli", CliConfig, () => ({}), options)

@@ -1,0 +1,589 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Redacted } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { inspect } from "node:util"
+import * as Config from "../src/Config.js"
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "barto-config-"))
+
+const writeFile = (dir: string, name: string, text: string) => {
+  const file = path.join(dir, name)
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, text)
+  return file
+}
+
+/** An environment with a HOME of its own so the default config file never exists. */
+const isolatedEnv = (extra: Record<string, string> = {}) => ({ HOME: tmp(), ...extra })
+
+const failure = <A>(effect: Effect.Effect<A, Config.ConfigError>) =>
+  Effect.gen(function*() {
+    const result = yield* Effect.either(effect)
+    if (Either.isRight(result)) return assert.fail(`expected a ConfigError, got ${inspect(result.right)}`)
+    return result.left
+  })
+
+describe("defaultPaths", () => {
+  it("follows XDG with ~/.config and ~/.local/share fallbacks", () => {
+    const p = Config.defaultPaths("bartos", { HOME: "/home/u" })
+    assert.deepStrictEqual(p, {
+      configFile: "/home/u/.config/bartos/bartos.toml",
+      dataDir: "/home/u/.local/share/bartos",
+      logFile: "/home/u/.local/share/bartos/logs/bartos.log",
+      dbFile: "/home/u/.local/share/bartos/bartos.db"
+    })
+    const c = Config.defaultPaths("bartoc", { HOME: "/home/u", XDG_CONFIG_HOME: "/cfg", XDG_DATA_HOME: "/data" })
+    assert.strictEqual(c.configFile, "/cfg/bartoc/bartoc.toml")
+    assert.strictEqual(c.logFile, "/data/bartoc/logs/bartoc.log")
+    assert.strictEqual(c.dbFile, "/data/bartoc/db/bartoc.db")
+    const cli = Config.defaultPaths("barto-cli", { HOME: "/home/u", XDG_CONFIG_HOME: "relative/is/ignored" })
+    assert.strictEqual(cli.configFile, "/home/u/.config/barto-cli/barto-cli.toml")
+  })
+})
+
+describe("defaults", () => {
+  it.effect("bartos starts with zero configuration", () =>
+    Effect.gen(function*() {
+      const env = isolatedEnv()
+      const c = yield* Config.loadBartos({ env })
+      assert.strictEqual(c.actix.ip, "127.0.0.1")
+      assert.strictEqual(c.actix.port, 20000)
+      assert.strictEqual(c.allow_plaintext, false)
+      assert.strictEqual(c.sqlite.path, path.join(env.HOME, ".local/share/bartos/bartos.db"))
+      assert.deepStrictEqual(c.retention, { interval_secs: 3600 })
+      assert.deepStrictEqual(c.limits, {
+        max_frame_bytes: 1048576,
+        query_row_cap: 1000,
+        query_timeout_ms: 5000,
+        liveness_secs: 15
+      })
+      assert.deepStrictEqual(c.schedules, {})
+      assert.strictEqual(c.mariadb, undefined)
+      assert.strictEqual(c.tracing, undefined)
+      assert.strictEqual(c.api_key, undefined)
+    }))
+
+  it.effect("bartoc and barto-cli defaults", () =>
+    Effect.gen(function*() {
+      const env = isolatedEnv()
+      const c = yield* Config.loadBartoc({ env })
+      assert.strictEqual(c.name, os.hostname())
+      assert.strictEqual(c.retry_count, undefined)
+      assert.strictEqual(c.client_timeout, 10)
+      assert.strictEqual(c.missed_tick, "Burst")
+      assert.strictEqual(c.catch_up_limit, 10)
+      assert.strictEqual(c.outbox_max_mb, 256)
+      assert.strictEqual(c.replay_window_secs, 60)
+      assert.strictEqual(c.state_path, path.join(env.HOME, ".local/share/bartoc/db/bartoc.db"))
+      assert.deepStrictEqual(c.bartos, { prefix: "ws", host: "127.0.0.1", port: 20000 })
+      const cli = yield* Config.loadCli({ env })
+      assert.strictEqual(cli.name, "barto-cli")
+      assert.strictEqual(cli.timeout_secs, 5)
+      assert.deepStrictEqual(cli.bartos, { prefix: "ws", host: "127.0.0.1", port: 20000 })
+    }))
+
+  it.effect("the default config file is read when present", () =>
+    Effect.gen(function*() {
+      const home = tmp()
+      writeFile(home, ".config/bartoc/bartoc.toml", `name = "from-default-file"\n`)
+      const c = yield* Config.loadBartoc({ env: { HOME: home } })
+      assert.strictEqual(c.name, "from-default-file")
+    }))
+
+  it.effect("noConfigFile skips the default file", () =>
+    Effect.gen(function*() {
+      const home = tmp()
+      writeFile(home, ".config/bartoc/bartoc.toml", `name = "from-default-file"\n`)
+      const c = yield* Config.loadBartoc({ env: { HOME: home }, noConfigFile: true })
+      assert.strictEqual(c.name, os.hostname())
+    }))
+
+  it.effect("[tracing] keys are all optional", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "c.toml", `[tracing.stdout]\nwith_target = true\n`)
+      const c = yield* Config.loadCli({ configPath: file, env: isolatedEnv() })
+      assert.strictEqual(c.tracing?.stdout.with_target, true)
+      assert.strictEqual(c.tracing?.stdout.with_level, true)
+      assert.strictEqual(c.tracing?.file.verbose, 0)
+      assert.strictEqual(c.tracing?.file.layer.with_thread_ids, false)
+    }))
+})
+
+describe("TOML", () => {
+  it.effect("reads every reference key of bartos.toml", () =>
+    Effect.gen(function*() {
+      const file = writeFile(
+        tmp(),
+        "bartos.toml",
+        `
+signing_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+hmac_key = "test-shared-secret"
+api_key = "api"
+admin_key = "admin"
+allow_plaintext = true
+unknown_key_is_ignored = 1
+
+[actix]
+workers = 4
+ip = "0.0.0.0"
+port = 21000
+
+[actix.tls]
+ip = "::1"
+port = 21443
+cert_file_path = "/etc/barto/cert.pem"
+key_file_path = "/etc/barto/key.pem"
+client_ca_cert = "/etc/barto/ca.pem"
+
+[mariadb]
+host = "db"
+username = "barto"
+password = "pw"
+database = "barto"
+options = "ssl=true"
+
+[retention]
+max_age_days = 30
+max_runs_per_schedule = 100
+
+[limits]
+max_frame_bytes = 65536
+
+[[schedules.host1.schedules]]
+name = "backup"
+on_calendar = "daily"
+cmds = ["echo a", "echo b"]
+timezone = "Europe/Paris"
+timeout = "5m"
+overlap = "forbid"
+on_failure = "stop"
+
+[[schedules.host1.schedules]]
+name = "quick"
+on_calendar = "*-*-* *:*:0/5"
+cmds = []
+timeout = 90
+
+[schedules.host2]
+`
+      )
+      const c = yield* Config.loadBartos({ configPath: file, env: isolatedEnv() })
+      assert.strictEqual(Redacted.value(c.signing_key!), "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+      assert.strictEqual(Redacted.value(c.hmac_key!), "test-shared-secret")
+      assert.strictEqual(Redacted.value(c.api_key!), "api")
+      assert.strictEqual(Redacted.value(c.admin_key!), "admin")
+      assert.strictEqual(c.allow_plaintext, true)
+      assert.deepStrictEqual(c.actix.workers, 4)
+      assert.deepStrictEqual(c.actix.tls, {
+        ip: "::1",
+        port: 21443,
+        cert_file_path: "/etc/barto/cert.pem",
+        key_file_path: "/etc/barto/key.pem",
+        client_ca_cert: "/etc/barto/ca.pem"
+      })
+      assert.strictEqual(c.mariadb?.port, 3306)
+      assert.strictEqual(Redacted.value(c.mariadb!.password!), "pw")
+      assert.strictEqual(c.mariadb?.options, "ssl=true")
+      assert.deepStrictEqual(c.retention, { max_age_days: 30, max_runs_per_schedule: 100, interval_secs: 3600 })
+      assert.strictEqual(c.limits.max_frame_bytes, 65536)
+      assert.strictEqual(c.limits.query_row_cap, 1000)
+      assert.deepStrictEqual(c.schedules.host1!.schedules, [
+        {
+          name: "backup",
+          on_calendar: "daily",
+          cmds: ["echo a", "echo b"],
+          timezone: "Europe/Paris",
+          timeout: 300,
+          overlap: "forbid",
+          on_failure: "stop"
+        },
+        { name: "quick", on_calendar: "*-*-* *:*:0/5", cmds: [], timeout: 90, overlap: "allow", on_failure: "continue" }
+      ])
+      assert.deepStrictEqual(c.schedules.host2, { schedules: [] })
+    }))
+
+  it.effect("scalars are coerced like the reference (string port, number name)", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `name = 42\nretry_count = "10"\n[bartos]\nport = "20001"\n`)
+      const c = yield* Config.loadBartoc({ configPath: file, env: isolatedEnv() })
+      assert.strictEqual(c.name, "42")
+      assert.strictEqual(c.retry_count, 10)
+      assert.strictEqual(c.bartos.port, 20001)
+    }))
+
+  it("timeouts accept seconds or unit text", () => {
+    assert.strictEqual(Config.parseDurationSecs(90), 90)
+    assert.strictEqual(Config.parseDurationSecs("90"), 90)
+    assert.strictEqual(Config.parseDurationSecs("90s"), 90)
+    assert.strictEqual(Config.parseDurationSecs("5m"), 300)
+    assert.strictEqual(Config.parseDurationSecs("1h"), 3600)
+    assert.strictEqual(Config.parseDurationSecs("1h30m"), 5400)
+    assert.strictEqual(Config.parseDurationSecs("250ms"), 0.25)
+    assert.strictEqual(Config.parseDurationSecs("0"), undefined)
+    assert.strictEqual(Config.parseDurationSecs("-5"), undefined)
+    assert.strictEqual(Config.parseDurationSecs("5 minutes"), undefined)
+    assert.strictEqual(Config.parseDurationSecs(""), undefined)
+  })
+})
+
+describe("precedence: flags > env > TOML > defaults", () => {
+  // For one key: which source wins given which sources are set.
+  const matrix: ReadonlyArray<{ toml: boolean; env: boolean; flag: boolean; expected: number }> = [
+    { toml: false, env: false, flag: false, expected: 20000 },
+    { toml: true, env: false, flag: false, expected: 1 },
+    { toml: false, env: true, flag: false, expected: 2 },
+    { toml: true, env: true, flag: false, expected: 2 },
+    { toml: false, env: false, flag: true, expected: 3 },
+    { toml: true, env: false, flag: true, expected: 3 },
+    { toml: false, env: true, flag: true, expected: 3 },
+    { toml: true, env: true, flag: true, expected: 3 }
+  ]
+  for (const row of matrix) {
+    it.effect(`actix.port with toml=${row.toml} env=${row.env} flag=${row.flag} → ${row.expected}`, () =>
+      Effect.gen(function*() {
+        const file = writeFile(tmp(), "bartos.toml", row.toml ? `[actix]\nport = 1\nip = "10.0.0.1"\n` : "")
+        const env = isolatedEnv(row.env ? { BARTOS_ACTIX__PORT: "2" } : {})
+        const c = yield* Config.loadBartos({
+          configPath: file,
+          env,
+          flags: row.flag ? { actix: { port: 3 } } : {}
+        })
+        assert.strictEqual(c.actix.port, row.expected)
+        // A neighbouring key in the same table is untouched by the override.
+        assert.strictEqual(c.actix.ip, row.toml ? "10.0.0.1" : "127.0.0.1")
+      }))
+  }
+
+  it.effect("each key takes its own highest source", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `name = "toml"\nclient_timeout = 11\ncatch_up_limit = 12\n`)
+      const c = yield* Config.loadBartoc({
+        configPath: file,
+        env: isolatedEnv({ BARTOC_CLIENT_TIMEOUT: "21", BARTOC_OUTBOX_MAX_MB: "22" }),
+        flags: { verbose: 2, catch_up_limit: 31, name: undefined }
+      })
+      assert.strictEqual(c.name, "toml")
+      assert.strictEqual(c.client_timeout, 21)
+      assert.strictEqual(c.outbox_max_mb, 22)
+      assert.strictEqual(c.catch_up_limit, 31)
+      assert.strictEqual(c.verbose, 2)
+      assert.strictEqual(c.replay_window_secs, 60)
+    }))
+
+  it.effect("flags set state_path over TOML (-r)", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `state_path = "/toml/state.db"\n`)
+      const c = yield* Config.loadBartoc({ configPath: file, env: isolatedEnv(), flags: { state_path: "/flag.db" } })
+      assert.strictEqual(c.state_path, "/flag.db")
+    }))
+})
+
+describe("environment names", () => {
+  it.effect("__ nests, a single _ stays in the key", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartos({
+        env: isolatedEnv({
+          BARTOS_ACTIX__TLS__PORT: "30443",
+          BARTOS_ACTIX__TLS__CERT_FILE_PATH: "/c.pem",
+          BARTOS_ACTIX__TLS__KEY_FILE_PATH: "/k.pem",
+          BARTOS_MARIADB__HOST: "db",
+          BARTOS_MARIADB__USERNAME: "u",
+          BARTOS_MARIADB__DATABASE: "d",
+          BARTOS_MARIADB__PASSWORD: "p@ss:w/rd",
+          BARTOS_RETENTION__MAX_AGE_DAYS: "7",
+          BARTOS_ALLOW_PLAINTEXT: "TRUE",
+          // Wrong nesting (single underscore) maps to a flat key that does not exist: ignored.
+          BARTOS_ACTIX_PORT: "1"
+        })
+      })
+      assert.strictEqual(c.actix.tls?.port, 30443)
+      assert.strictEqual(c.actix.port, 20000)
+      assert.strictEqual(c.mariadb?.host, "db")
+      assert.strictEqual(Redacted.value(c.mariadb!.password!), "p@ss:w/rd")
+      assert.strictEqual(c.retention.max_age_days, 7)
+      assert.strictEqual(c.allow_plaintext, true)
+    }))
+
+  it.effect("names are case-insensitive", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartoc({
+        env: isolatedEnv({ bartoc_bartos__host: "lower", BaRtOc_MiSsEd_TiCk: "Skip" })
+      })
+      assert.strictEqual(c.bartos.host, "lower")
+      assert.strictEqual(c.missed_tick, "Skip")
+    }))
+
+  it.effect("values stay strings: a secret 00123 stays 00123, 1e3 stays 1e3", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartoc({
+        env: isolatedEnv({ BARTOC_BARTOS__API_KEY: "00123", BARTOC_HMAC_KEY: "1e3", BARTOC_NAME: "007" })
+      })
+      assert.strictEqual(Redacted.value(c.bartos.api_key!), "00123")
+      assert.strictEqual(Redacted.value(c.hmac_key!), "1e3")
+      assert.strictEqual(c.name, "007")
+    }))
+
+  it.effect("each program reads its own prefix", () =>
+    Effect.gen(function*() {
+      const env = isolatedEnv({
+        BARTOS_API_KEY: "s",
+        BARTOC_BARTOS__API_KEY: "c",
+        BARTO_CLI_BARTOS__API_KEY: "cli",
+        BARTO_CLI_BARTOS__ADMIN_KEY: "adm",
+        BARTO_CLI_TIMEOUT_SECS: "9"
+      })
+      const s = yield* Config.loadBartos({ env })
+      const c = yield* Config.loadBartoc({ env })
+      const cli = yield* Config.loadCli({ env })
+      assert.strictEqual(Redacted.value(s.api_key!), "s")
+      assert.strictEqual(Redacted.value(c.bartos.api_key!), "c")
+      assert.strictEqual(Redacted.value(cli.bartos.api_key!), "cli")
+      assert.strictEqual(Redacted.value(cli.bartos.admin_key!), "adm")
+      assert.strictEqual(cli.timeout_secs, 9)
+    }))
+})
+
+describe("*_file secrets", () => {
+  it.effect("every secret key accepts a _file; trailing newline trimmed", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const secret = (name: string) => writeFile(dir, name, `${name}-value\n`)
+      const bartosFile = writeFile(
+        dir,
+        "bartos.toml",
+        `signing_key_file = "${secret("signing")}"
+hmac_key_file = "${secret("hmac")}"
+api_key_file = "${secret("api")}"
+admin_key_file = "${secret("admin")}"
+[mariadb]
+host = "h"
+username = "u"
+database = "d"
+password_file = "${secret("mariadb")}"
+`
+      )
+      const s = yield* Config.loadBartos({ configPath: bartosFile, env: isolatedEnv() })
+      assert.strictEqual(Redacted.value(s.signing_key!), "signing-value")
+      assert.strictEqual(Redacted.value(s.hmac_key!), "hmac-value")
+      assert.strictEqual(Redacted.value(s.api_key!), "api-value")
+      assert.strictEqual(Redacted.value(s.admin_key!), "admin-value")
+      assert.strictEqual(Redacted.value(s.mariadb!.password!), "mariadb-value")
+      assert.isFalse("api_key_file" in s)
+
+      const c = yield* Config.loadBartoc({
+        env: isolatedEnv({
+          BARTOC_SERVER_PUBLIC_KEY_FILE: secret("pub"),
+          BARTOC_HMAC_KEY_FILE: secret("chmac"),
+          BARTOC_BARTOS__API_KEY_FILE: secret("capi")
+        })
+      })
+      assert.strictEqual(Redacted.value(c.server_public_key!), "pub-value")
+      assert.strictEqual(Redacted.value(c.hmac_key!), "chmac-value")
+      assert.strictEqual(Redacted.value(c.bartos.api_key!), "capi-value")
+
+      const cli = yield* Config.loadCli({
+        env: isolatedEnv(),
+        flags: { bartos: { api_key_file: secret("cliapi"), admin_key_file: secret("cliadmin") } }
+      })
+      assert.strictEqual(Redacted.value(cli.bartos.api_key!), "cliapi-value")
+      assert.strictEqual(Redacted.value(cli.bartos.admin_key!), "cliadmin-value")
+    }))
+
+  it.effect("only one trailing newline is trimmed; CRLF too; inner whitespace kept", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      writeFile(dir, "k", "  two words \r\n")
+      const file = writeFile(dir, "bartos.toml", `hmac_key_file = "k"\n`) // relative to the TOML file
+      const c = yield* Config.loadBartos({ configPath: file, env: isolatedEnv() })
+      assert.strictEqual(Redacted.value(c.hmac_key!), "  two words ")
+    }))
+
+  it.effect("a higher source's k replaces a lower source's k_file, and vice versa", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const keyFile = writeFile(dir, "k", "from-file\n")
+      const file = writeFile(dir, "bartos.toml", `api_key_file = "${keyFile}"\nhmac_key = "toml"\n`)
+      const c = yield* Config.loadBartos({
+        configPath: file,
+        env: isolatedEnv({ BARTOS_API_KEY: "from-env", BARTOS_HMAC_KEY_FILE: keyFile })
+      })
+      assert.strictEqual(Redacted.value(c.api_key!), "from-env")
+      assert.strictEqual(Redacted.value(c.hmac_key!), "from-file")
+    }))
+})
+
+describe("errors name the source, the key and the reason", () => {
+  it.effect("TOML syntax error: file, line and column", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[actix]\nport = 20000\nip = "unterminated\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e._tag, "ConfigError")
+      assert.strictEqual(e.file, file)
+      assert.strictEqual(e.line, 3)
+      assert.isNumber(e.column)
+      assert.match(e.message, new RegExp(`^${file}:3:\\d+: invalid TOML: `))
+    }))
+
+  it.effect("wrong type", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `allow_plaintext = "maybe"\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: allow_plaintext: expected true or false, got "maybe"`)
+    }))
+
+  it.effect("a table given as a scalar", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `actix = 5\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: actix: expected a table, got 5`)
+    }))
+
+  it.effect("port out of range", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[actix]\nport = 70000\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.file, file)
+      assert.strictEqual(e.path, "actix.port")
+      assert.strictEqual(e.message, `${file}: actix.port: expected a port number 1..65535, got 70000`)
+    }))
+
+  it.effect("bad enum (missed_tick is case-sensitive; prefix ws|wss)", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `missed_tick = "burst"\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: missed_tick: expected one of "Burst", "Delay", "Skip", got "burst"`)
+      const e2 = yield* failure(Config.loadCli({ env: isolatedEnv(), flags: { bartos: { prefix: "http" } } }))
+      assert.strictEqual(e2.message, `command line: bartos.prefix: expected one of "ws", "wss", got "http"`)
+    }))
+
+  it.effect("bad schedule fields name the array index", () =>
+    Effect.gen(function*() {
+      const file = writeFile(
+        tmp(),
+        "bartos.toml",
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\noverlap = "never"\n`
+      )
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(
+        e.message,
+        `${file}: schedules.a.schedules.0.overlap: expected one of "allow", "forbid", "queue", got "never"`
+      )
+      const dup = writeFile(
+        tmp(),
+        "bartos.toml",
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = []\n` +
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = []\ntimeout = "soon"\n`
+      )
+      const e2 = yield* failure(Config.loadBartos({ configPath: dup, env: isolatedEnv() }))
+      assert.strictEqual(e2.path, "schedules.a.schedules.1.timeout")
+      const dup2 = writeFile(
+        tmp(),
+        "bartos.toml",
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = []\n` +
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = []\n`
+      )
+      const e3 = yield* failure(Config.loadBartos({ configPath: dup2, env: isolatedEnv() }))
+      assert.strictEqual(e3.message, `${dup2}: schedules.a.schedules.1.name: duplicate schedule name "x"`)
+      const noCmds = writeFile(tmp(), "bartos.toml", `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\n`)
+      const e4 = yield* failure(Config.loadBartos({ configPath: noCmds, env: isolatedEnv() }))
+      assert.strictEqual(e4.message, `${noCmds}: schedules.a.schedules.0.cmds: missing required key`)
+    }))
+
+  it.effect("missing required mariadb key", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[mariadb]\nhost = "db"\ndatabase = "barto"\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: mariadb.username: missing required key`)
+    }))
+
+  it.effect("TLS table requires cert and key paths", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[actix.tls]\ncert_file_path = "/c.pem"\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: actix.tls.key_file_path: missing required key`)
+      const bad = writeFile(tmp(), "bartos.toml", `[actix.tls]\nip = "example.org"\ncert_file_path = "c"\nkey_file_path = "k"\n`)
+      const e2 = yield* failure(Config.loadBartos({ configPath: bad, env: isolatedEnv() }))
+      assert.strictEqual(e2.message, `${bad}: actix.tls.ip: expected an IP address, got "example.org"`)
+    }))
+
+  it.effect("client_cert without client_key", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `[bartos]\nclient_cert = "/c.pem"\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: bartos.client_key: client_cert and client_key must be given together`)
+    }))
+
+  it.effect("positive numbers", () =>
+    Effect.gen(function*() {
+      const e = yield* failure(Config.loadBartos({ env: isolatedEnv(), flags: { limits: { max_frame_bytes: 0 } } }))
+      assert.strictEqual(e.message, `command line: limits.max_frame_bytes: expected an integer > 0, got 0`)
+      const e2 = yield* failure(Config.loadBartoc({ env: isolatedEnv({ BARTOC_OUTBOX_MAX_MB: "-1" }) }))
+      assert.strictEqual(e2.message, `environment BARTOC_OUTBOX_MAX_MB: outbox_max_mb: expected a number > 0, got "-1"`)
+    }))
+
+  it.effect("both k and k_file in one source", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `api_key = "a"\napi_key_file = "/run/secrets/api"\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}: api_key: both api_key and api_key_file are set; use one`)
+      const e2 = yield* failure(
+        Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__API_KEY: "a", BARTOC_BARTOS__API_KEY_FILE: "/x" }) })
+      )
+      assert.strictEqual(e2.path, "bartos.api_key")
+      assert.match(e2.message, /^environment BARTOC_BARTOS__API_KEY: bartos\.api_key: both api_key and api_key_file/)
+    }))
+
+  it.effect("unreadable or empty secret file", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const e = yield* failure(
+        Config.loadBartos({ env: isolatedEnv({ BARTOS_HMAC_KEY_FILE: path.join(dir, "nope") }) })
+      )
+      assert.strictEqual(e.file, "environment BARTOS_HMAC_KEY_FILE")
+      assert.strictEqual(e.path, "hmac_key_file")
+      assert.include(e.reason, "ENOENT")
+      const empty = writeFile(dir, "empty", "\n")
+      const e2 = yield* failure(Config.loadBartos({ env: isolatedEnv({ BARTOS_HMAC_KEY_FILE: empty }) }))
+      assert.strictEqual(e2.reason, `secret file ${JSON.stringify(empty)} is empty`)
+    }))
+
+  it.effect("missing explicit config file", () =>
+    Effect.gen(function*() {
+      const missing = path.join(tmp(), "nope.toml")
+      const e = yield* failure(Config.loadBartoc({ configPath: missing, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${missing}: config file not found`)
+    }))
+
+  it.effect("a bad env value names the variable, not the file", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[actix]\nport = 20000\n`)
+      const e = yield* failure(
+        Config.loadBartos({ configPath: file, env: isolatedEnv({ BARTOS_ACTIX__PORT: "abc" }) })
+      )
+      assert.strictEqual(e.file, "environment BARTOS_ACTIX__PORT")
+      assert.strictEqual(e.message, `environment BARTOS_ACTIX__PORT: actix.port: expected a port number 1..65535, got "abc"`)
+    }))
+
+  it.effect("secret values never appear in errors", () =>
+    Effect.gen(function*() {
+      const e = yield* failure(Config.loadBartos({ env: isolatedEnv(), flags: { api_key: true } }))
+      assert.strictEqual(e.message, "command line: api_key: expected a non-empty string, got a boolean")
+      const e2 = yield* failure(Config.loadBartos({ env: isolatedEnv({ BARTOS_API_KEY: "" }) }))
+      assert.strictEqual(e2.message, "environment BARTOS_API_KEY: api_key: expected a non-empty string, got a string")
+    }))
+})
+
+describe("secrets never leak", () => {
+  it.effect("String(), JSON.stringify and util.inspect print <redacted>", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartoc({
+        env: isolatedEnv({ BARTOC_HMAC_KEY: "super-secret-hmac", BARTOC_BARTOS__API_KEY: "super-secret-api" })
+      })
+      for (const text of [String(c.hmac_key), JSON.stringify(c), inspect(c, { depth: 10 }), `${c.bartos.api_key}`]) {
+        assert.notInclude(text, "super-secret")
+      }
+      assert.include(JSON.stringify(c), "<redacted>")
+    }))
+})
