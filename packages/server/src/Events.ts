@@ -3,7 +3,9 @@
  * `tail -f` can follow a run live without polling the database.
  */
 import * as Context from "effect/Context"
-import type * as PubSub from "effect/PubSub"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
 import type { AgentRecord } from "@barto/domain/Messages"
 
 export interface IngestedBatch {
@@ -12,3 +14,9 @@ export interface IngestedBatch {
 }
 
 export class Ingested extends Context.Tag("@barto/server/Ingested")<Ingested, PubSub.PubSub<IngestedBatch>>() {}
+
+/** Unbounded: a publish never waits; each `tail -f` subscriber drains its own queue. */
+export const layer: Layer.Layer<Ingested> = Layer.scoped(
+  Ingested,
+  Effect.acquireRelease(PubSub.unbounded<IngestedBatch>(), PubSub.shutdown)
+)

@@ -1,0 +1,86 @@
+/**
+ * Counters of one bartos instance, rendered as Prometheus text on `GET /metrics`.
+ *
+ * Kept per instance (not Effect's global `Metric` registry) so several servers in one process —
+ * the test suites — never see each other's counts.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+export type Labels = Readonly<Record<string, string>>
+
+interface Family {
+  readonly help: string
+  readonly type: "counter" | "gauge"
+}
+
+/** Every metric bartos exports, with its help text; unknown names are a bug, caught by the type. */
+export const families = {
+  bartos_connections_total: { help: "WebSocket connections accepted, by link", type: "counter" },
+  bartos_connections_open: { help: "WebSocket connections currently open, by link", type: "gauge" },
+  bartos_http_rejected_total: { help: "HTTP requests and upgrades refused, by status", type: "counter" },
+  bartos_frames_in_total: { help: "Frames received, by link", type: "counter" },
+  bartos_frames_out_total: { help: "Frames sent, by link", type: "counter" },
+  bartos_frames_rejected_total: { help: "Frames answered with a ProtocolError, by reason", type: "counter" },
+  bartos_records_ingested_total: { help: "Agent records newly stored", type: "counter" },
+  bartos_acks_total: { help: "Acks sent to agents", type: "counter" },
+  bartos_ingest_errors_total: { help: "Record batches that failed to store (no Ack sent)", type: "counter" },
+  bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" }
+} as const satisfies Record<string, Family>
+
+export type MetricName = keyof typeof families
+
+export interface MetricsShape {
+  readonly add: (name: MetricName, by?: number, labels?: Labels) => Effect.Effect<void>
+  /** Same as `add`, callable from a Node callback (no Effect to run). */
+  readonly unsafeAdd: (name: MetricName, by?: number, labels?: Labels) => void
+  readonly value: (name: MetricName, labels?: Labels) => Effect.Effect<number>
+  readonly render: Effect.Effect<string>
+}
+
+export class Metrics extends Context.Tag("@barto/server/Metrics")<Metrics, MetricsShape>() {}
+
+const labelKey = (labels: Labels | undefined): string => {
+  if (labels === undefined) return ""
+  const keys = Object.keys(labels).sort()
+  if (keys.length === 0) return ""
+  const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
+  return `{${keys.map((k) => `${k}="${escape(labels[k]!)}"`).join(",")}}`
+}
+
+export const make = (): MetricsShape => {
+  const values = new Map<MetricName, Map<string, number>>()
+  const unsafeAdd = (name: MetricName, by = 1, labels?: Labels) => {
+    let series = values.get(name)
+    if (series === undefined) {
+      series = new Map()
+      values.set(name, series)
+    }
+    const key = labelKey(labels)
+    series.set(key, (series.get(key) ?? 0) + by)
+  }
+  return {
+    unsafeAdd,
+    add: (name, by, labels) => Effect.sync(() => unsafeAdd(name, by, labels)),
+    value: (name, labels) => Effect.sync(() => values.get(name)?.get(labelKey(labels)) ?? 0),
+    render: Effect.sync(() => {
+      const lines: Array<string> = []
+      for (const name of Object.keys(families) as Array<MetricName>) {
+        const family = families[name]
+        lines.push(`# HELP ${name} ${family.help}`, `# TYPE ${name} ${family.type}`)
+        const series = values.get(name)
+        if (series === undefined || series.size === 0) {
+          if (!family.help.includes(", by ")) lines.push(`${name} 0`)
+          continue
+        }
+        for (const [key, value] of [...series].sort(([a], [b]) => a.localeCompare(b))) {
+          lines.push(`${name}${key} ${value}`)
+        }
+      }
+      return lines.join("\n") + "\n"
+    })
+  }
+}
+
+export const layer: Layer.Layer<Metrics> = Layer.sync(Metrics, make)

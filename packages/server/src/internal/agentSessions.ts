@@ -1,0 +1,35 @@
+/**
+ * The mutable side of the agent registry, used only by worker sessions and the schedule table.
+ * The public `Registry` (read, send, broadcast) is a view over the same map.
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import type { ClientInfo, ServerMessage } from "@barto/domain/Messages"
+import type { AgentConnection } from "../Registry.js"
+
+/** What a live worker session hands to the registry. */
+export interface WorkerHandle {
+  readonly connection: AgentConnection
+  /** Encode, seal and write one frame; false when the socket is no longer open. */
+  readonly send: (message: ServerMessage) => Effect.Effect<boolean>
+  readonly close: (code: number, reason: string) => Effect.Effect<void>
+  /** Send the agent its current schedule table if it differs from the last one it got. */
+  readonly syncTable: Effect.Effect<void>
+}
+
+export interface AgentSessionsShape {
+  /** Registers `handle`; returns the handle it replaced (same agent name), which the caller closes. */
+  readonly register: (handle: WorkerHandle) => Effect.Effect<Option.Option<WorkerHandle>>
+  /** Removes the entry only if it still belongs to `sessionId` (a newer session may own the name). */
+  readonly unregister: (agent: string, sessionId: string) => Effect.Effect<boolean>
+  readonly setInfo: (agent: string, sessionId: string, info: ClientInfo) => Effect.Effect<void>
+  readonly handles: Effect.Effect<ReadonlyArray<WorkerHandle>>
+  /** Every registered session, e.g. to close them all at shutdown. */
+  readonly size: Effect.Effect<number>
+}
+
+export class AgentSessions extends Context.Tag("@barto/server/internal/AgentSessions")<
+  AgentSessions,
+  AgentSessionsShape
+>() {}
