@@ -1,0 +1,254 @@
+/**
+ * Security envelopes of the worker link (D7, reference §2.5/§2.6), byte-compatible with the
+ * reference:
+ *
+ *   HMAC:    [ts u64 BE][nonce u64 BE][HMAC-SHA256(key, ts || nonce || payload) 32][payload]
+ *   Ed25519: [signature 64 over everything after it][…]
+ *
+ * With both, the signature is outside: `sig || ts || nonce || mac || payload`. Verification goes
+ * outermost first; the MAC is checked (in constant time) before the timestamp, the timestamp
+ * before the nonce, so an attacker without the key learns nothing from which check failed.
+ *
+ * Everything here is pure and synchronous and never throws: failures are `EnvelopeError` values.
+ */
+import * as ed from "@noble/ed25519"
+import { sha512 } from "@noble/hashes/sha2.js"
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
+import * as crypto from "node:crypto"
+
+// @noble/ed25519 v3 ships without a synchronous SHA-512; the sync API needs one wired in.
+ed.hashes.sha512 = sha512
+
+export const HMAC_HEADER_LEN = 48
+export const SIGNATURE_LEN = 64
+
+export type EnvelopeErrorReason = "too_short" | "bad_mac" | "expired" | "replayed" | "bad_signature" | "bad_key"
+
+export class EnvelopeError extends Data.TaggedError("EnvelopeError")<{
+  readonly reason: EnvelopeErrorReason
+  readonly message: string
+}> {}
+
+const fail = (reason: EnvelopeErrorReason, message: string) => Either.left(new EnvelopeError({ reason, message }))
+
+// ---------------------------------------------------------------------------------------------
+// HMAC envelope
+// ---------------------------------------------------------------------------------------------
+
+/** The reference uses the raw UTF-8 bytes of the configured string as the key (not base64). */
+export const hmacKeyFromString = (key: string | Redacted.Redacted<string>): Uint8Array =>
+  new TextEncoder().encode(Redacted.isRedacted(key) ? Redacted.value(key) : key)
+
+const U64_MAX = (1n << 64n) - 1n
+
+const mac = (key: Uint8Array, header: Uint8Array, payload: Uint8Array): Uint8Array =>
+  crypto.createHmac("sha256", key).update(header).update(payload).digest()
+
+export const hmacWrap = (key: Uint8Array, payload: Uint8Array, ts: bigint, nonce: bigint): Uint8Array => {
+  const frame = new Uint8Array(HMAC_HEADER_LEN + payload.byteLength)
+  const view = new DataView(frame.buffer)
+  view.setBigUint64(0, BigInt.asUintN(64, ts))
+  view.setBigUint64(8, BigInt.asUintN(64, nonce))
+  frame.set(mac(key, frame.subarray(0, 16), payload), 16)
+  frame.set(payload, HMAC_HEADER_LEN)
+  return frame
+}
+
+/**
+ * Nonces seen on one connection, with the timestamp they came with. Create one per connection
+ * (the reference resets it on every reconnect).
+ */
+export interface NonceCache {
+  readonly size: number
+}
+
+class NonceCacheImpl implements NonceCache {
+  readonly seen = new Map<bigint, bigint>()
+  lastPrune = -1n
+  get size() {
+    return this.seen.size
+  }
+}
+
+export const makeNonceCache = (): NonceCache => new NonceCacheImpl()
+
+const outside = (now: bigint, ts: bigint, window: bigint) => (now > ts ? now - ts : ts - now) > window
+
+const prune = (cache: NonceCacheImpl, now: bigint, window: bigint) => {
+  // A full sweep at most once per second keeps a busy link O(1) per frame on average; lookups
+  // re-check the found entry, so a late sweep never turns a fresh nonce into a "replay".
+  if (cache.lastPrune === now) return
+  cache.lastPrune = now
+  for (const [nonce, ts] of cache.seen) {
+    if (outside(now, ts, window)) cache.seen.delete(nonce)
+  }
+}
+
+export const hmacUnwrap = (
+  key: Uint8Array,
+  frame: Uint8Array,
+  nowSecs: number,
+  windowSecs: number,
+  nonces: NonceCache
+): Either.Either<Uint8Array, EnvelopeError> => {
+  if (frame.byteLength < HMAC_HEADER_LEN) {
+    return fail("too_short", `HMAC envelope needs ${HMAC_HEADER_LEN} bytes, got ${frame.byteLength}`)
+  }
+  const payload = frame.subarray(HMAC_HEADER_LEN)
+  const expected = mac(key, frame.subarray(0, 16), payload)
+  if (!crypto.timingSafeEqual(expected, frame.subarray(16, HMAC_HEADER_LEN))) {
+    return fail("bad_mac", "HMAC invalid")
+  }
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
+  const ts = view.getBigUint64(0)
+  const nonce = view.getBigUint64(8)
+  const now = BigInt(Math.floor(nowSecs))
+  const window = BigInt(Math.max(0, Math.floor(windowSecs)))
+  if (outside(now, ts, window)) {
+    return fail("expired", `timestamp ${ts} is more than ${window}s away from now (${now})`)
+  }
+  const cache = nonces as NonceCacheImpl
+  prune(cache, now, window)
+  const previous = cache.seen.get(nonce)
+  if (previous !== undefined && !outside(now, previous, window)) {
+    return fail("replayed", `replayed nonce ${nonce.toString(16)}`)
+  }
+  cache.seen.set(nonce, ts)
+  return Either.right(payload)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ed25519
+// ---------------------------------------------------------------------------------------------
+
+const SeedId: unique symbol = Symbol("@barto/domain/Envelope/seed")
+
+/**
+ * A parsed signing key (only `parseSigningKey`/`signingKeyFromSeed` make one). Prints as its
+ * fingerprint only; the seed sits in a private, non-enumerable slot.
+ */
+export interface SigningKey {
+  readonly _tag: "SigningKey"
+  readonly publicKey: Uint8Array
+  readonly fingerprint: string
+  readonly [SeedId]: Uint8Array
+}
+
+export interface PublicKey {
+  readonly _tag: "PublicKey"
+  readonly bytes: Uint8Array
+  readonly fingerprint: string
+}
+
+const inspectSymbol = Symbol.for("nodejs.util.inspect.custom")
+
+const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/** Standard alphabet, padded, exactly 32 bytes. */
+const decodeKey32 = (what: string, text: string): Either.Either<Uint8Array, EnvelopeError> => {
+  const s = text.trim()
+  if (!STRICT_BASE64.test(s)) return fail("bad_key", `${what} is not valid base64`)
+  const bytes = new Uint8Array(Buffer.from(s, "base64"))
+  if (bytes.byteLength !== 32) return fail("bad_key", `${what} must be 32 bytes, got ${bytes.byteLength}`)
+  return Either.right(bytes)
+}
+
+const reveal = (s: string | Redacted.Redacted<string>) => (Redacted.isRedacted(s) ? Redacted.value(s) : s)
+
+export const fingerprint = (publicKey: Uint8Array): string =>
+  crypto.createHash("sha256").update(publicKey).digest().subarray(0, 8).toString("hex")
+
+export const signingKeyFromSeed = (seed: Uint8Array): Either.Either<SigningKey, EnvelopeError> => {
+  if (seed.byteLength !== 32) return fail("bad_key", `signing key seed must be 32 bytes, got ${seed.byteLength}`)
+  const copy = new Uint8Array(seed)
+  const publicKey = ed.getPublicKey(copy)
+  const fp = fingerprint(publicKey)
+  const text = `SigningKey(${fp})`
+  const key = { _tag: "SigningKey", publicKey, fingerprint: fp }
+  Object.defineProperties(key, {
+    [SeedId]: { value: copy, enumerable: false },
+    toString: { value: () => text, enumerable: false },
+    toJSON: { value: () => text, enumerable: false },
+    [inspectSymbol]: { value: () => text, enumerable: false }
+  })
+  return Either.right(key as SigningKey)
+}
+
+/** `signing_key`: base64 (standard, padded) of the 32-byte Ed25519 seed. */
+export const parseSigningKey = (base64Seed: string | Redacted.Redacted<string>): Either.Either<SigningKey, EnvelopeError> =>
+  Either.flatMap(decodeKey32("signing key", reveal(base64Seed)), signingKeyFromSeed)
+
+export const publicKeyFromBytes = (bytes: Uint8Array): Either.Either<PublicKey, EnvelopeError> => {
+  if (bytes.byteLength !== 32) return fail("bad_key", `public key must be 32 bytes, got ${bytes.byteLength}`)
+  try {
+    ed.Point.fromBytes(bytes)
+  } catch {
+    return fail("bad_key", "public key is not a valid Ed25519 point")
+  }
+  return Either.right({ _tag: "PublicKey", bytes: new Uint8Array(bytes), fingerprint: fingerprint(bytes) })
+}
+
+/** `server_public_key`: base64 (standard, padded) of the 32-byte Ed25519 public key. */
+export const parsePublicKey = (base64: string | Redacted.Redacted<string>): Either.Either<PublicKey, EnvelopeError> =>
+  Either.flatMap(decodeKey32("public key", reveal(base64)), publicKeyFromBytes)
+
+export const publicKeyOf = (key: SigningKey): Uint8Array => key.publicKey
+
+/** `signature || payload`, the signature (64 bytes) over exactly `payload`. */
+export const sign = (key: SigningKey, payload: Uint8Array): Uint8Array => {
+  const sig = ed.sign(payload, key[SeedId])
+  const frame = new Uint8Array(SIGNATURE_LEN + payload.byteLength)
+  frame.set(sig, 0)
+  frame.set(payload, SIGNATURE_LEN)
+  return frame
+}
+
+export const verify = (key: PublicKey, frame: Uint8Array): Either.Either<Uint8Array, EnvelopeError> => {
+  if (frame.byteLength < SIGNATURE_LEN) {
+    return fail("too_short", `signed frame needs ${SIGNATURE_LEN} bytes, got ${frame.byteLength}`)
+  }
+  const payload = frame.subarray(SIGNATURE_LEN)
+  let ok: boolean
+  try {
+    ok = ed.verify(frame.subarray(0, SIGNATURE_LEN), payload, key.bytes)
+  } catch {
+    ok = false
+  }
+  return ok ? Either.right(payload) : fail("bad_signature", "Ed25519 signature invalid")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole links
+// ---------------------------------------------------------------------------------------------
+
+export interface SealOptions {
+  readonly hmacKey?: Uint8Array | undefined
+  readonly signingKey?: SigningKey | undefined
+}
+
+const randomNonce = (): bigint => crypto.randomBytes(8).readBigUInt64BE(0)
+
+/** HMAC envelope inside (when a key is set), signature outside (when a signing key is set). */
+export const seal = (opts: SealOptions, payload: Uint8Array, nowSecs: number): Uint8Array => {
+  const inner = opts.hmacKey === undefined
+    ? payload
+    : hmacWrap(opts.hmacKey, payload, BigInt(Math.floor(nowSecs)) & U64_MAX, randomNonce())
+  return opts.signingKey === undefined ? inner : sign(opts.signingKey, inner)
+}
+
+export interface OpenOptions {
+  readonly hmacKey?: Uint8Array | undefined
+  readonly publicKey?: PublicKey | undefined
+  readonly windowSecs: number
+  readonly nonces: NonceCache
+}
+
+/** The inverse of `seal`: signature first, then the HMAC envelope. */
+export const open = (opts: OpenOptions, frame: Uint8Array, nowSecs: number): Either.Either<Uint8Array, EnvelopeError> => {
+  const inner = opts.publicKey === undefined ? Either.right(frame) : verify(opts.publicKey, frame)
+  return opts.hmacKey === undefined
+    ? inner
+    : Either.flatMap(inner, (e) => hmacUnwrap(opts.hmacKey!, e, nowSecs, opts.windowSecs, opts.nonces))
+}
