@@ -1,0 +1,154 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Logger, LogLevel, Redacted } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Logging from "../src/Logging.js"
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "barto-logging-"))
+
+const logEveryLevel = Effect.gen(function*() {
+  yield* Effect.logTrace("t")
+  yield* Effect.logDebug("d")
+  yield* Effect.logInfo("i")
+  yield* Effect.logWarning("w")
+  yield* Effect.logError("e")
+})
+
+const levelsIn = (text: string) =>
+  text.trim().split("\n").filter((l) => l !== "").map((l) => l.split(" ")[1])
+
+describe("levelFor", () => {
+  it("INFO by default; -v DEBUG, -vv TRACE; -q WARN, -qq ERROR", () => {
+    assert.strictEqual(Logging.levelFor(), LogLevel.Info)
+    assert.strictEqual(Logging.levelFor(1, 0), LogLevel.Debug)
+    assert.strictEqual(Logging.levelFor(2, 0), LogLevel.Trace)
+    assert.strictEqual(Logging.levelFor(5, 0), LogLevel.Trace)
+    assert.strictEqual(Logging.levelFor(0, 1), LogLevel.Warning)
+    assert.strictEqual(Logging.levelFor(0, 2), LogLevel.Error)
+    assert.strictEqual(Logging.levelFor(0, 9), LogLevel.Error)
+  })
+})
+
+describe("layer", () => {
+  it.live("appends one line per entry to the log file, creating its directory", () =>
+    Effect.gen(function*() {
+      const file = path.join(tmp(), "nested", "logs", "bartos.log")
+      fs.mkdirSync(path.dirname(file), { recursive: true })
+      fs.writeFileSync(file, "previous line\n")
+      yield* Effect.logInfo("hello", "world").pipe(
+        Effect.annotateLogs({ agent: "demo", note: "two words" }),
+        Effect.provide(Logging.layer({ program: "bartos", logFile: file }))
+      )
+      const lines = fs.readFileSync(file, "utf8").split("\n")
+      assert.strictEqual(lines[0], "previous line")
+      assert.match(lines[1]!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO hello world agent=demo note="two words"$/)
+      assert.strictEqual(lines[2], "")
+    }))
+
+  it.live("creates missing parent directories", () =>
+    Effect.gen(function*() {
+      const file = path.join(tmp(), "a", "b", "c.log")
+      yield* Effect.log("x").pipe(Effect.provide(Logging.layer({ program: "bartoc", logFile: file })))
+      assert.include(fs.readFileSync(file, "utf8"), " INFO x")
+    }))
+
+  for (
+    const [verbose, quiet, expected] of [
+      [0, 0, ["INFO", "WARN", "ERROR"]],
+      [1, 0, ["DEBUG", "INFO", "WARN", "ERROR"]],
+      [2, 0, ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]],
+      [0, 1, ["WARN", "ERROR"]],
+      [0, 2, ["ERROR"]]
+    ] as const
+  ) {
+    it.live(`verbose=${verbose} quiet=${quiet} keeps ${expected.join(",")}`, () =>
+      Effect.gen(function*() {
+        const file = path.join(tmp(), "l.log")
+        yield* logEveryLevel.pipe(Effect.provide(Logging.layer({ program: "bartos", logFile: file, verbose, quiet })))
+        assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), [...expected])
+      }))
+  }
+
+  it.live("stderr only with enableStdOutput; never stdout", () =>
+    Effect.gen(function*() {
+      const err: Array<string> = []
+      const stderr = { write: (s: string) => err.push(s) }
+      const originalWrite = process.stdout.write
+      const out: Array<string> = []
+      process.stdout.write = ((s: string) => (out.push(String(s)), true)) as typeof process.stdout.write
+      try {
+        yield* Effect.log("quiet").pipe(Effect.provide(Logging.layer({ program: "barto-cli", logFile: false, stderr })))
+        assert.deepStrictEqual(err, [])
+        yield* Effect.log("loud").pipe(
+          Effect.provide(Logging.layer({ program: "barto-cli", logFile: false, stderr, enableStdOutput: true }))
+        )
+      } finally {
+        process.stdout.write = originalWrite
+      }
+      assert.strictEqual(err.length, 1)
+      assert.match(err[0]!, / INFO loud\n$/)
+      assert.deepStrictEqual(out, [])
+    }))
+
+  it.live("replaces the default and pretty loggers (nothing printed twice)", () =>
+    Effect.gen(function*() {
+      const err: Array<string> = []
+      const file = path.join(tmp(), "l.log")
+      const pretty = Logger.replace(Logger.defaultLogger, Logger.prettyLoggerDefault)
+      const originalLog = console.log
+      const consoleLines: Array<unknown> = []
+      console.log = (...args: Array<unknown>) => void consoleLines.push(args)
+      let control = 0
+      try {
+        // Control: without our layer the pretty logger does print to the console.
+        yield* Effect.log("control").pipe(Effect.provide(pretty))
+        control = consoleLines.length
+        consoleLines.length = 0
+        yield* Effect.log("once").pipe(
+          Effect.provide(
+            Logging.layer({ program: "bartos", logFile: file, enableStdOutput: true, stderr: { write: (s: string) => err.push(s) } })
+          ),
+          Effect.provide(pretty)
+        )
+      } finally {
+        console.log = originalLog
+      }
+      assert.isAbove(control, 0)
+      assert.deepStrictEqual(consoleLines, [])
+      assert.strictEqual(err.length, 1)
+      assert.strictEqual(fs.readFileSync(file, "utf8").split("\n").length, 2)
+    }))
+
+  it.live("multi-line messages and causes stay on one line; secrets print as <redacted>", () =>
+    Effect.gen(function*() {
+      const file = path.join(tmp(), "l.log")
+      yield* Effect.logError("line1\nline2", Redacted.make("hunter2")).pipe(
+        Effect.annotateLogs({ key: Redacted.make("hunter2") }),
+        Effect.zipRight(Effect.logWarning("failed", new Error("boom\nmore"))),
+        Effect.zipRight(Effect.fail("bad").pipe(Effect.tapErrorCause((c) => Effect.logError("with cause", c)), Effect.ignore)),
+        Effect.provide(Logging.layer({ program: "bartos", logFile: file }))
+      )
+      const content = fs.readFileSync(file, "utf8")
+      assert.notInclude(content, "hunter2")
+      const lines = content.trimEnd().split("\n")
+      assert.strictEqual(lines.length, 3)
+      assert.include(lines[0], "ERROR line1\\nline2 <redacted> key=<redacted>")
+      assert.include(lines[2], "with cause")
+    }))
+
+  it.effect("an unopenable log file is a typed LogFileError", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const blocker = path.join(dir, "file")
+      fs.writeFileSync(blocker, "")
+      const result = yield* Effect.either(
+        Effect.log("x").pipe(Effect.provide(Logging.layer({ program: "bartos", logFile: path.join(blocker, "x.log") })))
+      )
+      assert.isTrue(Either.isLeft(result))
+      if (Either.isLeft(result)) {
+        assert.strictEqual(result.left._tag, "LogFileError")
+        assert.include(result.left.message, "cannot open log file")
+      }
+    }))
+})
