@@ -587,3 +587,38 @@ describe("secrets never leak", () => {
       assert.include(JSON.stringify(c), "<redacted>")
     }))
 })
+
+describe("example configs", () => {
+  const example = (rel: string) => new URL(`../../${rel}`, import.meta.url).pathname
+
+  it.effect("packages/server/examples/bartos.toml", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartos({ configPath: example("server/examples/bartos.toml"), env: isolatedEnv() })
+      assert.strictEqual(c.actix.port, 20000)
+      assert.strictEqual(c.mariadb, undefined)
+      assert.deepStrictEqual(c.schedules.demo!.schedules, [
+        {
+          name: "hello",
+          on_calendar: "*-*-* *:*:0/5",
+          cmds: ["echo hello from barto", "date -u"],
+          timeout: 30,
+          overlap: "forbid",
+          on_failure: "continue"
+        }
+      ])
+    }))
+
+  it.effect("packages/agent/examples/bartoc.toml", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartoc({ configPath: example("agent/examples/bartoc.toml"), env: isolatedEnv() })
+      assert.strictEqual(c.name, "demo")
+      assert.deepStrictEqual(c.bartos, { prefix: "ws", host: "127.0.0.1", port: 20000 })
+    }))
+
+  it.effect("packages/cli/examples/barto-cli.toml", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadCli({ configPath: example("cli/examples/barto-cli.toml"), env: isolatedEnv() })
+      assert.strictEqual(c.name, "barto-cli")
+      assert.strictEqual(c.timeout_secs, 5)
+    }))
+})
