@@ -1,9 +1,351 @@
+/**
+ * The Runner service (D4). See `Runner.ts` for the contract.
+ *
+ * Bookkeeping (active runs, per-schedule queues) is plain mutable state touched only inside
+ * synchronous `Effect.sync`/`suspend` blocks, so each decision (check overlap, mark active) is
+ * atomic on Node's single thread without a lock.
+ */
+import * as Ids from "@barto/domain/Ids"
+import type { FinalRunState, Micros, RunId } from "@barto/domain/Messages"
 import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import type { Outbox } from "../../Outbox.js"
-import type { Options, Runner, RunnerShape } from "../../Runner.js"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as LineSplitter from "../../LineSplitter.js"
+import { Outbox, type OutboxError, type OutboxShape, type RecordDraft } from "../../Outbox.js"
+import type { Options, Runner, RunnerShape, RunRequest } from "../../Runner.js"
+import * as Child from "./child.js"
+import * as Sink from "./sink.js"
 
-// Interim: the implementation lands in the next commit; the interface is fixed so others can build.
-export const layer = (tag: Context.Tag<Runner, RunnerShape>, _options: Options): Layer.Layer<Runner, never, Outbox> =>
-  Layer.effect(tag, Effect.dieMessage("Runner: implementation pending"))
+/** After SIGKILL, how long to wait for the pipes to close before abandoning them. */
+const ABANDON_STREAMS_AFTER = Duration.seconds(2)
+
+type StopReason = "cancel" | "timeout"
+
+interface RunCtx {
+  readonly request: RunRequest
+  readonly runId: RunId
+  readonly schedule: string
+  stop: StopReason | undefined
+  /** Completed by the first stop request; the current command's killer waits on it. */
+  readonly stopRequested: Deferred.Deferred<void>
+  /** One counter per run across stdout and stderr (the observed interleaving). */
+  lineSeq: number
+}
+
+const nowMicros = (): Micros => (Date.now() * 1000) as Micros
+const toMicros = (epochMs: number): Micros => Math.floor(epochMs * 1000) as Micros
+
+/** RFC 3339, UTC; whole-second occurrences print without a fraction. */
+export const rfc3339 = (epochMs: number): string => new Date(epochMs).toISOString().replace(".000Z", "Z")
+
+/** bartoc's environment minus every `BARTO*` variable (secrets never leak into jobs), plus the run's. */
+export const jobEnv = (
+  base: Record<string, string | undefined>,
+  run: { readonly runId: string; readonly schedule: string; readonly agent: string; readonly scheduledAt: number }
+): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(base)) {
+    if (value !== undefined && !key.startsWith("BARTO")) env[key] = value
+  }
+  env.BARTO_RUN_ID = run.runId
+  env.BARTO_SCHEDULE = run.schedule
+  env.BARTO_AGENT = run.agent
+  env.BARTO_SCHEDULED_AT = rfc3339(run.scheduledAt)
+  return env
+}
+
+export const defaultShell = (env: Record<string, string | undefined>): string =>
+  env.SHELL !== undefined && env.SHELL !== "" ? env.SHELL : "/bin/sh"
+
+const make = (options: Options) =>
+  Effect.gen(function*() {
+    const outbox: OutboxShape = yield* Outbox
+    // Created before the shutdown finalizer is added, so it closes (interrupting leftovers) after it.
+    const fibers = yield* FiberSet.make<void, never>()
+    const killGrace = Duration.millis(options.killGraceMs ?? 5000)
+    const shell = options.shell !== undefined && options.shell !== "" ? options.shell : defaultShell(process.env)
+
+    const active = new Map<RunId, RunCtx>()
+    const activeBySchedule = new Map<string, number>()
+    const queues = new Map<string, Array<RunCtx>>()
+    const busy = yield* SubscriptionRef.make(0)
+    let shuttingDown = false
+
+    const busyCount = () => {
+      let n = active.size
+      for (const q of queues.values()) n += q.length
+      return n
+    }
+    const publish = Effect.suspend(() => SubscriptionRef.set(busy, busyCount()))
+
+    const makeCtx = (request: RunRequest): RunCtx => ({
+      request,
+      runId: request.runId,
+      schedule: request.spec.name,
+      stop: undefined,
+      stopRequested: Deferred.unsafeMake<void>(FiberId.none),
+      lineSeq: 0
+    })
+
+    const markActive = (ctx: RunCtx) => {
+      active.set(ctx.runId, ctx)
+      activeBySchedule.set(ctx.schedule, (activeBySchedule.get(ctx.schedule) ?? 0) + 1)
+    }
+
+    const requestStop = (ctx: RunCtx, reason: StopReason) => {
+      if (ctx.stop !== undefined) return
+      ctx.stop = reason
+      Deferred.unsafeDone(ctx.stopRequested, Effect.void)
+    }
+
+    const missed = (ctxs: ReadonlyArray<RunCtx>, reason: string): Effect.Effect<void, OutboxError> =>
+      ctxs.length === 0 ? Effect.void : outbox.append(ctxs.map((ctx): RecordDraft => ({
+        _tag: "RunMissed",
+        runId: ctx.runId,
+        schedule: ctx.schedule,
+        scheduledAt: toMicros(ctx.request.scheduledAt),
+        reason
+      }))).pipe(Effect.asVoid)
+
+    // --- one command -------------------------------------------------------------------------
+
+    const killSequence = (child: Child.Child) =>
+      Effect.gen(function*() {
+        yield* child.signalGroup("SIGTERM")
+        yield* Effect.sleep(killGrace)
+        yield* child.signalGroup("SIGKILL")
+        yield* Effect.sleep(ABANDON_STREAMS_AFTER)
+        yield* Effect.logWarning(
+          `pid ${child.pid}: output pipes still open after SIGKILL (a descendant left the process group); ` +
+            `no longer waiting for them`
+        )
+        yield* child.abandonStreams
+      })
+
+    const runCommand = (ctx: RunCtx, sink: Sink.Sink, env: Record<string, string>, index: number, command: string) =>
+      Effect.scoped(Effect.gen(function*() {
+        const cmdUuid = Ids.uuidv4()
+        sink.push({ _tag: "CommandStarted", runId: ctx.runId, cmdUuid, cmdIndex: index, command, startedAt: nowMicros() })
+        const emit = (stream: Child.StreamName, lines: ReadonlyArray<LineSplitter.Line>) => {
+          for (const line of lines) {
+            sink.push({
+              _tag: "OutputLine",
+              runId: ctx.runId,
+              cmdUuid,
+              lineSeq: ctx.lineSeq++,
+              stream,
+              ts: nowMicros(),
+              data: line.data,
+              continuation: line.continuation
+            })
+          }
+        }
+        const splitters = { stdout: LineSplitter.make(), stderr: LineSplitter.make() }
+        const child = yield* Child.spawn({
+          shell,
+          command,
+          env,
+          onChunk: (stream, chunk) => emit(stream, splitters[stream].push(chunk)),
+          onEnd: (stream) => emit(stream, splitters[stream].end())
+        })
+        let killed = false
+        const killer = yield* Deferred.await(ctx.stopRequested).pipe(
+          Effect.zipRight(Effect.suspend(() => {
+            killed = true
+            return killSequence(child)
+          })),
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+        const result = yield* child.result
+        yield* Fiber.interrupt(killer)
+        if (result.spawnError !== undefined) emit("stderr", [{ data: result.spawnError, continuation: false }])
+        sink.push({
+          _tag: "CommandExited",
+          runId: ctx.runId,
+          cmdUuid,
+          exitCode: result.exitCode,
+          signal: result.signal,
+          finishedAt: nowMicros()
+        })
+        yield* sink.flush
+        return { ok: result.exitCode === 0 && result.signal === null, killed }
+      }))
+
+    // --- one run -----------------------------------------------------------------------------
+
+    const execute = (ctx: RunCtx) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { spec } = ctx.request
+        const sink = yield* Sink.make(outbox)
+        if (spec.timeoutSecs !== undefined) {
+          yield* Effect.sleep(Duration.millis(spec.timeoutSecs * 1000)).pipe(
+            Effect.zipRight(Effect.sync(() => requestStop(ctx, "timeout"))),
+            Effect.interruptible,
+            Effect.forkScoped
+          )
+        }
+        const env = jobEnv(process.env, {
+          runId: ctx.runId,
+          schedule: ctx.schedule,
+          agent: options.agentName,
+          scheduledAt: ctx.request.scheduledAt
+        })
+        let allOk = true
+        // Whether a stop request actually cut the run short (killed a command or skipped some).
+        let stopped = false
+        for (let i = 0; i < spec.cmds.length; i++) {
+          if (ctx.stop !== undefined) {
+            stopped = true
+            break
+          }
+          const { killed, ok } = yield* runCommand(ctx, sink, env, i, spec.cmds[i]!)
+          if (killed) stopped = true
+          if (!ok) {
+            allOk = false
+            if (spec.onFailure === "stop") break
+          }
+        }
+        const state: FinalRunState = stopped && ctx.stop !== undefined
+          ? (ctx.stop === "cancel" ? "cancelled" : "timed_out")
+          : allOk
+          ? "succeeded"
+          : "failed"
+        sink.push({ _tag: "RunFinished", runId: ctx.runId, state, finishedAt: nowMicros() })
+        yield* sink.flush
+      }))
+
+    /** Starts a run already marked active: RunStarted durably first, then the body in the background. */
+    const begin = (ctx: RunCtx): Effect.Effect<void, OutboxError> =>
+      outbox.append([{
+        _tag: "RunStarted",
+        runId: ctx.runId,
+        schedule: ctx.schedule,
+        trigger: ctx.request.trigger,
+        scheduledAt: toMicros(ctx.request.scheduledAt),
+        startedAt: nowMicros()
+      }]).pipe(
+        Effect.tapError(() => finish(ctx)),
+        // interruptible: a queued run is begun from the previous run's `ensuring`, an
+        // uninterruptible region whose flags a forked fiber would otherwise inherit.
+        Effect.zipRight(FiberSet.run(fibers, Effect.interruptible(execute(ctx).pipe(Effect.ensuring(finish(ctx)))))),
+        Effect.asVoid
+      )
+
+    /** Unmarks a run and starts the next queued run of its schedule, if any. Idempotent. */
+    const finish = (ctx: RunCtx): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (active.get(ctx.runId) !== ctx) return Effect.void
+        active.delete(ctx.runId)
+        const left = (activeBySchedule.get(ctx.schedule) ?? 1) - 1
+        if (left > 0) activeBySchedule.set(ctx.schedule, left)
+        else activeBySchedule.delete(ctx.schedule)
+        let next: RunCtx | undefined
+        const queue = queues.get(ctx.schedule)
+        if (left === 0 && queue !== undefined && !shuttingDown) {
+          next = queue.shift()
+          if (queue.length === 0) queues.delete(ctx.schedule)
+          if (next !== undefined) markActive(next)
+        }
+        return publish.pipe(
+          Effect.zipRight(
+            next === undefined ? Effect.void : begin(next).pipe(
+              Effect.catchAll((e) => Effect.logError(`queued run ${next.runId} of ${next.schedule} could not start`, e))
+            )
+          )
+        )
+      })
+
+    // --- the service ---------------------------------------------------------------------------
+
+    const start = (request: RunRequest): Effect.Effect<"started" | "queued" | "skipped", OutboxError> =>
+      Effect.suspend(() => {
+        const ctx = makeCtx(request)
+        if (shuttingDown) return missed([ctx], "shutdown").pipe(Effect.as("skipped" as const))
+        const alreadyKnown = active.has(request.runId) ||
+          [...queues.values()].some((q) => q.some((c) => c.runId === request.runId))
+        if (alreadyKnown) {
+          return Effect.logWarning(`run ${request.runId} is already running or queued here; not starting it twice`)
+            .pipe(Effect.as("skipped" as const))
+        }
+        const activeHere = activeBySchedule.get(ctx.schedule) ?? 0
+        switch (request.spec.overlap) {
+          case "forbid":
+            if (activeHere > 0) return missed([ctx], "overlap").pipe(Effect.as("skipped" as const))
+            break
+          case "queue": {
+            const queue = queues.get(ctx.schedule)
+            if (activeHere > 0 || (queue !== undefined && queue.length > 0)) {
+              if (queue === undefined) queues.set(ctx.schedule, [ctx])
+              else queue.push(ctx)
+              return publish.pipe(Effect.as("queued" as const))
+            }
+            break
+          }
+          case "allow":
+            break
+        }
+        markActive(ctx)
+        return publish.pipe(Effect.zipRight(begin(ctx)), Effect.as("started" as const))
+      })
+
+    const cancel = (runId: RunId): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        const ctx = active.get(runId)
+        if (ctx !== undefined) {
+          requestStop(ctx, "cancel")
+          return Effect.succeed(true)
+        }
+        for (const [schedule, queue] of queues) {
+          const i = queue.findIndex((c) => c.runId === runId)
+          if (i === -1) continue
+          const [removed] = queue.splice(i, 1)
+          if (queue.length === 0) queues.delete(schedule)
+          // It never started: recorded as missed, so bartos still learns what became of it.
+          return publish.pipe(
+            Effect.zipRight(missed([removed!], "cancelled")),
+            Effect.catchAll((e) => Effect.logError(`recording the cancelled queued run ${runId} failed`, e)),
+            Effect.as(true)
+          )
+        }
+        return Effect.succeed(false)
+      })
+
+    const running = Effect.sync(() => [...active.values()].map((c) => ({ runId: c.runId, schedule: c.schedule })))
+
+    const awaitIdle: Effect.Effect<void> = busy.changes.pipe(
+      Stream.takeUntil((n) => n === 0),
+      Stream.runDrain
+    )
+
+    // Shutdown: queued runs are recorded as missed, running ones get the cancel kill sequence and
+    // write their CommandExited / RunFinished before the layer is gone.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        shuttingDown = true
+        const dropped = [...queues.values()].flat()
+        queues.clear()
+        yield* publish
+        yield* missed(dropped, "shutdown").pipe(
+          Effect.catchAll((e) => Effect.logError("recording queued runs dropped at shutdown failed", e))
+        )
+        for (const ctx of active.values()) requestStop(ctx, "cancel")
+        yield* awaitIdle.pipe(
+          Effect.timeout(Duration.sum(Duration.sum(killGrace, ABANDON_STREAMS_AFTER), Duration.seconds(3))),
+          Effect.catchAll(() => Effect.logError("runs still active after the shutdown kill sequence; interrupting them"))
+        )
+      })
+    )
+
+    return { start, cancel, running, awaitIdle } satisfies RunnerShape
+  })
+
+export const layer = (tag: Context.Tag<Runner, RunnerShape>, options: Options): Layer.Layer<Runner, never, Outbox> =>
+  Layer.scoped(tag, make(options))
