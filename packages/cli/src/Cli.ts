@@ -1,0 +1,145 @@
+/**
+ * The barto-cli command tree (D10) and its runner. `run(argv)` parses the **full** argv (node,
+ * script, args…), executes the subcommand and returns the exit status: 0 ok, 1 error, 2 usage.
+ * It never fails: every error has been printed once (on stderr) by the time it returns.
+ */
+import * as CliCommand from "@effect/cli/Command"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import packageJson from "../package.json" with { type: "json" }
+import * as Calendar from "./commands/Calendar.js"
+import { CliEnv, CliFailure, root, usageError, Verbosity } from "./internal/root.js"
+import * as Render from "./Render.js"
+
+export const VERSION: string = packageJson.version
+
+const subcommands = [Calendar.command] as const
+
+export const SUBCOMMAND_NAMES: ReadonlyArray<string> = ["calendar"]
+
+export const command = root.pipe(
+  CliCommand.withHandler(() => Effect.fail(usageError("missing command (see 'barto-cli --help')"))),
+  CliCommand.withDescription("Command-line client of bartos, the barto job scheduler server."),
+  CliCommand.withSubcommands(subcommands)
+)
+
+const cli = CliCommand.run(command, { name: "barto-cli", version: VERSION })
+
+/** Root options that take a value: their value is never mistaken for a flag or a subcommand. */
+const VALUE_OPTIONS = new Set(["-c", "--config-absolute-path", "-t", "--tracing-absolute-path", "--timeout"])
+const CLUSTER = /^-[vqejV]{2,}$/
+
+/**
+ * Rewrites the global part of argv (before the subcommand) for what @effect/cli cannot express:
+ * repeated `-v`/`-q` (also clustered as `-vvv`) are counted and passed once, `-V` means
+ * `--version` (the reference's spelling). Everything from the subcommand on is left untouched.
+ */
+export const normalizeArgv = (
+  argv: ReadonlyArray<string>,
+  subcommandNames: ReadonlyArray<string> = SUBCOMMAND_NAMES
+): { readonly argv: Array<string>; readonly verbose: number; readonly quiet: number } => {
+  const head = argv.slice(0, 2)
+  const out: Array<string> = []
+  let verbose = 0
+  let quiet = 0
+  let i = 2
+  for (; i < argv.length; i++) {
+    const token = argv[i]!
+    if (subcommandNames.includes(token)) break
+    if (token === "--") break
+    if (VALUE_OPTIONS.has(token)) {
+      out.push(token)
+      if (i + 1 < argv.length) out.push(argv[++i]!)
+    } else if (token === "-v" || token === "--verbose") {
+      verbose++
+    } else if (token === "-q" || token === "--quiet") {
+      quiet++
+    } else if (token === "-V") {
+      out.push("--version")
+    } else if (CLUSTER.test(token)) {
+      for (const c of token.slice(1)) {
+        if (c === "v") verbose++
+        else if (c === "q") quiet++
+        else if (c === "V") out.push("--version")
+        else out.push(`-${c}`)
+      }
+    } else {
+      out.push(token)
+    }
+  }
+  const flags = [...(verbose > 0 ? ["-v"] : []), ...(quiet > 0 ? ["-q"] : [])]
+  return { argv: [...head, ...flags, ...out, ...argv.slice(i)], verbose, quiet }
+}
+
+/** -q… → Error / None, default Warning, -v Info, -vv Debug, -vvv… Trace. */
+export const logLevelOf = (verbose: number, quiet: number): LogLevel.LogLevel => {
+  const n = verbose - quiet
+  if (n <= -2) return LogLevel.None
+  if (n === -1) return LogLevel.Error
+  if (n === 0) return LogLevel.Warning
+  if (n === 1) return LogLevel.Info
+  if (n === 2) return LogLevel.Debug
+  return LogLevel.Trace
+}
+
+// Data goes to stdout, logs to stderr only (style.md §8: the default logger writes to stdout).
+const stderrLogger = Logger.withConsoleError(Logger.logfmtLogger)
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;]*m/g
+
+/**
+ * The console as barto-cli uses it: @effect/cli's help and errors come with ANSI colours and a
+ * trailing newline whatever the output is; drop the colours unless colour is allowed, and the
+ * trailing newlines (each `log` ends a line already).
+ */
+export const tidyConsole = (base: Console.Console, color: boolean): Console.Console => {
+  const tidy = (args: ReadonlyArray<unknown>) =>
+    args.map((a) => (typeof a === "string" ? (color ? a : a.replace(ANSI, "")).replace(/\n+$/, "") : a))
+  const unsafe: Console.UnsafeConsole = {
+    ...base.unsafe,
+    log: (...args) => base.unsafe.log(...tidy(args)),
+    error: (...args) => base.unsafe.error(...tidy(args))
+  }
+  return {
+    ...base,
+    log: (...args) => base.log(...tidy(args)),
+    error: (...args) => base.error(...tidy(args)),
+    unsafe
+  }
+}
+
+/** Runs the CLI and returns the exit status. */
+export const run = (argv: ReadonlyArray<string>) =>
+  Effect.flatMap(CliEnv, (env) =>
+    Console.consoleWith((base) =>
+      runTidy(argv).pipe(Effect.withConsole(tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color)))
+    ))
+
+const runTidy = (argv: ReadonlyArray<string>) => {
+  const normalized = normalizeArgv(argv)
+  return cli(normalized.argv).pipe(
+    Effect.provideService(Verbosity, { verbose: normalized.verbose, quiet: normalized.quiet }),
+    Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger)),
+    Logger.withMinimumLogLevel(logLevelOf(normalized.verbose, normalized.quiet)),
+    Effect.as(0),
+    Effect.catchAll((e): Effect.Effect<number> => {
+      // @effect/cli has printed the parse error already; printing it again is the double-print
+      // of style.md §8.
+      if (ValidationError.isValidationError(e)) return Effect.succeed(2)
+      if (e instanceof CliFailure) {
+        return (e.message === "" ? Effect.void : Console.error(`barto-cli: ${e.message}`)).pipe(Effect.as(e.exitCode))
+      }
+      return Console.error(`barto-cli: ${String(e)}`).pipe(Effect.as(1))
+    }),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.succeed(130)
+        : Console.error(`barto-cli: internal error: ${Cause.pretty(cause)}`).pipe(Effect.as(1))
+    )
+  )
+}

@@ -1,0 +1,154 @@
+/**
+ * The root command's global options and what every subcommand shares: the merged globals, the
+ * output style, the typed failure that carries an exit code, and the environment (stdout TTY,
+ * terminal width, env vars) as a service so tests run the whole CLI in-process.
+ */
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Render from "../Render.js"
+
+/** What the process looks like from the CLI's point of view (tests provide their own). */
+export interface CliEnv {
+  readonly env: Record<string, string | undefined>
+  readonly stdoutIsTTY: boolean
+  readonly columns: number | undefined
+}
+export const CliEnv = Context.GenericTag<CliEnv>("@barto/cli/CliEnv")
+
+export const processEnv = (): CliEnv => ({
+  env: process.env,
+  stdoutIsTTY: process.stdout.isTTY === true,
+  columns: process.stdout.columns
+})
+
+/**
+ * A failure that ends the program with `exitCode`, printing `barto-cli: <message>` on stderr when
+ * `message` is not empty (an empty message means the details were already printed).
+ */
+export class CliFailure extends Data.TaggedError("CliFailure")<{
+  readonly message: string
+  readonly exitCode: number
+}> {}
+
+export const usageError = (message: string) => new CliFailure({ message, exitCode: 2 })
+export const failure = (message: string) => new CliFailure({ message, exitCode: 1 })
+
+/** A usage error raised while parsing options: @effect/cli prints it once, we exit 2. */
+export const invalidValue = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
+
+// ---------------------------------------------------------------------------------------------
+// Options shared by the root and (for help and position freedom) every subcommand
+// ---------------------------------------------------------------------------------------------
+
+export const jsonOption = Options.boolean("json").pipe(
+  Options.withAlias("j"),
+  Options.withDescription("Print JSON (shapes documented in packages/cli/README.md).")
+)
+export const localOption = Options.boolean("local").pipe(
+  Options.withDescription("Print time stamps in local time instead of UTC.")
+)
+export const timeoutOption = Options.float("timeout").pipe(
+  Options.withPseudoName("SECS"),
+  Options.mapEffect((secs) =>
+    secs > 0 && Number.isFinite(secs)
+      ? Effect.succeed(secs)
+      : Effect.fail(invalidValue(`invalid timeout: '${secs}' (seconds, greater than 0)`))
+  ),
+  Options.optional,
+  Options.withDescription("Seconds to wait for bartos to answer (default: timeout_secs from the config, 5).")
+)
+
+export const remoteOptions = { json: jsonOption, local: localOption, timeout: timeoutOption }
+export interface RemoteOptions {
+  readonly json: boolean
+  readonly local: boolean
+  readonly timeout: Option.Option<number>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Root
+// ---------------------------------------------------------------------------------------------
+
+export const rootOptions = {
+  verbose: Options.boolean("verbose").pipe(
+    Options.withAlias("v"),
+    Options.withDescription("More log output on stderr (repeatable: -vv, -vvv).")
+  ),
+  quiet: Options.boolean("quiet").pipe(
+    Options.withAlias("q"),
+    Options.withDescription("Less log output (repeatable).")
+  ),
+  enableStdOutput: Options.boolean("enable-std-output").pipe(
+    Options.withAlias("e"),
+    Options.withDescription("Write logs to stderr (barto-cli never logs to stdout).")
+  ),
+  configPath: Options.text("config-absolute-path").pipe(
+    Options.withAlias("c"),
+    Options.withPseudoName("PATH"),
+    Options.optional,
+    Options.withDescription("Config file (default: $XDG_CONFIG_HOME/barto-cli/barto-cli.toml).")
+  ),
+  tracingPath: Options.text("tracing-absolute-path").pipe(
+    Options.withAlias("t"),
+    Options.withPseudoName("PATH"),
+    Options.optional,
+    Options.withDescription("Log file.")
+  ),
+  ...remoteOptions
+}
+
+export const root = Command.make("barto-cli", rootOptions)
+
+/**
+ * Counts of repeated `-v`/`-q` found before the subcommand. @effect/cli cannot repeat a boolean
+ * flag nor uncluster `-vv` into the same option, so `Cli.normalizeArgv` counts them and hands the
+ * counts over through this reference.
+ */
+export interface Verbosity {
+  readonly verbose: number
+  readonly quiet: number
+}
+export const Verbosity = Context.GenericTag<Verbosity>("@barto/cli/Verbosity")
+
+/** Globals of one invocation, the subcommand's own copies of the shared options winning. */
+export interface Globals {
+  readonly verbose: number
+  readonly quiet: number
+  readonly enableStdOutput: boolean
+  readonly configPath: string | undefined
+  readonly tracingPath: string | undefined
+  readonly json: boolean
+  readonly local: boolean
+  readonly timeoutSecs: number | undefined
+}
+
+export const globals = (sub: Partial<RemoteOptions>) =>
+  Effect.gen(function*() {
+    const r = yield* root
+    const counts = yield* Verbosity
+    return {
+      verbose: Math.max(counts.verbose, r.verbose ? 1 : 0),
+      quiet: Math.max(counts.quiet, r.quiet ? 1 : 0),
+      enableStdOutput: r.enableStdOutput,
+      configPath: Option.getOrUndefined(r.configPath),
+      tracingPath: Option.getOrUndefined(r.tracingPath),
+      json: r.json || sub.json === true,
+      local: r.local || sub.local === true,
+      timeoutSecs: Option.getOrUndefined(sub.timeout ?? Option.none()) ?? Option.getOrUndefined(r.timeout)
+    } satisfies Globals
+  })
+
+export const styleOf = (g: Globals): Effect.Effect<Render.Style, never, CliEnv> =>
+  Effect.map(CliEnv, (env) =>
+    Render.makeStyle({
+      tty: env.stdoutIsTTY,
+      columns: env.columns,
+      env: env.env,
+      local: g.local
+    }))
