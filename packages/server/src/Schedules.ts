@@ -2,12 +2,28 @@
  * The live schedule table (D3): loaded from `[schedules.<agent>]`, validated atomically, `R`
  * resolved stably per agent/schedule, hot-reloaded on SIGHUP and on change of the config file,
  * pause flags persisted in the Store.
+ *
+ * The table lives in a `SubscriptionRef` and is swapped whole. Sessions are told "the table may
+ * have changed" and each one compares versions with what its agent last got, so a push never
+ * races a session's own initial send (see `WorkerSession`).
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import type * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { ScheduleSpec } from "@barto/domain/Messages"
-import type { StoreError } from "./Store.js"
+import { AgentSessions } from "./internal/agentSessions.js"
+import * as ScheduleTable from "./internal/scheduleTable.js"
+import { Metrics } from "./Metrics.js"
+import { Store, type StoreError } from "./Store.js"
 
 /** A schedule table that could not be loaded; names the file, the key path and the reason. */
 export class ScheduleLoadError extends Data.TaggedError("ScheduleLoadError")<{
@@ -31,3 +47,191 @@ export interface SchedulesShape {
 }
 
 export class Schedules extends Context.Tag("@barto/server/Schedules")<Schedules, SchedulesShape>() {}
+
+/** The `[schedules]` section of one config load, and the file it came from. */
+export interface LoadedSchedules {
+  readonly file: string | undefined
+  readonly schedules: ScheduleTable.SchedulesConfig
+}
+
+export interface Options {
+  readonly initial: LoadedSchedules
+  /** A full config load (same sources and precedence as at start), for every reload. */
+  readonly load: Effect.Effect<LoadedSchedules, ScheduleLoadError>
+  /** Config file whose changes trigger a reload (its directory is watched); none: SIGHUP only. */
+  readonly watchFile?: string | undefined
+  /** Listen for SIGHUP (default true). */
+  readonly sighup?: boolean
+  readonly debounceMs?: number
+}
+
+interface State {
+  readonly base: ScheduleTable.Table
+  readonly paused: ReadonlySet<string>
+  readonly view: ScheduleTable.Table
+}
+
+type Trigger = "sighup" | "file"
+
+const logLoadError = (e: ScheduleLoadError) =>
+  Effect.logError(`schedule reload rejected, keeping the current table: ${e.message}`).pipe(
+    Effect.annotateLogs({ file: e.file ?? "", key: e.path })
+  )
+
+export const make = (
+  options: Options
+): Effect.Effect<SchedulesShape, ScheduleLoadError | StoreError, Store | AgentSessions | Metrics | Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = yield* Store
+    const sessions = yield* AgentSessions
+    const metrics = yield* Metrics
+    const base = yield* ScheduleTable.build(options.initial.file, options.initial.schedules)
+    const paused = new Set((yield* store.paused()).map((p) => ScheduleTable.pausedKey(p.agent, p.schedule)))
+    const state = yield* SubscriptionRef.make<State>({ base, paused, view: ScheduleTable.applyPaused(base, paused) })
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const push = (agents: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const wanted = new Set(agents)
+        const handles = (yield* sessions.handles).filter((h) => wanted.has(h.connection.agent))
+        yield* Effect.forEach(handles, (h) => h.syncTable, { concurrency: 64, discard: true })
+      })
+
+    const reload: Effect.Effect<"applied" | "unchanged", ScheduleLoadError> = lock.withPermits(1)(
+      Effect.gen(function*() {
+        const loaded = yield* options.load
+        const next = yield* ScheduleTable.build(loaded.file, loaded.schedules)
+        const current = yield* SubscriptionRef.get(state)
+        if (ScheduleTable.equals(next, current.base)) {
+          yield* Effect.logInfo("schedules unchanged")
+          yield* metrics.add("bartos_schedule_reloads_total", 1, { result: "unchanged" })
+          return "unchanged" as const
+        }
+        const view = ScheduleTable.applyPaused(next, current.paused)
+        const changed = ScheduleTable.changedAgents(current.view, view)
+        yield* SubscriptionRef.set(state, { base: next, paused: current.paused, view })
+        const count = [...next.values()].reduce((n, specs) => n + specs.length, 0)
+        yield* Effect.logInfo(
+          `schedules reloaded: ${next.size} agents, ${count} schedules; changed: ${changed.join(", ") || "none"}`
+        )
+        yield* metrics.add("bartos_schedule_reloads_total", 1, { result: "applied" })
+        yield* push(changed)
+        return "applied" as const
+      }).pipe(
+        Effect.tapError((e) =>
+          logLoadError(e).pipe(Effect.zipRight(metrics.add("bartos_schedule_reloads_total", 1, { result: "rejected" })))
+        )
+      )
+    )
+
+    const setPaused = (agent: string, schedule: string, pause: boolean) =>
+      lock.withPermits(1)(
+        Effect.gen(function*() {
+          const current = yield* SubscriptionRef.get(state)
+          const known = (current.base.get(agent) ?? []).some((s) => s.name === schedule)
+          if (!known) return false
+          yield* store.setPaused(agent, schedule, pause)
+          const key = ScheduleTable.pausedKey(agent, schedule)
+          const nextPaused = new Set(current.paused)
+          if (pause) nextPaused.add(key)
+          else nextPaused.delete(key)
+          yield* SubscriptionRef.set(state, {
+            base: current.base,
+            paused: nextPaused,
+            view: ScheduleTable.applyPaused(current.base, nextPaused)
+          })
+          yield* Effect.logInfo(`schedule ${agent}/${schedule} ${pause ? "paused" : "resumed"}`)
+          yield* push([agent])
+          return true
+        })
+      )
+
+    // --- triggers: SIGHUP and the config file's directory, debounced, bursts collapsed ---------
+    const triggers = yield* Queue.unbounded<Trigger>()
+    yield* Effect.addFinalizer(() => Queue.shutdown(triggers))
+    if (options.sighup ?? true) {
+      const onHup = () => {
+        Queue.unsafeOffer(triggers, "sighup")
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.on("SIGHUP", onHup)),
+        () => Effect.sync(() => process.off("SIGHUP", onHup))
+      )
+    }
+    const watchFile = options.watchFile === undefined ? undefined : path.resolve(options.watchFile)
+    const mtimeOf = (file: string) =>
+      Effect.sync(() => {
+        try {
+          return Option.some(fs.statSync(file).mtimeMs)
+        } catch {
+          return Option.none<number>()
+        }
+      })
+    let lastMtime = watchFile === undefined ? Option.none<number>() : yield* mtimeOf(watchFile)
+    if (watchFile !== undefined && fs.existsSync(path.dirname(watchFile))) {
+      const base = path.basename(watchFile)
+      yield* Effect.acquireRelease(
+        Effect.try(() =>
+          fs.watch(path.dirname(watchFile), { persistent: false }, (_event, filename) => {
+            if (filename === null || filename.toString() === base) Queue.unsafeOffer(triggers, "file")
+          })
+        ).pipe(
+          Effect.tap((w) => Effect.sync(() => w.on("error", () => {}))),
+          Effect.map(Option.some),
+          Effect.catchAll((e) =>
+            Effect.logWarning(`cannot watch ${watchFile} for changes (SIGHUP still reloads): ${String(e.error)}`).pipe(
+              Effect.as(Option.none<fs.FSWatcher>())
+            )
+          )
+        ),
+        (w) => Effect.sync(() => Option.map(w, (w) => w.close()))
+      )
+    }
+    const debounce = Duration.millis(options.debounceMs ?? 400)
+    const collapse = (first: Trigger): Effect.Effect<ReadonlySet<Trigger>> =>
+      Effect.gen(function*() {
+        const seen = new Set<Trigger>([first])
+        while (true) {
+          const more = yield* Queue.take(triggers).pipe(Effect.timeout(debounce), Effect.option)
+          if (Option.isNone(more)) return seen
+          seen.add(more.value)
+        }
+      })
+    yield* Queue.take(triggers).pipe(
+      Effect.flatMap(collapse),
+      Effect.flatMap((seen) =>
+        Effect.gen(function*() {
+          if (watchFile !== undefined) {
+            const mtime = yield* mtimeOf(watchFile)
+            const moved = !Option.getEquivalence<number>((a, b) => a === b)(mtime, lastMtime)
+            lastMtime = mtime
+            // An event on the file whose mtime did not move is noise (an editor's touch of the
+            // directory, a rename of a sibling): the reference skips it too.
+            if (!seen.has("sighup") && (!moved || Option.isNone(mtime))) return
+          }
+          yield* Effect.logInfo(`reloading schedules (${[...seen].join(", ")})`)
+          yield* reload.pipe(Effect.ignore)
+        })
+      ),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    const all = SubscriptionRef.get(state).pipe(Effect.map((s) => s.view))
+    return {
+      all,
+      forAgent: (agent) => Effect.map(all, (view) => view.get(agent) ?? []),
+      setPaused,
+      reload
+    } satisfies SchedulesShape
+  })
+
+export const layer = (
+  options: Options
+): Layer.Layer<Schedules, ScheduleLoadError | StoreError, Store | AgentSessions | Metrics> =>
+  Layer.scoped(Schedules, make(options))
+
+/** A validated table outside any service, e.g. to check a config at start. */
+export const validate = (loaded: LoadedSchedules): Either.Either<ScheduleTable.Table, ScheduleLoadError> =>
+  ScheduleTable.build(loaded.file, loaded.schedules)

@@ -1,0 +1,201 @@
+/**
+ * One barto-cli connection on `/v1/ws/cli` (D7, D10). Never enveloped (TLS + bearer + admin key).
+ *
+ * `CliHello` (within 10 s) -> `ServerHelloCli{admin}`; then each `CliRequest` is handed to
+ * `CliHandler.handle` and every response it streams is sent back carrying the request's `id`.
+ * Requests run concurrently, so a `tail -f` does not block a second request on the same link.
+ * Unlike the reference, a bad frame is answered (`ProtocolError`), never silently dropped.
+ */
+import { timingSafeEqual } from "node:crypto"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { Codec } from "@barto/domain/Codec"
+import * as Messages from "@barto/domain/Messages"
+import type { WebSocket } from "ws"
+import * as CliHandler from "./CliHandler.js"
+import type { Ingested } from "./Events.js"
+import * as Socket from "./internal/socket.js"
+import { Metrics } from "./Metrics.js"
+import type { Registry } from "./Registry.js"
+import type { Schedules } from "./Schedules.js"
+import type { ServerInfo } from "./ServerInfo.js"
+import type { Store } from "./Store.js"
+
+export interface Options {
+  readonly serverVersion: string
+  /** Absent: every CLI is admin (as the reference, which has no roles). */
+  readonly adminKey: Redacted.Redacted<string> | undefined
+  readonly maxFrameBytes: number
+  readonly helloTimeoutMs: number
+  readonly maxBadFrames: number
+  /** A protocol-level ping goes out this often; a CLI that never answers is dropped (half-open TCP). */
+  readonly keepaliveMs: number
+}
+
+export type Requirements = Store | Registry | Schedules | Ingested | ServerInfo | Metrics | Codec
+
+/** Constant time in the length of the expected value; a length mismatch is still a mismatch. */
+export const secretEquals = (given: string, expected: string): boolean => {
+  const a = Buffer.from(given, "utf8")
+  const b = Buffer.from(expected, "utf8")
+  if (a.length !== b.length) {
+    timingSafeEqual(b, b)
+    return false
+  }
+  return timingSafeEqual(a, b)
+}
+
+export const run = (
+  ws: WebSocket,
+  peer: { readonly name: string; readonly ip: string },
+  options: Options
+): Effect.Effect<void, never, Requirements> =>
+  Effect.scoped(session(ws, peer, options)).pipe(Effect.annotateLogs({ cli: peer.name, ip: peer.ip, link: "cli" }))
+
+const session = (
+  ws: WebSocket,
+  peer: { readonly name: string; readonly ip: string },
+  options: Options
+): Effect.Effect<void, never, Requirements | Scope.Scope> =>
+  Effect.gen(function*() {
+    const codec = yield* Codec
+    const metrics = yield* Metrics
+    const conn = yield* Socket.attach(ws)
+    const labels = { link: "cli" }
+    yield* metrics.add("bartos_connections_total", 1, labels)
+    yield* metrics.add("bartos_connections_open", 1, labels)
+    yield* Effect.addFinalizer(() => metrics.add("bartos_connections_open", -1, labels))
+    yield* Effect.logDebug(`cli connection from '${peer.name} (${peer.ip})'`)
+    yield* Effect.addFinalizer((exit) =>
+      Exit.isInterrupted(exit) ? Effect.sync(() => conn.close(1001, "server shutting down")) : Effect.void
+    )
+
+    const send = (message: Messages.ServerToCli) =>
+      Effect.sync(() => conn.sendBytes(codec.encode(Messages.ServerToCli, message))).pipe(
+        Effect.tap((sent) => (sent ? metrics.add("bartos_frames_out_total", 1, labels) : Effect.void))
+      )
+
+    // Keepalive: `ws` clients answer pings by themselves; no pong between two pings = dead peer.
+    let alive = true
+    const onPong = () => {
+      alive = true
+    }
+    ws.on("pong", onPong)
+    yield* Effect.addFinalizer(() => Effect.sync(() => ws.off("pong", onPong)))
+    yield* Effect.sync(() => {
+      if (!alive) {
+        ws.terminate()
+        return
+      }
+      alive = false
+      if (conn.isOpen()) ws.ping()
+    }).pipe(Effect.delay(Duration.millis(options.keepaliveMs)), Effect.forever, Effect.forkScoped)
+
+    let badInARow = 0
+    const decode = (item: Extract<Socket.Inbound, { _tag: "Frame" }>) =>
+      metrics.add("bartos_frames_in_total", 1, labels).pipe(
+        Effect.as(
+          item.binary
+            ? Either.mapLeft(codec.decode(Messages.CliToServer, item.data), (e) => ({
+              code: e.code as Messages.ProtocolError["code"],
+              message: e.message
+            }))
+            : Either.left({
+              code: "undecodable" as Messages.ProtocolError["code"],
+              message: "text frames are not accepted; send binary frames"
+            })
+        )
+      )
+    const rejected = (bad: { readonly code: Messages.ProtocolError["code"]; readonly message: string }) =>
+      Effect.gen(function*() {
+        badInARow++
+        yield* metrics.add("bartos_frames_rejected_total", 1, { reason: bad.code })
+        yield* Effect.logWarning(`rejected cli frame (${bad.code}): ${bad.message}`)
+        yield* send({ _tag: "ProtocolError", code: bad.code, message: bad.message })
+        if (badInARow >= options.maxBadFrames) {
+          conn.close(1008, `${badInARow} bad frames in a row`)
+          return true
+        }
+        return false
+      })
+
+    // --- hello ---------------------------------------------------------------------------------
+    const awaitHello = Effect.gen(function*() {
+      while (true) {
+        const item = yield* conn.take
+        if (item._tag === "Closed") return Option.none()
+        const decoded = yield* decode(item)
+        if (Either.isLeft(decoded)) {
+          if (yield* rejected(decoded.left)) return Option.none()
+          continue
+        }
+        const message = decoded.right
+        if (message._tag === "CliHello") return Option.some(message)
+        yield* send({ _tag: "ProtocolError", code: "unexpected", message: `expected CliHello, got ${message._tag}` })
+        conn.close(1008, "first frame must be CliHello")
+        return Option.none()
+      }
+    })
+    const hello = yield* awaitHello.pipe(
+      Effect.timeout(Duration.millis(options.helloTimeoutMs)),
+      Effect.catchTag("TimeoutException", () =>
+        Effect.sync(() => conn.close(1008, `no CliHello within ${options.helloTimeoutMs / 1000} s`)).pipe(
+          Effect.as(Option.none())
+        )
+      )
+    )
+    if (Option.isNone(hello)) return
+    badInARow = 0
+    if (hello.value.protocol !== Messages.PROTOCOL_VERSION) {
+      const reason = `protocol version mismatch: server ${Messages.PROTOCOL_VERSION}, cli ${hello.value.protocol}`
+      yield* send({ _tag: "ProtocolError", code: "protocol_version", message: reason })
+      conn.close(4002, reason)
+      return
+    }
+    const admin = options.adminKey === undefined ||
+      (hello.value.adminKey !== undefined && secretEquals(hello.value.adminKey, Redacted.value(options.adminKey)))
+    yield* send({ _tag: "ServerHelloCli", protocol: Messages.PROTOCOL_VERSION, serverVersion: options.serverVersion, admin })
+
+    // --- requests ------------------------------------------------------------------------------
+    const inflight = yield* FiberSet.make()
+    const serve = (request: Messages.CliRequest) =>
+      CliHandler.handle(request, { admin }).pipe(
+        Stream.runForEach((response) => send(response)),
+        Effect.catchAllCause((cause) =>
+          Effect.logError(`request ${request._tag} #${request.id} failed`, cause).pipe(
+            Effect.zipRight(
+              send({ _tag: "CliError", id: request.id, code: "internal", message: "internal error; see the server log" })
+            )
+          )
+        ),
+        Effect.annotateLogs({ request: request._tag, id: request.id })
+      )
+    while (true) {
+      const item = yield* conn.take
+      if (item._tag === "Closed") return
+      const decoded = yield* decode(item)
+      if (Either.isLeft(decoded)) {
+        if (yield* rejected(decoded.left)) return
+        continue
+      }
+      badInARow = 0
+      const message = decoded.right
+      switch (message._tag) {
+        case "Ping":
+          yield* send({ _tag: "Pong", id: message.id, sentAt: message.sentAt })
+          break
+        case "CliHello":
+          yield* send({ _tag: "ProtocolError", code: "unexpected", message: "CliHello was already received" })
+          break
+        default:
+          yield* FiberSet.run(inflight, serve(message))
+      }
+    }
+  })

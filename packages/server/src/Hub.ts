@@ -1,0 +1,294 @@
+/**
+ * The HTTP side of bartos (D6, D7): Node `http`/`https` listeners and a `ws` server that takes
+ * upgrades on `/v1/ws/worker` and `/v1/ws/cli`, after the bearer check and, under mTLS, after
+ * binding the worker's certificate to its `name`. Everything else is Effect: each connection is a
+ * fiber in one `FiberSet` owned by the layer's scope, so shutdown closes every socket with 1001.
+ *
+ * Raw `ws` (not @effect/platform's bundled server) because we need `maxPayload`, request headers
+ * and the TLS peer certificate (style §4.1).
+ *
+ * Frame size: `maxPayload` is 16 × `max_frame_bytes`. A frame above `max_frame_bytes` but below
+ * that hard cap is received and answered with `ProtocolError{code:"frame_too_large"}` (the
+ * connection stays); above the cap `ws` itself closes the connection with 1009 before we can
+ * look at it, so a peer cannot make bartos buffer unbounded frames.
+ */
+import * as http from "node:http"
+import * as https from "node:https"
+import type * as net from "node:net"
+import type * as tls from "node:tls"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type * as Envelope from "@barto/domain/Envelope"
+import { Micros } from "@barto/domain/Messages"
+import { WebSocketServer, type WebSocket } from "ws"
+import * as CliSession from "./CliSession.js"
+import { Metrics } from "./Metrics.js"
+import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
+import * as WorkerSession from "./WorkerSession.js"
+
+export class HubError extends Data.TaggedError("HubError")<{ readonly message: string; readonly cause?: unknown }> {}
+
+export interface TlsOptions {
+  readonly host: string
+  readonly port: number
+  /** PEM contents (not paths). */
+  readonly cert: string
+  readonly key: string
+  /** PEM of the CA that client certificates must chain to: turns on mTLS. */
+  readonly clientCa?: string | undefined
+}
+
+export interface Options {
+  readonly serverVersion: string
+  /** The plain listener; absent when TLS is configured without `allow_plaintext`. */
+  readonly plain?: { readonly host: string; readonly port: number } | undefined
+  readonly tls?: TlsOptions | undefined
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly adminKey?: Redacted.Redacted<string> | undefined
+  readonly hmacKey?: Uint8Array | undefined
+  readonly signingKey?: Envelope.SigningKey | undefined
+  readonly maxFrameBytes: number
+  readonly livenessMs: number
+  readonly queryRowCap: number
+  readonly queryTimeoutMs: number
+  readonly helloTimeoutMs?: number
+  readonly replayWindowSecs?: number
+  readonly maxBadFrames?: number
+  /** CLI keepalive ping interval; default: the liveness timeout. */
+  readonly cliKeepaliveMs?: number
+  /** How long shutdown waits for peers to answer the close handshake. */
+  readonly shutdownGraceMs?: number
+}
+
+export interface Listener {
+  readonly scheme: "ws" | "wss"
+  readonly host: string
+  readonly port: number
+  readonly url: string
+}
+
+export interface HubShape {
+  readonly listeners: ReadonlyArray<Listener>
+}
+
+export class Hub extends Context.Tag("@barto/server/Hub")<Hub, HubShape>() {}
+
+export type Requirements = WorkerSession.Requirements | Exclude<CliSession.Requirements, ServerInfo>
+
+const STATUS_BODIES: Record<number, string> = {
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not found",
+  426: "upgrade required",
+  503: "shutting down"
+}
+
+/** Answers a refused upgrade on the raw socket (no WebSocket exists yet). */
+const refuseUpgrade = (socket: net.Socket, status: number, body = STATUS_BODIES[status] ?? "") => {
+  if (!socket.writable) return void socket.destroy()
+  socket.once("finish", () => socket.destroy())
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ""}\r\nConnection: close\r\n` +
+      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  )
+}
+
+/** `Authorization: Bearer <key>`: exact scheme, one space, constant-time compare. */
+export const bearerOk = (header: string | undefined, apiKey: Redacted.Redacted<string> | undefined): boolean => {
+  if (apiKey === undefined) return true
+  if (header === undefined || !header.startsWith("Bearer ")) return false
+  const token = header.slice("Bearer ".length)
+  return token.length > 0 && CliSession.secretEquals(token, Redacted.value(apiKey))
+}
+
+/** The identities a client certificate vouches for: its subject CN and its DNS SANs. */
+export const certificateNames = (cert: tls.PeerCertificate | undefined): ReadonlyArray<string> => {
+  if (cert === undefined || cert === null || Object.keys(cert).length === 0) return []
+  const names: Array<string> = []
+  const cn = cert.subject?.CN
+  if (typeof cn === "string") names.push(cn)
+  else if (Array.isArray(cn)) names.push(...(cn as Array<string>))
+  for (const part of (cert.subjectaltname ?? "").split(",")) {
+    const san = part.trim()
+    if (san.startsWith("DNS:")) names.push(san.slice(4))
+  }
+  return names
+}
+
+const peerIp = (socket: net.Socket): string => {
+  const ip = socket.remoteAddress ?? "unknown"
+  return ip.startsWith("::ffff:") ? ip.slice(7) : ip
+}
+
+const urlHost = (host: string) => (host.includes(":") ? `[${host}]` : host)
+
+const listen = (server: http.Server, host: string, port: number) =>
+  Effect.async<number, HubError>((resume) => {
+    const onError = (error: Error) =>
+      resume(Effect.fail(new HubError({ message: `cannot listen on ${host}:${port}: ${error.message}`, cause: error })))
+    server.once("error", onError)
+    server.listen(port, host, () => {
+      server.off("error", onError)
+      const address = server.address()
+      resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : port))
+    })
+  })
+
+export const make = (options: Options) =>
+  Effect.gen(function*() {
+    const metrics = yield* Metrics
+    const startedAt = Micros.make((yield* Clock.currentTimeMillis) * 1000)
+    const ready = yield* Deferred.make<ServerInfoShape>()
+    const connections = yield* FiberSet.make()
+    const background = yield* FiberSet.make()
+    const fork = yield* FiberSet.runtime(connections)<Requirements>()
+    const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * options.maxFrameBytes, clientTracking: true })
+    let shuttingDown = false
+
+    const workerOptions: WorkerSession.Options = {
+      serverVersion: options.serverVersion,
+      hmacKey: options.hmacKey,
+      signingKey: options.signingKey,
+      maxFrameBytes: options.maxFrameBytes,
+      livenessMs: options.livenessMs,
+      helloTimeoutMs: options.helloTimeoutMs ?? WorkerSession.defaults.helloTimeoutMs,
+      replayWindowSecs: options.replayWindowSecs ?? WorkerSession.defaults.replayWindowSecs,
+      maxBadFrames: options.maxBadFrames ?? WorkerSession.defaults.maxBadFrames,
+      background
+    }
+    const cliOptions: CliSession.Options = {
+      serverVersion: options.serverVersion,
+      adminKey: options.adminKey,
+      maxFrameBytes: options.maxFrameBytes,
+      helloTimeoutMs: workerOptions.helloTimeoutMs,
+      maxBadFrames: workerOptions.maxBadFrames,
+      keepaliveMs: options.cliKeepaliveMs ?? Math.max(options.livenessMs, 1000)
+    }
+
+    const onUpgrade = (secure: boolean) => (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      socket.on("error", () => {})
+      const refuse = (status: number, body?: string) => {
+        metrics.unsafeAdd("bartos_http_rejected_total", 1, { status: String(status) })
+        refuseUpgrade(socket, status, body)
+      }
+      if (shuttingDown) return refuse(503)
+      let url: URL
+      try {
+        url = new URL(req.url ?? "/", "http://bartos")
+      } catch {
+        return refuse(404)
+      }
+      const link = url.pathname === "/v1/ws/worker" ? "worker" : url.pathname === "/v1/ws/cli" ? "cli" : undefined
+      if (link === undefined || req.method !== "GET") return refuse(404)
+      const name = url.searchParams.get("name") || "Unknown"
+      if (!bearerOk(req.headers.authorization, options.apiKey)) return refuse(401)
+      if (secure && link === "worker" && options.tls?.clientCa !== undefined) {
+        const names = certificateNames((socket as tls.TLSSocket).getPeerCertificate())
+        if (!names.includes(name)) {
+          return refuse(403, `forbidden: the client certificate is not issued to '${name}'`)
+        }
+      }
+      const ip = peerIp(socket)
+      wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+        const session = link === "worker"
+          ? WorkerSession.run(ws, { agent: name, ip }, workerOptions)
+          : Deferred.await(ready).pipe(
+            Effect.flatMap((info) =>
+              Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info)
+            )
+          )
+        fork(session)
+      })
+    }
+
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const pathname = (req.url ?? "/").split("?")[0]
+      const reply = (status: number, body: string, type = "text/plain; charset=utf-8") => {
+        if (status >= 400) metrics.unsafeAdd("bartos_http_rejected_total", 1, { status: String(status) })
+        res.writeHead(status, { "Content-Type": type, "Content-Length": Buffer.byteLength(body) })
+        res.end(body)
+      }
+      if (req.method === "GET" && pathname === "/healthz") return reply(200, "ok")
+      if (req.method === "GET" && pathname === "/metrics") {
+        return reply(200, Effect.runSync(metrics.render), "text/plain; version=0.0.4; charset=utf-8")
+      }
+      if (pathname === "/v1/ws/worker" || pathname === "/v1/ws/cli") return reply(426, STATUS_BODIES[426]!)
+      return reply(404, STATUS_BODIES[404]!)
+    }
+
+    const servers: Array<{ server: http.Server; listener: Listener }> = []
+    const start = (server: http.Server, scheme: "ws" | "wss", host: string, port: number) =>
+      Effect.gen(function*() {
+        server.on("request", onRequest)
+        server.on("upgrade", onUpgrade(scheme === "wss"))
+        server.on("clientError", (_err, socket) => socket.destroy())
+        const bound = yield* listen(server, host, port)
+        servers.push({ server, listener: { scheme, host, port: bound, url: `${scheme}://${urlHost(host)}:${bound}` } })
+      })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        shuttingDown = true
+        for (const { server } of servers) server.close()
+        // Interrupting the sessions closes each socket with 1001 (their own finalizers); an
+        // ingest transaction in flight is uninterruptible, so it completes first.
+        yield* FiberSet.clear(connections)
+        yield* FiberSet.clear(background)
+        yield* Effect.async<void>((resume) => {
+          if (wss.clients.size === 0) return resume(Effect.void)
+          let left = wss.clients.size
+          for (const ws of wss.clients) {
+            ws.once("close", () => {
+              if (--left === 0) resume(Effect.void)
+            })
+          }
+        }).pipe(Effect.timeout(options.shutdownGraceMs ?? 2000), Effect.ignore)
+        for (const ws of wss.clients) ws.terminate()
+        for (const { server } of servers) server.closeAllConnections()
+        yield* Effect.sync(() => wss.close())
+      })
+    )
+
+    if (options.plain !== undefined) {
+      yield* start(http.createServer(), "ws", options.plain.host, options.plain.port)
+    }
+    if (options.tls !== undefined) {
+      const t = options.tls
+      const server = yield* Effect.try({
+        try: () =>
+          https.createServer({
+            cert: t.cert,
+            key: t.key,
+            ...(t.clientCa !== undefined ? { ca: t.clientCa, requestCert: true, rejectUnauthorized: true } : {})
+          }),
+        catch: (e) => new HubError({ message: `invalid TLS certificate or key: ${String(e)}`, cause: e })
+      })
+      // Refused handshakes (no or untrusted client certificate) never reach us as requests.
+      server.on("tlsClientError", () => metrics.unsafeAdd("bartos_http_rejected_total", 1, { status: "tls" }))
+      yield* start(server, "wss", t.host, t.port)
+    }
+    if (servers.length === 0) {
+      return yield* new HubError({ message: "no listener: TLS is not configured and the plain listener is off" })
+    }
+    const listeners = servers.map((s) => s.listener)
+    const info: ServerInfoShape = {
+      version: options.serverVersion,
+      startedAt,
+      listeners: listeners.map((l) => l.url),
+      queryRowCap: options.queryRowCap,
+      queryTimeoutMs: options.queryTimeoutMs
+    }
+    yield* Deferred.succeed(ready, info)
+    return { hub: { listeners } satisfies HubShape, info }
+  })
+
+export const layer = (options: Options): Layer.Layer<Hub | ServerInfo, HubError, Requirements> =>
+  Layer.scopedContext(
+    make(options).pipe(Effect.map(({ hub, info }) => Context.make(Hub, hub).pipe(Context.add(ServerInfo, info))))
+  )

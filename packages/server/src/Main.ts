@@ -1,0 +1,148 @@
+/**
+ * bartos assembled from Layers: config -> Store, registry, metrics, events, codec -> the live
+ * schedule table -> the HTTP/WebSocket hub and the retention job.
+ *
+ * Release runs in reverse: the hub first (stop accepting, close every socket with 1001, let an
+ * ingest transaction in flight finish), then the schedule watchers, then the database.
+ */
+import * as fs from "node:fs"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Codec from "@barto/domain/Codec"
+import * as Config from "@barto/domain/Config"
+import * as Envelope from "@barto/domain/Envelope"
+import * as Events from "./Events.js"
+import * as Hub from "./Hub.js"
+import * as Metrics from "./Metrics.js"
+import * as Registry from "./Registry.js"
+import * as Retention from "./Retention.js"
+import * as Schedules from "./Schedules.js"
+import * as Store from "./Store.js"
+
+/** A start-up problem outside the config schema: unreadable certificate, invalid signing key… */
+export class StartError extends Data.TaggedError("StartError")<{ readonly message: string }> {}
+
+export interface StartOptions {
+  readonly version: string
+  readonly config: Config.BartosConfig
+  /** The same sources as at start, for every schedule reload. */
+  readonly loadOptions: Config.LoadOptions
+  /** The config file in use (explicit `-c`, else the default path); watched for changes. */
+  readonly configFile: string
+  /** Watch the config file and listen for SIGHUP (default true; tests may turn it off). */
+  readonly hotReload?: boolean
+  /** Tests: adjust the hub (ephemeral ports, short timeouts) or bring their own Store. */
+  readonly overrides?: {
+    readonly hub?: (options: Hub.Options) => Hub.Options
+    readonly store?: Layer.Layer<Store.Store, Store.StoreError>
+  }
+}
+
+const readPem = (what: string, file: string) =>
+  Effect.try({
+    try: () => fs.readFileSync(file, "utf8"),
+    catch: (e) => new StartError({ message: `actix.tls.${what}: cannot read ${file}: ${(e as Error).message}` })
+  })
+
+/** Hub options from config; reads the TLS files and parses the keys (fail-closed on bad keys). */
+export const hubOptions = (config: Config.BartosConfig, version: string): Effect.Effect<Hub.Options, StartError> =>
+  Effect.gen(function*() {
+    const signingKey = config.signing_key === undefined ? undefined : Envelope.parseSigningKey(config.signing_key)
+    if (signingKey !== undefined && Either.isLeft(signingKey)) {
+      // The reference warns and sends unsigned frames; agents that pin the key would then drop
+      // every frame while bartos looks healthy. Refusing to start is the honest failure.
+      return yield* new StartError({ message: `signing_key: ${signingKey.left.message}` })
+    }
+    const t = config.actix.tls
+    const tls = t === undefined ? undefined : {
+      host: t.ip,
+      port: t.port,
+      cert: yield* readPem("cert_file_path", t.cert_file_path),
+      key: yield* readPem("key_file_path", t.key_file_path),
+      clientCa: t.client_ca_cert === undefined ? undefined : yield* readPem("client_ca_cert", t.client_ca_cert)
+    }
+    const plainOn = tls === undefined || config.allow_plaintext
+    return {
+      serverVersion: version,
+      plain: plainOn ? { host: config.actix.ip, port: config.actix.port } : undefined,
+      tls,
+      apiKey: config.api_key,
+      adminKey: config.admin_key,
+      hmacKey: config.hmac_key === undefined ? undefined : Envelope.hmacKeyFromString(config.hmac_key),
+      signingKey: signingKey === undefined ? undefined : signingKey.right,
+      maxFrameBytes: config.limits.max_frame_bytes,
+      livenessMs: Math.round(config.limits.liveness_secs * 1000),
+      queryRowCap: config.limits.query_row_cap,
+      queryTimeoutMs: config.limits.query_timeout_ms
+    } satisfies Hub.Options
+  })
+
+export const storeLayer = (config: Config.BartosConfig): Layer.Layer<Store.Store, Store.StoreError> =>
+  config.mariadb === undefined
+    ? Store.layerSqlite({ filename: config.sqlite.path })
+    : Store.layerMariadb({
+      host: config.mariadb.host,
+      port: config.mariadb.port,
+      username: config.mariadb.username,
+      ...(config.mariadb.password !== undefined ? { password: config.mariadb.password } : {}),
+      database: config.mariadb.database
+    })
+
+/** "sqlite: /path/bartos.db" or "mariadb: host:3306/db" (never a password). */
+export const databaseLabel = (config: Config.BartosConfig): string =>
+  config.mariadb === undefined
+    ? `sqlite: ${config.sqlite.path}`
+    : `mariadb: ${config.mariadb.host}:${config.mariadb.port}/${config.mariadb.database}`
+
+const existing = (file: string) => (fs.existsSync(file) ? file : undefined)
+
+/** A reload: the whole config again, from the same sources; any error keeps the old table. */
+export const reloadSchedules = (options: StartOptions): Effect.Effect<Schedules.LoadedSchedules, Schedules.ScheduleLoadError> =>
+  Config.loadBartos(options.loadOptions).pipe(
+    Effect.map((config) => ({ file: existing(options.configFile), schedules: config.schedules })),
+    Effect.mapError((e) =>
+      new Schedules.ScheduleLoadError({
+        file: e.file === undefined ? undefined : e.line !== undefined ? `${e.file}:${e.line}:${e.column ?? 0}` : e.file,
+        path: e.path,
+        reason: e.reason
+      })
+    )
+  )
+
+export type StartFailure = StartError | Hub.HubError | Schedules.ScheduleLoadError | Store.StoreError
+
+/** The whole server; building it starts listening, releasing it shuts down cleanly. */
+export const layer = (options: StartOptions) =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const { config } = options
+      const computed = yield* hubOptions(config, options.version)
+      const hub = options.overrides?.hub?.(computed) ?? computed
+      const base = Layer.mergeAll(
+        Registry.layer,
+        Metrics.layer,
+        Events.layer,
+        Codec.layerJson({ maxFrameBytes: config.limits.max_frame_bytes }),
+        options.overrides?.store ?? storeLayer(config)
+      )
+      const hotReload = options.hotReload ?? true
+      const schedules = Schedules.layer({
+        initial: { file: existing(options.configFile), schedules: config.schedules },
+        load: reloadSchedules(options),
+        watchFile: hotReload ? options.configFile : undefined,
+        sighup: hotReload
+      })
+      const retention = Retention.layer({
+        maxAgeDays: config.retention.max_age_days,
+        maxRunsPerSchedule: config.retention.max_runs_per_schedule,
+        intervalSecs: config.retention.interval_secs
+      })
+      return Layer.mergeAll(Hub.layer(hub), retention).pipe(
+        Layer.provideMerge(schedules),
+        Layer.provideMerge(base)
+      )
+    })
+  )
+

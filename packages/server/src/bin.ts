@@ -1,0 +1,124 @@
+/**
+ * `bartos`: flags -> config -> Layers -> listen. Prints one line per listener on stdout
+ * (`bartos <version> listening on ws://… (sqlite: …)`), which scripts and tests wait for; every
+ * log line goes elsewhere (stderr / log file). SIGINT/SIGTERM interrupt the main fiber, which
+ * releases the layers: sockets closed with 1001, ingest in flight finished, database closed.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import type { Teardown } from "@effect/platform/Runtime"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
+import { Hub } from "./Hub.js"
+import { countRepeatable } from "./internal/args.js"
+import { VERSION } from "./internal/version.js"
+import * as Main from "./Main.js"
+import * as Schedules from "./Schedules.js"
+
+/** A failure already reported on stderr; only its exit code is left to apply. */
+class Reported extends Data.TaggedError("Reported")<{ readonly code: number }> {}
+
+const report = (message: string, code = 1) =>
+  Effect.sync(() => process.stderr.write(`bartos: ${message}\n`)).pipe(Effect.zipRight(Effect.fail(new Reported({ code }))))
+
+const options = {
+  verbose: Options.boolean("verbose").pipe(
+    Options.withAlias("v"),
+    Options.withDescription("More log output (repeatable: -vv)")
+  ),
+  quiet: Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("Less log output (repeatable)")),
+  enableStdOutput: Options.boolean("enable-std-output").pipe(
+    Options.withAlias("e"),
+    Options.withDescription("Also write logs to the terminal (stderr)")
+  ),
+  config: Options.file("config-absolute-path").pipe(
+    Options.withAlias("c"),
+    Options.withDescription("Config file (default: $XDG_CONFIG_HOME/bartos/bartos.toml)"),
+    Options.optional
+  ),
+  tracing: Options.file("tracing-absolute-path").pipe(
+    Options.withAlias("t"),
+    Options.withDescription("Log file (default: $XDG_DATA_HOME/bartos/logs/bartos.log)"),
+    Options.optional
+  )
+}
+
+const serve = (flags: {
+  readonly verbose: number
+  readonly quiet: number
+  readonly enableStdOutput: boolean
+  readonly config: Option.Option<string>
+  readonly tracing: Option.Option<string>
+}) =>
+  Effect.gen(function*() {
+    const configPath = Option.getOrUndefined(flags.config)
+    const loadOptions: Config.LoadOptions = {
+      ...(configPath !== undefined ? { configPath } : {}),
+      flags: {
+        verbose: flags.verbose > 0 ? flags.verbose : undefined,
+        quiet: flags.quiet > 0 ? flags.quiet : undefined,
+        enable_std_output: flags.enableStdOutput ? true : undefined
+      }
+    }
+    const config = yield* Config.loadBartos(loadOptions).pipe(Effect.catchAll((e) => report(e.message)))
+    const configFile = configPath ?? Config.defaultPaths("bartos").configFile
+    // Validate the schedules before anything opens a socket or a database: a typo in an
+    // expression stops the start with its file, key and position.
+    const checked = Schedules.validate({ file: configFile, schedules: config.schedules })
+    if (Either.isLeft(checked)) return yield* report(checked.left.message)
+
+    const logging = Logging.layer({
+      program: "bartos",
+      verbose: config.verbose,
+      quiet: config.quiet,
+      enableStdOutput: config.enable_std_output,
+      logFile: Option.getOrUndefined(flags.tracing)
+    })
+    yield* Effect.gen(function*() {
+      const context = yield* Layer.build(Main.layer({ version: VERSION, config, loadOptions, configFile }))
+      const hub = Context.get(context, Hub)
+      const db = Main.databaseLabel(config)
+      for (const listener of hub.listeners) {
+        process.stdout.write(`bartos ${VERSION} listening on ${listener.url} (${db})\n`)
+      }
+      yield* Effect.logInfo(`bartos ${VERSION} started: ${hub.listeners.map((l) => l.url).join(", ")} (${db})`)
+      return yield* Effect.never
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(logging),
+      Effect.catchAll((e) => report(e.message))
+    )
+  })
+
+const command = Command.make("bartos", options, (o) =>
+  Effect.suspend(() => {
+    const counted = countRepeatable(process.argv)
+    return serve({ ...o, verbose: counted.verbose, quiet: counted.quiet })
+  })).pipe(Command.withDescription("barto server: schedules, agent sessions, run ledger"))
+
+const cli = Command.run(command, { name: "bartos", version: VERSION })
+
+/** Exit codes: 0 ok or interrupted by a signal, 1 error (reported above), 2 usage. */
+const teardown: Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+  const failure: Option.Option<unknown> = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure) && failure.value instanceof Reported) return onExit(failure.value.code)
+  // @effect/cli has already printed its usage error; anything else is a bug worth its trace.
+  if (Option.isNone(failure)) process.stderr.write(`bartos: unexpected failure\n${Cause.pretty(exit.cause)}\n`)
+  onExit(Option.isSome(failure) ? 2 : 1)
+}
+
+cli(countRepeatable(process.argv).argv).pipe(
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true, teardown })
+)

@@ -1,0 +1,114 @@
+/**
+ * Pure core of the schedule table: config section -> validated specs (atomically: the first bad
+ * entry rejects the whole table), paused flags, and content versions.
+ */
+import { createHash } from "node:crypto"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as Calendar from "@barto/scheduler/Calendar"
+import { ScheduleSpec } from "@barto/domain/Messages"
+import type { OnFailure, Overlap } from "@barto/domain/Messages"
+import { ScheduleLoadError } from "../Schedules.js"
+
+/** The `[schedules.<agent>]` section as the config loader hands it over (TOML key names). */
+export interface ScheduleEntryConfig {
+  readonly name: string
+  readonly on_calendar: string
+  readonly cmds: ReadonlyArray<string>
+  readonly timezone?: string | undefined
+  readonly timeout?: number | undefined
+  readonly overlap: Overlap
+  readonly on_failure: OnFailure
+}
+export type SchedulesConfig = Readonly<Record<string, { readonly schedules: ReadonlyArray<ScheduleEntryConfig> }>>
+
+/** agent -> specs in config order. */
+export type Table = ReadonlyMap<string, ReadonlyArray<ScheduleSpec>>
+
+export const pausedKey = (agent: string, schedule: string): string => `${agent}\u0000${schedule}`
+
+export const build = (file: string | undefined, config: SchedulesConfig): Either.Either<Table, ScheduleLoadError> => {
+  const table = new Map<string, ReadonlyArray<ScheduleSpec>>()
+  for (const [agent, section] of Object.entries(config)) {
+    const specs: Array<ScheduleSpec> = []
+    const seen = new Map<string, number>()
+    for (const [i, entry] of section.schedules.entries()) {
+      const at = `schedules.${agent}.schedules[${i}]`
+      const first = seen.get(entry.name)
+      if (first !== undefined) {
+        return Either.left(
+          new ScheduleLoadError({
+            file,
+            path: `${at}.name`,
+            reason: `duplicate schedule name '${entry.name}' for agent '${agent}' (first at schedules[${first}])`
+          })
+        )
+      }
+      seen.set(entry.name, i)
+      const parsed = Calendar.parse(entry.on_calendar, {
+        agent,
+        schedule: entry.name,
+        ...(entry.timezone !== undefined ? { defaultTz: entry.timezone } : {})
+      })
+      if (Either.isLeft(parsed)) {
+        const e = parsed.left
+        return Either.left(
+          new ScheduleLoadError({
+            file,
+            path: `${at}.on_calendar`,
+            reason: `invalid calendar expression '${entry.on_calendar}': ${e.reason} (${e.field} '${e.text}' at position ${e.position})`
+          })
+        )
+      }
+      specs.push(
+        new ScheduleSpec({
+          name: entry.name,
+          onCalendar: entry.on_calendar,
+          calendar: Calendar.print(parsed.right),
+          cmds: [...entry.cmds],
+          ...(entry.timeout !== undefined ? { timeoutSecs: entry.timeout } : {}),
+          overlap: entry.overlap,
+          onFailure: entry.on_failure,
+          paused: false
+        })
+      )
+    }
+    table.set(agent, specs)
+  }
+  return Either.right(table)
+}
+
+export const applyPaused = (table: Table, paused: ReadonlySet<string>): Table => {
+  const out = new Map<string, ReadonlyArray<ScheduleSpec>>()
+  for (const [agent, specs] of table) {
+    out.set(
+      agent,
+      specs.map((s) => {
+        const p = paused.has(pausedKey(agent, s.name))
+        return p === s.paused ? s : new ScheduleSpec({ ...s, paused: p })
+      })
+    )
+  }
+  return out
+}
+
+const encodeSpecs = Schema.encodeSync(Schema.Array(ScheduleSpec))
+
+/** Content hash of one agent's table: equal tables have equal versions, whatever their history. */
+export const version = (specs: ReadonlyArray<ScheduleSpec>): string =>
+  createHash("sha256").update(JSON.stringify(encodeSpecs(specs))).digest("hex").slice(0, 16)
+
+export const equals = (a: Table, b: Table): boolean => {
+  if (a.size !== b.size) return false
+  for (const [agent, specs] of a) {
+    const other = b.get(agent)
+    if (other === undefined || version(other) !== version(specs)) return false
+  }
+  return true
+}
+
+/** Agents whose table differs between `a` and `b` (present in one only counts). */
+export const changedAgents = (a: Table, b: Table): ReadonlyArray<string> => {
+  const agents = new Set([...a.keys(), ...b.keys()])
+  return [...agents].filter((agent) => version(a.get(agent) ?? []) !== version(b.get(agent) ?? [])).sort()
+}
