@@ -11,7 +11,7 @@
  * Secrets are `Redacted<string>`; every secret key `k` also accepts `k_file`, a path whose
  * contents (trailing newline trimmed) become the secret. Giving both in one source is an error; a
  * higher source giving either one replaces both from lower sources. Relative `k_file` paths in the
- * TOML file are resolved against the file's directory.
+ * TOML file are resolved against the file's directory; a leading `~/` is the home directory.
  *
  * A missing default config file means "defaults only" (bartos and bartoc start with zero
  * configuration); an explicit `configPath` that does not exist is an error.

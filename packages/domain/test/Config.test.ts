@@ -400,6 +400,15 @@ password_file = "${secret("mariadb")}"
       assert.strictEqual(Redacted.value(c.hmac_key!), "  two words ")
     }))
 
+  it.effect("~/ in a _file path is the home directory", () =>
+    Effect.gen(function*() {
+      const home = tmp()
+      writeFile(home, ".config/bartoc/hmac_key", "from-home\n")
+      const file = writeFile(tmp(), "bartoc.toml", `hmac_key_file = "~/.config/bartoc/hmac_key"\n`)
+      const c = yield* Config.loadBartoc({ configPath: file, env: { HOME: home } })
+      assert.strictEqual(Redacted.value(c.hmac_key!), "from-home")
+    }))
+
   it.effect("a higher source's k replaces a lower source's k_file, and vice versa", () =>
     Effect.gen(function*() {
       const dir = tmp()

@@ -11,6 +11,7 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
 import type { KeyPath } from "./configSchema.js"
@@ -134,7 +135,8 @@ const applySecretPrecedence = (
 const readSecretFiles = (
   acc: Obj,
   secrets: ReadonlyArray<KeyPath>,
-  origins: Map<string, Source>
+  origins: Map<string, Source>,
+  home: string
 ): Either.Either<void, ConfigErrorFields> => {
   for (const { path: p } of secrets) {
     const filePath = [...p.slice(0, -1), p[p.length - 1]! + FILE_SUFFIX]
@@ -146,7 +148,9 @@ const readSecretFiles = (
     if (typeof given !== "string" || given.length === 0) {
       return Either.left({ file: label, path: key, reason: "expected a file path" })
     }
-    const full = path.resolve(source?.baseDir ?? process.cwd(), given)
+    // `~/` is expanded (no shell does it for us inside TOML); systemd's `%h` is not.
+    const expanded = given === "~" || given.startsWith("~/") ? path.join(home, given.slice(1)) : given
+    const full = path.resolve(source?.baseDir ?? process.cwd(), expanded)
     let text: string
     try {
       text = fs.readFileSync(full, "utf8")
@@ -279,7 +283,8 @@ export const load = <A>(input: LoadInput): Either.Either<A, ConfigErrorFields> =
     overlay(acc, source.value, [], origins, source)
   }
 
-  const files = readSecretFiles(acc, secrets, origins)
+  const home = input.env.HOME !== undefined && input.env.HOME !== "" ? input.env.HOME : os.homedir()
+  const files = readSecretFiles(acc, secrets, origins, home)
   if (Either.isLeft(files)) return Either.left(files.left)
 
   const decoded = Schema.decodeUnknownEither(input.schema)(acc, { errors: "first", onExcessProperty: "ignore" })
