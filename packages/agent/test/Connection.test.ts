@@ -1,0 +1,358 @@
+import * as Connection from "@barto/agent/Connection"
+import * as Outbox from "@barto/agent/Outbox"
+import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
+import { AGENT_VERSION } from "@barto/agent/SystemInfo"
+import { CurrentTable, type Table } from "@barto/agent/Ticker"
+import * as Codec from "@barto/domain/Codec"
+import * as Envelope from "@barto/domain/Envelope"
+import * as Ids from "@barto/domain/Ids"
+import {
+  type AgentToServer,
+  type Micros,
+  PROTOCOL_VERSION,
+  ScheduleSpec,
+  ServerMessage
+} from "@barto/domain/Messages"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Fiber, Option, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import * as FakeBartos from "./utils/FakeBartos.js"
+
+const MIB = 1024 * 1024
+
+const spec = (name: string) =>
+  new ScheduleSpec({
+    name,
+    onCalendar: "*-*-* 03:00:00",
+    calendar: "*-*-* 03:00:00",
+    cmds: ["echo hi"],
+    overlap: "allow",
+    onFailure: "continue",
+    paused: false
+  })
+
+const table = (version: string, ...names: Array<string>): Table => ({
+  _tag: "ScheduleTable",
+  version,
+  schedules: names.map(spec)
+})
+
+const missed = (i: number): Outbox.RecordDraft => ({
+  _tag: "RunMissed",
+  runId: Ids.newRunId(),
+  schedule: "backup",
+  scheduledAt: (1_700_000_000_000_000 + i) as Micros,
+  reason: "test"
+})
+
+const makeFakeRunner = () => {
+  const starts: Array<RunRequest> = []
+  const running = new Set<string>()
+  const shape: RunnerShape = {
+    start: (request) =>
+      Effect.sync(() => {
+        starts.push(request)
+        running.add(request.runId)
+        return "started" as const
+      }),
+    cancel: (runId) => Effect.sync(() => running.delete(runId)),
+    running: Effect.succeed([]),
+    awaitIdle: Effect.void
+  }
+  return { starts, shape }
+}
+
+/** Polls a condition (a database read has no change notification) until it holds. */
+const eventually = <A>(read: Effect.Effect<A, any>, pred: (a: A) => boolean, what: string) =>
+  read.pipe(
+    Effect.repeat({ schedule: Schedule.spaced(10), until: pred }),
+    FakeBartos.within(10_000, what)
+  )
+
+const waitRef = <A>(ref: SubscriptionRef.SubscriptionRef<A>, pred: (a: A) => boolean, what: string) =>
+  ref.changes.pipe(Stream.filter(pred), Stream.take(1), Stream.runDrain, FakeBartos.within(10_000, what))
+
+const batches = (received: ReadonlyArray<AgentToServer>) =>
+  received.flatMap((m) => (m._tag === "RecordBatch" ? [m.records] : []))
+const seqs = (received: ReadonlyArray<AgentToServer>) => batches(received).flat().map((r) => r.seq)
+
+/** An agent connection against `server` with an in-memory outbox and a recording runner. */
+const startAgent = (server: { readonly port: number }, overrides: Partial<Connection.Options> = {}) =>
+  Effect.gen(function*() {
+    const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 64 * MIB })
+    const tableRef = yield* SubscriptionRef.make<Option.Option<Table>>(Option.none())
+    const runner = makeFakeRunner()
+    const conn = yield* Connection.make({
+      name: "agent one",
+      prefix: "ws",
+      host: "127.0.0.1",
+      port: server.port,
+      replayWindowSecs: 60,
+      clientTimeoutSecs: 10,
+      backoffBaseMs: 20,
+      backoffCapMs: 200,
+      ...overrides
+    }).pipe(
+      Effect.provideService(Outbox.Outbox, outbox),
+      Effect.provideService(Runner, runner.shape),
+      Effect.provideService(CurrentTable, tableRef),
+      Effect.provideService(Codec.Codec, Codec.makeJson())
+    )
+    const fiber = yield* Effect.forkScoped(conn.run)
+    return { outbox, tableRef, runner, conn, fiber }
+  })
+
+describe("Connection", () => {
+  it.scopedLive("opens with AgentHello then AgentInfo, a Bearer header and the URL-encoded name", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ apiKey: "s3cret" })
+      const agent = yield* startAgent(server, { apiKey: Redacted.make("s3cret") })
+      const c1 = yield* server.connection(1)
+      const info = yield* c1.waitFor(FakeBartos.isTag("AgentInfo"))
+      const hello = c1.received[0]!
+      assert.strictEqual(hello._tag, "AgentHello")
+      assert.strictEqual(c1.received[1]!._tag, "AgentInfo")
+      if (hello._tag !== "AgentHello") return
+      assert.strictEqual(hello.protocol, PROTOCOL_VERSION)
+      assert.strictEqual(hello.outboxId, agent.outbox.outboxId)
+      assert.strictEqual(hello.lastSeq, -1)
+      assert.strictEqual(hello.agentVersion, AGENT_VERSION)
+      assert.strictEqual(info.info.agentVersion, AGENT_VERSION)
+      assert.isNotEmpty(info.info.hostname)
+      assert.strictEqual(c1.request.headers.authorization, "Bearer s3cret")
+      assert.strictEqual(c1.request.url, "/v1/ws/worker?name=agent%20one")
+      // The handshake completed: the session id is known.
+      yield* waitRef(agent.conn.session, Option.isSome, "the session")
+    }))
+
+  it.scopedLive("caches a pushed schedule table and hands it to the ticker", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server)
+      const c1 = yield* server.connection(1)
+      yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
+      yield* c1.send(table("v1", "backup", "report"))
+      yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "v1", "the table")
+      const cached = yield* agent.outbox.loadTable
+      assert.isTrue(Option.isSome(cached))
+      assert.deepStrictEqual(Option.getOrThrow(cached).schedules.map((s) => s.name), ["backup", "report"])
+    }))
+
+  it.scopedLive("streams records in ordered batches of at most 500; an Ack deletes them", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server)
+      const c1 = yield* server.connection(1)
+      yield* agent.outbox.append(Array.from({ length: 1200 }, (_, i) => missed(i)))
+      yield* c1.waitUntil(() => seqs(c1.received).length >= 1200, "1200 records")
+      assert.deepStrictEqual(seqs(c1.received), Array.from({ length: 1200 }, (_, i) => i))
+      assert.isTrue(batches(c1.received).every((b) => b.length <= 500))
+      assert.strictEqual((yield* agent.outbox.stats).pending, 1200)
+      yield* c1.send({ _tag: "Ack", upTo: 1199 })
+      yield* eventually(agent.outbox.stats, (s) => s.pending === 0, "the outbox to empty")
+      // New records after the ack go out on their own, without waiting for 500.
+      yield* agent.outbox.append([missed(1200)])
+      yield* c1.waitUntil(() => seqs(c1.received).includes(1200), "record 1200")
+    }))
+
+  it.scopedLive("after a reconnect it resends from the server's ackedUpTo, not from scratch", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ ackedUpTo: (n) => (n === 1 ? -1 : 4) })
+      const agent = yield* startAgent(server)
+      const c1 = yield* server.connection(1)
+      yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
+      yield* agent.outbox.append(Array.from({ length: 10 }, (_, i) => missed(i)))
+      yield* c1.waitUntil(() => seqs(c1.received).length >= 10, "10 records")
+      yield* c1.terminate
+      const c2 = yield* server.connection(2)
+      const hello = yield* c2.waitFor(FakeBartos.isTag("AgentHello"))
+      assert.strictEqual(hello.lastSeq, 9)
+      yield* c2.waitUntil(() => seqs(c2.received).length >= 5, "the resend")
+      assert.deepStrictEqual(seqs(c2.received), [5, 6, 7, 8, 9])
+      // The server's ackedUpTo acked the outbox too.
+      yield* eventually(agent.outbox.stats, (s) => s.pending === 5, "records 0..4 deleted")
+    }))
+
+  it.scopedLive("drops forged, unsigned, replayed and undecodable frames, counts them, and stays connected", () =>
+    Effect.gen(function*() {
+      const seed = new Uint8Array(32).fill(7)
+      const signingKey = Either.getOrThrow(Envelope.signingKeyFromSeed(seed))
+      const forger = Either.getOrThrow(Envelope.signingKeyFromSeed(new Uint8Array(32).fill(9)))
+      const hmac = "shared hmac key"
+      const server = yield* FakeBartos.make({ hmacKey: hmac, signingKey })
+      const agent = yield* startAgent(server, {
+        hmacKey: Redacted.make(hmac),
+        serverPublicKey: Redacted.make(Buffer.from(signingKey.publicKey).toString("base64"))
+      })
+      const c1 = yield* server.connection(1)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      // The agent's own frames carried the HMAC envelope: the fake opened every one of them.
+      assert.deepStrictEqual(c1.badFrames, [])
+
+      const codec = Codec.makeJson()
+      const payload = (version: string) => codec.encode(ServerMessage, table(version, "a"))
+      const now = Date.now() / 1000
+      const valid = c1.seal(table("v1", "a"))
+      yield* c1.sendRaw(valid)
+      yield* c1.sendRaw(valid) // replayed nonce
+      yield* c1.sendRaw(Envelope.seal({ hmacKey: Envelope.hmacKeyFromString(hmac) }, payload("unsigned"), now))
+      yield* c1.sendRaw(
+        Envelope.seal({ hmacKey: Envelope.hmacKeyFromString(hmac), signingKey: forger }, payload("forged"), now)
+      )
+      yield* c1.sendRaw(
+        Envelope.seal({ hmacKey: Envelope.hmacKeyFromString(hmac), signingKey }, new TextEncoder().encode("{nope"), now)
+      )
+      yield* c1.send(table("v2", "a"))
+      // Frames are handled in order: once v2 is in, every frame before it has been judged.
+      yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "v2", "table v2")
+      assert.strictEqual(yield* agent.conn.failedFrames, 4)
+      assert.strictEqual(server.connections.length, 1)
+      assert.isUndefined(c1.closed)
+      // bartos hears what was wrong with each dropped frame (D6).
+      const complaints = () => c1.received.flatMap((m) => (m._tag === "ProtocolError" ? [m.code] : []))
+      yield* c1.waitUntil(() => complaints().length >= 4, "four ProtocolErrors")
+      assert.deepStrictEqual(complaints(), ["bad_envelope", "bad_envelope", "bad_envelope", "undecodable"])
+    }))
+
+  it.scopedLive("reconnects with backoff after bartos closes; every handshake restores the retry budget", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server, { retryCount: 2 })
+      for (let n = 1; n <= 3; n++) {
+        const c = yield* server.connection(n)
+        yield* c.waitFor(FakeBartos.isTag("AgentInfo"))
+        yield* waitRef(agent.conn.session, Option.isSome, `handshake ${n}`)
+        // 1000 and 1006 are disconnections like any other (style.md §4.2).
+        yield* n % 2 === 0 ? c.terminate : c.close(1000, "bye")
+      }
+      const c4 = yield* server.connection(4)
+      yield* c4.waitFor(FakeBartos.isTag("AgentHello"))
+      assert.strictEqual(yield* agent.conn.attempts, 4)
+      assert.isNull(agent.fiber.unsafePoll())
+    }))
+
+  it.scopedLive("fails once the retry budget is exhausted (nothing listening)", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const port = server.port
+      yield* server.stop
+      const agent = yield* startAgent({ port }, { retryCount: 3 })
+      const error = yield* Fiber.join(agent.fiber).pipe(Effect.flip, FakeBartos.within(10_000, "the agent to give up"))
+      assert.strictEqual(error.reason, "RetriesExhausted")
+      assert.strictEqual(error.attempts, 3)
+      assert.strictEqual(yield* agent.conn.attempts, 3)
+    }))
+
+  it.scopedLive("a refused api key (401) is a failed attempt", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ apiKey: "right" })
+      const agent = yield* startAgent(server, { retryCount: 2, apiKey: Redacted.make("wrong") })
+      const error = yield* Fiber.join(agent.fiber).pipe(Effect.flip, FakeBartos.within(10_000, "the agent to give up"))
+      assert.strictEqual(error.attempts, 2)
+      assert.include(error.message, "401")
+      assert.deepStrictEqual(server.rejected.map((r) => r.authorization), ["Bearer wrong", "Bearer wrong"])
+    }))
+
+  it.scopedLive("retry_count = 0 fails at once without connecting", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server, { retryCount: 0 })
+      const error = yield* Fiber.join(agent.fiber).pipe(Effect.flip)
+      assert.strictEqual(error.reason, "NoRetries")
+      assert.strictEqual(server.connections.length, 0)
+    }))
+
+  it.scopedLive("drops a silent bartos and reconnects", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ autoPong: false })
+      yield* startAgent(server, { livenessMs: 300, pingIntervalMs: 100 })
+      const c1 = yield* server.connection(1)
+      const closed = yield* c1.waitClosed
+      assert.strictEqual(closed.code, 1000)
+      assert.include(closed.reason, "silent")
+      // Pings went out meanwhile, first one at once.
+      assert.isTrue(c1.received.some((m) => m._tag === "Ping" && m.id === 0))
+      yield* server.connection(2)
+    }))
+
+  it.scopedLive("a stalled runtime (heartbeat later than client_timeout) drops the connection", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server, { clientTimeoutSecs: 0.1, pingIntervalMs: 50 })
+      const c1 = yield* server.connection(1)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      // Block the event loop, as a stalled runtime would.
+      const until = Date.now() + 400
+      while (Date.now() < until) {
+        // spin
+      }
+      const closed = yield* c1.waitClosed
+      assert.include(closed.reason, "heartbeat")
+      yield* server.connection(2)
+    }))
+
+  it.scopedLive("a protocol mismatch in ServerHello is a failed attempt", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ autoHello: false })
+      yield* startAgent(server)
+      const c1 = yield* server.connection(1)
+      yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
+      yield* c1.send({
+        _tag: "ServerHello",
+        protocol: PROTOCOL_VERSION + 1,
+        serverVersion: "future",
+        capabilities: [],
+        sessionId: "s",
+        ackedUpTo: -1
+      })
+      const closed = yield* c1.waitClosed
+      assert.include(closed.reason, "protocol")
+      yield* server.connection(2)
+    }))
+
+  it.scopedLive("RunNow starts a manual run; unknown schedules and idle cancels are rejected", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server)
+      const c1 = yield* server.connection(1)
+      yield* c1.send(table("v1", "backup"))
+      yield* waitRef(agent.tableRef, Option.isSome, "the table")
+      const runId = Ids.newRunId()
+      yield* c1.send({ _tag: "RunNow", requestId: "r1", schedule: "backup", runId })
+      yield* c1.send({ _tag: "RunNow", requestId: "r2", schedule: "nope", runId: Ids.newRunId() })
+      yield* c1.send({ _tag: "CancelRun", requestId: "r3", runId: Ids.newRunId() })
+      yield* c1.send({ _tag: "CancelRun", requestId: "r4", runId })
+      yield* c1.waitFor((m): m is Extract<AgentToServer, { _tag: "CommandRejected" }> =>
+        m._tag === "CommandRejected" && m.requestId === "r3"
+      )
+      assert.strictEqual(agent.runner.starts.length, 1)
+      const start = agent.runner.starts[0]!
+      assert.strictEqual(start.runId, runId)
+      assert.strictEqual(start.trigger, "manual")
+      assert.strictEqual(start.spec.name, "backup")
+      const rejected = c1.received.flatMap((m) => (m._tag === "CommandRejected" ? [m.requestId] : []))
+      assert.deepStrictEqual(rejected, ["r2", "r3"])
+    }))
+
+  it.scopedLive("keeps at most maxInFlight records unacked", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server, { batchMax: 10, maxInFlight: 30 })
+      const c1 = yield* server.connection(1)
+      yield* agent.outbox.append(Array.from({ length: 100 }, (_, i) => missed(i)))
+      yield* c1.waitUntil(() => seqs(c1.received).length >= 30, "30 records")
+      // A round trip through the agent: it had every chance to send more, and did not.
+      yield* c1.send({ _tag: "Ping", id: 999, sentAt: 0 as Micros })
+      yield* c1.waitFor((m): m is Extract<AgentToServer, { _tag: "Pong" }> => m._tag === "Pong" && m.id === 999)
+      assert.deepStrictEqual(seqs(c1.received), Array.from({ length: 30 }, (_, i) => i))
+      yield* c1.send({ _tag: "Ack", upTo: 29 })
+      yield* c1.waitUntil(() => seqs(c1.received).length >= 60, "the next 30")
+      assert.deepStrictEqual(seqs(c1.received), Array.from({ length: 60 }, (_, i) => i))
+    }))
+
+  it("builds the worker URL with the prefix, a bracketed IPv6 host and the encoded name", () => {
+    assert.strictEqual(
+      Connection.workerUrl({ prefix: "wss", host: "::1", port: 20443, name: "a/b c" }),
+      "wss://[::1]:20443/v1/ws/worker?name=a%2Fb%20c"
+    )
+  })
+})

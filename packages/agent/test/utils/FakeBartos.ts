@@ -1,0 +1,223 @@
+/**
+ * A small stand-in for bartos' worker endpoint, for the agent's Connection and Program tests: a
+ * real `ws` WebSocketServer on 127.0.0.1 port 0 that speaks the real Codec and Envelope. It
+ * records every connection and every decoded frame, and lets a test wait on conditions (never on
+ * fixed sleeps).
+ */
+import * as Codec from "@barto/domain/Codec"
+import * as Envelope from "@barto/domain/Envelope"
+import * as Ids from "@barto/domain/Ids"
+import {
+  AgentToServer,
+  type AgentToServer as AgentToServerType,
+  type Micros,
+  PROTOCOL_VERSION,
+  ServerMessage,
+  type ServerMessage as ServerMessageType
+} from "@barto/domain/Messages"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Scope from "effect/Scope"
+import type { IncomingMessage } from "node:http"
+import type { AddressInfo } from "node:net"
+import { type WebSocket, WebSocketServer } from "ws"
+
+const codec = Codec.makeJson()
+
+export interface Options {
+  /** Required Bearer token; a missing or wrong one gets 401. */
+  readonly apiKey?: string
+  /** Frames to the agent are HMAC-wrapped, and frames from it must be. */
+  readonly hmacKey?: string
+  /** Frames to the agent are signed. */
+  readonly signingKey?: Envelope.SigningKey
+  /** Answer AgentHello with ServerHello automatically (default true). */
+  readonly autoHello?: boolean
+  /** `ackedUpTo` of the automatic ServerHello, per connection number (1-based); default -1. */
+  readonly ackedUpTo?: (connection: number) => number
+  /** Answer Ping with Pong (default true). */
+  readonly autoPong?: boolean
+}
+
+export interface FakeConn {
+  readonly number: number
+  readonly request: IncomingMessage
+  readonly received: Array<AgentToServerType>
+  /** Frames from the agent that did not open or decode. */
+  readonly badFrames: Array<string>
+  closed: { readonly code: number; readonly reason: string } | undefined
+  readonly send: (message: ServerMessageType) => Effect.Effect<void>
+  readonly sendRaw: (bytes: Uint8Array) => Effect.Effect<void>
+  /** The bytes `send` would put on the wire. */
+  readonly seal: (message: ServerMessageType) => Uint8Array
+  /** The first received message satisfying `pred` (waits for it). */
+  readonly waitFor: <A extends AgentToServerType>(
+    pred: (m: AgentToServerType) => m is A,
+    what?: string
+  ) => Effect.Effect<A>
+  readonly waitUntil: (check: () => boolean, what?: string) => Effect.Effect<void>
+  readonly waitClosed: Effect.Effect<{ readonly code: number; readonly reason: string }>
+  readonly close: (code?: number, reason?: string) => Effect.Effect<void>
+  /** Drops the TCP connection without a close frame (the agent sees 1006). */
+  readonly terminate: Effect.Effect<void>
+}
+
+export interface FakeBartos {
+  readonly port: number
+  readonly connections: Array<FakeConn>
+  /** Waits until connection number `n` (1-based) has been accepted. */
+  readonly connection: (n: number) => Effect.Effect<FakeConn>
+  readonly rejected: Array<{ readonly status: number; readonly authorization: string | undefined }>
+  /** Stops listening (existing connections are terminated). */
+  readonly stop: Effect.Effect<void>
+}
+
+export const isTag = <T extends AgentToServerType["_tag"]>(tag: T) =>
+(m: AgentToServerType): m is Extract<AgentToServerType, { _tag: T }> => m._tag === tag
+
+/** Resolves when `check` returns a value, re-checking on every change notification. */
+const until = <A>(listeners: Set<() => void>, check: () => A | undefined): Effect.Effect<A> =>
+  Effect.async<A>((resume) => {
+    const first = check()
+    if (first !== undefined) return resume(Effect.succeed(first))
+    const listener = () => {
+      const value = check()
+      if (value !== undefined) {
+        listeners.delete(listener)
+        resume(Effect.succeed(value))
+      }
+    }
+    listeners.add(listener)
+    return Effect.sync(() => listeners.delete(listener))
+  })
+
+/** Fails the test with `what` instead of hanging until vitest's timeout. */
+export const within = <A, E, R>(ms: number, what: string) => (self: Effect.Effect<A, E, R>) =>
+  self.pipe(Effect.timeoutFail({ duration: ms, onTimeout: () => new Error(`timed out waiting for ${what}`) }), Effect.orDie)
+
+export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const hmacKey = options.hmacKey === undefined ? undefined : Envelope.hmacKeyFromString(options.hmacKey)
+    const listeners = new Set<() => void>()
+    const notify = () => {
+      for (const l of [...listeners]) l()
+    }
+    const connections: Array<FakeConn> = []
+    const rejected: Array<{ status: number; authorization: string | undefined }> = []
+
+    const wss = yield* Effect.acquireRelease(
+      Effect.async<WebSocketServer>((resume) => {
+        const server = new WebSocketServer({
+          host: "127.0.0.1",
+          port: 0,
+          verifyClient: (info, cb) => {
+            const authorization = info.req.headers.authorization
+            if (options.apiKey !== undefined && authorization !== `Bearer ${options.apiKey}`) {
+              rejected.push({ status: 401, authorization })
+              notify()
+              return cb(false, 401, "Unauthorized")
+            }
+            cb(true)
+          }
+        })
+        server.on("listening", () => resume(Effect.succeed(server)))
+      }),
+      (server) =>
+        Effect.async<void>((resume) => {
+          for (const client of server.clients) client.terminate()
+          server.close(() => resume(Effect.void))
+        })
+    )
+
+    wss.on("connection", (ws: WebSocket, request: IncomingMessage) => {
+      const number = connections.length + 1
+      const nonces = Envelope.makeNonceCache()
+      const seal = (message: ServerMessageType) =>
+        Envelope.seal(
+          { hmacKey, signingKey: options.signingKey },
+          codec.encode(ServerMessage, message),
+          Date.now() / 1000
+        )
+      const sendRaw = (bytes: Uint8Array) =>
+        Effect.sync(() => {
+          if (ws.readyState === ws.OPEN) ws.send(bytes, { binary: true })
+        })
+      const conn: FakeConn = {
+        number,
+        request,
+        received: [],
+        badFrames: [],
+        closed: undefined,
+        seal,
+        send: (message) => sendRaw(seal(message)),
+        sendRaw,
+        waitFor: (pred, what) =>
+          until(listeners, () => conn.received.find(pred)).pipe(
+            within(10_000, what ?? `a message on connection ${number}`)
+          ) as any,
+        waitUntil: (check, what) =>
+          until(listeners, () => (check() ? true : undefined)).pipe(
+            Effect.asVoid,
+            within(10_000, what ?? `a condition on connection ${number}`)
+          ),
+        waitClosed: until(listeners, () => conn.closed).pipe(within(10_000, `connection ${number} to close`)),
+        close: (code = 1000, reason = "") => Effect.sync(() => ws.close(code, reason)),
+        terminate: Effect.sync(() => ws.terminate())
+      }
+      ws.on("message", (data: Buffer, isBinary: boolean) => {
+        let bytes: Uint8Array = new Uint8Array(data)
+        if (!isBinary) {
+          conn.badFrames.push("text frame")
+          return notify()
+        }
+        if (hmacKey !== undefined) {
+          const opened = Envelope.hmacUnwrap(hmacKey, bytes, Date.now() / 1000, 60, nonces)
+          if (Either.isLeft(opened)) {
+            conn.badFrames.push(opened.left.message)
+            return notify()
+          }
+          bytes = opened.right
+        }
+        const decoded = codec.decode(AgentToServer, bytes)
+        if (Either.isLeft(decoded)) {
+          conn.badFrames.push(decoded.left.message)
+          return notify()
+        }
+        const message = decoded.right
+        conn.received.push(message)
+        if (message._tag === "AgentHello" && options.autoHello !== false) {
+          Effect.runSync(conn.send({
+            _tag: "ServerHello",
+            protocol: PROTOCOL_VERSION,
+            serverVersion: "fake-0",
+            capabilities: [],
+            sessionId: Ids.uuidv7(),
+            ackedUpTo: options.ackedUpTo?.(number) ?? -1
+          }))
+        }
+        if (message._tag === "Ping" && options.autoPong !== false) {
+          Effect.runSync(conn.send({ _tag: "Pong", id: message.id, sentAt: message.sentAt as Micros }))
+        }
+        notify()
+      })
+      ws.on("close", (code: number, reason: Buffer) => {
+        conn.closed = { code, reason: reason.toString("utf8") }
+        notify()
+      })
+      ws.on("error", () => {})
+      connections.push(conn)
+      notify()
+    })
+
+    return {
+      port: (wss.address() as AddressInfo).port,
+      connections,
+      rejected,
+      connection: (n) =>
+        until(listeners, () => connections[n - 1]).pipe(within(10_000, `connection number ${n}`)),
+      stop: Effect.async<void>((resume) => {
+        for (const client of wss.clients) client.terminate()
+        wss.close(() => resume(Effect.void))
+      })
+    } satisfies FakeBartos
+  })
