@@ -70,7 +70,7 @@ export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
   calendar: Schema.String,
   cmds: Schema.Array(Schema.String),
   /** Seconds; absent = no timeout. */
-  timeoutSecs: Schema.optional(Schema.Number),
+  timeoutSecs: Schema.optional(Schema.Finite.pipe(Schema.positive())),
   overlap: Overlap,
   onFailure: OnFailure,
   paused: Schema.Boolean
@@ -388,9 +388,9 @@ export const GarudaUpdate = Schema.Struct({
 export const PacmanSummary = Schema.Struct({
   updateCount: Schema.Int,
   packages: Schema.Array(Schema.String),
-  installSize: Schema.Number,
-  netSize: Schema.Number,
-  downloadSize: Schema.Number
+  installSize: Schema.Finite,
+  netSize: Schema.Finite,
+  downloadSize: Schema.Finite
 })
 export const UpdatesResult = Schema.Union(
   Schema.TaggedStruct("Garuda", { updates: Schema.Array(GarudaUpdate) }),
@@ -409,7 +409,7 @@ export const InfoResponse = Res("InfoResponse", {
   version: Schema.String,
   protocol: Schema.Int,
   startedAt: Micros,
-  uptimeSecs: Schema.Number,
+  uptimeSecs: Schema.Finite,
   database: Schema.Literal("mariadb", "sqlite"),
   /** Where the data lives, without secrets (sqlite path, or mariadb host:port/db). */
   databaseLocation: Schema.String,
