@@ -1,0 +1,108 @@
+/**
+ * `bartoc`: flags (reference §4.8), configuration (flags > env > TOML > defaults), logging, then
+ * `Main.program`. Exit status: 0 after SIGINT/SIGTERM, 1 on a configuration error or when the
+ * retry budget is exhausted (so a service manager with `Restart=on-failure` restarts it; the
+ * reference exited 0 there), 2 on a usage error.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Argv from "./internal/argv.js"
+import * as Main from "./Main.js"
+import { AGENT_VERSION } from "./SystemInfo.js"
+
+const verbose = Options.boolean("verbose").pipe(
+  Options.withAlias("v"),
+  Options.withDescription("More log output (repeatable: -vv)")
+)
+const quiet = Options.boolean("quiet").pipe(
+  Options.withAlias("q"),
+  Options.withDescription("Less log output (repeatable)")
+)
+const enableStdOutput = Options.boolean("enable-std-output").pipe(
+  Options.withAlias("e"),
+  Options.withDescription("Also log to the terminal (stderr)")
+)
+const configPath = Options.text("config-absolute-path").pipe(
+  Options.withAlias("c"),
+  Options.withDescription("Configuration file (default: $XDG_CONFIG_HOME/bartoc/bartoc.toml)"),
+  Options.optional
+)
+const tracingPath = Options.text("tracing-absolute-path").pipe(
+  Options.withAlias("t"),
+  Options.withDescription("Log file (default: $XDG_DATA_HOME/bartoc/logs/bartoc.log)"),
+  Options.optional
+)
+const statePath = Options.text("redb-absolute-path").pipe(
+  Options.withAlias("r"),
+  Options.withDescription("Local state file: outbox and schedule cache (default: $XDG_DATA_HOME/bartoc/db/bartoc.db)"),
+  Options.optional
+)
+
+class Failed {
+  constructor(readonly message: string) {}
+}
+
+const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
+  Command.make(
+    "bartoc",
+    { verbose, quiet, enableStdOutput, configPath, tracingPath, statePath },
+    (flags) =>
+      Effect.gen(function*() {
+        const config = yield* Config.loadBartoc({
+          configPath: Option.getOrUndefined(flags.configPath),
+          flags: {
+            verbose: counts.verbose > 0 ? counts.verbose : undefined,
+            quiet: counts.quiet > 0 ? counts.quiet : undefined,
+            enable_std_output: flags.enableStdOutput ? true : undefined,
+            state_path: Option.getOrUndefined(flags.statePath)
+          }
+        })
+        const logging = Logging.layer({
+          program: "bartoc",
+          verbose: config.verbose,
+          quiet: config.quiet,
+          enableStdOutput: config.enable_std_output,
+          logFile: Option.getOrUndefined(flags.tracingPath)
+        })
+        return yield* Main.program(config).pipe(Effect.provide(logging))
+      }).pipe(
+        Effect.catchTags({
+          ConfigError: (e) => Effect.fail(new Failed(e.message)),
+          ConnectionError: (e) => Effect.fail(new Failed(e.message)),
+          LogFileError: (e) => Effect.fail(new Failed(e.message)),
+          OutboxError: (e) => Effect.fail(new Failed(e.message))
+        })
+      )
+  ).pipe(Command.withDescription("bartoc: the barto agent; runs the schedules bartos assigns to it."))
+
+const normalized = Argv.normalize(process.argv)
+
+Command.run(main(normalized), { name: "bartoc", version: AGENT_VERSION })(normalized.argv).pipe(
+  Effect.map(() => 0),
+  Effect.catchAll((e) =>
+    // @effect/cli has already printed a usage error; printing it again is the double print of
+    // style.md §8.
+    ValidationError.isValidationError(e) ? Effect.succeed(2) : Console.error(`bartoc: ${e.message}`).pipe(Effect.as(1))
+  ),
+  Effect.catchAllDefect((defect) => Console.error(`bartoc: internal error: ${Cause.pretty(Cause.die(defect))}`).pipe(Effect.as(1))),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    teardown: (exit, onExit) =>
+      onExit(
+        Exit.isSuccess(exit)
+          ? typeof exit.value === "number" ? exit.value : 0
+          : Cause.isInterruptedOnly(exit.cause) ? 0 : 1
+      )
+  })
+)
