@@ -8,24 +8,27 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import packageJson from "../package.json" with { type: "json" }
 import * as Calendar from "./commands/Calendar.js"
-import { CliEnv, CliFailure, root, usageError, Verbosity } from "./internal/root.js"
+import * as Reference from "./commands/Reference.js"
+import * as Runs from "./commands/Runs.js"
+import { CliEnv, CliFailure, root, usageError, VERSION, Verbosity } from "./internal/root.js"
 import * as Render from "./Render.js"
 
-export const VERSION: string = packageJson.version
+export { VERSION }
 
-const subcommands = [Calendar.command] as const
+const subcommands = [Calendar.command, ...Reference.commands, ...Runs.commands] as const
 
-export const SUBCOMMAND_NAMES: ReadonlyArray<string> = ["calendar"]
 
 export const command = root.pipe(
   CliCommand.withHandler(() => Effect.fail(usageError("missing command (see 'barto-cli --help')"))),
   CliCommand.withDescription("Command-line client of bartos, the barto job scheduler server."),
   CliCommand.withSubcommands(subcommands)
 )
+
+export const SUBCOMMAND_NAMES: ReadonlyArray<string> = [...HashMap.keys(CliCommand.getSubcommands(command))]
 
 const cli = CliCommand.run(command, { name: "barto-cli", version: VERSION })
 

@@ -583,8 +583,13 @@ const runSummary = (
 export const outputLine = (style: Style, l: Messages.LineRow): string => {
   const mark = l.stream === "stderr" ? paint(style, "red", "!") : " "
   const cont = l.continuation ? paint(style, "dim", "+") : " "
-  return `${paint(style, "dim", formatMicros(l.ts, style.zone))} ${mark}${cont}${clean(l.data)}`.trimEnd()
+  // Padded to the width of a stamp with microseconds, so the data column stays put even while
+  // streaming (whole seconds print without a fraction).
+  const ts = formatMicros(l.ts, style.zone).padEnd(stampWidth(style.zone))
+  return `${paint(style, "dim", ts)} ${mark}${cont}${clean(l.data)}`.trimEnd()
 }
+
+const stampWidth = (zone: string) => formatMicros(1, zone).length
 
 /** Output lines grouped by run, each run headed by its id, state and exit code. */
 export const linesText = (style: Style, lines: ReadonlyArray<Messages.LineRow>): Array<string> => {

@@ -11,7 +11,10 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import packageJson from "../../package.json" with { type: "json" }
 import * as Render from "../Render.js"
+
+export const VERSION: string = packageJson.version
 
 /** What the process looks like from the CLI's point of view (tests provide their own). */
 export interface CliEnv {

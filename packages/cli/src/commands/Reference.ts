@@ -1,0 +1,224 @@
+/**
+ * The reference's commands (reference §1.14, D10), same meaning, readable output when piped and
+ * `--json` everywhere: info, clients, list, failed, cmd, updates, query, cleanup.
+ */
+import type * as Messages from "@barto/domain/Messages"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Render from "../Render.js"
+import { ask, print, withSession } from "../internal/remote.js"
+import { globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
+import type { RemoteOptions } from "../internal/root.js"
+
+/** The shared prologue of a remote command: merged globals and the style. */
+const prologue = (o: RemoteOptions) =>
+  Effect.gen(function*() {
+    const g = yield* globals(o)
+    const style = yield* styleOf(g)
+    return { g, style, zone: style.zone }
+  })
+
+const agentOption = (description: string) =>
+  Options.text("name").pipe(Options.withAlias("n"), Options.withPseudoName("NAME"), Options.withDescription(description))
+
+// ---------------------------------------------------------------------------------------------
+
+export const info = Command.make("info", remoteOptions, (o) =>
+  Effect.gen(function*() {
+    const { g, style, zone } = yield* prologue(o)
+    yield* withSession(g, style, ({ connection }) =>
+      Effect.gen(function*() {
+        const r = yield* ask(connection, { _tag: "InfoRequest" }, "InfoResponse")
+        yield* print(g.json ? [Render.json(Render.infoJson(r, zone))] : Render.infoText(style, r))
+      }))
+  })).pipe(Command.withDescription("Show what bartos is: version, uptime, database, listeners, connected agents."))
+
+export const clients = Command.make(
+  "clients",
+  {
+    versions: Options.boolean("versions").pipe(Options.withDescription("Only each agent's bartoc version.")),
+    ...remoteOptions
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style, zone } = yield* prologue(o)
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          const r = yield* ask(connection, { _tag: "ClientsRequest" }, "ClientsResponse")
+          if (o.versions) {
+            yield* print(
+              g.json ? [Render.json(Render.clientVersions(r.clients))] : Render.clientVersionsText(style, r.clients)
+            )
+          } else {
+            yield* print(
+              g.json
+                ? [Render.json([...r.clients].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((c) => Render.clientJson(c, zone)))]
+                : Render.clientsText(style, r.clients)
+            )
+          }
+        }))
+    })
+).pipe(Command.withDescription("List the connected agents (bartoc)."))
+
+export const list = Command.make(
+  "list",
+  {
+    name: agentOption("Agent (bartoc) name."),
+    cmd: Options.text("cmd-name-opt").pipe(
+      Options.withAlias("c"),
+      Options.withPseudoName("CMD"),
+      Options.optional,
+      Options.withDescription("Show the output of this command; without it, list the agent's commands.")
+    ),
+    ...remoteOptions
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style, zone } = yield* prologue(o)
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          if (Option.isNone(o.cmd)) {
+            const r = yield* ask(connection, { _tag: "ListCommandsRequest", agent: o.name }, "ListCommandsResponse")
+            yield* print(g.json ? [Render.json([...r.commands])] : Render.commandsText(style, r.commands))
+          } else {
+            const r = yield* ask(connection, { _tag: "ListRequest", agent: o.name, cmd: o.cmd.value }, "LinesResponse")
+            yield* print(
+              g.json ? [Render.json(r.lines.map((l) => Render.lineJson(l, zone)))] : Render.linesText(style, r.lines)
+            )
+          }
+        }))
+    })
+).pipe(Command.withDescription("List an agent's commands, or every output line of one command (-c)."))
+
+export const failed = Command.make("failed", remoteOptions, (o) =>
+  Effect.gen(function*() {
+    const { g, style, zone } = yield* prologue(o)
+    yield* withSession(g, style, ({ connection }) =>
+      Effect.gen(function*() {
+        const r = yield* ask(connection, { _tag: "FailedRequest" }, "FailedResponse")
+        yield* print(
+          g.json ? [Render.json(r.failed.map((f) => Render.failedJson(f, zone)))] : Render.failedText(style, r.failed)
+        )
+      }))
+  })).pipe(Command.withDescription("List failed commands (exit code ≠ 0, signal, timeout) with their output."))
+
+export const cmd = Command.make(
+  "cmd",
+  { cmdName: Args.text({ name: "CMD_NAME" }), ...remoteOptions },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style, zone } = yield* prologue(o)
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          const r = yield* ask(connection, { _tag: "CmdRequest", cmd: o.cmdName }, "CmdResponse")
+          yield* print(
+            g.json
+              ? [Render.json(r.byAgent.map((a) => ({ agent: a.agent, lines: a.lines.map((l) => Render.lineJson(l, zone)) })))]
+              : Render.cmdText(style, r.byAgent)
+          )
+        }))
+    })
+).pipe(Command.withDescription("Show the output of one command on every agent, grouped by agent."))
+
+const UPDATE_KINDS: ReadonlyArray<Messages.UpdateKind> = ["garuda", "pacman", "cachyos", "apt"]
+
+export const parseUpdateKind = (text: string): Messages.UpdateKind | undefined =>
+  UPDATE_KINDS.find((k) => k === text.toLowerCase())
+
+export const updates = Command.make(
+  "updates",
+  {
+    name: agentOption("Agent (bartoc) name."),
+    kind: Options.text("update-kind").pipe(
+      Options.withAlias("u"),
+      Options.withPseudoName("garuda|pacman|cachyos|apt"),
+      Options.mapEffect((text) => {
+        const kind = parseUpdateKind(text)
+        return kind === undefined ? Effect.fail(invalidValue(`invalid update kind: '${text}'`)) : Effect.succeed(kind)
+      }),
+      Options.withDescription("Which package manager's output to read (case-insensitive).")
+    ),
+    ...remoteOptions
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style } = yield* prologue(o)
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          const r = yield* ask(connection, { _tag: "UpdatesRequest", agent: o.name, kind: o.kind }, "UpdatesResponse")
+          yield* print(g.json ? [Render.json(Render.updatesJson(r.result))] : Render.updatesText(style, r.result))
+        }))
+    })
+).pipe(Command.withDescription("Summarise pending package updates from an agent's successful command output."))
+
+export const query = Command.make(
+  "query",
+  {
+    sql: Options.text("query").pipe(
+      Options.withAlias("q"),
+      Options.withPseudoName("SQL"),
+      Options.withDescription("A read-only statement (SELECT, WITH, SHOW, EXPLAIN).")
+    ),
+    ...remoteOptions
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style } = yield* prologue(o)
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          const r = yield* ask(connection, { _tag: "QueryRequest", sql: o.sql }, "QueryResponse")
+          yield* print(g.json ? [Render.json(Render.queryJson(r))] : Render.queryText(style, r))
+        }))
+    })
+).pipe(Command.withDescription("Run a read-only SQL statement on bartos' database (row cap and timeout apply)."))
+
+/**
+ * `--before`: RFC 3339, or a date / date-time without offset in local time (`2026-01-01` = local
+ * midnight, the reference's meaning of cleanup).
+ */
+export const instantOption = (name: string, description: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName("TIME"),
+    Options.mapEffect((text) => {
+      const micros = Render.parseInstant(text, Render.localZone())
+      return micros === undefined
+        ? Effect.fail(invalidValue(`invalid --${name} time: '${text}' (RFC 3339 or YYYY-MM-DD)`))
+        : Effect.succeed(micros as Messages.Micros)
+    }),
+    Options.optional,
+    Options.withDescription(description)
+  )
+
+export const cleanup = Command.make(
+  "cleanup",
+  {
+    before: instantOption(
+      "before",
+      "Delete everything before this time (RFC 3339, or YYYY-MM-DD = local midnight). Default: today's midnight on bartos."
+    ),
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Only count what would be deleted.")),
+    ...remoteOptions
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style, zone } = yield* prologue(o)
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          const r = yield* ask(
+            connection,
+            {
+              _tag: "CleanupRequest",
+              dryRun: o.dryRun,
+              ...(Option.isSome(o.before) ? { before: o.before.value } : {})
+            },
+            "CleanupResponse"
+          )
+          yield* print(g.json ? [Render.json(Render.cleanupJson(r, zone))] : Render.cleanupText(style, r))
+        }))
+    })
+).pipe(Command.withDescription("Delete old runs and output (admin key required)."))
+
+export const commands = [info, clients, list, failed, cmd, updates, query, cleanup] as const

@@ -1,0 +1,66 @@
+/**
+ * What every command that talks to bartos shares: load the config (D9), connect, map every
+ * failure to a printed message with exit status 1, print lines.
+ */
+import * as Config from "@barto/domain/Config"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Client from "../Client.js"
+import type * as Render from "../Render.js"
+import { CliEnv, failure, type Globals, VERSION } from "./root.js"
+
+export interface Session {
+  readonly connection: Client.Connection
+  readonly style: Render.Style
+  readonly globals: Globals
+}
+
+/** Loads the config with the command-line values on top (flags > env > TOML > defaults). */
+export const loadConfig = (g: Globals) =>
+  Effect.gen(function*() {
+    const env = yield* CliEnv
+    return yield* Config.loadCli({
+      configPath: g.configPath,
+      env: env.env,
+      flags: {
+        verbose: g.verbose > 0 ? g.verbose : undefined,
+        quiet: g.quiet > 0 ? g.quiet : undefined,
+        enable_std_output: g.enableStdOutput ? true : undefined,
+        timeout_secs: g.timeoutSecs
+      }
+    }).pipe(Effect.mapError((e) => failure(`config: ${e.message}`)))
+  })
+
+/** Loads the config, connects, runs `body`, closes; a `ClientError` becomes `barto-cli: <message>`, exit 1. */
+export const withSession = <A, E, R>(
+  g: Globals,
+  style: Render.Style,
+  body: (session: Session) => Effect.Effect<A, E | Client.ClientError, R>
+) =>
+  Effect.gen(function*() {
+    const config = yield* loadConfig(g)
+    const options = Client.fromConfig(config, VERSION, g.timeoutSecs)
+    yield* Effect.logDebug(`connecting to ${Client.urlOf(options)}`)
+    return yield* Client.withConnection(options, (connection) => body({ connection, style, globals: g })).pipe(
+      Effect.catchIf(
+        (e): e is Client.ClientError => e instanceof Client.ClientError,
+        (e) => Effect.fail(failure(e.message))
+      )
+    )
+  })
+
+/** Sends one request and checks the answer is the expected kind. */
+export const ask = <T extends Client.Answer["_tag"]>(
+  connection: Client.Connection,
+  request: Client.NewRequest,
+  tag: T
+): Effect.Effect<Extract<Client.Answer, { readonly _tag: T }>, Client.ClientError> =>
+  Effect.flatMap(connection.request(request), (answer) =>
+    answer._tag === tag
+      ? Effect.succeed(answer as Extract<Client.Answer, { readonly _tag: T }>)
+      : Effect.fail(
+        new Client.ClientError({ reason: "protocol", message: `bartos answered ${answer._tag} to ${request._tag}` })
+      ))
+
+/** Prints lines on stdout (nothing for none). */
+export const print = (lines: ReadonlyArray<string>) => (lines.length === 0 ? Effect.void : Console.log(lines.join("\n")))
