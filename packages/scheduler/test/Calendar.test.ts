@@ -639,7 +639,28 @@ describe("properties", () => {
     } else {
       assert.deepStrictEqual(fired, [], Calendar.print(c))
     }
-  }, { fastCheck: { numRuns: 60 } })
+  }, { fastCheck: { numRuns: 40 } })
+})
+
+describe("countBetween agrees with enumeration", () => {
+  /** Occurrences in (a, b] by repeated next(), or undefined beyond `cap`. */
+  const enumerate = (c: Calendar.Calendar, a: number, b: number, cap: number): number | undefined => {
+    let n = 0
+    for (let o = Calendar.next(c, a); o !== undefined && o <= b; o = Calendar.next(c, o)) if (++n > cap) return undefined
+    return n
+  }
+  const nearSwitch = fc.tuple(fc.constantFrom(...DST_SWITCHES), fc.integer({ min: -3 * 3_600_000, max: 3_600_000 }))
+    .map(([s, d]) => s + d)
+
+  it.prop("dense calendars, windows of up to 4 h around DST switches", [calendarArb(true), nearSwitch, fc.integer({ min: 0, max: 4 * 3_600_000 })], ([c, a, len]) => {
+    const expected = enumerate(c, a, a + len, 3000)
+    if (expected !== undefined) assert.strictEqual(Calendar.countBetween(c, a, a + len), expected, Calendar.print(c))
+  }, { fastCheck: { numRuns: 150 } })
+
+  it.prop("sparse calendars, windows of up to 90 days", [calendarArb(false), instantArb, fc.integer({ min: 0, max: 90 * 86_400_000 })], ([c, a, len]) => {
+    const expected = enumerate(c, a, a + len, 3000)
+    if (expected !== undefined) assert.strictEqual(Calendar.countBetween(c, a, a + len), expected, Calendar.print(c))
+  }, { fastCheck: { numRuns: 150 } })
 })
 
 describe("R is stable and spreads", () => {
