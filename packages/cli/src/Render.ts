@@ -299,9 +299,11 @@ export const zoneOffsetMinutes = (ms: number, zone: string): number => {
 export const instantOfWall = (wall: Wall, zone: string): number => {
   const asUtc = wallAsUtc(wall)
   if (zone === "UTC") return asUtc
-  const first = asUtc - zoneOffsetMinutes(asUtc, zone) * 60000
-  const second = asUtc - zoneOffsetMinutes(first, zone) * 60000
-  return Math.min(first, second)
+  // The offsets a day either side bracket any transition near this wall time.
+  const candidates = [...new Set([-86_400_000, 86_400_000].map((d) => asUtc - zoneOffsetMinutes(asUtc + d, zone) * 60000))]
+  const valid = candidates.filter((ms) => wallAsUtc(wallOf(ms, zone)) === asUtc)
+  // A gap always moves clocks forward: the later candidate reads the wall time on the far side.
+  return valid.length > 0 ? Math.min(...valid) : Math.max(...candidates)
 }
 
 const p2 = (n: number) => String(n).padStart(2, "0")
