@@ -21,6 +21,7 @@ import * as Messages from "@barto/domain/Messages"
 import type { WebSocket } from "ws"
 import * as CliHandler from "./CliHandler.js"
 import type { Ingested } from "./Events.js"
+import * as Inbound from "./internal/inbound.js"
 import * as Socket from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
 import type { Registry } from "./Registry.js"
@@ -103,7 +104,7 @@ const session = (
       metrics.add("bartos_frames_in_total", 1, labels).pipe(
         Effect.as(
           item.binary
-            ? Either.mapLeft(codec.decode(Messages.CliToServer, item.data), (e) => ({
+            ? Either.mapLeft(codec.decode(Inbound.FromCli, item.data), (e) => ({
               code: e.code as Messages.ProtocolError["code"],
               message: e.message
             }))

@@ -26,6 +26,7 @@ import * as Messages from "@barto/domain/Messages"
 import type { WebSocket } from "ws"
 import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
+import * as Inbound from "./internal/inbound.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import * as Socket from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
@@ -168,7 +169,7 @@ const session = (
           payload = opened.right
         }
         return Either.mapLeft(
-          codec.decode(Messages.AgentToServer, payload),
+          codec.decode(Inbound.FromAgent, payload),
           (e): BadFrame => ({ code: e.code, message: e.message })
         )
       })

@@ -1,5 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Envelope from "@barto/domain/Envelope"
+import type * as Messages from "@barto/domain/Messages"
+import { Ingested } from "../src/Events.js"
+import { Metrics } from "../src/Metrics.js"
+import { Registry } from "../src/Registry.js"
 import * as TestServer from "./utils/server.js"
 
 const SCHEDULES = `
@@ -7,16 +17,342 @@ const SCHEDULES = `
 name = "hello"
 on_calendar = "*-*-* 10:R:R"
 cmds = ["echo hi"]
+timeout = "90s"
+
+[[schedules.alpha.schedules]]
+name = "second"
+on_calendar = "hourly"
+cmds = ["true", "false"]
+on_failure = "stop"
+
+[[schedules.beta.schedules]]
+name = "only"
+on_calendar = "daily"
+cmds = ["date"]
 `
 
-describe("WorkerSession", () => {
-  it.scopedLive("hello both ways, then the agent's table", () =>
+const runStarted = (seq: number, runId = `run-${seq}`): Messages.AgentRecord => ({
+  _tag: "RunStarted",
+  seq,
+  runId: runId as Messages.RunId,
+  schedule: "hello",
+  trigger: "schedule",
+  scheduledAt: TestServer.micros(1_700_000_000_000),
+  startedAt: TestServer.micros(1_700_000_000_010)
+})
+
+const line = (seq: number, runId = "run-0"): Messages.AgentRecord => ({
+  _tag: "OutputLine",
+  seq,
+  runId: runId as Messages.RunId,
+  cmdUuid: "cmd-1",
+  lineSeq: seq,
+  stream: "stdout",
+  ts: TestServer.micros(1_700_000_000_020),
+  data: `line ${seq}`,
+  continuation: false
+})
+
+const service = <I, S>(server: TestServer.TestServer, tag: Context.Tag<I, S>) =>
+  Context.get(server.context as Context.Context<I>, tag)
+
+describe("WorkerSession: handshake", () => {
+  it.scopedLive("hello both ways, then the agent's own table with R resolved", () =>
     Effect.gen(function*() {
-      const server = yield* TestServer.make({ toml: SCHEDULES, printLogs: true })
+      const server = yield* TestServer.make({ toml: SCHEDULES })
       const { hello, table } = yield* TestServer.helloAgent(server, "alpha")
       assert.strictEqual(hello.protocol, 1)
+      assert.strictEqual(hello.serverVersion, "0.0.0-test")
       assert.strictEqual(hello.ackedUpTo, -1)
-      assert.match(hello.sessionId, /^[0-9a-f-]{36}$/)
-      assert.deepStrictEqual(table.schedules.map((s) => s.name), ["hello"])
+      assert.match(hello.sessionId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+      assert.deepStrictEqual(table.schedules.map((s) => s.name), ["hello", "second"])
+      const [first, second] = table.schedules
+      assert.strictEqual(first!.onCalendar, "*-*-* 10:R:R")
+      assert.notInclude(first!.calendar, "R")
+      assert.strictEqual(first!.timeoutSecs, 90)
+      assert.strictEqual(second!.onFailure, "stop")
+      assert.deepStrictEqual(second!.cmds, ["true", "false"])
+      assert.isFalse(first!.paused)
+
+      // Same content, same version, same resolved R: a reconnect never moves a job.
+      yield* Effect.sleep(0)
+      const again = yield* TestServer.helloAgent(server, "alpha")
+      assert.strictEqual(again.table.version, table.version)
+      assert.strictEqual(again.table.schedules[0]!.calendar, first!.calendar)
+      assert.notStrictEqual(again.hello.sessionId, hello.sessionId)
+    }))
+
+  it.scopedLive("an agent without schedules gets an empty table and stays connected", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client, table } = yield* TestServer.helloAgent(server, "nobody")
+      assert.deepStrictEqual(table.schedules, [])
+      yield* client.send({ _tag: "Ping", id: 7, sentAt: TestServer.micros(1) })
+      const pong = yield* client.nextTagged("Pong")
+      assert.deepStrictEqual(pong, { _tag: "Pong", id: 7, sentAt: TestServer.micros(1) })
+    }))
+
+  it.scopedLive("a protocol mismatch gets a ProtocolError and close 4002 with a clear reason", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const client = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      yield* client.send(TestServer.agentHello({ protocol: 99 }))
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "protocol_version")
+      const closed = yield* client.closed()
+      assert.deepStrictEqual(closed, { code: 4002, reason: "protocol version mismatch: server 1, agent 99" })
+    }))
+
+  it.scopedLive("a first frame other than AgentHello is refused with 1008", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const client = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "unexpected")
+      assert.deepStrictEqual(yield* client.closed(), { code: 1008, reason: "first frame must be AgentHello" })
+    }))
+
+  it.scopedLive("no AgentHello in time closes the socket", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES, hub: (o) => ({ ...o, helloTimeoutMs: 200 }) })
+      const client = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      const closed = yield* client.closed()
+      assert.strictEqual(closed.code, 1008)
+      assert.match(closed.reason, /no AgentHello within/)
+    }))
+
+  it.scopedLive("AgentInfo reaches the registry", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client, hello } = yield* TestServer.helloAgent(server, "alpha")
+      const info = { osName: "Linux", hostname: "alpha-host", osVersion: "6", kernel: "6.1", agentVersion: "0.1.0" }
+      yield* client.send({ _tag: "AgentInfo", info } as Messages.AgentToServer)
+      // A Ping after it: the session is ordered, so once the Pong is here the info is stored.
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      yield* client.nextTagged("Pong")
+      const rows = yield* service(server, Registry).list
+      assert.strictEqual(rows.length, 1)
+      assert.strictEqual(rows[0]!.name, "alpha")
+      assert.strictEqual(rows[0]!.sessionId, hello.sessionId)
+      assert.strictEqual(rows[0]!.info?.hostname, "alpha-host")
+      assert.include(server.memory!.events, `info alpha ${hello.sessionId} alpha-host`)
+    }))
+})
+
+describe("WorkerSession: records and acks", () => {
+  it.scopedLive("a batch is stored, acked and published; a resend is acked without duplicates", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const subscription = yield* PubSub.subscribe(service(server, Ingested))
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const batch = [runStarted(0, "run-0"), line(1), line(2)]
+      yield* client.send({ _tag: "RecordBatch", records: batch })
+      assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
+      const published = yield* Queue.take(subscription)
+      assert.strictEqual(published.agent, "alpha")
+      assert.deepStrictEqual(published.records.map((r) => r.seq), [0, 1, 2])
+
+      // The agent did not see the Ack and resends, plus one new record.
+      yield* client.send({ _tag: "RecordBatch", records: [...batch, line(3)] })
+      assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 3 })
+      const second = yield* Queue.take(subscription)
+      assert.deepStrictEqual(second.records.map((r) => r.seq), [3])
+      assert.deepStrictEqual(server.memory!.records.get("alpha")!.map((r) => r.seq), [0, 1, 2, 3])
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_records_ingested_total"), 4)
+
+      // A new connection learns what is stored.
+      const again = yield* TestServer.helloAgent(server, "alpha")
+      assert.strictEqual(again.hello.ackedUpTo, 3)
+      const other = yield* TestServer.helloAgent(server, "alpha-2", { hello: { outboxId: "other" } })
+      assert.strictEqual(other.hello.ackedUpTo, -1)
+    }))
+
+  it.scopedLive("a database error: no Ack, the connection stays, the resend is acked later", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      server.memory!.failIngest = true
+      yield* client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      yield* server.waitForLog("not acked")
+      yield* client.send({ _tag: "Ping", id: 2, sentAt: TestServer.micros(2) })
+      const reply = yield* client.next()
+      assert.strictEqual(reply._tag, "Pong", "no Ack was sent for the failed batch")
+      server.memory!.failIngest = false
+      yield* client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_ingest_errors_total"), 1)
+    }))
+
+  it.scopedLive("200 batches sent back-to-back are processed and acked in order", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      for (let i = 0; i < 200; i++) {
+        yield* client.send({ _tag: "RecordBatch", records: [line(i)] })
+      }
+      const acks: Array<number> = []
+      while (acks.length < 200) acks.push((yield* client.nextTagged("Ack")).upTo)
+      assert.deepStrictEqual(acks, Array.from({ length: 200 }, (_, i) => i))
+    }))
+})
+
+describe("WorkerSession: bad frames", () => {
+  const LIMITS = `${SCHEDULES}\n[limits]\nmax_frame_bytes = 1024\n`
+
+  it.scopedLive("not JSON, unknown tag, wrong shape, text, too large: each answered, the connection survives", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: LIMITS })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const bystander = yield* TestServer.helloAgent(server, "beta")
+      const expectError = (code: string, pattern: RegExp) =>
+        client.nextTagged("ProtocolError").pipe(
+          Effect.tap((e) => {
+            assert.strictEqual(e.code, code)
+            assert.match(e.message, pattern)
+          })
+        )
+
+      yield* client.sendRaw(new TextEncoder().encode("{not json"))
+      yield* expectError("undecodable", /not UTF-8 JSON/)
+      yield* client.sendRaw(new TextEncoder().encode(JSON.stringify({ _tag: "Bogus" })))
+      yield* expectError("unknown_tag", /Bogus/)
+      yield* client.sendRaw(new TextEncoder().encode(JSON.stringify({ _tag: "Ping", id: "x" })))
+      yield* expectError("undecodable", /id/)
+      yield* client.sendRaw("hello", false)
+      yield* expectError("undecodable", /text frames/)
+      yield* client.sendRaw(new Uint8Array(2000).fill(32))
+      yield* expectError("frame_too_large", /2000 bytes exceeds the limit of 1024/)
+
+      yield* client.send({ _tag: "Ping", id: 3, sentAt: TestServer.micros(3) })
+      assert.strictEqual((yield* client.nextTagged("Pong")).id, 3)
+      yield* bystander.client.send({ _tag: "Ping", id: 4, sentAt: TestServer.micros(4) })
+      assert.strictEqual((yield* bystander.client.nextTagged("Pong")).id, 4)
+
+      const metrics = service(server, Metrics)
+      assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "undecodable" }), 3)
+      assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "unknown_tag" }), 1)
+      assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "frame_too_large" }), 1)
+    }))
+
+  it.scopedLive("a frame above the hard cap (16 x max_frame_bytes) is closed by ws with 1009", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: LIMITS })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      yield* client.sendRaw(new Uint8Array(16 * 1024 + 1))
+      assert.strictEqual((yield* client.closed()).code, 1009)
+      // The server is fine.
+      const other = yield* TestServer.helloAgent(server, "alpha")
+      assert.strictEqual(other.table.schedules.length, 2)
+    }))
+
+  it.scopedLive("20 bad frames in a row close the connection with 1008; good frames reset the count", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const garbage = new TextEncoder().encode("garbage")
+      for (let i = 0; i < 19; i++) yield* client.sendRaw(garbage)
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      yield* client.nextTagged("Pong")
+      for (let i = 0; i < 20; i++) yield* client.sendRaw(garbage)
+      const closed = yield* client.closed()
+      assert.deepStrictEqual(closed, { code: 1008, reason: "20 bad frames in a row" })
+    }))
+})
+
+describe("WorkerSession: envelopes", () => {
+  const SEED = Buffer.alloc(32, 7).toString("base64")
+  const keys = () => {
+    const signing = Either.getOrThrow(Envelope.parseSigningKey(SEED))
+    const publicKey = Either.getOrThrow(Envelope.publicKeyFromBytes(Envelope.publicKeyOf(signing)))
+    return { hmacKey: "shared-secret", publicKey }
+  }
+  const KEYS = `hmac_key = "shared-secret"\nsigning_key = "${SEED}"\n${SCHEDULES}`
+
+  it.scopedLive("HMAC both ways and a signature on server frames; a bad MAC is answered, not fatal", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const { client, table } = yield* TestServer.helloAgent(server, "alpha", keys())
+      assert.strictEqual(table.schedules.length, 2)
+      yield* client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+
+      // A frame MACed with the wrong key, and an unwrapped one.
+      const forged = Envelope.seal(
+        { hmacKey: Envelope.hmacKeyFromString("wrong") },
+        TestServer.encodeAgent({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) }),
+        Math.floor(Date.now() / 1000)
+      )
+      yield* client.sendRaw(forged)
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "bad_envelope")
+      assert.match(error.message, /bad_mac/)
+      yield* client.sendRaw(new Uint8Array(10))
+      assert.strictEqual((yield* client.nextTagged("ProtocolError")).code, "bad_envelope")
+      yield* client.send({ _tag: "Ping", id: 2, sentAt: TestServer.micros(2) })
+      assert.strictEqual((yield* client.nextTagged("Pong")).id, 2)
+    }))
+
+  it.scopedLive("an agent without the HMAC key cannot even say hello", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      // Reads the server's frames with the keys, but sends its hello without the envelope.
+      const client = yield* TestServer.connectAgent(server.url("worker", "mallory"), keys())
+      yield* client.sendRaw(TestServer.encodeAgent(TestServer.agentHello()))
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "bad_envelope")
+      assert.isTrue(Option.isNone(yield* service(server, Registry).get("mallory")))
+    }))
+})
+
+describe("WorkerSession: liveness and duplicates", () => {
+  it.scopedLive("a newer connection with the same name replaces the older one (4001)", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const first = yield* TestServer.helloAgent(server, "alpha")
+      const second = yield* TestServer.helloAgent(server, "alpha")
+      const closed = yield* first.client.closed()
+      assert.deepStrictEqual(closed, { code: 4001, reason: "replaced by a newer connection" })
+      const registry = service(server, Registry)
+      const current = yield* registry.get("alpha")
+      assert.isTrue(Option.isSome(current))
+      assert.strictEqual(Option.getOrThrow(current).sessionId, second.hello.sessionId)
+      // The newer session is not removed when the older one finishes.
+      yield* second.client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      yield* second.client.nextTagged("Pong")
+      assert.strictEqual((yield* registry.list).length, 1)
+      assert.isTrue(yield* registry.send("alpha", { _tag: "AgentCleanup", before: TestServer.micros(5) }))
+      assert.strictEqual((yield* second.client.nextTagged("AgentCleanup")).before, TestServer.micros(5))
+    }))
+
+  it.scopedLive("a silent agent is dropped (4000) and its running runs are marked lost later", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.3\n` })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const closed = yield* client.closed()
+      assert.deepStrictEqual(closed, { code: 4000, reason: "liveness timeout" })
+      assert.isTrue(Option.isNone(yield* service(server, Registry).get("alpha")))
+      yield* server.waitForLog("agent 'alpha' did not come back")
+      assert.includeMembers(server.memory!.events.map((e) => e.split(" ").slice(0, 2).join(" ")), [
+        "started alpha",
+        "ended alpha",
+        "lost alpha"
+      ])
+    }))
+
+  it.scopedLive("an agent that comes back in time is not marked lost", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.3\n` })
+      const first = yield* TestServer.helloAgent(server, "alpha")
+      yield* first.client.close
+      yield* first.client.closed()
+      const second = yield* TestServer.helloAgent(server, "alpha")
+      // Keep the new session alive past the check.
+      for (let i = 0; i < 4; i++) {
+        yield* second.client.send({ _tag: "Ping", id: i, sentAt: TestServer.micros(i) })
+        yield* second.client.nextTagged("Pong")
+        yield* Effect.sleep("100 millis")
+      }
+      assert.notInclude(server.memory!.events, "lost alpha")
     }))
 })

@@ -87,7 +87,7 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
     sessionInfo: (agent, sessionId, info) =>
       Effect.sync(() => void control.events.push(`info ${agent} ${sessionId} ${info.hostname}`)),
     sessionEnded: (agent, sessionId) => Effect.sync(() => void control.events.push(`ended ${agent} ${sessionId}`)),
-    markLost: (agent) => Effect.sync(() => (control.events.push(`lost ${agent}`), 0)),
+    markLost: (agent) => Effect.sync(() => (control.events.push(`lost ${agent}`), 1)),
     listCommands: () => unsupported("listCommands"),
     listLines: () => unsupported("listLines"),
     cmdLines: () => unsupported("cmdLines"),

@@ -1,0 +1,262 @@
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as https from "node:https"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Messages from "@barto/domain/Messages"
+import { Registry } from "../src/Registry.js"
+import * as TestServer from "./utils/server.js"
+
+const service = <I, S>(server: TestServer.TestServer, tag: Context.Tag<I, S>) =>
+  Context.get(server.context as Context.Context<I>, tag)
+
+const get = (url: string, options: https.RequestOptions = {}) =>
+  Effect.async<{ status: number; body: string; type: string }, Error>((resume) => {
+    const req = (url.startsWith("https") ? https : http).get(url, options, (res) => {
+      let body = ""
+      res.on("data", (c: Buffer) => (body += c.toString("utf8")))
+      res.on("end", () =>
+        resume(Effect.succeed({ status: res.statusCode ?? 0, body, type: String(res.headers["content-type"]) })))
+    })
+    req.on("error", (e) => resume(Effect.fail(e)))
+  })
+
+const cliHello = (adminKey?: string): Messages.CliToServer => ({
+  _tag: "CliHello",
+  protocol: Messages.PROTOCOL_VERSION,
+  cliVersion: "0.0.0-test",
+  ...(adminKey !== undefined ? { adminKey } : {})
+})
+
+describe("Hub: bearer", () => {
+  const TOML = `api_key = "s3cret-token"\n`
+
+  it.scopedLive("missing header, other scheme, empty or wrong token: 401 unauthorized before the upgrade", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: TOML })
+      for (const link of ["worker", "cli"] as const) {
+        const url = server.url(link, "alpha")
+        for (
+          const headers of [
+            {},
+            { Authorization: "Basic s3cret-token" },
+            { Authorization: "bearer s3cret-token" },
+            { Authorization: "Bearer  s3cret-token" },
+            { Authorization: "Bearer " },
+            { Authorization: "Bearer s3cret-tokem" },
+            { Authorization: "Bearer s3cret-token-longer" }
+          ]
+        ) {
+          const result = yield* TestServer.attempt(url, { headers })
+          assert.deepStrictEqual(result, { _tag: "Refused", status: 401, body: "unauthorized" }, JSON.stringify(headers))
+        }
+      }
+      const ok = yield* TestServer.helloAgent(server, "alpha", { headers: { Authorization: "Bearer s3cret-token" } })
+      assert.strictEqual(ok.hello.protocol, 1)
+      assert.isTrue(Option.isSome(yield* service(server, Registry).get("alpha")))
+    }))
+
+  it.scopedLive("without api_key every upgrade is accepted, whatever the header says", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      const a = yield* TestServer.helloAgent(server, "alpha")
+      const b = yield* TestServer.helloAgent(server, "beta", { headers: { Authorization: "Bearer whatever" } })
+      assert.strictEqual(a.hello.protocol, 1)
+      assert.strictEqual(b.hello.protocol, 1)
+    }))
+})
+
+describe("Hub: routes", () => {
+  it.scopedLive("other paths are 404, plain GETs of the ws paths 426, /healthz ok, /metrics counters", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: `api_key = "k"\n` })
+      const base = `ws://127.0.0.1:${server.port}`
+      for (const p of ["/ws/worker?name=a", "/v1/ws/other", "/v1/ws/worker/extra", "/", "/v2/ws/cli"]) {
+        const r = yield* TestServer.attempt(`${base}${p}`, { headers: { Authorization: "Bearer k" } })
+        assert.deepStrictEqual(r, { _tag: "Refused", status: 404, body: "not found" }, p)
+      }
+      const httpBase = `http://127.0.0.1:${server.port}`
+      assert.deepInclude(yield* get(`${httpBase}/nope`), { status: 404, body: "not found" })
+      assert.deepInclude(yield* get(`${httpBase}/v1/ws/worker?name=a`), { status: 426 })
+      assert.deepInclude(yield* get(`${httpBase}/healthz`), { status: 200, body: "ok" })
+
+      const { client } = yield* TestServer.helloAgent(server, "alpha", { headers: { Authorization: "Bearer k" } })
+      yield* client.send({ _tag: "RecordBatch", records: [] })
+      yield* client.nextTagged("Ack")
+      const metrics = yield* get(`${httpBase}/metrics`)
+      assert.strictEqual(metrics.status, 200)
+      assert.include(metrics.type, "text/plain")
+      assert.include(metrics.body, "# TYPE bartos_connections_total counter")
+      assert.include(metrics.body, `bartos_connections_total{link="worker"} 1`)
+      assert.include(metrics.body, `bartos_connections_open{link="worker"} 1`)
+      assert.include(metrics.body, `bartos_http_rejected_total{status="404"} 6`)
+      assert.include(metrics.body, "bartos_acks_total 1")
+      assert.match(metrics.body, /bartos_frames_in_total\{link="worker"\} 2/)
+    }))
+
+  it.scopedLive("a missing name is 'Unknown'; names are URL-decoded", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      const base = `ws://127.0.0.1:${server.port}/v1/ws/worker`
+      const anon = yield* TestServer.connectAgent(base)
+      yield* anon.send(TestServer.agentHello())
+      yield* anon.nextTagged("ScheduleTable")
+      const named = yield* TestServer.connectAgent(`${base}?name=host%20one%2Fa`)
+      yield* named.send(TestServer.agentHello())
+      yield* named.nextTagged("ScheduleTable")
+      const names = (yield* service(server, Registry).list).map((c) => c.name)
+      assert.deepStrictEqual(names, ["Unknown", "host one/a"])
+    }))
+})
+
+describe("Hub: CLI link", () => {
+  it.scopedLive("hello with admin rights: none configured, right key, wrong key, no key", () =>
+    Effect.gen(function*() {
+      const open = yield* TestServer.make({})
+      const c0 = yield* TestServer.connectCli(open.url("cli", "barto-cli"))
+      yield* c0.send(cliHello())
+      assert.deepStrictEqual(yield* c0.next(), {
+        _tag: "ServerHelloCli",
+        protocol: 1,
+        serverVersion: "0.0.0-test",
+        admin: true
+      })
+
+      const server = yield* TestServer.make({ toml: `admin_key = "adm1n"\n` })
+      for (const [key, admin] of [["adm1n", true], ["adm1m", false], ["adm1n-", false], [undefined, false]] as const) {
+        const c = yield* TestServer.connectCli(server.url("cli"))
+        yield* c.send(cliHello(key))
+        const hello = yield* c.nextTagged("ServerHelloCli")
+        assert.strictEqual(hello.admin, admin, String(key))
+      }
+    }))
+
+  it.scopedLive("requests are answered by id, pings ponged, bad frames answered and survived", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      yield* TestServer.helloAgent(server, "alpha")
+      const cli = yield* TestServer.connectCli(server.url("cli", "barto-cli"))
+      yield* cli.send(cliHello())
+      yield* cli.nextTagged("ServerHelloCli")
+      yield* cli.sendRaw(new TextEncoder().encode("]]"))
+      assert.strictEqual((yield* cli.nextTagged("ProtocolError")).code, "undecodable")
+      yield* cli.sendRaw(new TextEncoder().encode(JSON.stringify({ _tag: "DropTables", id: 1 })))
+      assert.strictEqual((yield* cli.nextTagged("ProtocolError")).code, "unknown_tag")
+      yield* cli.send({ _tag: "Ping", id: 5, sentAt: TestServer.micros(5) })
+      assert.strictEqual((yield* cli.nextTagged("Pong")).id, 5)
+      yield* cli.send({ _tag: "InfoRequest", id: 42 })
+      const info = yield* cli.nextTagged("InfoResponse")
+      assert.strictEqual(info.id, 42)
+      assert.strictEqual(info.connectedAgents, 1)
+      assert.deepStrictEqual(info.listeners, [`ws://127.0.0.1:${server.port}`])
+      yield* cli.send({ _tag: "ClientsRequest", id: 43 })
+      const clients = yield* cli.nextTagged("ClientsResponse")
+      assert.deepStrictEqual(clients.clients.map((c) => c.name), ["alpha"])
+    }))
+
+  it.scopedLive("a CLI protocol mismatch is closed with 4002", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      const cli = yield* TestServer.connectCli(server.url("cli"))
+      yield* cli.send({ _tag: "CliHello", protocol: 2, cliVersion: "x" })
+      assert.strictEqual((yield* cli.nextTagged("ProtocolError")).code, "protocol_version")
+      assert.deepStrictEqual(yield* cli.closed(), { code: 4002, reason: "protocol version mismatch: server 1, cli 2" })
+    }))
+})
+
+describe("Hub: lifecycle", () => {
+  it.scopedLive("shutdown closes every socket with 1001 and a reason", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const cli = yield* TestServer.connectCli(server.url("cli"))
+      yield* cli.send(cliHello())
+      yield* cli.nextTagged("ServerHelloCli")
+      yield* server.teardown
+      assert.deepStrictEqual(yield* client.closed(), { code: 1001, reason: "server shutting down" })
+      assert.deepStrictEqual(yield* cli.closed(), { code: 1001, reason: "server shutting down" })
+      const again = yield* TestServer.attempt(server.url("worker", "alpha"))
+      assert.strictEqual(again._tag, "Failed")
+    }))
+
+  it.scopedLive("an invalid signing key stops the start (fail-closed)", () =>
+    Effect.gen(function*() {
+      const result = yield* TestServer.make({ toml: `signing_key = "not-a-key"\n` }).pipe(Effect.flip)
+      assert.match(String((result as Error).message), /signing_key/)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// TLS and mTLS, with a throwaway CA made by openssl
+// ---------------------------------------------------------------------------------------------
+
+const pki = (() => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bartos-pki-"))
+  const run = (...args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+  run("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=barto test CA")
+  const issue = (name: string, subject: string, san: string) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`)
+    run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject)
+    run(
+      "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+      "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`
+    )
+    return { cert: fs.readFileSync(path.join(dir, `${name}.pem`), "utf8"), key: fs.readFileSync(path.join(dir, `${name}.key`), "utf8") }
+  }
+  const server = issue("server", "/CN=localhost", "DNS:localhost,IP:127.0.0.1")
+  const alpha = issue("alpha", "/CN=alpha", "DNS:alpha.example")
+  const gamma = issue("gamma", "/CN=someone-else", "DNS:gamma,DNS:gamma.example")
+  return { dir, ca: fs.readFileSync(path.join(dir, "ca.pem"), "utf8"), server, alpha, gamma }
+})()
+afterAll(() => fs.rmSync(pki.dir, { recursive: true, force: true }))
+
+const tlsToml = (extra: string, mtls: boolean) => `${extra}
+[actix.tls]
+cert_file_path = "${path.join(pki.dir, "server.pem")}"
+key_file_path = "${path.join(pki.dir, "server.key")}"
+${mtls ? `client_ca_cert = "${path.join(pki.dir, "ca.pem")}"` : ""}
+`
+
+describe("Hub: TLS", () => {
+  it.scopedLive("with TLS the plain listener is off unless allow_plaintext", () =>
+    Effect.gen(function*() {
+      const tlsOnly = yield* TestServer.make({ toml: tlsToml("", false) })
+      assert.deepStrictEqual(tlsOnly.listeners.map((l) => l.scheme), ["wss"])
+      const { hello } = yield* TestServer.helloAgent(tlsOnly, "alpha", { ca: pki.ca })
+      assert.strictEqual(hello.protocol, 1)
+      assert.deepInclude(yield* get(`https://127.0.0.1:${tlsOnly.port}/healthz`, { ca: pki.ca }), { status: 200 })
+
+      const both = yield* TestServer.make({ toml: tlsToml("allow_plaintext = true", false) })
+      assert.deepStrictEqual(both.listeners.map((l) => l.scheme), ["ws", "wss"])
+      const plain = yield* TestServer.helloAgent(both, "alpha")
+      assert.strictEqual(plain.hello.protocol, 1)
+    }))
+
+  it.scopedLive("mTLS: the certificate's CN or a DNS SAN must equal the name", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: tlsToml("", true) })
+      const url = (name: string) => server.url("worker", name)
+
+      const byCn = yield* TestServer.helloAgent(server, "alpha", { ca: pki.ca, ...pki.alpha })
+      assert.strictEqual(byCn.hello.protocol, 1)
+      const bySan = yield* TestServer.helloAgent(server, "gamma.example", { ca: pki.ca, ...pki.gamma })
+      assert.strictEqual(bySan.hello.protocol, 1)
+
+      const wrong = yield* TestServer.attempt(url("beta"), { ca: pki.ca, ...pki.alpha })
+      assert.strictEqual(wrong._tag, "Refused")
+      assert.strictEqual((wrong as { status: number }).status, 403)
+      const noCert = yield* TestServer.attempt(url("alpha"), { ca: pki.ca })
+      assert.strictEqual(noCert._tag, "Failed")
+
+      // The CLI link needs a valid certificate but no particular name.
+      const cli = yield* TestServer.connectCli(server.url("cli", "barto-cli"), { ca: pki.ca, ...pki.alpha })
+      yield* cli.send(cliHello())
+      assert.strictEqual((yield* cli.nextTagged("ServerHelloCli")).admin, true)
+    }))
+})
