@@ -4,18 +4,20 @@
  * Every method is dialect-neutral; the layers choose the client, run the migrations and hand back
  * the same `StoreShape`.
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import type { AgentRecord, ClientInfo, FailedRow, LineRow, Micros, RunRow, RunState } from "@barto/domain/Messages"
+import type { QueryRefused, StoreError } from "./internal/store/errors.js"
+import { make } from "./internal/store/make.js"
+import { migrate } from "./internal/store/migrations.js"
+import * as Resources from "./internal/store/resources.js"
 
-export class StoreError extends Data.TaggedError("StoreError")<{ readonly message: string; readonly cause?: unknown }> {}
-
-/** A `query` statement that is not read-only (D7). */
-export class QueryRefused extends Data.TaggedError("QueryRefused")<{ readonly reason: string }> {}
+export { QueryRefused, StoreError } from "./internal/store/errors.js"
 
 export interface QueryResult {
   readonly columns: ReadonlyArray<string>
@@ -92,16 +94,73 @@ export interface StoreShape {
 
 export class Store extends Context.Tag("@barto/server/Store")<Store, StoreShape>() {}
 
-/** Embedded SQLite (WAL). `":memory:"` allowed; parent directories are created. */
-export const layerSqlite = (_options: { readonly filename: string }): Layer.Layer<Store, StoreError> =>
-  Layer.fail(new StoreError({ message: "Store.layerSqlite: implementation in progress" }))
+const fromResources = (
+  resources: Effect.Effect<Resources.Resources, StoreError, Scope.Scope>
+): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
+  Layer.unwrapScoped(Effect.map(resources, ({ client, options }) =>
+    Layer.effect(Store, Effect.zipRight(migrate, make(options))).pipe(Layer.provideMerge(client))))
 
-/** MariaDB; the password travels as a Redacted field, never inside a URL. */
-export const layerMariadb = (_options: {
+/** Keeps only `Store` in the output: programs should not reach around the store to its client. */
+const storeOnly = (layer: Layer.Layer<Store | SqlClient.SqlClient, StoreError>): Layer.Layer<Store, StoreError> =>
+  Layer.provide(Layer.effect(Store, Store), layer)
+
+/**
+ * Embedded SQLite (WAL), migrated at start. `":memory:"` gives an ephemeral database (a temporary
+ * file removed with the layer, so that `query` can open it read-only from its own process);
+ * parent directories of a path are created.
+ */
+export const layerSqlite = (options: { readonly filename: string }): Layer.Layer<Store, StoreError> =>
+  storeOnly(layerSqliteWithClient(options))
+
+/** `layerSqlite` that also provides its `SqlClient` (tests, benchmarks: `measureRawInsertRate`). */
+export const layerSqliteWithClient = (
+  options: { readonly filename: string }
+): Layer.Layer<Store | SqlClient.SqlClient, StoreError> => fromResources(Resources.sqlite(options))
+
+export interface MariadbOptions {
   readonly host: string
   readonly port: number
   readonly username: string
   readonly password?: Redacted.Redacted<string>
   readonly database: string
-}): Layer.Layer<Store, StoreError> =>
-  Layer.fail(new StoreError({ message: "Store.layerMariadb: implementation in progress" }))
+}
+
+/** MariaDB, migrated at start; the password travels as a Redacted field, never inside a URL. */
+export const layerMariadb = (options: MariadbOptions): Layer.Layer<Store, StoreError> =>
+  storeOnly(layerMariadbWithClient(options))
+
+/** `layerMariadb` that also provides its `SqlClient` (tests, benchmarks). */
+export const layerMariadbWithClient = (
+  options: MariadbOptions
+): Layer.Layer<Store | SqlClient.SqlClient, StoreError> => fromResources(Resources.mariadb(options))
+
+/**
+ * The store `bartos.toml` asks for: `[mariadb]` when present, else `[sqlite] path`. Takes the
+ * `mariadb`/`sqlite` parts of `BartosConfig` (structurally). `[mariadb] options` is a query string
+ * (the reference appends it after `?` to its URL); `ssl=true` and `connect_timeout=<secs>` are
+ * understood, any other key is an error rather than silently ignored.
+ */
+export const layerFromConfig = (config: {
+  readonly mariadb?: {
+    readonly host: string
+    readonly port: number
+    readonly username: string
+    readonly password?: Redacted.Redacted<string> | undefined
+    readonly database: string
+    readonly options?: string | undefined
+  } | undefined
+  readonly sqlite: { readonly path: string }
+}): Layer.Layer<Store, StoreError> => {
+  const m = config.mariadb
+  if (m === undefined) return layerSqlite({ filename: config.sqlite.path })
+  return storeOnly(fromResources(Effect.flatMap(Resources.parseMariadbOptions(m.options), (extra) =>
+    Resources.mariadb({
+      host: m.host,
+      port: m.port,
+      username: m.username,
+      password: m.password,
+      database: m.database,
+      ssl: extra.ssl,
+      connectTimeoutMs: extra.connectTimeoutMs
+    }))))
+}

@@ -1,0 +1,59 @@
+/**
+ * The yardstick for ingest throughput: how fast this database takes plain batched inserts of
+ * output-line-shaped rows (1,000 rows per INSERT, each its own autocommitted statement) into a
+ * scratch table with the same primary key as `output_lines`. Ingest is expected to reach at
+ * least half of this rate (it also reads and advances the offset, and dedupes).
+ *
+ * Use with the client of the store under test, e.g. `layerSqliteWithClient` /
+ * `layerMariadbWithClient` from `Store.ts`.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import { StoreError } from "./errors.js"
+
+const TABLE = "barto_bench_raw"
+const BATCH = 1000
+
+/** Rows per second for `rows` rows (rounded up to whole batches of 1,000). */
+export const measureRawInsertRate = (rows: number): Effect.Effect<number, StoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const options = sql.onDialectOrElse({
+      mysql: () => " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+      orElse: () => ""
+    })
+    yield* sql.unsafe(`DROP TABLE IF EXISTS ${TABLE}`)
+    yield* sql.unsafe(
+      `CREATE TABLE ${TABLE} (run_id VARCHAR(64) NOT NULL, line_seq INT NOT NULL, agent VARCHAR(255) NOT NULL,
+        cmd_uuid VARCHAR(64) NOT NULL, stream VARCHAR(8) NOT NULL, ts BIGINT NOT NULL, data MEDIUMTEXT NOT NULL,
+        continuation TINYINT NOT NULL, PRIMARY KEY (run_id, line_seq))${options}`
+    )
+    const text = `INSERT INTO ${TABLE} (run_id, line_seq, agent, cmd_uuid, stream, ts, data, continuation) VALUES ${
+      Array.from({ length: BATCH }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+    }`
+    const batches = Math.max(1, Math.ceil(rows / BATCH))
+    const start = yield* Clock.currentTimeNanos
+    for (let b = 0; b < batches; b++) {
+      const params: Array<unknown> = []
+      for (let i = 0; i < BATCH; i++) {
+        const seq = b * BATCH + i
+        params.push(
+          "0190a8f0-0000-7000-8000-000000000001",
+          seq,
+          "bench-agent",
+          "0190a8f0-0000-7000-8000-000000000002",
+          seq % 7 === 0 ? "stderr" : "stdout",
+          1_700_000_000_000_000 + seq,
+          `line ${seq}: the quick brown fox jumps over the lazy dog 0123456789`,
+          0
+        )
+      }
+      yield* sql.unsafe(text, params)
+    }
+    const elapsedNs = Number((yield* Clock.currentTimeNanos) - start)
+    yield* sql.unsafe(`DROP TABLE IF EXISTS ${TABLE}`)
+    return (batches * BATCH) / (elapsedNs / 1e9)
+  }).pipe(
+    Effect.mapError((e) => new StoreError({ message: `raw insert benchmark: ${e.message}`, cause: e }))
+  )

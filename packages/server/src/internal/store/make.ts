@@ -1,0 +1,696 @@
+/**
+ * The `Store` implementation, written once against `SqlClient`; the few dialect differences
+ * (upsert syntax, row locks) are chosen with `sql.onDialectOrElse` when the store is made.
+ *
+ * Conventions of this file:
+ * - statements are plain text with `?` placeholders (`sql.unsafe`), the same on both drivers;
+ * - values read back go through `num`/`numOrNull`, because MariaDB may return BIGINT as strings
+ *   (style.md §5.3) and booleans are stored as 0/1;
+ * - result rows are built with validation off: the values come from our own columns, and the
+ *   domain row classes must be instances (the codec's encoder checks `instanceof`).
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { AgentRecord, ClientInfo, Micros, RunId, RunState, Trigger } from "@barto/domain/Messages"
+import { FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type { QueryResult, RunsFilter, SessionInfo, StoreShape } from "../../Store.js"
+import { QueryRefused, StoreError } from "./errors.js"
+import { checkReadOnly } from "./guard.js"
+
+export interface MakeOptions {
+  readonly kind: "mariadb" | "sqlite"
+  readonly location: string
+  /** Runs an already checked read-only statement (see `guard.ts`) in the dialect's sandbox. */
+  readonly runQuery: (
+    sql: string,
+    rowCap: number,
+    timeoutMs: number
+  ) => Effect.Effect<QueryResult, StoreError | QueryRefused>
+}
+
+type Row = Record<string, unknown>
+
+const num = (v: unknown): number => (typeof v === "number" ? v : Number(v))
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v))
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v))
+
+/** VARCHAR(n) counts characters; cut by code point so no surrogate pair is split. */
+const clip = (s: string, max = 255): string => (s.length <= max ? s : Array.from(s).slice(0, max).join(""))
+
+/** MariaDB: `affectedRows`; SQLite: `changes`. */
+const affected = (raw: unknown): number => {
+  const r = raw as { affectedRows?: unknown; changes?: unknown } | null
+  return num(r?.affectedRows ?? r?.changes ?? 0)
+}
+
+/**
+ * `IN (?, …)` lists padded to a power of two by repeating the last value: MariaDB keeps one
+ * prepared statement per distinct text, and padding bounds how many a connection collects.
+ */
+const inList = (values: ReadonlyArray<string>): { readonly text: string; readonly params: Array<string> } => {
+  let size = 1
+  while (size < values.length) size *= 2
+  const params = values.slice()
+  while (params.length < size) params.push(values[values.length - 1])
+  return { text: `(${params.map(() => "?").join(", ")})`, params }
+}
+
+const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/** Line inserts are split into near-equal chunks of at most this many rows (8 parameters each). */
+const LINE_CHUNK = 256
+/** Run ids per delete transaction in cleanup and retention. */
+const DELETE_CHUNK = 256
+const MICROS_PER_DAY = 86_400_000_000
+const LOST_OR_FAILED = "('failed', 'timed_out', 'lost')"
+
+const RUN_COLUMNS =
+  "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, r.exit_code, r.exit_signal"
+
+const LINE_SELECT = `SELECT ol.run_id, r.agent, r.schedule, ol.cmd_uuid, ol.line_seq, ol.stream, ol.ts, ol.data,
+  ol.continuation, c.exit_code, r.state
+FROM output_lines ol
+JOIN runs r ON r.run_id = ol.run_id
+LEFT JOIN run_commands c ON c.cmd_uuid = ol.cmd_uuid`
+
+const toRunRow = (r: Row): RunRow =>
+  new RunRow({
+    runId: String(r.run_id) as RunId,
+    agent: String(r.agent),
+    schedule: String(r.schedule),
+    trigger: String(r.run_trigger) as Trigger,
+    state: String(r.state) as RunState,
+    scheduledAt: num(r.scheduled_at) as Micros,
+    startedAt: numOrNull(r.started_at) as Micros | null,
+    finishedAt: numOrNull(r.finished_at) as Micros | null,
+    exitCode: numOrNull(r.exit_code),
+    signal: strOrNull(r.exit_signal)
+  }, true)
+
+const toLineRow = (r: Row): LineRow =>
+  new LineRow({
+    runId: String(r.run_id) as RunId,
+    agent: String(r.agent),
+    schedule: String(r.schedule),
+    cmdUuid: String(r.cmd_uuid),
+    lineSeq: num(r.line_seq),
+    stream: String(r.stream) === "stderr" ? "stderr" : "stdout",
+    ts: num(r.ts) as Micros,
+    data: String(r.data),
+    continuation: num(r.continuation) !== 0,
+    exitCode: numOrNull(r.exit_code),
+    runState: String(r.state) as RunState
+  }, true)
+
+const storeError = (what: string) => (e: SqlError): StoreError => {
+  const cause = e.cause as { message?: unknown } | undefined
+  const detail = typeof cause?.message === "string" ? cause.message : e.message
+  return new StoreError({ message: `${what}: ${detail}`, cause: e })
+}
+
+type OutputLine = Extract<AgentRecord, { readonly _tag: "OutputLine" }>
+
+/** When a record is the first one seen of its run, the instant its placeholder run gets. */
+const recordTime = (r: AgentRecord): number => {
+  switch (r._tag) {
+    case "RunStarted":
+      return r.startedAt
+    case "CommandStarted":
+      return r.startedAt
+    case "OutputLine":
+      return r.ts
+    case "CommandExited":
+      return r.finishedAt
+    case "RunFinished":
+      return r.finishedAt
+    case "RunMissed":
+      return r.scheduledAt
+  }
+}
+
+export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+
+    // --- dialect-specific statement texts ------------------------------------------------------
+    /** `INSERT … <ignore duplicate key>`: MariaDB has no ON CONFLICT; a no-op update ignores only duplicates (unlike INSERT IGNORE, which also hides truncation). */
+    const ignoreDup = (pkColumn: string, conflictTarget: string) =>
+      mysql ? `ON DUPLICATE KEY UPDATE ${pkColumn} = ${pkColumn}` : `ON CONFLICT (${conflictTarget}) DO NOTHING`
+    const forUpdate = sql.onDialectOrElse({ mysql: () => " FOR UPDATE", orElse: () => "" })
+
+    const upsertRunStarted = mysql
+      ? `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
+         VALUES (?, ?, ?, ?, 'running', ?, ?)
+         ON DUPLICATE KEY UPDATE schedule = VALUES(schedule), run_trigger = VALUES(run_trigger),
+           scheduled_at = VALUES(scheduled_at), started_at = VALUES(started_at),
+           state = IF(state IN ('lost', 'missed'), 'running', state)`
+      : `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
+         VALUES (?, ?, ?, ?, 'running', ?, ?)
+         ON CONFLICT (run_id) DO UPDATE SET schedule = excluded.schedule, run_trigger = excluded.run_trigger,
+           scheduled_at = excluded.scheduled_at, started_at = excluded.started_at,
+           state = CASE WHEN runs.state IN ('lost', 'missed') THEN 'running' ELSE runs.state END`
+
+    const upsertCommandStarted = mysql
+      ? `INSERT INTO run_commands (cmd_uuid, run_id, cmd_index, command, started_at) VALUES (?, ?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE cmd_index = VALUES(cmd_index), command = VALUES(command), started_at = VALUES(started_at)`
+      : `INSERT INTO run_commands (cmd_uuid, run_id, cmd_index, command, started_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (cmd_uuid) DO UPDATE SET cmd_index = excluded.cmd_index, command = excluded.command,
+           started_at = excluded.started_at`
+
+    // An exit for a command never announced still records the exit, under a placeholder command.
+    const upsertCommandExited = mysql
+      ? `INSERT INTO run_commands (cmd_uuid, run_id, cmd_index, command, finished_at, exit_code, exit_signal)
+         VALUES (?, ?, -1, 'unknown', ?, ?, ?)
+         ON DUPLICATE KEY UPDATE finished_at = VALUES(finished_at), exit_code = VALUES(exit_code),
+           exit_signal = VALUES(exit_signal)`
+      : `INSERT INTO run_commands (cmd_uuid, run_id, cmd_index, command, finished_at, exit_code, exit_signal)
+         VALUES (?, ?, -1, 'unknown', ?, ?, ?)
+         ON CONFLICT (cmd_uuid) DO UPDATE SET finished_at = excluded.finished_at, exit_code = excluded.exit_code,
+           exit_signal = excluded.exit_signal`
+
+    const insertRunMissed = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
+      VALUES (?, ?, ?, 'schedule', 'missed', ?, ?) ${ignoreDup("run_id", "run_id")}`
+
+    const insertPlaceholderRun = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
+      VALUES (?, ?, 'unknown', 'schedule', 'running', ?, ?) ${ignoreDup("run_id", "run_id")}`
+
+    const lineInsertTexts = new Map<number, string>()
+    const lineInsert = (rows: number): string => {
+      let text = lineInsertTexts.get(rows)
+      if (text === undefined) {
+        text = `INSERT INTO output_lines (run_id, line_seq, agent, cmd_uuid, stream, ts, data, continuation) VALUES ${
+          Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+        } ${ignoreDup("line_seq", "run_id, line_seq")}`
+        lineInsertTexts.set(rows, text)
+      }
+      return text
+    }
+
+    const upsertAgentSeen = mysql
+      ? `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip) VALUES (?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE last_seen_at = VALUES(last_seen_at), last_ip = VALUES(last_ip)`
+      : `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip`
+
+    const run = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe<Row>(text, params)
+    const exec = (text: string, params: ReadonlyArray<unknown> = []) => Effect.map(sql.unsafe(text, params).raw, affected)
+
+    // --- ingest ----------------------------------------------------------------------------------
+
+    // (agent, outboxId) pairs whose offset row is known to exist. Creating the row outside the
+    // batch transaction means `SELECT … FOR UPDATE` always finds a row to lock: two first batches
+    // racing on a missing row would otherwise deadlock on MariaDB's gap locks.
+    const knownOffsets = new Set<string>()
+    const ensureOffsetRow = (agent: string, outboxId: string) => {
+      const key = `${agent}\u0000${outboxId}`
+      if (knownOffsets.has(key)) return Effect.void
+      return exec(
+        `INSERT INTO agent_offsets (agent, outbox_id, last_seq) VALUES (?, ?, -1) ${ignoreDup("last_seq", "agent, outbox_id")}`,
+        [agent, outboxId]
+      ).pipe(Effect.tap(() => {
+        if (knownOffsets.size > 100_000) knownOffsets.clear()
+        knownOffsets.add(key)
+      }))
+    }
+
+    const insertLines = (agent: string, lines: ReadonlyArray<OutputLine>) => {
+      if (lines.length === 0) return Effect.void
+      const chunks = Math.ceil(lines.length / LINE_CHUNK)
+      const size = Math.ceil(lines.length / chunks)
+      return Effect.forEach(chunk(lines, size), (part) => {
+        const params: Array<unknown> = []
+        for (const l of part) {
+          params.push(l.runId, l.lineSeq, agent, l.cmdUuid, l.stream, l.ts, l.data, l.continuation ? 1 : 0)
+        }
+        return exec(lineInsert(part.length), params)
+      }, { discard: true })
+    }
+
+    /** Records of runs this batch does not start and the store has never seen get a placeholder run. */
+    const ensureRuns = (agent: string, records: ReadonlyArray<AgentRecord>) =>
+      Effect.gen(function*() {
+        const started = new Set<string>()
+        const firstTime = new Map<string, number>()
+        for (const r of records) {
+          if (r._tag === "RunStarted" || r._tag === "RunMissed") started.add(r.runId)
+          else if (!started.has(r.runId) && !firstTime.has(r.runId)) firstTime.set(r.runId, recordTime(r))
+        }
+        if (firstTime.size === 0) return
+        const ids = Array.from(firstTime.keys())
+        const existing = new Set<string>()
+        for (const part of chunk(ids, DELETE_CHUNK)) {
+          const list = inList(part)
+          const rows = yield* run(`SELECT run_id FROM runs WHERE run_id IN ${list.text}`, list.params)
+          for (const row of rows) existing.add(String(row.run_id))
+        }
+        for (const id of ids) {
+          if (existing.has(id)) continue
+          const at = firstTime.get(id)!
+          yield* Effect.logWarning("store: records for an unknown run; created a placeholder run").pipe(
+            Effect.annotateLogs({ agent, runId: id })
+          )
+          yield* exec(insertPlaceholderRun, [id, agent, at, at])
+        }
+      })
+
+    const applyRecord = (agent: string, r: AgentRecord) => {
+      switch (r._tag) {
+        case "RunStarted":
+          return exec(upsertRunStarted, [r.runId, agent, r.schedule, r.trigger, r.scheduledAt, r.startedAt])
+        case "CommandStarted":
+          return exec(upsertCommandStarted, [r.cmdUuid, r.runId, r.cmdIndex, r.command, r.startedAt])
+        case "CommandExited":
+          return Effect.zipRight(
+            exec(upsertCommandExited, [r.cmdUuid, r.runId, r.finishedAt, r.exitCode, clipSignal(r.signal)]),
+            exec(`UPDATE runs SET exit_code = ?, exit_signal = ? WHERE run_id = ?`, [
+              r.exitCode,
+              clipSignal(r.signal),
+              r.runId
+            ])
+          )
+        case "RunFinished":
+          // A final state is final: only a running or lost run takes one (lost = reconciled).
+          return exec(
+            `UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ? AND state IN ('running', 'lost')`,
+            [r.state, r.finishedAt, r.runId]
+          )
+        case "RunMissed":
+          return exec(insertRunMissed, [r.runId, agent, r.schedule, r.scheduledAt, clip(r.reason)])
+        case "OutputLine":
+          return Effect.succeed(0)
+      }
+    }
+
+    const ingest = (agent: string, outboxId: string, records: ReadonlyArray<AgentRecord>) =>
+      Effect.gen(function*() {
+        yield* ensureOffsetRow(agent, outboxId)
+        return yield* sql.withTransaction(Effect.gen(function*() {
+          const rows = yield* run(
+            `SELECT last_seq FROM agent_offsets WHERE agent = ? AND outbox_id = ?${forUpdate}`,
+            [agent, outboxId]
+          )
+          const offset = rows.length > 0 ? num(rows[0].last_seq) : -1
+          const fresh: Array<AgentRecord> = []
+          const seen = new Set<number>()
+          for (const r of records) {
+            if (r.seq > offset && !seen.has(r.seq)) {
+              seen.add(r.seq)
+              fresh.push(r)
+            }
+          }
+          if (fresh.length === 0) return offset
+          fresh.sort((a, b) => a.seq - b.seq)
+          yield* ensureRuns(agent, fresh)
+          const lines: Array<OutputLine> = []
+          for (const r of fresh) {
+            // Lines touch no other record's rows, so they go in bulk after the rest.
+            if (r._tag === "OutputLine") lines.push(r)
+            else yield* applyRecord(agent, r)
+          }
+          yield* insertLines(agent, lines)
+          const upTo = fresh[fresh.length - 1].seq
+          yield* exec(`UPDATE agent_offsets SET last_seq = ? WHERE agent = ? AND outbox_id = ?`, [
+            upTo,
+            agent,
+            outboxId
+          ])
+          return upTo
+        }))
+      }).pipe(Effect.mapError(storeError(`ingest (agent ${agent})`)))
+
+    const ackedUpTo = (agent: string, outboxId: string) =>
+      run(`SELECT last_seq FROM agent_offsets WHERE agent = ? AND outbox_id = ?`, [agent, outboxId]).pipe(
+        Effect.map((rows) => (rows.length > 0 ? num(rows[0].last_seq) : -1)),
+        Effect.mapError(storeError("ackedUpTo"))
+      )
+
+    // --- sessions ------------------------------------------------------------------------------
+
+    const sessionStarted = (s: SessionInfo) =>
+      Effect.all([
+        exec(upsertAgentSeen, [s.agent, s.connectedAt, s.connectedAt, clip(s.ip)]),
+        exec(
+          `INSERT INTO agent_sessions (session_id, agent, ip, connected_at) VALUES (?, ?, ?, ?) ${
+            ignoreDup("session_id", "session_id")
+          }`,
+          [s.sessionId, s.agent, clip(s.ip), s.connectedAt]
+        )
+      ], { discard: true }).pipe(Effect.mapError(storeError("sessionStarted")))
+
+    const sessionInfo = (agent: string, sessionId: string, info: ClientInfo) => {
+      const values = [clip(info.osName), clip(info.hostname), clip(info.osVersion), clip(info.kernel), clip(info.agentVersion)]
+      return Effect.all([
+        exec(
+          `UPDATE agent_sessions SET os_name = ?, hostname = ?, os_version = ?, kernel = ?, agent_version = ?
+           WHERE session_id = ? AND agent = ?`,
+          [...values, sessionId, agent]
+        ),
+        exec(
+          `UPDATE agents SET os_name = ?, hostname = ?, os_version = ?, kernel = ?, agent_version = ? WHERE name = ?`,
+          [...values, agent]
+        )
+      ], { discard: true }).pipe(Effect.mapError(storeError("sessionInfo")))
+    }
+
+    const sessionEnded = (agent: string, sessionId: string, at: Micros) =>
+      Effect.all([
+        exec(`UPDATE agent_sessions SET disconnected_at = ? WHERE session_id = ? AND agent = ?`, [at, sessionId, agent]),
+        exec(`UPDATE agents SET last_seen_at = ? WHERE name = ?`, [at, agent])
+      ], { discard: true }).pipe(Effect.mapError(storeError("sessionEnded")))
+
+    const markLost = (agent: string, startedBefore: Micros) =>
+      exec(`UPDATE runs SET state = 'lost' WHERE agent = ? AND state = 'running' AND started_at < ?`, [
+        agent,
+        startedBefore
+      ]).pipe(Effect.mapError(storeError("markLost")))
+
+    // --- reads -----------------------------------------------------------------------------------
+
+    const listCommands = (agent: string) =>
+      run(`SELECT DISTINCT schedule FROM runs WHERE agent = ? ORDER BY schedule`, [agent]).pipe(
+        Effect.map((rows) => rows.map((r) => String(r.schedule))),
+        Effect.mapError(storeError("listCommands"))
+      )
+
+    const LINE_ORDER = "COALESCE(r.started_at, r.scheduled_at), r.run_id, ol.line_seq"
+
+    const listLines = (agent: string, schedule: string) =>
+      run(`${LINE_SELECT} WHERE r.agent = ? AND r.schedule = ? ORDER BY ${LINE_ORDER}`, [agent, schedule]).pipe(
+        Effect.map((rows) => rows.map(toLineRow)),
+        Effect.mapError(storeError("listLines"))
+      )
+
+    const cmdLines = (schedule: string) =>
+      run(`${LINE_SELECT} WHERE r.schedule = ? ORDER BY r.agent, ${LINE_ORDER}`, [schedule]).pipe(
+        Effect.map((rows) => {
+          const groups: Array<{ agent: string; lines: Array<LineRow> }> = []
+          for (const row of rows) {
+            const line = toLineRow(row)
+            const last = groups[groups.length - 1]
+            if (last !== undefined && last.agent === line.agent) last.lines.push(line)
+            else groups.push({ agent: line.agent, lines: [line] })
+          }
+          return groups
+        }),
+        Effect.mapError(storeError("cmdLines"))
+      )
+
+    const failed = () =>
+      Effect.gen(function*() {
+        // Commands that exited non-zero or by a signal, and commands that never reported an exit
+        // in a run that ended badly (timed out, lost, failed).
+        const commands = yield* run(
+          `SELECT c.cmd_uuid, c.run_id, c.cmd_index, c.command, c.exit_code, c.exit_signal, c.finished_at,
+             r.agent, r.schedule, r.state, r.finished_at AS run_finished_at, r.started_at, r.scheduled_at
+           FROM run_commands c JOIN runs r ON r.run_id = c.run_id
+           WHERE (c.exit_code IS NULL OR c.exit_code <> 0)
+             AND (c.exit_code IS NOT NULL OR c.exit_signal IS NOT NULL OR r.state IN ${LOST_OR_FAILED})`
+        )
+        const runsWithout = yield* run(
+          `SELECT ${RUN_COLUMNS} FROM runs r
+           WHERE r.state IN ${LOST_OR_FAILED}
+             AND NOT EXISTS (SELECT 1 FROM run_commands c WHERE c.run_id = r.run_id)`
+        )
+        const wanted = new Set(commands.map((c) => String(c.cmd_uuid)))
+        const linesByCmd = new Map<string, Array<string>>()
+        const runIds = Array.from(new Set(commands.map((c) => String(c.run_id))))
+        for (const part of chunk(runIds, DELETE_CHUNK)) {
+          const list = inList(part)
+          const rows = yield* run(
+            `SELECT cmd_uuid, data FROM output_lines WHERE run_id IN ${list.text} ORDER BY run_id, line_seq`,
+            list.params
+          )
+          for (const row of rows) {
+            const cmd = String(row.cmd_uuid)
+            if (!wanted.has(cmd)) continue
+            const acc = linesByCmd.get(cmd)
+            if (acc === undefined) linesByCmd.set(cmd, [String(row.data)])
+            else acc.push(String(row.data))
+          }
+        }
+        const out: Array<{ key: number; runId: string; index: number; row: FailedRow }> = []
+        for (const c of commands) {
+          const finishedAt = numOrNull(c.finished_at) ?? numOrNull(c.run_finished_at)
+          out.push({
+            key: finishedAt ?? numOrNull(c.started_at) ?? num(c.scheduled_at),
+            runId: String(c.run_id),
+            index: num(c.cmd_index),
+            row: new FailedRow({
+              runId: String(c.run_id) as RunId,
+              agent: String(c.agent),
+              schedule: String(c.schedule),
+              cmdUuid: String(c.cmd_uuid),
+              command: String(c.command),
+              state: String(c.state) as RunState,
+              exitCode: numOrNull(c.exit_code),
+              signal: strOrNull(c.exit_signal),
+              finishedAt: finishedAt as Micros | null,
+              lines: linesByCmd.get(String(c.cmd_uuid)) ?? []
+            }, true)
+          })
+        }
+        for (const r of runsWithout) {
+          const run = toRunRow(r)
+          out.push({
+            key: run.finishedAt ?? run.startedAt ?? run.scheduledAt,
+            runId: run.runId,
+            index: -1,
+            row: new FailedRow({
+              runId: run.runId,
+              agent: run.agent,
+              schedule: run.schedule,
+              cmdUuid: "",
+              command: "",
+              state: run.state,
+              exitCode: run.exitCode,
+              signal: run.signal,
+              finishedAt: run.finishedAt,
+              lines: []
+            }, true)
+          })
+        }
+        out.sort((a, b) => a.key - b.key || (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0) || a.index - b.index)
+        return out.map((o) => o.row)
+      }).pipe(Effect.mapError(storeError("failed")))
+
+    const successfulLines = (agent: string) =>
+      run(
+        `SELECT ol.data FROM runs r
+         JOIN output_lines ol ON ol.run_id = r.run_id
+         JOIN run_commands c ON c.cmd_uuid = ol.cmd_uuid
+         WHERE r.agent = ? AND c.exit_code = 0
+         ORDER BY ol.ts, ol.run_id, ol.line_seq`,
+        [agent]
+      ).pipe(
+        Effect.map((rows) => rows.map((r) => String(r.data))),
+        Effect.mapError(storeError("successfulLines"))
+      )
+
+    const runs = (filter: RunsFilter) => {
+      const limit = Math.max(0, Math.floor(filter.limit))
+      if (limit === 0) return Effect.succeed([])
+      const where: Array<string> = []
+      const params: Array<unknown> = []
+      if (filter.agent !== undefined) {
+        where.push("r.agent = ?")
+        params.push(filter.agent)
+      }
+      if (filter.schedule !== undefined) {
+        where.push("r.schedule = ?")
+        params.push(filter.schedule)
+      }
+      if (filter.state !== undefined) {
+        where.push("r.state = ?")
+        params.push(filter.state)
+      }
+      if (filter.since !== undefined) {
+        where.push("r.scheduled_at >= ?")
+        params.push(filter.since)
+      }
+      params.push(limit)
+      return run(
+        `SELECT ${RUN_COLUMNS} FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+         ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`,
+        params
+      ).pipe(
+        Effect.map((rows) => rows.map(toRunRow)),
+        Effect.mapError(storeError("runs"))
+      )
+    }
+
+    const getRun = (runId: string) =>
+      run(`SELECT ${RUN_COLUMNS} FROM runs r WHERE r.run_id = ?`, [runId]).pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRunRow)),
+        Effect.mapError(storeError("getRun"))
+      )
+
+    // The latest run that actually started: a missed occurrence has nothing to show or tail.
+    const latestRun = (agent: string, schedule: string) =>
+      run(
+        `SELECT ${RUN_COLUMNS} FROM runs r
+         WHERE r.agent = ? AND r.schedule = ? AND r.started_at IS NOT NULL
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1`,
+        [agent, schedule]
+      ).pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRunRow)),
+        Effect.mapError(storeError("latestRun"))
+      )
+
+    const runLines = (runId: string, afterLineSeq: number, limit: number) => {
+      const n = Math.max(0, Math.floor(limit))
+      if (n === 0) return Effect.succeed([])
+      return run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [
+        runId,
+        Math.floor(afterLineSeq),
+        n
+      ]).pipe(
+        Effect.map((rows) => rows.map(toLineRow)),
+        Effect.mapError(storeError("runLines"))
+      )
+    }
+
+    // --- query -----------------------------------------------------------------------------------
+
+    const query = (text: string, opts: { readonly rowCap: number; readonly timeoutMs: number }) =>
+      Either.match(checkReadOnly(text, mysql ? "mysql" : "sqlite"), {
+        onLeft: (reason) => Effect.fail(new QueryRefused({ reason })),
+        onRight: (statement) =>
+          options.runQuery(statement, Math.max(0, Math.floor(opts.rowCap)), Math.max(1, Math.floor(opts.timeoutMs)))
+      })
+
+    // --- cleanup and retention ---------------------------------------------------------------
+
+    // Never a running run. A lost or missed run has no finished_at: it ages by its scheduled_at.
+    const DELETABLE = `r.state <> 'running' AND (r.finished_at < ? OR (r.finished_at IS NULL AND r.scheduled_at < ?))`
+
+    /** Deletes the runs and everything under them, one transaction per chunk of run ids. */
+    const deleteRuns = (runIds: ReadonlyArray<string>) =>
+      Effect.reduce(chunk(runIds, DELETE_CHUNK), { runs: 0, commands: 0, lines: 0 }, (acc, part) => {
+        const list = inList(part)
+        return sql.withTransaction(Effect.all({
+          lines: exec(`DELETE FROM output_lines WHERE run_id IN ${list.text}`, list.params),
+          commands: exec(`DELETE FROM run_commands WHERE run_id IN ${list.text}`, list.params),
+          runs: exec(`DELETE FROM runs WHERE run_id IN ${list.text}`, list.params)
+        })).pipe(Effect.map((n) => ({
+          runs: acc.runs + n.runs,
+          commands: acc.commands + n.commands,
+          lines: acc.lines + n.lines
+        })))
+      })
+
+    const deleteBefore = (before: number) =>
+      Effect.gen(function*() {
+        const total = { runs: 0, commands: 0, lines: 0 }
+        // Chunk by chunk, so neither database holds one huge transaction (on SQLite that would
+        // stall ingest for its whole length).
+        while (true) {
+          const rows = yield* run(`SELECT r.run_id FROM runs r WHERE ${DELETABLE} LIMIT ${DELETE_CHUNK}`, [before, before])
+          if (rows.length === 0) break
+          const n = yield* deleteRuns(rows.map((r) => String(r.run_id)))
+          total.runs += n.runs
+          total.commands += n.commands
+          total.lines += n.lines
+          if (n.runs === 0) break
+        }
+        return total
+      })
+
+    const count = (text: string, params: ReadonlyArray<unknown>) =>
+      Effect.map(run(text, params), (rows) => num(rows[0]?.n ?? 0))
+
+    const cleanup = (before: Micros, dryRun: boolean) =>
+      (dryRun
+        ? Effect.all({
+          runs: count(`SELECT COUNT(*) AS n FROM runs r WHERE ${DELETABLE}`, [before, before]),
+          commands: count(
+            `SELECT COUNT(*) AS n FROM run_commands WHERE run_id IN (SELECT r.run_id FROM runs r WHERE ${DELETABLE})`,
+            [before, before]
+          ),
+          lines: count(
+            `SELECT COUNT(*) AS n FROM output_lines WHERE run_id IN (SELECT r.run_id FROM runs r WHERE ${DELETABLE})`,
+            [before, before]
+          )
+        })
+        : deleteBefore(before)).pipe(Effect.mapError(storeError("cleanup")))
+
+    const retention = (opts: { readonly maxAgeDays?: number; readonly maxRunsPerSchedule?: number; readonly now: Micros }) =>
+      Effect.gen(function*() {
+        let runsDeleted = 0
+        let linesDeleted = 0
+        if (opts.maxAgeDays !== undefined) {
+          const n = yield* deleteBefore(opts.now - opts.maxAgeDays * MICROS_PER_DAY)
+          runsDeleted += n.runs
+          linesDeleted += n.lines
+        }
+        if (opts.maxRunsPerSchedule !== undefined) {
+          const keep = Math.max(0, Math.floor(opts.maxRunsPerSchedule))
+          const rows = yield* run(
+            `SELECT run_id FROM (
+               SELECT run_id, state,
+                 ROW_NUMBER() OVER (PARTITION BY agent, schedule ORDER BY scheduled_at DESC, run_id DESC) AS rn
+               FROM runs
+             ) ranked
+             WHERE ranked.rn > ? AND ranked.state <> 'running'`,
+            [keep]
+          )
+          const n = yield* deleteRuns(rows.map((r) => String(r.run_id)))
+          runsDeleted += n.runs
+          linesDeleted += n.lines
+        }
+        return { runs: runsDeleted, lines: linesDeleted }
+      }).pipe(Effect.mapError(storeError("retention")))
+
+    // --- pause -----------------------------------------------------------------------------------
+
+    const setPaused = (agent: string, schedule: string, paused: boolean) =>
+      (paused
+        ? exec(
+          `INSERT INTO paused_schedules (agent, schedule) VALUES (?, ?) ${ignoreDup("schedule", "agent, schedule")}`,
+          [agent, schedule]
+        )
+        : exec(`DELETE FROM paused_schedules WHERE agent = ? AND schedule = ?`, [agent, schedule])).pipe(
+          Effect.asVoid,
+          Effect.mapError(storeError("setPaused"))
+        )
+
+    const paused = () =>
+      run(`SELECT agent, schedule FROM paused_schedules ORDER BY agent, schedule`).pipe(
+        Effect.map((rows) => rows.map((r) => ({ agent: String(r.agent), schedule: String(r.schedule) }))),
+        Effect.mapError(storeError("paused"))
+      )
+
+    return {
+      kind: options.kind,
+      location: options.location,
+      ingest,
+      ackedUpTo,
+      sessionStarted,
+      sessionInfo,
+      sessionEnded,
+      markLost,
+      listCommands,
+      listLines,
+      cmdLines,
+      failed,
+      successfulLines,
+      runs,
+      getRun,
+      latestRun,
+      runLines,
+      query,
+      cleanup,
+      retention,
+      setPaused,
+      paused
+    } satisfies StoreShape
+  })
+
+const clipSignal = (s: string | null): string | null => (s === null ? null : clip(s, 64))

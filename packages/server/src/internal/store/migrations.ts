@@ -1,0 +1,190 @@
+/**
+ * The store schema (D8) as `@effect/sql` migrations, one DDL statement each: MariaDB commits DDL
+ * implicitly, so a migration holding two statements could half-apply and still be recorded as done
+ * (style.md §5.2). Every statement is `IF NOT EXISTS`, so re-running one is harmless.
+ *
+ * Column types are written once for both dialects: SQLite maps `VARCHAR`/`MEDIUMTEXT` to TEXT and
+ * `BIGINT`/`INT`/`TINYINT` to INTEGER affinity. Instants are BIGINT microseconds UTC (SQLite
+ * cannot bind a Date). On MariaDB every table is InnoDB, utf8mb4 with a binary collation, so
+ * names compare and sort exactly as on SQLite, and emoji survive.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import { StoreError } from "./errors.js"
+
+export const MIGRATIONS_TABLE = "barto_migrations"
+
+/** Tables the store needs; checked after migrating. */
+export const TABLES = ["agents", "agent_sessions", "runs", "run_commands", "output_lines", "agent_offsets", "paused_schedules"] as const
+
+const createTable = (name: string, body: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const options = sql.onDialectOrElse({
+      mysql: () => " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+      orElse: () => ""
+    })
+    yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS ${name} (${body})${options}`)
+  })
+
+const createIndex = (name: string, table: string, columns: string) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => Effect.asVoid(sql.unsafe(`CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`))
+  )
+
+// Names: agents, schedules and free text are VARCHAR(255) (indexable on both); ids minted by
+// agents (run ids, command ids, outbox ids, session ids) VARCHAR(64).
+export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
+  "0001_create_agents": createTable(
+    "agents",
+    `name VARCHAR(255) NOT NULL PRIMARY KEY,
+    first_seen_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    last_ip VARCHAR(255) NULL,
+    os_name VARCHAR(255) NULL,
+    hostname VARCHAR(255) NULL,
+    os_version VARCHAR(255) NULL,
+    kernel VARCHAR(255) NULL,
+    agent_version VARCHAR(255) NULL`
+  ),
+  "0002_create_agent_sessions": createTable(
+    "agent_sessions",
+    `session_id VARCHAR(64) NOT NULL PRIMARY KEY,
+    agent VARCHAR(255) NOT NULL,
+    ip VARCHAR(255) NOT NULL,
+    connected_at BIGINT NOT NULL,
+    disconnected_at BIGINT NULL,
+    os_name VARCHAR(255) NULL,
+    hostname VARCHAR(255) NULL,
+    os_version VARCHAR(255) NULL,
+    kernel VARCHAR(255) NULL,
+    agent_version VARCHAR(255) NULL`
+  ),
+  "0003_index_agent_sessions_agent": createIndex("agent_sessions_agent", "agent_sessions", "agent, connected_at"),
+  // `run_trigger`/`exit_signal`: TRIGGER and SIGNAL are reserved words in MariaDB.
+  // `exit_code`/`exit_signal` repeat the last exited command's, so run lists need no join.
+  "0004_create_runs": createTable(
+    "runs",
+    `run_id VARCHAR(64) NOT NULL PRIMARY KEY,
+    agent VARCHAR(255) NOT NULL,
+    schedule VARCHAR(255) NOT NULL,
+    run_trigger VARCHAR(16) NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    scheduled_at BIGINT NOT NULL,
+    started_at BIGINT NULL,
+    finished_at BIGINT NULL,
+    exit_code INT NULL,
+    exit_signal VARCHAR(64) NULL,
+    missed_reason VARCHAR(255) NULL`
+  ),
+  // listCommands, listLines, latestRun, runs(agent[, schedule]), markLost
+  "0005_index_runs_agent_schedule_started": createIndex(
+    "runs_agent_schedule_started",
+    "runs",
+    "agent, schedule, started_at"
+  ),
+  // cmdLines, runs(schedule)
+  "0006_index_runs_schedule_agent": createIndex("runs_schedule_agent", "runs", "schedule, agent"),
+  // failed, runs(state), markLost
+  "0007_index_runs_state_agent": createIndex("runs_state_agent", "runs", "state, agent"),
+  // cleanup, retention (finished runs)
+  "0008_index_runs_finished_at": createIndex("runs_finished_at", "runs", "finished_at"),
+  // runs (newest first, since), cleanup of missed/lost runs
+  "0009_index_runs_scheduled_at": createIndex("runs_scheduled_at", "runs", "scheduled_at"),
+  "0010_create_run_commands": createTable(
+    "run_commands",
+    `cmd_uuid VARCHAR(64) NOT NULL PRIMARY KEY,
+    run_id VARCHAR(64) NOT NULL,
+    cmd_index INT NOT NULL,
+    command MEDIUMTEXT NOT NULL,
+    started_at BIGINT NULL,
+    finished_at BIGINT NULL,
+    exit_code INT NULL,
+    exit_signal VARCHAR(64) NULL`
+  ),
+  "0011_index_run_commands_run_id": createIndex("run_commands_run_id", "run_commands", "run_id, cmd_index"),
+  // failed (exit_code <> 0), successfulLines (exit_code = 0)
+  "0012_index_run_commands_exit_code": createIndex("run_commands_exit_code", "run_commands", "exit_code"),
+  // The primary key (run_id, line_seq) is the idempotency guard and serves every line read.
+  // MEDIUMTEXT: a line part is up to 64 KiB of UTF-8, more than MariaDB's TEXT holds.
+  "0013_create_output_lines": createTable(
+    "output_lines",
+    `run_id VARCHAR(64) NOT NULL,
+    line_seq INT NOT NULL,
+    agent VARCHAR(255) NOT NULL,
+    cmd_uuid VARCHAR(64) NOT NULL,
+    stream VARCHAR(8) NOT NULL,
+    ts BIGINT NOT NULL,
+    data MEDIUMTEXT NOT NULL,
+    continuation TINYINT NOT NULL,
+    PRIMARY KEY (run_id, line_seq)`
+  ),
+  "0014_create_agent_offsets": createTable(
+    "agent_offsets",
+    `agent VARCHAR(255) NOT NULL,
+    outbox_id VARCHAR(64) NOT NULL,
+    last_seq BIGINT NOT NULL,
+    PRIMARY KEY (agent, outbox_id)`
+  ),
+  "0015_create_paused_schedules": createTable(
+    "paused_schedules",
+    `agent VARCHAR(255) NOT NULL,
+    schedule VARCHAR(255) NOT NULL,
+    PRIMARY KEY (agent, schedule)`
+  )
+}
+
+const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
+
+/**
+ * Runs the migrations, logs what was applied and then checks the outcome, because the v3
+ * Migrator can report success without doing anything: any error while recording migrations is
+ * read as "locked" and swallowed, and a failing migration is a defect (style.md §5.2).
+ * Returns the migrations applied by this call.
+ */
+export const migrate: Effect.Effect<ReadonlyArray<readonly [number, string]>, StoreError, SqlClient.SqlClient> = Effect
+  .gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const applied = yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: MIGRATIONS_TABLE }).pipe(
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(new StoreError({ message: `store migration failed: ${Cause.pretty(Cause.die(defect))}`, cause: defect }))
+      ),
+      Effect.mapError((e) =>
+        e._tag === "StoreError" ? e : new StoreError({ message: `store migration failed: ${e.message}`, cause: e })
+      )
+    )
+    if (applied.length > 0) {
+      yield* Effect.logInfo(`store: applied ${applied.length} migration(s)`).pipe(
+        Effect.annotateLogs("migrations", applied.map(([id, name]) => `${id}_${name}`).join(", "))
+      )
+    }
+    // Another bartos migrating the same database concurrently makes ours a silent no-op: give it
+    // a few seconds to finish before calling the schema broken.
+    yield* verify(sql).pipe(
+      Effect.retry({ schedule: Schedule.spaced("500 millis"), times: applied.length > 0 ? 0 : 10 })
+    )
+    return applied
+  })
+
+const verify = (sql: SqlClient.SqlClient): Effect.Effect<void, StoreError> =>
+  Effect.gen(function*() {
+    const rows = yield* sql.unsafe<{ readonly latest: unknown }>(
+      `SELECT MAX(migration_id) AS latest FROM ${MIGRATIONS_TABLE}`
+    )
+    const latest = Number(rows[0]?.latest ?? 0)
+    if (latest < LATEST) {
+      return yield* new StoreError({
+        message: `store schema is at migration ${latest}, expected ${LATEST}: migrations did not run (see the log)`
+      })
+    }
+    for (const table of TABLES) {
+      yield* sql.unsafe(`SELECT 1 FROM ${table} WHERE 1 = 0`)
+    }
+  }).pipe(
+    Effect.catchTag("SqlError", (e) =>
+      Effect.fail(new StoreError({ message: `store schema check failed: ${String(e.cause ?? e.message)}`, cause: e })))
+  )

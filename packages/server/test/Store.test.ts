@@ -1,0 +1,687 @@
+import type { AgentRecord, FinalRunState, Micros, RunId, Trigger } from "@barto/domain/Messages"
+import { ClientInfo } from "@barto/domain/Messages"
+import { assert, describe, it, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
+import * as Option from "effect/Option"
+import type { QueryResult } from "../src/Store.js"
+import { Store } from "../src/Store.js"
+import { measureRawInsertRate } from "../src/internal/store/bench.js"
+import { checkReadOnly } from "../src/internal/store/guard.js"
+import { migrate, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
+import { databases } from "./utils/databases.js"
+
+// --- record builders -------------------------------------------------------------------------
+
+const T0 = 1_900_000_000_000_000 // 2030-03-17, microseconds
+const at = (secs: number) => (T0 + secs * 1_000_000) as Micros
+
+let unique = 0
+const nextName = (prefix: string) => `${prefix}-${++unique}-${Math.random().toString(36).slice(2, 8)}`
+const rid = (name: string) => name as RunId
+
+const runStarted = (seq: number, runId: string, schedule: string, t: number, trigger: Trigger = "schedule"): AgentRecord => ({
+  _tag: "RunStarted",
+  seq,
+  runId: rid(runId),
+  schedule,
+  trigger,
+  scheduledAt: at(t),
+  startedAt: at(t)
+})
+const commandStarted = (seq: number, runId: string, cmdUuid: string, cmdIndex: number, command: string, t: number): AgentRecord => ({
+  _tag: "CommandStarted",
+  seq,
+  runId: rid(runId),
+  cmdUuid,
+  cmdIndex,
+  command,
+  startedAt: at(t)
+})
+const line = (
+  seq: number,
+  runId: string,
+  cmdUuid: string,
+  lineSeq: number,
+  data: string,
+  t: number,
+  stream: "stdout" | "stderr" = "stdout",
+  continuation = false
+): AgentRecord => ({
+  _tag: "OutputLine",
+  seq,
+  runId: rid(runId),
+  cmdUuid,
+  lineSeq,
+  stream,
+  ts: at(t),
+  data,
+  continuation
+})
+const commandExited = (seq: number, runId: string, cmdUuid: string, exitCode: number | null, t: number, signal: string | null = null): AgentRecord => ({
+  _tag: "CommandExited",
+  seq,
+  runId: rid(runId),
+  cmdUuid,
+  exitCode,
+  signal,
+  finishedAt: at(t)
+})
+const runFinished = (seq: number, runId: string, state: FinalRunState, t: number): AgentRecord => ({
+  _tag: "RunFinished",
+  seq,
+  runId: rid(runId),
+  state,
+  finishedAt: at(t)
+})
+const runMissed = (seq: number, runId: string, schedule: string, t: number): AgentRecord => ({
+  _tag: "RunMissed",
+  seq,
+  runId: rid(runId),
+  schedule,
+  scheduledAt: at(t),
+  reason: "stall"
+})
+
+/** A whole run of one command: started, `lines`, exited with `exit`, finished; seqs from `seq`. */
+const wholeRun = (
+  seq: number,
+  runId: string,
+  schedule: string,
+  t: number,
+  lines: ReadonlyArray<string>,
+  exit: number | null,
+  state: FinalRunState = exit === 0 ? "succeeded" : "failed",
+  signal: string | null = null
+): Array<AgentRecord> => {
+  const cmd = `${runId}-c0`
+  return [
+    runStarted(seq, runId, schedule, t),
+    commandStarted(seq + 1, runId, cmd, 0, `echo ${schedule}`, t),
+    ...lines.map((d, i) => line(seq + 2 + i, runId, cmd, i, d, t + i / 1000)),
+    commandExited(seq + 2 + lines.length, runId, cmd, exit, t + 1, signal),
+    runFinished(seq + 3 + lines.length, runId, state, t + 1)
+  ]
+}
+
+const countRows = (table: string, where: string, params: ReadonlyArray<unknown>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, params)).pipe(
+    Effect.map((rows) => Number(rows[0].n))
+  )
+
+// --- pure: the read-only guard ----------------------------------------------------------------
+
+describe("query guard", () => {
+  const ok = (text: string, dialect: "mysql" | "sqlite" = "mysql") => {
+    const r = checkReadOnly(text, dialect)
+    assert.isTrue(Either.isRight(r), `expected ${JSON.stringify(text)} to pass, got ${JSON.stringify(r)}`)
+    return Either.getOrThrow(r)
+  }
+  const refused = (text: string, pattern: RegExp, dialect: "mysql" | "sqlite" = "mysql") => {
+    const r = checkReadOnly(text, dialect)
+    assert.isTrue(Either.isLeft(r), `expected ${JSON.stringify(text)} to be refused`)
+    if (Either.isLeft(r)) assert.match(r.left, pattern)
+  }
+
+  it("accepts SELECT, WITH, SHOW, EXPLAIN, with comments and a trailing semicolon", () => {
+    assert.strictEqual(ok("  -- why\n select 1 ;  -- trailing"), "  -- why\n select 1")
+    assert.strictEqual(ok("SELECT 1;"), "SELECT 1")
+    assert.strictEqual(ok("/* c */ with x as (select 1) select * from x"), "/* c */ with x as (select 1) select * from x")
+    ok("SHOW TABLES")
+    ok("explain select * from runs")
+    ok("(SELECT 1) UNION (SELECT 2)")
+    ok("select 'delete; drop table runs' as s")
+    ok("select `update` from t")
+    ok("select \"it\\\"s; insert\" from t")
+    ok("select replace(data, 'a', 'b') from output_lines")
+    ok("select 1 -- ; delete from runs")
+  })
+
+  it("refuses writes, multiple statements and smuggling", () => {
+    refused("INSERT INTO runs VALUES (1)", /INSERT is not allowed/)
+    refused("update runs set state = 'x'", /UPDATE is not allowed/)
+    refused("DELETE FROM runs", /DELETE is not allowed/)
+    refused("DROP TABLE runs", /DROP is not allowed/)
+    refused("select 1; delete from runs", /only one statement/)
+    refused("select 1;;select 2", /only one statement/)
+    refused("with x as (select 1) delete from runs", /DELETE writes data/)
+    refused("select * from runs into outfile '/tmp/x'", /INTO/)
+    refused("select * from runs for update", /UPDATE/)
+    refused("select * from runs lock in share mode", /LOCK|locking/)
+    refused("select 1 /*! ; delete from runs */", /executable comments/)
+    refused("select 1 /*M!100000 into outfile '/tmp/x' */", /executable comments/)
+    refused("select load_file('/etc/passwd')", /LOAD_FILE/)
+    refused("select 'unterminated", /unterminated/)
+    refused("   ", /empty/)
+    refused("-- only a comment", /empty/)
+    refused("SHOW TABLES", /MariaDB syntax/, "sqlite")
+    refused("PRAGMA query_only = OFF", /PRAGMA is not allowed/, "sqlite")
+    refused("select 1 --1; delete from runs", /only one statement/, "mysql")
+  })
+
+  it("the dialects lex strings their own way", () => {
+    // MariaDB: backslash escapes the quote, so the `;` is inside the string.
+    ok("select 'a\\'; delete from runs; --'", "mysql")
+    // SQLite: backslash is an ordinary character, so the string ends early and a DELETE follows.
+    refused("select 'a\\'; delete from runs; --'", /only one statement|DELETE/, "sqlite")
+  })
+
+  it.prop("a second statement after ';' is always refused", [
+    FastCheck.constantFrom("select 1", "with x as (select 1) select * from x", "explain select 1"),
+    FastCheck.constantFrom("select 2", "delete from runs", "drop table runs", "x")
+  ], ([first, second]) => {
+    assert.isTrue(Either.isLeft(checkReadOnly(`${first}; ${second}`, "mysql")))
+    assert.isTrue(Either.isLeft(checkReadOnly(`${first}; ${second}`, "sqlite")))
+  })
+})
+
+// --- both databases ---------------------------------------------------------------------------
+
+for (const db of databases) {
+  layer(db.layer(), { excludeTestServices: true, timeout: "60 seconds" })(`Store on ${db.name}`, (it) => {
+    it.effect("migrations are idempotent: a second run applies nothing and the schema is intact", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const again = yield* migrate
+        assert.deepStrictEqual(again, [])
+        const rows = yield* sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${MIGRATIONS_TABLE}`)
+        assert.strictEqual(Number(rows[0].n), 15)
+        const store = yield* Store
+        assert.strictEqual(store.kind, db.name)
+        assert.notInclude(store.location, "password")
+      }))
+
+    it.effect("ingests every record kind", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        const upTo = yield* store.ingest(agent, "o1", [
+          runStarted(0, run, "backup", 10, "manual"),
+          commandStarted(1, run, `${run}-c1`, 0, "tar czf x", 10),
+          line(2, run, `${run}-c1`, 0, "hello", 10.1),
+          line(3, run, `${run}-c1`, 1, "oops", 10.2, "stderr"),
+          line(4, run, `${run}-c1`, 2, "continued", 10.3, "stderr", true),
+          commandExited(5, run, `${run}-c1`, 0, 11),
+          runFinished(6, run, "succeeded", 11),
+          runMissed(7, `${run}-m`, "backup", 5)
+        ])
+        assert.strictEqual(upTo, 7)
+        assert.strictEqual(yield* store.ackedUpTo(agent, "o1"), 7)
+
+        const r = Option.getOrThrow(yield* store.getRun(run))
+        assert.deepInclude(r, {
+          runId: rid(run),
+          agent,
+          schedule: "backup",
+          trigger: "manual",
+          state: "succeeded",
+          scheduledAt: at(10),
+          startedAt: at(10),
+          finishedAt: at(11),
+          exitCode: 0,
+          signal: null
+        })
+        const lines = yield* store.runLines(run, -1, 100)
+        assert.deepStrictEqual(lines.map((l) => [l.lineSeq, l.stream, l.data, l.continuation, l.exitCode, l.runState]), [
+          [0, "stdout", "hello", false, 0, "succeeded"],
+          [1, "stderr", "oops", false, 0, "succeeded"],
+          [2, "stderr", "continued", true, 0, "succeeded"]
+        ])
+        assert.strictEqual(lines[0].ts, at(10.1))
+        assert.strictEqual(lines[0].cmdUuid, `${run}-c1`)
+
+        const missed = Option.getOrThrow(yield* store.getRun(`${run}-m`))
+        assert.deepInclude(missed, { state: "missed", trigger: "schedule", startedAt: null, finishedAt: null, scheduledAt: at(5) })
+        assert.strictEqual(yield* store.ackedUpTo(agent, "never"), -1)
+      }))
+
+    it.effect("re-ingest is idempotent: same batch twice, overlapping batches, out-of-date seqs", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        const batch = wholeRun(0, run, "s", 20, ["a", "b", "c", "d"], 0) // seqs 0..7
+        assert.strictEqual(yield* store.ingest(agent, "o", batch.slice(0, 5)), 4)
+        assert.strictEqual(yield* store.ingest(agent, "o", batch.slice(0, 5)), 4)
+        assert.strictEqual(yield* store.ingest(agent, "o", batch.slice(3)), 7)
+        assert.strictEqual(yield* store.ingest(agent, "o", batch), 7)
+        // An old seq carrying different content is not applied.
+        assert.strictEqual(yield* store.ingest(agent, "o", [line(2, run, `${run}-c0`, 0, "CHANGED", 20)]), 7)
+        // Empty batch: the stored offset.
+        assert.strictEqual(yield* store.ingest(agent, "o", []), 7)
+
+        assert.strictEqual(yield* countRows("runs", "run_id = ?", [run]), 1)
+        assert.strictEqual(yield* countRows("run_commands", "run_id = ?", [run]), 1)
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 4)
+        const lines = yield* store.runLines(run, -1, 10)
+        assert.deepStrictEqual(lines.map((l) => l.data), ["a", "b", "c", "d"])
+        // Duplicates inside one batch (same seq twice) count once.
+        const run2 = nextName("run")
+        const dup = wholeRun(8, run2, "s", 30, ["x"], 0)
+        assert.strictEqual(yield* store.ingest(agent, "o", [...dup, ...dup]), 12)
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run2]), 1)
+      }))
+
+    it.effect("a new outboxId starts fresh; a line already stored is not duplicated by it", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        assert.strictEqual(yield* store.ingest(agent, "old", wholeRun(0, run, "s", 40, ["one"], 0)), 4)
+        assert.strictEqual(yield* store.ackedUpTo(agent, "new"), -1)
+        const run2 = nextName("run")
+        assert.strictEqual(yield* store.ingest(agent, "new", wholeRun(0, run2, "s", 50, ["two"], 0)), 4)
+        assert.strictEqual(yield* store.ackedUpTo(agent, "old"), 4)
+        assert.strictEqual(yield* store.ackedUpTo(agent, "new"), 4)
+        // Second guard: (run_id, line_seq) is unique even when the offset cannot tell.
+        assert.strictEqual(yield* store.ingest(agent, "third", [line(0, run, `${run}-c0`, 0, "again", 40)]), 0)
+        assert.deepStrictEqual((yield* store.runLines(run, -1, 10)).map((l) => l.data), ["one"])
+        // Offsets are per agent too.
+        assert.strictEqual(yield* store.ackedUpTo(nextName("other"), "old"), -1)
+      }))
+
+    it.effect("lost runs are reconciled by a later report; a final state is never overwritten", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const [r1, r2, r3] = [nextName("run"), nextName("run"), nextName("run")]
+        yield* store.ingest(agent, "o", [runStarted(0, r1, "s", 100), runStarted(1, r2, "s", 200), runStarted(2, r3, "s", 50)])
+        yield* store.ingest(agent, "o", [runFinished(3, r3, "failed", 60)])
+        const other = nextName("a")
+        yield* store.ingest(other, "o", [runStarted(0, nextName("run"), "s", 100)])
+
+        // r1 started before the cut, r2 after; r3 is already final; other agents untouched.
+        assert.strictEqual(yield* store.markLost(agent, at(150)), 1)
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(r1)).state, "lost")
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(r2)).state, "running")
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).state, "failed")
+        assert.strictEqual(yield* store.markLost(agent, at(150)), 0)
+
+        yield* store.ingest(agent, "o", [runFinished(4, r1, "succeeded", 170)])
+        const reconciled = Option.getOrThrow(yield* store.getRun(r1))
+        assert.strictEqual(reconciled.state, "succeeded")
+        assert.strictEqual(reconciled.finishedAt, at(170))
+
+        // Another final report never flips a final state.
+        yield* store.ingest(agent, "o", [runFinished(5, r1, "failed", 180), runFinished(6, r3, "succeeded", 190)])
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(r1)).state, "succeeded")
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).state, "failed")
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).finishedAt, at(60))
+      }))
+
+    it.effect("records of an unknown run create a placeholder run that RunStarted later completes", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        yield* store.ingest(agent, "o", [
+          commandStarted(0, run, `${run}-pc`, 0, "true", 300),
+          line(1, run, `${run}-pc`, 0, "orphan", 300.5),
+          commandExited(2, run, `${run}-pc`, 3, 301)
+        ])
+        const placeholder = Option.getOrThrow(yield* store.getRun(run))
+        assert.deepInclude(placeholder, { schedule: "unknown", state: "running", agent, exitCode: 3 })
+        assert.deepStrictEqual((yield* store.runLines(run, -1, 10)).map((l) => [l.data, l.exitCode]), [["orphan", 3]])
+
+        // A RunStarted arriving late fills in the schedule; a lost placeholder runs again.
+        assert.strictEqual(yield* store.markLost(agent, at(1000)), 1)
+        yield* store.ingest(agent, "o2", [runStarted(0, run, "nightly", 299)])
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(run)), {
+          schedule: "nightly",
+          state: "running",
+          startedAt: at(299)
+        })
+
+        // Only a RunFinished: the placeholder takes the final state at once.
+        const lone = nextName("run")
+        yield* store.ingest(agent, "o", [runFinished(3, lone, "timed_out", 400)])
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(lone)), { state: "timed_out", finishedAt: at(400) })
+        // A command exit for a command never announced is still recorded.
+        const anon = nextName("run")
+        yield* store.ingest(agent, "o", [runStarted(4, anon, "s", 500), commandExited(5, anon, `${anon}-ghost`, 1, 501)])
+        const failed = (yield* store.failed()).filter((f) => f.runId === anon)
+        assert.deepStrictEqual(failed.map((f) => [f.cmdUuid, f.command, f.exitCode]), [[`${anon}-ghost`, "unknown", 1]])
+      }))
+
+    it.effect("listCommands, listLines and cmdLines", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const [a1, a2] = [nextName("a-1"), nextName("a-2")]
+        const [early, late] = [nextName("run"), nextName("run")]
+        const cmdE = `${early}-c0`
+        const cmdL = `${late}-c0`
+        // The later run is ingested first and its lines arrive out of order within the batch.
+        yield* store.ingest(a1, "o", [
+          runStarted(0, late, "backup", 700),
+          commandStarted(1, late, cmdL, 0, "x", 700),
+          line(3, late, cmdL, 1, "late-1", 700.2),
+          line(2, late, cmdL, 0, "late-0", 700.1),
+          commandExited(4, late, cmdL, 2, 701),
+          runFinished(5, late, "failed", 701)
+        ])
+        yield* store.ingest(a1, "o", [
+          runStarted(6, early, "backup", 600),
+          commandStarted(7, early, cmdE, 0, "x", 600),
+          line(8, early, cmdE, 0, "early-0", 600.1),
+          line(9, early, cmdE, 1, "early-1", 600.2)
+        ])
+        yield* store.ingest(a1, "o", [...wholeRun(10, nextName("run"), "alpha", 650, [], 0), runMissed(20, nextName("run"), "zeta", 10)])
+        yield* store.ingest(a2, "o", wholeRun(0, nextName("run"), "backup", 100, ["other agent"], 0))
+
+        assert.deepStrictEqual(yield* store.listCommands(a1), ["alpha", "backup", "zeta"])
+        assert.deepStrictEqual(yield* store.listCommands(nextName("nobody")), [])
+
+        const lines = yield* store.listLines(a1, "backup")
+        assert.deepStrictEqual(lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
+        assert.deepStrictEqual(lines.map((l) => [l.exitCode, l.runState]), [
+          [null, "running"],
+          [null, "running"],
+          [2, "failed"],
+          [2, "failed"]
+        ])
+        assert.deepStrictEqual(lines.map((l) => l.agent), [a1, a1, a1, a1])
+
+        const byAgent = (yield* store.cmdLines("backup")).filter((g) => g.agent === a1 || g.agent === a2)
+        assert.deepStrictEqual(byAgent.map((g) => g.agent), [a1, a2])
+        assert.deepStrictEqual(byAgent[0].lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
+        assert.deepStrictEqual(byAgent[1].lines.map((l) => l.data), ["other agent"])
+        // Grouping is sorted by agent name overall.
+        const all = yield* store.cmdLines("backup")
+        assert.deepStrictEqual(all.map((g) => g.agent), [...all.map((g) => g.agent)].sort())
+      }))
+
+    it.effect("failed: non-zero exits, signals and bad runs without commands, newest last, with their lines", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const [ok, bad, killed, timedOut, lost] = [nextName("ok"), nextName("bad"), nextName("killed"), nextName("to"), nextName("lost")]
+        yield* store.ingest(agent, "o", [
+          ...wholeRun(0, ok, "s", 800, ["fine"], 0), // 0..4
+          ...wholeRun(5, killed, "s", 900, ["k1"], null, "cancelled", "SIGKILL"), // 5..9
+          ...wholeRun(10, bad, "s", 850, ["e1", "e2"], 2), // 10..15
+          runStarted(16, timedOut, "s", 950),
+          runFinished(17, timedOut, "timed_out", 960),
+          runStarted(18, lost, "s", 100)
+        ])
+        yield* store.markLost(agent, at(500))
+        const failed = (yield* store.failed()).filter((f) => f.agent === agent)
+        assert.deepStrictEqual(failed.map((f) => [f.runId, f.exitCode, f.signal, f.state, f.lines]), [
+          [lost, null, null, "lost", []],
+          [bad, 2, null, "failed", ["e1", "e2"]],
+          [killed, null, "SIGKILL", "cancelled", ["k1"]],
+          [timedOut, null, null, "timed_out", []]
+        ])
+        assert.strictEqual(failed[1].command, "echo s")
+        assert.strictEqual(failed[1].cmdUuid, `${bad}-c0`)
+        assert.strictEqual(failed[1].finishedAt, at(851))
+        assert.strictEqual(failed[3].cmdUuid, "")
+      }))
+
+    it.effect("successfulLines: lines of commands that exited 0, in time order", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        yield* store.ingest(agent, "o", [
+          ...wholeRun(0, nextName("run"), "upd", 1200, ["second-a", "second-b"], 0),
+          ...wholeRun(10, nextName("run"), "upd", 1100, ["first"], 0),
+          ...wholeRun(20, nextName("run"), "upd", 1150, ["failing"], 1),
+          runStarted(30, "unfinished-" + agent, "upd", 1300),
+          commandStarted(31, "unfinished-" + agent, `${agent}-u1`, 0, "x", 1300),
+          line(32, "unfinished-" + agent, `${agent}-u1`, 0, "no exit yet", 1300)
+        ])
+        assert.deepStrictEqual(yield* store.successfulLines(agent), ["first", "second-a", "second-b"])
+        assert.deepStrictEqual(yield* store.successfulLines(nextName("nobody")), [])
+      }))
+
+    it.effect("runs (filters, newest first, limit), getRun, latestRun", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const [r1, r2, r3, m] = [nextName("r1"), nextName("r2"), nextName("r3"), nextName("m")]
+        yield* store.ingest(agent, "o", [
+          ...wholeRun(0, r1, "a", 2000, [], 0),
+          ...wholeRun(10, r2, "b", 2100, [], 1),
+          runStarted(20, r3, "a", 2200),
+          runMissed(21, m, "a", 2300)
+        ])
+        const ids = (rows: ReadonlyArray<{ readonly runId: string }>) => rows.map((r) => r.runId)
+        assert.deepStrictEqual(ids(yield* store.runs({ agent, limit: 10 })), [m, r3, r2, r1])
+        assert.deepStrictEqual(ids(yield* store.runs({ agent, limit: 2 })), [m, r3])
+        assert.deepStrictEqual(ids(yield* store.runs({ agent, schedule: "a", limit: 10 })), [m, r3, r1])
+        assert.deepStrictEqual(ids(yield* store.runs({ agent, state: "failed", limit: 10 })), [r2])
+        assert.deepStrictEqual(ids(yield* store.runs({ agent, since: at(2100), limit: 10 })), [m, r3, r2])
+        assert.deepStrictEqual(ids(yield* store.runs({ agent, limit: 0 })), [])
+        const newest = yield* store.runs({ limit: 1 })
+        assert.strictEqual(newest.length, 1)
+
+        const two = Option.getOrThrow(yield* store.getRun(r2))
+        assert.deepInclude(two, { exitCode: 1, state: "failed", schedule: "b", trigger: "schedule" })
+        assert.isTrue(Option.isNone(yield* store.getRun("no-such-run")))
+
+        // The missed occurrence is newer but never started: latestRun is the running r3.
+        assert.strictEqual(Option.getOrThrow(yield* store.latestRun(agent, "a")).runId, r3)
+        assert.strictEqual(Option.getOrThrow(yield* store.latestRun(agent, "b")).runId, r2)
+        assert.isTrue(Option.isNone(yield* store.latestRun(agent, "nope")))
+      }))
+
+    it.effect("runLines pages through a large batch (multi-row inserts of 600 lines)", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        const data = Array.from({ length: 600 }, (_, i) => `line ${i}`)
+        const records = wholeRun(0, run, "big", 3000, data, 0)
+        yield* store.ingest(agent, "o", records.slice(0, 300))
+        yield* store.ingest(agent, "o", records.slice(250))
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 600)
+        const seen: Array<string> = []
+        let after = -1
+        while (true) {
+          const page = yield* store.runLines(run, after, 250)
+          if (page.length === 0) break
+          seen.push(...page.map((l) => l.data))
+          after = page[page.length - 1].lineSeq
+        }
+        assert.deepStrictEqual(seen, data)
+        assert.deepStrictEqual((yield* store.runLines(run, 597, 10)).map((l) => l.lineSeq), [598, 599])
+        assert.deepStrictEqual(yield* store.runLines(run, -1, 0), [])
+      }))
+
+    it.effect("64 KiB lines and unicode (emoji, utf8mb4) round-trip", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("agent-🚀")
+        const run = nextName("run")
+        const big = "x".repeat(65536)
+        const bigMultiByte = "é".repeat(32768) // 64 KiB of UTF-8
+        const emoji = "done ✅ 🎉 👩‍💻 — ünïcödé 中文 𝄞"
+        yield* store.ingest(agent, "o", wholeRun(0, run, "übung-📦", 4000, [big, bigMultiByte, emoji], 0))
+        const lines = yield* store.runLines(run, -1, 10)
+        assert.strictEqual(lines[0].data, big)
+        assert.strictEqual(lines[1].data, bigMultiByte)
+        assert.strictEqual(lines[2].data, emoji)
+        assert.deepStrictEqual(yield* store.listCommands(agent), ["übung-📦"])
+        assert.strictEqual(lines[2].agent, agent)
+      }))
+
+    it.effect("sessions are recorded", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const sql = yield* SqlClient.SqlClient
+        const agent = nextName("a")
+        yield* store.sessionStarted({ agent, sessionId: `${agent}-s1`, ip: "10.0.0.7", connectedAt: at(1) })
+        yield* store.sessionInfo(agent, `${agent}-s1`, new ClientInfo({ osName: "Debian", hostname: "h", osVersion: "12", kernel: "6.1", agentVersion: "0.1.0" }))
+        yield* store.sessionEnded(agent, `${agent}-s1`, at(9))
+        yield* store.sessionStarted({ agent, sessionId: `${agent}-s2`, ip: "10.0.0.8", connectedAt: at(10) })
+        const sessions = yield* sql.unsafe<Record<string, unknown>>(
+          `SELECT session_id, ip, connected_at, disconnected_at, os_name, agent_version FROM agent_sessions WHERE agent = ? ORDER BY connected_at`,
+          [agent]
+        )
+        assert.deepStrictEqual(sessions.map((s) => [s.session_id, s.ip, Number(s.connected_at), s.disconnected_at === null ? null : Number(s.disconnected_at), s.os_name, s.agent_version]), [
+          [`${agent}-s1`, "10.0.0.7", at(1), at(9), "Debian", "0.1.0"],
+          [`${agent}-s2`, "10.0.0.8", at(10), null, null, null]
+        ])
+        const agents = yield* sql.unsafe<Record<string, unknown>>(`SELECT first_seen_at, last_seen_at, last_ip, os_name FROM agents WHERE name = ?`, [agent])
+        assert.deepStrictEqual(agents.map((a) => [Number(a.first_seen_at), Number(a.last_seen_at), a.last_ip, a.os_name]), [[at(1), at(10), "10.0.0.8", "Debian"]])
+      }))
+
+    it.effect("pause set", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        yield* store.setPaused(agent, "b", true)
+        yield* store.setPaused(agent, "a", true)
+        yield* store.setPaused(agent, "a", true)
+        const mine = (yield* store.paused()).filter((p) => p.agent === agent)
+        assert.deepStrictEqual(mine, [{ agent, schedule: "a" }, { agent, schedule: "b" }])
+        yield* store.setPaused(agent, "a", false)
+        yield* store.setPaused(agent, "zzz", false)
+        assert.deepStrictEqual((yield* store.paused()).filter((p) => p.agent === agent), [{ agent, schedule: "b" }])
+      }))
+
+    it.effect("query: read-only statements run, rendered as text, capped", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("q")
+        const run = nextName("run")
+        yield* store.ingest(agent, "o", wholeRun(0, run, "qs", 5000, ["l0", "l1", "l2"], 0))
+        const opts = { rowCap: 100, timeoutMs: 5000 }
+        const r = yield* store.query(
+          `SELECT r.run_id, r.exit_code, r.finished_at, NULL AS empty_cell, 1.5 AS half, r.run_id FROM runs r WHERE r.agent = '${agent}'`,
+          opts
+        )
+        assert.deepStrictEqual(r.columns, ["run_id", "exit_code", "finished_at", "empty_cell", "half", "run_id"])
+        assert.deepStrictEqual(r.rows, [[run, "0", String(at(5001)), null, "1.5", run]])
+        assert.isFalse(r.truncated)
+
+        const capped = yield* store.query(`SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq;`, { ...opts, rowCap: 2 })
+        assert.deepStrictEqual(capped.rows, [["l0"], ["l1"]])
+        assert.isTrue(capped.truncated)
+        const exact = yield* store.query(`SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq`, { ...opts, rowCap: 3 })
+        assert.isFalse(exact.truncated)
+
+        const withQ = yield* store.query(`WITH x AS (SELECT COUNT(*) AS n FROM output_lines WHERE run_id = '${run}') SELECT n FROM x`, opts)
+        assert.deepStrictEqual(withQ.rows, [["3"]])
+        const explain = yield* store.query(`EXPLAIN SELECT * FROM runs WHERE run_id = 'x'`, opts)
+        assert.isAbove(explain.rows.length, 0)
+        const bytes = yield* store.query(
+          db.name === "mariadb" ? "SELECT X'00ff10' AS b, CAST('2025-10-20 08:34:56' AS DATETIME) AS d" : "SELECT X'00ff10' AS b",
+          opts
+        )
+        assert.strictEqual(bytes.rows[0][0], "00ff10")
+        if (db.name === "mariadb") {
+          assert.strictEqual(bytes.rows[0][1], "2025-10-20T08:34:56Z")
+          const show = yield* store.query("SHOW TABLES", opts)
+          assert.includeDeepMembers([...show.rows], [["runs"], ["output_lines"]])
+        }
+        const unicode = yield* store.query("SELECT '🎉 ü' AS s", opts)
+        assert.deepStrictEqual(unicode.rows, [["🎉 ü"]])
+      }))
+
+    it.effect("query: writes, multi-statements and bad SQL are refused with reasons; nothing changes", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const opts = { rowCap: 10, timeoutMs: 5000 }
+        const refusal = (text: string) =>
+          Effect.flip(store.query(text, opts)).pipe(Effect.map((e) => {
+            assert.strictEqual(e._tag, "QueryRefused")
+            return e._tag === "QueryRefused" ? e.reason : ""
+          }))
+        const before = yield* countRows("runs", "1 = 1", [])
+        assert.match(yield* refusal("INSERT INTO runs (run_id) VALUES ('x')"), /INSERT/)
+        assert.match(yield* refusal("UPDATE runs SET state = 'lost'"), /UPDATE/)
+        assert.match(yield* refusal("DELETE FROM runs"), /DELETE/)
+        assert.match(yield* refusal("DROP TABLE runs"), /DROP/)
+        assert.match(yield* refusal("SELECT 1; DELETE FROM runs"), /one statement/)
+        assert.match(yield* refusal("SELECT * FROM runs INTO OUTFILE '/tmp/barto-x'"), /INTO/)
+        assert.match(yield* refusal("WITH x AS (SELECT 1) DELETE FROM runs"), /DELETE/)
+        assert.match(yield* refusal("SELECT * FROM runs FOR UPDATE"), /UPDATE/)
+        assert.match(yield* refusal("SELECT * FROM no_such_table"), /rejected/)
+        if (db.name === "sqlite") assert.match(yield* refusal("SHOW TABLES"), /MariaDB/)
+        assert.strictEqual(yield* countRows("runs", "1 = 1", []), before)
+      }))
+
+    it.effect("query: a statement over the time limit is stopped", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const slow = db.name === "mariadb"
+          ? "SELECT SLEEP(5)"
+          : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
+        const started = Date.now()
+        const e = yield* Effect.flip(store.query(slow, { rowCap: 10, timeoutMs: 300 }))
+        assert.strictEqual(e._tag, "QueryRefused")
+        if (e._tag === "QueryRefused") assert.match(e.reason, /time limit of 300 ms/)
+        assert.isBelow(Date.now() - started, 4000)
+        // The store still answers.
+        const r: QueryResult = yield* store.query("SELECT 1 AS one", { rowCap: 10, timeoutMs: 5000 })
+        assert.deepStrictEqual(r.rows, [["1"]])
+      }))
+
+    it.effect("cleanup deletes finished runs with their commands and lines, never running ones; dryRun only counts", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const T = -1_000_000_000 // seconds before T0: this test's past, older than every other test's data
+        const [old1, old2, missedOld, runningOld, recent] = [nextName("o1"), nextName("o2"), nextName("mo"), nextName("ro"), nextName("new")]
+        yield* store.ingest(agent, "o", [
+          ...wholeRun(0, old1, "s", T, ["a", "b"], 0), // 0..5: 1 command, 2 lines
+          ...wholeRun(10, old2, "s", T + 10, [], 1), // 10..13
+          runMissed(20, missedOld, "s", T + 20),
+          runStarted(21, runningOld, "s", T + 30),
+          commandStarted(22, runningOld, `${runningOld}-c`, 0, "x", T + 30),
+          line(23, runningOld, `${runningOld}-c`, 0, "still going", T + 30),
+          ...wholeRun(30, recent, "s", T + 1000, ["keep"], 0)
+        ])
+        const before = at(T + 500)
+        const dry = yield* store.cleanup(before, true)
+        assert.deepStrictEqual(dry, { runs: 3, commands: 2, lines: 2 })
+        assert.isTrue(Option.isSome(yield* store.getRun(old1)))
+        const done = yield* store.cleanup(before, false)
+        assert.deepStrictEqual(done, { runs: 3, commands: 2, lines: 2 })
+        for (const gone of [old1, old2, missedOld]) assert.isTrue(Option.isNone(yield* store.getRun(gone)))
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [old1]), 0)
+        assert.strictEqual(yield* countRows("run_commands", "run_id = ?", [old1]), 0)
+        assert.isTrue(Option.isSome(yield* store.getRun(runningOld)))
+        assert.strictEqual((yield* store.runLines(runningOld, -1, 10)).length, 1)
+        assert.isTrue(Option.isSome(yield* store.getRun(recent)))
+        assert.deepStrictEqual(yield* store.cleanup(before, false), { runs: 0, commands: 0, lines: 0 })
+      }))
+
+    it.effect("retention: max age and max runs per schedule", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const T = -2_000_000_000
+        const day = 86_400
+        const ids = Array.from({ length: 5 }, (_, i) => nextName(`r${i}`))
+        const records: Array<AgentRecord> = []
+        ids.forEach((id, i) => records.push(...wholeRun(i * 10, id, "keep3", T + i * day, [`l${i}`], 0)))
+        const otherSchedule = nextName("solo")
+        records.push(...wholeRun(100, otherSchedule, "solo", T, ["solo"], 0))
+        yield* store.ingest(agent, "o", records)
+
+        // Finished more than 3.4 days before T + 4.5 days: runs 0 and 1 (finished at +0 and +1 day), and solo.
+        const byAge = yield* store.retention({ maxAgeDays: 3.4, now: at(T + 4.5 * day) })
+        assert.deepStrictEqual(byAge, { runs: 3, lines: 3 })
+        assert.isTrue(Option.isNone(yield* store.getRun(ids[1])))
+        assert.isTrue(Option.isSome(yield* store.getRun(ids[2])))
+
+        const running = nextName("running")
+        yield* store.ingest(agent, "o", [runStarted(200, running, "keep3", T + 1)])
+        const byCount = yield* store.retention({ maxRunsPerSchedule: 1, now: at(T + 4.5 * day) })
+        // Of keep3 (runs 2, 3, 4 and an old running one), only the newest (4) stays, and the running one.
+        assert.isAtLeast(byCount.runs, 2)
+        const left = (yield* store.runs({ agent, limit: 10 })).map((r) => r.runId)
+        assert.deepStrictEqual(left, [ids[4], running])
+      }))
+
+    it.effect("measureRawInsertRate reports a positive rate", () =>
+      Effect.gen(function*() {
+        const rate = yield* measureRawInsertRate(2000)
+        assert.isAbove(rate, 0)
+      }))
+  })
+}
