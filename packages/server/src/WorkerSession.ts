@@ -328,16 +328,24 @@ const session = (
       }
     }
 
-    const liveness = Duration.millis(options.livenessMs)
-    while (true) {
-      const item = yield* conn.take.pipe(Effect.timeout(liveness), Effect.option)
-      if (Option.isNone(item)) {
-        yield* Effect.logWarning(`no frame for ${options.livenessMs / 1000} s, dropping the agent`)
-        yield* close(CloseCode.liveness, "liveness timeout")
-        return
+    // Liveness: one watchdog fiber per session sleeping until the deadline, instead of a timeout
+    // around every take (which costs a fiber and a timer per frame).
+    let lastSeen = yield* Clock.currentTimeMillis
+    yield* Effect.gen(function*() {
+      while (true) {
+        const idle = (yield* Clock.currentTimeMillis) - lastSeen
+        if (idle >= options.livenessMs) break
+        yield* Effect.sleep(Duration.millis(options.livenessMs - idle))
       }
-      if (item.value._tag === "Closed") return
-      const decoded = yield* decode(item.value)
+      yield* Effect.logWarning(`no frame for ${options.livenessMs / 1000} s, dropping the agent`)
+      yield* close(CloseCode.liveness, "liveness timeout")
+    }).pipe(Effect.forkScoped)
+
+    while (true) {
+      const item = yield* conn.take
+      if (item._tag === "Closed") return
+      lastSeen = yield* Clock.currentTimeMillis
+      const decoded = yield* decode(item)
       if (Either.isLeft(decoded)) {
         if (yield* rejected(decoded.left)) return
         continue
