@@ -3,18 +3,19 @@
  * script, args…), executes the subcommand and returns the exit status: 0 ok, 1 error, 2 usage.
  * It never fails: every error has been printed once (on stderr) by the time it returns.
  */
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
 import * as CliCommand from "@effect/cli/Command"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
+import * as Layer from "effect/Layer"
 import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
-import { CliEnv, CliFailure, root, usageError, VERSION, Verbosity } from "./internal/root.js"
+import { CliEnv, CliFailure, failure, root, usageError, VERSION, Verbosity } from "./internal/root.js"
 import * as Render from "./Render.js"
 
 export { VERSION }
@@ -44,11 +45,17 @@ const CLUSTER = /^-[vqejV]{2,}$/
 export const normalizeArgv = (
   argv: ReadonlyArray<string>,
   subcommandNames: ReadonlyArray<string> = SUBCOMMAND_NAMES
-): { readonly argv: Array<string>; readonly verbose: number; readonly quiet: number } => {
+): {
+  readonly argv: Array<string>
+  readonly verbose: number
+  readonly quiet: number
+  readonly tracingPath: string | undefined
+} => {
   const head = argv.slice(0, 2)
   const out: Array<string> = []
   let verbose = 0
   let quiet = 0
+  let tracingPath: string | undefined
   let i = 2
   for (; i < argv.length; i++) {
     const token = argv[i]!
@@ -57,6 +64,10 @@ export const normalizeArgv = (
     if (VALUE_OPTIONS.has(token)) {
       out.push(token)
       if (i + 1 < argv.length) out.push(argv[++i]!)
+      if (token === "-t" || token === "--tracing-absolute-path") tracingPath = argv[i]
+    } else if (token.startsWith("--tracing-absolute-path=")) {
+      out.push(token)
+      tracingPath = token.slice("--tracing-absolute-path=".length)
     } else if (token === "-v" || token === "--verbose") {
       verbose++
     } else if (token === "-q" || token === "--quiet") {
@@ -75,22 +86,12 @@ export const normalizeArgv = (
     }
   }
   const flags = [...(verbose > 0 ? ["-v"] : []), ...(quiet > 0 ? ["-q"] : [])]
-  return { argv: [...head, ...flags, ...out, ...argv.slice(i)], verbose, quiet }
+  const rest = argv.slice(i)
+  // A global -v may follow the subcommand (no subcommand uses -v itself); -q may not: it is
+  // `query -q SQL`.
+  const lateVerbose = rest.filter((t) => t === "-v" || t === "--verbose").length
+  return { argv: [...head, ...flags, ...out, ...rest], verbose: verbose + lateVerbose, quiet, tracingPath }
 }
-
-/** -q… → Error / None, default Warning, -v Info, -vv Debug, -vvv… Trace. */
-export const logLevelOf = (verbose: number, quiet: number): LogLevel.LogLevel => {
-  const n = verbose - quiet
-  if (n <= -2) return LogLevel.None
-  if (n === -1) return LogLevel.Error
-  if (n === 0) return LogLevel.Warning
-  if (n === 1) return LogLevel.Info
-  if (n === 2) return LogLevel.Debug
-  return LogLevel.Trace
-}
-
-// Data goes to stdout, logs to stderr only (style.md §8: the default logger writes to stdout).
-const stderrLogger = Logger.withConsoleError(Logger.logfmtLogger)
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;]*m/g
@@ -120,15 +121,43 @@ export const tidyConsole = (base: Console.Console, color: boolean): Console.Cons
 export const run = (argv: ReadonlyArray<string>) =>
   Effect.flatMap(CliEnv, (env) =>
     Console.consoleWith((base) =>
-      runTidy(argv).pipe(Effect.withConsole(tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color)))
+      runTidy(argv, env.env).pipe(
+        Effect.withConsole(tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color))
+      )
     ))
 
-const runTidy = (argv: ReadonlyArray<string>) => {
+/**
+ * The shared logger (D9 levels: INFO, -v DEBUG, -vv TRACE, -q WARN, -qq ERROR) writing to the log
+ * file and to stderr — never stdout, which carries the data. Like the reference barto-cli, logging
+ * to the terminal is always on (`-e` is accepted and changes nothing). A default log file that
+ * cannot be opened is skipped; an explicit `-t` one is an error.
+ */
+const loggerLayer = (normalized: ReturnType<typeof normalizeArgv>, env: Record<string, string | undefined>) =>
+  Layer.unwrapEffect(Console.consoleWith((console) =>
+    Effect.sync(() => {
+      const options = {
+        program: "barto-cli" as const,
+        verbose: normalized.verbose,
+        quiet: normalized.quiet,
+        enableStdOutput: true,
+        logFile: normalized.tracingPath ?? Config.defaultPaths("barto-cli", env).logFile,
+        stderr: { write: (text: string) => console.unsafe.error(text) }
+      }
+      return Logging.layer(options).pipe(
+        Layer.catchAll((e): Layer.Layer<never, CliFailure | Logging.LogFileError> =>
+          normalized.tracingPath !== undefined
+            ? Layer.effectDiscard(Effect.fail(failure(e.message)))
+            : Logging.layer({ ...options, logFile: false })
+        )
+      )
+    })
+  ))
+
+const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
   const normalized = normalizeArgv(argv)
   return cli(normalized.argv).pipe(
     Effect.provideService(Verbosity, { verbose: normalized.verbose, quiet: normalized.quiet }),
-    Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger)),
-    Logger.withMinimumLogLevel(logLevelOf(normalized.verbose, normalized.quiet)),
+    Effect.provide(loggerLayer(normalized, env)),
     Effect.as(0),
     Effect.catchAll((e): Effect.Effect<number> => {
       // @effect/cli has printed the parse error already; printing it again is the double-print
