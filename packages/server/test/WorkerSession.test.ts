@@ -6,10 +6,13 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Envelope from "@barto/domain/Envelope"
+import * as Ids from "@barto/domain/Ids"
 import type * as Messages from "@barto/domain/Messages"
 import { Ingested } from "../src/Events.js"
 import { Metrics } from "../src/Metrics.js"
 import { Registry } from "../src/Registry.js"
+import { Store } from "../src/Store.js"
+import { databases } from "./utils/databases.js"
 import * as TestServer from "./utils/server.js"
 
 const SCHEDULES = `
@@ -356,3 +359,56 @@ describe("WorkerSession: liveness and duplicates", () => {
       assert.notInclude(server.memory!.events, "lost alpha")
     }))
 })
+
+for (const db of databases) {
+  describe(`WorkerSession: ingest on ${db.name}`, () => {
+    const records = (runId: Messages.RunId): ReadonlyArray<Messages.AgentRecord> => [
+      { ...runStarted(0, runId), runId },
+      { _tag: "CommandStarted", seq: 1, runId, cmdUuid: Ids.uuidv4(), cmdIndex: 0, command: "echo hi", startedAt: TestServer.micros(1_700_000_000_011) }
+    ]
+
+    it.scopedLive("stored once and acked; a resend is idempotent; a reconnect learns the offset", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const runId = Ids.newRunId()
+        const { client } = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-a" } })
+        const batch = records(runId)
+        yield* client.send({ _tag: "RecordBatch", records: batch })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 1 })
+        yield* client.send({ _tag: "RecordBatch", records: batch })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 1 })
+        const runs = yield* store.runs({ agent: "alpha", limit: 10 })
+        assert.deepStrictEqual(runs.map((r) => [r.runId, r.state]), [[runId, "running"]])
+
+        const again = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-a", lastSeq: 1 } })
+        assert.strictEqual(again.hello.ackedUpTo, 1)
+        const fresh = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-b" } })
+        assert.strictEqual(fresh.hello.ackedUpTo, -1)
+      }))
+
+    it.scopedLive("runs of an agent that does not come back become lost, and are reconciled if it reports later", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({
+          toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.3\n`,
+          store: db.layer()
+        })
+        const store = service(server, Store)
+        const runId = Ids.newRunId()
+        const first = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box" } })
+        yield* first.client.send({ _tag: "RecordBatch", records: records(runId) })
+        yield* first.client.nextTagged("Ack")
+        assert.strictEqual((yield* first.client.closed()).code, 4000)
+        yield* server.waitForLog("agent 'alpha' did not come back: 1 running runs marked lost")
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).state, "lost")
+
+        const back = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box", lastSeq: 2 } })
+        yield* back.client.send({
+          _tag: "RecordBatch",
+          records: [{ _tag: "RunFinished", seq: 2, runId, state: "succeeded", finishedAt: TestServer.micros(1_700_000_001_000) }]
+        })
+        assert.deepStrictEqual(yield* back.client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).state, "succeeded")
+      }))
+  })
+}
