@@ -3,10 +3,17 @@
  *
  * Field names are the TOML keys (snake_case, reference §4.3–4.5, plus ours). Sources, highest
  * first: **flags > environment > TOML > defaults**. Environment names are `BARTOS_…`, `BARTOC_…`,
- * `BARTO_CLI_…` with `__` between nested tables (`BARTOS_ACTIX__PORT` → `actix.port`), matched
- * case-insensitively; their values stay strings until the key's own schema converts them (an
- * api key `00123` stays `00123`, unlike the reference). Arrays (schedules) are not overridable
- * from the environment.
+ * `BARTO_CLI_…` with `__` between nested tables (`BARTOS_ACTIX__PORT` → `actix.port`); their
+ * values stay strings until the key's own schema converts them (an api key `00123` stays `00123`,
+ * unlike the reference). Arrays (schedules) are not overridable from the environment.
+ *
+ * Everything goes through Effect's `ConfigProvider` (internal/configLoad.ts): the environment,
+ * HOME and XDG_* are read from the ambient provider (`ConfigProvider.fromEnv()` by default; tests
+ * and embedders install their own with `Effect.withConfigProvider` / `Layer.setConfigProvider`,
+ * or pass `env`), and the sources are chained with `ConfigProvider.orElse` in precedence order.
+ * Env names are matched case-insensitively when the provider lists its names as given
+ * (`fromMap`, the `env` option); `fromEnv` is case-sensitive, so from the process environment
+ * only the upper-case spelling is read.
  *
  * Secrets are `Redacted<string>`; every secret key `k` also accepts `k_file`, a path whose
  * contents (trailing newline trimmed) become the secret. Giving both in one source is an error; a
@@ -16,13 +23,13 @@
  * A missing default config file means "defaults only" (bartos and bartoc start with zero
  * configuration); an explicit `configPath` that does not exist is an error.
  */
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as os from "node:os"
 import * as path from "node:path"
-import { load } from "./internal/configLoad.js"
+import { load, readVars } from "./internal/configLoad.js"
 import {
   Bool,
   defaultTable,
@@ -95,8 +102,15 @@ const xdgDir = (value: string | undefined, fallback: string): string =>
   // The XDG spec says relative values are invalid and must be ignored.
   value !== undefined && value !== "" && path.isAbsolute(value) ? value : fallback
 
+const homeOf = (env: { readonly HOME?: string | undefined }): string =>
+  env.HOME !== undefined && env.HOME !== "" ? env.HOME : os.homedir()
+
+/**
+ * Synchronous, for callers outside an Effect (log file defaults); the loader reads HOME and XDG_*
+ * through the ambient ConfigProvider and passes them here.
+ */
 export const defaultPaths = (program: Program, env: Record<string, string | undefined> = process.env): DefaultPaths => {
-  const home = env.HOME !== undefined && env.HOME !== "" ? env.HOME : os.homedir()
+  const home = homeOf(env)
   const configHome = xdgDir(env.XDG_CONFIG_HOME, path.join(home, ".config"))
   const dataHome = xdgDir(env.XDG_DATA_HOME, path.join(home, ".local", "share"))
   const dataDir = path.join(dataHome, program)
@@ -290,7 +304,11 @@ export interface LoadOptions {
   readonly configPath?: string | undefined
   /** Read no file at all (defaults, env and flags only). */
   readonly noConfigFile?: boolean | undefined
-  /** The environment; defaults to the process environment. */
+  /**
+   * The environment for this call, as a convenience: it becomes `ConfigProvider.fromMap` for the
+   * load. Absent: the ambient ConfigProvider (`ConfigProvider.fromEnv()` unless the caller
+   * installed another with `Layer.setConfigProvider` / `Effect.withConfigProvider`).
+   */
   readonly env?: Record<string, string | undefined> | undefined
   /** Highest-precedence values, nested, with TOML key names; `undefined` leaves mean "not given". */
   readonly flags?: Record<string, unknown> | undefined
@@ -298,28 +316,34 @@ export interface LoadOptions {
 
 const ENV_PREFIX: Record<Program, string> = { bartos: "BARTOS", bartoc: "BARTOC", "barto-cli": "BARTO_CLI" }
 
+const envProvider = (env: Record<string, string | undefined>): ConfigProvider.ConfigProvider =>
+  ConfigProvider.fromMap(
+    new Map(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+  )
+
 const loadProgram = <A>(
   program: Program,
   schema: Schema.Schema<A, any, never>,
   defaults: (paths: DefaultPaths) => Record<string, unknown>,
   options: LoadOptions | undefined
-): Effect.Effect<A, ConfigError> =>
-  Effect.suspend(() => {
-    const env = options?.env ?? process.env
-    const paths = defaultPaths(program, env)
-    const explicit = options?.configPath !== undefined
-    const result = load<A>({
+): Effect.Effect<A, ConfigError> => {
+  const loaded = Effect.gen(function*() {
+    // HOME and XDG_* come through the provider too, so an injected environment is self-contained.
+    const vars = yield* readVars(["HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"])
+    const paths = defaultPaths(program, vars)
+    const skipFile = options?.noConfigFile === true
+    return yield* load<A>({
       schema,
       envPrefix: ENV_PREFIX[program],
       defaults: defaults(paths),
-      configFile: options?.noConfigFile === true ? "" : options?.configPath ?? paths.configFile,
-      explicitFile: explicit,
-      skipFile: options?.noConfigFile === true,
-      env,
-      flags: options?.flags
+      configFile: skipFile ? undefined : options?.configPath ?? paths.configFile,
+      explicitFile: options?.configPath !== undefined,
+      flags: options?.flags,
+      home: homeOf(vars)
     })
-    return Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(new ConfigError(result.left))
-  })
+  }).pipe(Effect.mapError((fields) => new ConfigError(fields)))
+  return options?.env === undefined ? loaded : Effect.withConfigProvider(loaded, envProvider(options.env))
+}
 
 export const loadBartos = (options?: LoadOptions): Effect.Effect<BartosConfig, ConfigError> =>
   loadProgram("bartos", BartosConfig, (p) => ({ sqlite: { path: p.dbFile } }), options)

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Redacted } from "effect"
+import { ConfigProvider, Effect, Either, Layer, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -17,6 +17,10 @@ const writeFile = (dir: string, name: string, text: string) => {
 
 /** An environment with a HOME of its own so the default config file never exists. */
 const isolatedEnv = (extra: Record<string, string> = {}) => ({ HOME: tmp(), ...extra })
+
+/** A ConfigProvider holding `vars`, like a process environment would, with a HOME of its own. */
+const providerOf = (vars: Record<string, string> = {}) =>
+  ConfigProvider.fromMap(new Map(Object.entries({ HOME: tmp(), ...vars })))
 
 const failure = <A>(effect: Effect.Effect<A, Config.ConfigError>) =>
   Effect.gen(function*() {
@@ -277,6 +281,111 @@ describe("precedence: flags > env > TOML > defaults", () => {
       const file = writeFile(tmp(), "bartoc.toml", `state_path = "/toml/state.db"\n`)
       const c = yield* Config.loadBartoc({ configPath: file, env: isolatedEnv(), flags: { state_path: "/flag.db" } })
       assert.strictEqual(c.state_path, "/flag.db")
+    }))
+})
+
+describe("the environment comes through Effect's ConfigProvider", () => {
+  it.effect("env values are read from an injected ConfigProvider", () =>
+    Effect.gen(function*() {
+      // The map has no HOME: noConfigFile keeps the real ~/.config/bartos/bartos.toml out of it.
+      const c = yield* Config.loadBartos({ noConfigFile: true }).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["BARTOS_ACTIX__PORT", "9999"]])))
+      )
+      assert.strictEqual(c.actix.port, 9999)
+      assert.strictEqual(c.actix.ip, "127.0.0.1")
+    }))
+
+  it.effect("Layer.setConfigProvider works the same, and HOME/XDG come through the provider", () =>
+    Effect.gen(function*() {
+      const configHome = tmp()
+      const dataHome = tmp()
+      writeFile(configHome, "bartoc/bartoc.toml", `name = "from-xdg"\ncatch_up_limit = 3\n`)
+      const c = yield* Config.loadBartoc().pipe(
+        Effect.provide(Layer.setConfigProvider(providerOf({
+          XDG_CONFIG_HOME: configHome,
+          XDG_DATA_HOME: dataHome,
+          BARTOC_CATCH_UP_LIMIT: "4"
+        })))
+      )
+      assert.strictEqual(c.name, "from-xdg")
+      assert.strictEqual(c.catch_up_limit, 4)
+      assert.strictEqual(c.state_path, path.join(dataHome, "bartoc/db/bartoc.db"))
+    }))
+
+  it.effect("the default provider reads the process environment", () =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        process.env.BARTO_CLI_TIMEOUT_SECS = "42"
+      }),
+      () =>
+        Effect.gen(function*() {
+          const c = yield* Config.loadCli({ noConfigFile: true })
+          assert.strictEqual(c.timeout_secs, 42)
+        }),
+      () =>
+        Effect.sync(() => {
+          delete process.env.BARTO_CLI_TIMEOUT_SECS
+        })
+    ))
+
+  it.effect("the env option is used instead of the installed provider for that call", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadCli({ env: isolatedEnv({ BARTO_CLI_NAME: "option" }) }).pipe(
+        Effect.withConfigProvider(providerOf({ BARTO_CLI_NAME: "provider" }))
+      )
+      assert.strictEqual(c.name, "option")
+    }))
+
+  it.effect("names are case-insensitive in a provider that lists them; upper case wins a tie", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartoc().pipe(
+        Effect.withConfigProvider(providerOf({
+          bartoc_bartos__host: "lower",
+          BaRtOc_MiSsEd_TiCk: "Delay",
+          bartoc_name: "lower-name",
+          BARTOC_NAME: "upper-name"
+        }))
+      )
+      assert.strictEqual(c.bartos.host, "lower")
+      assert.strictEqual(c.missed_tick, "Delay")
+      assert.strictEqual(c.name, "upper-name")
+    }))
+
+  const rows = [
+    { toml: false, flag: false, expected: 2 },
+    { toml: true, flag: false, expected: 2 },
+    { toml: true, flag: true, expected: 3 }
+  ]
+  for (const row of rows) {
+    it.effect(`precedence with env from a provider: toml=${row.toml} flag=${row.flag} → ${row.expected}`, () =>
+      Effect.gen(function*() {
+        const file = writeFile(tmp(), "bartos.toml", row.toml ? `[actix]\nport = 1\nip = "10.0.0.1"\n` : "")
+        const c = yield* Config.loadBartos({ configPath: file, flags: row.flag ? { actix: { port: 3 } } : {} }).pipe(
+          Effect.withConfigProvider(providerOf({ BARTOS_ACTIX__PORT: "2" }))
+        )
+        assert.strictEqual(c.actix.port, row.expected)
+        assert.strictEqual(c.actix.ip, row.toml ? "10.0.0.1" : "127.0.0.1")
+      }))
+  }
+
+  it.effect("a bad env value is reported, not replaced by the file's value (orElse pitfall)", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[actix]\nport = 20000\n[limits]\nquery_row_cap = 10\n`)
+      const e = yield* failure(
+        Config.loadBartos({ configPath: file }).pipe(
+          Effect.withConfigProvider(providerOf({ BARTOS_LIMITS__QUERY_ROW_CAP: "many" }))
+        )
+      )
+      assert.strictEqual(
+        e.message,
+        `environment BARTOS_LIMITS__QUERY_ROW_CAP: limits.query_row_cap: expected an integer > 0, got "many"`
+      )
+      const e2 = yield* failure(
+        Config.loadBartos({ configPath: file }).pipe(
+          Effect.withConfigProvider(providerOf({ bartos_actix__port: "0" }))
+        )
+      )
+      assert.strictEqual(e2.message, `environment bartos_actix__port: actix.port: expected a port number 1..65535, got "0"`)
     }))
 })
 

@@ -6,8 +6,9 @@
  * `00123` stays `00123`). Each leaf fails with a short operator-facing reason ("expected a port
  * number 1..65535, got "abc"") instead of Effect's generic AST dump.
  *
- * Tables carry a marker annotation so the loader can walk the schema and learn every key path
- * that an environment variable may override, and which of them are secrets (`*_file` variants).
+ * Tables carry a marker annotation so the loader can walk the schema (`shapeOf`) and learn every
+ * key path that an environment variable may override, and which of them are secrets (`*_file`
+ * variants).
  */
 import * as AST from "effect/SchemaAST"
 import * as ParseResult from "effect/ParseResult"
@@ -185,12 +186,28 @@ export const withDefault = <S extends Schema.Schema.All>(s: S, value: () => Sche
   })
 
 // ---------------------------------------------------------------------------------------------
-// Walking the schema for key paths
+// Walking the schema for its shape
 // ---------------------------------------------------------------------------------------------
 
-export interface KeyPath {
-  readonly path: ReadonlyArray<string>
+/**
+ * What the loader needs to know about a config schema: which keys are tables (followed into),
+ * which are scalars (the environment may override them; `secret` ones also accept `k_file`), and
+ * which are taken whole from one source (arrays and free-keyed tables such as `schedules`).
+ */
+export type Shape = TableShape | LeafShape | WholeShape
+
+export interface TableShape {
+  readonly _tag: "Table"
+  readonly fields: ReadonlyArray<readonly [key: string, shape: Shape]>
+}
+
+export interface LeafShape {
+  readonly _tag: "Leaf"
   readonly secret: boolean
+}
+
+export interface WholeShape {
+  readonly _tag: "Whole"
 }
 
 const unwrapOptional = (ast: AST.AST): AST.AST => {
@@ -209,33 +226,28 @@ const tableStruct = (ast: AST.AST): AST.TypeLiteral | undefined => {
   return AST.isTypeLiteral(to) && to.indexSignatures.length === 0 ? to : undefined
 }
 
-/**
- * Every scalar key path of a config schema (nested tables followed; free-keyed tables and arrays
- * skipped: no environment overrides are offered for them).
- */
-export const keyPaths = (schema: Schema.Schema.Any): ReadonlyArray<KeyPath> => {
-  const out: Array<KeyPath> = []
-  const walkStruct = (struct: AST.TypeLiteral, prefix: ReadonlyArray<string>) => {
-    for (const ps of struct.propertySignatures) {
-      if (typeof ps.name !== "string") continue
-      walk(ps.type, [...prefix, ps.name])
-    }
-  }
-  const walk = (ast: AST.AST, path: ReadonlyArray<string>) => {
-    let t = unwrapOptional(ast)
-    while (AST.isRefinement(t)) t = t.from
-    const struct = tableStruct(t)
-    if (struct !== undefined) return walkStruct(struct, path)
-    if (AST.isTransformation(t) && t.from.annotations[TableId] === true) return // free-keyed table
-    if (AST.isTupleType(t)) return
-    out.push({ path, secret: t.annotations[SecretId] === true })
-  }
+const structShape = (struct: AST.TypeLiteral): TableShape => ({
+  _tag: "Table",
+  fields: struct.propertySignatures.flatMap((ps) =>
+    typeof ps.name === "string" ? [[ps.name, fieldShape(ps.type)] as const] : []
+  )
+})
+
+const fieldShape = (ast: AST.AST): Shape => {
+  let t = unwrapOptional(ast)
+  while (AST.isRefinement(t)) t = t.from
+  const struct = tableStruct(t)
+  if (struct !== undefined) return structShape(struct)
+  if (AST.isTransformation(t) && t.from.annotations[TableId] === true) return { _tag: "Whole" } // free-keyed table
+  if (AST.isTupleType(t)) return { _tag: "Whole" }
+  return { _tag: "Leaf", secret: t.annotations[SecretId] === true }
+}
+
+/** The shape of a config schema (a struct, or a `table(...)` of one). */
+export const shapeOf = (schema: Schema.Schema.Any): TableShape => {
   let root = schema.ast
   const struct = tableStruct(root)
-  if (struct !== undefined) walkStruct(struct, [])
-  else {
-    while (AST.isTransformation(root) || AST.isRefinement(root)) root = root.from
-    if (AST.isTypeLiteral(root)) walkStruct(root, [])
-  }
-  return out
+  if (struct !== undefined) return structShape(struct)
+  while (AST.isTransformation(root) || AST.isRefinement(root)) root = root.from
+  return AST.isTypeLiteral(root) ? structShape(root) : { _tag: "Table", fields: [] }
 }
