@@ -180,7 +180,8 @@ const single = (
           const registry = yield* Registry
           agentsSignalled = yield* registry.broadcast({ _tag: "AgentCleanup", before })
           yield* Effect.logInfo(
-            `cleanup before ${before}: deleted ${counts.runs} runs, ${counts.commands} commands, ${counts.lines} lines; signalled ${agentsSignalled} agents`
+            `cleanup before ${before}: deleted ${counts.runs} runs, ${counts.commands} commands, ` +
+              `${counts.lines} lines; signalled ${agentsSignalled} agents`
           )
         }
         return { _tag: "CleanupResponse", id, before, dryRun: request.dryRun, ...counts, agentsSignalled }
@@ -206,7 +207,9 @@ const single = (
         if (isFinal(run.state)) return yield* refuse("bad_request", `run ${run.runId} already ${run.state}`)
         const registry = yield* Registry
         const delivered = yield* registry.send(run.agent, { _tag: "CancelRun", requestId: uuidv4(), runId: run.runId })
-        yield* Effect.logInfo(`cancel run ${run.runId} on ${run.agent}: ${delivered ? "delivered" : "agent not connected"}`)
+        yield* Effect.logInfo(
+          `cancel run ${run.runId} on ${run.agent}: ${delivered ? "delivered" : "agent not connected"}`
+        )
         return { _tag: "CancelResponse", id, runId: run.runId, delivered }
       }
       case "PauseRequest":
@@ -399,9 +402,8 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
         const rest = yield* drain(run.runId, after)
         const latest = yield* fromStore(store.getRun(run.runId))
         const last = Option.getOrElse(latest, () => run)
-        return Option.some(
-          [Chunk.fromIterable([...toChunks(id, rest, null), doneChunk(id, last)]), { _tag: "Done" } as TailState] as const
-        )
+        const done: TailState = { _tag: "Done" }
+        return Option.some([Chunk.fromIterable([...toChunks(id, rest, null), doneChunk(id, last)]), done] as const)
       })
 
     const step = (state: TailState) =>
@@ -435,7 +437,8 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
             const last = page.length > 0 ? page[page.length - 1]!.lineSeq : after
             const chunks = toChunks(id, page, first ? run : null)
             if (page.length === TAIL_PAGE_LINES) {
-              return Option.some([Chunk.fromIterable(chunks), { _tag: "Reading", run, after: last, first: false }] as const)
+              const more: TailState = { _tag: "Reading", run, after: last, first: false }
+              return Option.some([Chunk.fromIterable(chunks), more] as const)
             }
             if (!request.follow || isFinal(run.state)) {
               return Option.some([Chunk.fromIterable([...chunks, doneChunk(id, run)]), { _tag: "Done" }] as const)

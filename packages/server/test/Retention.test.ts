@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Logger, Ref, Scope, TestClock } from "effect"
+import { Context, Effect, Exit, Layer, Logger, Option, Ref, Scope, TestClock } from "effect"
+import { type AgentRecord, Micros, type RunId } from "@barto/domain/Messages"
 import * as Retention from "../src/Retention.js"
-import { Store, StoreError, type StoreShape } from "../src/Store.js"
+import { layerSqlite, Store, StoreError, type StoreShape } from "../src/Store.js"
 
 type RetentionArgs = Parameters<StoreShape["retention"]>[0]
 
@@ -104,5 +105,38 @@ describe("Retention.layer", () => {
       yield* start({ intervalSecs: 60 }, fakeStore(calls, ["ok"]), [])
       yield* TestClock.adjust("1 day")
       assert.strictEqual((yield* Ref.get(calls)).length, 0)
+    }))
+
+  it.scoped("deletes through the real Store: old runs go, recent ones stay", () =>
+    Effect.gen(function*() {
+      const DAY = 86_400_000
+      const now = Date.UTC(2025, 9, 20, 12, 0, 0)
+      yield* TestClock.setTime(now)
+      const run = (runId: string, atMs: number, seq: number): Array<AgentRecord> => [
+        {
+          _tag: "RunStarted",
+          seq,
+          runId: runId as RunId,
+          schedule: "backup",
+          trigger: "schedule",
+          scheduledAt: Micros.make(atMs * 1000),
+          startedAt: Micros.make(atMs * 1000)
+        },
+        {
+          _tag: "RunFinished",
+          seq: seq + 1,
+          runId: runId as RunId,
+          state: "succeeded",
+          finishedAt: Micros.make(atMs * 1000 + 5)
+        }
+      ]
+      const old = "0180a000-0000-7000-8000-000000000001"
+      const recent = "0190a000-0000-7000-8000-000000000002"
+      const s = Context.get(yield* Layer.build(layerSqlite({ filename: ":memory:" })), Store)
+      yield* s.ingest("db1", "outbox-1", [...run(old, now - 40 * DAY, 0), ...run(recent, now - 2 * DAY, 2)])
+      yield* start({ maxAgeDays: 30, intervalSecs: 3600 }, Layer.succeed(Store, s), [])
+      yield* TestClock.adjust("10 seconds")
+      assert.isTrue(Option.isNone(yield* s.getRun(old)))
+      assert.isTrue(Option.isSome(yield* s.getRun(recent)))
     }))
 })

@@ -176,7 +176,12 @@ describe("Updates.apt (reference §1.15)", () => {
 
   it("ignores other headers", () => {
     assert.deepStrictEqual(
-      Updates.apt(["The following NEW packages will be installed:", "  foo", "The following packages have been kept back:", "  bar"]),
+      Updates.apt([
+        "The following NEW packages will be installed:",
+        "  foo",
+        "The following packages have been kept back:",
+        "  bar"
+      ]),
       []
     )
   })
