@@ -92,6 +92,7 @@ const serve = (flags: {
         process.stdout.write(`bartos ${VERSION} listening on ${listener.url} (${db})\n`)
       }
       yield* Effect.logInfo(`bartos ${VERSION} started: ${hub.listeners.map((l) => l.url).join(", ")} (${db})`)
+      yield* Effect.addFinalizer(() => Effect.logInfo("bartos shutting down"))
       return yield* Effect.never
     }).pipe(
       Effect.scoped,

@@ -29,8 +29,10 @@ interface Running {
   readonly child: ChildProcess
   readonly stdout: () => string
   readonly stderr: () => string
-  /** Resolves with the first stdout line matching `re`. */
+  /** Resolves with the first match of `re` in stdout. */
   readonly line: (re: RegExp, timeoutMs?: number) => Effect.Effect<RegExpMatchArray, Error>
+  /** Resolves with the first match of `re` in stderr (logs, with `-e`). */
+  readonly log: (re: RegExp, timeoutMs?: number) => Effect.Effect<RegExpMatchArray, Error>
   readonly exited: (timeoutMs?: number) => Effect.Effect<{ code: number | null; signal: string | null }, Error>
 }
 
@@ -49,7 +51,10 @@ const bartos = (args: ReadonlyArray<string>) =>
       out += c.toString("utf8")
       for (const w of watchers) w()
     })
-    child.stderr!.on("data", (c: Buffer) => (err += c.toString("utf8")))
+    child.stderr!.on("data", (c: Buffer) => {
+      err += c.toString("utf8")
+      for (const w of watchers) w()
+    })
     child.on("exit", (code, signal) => Deferred.unsafeDone(exit, Exit.succeed({ code, signal })))
     yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
     const timeout = (ms: number | undefined, what: string) =>
@@ -57,23 +62,25 @@ const bartos = (args: ReadonlyArray<string>) =>
         duration: Duration.millis(ms ?? 20_000),
         onTimeout: () => new Error(`timed out waiting for ${what}; stdout:\n${out}\nstderr:\n${err}`)
       })
+    const waitFor = (text: () => string, re: RegExp, timeoutMs: number | undefined) =>
+      Effect.async<RegExpMatchArray>((resume) => {
+        const check = () => {
+          const m = text().match(re)
+          if (m !== null) {
+            watchers.delete(check)
+            resume(Effect.succeed(m))
+          }
+        }
+        watchers.add(check)
+        check()
+        return Effect.sync(() => watchers.delete(check))
+      }).pipe(timeout(timeoutMs, `${re}`))
     const running: Running = {
       child,
       stdout: () => out,
       stderr: () => err,
-      line: (re, timeoutMs) =>
-        Effect.async<RegExpMatchArray>((resume) => {
-          const check = () => {
-            const m = out.match(re)
-            if (m !== null) {
-              watchers.delete(check)
-              resume(Effect.succeed(m))
-            }
-          }
-          watchers.add(check)
-          check()
-          return Effect.sync(() => watchers.delete(check))
-        }).pipe(timeout(timeoutMs, `stdout ${re}`)),
+      line: (re, timeoutMs) => waitFor(() => out, re, timeoutMs),
+      log: (re, timeoutMs) => waitFor(() => err, re, timeoutMs),
       exited: (timeoutMs) => Deferred.await(exit).pipe(timeout(timeoutMs, "exit"))
     }
     return running
@@ -124,6 +131,33 @@ cmds = ["echo hi"]
       assert.match(proc.stdout(), /^(bartos \S+ listening on \S+ \(sqlite: .+\)\n)+$/)
     }))
 
+  it.scopedLive("hot reload through the binary: SIGHUP reloads, an edited file is pushed to the agent", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const schedules = (cal: string) => `
+[[schedules.alpha.schedules]]
+name = "hello"
+on_calendar = "${cal}"
+cmds = ["echo hi"]
+`
+      const { file } = yield* tempConfig((dir) => `[actix]\nport = ${port}\n[sqlite]\npath = "${dir}/b.db"\n${schedules("hourly")}`)
+      const proc = yield* bartos(["-c", file, "-e"])
+      const m = yield* proc.line(/listening on (\S+) /)
+      const client = yield* TestServer.connectAgent(`${m[1]}/v1/ws/worker?name=alpha`)
+      yield* client.send(TestServer.agentHello())
+      const first = yield* client.nextTagged("ScheduleTable")
+      assert.strictEqual(first.schedules[0]!.onCalendar, "hourly")
+
+      proc.child.kill("SIGHUP")
+      yield* proc.log(/schedules unchanged/)
+
+      fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("hourly", "daily"))
+      const second = yield* client.nextTagged("ScheduleTable")
+      assert.strictEqual(second.schedules[0]!.onCalendar, "daily")
+      proc.child.kill("SIGINT")
+      assert.strictEqual((yield* proc.exited()).code, 0)
+    }))
+
   it.scopedLive("a config error: exit 1 with file, key and reason on stderr", () =>
     Effect.gen(function*() {
       const { file } = yield* tempConfig(`[actix]\nport = "not-a-port"\n`)
@@ -164,11 +198,11 @@ cmds = ["true"]
 
   it.scopedLive("--version prints the version; an unknown flag is a usage error (2)", () =>
     Effect.gen(function*() {
-      const version = yield* bartos(["--version"])
-      assert.strictEqual((yield* version.exited()).code, 0)
+      const [version, bad] = yield* Effect.all([bartos(["--version"]), bartos(["--bogus"])])
+      const [v, b] = yield* Effect.all([version.exited(), bad.exited()], { concurrency: "unbounded" })
+      assert.strictEqual(v.code, 0)
       assert.match(version.stdout(), /^\d+\.\d+\.\d+/)
-      const bad = yield* bartos(["--bogus"])
-      assert.strictEqual((yield* bad.exited()).code, 2)
+      assert.strictEqual(b.code, 2)
       assert.include(bad.stderr() + bad.stdout(), "--bogus")
     }))
 })
