@@ -67,10 +67,13 @@ const start = (name, args) => {
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: process.env })
   children.push(child)
   const prefix = (line) => `[${name}] ${line}`
-  let buffer = ""
-  const onData = (stream) => (chunk) => {
-    buffer = chunk.toString()
-    for (const line of buffer.split("\n")) if (line.length > 0) stream.write(prefix(line) + "\n")
+  const onData = (stream) => {
+    let rest = ""
+    return (chunk) => {
+      const lines = (rest + chunk.toString()).split("\n")
+      rest = lines.pop()
+      for (const line of lines) stream.write(prefix(line) + "\n")
+    }
   }
   child.stdout.on("data", onData(process.stdout))
   child.stderr.on("data", onData(process.stderr))
