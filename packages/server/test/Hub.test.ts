@@ -6,7 +6,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Messages from "@barto/domain/Messages"
 import { Registry } from "../src/Registry.js"
@@ -182,6 +184,41 @@ describe("Hub: lifecycle", () => {
       assert.deepStrictEqual(yield* cli.closed(), { code: 1001, reason: "server shutting down" })
       const again = yield* TestServer.attempt(server.url("worker", "alpha"))
       assert.strictEqual(again._tag, "Failed")
+    }))
+
+  it.scopedLive("shutdown lets an ingest transaction in flight finish before the socket closes", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      yield* client.send({
+        _tag: "RecordBatch",
+        records: [{ _tag: "RunMissed", seq: 0, runId: "r-1" as Messages.RunId, schedule: "s", scheduledAt: TestServer.micros(1), reason: "stall" }]
+      })
+      yield* Deferred.await(started)
+      const shutdown = yield* Effect.fork(server.teardown)
+      yield* Effect.yieldNow()
+      assert.isUndefined(server.memory!.records.get("alpha"), "still held open")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(shutdown)
+      assert.deepStrictEqual(server.memory!.records.get("alpha")!.map((r) => r.seq), [0])
+      assert.strictEqual((yield* client.closed()).code, 1001)
+    }))
+
+  it.scopedLive("a CLI peer that stops answering protocol pings is dropped", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ hub: (o) => ({ ...o, cliKeepaliveMs: 100 }) })
+      const mute = yield* TestServer.connectCli(server.url("cli"), { autoPong: false })
+      yield* mute.send(cliHello())
+      yield* mute.nextTagged("ServerHelloCli")
+      const healthy = yield* TestServer.connectCli(server.url("cli"))
+      yield* healthy.send(cliHello())
+      yield* healthy.nextTagged("ServerHelloCli")
+      assert.strictEqual((yield* mute.closed()).code, 1006)
+      yield* healthy.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* healthy.nextTagged("Pong")).id, 1)
     }))
 
   it.scopedLive("an invalid signing key stops the start (fail-closed)", () =>

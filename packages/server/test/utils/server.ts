@@ -48,6 +48,8 @@ import * as Store from "../../src/Store.js"
 export interface MemoryStoreControl {
   /** While true, `ingest` fails with a StoreError (as a lost database connection would). */
   failIngest: boolean
+  /** When set, `ingest` runs this first (e.g. to hold a transaction open). */
+  beforeIngest: Effect.Effect<void> | undefined
   /** Stored records per agent, in arrival order, each seq once per (agent, outboxId). */
   readonly records: Map<string, Array<Messages.AgentRecord>>
   readonly offsets: Map<string, number>
@@ -58,6 +60,7 @@ export interface MemoryStoreControl {
 export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; readonly control: MemoryStoreControl } => {
   const control: MemoryStoreControl = {
     failIngest: false,
+    beforeIngest: undefined,
     records: new Map(),
     offsets: new Map(),
     events: [],
@@ -69,7 +72,9 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
     kind: "sqlite",
     location: ":memory-test:",
     ingest: (agent, outboxId, records) =>
-      Effect.suspend(() => {
+      Effect.zipRight(
+        Effect.suspend(() => control.beforeIngest ?? Effect.void),
+        Effect.suspend(() => {
         if (control.failIngest) return Effect.fail(new Store.StoreError({ message: "injected failure" }))
         let offset = control.offsets.get(key(agent, outboxId)) ?? -1
         const stored = control.records.get(agent) ?? []
@@ -81,7 +86,8 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
         control.records.set(agent, stored)
         control.offsets.set(key(agent, outboxId), offset)
         return Effect.succeed(offset)
-      }),
+      })
+      ),
     ackedUpTo: (agent, outboxId) => Effect.sync(() => control.offsets.get(key(agent, outboxId)) ?? -1),
     sessionStarted: (s) => Effect.sync(() => void control.events.push(`started ${s.agent} ${s.sessionId}`)),
     sessionInfo: (agent, sessionId, info) =>
@@ -252,6 +258,8 @@ export interface ClientOptions {
   readonly hmacKey?: string
   /** Worker link: verify the server's signature on incoming frames. */
   readonly publicKey?: Envelope.PublicKey
+  /** Answer protocol pings (default true, as every `ws` client). */
+  readonly autoPong?: boolean
 }
 
 export interface Closed {
@@ -288,7 +296,8 @@ export const attempt = (url: string, options: ClientOptions = {}): Effect.Effect
       ...(options.headers !== undefined ? { headers: options.headers } : {}),
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
       ...(options.cert !== undefined ? { cert: options.cert } : {}),
-      ...(options.key !== undefined ? { key: options.key } : {})
+      ...(options.key !== undefined ? { key: options.key } : {}),
+      ...(options.autoPong !== undefined ? { autoPong: options.autoPong } : {})
     })
     ws.on("unexpected-response", (_req, res) => {
       let body = ""
