@@ -10,7 +10,7 @@ import type { QueryResult } from "../src/Store.js"
 import { Store } from "../src/Store.js"
 import { measureRawInsertRate } from "../src/internal/store/bench.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
-import { migrate, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
+import { migrate, migrateWith, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
 import { databases } from "./utils/databases.js"
 
 // --- record builders -------------------------------------------------------------------------
@@ -192,6 +192,18 @@ for (const db of databases) {
         assert.strictEqual(store.kind, db.name)
         assert.notInclude(store.location, "password")
       }))
+
+    it.effect("an incomplete schema is reported; a forgotten migration is applied again", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe("DROP TABLE paused_schedules")
+        const e = yield* Effect.flip(migrateWith({ verifyRetries: 0 }))
+        assert.match(e.message, /schema check failed/)
+        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id = 15`)
+        // Forgetting the migration makes the next start re-create the table (IF NOT EXISTS).
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [15])
+        yield* (yield* Store).setPaused("a", "s", true)
+      }).pipe(Effect.provide(db.layer())))
 
     it.effect("ingests every record kind", () =>
       Effect.gen(function*() {

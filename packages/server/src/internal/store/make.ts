@@ -10,6 +10,7 @@
  *   domain row classes must be instances (the codec's encoder checks `instanceof`).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { AgentRecord, ClientInfo, Micros, RunId, RunState, Trigger } from "@barto/domain/Messages"
 import { FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
@@ -64,8 +65,14 @@ const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>
   return out
 }
 
-/** Line inserts are split into near-equal chunks of at most this many rows (8 parameters each). */
-const LINE_CHUNK = 256
+/**
+ * Line inserts are split into near-equal chunks of at most this many rows (8 parameters each;
+ * SQLite allows 32,766 parameters, and on SQLite every statement saved counts) and about this many
+ * bytes of line data (MariaDB refuses a packet over `max_allowed_packet`, 16 MiB by default, and
+ * 500 lines of 64 KiB would be 32 MiB).
+ */
+const LINE_CHUNK_ROWS = { mysql: 500, sqlite: 1000 } as const
+const LINE_CHUNK_BYTES = 4 * 1024 * 1024
 /** Run ids per delete transaction in cleanup and retention. */
 const DELETE_CHUNK = 256
 const MICROS_PER_DAY = 86_400_000_000
@@ -113,6 +120,15 @@ const storeError = (what: string) => (e: SqlError): StoreError => {
   const cause = e.cause as { message?: unknown } | undefined
   const detail = typeof cause?.message === "string" ? cause.message : e.message
   return new StoreError({ message: `${what}: ${detail}`, cause: e })
+}
+
+/**
+ * Worth retrying: MariaDB deadlock (1213) or lock wait timeout (1205), e.g. gap locks of two
+ * agents' inserts meeting in `output_lines`; SQLite busy (another process holds the file).
+ */
+const isTransient = (e: SqlError): boolean => {
+  const cause = e.cause as { errno?: unknown; code?: unknown } | undefined
+  return cause?.errno === 1213 || cause?.errno === 1205 || cause?.code === "SQLITE_BUSY"
 }
 
 type OutputLine = Extract<AgentRecord, { readonly _tag: "OutputLine" }>
@@ -203,6 +219,21 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
     const run = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe<Row>(text, params)
     const exec = (text: string, params: ReadonlyArray<unknown> = []) => Effect.map(sql.unsafe(text, params).raw, affected)
 
+    /**
+     * Ingest runs its statements straight on the transaction's connection: the `sql` statement
+     * layer (compile, span, transforms) doubled the cost of a short statement, and a batch is
+     * mostly short statements around one big insert. The batch gets one span instead.
+     */
+    interface Executor {
+      readonly rows: (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, SqlError>
+      readonly exec: (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<number, SqlError>
+    }
+    const viaStatements: Executor = { rows: run, exec }
+    const onConnection = (conn: Connection): Executor => ({
+      rows: (text, params) => conn.execute(text, params, undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError>,
+      exec: (text, params) => Effect.map(conn.executeRaw(text, params), affected)
+    })
+
     // --- ingest ----------------------------------------------------------------------------------
 
     // (agent, outboxId) pairs whose offset row is known to exist. Creating the row outside the
@@ -221,21 +252,39 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       }))
     }
 
-    const insertLines = (agent: string, lines: ReadonlyArray<OutputLine>) => {
+    const lineChunkRows = mysql ? LINE_CHUNK_ROWS.mysql : LINE_CHUNK_ROWS.sqlite
+    const insertLines = (x: Executor, agent: string, lines: ReadonlyArray<OutputLine>) => {
       if (lines.length === 0) return Effect.void
-      const chunks = Math.ceil(lines.length / LINE_CHUNK)
-      const size = Math.ceil(lines.length / chunks)
-      return Effect.forEach(chunk(lines, size), (part) => {
+      // Near-equal chunks by row count (fewer distinct statement texts), then cut further where
+      // the data would make one statement too large.
+      const size = Math.ceil(lines.length / Math.ceil(lines.length / lineChunkRows))
+      const parts: Array<ReadonlyArray<OutputLine>> = []
+      for (const part of chunk(lines, size)) {
+        let start = 0
+        let bytes = 0
+        for (let i = 0; i < part.length; i++) {
+          // UTF-16 length x3 bounds the UTF-8 size without encoding.
+          const b = part[i].data.length * 3
+          if (i > start && bytes + b > LINE_CHUNK_BYTES) {
+            parts.push(part.slice(start, i))
+            start = i
+            bytes = 0
+          }
+          bytes += b
+        }
+        parts.push(part.slice(start))
+      }
+      return Effect.forEach(parts, (part) => {
         const params: Array<unknown> = []
         for (const l of part) {
           params.push(l.runId, l.lineSeq, agent, l.cmdUuid, l.stream, l.ts, l.data, l.continuation ? 1 : 0)
         }
-        return exec(lineInsert(part.length), params)
+        return x.exec(lineInsert(part.length), params)
       }, { discard: true })
     }
 
     /** Records of runs this batch does not start and the store has never seen get a placeholder run. */
-    const ensureRuns = (agent: string, records: ReadonlyArray<AgentRecord>) =>
+    const ensureRuns = (x: Executor, agent: string, records: ReadonlyArray<AgentRecord>) =>
       Effect.gen(function*() {
         const started = new Set<string>()
         const firstTime = new Map<string, number>()
@@ -248,7 +297,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         const existing = new Set<string>()
         for (const part of chunk(ids, DELETE_CHUNK)) {
           const list = inList(part)
-          const rows = yield* run(`SELECT run_id FROM runs WHERE run_id IN ${list.text}`, list.params)
+          const rows = yield* x.rows(`SELECT run_id FROM runs WHERE run_id IN ${list.text}`, list.params)
           for (const row of rows) existing.add(String(row.run_id))
         }
         for (const id of ids) {
@@ -257,20 +306,20 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
           yield* Effect.logWarning("store: records for an unknown run; created a placeholder run").pipe(
             Effect.annotateLogs({ agent, runId: id })
           )
-          yield* exec(insertPlaceholderRun, [id, agent, at, at])
+          yield* x.exec(insertPlaceholderRun, [id, agent, at, at])
         }
       })
 
-    const applyRecord = (agent: string, r: AgentRecord) => {
+    const applyRecord = (x: Executor, agent: string, r: AgentRecord) => {
       switch (r._tag) {
         case "RunStarted":
-          return exec(upsertRunStarted, [r.runId, agent, r.schedule, r.trigger, r.scheduledAt, r.startedAt])
+          return x.exec(upsertRunStarted, [r.runId, agent, r.schedule, r.trigger, r.scheduledAt, r.startedAt])
         case "CommandStarted":
-          return exec(upsertCommandStarted, [r.cmdUuid, r.runId, r.cmdIndex, r.command, r.startedAt])
+          return x.exec(upsertCommandStarted, [r.cmdUuid, r.runId, r.cmdIndex, r.command, r.startedAt])
         case "CommandExited":
           return Effect.zipRight(
-            exec(upsertCommandExited, [r.cmdUuid, r.runId, r.finishedAt, r.exitCode, clipSignal(r.signal)]),
-            exec(`UPDATE runs SET exit_code = ?, exit_signal = ? WHERE run_id = ?`, [
+            x.exec(upsertCommandExited, [r.cmdUuid, r.runId, r.finishedAt, r.exitCode, clipSignal(r.signal)]),
+            x.exec(`UPDATE runs SET exit_code = ?, exit_signal = ? WHERE run_id = ?`, [
               r.exitCode,
               clipSignal(r.signal),
               r.runId
@@ -278,12 +327,12 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
           )
         case "RunFinished":
           // A final state is final: only a running or lost run takes one (lost = reconciled).
-          return exec(
+          return x.exec(
             `UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ? AND state IN ('running', 'lost')`,
             [r.state, r.finishedAt, r.runId]
           )
         case "RunMissed":
-          return exec(insertRunMissed, [r.runId, agent, r.schedule, r.scheduledAt, clip(r.reason)])
+          return x.exec(insertRunMissed, [r.runId, agent, r.schedule, r.scheduledAt, clip(r.reason)])
         case "OutputLine":
           return Effect.succeed(0)
       }
@@ -293,7 +342,10 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       Effect.gen(function*() {
         yield* ensureOffsetRow(agent, outboxId)
         return yield* sql.withTransaction(Effect.gen(function*() {
-          const rows = yield* run(
+          // Always present inside withTransaction; the types cannot say so.
+          const conn = yield* Effect.serviceOption(SqlClient.TransactionConnection)
+          const x = Option.isSome(conn) ? onConnection(conn.value[0]) : viaStatements
+          const rows = yield* x.rows(
             `SELECT last_seq FROM agent_offsets WHERE agent = ? AND outbox_id = ?${forUpdate}`,
             [agent, outboxId]
           )
@@ -308,23 +360,28 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
           }
           if (fresh.length === 0) return offset
           fresh.sort((a, b) => a.seq - b.seq)
-          yield* ensureRuns(agent, fresh)
+          yield* ensureRuns(x, agent, fresh)
           const lines: Array<OutputLine> = []
           for (const r of fresh) {
             // Lines touch no other record's rows, so they go in bulk after the rest.
             if (r._tag === "OutputLine") lines.push(r)
-            else yield* applyRecord(agent, r)
+            else yield* applyRecord(x, agent, r)
           }
-          yield* insertLines(agent, lines)
+          yield* insertLines(x, agent, lines)
           const upTo = fresh[fresh.length - 1].seq
-          yield* exec(`UPDATE agent_offsets SET last_seq = ? WHERE agent = ? AND outbox_id = ?`, [
+          yield* x.exec(`UPDATE agent_offsets SET last_seq = ? WHERE agent = ? AND outbox_id = ?`, [
             upTo,
             agent,
             outboxId
           ])
           return upTo
         }))
-      }).pipe(Effect.mapError(storeError(`ingest (agent ${agent})`)))
+      }).pipe(
+        // The transaction rolled back, so running the batch again is safe.
+        Effect.retry({ times: 3, while: isTransient }),
+        Effect.mapError(storeError(`ingest (agent ${agent})`)),
+        Effect.withSpan("Store.ingest", { attributes: { agent, outboxId, records: records.length } })
+      )
 
     const ackedUpTo = (agent: string, outboxId: string) =>
       run(`SELECT last_seq FROM agent_offsets WHERE agent = ? AND outbox_id = ?`, [agent, outboxId]).pipe(

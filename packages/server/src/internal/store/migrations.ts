@@ -147,7 +147,12 @@ const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 
  * Returns the migrations applied by this call.
  */
 export const migrate: Effect.Effect<ReadonlyArray<readonly [number, string]>, StoreError, SqlClient.SqlClient> = Effect
-  .gen(function*() {
+  .suspend(() => migrateWith({ verifyRetries: 10 }))
+
+export const migrateWith = (
+  options: { readonly verifyRetries: number }
+): Effect.Effect<ReadonlyArray<readonly [number, string]>, StoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const applied = yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: MIGRATIONS_TABLE }).pipe(
       Effect.catchAllDefect((defect) =>
@@ -165,7 +170,7 @@ export const migrate: Effect.Effect<ReadonlyArray<readonly [number, string]>, St
     // Another bartos migrating the same database concurrently makes ours a silent no-op: give it
     // a few seconds to finish before calling the schema broken.
     yield* verify(sql).pipe(
-      Effect.retry({ schedule: Schedule.spaced("500 millis"), times: applied.length > 0 ? 0 : 10 })
+      Effect.retry({ schedule: Schedule.spaced("500 millis"), times: applied.length > 0 ? 0 : options.verifyRetries })
     )
     return applied
   })
