@@ -14,7 +14,12 @@ import {
   ServerMessage
 } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Option, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import { Effect, Either, Fiber, Logger, LogLevel, Option, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import type * as Scope from "effect/Scope"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as FakeBartos from "./utils/FakeBartos.js"
 
 const MIB = 1024 * 1024
@@ -97,9 +102,28 @@ const startAgent = (server: { readonly port: number }, overrides: Partial<Connec
       Effect.provideService(CurrentTable, tableRef),
       Effect.provideService(Codec.Codec, Codec.makeJson())
     )
-    const fiber = yield* Effect.forkScoped(conn.run)
+    // Quiet: the disconnections these tests provoke are logged as warnings on purpose.
+    const fiber = yield* Effect.forkScoped(conn.run.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
     return { outbox, tableRef, runner, conn, fiber }
   })
+
+/** A throwaway CA with a server certificate for 127.0.0.1 and a client certificate for the agent. */
+const makePki = (): Effect.Effect<{ readonly dir: string; readonly read: (f: string) => string }, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bartoc-pki-"))
+      const run = (...args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
+      const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+      run("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bartoc test CA")
+      for (const [name, subject, san] of [["server", "/CN=localhost", "IP:127.0.0.1"], ["agent", "/CN=agent one", "DNS:agent"]]) {
+        fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`)
+        run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject!)
+        run("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`)
+      }
+      return { dir, read: (f: string) => fs.readFileSync(path.join(dir, f), "utf8") }
+    }),
+    ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
 
 describe("Connection", () => {
   it.scopedLive("opens with AgentHello then AgentInfo, a Bearer header and the URL-encoded name", () =>
@@ -347,6 +371,35 @@ describe("Connection", () => {
       yield* c1.send({ _tag: "Ack", upTo: 29 })
       yield* c1.waitUntil(() => seqs(c1.received).length >= 60, "the next 30")
       assert.deepStrictEqual(seqs(c1.received), Array.from({ length: 60 }, (_, i) => i))
+    }))
+
+  it.scopedLive("wss with a pinned CA and a client certificate (mTLS); the default roots refuse a private CA", () =>
+    Effect.gen(function*() {
+      const pki = yield* makePki()
+      const server = yield* FakeBartos.make({
+        tls: { cert: pki.read("server.pem"), key: pki.read("server.key"), ca: pki.read("ca.pem") }
+      })
+      const tls = {
+        prefix: "wss" as const,
+        clientCert: path.join(pki.dir, "agent.pem"),
+        clientKey: path.join(pki.dir, "agent.key")
+      }
+      const agent = yield* startAgent(server, { ...tls, caCert: path.join(pki.dir, "ca.pem") })
+      const c1 = yield* server.connection(1)
+      yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake over TLS")
+      const peer = (c1.request.socket as import("node:tls").TLSSocket).getPeerCertificate()
+      assert.strictEqual(peer.subject.CN, "agent one")
+
+      // Without the pinned CA the agent trusts only the default roots, which do not know ours.
+      const unpinned = yield* startAgent(server, { ...tls, retryCount: 1 })
+      const refused = yield* Fiber.join(unpinned.fiber).pipe(Effect.flip, FakeBartos.within(10_000, "the refusal"))
+      assert.match(refused.message, /certificate/i)
+      // A ca_cert that cannot be read fails the attempt (even before connecting).
+      const missing = yield* startAgent(server, { ...tls, caCert: path.join(pki.dir, "nope.pem"), retryCount: 1 })
+      const unreadable = yield* Fiber.join(missing.fiber).pipe(Effect.flip, FakeBartos.within(10_000, "the failure"))
+      assert.include(unreadable.message, "cannot read ca_cert")
+      assert.strictEqual(server.connections.length, 1)
     }))
 
   it("builds the worker URL with the prefix, a bracketed IPv6 host and the encoded name", () => {

@@ -14,6 +14,9 @@ import { fileURLToPath } from "node:url"
 import * as Argv from "../src/internal/argv.js"
 import * as FakeBartos from "./utils/FakeBartos.js"
 
+/** tsx start-up alone takes seconds on a loaded 2-core machine. */
+const PROCESS_TEST_TIMEOUT = 60_000
+
 const BIN = fileURLToPath(new URL("../bin/bartoc.mjs", import.meta.url))
 
 interface Proc {
@@ -68,12 +71,12 @@ const bartoc = (home: string, args: ReadonlyArray<string>): Effect.Effect<Proc, 
         exit: undefined,
         waitOutput: (pred, what) =>
           until(() => pred(proc)).pipe(
-            FakeBartos.within(20_000, `${what} (stdout: ${JSON.stringify(proc.stdout)}, stderr: ${JSON.stringify(proc.stderr)})`)
+            FakeBartos.within(45_000, `${what} (stdout: ${JSON.stringify(proc.stdout)}, stderr: ${JSON.stringify(proc.stderr)})`)
           ),
         waitExit: Effect.suspend(() =>
           until(() => proc.exit !== undefined).pipe(
             Effect.map(() => proc.exit!),
-            FakeBartos.within(20_000, `bartoc to exit (stderr: ${JSON.stringify(proc.stderr)})`)
+            FakeBartos.within(45_000, `bartoc to exit (stderr: ${JSON.stringify(proc.stderr)})`)
           )
         )
       }
@@ -126,7 +129,7 @@ describe("bartoc program", () => {
       const closed = yield* c1.waitClosed
       assert.strictEqual(closed.code, 1000)
       assert.include(closed.reason, "shutting down")
-    }))
+    }), PROCESS_TEST_TIMEOUT)
 
   it.scopedLive("a bad configuration exits 1 naming the file and the key", () =>
     Effect.gen(function*() {
@@ -137,7 +140,7 @@ describe("bartoc program", () => {
       assert.strictEqual(exit.code, 1)
       assert.match(proc.stderr, new RegExp(`^bartoc: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: bartos\\.port: `, "m"))
       assert.notInclude(proc.stdout, "starting")
-    }))
+    }), PROCESS_TEST_TIMEOUT)
 
   it.scopedLive("an unreachable bartos with retry_count = 2 exits 1 after two attempts", () =>
     Effect.gen(function*() {
@@ -150,7 +153,7 @@ describe("bartoc program", () => {
       const exit = yield* proc.waitExit
       assert.strictEqual(exit.code, 1)
       assert.include(proc.stderr, "giving up after 2 attempt(s)")
-    }))
+    }), PROCESS_TEST_TIMEOUT)
 
   it("counts repeated and clustered -v/-q and keeps option values intact", () => {
     const n = Argv.normalize(["node", "bartoc", "-vv", "-c", "-v.toml", "-q", "--verbose", "-V", "-e"])

@@ -19,6 +19,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import type { IncomingMessage } from "node:http"
+import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
 import { type WebSocket, WebSocketServer } from "ws"
 
@@ -37,6 +38,8 @@ export interface Options {
   readonly ackedUpTo?: (connection: number) => number
   /** Answer Ping with Pong (default true). */
   readonly autoPong?: boolean
+  /** Listen with TLS (wss); with `ca`, clients must present a certificate chaining to it (mTLS). */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string }
 }
 
 export interface FakeConn {
@@ -105,11 +108,26 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
     const connections: Array<FakeConn> = []
     const rejected: Array<{ status: number; authorization: string | undefined }> = []
 
+    const tls = options.tls
+    const https = tls === undefined ? undefined : Https.createServer({
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true })
+    })
+    /** Stops the ws server and, with TLS, the https server under it. */
+    const shutdown = (server: WebSocketServer) =>
+      Effect.async<void>((resume) => {
+        for (const client of server.clients) client.terminate()
+        server.close(() => {
+          if (https === undefined || !https.listening) return resume(Effect.void)
+          https.closeAllConnections()
+          https.close(() => resume(Effect.void))
+        })
+      })
     const wss = yield* Effect.acquireRelease(
       Effect.async<WebSocketServer>((resume) => {
         const server = new WebSocketServer({
-          host: "127.0.0.1",
-          port: 0,
+          ...(https === undefined ? { host: "127.0.0.1", port: 0 } : { server: https }),
           verifyClient: (info, cb) => {
             const authorization = info.req.headers.authorization
             if (options.apiKey !== undefined && authorization !== `Bearer ${options.apiKey}`) {
@@ -120,13 +138,10 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
             cb(true)
           }
         })
-        server.on("listening", () => resume(Effect.succeed(server)))
+        if (https === undefined) server.on("listening", () => resume(Effect.succeed(server)))
+        else https.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
       }),
-      (server) =>
-        Effect.async<void>((resume) => {
-          for (const client of server.clients) client.terminate()
-          server.close(() => resume(Effect.void))
-        })
+      shutdown
     )
 
     wss.on("connection", (ws: WebSocket, request: IncomingMessage) => {
@@ -153,14 +168,14 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
         sendRaw,
         waitFor: (pred, what) =>
           until(listeners, () => conn.received.find(pred)).pipe(
-            within(10_000, what ?? `a message on connection ${number}`)
+            within(25_000, what ?? `a message on connection ${number}`)
           ) as any,
         waitUntil: (check, what) =>
           until(listeners, () => (check() ? true : undefined)).pipe(
             Effect.asVoid,
-            within(10_000, what ?? `a condition on connection ${number}`)
+            within(25_000, what ?? `a condition on connection ${number}`)
           ),
-        waitClosed: until(listeners, () => conn.closed).pipe(within(10_000, `connection ${number} to close`)),
+        waitClosed: until(listeners, () => conn.closed).pipe(within(25_000, `connection ${number} to close`)),
         close: (code = 1000, reason = "") => Effect.sync(() => ws.close(code, reason)),
         terminate: Effect.sync(() => ws.terminate())
       }
@@ -210,14 +225,11 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
     })
 
     return {
-      port: (wss.address() as AddressInfo).port,
+      port: ((https ?? wss).address() as AddressInfo).port,
       connections,
       rejected,
       connection: (n) =>
-        until(listeners, () => connections[n - 1]).pipe(within(10_000, `connection number ${n}`)),
-      stop: Effect.async<void>((resume) => {
-        for (const client of wss.clients) client.terminate()
-        wss.close(() => resume(Effect.void))
-      })
+        until(listeners, () => connections[n - 1]).pipe(within(25_000, `connection number ${n}`)),
+      stop: shutdown(wss)
     } satisfies FakeBartos
   })
