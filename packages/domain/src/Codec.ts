@@ -12,6 +12,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as SchemaAST from "effect/SchemaAST"
 
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 
@@ -39,17 +40,18 @@ const utf8Encoder = new TextEncoder()
  * a malformed message is reported against its own member (a short error, not the whole union).
  */
 const membersByTag = (schema: Schema.Schema<any, any>): ReadonlyMap<string, Schema.Schema<any, any>> | undefined => {
-  const ast = schema.ast
-  const members = ast._tag === "Union" ? ast.types : [ast]
   const byTag = new Map<string, Schema.Schema<any, any>>()
-  for (const member of members) {
+  // Unions of unions (AgentToServer = AgentMessage | ProtocolError) are flattened.
+  const visit = (member: SchemaAST.AST): boolean => {
+    if (member._tag === "Union") return member.types.every(visit)
     const m = member._tag === "Transformation" ? member.to : member
-    if (m._tag !== "TypeLiteral") return undefined
+    if (m._tag !== "TypeLiteral") return false
     const tag = m.propertySignatures.find((p) => p.name === "_tag")
-    if (tag === undefined || tag.type._tag !== "Literal" || typeof tag.type.literal !== "string") return undefined
+    if (tag === undefined || tag.type._tag !== "Literal" || typeof tag.type.literal !== "string") return false
     byTag.set(tag.type.literal, Schema.make(member))
+    return true
   }
-  return byTag
+  return visit(schema.ast) ? byTag : undefined
 }
 
 const tagCache = new WeakMap<object, ReadonlyMap<string, Schema.Schema<any, any>> | undefined>()

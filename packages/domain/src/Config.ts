@@ -39,6 +39,7 @@ import {
   NonEmptyText,
   NonNegativeInt,
   opt,
+  ListenPort,
   Port,
   PositiveInt,
   PositiveNumber,
@@ -154,7 +155,7 @@ export type Tracing = typeof Tracing.Type
 
 export const Tls = table({
   ip: withDefault(IpAddress, () => "127.0.0.1"),
-  port: withDefault(Port, () => 20443),
+  port: withDefault(ListenPort, () => 20443),
   cert_file_path: NonEmptyText,
   key_file_path: NonEmptyText,
   /** Enables mTLS: clients must present a certificate chaining to these CA(s). */
@@ -165,7 +166,7 @@ export type Tls = typeof Tls.Type
 export const Actix = {
   workers: opt(PositiveInt),
   ip: withDefault(NonEmptyText, () => "127.0.0.1"),
-  port: withDefault(Port, () => 20000),
+  port: withDefault(ListenPort, () => 20000),
   tls: opt(Tls)
 }
 

@@ -382,10 +382,10 @@ describe("the environment comes through Effect's ConfigProvider", () => {
       )
       const e2 = yield* failure(
         Config.loadBartos({ configPath: file }).pipe(
-          Effect.withConfigProvider(providerOf({ bartos_actix__port: "0" }))
+          Effect.withConfigProvider(providerOf({ bartos_actix__port: "65536" }))
         )
       )
-      assert.strictEqual(e2.message, `environment bartos_actix__port: actix.port: expected a port number 1..65535, got "0"`)
+      assert.strictEqual(e2.message, `environment bartos_actix__port: actix.port: expected a port number 0..65535 (0 = any free port), got "65536"`)
     }))
 })
 
@@ -564,7 +564,7 @@ describe("errors name the source, the key and the reason", () => {
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(e.file, file)
       assert.strictEqual(e.path, "actix.port")
-      assert.strictEqual(e.message, `${file}: actix.port: expected a port number 1..65535, got 70000`)
+      assert.strictEqual(e.message, `${file}: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`)
     }))
 
   it.effect("bad enum (missed_tick is case-sensitive; prefix ws|wss)", () =>
@@ -681,7 +681,7 @@ describe("errors name the source, the key and the reason", () => {
         Config.loadBartos({ configPath: file, env: isolatedEnv({ BARTOS_ACTIX__PORT: "abc" }) })
       )
       assert.strictEqual(e.file, "environment BARTOS_ACTIX__PORT")
-      assert.strictEqual(e.message, `environment BARTOS_ACTIX__PORT: actix.port: expected a port number 1..65535, got "abc"`)
+      assert.strictEqual(e.message, `environment BARTOS_ACTIX__PORT: actix.port: expected a port number 0..65535 (0 = any free port), got "abc"`)
     }))
 
   it.effect("secret values never appear in errors", () =>
@@ -738,5 +738,16 @@ describe("example configs", () => {
       const c = yield* Config.loadCli({ configPath: example("cli/examples/barto-cli.toml"), env: isolatedEnv() })
       assert.strictEqual(c.name, "barto-cli")
       assert.strictEqual(c.timeout_secs, 5)
+    }))
+})
+
+describe("listen ports", () => {
+  it.effect("port = 0 is accepted for listeners (any free port) but not for the server a client dials", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const server = yield* Config.loadBartos({ configPath: writeFile(dir, "bartos.toml", `[actix]\nport = 0\n`) })
+      assert.strictEqual(server.actix.port, 0)
+      const e = yield* failure(Config.loadBartoc({ configPath: writeFile(dir, "bartoc.toml", `[bartos]\nport = 0\n`) }))
+      assert.strictEqual(e.path, "bartos.port")
     }))
 })

@@ -184,3 +184,19 @@ describe("bad frames are typed FrameErrors, never exceptions", () => {
     assert.deepStrictEqual(codec.decode(Messages.ServerMessage, frame), Either.right({ _tag: "Ack" as const, upTo: 3 }))
   })
 })
+
+describe("Codec on unions of unions", () => {
+  it("tells an unknown tag apart from a malformed member on AgentToServer and CliToServer", () => {
+    const codec = Codec.makeJson()
+    const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
+    for (const schema of [Messages.AgentToServer, Messages.CliToServer]) {
+      const unknown = codec.decode(schema as Schema.Schema<any, any>, bytes({ _tag: "Nope" }))
+      assert.isTrue(Either.isLeft(unknown) && unknown.left.code === "unknown_tag")
+      const malformed = codec.decode(schema as Schema.Schema<any, any>, bytes({ _tag: "Ping", id: "x", sentAt: 1 }))
+      assert.isTrue(Either.isLeft(malformed) && malformed.left.code === "undecodable")
+      assert.isTrue(Either.isLeft(malformed) && malformed.left.message.includes("Ping"))
+    }
+    const ok = codec.decode(Messages.AgentToServer, bytes({ _tag: "ProtocolError", code: "unexpected", message: "m" }))
+    assert.isTrue(Either.isRight(ok))
+  })
+})

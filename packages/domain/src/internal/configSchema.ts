@@ -79,6 +79,8 @@ export const Int = (min: number, max: number, expected: string) =>
   })
 
 export const Port = Int(1, 65535, "a port number 1..65535")
+/** A port to listen on: 0 asks the OS for a free one (tests, side-by-side instances). */
+export const ListenPort = Int(0, 65535, "a port number 0..65535 (0 = any free port)")
 export const U8 = Int(0, 255, "an integer 0..255")
 export const NonNegativeInt = Int(0, Number.MAX_SAFE_INTEGER, "an integer >= 0")
 export const PositiveInt = Int(1, Number.MAX_SAFE_INTEGER, "an integer > 0")
