@@ -31,7 +31,10 @@ import type { Store } from "./Store.js"
 
 export interface Options {
   readonly serverVersion: string
-  /** Absent: every CLI is admin (as the reference, which has no roles). */
+  /**
+   * Absent: only CLIs connecting from the loopback interface are admin (a single-host set-up
+   * needs no key; a remote operator cannot clean up or run jobs without one).
+   */
   readonly adminKey: Redacted.Redacted<string> | undefined
   readonly maxFrameBytes: number
   readonly helloTimeoutMs: number
@@ -52,6 +55,9 @@ export const secretEquals = (given: string, expected: string): boolean => {
   }
   return timingSafeEqual(a, b)
 }
+
+export const isLoopback = (ip: string): boolean =>
+  ip === "::1" || ip.startsWith("127.") || ip.startsWith("::ffff:127.")
 
 export const run = (
   ws: WebSocket,
@@ -160,8 +166,9 @@ const session = (
       conn.close(4002, reason)
       return
     }
-    const admin = options.adminKey === undefined ||
-      (hello.value.adminKey !== undefined && secretEquals(hello.value.adminKey, Redacted.value(options.adminKey)))
+    const admin = options.adminKey === undefined
+      ? isLoopback(peer.ip)
+      : hello.value.adminKey !== undefined && secretEquals(hello.value.adminKey, Redacted.value(options.adminKey))
     yield* send({ _tag: "ServerHelloCli", protocol: Messages.PROTOCOL_VERSION, serverVersion: options.serverVersion, admin })
 
     // --- requests ------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       clientCa: t.client_ca_cert === undefined ? undefined : yield* readPem("client_ca_cert", t.client_ca_cert)
     }
     const plainOn = tls === undefined || config.allow_plaintext
+    if (config.admin_key === undefined) {
+      yield* Effect.logWarning(
+        "no admin_key configured: cleanup, run, cancel, pause and resume are allowed only from loopback CLIs"
+      )
+    }
     return {
       serverVersion: version,
       plain: plainOn ? { host: config.actix.ip, port: config.actix.port } : undefined,
