@@ -2,7 +2,13 @@
  * The `Store` service: bartos' persistence (D5, D8) over `@effect/sql`, on MariaDB or SQLite.
  *
  * Every method is dialect-neutral; the layers choose the client, run the migrations and hand back
- * the same `StoreShape`.
+ * the same `StoreShape`. Instants are microseconds UTC (`Micros`), stored as BIGINT.
+ *
+ * Ingest semantics (one transaction per batch, in seq order): `RunStarted` inserts a `running` run
+ * (or completes a placeholder, and a `lost`/`missed` row runs again); `RunFinished` moves only a
+ * `running` or `lost` run to its final state (a final state is final); `RunMissed` inserts a
+ * `missed` run; records of a run never seen create a placeholder run (schedule "unknown").
+ * Output lines are also unique on (run_id, line_seq), a second guard behind the offsets.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
@@ -68,23 +74,33 @@ export interface StoreShape {
   readonly failed: () => Effect.Effect<ReadonlyArray<FailedRow>, StoreError>
   /** Data of lines whose command exited 0, in time order (for `updates`). */
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
-  /** Newest first. */
+  /** Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have nothing else). */
   readonly runs: (filter: RunsFilter) => Effect.Effect<ReadonlyArray<RunRow>, StoreError>
   readonly getRun: (runId: string) => Effect.Effect<Option.Option<RunRow>, StoreError>
+  /** The run that started last (a missed occurrence never started, so it is never the latest). */
   readonly latestRun: (agent: string, schedule: string) => Effect.Effect<Option.Option<RunRow>, StoreError>
   readonly runLines: (
     runId: string,
     afterLineSeq: number,
     limit: number
   ) => Effect.Effect<ReadonlyArray<LineRow>, StoreError>
+  /**
+   * D7: one SELECT/WITH/SHOW/EXPLAIN statement, checked lexically, then run where it cannot write
+   * (MariaDB: own pool, `START TRANSACTION READ ONLY`, `max_statement_time`; SQLite: a read-only
+   * connection in a child process that is killed at the time limit). `QueryRefused` when it is not
+   * read-only, the database rejects it, or it runs over `timeoutMs`; `StoreError` only when the
+   * database cannot be reached.
+   */
   readonly query: (
     sql: string,
     options: { readonly rowCap: number; readonly timeoutMs: number }
   ) => Effect.Effect<QueryResult, StoreError | QueryRefused>
+  /** Runs finished before `before` (missed/lost ones: scheduled before) with their commands and lines; never a running run. */
   readonly cleanup: (
     before: Micros,
     dryRun: boolean
   ) => Effect.Effect<{ readonly runs: number; readonly commands: number; readonly lines: number }, StoreError>
+  /** Deletes runs older than `maxAgeDays` (as `cleanup`), then all but the newest `maxRunsPerSchedule` per (agent, schedule). */
   readonly retention: (
     options: { readonly maxAgeDays?: number; readonly maxRunsPerSchedule?: number; readonly now: Micros }
   ) => Effect.Effect<{ readonly runs: number; readonly lines: number }, StoreError>

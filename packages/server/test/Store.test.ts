@@ -6,8 +6,14 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Option from "effect/Option"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import type { QueryResult } from "../src/Store.js"
-import { Store } from "../src/Store.js"
+import { layerFromConfig, layerMariadb, layerSqlite, Store } from "../src/Store.js"
+import { parseMariadbOptions } from "../src/internal/store/resources.js"
 import { measureRawInsertRate } from "../src/internal/store/bench.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
 import { migrate, migrateWith, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
@@ -175,6 +181,50 @@ describe("query guard", () => {
     assert.isTrue(Either.isLeft(checkReadOnly(`${first}; ${second}`, "mysql")))
     assert.isTrue(Either.isLeft(checkReadOnly(`${first}; ${second}`, "sqlite")))
   })
+})
+
+// --- layers ---------------------------------------------------------------------------------------
+
+describe("Store layers", () => {
+  it.live("layerSqlite creates the parent directories and reports the file as its location", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "barto-store-test-"))
+      const file = Path.join(dir, "a", "b", "bartos.db")
+      yield* Effect.gen(function*() {
+        const store = yield* Store
+        assert.strictEqual(store.kind, "sqlite")
+        assert.strictEqual(store.location, file)
+        yield* store.setPaused("x", "y", true)
+      }).pipe(Effect.provide(layerFromConfig({ sqlite: { path: file } })))
+      assert.isTrue(Fs.existsSync(file))
+      // The same file again: migrations are already there, the data survived.
+      const paused = yield* Effect.flatMap(Store, (s) => s.paused()).pipe(Effect.provide(layerSqlite({ filename: file })))
+      assert.deepStrictEqual(paused, [{ agent: "x", schedule: "y" }])
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }))
+
+  it.live("an unreachable MariaDB is a StoreError naming the place, never the password", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(Effect.scoped(Layer.build(layerMariadb({
+        host: "127.0.0.1",
+        port: 1,
+        username: "u",
+        password: Redacted.make("s3cret-pw"),
+        database: "d"
+      }))))
+      assert.strictEqual(e._tag, "StoreError")
+      assert.match(e.message, /cannot open MariaDB at 127\.0\.0\.1:1\/d/)
+      assert.notInclude(e.message, "s3cret-pw")
+    }))
+
+  it.effect("[mariadb] options: ssl and connect_timeout are understood, anything else is an error", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* parseMariadbOptions("ssl=true&connect_timeout=3"), { ssl: true, connectTimeoutMs: 3000 })
+      assert.deepStrictEqual(yield* parseMariadbOptions(undefined), {})
+      assert.deepStrictEqual(yield* parseMariadbOptions("?ssl-mode=DISABLED"), { ssl: false })
+      const e = yield* Effect.flip(parseMariadbOptions("charset=latin1"))
+      assert.match(e.message, /unsupported key "charset"/)
+    }))
 })
 
 // --- both databases ---------------------------------------------------------------------------
