@@ -44,10 +44,20 @@ export class CurrentTable extends Context.Tag("@barto/agent/CurrentTable")<
   SubscriptionRef.SubscriptionRef<Option.Option<Table>>
 >() {}
 
-/** Starts from the table cached in the Outbox, so the agent runs its jobs while bartos is down. */
-export const layerCurrentTable: Layer.Layer<CurrentTable, OutboxError, Outbox> = Layer.effect(
+/**
+ * Starts from the table cached in the Outbox, so the agent runs its jobs while bartos is down. An
+ * unreadable cache is logged and treated as no cache: bartos sends the table again on connect.
+ */
+export const layerCurrentTable: Layer.Layer<CurrentTable, never, Outbox> = Layer.effect(
   CurrentTable,
-  Effect.flatMap(Outbox, (outbox) => outbox.loadTable).pipe(Effect.flatMap(SubscriptionRef.make))
+  Effect.flatMap(Outbox, (outbox) => outbox.loadTable).pipe(
+    Effect.catchAll((e: OutboxError) =>
+      Effect.logError(`cannot read the cached schedule table, starting without one: ${e.message}`).pipe(
+        Effect.as(Option.none<Table>())
+      )
+    ),
+    Effect.flatMap(SubscriptionRef.make)
+  )
 )
 
 export interface Options {

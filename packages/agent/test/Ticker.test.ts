@@ -12,7 +12,7 @@ import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import * as Ticker from "@barto/agent/Ticker"
 import { type MissedTick, ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Option, SubscriptionRef, TestClock } from "effect"
+import { Clock, Effect, Fiber, Layer, Option, SubscriptionRef, TestClock } from "effect"
 
 const MIB = 1024 * 1024
 const at = (hms: string) => Date.parse(`2025-01-01T${hms}Z`)
@@ -355,7 +355,19 @@ describe("Ticker", () => {
       assert.deepStrictEqual(h.started(), ["a@10:00:10 schedule", "b@10:04:00 schedule"])
     }))
 
-  it.scoped("runs from the cached table with no table at all until one arrives", () =>
+  it.scoped("the current table starts from the durable cache", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: MIB })
+      const cached = table("cached", spec("a", "*-*-* 03:00:00"))
+      yield* outbox.saveTable(cached)
+      const ref = yield* Effect.provide(Ticker.CurrentTable, Ticker.layerCurrentTable.pipe(
+        Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+      ))
+      const current = yield* SubscriptionRef.get(ref)
+      assert.strictEqual(Option.getOrThrow(current).version, "cached")
+    }))
+
+  it.scoped("waits with no table at all until one arrives", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(at("10:00:00"))
       const h = yield* harness({ table: undefined })
