@@ -64,6 +64,9 @@ const serve = (flags: {
     const configPath = Option.getOrUndefined(flags.config)
     const loadOptions: Config.LoadOptions = {
       ...(configPath !== undefined ? { configPath } : {}),
+      // The process environment, as a map, so BARTOS_* names match case-insensitively (Effect's
+      // fromEnv provider only finds exact upper-case names).
+      env: process.env,
       flags: {
         verbose: flags.verbose > 0 ? flags.verbose : undefined,
         quiet: flags.quiet > 0 ? flags.quiet : undefined,
