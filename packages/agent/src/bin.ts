@@ -60,6 +60,8 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
       Effect.gen(function*() {
         const config = yield* Config.loadBartoc({
           configPath: Option.getOrUndefined(flags.configPath),
+          // as a map, so BARTOC_* names match case-insensitively (fromEnv needs exact upper case)
+          env: process.env,
           flags: {
             verbose: counts.verbose > 0 ? counts.verbose : undefined,
             quiet: counts.quiet > 0 ? counts.quiet : undefined,

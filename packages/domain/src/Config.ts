@@ -270,7 +270,10 @@ export const BartocConfig = Schema.Struct({
   name: withDefault(NonEmptyText, () => os.hostname()),
   /** Absent = retry forever; 0 = exit at once; exhausted = exit 1. */
   retry_count: opt(NonNegativeInt),
-  /** Seconds without an answer from bartos before the connection is dropped. */
+  /**
+   * Seconds a heartbeat tick may be late before bartoc decides its own runtime stalled and
+   * reconnects (reference meaning). A silent server is dropped after 15 s regardless.
+   */
   client_timeout: withDefault(PositiveNumber, () => 10),
   missed_tick: withDefault(Enum(...Messages.MissedTick.literals), () => "Burst" as const),
   catch_up_limit: withDefault(NonNegativeInt, () => 10),
