@@ -5,7 +5,8 @@
  * appended here first with a per-agent sequence number, and only deleted once bartos acks it.
  * The same file keeps the agent's state: the cached schedule table (so an agent restarted while
  * bartos is down still runs its jobs, D3), the last occurrence run per schedule (so a clock
- * stepped backwards never re-runs one), and the outbox id.
+ * stepped backwards never re-runs one), the outbox id, and the runs started but not yet finished
+ * (so a bartoc killed mid-run learns, when it starts again, which runs it can no longer finish).
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -40,6 +41,11 @@ export interface OutboxStats {
 export interface OutboxShape {
   /** Random, minted when the file is created, persisted. */
   readonly outboxId: string
+  /**
+   * Runs that had a `RunStarted` but no `RunFinished` when this file was opened: a previous
+   * process died while running them (kill -9, crash, power loss), and nobody will ever finish them.
+   */
+  readonly orphanedRuns: ReadonlyArray<{ readonly runId: string; readonly schedule: string }>
   /** Assigns consecutive seqs and durably appends (one transaction) before returning the stamped records. */
   readonly append: (drafts: ReadonlyArray<RecordDraft>) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
   /** Unacked records with seq > afterSeq, ascending, at most `limit`. */
@@ -84,6 +90,10 @@ CREATE TABLE IF NOT EXISTS last_runs (
   schedule      TEXT PRIMARY KEY,
   occurrence_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS open_runs (
+  run_id   TEXT PRIMARY KEY,
+  schedule TEXT NOT NULL
+);
 `
 
 const encodeRecord = Schema.encodeSync(AgentRecord)
@@ -104,6 +114,7 @@ interface Opened {
   readonly outboxId: string
   readonly lastSeq: number
   readonly pendingBytes: number
+  readonly orphanedRuns: ReadonlyArray<{ readonly runId: string; readonly schedule: string }>
 }
 
 const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
@@ -132,7 +143,12 @@ const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
         // by something else.
         const lastSeq = Math.max(seqRow === undefined ? -1 : Number(seqRow.value), maxRow.m ?? -1)
         const bytesRow = db.prepare("SELECT COALESCE(SUM(bytes), 0) AS b FROM records").get() as { b: number }
-        return { outboxId, lastSeq, pendingBytes: bytesRow.b }
+        // Nothing of this process has started yet: every open run is a dead process's.
+        const orphanedRuns = (db.prepare("SELECT run_id, schedule FROM open_runs ORDER BY run_id").all() as Array<{
+          run_id: string
+          schedule: string
+        }>).map((r) => ({ runId: r.run_id, schedule: r.schedule }))
+        return { outboxId, lastSeq, pendingBytes: bytesRow.b, orphanedRuns }
       })
       return { db, ...init() }
     } catch (e) {
@@ -171,7 +187,9 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       setLastRun: db.prepare(
         "INSERT INTO last_runs (schedule, occurrence_ms) VALUES (?, ?) " +
           "ON CONFLICT (schedule) DO UPDATE SET occurrence_ms = excluded.occurrence_ms"
-      )
+      ),
+      openRun: db.prepare("INSERT INTO open_runs (run_id, schedule) VALUES (?, ?) ON CONFLICT (run_id) DO NOTHING"),
+      closeRun: db.prepare("DELETE FROM open_runs WHERE run_id = ?")
     }
 
     const readDropped = (): number => {
@@ -207,6 +225,9 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
           const body = JSON.stringify(encodeRecord(record))
           const bytes = Buffer.byteLength(body, "utf8")
           stmt.insert.run(seq, record._tag, body, bytes)
+          // In the same transaction as the record: the set of open runs never disagrees with it.
+          if (record._tag === "RunStarted") stmt.openRun.run(record.runId, record.schedule)
+          else if (record._tag === "RunFinished") stmt.closeRun.run(record.runId)
           pendingBytes += bytes
           out.push(record)
           seq++
@@ -284,6 +305,7 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
 
     return {
       outboxId,
+      orphanedRuns: opened.orphanedRuns,
       append,
       pending,
       ack,

@@ -78,6 +78,25 @@ const make = (options: Options) =>
     const busy = yield* SubscriptionRef.make(0)
     let shuttingDown = false
 
+    // Runs a previous bartoc started and never finished (it was killed mid-run): their processes
+    // went with it, so no RunFinished will ever come. Without one, bartos shows them `running`
+    // for ever when this agent comes back before its liveness check gives up on the old one.
+    // `failed`: the run did not complete, and it must reach exactly one final state.
+    if (outbox.orphanedRuns.length > 0) {
+      yield* outbox.append(outbox.orphanedRuns.map((r): RecordDraft => ({
+        _tag: "RunFinished",
+        runId: r.runId as RunId,
+        state: "failed",
+        finishedAt: nowMicros()
+      }))).pipe(
+        Effect.zipRight(Effect.logWarning(
+          `${outbox.orphanedRuns.length} run(s) left unfinished by a previous bartoc recorded as failed: ` +
+            outbox.orphanedRuns.map((r) => `${r.runId} (${r.schedule})`).join(", ")
+        )),
+        Effect.catchAll((e) => Effect.logError("recording the runs a previous bartoc left unfinished failed", e))
+      )
+    }
+
     const busyCount = () => {
       let n = active.size
       for (const q of queues.values()) n += q.length
