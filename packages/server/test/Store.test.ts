@@ -744,6 +744,10 @@ for (const db of databases) {
       Effect.gen(function*() {
         const rate = yield* measureRawInsertRate(2000)
         assert.isAbove(rate, 0)
+        assert.isAbove(yield* measureRawInsertRate(1000, { rowsPerInsert: 500 }), 0)
+        // The scratch table is gone afterwards.
+        const sql = yield* SqlClient.SqlClient
+        assert.isTrue(Either.isLeft(yield* Effect.either(sql.unsafe("SELECT 1 FROM barto_bench_raw"))))
       }))
   })
 }

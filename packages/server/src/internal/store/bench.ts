@@ -1,6 +1,6 @@
 /**
  * The yardstick for ingest throughput: how fast this database takes plain batched inserts of
- * output-line-shaped rows (1,000 rows per INSERT, each its own autocommitted statement) into a
+ * output-line-shaped rows (1,000 rows per INSERT by default, each its own autocommitted statement) into a
  * scratch table with the same primary key as `output_lines`. Ingest is expected to reach at
  * least half of this rate (it also reads and advances the offset, and dedupes).
  *
@@ -13,11 +13,18 @@ import * as Effect from "effect/Effect"
 import { StoreError } from "./errors.js"
 
 const TABLE = "barto_bench_raw"
-const BATCH = 1000
 
-/** Rows per second for `rows` rows (rounded up to whole batches of 1,000). */
-export const measureRawInsertRate = (rows: number): Effect.Effect<number, StoreError, SqlClient.SqlClient> =>
+/**
+ * Rows per second for `rows` rows (rounded up to whole statements of `rowsPerInsert`, default
+ * 1,000). Each statement commits on its own, so on a durable database the rate is bounded by
+ * commits: `rowsPerInsert: 500` matches an agent batch (≤ 500 records, one transaction).
+ */
+export const measureRawInsertRate = (
+  rows: number,
+  settings?: { readonly rowsPerInsert?: number }
+): Effect.Effect<number, StoreError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
+    const BATCH = Math.max(1, Math.floor(settings?.rowsPerInsert ?? 1000))
     const sql = yield* SqlClient.SqlClient
     const options = sql.onDialectOrElse({
       mysql: () => " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
