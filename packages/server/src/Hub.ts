@@ -31,6 +31,7 @@ import * as CliSession from "./CliSession.js"
 import { Metrics } from "./Metrics.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
 import * as WorkerSession from "./WorkerSession.js"
+import { MAX_NAME_LENGTH, validName } from "./internal/scheduleTable.js"
 
 export class HubError extends Data.TaggedError("HubError")<{ readonly message: string; readonly cause?: unknown }> {}
 
@@ -82,6 +83,7 @@ export class Hub extends Context.Tag("@barto/server/Hub")<Hub, HubShape>() {}
 export type Requirements = WorkerSession.Requirements | Exclude<CliSession.Requirements, ServerInfo>
 
 const STATUS_BODIES: Record<number, string> = {
+  400: "bad request",
   401: "unauthorized",
   403: "forbidden",
   404: "not found",
@@ -188,6 +190,9 @@ export const make = (options: Options) =>
       if (link === undefined || req.method !== "GET") return refuse(404)
       const name = url.searchParams.get("name") || "Unknown"
       if (!bearerOk(req.headers.authorization, options.apiKey)) return refuse(401)
+      // Names are keys in the database (VARCHAR(255)) and in logs: refuse what cannot be stored
+      // rather than accept records that could never be acknowledged.
+      if (!validName(name)) return refuse(400, `bad request: invalid name (1..${MAX_NAME_LENGTH} printable characters)`)
       if (secure && link === "worker" && options.tls?.clientCa !== undefined) {
         const names = certificateNames((socket as tls.TLSSocket).getPeerCertificate())
         if (!names.includes(name)) {

@@ -85,15 +85,7 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
   })
 
 export const storeLayer = (config: Config.BartosConfig): Layer.Layer<Store.Store, Store.StoreError> =>
-  config.mariadb === undefined
-    ? Store.layerSqlite({ filename: config.sqlite.path })
-    : Store.layerMariadb({
-      host: config.mariadb.host,
-      port: config.mariadb.port,
-      username: config.mariadb.username,
-      ...(config.mariadb.password !== undefined ? { password: config.mariadb.password } : {}),
-      database: config.mariadb.database
-    })
+  Store.layerFromConfig(config)
 
 /** "sqlite: /path/bartos.db" or "mariadb: host:3306/db" (never a password). */
 export const databaseLabel = (config: Config.BartosConfig): string =>

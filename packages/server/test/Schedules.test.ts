@@ -232,3 +232,16 @@ describe("Schedules: SIGHUP and pause", () => {
       assert.deepStrictEqual([...all.keys()], ["alpha"])
     }))
 })
+
+describe("schedule table names", () => {
+  it("rejects agent and schedule names that could not be stored, naming the key", () => {
+    const entry = (name: string) => ({ name, on_calendar: "hourly", cmds: ["true"], overlap: "allow" as const, on_failure: "continue" as const })
+    const long = "x".repeat(129)
+    const badSchedule = ScheduleTable.build("f.toml", { a: { schedules: [entry(long)] } })
+    assert.isTrue(Either.isLeft(badSchedule) && badSchedule.left.path === "schedules.a.schedules[0].name")
+    const badAgent = ScheduleTable.build("f.toml", { [long]: { schedules: [entry("ok")] } })
+    assert.isTrue(Either.isLeft(badAgent))
+    assert.isTrue(Either.isRight(ScheduleTable.build("f.toml", { a: { schedules: [entry("x".repeat(128))] } })))
+    assert.isFalse(ScheduleTable.validName("tab\there"))
+  })
+})

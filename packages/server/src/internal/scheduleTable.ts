@@ -23,6 +23,12 @@ export interface ScheduleEntryConfig {
 export type SchedulesConfig = Readonly<Record<string, { readonly schedules: ReadonlyArray<ScheduleEntryConfig> }>>
 
 /** agent -> specs in config order. */
+export const MAX_NAME_LENGTH = 128
+
+/** Agent and schedule names are database keys (VARCHAR(255)): 1..128 characters, no control characters. */
+export const validName = (name: string): boolean =>
+  name.length > 0 && name.length <= MAX_NAME_LENGTH && !/[\u0000-\u001f\u007f]/.test(name)
+
 export type Table = ReadonlyMap<string, ReadonlyArray<ScheduleSpec>>
 
 export const pausedKey = (agent: string, schedule: string): string => `${agent}\u0000${schedule}`
@@ -32,8 +38,18 @@ export const build = (file: string | undefined, config: SchedulesConfig): Either
   for (const [agent, section] of Object.entries(config)) {
     const specs: Array<ScheduleSpec> = []
     const seen = new Map<string, number>()
+    if (!validName(agent)) {
+      return Either.left(
+        new ScheduleLoadError({ file, path: `schedules.${agent}`, reason: `agent names are 1..${MAX_NAME_LENGTH} printable characters` })
+      )
+    }
     for (const [i, entry] of section.schedules.entries()) {
       const at = `schedules.${agent}.schedules[${i}]`
+      if (!validName(entry.name)) {
+        return Either.left(
+          new ScheduleLoadError({ file, path: `${at}.name`, reason: `schedule names are 1..${MAX_NAME_LENGTH} printable characters` })
+        )
+      }
       const first = seen.get(entry.name)
       if (first !== undefined) {
         return Either.left(
