@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx (no build step).
-import { register } from "tsx/esm/api"
-register()
-await import("../src/bin.ts")
+// Runs the bundle when it is up to date, else the TypeScript sources through tsx (scripts/launch.mjs).
+import { launch } from "../../../scripts/launch.mjs"
+await launch("agent", "bartoc")

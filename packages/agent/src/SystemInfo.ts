@@ -5,11 +5,11 @@
 import { ClientInfo } from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
-import { createRequire } from "node:module"
 import * as os from "node:os"
+import pkg from "../package.json" with { type: "json" }
 
-/** The agent's version, from its package.json (one place to bump). */
-export const AGENT_VERSION: string = (createRequire(import.meta.url)("../package.json") as { version: string }).version
+/** The agent's version, from its package.json (one place to bump; inlined by the bundler). */
+export const AGENT_VERSION: string = pkg.version
 
 /**
  * Parses the `KEY=value` lines of os-release(5): values may be double- or single-quoted with
