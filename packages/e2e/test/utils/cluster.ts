@@ -4,7 +4,7 @@
  * SQLite or a fresh MariaDB database.
  */
 import Database from "better-sqlite3"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "smol-toml"
@@ -102,6 +102,16 @@ export interface Cluster {
   readonly startAgent: (name: string, extra?: Record<string, unknown>, serverPort?: number) => Promise<Proc>
   readonly cli: (args: Array<string>, extra?: Record<string, unknown>) => Promise<CliResult>
   readonly cliJson: <T = unknown>(args: Array<string>, extra?: Record<string, unknown>) => Promise<T>
+  /** Writes a file into the cluster's directory; returns its path. */
+  readonly file: (name: string, contents: string) => string
+  /** The log file (`-t`) of bartos (`"bartos"`) or of an agent (its name). */
+  readonly logPath: (who: string) => string
+  /** Its contents so far ("" before it exists). */
+  readonly log: (who: string) => string
+  /** Waits until a line of that log matches `re`; returns the match. */
+  readonly waitForLog: (who: string, re: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>
+  /** The last lines of every log and process output, for a failing test's report. */
+  readonly diagnostics: (lines?: number) => string
   readonly stop: () => Promise<void>
 }
 
@@ -114,6 +124,7 @@ export const makeCluster = async (
   let schedules = options.schedules ?? {}
   let extra = options.server ?? {}
   const serverTomlPath = join(dir, "bartos.toml")
+  let cliCalls = 0
   const cluster: Cluster = {
     dir,
     db,
@@ -124,7 +135,13 @@ export const makeCluster = async (
     writeServerConfig: (patch = {}) => {
       if (patch.schedules) schedules = patch.schedules
       if (patch.extra) extra = patch.extra
-      const actix = { ip: "127.0.0.1", port: cluster.port, ...((extra.actix as object | undefined) ?? {}) }
+      const actixExtra = (extra.actix as Record<string, unknown> | undefined) ?? {}
+      const tls = actixExtra.tls as Record<string, unknown> | undefined
+      // With TLS the port the cluster pins (and agents dial) is the TLS listener's; the plain
+      // one (off unless allow_plaintext) keeps asking for any free port.
+      const actix = tls === undefined
+        ? { ip: "127.0.0.1", port: cluster.port, ...actixExtra }
+        : { ip: "127.0.0.1", port: 0, ...actixExtra, tls: { ip: "127.0.0.1", ...tls, port: cluster.port } }
       const body: Record<string, unknown> = {
         ...extra,
         ...db.toml,
@@ -158,15 +175,44 @@ export const makeCluster = async (
       return proc
     },
     cli: async (args, cliExtra = {}) => {
-      const path = join(dir, "barto-cli.toml")
+      // one config file per call: calls may run concurrently with different settings
+      const n = ++cliCalls
+      const path = join(dir, `barto-cli-${n}.toml`)
       const bartos = { prefix: "ws", host: "127.0.0.1", port: cluster.port, ...((cliExtra.bartos as object | undefined) ?? {}) }
       writeFileSync(path, stringify({ name: "e2e", ...cliExtra, bartos }))
-      return runCli(["-c", path, ...args])
+      return runCli(["-c", path, "-t", join(dir, `barto-cli-${n}.log`), ...args])
     },
     cliJson: async <T>(args: Array<string>, cliExtra?: Record<string, unknown>) => {
       const r = await cluster.cli([...args, "--json"], cliExtra)
       if (r.code !== 0) throw new Error(`barto-cli ${args.join(" ")} exited ${r.code}: ${r.stderr}`)
       return JSON.parse(r.stdout) as T
+    },
+    file: (name, contents) => {
+      const path = join(dir, name)
+      writeFileSync(path, contents)
+      return path
+    },
+    logPath: (who) => join(dir, who === "bartos" ? "bartos.log" : `bartoc-${who}.log`),
+    log: (who) => {
+      const path = cluster.logPath(who)
+      return existsSync(path) ? readFileSync(path, "utf8") : ""
+    },
+    waitForLog: (who, re, timeoutMs = 20_000) =>
+      waitFor(`${who}'s log to match ${re}`, () => {
+        for (const line of cluster.log(who).split("\n")) {
+          const m = line.match(re)
+          if (m) return m
+        }
+        return undefined
+      }, { timeoutMs, intervalMs: 100 }),
+    diagnostics: (lines = 40) => {
+      const tail = (text: string) => text.split("\n").slice(-lines).join("\n")
+      const parts = [`=== bartos.log ===\n${tail(cluster.log("bartos"))}`]
+      if (cluster.server) parts.push(tail(cluster.server.output()))
+      for (const [name, proc] of cluster.agents) {
+        parts.push(`=== bartoc-${name}.log ===\n${tail(cluster.log(name))}`, tail(proc.output()))
+      }
+      return parts.join("\n")
     },
     stop: async () => {
       await Promise.all([...cluster.agents.values()].map((a) => a.stop()))

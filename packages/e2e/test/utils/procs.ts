@@ -65,25 +65,31 @@ export const startProcess = (
   const stdout: Array<string> = []
   const stderr: Array<string> = []
   const waiters = new Set<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }>()
-  const feed = (sink: Array<string>) => {
+  const feed = (stream: NodeJS.ReadableStream, sink: Array<string>) => {
     let rest = ""
-    return (chunk: Buffer) => {
-      const parts = (rest + chunk.toString("utf8")).split("\n")
-      rest = parts.pop() ?? ""
-      for (const line of parts) {
-        sink.push(line)
-        for (const w of waiters) {
-          const m = line.match(w.re)
-          if (m) {
-            waiters.delete(w)
-            w.resolve(m)
-          }
+    const push = (line: string) => {
+      sink.push(line)
+      for (const w of waiters) {
+        const m = line.match(w.re)
+        if (m) {
+          waiters.delete(w)
+          w.resolve(m)
         }
       }
     }
+    stream.on("data", (chunk: Buffer) => {
+      const parts = (rest + chunk.toString("utf8")).split("\n")
+      rest = parts.pop() ?? ""
+      for (const line of parts) push(line)
+    })
+    // a last line without a newline still counts
+    stream.on("end", () => {
+      if (rest !== "") push(rest)
+      rest = ""
+    })
   }
-  child.stdout!.on("data", feed(stdout))
-  child.stderr!.on("data", feed(stderr))
+  feed(child.stdout!, stdout)
+  feed(child.stderr!, stderr)
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
     child.once("exit", (code, signal) => resolveExit({ code, signal }))
   })
@@ -147,16 +153,31 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/** Runs barto-cli to completion. */
-export const runCli = async (
+/**
+ * Runs a program to completion (barto-cli, or bartos/bartoc expected to exit, e.g. on a config
+ * error). Killed with SIGKILL after `timeoutMs`; the result then has `code: null`.
+ */
+export const runProgram = async (
+  program: "bartos" | "bartoc" | "barto-cli",
   args: ReadonlyArray<string>,
-  options: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}
+  options: { env?: Record<string, string | undefined>; timeoutMs?: number; name?: string } = {}
 ): Promise<CliResult> => {
-  const proc = startProcess("barto-cli", args, options)
-  const timer = setTimeout(() => proc.child.kill("SIGKILL"), options.timeoutMs ?? 30_000)
-  const { code } = await proc.exited
+  const proc = startProcess(program, args, options)
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), options.timeoutMs ?? 90_000)
+  await proc.exited
   clearTimeout(timer)
-  // let the last data events drain
-  await new Promise((r) => setImmediate(r))
+  // The exit event can come before the pipes' last data events: wait for both streams to close.
+  await Promise.all(
+    [proc.child.stdout, proc.child.stderr].map((s) =>
+      s === null || s.closed ? undefined : new Promise<void>((r) => s.once("close", () => r()))
+    )
+  )
+  const { code } = await proc.exited
   return { code, stdout: proc.stdout.join("\n"), stderr: proc.stderr.join("\n") }
 }
+
+/** Runs barto-cli to completion. */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  options: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}
+): Promise<CliResult> => runProgram("barto-cli", args, options)
