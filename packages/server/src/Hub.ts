@@ -175,8 +175,14 @@ export const make = (options: Options) =>
 
     const onUpgrade = (secure: boolean) => (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       socket.on("error", () => {})
+      let who = "a connection"
       const refuse = (status: number, body?: string) => {
         metrics.unsafeAdd("bartos_http_rejected_total", 1, { status: String(status) })
+        // An operator must be able to see why an agent never shows up (bad key, wrong certificate).
+        if (status !== 503) {
+          const log = status === 404 ? Effect.logDebug : Effect.logWarning
+          fork(log(`refused ${who} from ${peerIp(socket)}: HTTP ${status} ${body ?? STATUS_BODIES[status] ?? ""}`))
+        }
         refuseUpgrade(socket, status, body)
       }
       if (shuttingDown) return refuse(503)
@@ -189,6 +195,7 @@ export const make = (options: Options) =>
       const link = url.pathname === "/v1/ws/worker" ? "worker" : url.pathname === "/v1/ws/cli" ? "cli" : undefined
       if (link === undefined || req.method !== "GET") return refuse(404)
       const name = url.searchParams.get("name") || "Unknown"
+      who = `${link} connection '${name.slice(0, 100)}'`
       if (!bearerOk(req.headers.authorization, options.apiKey)) return refuse(401)
       // Names are keys in the database (VARCHAR(255)) and in logs: refuse what cannot be stored
       // rather than accept records that could never be acknowledged.
@@ -275,7 +282,10 @@ export const make = (options: Options) =>
         catch: (e) => new HubError({ message: `invalid TLS certificate or key: ${String(e)}`, cause: e })
       })
       // Refused handshakes (no or untrusted client certificate) never reach us as requests.
-      server.on("tlsClientError", () => metrics.unsafeAdd("bartos_http_rejected_total", 1, { status: "tls" }))
+      server.on("tlsClientError", (error, socket) => {
+        metrics.unsafeAdd("bartos_http_rejected_total", 1, { status: "tls" })
+        fork(Effect.logWarning(`refused a TLS handshake from ${peerIp(socket)}: ${error.message}`))
+      })
       yield* start(server, "wss", t.host, t.port)
     }
     if (servers.length === 0) {
