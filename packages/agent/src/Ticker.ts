@@ -220,15 +220,22 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
      * Sleeps until the wall clock reads `at` or the table changes (true). Sleeps in slices of at
      * most `maxSleepMs` and re-reads the clock after each, so an early timer waits the remainder
      * and a clock step or suspend is noticed.
+     *
+     * The slice is computed inside the raced fiber, right before it arms the timer: that fiber
+     * starts only after the fibers already scheduled (a run just started: spawn, sink, …), and a
+     * slice computed before the fork made every next tick late by that delay (measured 10-60 ms).
      */
     const sleepUntil = (at: number): Effect.Effect<boolean> =>
       Effect.gen(function*() {
         while (true) {
           const now = yield* Clock.currentTimeMillis
           if (now >= at) return false
-          const slice = Math.min(at - now, maxSleepMs)
+          const timer = Effect.flatMap(
+            Clock.currentTimeMillis,
+            (armed) => Effect.sleep(Math.max(0, Math.min(at - armed, maxSleepMs)))
+          )
           const woke = yield* Effect.raceFirst(
-            Effect.sleep(slice).pipe(Effect.as("timer" as const)),
+            timer.pipe(Effect.as("timer" as const)),
             Queue.take(poke).pipe(Effect.as("table" as const))
           )
           if (woke === "table") return true
