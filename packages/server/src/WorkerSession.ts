@@ -330,12 +330,24 @@ const session = (
 
     // Liveness: one watchdog fiber per session sleeping until the deadline, instead of a timeout
     // around every take (which costs a fiber and a timer per frame).
+    // An agent silent for half the timeout gets a Ping, and its Pong counts as a frame: bartoc
+    // pings every 5 s whatever `liveness_secs` says, so a timeout below that would otherwise drop
+    // every healthy idle agent again and again. At the default (15 s) a live agent is never idle
+    // that long, so no extra frames are sent.
     let lastSeen = yield* Clock.currentTimeMillis
     yield* Effect.gen(function*() {
+      let probed = -1
+      let pingId = 0
       while (true) {
-        const idle = (yield* Clock.currentTimeMillis) - lastSeen
+        const now = yield* Clock.currentTimeMillis
+        const idle = now - lastSeen
         if (idle >= options.livenessMs) break
-        yield* Effect.sleep(Duration.millis(options.livenessMs - idle))
+        const half = options.livenessMs / 2
+        if (idle >= half && probed !== lastSeen) {
+          probed = lastSeen
+          yield* send({ _tag: "Ping", id: pingId++, sentAt: Messages.Micros.make(now * 1000) })
+        }
+        yield* Effect.sleep(Duration.millis(idle < half ? half - idle : options.livenessMs - idle))
       }
       yield* Effect.logWarning(`no frame for ${options.livenessMs / 1000} s, dropping the agent`)
       yield* close(CloseCode.liveness, "liveness timeout")
