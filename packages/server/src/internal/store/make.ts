@@ -81,11 +81,13 @@ const LOST_OR_FAILED = "('failed', 'timed_out', 'lost')"
 const RUN_COLUMNS =
   "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, r.exit_code, r.exit_signal"
 
+// A line carries its run's state and exit code (what `list`/`cmd` head each run with), not the
+// exit code of the command that printed it: a run whose printing command exited 0 and whose
+// silent last command exited 3 is "failed (exit 3)", as `runs` says.
 const LINE_SELECT = `SELECT ol.run_id, r.agent, r.schedule, ol.cmd_uuid, ol.line_seq, ol.stream, ol.ts, ol.data,
-  ol.continuation, c.exit_code, r.state
+  ol.continuation, r.exit_code, r.state
 FROM output_lines ol
-JOIN runs r ON r.run_id = ol.run_id
-LEFT JOIN run_commands c ON c.cmd_uuid = ol.cmd_uuid`
+JOIN runs r ON r.run_id = ol.run_id`
 
 const toRunRow = (r: Row): RunRow =>
   new RunRow({
