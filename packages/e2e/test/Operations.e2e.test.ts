@@ -3,14 +3,13 @@
  * edit and SIGHUP, an invalid reload rejected whole) and configuration errors reported by the
  * real binaries (exit 1, naming the file, the key and, for calendars, the position).
  */
-import { statSync, utimesSync, writeFileSync } from "node:fs"
+import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "smol-toml"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { type Cluster, dbKinds, makeCluster, openDb, type Schedule, waitFor } from "./utils/cluster.js"
 import { killAll, runProgram } from "./utils/procs.js"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 
 const tick: Schedule = { name: "tick", on_calendar: "*-*-* *:*:0/2", cmds: ["echo tick"] }
 
