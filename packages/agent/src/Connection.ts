@@ -189,7 +189,10 @@ export const make = (
       ? {}
       : { Authorization: `Bearer ${Redacted.value(options.apiKey)}` }
     // Frames from bartos carry up to a signature and an HMAC header around the codec's limit.
-    const maxPayload = codec.maxFrameBytes + Envelope.SIGNATURE_LEN + Envelope.HMAC_HEADER_LEN
+    // The socket's hard cap is 16 x that limit, as on bartos (D6): a frame just over the limit is
+    // received, dropped and answered `frame_too_large` with the link kept, where a cap at the
+    // limit itself made ws close every such link with 1009.
+    const maxPayload = 16 * codec.maxFrameBytes + Envelope.SIGNATURE_LEN + Envelope.HMAC_HEADER_LEN
     // Our own frames must fit bartos' limit (same default) once the HMAC header is added.
     const maxBatchBytes = codec.maxFrameBytes - (hmacKey === undefined ? 0 : Envelope.HMAC_HEADER_LEN)
 
