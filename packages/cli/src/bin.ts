@@ -9,6 +9,12 @@ import * as Exit from "effect/Exit"
 import * as Cli from "./Cli.js"
 import { CliEnv, processEnv } from "./internal/root.js"
 
+// `barto-cli runs | head -1`: the reader went away; stop quietly instead of dying on EPIPE.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
+
 Cli.run(process.argv).pipe(
   Effect.flatMap((code) =>
     Effect.sync(() => {

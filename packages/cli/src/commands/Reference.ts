@@ -71,7 +71,7 @@ export const list = Command.make(
       Options.withAlias("c"),
       Options.withPseudoName("CMD"),
       Options.optional,
-      Options.withDescription("Show the output of this command; without it, list the agent's commands.")
+      Options.withDescription("Show the output of this command (schedule name); without it, list the agent's commands.")
     ),
     ...remoteOptions
   },
@@ -107,7 +107,7 @@ export const failed = Command.make("failed", remoteOptions, (o) =>
 
 export const cmd = Command.make(
   "cmd",
-  { cmdName: Args.text({ name: "CMD_NAME" }), ...remoteOptions },
+  { cmdName: Args.text({ name: "CMD_NAME" }).pipe(Args.withDescription("A command (schedule) name.")), ...remoteOptions },
   (o) =>
     Effect.gen(function*() {
       const { g, style, zone } = yield* prologue(o)

@@ -1,0 +1,91 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Cli from "../src/Cli.js"
+import { baseEnv, runCli, tempDir } from "./utils.js"
+
+const norm = (...args: Array<string>) => Cli.normalizeArgv(["node", "barto-cli", ...args])
+
+describe("argv normalisation", () => {
+  it("counts repeated and clustered -v/-q before the subcommand and passes each once", () => {
+    assert.deepStrictEqual(norm("-v", "-v", "--verbose", "runs"), {
+      argv: ["node", "barto-cli", "-v", "runs"],
+      verbose: 3,
+      quiet: 0,
+      tracingPath: undefined
+    })
+    assert.deepStrictEqual(norm("-vvq", "-e", "info").argv, ["node", "barto-cli", "-v", "-q", "-e", "info"])
+    assert.strictEqual(norm("-vvv", "info").verbose, 3)
+    assert.deepStrictEqual(norm("-qq", "info").quiet, 2)
+    assert.deepStrictEqual(norm("-vej", "info").argv, ["node", "barto-cli", "-v", "-e", "-j", "info"])
+  })
+
+  it("leaves values of global options and everything after the subcommand alone", () => {
+    assert.deepStrictEqual(norm("-c", "-vv", "-t", "/tmp/x.log", "list", "-n", "h", "-c", "backup"), {
+      argv: ["node", "barto-cli", "-c", "-vv", "-t", "/tmp/x.log", "list", "-n", "h", "-c", "backup"],
+      verbose: 0,
+      quiet: 0,
+      tracingPath: "/tmp/x.log"
+    })
+    // query's own -q is not a global quiet; a global -v after the subcommand still counts.
+    const q = norm("query", "-q", "select 1", "-v")
+    assert.deepStrictEqual(q.argv, ["node", "barto-cli", "query", "-q", "select 1", "-v"])
+    assert.strictEqual(q.quiet, 0)
+    assert.strictEqual(q.verbose, 1)
+  })
+
+  it("-V means --version (the reference's spelling)", () => {
+    assert.deepStrictEqual(norm("-V").argv, ["node", "barto-cli", "--version"])
+  })
+
+  it("knows every subcommand", () => {
+    assert.sameMembers([...Cli.SUBCOMMAND_NAMES], [
+      "calendar",
+      "info",
+      "clients",
+      "list",
+      "failed",
+      "cmd",
+      "updates",
+      "query",
+      "cleanup",
+      "schedules",
+      "runs",
+      "tail",
+      "run",
+      "cancel",
+      "pause",
+      "resume"
+    ])
+  })
+})
+
+describe("logging", () => {
+  it.live("logs go to stderr and the log file, never stdout; -t names the file", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const log = path.join(dir, "cli.log")
+      const r = yield* runCli(["-vv", "-t", log, "info", "--json"], {
+        env: baseEnv({ BARTO_CLI_BARTOS__PORT: "1" })
+      })
+      assert.strictEqual(r.code, 1)
+      assert.strictEqual(r.stdout, "")
+      assert.match(r.stderr, /DEBUG connecting to ws:\/\/127\.0\.0\.1:1\/v1\/ws\/cli\?name=barto-cli/)
+      assert.match(r.stderr, /barto-cli: cannot connect/)
+      assert.include(fs.readFileSync(log, "utf8"), "DEBUG connecting to")
+    }))
+
+  it.live("an explicit log file that cannot be opened is an error; the default one is skipped", () =>
+    Effect.gen(function*() {
+      // A regular file where a directory should be (mkdir says EEXIST). (Not /proc: a recursive mkdir
+      // there never returns on Linux.)
+      const file = path.join(tempDir(), "not-a-dir")
+      fs.writeFileSync(file, "")
+      const bad = yield* runCli(["-t", path.join(file, "cli.log"), "calendar", "daily"])
+      assert.strictEqual(bad.code, 1)
+      assert.strictEqual(bad.stderr, `barto-cli: cannot open log file ${path.join(file, "cli.log")}: EEXIST\n`)
+      const ok = yield* runCli(["calendar", "daily", "-n", "1"], { env: baseEnv({ XDG_DATA_HOME: file }) })
+      assert.strictEqual(ok.code, 0, ok.stderr)
+    }))
+})
