@@ -346,7 +346,10 @@ export class RunRow extends Schema.Class<RunRow>("RunRow")({
   scheduledAt: Micros,
   startedAt: Schema.NullOr(Micros),
   finishedAt: Schema.NullOr(Micros),
-  /** Exit code of the last command that exited (null: none exited, or killed by a signal). */
+  /**
+   * The exit status that decided the run: the first failing command's (non-zero code or signal),
+   * else the last command's. Null when no command exited or one was killed by a signal.
+   */
   exitCode: Schema.NullOr(Schema.Int),
   signal: Schema.NullOr(Schema.String)
 }) {}

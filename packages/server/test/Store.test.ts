@@ -300,6 +300,32 @@ for (const db of databases) {
         assert.strictEqual(yield* store.ackedUpTo(agent, "never"), -1)
       }))
 
+    it.effect("a run's exit status is the first failure, not the last command's", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        yield* store.ingest(agent, "o1", [
+          runStarted(0, run, "s", 10),
+          commandStarted(1, run, `${run}-c0`, 0, "true", 10),
+          commandExited(2, run, `${run}-c0`, 0, 10.1),
+          commandStarted(3, run, `${run}-c1`, 1, "exit 3", 10.2),
+          commandExited(4, run, `${run}-c1`, 3, 10.3),
+          commandStarted(5, run, `${run}-c2`, 2, "true", 10.4),
+          commandExited(6, run, `${run}-c2`, 0, 10.5),
+          runFinished(7, run, "failed", 11)
+        ])
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).exitCode, 3)
+        const ok = nextName("run")
+        yield* store.ingest(agent, "o1", [
+          runStarted(8, ok, "s", 20),
+          commandStarted(9, ok, `${ok}-c0`, 0, "true", 20),
+          commandExited(10, ok, `${ok}-c0`, 0, 20.1),
+          runFinished(11, ok, "succeeded", 21)
+        ])
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(ok)).exitCode, 0)
+      }).pipe(Effect.provide(db.layer())))
+
     it.effect("re-ingest is idempotent: same batch twice, overlapping batches, out-of-date seqs", () =>
       Effect.gen(function*() {
         const store = yield* Store

@@ -321,11 +321,13 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         case "CommandExited":
           return Effect.zipRight(
             x.exec(upsertCommandExited, [r.cmdUuid, r.runId, r.finishedAt, r.exitCode, clipSignal(r.signal)]),
-            x.exec(`UPDATE runs SET exit_code = ?, exit_signal = ? WHERE run_id = ?`, [
-              r.exitCode,
-              clipSignal(r.signal),
-              r.runId
-            ])
+            // The run's exit status is the one that decided it: the first failure (non-zero or a
+            // signal) sticks, so [0, 3, 0] under on_failure = "continue" reads "exit 3", not 0.
+            x.exec(
+              `UPDATE runs SET exit_code = ?, exit_signal = ? WHERE run_id = ?
+                 AND exit_signal IS NULL AND (exit_code IS NULL OR exit_code = 0)`,
+              [r.exitCode, clipSignal(r.signal), r.runId]
+            )
           )
         case "RunFinished":
           // A final state is final: only a running or lost run takes one (lost = reconciled).
