@@ -131,9 +131,14 @@ const describeConnectError = (endpoint: string, error: unknown): ClientError => 
     : typeof e.errors?.[0]?.code === "string"
     ? e.errors[0].code
     : undefined
+  // A readable first line only: OpenSSL's messages carry internal dumps (`…:error:0A00045C:…`).
+  const firstLine = message.split("\n")[0]!.trim()
+  const detail = code !== undefined && firstLine !== "" && !firstLine.includes(code) && !/error:[0-9A-F]{8}/.test(firstLine)
+    ? ` (${firstLine})`
+    : ""
   return new ClientError({
     reason: "connect",
-    message: `cannot connect to ${endpoint}: ${code ?? message}${code !== undefined && message !== "" && !message.includes(code) ? ` (${message})` : ""}`
+    message: `cannot connect to ${endpoint}: ${code ?? firstLine}${detail}`
   })
 }
 
@@ -223,7 +228,9 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
         ws.off("open", onOpen)
       })
     })
-    ws.on("error", (e) => Effect.runFork(Effect.logDebug(`socket error: ${e.message}`)))
+    // Later errors (a reset…) also end in a close event, which `receive` reports; this listener
+    // only keeps an unhandled EventEmitter error from crashing the process.
+    ws.on("error", () => {})
     yield* Effect.logDebug(`connected to ${endpoint}`)
 
     const send = (message: Messages.CliToServer) =>

@@ -8,7 +8,9 @@ import * as Messages from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
+import * as https from "node:https"
 import type { AddressInfo } from "node:net"
+import type { TLSSocket } from "node:tls"
 import { WebSocketServer } from "ws"
 
 export type Send = (response: Messages.ServerToCli) => void
@@ -21,6 +23,10 @@ export interface FakeOptions {
   /** Answers a request; return nothing to stay silent (or send later through `send`). */
   readonly answer?: (request: Messages.CliRequest, send: Send) => ReadonlyArray<Messages.CliResponse> | void
   readonly admin?: boolean
+  /** Serve wss with this PEM key pair; with `clientCa`, require a client certificate it signed. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer }
+  /** Filled with the CN of each client certificate presented (mTLS). */
+  readonly peerNames?: Array<string>
 }
 
 export interface FakeBartos {
@@ -39,25 +45,41 @@ export const fakeBartos = (options: FakeOptions = {}): Effect.Effect<FakeBartos,
   Effect.gen(function*() {
     const codec = Codec.makeJson()
     const server = yield* Effect.acquireRelease(
-      Effect.async<WebSocketServer>((resume) => {
-        const wss: WebSocketServer = new WebSocketServer({
-          host: "127.0.0.1",
-          port: 0,
-          verifyClient: (info, cb) => {
-            if (options.apiKey !== undefined && info.req.headers.authorization !== `Bearer ${options.apiKey}`) {
-              cb(false, 401, "Unauthorized")
-            } else cb(true)
-          }
-        }, () => resume(Effect.succeed(wss)))
+      Effect.async<{ wss: WebSocketServer; https: https.Server | undefined }>((resume) => {
+        const verifyClient = (
+          info: { req: import("node:http").IncomingMessage },
+          cb: (ok: boolean, code?: number, message?: string) => void
+        ) => {
+          if (options.apiKey !== undefined && info.req.headers.authorization !== `Bearer ${options.apiKey}`) {
+            cb(false, 401, "Unauthorized")
+          } else cb(true)
+        }
+        if (options.tls === undefined) {
+          const wss: WebSocketServer = new WebSocketServer(
+            { host: "127.0.0.1", port: 0, verifyClient },
+            () => resume(Effect.succeed({ wss, https: undefined }))
+          )
+          return
+        }
+        const server = https.createServer({
+          cert: options.tls.cert,
+          key: options.tls.key,
+          ...(options.tls.clientCa !== undefined
+            ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true }
+            : {})
+        })
+        const wss = new WebSocketServer({ server, verifyClient })
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ wss, https: server })))
       }),
-      (wss) =>
+      ({ https, wss }) =>
         Effect.async<void>((resume) => {
           for (const c of wss.clients) c.terminate()
-          wss.close(() => resume(Effect.void))
+          wss.close(() => (https === undefined ? resume(Effect.void) : https.close(() => resume(Effect.void))))
         })
     )
+    const address = (server.https ?? server.wss).address() as AddressInfo
     const fake: FakeBartos & { waiters: Array<() => void> } = {
-      port: (server.address() as AddressInfo).port,
+      port: address.port,
       upgrades: [],
       hellos: [],
       requests: [],
@@ -73,8 +95,10 @@ export const fakeBartos = (options: FakeOptions = {}): Effect.Effect<FakeBartos,
           check()
         })
     }
-    server.on("connection", (ws, req) => {
+    server.wss.on("connection", (ws, req) => {
       fake.upgrades.push({ url: req.url ?? "", authorization: req.headers.authorization })
+      const peer = (req.socket as TLSSocket).getPeerCertificate?.()
+      if (peer !== undefined && peer.subject !== undefined) options.peerNames?.push(String(peer.subject.CN))
       const send: Send = (m) => {
         if (ws.readyState === ws.OPEN) ws.send(codec.encode(Messages.ServerToCli, m), { binary: true })
       }
