@@ -1,0 +1,368 @@
+/**
+ * D6 fuzzing with the real programs: seeded hostile frames (random bytes, truncated and
+ * bit-flipped valid frames, oversized, unknown tags, wrong types, not JSON, empty, text garbage,
+ * text frames; envelopes with wrong keys, expired timestamps, replayed nonces, missing or wrong
+ * signatures) against bartos' worker and CLI endpoints and against bartoc (through a fake bartos
+ * that completes a valid, sealed handshake first).
+ *
+ * Every reaction is checked against a model built from the same domain code (see
+ * `utils/fuzzing.ts`): one ProtocolError of the predicted code per bad frame, bartos' rejected
+ * frame counters moving by exactly that much, a 1008 close exactly after 20 bad frames in a row
+ * and never otherwise, and meanwhile a legitimate agent and CLI keep working.
+ *
+ * Protocol-level, so SQLite only. Reproduce a failure with BARTO_FUZZ_SEED=<the printed seed>.
+ */
+import * as Codec from "@barto/domain/Codec"
+import * as Envelope from "@barto/domain/Envelope"
+import * as Messages from "@barto/domain/Messages"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import { randomBytes } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Cluster, makeCluster, waitFor } from "./utils/cluster.js"
+import { isAlive, metrics, runs } from "./utils/faults.js"
+import {
+  type ConnState,
+  decodeVerdict,
+  encode,
+  envelopeFrame,
+  envelopeVerdict,
+  type FakeBartos,
+  type Frame,
+  type FuzzReport,
+  fuzzLink,
+  hostilePayload,
+  type Link,
+  micros,
+  openReply,
+  startFakeBartos
+} from "./utils/fuzzing.js"
+import { killAll, type Proc } from "./utils/procs.js"
+import { WebSocket } from "ws"
+
+const SEED = Number(process.env.BARTO_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))
+const MAX_FRAME = 1024 * 1024
+const HMAC_KEY = "fuzz-hmac-key-0123456789"
+const LEGIT = [{ name: "legit", on_calendar: "*-*-* *:*:*", cmds: ["echo legit $BARTO_SCHEDULED_AT"] }]
+
+// The flat inbound unions bartos decodes with (unknown tags are told apart from malformed ones).
+const FromAgent = Schema.Union(...Messages.AgentMessage.members, Messages.ProtocolError)
+const FromCli = Schema.Union(Messages.CliHello, ...Messages.CliRequest.members, Messages.Ping)
+const codec = Codec.makeJson({ maxFrameBytes: MAX_FRAME })
+
+const agentFrame = (m: Messages.AgentToServer) => encode(Messages.AgentToServer, m)
+const cliFrame = (m: Messages.CliToServer) => encode(Messages.CliToServer, m)
+const serverFrame = (m: Messages.ServerMessage) => encode(Messages.ServerMessage, m)
+
+const runId = "01900000-0000-7000-8000-000000000000" as Messages.RunId
+/** Valid worker frames to truncate and bit-flip (a flip that still decodes is a valid frame). */
+const VALID_AGENT: ReadonlyArray<Uint8Array> = [
+  agentFrame({ _tag: "Ping", id: 7, sentAt: micros(1_700_000_000_000) }),
+  agentFrame({ _tag: "Pong", id: 8, sentAt: micros(1_700_000_000_000) }),
+  agentFrame({
+    _tag: "AgentInfo",
+    info: new Messages.ClientInfo({ osName: "Linux", hostname: "fuzz", osVersion: "1", kernel: "6", agentVersion: "0" })
+  }),
+  agentFrame({ _tag: "CommandRejected", requestId: "r1", reason: "no" }),
+  agentFrame({ _tag: "ProtocolError", code: "undecodable", message: "yours" }),
+  agentFrame({
+    _tag: "RecordBatch",
+    records: [
+      { _tag: "RunStarted", seq: 1, runId, schedule: "fz", trigger: "manual", scheduledAt: micros(1_700_000_000_000), startedAt: micros(1_700_000_000_000) },
+      { _tag: "OutputLine", seq: 2, runId, cmdUuid: "c", lineSeq: 0, stream: "stdout", ts: micros(1_700_000_000_001), data: "x", continuation: false }
+    ]
+  })
+]
+/** Valid CLI frames: read-only requests only (a flip must not clean up or cancel anything). */
+const VALID_CLI: ReadonlyArray<Uint8Array> = [
+  cliFrame({ _tag: "Ping", id: 7, sentAt: micros(1_700_000_000_000) }),
+  cliFrame({ _tag: "InfoRequest", id: 1 }),
+  cliFrame({ _tag: "ClientsRequest", id: 2 }),
+  cliFrame({ _tag: "RunsRequest", id: 3, limit: 5 }),
+  cliFrame({ _tag: "SchedulesRequest", id: 4 })
+]
+/** Valid server->agent frames whose flips are harmless (no Ack, RunNow, Cancel or table). */
+const VALID_SERVER: ReadonlyArray<Uint8Array> = [
+  serverFrame({ _tag: "Ping", id: 7, sentAt: micros(1_700_000_000_000) }),
+  serverFrame({ _tag: "Pong", id: 8, sentAt: micros(1_700_000_000_000) }),
+  serverFrame({ _tag: "AgentCleanup", before: micros(1_000) }),
+  serverFrame({ _tag: "ProtocolError", code: "undecodable", message: "yours" })
+]
+
+const plainFrame = (bytes: Uint8Array, kind = "valid"): Frame => ({ bytes, binary: true, kind })
+
+const dial = (url: string) =>
+  new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
+    ws.once("open", () => resolve(ws))
+    ws.once("error", reject)
+  })
+
+const rejectedByReason = (m: Map<string, number>) => {
+  const out: Record<string, number> = {}
+  for (const [k, v] of m) {
+    const r = k.match(/^bartos_frames_rejected_total\{reason="([^"]+)"\}$/)
+    if (r) out[r[1]!] = v
+  }
+  return out
+}
+const delta = (after: Record<string, number>, before: Record<string, number>) => {
+  const out: Record<string, number> = {}
+  for (const k of new Set([...Object.keys(after), ...Object.keys(before)])) {
+    const d = (after[k] ?? 0) - (before[k] ?? 0)
+    if (d !== 0) out[k] = d
+  }
+  return out
+}
+const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0)
+
+const summary = (label: string, r: FuzzReport) =>
+  console.log(
+    `fuzz ${label}: seed ${SEED}: ${r.sent} frames on ${r.connections} connection(s), ${total(r.expected)} rejected ` +
+      `${JSON.stringify(r.expected)}, ${r.policyCloses} closes by the 20-in-a-row rule, ${r.barriers} barriers; ` +
+      `kinds ${JSON.stringify(r.byKind)}`
+  )
+
+/**
+ * Runs `fuzz` while a legitimate agent keeps landing runs and `barto-cli info` answers, during
+ * and after; checks bartos is still up and its rejected-frame counters moved by `expected`.
+ */
+const underFuzz = async (c: Cluster, agent: string, fuzz: () => Promise<FuzzReport>) => {
+  const before = rejectedByReason(await metrics(c.port))
+  const from = Date.now()
+  const infoDuring = c.cli(["info"])
+  const report = await fuzz()
+  const to = Date.now()
+  const during = await infoDuring
+  expect(during.code, during.stderr).toBe(0)
+  expect(isAlive(c.server!)).toBe(true)
+  // bartos counted exactly the frames the model calls bad, by reason.
+  expect(delta(rejectedByReason(await metrics(c.port)), before)).toEqual(report.expected)
+  // The received ProtocolErrors are the predicted ones, code by code.
+  expect(report.received).toEqual(report.expected)
+  const after = await c.cli(["info"])
+  expect(after.code, after.stderr).toBe(0)
+  // The legitimate agent's runs kept landing, during (if the fuzz lasted over a second) and after.
+  await waitFor("a legitimate run after the fuzz", async () =>
+    (await runs(c.db, agent, "legit")).some((r) => r.scheduled_at / 1000 > to && r.state === "succeeded") || undefined)
+  if (to - from > 2_500) {
+    const rs = await runs(c.db, agent, "legit")
+    expect(rs.some((r) => r.scheduled_at / 1000 > from && r.scheduled_at / 1000 < to)).toBe(true)
+  }
+  return report
+}
+
+describe("fuzzing bartos and bartoc (SQLite)", () => {
+  let plain: Cluster
+  let sealed: Cluster
+  let lone: Cluster
+  let fake: FakeBartos | undefined
+  const signingSeed = randomBytes(32)
+  const signingKey = Either.getOrThrow(Envelope.signingKeyFromSeed(signingSeed))
+  const publicKeyB64 = Buffer.from(signingKey.publicKey).toString("base64")
+  const publicKey = Either.getOrThrow(Envelope.parsePublicKey(publicKeyB64))
+  const wrongSigner = Either.getOrThrow(Envelope.signingKeyFromSeed(randomBytes(32)))
+  const hmacBytes = Envelope.hmacKeyFromString(HMAC_KEY)
+
+  beforeAll(async () => {
+    console.log(`fuzz: seed ${SEED} (BARTO_FUZZ_SEED=${SEED} reproduces this run)`)
+    const agentTrace = { enable_std_output: true }
+    ;[plain, sealed, lone] = await Promise.all([
+      makeCluster("sqlite", { schedules: { legit: LEGIT } }),
+      makeCluster("sqlite", {
+        schedules: { legit: LEGIT },
+        server: { hmac_key: HMAC_KEY, signing_key: signingSeed.toString("base64") }
+      }),
+      makeCluster("sqlite")
+    ])
+    await Promise.all([
+      plain.startServer().then(() => plain.startAgent("legit", agentTrace)).then((a) => a.waitForLine(/accepted agent/, 30_000)),
+      sealed.startServer()
+        .then(() => sealed.startAgent("legit", { ...agentTrace, hmac_key: HMAC_KEY, server_public_key: publicKeyB64 }))
+        .then((a) => a.waitForLine(/accepted agent/, 30_000))
+    ])
+  }, 120_000)
+  afterAll(async () => {
+    await fake?.close()
+    await killAll()
+    await Promise.all([plain?.stop(), sealed?.stop(), lone?.stop()])
+  })
+
+  it("bartos /v1/ws/worker: 4,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row", async () => {
+    const link: Link = {
+      connect: () => dial(`ws://127.0.0.1:${plain.port}/v1/ws/worker?name=fuzzer`),
+      hello: () => [plainFrame(agentFrame({
+        _tag: "AgentHello",
+        protocol: Messages.PROTOCOL_VERSION,
+        agentVersion: "fuzz",
+        capabilities: [],
+        outboxId: `fuzz-${SEED}`,
+        lastSeq: -1
+      }))],
+      reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, {}),
+      isHelloReply: (m) => m._tag === "ServerHello",
+      ping: (id) => plainFrame(agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) })),
+      next: (rand) => hostilePayload(rand, VALID_AGENT, MAX_FRAME),
+      verdict: (f) =>
+        !f.binary
+          ? { ok: false, code: "undecodable" }
+          : f.bytes.byteLength > MAX_FRAME
+          ? { ok: false, code: "frame_too_large" }
+          : decodeVerdict(codec, FromAgent, f.bytes),
+      maxBadFrames: 20
+    }
+    const report = await underFuzz(plain, "legit", () => fuzzLink(link, { total: 4_000, seed: SEED, label: "worker" }))
+    summary("worker", report)
+    expect(report.sent).toBe(4_000)
+    expect(report.policyCloses).toBeGreaterThan(0)
+    // Every connection but the last ended by the rule (the driver fails on any other close).
+    expect(report.connections - report.policyCloses).toBeGreaterThanOrEqual(0)
+    expect(report.connections - report.policyCloses).toBeLessThanOrEqual(1)
+    for (const code of ["undecodable", "unknown_tag", "frame_too_large"]) expect(report.expected[code] ?? 0).toBeGreaterThan(0)
+  }, 180_000)
+
+  it("bartos /v1/ws/cli: 3,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row", async () => {
+    const link: Link = {
+      connect: () => dial(`ws://127.0.0.1:${plain.port}/v1/ws/cli?name=fuzzer`),
+      hello: () => [plainFrame(cliFrame({ _tag: "CliHello", protocol: Messages.PROTOCOL_VERSION, cliVersion: "fuzz" }))],
+      reply: (data, conn) => openReply(Messages.ServerToCli, data, conn, {}),
+      isHelloReply: (m) => m._tag === "ServerHelloCli",
+      ping: (id) => plainFrame(cliFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) })),
+      next: (rand) => hostilePayload(rand, VALID_CLI, MAX_FRAME),
+      verdict: (f) => (!f.binary ? { ok: false, code: "undecodable" } : decodeVerdict(codec, FromCli, f.bytes)),
+      maxBadFrames: 20
+    }
+    const report = await underFuzz(plain, "legit", () => fuzzLink(link, { total: 3_000, seed: SEED + 1, label: "cli" }))
+    summary("cli", report)
+    expect(report.sent).toBe(3_000)
+    expect(report.policyCloses).toBeGreaterThan(0)
+    for (const code of ["undecodable", "unknown_tag", "frame_too_large"]) expect(report.expected[code] ?? 0).toBeGreaterThan(0)
+  }, 180_000)
+
+  it("bartos /v1/ws/worker with hmac_key: 2,000 frames with wrong keys, expired timestamps, replayed nonces and sealed garbage", async () => {
+    const seal = (payload: Uint8Array) => Envelope.seal({ hmacKey: hmacBytes }, payload, Date.now() / 1000)
+    const link: Link = {
+      connect: () => dial(`ws://127.0.0.1:${sealed.port}/v1/ws/worker?name=fuzzer`),
+      hello: () => [plainFrame(seal(agentFrame({
+        _tag: "AgentHello",
+        protocol: Messages.PROTOCOL_VERSION,
+        agentVersion: "fuzz",
+        capabilities: [],
+        outboxId: `fuzz-${SEED}`,
+        lastSeq: -1
+      })))],
+      // bartos seals its frames with the HMAC key and signs them.
+      reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, { hmacKey: hmacBytes, publicKey }),
+      isHelloReply: (m) => m._tag === "ServerHello",
+      ping: (id) => plainFrame(seal(agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
+      next: (rand, conn: ConnState) =>
+        envelopeFrame(
+          rand,
+          conn,
+          { hmacKey: HMAC_KEY },
+          agentFrame({ _tag: "Ping", id: 5, sentAt: micros(Date.now()) }),
+          () => hostilePayload(rand, VALID_AGENT, MAX_FRAME)
+        ),
+      verdict: (f, conn) =>
+        envelopeVerdict(
+          f,
+          conn,
+          { hmacKey: hmacBytes, windowSecs: 60 },
+          MAX_FRAME + Envelope.HMAC_HEADER_LEN,
+          (payload) => decodeVerdict(codec, FromAgent, payload)
+        ),
+      maxBadFrames: 20
+    }
+    const report = await underFuzz(sealed, "legit", () => fuzzLink(link, { total: 2_000, seed: SEED + 2, label: "worker+hmac" }))
+    summary("worker+hmac", report)
+    expect(report.sent).toBe(2_000)
+    for (const kind of ["hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "no_envelope"]) {
+      expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
+    }
+    expect(report.expected.bad_envelope ?? 0).toBeGreaterThan(0)
+    expect(report.expected.undecodable ?? 0).toBeGreaterThan(0)
+  }, 180_000)
+
+  it("bartoc: 1,500 hostile frames from a fake bartos (wrong or missing signatures, bad envelopes, sealed garbage): each dropped, counted and answered; its jobs keep running", async () => {
+    const table = {
+      _tag: "ScheduleTable" as const,
+      version: "fuzz-v1",
+      schedules: [
+        new Messages.ScheduleSpec({
+          name: "legit",
+          onCalendar: "*-*-* *:*:*",
+          calendar: "*-*-* *:*:*",
+          cmds: ["echo legit"],
+          overlap: "allow",
+          onFailure: "continue",
+          paused: false
+        })
+      ]
+    }
+    fake = await startFakeBartos({ hmacKey: HMAC_KEY, signingKey, table })
+    const f = fake
+    const agent: Proc = await lone.startAgent(
+      "fuzzed",
+      { enable_std_output: true, hmac_key: HMAC_KEY, server_public_key: publicKeyB64 },
+      f.port
+    )
+    await agent.waitForLine(/accepted agent/, 30_000)
+    let agentFrames = 0
+    const sealFull = (payload: Uint8Array) => Envelope.seal({ hmacKey: hmacBytes, signingKey }, payload, Date.now() / 1000)
+    const link: Link = {
+      connect: () => f.nextAgent(),
+      hello: () => [],
+      // bartoc seals its frames with the HMAC key (no signature on agent frames).
+      reply: (data, conn) => openReply(Messages.AgentToServer, data, conn, { hmacKey: hmacBytes }),
+      isHelloReply: () => true,
+      ping: (id) => plainFrame(sealFull(serverFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
+      next: (rand, conn) =>
+        envelopeFrame(
+          rand,
+          conn,
+          { hmacKey: HMAC_KEY, signingKey, wrongSigner },
+          serverFrame({ _tag: "Ping", id: 5, sentAt: micros(Date.now()) }),
+          // Every 150th payload oversized, so each seed has some (they are 1% otherwise).
+          () =>
+            ++agentFrames % 150 === 75
+              ? { kind: "oversized", binary: true, bytes: serverFrame({ _tag: "ProtocolError", code: "undecodable", message: "x".repeat(MAX_FRAME) }) }
+              : hostilePayload(rand, VALID_SERVER, MAX_FRAME)
+        ),
+      // bartoc: text frames are dropped; then signature, HMAC; then the codec.
+      verdict: (fr, conn) =>
+        envelopeVerdict(
+          fr,
+          conn,
+          { hmacKey: hmacBytes, publicKey, windowSecs: 60 },
+          Number.POSITIVE_INFINITY,
+          (payload) => decodeVerdict(codec, Messages.ServerMessage, payload)
+        )
+    }
+    const from = Date.now()
+    const report = await fuzzLink(link, { total: 1_500, seed: SEED + 3, label: "agent" })
+    const to = Date.now()
+    summary("agent", report)
+    expect(report.sent).toBe(1_500)
+    // One connection throughout: bartoc has no close rule, bad frames never end its link.
+    expect(report.connections).toBe(1)
+    expect(f.connections()).toBe(1)
+    expect(report.received).toEqual(report.expected)
+    // A sealed frame over max_frame_bytes is answered too, not cut by the socket's size cap.
+    expect(report.expected.frame_too_large ?? 0).toBeGreaterThan(0)
+    for (const kind of ["unsigned", "wrong_signature", "hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "no_envelope"]) {
+      expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
+    }
+    expect(isAlive(agent)).toBe(true)
+    // Each dropped frame was logged (its counter is internal; its log is not).
+    const dropped = readFileSync(join(lone.dir, "bartoc-fuzzed.log"), "utf8").split("\n").filter((l) => l.includes("dropping a frame from bartos"))
+    expect(dropped.length).toBe(total(report.expected))
+    // Its jobs kept running and reporting, during and after.
+    await waitFor("a run after the fuzz", () =>
+      f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > to) || undefined)
+    if (to - from > 2_500) {
+      expect(f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > from && r.scheduledAt / 1000 < to)).toBe(true)
+    }
+  }, 180_000)
+})
