@@ -21,6 +21,11 @@ export interface CalendarBenchRow {
   readonly barto: number
   readonly croner: number
   readonly cronParser: number
+  /**
+   * next() rows only: croner without the timezone option, i.e. the host's local zone (only
+   * comparable on a UTC host; perf-baselines §1 measured croner this way). Undefined for parse.
+   */
+  readonly cronerNoTz?: number
   /** barto / croner (higher is better for barto). */
   readonly ratio: number
 }
@@ -42,6 +47,15 @@ const SAMPLES = 5
 const SAMPLE_MS = 300
 const WARMUP_MS = 150
 
+export interface CalendarBenchOptions {
+  /** Timed samples per measurement (median taken); default 5. */
+  readonly samples?: number
+  /** Length of one sample; default 300 ms. */
+  readonly sampleMs?: number
+  /** Warm-up before the samples; default 150 ms. */
+  readonly warmupMs?: number
+}
+
 /** 1,000 instants spread over 2026 (deterministic LCG, so runs are comparable). */
 const startInstants = (): Array<number> => {
   const from = Date.UTC(2026, 0, 1)
@@ -56,8 +70,8 @@ const startInstants = (): Array<number> => {
 // Results flow into this so the JIT cannot drop the calls.
 let sink = 0
 
-/** Operations per second: median of SAMPLES timed loops of about SAMPLE_MS each. */
-const measure = (op: (i: number) => unknown): number => {
+/** Operations per second: median of `samples` timed loops of about `sampleMs` each. */
+const measureWith = (o: Required<CalendarBenchOptions>) => (op: (i: number) => unknown): number => {
   const runFor = (ms: number): number => {
     let n = 0
     const t0 = performance.now()
@@ -71,9 +85,9 @@ const measure = (op: (i: number) => unknown): number => {
     }
     return n / ((t1 - t0) / 1000)
   }
-  runFor(WARMUP_MS)
-  const samples = Array.from({ length: SAMPLES }, () => runFor(SAMPLE_MS)).sort((a, b) => a - b)
-  return samples[Math.floor(SAMPLES / 2)]!
+  runFor(o.warmupMs)
+  const samples = Array.from({ length: o.samples }, () => runFor(o.sampleMs)).sort((a, b) => a - b)
+  return samples[Math.floor(o.samples / 2)]!
 }
 
 const parseBarto = (expr: string): Calendar.Calendar =>
@@ -83,6 +97,7 @@ const parseBarto = (expr: string): Calendar.Calendar =>
 const verify = (c: Case, starts: ReadonlyArray<number>): number => {
   const cal = parseBarto(c.barto)
   const cron = new Cron(c.cron, { paused: true, timezone: "UTC" })
+  const cronLocal = new Cron(c.cron, { paused: true })
   const parser = CronExpressionParser.parse(c.cron, { currentDate: new Date(starts[0]!), tz: "UTC" })
   let mismatches = 0
   for (const start of [Date.parse("2026-11-23T08:00:00.500Z"), ...starts.slice(0, 25)]) {
@@ -90,10 +105,13 @@ const verify = (c: Case, starts: ReadonlyArray<number>): number => {
     const b = cron.nextRun(new Date(start))?.getTime()
     parser.reset(new Date(start))
     const d = parser.next().getTime()
-    if (a !== b || a !== d) {
+    // croner without a zone follows the host's; only checked where the host is UTC.
+    const l = hostIsUtc() ? cronLocal.nextRun(new Date(start))?.getTime() : a
+    if (a !== b || a !== d || a !== l) {
       mismatches++
       console.error(
-        `!!! CALENDAR MISMATCH ${c.label} after ${new Date(start).toISOString()}: barto ${iso(a)} croner ${iso(b)} cron-parser ${iso(d)}`
+        `!!! CALENDAR MISMATCH ${c.label} after ${new Date(start).toISOString()}: barto ${iso(a)} croner ${iso(b)} ` +
+          `cron-parser ${iso(d)} croner-no-tz ${iso(l)}`
       )
     }
   }
@@ -102,7 +120,18 @@ const verify = (c: Case, starts: ReadonlyArray<number>): number => {
 
 const iso = (ms: number | undefined): string => (ms === undefined ? "none" : new Date(ms).toISOString())
 
-export async function runCalendarBench(): Promise<Array<CalendarBenchRow>> {
+/** Whether the host's local zone is UTC (croner without a zone is then a fair UTC peer). */
+export const hostIsUtc = (): boolean => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone
+  return (zone === "UTC" || zone === "Etc/UTC" || zone === "Etc/GMT") && new Date(2026, 6, 1).getTimezoneOffset() === 0
+}
+
+export async function runCalendarBench(options: CalendarBenchOptions = {}): Promise<Array<CalendarBenchRow>> {
+  const measure = measureWith({
+    samples: options.samples ?? SAMPLES,
+    sampleMs: options.sampleMs ?? SAMPLE_MS,
+    warmupMs: options.warmupMs ?? WARMUP_MS
+  })
   const starts = startInstants()
   const dates = starts.map((s) => new Date(s))
   const rows: Array<CalendarBenchRow> = []
@@ -118,15 +147,26 @@ export async function runCalendarBench(): Promise<Array<CalendarBenchRow>> {
   for (const c of CASES) {
     const cal = parseBarto(c.barto)
     const cron = new Cron(c.cron, { paused: true, timezone: "UTC" })
+    const cronLocal = new Cron(c.cron, { paused: true })
     const parser = CronExpressionParser.parse(c.cron, { currentDate: dates[0]!, tz: "UTC" })
     const n = starts.length
     const barto = measure((i) => Calendar.next(cal, starts[i % n]!))
     const croner = measure((i) => cron.nextRun(dates[i % n]!))
+    const cronerNoTz = measure((i) => cronLocal.nextRun(dates[i % n]!))
     const cronParser = measure((i) => {
       parser.reset(dates[i % n]!)
       return parser.next()
     })
-    rows.push({ suite: "calendar", name: `next: ${c.label}`, unit: "ops/s", barto, croner, cronParser, ratio: barto / croner })
+    rows.push({
+      suite: "calendar",
+      name: `next: ${c.label}`,
+      unit: "ops/s",
+      barto,
+      croner,
+      cronParser,
+      cronerNoTz,
+      ratio: barto / croner
+    })
     await new Promise((resolve) => setImmediate(resolve))
   }
   if (sink < 0) console.log(sink)
@@ -136,8 +176,15 @@ export async function runCalendarBench(): Promise<Array<CalendarBenchRow>> {
 const fmt = (v: number): string => Math.round(v).toLocaleString("en-US")
 
 export const formatCalendarTable = (rows: ReadonlyArray<CalendarBenchRow>): string => {
-  const header = ["row", "barto", "croner", "cron-parser", "barto/croner"]
-  const body = rows.map((r) => [r.name, fmt(r.barto), fmt(r.croner), fmt(r.cronParser), r.ratio.toFixed(2) + "×"])
+  const header = ["row", "barto", "croner", "croner (no tz)", "cron-parser", "barto/croner"]
+  const body = rows.map((r) => [
+    r.name,
+    fmt(r.barto),
+    fmt(r.croner),
+    r.cronerNoTz === undefined ? "–" : fmt(r.cronerNoTz),
+    fmt(r.cronParser),
+    r.ratio.toFixed(2) + "×"
+  ])
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
   const line = (cells: ReadonlyArray<string>) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")
