@@ -1,7 +1,10 @@
 /**
- * Child process for the "agents held" benchmark: opens N simulated agents against bartos, pings
- * each every 5 s (as bartoc does), prints `ready <n>` once all completed the handshake and holds
- * them until stdin closes or it is killed.
+ * Child process for the "agents held" benchmark: opens N simulated agents against bartos (200
+ * handshakes in flight), pings each every 5 s (as bartoc does) and holds them until stdin closes or
+ * it is killed. Reports on stdout:
+ *   `ready <held> failed <failed> ms <connect time> [error <first error>]` once every handshake is done,
+ *   `closed <n> codes <code>:<count>,…` whenever held connections were closed by the other side
+ *   (at most once a second).
  */
 import * as M from "@barto/domain/Messages"
 import { connectSimAgent, type SimAgent } from "./simagent.js"
@@ -10,19 +13,47 @@ const [url, prefix, countText] = process.argv.slice(2)
 const count = Number(countText)
 const agents: Array<SimAgent> = []
 let failed = 0
+let firstError: string | undefined
+let closed = 0
+const codes = new Map<number, number>()
+let reported = 0
 const batch = 200
-for (let i = 0; i < count; i += batch) {
-  const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(batch, count - i) }, (_, j) => connectSimAgent(url!, `${prefix}-${i + j}`))
-  )
-  for (const s of settled) s.status === "fulfilled" ? agents.push(s.value) : failed++
-}
+// Ping from the start, as bartoc does from its connect: bartos drops an agent silent for 15 s,
+// and a big step takes longer than that to connect (each agent's first ping comes ≤ 5 s after
+// its handshake).
 let id = 0
 setInterval(() => {
   for (const a of agents) {
     if (a.ws.readyState === a.ws.OPEN) a.send({ _tag: "Ping", id: id++, sentAt: (Date.now() * 1000) as M.Micros })
   }
 }, 5000)
-process.stdout.write(`ready ${agents.length} failed ${failed}\n`)
+const t0 = performance.now()
+for (let i = 0; i < count; i += batch) {
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(batch, count - i) }, (_, j) => connectSimAgent(url!, `${prefix}-${i + j}`))
+  )
+  for (const s of settled) {
+    if (s.status === "fulfilled") {
+      agents.push(s.value)
+      s.value.ws.once("close", (code) => {
+        closed++
+        codes.set(code, (codes.get(code) ?? 0) + 1)
+      })
+    } else {
+      failed++
+      firstError ??= s.reason instanceof Error ? s.reason.message : String(s.reason)
+    }
+  }
+}
+const ms = performance.now() - t0
+setInterval(() => {
+  if (closed !== reported) {
+    reported = closed
+    process.stdout.write(`closed ${closed} codes ${[...codes].map(([c, n]) => `${c}:${n}`).join(",")}\n`)
+  }
+}, 1000)
+process.stdout.write(
+  `ready ${agents.length} failed ${failed} ms ${ms.toFixed(0)}${firstError !== undefined ? ` error ${firstError.replace(/\s+/g, " ")}` : ""}\n`
+)
 process.stdin.resume()
 process.stdin.on("end", () => process.exit(0))

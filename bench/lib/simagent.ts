@@ -33,6 +33,10 @@ export const connectSimAgent = (url: string, name: string, outboxId = `bench-${n
       for (const l of listeners) l(m)
     })
     ws.once("error", reject)
+    // A close before ServerHello (refused, dropped by a struggling server) must not hang the caller.
+    ws.once("close", (code, reason) => {
+      if (hello === undefined) reject(new Error(`closed before ServerHello: ${code} ${reason.toString()}`))
+    })
     ws.once("open", () => {
       send({ _tag: "AgentHello", protocol: M.PROTOCOL_VERSION, agentVersion: "bench", capabilities: [], outboxId, lastSeq: -1 })
     })

@@ -1,0 +1,202 @@
+/**
+ * Databases for the benchmarks: a SQLite file in a temp dir or a scratch MariaDB database on
+ * 127.0.0.1 (created here, dropped afterwards), read access for checks, and the raw batched-insert
+ * yardstick of the Store engineer (`measureRawInsertRate`) run through the store's own layer, so
+ * the yardstick uses the same client, pragmas and table shape as bartos.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import Database from "better-sqlite3"
+import mysql from "mysql2/promise"
+import * as net from "node:net"
+import { join } from "node:path"
+import * as Store from "@barto/server/Store"
+import { measureRawInsertRate } from "../../packages/server/src/internal/store/bench.js"
+
+export type DbKind = "sqlite" | "mariadb"
+
+export const mariadbTarget = () => {
+  const url = new URL(process.env.BARTO_TEST_MARIADB_URL ?? "mysql://root@127.0.0.1:3306")
+  return {
+    host: url.hostname,
+    port: Number(url.port || 3306),
+    user: decodeURIComponent(url.username || "root"),
+    password: decodeURIComponent(url.password || "")
+  }
+}
+
+/** True when something answers on the MariaDB port within 2 s. */
+export const mariadbReachable = (): Promise<boolean> => {
+  const { host, port } = mariadbTarget()
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port })
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(2000, () => done(false))
+    socket.once("connect", () => done(true))
+    socket.once("error", () => done(false))
+  })
+}
+
+export const mariadbVersion = async (): Promise<string | undefined> => {
+  if (!(await mariadbReachable())) return undefined
+  const conn = await mysql.createConnection({ ...mariadbTarget(), connectTimeout: 3000 })
+  try {
+    const [rows] = await conn.query("SELECT VERSION() AS v")
+    return String((rows as Array<{ v: unknown }>)[0]?.v)
+  } finally {
+    await conn.end()
+  }
+}
+
+export interface Db {
+  readonly kind: DbKind
+  /** `[sqlite]` or `[mariadb]` table for bartos.toml. */
+  readonly toml: Record<string, unknown>
+  readonly all: <T = Record<string, unknown>>(sql: string, params?: Array<unknown>) => Promise<Array<T>>
+  /**
+   * Raw batched-insert rate (rows/s) of this database through the Store's own client
+   * (`measureRawInsertRate`: @effect/sql, 1,000-row INSERTs into a scratch table).
+   */
+  readonly rawInsertRate: (rows: number) => Promise<number>
+  /**
+   * The same inserts through the plain driver (better-sqlite3 / mysql2 `query`), as perf-baselines
+   * §3 measured the database: the physical yardstick, without any client library on top.
+   */
+  readonly rawDriverRate: (rows: number) => Promise<number>
+  readonly close: () => Promise<void>
+}
+
+export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
+  if (kind === "sqlite") {
+    const path = join(dir, "bartos.db")
+    let handle: Database.Database | undefined
+    return {
+      kind,
+      toml: { sqlite: { path } },
+      all: async <T>(sql: string, params: Array<unknown> = []) => {
+        handle ??= new Database(path, { readonly: true, fileMustExist: true })
+        return handle.prepare(sql).all(...params) as Array<T>
+      },
+      // A separate file in the same directory: same filesystem, same store pragmas.
+      rawInsertRate: (rows) =>
+        Effect.runPromise(
+          measureRawInsertRate(rows).pipe(Effect.provide(Layer.orDie(Store.layerSqliteWithClient({ filename: join(dir, "raw.db") }))))
+        ),
+      rawDriverRate: async (rows) => {
+        const db = new Database(join(dir, "raw-driver.db"))
+        try {
+          db.pragma("journal_mode = WAL")
+          db.exec(CREATE("barto_bench_driver"))
+          const insert = db.prepare(INSERT("barto_bench_driver"))
+          return timeBatches(rows, (params) => {
+            insert.run(...params)
+          })
+        } finally {
+          db.close()
+        }
+      },
+      close: async () => {
+        handle?.close()
+      }
+    }
+  }
+  const target = mariadbTarget()
+  const database = `barto_bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const admin = await mysql.createConnection({ ...target })
+  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`)
+  const conn = await mysql.createConnection({ ...target, database, supportBigNumbers: true })
+  return {
+    kind,
+    toml: {
+      mariadb: {
+        host: target.host,
+        port: target.port,
+        username: target.user,
+        database,
+        ...(target.password ? { password: target.password } : {})
+      }
+    },
+    all: async <T>(sql: string, params: Array<unknown> = []) => {
+      const [rows] = await conn.query(sql, params)
+      return rows as Array<T>
+    },
+    rawInsertRate: async (rows) => {
+      const layer = Store.layerMariadbWithClient({
+        host: target.host,
+        port: target.port,
+        username: target.user,
+        database,
+        ...(target.password ? { password: Redacted.make(target.password) } : {})
+      })
+      return Effect.runPromise(measureRawInsertRate(rows).pipe(Effect.provide(Layer.orDie(layer))))
+    },
+    rawDriverRate: async (rows) => {
+      await conn.query(`DROP TABLE IF EXISTS barto_bench_driver`)
+      await conn.query(`${CREATE("barto_bench_driver")} ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
+      try {
+        const text = INSERT("barto_bench_driver")
+        return await timeBatchesAsync(rows, async (params) => {
+          await conn.query(text, params)
+        })
+      } finally {
+        await conn.query(`DROP TABLE IF EXISTS barto_bench_driver`)
+      }
+    },
+    close: async () => {
+      await conn.end()
+      await admin.query(`DROP DATABASE IF EXISTS \`${database}\``)
+      await admin.end()
+    }
+  }
+}
+
+// --- the plain-driver yardstick: same table shape and rows as the Store's measureRawInsertRate ---
+
+const BATCH = 1000
+
+const CREATE = (table: string) =>
+  `CREATE TABLE ${table} (run_id VARCHAR(64) NOT NULL, line_seq INT NOT NULL, agent VARCHAR(255) NOT NULL,
+    cmd_uuid VARCHAR(64) NOT NULL, stream VARCHAR(8) NOT NULL, ts BIGINT NOT NULL, data MEDIUMTEXT NOT NULL,
+    continuation TINYINT NOT NULL, PRIMARY KEY (run_id, line_seq))`
+
+const INSERT = (table: string) =>
+  `INSERT INTO ${table} (run_id, line_seq, agent, cmd_uuid, stream, ts, data, continuation) VALUES ${
+    Array.from({ length: BATCH }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+  }`
+
+const batchParams = (b: number): Array<unknown> => {
+  const params: Array<unknown> = []
+  for (let i = 0; i < BATCH; i++) {
+    const seq = b * BATCH + i
+    params.push(
+      "0190a8f0-0000-7000-8000-000000000001",
+      seq,
+      "bench-agent",
+      "0190a8f0-0000-7000-8000-000000000002",
+      seq % 7 === 0 ? "stderr" : "stdout",
+      1_700_000_000_000_000 + seq,
+      `line ${seq}: the quick brown fox jumps over the lazy dog 0123456789`,
+      0
+    )
+  }
+  return params
+}
+
+/** Rows/s of `rows` rows in autocommitted 1,000-row statements (parameters built inside the clock, as the Store helper does). */
+const timeBatches = (rows: number, run: (params: Array<unknown>) => void): number => {
+  const batches = Math.max(1, Math.ceil(rows / BATCH))
+  const t0 = performance.now()
+  for (let b = 0; b < batches; b++) run(batchParams(b))
+  return (batches * BATCH) / ((performance.now() - t0) / 1000)
+}
+
+const timeBatchesAsync = async (rows: number, run: (params: Array<unknown>) => Promise<void>): Promise<number> => {
+  const batches = Math.max(1, Math.ceil(rows / BATCH))
+  const t0 = performance.now()
+  for (let b = 0; b < batches; b++) await run(batchParams(b))
+  return (batches * BATCH) / ((performance.now() - t0) / 1000)
+}
