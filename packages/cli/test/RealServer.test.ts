@@ -12,7 +12,6 @@ import * as Either from "effect/Either"
 import mysql from "mysql2/promise"
 import { type ChildProcess, spawn } from "node:child_process"
 import { writeFileSync } from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import { stringify } from "smol-toml"
 import { afterAll, beforeAll } from "vitest"
@@ -43,20 +42,6 @@ interface Bartos {
   readonly output: () => string
 }
 
-/**
- * A port that was free a moment ago. `actix.port = 0` would be race-free, but the config schema
- * rejects 0 (a port must be 1..65535); the real port is still read from bartos' `listening on`.
- */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-
 const startBartos = async (dir: string, database: Record<string, unknown>): Promise<Bartos> => {
   const toml = path.join(dir, "bartos.toml")
   writeFileSync(
@@ -64,7 +49,8 @@ const startBartos = async (dir: string, database: Record<string, unknown>): Prom
     stringify({
       api_key: API_KEY,
       admin_key: ADMIN_KEY,
-      actix: { ip: "127.0.0.1", port: await freePort() },
+      // Any free port; the real one is read from bartos' `listening on` line.
+      actix: { ip: "127.0.0.1", port: 0 },
       ...database,
       schedules: {
         host: {
