@@ -187,7 +187,7 @@ export const run = Command.make(
   },
   (o) =>
     Effect.gen(function*() {
-      const { g, style, zone: _zone } = yield* prologue(o)
+      const { g, style } = yield* prologue(o)
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
           const r = yield* ask(
