@@ -157,9 +157,14 @@ const closeText = (code: number, reason: string) =>
  * Opens the socket and completes the hello. Fails with `connect`, `unauthorized`, `protocol` or
  * `closed`; the caller bounds it with the reply timeout.
  */
+/** Largest answer frame barto-cli accepts (a `list` of a long history can be large). */
+export const MAX_ANSWER_BYTES = 512 * 1024 * 1024
+
 export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientError, Scope.Scope> =>
   Effect.gen(function*() {
-    const codec = Codec.makeJson()
+    // Answers from bartos are not size-limited by the protocol (`list` returns a whole history),
+    // and the server is the party we chose to trust: accept large frames rather than drop them.
+    const codec = Codec.makeJson({ maxFrameBytes: MAX_ANSWER_BYTES })
     const endpoint = endpointOf(o)
     const ca = yield* readPem("ca_cert", o.caCert)
     const cert = yield* readPem("client_cert", o.clientCert)
@@ -174,6 +179,7 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
           ...(cert !== undefined ? { cert } : {}),
           ...(key !== undefined ? { key } : {}),
           handshakeTimeout: Math.max(1, o.timeoutMs),
+          maxPayload: MAX_ANSWER_BYTES,
           perMessageDeflate: false
         })
         // Pushed synchronously, drained by one fiber: the order of frames is kept.
