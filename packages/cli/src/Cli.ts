@@ -15,6 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
+import { normalizeGlobalFlags } from "@barto/domain/Argv"
 import { CliEnv, CliFailure, failure, root, usageError, VERSION, Verbosity } from "./internal/root.js"
 import * as Render from "./Render.js"
 
@@ -35,7 +36,6 @@ const cli = CliCommand.run(command, { name: "barto-cli", version: VERSION })
 
 /** Root options that take a value: their value is never mistaken for a flag or a subcommand. */
 const VALUE_OPTIONS = new Set(["-c", "--config-absolute-path", "-t", "--tracing-absolute-path", "--timeout"])
-const CLUSTER = /^-[vqejV]{2,}$/
 
 /**
  * Rewrites the global part of argv (before the subcommand) for what @effect/cli cannot express:
@@ -51,46 +51,21 @@ export const normalizeArgv = (
   readonly quiet: number
   readonly tracingPath: string | undefined
 } => {
-  const head = argv.slice(0, 2)
-  const out: Array<string> = []
-  let verbose = 0
-  let quiet = 0
+  const global = normalizeGlobalFlags(argv, {
+    valueOptions: VALUE_OPTIONS,
+    clusterLetters: "ej",
+    stopAt: new Set(subcommandNames)
+  })
   let tracingPath: string | undefined
-  let i = 2
-  for (; i < argv.length; i++) {
+  for (let i = 2; i < global.restIndex; i++) {
     const token = argv[i]!
-    if (subcommandNames.includes(token)) break
-    if (token === "--") break
-    if (VALUE_OPTIONS.has(token)) {
-      out.push(token)
-      if (i + 1 < argv.length) out.push(argv[++i]!)
-      if (token === "-t" || token === "--tracing-absolute-path") tracingPath = argv[i]
-    } else if (token.startsWith("--tracing-absolute-path=")) {
-      out.push(token)
-      tracingPath = token.slice("--tracing-absolute-path=".length)
-    } else if (token === "-v" || token === "--verbose") {
-      verbose++
-    } else if (token === "-q" || token === "--quiet") {
-      quiet++
-    } else if (token === "-V") {
-      out.push("--version")
-    } else if (CLUSTER.test(token)) {
-      for (const c of token.slice(1)) {
-        if (c === "v") verbose++
-        else if (c === "q") quiet++
-        else if (c === "V") out.push("--version")
-        else out.push(`-${c}`)
-      }
-    } else {
-      out.push(token)
-    }
+    if (token === "-t" || token === "--tracing-absolute-path") tracingPath = argv[i + 1]
+    else if (token.startsWith("--tracing-absolute-path=")) tracingPath = token.slice("--tracing-absolute-path=".length)
   }
-  const flags = [...(verbose > 0 ? ["-v"] : []), ...(quiet > 0 ? ["-q"] : [])]
-  const rest = argv.slice(i)
   // A global -v may follow the subcommand (no subcommand uses -v itself); -q may not: it is
   // `query -q SQL`.
-  const lateVerbose = rest.filter((t) => t === "-v" || t === "--verbose").length
-  return { argv: [...head, ...flags, ...out, ...rest], verbose: verbose + lateVerbose, quiet, tracingPath }
+  const lateVerbose = argv.slice(global.restIndex).filter((t) => t === "-v" || t === "--verbose").length
+  return { argv: global.argv, verbose: global.verbose + lateVerbose, quiet: global.quiet, tracingPath }
 }
 
 // eslint-disable-next-line no-control-regex
