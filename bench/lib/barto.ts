@@ -56,6 +56,8 @@ export interface ScheduleToml {
 
 export interface Server {
   readonly proc: Proc
+  /** What the bin shim ran: the bundle or the sources through tsx (decided at start). */
+  readonly launch: "bundle" | "tsx"
   readonly port: number
   readonly url: string
   readonly logFile: string
@@ -81,17 +83,19 @@ export const startServer = async (
       )
     })
   )
+  const launch = launchMode("bartos")
   const proc = startNode(binPath("bartos"), ["-c", configFile, "-t", logFile], {
     name: "bartos",
     env: profileEnv(),
     ...(options.nofile !== undefined ? { nofile: options.nofile } : {})
   })
   await proc.waitForLine(/listening on ws:\/\/127\.0\.0\.1:\d+/, 90_000)
-  return { proc, port, url: `ws://127.0.0.1:${port}`, logFile }
+  return { proc, launch, port, url: `ws://127.0.0.1:${port}`, logFile }
 }
 
 export interface Agent {
   readonly proc: Proc
+  readonly launch: "bundle" | "tsx"
   readonly logFile: string
 }
 
@@ -106,6 +110,7 @@ export const startAgent = (dir: string, server: Server, name: string): Agent => 
       bartos: { prefix: "ws", host: "127.0.0.1", port: server.port }
     })
   )
+  const launch = launchMode("bartoc")
   const proc = startNode(binPath("bartoc"), ["-c", configFile, "-t", logFile], { name: `bartoc:${name}`, env: profileEnv() })
-  return { proc, logFile }
+  return { proc, launch, logFile }
 }

@@ -85,7 +85,8 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
     rows.push(row("bartos RSS, no agents", rss0 === undefined ? null : rss0 / MiB, "MiB", {
       peer: { label: "ws server §2", value: WS_RSS_MIB[0]! },
       ratio: rss0 === undefined ? undefined : rss0 / MiB / WS_RSS_MIB[0]!,
-      note: "bartos = Node + tsx loader + Effect + SQLite client; the peer is a bare `ws` server process"
+      note: `bartos from the ${server.launch === "bundle" ? "esbuild bundle" : "TypeScript sources through tsx (its loader thread adds ~100 MiB)"}; ` +
+        "the peer is a bare `ws` server process"
     }))
     let current = 0
     for (const level of levels) {

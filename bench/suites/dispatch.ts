@@ -124,7 +124,7 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
     return [
       row("lateness p50 (scheduled → spawn)", percentile(lateness, 50), {
         peer: { label: "timer+spawn p50", value: TIMER_P50_MS + SPAWN_TRUE_P50_MS },
-        note: `${n} runs of \`*-*-* *:*:*\` → \`true\` after ${WARMUP} warm-up runs; ` +
+        note: `bartoc from ${agent.launch}; ${n} runs of \`*-*-* *:*:*\` → \`true\` after ${WARMUP} warm-up runs; ` +
           `run_commands.started_at − runs.scheduled_at (agent stamps right before spawn; 1 ms resolution)`
       }),
       row("lateness p99 (scheduled → spawn)", p99, {

@@ -203,7 +203,7 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
         verdict: atLeast(ratio, 0.5),
         note: `${p.lines.toLocaleString("en-US")} lines in ${p.frames.length} frames of ${BATCH_LINES} ` +
           `(${(p.bytes / p.frames.length / 1024).toFixed(0)} KiB each), window ${WINDOW}, ${m.seconds.toFixed(2)} s; ` +
-          `${cpuNote}; rows stored ${stored.toLocaleString("en-US")}`
+          `${cpuNote}; rows stored ${stored.toLocaleString("en-US")}; bartos from ${server.launch}`
       },
       {
         suite,
