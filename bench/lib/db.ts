@@ -12,7 +12,12 @@ import mysql from "mysql2/promise"
 import * as net from "node:net"
 import { join } from "node:path"
 import * as Store from "@barto/server/Store"
-import { measureRawInsertRate } from "../../packages/server/src/internal/store/bench.js"
+import {
+  measureRawInsertRate,
+  rawBatchParams,
+  rawInsertSql,
+  rawTableSql
+} from "../../packages/server/src/internal/store/bench.js"
 
 export type DbKind = "sqlite" | "mariadb"
 
@@ -158,33 +163,9 @@ export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
 
 const BATCH = 1000
 
-const CREATE = (table: string) =>
-  `CREATE TABLE ${table} (run_id VARCHAR(64) NOT NULL, line_seq INT NOT NULL, agent VARCHAR(255) NOT NULL,
-    cmd_uuid VARCHAR(64) NOT NULL, stream VARCHAR(8) NOT NULL, ts BIGINT NOT NULL, data MEDIUMTEXT NOT NULL,
-    continuation TINYINT NOT NULL, PRIMARY KEY (run_id, line_seq))`
-
-const INSERT = (table: string) =>
-  `INSERT INTO ${table} (run_id, line_seq, agent, cmd_uuid, stream, ts, data, continuation) VALUES ${
-    Array.from({ length: BATCH }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
-  }`
-
-const batchParams = (b: number): Array<unknown> => {
-  const params: Array<unknown> = []
-  for (let i = 0; i < BATCH; i++) {
-    const seq = b * BATCH + i
-    params.push(
-      "0190a8f0-0000-7000-8000-000000000001",
-      seq,
-      "bench-agent",
-      "0190a8f0-0000-7000-8000-000000000002",
-      seq % 7 === 0 ? "stderr" : "stdout",
-      1_700_000_000_000_000 + seq,
-      `line ${seq}: the quick brown fox jumps over the lazy dog 0123456789`,
-      0
-    )
-  }
-  return params
-}
+const CREATE = (table: string) => rawTableSql(table)
+const INSERT = (table: string) => rawInsertSql(table, BATCH)
+const batchParams = (b: number): Array<unknown> => rawBatchParams(b, BATCH)
 
 /** Rows/s of `rows` rows in autocommitted 1,000-row statements (parameters built inside the clock, as the Store helper does). */
 const timeBatches = (rows: number, run: (params: Array<unknown>) => void): number => {

@@ -14,6 +14,37 @@ import { StoreError } from "./errors.js"
 
 const TABLE = "barto_bench_raw"
 
+/** The scratch table's DDL (same primary key as `output_lines`); `options` = dialect suffix. */
+export const rawTableSql = (table: string, options = ""): string =>
+  `CREATE TABLE ${table} (run_id VARCHAR(64) NOT NULL, line_seq INT NOT NULL, agent VARCHAR(255) NOT NULL,
+    cmd_uuid VARCHAR(64) NOT NULL, stream VARCHAR(8) NOT NULL, ts BIGINT NOT NULL, data MEDIUMTEXT NOT NULL,
+    continuation TINYINT NOT NULL, PRIMARY KEY (run_id, line_seq))${options}`
+
+/** One multi-row INSERT of `rowsPerInsert` output-line-shaped rows. */
+export const rawInsertSql = (table: string, rowsPerInsert: number): string =>
+  `INSERT INTO ${table} (run_id, line_seq, agent, cmd_uuid, stream, ts, data, continuation) VALUES ${
+    Array.from({ length: rowsPerInsert }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+  }`
+
+/** The parameters of statement number `b` (rows `b * rowsPerInsert …`). */
+export const rawBatchParams = (b: number, rowsPerInsert: number): Array<unknown> => {
+  const params: Array<unknown> = []
+  for (let i = 0; i < rowsPerInsert; i++) {
+    const seq = b * rowsPerInsert + i
+    params.push(
+      "0190a8f0-0000-7000-8000-000000000001",
+      seq,
+      "bench-agent",
+      "0190a8f0-0000-7000-8000-000000000002",
+      seq % 7 === 0 ? "stderr" : "stdout",
+      1_700_000_000_000_000 + seq,
+      `line ${seq}: the quick brown fox jumps over the lazy dog 0123456789`,
+      0
+    )
+  }
+  return params
+}
+
 /**
  * Rows per second for `rows` rows (rounded up to whole statements of `rowsPerInsert`, default
  * 1,000). Each statement commits on its own, so on a durable database the rate is bounded by
@@ -31,33 +62,11 @@ export const measureRawInsertRate = (
       orElse: () => ""
     })
     yield* sql.unsafe(`DROP TABLE IF EXISTS ${TABLE}`)
-    yield* sql.unsafe(
-      `CREATE TABLE ${TABLE} (run_id VARCHAR(64) NOT NULL, line_seq INT NOT NULL, agent VARCHAR(255) NOT NULL,
-        cmd_uuid VARCHAR(64) NOT NULL, stream VARCHAR(8) NOT NULL, ts BIGINT NOT NULL, data MEDIUMTEXT NOT NULL,
-        continuation TINYINT NOT NULL, PRIMARY KEY (run_id, line_seq))${options}`
-    )
-    const text = `INSERT INTO ${TABLE} (run_id, line_seq, agent, cmd_uuid, stream, ts, data, continuation) VALUES ${
-      Array.from({ length: BATCH }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
-    }`
+    yield* sql.unsafe(rawTableSql(TABLE, options))
+    const text = rawInsertSql(TABLE, BATCH)
     const batches = Math.max(1, Math.ceil(rows / BATCH))
     const start = yield* Clock.currentTimeNanos
-    for (let b = 0; b < batches; b++) {
-      const params: Array<unknown> = []
-      for (let i = 0; i < BATCH; i++) {
-        const seq = b * BATCH + i
-        params.push(
-          "0190a8f0-0000-7000-8000-000000000001",
-          seq,
-          "bench-agent",
-          "0190a8f0-0000-7000-8000-000000000002",
-          seq % 7 === 0 ? "stderr" : "stdout",
-          1_700_000_000_000_000 + seq,
-          `line ${seq}: the quick brown fox jumps over the lazy dog 0123456789`,
-          0
-        )
-      }
-      yield* sql.unsafe(text, params)
-    }
+    for (let b = 0; b < batches; b++) yield* sql.unsafe(text, rawBatchParams(b, BATCH))
     const elapsedNs = Number((yield* Clock.currentTimeNanos) - start)
     yield* sql.unsafe(`DROP TABLE IF EXISTS ${TABLE}`)
     return (batches * BATCH) / (elapsedNs / 1e9)
