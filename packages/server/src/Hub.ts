@@ -164,6 +164,7 @@ export const make = (options: Options) =>
       maxBadFrames: options.maxBadFrames ?? WorkerSession.defaults.maxBadFrames,
       background
     }
+    const workers = yield* WorkerSession.make(workerOptions)
     const cliOptions: CliSession.Options = {
       serverVersion: options.serverVersion,
       adminKey: options.adminKey,
@@ -208,14 +209,12 @@ export const make = (options: Options) =>
       }
       const ip = peerIp(socket)
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-        const session = link === "worker"
-          ? WorkerSession.run(ws, { agent: name, ip }, workerOptions)
-          : Deferred.await(ready).pipe(
-            Effect.flatMap((info) =>
-              Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info)
-            )
+        if (link === "worker") return workers.accept(ws, { agent: name, ip })
+        fork(
+          Deferred.await(ready).pipe(
+            Effect.flatMap((info) => Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info))
           )
-        fork(session)
+        )
       })
     }
 
@@ -248,8 +247,9 @@ export const make = (options: Options) =>
       Effect.gen(function*() {
         shuttingDown = true
         for (const { server } of servers) server.close()
-        // Interrupting the sessions closes each socket with 1001 (their own finalizers); an
-        // ingest transaction in flight is uninterruptible, so it completes first.
+        // Worker sessions close with 1001 once the frame in hand is done (an ingest transaction
+        // in flight completes and is acked); interrupting the CLI sessions closes theirs.
+        yield* workers.shutdown
         yield* FiberSet.clear(connections)
         yield* FiberSet.clear(background)
         yield* Effect.async<void>((resume) => {

@@ -1,10 +1,20 @@
 /**
- * One bartoc connection on `/v1/ws/worker` (D5, D6, D7; reference §1.3 with its bugs fixed).
+ * Worker sessions on `/v1/ws/worker` (D5, D6, D7; reference §1.3 with its bugs fixed).
  *
- * One fiber per connection processes inbound frames strictly in order. Lifecycle:
- * `AgentHello` (within 10 s) -> `ServerHello` + the agent's `ScheduleTable` -> records, acks,
- * pings until the socket closes, the agent goes silent for `liveness`, a newer connection with the
- * same name replaces this one, or the server shuts down.
+ * Lifecycle of one connection: `AgentHello` (within `helloTimeoutMs`) -> `ServerHello` + the
+ * agent's `ScheduleTable` -> records, acks, pings until the socket closes, the agent goes silent for
+ * `liveness`, a newer connection with the same name replaces this one, or the server shuts down.
+ *
+ * Built for thousands of mostly idle agents on one process: a session at rest is a small state
+ * object beside its socket, with no fiber, scope or timer of its own (a parked fiber with its
+ * stack, contexts and a watchdog cost ~40 KiB per agent; this costs a few hundred bytes).
+ * - The `ws` callbacks append frames to the session's inbox. A drain fiber exists only while the
+ *   inbox holds work: it handles the frames strictly in arrival order (style §4.2), then ends.
+ * - ONE sweep fiber for all sessions enforces the hello deadline and liveness: an agent silent for
+ *   half of `liveness` gets a Ping (its Pong counts as a frame), one silent for all of it is
+ *   closed with 4000.
+ * - Closing (ours or the peer's) is one more inbox item, so it happens after the frame in hand:
+ *   an ingest transaction in flight always completes and its Ack is still sent.
  *
  * Every bad frame (too large, not decodable, unknown tag, bad envelope) is answered with a
  * `ProtocolError` naming the problem and the connection stays up; only a peer that keeps sending
@@ -12,10 +22,9 @@
  */
 import { randomUUID } from "node:crypto"
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -23,12 +32,12 @@ import type * as Scope from "effect/Scope"
 import { Codec } from "@barto/domain/Codec"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Messages from "@barto/domain/Messages"
-import type { WebSocket } from "ws"
+import type { RawData, WebSocket } from "ws"
 import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
 import * as Inbound from "./internal/inbound.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
-import * as Socket from "./internal/socket.js"
+import { toBytes, truncateReason } from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
 import { Schedules } from "./Schedules.js"
 import { Store } from "./Store.js"
@@ -69,30 +78,106 @@ export const CloseCode = {
 /** HMAC envelope overhead: ts (8) + nonce (8) + MAC (32). */
 const HMAC_OVERHEAD = 48
 
+/** Frames waiting beyond this pause reading from the socket until the inbox drains to half. */
+const HIGH_WATER = 256
+
+/** How long a shutdown waits for sessions to finish the frame in hand and record their end. */
+const SHUTDOWN_GRACE_MS = 5000
+
+const LABELS = { link: "worker" } as const
+
+export type Requirements = Store | Schedules | AgentSessions | Ingested | Metrics | Codec
+
+export interface Peer {
+  readonly agent: string
+  readonly ip: string
+}
+
+export interface Workers {
+  /** Takes over an upgraded socket. Synchronous; never throws. */
+  readonly accept: (ws: WebSocket, peer: Peer) => void
+  /**
+   * Closes every session with 1001 once the frame in hand is done (an ingest in flight completes
+   * and is acked) and waits, bounded, for each to record its end.
+   */
+  readonly shutdown: Effect.Effect<void>
+  /** Sessions not yet ended (hello phase included). */
+  readonly size: () => number
+}
+
 interface BadFrame {
   readonly code: Messages.ProtocolError["code"]
   readonly message: string
 }
 
+interface Frame {
+  readonly data: Uint8Array
+  readonly binary: boolean
+}
+
+interface Closing {
+  readonly code: number
+  readonly reason: string
+  /** We close: the close frame is sent when the drain reaches this item. */
+  readonly ours: boolean
+}
+
+const HELLO = 0
+const READY = 1
+const ENDED = 2
+
+/** All the state of one connection; plain fields, so an idle session costs little. */
+class Session {
+  phase: typeof HELLO | typeof READY | typeof ENDED = HELLO
+  helloSeen = false
+  readonly inbox: Array<Frame> = []
+  head = 0
+  draining = false
+  closing: Closing | undefined = undefined
+  lastSeen: number
+  probed = -1
+  pingId = 0
+  badInARow = 0
+  acked = -1
+  outboxId = ""
+  sessionId = ""
+  connectedAt = Messages.Micros.make(0)
+  lastVersion: string | undefined = undefined
+  tableLock: Effect.Semaphore | undefined = undefined
+  handle: WorkerHandle | undefined = undefined
+  readonly nonces: Envelope.NonceCache | undefined
+  readonly listeners: {
+    readonly message: (data: RawData, binary: boolean) => void
+    readonly close: (code: number, reason: Buffer) => void
+  }
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly agent: string,
+    readonly ip: string,
+    readonly openedAt: number,
+    hmac: boolean,
+    listeners: (s: Session) => Session["listeners"]
+  ) {
+    this.lastSeen = openedAt
+    this.nonces = hmac ? Envelope.makeNonceCache() : undefined
+    this.listeners = listeners(this)
+  }
+
+  get pending(): number {
+    return this.inbox.length - this.head
+  }
+
+  annotations(): Record<string, string> {
+    return this.sessionId === ""
+      ? { agent: this.agent, ip: this.ip, link: "worker" }
+      : { agent: this.agent, ip: this.ip, link: "worker", sessionId: this.sessionId }
+  }
+}
+
 const nowMicros = Clock.currentTimeMillis.pipe(Effect.map((ms) => Messages.Micros.make(ms * 1000)))
 
-export type Requirements = Store | Schedules | AgentSessions | Ingested | Metrics | Codec
-
-/** Runs the session until it ends; never fails. */
-export const run = (
-  ws: WebSocket,
-  peer: { readonly agent: string; readonly ip: string },
-  options: Options
-): Effect.Effect<void, never, Requirements> =>
-  Effect.scoped(session(ws, peer, options)).pipe(
-    Effect.annotateLogs({ agent: peer.agent, ip: peer.ip, link: "worker" })
-  )
-
-const session = (
-  ws: WebSocket,
-  peer: { readonly agent: string; readonly ip: string },
-  options: Options
-): Effect.Effect<void, never, Requirements | Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Workers, never, Requirements | Scope.Scope> =>
   Effect.gen(function*() {
     const store = yield* Store
     const schedules = yield* Schedules
@@ -100,223 +185,211 @@ const session = (
     const ingested = yield* Ingested
     const metrics = yield* Metrics
     const codec = yield* Codec
-    const conn = yield* Socket.attach(ws)
-    const nonces = Envelope.makeNonceCache()
-    const agent = peer.agent
-    const labels = { link: "worker" }
+    const clock = yield* Effect.clock
+    const drains = yield* FiberSet.make()
+    const fork = yield* FiberSet.runtime(drains)<Requirements>()
+    const live = new Set<Session>()
+    let allEnded: Deferred.Deferred<void> | undefined
+    const sealOptions: Envelope.SealOptions = {
+      ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}),
+      ...(options.signingKey !== undefined ? { signingKey: options.signingKey } : {})
+    }
+    const frameLimit = options.maxFrameBytes + (options.hmacKey !== undefined ? HMAC_OVERHEAD : 0)
 
-    yield* metrics.add("bartos_connections_total", 1, labels)
-    yield* metrics.add("bartos_connections_open", 1, labels)
-    yield* Effect.addFinalizer(() => metrics.add("bartos_connections_open", -1, labels))
-    yield* Effect.logInfo(`worker connection from '${agent} (${peer.ip})'`)
-
-    const send = (message: Messages.ServerMessage): Effect.Effect<boolean> =>
-      Effect.gen(function*() {
-        if (!conn.isOpen()) return false
-        const nowSecs = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-        const payload = codec.encode(Messages.ServerMessage, message)
-        const frame = Envelope.seal(
-          {
-            ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}),
-            ...(options.signingKey !== undefined ? { signingKey: options.signingKey } : {})
-          },
-          payload,
-          nowSecs
-        )
-        const sent = conn.sendBytes(frame)
-        if (sent) yield* metrics.add("bartos_frames_out_total", 1, labels)
-        return sent
-      })
-
-    const close = (code: number, reason: string) =>
-      Effect.zipRight(
-        Effect.logInfo(`closing worker session: ${code} ${reason}`),
-        Effect.sync(() => conn.close(code, reason))
-      )
-
-    // Interruption means the server is shutting down: tell the agent why.
-    yield* Effect.addFinalizer((exit) =>
-      Exit.isInterrupted(exit) ? Effect.sync(() => conn.close(CloseCode.goingAway, "server shutting down")) : Effect.void
-    )
-
-    const decode = (item: Extract<Socket.Inbound, { _tag: "Frame" }>) =>
-      Effect.gen(function*() {
-        yield* metrics.add("bartos_frames_in_total", 1, labels)
-        if (!item.binary) {
-          return Either.left<BadFrame>({ code: "undecodable", message: "text frames are not accepted; send binary frames" })
-        }
-        const limit = options.maxFrameBytes + (options.hmacKey !== undefined ? HMAC_OVERHEAD : 0)
-        if (item.data.byteLength > limit) {
-          return Either.left<BadFrame>({
-            code: "frame_too_large",
-            message: `frame of ${item.data.byteLength} bytes exceeds the limit of ${limit} bytes`
-          })
-        }
-        let payload = item.data
-        if (options.hmacKey !== undefined) {
-          const nowSecs = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-          const opened = Envelope.open(
-            { hmacKey: options.hmacKey, windowSecs: options.replayWindowSecs, nonces },
-            item.data,
-            nowSecs
-          )
-          if (Either.isLeft(opened)) {
-            return Either.left<BadFrame>({
-              code: "bad_envelope",
-              message: `${opened.left.reason}: ${opened.left.message}`
-            })
-          }
-          payload = opened.right
-        }
-        return Either.mapLeft(
-          codec.decode(Inbound.FromAgent, payload),
-          (e): BadFrame => ({ code: e.code, message: e.message })
-        )
-      })
-
-    let badInARow = 0
-    /** Answers a bad frame; true when the peer has sent too many and the session must end. */
-    const rejected = (bad: BadFrame) =>
-      Effect.gen(function*() {
-        badInARow++
-        yield* metrics.add("bartos_frames_rejected_total", 1, { reason: bad.code })
-        yield* Effect.logWarning(`rejected frame (${bad.code}): ${bad.message}`)
-        yield* send({ _tag: "ProtocolError", code: bad.code, message: bad.message })
-        if (badInARow >= options.maxBadFrames) {
-          yield* close(CloseCode.policy, `${badInARow} bad frames in a row`)
-          return true
-        }
-        return false
-      })
-
-    // --- hello ---------------------------------------------------------------------------------
-    const awaitHello: Effect.Effect<Option.Option<typeof Messages.AgentHello.Type>> = Effect.gen(function*() {
-      while (true) {
-        const item = yield* conn.take
-        if (item._tag === "Closed") return Option.none()
-        const decoded = yield* decode(item)
-        if (Either.isLeft(decoded)) {
-          if (yield* rejected(decoded.left)) return Option.none()
-          continue
-        }
-        const message = decoded.right
-        if (message._tag === "AgentHello") return Option.some(message)
-        yield* send({ _tag: "ProtocolError", code: "unexpected", message: `expected AgentHello, got ${message._tag}` })
-        yield* close(CloseCode.policy, "first frame must be AgentHello")
-        return Option.none()
-      }
-    })
-    const hello = yield* awaitHello.pipe(
-      Effect.timeout(Duration.millis(options.helloTimeoutMs)),
-      Effect.catchTag("TimeoutException", () =>
-        close(CloseCode.policy, `no AgentHello within ${options.helloTimeoutMs / 1000} s`).pipe(Effect.as(Option.none()))
-      )
-    )
-    if (Option.isNone(hello)) return
-    badInARow = 0
-    const { outboxId, protocol } = hello.value
-    if (protocol !== Messages.PROTOCOL_VERSION) {
-      const reason = `protocol version mismatch: server ${Messages.PROTOCOL_VERSION}, agent ${protocol}`
-      yield* send({ _tag: "ProtocolError", code: "protocol_version", message: reason })
-      yield* close(CloseCode.protocolVersion, reason)
-      return
+    // --- socket side (synchronous, called by `ws`) --------------------------------------------
+    const kick = (s: Session) => {
+      if (s.draining) return
+      s.draining = true
+      fork(Effect.annotateLogs(drain(s), s.annotations()))
     }
 
-    const sessionId = randomUUID()
-    const connectedAt = yield* nowMicros
-    yield* Effect.annotateLogsScoped({ sessionId })
-    yield* store.sessionStarted({ agent, sessionId, ip: peer.ip, connectedAt }).pipe(
-      Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
-    )
-    // On a DB error the agent is told nothing is stored (-1): it keeps its records and resends,
-    // and the idempotent ingest makes the resend harmless.
-    let acked = yield* store.ackedUpTo(agent, outboxId).pipe(
-      Effect.catchAll((e) => Effect.logError(`cannot read the acked offset: ${e.message}`).pipe(Effect.as(-1)))
-    )
-    yield* send({
-      _tag: "ServerHello",
-      protocol: Messages.PROTOCOL_VERSION,
-      serverVersion: options.serverVersion,
-      capabilities: CAPABILITIES,
-      sessionId,
-      ackedUpTo: acked
+    /** Ends intake; the drain closes the socket (ours) or records the end once it reaches this. */
+    const finish = (s: Session, closing: Closing) => {
+      if (s.closing !== undefined) return
+      s.closing = closing
+      // Frames not yet handled are dropped when we close: they cannot be acked any more and the
+      // agent keeps them in its outbox. After a peer's close they are still stored (idempotently).
+      if (closing.ours) {
+        s.inbox.length = 0
+        s.head = 0
+      }
+      kick(s)
+    }
+
+    const closeSession = (s: Session, code: number, reason: string) => finish(s, { code, reason, ours: true })
+
+    const listenersOf = (s: Session): Session["listeners"] => ({
+      message: (data, binary) => {
+        if (s.closing !== undefined) return
+        // Any frame proves the agent alive, even while an earlier one is still being handled.
+        s.lastSeen = clock.unsafeCurrentTimeMillis()
+        s.inbox.push({ data: toBytes(data), binary })
+        if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
+        kick(s)
+      },
+      close: (code, reason) => finish(s, { code, reason: reason.toString("utf8"), ours: false })
     })
+
+    // An 'error' is always followed by 'close'; without a listener it would crash the process.
+    const ignoreError = () => {}
+
+    const accept = (ws: WebSocket, peer: Peer) => {
+      const s = new Session(ws, peer.agent, peer.ip, clock.unsafeCurrentTimeMillis(), options.hmacKey !== undefined, listenersOf)
+      live.add(s)
+      metrics.unsafeAdd("bartos_connections_total", 1, LABELS)
+      metrics.unsafeAdd("bartos_connections_open", 1, LABELS)
+      ws.on("message", s.listeners.message)
+      ws.on("close", s.listeners.close)
+      ws.on("error", ignoreError)
+      fork(Effect.logInfo(`worker connection from '${peer.agent} (${peer.ip})'`).pipe(Effect.annotateLogs(s.annotations())))
+      if (ws.readyState !== ws.OPEN) finish(s, { code: 1006, reason: "closed before the session started", ours: false })
+    }
+
+    // --- effects of one session ---------------------------------------------------------------
+    const send = (s: Session, message: Messages.ServerMessage): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        if (s.ws.readyState !== s.ws.OPEN) return Effect.succeed(false)
+        const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
+        const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs)
+        s.ws.send(frame, { binary: true })
+        metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
+        return Effect.succeed(true)
+      })
+
+    const close = (s: Session, code: number, reason: string) =>
+      Effect.zipRight(
+        Effect.logInfo(`closing worker session: ${code} ${reason}`),
+        Effect.sync(() => closeSession(s, code, reason))
+      )
+
+    const decode = (s: Session, frame: Frame): Either.Either<Messages.AgentToServer, BadFrame> => {
+      metrics.unsafeAdd("bartos_frames_in_total", 1, LABELS)
+      if (!frame.binary) return Either.left({ code: "undecodable", message: "text frames are not accepted; send binary frames" })
+      if (frame.data.byteLength > frameLimit) {
+        return Either.left({
+          code: "frame_too_large",
+          message: `frame of ${frame.data.byteLength} bytes exceeds the limit of ${frameLimit} bytes`
+        })
+      }
+      let payload = frame.data
+      if (options.hmacKey !== undefined) {
+        const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
+        const opened = Envelope.open(
+          { hmacKey: options.hmacKey, windowSecs: options.replayWindowSecs, nonces: s.nonces! },
+          frame.data,
+          nowSecs
+        )
+        if (Either.isLeft(opened)) {
+          return Either.left({ code: "bad_envelope", message: `${opened.left.reason}: ${opened.left.message}` })
+        }
+        payload = opened.right
+      }
+      return Either.mapLeft(codec.decode(Inbound.FromAgent, payload), (e): BadFrame => ({ code: e.code, message: e.message }))
+    }
+
+    /** Answers a bad frame; closes with 1008 once the peer has sent too many in a row. */
+    const rejected = (s: Session, bad: BadFrame) =>
+      Effect.gen(function*() {
+        s.badInARow++
+        metrics.unsafeAdd("bartos_frames_rejected_total", 1, { reason: bad.code })
+        yield* Effect.logWarning(`rejected frame (${bad.code}): ${bad.message}`)
+        yield* send(s, { _tag: "ProtocolError", code: bad.code, message: bad.message })
+        if (s.badInARow >= options.maxBadFrames) yield* close(s, CloseCode.policy, `${s.badInARow} bad frames in a row`)
+      })
 
     // The table is sent under a lock and only when its version moved, so a push from a reload
     // and this session's own first send can never deliver an older table last.
-    const tableLock = yield* Effect.makeSemaphore(1)
-    let lastVersion: string | undefined
-    const syncTable = tableLock.withPermits(1)(
-      Effect.gen(function*() {
-        const specs = yield* schedules.forAgent(agent)
-        const version = ScheduleTable.version(specs)
-        if (version === lastVersion) return
-        if (yield* send({ _tag: "ScheduleTable", version, schedules: specs })) lastVersion = version
-      })
-    )
-    const handle: WorkerHandle = {
-      connection: { agent, sessionId, ip: peer.ip, connectedAt, info: null },
-      send,
-      close,
-      syncTable
-    }
-    const replaced = yield* sessions.register(handle)
-    if (Option.isSome(replaced)) {
-      yield* Effect.logInfo(`replacing the older session ${replaced.value.connection.sessionId} of '${agent}'`)
-      yield* replaced.value.close(CloseCode.replaced, "replaced by a newer connection")
-    }
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        const endedAt = yield* nowMicros
-        const wasCurrent = yield* sessions.unregister(agent, sessionId)
-        yield* Effect.logInfo(`websocket disconnected '${agent} (${peer.ip})'`)
-        yield* store.sessionEnded(agent, sessionId, endedAt).pipe(
-          Effect.catchAll((e) => Effect.logError(`cannot record session end: ${e.message}`))
-        )
-        // Runs still `running` become `lost` only if the agent does not come back in time;
-        // a replaced session has a successor by definition. (Interruptible explicitly: a fiber
-        // forked from a finalizer would otherwise inherit its uninterruptible region.)
-        if (wasCurrent) {
-          yield* FiberSet.run(options.background, Effect.interruptible(lostCheck(agent, endedAt, options.livenessMs)))
-        }
-      })
-    )
-    yield* syncTable
+    const syncTable = (s: Session, lock: Effect.Semaphore) =>
+      lock.withPermits(1)(
+        Effect.gen(function*() {
+          const specs = yield* schedules.forAgent(s.agent)
+          const version = ScheduleTable.version(specs)
+          if (version === s.lastVersion) return
+          if (yield* send(s, { _tag: "ScheduleTable", version, schedules: specs })) s.lastVersion = version
+        })
+      )
 
-    // --- session loop --------------------------------------------------------------------------
-    const onRecords = (records: ReadonlyArray<Messages.AgentRecord>) =>
+    const onHello = (s: Session, hello: typeof Messages.AgentHello.Type) =>
+      Effect.gen(function*() {
+        const { outboxId, protocol } = hello
+        if (protocol !== Messages.PROTOCOL_VERSION) {
+          const reason = `protocol version mismatch: server ${Messages.PROTOCOL_VERSION}, agent ${protocol}`
+          yield* send(s, { _tag: "ProtocolError", code: "protocol_version", message: reason })
+          return yield* close(s, CloseCode.protocolVersion, reason)
+        }
+        s.sessionId = randomUUID()
+        s.outboxId = outboxId
+        s.connectedAt = yield* nowMicros
+        yield* Effect.gen(function*() {
+          yield* store.sessionStarted({ agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt }).pipe(
+            Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
+          )
+          // On a DB error the agent is told nothing is stored (-1): it keeps its records and
+          // resends, and the idempotent ingest makes the resend harmless.
+          s.acked = yield* store.ackedUpTo(s.agent, outboxId).pipe(
+            Effect.catchAll((e) => Effect.logError(`cannot read the acked offset: ${e.message}`).pipe(Effect.as(-1)))
+          )
+          yield* send(s, {
+            _tag: "ServerHello",
+            protocol: Messages.PROTOCOL_VERSION,
+            serverVersion: options.serverVersion,
+            capabilities: CAPABILITIES,
+            sessionId: s.sessionId,
+            ackedUpTo: s.acked
+          })
+          const lock = yield* Effect.makeSemaphore(1)
+          s.tableLock = lock
+          s.handle = {
+            connection: { agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt, info: null },
+            send: (message) => send(s, message),
+            close: (code, reason) => close(s, code, reason),
+            syncTable: syncTable(s, lock)
+          }
+          s.phase = READY
+          s.lastSeen = clock.unsafeCurrentTimeMillis()
+          const replaced = yield* sessions.register(s.handle)
+          if (Option.isSome(replaced)) {
+            yield* Effect.logInfo(`replacing the older session ${replaced.value.connection.sessionId} of '${s.agent}'`)
+            yield* replaced.value.close(CloseCode.replaced, "replaced by a newer connection")
+          }
+          yield* s.handle.syncTable
+        }).pipe(Effect.annotateLogs({ sessionId: s.sessionId }))
+      })
+
+    const onRecords = (s: Session, records: ReadonlyArray<Messages.AgentRecord>) =>
       Effect.gen(function*() {
         // Uninterruptible: a shutdown waits for the transaction in flight instead of cutting it.
-        const result = yield* Effect.either(Effect.uninterruptible(store.ingest(agent, outboxId, records)))
+        const result = yield* Effect.either(Effect.uninterruptible(store.ingest(s.agent, s.outboxId, records)))
         if (Either.isLeft(result)) {
-          yield* metrics.add("bartos_ingest_errors_total", 1)
+          metrics.unsafeAdd("bartos_ingest_errors_total", 1)
           yield* Effect.logError(`ingest of ${records.length} records failed, not acked: ${result.left.message}`)
           return
         }
         const upTo = result.right
-        const fresh = records.filter((r) => r.seq > acked)
-        acked = Math.max(acked, upTo)
-        yield* send({ _tag: "Ack", upTo })
-        yield* metrics.add("bartos_acks_total", 1)
+        const acked = s.acked
+        const fresh = records[0] !== undefined && records[0].seq > acked ? records : records.filter((r) => r.seq > acked)
+        s.acked = Math.max(acked, upTo)
+        yield* send(s, { _tag: "Ack", upTo })
+        metrics.unsafeAdd("bartos_acks_total", 1)
         if (fresh.length > 0) {
-          yield* metrics.add("bartos_records_ingested_total", fresh.length)
-          yield* PubSub.publish(ingested, { agent, records: fresh })
+          metrics.unsafeAdd("bartos_records_ingested_total", fresh.length)
+          yield* PubSub.publish(ingested, { agent: s.agent, records: fresh })
         }
       })
 
-    const onMessage = (message: Messages.AgentToServer): Effect.Effect<void> => {
+    const onMessage = (s: Session, message: Messages.AgentToServer): Effect.Effect<void> => {
       switch (message._tag) {
         case "RecordBatch":
-          return onRecords(message.records)
+          return onRecords(s, message.records)
         case "AgentInfo":
           return Effect.zipRight(
-            sessions.setInfo(agent, sessionId, message.info),
-            store.sessionInfo(agent, sessionId, message.info).pipe(
+            sessions.setInfo(s.agent, s.sessionId, message.info),
+            store.sessionInfo(s.agent, s.sessionId, message.info).pipe(
               Effect.catchAll((e) => Effect.logError(`cannot store agent info: ${e.message}`))
             )
           )
         case "Ping":
-          return Effect.asVoid(send({ _tag: "Pong", id: message.id, sentAt: message.sentAt }))
+          return Effect.asVoid(send(s, { _tag: "Pong", id: message.id, sentAt: message.sentAt }))
         case "Pong":
           return Effect.void
         case "CommandRejected":
@@ -324,56 +397,141 @@ const session = (
         case "ProtocolError":
           return Effect.logWarning(`agent reports a protocol error (${message.code}): ${message.message}`)
         case "AgentHello":
-          return Effect.asVoid(send({ _tag: "ProtocolError", code: "unexpected", message: "AgentHello was already received" }))
+          return Effect.asVoid(send(s, { _tag: "ProtocolError", code: "unexpected", message: "AgentHello was already received" }))
       }
     }
 
-    // Liveness: one watchdog fiber per session sleeping until the deadline, instead of a timeout
-    // around every take (which costs a fiber and a timer per frame).
-    // An agent silent for half the timeout gets a Ping, and its Pong counts as a frame: bartoc
-    // pings every 5 s whatever `liveness_secs` says, so a timeout below that would otherwise drop
-    // every healthy idle agent again and again. At the default (15 s) a live agent is never idle
-    // that long, so no extra frames are sent.
-    let lastSeen = yield* Clock.currentTimeMillis
-    yield* Effect.gen(function*() {
-      let probed = -1
-      let pingId = 0
-      while (true) {
-        const now = yield* Clock.currentTimeMillis
-        const idle = now - lastSeen
-        if (idle >= options.livenessMs) break
-        const half = options.livenessMs / 2
-        if (idle >= half && probed !== lastSeen) {
-          probed = lastSeen
-          yield* send({ _tag: "Ping", id: pingId++, sentAt: Messages.Micros.make(now * 1000) })
+    const onFrame = (s: Session, frame: Frame): Effect.Effect<void> => {
+      const decoded = decode(s, frame)
+      if (Either.isLeft(decoded)) return rejected(s, decoded.left)
+      const message = decoded.right
+      if (s.phase === READY) {
+        s.badInARow = 0
+        return onMessage(s, message)
+      }
+      if (message._tag === "AgentHello") {
+        s.helloSeen = true
+        s.badInARow = 0
+        return onHello(s, message)
+      }
+      return Effect.zipRight(
+        send(s, { _tag: "ProtocolError", code: "unexpected", message: `expected AgentHello, got ${message._tag}` }),
+        close(s, CloseCode.policy, "first frame must be AgentHello")
+      )
+    }
+
+    const end = (s: Session, closing: Closing) =>
+      Effect.gen(function*() {
+        const wasReady = s.phase === READY
+        s.phase = ENDED
+        s.ws.off("message", s.listeners.message)
+        s.ws.off("close", s.listeners.close)
+        if (closing.ours) {
+          const ws = s.ws
+          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closing.code, truncateReason(closing.reason))
         }
-        yield* Effect.sleep(Duration.millis(idle < half ? half - idle : options.livenessMs - idle))
-      }
-      yield* Effect.logWarning(`no frame for ${options.livenessMs / 1000} s, dropping the agent`)
-      yield* close(CloseCode.liveness, "liveness timeout")
-    }).pipe(Effect.forkScoped)
+        if (wasReady) {
+          const endedAt = yield* nowMicros
+          const wasCurrent = yield* sessions.unregister(s.agent, s.sessionId)
+          yield* Effect.logInfo(`websocket disconnected '${s.agent} (${s.ip})'`)
+          yield* store.sessionEnded(s.agent, s.sessionId, endedAt).pipe(
+            Effect.catchAll((e) => Effect.logError(`cannot record session end: ${e.message}`))
+          )
+          // Runs still `running` become `lost` only if the agent does not come back in time;
+          // a replaced session has a successor by definition.
+          if (wasCurrent) yield* FiberSet.run(options.background, lostCheck(store, sessions, s.agent, endedAt, options.livenessMs))
+        }
+      }).pipe(
+        Effect.ensuring(Effect.suspend(() => {
+          metrics.unsafeAdd("bartos_connections_open", -1, LABELS)
+          live.delete(s)
+          return allEnded !== undefined && live.size === 0 ? Deferred.succeed(allEnded, undefined) : Effect.void
+        }))
+      )
 
-    while (true) {
-      const item = yield* conn.take
-      if (item._tag === "Closed") return
-      lastSeen = yield* Clock.currentTimeMillis
-      const decoded = yield* decode(item)
-      if (Either.isLeft(decoded)) {
-        if (yield* rejected(decoded.left)) return
-        continue
+    /** Handles the inbox in order until it is empty; the only fiber a session ever has. */
+    const drain = (s: Session): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (s.phase !== ENDED) {
+          if (s.head < s.inbox.length) {
+            const frame = s.inbox[s.head]!
+            s.inbox[s.head++] = undefined as unknown as Frame
+            if (s.head === s.inbox.length) {
+              s.inbox.length = 0
+              s.head = 0
+            }
+            if (s.ws.isPaused && s.pending <= HIGH_WATER / 2 && s.closing === undefined) s.ws.resume()
+            // A backlog being worked through is not silence (reading is paused meanwhile).
+            s.lastSeen = clock.unsafeCurrentTimeMillis()
+            yield* onFrame(s, frame)
+            continue
+          }
+          if (s.closing !== undefined) {
+            yield* end(s, s.closing)
+            break
+          }
+          break
+        }
+        s.draining = false
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => (s.draining = false))))
+
+    // --- one sweep for every session: hello deadline, liveness probe and timeout --------------
+    const half = options.livenessMs / 2
+    const sweep = Effect.suspend(() => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const due: Array<Effect.Effect<unknown>> = []
+      for (const s of live) {
+        if (s.closing !== undefined) continue
+        const log = (e: Effect.Effect<void>) => Effect.annotateLogs(e, s.annotations())
+        if (s.phase === HELLO) {
+          if (!s.helloSeen && now - s.openedAt >= options.helloTimeoutMs) {
+            due.push(log(close(s, CloseCode.policy, `no AgentHello within ${options.helloTimeoutMs / 1000} s`)))
+          }
+        } else if (s.phase === READY) {
+          const idle = now - s.lastSeen
+          if (idle >= options.livenessMs) {
+            due.push(log(Effect.zipRight(
+              Effect.logWarning(`no frame for ${options.livenessMs / 1000} s, dropping the agent`),
+              close(s, CloseCode.liveness, "liveness timeout")
+            )))
+          } else if (idle >= half && s.probed !== s.lastSeen) {
+            // bartoc pings every 5 s whatever `liveness_secs` says, so a timeout below that
+            // would otherwise drop healthy idle agents; at the default (15 s) this never fires.
+            s.probed = s.lastSeen
+            due.push(send(s, { _tag: "Ping", id: s.pingId++, sentAt: Messages.Micros.make(now * 1000) }))
+          }
+        }
       }
-      badInARow = 0
-      yield* onMessage(decoded.right)
-    }
+      return due.length === 0 ? Effect.void : Effect.all(due, { discard: true })
+    })
+    const sweepEvery = Math.max(10, Math.min(1000, options.livenessMs / 6, options.helloTimeoutMs / 4))
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(sweepEvery), sweep)))
+
+    const shutdown = Effect.gen(function*() {
+      if (live.size > 0) {
+        const ended = yield* Deferred.make<void>()
+        allEnded = ended
+        for (const s of live) closeSession(s, CloseCode.goingAway, "server shutting down")
+        if (live.size > 0) yield* Deferred.await(ended).pipe(Effect.timeout(SHUTDOWN_GRACE_MS), Effect.ignore)
+      }
+      yield* FiberSet.clear(drains)
+    })
+    yield* Effect.addFinalizer(() => shutdown)
+
+    return { accept, shutdown, size: () => live.size } satisfies Workers
   })
 
-const lostCheck = (agent: string, endedAt: Messages.Micros, livenessMs: number) =>
+const lostCheck = (
+  store: Store["Type"],
+  sessions: AgentSessions["Type"],
+  agent: string,
+  endedAt: Messages.Micros,
+  livenessMs: number
+) =>
   Effect.gen(function*() {
-    yield* Effect.sleep(Duration.millis(livenessMs))
-    const sessions = yield* AgentSessions
+    yield* Effect.sleep(livenessMs)
     const back = (yield* sessions.handles).some((h) => h.connection.agent === agent)
     if (back) return
-    const store = yield* Store
     const lost = yield* store.markLost(agent, endedAt)
     if (lost > 0) yield* Effect.logWarning(`agent '${agent}' did not come back: ${lost} running runs marked lost`)
   }).pipe(

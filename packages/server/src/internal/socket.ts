@@ -25,7 +25,7 @@ export interface Conn {
 /** Frames queued beyond this pause reading from the socket until the queue drains to half. */
 const HIGH_WATER = 256
 
-const toBytes = (data: RawData): Uint8Array =>
+export const toBytes = (data: RawData): Uint8Array =>
   Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
 
 export const attach = (ws: WebSocket): Effect.Effect<Conn, never, Scope.Scope> =>
