@@ -115,6 +115,13 @@ interface Frame {
   readonly binary: boolean
 }
 
+/** A frame already decoded on arrival (see the Ping fast path). */
+interface Decoded {
+  readonly decoded: Either.Either<Messages.AgentToServer, BadFrame>
+}
+
+type Item = Frame | Decoded
+
 interface Closing {
   readonly code: number
   readonly reason: string
@@ -130,7 +137,7 @@ const ENDED = 2
 class Session {
   phase: typeof HELLO | typeof READY | typeof ENDED = HELLO
   helloSeen = false
-  readonly inbox: Array<Frame> = []
+  readonly inbox: Array<Item> = []
   head = 0
   draining = false
   closing: Closing | undefined = undefined
@@ -223,7 +230,21 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         if (s.closing !== undefined) return
         // Any frame proves the agent alive, even while an earlier one is still being handled.
         s.lastSeen = clock.unsafeCurrentTimeMillis()
-        s.inbox.push({ data: toBytes(data), binary })
+        const frame: Frame = { data: toBytes(data), binary }
+        if (s.phase === READY && !s.draining) {
+          // Fast path for the bulk of idle traffic (bartoc pings every 5 s): with nothing queued
+          // before it, a Ping is answered right here, without starting a fiber. Anything else
+          // goes to the inbox already decoded.
+          const decoded = decode(s, frame)
+          if (Either.isRight(decoded) && decoded.right._tag === "Ping") {
+            s.badInARow = 0
+            sendNow(s, { _tag: "Pong", id: decoded.right.id, sentAt: decoded.right.sentAt })
+            return
+          }
+          s.inbox.push({ decoded })
+        } else {
+          s.inbox.push(frame)
+        }
         if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
         kick(s)
       },
@@ -246,15 +267,17 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     }
 
     // --- effects of one session ---------------------------------------------------------------
+    /** Encodes, seals and writes one frame; false when the socket is no longer open. */
+    const sendNow = (s: Session, message: Messages.ServerMessage): boolean => {
+      if (s.ws.readyState !== s.ws.OPEN) return false
+      const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
+      const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs)
+      s.ws.send(frame, { binary: true })
+      metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
+      return true
+    }
     const send = (s: Session, message: Messages.ServerMessage): Effect.Effect<boolean> =>
-      Effect.suspend(() => {
-        if (s.ws.readyState !== s.ws.OPEN) return Effect.succeed(false)
-        const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
-        const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs)
-        s.ws.send(frame, { binary: true })
-        metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
-        return Effect.succeed(true)
-      })
+      Effect.sync(() => sendNow(s, message))
 
     const close = (s: Session, code: number, reason: string) =>
       Effect.zipRight(
@@ -401,8 +424,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       }
     }
 
-    const onFrame = (s: Session, frame: Frame): Effect.Effect<void> => {
-      const decoded = decode(s, frame)
+    const onItem = (s: Session, item: Item): Effect.Effect<void> => {
+      const decoded = "decoded" in item ? item.decoded : decode(s, item)
       if (Either.isLeft(decoded)) return rejected(s, decoded.left)
       const message = decoded.right
       if (s.phase === READY) {
@@ -454,8 +477,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       Effect.gen(function*() {
         while (s.phase !== ENDED) {
           if (s.head < s.inbox.length) {
-            const frame = s.inbox[s.head]!
-            s.inbox[s.head++] = undefined as unknown as Frame
+            const item = s.inbox[s.head]!
+            s.inbox[s.head++] = undefined as unknown as Item
             if (s.head === s.inbox.length) {
               s.inbox.length = 0
               s.head = 0
@@ -463,7 +486,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             if (s.ws.isPaused && s.pending <= HIGH_WATER / 2 && s.closing === undefined) s.ws.resume()
             // A backlog being worked through is not silence (reading is paused meanwhile).
             s.lastSeen = clock.unsafeCurrentTimeMillis()
-            yield* onFrame(s, frame)
+            yield* onItem(s, item)
             continue
           }
           if (s.closing !== undefined) {
