@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -187,6 +188,26 @@ describe("WorkerSession: records and acks", () => {
       assert.strictEqual(yield* service(server, Metrics).value("bartos_ingest_errors_total"), 1)
     }))
 
+  it.scopedLive("a Ping behind a batch still being stored is answered after its Ack, never before", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      yield* client.send({ _tag: "RecordBatch", records: [line(0)] })
+      yield* Deferred.await(started)
+      yield* client.send({ _tag: "Ping", id: 7, sentAt: TestServer.micros(7) })
+      yield* Effect.sleep("50 millis")
+      yield* Deferred.succeed(release, undefined)
+      assert.deepStrictEqual(yield* client.next(), { _tag: "Ack", upTo: 0 })
+      assert.deepStrictEqual(yield* client.next(), { _tag: "Pong", id: 7, sentAt: TestServer.micros(7) })
+      // Idle again: the next Ping takes the fast path and is answered at once.
+      server.memory!.beforeIngest = undefined
+      yield* client.send({ _tag: "Ping", id: 8, sentAt: TestServer.micros(8) })
+      assert.deepStrictEqual(yield* client.next(), { _tag: "Pong", id: 8, sentAt: TestServer.micros(8) })
+    }))
+
   it.scopedLive("200 batches sent back-to-back are processed and acked in order", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
@@ -341,6 +362,20 @@ describe("WorkerSession: liveness and duplicates", () => {
         "ended alpha",
         "lost alpha"
       ])
+    }))
+
+  it.scopedLive("a quiet agent is pinged at half the liveness and kept as long as it answers", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.4\n` })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      // Four liveness periods pass; the agent only ever answers the server's probes.
+      for (let i = 0; i < 6; i++) {
+        const ping = yield* client.nextTagged("Ping")
+        yield* client.send({ _tag: "Pong", id: ping.id, sentAt: ping.sentAt })
+      }
+      assert.isTrue(Option.isSome(yield* service(server, Registry).get("alpha")))
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      yield* client.nextTagged("Pong")
     }))
 
   it.scopedLive("an agent that comes back in time is not marked lost", () =>
