@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
+import * as CompiledParser from "./internal/compiledParser.js"
 
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 
@@ -64,7 +65,19 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
   const maxFrameBytes = options?.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
   return {
     maxFrameBytes,
-    encode: (schema, message) => utf8Encoder.encode(JSON.stringify(Schema.encodeSync(schema)(message))),
+    encode: (schema, message) => {
+      // The message's own member, compiled when its shape allows (Ack, RecordBatch…); anything
+      // else, and a message the compiled check does not accept, is encoded by Schema.
+      const tags = tagsOf(schema as Schema.Schema<any, any>)
+      const tag = (message as { readonly _tag?: unknown })?._tag
+      const member = tags !== undefined && typeof tag === "string" ? tags.get(tag) : undefined
+      const compiled = CompiledParser.compile(member ?? (schema as Schema.Schema<any, any>))
+      if (compiled !== undefined) {
+        const value = compiled(message)
+        if (value !== CompiledParser.FAIL) return utf8Encoder.encode(JSON.stringify(value))
+      }
+      return utf8Encoder.encode(JSON.stringify(Schema.encodeSync(schema)(message)))
+    },
     decode: <A, I>(schema: Schema.Schema<A, I>, frame: Uint8Array) => {
       const size = frame.byteLength
       if (size > maxFrameBytes) {
@@ -100,17 +113,55 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
         }
         target = member
       }
+      // The compiled decoder answers for valid messages of the shapes it covers; anything it does
+      // not accept goes through Schema, which names the problem (see internal/compiledParser.ts).
+      const compiled = CompiledParser.compile(target)
+      if (compiled !== undefined) {
+        const value = compiled(json)
+        if (value !== CompiledParser.FAIL) return Either.right(value as A)
+      }
       return (Schema.decodeUnknownEither(target)(json, { onExcessProperty: "ignore" }) as Either.Either<A, ParseResult.ParseError>).pipe(
         Either.mapLeft((error) =>
           new FrameError({
             code: "undecodable",
-            message: ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 2000),
+            message: describe(tags !== undefined ? (json as { _tag: string })._tag : undefined, error),
             size
           })
         )
       )
     }
   }
+}
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
+
+/** `records[37].lineSeq` */
+const renderPath = (path: ReadonlyArray<PropertyKey>): string => {
+  let out = ""
+  for (const key of path) {
+    if (typeof key === "number") out += `[${key}]`
+    else if (typeof key === "string" && IDENTIFIER.test(key)) out += out === "" ? key : `.${key}`
+    else out += `[${JSON.stringify(String(key))}]`
+  }
+  return out
+}
+
+/**
+ * What is wrong and where, e.g. `RecordBatch: records[37].lineSeq: Expected Int, actual "x"`:
+ * Schema's tree form spells out the whole type first, which for a batch is kilobytes of union
+ * before the path to the bad field.
+ */
+const describe = (tag: string | undefined, error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  if (issues.length === 0) return ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 2000)
+  const parts = issues.slice(0, 3).map((issue) => {
+    const where = renderPath(issue.path)
+    const what = issue.message.length > 400 ? `${issue.message.slice(0, 400)}…` : issue.message
+    return where === "" ? what : `${where}: ${what}`
+  })
+  if (issues.length > 3) parts.push(`and ${issues.length - 3} more`)
+  const text = `${tag !== undefined ? `${tag.slice(0, 64)}: ` : ""}${parts.join("; ")}`
+  return text.slice(0, 2000)
 }
 
 export const layerJson = (options?: { readonly maxFrameBytes?: number }): Layer.Layer<Codec> =>

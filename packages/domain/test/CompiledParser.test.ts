@@ -1,0 +1,236 @@
+/**
+ * The codec's compiled decoder (internal/compiledParser.ts) must agree with Schema: whatever it
+ * accepts, Schema accepts with a deeply equal value; whatever else comes through the codec is
+ * decoded (and explained) by Schema itself.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Arbitrary, Either, FastCheck, Schema } from "effect"
+import * as Codec from "../src/Codec.js"
+import * as CompiledParser from "../src/internal/compiledParser.js"
+import * as Messages from "../src/Messages.js"
+
+type AnySchema = Schema.Schema<any, any>
+
+/** The tagged members of a union, flattened. */
+const membersOf = (schema: AnySchema): Array<{ tag: string; schema: AnySchema }> => {
+  const out: Array<{ tag: string; schema: AnySchema }> = []
+  const walk = (ast: Schema.Schema.Any["ast"]) => {
+    if (ast._tag === "Union") return ast.types.forEach(walk)
+    const literal = ast._tag === "Transformation" ? ast.to : ast
+    if (literal._tag !== "TypeLiteral") throw new Error(`not a tagged struct: ${ast._tag}`)
+    const tag = literal.propertySignatures.find((p) => p.name === "_tag")
+    if (tag?.type._tag !== "Literal") throw new Error("member without a literal _tag")
+    out.push({ tag: String(tag.type.literal), schema: Schema.make(ast) })
+  }
+  walk(schema.ast)
+  return out
+}
+
+const LINKS: Record<string, AnySchema> = {
+  AgentToServer: Messages.AgentToServer,
+  ServerMessage: Messages.ServerMessage,
+  CliToServer: Messages.CliToServer,
+  ServerToCli: Messages.ServerToCli
+}
+const MEMBERS = Object.values(LINKS).flatMap(membersOf)
+const COMPILED = MEMBERS.filter((m) => CompiledParser.compile(m.schema) !== undefined)
+
+const schemaDecode = (schema: AnySchema, u: unknown) => Schema.decodeUnknownEither(schema)(u, { onExcessProperty: "ignore" })
+
+/** Checks the one promise of a compiled decoder on input `u`. */
+const agrees = (schema: AnySchema, u: unknown) => {
+  const compiled = CompiledParser.compile(schema)!
+  const fast = compiled(u)
+  if (fast === CompiledParser.FAIL) return
+  const slow = schemaDecode(schema, u)
+  if (Either.isLeft(slow)) return assert.fail(`compiled accepted what Schema rejects: ${JSON.stringify(u)}`)
+  assert.deepStrictEqual(fast, slow.right)
+}
+
+/** The JSON form of a valid message, as a peer would send it. */
+const encoded = (schema: AnySchema) =>
+  Arbitrary.make(schema).map((m) => JSON.parse(JSON.stringify(Schema.encodeSync(schema)(m))) as unknown)
+
+/** Replaces, deletes or adds one value somewhere in a JSON tree (a copy). */
+const mutate = (value: unknown, choice: number, replacement: unknown, extraKey: string): unknown => {
+  const nodes: Array<{ parent: any; key: string | number }> = []
+  const walk = (v: unknown, parent: any, key: string | number) => {
+    nodes.push({ parent, key })
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, v, i))
+    else if (typeof v === "object" && v !== null) for (const [k, x] of Object.entries(v)) walk(x, v, k)
+  }
+  const root = { value: structuredClone(value) }
+  walk(root.value, root, "value")
+  const { key, parent } = nodes[choice % nodes.length]
+  switch (choice % 3) {
+    case 0:
+      parent[key] = replacement
+      break
+    case 1:
+      if (Array.isArray(parent)) parent.splice(key as number, 1)
+      else delete parent[key]
+      break
+    default: {
+      const target = parent[key]
+      if (typeof target === "object" && target !== null && !Array.isArray(target)) target[extraKey] = replacement
+      else parent[key] = replacement
+    }
+  }
+  return root.value
+}
+
+describe("compiled decoding agrees with Schema", () => {
+  it("covers the hot messages", () => {
+    const compiledTags = new Set(COMPILED.map((m) => m.tag))
+    for (const tag of ["RecordBatch", "Ack", "Ping", "Pong", "AgentHello", "RunNow", "CancelRun", "ProtocolError"]) {
+      assert.isTrue(compiledTags.has(tag), `${tag} is compiled`)
+    }
+    for (const member of membersOf(Messages.AgentRecord)) {
+      assert.isDefined(CompiledParser.compile(member.schema), `${member.tag} is compiled`)
+    }
+    // Classes are transformations: left to Schema.
+    assert.isUndefined(CompiledParser.compile(Messages.AgentInfo))
+    assert.isUndefined(CompiledParser.compile(Messages.ScheduleTable))
+  })
+
+  for (const member of COMPILED) {
+    it.prop(
+      `${member.tag}: valid messages decode to Schema's value`,
+      [encoded(member.schema)],
+      ([u]) => {
+        const fast = CompiledParser.compile(member.schema)!(u)
+        assert.notStrictEqual(fast, CompiledParser.FAIL, `compiled rejected a valid ${member.tag}: ${JSON.stringify(u)}`)
+        agrees(member.schema, u)
+      },
+      { fastCheck: { numRuns: 30 } }
+    )
+
+    it.prop(
+      `${member.tag}: encoding gives Schema's encoded value, in the same key order`,
+      [Arbitrary.make(member.schema)],
+      ([m]) => {
+        const fast = CompiledParser.compile(member.schema)!(m)
+        assert.notStrictEqual(fast, CompiledParser.FAIL, `compiled rejected a valid ${member.tag}`)
+        assert.strictEqual(JSON.stringify(fast), JSON.stringify(Schema.encodeSync(member.schema)(m)))
+      },
+      { fastCheck: { numRuns: 30 } }
+    )
+
+    it.prop(
+      `${member.tag}: damaged messages are rejected or decoded as Schema does`,
+      [encoded(member.schema), FastCheck.nat(), FastCheck.jsonValue({ maxDepth: 2 }), FastCheck.constantFrom("_tag", "seq", "extra", "__proto__", "records")],
+      ([u, choice, replacement, key]) => agrees(member.schema, mutate(u, choice, replacement, key)),
+      { fastCheck: { numRuns: 60 } }
+    )
+  }
+
+  it("edge values of the refinements and literals", () => {
+    const line = {
+      _tag: "OutputLine",
+      seq: 0,
+      runId: "r",
+      cmdUuid: "c",
+      lineSeq: -1,
+      stream: "stderr",
+      ts: 0,
+      data: "",
+      continuation: true
+    }
+    const batch = (records: Array<unknown>) => ({ _tag: "RecordBatch", records })
+    const cases: Array<unknown> = [
+      batch([]),
+      batch([line]),
+      batch([{ ...line, seq: -1 }]),
+      batch([{ ...line, seq: 1.5 }]),
+      batch([{ ...line, seq: 2 ** 53 }]),
+      batch([{ ...line, seq: "1" }]),
+      batch([{ ...line, ts: null }]),
+      batch([{ ...line, stream: "stdin" }]),
+      batch([{ ...line, continuation: 0 }]),
+      batch([{ ...line, _tag: "RunStarted" }]),
+      batch([{ ...line, _tag: "toString" }]),
+      batch([{ ...line, extra: { deep: [1] } }]),
+      batch([[line]]),
+      batch([null]),
+      { _tag: "RecordBatch", records: { 0: line, length: 1 } },
+      { _tag: "RecordBatch" },
+      {
+        _tag: "RecordBatch",
+        records: [{ _tag: "CommandExited", seq: 1, runId: "r", cmdUuid: "c", exitCode: null, signal: "SIGKILL", finishedAt: 5 }]
+      },
+      {
+        _tag: "RecordBatch",
+        records: [{ _tag: "CommandExited", seq: 1, runId: "r", cmdUuid: "c", exitCode: 1.5, signal: null, finishedAt: 5 }]
+      },
+      {
+        _tag: "RecordBatch",
+        records: [{ _tag: "CommandExited", seq: 1, runId: "r", cmdUuid: "c", signal: null, finishedAt: 5 }]
+      }
+    ]
+    let accepted = 0
+    for (const u of cases) {
+      agrees(Messages.RecordBatch, u)
+      if (CompiledParser.compile(Messages.RecordBatch)!(u) !== CompiledParser.FAIL) accepted++
+    }
+    // The empty batch, the plain line, the line with an excess key, the signalled exit.
+    assert.strictEqual(accepted, 4)
+  })
+
+  it("the decoded value has only the declared keys and no shared structure with the input", () => {
+    const input = { _tag: "Ack", upTo: 3, newField: { x: 1 } }
+    const out = CompiledParser.compile(Messages.Ack)!(input)
+    assert.deepStrictEqual(out, { _tag: "Ack", upTo: 3 })
+    const batchInput = { _tag: "RecordBatch", records: [] as Array<unknown> }
+    const batch = CompiledParser.compile(Messages.RecordBatch)!(batchInput) as { records: Array<unknown> }
+    assert.notStrictEqual(batch.records, batchInput.records)
+  })
+})
+
+describe("Codec with the compiled decoder", () => {
+  const codec = Codec.makeJson()
+  const utf8 = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
+  const line = (seq: number) => ({
+    _tag: "OutputLine",
+    seq,
+    runId: "r",
+    cmdUuid: "c",
+    lineSeq: seq,
+    stream: "stdout",
+    ts: 1,
+    data: `line ${seq}`,
+    continuation: false
+  })
+
+  it("a bad line deep in a batch is still named by Schema's message", () => {
+    const records = Array.from({ length: 50 }, (_, i) => line(i))
+    records[37] = { ...line(37), lineSeq: "x" as unknown as number }
+    const decoded = codec.decode(Messages.AgentToServer, utf8({ _tag: "RecordBatch", records }))
+    if (Either.isRight(decoded)) return assert.fail("a bad line was accepted")
+    assert.strictEqual(decoded.left.code, "undecodable")
+    assert.include(decoded.left.message, "RecordBatch: records[37].lineSeq: Expected")
+    assert.include(decoded.left.message, `actual "x"`)
+  })
+
+  it("a good batch decodes to the records sent, without excess keys", () => {
+    const records = Array.from({ length: 3 }, (_, i) => ({ ...line(i), debug: "x" }))
+    const decoded = codec.decode(Messages.AgentToServer, utf8({ _tag: "RecordBatch", records }))
+    if (Either.isLeft(decoded)) return assert.fail(decoded.left.message)
+    assert.deepStrictEqual(decoded.right, { _tag: "RecordBatch", records: records.map(({ debug: _, ...r }) => r) } as unknown)
+  })
+
+  it("encoding a value that does not fit the Schema still throws Schema's error", () => {
+    assert.throws(() => codec.encode(Messages.ServerMessage, { _tag: "Ack", upTo: 1.5 }), /upTo/)
+    assert.throws(() => codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records: [{ ...line(0), seq: -1 }] } as any), /seq/)
+  })
+
+  it("messages that are not compiled still decode through Schema", () => {
+    const info = {
+      _tag: "AgentInfo",
+      info: { osName: "Linux", hostname: "h", osVersion: "1", kernel: "6", agentVersion: "0.1" }
+    }
+    const decoded = codec.decode(Messages.AgentToServer, utf8(info))
+    if (Either.isLeft(decoded)) return assert.fail(decoded.left.message)
+    assert.strictEqual(decoded.right._tag, "AgentInfo")
+    assert.instanceOf((decoded.right as typeof Messages.AgentInfo.Type).info, Messages.ClientInfo)
+  })
+})
