@@ -2,9 +2,11 @@ import type { AgentRecord, FinalRunState, Micros, RunId, Trigger } from "@barto/
 import { ClientInfo } from "@barto/domain/Messages"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -576,6 +578,89 @@ for (const db of databases) {
         assert.deepStrictEqual(seen, data)
         assert.deepStrictEqual((yield* store.runLines(run, 597, 10)).map((l) => l.lineSeq), [598, 599])
         assert.deepStrictEqual(yield* store.runLines(run, -1, 0), [])
+      }))
+
+    it.effect("a batch failing half-way leaves nothing behind: no run, no line, no offset", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const run = nextName("run")
+        yield* store.ingest(agent, "o", [runStarted(0, run, "s", 10)])
+        const cmd = `${run}-c0`
+        const good = [commandStarted(1, run, cmd, 0, "x", 10), line(2, run, cmd, 0, "kept?", 10), line(3, run, cmd, 1, "kept?", 10)]
+        // A line the database refuses (NOT NULL), after statements that already ran in the batch.
+        const bad = { ...line(4, run, cmd, 2, "x", 10), cmdUuid: null } as unknown as AgentRecord
+        const e = yield* Effect.flip(store.ingest(agent, "o", [...good, bad, runFinished(5, run, "succeeded", 11)]))
+        assert.strictEqual(e._tag, "StoreError")
+        assert.strictEqual(yield* store.ackedUpTo(agent, "o"), 0)
+        assert.strictEqual(yield* countRows("run_commands", "run_id = ?", [run]), 0)
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 0)
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).state, "running")
+        // The agent resends it fixed: all of it lands, once.
+        assert.strictEqual(yield* store.ingest(agent, "o", [...good, line(4, run, cmd, 2, "x", 10), runFinished(5, run, "succeeded", 11)]), 5)
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 3)
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).state, "succeeded")
+      }))
+
+    it.effect("ingest waits for a transaction in progress on the store's client, and both commit", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const sql = yield* SqlClient.SqlClient
+        const agent = nextName("a")
+        const run = nextName("run")
+        const gate = yield* Deferred.make<void>()
+        const entered = yield* Deferred.make<void>()
+        const other = yield* sql.withTransaction(
+          sql.unsafe(`INSERT INTO paused_schedules (agent, schedule) VALUES (?, ?)`, [agent, "held"]).pipe(
+            Effect.zipRight(Deferred.succeed(entered, undefined)),
+            Effect.zipRight(Deferred.await(gate))
+          )
+        ).pipe(Effect.fork)
+        yield* Deferred.await(entered)
+        const ingest = yield* Effect.fork(store.ingest(agent, "o", wholeRun(0, run, "s", 10, ["a", "b"], 0)))
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+        // SQLite has one connection: the batch must not run inside (or beside) the open transaction.
+        if (db.name === "sqlite") assert.isTrue(Option.isNone(yield* Fiber.poll(ingest)))
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(other)
+        assert.strictEqual(yield* Fiber.join(ingest), 5)
+        assert.deepStrictEqual(yield* store.paused().pipe(Effect.map((p) => p.filter((x) => x.agent === agent))), [
+          { agent, schedule: "held" }
+        ])
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 2)
+      }))
+
+    it.effect("interleaved lines of several runs and commands in one batch keep their own run, command and fields", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const [r1, r2] = [nextName("run"), nextName("run")]
+        const cmds = [[r1, `${r1}-c0`], [r1, `${r1}-c1`], [r2, `${r2}-c0`]] as const
+        const records: Array<AgentRecord> = [runStarted(0, r1, "s1", 10), runStarted(1, r2, "s2", 10)]
+        const lineSeqs = new Map<string, number>()
+        // 1,500 lines round-robin over three commands: more than one statement's worth each
+        // time a command's rows are chunked, with 8 KiB lines pushing the byte cut too.
+        for (let i = 0; i < 1500; i++) {
+          const [run, cmd] = cmds[i % 3]
+          const n = lineSeqs.get(run) ?? 0
+          lineSeqs.set(run, n + 1)
+          const data = i % 100 === 0 ? `${i}:${"z".repeat(8192)}` : `${i}:${cmd}`
+          records.push(line(2 + i, run, cmd, n, data, 10 + i / 1e4, i % 2 === 0 ? "stdout" : "stderr", i % 5 === 0))
+        }
+        assert.strictEqual(yield* store.ingest(agent, "o", records), 1501)
+        // A resend overlapping the end adds nothing.
+        assert.strictEqual(yield* store.ingest(agent, "o", records.slice(1000)), 1501)
+        const expected = (run: string) =>
+          records.filter((r): r is Extract<AgentRecord, { _tag: "OutputLine" }> => r._tag === "OutputLine" && r.runId === run)
+            .map((l) => [l.lineSeq, l.cmdUuid, l.stream, l.ts, l.data, l.continuation, agent])
+        for (const run of [r1, r2]) {
+          const stored = yield* store.runLines(run, -1, 2000)
+          assert.deepStrictEqual(
+            stored.map((l) => [l.lineSeq, l.cmdUuid, l.stream, l.ts, l.data, l.continuation, l.agent]),
+            expected(run)
+          )
+        }
+        assert.strictEqual(yield* countRows("output_lines", "agent = ?", [agent]), 1500)
       }))
 
     it.effect("64 KiB lines and unicode (emoji, utf8mb4) round-trip", () =>

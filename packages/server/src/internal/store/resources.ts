@@ -5,7 +5,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -17,9 +16,11 @@ import * as Path from "node:path"
 import { StoreError } from "./errors.js"
 import type { MakeOptions } from "./make.js"
 import { makeMariadbQueryRunner } from "./mariadbQuery.js"
+import * as SqliteClient from "./sqliteClient.js"
 import { runSqliteQuery } from "./sqliteQuery.js"
 
 export interface Resources {
+  /** On SQLite it also provides `SqliteDirect`, which `make` picks up for ingest. */
   readonly client: Layer.Layer<SqlClient.SqlClient, StoreError>
   readonly options: MakeOptions
 }
