@@ -5,12 +5,21 @@
  * appended here first with a per-agent sequence number, and only deleted once bartos acks it.
  * The same file keeps the agent's state: the cached schedule table (so an agent restarted while
  * bartos is down still runs its jobs, D3), the last occurrence run per schedule (so a clock
- * stepped backwards never re-runs one), the outbox id, and the runs started but not yet finished
- * (so a bartoc killed mid-run learns, when it starts again, which runs it can no longer finish).
+ * stepped backwards never re-runs one), the outbox id, the runs started but not yet finished
+ * (so a bartoc killed mid-run learns, when it starts again, which runs it can no longer finish),
+ * and the scheduled runs about to start ("intents", written ahead so that the start itself needs
+ * no write: see `arm`).
+ *
+ * Durability: WAL with synchronous = NORMAL, so a commit is a write into the WAL and no fsync; it
+ * survives a kill of the process at any moment. The fsyncs happen when the WAL is checkpointed
+ * into the database file. SQLite would do that inside whichever commit crosses its threshold,
+ * blocking the event loop there for two fsyncs (milliseconds on a slow disk), possibly right at a
+ * job's start; the outbox checkpoints when the caller says the moment is quiet (`checkpoint`)
+ * and leaves SQLite's own automatic checkpoint only as a far-away backstop.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { AgentRecord, ScheduleTable } from "@barto/domain/Messages"
+import { AgentRecord, ScheduleTable, type Trigger } from "@barto/domain/Messages"
 import { uuidv4 } from "@barto/domain/Ids"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -32,6 +41,19 @@ export class OutboxError extends Data.TaggedError("OutboxError")<{
   readonly cause?: unknown
 }> {}
 
+/**
+ * A scheduled run about to start, recorded durably before its instant: the start then writes
+ * nothing before the spawn, and a process that dies around the start leaves the intent behind
+ * for its successor to account for.
+ */
+export interface Intent {
+  readonly runId: string
+  readonly schedule: string
+  /** Epoch ms of the occurrence. */
+  readonly scheduledAt: number
+  readonly trigger: Trigger
+}
+
 export interface OutboxStats {
   readonly pending: number
   readonly bytes: number
@@ -46,7 +68,16 @@ export interface OutboxShape {
    * process died while running them (kill -9, crash, power loss), and nobody will ever finish them.
    */
   readonly orphanedRuns: ReadonlyArray<{ readonly runId: string; readonly schedule: string }>
-  /** Assigns consecutive seqs and durably appends (one transaction) before returning the stamped records. */
+  /**
+   * Intents present when this file was opened: a previous process armed them and never started
+   * (nor recorded as missed) their runs. The Runner accounts for them at start-up.
+   */
+  readonly leftoverIntents: ReadonlyArray<Intent>
+  /**
+   * Assigns consecutive seqs and durably appends (one transaction) before returning the stamped
+   * records. A `RunStarted` or `RunMissed` whose run id has an intent consumes it in the same
+   * transaction and advances that schedule's last run to the intent's occurrence.
+   */
   readonly append: (drafts: ReadonlyArray<RecordDraft>) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
   /** Unacked records with seq > afterSeq, ascending, at most `limit`. */
   readonly pending: (afterSeq: number, limit: number) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
@@ -61,6 +92,17 @@ export interface OutboxShape {
   /** Epoch ms of the last occurrence run for this schedule. */
   readonly lastRun: (schedule: string) => Effect.Effect<Option.Option<number>, OutboxError>
   readonly setLastRun: (schedule: string, occurrenceMs: number) => Effect.Effect<void, OutboxError>
+  /** Durably records intents (one transaction). */
+  readonly arm: (intents: ReadonlyArray<Intent>) => Effect.Effect<void, OutboxError>
+  /** Removes intents whose runs will not start after all (table change, shutdown). */
+  readonly disarm: (runIds: ReadonlyArray<string>) => Effect.Effect<void, OutboxError>
+  /** The intents recorded right now, oldest occurrence first. */
+  readonly intents: Effect.Effect<ReadonlyArray<Intent>, OutboxError>
+  /**
+   * Checkpoints the WAL into the database file if enough was written since the last one. Call it
+   * at a quiet moment (the Ticker does, well before its next due instant): it blocks on fsync.
+   */
+  readonly checkpoint: Effect.Effect<void, OutboxError>
 }
 
 export class Outbox extends Context.Tag("@barto/agent/Outbox")<Outbox, OutboxShape>() {}
@@ -94,7 +136,24 @@ CREATE TABLE IF NOT EXISTS open_runs (
   run_id   TEXT PRIMARY KEY,
   schedule TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS intents (
+  run_id        TEXT PRIMARY KEY,
+  schedule      TEXT NOT NULL,
+  occurrence_ms INTEGER NOT NULL,
+  run_trigger   TEXT NOT NULL
+);
 `
+
+/**
+ * WAL pages (estimated from what the transactions wrote) after which `checkpoint` does one.
+ * Small on purpose: a small checkpoint is short, and it runs at a moment chosen by the caller.
+ */
+const CHECKPOINT_AFTER_PAGES = 256
+/**
+ * SQLite's own automatic checkpoint (pages), far above what `checkpoint` lets the WAL reach:
+ * only a backstop for a process that never calls `checkpoint` (no schedules, manual runs only).
+ */
+const AUTO_CHECKPOINT_PAGES = 4000
 
 const encodeRecord = Schema.encodeSync(AgentRecord)
 const decodeRecord = Schema.decodeUnknownSync(AgentRecord)
@@ -115,6 +174,7 @@ interface Opened {
   readonly lastSeq: number
   readonly pendingBytes: number
   readonly orphanedRuns: ReadonlyArray<{ readonly runId: string; readonly schedule: string }>
+  readonly leftoverIntents: ReadonlyArray<Intent>
 }
 
 const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
@@ -128,6 +188,7 @@ const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
       // last few transactions, which is the trade D5 accepts for append throughput.
       db.pragma("journal_mode = WAL")
       db.pragma("synchronous = NORMAL")
+      db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`)
       db.exec(SCHEMA_SQL)
       const init = db.transaction(() => {
         const getMeta = db.prepare("SELECT value FROM meta WHERE key = ?")
@@ -148,7 +209,8 @@ const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
           run_id: string
           schedule: string
         }>).map((r) => ({ runId: r.run_id, schedule: r.schedule }))
-        return { outboxId, lastSeq, pendingBytes: bytesRow.b, orphanedRuns }
+        const leftoverIntents = readIntents(db)
+        return { outboxId, lastSeq, pendingBytes: bytesRow.b, orphanedRuns, leftoverIntents }
       })
       return { db, ...init() }
     } catch (e) {
@@ -156,6 +218,19 @@ const openDatabase = (options: Options): Effect.Effect<Opened, OutboxError> =>
       throw e
     }
   })
+
+const readIntents = (db: Sqlite.Database): Array<Intent> =>
+  (db.prepare(
+    "SELECT run_id, schedule, occurrence_ms, run_trigger FROM intents ORDER BY occurrence_ms, run_id"
+  ).all() as Array<{ run_id: string; schedule: string; occurrence_ms: number; run_trigger: string }>).map((r) => ({
+    runId: r.run_id,
+    schedule: r.schedule,
+    scheduledAt: Number(r.occurrence_ms),
+    trigger: r.run_trigger as Trigger
+  }))
+
+/** Pages a transaction that wrote `bytes` of records is assumed to add to the WAL (generous). */
+const pagesFor = (bytes: number): number => 3 + Math.ceil(bytes / 1024)
 
 /** Builds the service over an open database. Exposed for tests that need two handles on one file. */
 export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, Scope.Scope> =>
@@ -189,7 +264,33 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
           "ON CONFLICT (schedule) DO UPDATE SET occurrence_ms = excluded.occurrence_ms"
       ),
       openRun: db.prepare("INSERT INTO open_runs (run_id, schedule) VALUES (?, ?) ON CONFLICT (run_id) DO NOTHING"),
-      closeRun: db.prepare("DELETE FROM open_runs WHERE run_id = ?")
+      closeRun: db.prepare("DELETE FROM open_runs WHERE run_id = ?"),
+      insertIntent: db.prepare(
+        "INSERT INTO intents (run_id, schedule, occurrence_ms, run_trigger) VALUES (?, ?, ?, ?) " +
+          "ON CONFLICT (run_id) DO UPDATE SET schedule = excluded.schedule, " +
+          "occurrence_ms = excluded.occurrence_ms, run_trigger = excluded.run_trigger"
+      ),
+      getIntent: db.prepare("SELECT schedule, occurrence_ms FROM intents WHERE run_id = ?"),
+      deleteIntent: db.prepare("DELETE FROM intents WHERE run_id = ?"),
+      // Never moves a last run backwards: a slower path may already have stored a later one.
+      raiseLastRun: db.prepare(
+        "INSERT INTO last_runs (schedule, occurrence_ms) VALUES (?, ?) " +
+          "ON CONFLICT (schedule) DO UPDATE SET occurrence_ms = MAX(occurrence_ms, excluded.occurrence_ms)"
+      )
+    }
+
+    /**
+     * WAL pages written since the last checkpoint (an estimate; see `pagesFor`). Starts full: the
+     * WAL a previous process left is checkpointed at the first chance.
+     */
+    let walPages = CHECKPOINT_AFTER_PAGES
+
+    /** The run's intent, if it has one, is settled: gone, and its occurrence handled. */
+    const consumeIntent = (runId: string) => {
+      const intent = stmt.getIntent.get(runId) as { schedule: string; occurrence_ms: number } | undefined
+      if (intent === undefined) return
+      stmt.deleteIntent.run(runId)
+      stmt.raiseLastRun.run(intent.schedule, intent.occurrence_ms)
     }
 
     const readDropped = (): number => {
@@ -226,8 +327,14 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
           const bytes = Buffer.byteLength(body, "utf8")
           stmt.insert.run(seq, record._tag, body, bytes)
           // In the same transaction as the record: the set of open runs never disagrees with it.
-          if (record._tag === "RunStarted") stmt.openRun.run(record.runId, record.schedule)
-          else if (record._tag === "RunFinished") stmt.closeRun.run(record.runId)
+          if (record._tag === "RunStarted") {
+            stmt.openRun.run(record.runId, record.schedule)
+            consumeIntent(record.runId)
+          } else if (record._tag === "RunFinished") {
+            stmt.closeRun.run(record.runId)
+          } else if (record._tag === "RunMissed") {
+            consumeIntent(record.runId)
+          }
           pendingBytes += bytes
           out.push(record)
           seq++
@@ -235,6 +342,7 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
         nextSeq = seq
         stmt.setMeta.run("last_seq", String(nextSeq - 1))
         const dropped = enforceCap()
+        walPages += pagesFor(Math.max(0, pendingBytes - startBytes))
         return { records: out, dropped }
       } catch (e) {
         // The transaction rolls back; so must the mirrors.
@@ -273,6 +381,7 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       const { b } = stmt.ackSum.get(upTo) as { b: number }
       stmt.ackDelete.run(upTo)
       pendingBytes -= b
+      walPages += pagesFor(b)
     })
 
     const ack = (upTo: number) => attempt("outbox ack failed", () => ackTx(upTo))
@@ -284,7 +393,9 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
 
     const saveTable = (table: typeof ScheduleTable.Type) =>
       attempt("saving the schedule table failed", () => {
-        stmt.setMeta.run("schedule_table", JSON.stringify(encodeTable(table)))
+        const text = JSON.stringify(encodeTable(table))
+        stmt.setMeta.run("schedule_table", text)
+        walPages += pagesFor(text.length)
       })
 
     const loadTable = attempt("loading the schedule table failed", () => {
@@ -301,11 +412,36 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
     const setLastRun = (schedule: string, occurrenceMs: number) =>
       attempt("saving the last run failed", () => {
         stmt.setLastRun.run(schedule, Math.floor(occurrenceMs))
+        walPages += pagesFor(0)
       })
+
+    const armTx = db.transaction((intents: ReadonlyArray<Intent>) => {
+      for (const i of intents) stmt.insertIntent.run(i.runId, i.schedule, Math.floor(i.scheduledAt), i.trigger)
+      walPages += pagesFor(0)
+    })
+    const arm = (intents: ReadonlyArray<Intent>) =>
+      intents.length === 0 ? Effect.void : attempt("recording the runs about to start failed", () => armTx(intents))
+
+    const disarmTx = db.transaction((runIds: ReadonlyArray<string>) => {
+      for (const id of runIds) stmt.deleteIntent.run(id)
+      walPages += pagesFor(0)
+    })
+    const disarm = (runIds: ReadonlyArray<string>) =>
+      runIds.length === 0 ? Effect.void : attempt("removing intents failed", () => disarmTx(runIds))
+
+    const intents = attempt("reading intents failed", () => readIntents(db))
+
+    const checkpoint = attempt("checkpointing the outbox failed", () => {
+      if (walPages < CHECKPOINT_AFTER_PAGES) return
+      // PASSIVE: never waits for anything; this process is the only one writing the file.
+      db.pragma("wal_checkpoint(PASSIVE)")
+      walPages = 0
+    })
 
     return {
       outboxId,
       orphanedRuns: opened.orphanedRuns,
+      leftoverIntents: opened.leftoverIntents,
       append,
       pending,
       ack,
@@ -314,7 +450,11 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       saveTable,
       loadTable,
       lastRun,
-      setLastRun
+      setLastRun,
+      arm,
+      disarm,
+      intents,
+      checkpoint
     } satisfies OutboxShape
   })
 

@@ -208,8 +208,8 @@ describe("Outbox", () => {
           const loaded = yield* outbox.loadTable
           assert.isTrue(Option.isSome(loaded))
           assert.deepStrictEqual(Option.getOrThrow(loaded), table)
-          assert.deepStrictEqual(yield* outbox.lastRun("backup"), Option.some(1_700_000_200_000))
-          assert.deepStrictEqual(yield* outbox.lastRun("report"), Option.some(1_700_000_100_000))
+          assert.strictEqual(Option.getOrUndefined(yield* outbox.lastRun("backup")), 1_700_000_200_000)
+          assert.strictEqual(Option.getOrUndefined(yield* outbox.lastRun("report")), 1_700_000_100_000)
           assert.isTrue(Option.isNone(yield* outbox.lastRun("nope")))
           assert.strictEqual((yield* outbox.stats).dropped, 1)
           // a new table replaces the old one
@@ -236,7 +236,7 @@ describe("Outbox", () => {
           assert.strictEqual(b.outboxId, a.outboxId)
           assert.deepStrictEqual(yield* b.pending(-1, 100), appended)
           assert.strictEqual(yield* b.lastSeq.get, 2)
-          assert.deepStrictEqual(yield* b.lastRun("backup"), Option.some(42_000))
+          assert.strictEqual(Option.getOrUndefined(yield* b.lastRun("backup")), 42_000)
           assert.isTrue(Option.isSome(yield* b.loadTable))
           return (yield* b.append([line(2)]))[0]!.seq
         }))
@@ -244,6 +244,97 @@ describe("Outbox", () => {
       yield* Scope.close(crashed, Exit.void)
       fs.rmSync(dir, { recursive: true, force: true })
     }))
+
+  describe("intents (runs armed ahead of their instant)", () => {
+    const intent = (id: string, schedule: string, scheduledAt: number): Outbox.Intent => ({
+      runId: id,
+      schedule,
+      scheduledAt,
+      trigger: "schedule"
+    })
+    const lastRunOf = (outbox: Outbox.OutboxShape, schedule: string) =>
+      Effect.map(outbox.lastRun(schedule), Option.getOrUndefined)
+
+    it.scoped("RunStarted consumes its run's intent and moves the last run to its occurrence, in one append", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 1 << 20 })
+        yield* outbox.arm([intent(runId, "backup", 1_000), intent("other", "report", 2_000)])
+        assert.deepStrictEqual((yield* outbox.intents).map((i) => [i.runId, i.schedule, i.scheduledAt, i.trigger]), [
+          [runId, "backup", 1_000, "schedule"],
+          ["other", "report", 2_000, "schedule"]
+        ])
+        assert.isUndefined(yield* lastRunOf(outbox, "backup"))
+        yield* outbox.append([started(), line(0)])
+        assert.deepStrictEqual((yield* outbox.intents).map((i) => i.runId), ["other"])
+        assert.strictEqual(yield* lastRunOf(outbox, "backup"), 1_000)
+        // A record of a run without an intent changes nothing else.
+        yield* outbox.append([{ ...started(), runId: "0190a000-0000-7000-8000-0000000000ff" as RunId }])
+        assert.deepStrictEqual((yield* outbox.intents).map((i) => i.runId), ["other"])
+      }))
+
+    it.scoped("RunMissed consumes its intent too; a last run never moves backwards", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 1 << 20 })
+        yield* outbox.setLastRun("report", 5_000)
+        yield* outbox.arm([intent("late", "report", 2_000)])
+        yield* outbox.append([{
+          _tag: "RunMissed",
+          runId: "late" as RunId,
+          schedule: "report",
+          scheduledAt: us(2_000_000),
+          reason: "overlap"
+        }])
+        assert.deepStrictEqual(yield* outbox.intents, [])
+        assert.strictEqual(yield* lastRunOf(outbox, "report"), 5_000)
+      }))
+
+    it.scoped("disarm removes intents; re-arming a run id replaces it", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 1 << 20 })
+        yield* outbox.arm([intent("a", "s", 1_000), intent("b", "s", 1_000)])
+        yield* outbox.arm([intent("a", "s", 3_000)])
+        yield* outbox.disarm(["b", "unknown"])
+        assert.deepStrictEqual((yield* outbox.intents).map((i) => [i.runId, i.scheduledAt]), [["a", 3_000]])
+        yield* outbox.disarm([])
+        yield* outbox.arm([])
+        assert.strictEqual((yield* outbox.intents).length, 1)
+        assert.isUndefined(yield* lastRunOf(outbox, "s"))
+      }))
+
+    it.effect("intents a process left behind are found by the next one; none when it consumed them", () =>
+      Effect.gen(function*() {
+        const { dir, file } = tempFile()
+        const options = { path: file, maxBytes: 1 << 20 }
+        const crashed = yield* Scope.make()
+        const a = yield* Outbox.make(options).pipe(Scope.extend(crashed))
+        assert.deepStrictEqual(a.leftoverIntents, [])
+        yield* a.arm([intent(runId, "backup", 1_000), intent("next", "backup", 2_000)])
+        yield* a.append([started()])
+        // The first handle is never closed (a killed process); a second one opens the file.
+        const left = yield* withOutbox(options, (b) => Effect.succeed(b.leftoverIntents))
+        assert.deepStrictEqual(left.map((i) => [i.runId, i.schedule, i.scheduledAt]), [["next", "backup", 2_000]])
+        yield* Scope.close(crashed, Exit.void)
+        fs.rmSync(dir, { recursive: true, force: true })
+      }))
+
+    it.effect("checkpoint moves the WAL into the database file and can run at any time", () =>
+      Effect.gen(function*() {
+        const { dir, file } = tempFile()
+        yield* withOutbox({ path: file, maxBytes: 1 << 20 }, (outbox) =>
+          Effect.gen(function*() {
+            yield* outbox.checkpoint
+            yield* outbox.append(Array.from({ length: 800 }, (_, i) => line(i, "x".repeat(500))))
+            const before = fs.statSync(file).size
+            yield* outbox.checkpoint
+            assert.isAbove(fs.statSync(file).size, before + 300_000)
+            // Nothing new since: nothing to do, and nothing breaks.
+            yield* outbox.checkpoint
+            assert.strictEqual((yield* outbox.pending(-1, 1_000)).length, 800)
+          }))
+        yield* withOutbox({ path: ":memory:", maxBytes: 1 << 20 }, (outbox) => outbox.checkpoint)
+        fs.rmSync(dir, { recursive: true, force: true })
+      }))
+  })
 
   it.scoped("lastSeq notifies subscribers on every append", () =>
     Effect.gen(function*() {
