@@ -1,6 +1,11 @@
 /**
  * Runs a schedule's commands (D4): sequentially, each through `$SHELL -c` in its own process
  * group, output captured line by line into the Outbox, with timeout, cancel and overlap policy.
+ *
+ * At start-up it settles what a previous process left behind in the outbox: runs started and
+ * never finished, and intents whose instant passed without a start (both recorded as failed:
+ * whether their commands ran is unknown), and intents still in the future (dropped: the Ticker
+ * runs those occurrences when they come).
  */
 import type { RunId, ScheduleSpec, Trigger } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
@@ -15,11 +20,25 @@ export interface RunRequest {
   readonly trigger: Trigger
   /** Epoch ms of the occurrence. */
   readonly scheduledAt: number
+  /**
+   * An intent for this run id is durably recorded (`Outbox.arm`): the run then writes nothing
+   * before its first spawn and records `RunStarted` right after it (which consumes the intent).
+   * Without one, `RunStarted` is durable before anything is spawned.
+   */
+  readonly armed?: boolean
 }
 
 export interface RunnerShape {
-  /** Applies the schedule's overlap policy, then starts the run in the background and returns at once. */
+  /**
+   * Applies the schedule's overlap policy, then starts the run in the background and returns at
+   * once. A run that is not started records a `RunMissed` with its run id (overlap, shutdown).
+   */
   readonly start: (request: RunRequest) => Effect.Effect<"started" | "queued" | "skipped", OutboxError>
+  /**
+   * Computes ahead what starting these runs needs (their environment), so that their `start`
+   * does less at the due instant. Each call replaces what the previous one prepared.
+   */
+  readonly prepare: (requests: ReadonlyArray<RunRequest>) => Effect.Effect<void>
   /** false: not running (nor queued) here. */
   readonly cancel: (runId: RunId) => Effect.Effect<boolean>
   readonly running: Effect.Effect<ReadonlyArray<{ readonly runId: RunId; readonly schedule: string }>>

@@ -7,17 +7,29 @@
  *   reference collapsed them).
  * - The occurrence that fires is the instant the timer was armed for. Node timers fire up to
  *   ~0.3 ms early, when the clock still reads the previous second; then we wait the remainder
- *   instead of re-deriving the occurrence from the clock.
+ *   instead of re-deriving the occurrence from the clock. They also fire 1-4 ms late on an idle
+ *   loop (perf-baselines §5), so the timer is set `preciseMs` before the instant and the rest is
+ *   waited in the kernel (`blockUntil`): the thread sleeps and is woken on time. (Polling the
+ *   clock on every turn of the loop instead makes the process a CPU hog that the scheduler
+ *   preempts for a whole 4 ms tick whenever another process wants the core: measured.)
  * - Timers are at most `maxSleepMs` long: on Linux they run on the monotonic clock, which stops
  *   during suspend and ignores wall-clock steps, so the loop re-reads the wall clock regularly and
  *   `MissedTicks.plan` handles whatever fell into a gap (stall, suspend, forward step).
- * - The last handled occurrence per schedule is stored durably **before** its run starts: a crash
- *   never re-runs it, and a clock stepped backwards never re-runs one either.
+ * - Write-ahead (D3/D5 without a write at the due instant): `armLeadMs` before the instant, the
+ *   runs due then are recorded as intents (schedule, occurrence, pre-minted run id) in one
+ *   transaction; at the instant the Runner spawns at once and records RunStarted right after,
+ *   which consumes the intent and stores the schedule's last run. A process that dies in between
+ *   leaves the intent, and its successor records that run as failed (never re-run, never
+ *   silently dropped). A late wake-up (stall, suspend, clock step) takes the general path:
+ *   `MissedTicks.plan`, and the last run stored durably before anything starts. Either way a
+ *   crash never re-runs an occurrence, and a clock stepped backwards never re-runs one either.
+ * - The quiet moment before arming is when the outbox checkpoints its WAL (two fsyncs), so no
+ *   checkpoint lands on a start.
  * - The loop starts from the durably cached table, so an agent restarted while bartos is down
  *   still runs its jobs, and it follows every table update at once (the sleep is interrupted).
  */
 import * as Ids from "@barto/domain/Ids"
-import type { Micros, MissedTick, ScheduleSpec, ScheduleTable } from "@barto/domain/Messages"
+import type { Micros, MissedTick, RunId, ScheduleSpec, ScheduleTable } from "@barto/domain/Messages"
 import * as Calendar from "@barto/scheduler/Calendar"
 import * as MissedTicks from "@barto/scheduler/MissedTicks"
 import * as Clock from "effect/Clock"
@@ -30,7 +42,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { Outbox, type OutboxError, type RecordDraft } from "./Outbox.js"
+import { type Intent, Outbox, type OutboxError, type RecordDraft } from "./Outbox.js"
 import { Runner } from "./Runner.js"
 
 export type Table = typeof ScheduleTable.Type
@@ -67,9 +79,61 @@ export interface Options {
   readonly catchUpLimit: number
   /** Longest single timer before the wall clock is read again (default 30 s). */
   readonly maxSleepMs?: number
+  /** How long before a due instant its runs are armed (intents written; default 100 ms). */
+  readonly armLeadMs?: number
+  /**
+   * The last stretch before a due instant, waited by blocking the thread (default 8 ms; 0 = the
+   * timer only). Nothing else runs meanwhile (the timer's own lateness is not blocked: typically
+   * 1-2 of those ms), so it stays a few ms.
+   */
+  readonly preciseMs?: number
 }
 
 const DEFAULT_MAX_SLEEP_MS = 30_000
+const DEFAULT_ARM_LEAD_MS = 100
+/** Above the timer's lateness under load on the reference VM (over 4 ms at times; §5 says ≤ 3.5 idle). */
+const DEFAULT_PRECISE_MS = 8
+/** Bound on the final busy wait for the clock's next millisecond. */
+const MAX_BUSY_MS = 3
+
+/** An occurrence armed for a schedule: its intent is durable; the run has not been handed to the Runner. */
+interface Armed {
+  readonly intent: Intent
+  /** The schedule's occurrence after this one: the run is on time only while it is not due yet. */
+  readonly following: number | undefined
+}
+
+const waitCell = new Int32Array(new SharedArrayBuffer(4))
+/** Woken this long before the instant: covers the futex wake-up; the rest is busy waiting. */
+const WAKE_MARGIN_MS = 0.2
+
+/**
+ * Blocks the thread until the clock reads `at`: at most `maxMs` asleep in the kernel (a futex
+ * wait with a sub-millisecond timeout: `Atomics.wait` on a cell nobody notifies), then a short
+ * busy wait (at most MAX_BUSY_MS) for the clock's edge. The clock has whole milliseconds, so the
+ * sleep is timed from one of its edges (found by watching it tick, before the sleep) with the
+ * monotonic clock, to end just before `at`: the busy part stays ~0.2 ms, which matters on a
+ * shared CPU, where a task that keeps running past its slice is preempted for a scheduler tick.
+ * Returns whether the clock reached `at` (under TestClock it never does: time moves only with
+ * sleeps).
+ */
+export const blockUntil = (clock: Clock.Clock, at: number, maxMs: number): boolean => {
+  const start = clock.unsafeCurrentTimeMillis()
+  if (at - start > 1) {
+    const edgeBy = performance.now() + MAX_BUSY_MS
+    let now = start
+    while (now === start && performance.now() < edgeBy) now = clock.unsafeCurrentTimeMillis()
+    if (now !== start) {
+      const sleep = at - now - WAKE_MARGIN_MS
+      if (sleep > 0) Atomics.wait(waitCell, 0, 0, Math.min(sleep, maxMs))
+    }
+  }
+  const giveUp = performance.now() + MAX_BUSY_MS
+  while (clock.unsafeCurrentTimeMillis() < at) {
+    if (performance.now() >= giveUp) return false
+  }
+  return true
+}
 
 interface Entry {
   readonly spec: ScheduleSpec
@@ -92,6 +156,8 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
     const runner = yield* Runner
     const tableRef = yield* CurrentTable
     const maxSleepMs = Math.max(1, options.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS)
+    const armLeadMs = Math.max(0, options.armLeadMs ?? DEFAULT_ARM_LEAD_MS)
+    const preciseMs = Math.max(0, options.preciseMs ?? DEFAULT_PRECISE_MS)
 
     // Table updates: remember the newest and poke the loop (a sliding queue of one is a flag).
     const latest = yield* Ref.make<Option.Option<Option.Option<Table>>>(Option.none())
@@ -103,6 +169,16 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
 
     let entries = new Map<string, Entry>()
     let applied: Option.Option<Table> | undefined = undefined
+    /** Intents written and not yet handed to the Runner; dropped again if they will not run. */
+    let armed = new Map<Entry, Armed>()
+
+    const disarmAll = Effect.suspend(() => {
+      const ids = [...armed.values()].map((a) => a.intent.runId)
+      armed = new Map()
+      return outbox.disarm(ids).pipe(
+        Effect.catchAll((e) => Effect.logError(`ticker: cannot remove the intents of runs that will not start: ${e.message}`))
+      )
+    })
 
     const persistedLastRun = (name: string) =>
       outbox.lastRun(name).pipe(
@@ -151,8 +227,43 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         yield* Effect.logDebug(`ticker: following ${next.size} active schedule(s)`)
       })
 
-    /** Handles every occurrence of one schedule in (since, now]. */
+    const logStart = (name: string, at: number, trigger: string, outcome: string) =>
+      Effect.logDebug(`ticker: '${name}' occurrence ${new Date(at).toISOString()} (${trigger}): ${outcome}`)
+
+    /**
+     * Handles every occurrence of one schedule in (since, now]. The common case, its armed
+     * occurrence and nothing else on time, goes straight to the Runner: exactly what
+     * `MissedTicks.plan` would decide then (one on-time run, no gap), without a write first.
+     */
     const fire = (entry: Entry, now: number) =>
+      Effect.suspend(() => {
+        const ready = armed.get(entry)
+        armed.delete(entry)
+        if (
+          ready !== undefined && ready.intent.scheduledAt <= now &&
+          now - ready.intent.scheduledAt <= MissedTicks.DEFAULT_GRACE_MS &&
+          (ready.following === undefined || ready.following > now)
+        ) {
+          const { intent } = ready
+          entry.since = Math.max(entry.since, now)
+          return runner.start({
+            runId: intent.runId as RunId,
+            spec: entry.spec,
+            trigger: "schedule",
+            scheduledAt: intent.scheduledAt,
+            armed: true
+          }).pipe(
+            Effect.catchAll((e) =>
+              Effect.logError(`ticker: cannot start '${entry.spec.name}': ${e.message}`).pipe(Effect.as("failed" as const))
+            ),
+            Effect.flatMap((outcome) => logStart(entry.spec.name, intent.scheduledAt, "schedule", outcome))
+          )
+        }
+        return fireLate(entry, now, ready?.intent)
+      })
+
+    /** The general path (a late wake-up): the policy decides, the last run is stored before any start. */
+    const fireLate = (entry: Entry, now: number, intent: Intent | undefined) =>
       Effect.gen(function*() {
         const name = entry.spec.name
         const plan = MissedTicks.plan(entry.cal, {
@@ -166,11 +277,23 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         const handled = Math.max(entry.since, plan.watermark)
         entry.since = handled
 
+        // The armed occurrence keeps its run id whatever the plan makes of it, so that its
+        // RunStarted or RunMissed consumes the intent; one the plan drops is disarmed.
+        const runIdOf = (at: number): RunId =>
+          intent !== undefined && intent.scheduledAt === at ? intent.runId as RunId : Ids.newRunId(at)
+        const settled = intent !== undefined &&
+          (plan.run.some((r) => r.at === intent.scheduledAt) || plan.missed.includes(intent.scheduledAt))
+        if (intent !== undefined && !settled) {
+          yield* outbox.disarm([intent.runId]).pipe(
+            Effect.catchAll((e) => Effect.logError(`ticker: cannot remove the intent of '${name}': ${e.message}`))
+          )
+        }
+
         if (plan.missed.length > 0) {
           const reason = missedReason(options.missedTick)
           const drafts: Array<RecordDraft> = plan.missed.map((at) => ({
             _tag: "RunMissed",
-            runId: Ids.newRunId(at),
+            runId: runIdOf(at),
             schedule: name,
             scheduledAt: (at * 1000) as Micros,
             reason
@@ -199,40 +322,49 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         )
         if (!saved) return
         for (const r of plan.run) {
-          const startedAt = yield* Clock.currentTimeMillis
+          const isArmed = intent !== undefined && intent.scheduledAt === r.at
           const outcome = yield* runner.start({
-            runId: Ids.newRunId(startedAt),
+            runId: runIdOf(r.at),
             spec: entry.spec,
             trigger: r.trigger,
-            scheduledAt: r.at
+            scheduledAt: r.at,
+            armed: isArmed
           }).pipe(
             Effect.catchAll((e) =>
               Effect.logError(`ticker: cannot start '${name}': ${e.message}`).pipe(Effect.as("failed" as const))
             )
           )
-          yield* Effect.logDebug(
-            `ticker: '${name}' occurrence ${new Date(r.at).toISOString()} (${r.trigger}): ${outcome}`
-          )
+          yield* logStart(name, r.at, r.trigger, outcome)
         }
       })
 
     /**
      * Sleeps until the wall clock reads `at` or the table changes (true). Sleeps in slices of at
      * most `maxSleepMs` and re-reads the clock after each, so an early timer waits the remainder
-     * and a clock step or suspend is noticed.
+     * and a clock step or suspend is noticed. With `precise`, the timer stops `preciseMs` short
+     * and the rest is blocked (`blockUntil`, tried once; a plain sleep after that, which is what
+     * moves TestClock); a table change in those few ms is seen after the instant.
      *
      * The slice is computed inside the raced fiber, right before it arms the timer: that fiber
      * starts only after the fibers already scheduled (a run just started: spawn, sink, …), and a
      * slice computed before the fork made every next tick late by that delay (measured 10-60 ms).
      */
-    const sleepUntil = (at: number): Effect.Effect<boolean> =>
+    const sleepUntil = (at: number, precise: boolean): Effect.Effect<boolean> =>
       Effect.gen(function*() {
+        const timerUntil = precise && preciseMs > 0 ? at - preciseMs : at
+        let blocked = false
         while (true) {
           const now = yield* Clock.currentTimeMillis
           if (now >= at) return false
+          if (now >= timerUntil && !blocked) {
+            blocked = true
+            yield* Effect.clockWith((clock) => Effect.sync(() => blockUntil(clock, at, preciseMs)))
+            continue
+          }
+          const target = now >= timerUntil ? at : timerUntil
           const timer = Effect.flatMap(
             Clock.currentTimeMillis,
-            (armed) => Effect.sleep(Math.max(0, Math.min(at - armed, maxSleepMs)))
+            (armedAt) => Effect.sleep(Math.max(0, Math.min(target - armedAt, maxSleepMs)))
           )
           const woke = yield* Effect.raceFirst(
             timer.pipe(Effect.as("timer" as const)),
@@ -242,36 +374,76 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         }
       })
 
-    while (true) {
-      const seen = yield* Ref.get(latest)
-      if (Option.isNone(seen)) {
-        yield* Queue.take(poke)
-        continue
-      }
-      if (seen.value !== applied) {
-        yield* rebuild(seen.value, applied === undefined)
-      }
+    const loop = Effect.gen(function*() {
+      while (true) {
+        const seen = yield* Ref.get(latest)
+        if (Option.isNone(seen)) {
+          yield* Queue.take(poke)
+          continue
+        }
+        if (seen.value !== applied) {
+          yield* rebuild(seen.value, applied === undefined)
+        }
 
-      let wake = Number.POSITIVE_INFINITY
-      const due = new Map<Entry, number>()
-      for (const entry of entries.values()) {
-        const at = Calendar.next(entry.cal, entry.since)
-        if (at === undefined) continue
-        due.set(entry, at)
-        if (at < wake) wake = at
+        let wake = Number.POSITIVE_INFINITY
+        const due = new Map<Entry, number>()
+        for (const entry of entries.values()) {
+          const at = Calendar.next(entry.cal, entry.since)
+          if (at === undefined) continue
+          due.set(entry, at)
+          if (at < wake) wake = at
+        }
+        if (wake === Number.POSITIVE_INFINITY) {
+          // Nothing will ever fire (no table, all paused, or only past dates): wait for a new table.
+          yield* Queue.take(poke)
+          continue
+        }
+        if (yield* sleepUntil(wake - armLeadMs, false)) continue
+
+        // A quiet moment: nothing is due for armLeadMs. The outbox checkpoints here, never at a start.
+        yield* outbox.checkpoint.pipe(
+          Effect.catchAll((e) => Effect.logWarning(`ticker: outbox checkpoint failed: ${e.message}`))
+        )
+        const toArm: Array<[Entry, Armed]> = []
+        for (const [entry, at] of due) {
+          if (at !== wake) continue
+          toArm.push([entry, {
+            intent: { runId: Ids.newRunId(at), schedule: entry.spec.name, scheduledAt: at, trigger: "schedule" },
+            following: Calendar.next(entry.cal, at)
+          }])
+        }
+        // Unarmed (the write failed), a run takes the general path: last run stored before its start.
+        yield* outbox.arm(toArm.map(([, a]) => a.intent)).pipe(
+          Effect.matchEffect({
+            onFailure: (e) => Effect.logError(`ticker: cannot record the runs due at ${new Date(wake).toISOString()}: ${e.message}`),
+            onSuccess: () => Effect.sync(() => toArm.forEach(([entry, a]) => armed.set(entry, a)))
+          })
+        )
+        // What the starts need is computed now, not at the instant.
+        yield* runner.prepare(toArm.map(([entry, a]) => ({
+          runId: a.intent.runId as RunId,
+          spec: entry.spec,
+          trigger: "schedule",
+          scheduledAt: a.intent.scheduledAt,
+          armed: true
+        })))
+
+        if (yield* sleepUntil(wake, true)) {
+          yield* disarmAll
+          continue
+        }
+        // The armed instant is the occurrence; the clock may read later (a stall), never earlier.
+        const now = Math.max(yield* Clock.currentTimeMillis, wake)
+        for (const [entry, at] of due) {
+          if (at <= now) yield* fire(entry, now)
+        }
+        // Defensive: every armed entry was due at `wake`, so `fire` took each of them.
+        if (armed.size > 0) yield* disarmAll
       }
-      if (wake === Number.POSITIVE_INFINITY) {
-        // Nothing will ever fire (no table, all paused, or only past dates): wait for a new table.
-        yield* Queue.take(poke)
-        continue
-      }
-      if (yield* sleepUntil(wake)) continue
-      // The armed instant is the occurrence; the clock may read later (a stall), never earlier.
-      const now = Math.max(yield* Clock.currentTimeMillis, wake)
-      for (const [entry, at] of due) {
-        if (at <= now) yield* fire(entry, now)
-      }
-    }
+    })
+
+    // Interrupted (shutdown): intents of runs not handed to the Runner yet will not run.
+    return yield* loop.pipe(Effect.onInterrupt(() => disarmAll))
   })
 
 /** Runs the loop for the lifetime of the layer. */

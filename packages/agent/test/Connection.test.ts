@@ -59,6 +59,7 @@ const makeFakeRunner = () => {
         running.add(request.runId)
         return "started" as const
       }),
+    prepare: () => Effect.void,
     cancel: (runId) => Effect.sync(() => running.delete(runId)),
     running: Effect.succeed([]),
     awaitIdle: Effect.void

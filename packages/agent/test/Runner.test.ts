@@ -230,6 +230,96 @@ describe("Runner", () => {
       yield* awaitIdle
     }).pipe(provide()))
 
+  describe("armed runs (an intent written ahead, nothing written before the spawn)", () => {
+    const armedRequest = (name: string, cmds: ReadonlyArray<string>, extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}) => {
+      const runId = newRunId()
+      return { runId, spec: spec(name, cmds, extra), trigger: "schedule" as const, scheduledAt: SCHEDULED_AT, armed: true }
+    }
+    const arm = (r: Runner.RunRequest) =>
+      Effect.flatMap(Outbox.Outbox, (o) =>
+        o.arm([{ runId: r.runId, schedule: r.spec.name, scheduledAt: r.scheduledAt, trigger: r.trigger }]))
+
+    it.live("spawns at once and records its start with the first command's instant; the intent is consumed", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox.Outbox
+        const runner = yield* Runner.Runner
+        const request = armedRequest("armed", ["echo one $BARTO_RUN_ID", "echo two $BARTO_SCHEDULE"])
+        yield* arm(request)
+        yield* runner.prepare([request])
+        assert.strictEqual(yield* runner.start(request), "started")
+        yield* awaitIdle
+        const rs = yield* recordsOf(request.runId)
+        assert.deepStrictEqual(tags(rs), [
+          "RunStarted",
+          "CommandStarted",
+          "OutputLine",
+          "CommandExited",
+          "CommandStarted",
+          "OutputLine",
+          "CommandExited",
+          "RunFinished"
+        ])
+        const [runStarted, cmdStarted] = rs
+        assert.isTrue(runStarted?._tag === "RunStarted" && runStarted.trigger === "schedule")
+        assert.isTrue(runStarted?._tag === "RunStarted" && runStarted.scheduledAt === SCHEDULED_AT * 1000)
+        assert.isTrue(
+          runStarted?._tag === "RunStarted" && cmdStarted?._tag === "CommandStarted" &&
+            runStarted.startedAt === cmdStarted.startedAt
+        )
+        // The prepared environment serves every command of the run.
+        assert.deepStrictEqual(lines(rs).map((l) => l.data), [`one ${request.runId}`, "two armed"])
+        assert.strictEqual(finalState(rs), "succeeded")
+        assert.deepStrictEqual(yield* outbox.intents, [])
+        assert.strictEqual(Option.getOrUndefined(yield* outbox.lastRun("armed")), SCHEDULED_AT)
+      }).pipe(provide()))
+
+    it.live("without prepare, or with no commands, it still runs and records its start", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox.Outbox
+        const runner = yield* Runner.Runner
+        const plain = armedRequest("plain", ["echo $BARTO_SCHEDULE"])
+        const empty = armedRequest("empty", [])
+        yield* arm(plain)
+        yield* arm(empty)
+        yield* runner.start(plain)
+        yield* runner.start(empty)
+        yield* awaitIdle
+        assert.deepStrictEqual(lines(yield* recordsOf(plain.runId)).map((l) => l.data), ["plain"])
+        assert.deepStrictEqual(tags(yield* recordsOf(empty.runId)), ["RunStarted", "RunFinished"])
+        assert.deepStrictEqual(yield* outbox.intents, [])
+      }).pipe(provide()))
+
+    it.live("one that overlap=forbid refuses is recorded missed, which consumes its intent", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox.Outbox
+        const runner = yield* Runner.Runner
+        const first = yield* start(spec("busy", ["sleep 30"], { overlap: "forbid" }))
+        const refused = armedRequest("busy", ["echo no"], { overlap: "forbid" })
+        yield* arm(refused)
+        assert.strictEqual(yield* runner.start(refused), "skipped")
+        assert.deepStrictEqual((yield* recordsOf(refused.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag), [
+          "overlap"
+        ])
+        assert.deepStrictEqual(yield* outbox.intents, [])
+        assert.isTrue(yield* runner.cancel(first.runId))
+        yield* awaitIdle
+      }).pipe(provide()))
+
+    it.live("a cancel kills an armed run's first command like any other", () =>
+      Effect.gen(function*() {
+        const runner = yield* Runner.Runner
+        const slow = armedRequest("slow", ["sleep 30", "echo never"])
+        yield* arm(slow)
+        yield* runner.start(slow)
+        assert.isTrue(yield* runner.cancel(slow.runId))
+        yield* awaitIdle
+        const rs = yield* recordsOf(slow.runId)
+        assert.strictEqual(finalState(rs), "cancelled")
+        assert.deepStrictEqual(exits(rs).map((e) => e.signal), ["SIGTERM"])
+        assert.deepStrictEqual(lines(rs), [])
+      }).pipe(provide()))
+  })
+
   it.live("cancelling a queued run records it as missed and never starts it", () =>
     Effect.gen(function*() {
       const runner = yield* Runner.Runner

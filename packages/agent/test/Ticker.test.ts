@@ -6,13 +6,21 @@
  * in production: the loop is stuck (here in a Runner.start that takes ten minutes) while the
  * clock moves on. Suspend and clock steps are modelled with a wall clock that can jump while the
  * timers (TestClock's sleeps, the monotonic clock) do not, which is what Node does on Linux.
+ *
+ * The recording Runner appends RunStarted for every start, as the real one does (right after
+ * the spawn for an armed run, before it otherwise), so intents are consumed as in production.
+ * The blocking wait for the last milliseconds (`preciseMs`) needs a real clock: it is off here
+ * except where a test says otherwise, and tested live at the end.
  */
 import * as Outbox from "@barto/agent/Outbox"
-import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
+import { layer as runnerLayer, Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import * as Ticker from "@barto/agent/Ticker"
-import { type MissedTick, ScheduleSpec } from "@barto/domain/Messages"
+import { type Micros, type MissedTick, ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Layer, Option, SubscriptionRef, TestClock } from "effect"
+import { Clock, Effect, Exit, Fiber, Layer, Option, Scope, SubscriptionRef, TestClock } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 
 const MIB = 1024 * 1024
 const at = (hms: string) => Date.parse(`2025-01-01T${hms}Z`)
@@ -40,7 +48,9 @@ interface Start {
   /** The clock when start was called. */
   readonly now: number
   /** The durable last run at that moment. */
-  readonly lastRun: Option.Option<number>
+  readonly lastRun: number | undefined
+  /** The durable intents at that moment. */
+  readonly intents: ReadonlyArray<Outbox.Intent>
 }
 
 /** A wall clock that can be stepped while TestClock's timers stay where they are. */
@@ -68,11 +78,14 @@ interface HarnessOptions {
   readonly lastRuns?: Record<string, number>
   readonly clock?: Clock.Clock
   readonly maxSleepMs?: number
+  readonly preciseMs?: number
+  /** An outbox to use (a file shared with another "process"); default a fresh in-memory one. */
+  readonly outbox?: Outbox.OutboxShape
 }
 
 const harness = (options: HarnessOptions) =>
   Effect.gen(function*() {
-    const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 64 * MIB })
+    const outbox = options.outbox ?? (yield* Outbox.make({ path: ":memory:", maxBytes: 64 * MIB }))
     for (const [name, ms] of Object.entries(options.lastRuns ?? {})) yield* outbox.setLastRun(name, ms)
     const tableRef = yield* SubscriptionRef.make(Option.fromNullable(options.table))
     const starts: Array<Start> = []
@@ -80,12 +93,22 @@ const harness = (options: HarnessOptions) =>
       start: (request) =>
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
-          const lastRun = yield* outbox.lastRun(request.spec.name)
-          starts.push({ request, now, lastRun })
+          const lastRun = Option.getOrUndefined(yield* outbox.lastRun(request.spec.name))
+          const intents = yield* outbox.intents
+          starts.push({ request, now, lastRun, intents })
+          yield* outbox.append([{
+            _tag: "RunStarted",
+            runId: request.runId,
+            schedule: request.spec.name,
+            trigger: request.trigger,
+            scheduledAt: (request.scheduledAt * 1000) as Micros,
+            startedAt: (now * 1000) as Micros
+          }])
           const block = options.block?.(starts.length) ?? 0
           if (block > 0) yield* Effect.sleep(block)
           return "started" as const
         }),
+      prepare: () => Effect.void,
       cancel: () => Effect.succeed(false),
       running: Effect.succeed([]),
       awaitIdle: Effect.void
@@ -94,7 +117,8 @@ const harness = (options: HarnessOptions) =>
       agentName: "agent",
       missedTick: options.policy ?? "Burst",
       catchUpLimit: options.catchUpLimit ?? 10,
-      ...(options.maxSleepMs === undefined ? {} : { maxSleepMs: options.maxSleepMs })
+      ...(options.maxSleepMs === undefined ? {} : { maxSleepMs: options.maxSleepMs }),
+      preciseMs: options.preciseMs ?? 0
     }).pipe(
       Effect.provideService(Outbox.Outbox, outbox),
       Effect.provideService(Runner, runner),
@@ -116,7 +140,7 @@ const harness = (options: HarnessOptions) =>
 const everyMinute = spec("tick", "*-*-* *:*:00")
 
 describe("Ticker", () => {
-  it.scoped("fires at the exact second, with the last run stored before the start", () =>
+  it.scoped("fires at the exact second: its intent durable before the start, its last run stored with the start", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(at("10:00:00"))
       // Long timer slices: TestClock walks every slice, and a day of 30 s slices is slow to walk.
@@ -128,7 +152,18 @@ describe("Ticker", () => {
       const start = h.starts[0]!
       assert.strictEqual(start.now, at("10:00:30"))
       assert.strictEqual(start.request.scheduledAt, at("10:00:30"))
-      assert.deepStrictEqual(start.lastRun, Option.some(at("10:00:30")))
+      // Write-ahead: the run was armed (an intent with its run id) and nothing else was written.
+      assert.isTrue(start.request.armed)
+      assert.deepStrictEqual(start.intents, [{
+        runId: start.request.runId,
+        schedule: "a",
+        scheduledAt: at("10:00:30"),
+        trigger: "schedule"
+      }])
+      assert.isUndefined(start.lastRun)
+      // Its RunStarted consumed the intent and stored the last run.
+      assert.deepStrictEqual(yield* h.outbox.intents, [])
+      assert.strictEqual(Option.getOrUndefined(yield* h.outbox.lastRun("a")), at("10:00:30"))
       // Run ids are fresh UUIDv7s.
       assert.match(start.request.runId, /^[0-9a-f]{8}-[0-9a-f]{4}-7/)
       // Next day, same second; nothing in between.
@@ -227,9 +262,25 @@ describe("Ticker", () => {
         assert.strictEqual(h.started().at(-1), "tick@10:12:00 schedule")
       }))
 
+    it.scoped("the occurrence armed when the loop came back keeps its run id: started armed (Burst)", () =>
+      Effect.gen(function*() {
+        const h = yield* stall("Burst")
+        // 10:02 was armed once the stuck start returned, at 10:11, then found late.
+        const caught = h.starts[1]!
+        assert.strictEqual(caught.request.scheduledAt, at("10:02:00"))
+        assert.strictEqual(caught.request.trigger, "catch_up")
+        assert.isTrue(caught.request.armed)
+        assert.deepStrictEqual(caught.intents.map((i) => [i.runId, i.scheduledAt]), [[caught.request.runId, at("10:02:00")]])
+        // The other catch-ups had no intent: their start was recorded before them.
+        assert.isFalse(h.starts[2]!.request.armed ?? false)
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
+      }))
+
     it.scoped("Skip runs none of the overdue and records each missed", () =>
       Effect.gen(function*() {
         const h = yield* stall("Skip")
+        // The armed 10:02 became a missed run under its own run id: no intent is left.
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
         assert.deepStrictEqual(h.started().filter((s) => s.endsWith("catch_up")), [])
         assert.deepStrictEqual(
           (yield* h.missed).map((m) => `${m.at} ${m.reason}`),
@@ -354,6 +405,149 @@ describe("Ticker", () => {
       yield* TestClock.adjust("5 minutes")
       assert.deepStrictEqual(h.started(), ["a@10:00:10 schedule", "b@10:04:00 schedule"])
     }))
+
+  describe("write-ahead (intents armed before the instant)", () => {
+    it.scoped("the runs due at an instant are armed armLeadMs before it, in one write, and started with those ids", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(at("10:00:00"))
+        const h = yield* harness({ table: table("v1", spec("a", "*-*-* 10:00:30"), spec("b", "*-*-* 10:00:30")) })
+        yield* TestClock.adjust(29_899)
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
+        yield* TestClock.adjust(1) // 10:00:29.900
+        const intents = yield* h.outbox.intents
+        assert.deepStrictEqual(intents.map((i) => [i.schedule, i.scheduledAt, i.trigger]).sort(), [
+          ["a", at("10:00:30"), "schedule"],
+          ["b", at("10:00:30"), "schedule"]
+        ])
+        assert.strictEqual(h.starts.length, 0)
+        yield* TestClock.adjust(100)
+        assert.deepStrictEqual(h.started(), ["a@10:00:30 schedule", "b@10:00:30 schedule"])
+        assert.sameMembers(h.starts.map((s) => s.request.runId), intents.map((i) => i.runId))
+        assert.isTrue(h.starts.every((s) => s.request.armed === true && s.now === at("10:00:30")))
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
+      }))
+
+    it.scoped("a table change after arming drops the intents; the new table's runs are armed afresh", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(at("10:00:29.950"))
+        const h = yield* harness({ table: table("v1", spec("a", "*-*-* 10:00:30"), spec("b", "*-*-* 10:00:30")) })
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* h.outbox.intents).length, 2)
+        yield* SubscriptionRef.set(h.tableRef, Option.some(table("v2", spec("a", "*-*-* 10:00:40"))))
+        yield* TestClock.adjust(1)
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
+        yield* TestClock.adjust(at("10:00:39.900") - at("10:00:29.952"))
+        assert.deepStrictEqual((yield* h.outbox.intents).map((i) => [i.schedule, i.scheduledAt]), [["a", at("10:00:40")]])
+        yield* TestClock.adjust(100)
+        assert.deepStrictEqual(h.started(), ["a@10:00:40 schedule"])
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
+      }))
+
+    it.scoped("a ticker stopped while armed (shutdown) leaves no intent behind", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(at("10:00:59.950"))
+        const h = yield* harness({ table: table("v1", everyMinute) })
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* h.outbox.intents).length, 1)
+        yield* Fiber.interrupt(h.fiber)
+        assert.deepStrictEqual(yield* h.outbox.intents, [])
+        assert.strictEqual(h.starts.length, 0)
+      }))
+
+    /**
+     * Two "processes" on one state file: the first arms a run, then dies without any cleanup
+     * (its database handle is closed under it, so its last-gasp disarm fails as a killed
+     * process's would); the second opens the file at `restartAt` with the real Runner (which
+     * settles what the first left) and a new ticker.
+     */
+    const killedWhileArmed = (restartAt: number) =>
+      Effect.gen(function*() {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "barto-intents-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const options = { path: path.join(dir, "bartoc.db"), maxBytes: 64 * MIB }
+        yield* TestClock.setTime(at("10:00:59.950"))
+        const first = yield* Scope.make()
+        const dying = yield* harness({
+          table: table("v1", everyMinute),
+          outbox: yield* Outbox.make(options).pipe(Scope.extend(first))
+        })
+        yield* TestClock.adjust(1)
+        const [armed] = yield* dying.outbox.intents
+        assert.strictEqual(armed?.scheduledAt, at("10:01:00"))
+        yield* Scope.close(first, Exit.void)
+        yield* Fiber.interrupt(dying.fiber)
+        yield* TestClock.setTime(restartAt)
+
+        const outbox = yield* Outbox.make(options)
+        assert.deepStrictEqual(outbox.leftoverIntents, [armed])
+        yield* Layer.build(runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
+          Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+        ))
+        const next = yield* harness({ table: table("v1", everyMinute), outbox })
+        yield* TestClock.adjust(0)
+        return { armed: armed!, next, outbox, records: yield* outbox.pending(-1, 1_000) }
+      })
+
+    it.scoped("killed between arming and starting, restarted later: the run is recorded failed, not caught up, not re-run", () =>
+      Effect.gen(function*() {
+        const { armed, next, outbox, records } = yield* killedWhileArmed(at("10:01:05"))
+        // Whether its command began is unknown: failed, under its own run id, exactly once.
+        assert.deepStrictEqual(records.map((r) => [r._tag, r.runId]), [["RunStarted", armed.runId], ["RunFinished", armed.runId]])
+        const [started, finished] = records
+        assert.isTrue(started?._tag === "RunStarted" && started.scheduledAt === at("10:01:00") * 1000)
+        assert.isTrue(finished?._tag === "RunFinished" && finished.state === "failed")
+        assert.deepStrictEqual(yield* outbox.intents, [])
+        // Burst would catch 10:01 up from the old last run: the recorded run moved it past 10:01.
+        assert.deepStrictEqual(next.started(), [])
+        yield* TestClock.adjust("55 seconds")
+        assert.deepStrictEqual(next.started(), ["tick@10:02:00 schedule"])
+        assert.strictEqual((yield* outbox.pending(-1, 1_000)).filter((r) => r.runId === armed.runId).length, 2)
+      }))
+
+    it.scoped("killed while armed, restarted before the instant: the intent is dropped and the run happens on time", () =>
+      Effect.gen(function*() {
+        const { armed, next, outbox, records } = yield* killedWhileArmed(at("10:00:59.980"))
+        assert.deepStrictEqual(records, [])
+        yield* TestClock.adjust(20)
+        assert.deepStrictEqual(next.started(), ["tick@10:01:00 schedule"])
+        assert.notStrictEqual(next.starts[0]!.request.runId, armed.runId)
+        assert.deepStrictEqual((yield* outbox.pending(-1, 1_000)).map((r) => r._tag), ["RunStarted"])
+        assert.deepStrictEqual(yield* outbox.intents, [])
+      }))
+
+    it.scoped("with the blocking wait on, TestClock still fires exactly at the instant (it falls back to a sleep)", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(at("10:00:30"))
+        const h = yield* harness({ table: table("v1", everyMinute), preciseMs: 8 })
+        yield* TestClock.adjust("2 minutes")
+        assert.deepStrictEqual(h.started(), ["tick@10:01:00 schedule", "tick@10:02:00 schedule"])
+        assert.deepStrictEqual(h.starts.map((s) => s.now), [at("10:01:00"), at("10:02:00")])
+      }))
+
+    it.live("live: the blocking wait ends on the wall clock's edge, never before it", () =>
+      Effect.gen(function*() {
+        for (const ahead of [0, 1, 3, 6, 40]) {
+          const target = Date.now() + ahead
+          const reached = yield* Effect.clockWith((clock) => Effect.sync(() => Ticker.blockUntil(clock, target, 8)))
+          // Never early. 40 ms ahead is far more than it may take (8 ms asleep, a few busy): it
+          // returns without getting there, and the caller sleeps the rest.
+          if (reached) assert.isAtLeast(Date.now(), target)
+          else assert.isBelow(Date.now(), target)
+          assert.strictEqual(reached, ahead < 40)
+        }
+      }))
+
+    it.scopedLive("live: a per-second schedule never starts before its instant", () =>
+      Effect.gen(function*() {
+        const h = yield* harness({ table: table("v1", spec("s", "*-*-* *:*:*")), preciseMs: 8 })
+        while (h.starts.length < 2) yield* Effect.sleep(50)
+        for (const s of h.starts) {
+          assert.isAtLeast(s.now, s.request.scheduledAt)
+          assert.isTrue(s.request.armed)
+        }
+        yield* Fiber.interrupt(h.fiber)
+      }))
+  })
 
   it.scoped("the current table starts from the durable cache", () =>
     Effect.gen(function*() {

@@ -11,6 +11,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 
 export type StreamName = "stdout" | "stderr"
@@ -54,86 +55,140 @@ const killGroup = (pid: number | undefined, signal: NodeJS.Signals) => {
   }
 }
 
+/** What `launch` spawns with; the output goes where `adopt` says (kept in order until then). */
+export type LaunchOptions = Omit<SpawnOptions, "onChunk" | "onEnd">
+
+/** A command spawned by `launch`, not yet owned by a scope. */
+export interface Launched {
+  readonly child: ChildProcess.ChildProcess | undefined
+  readonly handle: ReturnType<typeof makeHandle>
+  /** Routes output to these from now on, after replaying what came before. */
+  readonly attach: (onChunk: SpawnOptions["onChunk"], onEnd: SpawnOptions["onEnd"]) => void
+}
+
+/**
+ * Spawns the command right now, synchronously, with no Effect in the way (a run's first command
+ * at its due instant). Output arriving before `attach` is kept, in order, and replayed then.
+ * Nothing kills it yet: hand it to `adopt` at once.
+ */
+export const launch = (options: LaunchOptions): Launched => {
+  const done = Deferred.unsafeMake<Result>(FiberId.none)
+  const complete = (result: Result) => Deferred.unsafeDone(done, Effect.succeed(result))
+
+  const early: Array<readonly [StreamName, Uint8Array | undefined]> = []
+  let onChunk: SpawnOptions["onChunk"] = (stream, chunk) => early.push([stream, chunk])
+  let onEnd: SpawnOptions["onEnd"] = (stream) => early.push([stream, undefined])
+  const attach = (chunkTo: SpawnOptions["onChunk"], endTo: SpawnOptions["onEnd"]) => {
+    onChunk = chunkTo
+    onEnd = endTo
+    for (const [stream, chunk] of early.splice(0)) {
+      if (chunk === undefined) endTo(stream)
+      else chunkTo(stream, chunk)
+    }
+  }
+
+  let child: ChildProcess.ChildProcess
+  try {
+    child = ChildProcess.spawn(options.shell, ["-c", options.command], {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: options.env,
+      cwd: process.cwd(),
+      windowsHide: true
+    })
+  } catch (e) {
+    // Synchronous failures (bad arguments, EAGAIN from fork) are a failed command, not a crash.
+    complete({ exitCode: 127, signal: null, spawnError: `cannot start ${options.shell}: ${describe(e)}` })
+    return { child: undefined, handle: makeHandle(undefined, done, () => {}), attach }
+  }
+
+  let spawned = false
+  let exited: { code: number | null; signal: string | null } | undefined
+  const open = new Set<StreamName>(["stdout", "stderr"])
+  const finishIfDone = () => {
+    if (exited !== undefined && open.size === 0) {
+      complete({ exitCode: exited.code, signal: exited.signal })
+    }
+  }
+  const endStream = (name: StreamName) => {
+    if (!open.has(name)) return
+    open.delete(name)
+    onEnd(name)
+    finishIfDone()
+  }
+  for (const name of ["stdout", "stderr"] as const) {
+    const stream = child[name]!
+    stream.on("data", (chunk: Buffer) => {
+      if (open.has(name)) onChunk(name, chunk)
+    })
+    stream.on("end", () => endStream(name))
+    // A read error ends that stream; 'close' covers a destroyed stream that never ended.
+    stream.on("error", () => endStream(name))
+    stream.on("close", () => endStream(name))
+  }
+  child.on("spawn", () => {
+    spawned = true
+  })
+  child.on("error", (e) => {
+    if (!spawned) {
+      complete({ exitCode: 127, signal: null, spawnError: `cannot start ${options.shell}: ${describe(e)}` })
+    }
+  })
+  child.on("exit", (code, signal) => {
+    exited = { code, signal }
+    finishIfDone()
+  })
+
+  const abandon = () => {
+    for (const name of ["stdout", "stderr"] as const) {
+      child[name]?.destroy()
+      endStream(name)
+    }
+  }
+  return { child, handle: makeHandle(child.pid, done, abandon), attach }
+}
+
+/** Kills a launched command that never reached its result (its run was interrupted). */
+export const release = ({ child, handle }: Launched): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    if (child === undefined) return
+    const finished = yield* handle.finished
+    if (!finished) {
+      killGroup(child.pid, "SIGKILL")
+      child.stdout?.destroy()
+      child.stderr?.destroy()
+    }
+  })
+
+/**
+ * Gives a launched command to the current scope, whose finalizer SIGKILLs the group if the
+ * result was not reached (the run was interrupted), and routes its output.
+ */
+export const adopt = (
+  launched: Launched,
+  onChunk: SpawnOptions["onChunk"],
+  onEnd: SpawnOptions["onEnd"]
+): Effect.Effect<Child, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      launched.attach(onChunk, onEnd)
+      return launched
+    }),
+    release
+  ).pipe(Effect.map(({ handle }) => handle.child))
+
 /**
  * Spawns the command. The scope's finalizer SIGKILLs the group if the result was not reached
  * (the run was interrupted), so no child outlives an interrupted run.
  */
 export const spawn = (options: SpawnOptions): Effect.Effect<Child, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.gen(function*() {
-      const done = yield* Deferred.make<Result>()
-      const complete = (result: Result) => Deferred.unsafeDone(done, Effect.succeed(result))
-
-      let child: ChildProcess.ChildProcess
-      try {
-        child = ChildProcess.spawn(options.shell, ["-c", options.command], {
-          detached: true,
-          stdio: ["ignore", "pipe", "pipe"],
-          env: options.env,
-          cwd: process.cwd(),
-          windowsHide: true
-        })
-      } catch (e) {
-        // Synchronous failures (bad arguments, EAGAIN from fork) are a failed command, not a crash.
-        complete({ exitCode: 127, signal: null, spawnError: `cannot start ${options.shell}: ${describe(e)}` })
-        return { child: undefined, handle: makeHandle(undefined, done, () => {}) }
-      }
-
-      let spawned = false
-      let exited: { code: number | null; signal: string | null } | undefined
-      const open = new Set<StreamName>(["stdout", "stderr"])
-      const finishIfDone = () => {
-        if (exited !== undefined && open.size === 0) {
-          complete({ exitCode: exited.code, signal: exited.signal })
-        }
-      }
-      const endStream = (name: StreamName) => {
-        if (!open.has(name)) return
-        open.delete(name)
-        options.onEnd(name)
-        finishIfDone()
-      }
-      for (const name of ["stdout", "stderr"] as const) {
-        const stream = child[name]!
-        stream.on("data", (chunk: Buffer) => {
-          if (open.has(name)) options.onChunk(name, chunk)
-        })
-        stream.on("end", () => endStream(name))
-        // A read error ends that stream; 'close' covers a destroyed stream that never ended.
-        stream.on("error", () => endStream(name))
-        stream.on("close", () => endStream(name))
-      }
-      child.on("spawn", () => {
-        spawned = true
-      })
-      child.on("error", (e) => {
-        if (!spawned) {
-          complete({ exitCode: 127, signal: null, spawnError: `cannot start ${options.shell}: ${describe(e)}` })
-        }
-      })
-      child.on("exit", (code, signal) => {
-        exited = { code, signal }
-        finishIfDone()
-      })
-
-      const abandon = () => {
-        for (const name of ["stdout", "stderr"] as const) {
-          child[name]?.destroy()
-          endStream(name)
-        }
-      }
-      return { child, handle: makeHandle(child.pid, done, abandon) }
+    Effect.sync(() => {
+      const launched = launch(options)
+      launched.attach(options.onChunk, options.onEnd)
+      return launched
     }),
-    ({ child, handle }) =>
-      Effect.gen(function*() {
-        if (child === undefined) return
-        const finished = yield* handle.finished
-        if (!finished) {
-          killGroup(child.pid, "SIGKILL")
-          child.stdout?.destroy()
-          child.stderr?.destroy()
-        }
-      })
+    release
   ).pipe(Effect.map(({ handle }) => handle.child))
 
 const makeHandle = (pid: number | undefined, done: Deferred.Deferred<Result>, abandon: () => void) => ({

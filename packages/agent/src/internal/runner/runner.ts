@@ -6,6 +6,7 @@
  * atomic on Node's single thread without a lock.
  */
 import * as Ids from "@barto/domain/Ids"
+import * as Clock from "effect/Clock"
 import type { FinalRunState, Micros, RunId } from "@barto/domain/Messages"
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -37,6 +38,17 @@ interface RunCtx {
   readonly stopRequested: Deferred.Deferred<void>
   /** One counter per run across stdout and stderr (the observed interleaving). */
   lineSeq: number
+  /** RunStarted is in the outbox (or its append was attempted): not to be recorded again. */
+  startRecorded: boolean
+  /** The first command, already spawned by `start` (armed runs); the run adopts it. */
+  first: Prelaunched | undefined
+}
+
+interface Prelaunched {
+  readonly launched: Child.Launched
+  readonly cmdUuid: string
+  readonly startedAt: Micros
+  readonly env: Record<string, string>
 }
 
 const nowMicros = (): Micros => (Date.now() * 1000) as Micros
@@ -69,8 +81,27 @@ const make = (options: Options) =>
     const outbox: OutboxShape = yield* Outbox
     // Created before the shutdown finalizer is added, so it closes (interrupting leftovers) after it.
     const fibers = yield* FiberSet.make<void, never>()
+    // Forks into the set and runs the fiber at once, on the caller's stack, up to its first wait:
+    // a run's first spawn happens inside `start`, not after a trip through the scheduler.
+    const runNow = yield* FiberSet.runtime(fibers)<never>()
     const killGrace = Duration.millis(options.killGraceMs ?? 5000)
     const shell = options.shell !== undefined && options.shell !== "" ? options.shell : defaultShell(process.env)
+
+    /** Environments computed ahead by `prepare`, by run id (reading process.env takes ~0.3 ms). */
+    let prepared = new Map<RunId, Record<string, string>>()
+    const envOf = (request: RunRequest): Record<string, string> =>
+      jobEnv(process.env, {
+        runId: request.runId,
+        schedule: request.spec.name,
+        agent: options.agentName,
+        scheduledAt: request.scheduledAt
+      })
+    const takeEnv = (request: RunRequest): Record<string, string> => {
+      const env = prepared.get(request.runId)
+      if (env === undefined) return envOf(request)
+      prepared.delete(request.runId)
+      return env
+    }
 
     const active = new Map<RunId, RunCtx>()
     const activeBySchedule = new Map<string, number>()
@@ -97,6 +128,41 @@ const make = (options: Options) =>
       )
     }
 
+    // Intents a previous bartoc left: runs it was about to start at their instant. One whose
+    // instant has passed may have been spawned just before that process died (the start is
+    // recorded right after the spawn), so it is recorded as a run that failed, never run again;
+    // its RunStarted consumes the intent and moves the schedule's last run past it, so the Ticker
+    // does not catch it up either. One still in the future was never started: dropped, the Ticker
+    // runs that occurrence when it comes. The Ticker reads last runs only after this.
+    if (outbox.leftoverIntents.length > 0) {
+      const now = yield* Clock.currentTimeMillis
+      const due = outbox.leftoverIntents.filter((i) => i.scheduledAt <= now)
+      const future = outbox.leftoverIntents.filter((i) => i.scheduledAt > now)
+      yield* outbox.disarm(future.map((i) => i.runId)).pipe(
+        Effect.catchAll((e) => Effect.logError("dropping the intents a previous bartoc left for later failed", e))
+      )
+      if (due.length > 0) {
+        yield* outbox.append(due.flatMap((i): Array<RecordDraft> => [
+          {
+            _tag: "RunStarted",
+            runId: i.runId as RunId,
+            schedule: i.schedule,
+            trigger: i.trigger,
+            scheduledAt: toMicros(i.scheduledAt),
+            startedAt: toMicros(i.scheduledAt)
+          },
+          { _tag: "RunFinished", runId: i.runId as RunId, state: "failed", finishedAt: toMicros(now) }
+        ])).pipe(
+          Effect.zipRight(Effect.logWarning(
+            `${due.length} run(s) a previous bartoc was starting when it stopped recorded as failed ` +
+              `(whether their commands began is unknown; they are not run again): ` +
+              due.map((i) => `${i.runId} (${i.schedule} at ${rfc3339(i.scheduledAt)})`).join(", ")
+          )),
+          Effect.catchAll((e) => Effect.logError("recording the runs a previous bartoc was starting failed", e))
+        )
+      }
+    }
+
     const busyCount = () => {
       let n = active.size
       for (const q of queues.values()) n += q.length
@@ -110,7 +176,9 @@ const make = (options: Options) =>
       schedule: request.spec.name,
       stop: undefined,
       stopRequested: Deferred.unsafeMake<void>(FiberId.none),
-      lineSeq: 0
+      lineSeq: 0,
+      startRecorded: false,
+      first: undefined
     })
 
     const markActive = (ctx: RunCtx) => {
@@ -148,10 +216,28 @@ const make = (options: Options) =>
         yield* child.abandonStreams
       })
 
+    const runStarted = (ctx: RunCtx, startedAt: Micros): RecordDraft => ({
+      _tag: "RunStarted",
+      runId: ctx.runId,
+      schedule: ctx.schedule,
+      trigger: ctx.request.trigger,
+      scheduledAt: toMicros(ctx.request.scheduledAt),
+      startedAt
+    })
+
     const runCommand = (ctx: RunCtx, sink: Sink.Sink, env: Record<string, string>, index: number, command: string) =>
       Effect.scoped(Effect.gen(function*() {
-        const cmdUuid = Ids.uuidv4()
-        sink.push({ _tag: "CommandStarted", runId: ctx.runId, cmdUuid, cmdIndex: index, command, startedAt: nowMicros() })
+        const first = index === 0 ? ctx.first : undefined
+        ctx.first = undefined
+        const cmdUuid = first?.cmdUuid ?? Ids.uuidv4()
+        // Stamped right before the spawn. An armed run's RunStarted goes with its first command
+        // (same instant), queued ahead of any output and written as soon as the spawn is done.
+        const startedAt = first?.startedAt ?? nowMicros()
+        if (!ctx.startRecorded) {
+          ctx.startRecorded = true
+          sink.push(runStarted(ctx, startedAt), true)
+        }
+        sink.push({ _tag: "CommandStarted", runId: ctx.runId, cmdUuid, cmdIndex: index, command, startedAt }, index === 0)
         const emit = (stream: Child.StreamName, lines: ReadonlyArray<LineSplitter.Line>) => {
           for (const line of lines) {
             sink.push({
@@ -167,13 +253,11 @@ const make = (options: Options) =>
           }
         }
         const splitters = { stdout: LineSplitter.make(), stderr: LineSplitter.make() }
-        const child = yield* Child.spawn({
-          shell,
-          command,
-          env,
-          onChunk: (stream, chunk) => emit(stream, splitters[stream].push(chunk)),
-          onEnd: (stream) => emit(stream, splitters[stream].end())
-        })
+        const onChunk = (stream: Child.StreamName, chunk: Uint8Array) => emit(stream, splitters[stream].push(chunk))
+        const onEnd = (stream: Child.StreamName) => emit(stream, splitters[stream].end())
+        const child = first === undefined
+          ? yield* Child.spawn({ shell, command, env, onChunk, onEnd })
+          : yield* Child.adopt(first.launched, onChunk, onEnd)
         let killed = false
         const killer = yield* Deferred.await(ctx.stopRequested).pipe(
           Effect.zipRight(Effect.suspend(() => {
@@ -211,12 +295,7 @@ const make = (options: Options) =>
             Effect.forkScoped
           )
         }
-        const env = jobEnv(process.env, {
-          runId: ctx.runId,
-          schedule: ctx.schedule,
-          agent: options.agentName,
-          scheduledAt: ctx.request.scheduledAt
-        })
+        const env = ctx.first?.env ?? takeEnv(ctx.request)
         let allOk = true
         // Whether a stop request actually cut the run short (killed a command or skipped some).
         let stopped = false
@@ -232,6 +311,11 @@ const make = (options: Options) =>
             if (spec.onFailure === "stop") break
           }
         }
+        if (!ctx.startRecorded) {
+          // No command was started (none configured, or stopped before the first).
+          ctx.startRecorded = true
+          sink.push(runStarted(ctx, nowMicros()), true)
+        }
         const state: FinalRunState = stopped && ctx.stop !== undefined
           ? (ctx.stop === "cancel" ? "cancelled" : "timed_out")
           : allOk
@@ -241,22 +325,46 @@ const make = (options: Options) =>
         yield* sink.flush
       }))
 
-    /** Starts a run already marked active: RunStarted durably first, then the body in the background. */
-    const begin = (ctx: RunCtx): Effect.Effect<void, OutboxError> =>
-      outbox.append([{
-        _tag: "RunStarted",
-        runId: ctx.runId,
-        schedule: ctx.schedule,
-        trigger: ctx.request.trigger,
-        scheduledAt: toMicros(ctx.request.scheduledAt),
-        startedAt: nowMicros()
-      }]).pipe(
+    /**
+     * Starts a run already marked active, the body in the background. Something durable always
+     * comes before the spawn: the run's intent (armed: RunStarted follows the first spawn), or
+     * else RunStarted itself, appended here first.
+     */
+    const begin = (ctx: RunCtx): Effect.Effect<void, OutboxError> => {
+      // interruptible: a queued run is begun from the previous run's `ensuring`, an
+      // uninterruptible region whose flags a forked fiber would otherwise inherit.
+      const body = Effect.sync(() =>
+        runNow(Effect.interruptible(execute(ctx).pipe(Effect.ensuring(Effect.zipRight(dropFirst(ctx), finish(ctx))))))
+      )
+      if (ctx.request.armed === true) return Effect.asVoid(body)
+      ctx.startRecorded = true
+      return outbox.append([runStarted(ctx, nowMicros())]).pipe(
         Effect.tapError(() => finish(ctx)),
-        // interruptible: a queued run is begun from the previous run's `ensuring`, an
-        // uninterruptible region whose flags a forked fiber would otherwise inherit.
-        Effect.zipRight(FiberSet.run(fibers, Effect.interruptible(execute(ctx).pipe(Effect.ensuring(finish(ctx)))))),
+        Effect.zipRight(body),
         Effect.asVoid
       )
+    }
+
+    /** A first command the run never adopted (it ended before its loop) must not outlive it. */
+    const dropFirst = (ctx: RunCtx): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const first = ctx.first
+        ctx.first = undefined
+        return first === undefined ? Effect.void : Child.release(first.launched)
+      })
+
+    /**
+     * An armed run's first command, spawned at once, before anything else of the run exists:
+     * nothing is written first (its intent is durable) and no fiber stands in between.
+     */
+    const prelaunch = (ctx: RunCtx): Prelaunched | undefined => {
+      const command = ctx.request.spec.cmds[0]
+      if (command === undefined) return undefined
+      const env = takeEnv(ctx.request)
+      const cmdUuid = Ids.uuidv4()
+      const startedAt = nowMicros()
+      return { launched: Child.launch({ shell, command, env }), cmdUuid, startedAt, env }
+    }
 
     /** Unmarks a run and starts the next queued run of its schedule, if any. Idempotent. */
     const finish = (ctx: RunCtx): Effect.Effect<void> =>
@@ -312,7 +420,10 @@ const make = (options: Options) =>
             break
         }
         markActive(ctx)
-        return publish.pipe(Effect.zipRight(begin(ctx)), Effect.as("started" as const))
+        if (request.armed === true) ctx.first = prelaunch(ctx)
+        // Published after the start (the count is read when published, so it is right whatever
+        // ran in between): nothing but the run itself comes before its spawn.
+        return begin(ctx).pipe(Effect.zipRight(publish), Effect.as("started" as const))
       })
 
     const cancel = (runId: RunId): Effect.Effect<boolean> =>
@@ -335,6 +446,11 @@ const make = (options: Options) =>
           )
         }
         return Effect.succeed(false)
+      })
+
+    const prepare = (requests: ReadonlyArray<RunRequest>) =>
+      Effect.sync(() => {
+        prepared = new Map(requests.map((r) => [r.runId, envOf(r)]))
       })
 
     const running = Effect.sync(() => [...active.values()].map((c) => ({ runId: c.runId, schedule: c.schedule })))
@@ -363,7 +479,7 @@ const make = (options: Options) =>
       })
     )
 
-    return { start, cancel, running, awaitIdle } satisfies RunnerShape
+    return { start, prepare, cancel, running, awaitIdle } satisfies RunnerShape
   })
 
 export const layer = (tag: Context.Tag<Runner, RunnerShape>, options: Options): Layer.Layer<Runner, never, Outbox> =>

@@ -3,6 +3,9 @@
  * outbox sees records in the order they happened, and output lines are appended in batches
  * (one transaction per ≤ 20 ms or ≥ 500 lines, D5) instead of one per line.
  *
+ * A record pushed as `urgent` (a run's start) is appended as soon as the writer gets to it,
+ * together with whatever waits, without the linger.
+ *
  * `push` is synchronous and never blocks: the child's output callbacks call it straight from
  * Node's stream events, so the pipes keep draining even while the outbox is slow (lines wait in
  * memory meanwhile).
@@ -16,7 +19,7 @@ import type * as Scope from "effect/Scope"
 import type { OutboxShape, RecordDraft } from "../../Outbox.js"
 
 export interface Sink {
-  readonly push: (draft: RecordDraft) => void
+  readonly push: (draft: RecordDraft, urgent?: boolean) => void
   /** Completes once everything pushed before it was appended (or its append failed and was logged). */
   readonly flush: Effect.Effect<void>
 }
@@ -27,7 +30,7 @@ export const BATCH_LINES = 500
 export const MAX_BATCH = 2000
 export const LINGER = Duration.millis(20)
 
-type Item = { readonly _tag: "Record"; readonly draft: RecordDraft } | {
+type Item = { readonly _tag: "Record"; readonly draft: RecordDraft; readonly urgent: boolean } | {
   readonly _tag: "Flush"
   readonly done: Deferred.Deferred<void>
 }
@@ -45,7 +48,7 @@ export const make = (outbox: OutboxShape): Effect.Effect<Sink, never, Scope.Scop
 
     const writer = Effect.gen(function*() {
       let items = Chunk.toReadonlyArray(yield* Queue.takeBetween(queue, 1, MAX_BATCH))
-      if (items.length < BATCH_LINES && !items.some((i) => i._tag === "Flush")) {
+      if (items.length < BATCH_LINES && !items.some((i) => i._tag === "Flush" || i.urgent)) {
         yield* Effect.sleep(LINGER)
         const more = yield* Queue.takeUpTo(queue, MAX_BATCH - items.length)
         items = [...items, ...Chunk.toReadonlyArray(more)]
@@ -66,8 +69,8 @@ export const make = (outbox: OutboxShape): Effect.Effect<Sink, never, Scope.Scop
     yield* Effect.forkScoped(Effect.interruptible(writer))
 
     return {
-      push: (draft) => {
-        Queue.unsafeOffer(queue, { _tag: "Record", draft })
+      push: (draft, urgent = false) => {
+        Queue.unsafeOffer(queue, { _tag: "Record", draft, urgent })
       },
       flush: Effect.gen(function*() {
         const done = yield* Deferred.make<void>()
