@@ -71,7 +71,7 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
       const tags = tagsOf(schema as Schema.Schema<any, any>)
       const tag = (message as { readonly _tag?: unknown })?._tag
       const member = tags !== undefined && typeof tag === "string" ? tags.get(tag) : undefined
-      const compiled = CompiledParser.compile(member ?? (schema as Schema.Schema<any, any>))
+      const compiled = CompiledParser.compile(member ?? (schema as Schema.Schema<any, any>), "encode")
       if (compiled !== undefined) {
         const value = compiled(message)
         if (value !== CompiledParser.FAIL) return utf8Encoder.encode(JSON.stringify(value))
@@ -115,7 +115,7 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
       }
       // The compiled decoder answers for valid messages of the shapes it covers; anything it does
       // not accept goes through Schema, which names the problem (see internal/compiledParser.ts).
-      const compiled = CompiledParser.compile(target)
+      const compiled = CompiledParser.compile(target, "decode")
       if (compiled !== undefined) {
         const value = compiled(json)
         if (value !== CompiledParser.FAIL) return Either.right(value as A)

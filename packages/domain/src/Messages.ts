@@ -164,9 +164,111 @@ export const AgentInfo = Schema.TaggedStruct("AgentInfo", { info: ClientInfo })
 export const Ping = Schema.TaggedStruct("Ping", { id: Schema.Int, sentAt: Micros })
 export const Pong = Schema.TaggedStruct("Pong", { id: Schema.Int, sentAt: Micros })
 
-export const RecordBatch = Schema.TaggedStruct("RecordBatch", {
-  records: Schema.Array(AgentRecord)
-})
+/**
+ * Wire form of consecutive output lines of one command (D6): each line's `seq` and `lineSeq` are
+ * one more than the line before, so only the first ones travel, and the rest goes in columns.
+ * This is what bartoc's batches are made of (a batch of 500 lines is a quarter of the row form's
+ * bytes, and decoding it costs a sixth); it only exists on the wire, `RecordBatch` turns it into
+ * `OutputLine`s.
+ */
+export const OutputLines = Schema.TaggedStruct("OutputLines", {
+  /** `seq` of the first line. */
+  seq: Seq,
+  runId: RunId,
+  cmdUuid: Schema.String,
+  /** `lineSeq` of the first line. */
+  lineSeq: Schema.Int,
+  /** Each line's `ts` minus the previous line's (the first line's: its `ts`). */
+  ts: Schema.Array(Schema.Int),
+  /** One character per line: "0" stdout, "1" stderr, "2" stdout continuation, "3" stderr continuation. */
+  flags: Schema.String,
+  data: Schema.Array(Schema.String)
+}).pipe(
+  Schema.filter((g) =>
+    (g.data.length > 0 && g.ts.length === g.data.length && g.flags.length === g.data.length && LINE_FLAGS.test(g.flags)) ||
+    `${g.data.length} lines need as many ts and flags (0-3), got ${g.ts.length} ts and flags "${g.flags.slice(0, 16)}"`
+  )
+)
+const LINE_FLAGS = /^[0-3]+$/
+
+type OutputLineType = typeof OutputLine.Type
+type OutputLinesType = typeof OutputLines.Type
+
+const expandLines = (g: OutputLinesType, out: Array<unknown>): void => {
+  let ts = 0
+  for (let i = 0; i < g.data.length; i++) {
+    ts += g.ts[i]
+    const flag = g.flags.charCodeAt(i) - 48
+    out.push({
+      _tag: "OutputLine",
+      seq: g.seq + i,
+      runId: g.runId,
+      cmdUuid: g.cmdUuid,
+      lineSeq: g.lineSeq + i,
+      stream: (flag & 1) === 0 ? "stdout" : "stderr",
+      ts,
+      data: g.data[i],
+      continuation: (flag & 2) !== 0
+    })
+  }
+}
+
+/** Maximal runs of lines that can share one `OutputLines` (see there). */
+const compactLines = (records: ReadonlyArray<AgentRecord>): Array<AgentRecord | OutputLinesType> => {
+  const out: Array<AgentRecord | OutputLinesType> = []
+  let i = 0
+  while (i < records.length) {
+    const first = records[i]
+    if (first._tag !== "OutputLine") {
+      out.push(first)
+      i++
+      continue
+    }
+    const ts: Array<number> = [first.ts]
+    const data: Array<string> = [first.data]
+    let flags = String.fromCharCode(48 + (first.stream === "stderr" ? 1 : 0) + (first.continuation ? 2 : 0))
+    let prev: OutputLineType = first
+    let j = i + 1
+    for (; j < records.length; j++) {
+      const r = records[j]
+      if (
+        r._tag !== "OutputLine" || r.runId !== first.runId || r.cmdUuid !== first.cmdUuid || r.seq !== prev.seq + 1 ||
+        r.lineSeq !== prev.lineSeq + 1 || !Number.isSafeInteger(r.ts - prev.ts)
+      ) break
+      ts.push(r.ts - prev.ts)
+      data.push(r.data)
+      flags += String.fromCharCode(48 + (r.stream === "stderr" ? 1 : 0) + (r.continuation ? 2 : 0))
+      prev = r
+    }
+    out.push({ _tag: "OutputLines", seq: first.seq, runId: first.runId, cmdUuid: first.cmdUuid, lineSeq: first.lineSeq, ts, flags, data })
+    i = j
+  }
+  return out
+}
+
+/**
+ * Records in seq order. On the wire, runs of output lines travel as `OutputLines`; single
+ * `OutputLine` records are accepted too (the row form of earlier agents).
+ */
+export const RecordBatch = Schema.transform(
+  Schema.TaggedStruct("RecordBatch", {
+    records: Schema.Array(Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, OutputLines))
+  }),
+  Schema.TaggedStruct("RecordBatch", { records: Schema.Array(AgentRecord) }),
+  {
+    strict: true,
+    decode: (wire) => {
+      const records: Array<unknown> = []
+      for (const r of wire.records) {
+        if (r._tag === "OutputLines") expandLines(r, records)
+        else records.push(r)
+      }
+      return { _tag: "RecordBatch" as const, records: records as Array<AgentRecord> }
+    },
+    // Without transformations inside, a record's encoded form is its value (brands aside).
+    encode: (batch) => ({ _tag: "RecordBatch" as const, records: compactLines(batch.records as ReadonlyArray<AgentRecord>) })
+  }
+)
 
 /** The agent's answer to RunNow / Cancel when it cannot do what was asked. */
 export const CommandRejected = Schema.TaggedStruct("CommandRejected", {

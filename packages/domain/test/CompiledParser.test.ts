@@ -11,6 +11,8 @@ import * as Messages from "../src/Messages.js"
 
 type AnySchema = Schema.Schema<any, any>
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
 /** The tagged members of a union, flattened. */
 const membersOf = (schema: AnySchema): Array<{ tag: string; schema: AnySchema }> => {
   const out: Array<{ tag: string; schema: AnySchema }> = []
@@ -33,7 +35,9 @@ const LINKS: Record<string, AnySchema> = {
   ServerToCli: Messages.ServerToCli
 }
 const MEMBERS = Object.values(LINKS).flatMap(membersOf)
-const COMPILED = MEMBERS.filter((m) => CompiledParser.compile(m.schema) !== undefined)
+const COMPILED = MEMBERS.filter((m) =>
+  CompiledParser.compile(m.schema, "decode") !== undefined && CompiledParser.compile(m.schema, "encode") !== undefined
+)
 
 const schemaDecode = (schema: AnySchema, u: unknown) => Schema.decodeUnknownEither(schema)(u, { onExcessProperty: "ignore" })
 
@@ -109,7 +113,7 @@ describe("compiled decoding agrees with Schema", () => {
       `${member.tag}: encoding gives Schema's encoded value, in the same key order`,
       [Arbitrary.make(member.schema)],
       ([m]) => {
-        const fast = CompiledParser.compile(member.schema)!(m)
+        const fast = CompiledParser.compile(member.schema, "encode")!(m)
         assert.notStrictEqual(fast, CompiledParser.FAIL, `compiled rejected a valid ${member.tag}`)
         assert.strictEqual(JSON.stringify(fast), JSON.stringify(Schema.encodeSync(member.schema)(m)))
       },
@@ -233,4 +237,135 @@ describe("Codec with the compiled decoder", () => {
     assert.strictEqual(decoded.right._tag, "AgentInfo")
     assert.instanceOf((decoded.right as typeof Messages.AgentInfo.Type).info, Messages.ClientInfo)
   })
+})
+
+describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
+  const codec = Codec.makeJson({ maxFrameBytes: 64 * 1024 * 1024 })
+  const run = "0190a8f0-0000-7000-8000-000000000001" as Messages.RunId
+  const out = (seq: number, lineSeq: number, extra: Partial<typeof Messages.OutputLine.Type> = {}): Messages.AgentRecord => ({
+    _tag: "OutputLine",
+    seq,
+    runId: run,
+    cmdUuid: "c1",
+    lineSeq,
+    stream: "stdout",
+    ts: (1_700_000_000_000_000 + seq) as Messages.Micros,
+    data: `line ${lineSeq}`,
+    continuation: false,
+    ...extra
+  })
+  const wire = (records: ReadonlyArray<Messages.AgentRecord>) =>
+    JSON.parse(new TextDecoder().decode(codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records }))) as {
+      records: Array<{ _tag: string; seq: number; data?: Array<string>; flags?: string; ts?: Array<number> }>
+    }
+  const roundTrip = (records: ReadonlyArray<Messages.AgentRecord>) => {
+    const decoded = codec.decode(Messages.AgentToServer, codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records }))
+    if (Either.isLeft(decoded)) return assert.fail(decoded.left.message)
+    assert.deepStrictEqual(decoded.right, { _tag: "RecordBatch", records } as unknown)
+  }
+
+  it("groups consecutive lines of a command, and splits where seq, lineSeq, command or kind break", () => {
+    const started: Messages.AgentRecord = {
+      _tag: "RunStarted",
+      seq: 0,
+      runId: run,
+      schedule: "s",
+      trigger: "manual",
+      scheduledAt: 1 as Messages.Micros,
+      startedAt: 1 as Messages.Micros
+    }
+    const records: Array<Messages.AgentRecord> = [
+      started,
+      out(1, 0),
+      out(2, 1, { stream: "stderr" }),
+      out(3, 2, { continuation: true }),
+      out(4, 3, { stream: "stderr", continuation: true, ts: 5 as Messages.Micros }),
+      out(6, 4), // seq gap
+      out(7, 6), // lineSeq gap
+      out(8, 7, { cmdUuid: "c2" }),
+      { _tag: "RunFinished", seq: 9, runId: run, state: "succeeded", finishedAt: 2 as Messages.Micros },
+      out(10, 8)
+    ]
+    const w = wire(records)
+    assert.deepStrictEqual(w.records.map((r) => [r._tag, r.seq, r.data?.length ?? 1]), [
+      ["RunStarted", 0, 1],
+      ["OutputLines", 1, 4],
+      ["OutputLines", 6, 1],
+      ["OutputLines", 7, 1],
+      ["OutputLines", 8, 1],
+      ["RunFinished", 9, 1],
+      ["OutputLines", 10, 1]
+    ])
+    assert.strictEqual(w.records[1].flags, "0123")
+    // ts as differences: 1e15+2 - (1e15+1) = 1, then 1, then 5 - (1e15+3).
+    assert.deepStrictEqual(w.records[1].ts, [1_700_000_000_000_001, 1, 1, 5 - 1_700_000_000_000_003])
+    roundTrip(records)
+  })
+
+  it("a batch of 500 lines is under a third of the row form's bytes", () => {
+    const records = Array.from({ length: 500 }, (_, i) => out(i, i, { data: `line ${i}: the quick brown fox jumps over the lazy dog` }))
+    const columnar = codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records }).byteLength
+    const rows = new TextEncoder().encode(JSON.stringify({ _tag: "RecordBatch", records })).byteLength
+    assert.isBelow(columnar * 3, rows)
+    roundTrip(records)
+  })
+
+  it("the row form of earlier agents still decodes, mixed with OutputLines", () => {
+    const rows = { _tag: "RecordBatch", records: [out(1, 0), out(2, 1)] }
+    const decoded = codec.decode(Messages.AgentToServer, new TextEncoder().encode(JSON.stringify(rows)))
+    assert.deepStrictEqual(decoded, Either.right(rows) as unknown)
+    const mixed = { _tag: "RecordBatch", records: [out(1, 0), ...wire([out(2, 1), out(3, 2)]).records] }
+    const both = codec.decode(Messages.AgentToServer, new TextEncoder().encode(JSON.stringify(mixed)))
+    assert.deepStrictEqual(both, Either.right({ _tag: "RecordBatch", records: [out(1, 0), out(2, 1), out(3, 2)] }) as unknown)
+  })
+
+  it("inconsistent OutputLines are undecodable, with a reason", () => {
+    const group = wire([out(1, 0), out(2, 1)]).records[0]
+    const bad = (patch: Record<string, unknown>) => {
+      const frame = new TextEncoder().encode(JSON.stringify({ _tag: "RecordBatch", records: [{ ...group, ...patch }] }))
+      const decoded = codec.decode(Messages.AgentToServer, frame)
+      if (Either.isRight(decoded)) return assert.fail(`accepted ${JSON.stringify(patch)}`)
+      assert.strictEqual(decoded.left.code, "undecodable")
+      return decoded.left.message
+    }
+    assert.include(bad({ flags: "0" }), "2 lines need as many ts and flags")
+    assert.include(bad({ flags: "04" }), "flags")
+    assert.include(bad({ ts: [1] }), "2 lines need as many ts and flags")
+    assert.include(bad({ data: [], ts: [], flags: "" }), "0 lines")
+    assert.include(bad({ data: ["a", 1] }), "data[1]")
+    // seq + 1 past the largest safe integer: the expanded line is not a valid OutputLine.
+    assert.include(bad({ seq: Number.MAX_SAFE_INTEGER }), "seq")
+    assert.include(bad({ ts: [Number.MAX_SAFE_INTEGER, 1] }), "ts")
+  })
+
+  it.prop(
+    "random batches round-trip exactly through the codec",
+    [
+      FastCheck.array(
+        FastCheck.oneof(
+          { arbitrary: Arbitrary.make(Messages.OutputLine) as FastCheck.Arbitrary<Messages.AgentRecord>, weight: 4 },
+          { arbitrary: Arbitrary.make(Messages.AgentRecord), weight: 1 }
+        ),
+        { maxLength: 30 }
+      ),
+      FastCheck.array(FastCheck.boolean(), { maxLength: 30 })
+    ],
+    ([records, runs]) => {
+      // Turn some neighbours into runs of lines (same command, next seq and lineSeq) so that
+      // groups of all sizes appear; the rest stay as generated.
+      const shaped: Array<Messages.AgentRecord> = []
+      records.forEach((r, i) => {
+        const prev = shaped[i - 1]
+        shaped.push(
+          runs[i] === true && prev?._tag === "OutputLine" && r._tag === "OutputLine" && prev.seq < 2 ** 52 && prev.lineSeq < 2 ** 30
+            ? { ...r, runId: prev.runId, cmdUuid: prev.cmdUuid, seq: prev.seq + 1, lineSeq: prev.lineSeq + 1 }
+            : r
+        )
+      })
+      // TextEncoder turns lone surrogates into U+FFFD: outside the round trip's domain.
+      const safe = shaped.filter((r) => !Object.values(r).some((v) => typeof v === "string" && LONE_SURROGATE.test(v)))
+      roundTrip(safe)
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
 })

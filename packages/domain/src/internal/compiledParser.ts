@@ -6,13 +6,14 @@
  * The Schema stays the source of truth: the code is generated from the same AST, calls the same
  * refinement filters (`Int`, `nonNegative`, …) and builds the same output (a fresh object with
  * only the declared keys, in the declared order, as `onExcessProperty: "ignore"` does). It covers
- * the shapes our messages use without transformations: literals, string/number/boolean/undefined
- * keywords, refinements, arrays, structs and unions of them. Anything else (classes,
- * transformations, index signatures, tuples, symbols…) is not compiled, and the codec uses
- * Schema for that message.
+ * the shapes our messages use: literals, string/number/boolean/undefined keywords, refinements,
+ * arrays, structs, tagged unions, and `Schema.transform`s between them (run as ParseResult does:
+ * parse one side, call the transformation's own function, parse the other side). Anything else
+ * (classes, effectful transformations, index signatures, tuples, symbols…) is not compiled, and
+ * the codec uses Schema for that message.
  *
  * Without transformations the encoded and the decoded form are the same value and both
- * directions run the same checks, so one compiled function serves `decodeUnknown` and `encode`.
+ * directions run the same checks; a transformation is compiled per direction.
  *
  * A compiled parser only ever says "valid, and here is the value" or "no opinion" (`FAIL`): what
  * it does not accept goes through Schema again, which names the problem (or, should the two ever
@@ -32,11 +33,45 @@ export type Compiled = (input: unknown) => unknown
 
 const OPTIONS: SchemaAST.ParseOptions = { onExcessProperty: "ignore" }
 
-/** What generated code refers to: filters, their ASTs, nested decoders. */
+export type Direction = "decode" | "encode"
+
+/** What generated code refers to: filters and transformations (`F`) with their ASTs (`A`), nested parsers (`D`). */
 interface Env {
-  readonly filters: Array<SchemaAST.Refinement["filter"]>
-  readonly asts: Array<SchemaAST.Refinement>
+  readonly direction: Direction
+  readonly fns: Array<(...args: Array<any>) => any>
+  readonly asts: Array<SchemaAST.AST>
   readonly decoders: Array<Compiled>
+}
+
+const addFn = (env: Env, fn: (...args: Array<any>) => any, ast: SchemaAST.AST): number => {
+  env.fns.push(fn)
+  env.asts.push(ast)
+  return env.fns.length - 1
+}
+
+const addDecoder = (env: Env, decoder: Compiled): number => {
+  env.decoders.push(decoder)
+  return env.decoders.length - 1
+}
+
+/** Whether decoding and encoding `ast` may differ (then a refinement over it is not compiled). */
+const hasTransformation = (ast: SchemaAST.AST): boolean => {
+  switch (ast._tag) {
+    case "Transformation":
+    case "Declaration":
+    case "Suspend":
+      return true
+    case "Refinement":
+      return hasTransformation(ast.from)
+    case "Union":
+      return ast.types.some(hasTransformation)
+    case "TypeLiteral":
+      return ast.propertySignatures.some((p) => hasTransformation(p.type))
+    case "TupleType":
+      return ast.elements.some((e) => hasTransformation(e.type)) || ast.rest.some((r) => hasTransformation(r.type))
+    default:
+      return false
+  }
 }
 
 const literalSource = (literal: SchemaAST.LiteralValue): string | undefined => {
@@ -73,9 +108,7 @@ const condition = (ast: SchemaAST.AST, x: string, env: Env): string | undefined 
     case "Refinement": {
       const from = condition(ast.from, x, env)
       if (from === undefined) return undefined
-      const k = env.filters.length
-      env.filters.push(ast.filter)
-      env.asts.push(ast)
+      const k = addFn(env, ast.filter, ast)
       // As ParseResult: the filter sees the value decoded by `from` (here the input itself).
       return `(${from}) && F[${k}](${x}, O, A[${k}])._tag === "None"`
     }
@@ -102,16 +135,14 @@ const decodeInto = (ast: SchemaAST.AST, input: string, out: string, env: Env): s
   if (cond !== undefined) return `const ${out} = ${input}; if (!(${cond})) return FAIL;`
   const decoder = compileAst(ast, env)
   if (decoder === undefined) return undefined
-  const k = env.decoders.length
-  env.decoders.push(decoder)
-  return `const ${out} = D[${k}](${input}); if (${out} === FAIL) return FAIL;`
+  return `const ${out} = D[${addDecoder(env, decoder)}](${input}); if (${out} === FAIL) return FAIL;`
 }
 
 const build = (body: string, env: Env): Compiled =>
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   new Function("FAIL", "F", "A", "D", "O", "hasOwn", `"use strict"; return function (u) { ${body} }`)(
     FAIL,
-    env.filters,
+    env.fns,
     env.asts,
     env.decoders,
     OPTIONS,
@@ -120,6 +151,7 @@ const build = (body: string, env: Env): Compiled =>
 
 /** The string literal `_tag` of a struct, if it has one. */
 const tagOf = (ast: SchemaAST.AST): string | undefined => {
+  if (ast._tag === "Refinement") return tagOf(ast.from)
   if (ast._tag !== "TypeLiteral") return undefined
   const tag = ast.propertySignatures.find((p) => p.name === "_tag")
   if (tag === undefined || tag.isOptional || tag.type._tag !== "Literal") return undefined
@@ -180,13 +212,42 @@ const compileAst = (ast: SchemaAST.AST, env: Env): Compiled | undefined => {
         seen.add(tag)
         const decoder = compileAst(member, env)
         if (decoder === undefined) return undefined
-        const k = env.decoders.length
-        env.decoders.push(decoder)
-        cases.push(`case ${JSON.stringify(tag)}: return D[${k}](u);`)
+        cases.push(`case ${JSON.stringify(tag)}: return D[${addDecoder(env, decoder)}](u);`)
       }
       return build(
         `if (typeof u !== "object" || u === null) return FAIL;
         switch (u._tag) { ${cases.join(" ")} default: return FAIL; }`,
+        env
+      )
+    }
+    case "Refinement": {
+      const cond = condition(ast, "u", env)
+      if (cond !== undefined) return build(`return (${cond}) ? u : FAIL;`, env)
+      // A filter over a struct or array: it sees the parsed value, which is the same both ways
+      // only without transformations below it.
+      if (hasTransformation(ast.from)) return undefined
+      const from = compileAst(ast.from, env)
+      if (from === undefined) return undefined
+      const d = addDecoder(env, from)
+      const k = addFn(env, ast.filter, ast)
+      return build(`const v = D[${d}](u); if (v === FAIL) return FAIL; return F[${k}](v, O, A[${k}])._tag === "None" ? v : FAIL;`, env)
+    }
+    case "Transformation": {
+      // As ParseResult: decoding parses `from`, transforms, parses `to`; encoding the reverse.
+      if (ast.transformation._tag !== "FinalTransformation") return undefined
+      const decoding = env.direction === "decode"
+      const first = compileAst(decoding ? ast.from : ast.to, env)
+      const second = compileAst(decoding ? ast.to : ast.from, env)
+      if (first === undefined || second === undefined) return undefined
+      const f = addDecoder(env, first)
+      const s = addDecoder(env, second)
+      const t = addFn(env, decoding ? ast.transformation.decode : ast.transformation.encode, ast)
+      // A synchronous transformation answers with an Either; anything else is left to Schema.
+      return build(
+        `const a = D[${f}](u); if (a === FAIL) return FAIL;
+        const r = F[${t}](a, O, A[${t}], u);
+        if (r === null || typeof r !== "object" || r._tag !== "Right") return FAIL;
+        return D[${s}](r.right);`,
         env
       )
     }
@@ -197,18 +258,19 @@ const compileAst = (ast: SchemaAST.AST, env: Env): Compiled | undefined => {
   }
 }
 
-const cache = new WeakMap<SchemaAST.AST, Compiled | null>()
+const caches: Record<Direction, WeakMap<SchemaAST.AST, Compiled | null>> = { decode: new WeakMap(), encode: new WeakMap() }
 
 /**
- * The compiled parser of a schema (cached per AST), or undefined when its shape is not covered.
- * It returns the decoded (= encoded) value, or `FAIL` when Schema must decide.
+ * The compiled parser of a schema for one direction (cached per AST), or undefined when its shape
+ * is not covered. It returns the decoded (or encoded) value, or `FAIL` when Schema must decide.
  */
-export const compile = (schema: Schema.Schema<any, any>): Compiled | undefined => {
+export const compile = (schema: Schema.Schema<any, any>, direction: Direction = "decode"): Compiled | undefined => {
+  const cache = caches[direction]
   const cached = cache.get(schema.ast)
   if (cached !== undefined) return cached ?? undefined
   let compiled: Compiled | null
   try {
-    compiled = compileAst(schema.ast, { filters: [], asts: [], decoders: [] }) ?? null
+    compiled = compileAst(schema.ast, { direction, fns: [], asts: [], decoders: [] }) ?? null
   } catch {
     // A runtime that forbids generating code: Schema decodes everything.
     compiled = null
