@@ -14,7 +14,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { QueryResult } from "../src/Store.js"
-import { layerFromConfig, layerMariadb, layerSqlite, Store } from "../src/Store.js"
+import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
 import { parseMariadbOptions } from "../src/internal/store/resources.js"
 import { measureRawInsertRate } from "../src/internal/store/bench.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
@@ -202,6 +202,34 @@ describe("Store layers", () => {
       // The same file again: migrations are already there, the data survived.
       const paused = yield* Effect.flatMap(Store, (s) => s.paused()).pipe(Effect.provide(layerSqlite({ filename: file })))
       assert.deepStrictEqual(paused, [{ agent: "x", schedule: "y" }])
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }))
+
+  it.live("SQLite file: the WAL is checkpointed beside ingest, by the checkpointer thread", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "barto-store-test-"))
+      const file = Path.join(dir, "bartos.db")
+      const pages = (f: string) => (Fs.existsSync(f) ? Fs.statSync(f).size : 0) / 4096
+      yield* Effect.gen(function*() {
+        const store = yield* Store
+        const run = nextName("run")
+        const cmd = `${run}-c0`
+        let seq = 0
+        yield* store.ingest("a", "o", [runStarted(seq++, run, "s", 10)])
+        // 20 batches of 500 lines of 200 bytes: ~600 WAL pages, under the main connection's own
+        // automatic checkpoint (4,000 pages), so only the thread copies them into the file.
+        const filler = "x".repeat(190)
+        for (let b = 0; b < 20; b++) {
+          const records = Array.from({ length: 500 }, () => line(seq, run, cmd, seq - 1, `${seq++} ${filler}`, 10))
+          yield* store.ingest("a", "o", records)
+          yield* Effect.sleep("60 millis") // past the poke interval, so each batch wakes it
+        }
+        // The copy runs on another thread: wait for it (bounded) rather than for a fixed time.
+        for (let i = 0; i < 100 && pages(file) < 500; i++) yield* Effect.sleep("50 millis")
+        assert.isAtLeast(pages(file), 500, `database file pages (WAL: ${pages(`${file}-wal`)})`)
+        assert.isBelow(pages(`${file}-wal`), 4100)
+        assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 10_000)
+      }).pipe(Effect.provide(layerSqliteWithClient({ filename: file })))
       Fs.rmSync(dir, { recursive: true, force: true })
     }))
 

@@ -50,7 +50,8 @@ export const sqlite = (options: { readonly filename: string }): Effect.Effect<Re
           new StoreError({ message: `cannot create the directory of ${file}: ${describe(cause)}`, cause })
       })
     }
-    const client = SqliteClient.layer({ filename: file, prepareCacheSize: 512 }).pipe(
+    // A throwaway database (tests) does without the checkpointer thread.
+    const client = SqliteClient.layer({ filename: file, prepareCacheSize: 512, checkpointInBackground: !ephemeral }).pipe(
       Layer.mapError((e) => new StoreError({ message: `cannot open SQLite database ${file}: ${describe(e)}`, cause: e })),
       // A throwaway database needs no durability; the others keep SQLite's defaults in WAL mode.
       Layer.tap((ctx) =>
