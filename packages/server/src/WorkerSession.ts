@@ -81,6 +81,13 @@ const HMAC_OVERHEAD = 48
 /** Frames waiting beyond this pause reading from the socket until the inbox drains to half. */
 const HIGH_WATER = 256
 
+/**
+ * Batches already waiting behind the one in hand are stored with it, in one transaction with one
+ * Ack (acks are cumulative), up to this many records: an agent with a window of frames in flight
+ * then pays the per-transaction and per-Ack costs once per window, not once per frame.
+ */
+const MAX_JOINED_RECORDS = 5000
+
 /** How long a shutdown waits for sessions to finish the frame in hand and record their end. */
 const SHUTDOWN_GRACE_MS = 5000
 
@@ -389,9 +396,12 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           return
         }
         const upTo = result.right
-        const acked = s.acked
-        const fresh = records[0] !== undefined && records[0].seq > acked ? records : records.filter((r) => r.seq > acked)
-        s.acked = Math.max(acked, upTo)
+        // What this call stored for the first time, for `tail -f` subscribers (seqs increase).
+        let last = s.acked
+        const fresh = records[0] !== undefined && records[0].seq > last && isIncreasing(records)
+          ? records
+          : records.filter((r) => (r.seq > last ? ((last = r.seq), true) : false))
+        s.acked = Math.max(s.acked, upTo)
         yield* send(s, { _tag: "Ack", upTo })
         metrics.unsafeAdd("bartos_acks_total", 1)
         if (fresh.length > 0) {
@@ -424,13 +434,49 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       }
     }
 
+    /** Takes the next inbox item, resuming a paused socket once the backlog is down to half. */
+    const shift = (s: Session): Item | undefined => {
+      if (s.head >= s.inbox.length) return undefined
+      const item = s.inbox[s.head]!
+      s.inbox[s.head++] = undefined as unknown as Item
+      if (s.head === s.inbox.length) {
+        s.inbox.length = 0
+        s.head = 0
+      }
+      if (s.ws.isPaused && s.pending <= HIGH_WATER / 2 && s.closing === undefined) s.ws.resume()
+      return item
+    }
+
+    /** `records` plus those of the RecordBatches queued right behind it (see MAX_JOINED_RECORDS). */
+    const withQueuedBatches = (s: Session, records: ReadonlyArray<Messages.AgentRecord>) => {
+      let joined: Array<Messages.AgentRecord> | undefined
+      let total = records.length
+      while (s.head < s.inbox.length) {
+        const next = s.inbox[s.head]!
+        // Decoded once only: the HMAC nonce check would call a second look a replay.
+        const decoded = "decoded" in next ? next.decoded : decode(s, next)
+        if (
+          Either.isLeft(decoded) || decoded.right._tag !== "RecordBatch" ||
+          total + decoded.right.records.length > MAX_JOINED_RECORDS
+        ) {
+          s.inbox[s.head] = { decoded }
+          break
+        }
+        shift(s)
+        joined ??= records.slice()
+        for (const r of decoded.right.records) joined.push(r)
+        total += decoded.right.records.length
+      }
+      return joined ?? records
+    }
+
     const onItem = (s: Session, item: Item): Effect.Effect<void> => {
       const decoded = "decoded" in item ? item.decoded : decode(s, item)
       if (Either.isLeft(decoded)) return rejected(s, decoded.left)
       const message = decoded.right
       if (s.phase === READY) {
         s.badInARow = 0
-        return onMessage(s, message)
+        return message._tag === "RecordBatch" ? onRecords(s, withQueuedBatches(s, message.records)) : onMessage(s, message)
       }
       if (message._tag === "AgentHello") {
         s.helloSeen = true
@@ -476,14 +522,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const drain = (s: Session): Effect.Effect<void> =>
       Effect.gen(function*() {
         while (s.phase !== ENDED) {
-          if (s.head < s.inbox.length) {
-            const item = s.inbox[s.head]!
-            s.inbox[s.head++] = undefined as unknown as Item
-            if (s.head === s.inbox.length) {
-              s.inbox.length = 0
-              s.head = 0
-            }
-            if (s.ws.isPaused && s.pending <= HIGH_WATER / 2 && s.closing === undefined) s.ws.resume()
+          const item = shift(s)
+          if (item !== undefined) {
             // A backlog being worked through is not silence (reading is paused meanwhile).
             s.lastSeen = clock.unsafeCurrentTimeMillis()
             yield* onItem(s, item)
@@ -543,6 +583,11 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     return { accept, shutdown, size: () => live.size } satisfies Workers
   })
+
+const isIncreasing = (records: ReadonlyArray<Messages.AgentRecord>) => {
+  for (let i = 1; i < records.length; i++) if (records[i]!.seq <= records[i - 1]!.seq) return false
+  return true
+}
 
 const lostCheck = (
   store: Store["Type"],

@@ -208,16 +208,52 @@ describe("WorkerSession: records and acks", () => {
       assert.deepStrictEqual(yield* client.next(), { _tag: "Pong", id: 8, sentAt: TestServer.micros(8) })
     }))
 
-  it.scopedLive("200 batches sent back-to-back are processed and acked in order", () =>
+  it.scopedLive("200 batches sent back-to-back are stored in order; queued batches share one Ack", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
       const { client } = yield* TestServer.helloAgent(server, "alpha")
-      for (let i = 0; i < 200; i++) {
-        yield* client.send({ _tag: "RecordBatch", records: [line(i)] })
-      }
+      yield* client.send({ _tag: "RecordBatch", records: [line(0)] })
+      yield* Deferred.await(started)
+      // These queue up behind the batch held in the store.
+      for (let i = 1; i < 200; i++) yield* client.send({ _tag: "RecordBatch", records: [line(i)] })
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      yield* Effect.sleep("100 millis")
+      server.memory!.beforeIngest = undefined
+      yield* Deferred.succeed(release, undefined)
       const acks: Array<number> = []
-      while (acks.length < 200) acks.push((yield* client.nextTagged("Ack")).upTo)
-      assert.deepStrictEqual(acks, Array.from({ length: 200 }, (_, i) => i))
+      while (acks.at(-1) !== 199) acks.push((yield* client.nextTagged("Ack")).upTo)
+      assert.strictEqual(acks[0], 0)
+      assert.isBelow(acks.length, 200, "queued batches were joined")
+      assert.isTrue(acks.every((a, i) => i === 0 || a > acks[i - 1]!), `acks increase: ${acks}`)
+      assert.deepStrictEqual(server.memory!.records.get("alpha")!.map((r) => r.seq), Array.from({ length: 200 }, (_, i) => i))
+      yield* client.nextTagged("Pong")
+    }))
+
+  it.scopedLive("a bad frame among queued batches is answered in its place; the batches around it are stored", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      yield* client.send({ _tag: "RecordBatch", records: [line(0)] })
+      yield* Deferred.await(started)
+      yield* client.send({ _tag: "RecordBatch", records: [line(1)] })
+      yield* client.sendRaw(new TextEncoder().encode("not json"))
+      yield* client.send({ _tag: "RecordBatch", records: [line(2)] })
+      yield* Effect.sleep("100 millis")
+      server.memory!.beforeIngest = undefined
+      yield* Deferred.succeed(release, undefined)
+      const replies: Array<string> = []
+      while (replies.at(-1) !== "Ack 2") {
+        const m = yield* client.next()
+        replies.push(m._tag === "Ack" ? `Ack ${m.upTo}` : m._tag)
+      }
+      assert.deepStrictEqual(replies, ["Ack 0", "Ack 1", "ProtocolError", "Ack 2"])
+      assert.deepStrictEqual(server.memory!.records.get("alpha")!.map((r) => r.seq), [0, 1, 2])
     }))
 })
 
