@@ -245,7 +245,7 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
 }
 
 export const run = async (quick: boolean): Promise<Array<Row>> => {
-  const lines = quick ? 20_000 : 200_000
+  const lines = quick ? 20_000 : 500_000
   const rows: Array<Row> = []
   for (const kind of (process.env.BENCH_INGEST_DB?.split(",") ?? ["sqlite", "mariadb"]) as Array<DbKind>) {
     try {
