@@ -8,25 +8,11 @@ import { Arbitrary, Either, FastCheck, Schema } from "effect"
 import * as Codec from "../src/Codec.js"
 import * as CompiledParser from "../src/internal/compiledParser.js"
 import * as Messages from "../src/Messages.js"
+import { type AnySchema, membersOf } from "./utils/members.js"
 
-type AnySchema = Schema.Schema<any, any>
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
-/** The tagged members of a union, flattened. */
-const membersOf = (schema: AnySchema): Array<{ tag: string; schema: AnySchema }> => {
-  const out: Array<{ tag: string; schema: AnySchema }> = []
-  const walk = (ast: Schema.Schema.Any["ast"]) => {
-    if (ast._tag === "Union") return ast.types.forEach(walk)
-    const literal = ast._tag === "Transformation" ? ast.to : ast
-    if (literal._tag !== "TypeLiteral") throw new Error(`not a tagged struct: ${ast._tag}`)
-    const tag = literal.propertySignatures.find((p) => p.name === "_tag")
-    if (tag?.type._tag !== "Literal") throw new Error("member without a literal _tag")
-    out.push({ tag: String(tag.type.literal), schema: Schema.make(ast) })
-  }
-  walk(schema.ast)
-  return out
-}
 
 const LINKS: Record<string, AnySchema> = {
   AgentToServer: Messages.AgentToServer,

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, Either, FastCheck, Schema } from "effect"
 import * as Codec from "../src/Codec.js"
 import * as Messages from "../src/Messages.js"
+import { type AnySchema, membersOf } from "./utils/members.js"
 
 const codec = Codec.makeJson()
 
@@ -13,22 +14,7 @@ const LINKS = {
   AgentRecord: Messages.AgentRecord
 } as const
 
-type AnySchema = Schema.Schema<any, any>
 
-/** The members of a union, flattened (unions of unions), with their tags. */
-const membersOf = (schema: AnySchema): Array<{ tag: string; schema: AnySchema }> => {
-  const out: Array<{ tag: string; schema: AnySchema }> = []
-  const walk = (ast: Schema.Schema.Any["ast"]) => {
-    if (ast._tag === "Union") return ast.types.forEach(walk)
-    const literal = ast._tag === "Transformation" ? ast.to : ast
-    if (literal._tag !== "TypeLiteral") throw new Error(`not a tagged struct: ${ast._tag}`)
-    const tag = literal.propertySignatures.find((p) => p.name === "_tag")
-    if (tag?.type._tag !== "Literal") throw new Error("member without a literal _tag")
-    out.push({ tag: String(tag.type.literal), schema: Schema.make(ast) })
-  }
-  walk(schema.ast)
-  return out
-}
 
 /**
  * JSON carries neither NaN/±Infinity (they become null) nor lone surrogates (TextEncoder turns

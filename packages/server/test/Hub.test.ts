@@ -6,7 +6,6 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -189,19 +188,17 @@ describe("Hub: lifecycle", () => {
   it.scopedLive("shutdown lets an ingest transaction in flight finish before the socket closes", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({})
-      const started = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const held = yield* TestServer.holdIngest(server.memory!)
       const { client } = yield* TestServer.helloAgent(server, "alpha")
       yield* client.send({
         _tag: "RecordBatch",
         records: [{ _tag: "RunMissed", seq: 0, runId: "r-1" as Messages.RunId, schedule: "s", scheduledAt: TestServer.micros(1), reason: "stall" }]
       })
-      yield* Deferred.await(started)
+      yield* held.started
       const shutdown = yield* Effect.fork(server.teardown)
       yield* Effect.yieldNow()
       assert.isUndefined(server.memory!.records.get("alpha"), "still held open")
-      yield* Deferred.succeed(release, undefined)
+      yield* held.release
       yield* Fiber.join(shutdown)
       assert.deepStrictEqual(server.memory!.records.get("alpha")!.map((r) => r.seq), [0])
       assert.strictEqual((yield* client.closed()).code, 1001)

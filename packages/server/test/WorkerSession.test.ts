@@ -1,6 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -191,15 +190,13 @@ describe("WorkerSession: records and acks", () => {
   it.scopedLive("a Ping behind a batch still being stored is answered after its Ack, never before", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
-      const started = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const held = yield* TestServer.holdIngest(server.memory!)
       const { client } = yield* TestServer.helloAgent(server, "alpha")
       yield* client.send({ _tag: "RecordBatch", records: [line(0)] })
-      yield* Deferred.await(started)
+      yield* held.started
       yield* client.send({ _tag: "Ping", id: 7, sentAt: TestServer.micros(7) })
       yield* Effect.sleep("50 millis")
-      yield* Deferred.succeed(release, undefined)
+      yield* held.release
       assert.deepStrictEqual(yield* client.next(), { _tag: "Ack", upTo: 0 })
       assert.deepStrictEqual(yield* client.next(), { _tag: "Pong", id: 7, sentAt: TestServer.micros(7) })
       // Idle again: the next Ping takes the fast path and is answered at once.
@@ -211,18 +208,16 @@ describe("WorkerSession: records and acks", () => {
   it.scopedLive("200 batches sent back-to-back are stored in order; queued batches share one Ack", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
-      const started = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const held = yield* TestServer.holdIngest(server.memory!)
       const { client } = yield* TestServer.helloAgent(server, "alpha")
       yield* client.send({ _tag: "RecordBatch", records: [line(0)] })
-      yield* Deferred.await(started)
+      yield* held.started
       // These queue up behind the batch held in the store.
       for (let i = 1; i < 200; i++) yield* client.send({ _tag: "RecordBatch", records: [line(i)] })
       yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
       yield* Effect.sleep("100 millis")
       server.memory!.beforeIngest = undefined
-      yield* Deferred.succeed(release, undefined)
+      yield* held.release
       const acks: Array<number> = []
       while (acks.at(-1) !== 199) acks.push((yield* client.nextTagged("Ack")).upTo)
       assert.strictEqual(acks[0], 0)
@@ -235,18 +230,16 @@ describe("WorkerSession: records and acks", () => {
   it.scopedLive("a bad frame among queued batches is answered in its place; the batches around it are stored", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
-      const started = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      server.memory!.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      const held = yield* TestServer.holdIngest(server.memory!)
       const { client } = yield* TestServer.helloAgent(server, "alpha")
       yield* client.send({ _tag: "RecordBatch", records: [line(0)] })
-      yield* Deferred.await(started)
+      yield* held.started
       yield* client.send({ _tag: "RecordBatch", records: [line(1)] })
       yield* client.sendRaw(new TextEncoder().encode("not json"))
       yield* client.send({ _tag: "RecordBatch", records: [line(2)] })
       yield* Effect.sleep("100 millis")
       server.memory!.beforeIngest = undefined
-      yield* Deferred.succeed(release, undefined)
+      yield* held.release
       const replies: Array<string> = []
       while (replies.at(-1) !== "Ack 2") {
         const m = yield* client.next()

@@ -57,6 +57,21 @@ export interface MemoryStoreControl {
   readonly paused: Set<string>
 }
 
+/**
+ * Holds the next ingests open: `started` completes when one begins, and every ingest waits for
+ * `release` (then clear `beforeIngest` to let later ones through untouched).
+ */
+export const holdIngest = (control: MemoryStoreControl) =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    control.beforeIngest = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+    return {
+      started: Deferred.await(started),
+      release: Effect.asVoid(Deferred.succeed(release, undefined))
+    }
+  })
+
 export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; readonly control: MemoryStoreControl } => {
   const control: MemoryStoreControl = {
     failIngest: false,
