@@ -264,6 +264,43 @@ const bartosLink = <F extends Schema.Struct.Fields>(fields: F) => {
   return withDefault(t, () => Schema.decodeUnknownSync(t)({}))
 }
 
+/**
+ * bartoc's link timings (D5, reference §1.10/§1.11). Defaults are the protocol's. bartos pings a
+ * quiet agent at half its `limits.liveness_secs` (default 15, so every 7.5 s) and drops it after
+ * the whole of it: `ping_interval_secs` should stay below bartos' `liveness_secs`, and
+ * `server_silence_secs` above bartos' half-liveness ping.
+ */
+const connectionFields = {
+  /** Seconds between app-level Pings to bartos (the first goes out at once). */
+  ping_interval_secs: withDefault(PositiveNumber, () => 5),
+  /** Seconds without any frame from bartos after which the connection is dropped (and the ServerHello deadline). */
+  server_silence_secs: withDefault(PositiveNumber, () => 15),
+  /** Reconnect backoff: delay n is uniform in [0, min(max, base * 2^n)] seconds. */
+  reconnect_base_secs: withDefault(PositiveNumber, () => 1),
+  reconnect_max_secs: withDefault(PositiveNumber, () => 30)
+}
+
+const connectionTimings = (t: {
+  readonly ping_interval_secs: number
+  readonly server_silence_secs: number
+  readonly reconnect_base_secs: number
+  readonly reconnect_max_secs: number
+}): true | Schema.FilterIssue =>
+  t.server_silence_secs <= t.ping_interval_secs
+    ? {
+      path: ["server_silence_secs"],
+      message: `must be greater than ping_interval_secs (${t.ping_interval_secs}), got ${t.server_silence_secs}`
+    }
+    : t.reconnect_max_secs < t.reconnect_base_secs
+    ? {
+      path: ["reconnect_max_secs"],
+      message: `must be at least reconnect_base_secs (${t.reconnect_base_secs}), got ${t.reconnect_max_secs}`
+    }
+    : true
+
+export const BartocConnection = table(connectionFields).pipe(Schema.filter(connectionTimings))
+export type BartocConnection = typeof BartocConnection.Type
+
 export const BartocConfig = Schema.Struct({
   ...common,
   /** Sent as `?name=`; must match a `[schedules.<name>]` table on bartos. */
@@ -272,7 +309,8 @@ export const BartocConfig = Schema.Struct({
   retry_count: opt(NonNegativeInt),
   /**
    * Seconds a heartbeat tick may be late before bartoc decides its own runtime stalled and
-   * reconnects (reference meaning). A silent server is dropped after 15 s regardless.
+   * reconnects (reference meaning). A silent server is dropped after
+   * `connection.server_silence_secs` regardless.
    */
   client_timeout: withDefault(PositiveNumber, () => 10),
   missed_tick: withDefault(Enum(...Messages.MissedTick.literals), () => "Burst" as const),
@@ -285,6 +323,8 @@ export const BartocConfig = Schema.Struct({
   /** Agent state (outbox) SQLite file; `-r/--redb-absolute-path`. */
   state_path: withDefault(NonEmptyText, () => defaultPaths("bartoc").dbFile),
   bartos: bartosLink(bartosLinkFields),
+  /** `[connection]`: ping interval, server silence, reconnect backoff. */
+  connection: withDefault(BartocConnection, () => Schema.decodeUnknownSync(BartocConnection)({})),
   tracing: opt(Tracing)
 })
 export type BartocConfig = typeof BartocConfig.Type

@@ -751,3 +751,87 @@ describe("listen ports", () => {
       assert.strictEqual(e.path, "bartos.port")
     }))
 })
+
+describe("bartoc [connection] timings", () => {
+  it.effect("default to the protocol's: ping 5 s, silence 15 s, backoff 1 s to 30 s", () =>
+    Effect.gen(function*() {
+      const c = yield* Config.loadBartoc({ env: isolatedEnv() })
+      assert.deepStrictEqual(c.connection, {
+        ping_interval_secs: 5,
+        server_silence_secs: 15,
+        reconnect_base_secs: 1,
+        reconnect_max_secs: 30
+      })
+    }))
+
+  it.effect("flags > env > TOML > defaults, key by key", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `[connection]\nping_interval_secs = 2\nserver_silence_secs = 20\n`)
+      const c = yield* Config.loadBartoc({
+        configPath: file,
+        env: isolatedEnv({ BARTOC_CONNECTION__SERVER_SILENCE_SECS: "30", BARTOC_CONNECTION__RECONNECT_BASE_SECS: "0.5" }),
+        flags: { connection: { reconnect_max_secs: 10 } }
+      })
+      assert.deepStrictEqual(c.connection, {
+        ping_interval_secs: 2,
+        server_silence_secs: 30,
+        reconnect_base_secs: 0.5,
+        reconnect_max_secs: 10
+      })
+    }))
+
+  it.effect("each timing must be a number > 0", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `[connection]\nping_interval_secs = 0\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.file, file)
+      assert.strictEqual(e.path, "connection.ping_interval_secs")
+      assert.strictEqual(e.message, `${file}: connection.ping_interval_secs: expected a number > 0, got 0`)
+      const e2 = yield* failure(
+        Config.loadBartoc({ env: isolatedEnv({ BARTOC_CONNECTION__RECONNECT_MAX_SECS: "soon" }) })
+      )
+      assert.strictEqual(
+        e2.message,
+        `environment BARTOC_CONNECTION__RECONNECT_MAX_SECS: connection.reconnect_max_secs: expected a number > 0, got "soon"`
+      )
+      const e3 = yield* failure(Config.loadBartoc({ env: isolatedEnv(), flags: { connection: { reconnect_base_secs: -1 } } }))
+      assert.strictEqual(e3.message, `command line: connection.reconnect_base_secs: expected a number > 0, got -1`)
+      const notTable = writeFile(tmp(), "bartoc.toml", `connection = 5\n`)
+      const e4 = yield* failure(Config.loadBartoc({ configPath: notTable, env: isolatedEnv() }))
+      assert.strictEqual(e4.message, `${notTable}: connection: expected a table, got 5`)
+    }))
+
+  it.effect("server_silence_secs must exceed ping_interval_secs", () =>
+    Effect.gen(function*() {
+      // Only the interval is given: the default silence (15) is what no longer fits.
+      const file = writeFile(tmp(), "bartoc.toml", `[connection]\nping_interval_secs = 20\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.file, file)
+      assert.strictEqual(e.path, "connection.server_silence_secs")
+      assert.strictEqual(e.reason, "must be greater than ping_interval_secs (20), got 15")
+      const e2 = yield* failure(
+        Config.loadBartoc({ env: isolatedEnv({ BARTOC_CONNECTION__SERVER_SILENCE_SECS: "5" }) })
+      )
+      assert.strictEqual(
+        e2.message,
+        `environment BARTOC_CONNECTION__SERVER_SILENCE_SECS: connection.server_silence_secs: ` +
+          `must be greater than ping_interval_secs (5), got 5`
+      )
+    }))
+
+  it.effect("reconnect_max_secs must be at least reconnect_base_secs (equal is fine)", () =>
+    Effect.gen(function*() {
+      const e = yield* failure(
+        Config.loadBartoc({ env: isolatedEnv(), flags: { connection: { reconnect_base_secs: 60 } } })
+      )
+      assert.strictEqual(
+        e.message,
+        `command line: connection.reconnect_max_secs: must be at least reconnect_base_secs (60), got 30`
+      )
+      const c = yield* Config.loadBartoc({
+        env: isolatedEnv({ BARTOC_CONNECTION__RECONNECT_BASE_SECS: "7", BARTOC_CONNECTION__RECONNECT_MAX_SECS: "7" })
+      })
+      assert.strictEqual(c.connection.reconnect_base_secs, 7)
+      assert.strictEqual(c.connection.reconnect_max_secs, 7)
+    }))
+})
