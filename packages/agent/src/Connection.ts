@@ -15,9 +15,10 @@
  * - The sender streams outbox records in batches (≤ 500 records, flushed within 50 ms of the
  *   first unsent one) and keeps at most `maxInFlight` unacked records in flight, so a slow bartos
  *   slows the agent's sending, never its jobs (they write to the durable outbox).
- * - Liveness: an app-level `Ping` every 5 s (the first at once); a bartos silent for 15 s is
- *   dropped. `client_timeout` keeps the reference meaning: a heartbeat tick that fires later than
- *   that (a stalled runtime) drops the connection too.
+ * - Liveness: an app-level `Ping` every `ping_interval_secs` (default 5 s, the first at once); a
+ *   bartos silent for `server_silence_secs` (default 15 s) is dropped. `client_timeout` keeps the
+ *   reference meaning: a heartbeat tick that fires later than that (a stalled runtime) drops the
+ *   connection too. The backoff runs from `reconnect_base_secs` to `reconnect_max_secs` (1 s, 30 s).
  */
 import * as Codec from "@barto/domain/Codec"
 import type { BartocConfig } from "@barto/domain/Config"
@@ -75,8 +76,10 @@ export interface Options {
   readonly retryCount?: number | undefined
   /** Seconds a heartbeat tick may be late before the connection is dropped (stalled runtime). */
   readonly clientTimeoutSecs: number
-  // Tuning; the defaults are the protocol's (D5, D6). Tests shrink them.
+  // Tuning; the defaults are the protocol's (D5, D6). The ping interval, the server silence and
+  // the backoff come from `[connection]` in bartoc.toml; tests shrink the rest too.
   readonly pingIntervalMs?: number
+  /** A bartos silent (no frame at all) this long is dropped; also the ServerHello deadline. */
   readonly livenessMs?: number
   readonly batchMax?: number
   readonly flushMs?: number
@@ -111,7 +114,11 @@ export const fromConfig = (config: BartocConfig): Options => ({
   serverPublicKey: config.server_public_key,
   replayWindowSecs: config.replay_window_secs,
   retryCount: config.retry_count,
-  clientTimeoutSecs: config.client_timeout
+  clientTimeoutSecs: config.client_timeout,
+  pingIntervalMs: config.connection.ping_interval_secs * 1000,
+  livenessMs: config.connection.server_silence_secs * 1000,
+  backoffBaseMs: config.connection.reconnect_base_secs * 1000,
+  backoffCapMs: config.connection.reconnect_max_secs * 1000
 })
 
 /** `{prefix}://{host}:{port}/v1/ws/worker?name=<name>` (IPv6 hosts bracketed). */

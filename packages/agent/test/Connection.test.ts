@@ -4,6 +4,7 @@ import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import { AGENT_VERSION } from "@barto/agent/SystemInfo"
 import { CurrentTable, type Table } from "@barto/agent/Ticker"
 import * as Codec from "@barto/domain/Codec"
+import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Ids from "@barto/domain/Ids"
 import {
@@ -14,7 +15,20 @@ import {
   ServerMessage
 } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Logger, LogLevel, Option, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import {
+  Effect,
+  Either,
+  Fiber,
+  Logger,
+  LogLevel,
+  Option,
+  Redacted,
+  Schedule,
+  Schema,
+  Stream,
+  SubscriptionRef,
+  TestClock
+} from "effect"
 import type * as Scope from "effect/Scope"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -401,6 +415,62 @@ describe("Connection", () => {
       const unreadable = yield* Fiber.join(missing.fiber).pipe(Effect.flip, FakeBartos.within(10_000, "the failure"))
       assert.include(unreadable.message, "cannot read ca_cert")
       assert.strictEqual(server.connections.length, 1)
+    }))
+
+  it("[connection] timings reach the Connection; the defaults are the protocol's", () => {
+    const defaults = Connection.fromConfig(Schema.decodeUnknownSync(Config.BartocConfig)({}))
+    assert.strictEqual(defaults.pingIntervalMs, Connection.DEFAULTS.pingIntervalMs)
+    assert.strictEqual(defaults.livenessMs, Connection.DEFAULTS.livenessMs)
+    assert.strictEqual(defaults.backoffBaseMs, Connection.DEFAULTS.backoffBaseMs)
+    assert.strictEqual(defaults.backoffCapMs, Connection.DEFAULTS.backoffCapMs)
+    const tuned = Connection.fromConfig(Schema.decodeUnknownSync(Config.BartocConfig)({
+      connection: { ping_interval_secs: 2, server_silence_secs: 7.5, reconnect_base_secs: 0.25, reconnect_max_secs: 60 }
+    }))
+    assert.deepStrictEqual(
+      [tuned.pingIntervalMs, tuned.livenessMs, tuned.backoffBaseMs, tuned.backoffCapMs],
+      [2_000, 7_500, 250, 60_000]
+    )
+  })
+
+  // Under TestClock: the sockets are real, the agent's timers are not. Steps stay well below
+  // FakeBartos' 25 s waits, which run on the same clock.
+  it.scoped("ping_interval_secs = 2 sets the ping cadence", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const config = Schema.decodeUnknownSync(Config.BartocConfig)({
+        connection: { ping_interval_secs: 2 },
+        bartos: { port: server.port }
+      })
+      const agent = yield* startAgent(server, Connection.fromConfig(config))
+      const c1 = yield* server.connection(1)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      const ping = (id: number) =>
+        c1.waitFor((m): m is Extract<AgentToServer, { _tag: "Ping" }> => m._tag === "Ping" && m.id === id, `ping ${id}`)
+      yield* ping(0)
+      for (let id = 1; id <= 2; id++) {
+        yield* TestClock.adjust("1 second")
+        yield* TestClock.adjust("1 second")
+        yield* ping(id)
+      }
+      // The clock started at 0: each Ping carries the time it was sent, in microseconds.
+      const sent = c1.received.flatMap((m) => (m._tag === "Ping" ? [m.sentAt] : []))
+      assert.deepStrictEqual(sent, [0, 2_000_000, 4_000_000])
+    }))
+
+  it.scoped("server_silence_secs = 3 drops a silent bartos after 3 s, not 15", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ autoPong: false })
+      const config = Schema.decodeUnknownSync(Config.BartocConfig)({
+        connection: { ping_interval_secs: 1, server_silence_secs: 3 },
+        bartos: { port: server.port }
+      })
+      const agent = yield* startAgent(server, Connection.fromConfig(config))
+      const c1 = yield* server.connection(1)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      for (let s = 0; s < 3; s++) yield* TestClock.adjust("1 second")
+      const closed = yield* c1.waitClosed
+      assert.strictEqual(closed.code, 1000)
+      assert.strictEqual(closed.reason, "bartos silent for 3 s")
     }))
 
   it("builds the worker URL with the prefix, a bracketed IPv6 host and the encoded name", () => {
