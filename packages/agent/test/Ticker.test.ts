@@ -529,11 +529,13 @@ describe("Ticker", () => {
         for (const ahead of [0, 1, 3, 6, 40]) {
           const target = Date.now() + ahead
           const reached = yield* Effect.clockWith((clock) => Effect.sync(() => Ticker.blockUntil(clock, target, 8)))
-          // Never early. 40 ms ahead is far more than it may take (8 ms asleep, a few busy): it
-          // returns without getting there, and the caller sleeps the rest.
+          // Never early: "reached" is only ever said at or after the target. 40 ms ahead is more
+          // than it may block (8 ms asleep, a few busy): it normally returns without getting there
+          // and the caller sleeps the rest. Whether the shorter waits get there in time depends on
+          // the CPU being free (a preempted busy wait gives up), so only the target already due
+          // must be reached at once.
           if (reached) assert.isAtLeast(Date.now(), target)
-          else assert.isBelow(Date.now(), target)
-          assert.strictEqual(reached, ahead < 40)
+          if (ahead === 0) assert.isTrue(reached)
         }
       }))
 

@@ -558,8 +558,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
               close(s, CloseCode.liveness, "liveness timeout")
             )))
           } else if (idle >= half && s.probed !== s.lastSeen) {
-            // bartoc pings every 5 s whatever `liveness_secs` says, so a timeout below that
-            // would otherwise drop healthy idle agents; at the default (15 s) this never fires.
+            // bartoc pings on its own interval (`connection.ping_interval_secs`, 5 s by default),
+            // which bartos does not know: with a short `liveness_secs` this probe keeps a healthy
+            // quiet agent; at the defaults (15 s vs 5 s) it never fires.
             s.probed = s.lastSeen
             due.push(send(s, { _tag: "Ping", id: s.pingId++, sentAt: Messages.Micros.make(now * 1000) }))
           }
