@@ -4,6 +4,7 @@
  * decoded (and explained) by Schema itself.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { assertRight } from "@effect/vitest/utils"
 import { Arbitrary, Either, FastCheck, Schema } from "effect"
 import * as Codec from "../src/Codec.js"
 import * as CompiledParser from "../src/internal/compiledParser.js"
@@ -299,10 +300,10 @@ describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
   it("the row form of earlier agents still decodes, mixed with OutputLines", () => {
     const rows = { _tag: "RecordBatch", records: [out(1, 0), out(2, 1)] }
     const decoded = codec.decode(Messages.AgentToServer, new TextEncoder().encode(JSON.stringify(rows)))
-    assert.deepStrictEqual(decoded, Either.right(rows) as unknown)
+    assertRight(decoded as Either.Either<unknown, unknown>, rows)
     const mixed = { _tag: "RecordBatch", records: [out(1, 0), ...wire([out(2, 1), out(3, 2)]).records] }
     const both = codec.decode(Messages.AgentToServer, new TextEncoder().encode(JSON.stringify(mixed)))
-    assert.deepStrictEqual(both, Either.right({ _tag: "RecordBatch", records: [out(1, 0), out(2, 1), out(3, 2)] }) as unknown)
+    assertRight(both as Either.Either<unknown, unknown>, { _tag: "RecordBatch", records: [out(1, 0), out(2, 1), out(3, 2)] })
   })
 
   it("inconsistent OutputLines are undecodable, with a reason", () => {

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { assertRight } from "@effect/vitest/utils"
 import { Arbitrary, Either, FastCheck, Schema } from "effect"
 import * as Codec from "../src/Codec.js"
 import * as Messages from "../src/Messages.js"
@@ -75,7 +76,7 @@ describe("every message round-trips through the JSON codec", () => {
 
   it("a hand-written message decodes to the expected value", () => {
     const frame = utf8(JSON.stringify({ _tag: "Ack", upTo: 41 }))
-    assert.deepStrictEqual(codec.decode(Messages.ServerMessage, frame), Either.right({ _tag: "Ack" as const, upTo: 41 }))
+    assertRight(codec.decode(Messages.ServerMessage, frame), { _tag: "Ack" as const, upTo: 41 })
   })
 })
 
@@ -167,7 +168,7 @@ describe("bad frames are typed FrameErrors, never exceptions", () => {
 
   it("extra fields from a newer peer are ignored", () => {
     const frame = utf8(JSON.stringify({ _tag: "Ack", upTo: 3, newField: true }))
-    assert.deepStrictEqual(codec.decode(Messages.ServerMessage, frame), Either.right({ _tag: "Ack" as const, upTo: 3 }))
+    assertRight(codec.decode(Messages.ServerMessage, frame), { _tag: "Ack" as const, upTo: 3 })
   })
 })
 
