@@ -2,6 +2,7 @@ import type { AgentRecord, FinalRunState, Micros, RunId, Trigger } from "@barto/
 import { ClientInfo } from "@barto/domain/Messages"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -10,6 +11,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -232,6 +234,15 @@ describe("Store layers", () => {
       }).pipe(Effect.provide(layerSqliteWithClient({ filename: file })))
       Fs.rmSync(dir, { recursive: true, force: true })
     }))
+
+  it.live("SQLite client: a statement can be streamed (upstream's client dies there)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE stream_probe (n INTEGER)`
+      yield* sql`INSERT INTO stream_probe (n) VALUES (1), (2), (3)`
+      const rows = yield* sql<{ n: number }>`SELECT n FROM stream_probe ORDER BY n`.stream.pipe(Stream.runCollect)
+      assert.deepStrictEqual(Chunk.toReadonlyArray(rows).map((r) => r.n), [1, 2, 3])
+    }).pipe(Effect.provide(layerSqliteWithClient({ filename: ":memory:" }))))
 
   it.live("an unreachable MariaDB is a StoreError naming the place, never the password", () =>
     Effect.gen(function*() {

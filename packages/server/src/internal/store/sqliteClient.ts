@@ -28,6 +28,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { createRequire } from "node:module"
 import { Worker } from "node:worker_threads"
 
@@ -190,8 +191,11 @@ const make = (options: Options): Effect.Effect<
         const effect = runStatement(db.prepare(sql), params ?? [], false)
         return transformRows ? Effect.map(effect, transformRows) : effect
       },
-      executeStream() {
-        return Effect.dieMessage("executeStream not implemented")
+      // Upstream 0.53 dies here. The rows are read in one go and then streamed: a lazy
+      // `statement.iterate()` would keep the single connection busy between pulls.
+      executeStream(sql, params, transformRows) {
+        const rows = runStatement(db.prepare(sql), params, false)
+        return Stream.fromIterableEffect(transformRows ? Effect.map(rows, transformRows) : rows)
       }
     }
 
