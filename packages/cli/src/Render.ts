@@ -13,6 +13,7 @@
  *   only when the instant is not a whole second.
  */
 import type * as Messages from "@barto/domain/Messages"
+import * as Zone from "@barto/scheduler/Zone"
 
 // ---------------------------------------------------------------------------------------------
 // Style
@@ -225,34 +226,8 @@ export const keyValues = (style: Style, pairs: ReadonlyArray<readonly [string, s
 // Time
 // ---------------------------------------------------------------------------------------------
 
-const formatters = new Map<string, Intl.DateTimeFormat>()
-const formatterFor = (zone: string): Intl.DateTimeFormat => {
-  let f = formatters.get(zone)
-  if (f === undefined) {
-    f = new Intl.DateTimeFormat("en-US", {
-      timeZone: zone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit"
-    })
-    formatters.set(zone, f)
-  }
-  return f
-}
-
 /** True when `zone` is an IANA zone name (or UTC) that this runtime knows. */
-export const isValidZone = (zone: string): boolean => {
-  try {
-    formatterFor(zone)
-    return true
-  } catch {
-    return false
-  }
-}
+export const isValidZone = (zone: string): boolean => Zone.canonicalZone(zone) !== undefined
 
 interface Wall {
   readonly year: number
@@ -263,18 +238,17 @@ interface Wall {
   readonly second: number
 }
 
+/** The wall clock of `zone` at instant `ms` (whole seconds). */
 const wallOf = (ms: number, zone: string): Wall => {
-  const parts: Record<string, number> = {}
-  for (const p of formatterFor(zone).formatToParts(new Date(ms))) {
-    if (p.type !== "literal") parts[p.type] = Number(p.value)
-  }
+  const secs = Math.floor(ms / 1000)
+  const d = new Date((zone === "UTC" ? secs : Zone.wallSeconds(zone, secs)) * 1000)
   return {
-    year: parts["year"]!,
-    month: parts["month"]!,
-    day: parts["day"]!,
-    hour: parts["hour"]! % 24,
-    minute: parts["minute"]!,
-    second: parts["second"]!
+    year: d.getUTCFullYear(),
+    month: d.getUTCMonth() + 1,
+    day: d.getUTCDate(),
+    hour: d.getUTCHours(),
+    minute: d.getUTCMinutes(),
+    second: d.getUTCSeconds()
   }
 }
 
@@ -286,11 +260,8 @@ const wallAsUtc = (w: Wall): number => {
 }
 
 /** Offset of `zone` from UTC at instant `ms`, in minutes (east positive). */
-export const zoneOffsetMinutes = (ms: number, zone: string): number => {
-  if (zone === "UTC") return 0
-  const whole = Math.floor(ms / 1000) * 1000
-  return Math.round((wallAsUtc(wallOf(whole, zone)) - whole) / 60000)
-}
+export const zoneOffsetMinutes = (ms: number, zone: string): number =>
+  zone === "UTC" ? 0 : Math.round(Zone.offsetSeconds(zone, Math.floor(ms / 1000)) / 60)
 
 /**
  * The instant at which the wall clock of `zone` reads `wall` (for date inputs without an
@@ -315,19 +286,7 @@ export const formatMicros = (micros: number, zone: string = "UTC"): string => {
   const frac = micros - secs * 1_000_000
   const ms = secs * 1000
   const offset = zoneOffsetMinutes(ms, zone)
-  const w = zone === "UTC"
-    ? (() => {
-      const d = new Date(ms)
-      return {
-        year: d.getUTCFullYear(),
-        month: d.getUTCMonth() + 1,
-        day: d.getUTCDate(),
-        hour: d.getUTCHours(),
-        minute: d.getUTCMinutes(),
-        second: d.getUTCSeconds()
-      }
-    })()
-    : wallOf(ms, zone)
+  const w = wallOf(ms, zone)
   const fraction = frac === 0 ? "" : `.${String(frac).padStart(6, "0")}`
   const suffix = zone === "UTC"
     ? "Z"
