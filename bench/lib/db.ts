@@ -12,6 +12,7 @@ import mysql from "mysql2/promise"
 import * as net from "node:net"
 import { join } from "node:path"
 import * as Store from "@barto/server/Store"
+import { type Db as E2eDb, type DbKind, mariadbTarget, openDb as openE2eDb } from "../../packages/e2e/test/utils/cluster.js"
 import {
   measureRawInsertRate,
   rawBatchParams,
@@ -19,17 +20,7 @@ import {
   rawTableSql
 } from "../../packages/server/src/internal/store/bench.js"
 
-export type DbKind = "sqlite" | "mariadb"
-
-export const mariadbTarget = () => {
-  const url = new URL(process.env.BARTO_TEST_MARIADB_URL ?? "mysql://root@127.0.0.1:3306")
-  return {
-    host: url.hostname,
-    port: Number(url.port || 3306),
-    user: decodeURIComponent(url.username || "root"),
-    password: decodeURIComponent(url.password || "")
-  }
-}
+export { type DbKind, mariadbTarget }
 
 /** True when something answers on the MariaDB port within 2 s. */
 export const mariadbReachable = (): Promise<boolean> => {
@@ -57,11 +48,7 @@ export const mariadbVersion = async (): Promise<string | undefined> => {
   }
 }
 
-export interface Db {
-  readonly kind: DbKind
-  /** `[sqlite]` or `[mariadb]` table for bartos.toml. */
-  readonly toml: Record<string, unknown>
-  readonly all: <T = Record<string, unknown>>(sql: string, params?: Array<unknown>) => Promise<Array<T>>
+export interface Db extends E2eDb {
   /**
    * Raw batched-insert rate (rows/s) of this database through the Store's own client
    * (`measureRawInsertRate`: @effect/sql, 1,000-row INSERTs into a scratch table).
@@ -72,20 +59,14 @@ export interface Db {
    * §3 measured the database: the physical yardstick, without any client library on top.
    */
   readonly rawDriverRate: (rows: number) => Promise<number>
-  readonly close: () => Promise<void>
 }
 
+/** The e2e tests' database (SQLite file or scratch MariaDB database) plus the two yardsticks. */
 export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
+  const base = await openE2eDb(kind, dir, { prefix: "barto_bench" })
   if (kind === "sqlite") {
-    const path = join(dir, "bartos.db")
-    let handle: Database.Database | undefined
     return {
-      kind,
-      toml: { sqlite: { path } },
-      all: async <T>(sql: string, params: Array<unknown> = []) => {
-        handle ??= new Database(path, { readonly: true, fileMustExist: true })
-        return handle.prepare(sql).all(...params) as Array<T>
-      },
+      ...base,
       // A separate file in the same directory: same filesystem, same store pragmas.
       rawInsertRate: (rows) =>
         Effect.runPromise(
@@ -103,32 +84,13 @@ export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
         } finally {
           db.close()
         }
-      },
-      close: async () => {
-        handle?.close()
       }
     }
   }
   const target = mariadbTarget()
-  const database = `barto_bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
-  const admin = await mysql.createConnection({ ...target })
-  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`)
-  const conn = await mysql.createConnection({ ...target, database, supportBigNumbers: true })
+  const { database } = base.toml["mariadb"] as { readonly database: string }
   return {
-    kind,
-    toml: {
-      mariadb: {
-        host: target.host,
-        port: target.port,
-        username: target.user,
-        database,
-        ...(target.password ? { password: target.password } : {})
-      }
-    },
-    all: async <T>(sql: string, params: Array<unknown> = []) => {
-      const [rows] = await conn.query(sql, params)
-      return rows as Array<T>
-    },
+    ...base,
     rawInsertRate: async (rows) => {
       const layer = Store.layerMariadbWithClient({
         host: target.host,
@@ -140,21 +102,16 @@ export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
       return Effect.runPromise(measureRawInsertRate(rows).pipe(Effect.provide(Layer.orDie(layer))))
     },
     rawDriverRate: async (rows) => {
-      await conn.query(`DROP TABLE IF EXISTS barto_bench_driver`)
-      await conn.query(`${CREATE("barto_bench_driver")} ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
+      await base.all(`DROP TABLE IF EXISTS barto_bench_driver`)
+      await base.all(`${CREATE("barto_bench_driver")} ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
       try {
         const text = INSERT("barto_bench_driver")
         return await timeBatchesAsync(rows, async (params) => {
-          await conn.query(text, params)
+          await base.all(text, params)
         })
       } finally {
-        await conn.query(`DROP TABLE IF EXISTS barto_bench_driver`)
+        await base.all(`DROP TABLE IF EXISTS barto_bench_driver`)
       }
-    },
-    close: async () => {
-      await conn.end()
-      await admin.query(`DROP DATABASE IF EXISTS \`${database}\``)
-      await admin.end()
     }
   }
 }

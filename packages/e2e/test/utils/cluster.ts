@@ -18,7 +18,7 @@ export const mariadbAvailable = () => process.env.BARTO_MARIADB_AVAILABLE === "1
 /** Databases the e2e suites run against: SQLite always, MariaDB when `npm test` found it. */
 export const dbKinds = (): Array<DbKind> => (mariadbAvailable() ? ["sqlite", "mariadb"] : ["sqlite"])
 
-const mariadbTarget = () => {
+export const mariadbTarget = () => {
   const url = new URL(process.env.BARTO_TEST_MARIADB_URL ?? "mysql://root@127.0.0.1:3306")
   return {
     host: url.hostname,
@@ -36,7 +36,11 @@ export interface Db {
   readonly close: () => Promise<void>
 }
 
-export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
+/**
+ * SQLite: the file bartos will create in `dir`. MariaDB: a fresh database named
+ * `<prefix>_<pid>_<random>`, dropped by `close`.
+ */
+export const openDb = async (kind: DbKind, dir: string, options: { readonly prefix?: string } = {}): Promise<Db> => {
   if (kind === "sqlite") {
     const path = join(dir, "bartos.db")
     let handle: Database.Database | undefined
@@ -53,7 +57,7 @@ export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
     }
   }
   const target = mariadbTarget()
-  const database = `barto_e2e_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const database = `${options.prefix ?? "barto_e2e"}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
   const admin = await mysql.createConnection({ ...target })
   await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`)
   const conn = await mysql.createConnection({ ...target, database, supportBigNumbers: true })
