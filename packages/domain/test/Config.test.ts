@@ -127,7 +127,6 @@ hmac_key = "test-shared-secret"
 api_key = "api"
 admin_key = "admin"
 allow_plaintext = true
-unknown_key_is_ignored = 1
 
 [actix]
 workers = 4
@@ -167,7 +166,7 @@ on_failure = "stop"
 [[schedules.host1.schedules]]
 name = "quick"
 on_calendar = "*-*-* *:*:0/5"
-cmds = []
+cmds = ["true"]
 timeout = 90
 
 [schedules.host2]
@@ -203,7 +202,7 @@ timeout = 90
           overlap: "forbid",
           on_failure: "stop"
         },
-        { name: "quick", on_calendar: "*-*-* *:*:0/5", cmds: [], timeout: 90, overlap: "allow", on_failure: "continue" }
+        { name: "quick", on_calendar: "*-*-* *:*:0/5", cmds: ["true"], timeout: 90, overlap: "allow", on_failure: "continue" }
       ])
       assert.deepStrictEqual(c.schedules.host2, { schedules: [] })
     }))
@@ -548,14 +547,14 @@ describe("errors name the source, the key and the reason", () => {
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `allow_plaintext = "maybe"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: allow_plaintext: expected true or false, got "maybe"`)
+      assert.strictEqual(e.message, `${file}:1:1: allow_plaintext: expected true or false, got "maybe"`)
     }))
 
   it.effect("a table given as a scalar", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `actix = 5\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: actix: expected a table, got 5`)
+      assert.strictEqual(e.message, `${file}:1:1: actix: expected a table, got 5`)
     }))
 
   it.effect("port out of range", () =>
@@ -564,14 +563,16 @@ describe("errors name the source, the key and the reason", () => {
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(e.file, file)
       assert.strictEqual(e.path, "actix.port")
-      assert.strictEqual(e.message, `${file}: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`)
+      assert.strictEqual(e.line, 2)
+      assert.strictEqual(e.column, 1)
+      assert.strictEqual(e.message, `${file}:2:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`)
     }))
 
   it.effect("bad enum (missed_tick is case-sensitive; prefix ws|wss)", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartoc.toml", `missed_tick = "burst"\n`)
       const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: missed_tick: expected one of "Burst", "Delay", "Skip", got "burst"`)
+      assert.strictEqual(e.message, `${file}:1:1: missed_tick: expected one of "Burst", "Delay", "Skip", got "burst"`)
       const e2 = yield* failure(Config.loadCli({ env: isolatedEnv(), flags: { bartos: { prefix: "http" } } }))
       assert.strictEqual(e2.message, `command line: bartos.prefix: expected one of "ws", "wss", got "http"`)
     }))
@@ -586,51 +587,52 @@ describe("errors name the source, the key and the reason", () => {
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(
         e.message,
-        `${file}: schedules.a.schedules.0.overlap: expected one of "allow", "forbid", "queue", got "never"`
+        `${file}:5:1: schedules.a.schedules[0].overlap: expected one of "allow", "forbid", "queue", got "never"`
       )
       const dup = writeFile(
         tmp(),
         "bartos.toml",
-        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = []\n` +
-          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = []\ntimeout = "soon"\n`
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\n` +
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = ["true"]\ntimeout = "soon"\n`
       )
       const e2 = yield* failure(Config.loadBartos({ configPath: dup, env: isolatedEnv() }))
-      assert.strictEqual(e2.path, "schedules.a.schedules.1.timeout")
+      assert.strictEqual(e2.path, "schedules.a.schedules[1].timeout")
       const dup2 = writeFile(
         tmp(),
         "bartos.toml",
-        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = []\n` +
-          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = []\n`
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\n` +
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = ["true"]\n`
       )
       const e3 = yield* failure(Config.loadBartos({ configPath: dup2, env: isolatedEnv() }))
-      assert.strictEqual(e3.message, `${dup2}: schedules.a.schedules.1.name: duplicate schedule name "x"`)
+      assert.strictEqual(e3.message, `${dup2}:6:1: schedules.a.schedules[1].name: duplicate schedule name "x"`)
       const noCmds = writeFile(tmp(), "bartos.toml", `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\n`)
       const e4 = yield* failure(Config.loadBartos({ configPath: noCmds, env: isolatedEnv() }))
-      assert.strictEqual(e4.message, `${noCmds}: schedules.a.schedules.0.cmds: missing required key`)
+      // A missing key is placed where its table starts.
+      assert.strictEqual(e4.message, `${noCmds}:1:1: schedules.a.schedules[0].cmds: missing required key`)
     }))
 
   it.effect("missing required mariadb key", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `[mariadb]\nhost = "db"\ndatabase = "barto"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: mariadb.username: missing required key`)
+      assert.strictEqual(e.message, `${file}:1:1: mariadb.username: missing required key`)
     }))
 
   it.effect("TLS table requires cert and key paths", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `[actix.tls]\ncert_file_path = "/c.pem"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: actix.tls.key_file_path: missing required key`)
+      assert.strictEqual(e.message, `${file}:1:1: actix.tls.key_file_path: missing required key`)
       const bad = writeFile(tmp(), "bartos.toml", `[actix.tls]\nip = "example.org"\ncert_file_path = "c"\nkey_file_path = "k"\n`)
       const e2 = yield* failure(Config.loadBartos({ configPath: bad, env: isolatedEnv() }))
-      assert.strictEqual(e2.message, `${bad}: actix.tls.ip: expected an IP address, got "example.org"`)
+      assert.strictEqual(e2.message, `${bad}:2:1: actix.tls.ip: expected an IP address, got "example.org"`)
     }))
 
   it.effect("client_cert without client_key", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartoc.toml", `[bartos]\nclient_cert = "/c.pem"\n`)
       const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: bartos.client_key: client_cert and client_key must be given together`)
+      assert.strictEqual(e.message, `${file}:1:1: bartos.client_key: client_cert and client_key must be given together`)
     }))
 
   it.effect("positive numbers", () =>
@@ -645,7 +647,7 @@ describe("errors name the source, the key and the reason", () => {
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `api_key = "a"\napi_key_file = "/run/secrets/api"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: api_key: both api_key and api_key_file are set; use one`)
+      assert.strictEqual(e.message, `${file}:1:1: api_key: both api_key and api_key_file are set; use one`)
       const e2 = yield* failure(
         Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__API_KEY: "a", BARTOC_BARTOS__API_KEY_FILE: "/x" }) })
       )
@@ -786,7 +788,7 @@ describe("bartoc [connection] timings", () => {
       const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(e.file, file)
       assert.strictEqual(e.path, "connection.ping_interval_secs")
-      assert.strictEqual(e.message, `${file}: connection.ping_interval_secs: expected a number > 0, got 0`)
+      assert.strictEqual(e.message, `${file}:2:1: connection.ping_interval_secs: expected a number > 0, got 0`)
       const e2 = yield* failure(
         Config.loadBartoc({ env: isolatedEnv({ BARTOC_CONNECTION__RECONNECT_MAX_SECS: "soon" }) })
       )
@@ -798,7 +800,7 @@ describe("bartoc [connection] timings", () => {
       assert.strictEqual(e3.message, `command line: connection.reconnect_base_secs: expected a number > 0, got -1`)
       const notTable = writeFile(tmp(), "bartoc.toml", `connection = 5\n`)
       const e4 = yield* failure(Config.loadBartoc({ configPath: notTable, env: isolatedEnv() }))
-      assert.strictEqual(e4.message, `${notTable}: connection: expected a table, got 5`)
+      assert.strictEqual(e4.message, `${notTable}:1:1: connection: expected a table, got 5`)
     }))
 
   it.effect("server_silence_secs must exceed ping_interval_secs", () =>
