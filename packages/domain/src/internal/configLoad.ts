@@ -188,7 +188,9 @@ export const unknownEnv = (prefix: string, shape: TableShape): Effect.Effect<Rea
     return listed
       .filter((name) => name.toUpperCase().startsWith(lead) && !knownSet.has(name.toUpperCase()))
       .map((name) => {
-        const hint = closest(name.toUpperCase(), known)
+        // Compared without the prefix, which every candidate shares.
+        const hint = closest(name.toUpperCase().slice(lead.length), known.map((k) => k.slice(lead.length)))
+          ?.replace(/^/, lead)
         return `environment ${name}: sets no configuration key, ignored${hint === undefined ? "" : ` (did you mean ${hint}?)`}`
       })
   })
@@ -213,20 +215,31 @@ const distance = (a: string, b: string): number => {
   return d[a.length]![b.length]!
 }
 
-/** The known name closest to `name`, when it is close enough to be a typo of it. */
+/**
+ * The known name closest to `name`, when it looks like a typo of it: up to a third of the name
+ * wrong (at least one edit, at most three: `timout`, `prot`, `nmae`), else a name that one is a
+ * prefix of the other's (`timeout` for `timeout_secs`, `client_ca` for `client_ca_cert`). An
+ * unrelated word is not dressed up as a typo.
+ */
 export const closest = (name: string, known: ReadonlyArray<string>): string | undefined => {
+  const lower = name.toLowerCase()
   let best: string | undefined
   let bestDistance = Infinity
   for (const candidate of known) {
-    const dist = distance(name.toLowerCase(), candidate.toLowerCase())
+    const dist = distance(lower, candidate.toLowerCase())
     if (dist < bestDistance) {
       best = candidate
       bestDistance = dist
     }
   }
-  // Up to a third of the name may be wrong (at least one edit, at most three): `timout`, `prot`,
-  // `nmae` are found, an unrelated word is not dressed up as a typo.
-  return bestDistance <= Math.min(3, Math.max(1, Math.floor(name.length / 3))) ? best : undefined
+  if (bestDistance <= Math.min(3, Math.max(1, Math.floor(name.length / 3)))) return best
+  const prefixed = known
+    .filter((candidate) => {
+      const c = candidate.toLowerCase()
+      return Math.min(c.length, lower.length) >= 4 && (c.startsWith(lower) || lower.startsWith(c))
+    })
+    .sort((a, b) => Math.abs(a.length - name.length) - Math.abs(b.length - name.length))
+  return prefixed[0]
 }
 
 /** Keys the schema does not know, anywhere in a TOML tree (inside arrays of tables too). */
