@@ -441,7 +441,13 @@ export const infoJson = (i: typeof Messages.InfoResponse.Type, zone: string) => 
   listeners: [...i.listeners],
   connectedAgents: i.connectedAgents,
   node: i.node,
-  platform: i.platform
+  platform: i.platform,
+  configReload: {
+    at: formatMicros(i.configReload.at, zone),
+    result: i.configReload.result,
+    error: i.configReload.error,
+    lastSuccessAt: formatMicros(i.configReload.lastSuccessAt, zone)
+  }
 })
 
 export const updatesJson = (r: Messages.UpdatesResult) => {
@@ -486,8 +492,28 @@ export const infoText = (style: Style, i: typeof Messages.InfoResponse.Type): Ar
     ["listeners", i.listeners.map(clean).join(", ")],
     ["connected agents", String(i.connectedAgents)],
     ["node", clean(i.node)],
-    ["platform", clean(i.platform)]
+    ["platform", clean(i.platform)],
+    ...reloadRows(style, i.configReload)
   ])
+
+/** The last config (re)load; a rejected one with each of its problems, so it is seen at a glance. */
+const reloadRows = (style: Style, r: Messages.ConfigReload): Array<readonly [string, string]> => {
+  const at = formatMicros(r.at, style.zone)
+  const since = formatMicros(r.lastSuccessAt, style.zone)
+  switch (r.result) {
+    case "loaded":
+      return [["last reload", `none (config loaded at start, ${at})`]]
+    case "applied":
+      return [["last reload", `applied at ${at}`]]
+    case "unchanged":
+      return [["last reload", `unchanged at ${at} (config in use since ${since})`]]
+    case "rejected":
+      return [
+        ["last reload", `${paint(style, "red", "REJECTED")} at ${at}; still using the config loaded at ${since}`],
+        ...(r.error ?? "").split("\n").filter((line) => line !== "").map((line) => ["reload error", clean(line)] as const)
+      ]
+  }
+}
 
 const sortedClients = (clients: ReadonlyArray<Messages.ClientRow>) =>
   [...clients].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.connectedAt - b.connectedAt))

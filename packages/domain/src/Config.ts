@@ -27,9 +27,11 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { load, readVars, unknownEnv } from "./internal/configLoad.js"
+import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import {
   Bool,
   defaultTable,
@@ -102,7 +104,26 @@ export class ConfigError extends Data.TaggedError("ConfigError")<ConfigProblem &
 }
 
 /** The key path style of every config error: `schedules.web1.schedules[2].on_calendar`. */
-export { formatKeyPath } from "./internal/tomlLocate.js"
+export { formatKeyPath, type KeyPath, type Position } from "./internal/tomlLocate.js"
+
+/**
+ * Where a key path is written in a TOML file, or the nearest table around it (for a key that is
+ * missing); undefined when the file cannot be read, or the path is not in it. For errors found
+ * after loading, such as an invalid calendar expression. The file is read at the first lookup.
+ */
+export const keyLocator = (file: string): (path: KeyPath) => Position | undefined => {
+  let locations: ReturnType<typeof locateKeys> | null | undefined
+  return (path) => {
+    if (locations === undefined) {
+      try {
+        locations = locateKeys(fs.readFileSync(file, "utf8"))
+      } catch {
+        locations = null
+      }
+    }
+    return locations?.locateNearest(path)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Default paths (reference §4.7, XDG)

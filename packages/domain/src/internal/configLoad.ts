@@ -444,17 +444,8 @@ const decodeProblems = (
     const label = origin.source.label(dotted(origin.from))
     if (origin.source !== file) return { file: label, path, reason }
     // A missing key is reported where its table is written.
-    return { file: label, path, reason, ...locateUp(file.locations, [...origin.from, ...origin.below]) }
+    return { file: label, path, reason, ...file.locations.locateNearest([...origin.from, ...origin.below] as LocatedPath) }
   })
-
-/** The position of `p` in the file, or of the nearest enclosing key that is written there. */
-const locateUp = (locations: Locations, p: ReadonlyArray<PropertyKey>) => {
-  for (let n = p.length; n > 0; n--) {
-    const at = locations.locate(p.slice(0, n) as LocatedPath)
-    if (at !== undefined) return at
-  }
-  return {}
-}
 
 const byPosition = (a: ConfigErrorFields, b: ConfigErrorFields) =>
   (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0)
@@ -509,4 +500,4 @@ export const load = <A>(input: LoadInput): Effect.Effect<A, ReadonlyArray<Config
 const locateProblem = (problem: ConfigErrorFields, file: (Source & { readonly locations: Locations }) | undefined) =>
   file === undefined || problem.line !== undefined || problem.file !== file.label("") || problem.path === ""
     ? problem
-    : { ...problem, ...locateUp(file.locations, problem.path.split(".")) }
+    : { ...problem, ...file.locations.locateNearest(problem.path.split(".")) }

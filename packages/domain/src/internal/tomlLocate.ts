@@ -135,6 +135,8 @@ const unescapeBasic = (raw: string): string =>
 /** Key path → position of its first definition. */
 export interface Locations {
   readonly locate: (path: KeyPath) => Position | undefined
+  /** The position of `path`, else of the nearest enclosing key that is written (a missing key's table). */
+  readonly locateNearest: (path: KeyPath) => Position | undefined
 }
 
 export const locateKeys = (text: string): Locations => {
@@ -249,10 +251,18 @@ export const locateKeys = (text: string): Locations => {
     }
     return { line: lo + 1, column: offset - lineStarts[lo]! + 1 }
   }
+  const locate = (path: KeyPath) => {
+    const at = found.get(id(path))
+    return at === undefined ? undefined : positionOf(at)
+  }
   return {
-    locate: (path) => {
-      const at = found.get(id(path))
-      return at === undefined ? undefined : positionOf(at)
+    locate,
+    locateNearest: (path) => {
+      for (let n = path.length; n > 0; n--) {
+        const at = locate(path.slice(0, n))
+        if (at !== undefined) return at
+      }
+      return undefined
     }
   }
 }
