@@ -278,20 +278,12 @@ export const instantOfWall = (wall: Wall, zone: string): number => {
 }
 
 const p2 = (n: number) => String(n).padStart(2, "0")
-const p4 = (n: number) => String(n).padStart(4, "0")
 
 /** RFC 3339 of an instant in microseconds; `.ffffff` only when not a whole second. */
 export const formatMicros = (micros: number, zone: string = "UTC"): string => {
   const secs = Math.floor(micros / 1_000_000)
   const frac = micros - secs * 1_000_000
-  const ms = secs * 1000
-  const offset = zoneOffsetMinutes(ms, zone)
-  const w = wallOf(ms, zone)
-  const fraction = frac === 0 ? "" : `.${String(frac).padStart(6, "0")}`
-  const suffix = zone === "UTC"
-    ? "Z"
-    : `${offset < 0 ? "-" : "+"}${p2(Math.floor(Math.abs(offset) / 60))}:${p2(Math.abs(offset) % 60)}`
-  return `${p4(w.year)}-${p2(w.month)}-${p2(w.day)}T${p2(w.hour)}:${p2(w.minute)}:${p2(w.second)}${fraction}${suffix}`
+  return Zone.formatRfc3339(secs, zone, frac === 0 ? "" : `.${String(frac).padStart(6, "0")}`)
 }
 
 /** RFC 3339 of an instant in epoch milliseconds. */
