@@ -460,11 +460,15 @@ export const load = <A>(input: LoadInput): Effect.Effect<A, ReadonlyArray<Config
     const shape = shapeOf(input.schema)
     const env = yield* readEnv(input.envPrefix, shape)
     const toml = input.configFile === undefined ? undefined : yield* readToml(input.configFile, input.explicitFile)
+    let located: Locations | undefined
     const file = toml === undefined || input.configFile === undefined ? undefined : {
       label: () => input.configFile,
       baseDir: path.dirname(path.resolve(input.configFile)),
       tree: toml.tree,
-      locations: locateKeys(toml.text)
+      // Only a problem needs positions: the scan runs at the first lookup.
+      get locations() {
+        return (located ??= locateKeys(toml.text))
+      }
     }
     const flags: Source | undefined = input.flags === undefined
       ? undefined
