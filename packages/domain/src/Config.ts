@@ -30,7 +30,7 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { load, readVars, unknownEnv } from "./internal/configLoad.js"
+import { type ConfigErrorFields, load, readVars, unknownEnv } from "./internal/configLoad.js"
 import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import {
   Bool,
@@ -69,13 +69,7 @@ export { parseDurationSecs } from "./internal/configSchema.js"
  * holds it), empty for whole-file problems; `line`/`column` (1-based) say where in the TOML file
  * the key is written, or where a syntax error is.
  */
-export interface ConfigProblem {
-  readonly file: string | undefined
-  readonly path: string
-  readonly reason: string
-  readonly line?: number
-  readonly column?: number
-}
+export type ConfigProblem = ConfigErrorFields
 
 /** `bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)` */
 export const formatProblem = (p: ConfigProblem): string => {

@@ -41,6 +41,7 @@ import type { Shape, TableShape } from "./configSchema.js"
 import { shapeOf } from "./configSchema.js"
 import { formatKeyPath, type KeyPath as LocatedPath, locateKeys, type Locations } from "./tomlLocate.js"
 
+/** One problem (`Config.ConfigProblem`, documented there). */
 export interface ConfigErrorFields {
   readonly file: string | undefined
   readonly path: string
@@ -221,7 +222,7 @@ const distance = (a: string, b: string): number => {
  * prefix of the other's (`timeout` for `timeout_secs`, `client_ca` for `client_ca_cert`). An
  * unrelated word is not dressed up as a typo.
  */
-export const closest = (name: string, known: ReadonlyArray<string>): string | undefined => {
+const closest = (name: string, known: ReadonlyArray<string>): string | undefined => {
   const lower = name.toLowerCase()
   let best: string | undefined
   let bestDistance = Infinity
@@ -242,9 +243,17 @@ export const closest = (name: string, known: ReadonlyArray<string>): string | un
   return prefixed[0]
 }
 
+interface UnknownKey {
+  /** The table that holds the key. */
+  readonly table: LocatedPath
+  readonly key: string
+  /** The closest known key of that table, when the unknown one looks like a typo of it. */
+  readonly hint: string | undefined
+}
+
 /** Keys the schema does not know, anywhere in a TOML tree (inside arrays of tables too). */
-export const unknownKeys = (shape: TableShape, tree: Obj): Array<{ readonly table: LocatedPath; readonly key: string; readonly hint: string | undefined; readonly known: ReadonlyArray<string> }> => {
-  const found: Array<{ table: LocatedPath; key: string; hint: string | undefined; known: ReadonlyArray<string> }> = []
+const unknownKeys = (shape: TableShape, tree: Obj): Array<UnknownKey> => {
+  const found: Array<UnknownKey> = []
   const walk = (s: Shape, value: unknown, at: LocatedPath) => {
     if (s._tag === "Table") {
       if (!isObj(value)) return
@@ -254,7 +263,7 @@ export const unknownKeys = (shape: TableShape, tree: Obj): Array<{ readonly tabl
       for (const [key, v] of Object.entries(value)) {
         const field = fields.get(key)
         if (field !== undefined) walk(field, v, [...at, key])
-        else if (!knownSet.has(key)) found.push({ table: at, key, hint: closest(key, known), known })
+        else if (!knownSet.has(key)) found.push({ table: at, key, hint: closest(key, known) })
       }
     } else if (s._tag === "Record") {
       if (isObj(value)) for (const [key, v] of Object.entries(value)) walk(s.value, v, [...at, key])
