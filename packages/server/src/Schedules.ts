@@ -107,7 +107,10 @@ type Trigger = "sighup" | "file"
 // At WARN, and on stderr too: bartos keeps running on the old table, and the operator who edited
 // the file must see that the edit did not take, not only whoever reads the log file.
 const logLoadError = (e: ScheduleLoadError) =>
-  Effect.forEach(e.problems, (p) => Effect.logWarning(`schedule reload rejected, keeping the current table: ${Config.formatProblem(p)}`)).pipe(
+  Effect.forEach(
+    e.problems,
+    (p) => Effect.logWarning(`schedule reload rejected, keeping the current table: ${Config.formatProblem(p)}`)
+  ).pipe(
     Effect.annotateLogs({ file: e.file ?? "", key: e.path }),
     Logging.toStderr
   )
@@ -124,26 +127,26 @@ export const make = (
     const state = yield* SubscriptionRef.make<State>({ base, paused, view: ScheduleTable.applyPaused(base, paused) })
     const lock = yield* Effect.makeSemaphore(1)
     const startedAt = Micros.make((yield* Clock.currentTimeMillis) * 1000)
-    const lastReload = yield* Ref.make<ReloadState>({
-      at: startedAt,
-      result: "loaded",
-      error: undefined,
-      lastSuccessAt: startedAt
-    })
+    const initial: ReloadState = { at: startedAt, result: "loaded", error: undefined, lastSuccessAt: startedAt }
+    const lastReload = yield* Ref.make(initial)
+    const publish = (s: ReloadState) =>
+      Effect.zipRight(
+        metrics.set("bartos_config_last_reload_successful", s.result === "rejected" ? 0 : 1),
+        metrics.set("bartos_config_last_reload_success_timestamp_seconds", Math.floor(s.lastSuccessAt / 1_000_000))
+      )
+    yield* publish(initial)
     const recordReload = (result: ReloadState["result"], error?: string) =>
       Effect.gen(function*() {
         const at = Micros.make((yield* Clock.currentTimeMillis) * 1000)
-        const updated = yield* Ref.updateAndGet(lastReload, (previous) => ({
-          at,
-          result,
-          error,
-          lastSuccessAt: result === "rejected" ? previous.lastSuccessAt : at
-        }))
-        yield* metrics.set("bartos_config_last_reload_successful", result === "rejected" ? 0 : 1)
-        yield* metrics.set("bartos_config_last_reload_success_timestamp_seconds", Math.floor(updated.lastSuccessAt / 1_000_000))
+        yield* publish(
+          yield* Ref.updateAndGet(lastReload, (previous) => ({
+            at,
+            result,
+            error,
+            lastSuccessAt: result === "rejected" ? previous.lastSuccessAt : at
+          }))
+        )
       })
-    yield* metrics.set("bartos_config_last_reload_successful", 1)
-    yield* metrics.set("bartos_config_last_reload_success_timestamp_seconds", Math.floor(startedAt / 1_000_000))
 
     const push = (agents: ReadonlyArray<string>) =>
       Effect.gen(function*() {
