@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Argv from "./internal/argv.js"
+import * as CheckConfig from "./internal/checkConfig.js"
 import * as Main from "./Main.js"
 import { AGENT_VERSION } from "./SystemInfo.js"
 
@@ -48,17 +49,26 @@ const statePath = Options.text("redb-absolute-path").pipe(
   Options.optional
 )
 
+const checkConfig = Options.boolean("check-config").pipe(
+  Options.withDescription(
+    "Validate the configuration (file, BARTOC_* environment, TLS files, server key) and print a summary " +
+      "(name, bartos URL, state path, timings) without starting: no connection, no state file opened or created. " +
+      "Exit 0 if valid, 1 with every problem on stderr if not"
+  )
+)
+
 class Failed {
+  readonly _tag = "Failed"
   constructor(readonly message: string) {}
 }
 
 const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
   Command.make(
     "bartoc",
-    { verbose, quiet, enableStdOutput, configPath, tracingPath, statePath },
+    { verbose, quiet, enableStdOutput, configPath, tracingPath, statePath, checkConfig },
     (flags) =>
       Effect.gen(function*() {
-        const config = yield* Config.loadBartoc({
+        const loadOptions: Config.LoadOptions = {
           configPath: Option.getOrUndefined(flags.configPath),
           // as a map, so BARTOC_* names match case-insensitively (fromEnv needs exact upper case)
           env: process.env,
@@ -68,7 +78,27 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
             enable_std_output: flags.enableStdOutput ? true : undefined,
             state_path: Option.getOrUndefined(flags.statePath)
           }
-        })
+        }
+        if (flags.checkConfig) {
+          const defaults = Config.defaultPaths("bartoc")
+          const result = yield* CheckConfig.check({
+            loadOptions,
+            configFile: Option.getOrElse(flags.configPath, () => defaults.configFile),
+            logFile: Option.getOrElse(flags.tracingPath, () => defaults.logFile)
+          })
+          yield* Effect.forEach(result.warnings, (w) => Console.error(`bartoc: warning: ${w}`))
+          yield* Effect.forEach(result.summary, (line) => Console.log(line))
+          if (result.errors.length === 0) return
+          return yield* Effect.fail(new Failed(result.errors.join("\nbartoc: ")))
+        }
+        // A stray BARTOC_* variable is a warning (the environment is shared), on stderr at start;
+        // it comes before the config's own errors, since it may be why a key lacks the value meant.
+        const strayEnv = yield* Config.unknownEnvironment("bartoc", loadOptions)
+        const config = yield* Config.loadBartoc(loadOptions).pipe(
+          Effect.mapError((e) =>
+            new Failed([...strayEnv.map((w) => `warning: ${w}`), ...e.problems.map(Config.formatProblem)].join("\nbartoc: "))
+          )
+        )
         const logging = Logging.layer({
           program: "bartoc",
           verbose: config.verbose,
@@ -76,10 +106,13 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
           enableStdOutput: config.enable_std_output,
           logFile: Option.getOrUndefined(flags.tracingPath)
         })
-        return yield* Main.program(config).pipe(Effect.provide(logging))
+        return yield* Effect.forEach(strayEnv, (w) => Effect.logWarning(w)).pipe(
+          Logging.toStderr,
+          Effect.zipRight(Main.program(config)),
+          Effect.provide(logging)
+        )
       }).pipe(
         Effect.catchTags({
-          ConfigError: (e) => Effect.fail(new Failed(e.message)),
           ConnectionError: (e) => Effect.fail(new Failed(e.message)),
           LogFileError: (e) => Effect.fail(new Failed(e.message)),
           OutboxError: (e) => Effect.fail(new Failed(e.message))

@@ -35,7 +35,11 @@ const tempDir = (): Effect.Effect<string, never, Scope.Scope> =>
   )
 
 /** Spawns bartoc with a clean environment (no BARTOC_* leaking in, XDG dirs under `home`). */
-const bartoc = (home: string, args: ReadonlyArray<string>): Effect.Effect<Proc, never, Scope.Scope> =>
+const bartoc = (
+  home: string,
+  args: ReadonlyArray<string>,
+  extraEnv: Record<string, string> = {}
+): Effect.Effect<Proc, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const child = spawn(process.execPath, [BIN, ...args], {
@@ -44,7 +48,8 @@ const bartoc = (home: string, args: ReadonlyArray<string>): Effect.Effect<Proc, 
           HOME: home,
           XDG_CONFIG_HOME: path.join(home, "config"),
           XDG_DATA_HOME: path.join(home, "data"),
-          SHELL: "/bin/sh"
+          SHELL: "/bin/sh",
+          ...extraEnv
         },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -138,8 +143,26 @@ describe("bartoc program", () => {
       const proc = yield* bartoc(dir, ["-c", config])
       const exit = yield* proc.waitExit
       assert.strictEqual(exit.code, 1)
-      assert.match(proc.stderr, new RegExp(`^bartoc: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: bartos\\.port: `, "m"))
+      assert.match(proc.stderr, new RegExp(`^bartoc: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3:1: bartos\\.port: `, "m"))
       assert.notInclude(proc.stdout, "starting")
+    }), PROCESS_TEST_TIMEOUT)
+
+  it.scopedLive("a BARTOC_* variable that sets no key: a warning on stderr naming it, and bartoc starts", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      const dir = yield* tempDir()
+      const config = writeConfig(dir, `name = "prog-agent"\n[bartos]\nhost = "127.0.0.1"\nport = ${server.port}\n`)
+      const proc = yield* bartoc(dir, ["-c", config, "-r", path.join(dir, "s.db")], {
+        BARTOC_BARTOS_PORT: "1",
+        BARTOC_CATCH_UP_LIMIT: "3"
+      })
+      yield* proc.waitOutput((p) => p.stdout.includes("starting"), "the start line")
+      yield* proc.waitOutput((p) => / WARN environment BARTOC_BARTOS_PORT: /.test(p.stderr), "the warning")
+      assert.include(proc.stderr, "sets no configuration key, ignored (did you mean BARTOC_BARTOS__PORT?)")
+      assert.notInclude(proc.stderr, "CATCH_UP_LIMIT")
+      yield* (yield* server.connection(1)).waitFor(FakeBartos.isTag("AgentHello"))
+      proc.child.kill("SIGTERM")
+      assert.strictEqual((yield* proc.waitExit).code, 0)
     }), PROCESS_TEST_TIMEOUT)
 
   it.scopedLive("an unreachable bartos with retry_count = 2 exits 1 after two attempts", () =>

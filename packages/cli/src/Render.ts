@@ -278,20 +278,12 @@ export const instantOfWall = (wall: Wall, zone: string): number => {
 }
 
 const p2 = (n: number) => String(n).padStart(2, "0")
-const p4 = (n: number) => String(n).padStart(4, "0")
 
 /** RFC 3339 of an instant in microseconds; `.ffffff` only when not a whole second. */
 export const formatMicros = (micros: number, zone: string = "UTC"): string => {
   const secs = Math.floor(micros / 1_000_000)
   const frac = micros - secs * 1_000_000
-  const ms = secs * 1000
-  const offset = zoneOffsetMinutes(ms, zone)
-  const w = wallOf(ms, zone)
-  const fraction = frac === 0 ? "" : `.${String(frac).padStart(6, "0")}`
-  const suffix = zone === "UTC"
-    ? "Z"
-    : `${offset < 0 ? "-" : "+"}${p2(Math.floor(Math.abs(offset) / 60))}:${p2(Math.abs(offset) % 60)}`
-  return `${p4(w.year)}-${p2(w.month)}-${p2(w.day)}T${p2(w.hour)}:${p2(w.minute)}:${p2(w.second)}${fraction}${suffix}`
+  return Zone.formatRfc3339(secs, zone, frac === 0 ? "" : `.${String(frac).padStart(6, "0")}`)
 }
 
 /** RFC 3339 of an instant in epoch milliseconds. */
@@ -441,7 +433,13 @@ export const infoJson = (i: typeof Messages.InfoResponse.Type, zone: string) => 
   listeners: [...i.listeners],
   connectedAgents: i.connectedAgents,
   node: i.node,
-  platform: i.platform
+  platform: i.platform,
+  configReload: {
+    at: formatMicros(i.configReload.at, zone),
+    result: i.configReload.result,
+    error: i.configReload.error,
+    lastSuccessAt: formatMicros(i.configReload.lastSuccessAt, zone)
+  }
 })
 
 export const updatesJson = (r: Messages.UpdatesResult) => {
@@ -486,8 +484,28 @@ export const infoText = (style: Style, i: typeof Messages.InfoResponse.Type): Ar
     ["listeners", i.listeners.map(clean).join(", ")],
     ["connected agents", String(i.connectedAgents)],
     ["node", clean(i.node)],
-    ["platform", clean(i.platform)]
+    ["platform", clean(i.platform)],
+    ...reloadRows(style, i.configReload)
   ])
+
+/** The last config (re)load; a rejected one with each of its problems, so it is seen at a glance. */
+const reloadRows = (style: Style, r: Messages.ConfigReload): Array<readonly [string, string]> => {
+  const at = formatMicros(r.at, style.zone)
+  const since = formatMicros(r.lastSuccessAt, style.zone)
+  switch (r.result) {
+    case "loaded":
+      return [["last reload", `none (config loaded at start, ${at})`]]
+    case "applied":
+      return [["last reload", `applied at ${at}`]]
+    case "unchanged":
+      return [["last reload", `unchanged at ${at} (config in use since ${since})`]]
+    case "rejected":
+      return [
+        ["last reload", `${paint(style, "red", "REJECTED")} at ${at}; still using the config loaded at ${since}`],
+        ...(r.error ?? "").split("\n").filter((line) => line !== "").map((line) => ["reload error", clean(line)] as const)
+      ]
+  }
+}
 
 const sortedClients = (clients: ReadonlyArray<Messages.ClientRow>) =>
   [...clients].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.connectedAt - b.connectedAt))

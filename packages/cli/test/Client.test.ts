@@ -25,7 +25,14 @@ const canned = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> |
         listeners: ["ws://127.0.0.1:20000"],
         connectedAgents: 2,
         node: "v20.20.2",
-        platform: "linux x64"
+        platform: "linux x64",
+        configReload: {
+          at: M(T0 + 3_600_000_000),
+          result: "rejected",
+          error: "/etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)\n" +
+            "/etc/bartos.toml:50:1: schedules.db.schedules[0].timezone: unknown IANA time zone 'Mars/Olympus'",
+          lastSuccessAt: M(T0)
+        }
       }]
     case "ClientsRequest":
       return [{ _tag: "ClientsResponse", id, clients: [clientRow("zeta", null), clientRow("host", "1.2.3")] }]
@@ -209,6 +216,9 @@ describe("commands: request shape and rendering", () => {
           "connected agents: 2",
           "            node: v20.20.2",
           "        platform: linux x64",
+          "     last reload: REJECTED at 2026-01-01T01:00:00Z; still using the config loaded at 2026-01-01T00:00:00Z",
+          "    reload error: /etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)",
+          "    reload error: /etc/bartos.toml:50:1: schedules.db.schedules[0].timezone: unknown IANA time zone 'Mars/Olympus'",
           ""
         ].join("\n")
       )
@@ -223,7 +233,14 @@ describe("commands: request shape and rendering", () => {
         listeners: ["ws://127.0.0.1:20000"],
         connectedAgents: 2,
         node: "v20.20.2",
-        platform: "linux x64"
+        platform: "linux x64",
+        configReload: {
+          at: "2026-01-01T01:00:00Z",
+          result: "rejected",
+          error: "/etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)\n" +
+            "/etc/bartos.toml:50:1: schedules.db.schedules[0].timezone: unknown IANA time zone 'Mars/Olympus'",
+          lastSuccessAt: "2026-01-01T00:00:00Z"
+        }
       })
     }))
 

@@ -27,9 +27,11 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { load, readVars } from "./internal/configLoad.js"
+import { type ConfigErrorFields, load, readVars, unknownEnv } from "./internal/configLoad.js"
+import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import {
   Bool,
   defaultTable,
@@ -44,6 +46,7 @@ import {
   PositiveInt,
   PositiveNumber,
   Secret,
+  shapeOf,
   StringArray,
   table,
   tableOf,
@@ -60,25 +63,59 @@ export { parseDurationSecs } from "./internal/configSchema.js"
 // ---------------------------------------------------------------------------------------------
 
 /**
- * A configuration problem. `file` names where the bad value came from: the TOML file path,
+ * One configuration problem. `file` names where the bad value came from: the TOML file path,
  * `environment BARTOS_ACTIX__PORT`, `command line`, or undefined (defaults). `path` is the key
- * path (`actix.port`), empty for whole-file problems; `line`/`column` are set for TOML syntax
- * errors.
+ * path (`actix.port`, `schedules.web1.schedules[2].timeout`; for an unknown key, the table that
+ * holds it), empty for whole-file problems; `line`/`column` (1-based) say where in the TOML file
+ * the key is written, or where a syntax error is.
  */
-export class ConfigError extends Data.TaggedError("ConfigError")<{
-  readonly file: string | undefined
-  readonly path: string
-  readonly reason: string
-  readonly line?: number
-  readonly column?: number
+export type ConfigProblem = ConfigErrorFields
+
+/** `bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)` */
+export const formatProblem = (p: ConfigProblem): string => {
+  const where = p.file === undefined
+    ? ""
+    : p.line !== undefined
+    ? `${p.file}:${p.line}:${p.column ?? 0}: `
+    : `${p.file}: `
+  return `${where}${p.path === "" ? "" : `${p.path}: `}${p.reason}`
+}
+
+/**
+ * A configuration that cannot be used: every problem found (at least one), in file order. The
+ * first problem's fields are also the error's own, and `message` has one line per problem.
+ */
+export class ConfigError extends Data.TaggedError("ConfigError")<ConfigProblem & {
+  readonly problems: ReadonlyArray<ConfigProblem>
 }> {
+  static of(problems: ReadonlyArray<ConfigProblem>): ConfigError {
+    const first = problems[0] ?? { file: undefined, path: "", reason: "invalid configuration" }
+    return new ConfigError({ ...first, problems: problems.length > 0 ? problems : [first] })
+  }
   override get message(): string {
-    const where = this.file === undefined
-      ? ""
-      : this.line !== undefined
-      ? `${this.file}:${this.line}:${this.column ?? 0}: `
-      : `${this.file}: `
-    return `${where}${this.path === "" ? "" : `${this.path}: `}${this.reason}`
+    return this.problems.map(formatProblem).join("\n")
+  }
+}
+
+/** The key path style of every config error: `schedules.web1.schedules[2].on_calendar`. */
+export { formatKeyPath, type KeyPath, type Position } from "./internal/tomlLocate.js"
+
+/**
+ * Where a key path is written in a TOML file, or the nearest table around it (for a key that is
+ * missing); undefined when the file cannot be read, or the path is not in it. For errors found
+ * after loading, such as an invalid calendar expression. The file is read at the first lookup.
+ */
+export const keyLocator = (file: string): (path: KeyPath) => Position | undefined => {
+  let locations: ReturnType<typeof locateKeys> | null | undefined
+  return (path) => {
+    if (locations === undefined) {
+      try {
+        locations = locateKeys(fs.readFileSync(file, "utf8"))
+      } catch {
+        locations = null
+      }
+    }
+    return locations?.locateNearest(path)
   }
 }
 
@@ -183,7 +220,8 @@ export type MariaDb = typeof MariaDb.Type
 export const ScheduleEntry = table({
   name: NonEmptyText,
   on_calendar: NonEmptyText,
-  cmds: StringArray,
+  // A schedule with nothing to run would record empty successes forever.
+  cmds: StringArray.pipe(Schema.filter((cmds) => cmds.length > 0 || "expected at least one command, got an empty array")),
   timezone: opt(NonEmptyText),
   /** Seconds; TOML may say `"90s"`, `"5m"`, `"1h"`. */
   timeout: opt(DurationSecs),
@@ -365,6 +403,20 @@ const envProvider = (env: Record<string, string | undefined>): ConfigProvider.Co
     new Map(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined))
   )
 
+/**
+ * The environment variables with the program's prefix (`BARTOS_`, `BARTOC_`, `BARTO_CLI_`) that
+ * set no key, one warning each (`environment BARTOS_ACTIX_PORT: sets no configuration key,
+ * ignored (did you mean BARTOS_ACTIX__PORT?)`). Read from `env`, else the ambient provider.
+ */
+export const unknownEnvironment = (
+  program: Program,
+  options?: Pick<LoadOptions, "env">
+): Effect.Effect<ReadonlyArray<string>> => {
+  const schema = program === "bartos" ? BartosConfig : program === "bartoc" ? BartocConfig : CliConfig
+  const found = unknownEnv(ENV_PREFIX[program], shapeOf(schema))
+  return options?.env === undefined ? found : Effect.withConfigProvider(found, envProvider(options.env))
+}
+
 const loadProgram = <A>(
   program: Program,
   schema: Schema.Schema<A, any, never>,
@@ -385,7 +437,7 @@ const loadProgram = <A>(
       flags: options?.flags,
       home: homeOf(vars)
     })
-  }).pipe(Effect.mapError((fields) => new ConfigError(fields)))
+  }).pipe(Effect.mapError((problems) => ConfigError.of(Array.isArray(problems) ? problems : [problems])))
   return options?.env === undefined ? loaded : Effect.withConfigProvider(loaded, envProvider(options.env))
 }
 

@@ -2,7 +2,8 @@
  * The logger of the three programs.
  *
  * One line per entry — `2025-10-20T12:34:56.500Z INFO message key=value …` (UTC) — appended to a
- * log file and, with `-e`, written to **stderr** (stdout belongs to program output: tables, JSON).
+ * log file and, with `-e` or inside `toStderr`, written to **stderr** (stdout belongs to program
+ * output: tables, JSON).
  * The level comes from `-v`/`-q`: INFO by default, `-v` DEBUG, `-vv` TRACE, `-q` WARN, `-qq`
  * ERROR. Secrets are `Redacted` and print as `<redacted>`.
  *
@@ -13,6 +14,7 @@ import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as HashMap from "effect/HashMap"
 import * as HashSet from "effect/HashSet"
 import * as Inspectable from "effect/Inspectable"
@@ -47,6 +49,17 @@ export interface Options {
   /** Where "stderr" lines go (tests); defaults to `process.stderr`. */
   readonly stderr?: { readonly write: (text: string) => unknown } | undefined
 }
+
+/**
+ * Set by `toStderr`: the entries it covers reach stderr even without `-e`. For what an operator
+ * at the terminal must see although it is no start-up failure (a rejected hot reload), so that it
+ * is not only in a log file nobody reads.
+ */
+const AlsoStderr: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake(false)
+
+/** Logs written by `effect` also go to stderr (once, with or without `-e`). */
+export const toStderr = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, AlsoStderr, true)
 
 /** INFO by default; each `-v` one step more verbose, each `-q` one step quieter. */
 export const levelFor = (verbose = 0, quiet = 0): LogLevel.LogLevel => {
@@ -109,7 +122,7 @@ export const layer = (options: Options): Layer.Layer<never, LogFileError> =>
       ? undefined
       : options.logFile ?? defaultPaths(options.program).logFile
     const fd = file === undefined ? undefined : yield* openLogFile(file)
-    const stderr = options.enableStdOutput === true ? options.stderr ?? process.stderr : undefined
+    const stderr = options.stderr ?? process.stderr
     const logger = Logger.make((entry) => {
       const line = formatLine(entry)
       if (fd !== undefined) {
@@ -119,7 +132,7 @@ export const layer = (options: Options): Layer.Layer<never, LogFileError> =>
           // A full disk must not take the program down; stderr still gets the line if enabled.
         }
       }
-      stderr?.write(line)
+      if (options.enableStdOutput === true || FiberRefs.getOrDefault(entry.context, AlsoStderr)) stderr.write(line)
     })
     yield* Effect.locallyScopedWith(
       FiberRef.currentLoggers,

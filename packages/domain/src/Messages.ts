@@ -510,6 +510,17 @@ export type UpdatesResult = typeof UpdatesResult.Type
 const Res = <Tag extends string, F extends Schema.Struct.Fields>(tag: Tag, fields: F) =>
   Schema.TaggedStruct(tag, { id: Schema.Int, ...fields })
 
+/** The last load of bartos' configuration; its start is the first (`bartos_config_last_reload_*` on /metrics). */
+export const ConfigReload = Schema.Struct({
+  at: Micros,
+  result: Schema.Literal("loaded", "applied", "unchanged", "rejected"),
+  /** A rejected reload's problems, one per line (file:line:column: key: reason); null otherwise. */
+  error: Schema.NullOr(Schema.String),
+  /** The last accepted load: the schedule table in use comes from it. */
+  lastSuccessAt: Micros
+})
+export type ConfigReload = typeof ConfigReload.Type
+
 export const InfoResponse = Res("InfoResponse", {
   version: Schema.String,
   protocol: Schema.Int,
@@ -521,7 +532,8 @@ export const InfoResponse = Res("InfoResponse", {
   listeners: Schema.Array(Schema.String),
   connectedAgents: Schema.Int,
   node: Schema.String,
-  platform: Schema.String
+  platform: Schema.String,
+  configReload: ConfigReload
 })
 export const ClientsResponse = Res("ClientsResponse", { clients: Schema.Array(ClientRow) })
 export const ListCommandsResponse = Res("ListCommandsResponse", { commands: Schema.Array(Schema.String) })

@@ -127,7 +127,6 @@ hmac_key = "test-shared-secret"
 api_key = "api"
 admin_key = "admin"
 allow_plaintext = true
-unknown_key_is_ignored = 1
 
 [actix]
 workers = 4
@@ -167,7 +166,7 @@ on_failure = "stop"
 [[schedules.host1.schedules]]
 name = "quick"
 on_calendar = "*-*-* *:*:0/5"
-cmds = []
+cmds = ["true"]
 timeout = 90
 
 [schedules.host2]
@@ -203,7 +202,7 @@ timeout = 90
           overlap: "forbid",
           on_failure: "stop"
         },
-        { name: "quick", on_calendar: "*-*-* *:*:0/5", cmds: [], timeout: 90, overlap: "allow", on_failure: "continue" }
+        { name: "quick", on_calendar: "*-*-* *:*:0/5", cmds: ["true"], timeout: 90, overlap: "allow", on_failure: "continue" }
       ])
       assert.deepStrictEqual(c.schedules.host2, { schedules: [] })
     }))
@@ -548,14 +547,14 @@ describe("errors name the source, the key and the reason", () => {
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `allow_plaintext = "maybe"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: allow_plaintext: expected true or false, got "maybe"`)
+      assert.strictEqual(e.message, `${file}:1:1: allow_plaintext: expected true or false, got "maybe"`)
     }))
 
   it.effect("a table given as a scalar", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `actix = 5\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: actix: expected a table, got 5`)
+      assert.strictEqual(e.message, `${file}:1:1: actix: expected a table, got 5`)
     }))
 
   it.effect("port out of range", () =>
@@ -564,14 +563,16 @@ describe("errors name the source, the key and the reason", () => {
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(e.file, file)
       assert.strictEqual(e.path, "actix.port")
-      assert.strictEqual(e.message, `${file}: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`)
+      assert.strictEqual(e.line, 2)
+      assert.strictEqual(e.column, 1)
+      assert.strictEqual(e.message, `${file}:2:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`)
     }))
 
   it.effect("bad enum (missed_tick is case-sensitive; prefix ws|wss)", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartoc.toml", `missed_tick = "burst"\n`)
       const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: missed_tick: expected one of "Burst", "Delay", "Skip", got "burst"`)
+      assert.strictEqual(e.message, `${file}:1:1: missed_tick: expected one of "Burst", "Delay", "Skip", got "burst"`)
       const e2 = yield* failure(Config.loadCli({ env: isolatedEnv(), flags: { bartos: { prefix: "http" } } }))
       assert.strictEqual(e2.message, `command line: bartos.prefix: expected one of "ws", "wss", got "http"`)
     }))
@@ -586,51 +587,52 @@ describe("errors name the source, the key and the reason", () => {
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(
         e.message,
-        `${file}: schedules.a.schedules.0.overlap: expected one of "allow", "forbid", "queue", got "never"`
+        `${file}:5:1: schedules.a.schedules[0].overlap: expected one of "allow", "forbid", "queue", got "never"`
       )
       const dup = writeFile(
         tmp(),
         "bartos.toml",
-        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = []\n` +
-          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = []\ntimeout = "soon"\n`
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\n` +
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = ["true"]\ntimeout = "soon"\n`
       )
       const e2 = yield* failure(Config.loadBartos({ configPath: dup, env: isolatedEnv() }))
-      assert.strictEqual(e2.path, "schedules.a.schedules.1.timeout")
+      assert.strictEqual(e2.path, "schedules.a.schedules[1].timeout")
       const dup2 = writeFile(
         tmp(),
         "bartos.toml",
-        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = []\n` +
-          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = []\n`
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\n` +
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "hourly"\ncmds = ["true"]\n`
       )
       const e3 = yield* failure(Config.loadBartos({ configPath: dup2, env: isolatedEnv() }))
-      assert.strictEqual(e3.message, `${dup2}: schedules.a.schedules.1.name: duplicate schedule name "x"`)
+      assert.strictEqual(e3.message, `${dup2}:6:1: schedules.a.schedules[1].name: duplicate schedule name "x"`)
       const noCmds = writeFile(tmp(), "bartos.toml", `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\n`)
       const e4 = yield* failure(Config.loadBartos({ configPath: noCmds, env: isolatedEnv() }))
-      assert.strictEqual(e4.message, `${noCmds}: schedules.a.schedules.0.cmds: missing required key`)
+      // A missing key is placed where its table starts.
+      assert.strictEqual(e4.message, `${noCmds}:1:1: schedules.a.schedules[0].cmds: missing required key`)
     }))
 
   it.effect("missing required mariadb key", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `[mariadb]\nhost = "db"\ndatabase = "barto"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: mariadb.username: missing required key`)
+      assert.strictEqual(e.message, `${file}:1:1: mariadb.username: missing required key`)
     }))
 
   it.effect("TLS table requires cert and key paths", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `[actix.tls]\ncert_file_path = "/c.pem"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: actix.tls.key_file_path: missing required key`)
+      assert.strictEqual(e.message, `${file}:1:1: actix.tls.key_file_path: missing required key`)
       const bad = writeFile(tmp(), "bartos.toml", `[actix.tls]\nip = "example.org"\ncert_file_path = "c"\nkey_file_path = "k"\n`)
       const e2 = yield* failure(Config.loadBartos({ configPath: bad, env: isolatedEnv() }))
-      assert.strictEqual(e2.message, `${bad}: actix.tls.ip: expected an IP address, got "example.org"`)
+      assert.strictEqual(e2.message, `${bad}:2:1: actix.tls.ip: expected an IP address, got "example.org"`)
     }))
 
   it.effect("client_cert without client_key", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartoc.toml", `[bartos]\nclient_cert = "/c.pem"\n`)
       const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: bartos.client_key: client_cert and client_key must be given together`)
+      assert.strictEqual(e.message, `${file}:1:1: bartos.client_key: client_cert and client_key must be given together`)
     }))
 
   it.effect("positive numbers", () =>
@@ -645,7 +647,7 @@ describe("errors name the source, the key and the reason", () => {
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `api_key = "a"\napi_key_file = "/run/secrets/api"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-      assert.strictEqual(e.message, `${file}: api_key: both api_key and api_key_file are set; use one`)
+      assert.strictEqual(e.message, `${file}:1:1: api_key: both api_key and api_key_file are set; use one`)
       const e2 = yield* failure(
         Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__API_KEY: "a", BARTOC_BARTOS__API_KEY_FILE: "/x" }) })
       )
@@ -741,6 +743,220 @@ describe("example configs", () => {
     }))
 })
 
+describe("every config file in the repository loads under the strict loader", () => {
+  const root = new URL("../../../", import.meta.url).pathname
+  const SKIP = new Set(["node_modules", ".git", ".barto"])
+  const tomlFiles = (dir: string): Array<string> =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+      SKIP.has(entry.name)
+        ? []
+        : entry.isDirectory()
+        ? tomlFiles(path.join(dir, entry.name))
+        : entry.name.endsWith(".toml")
+        ? [path.join(dir, entry.name)]
+        : []
+    )
+  const programOf = (file: string): Config.Program | undefined => {
+    const base = path.basename(file)
+    return base.startsWith("barto-cli") ? "barto-cli" : base.startsWith("bartoc") ? "bartoc" : base.startsWith("bartos") ? "bartos" : undefined
+  }
+  const loaders: Record<Config.Program, (o: Config.LoadOptions) => Effect.Effect<unknown, Config.ConfigError>> = {
+    bartos: Config.loadBartos,
+    bartoc: Config.loadBartoc,
+    "barto-cli": Config.loadCli
+  }
+  const prefixes = { bartos: "BARTOS", bartoc: "BARTOC", "barto-cli": "BARTO_CLI" } as const
+  /**
+   * Secrets given as `k_file` point at production paths (/etc/…) that do not exist here: the
+   * environment gives each such `k` instead, which replaces the file's `k_file` (higher source).
+   */
+  const secretsFromEnv = (program: Config.Program, text: string) => {
+    const env: Record<string, string> = {}
+    let table: Array<string> = []
+    for (const line of text.split("\n")) {
+      const header = /^\s*\[\[?([^\]]+)\]\]?/.exec(line)
+      if (header !== null) table = header[1]!.split(".").map((k) => k.trim())
+      const file = /^\s*([a-z_]+)_file\s*=/.exec(line)
+      if (file !== null) env[`${prefixes[program]}_${[...table, file[1]!].join("__").toUpperCase()}`] = "from-env"
+    }
+    return env
+  }
+  const files = tomlFiles(root).filter((f) => programOf(f) !== undefined)
+
+  it("finds the example and production configs of all three programs", () => {
+    const rel = files.map((f) => path.relative(root, f)).sort()
+    for (const expected of ["dist/bartoc.production.toml", "dist/bartos.production.toml", "packages/agent/examples/bartoc.toml", "packages/cli/examples/barto-cli.toml", "packages/server/examples/bartos.toml"]) {
+      assert.include(rel, expected)
+    }
+  })
+
+  for (const file of files) {
+    const program = programOf(file)!
+    it.effect(`${path.relative(root, file)} loads as ${program}`, () =>
+      Effect.gen(function*() {
+        const text = fs.readFileSync(file, "utf8")
+        const env = isolatedEnv(secretsFromEnv(program, text))
+        const result = yield* Effect.either(loaders[program]({ configPath: file, env }))
+        if (Either.isLeft(result)) assert.fail(result.left.message)
+        assert.deepStrictEqual(yield* Config.unknownEnvironment(program, { env }), [])
+      }))
+
+    it.effect(`${path.relative(root, file)}: every commented-out key is a real key`, () =>
+      Effect.gen(function*() {
+        // `# port = 3306` and `# [mariadb]` are there to be uncommented: they must not be typos.
+        const uncommented = fs.readFileSync(file, "utf8").split("\n").map((line) =>
+          /^#\s?(\[\[?[A-Za-z0-9_.]+\]\]?|[a-z_]+ += .*)$/.test(line) ? line.replace(/^#\s?/, "") : line
+        ).join("\n")
+        const copy = writeFile(tmp(), path.basename(file), uncommented)
+        const result = yield* Effect.either(loaders[program]({ configPath: copy, env: isolatedEnv() }))
+        const unknown = Either.isLeft(result) ? result.left.problems.filter((p) => p.reason.startsWith("unknown key")) : []
+        assert.deepStrictEqual(unknown.map(Config.formatProblem), [])
+      }))
+  }
+})
+
+describe("unknown keys are errors, with file:line:column, the key path and the closest known key", () => {
+  it.effect("bartos.toml: the issue's examples (timout in the third schedule, [actix] prot)", () =>
+    Effect.gen(function*() {
+      const file = writeFile(
+        tmp(),
+        "bartos.toml",
+        `[actix]\nprot = 21000\n\n` +
+          `[[schedules.web1.schedules]]\nname = "a"\non_calendar = "daily"\ncmds = ["true"]\n` +
+          `[[schedules.web1.schedules]]\nname = "b"\non_calendar = "daily"\ncmds = ["true"]\n` +
+          `[[schedules.web1.schedules]]\nname = "c"\non_calendar = "daily"\ncmds = ["true"]\ntimout = "8s"\n`
+      )
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.deepStrictEqual(e.problems.map(Config.formatProblem), [
+        `${file}:2:1: actix: unknown key 'prot' (did you mean 'port'?)`,
+        `${file}:16:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)`
+      ])
+      assert.strictEqual(e.message, e.problems.map(Config.formatProblem).join("\n"))
+      assert.strictEqual(e.path, "actix")
+      assert.strictEqual(e.line, 2)
+    }))
+
+  it.effect("bartoc.toml and barto-cli.toml: top level and nested tables", () =>
+    Effect.gen(function*() {
+      const bartoc = writeFile(tmp(), "bartoc.toml", `nmae = "web1"\n[bartos]\nhots = "x"\n[connection]\nping_interval = 5\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: bartoc, env: isolatedEnv() }))
+      assert.deepStrictEqual(e.problems.map(Config.formatProblem), [
+        `${bartoc}:1:1: unknown key 'nmae' (did you mean 'name'?)`,
+        `${bartoc}:3:1: bartos: unknown key 'hots' (did you mean 'host'?)`,
+        `${bartoc}:5:1: connection: unknown key 'ping_interval' (did you mean 'ping_interval_secs'?)`
+      ])
+      const cli = writeFile(tmp(), "barto-cli.toml", `timeout = 5\n[bartos]\nadmin_key_fiel = "/k"\n`)
+      const e2 = yield* failure(Config.loadCli({ configPath: cli, env: isolatedEnv() }))
+      assert.deepStrictEqual(e2.problems.map(Config.formatProblem), [
+        `${cli}:1:1: unknown key 'timeout' (did you mean 'timeout_secs'?)`,
+        `${cli}:3:1: bartos: unknown key 'admin_key_fiel' (did you mean 'admin_key_file'?)`
+      ])
+    }))
+
+  it.effect("a word that is no typo gets no suggestion; a k_file of a key that is not a secret is unknown", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `completely_different = 1\nname_file = "/etc/name"\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+      assert.deepStrictEqual(e.problems.map((p) => p.reason), [
+        "unknown key 'completely_different'",
+        "unknown key 'name_file' (did you mean 'name'?)"
+      ])
+    }))
+
+  it.effect("deeper tables, dotted keys, inline tables and inline arrays of tables", () =>
+    Effect.gen(function*() {
+      const file = writeFile(
+        tmp(),
+        "bartos.toml",
+        [
+          `actix.tls = { cert_file_path = "c", key_file_path = "k", client_ca = "x" }`,
+          `[tracing.file.layer]`,
+          `with_lvl = true`,
+          `[schedules."web.1"]`,
+          `schedules = [ { name = "a", on_calendar = "daily", cmds = ["true"], overlapp = "queue" } ]`,
+          `[schedules.db]`,
+          `schedule = []`
+        ].join("\n")
+      )
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.deepStrictEqual(e.problems.map(Config.formatProblem), [
+        `${file}:1:58: actix.tls: unknown key 'client_ca' (did you mean 'client_ca_cert'?)`,
+        `${file}:3:1: tracing.file.layer: unknown key 'with_lvl' (did you mean 'with_level'?)`,
+        `${file}:5:69: schedules."web.1".schedules[0]: unknown key 'overlapp' (did you mean 'overlap'?)`,
+        `${file}:7:1: schedules.db: unknown key 'schedule' (did you mean 'schedules'?)`
+      ])
+    }))
+
+  it.effect("unknown keys and bad values are all reported together, in file order", () =>
+    Effect.gen(function*() {
+      const file = writeFile(
+        tmp(),
+        "bartos.toml",
+        `allow_plaintext = "maybe"\n[actix]\nport = 70000\nprot = 1\n` +
+          `[[schedules.a.schedules]]\nnmae = "x"\non_calendar = "daily"\ncmds = []\n`
+      )
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.deepStrictEqual(e.problems.map(Config.formatProblem), [
+        `${file}:1:1: allow_plaintext: expected true or false, got "maybe"`,
+        `${file}:3:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`,
+        `${file}:4:1: actix: unknown key 'prot' (did you mean 'port'?)`,
+        `${file}:5:1: schedules.a.schedules[0].name: missing required key`,
+        `${file}:6:1: schedules.a.schedules[0]: unknown key 'nmae' (did you mean 'name'?)`,
+        `${file}:8:1: schedules.a.schedules[0].cmds: expected at least one command, got an empty array`
+      ])
+    }))
+
+  it.effect("an unknown key next to a source that cannot be read is still reported", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `hmac_key_file = "/nonexistent/key"\nadmin_kee = "x"\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.deepStrictEqual(e.problems.map((p) => `${p.line}:${p.path}`), ["1:hmac_key_file", "2:"])
+      assert.include(e.problems[0]!.reason, "ENOENT")
+      assert.strictEqual(e.problems[1]!.reason, "unknown key 'admin_kee' (did you mean 'admin_key'?)")
+    }))
+})
+
+describe("environment variables that set no key are reported as warnings", () => {
+  it.effect("each program checks its own prefix; a close name is suggested; known names are quiet", () =>
+    Effect.gen(function*() {
+      const env = isolatedEnv({
+        BARTOS_ACTIX_PORT: "1",
+        BARTOS_ACTIX__PORT: "2",
+        BARTOS_NOPE: "x",
+        bartos_api_kye: "lower case is matched too",
+        BARTOC_NAME: "web1",
+        BARTOC_BARTOS__HOTS: "h",
+        BARTO_CLI_TIMEOUT: "5",
+        BARTO_RUN_ID: "not ours",
+        BARTOSX: "not ours either"
+      })
+      assert.deepStrictEqual(yield* Config.unknownEnvironment("bartos", { env }), [
+        "environment BARTOS_ACTIX_PORT: sets no configuration key, ignored (did you mean BARTOS_ACTIX__PORT?)",
+        "environment BARTOS_NOPE: sets no configuration key, ignored",
+        "environment bartos_api_kye: sets no configuration key, ignored (did you mean BARTOS_API_KEY?)"
+      ])
+      assert.deepStrictEqual(yield* Config.unknownEnvironment("bartoc", { env }), [
+        "environment BARTOC_BARTOS__HOTS: sets no configuration key, ignored (did you mean BARTOC_BARTOS__HOST?)"
+      ])
+      assert.deepStrictEqual(yield* Config.unknownEnvironment("barto-cli", { env }), [
+        "environment BARTO_CLI_TIMEOUT: sets no configuration key, ignored (did you mean BARTO_CLI_TIMEOUT_SECS?)"
+      ])
+      // A warning, not an error: the configuration still loads, without the stray variable.
+      const c = yield* Config.loadBartos({ env })
+      assert.strictEqual(c.actix.port, 2)
+    }))
+
+  it.effect("secret k_file variables are known; the ambient provider is read when no env is given", () =>
+    Effect.gen(function*() {
+      const found = yield* Config.unknownEnvironment("bartoc").pipe(
+        Effect.withConfigProvider(providerOf({ BARTOC_HMAC_KEY_FILE: "/k", BARTOC_BARTOS__API_KEY_FILE: "/a", BARTOC_STATE: "/s" }))
+      )
+      assert.deepStrictEqual(found, [
+        "environment BARTOC_STATE: sets no configuration key, ignored (did you mean BARTOC_STATE_PATH?)"
+      ])
+    }))
+})
+
 describe("listen ports", () => {
   it.effect("port = 0 is accepted for listeners (any free port) but not for the server a client dials", () =>
     Effect.gen(function*() {
@@ -786,7 +1002,7 @@ describe("bartoc [connection] timings", () => {
       const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(e.file, file)
       assert.strictEqual(e.path, "connection.ping_interval_secs")
-      assert.strictEqual(e.message, `${file}: connection.ping_interval_secs: expected a number > 0, got 0`)
+      assert.strictEqual(e.message, `${file}:2:1: connection.ping_interval_secs: expected a number > 0, got 0`)
       const e2 = yield* failure(
         Config.loadBartoc({ env: isolatedEnv({ BARTOC_CONNECTION__RECONNECT_MAX_SECS: "soon" }) })
       )
@@ -798,7 +1014,7 @@ describe("bartoc [connection] timings", () => {
       assert.strictEqual(e3.message, `command line: connection.reconnect_base_secs: expected a number > 0, got -1`)
       const notTable = writeFile(tmp(), "bartoc.toml", `connection = 5\n`)
       const e4 = yield* failure(Config.loadBartoc({ configPath: notTable, env: isolatedEnv() }))
-      assert.strictEqual(e4.message, `${notTable}: connection: expected a table, got 5`)
+      assert.strictEqual(e4.message, `${notTable}:1:1: connection: expected a table, got 5`)
     }))
 
   it.effect("server_silence_secs must exceed ping_interval_secs", () =>

@@ -91,6 +91,24 @@ describe("layer", () => {
       assert.deepStrictEqual(out, [])
     }))
 
+  it.live("toStderr: those entries reach stderr without -e, once with -e, and the log file always", () =>
+    Effect.gen(function*() {
+      const file = path.join(tmp(), "b.log")
+      const err: Array<string> = []
+      const stderr = { write: (s: string) => err.push(s) }
+      const program = Effect.logInfo("file only").pipe(
+        Effect.zipRight(Effect.logWarning("operator must see this").pipe(Logging.toStderr)),
+        Effect.zipRight(Effect.logInfo("file only again"))
+      )
+      yield* program.pipe(Effect.provide(Logging.layer({ program: "bartos", logFile: file, stderr })))
+      assert.strictEqual(err.length, 1)
+      assert.match(err[0]!, / WARN operator must see this\n$/)
+      assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), ["INFO", "WARN", "INFO"])
+      err.length = 0
+      yield* program.pipe(Effect.provide(Logging.layer({ program: "bartos", logFile: false, stderr, enableStdOutput: true })))
+      assert.deepStrictEqual(levelsIn(err.join("")), ["INFO", "WARN", "INFO"])
+    }))
+
   it.live("replaces the default and pretty loggers (nothing printed twice)", () =>
     Effect.gen(function*() {
       const err: Array<string> = []

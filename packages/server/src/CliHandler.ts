@@ -114,6 +114,7 @@ const single = (
         const registry = yield* Registry
         const now = yield* nowMicros
         const clients = yield* registry.list
+        const reload = yield* (yield* Schedules).lastReload
         return {
           _tag: "InfoResponse",
           id,
@@ -126,7 +127,13 @@ const single = (
           listeners: info.listeners,
           connectedAgents: clients.length,
           node: process.version,
-          platform: `${process.platform} ${process.arch}`
+          platform: `${process.platform} ${process.arch}`,
+          configReload: {
+            at: reload.at,
+            result: reload.result,
+            error: reload.error ?? null,
+            lastSuccessAt: reload.lastSuccessAt
+          }
         }
       }
       case "ClientsRequest": {

@@ -95,17 +95,17 @@ export const databaseLabel = (config: Config.BartosConfig): string =>
 
 const existing = (file: string) => (fs.existsSync(file) ? file : undefined)
 
+/** The schedules of a loaded config, with a locator into the file for their errors. */
+export const loadedSchedules = (configFile: string, config: Config.BartosConfig): Schedules.LoadedSchedules => {
+  const file = existing(configFile)
+  return { file, schedules: config.schedules, locate: file === undefined ? undefined : Config.keyLocator(file) }
+}
+
 /** A reload: the whole config again, from the same sources; any error keeps the old table. */
 export const reloadSchedules = (options: StartOptions): Effect.Effect<Schedules.LoadedSchedules, Schedules.ScheduleLoadError> =>
   Config.loadBartos(options.loadOptions).pipe(
-    Effect.map((config) => ({ file: existing(options.configFile), schedules: config.schedules })),
-    Effect.mapError((e) =>
-      new Schedules.ScheduleLoadError({
-        file: e.file === undefined ? undefined : e.line !== undefined ? `${e.file}:${e.line}:${e.column ?? 0}` : e.file,
-        path: e.path,
-        reason: e.reason
-      })
-    )
+    Effect.map((config) => loadedSchedules(options.configFile, config)),
+    Effect.mapError((e) => new Schedules.ScheduleLoadError({ problems: e.problems }))
   )
 
 export type StartFailure = StartError | Hub.HubError | Schedules.ScheduleLoadError | Store.StoreError
@@ -126,7 +126,7 @@ export const layer = (options: StartOptions) =>
       )
       const hotReload = options.hotReload ?? true
       const schedules = Schedules.layer({
-        initial: { file: existing(options.configFile), schedules: config.schedules },
+        initial: loadedSchedules(options.configFile, config),
         load: reloadSchedules(options),
         watchFile: hotReload ? options.configFile : undefined,
         sighup: hotReload

@@ -26,7 +26,15 @@ export const families = {
   bartos_records_ingested_total: { help: "Agent records newly stored", type: "counter" },
   bartos_acks_total: { help: "Acks sent to agents", type: "counter" },
   bartos_ingest_errors_total: { help: "Record batches that failed to store (no Ack sent)", type: "counter" },
-  bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" }
+  bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" },
+  bartos_config_last_reload_successful: {
+    help: "Whether the last configuration (re)load was accepted (1) or rejected (0); the start counts",
+    type: "gauge"
+  },
+  bartos_config_last_reload_success_timestamp_seconds: {
+    help: "Unix time of the last accepted configuration (re)load; the start counts",
+    type: "gauge"
+  }
 } as const satisfies Record<string, Family>
 
 export type MetricName = keyof typeof families
@@ -35,6 +43,8 @@ export interface MetricsShape {
   readonly add: (name: MetricName, by?: number, labels?: Labels) => Effect.Effect<void>
   /** Same as `add`, callable from a Node callback (no Effect to run). */
   readonly unsafeAdd: (name: MetricName, by?: number, labels?: Labels) => void
+  /** Sets a gauge. */
+  readonly set: (name: MetricName, value: number, labels?: Labels) => Effect.Effect<void>
   readonly value: (name: MetricName, labels?: Labels) => Effect.Effect<number>
   readonly render: Effect.Effect<string>
 }
@@ -51,18 +61,23 @@ const labelKey = (labels: Labels | undefined): string => {
 
 export const make = (): MetricsShape => {
   const values = new Map<MetricName, Map<string, number>>()
-  const unsafeAdd = (name: MetricName, by = 1, labels?: Labels) => {
+  const seriesOf = (name: MetricName) => {
     let series = values.get(name)
     if (series === undefined) {
       series = new Map()
       values.set(name, series)
     }
+    return series
+  }
+  const unsafeAdd = (name: MetricName, by = 1, labels?: Labels) => {
+    const series = seriesOf(name)
     const key = labelKey(labels)
     series.set(key, (series.get(key) ?? 0) + by)
   }
   return {
     unsafeAdd,
     add: (name, by, labels) => Effect.sync(() => unsafeAdd(name, by, labels)),
+    set: (name, value, labels) => Effect.sync(() => void seriesOf(name).set(labelKey(labels), value)),
     value: (name, labels) => Effect.sync(() => values.get(name)?.get(labelKey(labels)) ?? 0),
     render: Effect.sync(() => {
       const lines: Array<string> = []

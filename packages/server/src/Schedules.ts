@@ -9,6 +9,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -17,23 +18,50 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import type { ScheduleSpec } from "@barto/domain/Messages"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
+import { Micros, type ScheduleSpec } from "@barto/domain/Messages"
 import { AgentSessions } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { Metrics } from "./Metrics.js"
 import { Store, type StoreError } from "./Store.js"
 
-/** A schedule table that could not be loaded; names the file, the key path and the reason. */
+/**
+ * A schedule table that could not be loaded: every problem found (at least one), each naming the
+ * file, line:column when known, the key path and the reason. The first one's fields are the
+ * error's own; `message` has one line per problem.
+ */
 export class ScheduleLoadError extends Data.TaggedError("ScheduleLoadError")<{
-  readonly file: string | undefined
-  readonly path: string
-  readonly reason: string
+  readonly problems: ReadonlyArray<Config.ConfigProblem>
 }> {
-  override get message() {
-    return `${this.file ?? "<defaults>"}: ${this.path}: ${this.reason}`
+  get file(): string | undefined {
+    return this.problems[0]?.file
   }
+  get path(): string {
+    return this.problems[0]?.path ?? ""
+  }
+  get reason(): string {
+    return this.problems[0]?.reason ?? "invalid schedules"
+  }
+  override get message() {
+    return this.problems.map(Config.formatProblem).join("\n")
+  }
+}
+
+/**
+ * The last time the configuration was (re)loaded; the start is the first. Exported on /metrics
+ * and shown by `barto-cli info`, so a rejected reload is seen without reading the log file.
+ */
+export interface ReloadState {
+  readonly at: Micros
+  readonly result: "loaded" | "applied" | "unchanged" | "rejected"
+  /** The problems of a rejected reload, one per line. */
+  readonly error: string | undefined
+  /** The last accepted load (the table in use since then). */
+  readonly lastSuccessAt: Micros
 }
 
 export interface SchedulesShape {
@@ -44,6 +72,7 @@ export interface SchedulesShape {
   readonly setPaused: (agent: string, schedule: string, paused: boolean) => Effect.Effect<boolean, StoreError>
   /** Same as SIGHUP. */
   readonly reload: Effect.Effect<"applied" | "unchanged", ScheduleLoadError>
+  readonly lastReload: Effect.Effect<ReloadState>
 }
 
 export class Schedules extends Context.Tag("@barto/server/Schedules")<Schedules, SchedulesShape>() {}
@@ -52,6 +81,8 @@ export class Schedules extends Context.Tag("@barto/server/Schedules")<Schedules,
 export interface LoadedSchedules {
   readonly file: string | undefined
   readonly schedules: ScheduleTable.SchedulesConfig
+  /** Where a key path is written in `file`, for errors (`Config.keyLocator`). */
+  readonly locate?: ScheduleTable.Locate | undefined
 }
 
 export interface Options {
@@ -73,9 +104,15 @@ interface State {
 
 type Trigger = "sighup" | "file"
 
+// At WARN, and on stderr too: bartos keeps running on the old table, and the operator who edited
+// the file must see that the edit did not take, not only whoever reads the log file.
 const logLoadError = (e: ScheduleLoadError) =>
-  Effect.logError(`schedule reload rejected, keeping the current table: ${e.message}`).pipe(
-    Effect.annotateLogs({ file: e.file ?? "", key: e.path })
+  Effect.forEach(
+    e.problems,
+    (p) => Effect.logWarning(`schedule reload rejected, keeping the current table: ${Config.formatProblem(p)}`)
+  ).pipe(
+    Effect.annotateLogs({ file: e.file ?? "", key: e.path }),
+    Logging.toStderr
   )
 
 export const make = (
@@ -85,10 +122,31 @@ export const make = (
     const store = yield* Store
     const sessions = yield* AgentSessions
     const metrics = yield* Metrics
-    const base = yield* ScheduleTable.build(options.initial.file, options.initial.schedules)
+    const base = yield* ScheduleTable.build(options.initial.file, options.initial.schedules, options.initial.locate)
     const paused = new Set((yield* store.paused()).map((p) => ScheduleTable.pausedKey(p.agent, p.schedule)))
     const state = yield* SubscriptionRef.make<State>({ base, paused, view: ScheduleTable.applyPaused(base, paused) })
     const lock = yield* Effect.makeSemaphore(1)
+    const startedAt = Micros.make((yield* Clock.currentTimeMillis) * 1000)
+    const initial: ReloadState = { at: startedAt, result: "loaded", error: undefined, lastSuccessAt: startedAt }
+    const lastReload = yield* Ref.make(initial)
+    const publish = (s: ReloadState) =>
+      Effect.zipRight(
+        metrics.set("bartos_config_last_reload_successful", s.result === "rejected" ? 0 : 1),
+        metrics.set("bartos_config_last_reload_success_timestamp_seconds", Math.floor(s.lastSuccessAt / 1_000_000))
+      )
+    yield* publish(initial)
+    const recordReload = (result: ReloadState["result"], error?: string) =>
+      Effect.gen(function*() {
+        const at = Micros.make((yield* Clock.currentTimeMillis) * 1000)
+        yield* publish(
+          yield* Ref.updateAndGet(lastReload, (previous) => ({
+            at,
+            result,
+            error,
+            lastSuccessAt: result === "rejected" ? previous.lastSuccessAt : at
+          }))
+        )
+      })
 
     const push = (agents: ReadonlyArray<string>) =>
       Effect.gen(function*() {
@@ -100,11 +158,12 @@ export const make = (
     const reload: Effect.Effect<"applied" | "unchanged", ScheduleLoadError> = lock.withPermits(1)(
       Effect.gen(function*() {
         const loaded = yield* options.load
-        const next = yield* ScheduleTable.build(loaded.file, loaded.schedules)
+        const next = yield* ScheduleTable.build(loaded.file, loaded.schedules, loaded.locate)
         const current = yield* SubscriptionRef.get(state)
         if (ScheduleTable.equals(next, current.base)) {
           yield* Effect.logInfo("schedules unchanged")
           yield* metrics.add("bartos_schedule_reloads_total", 1, { result: "unchanged" })
+          yield* recordReload("unchanged")
           return "unchanged" as const
         }
         const view = ScheduleTable.applyPaused(next, current.paused)
@@ -115,11 +174,15 @@ export const make = (
           `schedules reloaded: ${next.size} agents, ${count} schedules; changed: ${changed.join(", ") || "none"}`
         )
         yield* metrics.add("bartos_schedule_reloads_total", 1, { result: "applied" })
+        yield* recordReload("applied")
         yield* push(changed)
         return "applied" as const
       }).pipe(
         Effect.tapError((e) =>
-          logLoadError(e).pipe(Effect.zipRight(metrics.add("bartos_schedule_reloads_total", 1, { result: "rejected" })))
+          logLoadError(e).pipe(
+            Effect.zipRight(metrics.add("bartos_schedule_reloads_total", 1, { result: "rejected" })),
+            Effect.zipRight(recordReload("rejected", e.message))
+          )
         )
       )
     )
@@ -223,7 +286,8 @@ export const make = (
       all,
       forAgent: (agent) => Effect.map(all, (view) => view.get(agent) ?? []),
       setPaused,
-      reload
+      reload,
+      lastReload: Ref.get(lastReload)
     } satisfies SchedulesShape
   })
 
@@ -234,4 +298,4 @@ export const layer = (
 
 /** A validated table outside any service, e.g. to check a config at start. */
 export const validate = (loaded: LoadedSchedules): Either.Either<ScheduleTable.Table, ScheduleLoadError> =>
-  ScheduleTable.build(loaded.file, loaded.schedules)
+  ScheduleTable.build(loaded.file, loaded.schedules, loaded.locate)

@@ -21,6 +21,7 @@ import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
 import { Hub } from "./Hub.js"
 import { countRepeatable } from "./internal/args.js"
+import * as CheckConfig from "./internal/checkConfig.js"
 import { VERSION } from "./internal/version.js"
 import * as Main from "./Main.js"
 import * as Schedules from "./Schedules.js"
@@ -50,6 +51,13 @@ const options = {
     Options.withAlias("t"),
     Options.withDescription("Log file (default: $XDG_DATA_HOME/bartos/logs/bartos.log)"),
     Options.optional
+  ),
+  checkConfig: Options.boolean("check-config").pipe(
+    Options.withDescription(
+      "Validate the configuration (file, BARTOS_* environment, schedules, TLS files, keys) and print a summary " +
+        "(listeners, database, agents, each schedule with its normalized calendar and next fire time in its zone) " +
+        "without starting: no port bound, no database opened. Exit 0 if valid, 1 with every problem on stderr if not"
+    )
   )
 }
 
@@ -59,6 +67,7 @@ const serve = (flags: {
   readonly enableStdOutput: boolean
   readonly config: Option.Option<string>
   readonly tracing: Option.Option<string>
+  readonly checkConfig: boolean
 }) =>
   Effect.gen(function*() {
     const configPath = Option.getOrUndefined(flags.config)
@@ -73,12 +82,25 @@ const serve = (flags: {
         enable_std_output: flags.enableStdOutput ? true : undefined
       }
     }
-    const config = yield* Config.loadBartos(loadOptions).pipe(Effect.catchAll((e) => report(e.message)))
     const configFile = configPath ?? Config.defaultPaths("bartos").configFile
+    if (flags.checkConfig) {
+      const result = yield* CheckConfig.check({ version: VERSION, loadOptions, configFile })
+      yield* Effect.sync(() => {
+        for (const w of result.warnings) process.stderr.write(`bartos: warning: ${w}\n`)
+        for (const line of result.summary) process.stdout.write(`${line}\n`)
+      })
+      return result.errors.length === 0 ? undefined : yield* report(result.errors.join("\nbartos: "))
+    }
+    // A stray BARTOS_* variable is a warning (the environment is shared), on stderr at start; it
+    // comes before the config's own errors, since it may be why a key lacks the value meant.
+    const strayEnv = yield* Config.unknownEnvironment("bartos", loadOptions)
+    const refuse = (problems: ReadonlyArray<Config.ConfigProblem>) =>
+      report([...strayEnv.map((w) => `warning: ${w}`), ...problems.map(Config.formatProblem)].join("\nbartos: "))
+    const config = yield* Config.loadBartos(loadOptions).pipe(Effect.catchAll((e) => refuse(e.problems)))
     // Validate the schedules before anything opens a socket or a database: a typo in an
     // expression stops the start with its file, key and position.
-    const checked = Schedules.validate({ file: configFile, schedules: config.schedules })
-    if (Either.isLeft(checked)) return yield* report(checked.left.message)
+    const checked = Schedules.validate(Main.loadedSchedules(configFile, config))
+    if (Either.isLeft(checked)) return yield* refuse(checked.left.problems)
 
     const logging = Logging.layer({
       program: "bartos",
@@ -88,6 +110,7 @@ const serve = (flags: {
       logFile: Option.getOrUndefined(flags.tracing)
     })
     yield* Effect.gen(function*() {
+      yield* Effect.forEach(strayEnv, (w) => Effect.logWarning(w)).pipe(Logging.toStderr)
       const context = yield* Layer.build(Main.layer({ version: VERSION, config, loadOptions, configFile }))
       const hub = Context.get(context, Hub)
       const db = Main.databaseLabel(config)

@@ -206,7 +206,13 @@ const makeHarness = (setup: Setup) =>
           specs[i] = new Messages.ScheduleSpec({ ...specs[i]!, paused })
           return true
         }),
-      reload: Effect.succeed("unchanged" as const)
+      reload: Effect.succeed("unchanged" as const),
+      lastReload: Effect.succeed({
+        at: micros(NOW_MS - 60_000),
+        result: "rejected" as const,
+        error: "/etc/bartos.toml:3:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000",
+        lastSuccessAt: micros(NOW_MS - 3_600_000)
+      })
     })
     const serverInfo = Layer.succeed(ServerInfo, {
       version: "0.1.0-test",
@@ -388,6 +394,12 @@ for (const db of databases) {
             assert.strictEqual(r.connectedAgents, 2)
             assert.strictEqual(r.node, process.version)
             assert.include(r.platform, process.platform)
+            assert.deepStrictEqual(r.configReload, {
+              at: micros(NOW_MS - 60_000),
+              result: "rejected",
+              error: "/etc/bartos.toml:3:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000",
+              lastSuccessAt: micros(NOW_MS - 3_600_000)
+            })
             assert.notMatch(JSON.stringify(r), /password|secret|key/i)
           })))
 

@@ -36,12 +36,13 @@ interface Running {
   readonly exited: (timeoutMs?: number) => Effect.Effect<{ code: number | null; signal: string | null }, Error>
 }
 
-const bartos = (args: ReadonlyArray<string>) =>
+const bartos = (args: ReadonlyArray<string>, extraEnv: Record<string, string> = {}) =>
   Effect.gen(function*() {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "bartos-home-"))
     yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(home, { recursive: true, force: true })))
     const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XDG_CONFIG_HOME: path.join(home, ".config"), XDG_DATA_HOME: path.join(home, "data") }
     for (const k of Object.keys(env)) if (k.startsWith("BARTOS_")) delete env[k]
+    Object.assign(env, extraEnv)
     const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
     let err = ""
@@ -164,7 +165,7 @@ cmds = ["echo hi"]
       const proc = yield* bartos(["-c", file])
       const exit = yield* proc.exited()
       assert.strictEqual(exit.code, 1)
-      assert.match(proc.stderr(), new RegExp(`^bartos: ${file.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: actix\\.port: `))
+      assert.match(proc.stderr(), new RegExp(`^bartos: ${file.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}:2:1: actix\\.port: `))
       assert.strictEqual(proc.stdout(), "")
     }))
 
@@ -184,9 +185,24 @@ cmds = ["true"]
       const exit = yield* proc.exited()
       assert.strictEqual(exit.code, 1)
       const stderr = proc.stderr()
-      assert.include(stderr, `bartos: ${file}: schedules.alpha.schedules[1].on_calendar: `)
+      assert.include(stderr, `bartos: ${file}:8:1: schedules.alpha.schedules[1].on_calendar: `)
       assert.match(stderr, /'61'/)
       assert.match(stderr, /position 13/)
+    }))
+
+  it.scopedLive("a BARTOS_* variable that sets no key: a warning on stderr naming it, and bartos starts", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const { dir, file } = yield* tempConfig((dir) => `[actix]\nport = ${port}\n[sqlite]\npath = "${dir}/b.db"\n`)
+      const proc = yield* bartos(["-c", file, "-t", `${dir}/bartos.log`], { BARTOS_ACTIX_PROT: "9", BARTOS_LIMITS__LIVENESS_SECS: "20" })
+      yield* proc.line(/listening on /)
+      const warning = yield* proc.log(/ WARN environment BARTOS_ACTIX_PROT: .*$/m)
+      assert.include(warning[0], "sets no configuration key, ignored (did you mean BARTOS_ACTIX__PORT?)")
+      // Only the stray one: a variable that sets a key is not reported.
+      assert.notInclude(proc.stderr(), "LIVENESS")
+      assert.include(fs.readFileSync(`${dir}/bartos.log`, "utf8"), "WARN environment BARTOS_ACTIX_PROT")
+      proc.child.kill("SIGTERM")
+      assert.strictEqual((yield* proc.exited()).code, 0)
     }))
 
   it.scopedLive("an explicit config file that does not exist is an error", () =>

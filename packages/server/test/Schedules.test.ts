@@ -1,4 +1,7 @@
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -230,6 +233,104 @@ describe("Schedules: SIGHUP and pause", () => {
       assert.deepStrictEqual(names(yield* schedules.forAgent("alpha")), ["a:true", "b:false"])
       const all = yield* schedules.all
       assert.deepStrictEqual([...all.keys()], ["alpha"])
+    }))
+})
+
+describe("schedule table errors: every problem, each at its own key", () => {
+  it("a bad timezone names timezone, not on_calendar; all problems are reported, in order", () => {
+    const result = ScheduleTable.build("/etc/bartos.toml", {
+      alpha: {
+        schedules: [
+          entry("zone", "daily", { timezone: "Europe/Berln" }),
+          entry("ok", "hourly", { timezone: "Europe/Berlin" }),
+          entry("cal", "*-*-* 25:00:00")
+        ]
+      },
+      "web.1": { schedules: [entry("cal2", "Mon..Fri 99:00")] }
+    })
+    assert.isTrue(Either.isLeft(result))
+    const error = (result as Either.Left<Schedules.ScheduleLoadError, unknown>).left
+    assert.deepStrictEqual(error.problems.map((p) => [p.path, p.reason.split(":")[0]]), [
+      ["schedules.alpha.schedules[0].timezone", "unknown IANA time zone 'Europe/Berln'"],
+      ["schedules.alpha.schedules[2].on_calendar", "invalid calendar expression '*-*-* 25"],
+      ["schedules.\"web.1\".schedules[0].on_calendar", "invalid calendar expression 'Mon..Fri 99"]
+    ])
+    assert.strictEqual(error.path, "schedules.alpha.schedules[0].timezone")
+    assert.strictEqual(error.message.split("\n").length, 3)
+    assert.match(error.message, /^\/etc\/bartos\.toml: schedules\.alpha\.schedules\[0\]\.timezone: unknown IANA/)
+  })
+
+  it("with a locator into the file, each problem names its line and column", () => {
+    const dir = fs.mkdtempSync(`${os.tmpdir()}/barto-schedules-`)
+    const file = `${dir}/bartos.toml`
+    fs.writeFileSync(file, [
+      "[[schedules.alpha.schedules]]",
+      "name = \"a\"",
+      "cmds = [\"true\"]",
+      "  on_calendar = \"*-*-* 25:00:00\"",
+      "[schedules.beta]",
+      "schedules = [{ name = \"b\", cmds = [\"true\"], on_calendar = \"daily\", timezone = \"Nowhere/City\" }]"
+    ].join("\n"))
+    const result = ScheduleTable.build(file, {
+      alpha: { schedules: [entry("a", "*-*-* 25:00:00")] },
+      beta: { schedules: [entry("b", "daily", { timezone: "Nowhere/City" })] }
+    }, Config.keyLocator(file))
+    const error = (result as Either.Left<Schedules.ScheduleLoadError, unknown>).left
+    assert.deepStrictEqual(error.problems.map((p) => `${p.line}:${p.column} ${p.path}`), [
+      "4:3 schedules.alpha.schedules[0].on_calendar",
+      "6:68 schedules.beta.schedules[0].timezone"
+    ])
+    assert.match(error.message.split("\n")[0]!, new RegExp(`^${file}:4:3: schedules\\.alpha`))
+  })
+})
+
+describe("Schedules: the last reload is kept and exported", () => {
+  it.scopedLive("start = loaded and successful; a rejected reload keeps the last success; a good one moves it", () =>
+    Effect.gen(function*() {
+      const current = { config: { alpha: { schedules: [entry("a", "hourly")] } } as ScheduleTable.SchedulesConfig }
+      const memory = TestServer.memoryStore()
+      const err: Array<string> = []
+      const logging = Logging.layer({ program: "bartos", logFile: false, stderr: { write: (s: string) => err.push(s) } })
+      const context = yield* Layer.build(
+        Schedules.layer({
+          initial: { file: "/test.toml", schedules: current.config },
+          load: Effect.sync(() => ({ file: "/test.toml", schedules: current.config })),
+          sighup: false
+        }).pipe(Layer.provideMerge(Layer.mergeAll(Registry.layer, MetricsModule.layer, memory.layer)))
+      )
+      const schedules = Context.get(context, Schedules.Schedules)
+      const metrics = Context.get(context, Metrics)
+      const gauges = Effect.all([
+        metrics.value("bartos_config_last_reload_successful"),
+        metrics.value("bartos_config_last_reload_success_timestamp_seconds")
+      ])
+      const start = yield* schedules.lastReload
+      assert.strictEqual(start.result, "loaded")
+      assert.strictEqual(start.lastSuccessAt, start.at)
+      assert.deepStrictEqual(yield* gauges, [1, Math.floor(start.at / 1_000_000)])
+
+      current.config = { alpha: { schedules: [entry("a", "*-*-* 25:00:00")] } }
+      const e = yield* Effect.flip(schedules.reload.pipe(Effect.provide(logging)))
+      const rejected = yield* schedules.lastReload
+      assert.strictEqual(rejected.result, "rejected")
+      assert.strictEqual(rejected.error, e.message)
+      assert.strictEqual(rejected.lastSuccessAt, start.lastSuccessAt)
+      assert.isAtLeast(rejected.at, start.at)
+      assert.deepStrictEqual(yield* gauges, [0, Math.floor(start.at / 1_000_000)])
+      // On stderr although -e is off, at WARN.
+      assert.strictEqual(err.length, 1)
+      assert.match(err[0]!, / WARN schedule reload rejected, keeping the current table: \/test\.toml: schedules\.alpha\.schedules\[0\]\.on_calendar: /)
+
+      current.config = { alpha: { schedules: [entry("a", "daily")] } }
+      assert.strictEqual(yield* schedules.reload, "applied")
+      const applied = yield* schedules.lastReload
+      assert.strictEqual(applied.result, "applied")
+      assert.strictEqual(applied.error, undefined)
+      assert.strictEqual(applied.lastSuccessAt, applied.at)
+      assert.deepStrictEqual(yield* gauges, [1, Math.floor(applied.at / 1_000_000)])
+      assert.strictEqual(yield* schedules.reload, "unchanged")
+      assert.strictEqual((yield* schedules.lastReload).result, "unchanged")
+      assert.strictEqual((yield* gauges)[0], 1)
     }))
 })
 

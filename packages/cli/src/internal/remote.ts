@@ -15,10 +15,15 @@ export interface Session {
   readonly globals: Globals
 }
 
-/** Loads the config with the command-line values on top (flags > env > TOML > defaults). */
+/**
+ * Loads the config with the command-line values on top (flags > env > TOML > defaults). A
+ * BARTO_CLI_* variable that sets no key is a warning on stderr; every config problem is an error.
+ */
 export const loadConfig = (g: Globals) =>
   Effect.gen(function*() {
     const env = yield* CliEnv
+    const stray = yield* Config.unknownEnvironment("barto-cli", { env: env.env })
+    yield* Effect.forEach(stray, (w) => Console.error(`barto-cli: warning: ${w}`))
     return yield* Config.loadCli({
       configPath: g.configPath,
       env: env.env,
@@ -28,7 +33,7 @@ export const loadConfig = (g: Globals) =>
         enable_std_output: g.enableStdOutput ? true : undefined,
         timeout_secs: g.timeoutSecs
       }
-    }).pipe(Effect.mapError((e) => failure(`config: ${e.message}`)))
+    }).pipe(Effect.mapError((e) => failure(e.problems.map((p) => `config: ${Config.formatProblem(p)}`).join("\nbarto-cli: "))))
   })
 
 /** Loads the config, connects, runs `body`, closes; a `ClientError` becomes `barto-cli: <message>`, exit 1. */

@@ -37,9 +37,11 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
-import type { TableShape } from "./configSchema.js"
+import type { Shape, TableShape } from "./configSchema.js"
 import { shapeOf } from "./configSchema.js"
+import { formatKeyPath, type KeyPath as LocatedPath, locateKeys, type Locations } from "./tomlLocate.js"
 
+/** One problem (`Config.ConfigProblem`, documented there). */
 export interface ConfigErrorFields {
   readonly file: string | undefined
   readonly path: string
@@ -146,6 +148,8 @@ const envKeyPaths = (shape: TableShape, prefix: KeyPath = []): Array<KeyPath> =>
       : []
   )
 
+const envName = (prefix: string, p: KeyPath) => `${prefix}_${p.join("__")}`.toUpperCase()
+
 /** Environment overrides for the known key paths: `PREFIX_a__b_c` → `a.b_c`. */
 const readEnv = (prefix: string, shape: TableShape): Effect.Effect<Source, ConfigErrorFields> =>
   Effect.gen(function*() {
@@ -153,7 +157,7 @@ const readEnv = (prefix: string, shape: TableShape): Effect.Effect<Source, Confi
     const tree: Obj = {}
     const names = new Map<string, string>()
     for (const p of envKeyPaths(shape)) {
-      const found = yield* readEnvName(`${prefix}_${p.join("__")}`.toUpperCase(), listed)
+      const found = yield* readEnvName(envName(prefix, p), listed)
       if (Option.isNone(found)) continue
       setIn(tree, p, found.value[1])
       names.set(dotted(p), found.value[0])
@@ -171,6 +175,106 @@ const readEnv = (prefix: string, shape: TableShape): Effect.Effect<Source, Confi
     }
   })
 
+/**
+ * Variables with the program's prefix that set no key (`BARTOS_ACTIX_PORT` for
+ * `BARTOS_ACTIX__PORT`): warnings, not errors, since the environment is shared with other
+ * software and a stale variable should not stop a service.
+ */
+export const unknownEnv = (prefix: string, shape: TableShape): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.gen(function*() {
+    const known = envKeyPaths(shape).map((p) => envName(prefix, p))
+    const knownSet = new Set(known)
+    const listed = yield* listedNames
+    const lead = `${prefix}_`
+    return listed
+      .filter((name) => name.toUpperCase().startsWith(lead) && !knownSet.has(name.toUpperCase()))
+      .map((name) => {
+        // Compared without the prefix, which every candidate shares.
+        const hint = closest(name.toUpperCase().slice(lead.length), known.map((k) => k.slice(lead.length)))
+          ?.replace(/^/, lead)
+        return `environment ${name}: sets no configuration key, ignored${hint === undefined ? "" : ` (did you mean ${hint}?)`}`
+      })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Unknown keys
+// ---------------------------------------------------------------------------------------------
+
+/** Optimal string alignment distance: edits, where swapping two neighbours is one (`prot`). */
+const distance = (a: string, b: string): number => {
+  const d: Array<Array<number>> = []
+  for (let i = 0; i <= a.length; i++) d.push([i])
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1)
+      d[i]![j] = v
+    }
+  }
+  return d[a.length]![b.length]!
+}
+
+/**
+ * The known name closest to `name`, when it looks like a typo of it: up to a third of the name
+ * wrong (at least one edit, at most three: `timout`, `prot`, `nmae`), else a name that one is a
+ * prefix of the other's (`timeout` for `timeout_secs`, `client_ca` for `client_ca_cert`). An
+ * unrelated word is not dressed up as a typo.
+ */
+const closest = (name: string, known: ReadonlyArray<string>): string | undefined => {
+  const lower = name.toLowerCase()
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const dist = distance(lower, candidate.toLowerCase())
+    if (dist < bestDistance) {
+      best = candidate
+      bestDistance = dist
+    }
+  }
+  if (bestDistance <= Math.min(3, Math.max(1, Math.floor(name.length / 3)))) return best
+  const prefixed = known
+    .filter((candidate) => {
+      const c = candidate.toLowerCase()
+      return Math.min(c.length, lower.length) >= 4 && (c.startsWith(lower) || lower.startsWith(c))
+    })
+    .sort((a, b) => Math.abs(a.length - name.length) - Math.abs(b.length - name.length))
+  return prefixed[0]
+}
+
+interface UnknownKey {
+  /** The table that holds the key. */
+  readonly table: LocatedPath
+  readonly key: string
+  /** The closest known key of that table, when the unknown one looks like a typo of it. */
+  readonly hint: string | undefined
+}
+
+/** Keys the schema does not know, anywhere in a TOML tree (inside arrays of tables too). */
+const unknownKeys = (shape: TableShape, tree: Obj): Array<UnknownKey> => {
+  const found: Array<UnknownKey> = []
+  const walk = (s: Shape, value: unknown, at: LocatedPath) => {
+    if (s._tag === "Table") {
+      if (!isObj(value)) return
+      const known = s.fields.flatMap(([k, f]) => (f._tag === "Leaf" && f.secret ? [k, fileKey(k)] : [k]))
+      const knownSet = new Set(known)
+      const fields = new Map<string, Shape>(s.fields)
+      for (const [key, v] of Object.entries(value)) {
+        const field = fields.get(key)
+        if (field !== undefined) walk(field, v, [...at, key])
+        else if (!knownSet.has(key)) found.push({ table: at, key, hint: closest(key, known) })
+      }
+    } else if (s._tag === "Record") {
+      if (isObj(value)) for (const [key, v] of Object.entries(value)) walk(s.value, v, [...at, key])
+    } else if (s._tag === "List") {
+      if (Array.isArray(value)) value.forEach((v, i) => walk(s.element, v, [...at, i]))
+    }
+  }
+  walk(shape, tree, [])
+  return found
+}
+
 // ---------------------------------------------------------------------------------------------
 // The TOML file
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +282,7 @@ const readEnv = (prefix: string, shape: TableShape): Effect.Effect<Source, Confi
 const readToml = (
   file: string,
   explicit: boolean
-): Either.Either<Obj | undefined, ConfigErrorFields> => {
+): Either.Either<{ readonly tree: Obj; readonly text: string } | undefined, ConfigErrorFields> => {
   let text: string
   try {
     text = fs.readFileSync(file, "utf8")
@@ -192,7 +296,7 @@ const readToml = (
     })
   }
   try {
-    return Either.right(parseToml(text) as Obj)
+    return Either.right({ tree: parseToml(text) as Obj, text })
   } catch (e) {
     if (e instanceof TomlError) {
       const first = e.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "")
@@ -277,6 +381,9 @@ const readSecretFile = (
     )
   })
 
+/** For each key path read (dotted), the source that set it and the key it was given under (`k` or `k_file`). */
+type Origins = Map<string, { readonly source: Source; readonly from: KeyPath }>
+
 /**
  * Reads the configuration through the installed provider chain, table by table: the object to
  * decode, and the label of the source of every key and table it holds.
@@ -285,12 +392,10 @@ const assemble = (
   shape: TableShape,
   sources: ReadonlyArray<Source>,
   home: string
-): Effect.Effect<{ readonly value: Obj; readonly origins: Map<string, string> }, ConfigErrorFields> =>
+): Effect.Effect<{ readonly value: Obj; readonly origins: Origins }, ConfigErrorFields> =>
   Effect.gen(function*() {
-    const origins = new Map<string, string>()
-    const record = (key: string, label: string | undefined) => {
-      if (label !== undefined) origins.set(key, label)
-    }
+    const origins: Origins = new Map()
+    const record = (key: string, source: Source, from: KeyPath) => origins.set(key, { source, from })
     const readTable = (table: TableShape, prefix: KeyPath, into: Obj): Effect.Effect<void, ConfigErrorFields> =>
       Effect.gen(function*() {
         for (const [key, s] of table.fields) {
@@ -303,15 +408,15 @@ const assemble = (
             // The source set this secret by `k_file`.
             const fileP = [...prefix, fileKey(key)]
             into[key] = yield* readSecretFile(source, fileP, home)
-            record(dotted(p), source.label(dotted(fileP)))
+            record(dotted(p), source, fileP)
           } else if (s._tag === "Table" && isObj(value)) {
             // Problems inside a table (a missing key) are the doing of the source that set it.
-            record(dotted(p), source.label(dotted(p)))
+            record(dotted(p), source, p)
             const sub: Obj = {}
             into[key] = sub
             yield* readTable(s, p, sub)
           } else {
-            record(dotted(p), source.label(dotted(p)))
+            record(dotted(p), source, p)
             into[key] = value
           }
         }
@@ -325,50 +430,87 @@ const assemble = (
 // Decoding
 // ---------------------------------------------------------------------------------------------
 
-const formatPath = (p: ReadonlyArray<PropertyKey>): string => p.map(String).join(".")
-
-const firstIssue = (error: ParseResult.ParseError): { path: string; reason: string } => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const issue = issues[0]
-  if (issue === undefined) return { path: "", reason: "invalid configuration" }
-  const reason = issue._tag === "Missing" ? "missing required key" : issue.message
-  return { path: formatPath(issue.path), reason }
-}
-
 /** The source of the value at `p`, or of the nearest table above it that has one. */
-const originOf = (origins: Map<string, string>, p: string, fallback: string | undefined): string | undefined => {
-  const parts = p.split(".")
-  for (let n = parts.length; n > 0; n--) {
-    const label = origins.get(parts.slice(0, n).join("."))
-    if (label !== undefined) return label
+const originOf = (origins: Origins, p: ReadonlyArray<PropertyKey>) => {
+  for (let n = p.length; n > 0; n--) {
+    const origin = origins.get(p.slice(0, n).map(String).join("."))
+    if (origin !== undefined) return { ...origin, below: p.slice(origin.from.length) }
   }
-  return fallback
+  return undefined
 }
 
-export const load = <A>(input: LoadInput): Effect.Effect<A, ConfigErrorFields> =>
+/** Every issue of a failed decode, each with the source of its value and, in the file, its position. */
+const decodeProblems = (
+  error: ParseResult.ParseError,
+  origins: Origins,
+  file: (Source & { readonly locations: Locations }) | undefined
+): Array<ConfigErrorFields> =>
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
+    const reason = issue._tag === "Missing" ? "missing required key" : issue.message
+    const origin = originOf(origins, issue.path)
+    const path = formatKeyPath(issue.path)
+    if (origin === undefined) return { file: file?.label(path), path, reason }
+    const label = origin.source.label(dotted(origin.from))
+    if (origin.source !== file) return { file: label, path, reason }
+    // A missing key is reported where its table is written.
+    return { file: label, path, reason, ...file.locations.locateNearest([...origin.from, ...origin.below] as LocatedPath) }
+  })
+
+const byPosition = (a: ConfigErrorFields, b: ConfigErrorFields) =>
+  (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0)
+
+/**
+ * Loads and decodes; fails with every problem found where they can be told apart: each unknown
+ * key of the file, and each bad value (all Schema issues). A source that cannot be read at all
+ * (bad TOML, unreadable secret file) stops there.
+ */
+export const load = <A>(input: LoadInput): Effect.Effect<A, ReadonlyArray<ConfigErrorFields>> =>
   Effect.gen(function*() {
     const shape = shapeOf(input.schema)
     const env = yield* readEnv(input.envPrefix, shape)
     const toml = input.configFile === undefined ? undefined : yield* readToml(input.configFile, input.explicitFile)
-    const file: Source | undefined = toml === undefined || input.configFile === undefined ? undefined : {
+    let located: Locations | undefined
+    const file = toml === undefined || input.configFile === undefined ? undefined : {
       label: () => input.configFile,
       baseDir: path.dirname(path.resolve(input.configFile)),
-      tree: toml
+      tree: toml.tree,
+      // Only a problem needs positions: the scan runs at the first lookup.
+      get locations() {
+        return (located ??= locateKeys(toml.text))
+      }
     }
     const flags: Source | undefined = input.flags === undefined
       ? undefined
       : { label: () => "command line", baseDir: process.cwd(), tree: input.flags }
     const defaults: Source = { label: () => undefined, baseDir: process.cwd(), tree: input.defaults }
 
+    const unknown: Array<ConfigErrorFields> = file === undefined ? [] : unknownKeys(shape, file.tree).map((u) => ({
+      file: file.label(),
+      path: formatKeyPath(u.table),
+      reason: `unknown key '${u.key}'${u.hint === undefined ? "" : ` (did you mean '${u.hint}'?)`}`,
+      ...file.locations.locate([...u.table, u.key])
+    }))
+    const withUnknown = (problem: ConfigErrorFields) => [...unknown, locateProblem(problem, file)].sort(byPosition)
+
     // Highest precedence first: flags > env > TOML > defaults.
     const sources = [flags, env, file, defaults].filter((s): s is Source => s !== undefined)
     const providers: Array<ConfigProvider.ConfigProvider> = []
-    for (const [i, source] of sources.entries()) providers.push(indexProvider(yield* keysSet(shape, source), i))
+    for (const [i, source] of sources.entries()) {
+      providers.push(indexProvider(yield* keysSet(shape, source).pipe(Either.mapLeft(withUnknown)), i))
+    }
     const chain = providers.reduce((higher, lower) => ConfigProvider.orElse(higher, () => lower))
 
-    const { origins, value } = yield* Effect.withConfigProvider(assemble(shape, sources, input.home), chain)
-    const decoded = Schema.decodeUnknownEither(input.schema)(value, { errors: "first", onExcessProperty: "ignore" })
-    if (Either.isRight(decoded)) return decoded.right as A
-    const { path: p, reason } = firstIssue(decoded.left)
-    return yield* Effect.fail({ file: originOf(origins, p, file?.label(p)), path: p, reason })
-  })
+    const { origins, value } = yield* Effect.withConfigProvider(assemble(shape, sources, input.home), chain).pipe(
+      Effect.mapError(withUnknown)
+    )
+    const decoded = Schema.decodeUnknownEither(input.schema)(value, { errors: "all", onExcessProperty: "ignore" })
+    const problems = [...unknown, ...(Either.isLeft(decoded) ? decodeProblems(decoded.left, origins, file) : [])]
+    if (problems.length === 0 && Either.isRight(decoded)) return decoded.right as A
+    return yield* Effect.fail(problems.sort(byPosition))
+  }).pipe(Effect.mapError((e) => (Array.isArray(e) ? e : [e as ConfigErrorFields])))
+
+/** A single problem of the file's, placed at its key. */
+const locateProblem = (problem: ConfigErrorFields, file: (Source & { readonly locations: Locations }) | undefined) =>
+  file === undefined || problem.line !== undefined || problem.file !== file.label("") || problem.path === ""
+    ? problem
+    : { ...problem, ...file.locations.locateNearest(problem.path.split(".")) }

@@ -193,10 +193,12 @@ export const withDefault = <S extends Schema.Schema.All>(s: S, value: () => Sche
 
 /**
  * What the loader needs to know about a config schema: which keys are tables (followed into),
- * which are scalars (the environment may override them; `secret` ones also accept `k_file`), and
- * which are taken whole from one source (arrays and free-keyed tables such as `schedules`).
+ * which are scalars (the environment may override them; `secret` ones also accept `k_file`),
+ * and which are taken whole from one source: free-keyed tables such as `schedules` (`Record`)
+ * and arrays (`List`). The element shapes of the last two let the loader find unknown keys
+ * inside them (`[[schedules.web1.schedules]]`); the environment never reaches into them.
  */
-export type Shape = TableShape | LeafShape | WholeShape
+export type Shape = TableShape | LeafShape | RecordShape | ListShape
 
 export interface TableShape {
   readonly _tag: "Table"
@@ -208,8 +210,14 @@ export interface LeafShape {
   readonly secret: boolean
 }
 
-export interface WholeShape {
-  readonly _tag: "Whole"
+export interface RecordShape {
+  readonly _tag: "Record"
+  readonly value: Shape
+}
+
+export interface ListShape {
+  readonly _tag: "List"
+  readonly element: Shape
 }
 
 const unwrapOptional = (ast: AST.AST): AST.AST => {
@@ -240,8 +248,17 @@ const fieldShape = (ast: AST.AST): Shape => {
   while (AST.isRefinement(t)) t = t.from
   const struct = tableStruct(t)
   if (struct !== undefined) return structShape(struct)
-  if (AST.isTransformation(t) && t.from.annotations[TableId] === true) return { _tag: "Whole" } // free-keyed table
-  if (AST.isTupleType(t)) return { _tag: "Whole" }
+  if (AST.isTransformation(t) && t.from.annotations[TableId] === true) {
+    // A free-keyed table: `tableOf(value)`.
+    let to = t.to
+    while (AST.isTransformation(to) || AST.isRefinement(to)) to = to.from
+    const value = AST.isTypeLiteral(to) ? to.indexSignatures[0]?.type : undefined
+    return { _tag: "Record", value: value === undefined ? { _tag: "Leaf", secret: false } : fieldShape(value) }
+  }
+  if (AST.isTupleType(t)) {
+    const element = t.rest[0]?.type
+    return { _tag: "List", element: element === undefined ? { _tag: "Leaf", secret: false } : fieldShape(element) }
+  }
   return { _tag: "Leaf", secret: t.annotations[SecretId] === true }
 }
 

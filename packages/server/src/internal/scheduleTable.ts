@@ -5,7 +5,9 @@
 import { createHash } from "node:crypto"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
+import * as Config from "@barto/domain/Config"
 import * as Calendar from "@barto/scheduler/Calendar"
+import * as Zone from "@barto/scheduler/Zone"
 import { ScheduleSpec } from "@barto/domain/Messages"
 import type { OnFailure, Overlap } from "@barto/domain/Messages"
 import { ScheduleLoadError } from "../Schedules.js"
@@ -33,34 +35,47 @@ export type Table = ReadonlyMap<string, ReadonlyArray<ScheduleSpec>>
 
 export const pausedKey = (agent: string, schedule: string): string => `${agent}\u0000${schedule}`
 
-export const build = (file: string | undefined, config: SchedulesConfig): Either.Either<Table, ScheduleLoadError> => {
+/** Where a key path (or the nearest table around it) is written in the config file (`Config.keyLocator`). */
+export type Locate = (path: Config.KeyPath) => Config.Position | undefined
+
+/**
+ * Validates the whole section and reports every problem (an invalid table is rejected whole, but
+ * the operator fixes all of it in one go), each at its own key: a bad `timezone` names
+ * `timezone`, a bad expression `on_calendar`.
+ */
+export const build = (
+  file: string | undefined,
+  config: SchedulesConfig,
+  locate?: Locate
+): Either.Either<Table, ScheduleLoadError> => {
   const table = new Map<string, ReadonlyArray<ScheduleSpec>>()
+  const problems: Array<Config.ConfigProblem> = []
+  const problem = (path: Config.KeyPath, reason: string) => {
+    problems.push({ file, path: Config.formatKeyPath(path), reason, ...locate?.(path) })
+  }
   for (const [agent, section] of Object.entries(config)) {
     const specs: Array<ScheduleSpec> = []
     const seen = new Map<string, number>()
     if (!validName(agent)) {
-      return Either.left(
-        new ScheduleLoadError({ file, path: `schedules.${agent}`, reason: `agent names are 1..${MAX_NAME_LENGTH} printable characters` })
-      )
+      problem(["schedules", agent], `agent names are 1..${MAX_NAME_LENGTH} printable characters`)
+      continue
     }
     for (const [i, entry] of section.schedules.entries()) {
-      const at = `schedules.${agent}.schedules[${i}]`
+      const at: Config.KeyPath = ["schedules", agent, "schedules", i]
       if (!validName(entry.name)) {
-        return Either.left(
-          new ScheduleLoadError({ file, path: `${at}.name`, reason: `schedule names are 1..${MAX_NAME_LENGTH} printable characters` })
-        )
+        problem([...at, "name"], `schedule names are 1..${MAX_NAME_LENGTH} printable characters`)
+        continue
       }
       const first = seen.get(entry.name)
       if (first !== undefined) {
-        return Either.left(
-          new ScheduleLoadError({
-            file,
-            path: `${at}.name`,
-            reason: `duplicate schedule name '${entry.name}' for agent '${agent}' (first at schedules[${first}])`
-          })
-        )
+        problem([...at, "name"], `duplicate schedule name '${entry.name}' for agent '${agent}' (first at schedules[${first}])`)
+        continue
       }
       seen.set(entry.name, i)
+      if (entry.timezone !== undefined && Zone.canonicalZone(entry.timezone) === undefined) {
+        problem([...at, "timezone"], `unknown IANA time zone '${entry.timezone}'`)
+        continue
+      }
       const parsed = Calendar.parse(entry.on_calendar, {
         agent,
         schedule: entry.name,
@@ -68,13 +83,11 @@ export const build = (file: string | undefined, config: SchedulesConfig): Either
       })
       if (Either.isLeft(parsed)) {
         const e = parsed.left
-        return Either.left(
-          new ScheduleLoadError({
-            file,
-            path: `${at}.on_calendar`,
-            reason: `invalid calendar expression '${entry.on_calendar}': ${e.reason} (${e.field} '${e.text}' at position ${e.position})`
-          })
+        problem(
+          [...at, "on_calendar"],
+          `invalid calendar expression '${entry.on_calendar}': ${e.reason} (${e.field} '${e.text}' at position ${e.position})`
         )
+        continue
       }
       specs.push(
         new ScheduleSpec({
@@ -91,7 +104,7 @@ export const build = (file: string | undefined, config: SchedulesConfig): Either
     }
     table.set(agent, specs)
   }
-  return Either.right(table)
+  return problems.length > 0 ? Either.left(new ScheduleLoadError({ problems })) : Either.right(table)
 }
 
 export const applyPaused = (table: Table, paused: ReadonlySet<string>): Table => {
