@@ -601,6 +601,62 @@ describe("commands: request shape and rendering", () => {
     }))
 })
 
+describe("a hostile server cannot drive the terminal", () => {
+  // C0 (ESC, CR, BEL, backspace), DEL, 8-bit CSI/OSC (U+009B, U+009D), a bidi override.
+  const EVIL = "\u001b[2J\u001b]0;pwned\u0007\r\b\u007f\u009b31m\u009d0;x\u202egnp.exe"
+  // eslint-disable-next-line no-control-regex
+  const CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
+  const hostile = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> | void => {
+    const id = req.id
+    const evilRun = Messages.RunId.make(`run${EVIL}`)
+    switch (req._tag) {
+      case "RunsRequest":
+        return [{ _tag: "RunsResponse", id, runs: [new Messages.RunRow({ ...runRow(RUN_A, "failed"), runId: evilRun, agent: `a${EVIL}`, signal: `SIG${EVIL}` })] }]
+      case "ListRequest":
+        return [{ _tag: "LinesResponse", id, lines: [new Messages.LineRow({ ...lineRow(RUN_A, 0, `out${EVIL}`), runId: evilRun })] }]
+      case "QueryRequest":
+        return [{ _tag: "QueryResponse", id, columns: [`c${EVIL}`], rows: [[`v${EVIL}`]], truncated: false }]
+      case "CancelRequest":
+        return [{ _tag: "CliError", id, code: "not_found", message: `unknown run${EVIL}\nsecond line` }]
+      case "RunNowRequest":
+        return [{ _tag: "RunNowResponse", id, runId: evilRun, agent: req.agent, schedule: req.schedule }]
+      default:
+        return canned(req)
+    }
+  }
+
+  it.scopedLive("text output, --json and error messages carry no control character", () =>
+    Effect.gen(function*() {
+      for (const args of [["runs"], ["list", "-n", "host", "-c", "backup"], ["query", "-q", "select 1"], ["run", "host", "backup"]]) {
+        for (const json of [false, true]) {
+          const r = yield* against(json ? [...args, "--json"] : args, { answer: hostile, admin: true })
+          assert.strictEqual(r.code, 0, r.stderr)
+          assert.notMatch(r.stdout, CONTROLS, `${args.join(" ")}${json ? " --json" : ""}: ${JSON.stringify(r.stdout)}`)
+          if (json) {
+            // Still the same JSON values, the controls only escaped.
+            const text = JSON.stringify(JSON.parse(r.stdout))
+            assert.include(text, "\\u001b[2J")
+          }
+        }
+      }
+      const failedCancel = yield* against(["cancel", "nope"], { answer: hostile })
+      assert.strictEqual(failedCancel.code, 1)
+      assert.notMatch(failedCancel.stderr, CONTROLS)
+      // What was sent stays visible, escaped; a newline of the message stays a newline.
+      assert.include(failedCancel.stderr, "unknown run\\x1b[2J\\x1b]0;pwned\\x07\\r\\x08\\x7f\\x9b31m\\x9d0;x\\u202egnp.exe\nsecond line")
+    }))
+
+  it.scopedLive("our own colours survive on a terminal, the server's escape sequences do not", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeBartos({ answer: hostile })
+      const r = yield* runCli(["runs"], { env: baseEnv(envFor(fake)), tty: true, columns: 400 })
+      assert.strictEqual(r.code, 0, r.stderr)
+      assert.include(r.stdout, "\u001b[31mfailed\u001b[0m")
+      assert.notInclude(r.stdout, "\u001b[2J")
+      assert.notMatch(r.stdout.replace(/\u001b\[(?:[0-2]|3[1-6])m/g, ""), CONTROLS)
+    }))
+})
+
 describe("usage errors (exit 2, printed once, no connection)", () => {
   it.scopedLive("missing option, unknown subcommand, unknown argument, no command", () =>
     Effect.gen(function*() {

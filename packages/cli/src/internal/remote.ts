@@ -6,7 +6,7 @@ import * as Config from "@barto/domain/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Client from "../Client.js"
-import type * as Render from "../Render.js"
+import * as Render from "../Render.js"
 import { CliEnv, failure, type Globals, VERSION } from "./root.js"
 
 export interface Session {
@@ -62,5 +62,6 @@ export const ask = <T extends Client.Answer["_tag"]>(
         new Client.ClientError({ reason: "protocol", message: `bartos answered ${answer._tag} to ${request._tag}` })
       ))
 
-/** Prints lines on stdout (nothing for none). */
-export const print = (lines: ReadonlyArray<string>) => (lines.length === 0 ? Effect.void : Console.log(lines.join("\n")))
+/** Prints lines on stdout (nothing for none), through `Render.terminalSafe`. */
+export const print = (lines: ReadonlyArray<string>) =>
+  lines.length === 0 ? Effect.void : Console.log(Render.terminalSafe(lines.join("\n")))
