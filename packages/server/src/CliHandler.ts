@@ -6,7 +6,7 @@
 import * as Calendar from "@barto/scheduler/Calendar"
 import { newRunId, uuidv4 } from "@barto/domain/Ids"
 import * as Messages from "@barto/domain/Messages"
-import type { AgentRecord, CliRequest, CliResponse, LineRow, RunRow, RunState } from "@barto/domain/Messages"
+import type { AgentRecord, CliRequest, CliResponse, FailedRow, LineRow, RunRow, RunState } from "@barto/domain/Messages"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -20,12 +20,15 @@ import { Ingested, type IngestedBatch } from "./Events.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo } from "./ServerInfo.js"
+import { rowBytes } from "./internal/store/render.js"
 import { Store, type StoreError } from "./Store.js"
 import * as Updates from "./Updates.js"
 
 export interface HandlerContext {
   /** The CLI presented the admin key (checked by the session). */
   readonly admin: boolean
+  /** `query` is admin-only (`query_requires_admin`; stored commands and output may hold secrets). */
+  readonly queryRequiresAdmin?: boolean
 }
 
 export type HandlerServices = Store | Registry | Schedules | Ingested | ServerInfo
@@ -45,8 +48,14 @@ const fromStore = <A, R>(effect: Effect.Effect<A, StoreError, R>): Effect.Effect
 export const MAX_RUNS = 10_000
 /** Lines read from the Store per page while tailing. */
 export const TAIL_PAGE_LINES = 500
-/** Upper bound of the line data in one TailChunk, well under the default 1 MiB frame limit. */
-export const TAIL_CHUNK_BYTES = 256 * 1024
+/**
+ * About how many bytes one answer frame carries (a TailChunk, a part of a paged answer): small
+ * enough that no single frame takes long to build, encode or send, and well under the default
+ * 1 MiB frame limit. One row larger than this (a query cell) still travels whole, in a frame of
+ * its own.
+ */
+export const FRAME_BYTES = 256 * 1024
+export const TAIL_CHUNK_BYTES = FRAME_BYTES
 /** How often a follower re-reads its run, to notice an end no record announced (lost, cleanup). */
 export const TAIL_POLL = "5 seconds"
 
@@ -70,11 +79,14 @@ export const handle = (
   ctx: HandlerContext
 ): Stream.Stream<CliResponse, never, HandlerServices> => {
   const id = request.id
-  const adminName = ADMIN_ONLY[request._tag]
+  const adminName = ADMIN_ONLY[request._tag] ??
+    (request._tag === "QueryRequest" && ctx.queryRequiresAdmin === true ? "query" : undefined)
   const answer: Stream.Stream<CliResponse, Refusal, HandlerServices> = adminName !== undefined && !ctx.admin
     ? Stream.fail(new Refusal({ code: "forbidden", message: `${adminName} requires the admin key` }))
     : request._tag === "TailRequest"
     ? tail(request)
+    : isPagedRequest(request)
+    ? paged(request)
     : Stream.fromEffect(single(request))
   return answer.pipe(
     Stream.catchAllCause((cause) => {
@@ -103,7 +115,7 @@ export const handle = (
 // ---------------------------------------------------------------------------------------------
 
 const single = (
-  request: Exclude<CliRequest, { readonly _tag: "TailRequest" }>
+  request: Exclude<CliRequest, { readonly _tag: "TailRequest" } | PagedRequest>
 ): Effect.Effect<CliResponse, Refusal, HandlerServices> =>
   Effect.gen(function*() {
     const store = yield* Store
@@ -135,40 +147,9 @@ const single = (
       }
       case "ListCommandsRequest":
         return { _tag: "ListCommandsResponse", id, commands: yield* fromStore(store.listCommands(request.agent)) }
-      case "ListRequest":
-        return { _tag: "LinesResponse", id, lines: yield* fromStore(store.listLines(request.agent, request.cmd)) }
-      case "CmdRequest":
-        return { _tag: "CmdResponse", id, byAgent: yield* fromStore(store.cmdLines(request.cmd)) }
-      case "FailedRequest":
-        return { _tag: "FailedResponse", id, failed: yield* fromStore(store.failed()) }
       case "UpdatesRequest": {
         const lines = yield* fromStore(store.successfulLines(request.agent))
         return { _tag: "UpdatesResponse", id, result: Updates.parse(request.kind, lines) }
-      }
-      case "QueryRequest": {
-        const info = yield* ServerInfo
-        const result = yield* store.query(request.sql, { rowCap: info.queryRowCap, timeoutMs: info.queryTimeoutMs })
-          .pipe(
-            // The Store refuses writes, statements the database rejects and timeouts alike.
-            Effect.catchTags({
-              QueryRefused: (e) => refuse("refused", e.reason),
-              StoreError: (e) => refuse("internal", `database error: ${e.message}`)
-            })
-          )
-        return { _tag: "QueryResponse", id, columns: result.columns, rows: result.rows, truncated: result.truncated }
-      }
-      case "RunsRequest": {
-        if (!Number.isInteger(request.limit) || request.limit < 1) {
-          return yield* refuse("bad_request", `limit must be a positive integer, got ${request.limit}`)
-        }
-        const runs = yield* fromStore(store.runs({
-          ...(request.agent !== undefined ? { agent: request.agent } : {}),
-          ...(request.schedule !== undefined ? { schedule: request.schedule } : {}),
-          ...(request.state !== undefined ? { state: request.state } : {}),
-          ...(request.since !== undefined ? { since: request.since } : {}),
-          limit: Math.min(request.limit, MAX_RUNS)
-        }))
-        return { _tag: "RunsResponse", id, runs }
       }
       case "SchedulesRequest":
         return { _tag: "SchedulesResponse", id, schedules: yield* scheduleRows(request.agent) }
@@ -224,6 +205,146 @@ const single = (
       }
     }
   })
+
+// ---------------------------------------------------------------------------------------------
+// Answers in parts (list, cmd, failed, runs, query)
+// ---------------------------------------------------------------------------------------------
+
+type PagedRequest = Extract<
+  CliRequest,
+  { readonly _tag: "ListRequest" | "CmdRequest" | "FailedRequest" | "RunsRequest" | "QueryRequest" }
+>
+
+const isPagedRequest = (r: CliRequest): r is PagedRequest =>
+  r._tag === "ListRequest" || r._tag === "CmdRequest" || r._tag === "FailedRequest" || r._tag === "RunsRequest" ||
+  r._tag === "QueryRequest"
+
+/** What a value costs in a frame, roughly (JSON keys and punctuation included). */
+const lineBytes = (l: LineRow): number => Buffer.byteLength(l.data, "utf8") + 200
+const failedBytes = (f: FailedRow): number =>
+  Buffer.byteLength(f.command, "utf8") + f.lines.reduce((n, l) => n + Buffer.byteLength(l, "utf8") + 4, 300)
+const runBytes = (r: RunRow): number => r.runId.length + r.agent.length + r.schedule.length + 300
+
+/**
+ * `items` as frames of about FRAME_BYTES each, produced as the stream is read (never the whole
+ * answer in memory): `build(items, last, truncated)` makes each part. Reading stops once
+ * `maxTotal` bytes were taken; the last part then says `truncated`.
+ */
+const framed = <A, E, R>(
+  items: Stream.Stream<A, E, R>,
+  sizeOf: (a: A) => number,
+  maxTotal: number,
+  build: (items: ReadonlyArray<A>, last: boolean, truncated: boolean) => CliResponse
+): Stream.Stream<CliResponse, E, R> =>
+  Stream.suspend(() => {
+    let total = 0
+    let cut = false
+    let current: Array<A> = []
+    let bytes = 0
+    const parts = items.pipe(
+      Stream.takeWhile((a) => {
+        total += sizeOf(a)
+        cut = total > maxTotal
+        return !cut
+      }),
+      Stream.mapConcat((a): Array<CliResponse> => {
+        const n = sizeOf(a)
+        if (current.length > 0 && bytes + n > FRAME_BYTES) {
+          const full = current
+          current = [a]
+          bytes = n
+          return [build(full, false, false)]
+        }
+        current.push(a)
+        bytes += n
+        return []
+      })
+    )
+    return Stream.concat(parts, Stream.suspend(() => Stream.succeed(build(current, true, cut))))
+  })
+
+/** `more`/`truncated` as the wire wants them: absent when false (a one-part answer looks as before). */
+const partFlags = (last: boolean, truncated: boolean) => ({
+  ...(last ? {} : { more: true }),
+  ...(truncated ? { truncated: true } : {})
+})
+
+const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, HandlerServices> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const store = yield* Store
+    const info = yield* ServerInfo
+    const id = request.id
+    const cap = info.maxAnswerBytes
+    const storeStream = <A>(s: Stream.Stream<A, StoreError>) =>
+      Stream.mapError(s, (e) => new Refusal({ code: "internal", message: `database error: ${e.message}` }))
+    switch (request._tag) {
+      case "ListRequest":
+        return framed(storeStream(store.listLines(request.agent, request.cmd)), lineBytes, cap, (lines, last, cut) => ({
+          _tag: "LinesResponse",
+          id,
+          lines,
+          ...partFlags(last, cut)
+        }))
+      case "CmdRequest":
+        return framed(storeStream(store.cmdLines(request.cmd)), lineBytes, cap, (lines, last, cut) => {
+          const byAgent: Array<{ agent: string; lines: Array<LineRow> }> = []
+          for (const line of lines) {
+            const group = byAgent[byAgent.length - 1]
+            if (group !== undefined && group.agent === line.agent) group.lines.push(line)
+            else byAgent.push({ agent: line.agent, lines: [line] })
+          }
+          return { _tag: "CmdResponse", id, byAgent, ...partFlags(last, cut) }
+        })
+      case "FailedRequest":
+        return framed(storeStream(store.failed()), failedBytes, cap, (failed, last, cut) => ({
+          _tag: "FailedResponse",
+          id,
+          failed,
+          ...partFlags(last, cut)
+        }))
+      case "RunsRequest": {
+        if (!Number.isInteger(request.limit) || request.limit < 1) {
+          return yield* refuse("bad_request", `limit must be a positive integer, got ${request.limit}`)
+        }
+        const runs = yield* fromStore(store.runs({
+          ...(request.agent !== undefined ? { agent: request.agent } : {}),
+          ...(request.schedule !== undefined ? { schedule: request.schedule } : {}),
+          ...(request.state !== undefined ? { state: request.state } : {}),
+          ...(request.since !== undefined ? { since: request.since } : {}),
+          limit: Math.min(request.limit, MAX_RUNS)
+        }))
+        // MAX_RUNS bounds the answer; the frames keep each part small.
+        return framed(Stream.fromIterable(runs), runBytes, Infinity, (part, last) => ({
+          _tag: "RunsResponse",
+          id,
+          runs: part,
+          ...partFlags(last, false)
+        }))
+      }
+      case "QueryRequest": {
+        const result = yield* store.query(request.sql, {
+          rowCap: info.queryRowCap,
+          maxBytes: info.queryMaxBytes,
+          timeoutMs: info.queryTimeoutMs
+        }).pipe(
+          // The Store refuses writes, statements the database rejects, timeouts and a full house.
+          Effect.catchTags({
+            QueryRefused: (e) => refuse("refused", e.reason),
+            StoreError: (e) => refuse("internal", `database error: ${e.message}`)
+          })
+        )
+        // The byte cap bounds the answer already.
+        return framed(Stream.fromIterable(result.rows), rowBytes, Infinity, (rows, last) => ({
+          _tag: "QueryResponse",
+          id,
+          columns: result.columns,
+          rows,
+          truncated: last && result.truncated,
+          ...(last ? {} : { more: true })
+        }))
+      }
+    }
+  }))
 
 /** Today's 00:00 in bartos' local time zone (reference `cleanup` meaning). */
 const localMidnight = Effect.map(Clock.currentTimeMillis, (ms) => {
@@ -324,7 +445,7 @@ const toChunks = (
     bytes = 0
   }
   for (const line of lines) {
-    const size = Buffer.byteLength(line.data, "utf8") + 200
+    const size = lineBytes(line)
     if (current.length > 0 && (current.length >= TAIL_PAGE_LINES || bytes + size > TAIL_CHUNK_BYTES)) flush()
     current.push(line)
     bytes += size

@@ -57,12 +57,19 @@ export interface Options {
   readonly maxFrameBytes: number
   readonly livenessMs: number
   readonly queryRowCap: number
+  readonly queryMaxBytes: number
   readonly queryTimeoutMs: number
+  /** `query` needs the admin role (default: on exactly when an admin key is set). */
+  readonly queryRequiresAdmin?: boolean
+  readonly maxAnswerBytes: number
   readonly helloTimeoutMs?: number
   readonly replayWindowSecs?: number
   readonly maxBadFrames?: number
   /** CLI keepalive ping interval; default: the liveness timeout. */
   readonly cliKeepaliveMs?: number
+  /** CLI backpressure (`CliSession.Options`): send buffer and stall time before a CLI is dropped. */
+  readonly cliSendBufferBytes?: number
+  readonly cliStallMs?: number
   /** How long shutdown waits for peers to answer the close handshake. */
   readonly shutdownGraceMs?: number
 }
@@ -168,10 +175,13 @@ export const make = (options: Options) =>
     const cliOptions: CliSession.Options = {
       serverVersion: options.serverVersion,
       adminKey: options.adminKey,
+      queryRequiresAdmin: options.queryRequiresAdmin ?? options.adminKey !== undefined,
       maxFrameBytes: options.maxFrameBytes,
       helloTimeoutMs: workerOptions.helloTimeoutMs,
       maxBadFrames: workerOptions.maxBadFrames,
-      keepaliveMs: options.cliKeepaliveMs ?? Math.max(options.livenessMs, 1000)
+      keepaliveMs: options.cliKeepaliveMs ?? Math.max(options.livenessMs, 1000),
+      ...(options.cliSendBufferBytes !== undefined ? { sendBufferBytes: options.cliSendBufferBytes } : {}),
+      ...(options.cliStallMs !== undefined ? { stallMs: options.cliStallMs } : {})
     }
 
     const onUpgrade = (secure: boolean) => (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
@@ -297,7 +307,9 @@ export const make = (options: Options) =>
       startedAt,
       listeners: listeners.map((l) => l.url),
       queryRowCap: options.queryRowCap,
-      queryTimeoutMs: options.queryTimeoutMs
+      queryMaxBytes: options.queryMaxBytes,
+      queryTimeoutMs: options.queryTimeoutMs,
+      maxAnswerBytes: options.maxAnswerBytes
     }
     yield* Deferred.succeed(ready, info)
     return { hub: { listeners } satisfies HubShape, info }

@@ -80,7 +80,10 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       maxFrameBytes: config.limits.max_frame_bytes,
       livenessMs: Math.round(config.limits.liveness_secs * 1000),
       queryRowCap: config.limits.query_row_cap,
-      queryTimeoutMs: config.limits.query_timeout_ms
+      queryMaxBytes: config.limits.query_max_bytes,
+      queryTimeoutMs: config.limits.query_timeout_ms,
+      queryRequiresAdmin: config.query_requires_admin ?? config.admin_key !== undefined,
+      maxAnswerBytes: config.limits.max_answer_bytes
     } satisfies Hub.Options
   })
 

@@ -26,7 +26,8 @@ export const families = {
   bartos_records_ingested_total: { help: "Agent records newly stored", type: "counter" },
   bartos_acks_total: { help: "Acks sent to agents", type: "counter" },
   bartos_ingest_errors_total: { help: "Record batches that failed to store (no Ack sent)", type: "counter" },
-  bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" }
+  bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" },
+  bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" }
 } as const satisfies Record<string, Family>
 
 export type MetricName = keyof typeof families

@@ -1,5 +1,5 @@
 import type { AgentRecord, FinalRunState, Micros, RunId, Trigger } from "@barto/domain/Messages"
-import { ClientInfo } from "@barto/domain/Messages"
+import { ClientInfo, FailedRow, type LineRow } from "@barto/domain/Messages"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Chunk from "effect/Chunk"
@@ -15,7 +15,7 @@ import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { QueryResult } from "../src/Store.js"
+import type { QueryResult, StoreShape } from "../src/Store.js"
 import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
 import { parseMariadbOptions } from "../src/internal/store/resources.js"
 import { measureRawInsertRate } from "../src/internal/store/bench.js"
@@ -120,6 +120,33 @@ const countRows = (table: string, where: string, params: ReadonlyArray<unknown>)
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, params)).pipe(
     Effect.map((rows) => Number(rows[0].n))
   )
+
+/** Every element of a store stream. */
+const collect = <A, E>(s: Stream.Stream<A, E>) => Effect.map(Stream.runCollect(s), Chunk.toReadonlyArray)
+
+/** `cmdLines` as the CLI shows it: consecutive lines of one agent grouped. */
+const groupByAgent = (lines: ReadonlyArray<LineRow>) => {
+  const groups: Array<{ agent: string; lines: Array<LineRow> }> = []
+  for (const l of lines) {
+    const last = groups[groups.length - 1]
+    if (last !== undefined && last.agent === l.agent) last.lines.push(l)
+    else groups.push({ agent: l.agent, lines: [l] })
+  }
+  return groups
+}
+
+/** `failed` with a command's consecutive rows (one per page of its lines) joined, as the CLI does. */
+const failedRows = (store: StoreShape) =>
+  Effect.map(collect(store.failed()), (rows) => {
+    const out: Array<FailedRow> = []
+    for (const f of rows) {
+      const last = out[out.length - 1]
+      if (last !== undefined && last.runId === f.runId && last.cmdUuid === f.cmdUuid) {
+        out[out.length - 1] = new FailedRow({ ...last, lines: [...last.lines, ...f.lines] })
+      } else out.push(f)
+    }
+    return out
+  })
 
 // --- pure: the read-only guard ----------------------------------------------------------------
 
@@ -471,7 +498,7 @@ for (const db of databases) {
         // A command exit for a command never announced is still recorded.
         const anon = nextName("run")
         yield* store.ingest(agent, "o", [runStarted(4, anon, "s", 500), commandExited(5, anon, `${anon}-ghost`, 1, 501)])
-        const failed = (yield* store.failed()).filter((f) => f.runId === anon)
+        const failed = (yield* failedRows(store)).filter((f) => f.runId === anon)
         assert.deepStrictEqual(failed.map((f) => [f.cmdUuid, f.command, f.exitCode]), [[`${anon}-ghost`, "unknown", 1]])
       }))
 
@@ -503,7 +530,7 @@ for (const db of databases) {
         assert.deepStrictEqual(yield* store.listCommands(a1), ["alpha", "backup", "zeta"])
         assert.deepStrictEqual(yield* store.listCommands(nextName("nobody")), [])
 
-        const lines = yield* store.listLines(a1, "backup")
+        const lines = yield* collect(store.listLines(a1, "backup"))
         assert.deepStrictEqual(lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
         assert.deepStrictEqual(lines.map((l) => [l.exitCode, l.runState]), [
           [null, "running"],
@@ -513,12 +540,12 @@ for (const db of databases) {
         ])
         assert.deepStrictEqual(lines.map((l) => l.agent), [a1, a1, a1, a1])
 
-        const byAgent = (yield* store.cmdLines("backup")).filter((g) => g.agent === a1 || g.agent === a2)
+        const byAgent = groupByAgent(yield* collect(store.cmdLines("backup"))).filter((g) => g.agent === a1 || g.agent === a2)
         assert.deepStrictEqual(byAgent.map((g) => g.agent), [a1, a2])
         assert.deepStrictEqual(byAgent[0].lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
         assert.deepStrictEqual(byAgent[1].lines.map((l) => l.data), ["other agent"])
         // Grouping is sorted by agent name overall.
-        const all = yield* store.cmdLines("backup")
+        const all = groupByAgent(yield* collect(store.cmdLines("backup")))
         assert.deepStrictEqual(all.map((g) => g.agent), [...all.map((g) => g.agent)].sort())
       }))
 
@@ -536,7 +563,7 @@ for (const db of databases) {
           runStarted(18, lost, "s", 100)
         ])
         yield* store.markLost(agent, at(500))
-        const failed = (yield* store.failed()).filter((f) => f.agent === agent)
+        const failed = (yield* failedRows(store)).filter((f) => f.agent === agent)
         assert.deepStrictEqual(failed.map((f) => [f.runId, f.exitCode, f.signal, f.state, f.lines]), [
           [lost, null, null, "lost", []],
           [bad, 2, null, "failed", ["e1", "e2"]],
@@ -760,7 +787,7 @@ for (const db of databases) {
         const agent = nextName("q")
         const run = nextName("run")
         yield* store.ingest(agent, "o", wholeRun(0, run, "qs", 5000, ["l0", "l1", "l2"], 0))
-        const opts = { rowCap: 100, timeoutMs: 5000 }
+        const opts = { rowCap: 100, maxBytes: 1024 * 1024, timeoutMs: 5000 }
         const r = yield* store.query(
           `SELECT r.run_id, r.exit_code, r.finished_at, NULL AS empty_cell, 1.5 AS half, r.run_id FROM runs r WHERE r.agent = '${agent}'`,
           opts
@@ -796,7 +823,7 @@ for (const db of databases) {
     it.effect("query: writes, multi-statements and bad SQL are refused with reasons; nothing changes", () =>
       Effect.gen(function*() {
         const store = yield* Store
-        const opts = { rowCap: 10, timeoutMs: 5000 }
+        const opts = { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 }
         const refusal = (text: string) =>
           Effect.flip(store.query(text, opts)).pipe(Effect.map((e) => {
             assert.strictEqual(e._tag, "QueryRefused")
@@ -823,12 +850,12 @@ for (const db of databases) {
           ? "SELECT SLEEP(5)"
           : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
         const started = Date.now()
-        const e = yield* Effect.flip(store.query(slow, { rowCap: 10, timeoutMs: 300 }))
+        const e = yield* Effect.flip(store.query(slow, { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 300 }))
         assert.strictEqual(e._tag, "QueryRefused")
         if (e._tag === "QueryRefused") assert.match(e.reason, /time limit of 300 ms/)
         assert.isBelow(Date.now() - started, 4000)
         // The store still answers.
-        const r: QueryResult = yield* store.query("SELECT 1 AS one", { rowCap: 10, timeoutMs: 5000 })
+        const r: QueryResult = yield* store.query("SELECT 1 AS one", { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 })
         assert.deepStrictEqual(r.rows, [["1"]])
       }))
 
