@@ -654,7 +654,7 @@ export const queryText = (style: Style, q: typeof Messages.QueryResponse.Type): 
   return [
     ...(q.columns.length === 0 ? [] : table(style, q.columns.map((c) => ({ header: clean(c) })), rows)),
     "",
-    `Total rows: ${q.rows.length}${q.truncated ? " (truncated at the server's row cap)" : ""}`
+    `Total rows: ${q.rows.length}${q.truncated ? " (truncated at the server's row or byte cap)" : ""}`
   ]
 }
 

@@ -62,6 +62,14 @@ export const ask = <T extends Client.Answer["_tag"]>(
         new Client.ClientError({ reason: "protocol", message: `bartos answered ${answer._tag} to ${request._tag}` })
       ))
 
+/** Says on stderr that bartos cut an answer at its limit, so that stdout keeps its shape. */
+export const warnIfTruncated = (answer: { readonly truncated?: boolean | undefined }) =>
+  answer.truncated === true
+    ? Console.error(
+      "barto-cli: warning: bartos cut this answer at its size limit ([limits] max_answer_bytes); the output is incomplete"
+    )
+    : Effect.void
+
 /** Prints lines on stdout (nothing for none), through `Render.terminalSafe`. */
 export const print = (lines: ReadonlyArray<string>) =>
   lines.length === 0 ? Effect.void : Console.log(Render.terminalSafe(lines.join("\n")))
