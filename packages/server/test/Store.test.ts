@@ -1141,6 +1141,27 @@ describe.runIf(mariadbAvailable)("MariaDB query account", () => {
       })
     ))
 
+  it.live("the grants SECURITY.md documents for the main account are enough: migrate, ingest, read, clean up", () =>
+    Effect.gen(function*() {
+      const options = yield* mariadbDatabase()
+      const user = `bm_${Math.random().toString(36).slice(2, 10)}`
+      const password = Math.random().toString(36).slice(2)
+      yield* Effect.acquireRelease(
+        asAdmin(async (conn) => {
+          await conn.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`)
+          await conn.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON \`${options.database}\`.* TO '${user}'@'%'`)
+        }),
+        () => asAdmin((conn) => conn.query(`DROP USER IF EXISTS '${user}'@'%'`))
+      )
+      const ctx = yield* Layer.build(layerMariadb({ ...options, username: user, password: Redacted.make(password) }))
+      const store = Context.get(ctx, Store)
+      const run = nextName("run")
+      yield* store.ingest("a", "o", wholeRun(0, run, "s", -2_000_000_000, ["line"], 1))
+      assert.deepStrictEqual((yield* collect(store.listLines("a", "s"))).map((l) => l.data), ["line"])
+      assert.deepStrictEqual((yield* store.query("SELECT COUNT(*) FROM runs", caps)).rows, [["1"]])
+      assert.strictEqual((yield* store.cleanup(at(0), false)).runs, 1)
+    }).pipe(Effect.scoped))
+
   it.live("an account that may do more than SELECT keeps the store from starting, naming the grant", () =>
     withDatabase((options) =>
       Effect.gen(function*() {

@@ -176,7 +176,7 @@ export const query = Command.make(
           yield* print(g.json ? [Render.json(Render.queryJson(r))] : Render.queryText(style, r))
         }))
     })
-).pipe(Command.withDescription("Run a read-only SQL statement on bartos' database (row cap and timeout apply)."))
+).pipe(Command.withDescription("Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it)."))
 
 /**
  * `--before`: RFC 3339, or a date / date-time without offset in local time (`2026-01-01` = local
