@@ -17,7 +17,7 @@ import { FRAME_BYTES } from "../src/CliHandler.js"
 import { MAX_INFLIGHT } from "../src/CliSession.js"
 import { Metrics } from "../src/Metrics.js"
 import { layerMariadb, Store } from "../src/Store.js"
-import { asAdmin, databases, mariadbDatabase } from "./utils/databases.js"
+import { databases, mariadbDatabase, runningStatements } from "./utils/databases.js"
 import * as TestServer from "./utils/server.js"
 
 const cliHello = (adminKey?: string): Messages.CliToServer => ({
@@ -296,14 +296,7 @@ describe.runIf(databases.some((d) => d.name === "mariadb"))("MariaDB: KILL QUERY
         store: layerMariadb({ ...options, queryConcurrency: 1 }),
         toml: "[limits]\nquery_timeout_ms = 120000\n"
       })
-      const sleeping = () =>
-        asAdmin(async (conn) => {
-          const [rows] = await conn.query(
-            "SELECT id FROM information_schema.PROCESSLIST WHERE user = ? AND command = 'Query' AND info LIKE 'SELECT SLEEP%'",
-            [options.queryUsername]
-          )
-          return (rows as Array<unknown>).length
-        })
+      const sleeping = () => runningStatements(options.queryUsername, "SELECT SLEEP")
       const a = yield* TestServer.connectCli(server.url("cli", "operator-a"))
       yield* a.send(cliHello())
       yield* a.nextTagged("ServerHelloCli")

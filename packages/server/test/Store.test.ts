@@ -25,7 +25,7 @@ import { measureRawInsertRate } from "../src/internal/store/bench.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
 import { excessGrants, makeMariadbQueryRunner } from "../src/internal/store/mariadbQuery.js"
 import { migrate, migrateWith, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
-import { asAdmin, databases, mariadbDatabase } from "./utils/databases.js"
+import { asAdmin, databases, mariadbDatabase, runningStatements } from "./utils/databases.js"
 
 // --- record builders -------------------------------------------------------------------------
 
@@ -1201,14 +1201,7 @@ describe.runIf(mariadbAvailable)("MariaDB query account", () => {
     withDatabase((options) =>
       Effect.gen(function*() {
         const runner = yield* makeMariadbQueryRunner({ ...options, concurrency: 1 })
-        const running = () =>
-          asAdmin(async (conn) => {
-            const [rows] = await conn.query(
-              "SELECT id FROM information_schema.PROCESSLIST WHERE user = ? AND command = 'Query' AND info LIKE 'SELECT SLEEP%'",
-              [options.queryUsername]
-            )
-            return (rows as Array<unknown>).length
-          })
+        const running = () => runningStatements(options.queryUsername, "SELECT SLEEP")
         const fiber = yield* Effect.fork(runner.run("SELECT SLEEP(60)", { ...caps, timeoutMs: 120_000 }))
         for (let i = 0; i < 100 && (yield* running()) === 0; i++) yield* Effect.sleep("20 millis")
         assert.strictEqual(yield* running(), 1, "the statement runs")

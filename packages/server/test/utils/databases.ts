@@ -118,6 +118,16 @@ export const asAdmin = <A>(use: (conn: Mysql.Connection) => Promise<A>) =>
     }
   })
 
+/** How many statements starting with `prefix` run on the server as `user` (from the processlist). */
+export const runningStatements = (user: string, prefix: string) =>
+  asAdmin(async (conn) => {
+    const [rows] = await conn.query(
+      "SELECT id FROM information_schema.PROCESSLIST WHERE user = ? AND command = 'Query' AND info LIKE ?",
+      [user, `${prefix}%`]
+    )
+    return (rows as Array<unknown>).length
+  })
+
 const mariadbLayer = (): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
   Layer.unwrapScoped(Effect.map(mariadbDatabase(), (options) => layerMariadbWithClient(options)))
 

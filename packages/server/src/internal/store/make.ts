@@ -706,6 +706,31 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
     const countKey = (runId: string, cmdUuid = "") => `${runId}\u0000${cmdUuid}`
 
     /**
+     * Pages of rows along a keyset cursor: `fetch(after)` reads the page after `after` (the first
+     * when undefined); a page shorter than PAGE_RUNS is the last. Yields between pages.
+     */
+    const keysetPages = (
+      fetch: (after: ReadonlyArray<unknown> | undefined) => Effect.Effect<ReadonlyArray<Row>, SqlError>,
+      cursorOf: (last: Row) => ReadonlyArray<unknown>
+    ): Stream.Stream<ReadonlyArray<Row>, SqlError> =>
+      Stream.paginateEffect(undefined as ReadonlyArray<unknown> | undefined | null, (after) =>
+        after === null
+          ? Effect.succeed([[] as ReadonlyArray<Row>, Option.none()] as const)
+          : Effect.map(Effect.zipLeft(fetch(after), breathe), (rows) =>
+            [rows, Option.some(rows.length < PAGE_RUNS ? null : cursorOf(rows[rows.length - 1]!))] as const)).pipe(
+          Stream.takeWhile((rows) => rows.length > 0)
+        )
+
+    /** `select … WHERE <column> IN (runIds) ORDER BY <column>, line_seq`, each row with its run id. */
+    const rowsOfRuns = <L>(select: string, column: string, toLine: (r: Row) => L) => (runIds: ReadonlyArray<string>) => {
+      const list = inList(runIds)
+      return Effect.map(
+        run(`${select} WHERE ${column} IN ${list.text} ORDER BY ${column}, line_seq`, list.params),
+        (rows) => rows.map((r) => ({ runId: String(r.run_id), line: toLine(r) }))
+      )
+    }
+
+    /**
      * Lines of the runs `where` selects, in `order` (which ends with the run order key `k` and
      * `r.run_id`; `cursor` makes the keyset condition from the last run of a page).
      */
@@ -723,14 +748,8 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
            WHERE ${where}${after === undefined ? "" : ` AND (${order}) > (${after.map(() => "?").join(", ")})`}
            ORDER BY ${order} LIMIT ?`,
           [...params, ...(after ?? []), PAGE_RUNS]
-        ).pipe(Effect.zipLeft(breathe))
-      const pages = Stream.paginateEffect(undefined as ReadonlyArray<unknown> | undefined | null, (after) =>
-        after === null
-          ? Effect.succeed([[] as ReadonlyArray<Row>, Option.none()] as const)
-          : Effect.map(runsPage(after), (rows) =>
-            [rows, Option.some(rows.length < PAGE_RUNS ? null : cursor(rows[rows.length - 1]!))] as const))
-      return pages.pipe(
-        Stream.takeWhile((rows) => rows.length > 0),
+        )
+      return keysetPages(runsPage, cursor).pipe(
         Stream.mapEffect((rows) =>
           Effect.map(countLines(rows.map((r) => String(r.run_id)), false), (counts) =>
             rows.map((r): Counted<string> => ({
@@ -742,13 +761,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         Stream.flatMap((page) =>
           linesOfPage(
             page,
-            (runIds) => {
-              const list = inList(runIds)
-              return Effect.map(
-                run(`${LINE_SELECT} WHERE ol.run_id IN ${list.text} ORDER BY ol.run_id, ol.line_seq`, list.params),
-                (rows) => rows.map((r) => ({ runId: String(r.run_id), line: toLineRow(r) }))
-              )
-            },
+            rowsOfRuns(LINE_SELECT, "ol.run_id", toLineRow),
             (runId, after) =>
               Effect.map(
                 run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [runId, after, PAGE_LINES]),
@@ -820,20 +833,9 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
           `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${cond(FAILED_KEY.runs)}) f
            ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
           [...(after ?? []), ...(after ?? []), PAGE_RUNS]
-        ).pipe(Effect.zipLeft(breathe))
+        )
       }
-      const pages = Stream.paginateEffect(undefined as ReadonlyArray<unknown> | undefined | null, (after) =>
-        after === null
-          ? Effect.succeed([[] as ReadonlyArray<Row>, Option.none()] as const)
-          : Effect.map(page(after), (rows) => {
-            const last = rows[rows.length - 1]
-            return [
-              rows,
-              Option.some(rows.length < PAGE_RUNS || last === undefined ? null : [num(last.k), String(last.run_id), num(last.idx)])
-            ] as const
-          }))
-      return pages.pipe(
-        Stream.takeWhile((rows) => rows.length > 0),
+      return keysetPages(page, (last) => [num(last.k), String(last.run_id), num(last.idx)]).pipe(
         Stream.mapEffect((rows) =>
           Effect.map(countLines(Array.from(new Set(rows.map((r) => String(r.run_id)))), true), (counts) => {
             // What one fetch of a run's lines returns: every command's lines of that run.
@@ -852,13 +854,10 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         Stream.flatMap((page) =>
           linesOfPage(
             page,
-            (runIds) => {
-              const list = inList(runIds)
-              return Effect.map(
-                run(`SELECT run_id, cmd_uuid, data FROM output_lines WHERE run_id IN ${list.text} ORDER BY run_id, line_seq`, list.params),
-                (rows) => rows.map((r) => ({ runId: String(r.run_id), line: { cmdUuid: String(r.cmd_uuid), data: String(r.data) } }))
-              )
-            },
+            rowsOfRuns("SELECT run_id, cmd_uuid, data FROM output_lines", "run_id", (l) => ({
+              cmdUuid: String(l.cmd_uuid),
+              data: String(l.data)
+            })),
             (r, after) =>
               Effect.map(
                 run(
