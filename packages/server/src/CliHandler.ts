@@ -419,8 +419,11 @@ type TailEvent = { readonly _tag: "Batch"; readonly batch: IngestedBatch } | { r
 type TailState =
   /** Follow mode, no run yet: waiting for its RunStarted. */
   | { readonly _tag: "Waiting" }
-  /** Paging through the stored lines after `after`. */
-  | { readonly _tag: "Reading"; readonly run: RunRow; readonly after: number; readonly first: boolean }
+  /**
+   * Paging through the stored lines after `after`, a page per step (a follower far behind never
+   * reads them all at once); `end`: the run is over, finish with the done chunk.
+   */
+  | { readonly _tag: "Reading"; readonly run: RunRow; readonly after: number; readonly first: boolean; readonly end: boolean }
   /** Live: lines come from Ingested batches. */
   | {
     readonly _tag: "Following"
@@ -504,29 +507,6 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
       )
     }
 
-    /** Every stored line of `runId` after `after`. */
-    const drain = (runId: string, after: number) =>
-      Effect.gen(function*() {
-        const all: Array<LineRow> = []
-        let from = after
-        while (true) {
-          const page = yield* fromStore(store.runLines(runId, from, TAIL_PAGE_LINES))
-          all.push(...page)
-          if (page.length < TAIL_PAGE_LINES) return all
-          from = page[page.length - 1]!.lineSeq
-        }
-      })
-
-    /** Emits what is left in the Store, then the done chunk with the current row. */
-    const finish = (run: RunRow, after: number) =>
-      Effect.gen(function*() {
-        const rest = yield* drain(run.runId, after)
-        const latest = yield* fromStore(store.getRun(run.runId))
-        const last = Option.getOrElse(latest, () => run)
-        const done: TailState = { _tag: "Done" }
-        return Option.some([Chunk.fromIterable([...toChunks(id, rest, null), doneChunk(id, last)]), done] as const)
-      })
-
     const step = (state: TailState) =>
       Effect.gen(function*() {
         switch (state._tag) {
@@ -548,7 +528,7 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
               ? yield* fromStore(lookup)
               : Option.none<RunRow>()
             const next: TailState = Option.isSome(run)
-              ? { _tag: "Reading", run: run.value, after: -1, first: true }
+              ? { _tag: "Reading", run: run.value, after: -1, first: true, end: false }
               : state
             return Option.some([Chunk.empty<CliResponse>(), next] as const)
           }
@@ -558,10 +538,10 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
             const last = page.length > 0 ? page[page.length - 1]!.lineSeq : after
             const chunks = toChunks(id, page, first ? run : null)
             if (page.length === TAIL_PAGE_LINES) {
-              const more: TailState = { _tag: "Reading", run, after: last, first: false }
+              const more: TailState = { ...state, after: last, first: false }
               return Option.some([Chunk.fromIterable(chunks), more] as const)
             }
-            if (!request.follow || isFinal(run.state)) {
+            if (state.end || !request.follow || isFinal(run.state)) {
               return Option.some([Chunk.fromIterable([...chunks, doneChunk(id, run)]), { _tag: "Done" }] as const)
             }
             // Tell the client which run it follows even before its first line.
@@ -622,27 +602,26 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
                 }
               }
             }
-            if (gap) {
-              const missing = yield* drain(run.runId, after)
-              fresh.push(...missing)
-              if (missing.length > 0) after = missing[missing.length - 1]!.lineSeq
+            let latest = Option.none<RunRow>()
+            if (finished || tick) {
+              latest = yield* fromStore(store.getRun(run.runId))
+              finished ||= Option.isNone(latest) || isFinal(latest.value.state)
             }
-            if (!finished && tick) {
-              const current = yield* fromStore(store.getRun(run.runId))
-              finished = Option.isNone(current) || isFinal(current.value.state)
-            }
-            const chunks = toChunks(id, fresh, null)
+            const chunks = Chunk.fromIterable(toChunks(id, fresh, null))
+            // What the Store holds beyond the live lines (a gap, or the rest of a run that ended)
+            // is read page by page; then the done chunk with the current row, or live again.
             if (finished) {
-              const end = yield* finish(run, after)
-              return Option.map(end, ([rest, s]) => [Chunk.appendAll(Chunk.fromIterable(chunks), rest), s] as const)
+              const row = Option.getOrElse(latest, () => run)
+              return Option.some([chunks, { _tag: "Reading", run: row, after, first: false, end: true }] as const)
             }
-            return Option.some([Chunk.fromIterable(chunks), { _tag: "Following", run, after, exits }] as const)
+            if (gap) return Option.some([chunks, { _tag: "Reading", run, after, first: false, end: false }] as const)
+            return Option.some([chunks, { _tag: "Following", run, after, exits }] as const)
           }
         }
       })
 
     const initial: TailState = Option.isSome(found)
-      ? { _tag: "Reading", run: found.value, after: -1, first: true }
+      ? { _tag: "Reading", run: found.value, after: -1, first: true, end: false }
       : { _tag: "Waiting" }
     return Stream.unfoldChunkEffect(initial, step)
   }))
