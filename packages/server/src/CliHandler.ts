@@ -55,7 +55,6 @@ export const TAIL_PAGE_LINES = 500
  * its own.
  */
 export const FRAME_BYTES = 256 * 1024
-export const TAIL_CHUNK_BYTES = FRAME_BYTES
 /** How often a follower re-reads its run, to notice an end no record announced (lost, cleanup). */
 export const TAIL_POLL = "5 seconds"
 
@@ -433,7 +432,7 @@ type TailState =
   }
   | { readonly _tag: "Done" }
 
-/** Splits lines into TailChunks of at most TAIL_PAGE_LINES lines and about TAIL_CHUNK_BYTES bytes. */
+/** Splits lines into TailChunks of at most TAIL_PAGE_LINES lines and about FRAME_BYTES bytes. */
 const toChunks = (
   id: number,
   lines: ReadonlyArray<LineRow>,
@@ -449,7 +448,7 @@ const toChunks = (
   }
   for (const line of lines) {
     const size = lineBytes(line)
-    if (current.length > 0 && (current.length >= TAIL_PAGE_LINES || bytes + size > TAIL_CHUNK_BYTES)) flush()
+    if (current.length > 0 && (current.length >= TAIL_PAGE_LINES || bytes + size > FRAME_BYTES)) flush()
     current.push(line)
     bytes += size
   }
