@@ -5,6 +5,7 @@
  */
 import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
+import { escapeControlsKeepLines } from "@barto/domain/Printable"
 import * as CliCommand from "@effect/cli/Command"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
@@ -138,15 +139,18 @@ const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undef
       // @effect/cli has printed the parse error already; printing it again is the double-print
       // of style.md §8.
       if (ValidationError.isValidationError(e)) return Effect.succeed(2)
+      // Messages quote the server (CliError, close reasons, protocol errors): never raw controls.
       if (e instanceof CliFailure) {
-        return (e.message === "" ? Effect.void : Console.error(`barto-cli: ${e.message}`)).pipe(Effect.as(e.exitCode))
+        return (e.message === "" ? Effect.void : Console.error(`barto-cli: ${escapeControlsKeepLines(e.message)}`)).pipe(
+          Effect.as(e.exitCode)
+        )
       }
-      return Console.error(`barto-cli: ${String(e)}`).pipe(Effect.as(1))
+      return Console.error(`barto-cli: ${escapeControlsKeepLines(String(e))}`).pipe(Effect.as(1))
     }),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.succeed(130)
-        : Console.error(`barto-cli: internal error: ${Cause.pretty(cause)}`).pipe(Effect.as(1))
+        : Console.error(`barto-cli: internal error: ${escapeControlsKeepLines(Cause.pretty(cause))}`).pipe(Effect.as(1))
     )
   )
 }

@@ -157,13 +157,14 @@ const closeText = (code: number, reason: string) =>
  * Opens the socket and completes the hello. Fails with `connect`, `unauthorized`, `protocol` or
  * `closed`; the caller bounds it with the reply timeout.
  */
-/** Largest answer frame barto-cli accepts (a `list` of a long history can be large). */
-export const MAX_ANSWER_BYTES = 512 * 1024 * 1024
+/**
+ * Largest frame barto-cli accepts. bartos sends large answers in parts of about 256 KiB; one
+ * part is bigger only when a single row is (a query cell up to `[limits] query_max_bytes`).
+ */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientError, Scope.Scope> =>
   Effect.gen(function*() {
-    // Answers from bartos are not size-limited by the protocol (`list` returns a whole history),
-    // and the server is the party we chose to trust: accept large frames rather than drop them.
     const codec = Codec.makeJson({ maxFrameBytes: MAX_ANSWER_BYTES })
     const endpoint = endpointOf(o)
     const ca = yield* readPem("ca_cert", o.caCert)
@@ -331,11 +332,18 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
       request: (request) =>
         Effect.gen(function*() {
           const id = yield* submit(request)
+          // A large answer comes in parts (`more`): each must arrive within the reply timeout,
+          // however long the whole takes.
+          let whole: Answer | undefined
           while (true) {
-            const answer = yield* answerOf(id, yield* receive)
-            if (answer !== undefined) return answer
+            const answer = yield* answerOf(id, yield* receive.pipe(withTimeout(o.timeoutMs)))
+            if (answer === undefined) continue
+            whole = whole !== undefined && Messages.isPaged(whole) && Messages.isPaged(answer)
+              ? Messages.appendPart(whole, answer)
+              : answer
+            if (!Messages.isPaged(answer) || answer.more !== true) return whole
           }
-        }).pipe(withTimeout(o.timeoutMs)),
+        }),
       follow: <E, R>(request: NewRequest, onAnswer: (answer: Answer) => Effect.Effect<boolean, E, R>) =>
         Effect.gen(function*() {
           const id = yield* submit(request)

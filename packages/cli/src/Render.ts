@@ -13,6 +13,7 @@
  *   only when the instant is not a whole second.
  */
 import type * as Messages from "@barto/domain/Messages"
+import * as Printable from "@barto/domain/Printable"
 import * as Zone from "@barto/scheduler/Zone"
 
 // ---------------------------------------------------------------------------------------------
@@ -92,16 +93,26 @@ export const paintState = (style: Style, state: Messages.RunState): string => pa
 // CSI (ESC [ … final), OSC (ESC ] … BEL | ESC \), other two-byte escapes, and 8-bit CSI.
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/g
 
 /**
  * A data value made safe to print on one line: tab → 3 spaces (as the reference), CR and LF →
- * space, ANSI escape sequences removed, and any other control character dropped (job output must
- * never be able to drive the user's terminal).
+ * space, ANSI escape sequences removed, and any other control character (C0, DEL, C1, bidi
+ * overrides: `Printable`) dropped: job output must never be able to drive the user's terminal.
  */
 export const clean = (text: string): string =>
-  text.replace(ANSI, "").replace(/\t/g, "   ").replace(/\r\n|[\r\n]/g, " ").replace(CONTROL, "")
+  Printable.stripControls(text.replace(ANSI, "").replace(/\t/g, "   ").replace(/\r\n|[\r\n]/g, " "))
+
+// The only escape sequences barto-cli writes itself (`paint`).
+// eslint-disable-next-line no-control-regex
+const OWN_SGR = /(\u001b\[(?:[0-2]|3[1-6])m)/
+
+/**
+ * The last pass over everything printed on stdout: our own colour codes stay, and any control
+ * character that a rendering forgot to `clean` (a run id, a message) is shown escaped instead of
+ * reaching the terminal. Tabs and newlines stay.
+ */
+export const terminalSafe = (text: string): string =>
+  text.split(OWN_SGR).map((part, i) => (i % 2 === 1 ? part : Printable.escapeControlsKeepLines(part))).join("")
 
 const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" })
 
@@ -352,9 +363,10 @@ export const formatDuration = (micros: number): string => {
 // JSON shapes (documented in packages/cli/README.md; keep them stable)
 // ---------------------------------------------------------------------------------------------
 
-export const json = (value: unknown): string => JSON.stringify(value, null, 2)
+// JSON.stringify escapes C0 but leaves DEL, C1 and bidi controls raw: `Printable.escapeJson`.
+export const json = (value: unknown): string => Printable.escapeJson(JSON.stringify(value, null, 2))
 /** One line of NDJSON (streams: `tail`, `run --wait`). */
-export const jsonLine = (value: unknown): string => JSON.stringify(value)
+export const jsonLine = (value: unknown): string => Printable.escapeJson(JSON.stringify(value))
 
 export const clientJson = (c: Messages.ClientRow, zone: string) => ({
   name: c.name,
@@ -556,7 +568,7 @@ export const commandsText = (_style: Style, commands: ReadonlyArray<string>): Ar
 const runSummary = (
   style: Style,
   l: { readonly runId: string; readonly runState: Messages.RunState; readonly exitCode: number | null }
-) => `run ${l.runId} ${paintState(style, l.runState)}${l.exitCode === null ? "" : ` (exit ${l.exitCode})`}`
+) => `run ${clean(l.runId)} ${paintState(style, l.runState)}${l.exitCode === null ? "" : ` (exit ${l.exitCode})`}`
 
 /** A line of job output: time, stream marker (`!` for stderr, `+` for a continuation), data. */
 export const outputLine = (style: Style, l: Messages.LineRow): string => {
@@ -593,7 +605,7 @@ export const failedText = (style: Style, failed: ReadonlyArray<Messages.FailedRo
       `${paint(style, "blue", clean(f.agent))} ${clean(f.schedule)} ${paintState(style, f.state)} (${how}) at ${
         f.finishedAt === null ? "-" : formatMicros(f.finishedAt, style.zone)
       }`,
-      `  run ${f.runId}  command: ${clean(f.command)}`,
+      `  run ${clean(f.runId)}  command: ${clean(f.command)}`,
       ...f.lines.map((l) => `  | ${clean(l)}`.trimEnd())
     )
   }
@@ -660,7 +672,7 @@ export const queryText = (style: Style, q: typeof Messages.QueryResponse.Type): 
   return [
     ...(q.columns.length === 0 ? [] : table(style, q.columns.map((c) => ({ header: clean(c) })), rows)),
     "",
-    `Total rows: ${q.rows.length}${q.truncated ? " (truncated at the server's row cap)" : ""}`
+    `Total rows: ${q.rows.length}${q.truncated ? " (truncated at the server's row or byte cap)" : ""}`
   ]
 }
 
@@ -704,7 +716,7 @@ const exitOf = (r: { readonly exitCode: number | null; readonly signal: string |
 export const runsText = (style: Style, runs: ReadonlyArray<Messages.RunRow>): Array<string> => {
   if (runs.length === 0) return ["No runs"]
   const rows = runs.map((r) => [
-    r.runId,
+    clean(r.runId),
     paint(style, "blue", clean(r.agent)),
     clean(r.schedule),
     r.trigger,
@@ -727,6 +739,6 @@ export const runsText = (style: Style, runs: ReadonlyArray<Messages.RunRow>): Ar
 
 /** The closing line of a tail / `run --wait`. */
 export const runEndText = (style: Style, r: Messages.RunRow): string =>
-  `run ${r.runId} ${paintState(style, r.state)}${
+  `run ${clean(r.runId)} ${paintState(style, r.state)}${
     r.signal !== null ? ` (signal ${clean(r.signal)})` : r.exitCode !== null ? ` (exit ${r.exitCode})` : ""
   }${r.startedAt !== null && r.finishedAt !== null ? ` in ${runDuration(r)}` : ""}`

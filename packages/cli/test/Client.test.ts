@@ -618,6 +618,157 @@ describe("commands: request shape and rendering", () => {
     }))
 })
 
+describe("answers in parts", () => {
+  const lines = Array.from({ length: 6 }, (_, i) => lineRow(i < 3 ? RUN_A : RUN_B, i, `line ${i}`))
+  const other = (l: Messages.LineRow) => new Messages.LineRow({ ...l, agent: "zeta" })
+  const failedWith = (ls: ReadonlyArray<string>) => new Messages.FailedRow({ ...failedRow(), lines: ls })
+  const runs = [runRow(RUN_A, "succeeded"), runRow(RUN_B, "failed", { exitCode: 3 })]
+  const whole = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> | void => {
+    const id = req.id
+    switch (req._tag) {
+      case "ListRequest":
+        return [{ _tag: "LinesResponse", id, lines }]
+      case "CmdRequest":
+        return [{ _tag: "CmdResponse", id, byAgent: [{ agent: "host", lines }, { agent: "zeta", lines: lines.map(other) }] }]
+      case "FailedRequest":
+        return [{ _tag: "FailedResponse", id, failed: [failedWith(["a", "b", "c", "d"])] }]
+      case "RunsRequest":
+        return [{ _tag: "RunsResponse", id, runs }]
+      case "QueryRequest":
+        return [{ _tag: "QueryResponse", id, columns: ["n"], rows: [["1"], ["2"], ["3"]], truncated: false }]
+      default:
+        return canned(req)
+    }
+  }
+  // The same answers cut at awkward places: inside a run, inside an agent's group, inside a
+  // failed command's lines; empty parts too.
+  const parts = (truncated: boolean) => (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> | void => {
+    const id = req.id
+    const last = truncated ? { truncated: true } : {}
+    switch (req._tag) {
+      case "ListRequest":
+        return [
+          { _tag: "LinesResponse", id, lines: lines.slice(0, 2), more: true },
+          { _tag: "LinesResponse", id, lines: [], more: true },
+          { _tag: "LinesResponse", id, lines: lines.slice(2), ...last }
+        ]
+      case "CmdRequest":
+        return [
+          { _tag: "CmdResponse", id, byAgent: [{ agent: "host", lines: lines.slice(0, 4) }], more: true },
+          { _tag: "CmdResponse", id, byAgent: [{ agent: "host", lines: lines.slice(4) }, { agent: "zeta", lines: lines.slice(0, 1).map(other) }], more: true },
+          { _tag: "CmdResponse", id, byAgent: [{ agent: "zeta", lines: lines.slice(1).map(other) }], ...last }
+        ]
+      case "FailedRequest":
+        return [
+          { _tag: "FailedResponse", id, failed: [failedWith(["a"])], more: true },
+          { _tag: "FailedResponse", id, failed: [failedWith(["b", "c"])], more: true },
+          { _tag: "FailedResponse", id, failed: [failedWith(["d"])], ...last }
+        ]
+      case "RunsRequest":
+        return [
+          { _tag: "RunsResponse", id, runs: runs.slice(0, 1), more: true },
+          { _tag: "RunsResponse", id, runs: runs.slice(1) }
+        ]
+      case "QueryRequest":
+        return [
+          { _tag: "QueryResponse", id, columns: ["n"], rows: [["1"]], truncated: false, more: true },
+          { _tag: "QueryResponse", id, columns: ["n"], rows: [["2"], ["3"]], truncated: false }
+        ]
+      default:
+        return canned(req)
+    }
+  }
+  const commands = [
+    ["list", "-n", "host", "-c", "backup"],
+    ["cmd", "backup"],
+    ["failed"],
+    ["runs"],
+    ["query", "-q", "select n"]
+  ]
+
+  it.scopedLive("barto-cli reassembles them: text and --json exactly as from one frame", () =>
+    Effect.gen(function*() {
+      for (const args of commands) {
+        for (const json of [false, true]) {
+          const argv = json ? [...args, "--json"] : args
+          const one = yield* against(argv, { answer: whole })
+          const many = yield* against(argv, { answer: parts(false) })
+          assert.strictEqual(one.code, 0, one.stderr)
+          assert.strictEqual(many.code, 0, many.stderr)
+          assert.strictEqual(many.stdout, one.stdout, argv.join(" "))
+          assert.strictEqual(many.stderr, "")
+        }
+      }
+    }))
+
+  it.scopedLive("an answer bartos cut says so on stderr; stdout keeps its shape", () =>
+    Effect.gen(function*() {
+      for (const args of commands.slice(0, 3)) {
+        const one = yield* against(args, { answer: whole })
+        const cut = yield* against(args, { answer: parts(true) })
+        assert.strictEqual(cut.code, 0, cut.stderr)
+        assert.strictEqual(cut.stdout, one.stdout)
+        assert.match(cut.stderr, /cut this answer at its size limit/)
+      }
+    }))
+})
+
+describe("a hostile server cannot drive the terminal", () => {
+  // C0 (ESC, CR, BEL, backspace), DEL, 8-bit CSI/OSC (U+009B, U+009D), a bidi override.
+  const EVIL = "\u001b[2J\u001b]0;pwned\u0007\r\b\u007f\u009b31m\u009d0;x\u202egnp.exe"
+  // eslint-disable-next-line no-control-regex
+  const CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
+  const hostile = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> | void => {
+    const id = req.id
+    const evilRun = Messages.RunId.make(`run${EVIL}`)
+    switch (req._tag) {
+      case "RunsRequest":
+        return [{ _tag: "RunsResponse", id, runs: [new Messages.RunRow({ ...runRow(RUN_A, "failed"), runId: evilRun, agent: `a${EVIL}`, signal: `SIG${EVIL}` })] }]
+      case "ListRequest":
+        return [{ _tag: "LinesResponse", id, lines: [new Messages.LineRow({ ...lineRow(RUN_A, 0, `out${EVIL}`), runId: evilRun })] }]
+      case "QueryRequest":
+        return [{ _tag: "QueryResponse", id, columns: [`c${EVIL}`], rows: [[`v${EVIL}`]], truncated: false }]
+      case "CancelRequest":
+        return [{ _tag: "CliError", id, code: "not_found", message: `unknown run${EVIL}\nsecond line` }]
+      case "RunNowRequest":
+        return [{ _tag: "RunNowResponse", id, runId: evilRun, agent: req.agent, schedule: req.schedule }]
+      default:
+        return canned(req)
+    }
+  }
+
+  it.scopedLive("text output, --json and error messages carry no control character", () =>
+    Effect.gen(function*() {
+      for (const args of [["runs"], ["list", "-n", "host", "-c", "backup"], ["query", "-q", "select 1"], ["run", "host", "backup"]]) {
+        for (const json of [false, true]) {
+          const r = yield* against(json ? [...args, "--json"] : args, { answer: hostile, admin: true })
+          assert.strictEqual(r.code, 0, r.stderr)
+          assert.notMatch(r.stdout, CONTROLS, `${args.join(" ")}${json ? " --json" : ""}: ${JSON.stringify(r.stdout)}`)
+          if (json) {
+            // Still the same JSON values, the controls only escaped.
+            const text = JSON.stringify(JSON.parse(r.stdout))
+            assert.include(text, "\\u001b[2J")
+          }
+        }
+      }
+      const failedCancel = yield* against(["cancel", "nope"], { answer: hostile })
+      assert.strictEqual(failedCancel.code, 1)
+      assert.notMatch(failedCancel.stderr, CONTROLS)
+      // What was sent stays visible, escaped; a newline of the message stays a newline.
+      assert.include(failedCancel.stderr, "unknown run\\x1b[2J\\x1b]0;pwned\\x07\\r\\x08\\x7f\\x9b31m\\x9d0;x\\u202egnp.exe\nsecond line")
+    }))
+
+  it.scopedLive("our own colours survive on a terminal, the server's escape sequences do not", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeBartos({ answer: hostile })
+      const r = yield* runCli(["runs"], { env: baseEnv(envFor(fake)), tty: true, columns: 400 })
+      assert.strictEqual(r.code, 0, r.stderr)
+      assert.include(r.stdout, "\u001b[31mfailed\u001b[0m")
+      assert.notInclude(r.stdout, "\u001b[2J")
+      assert.notMatch(r.stdout.replace(/\u001b\[(?:[0-2]|3[1-6])m/g, ""), CONTROLS)
+    }))
+})
+
 describe("usage errors (exit 2, printed once, no connection)", () => {
   it.scopedLive("missing option, unknown subcommand, unknown argument, no command", () =>
     Effect.gen(function*() {

@@ -231,12 +231,18 @@ const suite = (kind: "sqlite" | "mariadb") =>
         database = { sqlite: { path: path.join(dir, "bartos.db") } }
       } else {
         const name = `barto_cli_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+        // `query` runs as an account of its own, with SELECT on this database only (SECURITY.md).
+        const queryUser = `bq_cli_${process.pid}_${Math.random().toString(36).slice(2, 6)}`
+        const queryPassword = Math.random().toString(36).slice(2)
         const admin = await mysql.createConnection(mariadb)
         await admin.query(`CREATE DATABASE \`${name}\``)
+        await admin.query(`CREATE USER '${queryUser}'@'%' IDENTIFIED BY '${queryPassword}'`)
+        await admin.query(`GRANT SELECT ON \`${name}\`.* TO '${queryUser}'@'%'`)
         await admin.end()
         dropDatabase = async () => {
           const c = await mysql.createConnection(mariadb)
           await c.query(`DROP DATABASE IF EXISTS \`${name}\``)
+          await c.query(`DROP USER IF EXISTS '${queryUser}'@'%'`)
           await c.end()
         }
         database = {
@@ -245,7 +251,9 @@ const suite = (kind: "sqlite" | "mariadb") =>
             port: mariadb.port,
             username: mariadb.user,
             database: name,
-            ...(mariadb.password !== "" ? { password: mariadb.password } : {})
+            ...(mariadb.password !== "" ? { password: mariadb.password } : {}),
+            query_username: queryUser,
+            query_password: queryPassword
           }
         }
       }

@@ -213,7 +213,10 @@ export const MariaDb = table({
   username: NonEmptyText,
   password: opt(Secret),
   database: NonEmptyText,
-  options: opt(Text)
+  options: opt(Text),
+  /** The least-privilege account `barto-cli query` runs as (SECURITY.md); without it `query` is refused. */
+  query_username: opt(NonEmptyText),
+  query_password: opt(Secret)
 })
 export type MariaDb = typeof MariaDb.Type
 
@@ -254,6 +257,8 @@ export const BartosConfig = Schema.Struct({
   api_key: opt(Secret),
   /** Admin role on the CLI link (cleanup, run, cancel, pause). */
   admin_key: opt(Secret),
+  /** `query` needs the admin role; absent = on exactly when `admin_key` is set. */
+  query_requires_admin: opt(Bool),
   /** With TLS configured the plain listener is off unless this is true (D7). */
   allow_plaintext: withDefault(Bool, () => false),
   actix: defaultTable(Actix),
@@ -267,7 +272,10 @@ export const BartosConfig = Schema.Struct({
   limits: defaultTable({
     max_frame_bytes: withDefault(PositiveInt, () => 1048576),
     query_row_cap: withDefault(PositiveInt, () => 1000),
+    query_max_bytes: withDefault(PositiveInt, () => 8 * 1024 * 1024),
     query_timeout_ms: withDefault(PositiveInt, () => 5000),
+    query_concurrency: withDefault(PositiveInt, () => 2),
+    max_answer_bytes: withDefault(PositiveInt, () => 64 * 1024 * 1024),
     liveness_secs: withDefault(PositiveNumber, () => 15)
   }),
   tracing: opt(Tracing),

@@ -26,6 +26,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Program } from "./Config.js"
 import { defaultPaths } from "./Config.js"
+import { escapeControls, escapeJson } from "./Printable.js"
 
 export class LogFileError extends Data.TaggedError("LogFileError")<{
   readonly file: string
@@ -71,8 +72,6 @@ export const levelFor = (verbose = 0, quiet = 0): LogLevel.LogLevel => {
   return LogLevel.Error
 }
 
-const oneLine = (s: string) => s.replace(/\r?\n/g, "\\n")
-
 const text = (u: unknown): string => {
   if (typeof u === "string") return u
   if (Redacted.isRedacted(u)) return String(u)
@@ -91,12 +90,15 @@ export const formatLine = (entry: {
   readonly cause: Cause.Cause<unknown>
 }): string => {
   const parts = Array.isArray(entry.message) ? entry.message : [entry.message]
-  let line = `${entry.date.toISOString()} ${entry.logLevel.label} ${oneLine(parts.map(text).join(" "))}`
+  // Messages and annotations carry peer-controlled text (agent names, `?name=` of refused
+  // connections, decode errors): one line each, with no control character left to forge a line
+  // or drive the terminal of whoever reads the log.
+  let line = `${entry.date.toISOString()} ${entry.logLevel.label} ${escapeControls(parts.map(text).join(" "))}`
   const annotations = HashMap.toEntries(entry.annotations).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   for (const [key, value] of annotations) {
-    line += ` ${key}=${quoteIfNeeded(oneLine(text(value)))}`
+    line += ` ${key}=${quoteIfNeeded(escapeControls(text(value)))}`
   }
-  if (!Cause.isEmpty(entry.cause)) line += ` cause=${JSON.stringify(Cause.pretty(entry.cause))}`
+  if (!Cause.isEmpty(entry.cause)) line += ` cause=${escapeJson(JSON.stringify(Cause.pretty(entry.cause)))}`
   return `${line}\n`
 }
 

@@ -535,19 +535,35 @@ export const InfoResponse = Res("InfoResponse", {
   platform: Schema.String,
   configReload: ConfigReload
 })
+/**
+ * Answers that can be large (`list`, `cmd`, `failed`, `runs`, `query`) come in parts: every part
+ * but the last has `more: true`, all carry the request's id, and the receiver appends them in
+ * order (`appendPart`). `truncated` on the last part: bartos stopped at its answer cap.
+ */
+const paged = {
+  more: Schema.optional(Schema.Boolean),
+  truncated: Schema.optional(Schema.Boolean)
+}
+
 export const ClientsResponse = Res("ClientsResponse", { clients: Schema.Array(ClientRow) })
 export const ListCommandsResponse = Res("ListCommandsResponse", { commands: Schema.Array(Schema.String) })
-export const LinesResponse = Res("LinesResponse", { lines: Schema.Array(LineRow) })
-export const FailedResponse = Res("FailedResponse", { failed: Schema.Array(FailedRow) })
+export const LinesResponse = Res("LinesResponse", { lines: Schema.Array(LineRow), ...paged })
+/** A command with many lines may span parts: consecutive rows of the same (runId, cmdUuid). */
+export const FailedResponse = Res("FailedResponse", { failed: Schema.Array(FailedRow), ...paged })
+/** An agent's lines may span parts: consecutive groups of the same agent. */
 export const CmdResponse = Res("CmdResponse", {
-  byAgent: Schema.Array(Schema.Struct({ agent: Schema.String, lines: Schema.Array(LineRow) }))
+  byAgent: Schema.Array(Schema.Struct({ agent: Schema.String, lines: Schema.Array(LineRow) })),
+  ...paged
 })
 export const UpdatesResponse = Res("UpdatesResponse", { result: UpdatesResult })
 export const QueryResponse = Res("QueryResponse", {
+  /** In the first part (later parts repeat it). */
   columns: Schema.Array(Schema.String),
   /** Every cell rendered as text; SQL NULL is null. */
   rows: Schema.Array(Schema.Array(Schema.NullOr(Schema.String))),
-  truncated: Schema.Boolean
+  /** The row cap or the byte cap cut the result (meaningful on the last part). */
+  truncated: Schema.Boolean,
+  more: Schema.optional(Schema.Boolean)
 })
 export const CleanupResponse = Res("CleanupResponse", {
   before: Micros,
@@ -557,7 +573,7 @@ export const CleanupResponse = Res("CleanupResponse", {
   lines: Schema.Int,
   agentsSignalled: Schema.Int
 })
-export const RunsResponse = Res("RunsResponse", { runs: Schema.Array(RunRow) })
+export const RunsResponse = Res("RunsResponse", { runs: Schema.Array(RunRow), more: Schema.optional(Schema.Boolean) })
 /** One chunk of a tail; `done` with the final run row when the run is over. */
 export const TailChunk = Res("TailChunk", {
   run: Schema.NullOr(RunRow),
@@ -614,3 +630,61 @@ export type CliResponse = typeof CliResponse.Type
 
 export const ServerToCli = Schema.Union(ServerHelloCli, CliResponse, Pong, ProtocolError)
 export type ServerToCli = typeof ServerToCli.Type
+
+// --- answers in parts ----------------------------------------------------------------------------
+
+/** A response that may come in parts (`more: true` on all but the last). */
+export type PagedResponse = Extract<
+  CliResponse,
+  { readonly _tag: "LinesResponse" | "CmdResponse" | "FailedResponse" | "RunsResponse" | "QueryResponse" }
+>
+
+export const isPaged = (r: CliResponse): r is PagedResponse =>
+  r._tag === "LinesResponse" || r._tag === "CmdResponse" || r._tag === "FailedResponse" ||
+  r._tag === "RunsResponse" || r._tag === "QueryResponse"
+
+/** Joins the last element of `a` and the first of `b` when `same` says they are one item split in two. */
+const joinEdge = <A>(
+  a: ReadonlyArray<A>,
+  b: ReadonlyArray<A>,
+  same: (x: A, y: A) => boolean,
+  join: (x: A, y: A) => A
+): Array<A> => {
+  const last = a[a.length - 1]
+  const first = b[0]
+  if (last === undefined || first === undefined || !same(last, first)) return [...a, ...b]
+  return [...a.slice(0, -1), join(last, first), ...b.slice(1)]
+}
+
+/**
+ * `acc` followed by the next part of the same answer: the whole answer once the last part is in
+ * (its `more` and `truncated` are the last part's). A part of another kind returns `acc` unchanged.
+ */
+export const appendPart = (acc: PagedResponse, part: PagedResponse): PagedResponse => {
+  if (acc._tag === "LinesResponse" && part._tag === "LinesResponse") {
+    return { ...acc, more: part.more, truncated: part.truncated, lines: [...acc.lines, ...part.lines] }
+  }
+  if (acc._tag === "RunsResponse" && part._tag === "RunsResponse") {
+    return { ...acc, more: part.more, runs: [...acc.runs, ...part.runs] }
+  }
+  if (acc._tag === "QueryResponse" && part._tag === "QueryResponse") {
+    return { ...acc, more: part.more, truncated: part.truncated, rows: [...acc.rows, ...part.rows] }
+  }
+  if (acc._tag === "CmdResponse" && part._tag === "CmdResponse") {
+    const byAgent = joinEdge(acc.byAgent, part.byAgent, (x, y) => x.agent === y.agent, (x, y) => ({
+      agent: x.agent,
+      lines: [...x.lines, ...y.lines]
+    }))
+    return { ...acc, more: part.more, truncated: part.truncated, byAgent }
+  }
+  if (acc._tag === "FailedResponse" && part._tag === "FailedResponse") {
+    const failed = joinEdge(
+      acc.failed,
+      part.failed,
+      (x, y) => x.runId === y.runId && x.cmdUuid === y.cmdUuid,
+      (x, y) => new FailedRow({ ...x, lines: [...x.lines, ...y.lines] }, true)
+    )
+    return { ...acc, more: part.more, truncated: part.truncated, failed }
+  }
+  return acc
+}

@@ -60,7 +60,10 @@ describe("defaults", () => {
       assert.deepStrictEqual(c.limits, {
         max_frame_bytes: 1048576,
         query_row_cap: 1000,
+        query_max_bytes: 8388608,
         query_timeout_ms: 5000,
+        query_concurrency: 2,
+        max_answer_bytes: 67108864,
         liveness_secs: 15
       })
       assert.deepStrictEqual(c.schedules, {})

@@ -155,6 +155,26 @@ describe("layer", () => {
       assert.include(lines[2], "with cause")
     }))
 
+  it.live("control characters of untrusted values are escaped in messages, annotations and causes", () =>
+    Effect.gen(function*() {
+      const file = path.join(tmp(), "l.log")
+      const hostile = "evil\r\u001b[2J\u001b]0;title\u0007\u009b31m\u202egnp.exe\u0085x\u007f"
+      yield* Effect.logWarning(`refused worker connection '${hostile}' from 10.0.0.1`).pipe(
+        Effect.annotateLogs({ agent: hostile }),
+        Effect.zipRight(Effect.fail(hostile).pipe(Effect.tapErrorCause((c) => Effect.logError("cause", c)), Effect.ignore)),
+        Effect.provide(Logging.layer({ program: "bartos", logFile: file }))
+      )
+      const content = fs.readFileSync(file, "utf8")
+      const lines = content.trimEnd().split("\n")
+      assert.strictEqual(lines.length, 2)
+      // Nothing a terminal acts on is left; what was sent stays readable.
+      // eslint-disable-next-line no-control-regex
+      assert.notMatch(content.replace(/\n/g, ""), /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/)
+      assert.include(lines[0], "refused worker connection 'evil\\r\\x1b[2J\\x1b]0;title\\x07\\x9b31m\\u202egnp.exe\\x85x\\x7f'")
+      assert.include(lines[0], "agent=evil\\r\\x1b")
+      assert.include(lines[1], "\\u202egnp")
+    }))
+
   it.effect("an unopenable log file is a typed LogFileError", () =>
     Effect.gen(function*() {
       const dir = tmp()

@@ -4,6 +4,7 @@
  * admin commands. Agents with the matching keys run their jobs; agents with a wrong key run
  * nothing, and each side says so in its log.
  */
+import * as http from "node:http"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { ed25519 } from "./utils/certs.js"
 import { type Cluster, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
@@ -127,6 +128,38 @@ for (const kind of dbKinds()) {
       expect(pauseYes.code, pauseYes.stderr).toBe(0)
       expect(pauseYes.stdout).toContain("ok p: paused")
       expect(await c.db.all(`SELECT agent, schedule FROM paused_schedules`)).toEqual([{ agent: "ok", schedule: "p" }])
+    })
+
+    it("query needs the admin key (query_requires_admin is on with an admin key)", async () => {
+      const [readOnly, admin] = await Promise.all([
+        c.cli(["query", "-q", "SELECT 1 AS one"], { bartos: { api_key: apiKey } }),
+        c.cliJson<{ rows: Array<Array<string>> }>(["query", "-q", "SELECT 1 AS one"], {
+          bartos: { api_key: apiKey, admin_key: adminKey }
+        })
+      ])
+      expect(readOnly.code).toBe(1)
+      expect(readOnly.stderr.trim()).toBe("barto-cli: forbidden: query requires the admin key")
+      expect(admin.rows).toEqual([["1"]])
+    })
+
+    it("a refused peer's name cannot forge log lines or drive a terminal: bartos' log escapes it", async () => {
+      const name = "evil\r\n2026-01-01T00:00:00.000Z INFO forged\u001b[2J\u009b31m\u202e"
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.get(
+          `http://127.0.0.1:${c.port}/v1/ws/worker?name=${encodeURIComponent(name)}`,
+          { headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" } }
+        )
+        req.on("response", (res) => resolve(res.statusCode ?? 0))
+        req.on("upgrade", (res) => resolve(res.statusCode ?? 0))
+        req.on("error", reject)
+      })
+      expect(status).toBe(401)
+      const [line] = await c.waitForLog("bartos", /refused worker connection 'evil.*/)
+      expect(line).toContain("'evil\\r\\n2026-01-01T00:00:00.000Z INFO forged\\x1b[2J\\x9b31m\\u202e'")
+      const log = c.log("bartos")
+      expect(log).not.toMatch(/^2026-01-01T00:00:00\.000Z INFO forged/m)
+      // eslint-disable-next-line no-control-regex
+      expect(log.replace(/\n/g, "")).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e]/)
     })
   })
 }

@@ -1,12 +1,13 @@
 /**
  * TLS and mTLS with the real programs and a PKI made by `openssl` in the test's directory:
  * bartos with `[actix.tls]` (the plain listener off), agents and barto-cli over `wss` pinning the
- * CA; under mTLS (`client_ca_cert`) an agent's certificate must name the agent.
+ * CA; under mTLS (`client_ca_cert`) an agent's certificate must name the agent, and only a
+ * barto-cli certificate (OU=barto-cli) opens the CLI link.
  */
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { clientCert, makeCa, serverCert } from "./utils/certs.js"
+import { cliCert, clientCert, makeCa, serverCert } from "./utils/certs.js"
 import { type Cluster, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
 import { killAll } from "./utils/procs.js"
 
@@ -99,7 +100,7 @@ for (const kind of dbKinds()) {
     it("mTLS: the certificate must name the agent; no certificate, no connection", async () => {
       current.splice(0, current.length, mtls)
       const good = clientCert(ca, "good")
-      const cli = clientCert(ca, "e2e")
+      const cli = cliCert(ca, "e2e")
       const link = (cert?: { cert: string; key: string }) => ({
         bartos: { prefix: "wss", ca_cert: ca.cert, ...(cert ? { client_cert: cert.cert, client_key: cert.key } : {}) }
       })
@@ -126,6 +127,18 @@ for (const kind of dbKinds()) {
       // barto-cli with its own certificate of our CA
       const clients = await mtls.cliJson<Array<{ name: string }>>(["clients"], link(cli))
       expect(clients.map((x) => x.name)).toEqual(["good"])
+      // An agent's certificate (every agent host has one) does not open the CLI link...
+      const withAgentCert = await mtls.cli(["clients"], link(good))
+      expect(withAgentCert.code).toBe(1)
+      expect(withAgentCert.stderr).toMatch(/HTTP 403/)
+      await mtls.waitForLog("bartos", /refused cli connection .*barto-cli certificates/, 30_000)
+      // ...and barto-cli's certificate does not connect as an agent, even one its CN names.
+      const e2eAgent = await mtls.startAgent("e2e", link(cli))
+      const e2eEnded = await mtls.waitForLog("e2e", /connection to bartos ended \(attempt \d+\): (.*)/, 30_000)
+      expect(e2eEnded[1]).toMatch(/HTTP 403/)
+      await mtls.waitForLog("bartos", /refused worker connection 'e2e'.*cannot connect as an agent/, 30_000)
+      await e2eAgent.stop()
+      await nothingFrom(mtls, "e2e")
       await nothingFrom(mtls, "mallory")
       await nothingFrom(mtls, "nocert")
     })

@@ -6,7 +6,7 @@
 import * as Calendar from "@barto/scheduler/Calendar"
 import { newRunId, uuidv4 } from "@barto/domain/Ids"
 import * as Messages from "@barto/domain/Messages"
-import type { AgentRecord, CliRequest, CliResponse, LineRow, RunRow, RunState } from "@barto/domain/Messages"
+import type { AgentRecord, CliRequest, CliResponse, FailedRow, LineRow, RunRow, RunState } from "@barto/domain/Messages"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -20,12 +20,15 @@ import { Ingested, type IngestedBatch } from "./Events.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo } from "./ServerInfo.js"
+import { rowBytes } from "./internal/store/render.js"
 import { Store, type StoreError } from "./Store.js"
 import * as Updates from "./Updates.js"
 
 export interface HandlerContext {
   /** The CLI presented the admin key (checked by the session). */
   readonly admin: boolean
+  /** `query` is admin-only (`query_requires_admin`; stored commands and output may hold secrets). */
+  readonly queryRequiresAdmin?: boolean
 }
 
 export type HandlerServices = Store | Registry | Schedules | Ingested | ServerInfo
@@ -45,8 +48,13 @@ const fromStore = <A, R>(effect: Effect.Effect<A, StoreError, R>): Effect.Effect
 export const MAX_RUNS = 10_000
 /** Lines read from the Store per page while tailing. */
 export const TAIL_PAGE_LINES = 500
-/** Upper bound of the line data in one TailChunk, well under the default 1 MiB frame limit. */
-export const TAIL_CHUNK_BYTES = 256 * 1024
+/**
+ * About how many bytes one answer frame carries (a TailChunk, a part of a paged answer): small
+ * enough that no single frame takes long to build, encode or send, and well under the default
+ * 1 MiB frame limit. One row larger than this (a query cell) still travels whole, in a frame of
+ * its own.
+ */
+export const FRAME_BYTES = 256 * 1024
 /** How often a follower re-reads its run, to notice an end no record announced (lost, cleanup). */
 export const TAIL_POLL = "5 seconds"
 
@@ -70,11 +78,14 @@ export const handle = (
   ctx: HandlerContext
 ): Stream.Stream<CliResponse, never, HandlerServices> => {
   const id = request.id
-  const adminName = ADMIN_ONLY[request._tag]
+  const adminName = ADMIN_ONLY[request._tag] ??
+    (request._tag === "QueryRequest" && ctx.queryRequiresAdmin === true ? "query" : undefined)
   const answer: Stream.Stream<CliResponse, Refusal, HandlerServices> = adminName !== undefined && !ctx.admin
     ? Stream.fail(new Refusal({ code: "forbidden", message: `${adminName} requires the admin key` }))
     : request._tag === "TailRequest"
     ? tail(request)
+    : isPagedRequest(request)
+    ? paged(request)
     : Stream.fromEffect(single(request))
   return answer.pipe(
     Stream.catchAllCause((cause) => {
@@ -103,7 +114,7 @@ export const handle = (
 // ---------------------------------------------------------------------------------------------
 
 const single = (
-  request: Exclude<CliRequest, { readonly _tag: "TailRequest" }>
+  request: Exclude<CliRequest, { readonly _tag: "TailRequest" } | PagedRequest>
 ): Effect.Effect<CliResponse, Refusal, HandlerServices> =>
   Effect.gen(function*() {
     const store = yield* Store
@@ -142,40 +153,9 @@ const single = (
       }
       case "ListCommandsRequest":
         return { _tag: "ListCommandsResponse", id, commands: yield* fromStore(store.listCommands(request.agent)) }
-      case "ListRequest":
-        return { _tag: "LinesResponse", id, lines: yield* fromStore(store.listLines(request.agent, request.cmd)) }
-      case "CmdRequest":
-        return { _tag: "CmdResponse", id, byAgent: yield* fromStore(store.cmdLines(request.cmd)) }
-      case "FailedRequest":
-        return { _tag: "FailedResponse", id, failed: yield* fromStore(store.failed()) }
       case "UpdatesRequest": {
         const lines = yield* fromStore(store.successfulLines(request.agent))
         return { _tag: "UpdatesResponse", id, result: Updates.parse(request.kind, lines) }
-      }
-      case "QueryRequest": {
-        const info = yield* ServerInfo
-        const result = yield* store.query(request.sql, { rowCap: info.queryRowCap, timeoutMs: info.queryTimeoutMs })
-          .pipe(
-            // The Store refuses writes, statements the database rejects and timeouts alike.
-            Effect.catchTags({
-              QueryRefused: (e) => refuse("refused", e.reason),
-              StoreError: (e) => refuse("internal", `database error: ${e.message}`)
-            })
-          )
-        return { _tag: "QueryResponse", id, columns: result.columns, rows: result.rows, truncated: result.truncated }
-      }
-      case "RunsRequest": {
-        if (!Number.isInteger(request.limit) || request.limit < 1) {
-          return yield* refuse("bad_request", `limit must be a positive integer, got ${request.limit}`)
-        }
-        const runs = yield* fromStore(store.runs({
-          ...(request.agent !== undefined ? { agent: request.agent } : {}),
-          ...(request.schedule !== undefined ? { schedule: request.schedule } : {}),
-          ...(request.state !== undefined ? { state: request.state } : {}),
-          ...(request.since !== undefined ? { since: request.since } : {}),
-          limit: Math.min(request.limit, MAX_RUNS)
-        }))
-        return { _tag: "RunsResponse", id, runs }
       }
       case "SchedulesRequest":
         return { _tag: "SchedulesResponse", id, schedules: yield* scheduleRows(request.agent) }
@@ -231,6 +211,146 @@ const single = (
       }
     }
   })
+
+// ---------------------------------------------------------------------------------------------
+// Answers in parts (list, cmd, failed, runs, query)
+// ---------------------------------------------------------------------------------------------
+
+type PagedRequest = Extract<
+  CliRequest,
+  { readonly _tag: "ListRequest" | "CmdRequest" | "FailedRequest" | "RunsRequest" | "QueryRequest" }
+>
+
+const isPagedRequest = (r: CliRequest): r is PagedRequest =>
+  r._tag === "ListRequest" || r._tag === "CmdRequest" || r._tag === "FailedRequest" || r._tag === "RunsRequest" ||
+  r._tag === "QueryRequest"
+
+/** What a value costs in a frame, roughly (JSON keys and punctuation included). */
+const lineBytes = (l: LineRow): number => Buffer.byteLength(l.data, "utf8") + 200
+const failedBytes = (f: FailedRow): number =>
+  Buffer.byteLength(f.command, "utf8") + f.lines.reduce((n, l) => n + Buffer.byteLength(l, "utf8") + 4, 300)
+const runBytes = (r: RunRow): number => r.runId.length + r.agent.length + r.schedule.length + 300
+
+/**
+ * `items` as frames of about FRAME_BYTES each, produced as the stream is read (never the whole
+ * answer in memory): `build(items, last, truncated)` makes each part. Reading stops once
+ * `maxTotal` bytes were taken; the last part then says `truncated`.
+ */
+const framed = <A, E, R>(
+  items: Stream.Stream<A, E, R>,
+  sizeOf: (a: A) => number,
+  maxTotal: number,
+  build: (items: ReadonlyArray<A>, last: boolean, truncated: boolean) => CliResponse
+): Stream.Stream<CliResponse, E, R> =>
+  Stream.suspend(() => {
+    let total = 0
+    let cut = false
+    let current: Array<A> = []
+    let bytes = 0
+    const parts = items.pipe(
+      Stream.takeWhile((a) => {
+        total += sizeOf(a)
+        cut = total > maxTotal
+        return !cut
+      }),
+      Stream.mapConcat((a): Array<CliResponse> => {
+        const n = sizeOf(a)
+        if (current.length > 0 && bytes + n > FRAME_BYTES) {
+          const full = current
+          current = [a]
+          bytes = n
+          return [build(full, false, false)]
+        }
+        current.push(a)
+        bytes += n
+        return []
+      })
+    )
+    return Stream.concat(parts, Stream.suspend(() => Stream.succeed(build(current, true, cut))))
+  })
+
+/** `more`/`truncated` as the wire wants them: absent when false (a one-part answer looks as before). */
+const partFlags = (last: boolean, truncated: boolean) => ({
+  ...(last ? {} : { more: true }),
+  ...(truncated ? { truncated: true } : {})
+})
+
+const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, HandlerServices> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const store = yield* Store
+    const info = yield* ServerInfo
+    const id = request.id
+    const cap = info.maxAnswerBytes
+    const storeStream = <A>(s: Stream.Stream<A, StoreError>) =>
+      Stream.mapError(s, (e) => new Refusal({ code: "internal", message: `database error: ${e.message}` }))
+    switch (request._tag) {
+      case "ListRequest":
+        return framed(storeStream(store.listLines(request.agent, request.cmd)), lineBytes, cap, (lines, last, cut) => ({
+          _tag: "LinesResponse",
+          id,
+          lines,
+          ...partFlags(last, cut)
+        }))
+      case "CmdRequest":
+        return framed(storeStream(store.cmdLines(request.cmd)), lineBytes, cap, (lines, last, cut) => {
+          const byAgent: Array<{ agent: string; lines: Array<LineRow> }> = []
+          for (const line of lines) {
+            const group = byAgent[byAgent.length - 1]
+            if (group !== undefined && group.agent === line.agent) group.lines.push(line)
+            else byAgent.push({ agent: line.agent, lines: [line] })
+          }
+          return { _tag: "CmdResponse", id, byAgent, ...partFlags(last, cut) }
+        })
+      case "FailedRequest":
+        return framed(storeStream(store.failed()), failedBytes, cap, (failed, last, cut) => ({
+          _tag: "FailedResponse",
+          id,
+          failed,
+          ...partFlags(last, cut)
+        }))
+      case "RunsRequest": {
+        if (!Number.isInteger(request.limit) || request.limit < 1) {
+          return yield* refuse("bad_request", `limit must be a positive integer, got ${request.limit}`)
+        }
+        const runs = yield* fromStore(store.runs({
+          ...(request.agent !== undefined ? { agent: request.agent } : {}),
+          ...(request.schedule !== undefined ? { schedule: request.schedule } : {}),
+          ...(request.state !== undefined ? { state: request.state } : {}),
+          ...(request.since !== undefined ? { since: request.since } : {}),
+          limit: Math.min(request.limit, MAX_RUNS)
+        }))
+        // MAX_RUNS bounds the answer; the frames keep each part small.
+        return framed(Stream.fromIterable(runs), runBytes, Infinity, (part, last) => ({
+          _tag: "RunsResponse",
+          id,
+          runs: part,
+          ...partFlags(last, false)
+        }))
+      }
+      case "QueryRequest": {
+        const result = yield* store.query(request.sql, {
+          rowCap: info.queryRowCap,
+          maxBytes: info.queryMaxBytes,
+          timeoutMs: info.queryTimeoutMs
+        }).pipe(
+          // The Store refuses writes, statements the database rejects, timeouts and a full house.
+          Effect.catchTags({
+            QueryRefused: (e) => refuse("refused", e.reason),
+            StoreError: (e) => refuse("internal", `database error: ${e.message}`)
+          })
+        )
+        // The byte cap bounds the answer already.
+        return framed(Stream.fromIterable(result.rows), rowBytes, Infinity, (rows, last) => ({
+          _tag: "QueryResponse",
+          id,
+          columns: result.columns,
+          rows,
+          truncated: last && result.truncated,
+          ...(last ? {} : { more: true })
+        }))
+      }
+    }
+  }))
 
 /** Today's 00:00 in bartos' local time zone (reference `cleanup` meaning). */
 const localMidnight = Effect.map(Clock.currentTimeMillis, (ms) => {
@@ -305,8 +425,11 @@ type TailEvent = { readonly _tag: "Batch"; readonly batch: IngestedBatch } | { r
 type TailState =
   /** Follow mode, no run yet: waiting for its RunStarted. */
   | { readonly _tag: "Waiting" }
-  /** Paging through the stored lines after `after`. */
-  | { readonly _tag: "Reading"; readonly run: RunRow; readonly after: number; readonly first: boolean }
+  /**
+   * Paging through the stored lines after `after`, a page per step (a follower far behind never
+   * reads them all at once); `end`: the run is over, finish with the done chunk.
+   */
+  | { readonly _tag: "Reading"; readonly run: RunRow; readonly after: number; readonly first: boolean; readonly end: boolean }
   /** Live: lines come from Ingested batches. */
   | {
     readonly _tag: "Following"
@@ -316,7 +439,7 @@ type TailState =
   }
   | { readonly _tag: "Done" }
 
-/** Splits lines into TailChunks of at most TAIL_PAGE_LINES lines and about TAIL_CHUNK_BYTES bytes. */
+/** Splits lines into TailChunks of at most TAIL_PAGE_LINES lines and about FRAME_BYTES bytes. */
 const toChunks = (
   id: number,
   lines: ReadonlyArray<LineRow>,
@@ -331,8 +454,8 @@ const toChunks = (
     bytes = 0
   }
   for (const line of lines) {
-    const size = Buffer.byteLength(line.data, "utf8") + 200
-    if (current.length > 0 && (current.length >= TAIL_PAGE_LINES || bytes + size > TAIL_CHUNK_BYTES)) flush()
+    const size = lineBytes(line)
+    if (current.length > 0 && (current.length >= TAIL_PAGE_LINES || bytes + size > FRAME_BYTES)) flush()
     current.push(line)
     bytes += size
   }
@@ -390,29 +513,6 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
       )
     }
 
-    /** Every stored line of `runId` after `after`. */
-    const drain = (runId: string, after: number) =>
-      Effect.gen(function*() {
-        const all: Array<LineRow> = []
-        let from = after
-        while (true) {
-          const page = yield* fromStore(store.runLines(runId, from, TAIL_PAGE_LINES))
-          all.push(...page)
-          if (page.length < TAIL_PAGE_LINES) return all
-          from = page[page.length - 1]!.lineSeq
-        }
-      })
-
-    /** Emits what is left in the Store, then the done chunk with the current row. */
-    const finish = (run: RunRow, after: number) =>
-      Effect.gen(function*() {
-        const rest = yield* drain(run.runId, after)
-        const latest = yield* fromStore(store.getRun(run.runId))
-        const last = Option.getOrElse(latest, () => run)
-        const done: TailState = { _tag: "Done" }
-        return Option.some([Chunk.fromIterable([...toChunks(id, rest, null), doneChunk(id, last)]), done] as const)
-      })
-
     const step = (state: TailState) =>
       Effect.gen(function*() {
         switch (state._tag) {
@@ -434,7 +534,7 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
               ? yield* fromStore(lookup)
               : Option.none<RunRow>()
             const next: TailState = Option.isSome(run)
-              ? { _tag: "Reading", run: run.value, after: -1, first: true }
+              ? { _tag: "Reading", run: run.value, after: -1, first: true, end: false }
               : state
             return Option.some([Chunk.empty<CliResponse>(), next] as const)
           }
@@ -444,10 +544,10 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
             const last = page.length > 0 ? page[page.length - 1]!.lineSeq : after
             const chunks = toChunks(id, page, first ? run : null)
             if (page.length === TAIL_PAGE_LINES) {
-              const more: TailState = { _tag: "Reading", run, after: last, first: false }
+              const more: TailState = { ...state, after: last, first: false }
               return Option.some([Chunk.fromIterable(chunks), more] as const)
             }
-            if (!request.follow || isFinal(run.state)) {
+            if (state.end || !request.follow || isFinal(run.state)) {
               return Option.some([Chunk.fromIterable([...chunks, doneChunk(id, run)]), { _tag: "Done" }] as const)
             }
             // Tell the client which run it follows even before its first line.
@@ -508,27 +608,26 @@ const tail = (request: TailRequest): Stream.Stream<CliResponse, Refusal, Handler
                 }
               }
             }
-            if (gap) {
-              const missing = yield* drain(run.runId, after)
-              fresh.push(...missing)
-              if (missing.length > 0) after = missing[missing.length - 1]!.lineSeq
+            let latest = Option.none<RunRow>()
+            if (finished || tick) {
+              latest = yield* fromStore(store.getRun(run.runId))
+              finished ||= Option.isNone(latest) || isFinal(latest.value.state)
             }
-            if (!finished && tick) {
-              const current = yield* fromStore(store.getRun(run.runId))
-              finished = Option.isNone(current) || isFinal(current.value.state)
-            }
-            const chunks = toChunks(id, fresh, null)
+            const chunks = Chunk.fromIterable(toChunks(id, fresh, null))
+            // What the Store holds beyond the live lines (a gap, or the rest of a run that ended)
+            // is read page by page; then the done chunk with the current row, or live again.
             if (finished) {
-              const end = yield* finish(run, after)
-              return Option.map(end, ([rest, s]) => [Chunk.appendAll(Chunk.fromIterable(chunks), rest), s] as const)
+              const row = Option.getOrElse(latest, () => run)
+              return Option.some([chunks, { _tag: "Reading", run: row, after, first: false, end: true }] as const)
             }
-            return Option.some([Chunk.fromIterable(chunks), { _tag: "Following", run, after, exits }] as const)
+            if (gap) return Option.some([chunks, { _tag: "Reading", run, after, first: false, end: false }] as const)
+            return Option.some([chunks, { _tag: "Following", run, after, exits }] as const)
           }
         }
       })
 
     const initial: TailState = Option.isSome(found)
-      ? { _tag: "Reading", run: found.value, after: -1, first: true }
+      ? { _tag: "Reading", run: found.value, after: -1, first: true, end: false }
       : { _tag: "Waiting" }
     return Stream.unfoldChunkEffect(initial, step)
   }))

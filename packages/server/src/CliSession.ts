@@ -7,6 +7,7 @@
  * Unlike the reference, a bad frame is answered (`ProtocolError`), never silently dropped.
  */
 import { timingSafeEqual } from "node:crypto"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -36,12 +37,26 @@ export interface Options {
    * needs no key; a remote operator cannot clean up or run jobs without one).
    */
   readonly adminKey: Redacted.Redacted<string> | undefined
+  /** `query` needs the admin role too. */
+  readonly queryRequiresAdmin: boolean
   readonly maxFrameBytes: number
   readonly helloTimeoutMs: number
   readonly maxBadFrames: number
   /** A protocol-level ping goes out this often; a CLI that never answers is dropped (half-open TCP). */
   readonly keepaliveMs: number
+  /** Bytes queued for one CLI before its answers wait (default SEND_BUFFER_BYTES). */
+  readonly sendBufferBytes?: number
+  /** A CLI whose queue does not shrink for this long is dropped (default: `keepaliveMs`). */
+  readonly stallMs?: number
 }
+
+/**
+ * Bytes waiting to be written to one CLI (`ws.bufferedAmount`) above which its answers wait for
+ * it to read: what one connection holds stays near this plus a frame per request in flight.
+ */
+export const SEND_BUFFER_BYTES = 4 * 1024 * 1024
+/** Requests one CLI connection may have in flight (a `tail -f` counts until it ends). */
+export const MAX_INFLIGHT = 8
 
 export type Requirements = Store | Registry | Schedules | Ingested | ServerInfo | Metrics | Codec
 
@@ -84,9 +99,34 @@ const session = (
       Exit.isInterrupted(exit) ? Effect.sync(() => conn.close(1001, "server shutting down")) : Effect.void
     )
 
+    // Backpressure (a CLI that stops reading must not grow bartos): after a frame, while more than
+    // `sendBufferBytes` wait unsent the sender waits; a queue that does not shrink for `stallMs`
+    // means the CLI does not read, and it is dropped.
+    const sendBuffer = options.sendBufferBytes ?? SEND_BUFFER_BYTES
+    const stallMs = options.stallMs ?? options.keepaliveMs
+    const drained = Effect.gen(function*() {
+      let least = ws.bufferedAmount
+      let progressAt = yield* Clock.currentTimeMillis
+      while (conn.isOpen() && ws.bufferedAmount > sendBuffer) {
+        yield* Effect.sleep(Duration.millis(20))
+        const now = yield* Clock.currentTimeMillis
+        if (ws.bufferedAmount < least) {
+          least = ws.bufferedAmount
+          progressAt = now
+        } else if (now - progressAt >= stallMs) {
+          yield* metrics.add("bartos_cli_dropped_total", 1, { reason: "not_reading" })
+          yield* Effect.logWarning(
+            `dropped cli connection: it read nothing for ${stallMs} ms with ${ws.bufferedAmount} bytes waiting`
+          )
+          ws.terminate()
+          return
+        }
+      }
+    })
     const send = (message: Messages.ServerToCli) =>
       Effect.sync(() => conn.sendBytes(codec.encode(Messages.ServerToCli, message))).pipe(
-        Effect.tap((sent) => (sent ? metrics.add("bartos_frames_out_total", 1, labels) : Effect.void))
+        Effect.tap((sent) => (sent ? metrics.add("bartos_frames_out_total", 1, labels) : Effect.void)),
+        Effect.zipRight(Effect.suspend(() => (ws.bufferedAmount > sendBuffer ? drained : Effect.void)))
       )
 
     // Keepalive: `ws` clients answer pings by themselves; no pong between two pings = dead peer.
@@ -173,8 +213,9 @@ const session = (
 
     // --- requests ------------------------------------------------------------------------------
     const inflight = yield* FiberSet.make()
+    let queries = 0
     const serve = (request: Messages.CliRequest) =>
-      CliHandler.handle(request, { admin }).pipe(
+      CliHandler.handle(request, { admin, queryRequiresAdmin: options.queryRequiresAdmin }).pipe(
         Stream.runForEach((response) => send(response)),
         Effect.catchAllCause((cause) =>
           Effect.logError(`request ${request._tag} #${request.id} failed`, cause).pipe(
@@ -202,8 +243,25 @@ const session = (
         case "CliHello":
           yield* send({ _tag: "ProtocolError", code: "unexpected", message: "CliHello was already received" })
           break
-        default:
-          yield* FiberSet.run(inflight, serve(message))
+        default: {
+          // Bounded work per connection: a CLI cannot pile up requests (each holds a frame being
+          // built, a query a process or a database connection).
+          const busy = (yield* FiberSet.size(inflight)) >= MAX_INFLIGHT
+            ? `too many requests in flight on this connection (at most ${MAX_INFLIGHT})`
+            : message._tag === "QueryRequest" && queries > 0
+            ? "one query at a time per connection; wait for the previous one"
+            : undefined
+          if (busy !== undefined) {
+            yield* send({ _tag: "CliError", id: message.id, code: "refused", message: busy })
+            break
+          }
+          if (message._tag === "QueryRequest") {
+            queries++
+            yield* FiberSet.run(inflight, serve(message).pipe(Effect.ensuring(Effect.sync(() => queries--))))
+          } else {
+            yield* FiberSet.run(inflight, serve(message))
+          }
+        }
       }
     }
   })

@@ -1,7 +1,8 @@
 /**
  * The HTTP side of bartos (D6, D7): Node `http`/`https` listeners and a `ws` server that takes
  * upgrades on `/v1/ws/worker` and `/v1/ws/cli`, after the bearer check and, under mTLS, after
- * binding the worker's certificate to its `name`. Everything else is Effect: each connection is a
+ * binding the worker's certificate to its `name` and each certificate to its role (agent or
+ * barto-cli, `CLI_CERT_OU`). Everything else is Effect: each connection is a
  * fiber in one `FiberSet` owned by the layer's scope, so shutdown closes every socket with 1001.
  *
  * Raw `ws` (not @effect/platform's bundled server) because we need `maxPayload`, request headers
@@ -57,12 +58,19 @@ export interface Options {
   readonly maxFrameBytes: number
   readonly livenessMs: number
   readonly queryRowCap: number
+  readonly queryMaxBytes: number
   readonly queryTimeoutMs: number
+  /** `query` needs the admin role (default: on exactly when an admin key is set). */
+  readonly queryRequiresAdmin?: boolean
+  readonly maxAnswerBytes: number
   readonly helloTimeoutMs?: number
   readonly replayWindowSecs?: number
   readonly maxBadFrames?: number
   /** CLI keepalive ping interval; default: the liveness timeout. */
   readonly cliKeepaliveMs?: number
+  /** CLI backpressure (`CliSession.Options`): send buffer and stall time before a CLI is dropped. */
+  readonly cliSendBufferBytes?: number
+  readonly cliStallMs?: number
   /** How long shutdown waits for peers to answer the close handshake. */
   readonly shutdownGraceMs?: number
 }
@@ -123,6 +131,21 @@ export const certificateNames = (cert: tls.PeerCertificate | undefined): Readonl
   return names
 }
 
+/**
+ * Under mTLS a client certificate carries a role: one whose subject has this organisational unit
+ * is barto-cli's, any other one an agent's. The CLI link takes only the former, the worker link
+ * only the latter, so that an agent's certificate (found on every agent host) never opens the
+ * operator link, and an operator's certificate never poses as an agent.
+ */
+export const CLI_CERT_OU = "barto-cli"
+
+/** The subject OUs of a client certificate. */
+export const certificateOus = (cert: tls.PeerCertificate | undefined): ReadonlyArray<string> => {
+  if (cert === undefined || cert === null || Object.keys(cert).length === 0) return []
+  const ou = cert.subject?.OU as unknown
+  return typeof ou === "string" ? [ou] : Array.isArray(ou) ? ou.filter((x): x is string => typeof x === "string") : []
+}
+
 const peerIp = (socket: net.Socket): string => {
   const ip = socket.remoteAddress ?? "unknown"
   return ip.startsWith("::ffff:") ? ip.slice(7) : ip
@@ -168,10 +191,13 @@ export const make = (options: Options) =>
     const cliOptions: CliSession.Options = {
       serverVersion: options.serverVersion,
       adminKey: options.adminKey,
+      queryRequiresAdmin: options.queryRequiresAdmin ?? options.adminKey !== undefined,
       maxFrameBytes: options.maxFrameBytes,
       helloTimeoutMs: workerOptions.helloTimeoutMs,
       maxBadFrames: workerOptions.maxBadFrames,
-      keepaliveMs: options.cliKeepaliveMs ?? Math.max(options.livenessMs, 1000)
+      keepaliveMs: options.cliKeepaliveMs ?? Math.max(options.livenessMs, 1000),
+      ...(options.cliSendBufferBytes !== undefined ? { sendBufferBytes: options.cliSendBufferBytes } : {}),
+      ...(options.cliStallMs !== undefined ? { stallMs: options.cliStallMs } : {})
     }
 
     const onUpgrade = (secure: boolean) => (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
@@ -201,9 +227,16 @@ export const make = (options: Options) =>
       // Names are keys in the database (VARCHAR(255)) and in logs: refuse what cannot be stored
       // rather than accept records that could never be acknowledged.
       if (!validName(name)) return refuse(400, `bad request: invalid name (1..${MAX_NAME_LENGTH} printable characters)`)
-      if (secure && link === "worker" && options.tls?.clientCa !== undefined) {
-        const names = certificateNames((socket as tls.TLSSocket).getPeerCertificate())
-        if (!names.includes(name)) {
+      if (secure && options.tls?.clientCa !== undefined) {
+        const cert = (socket as tls.TLSSocket).getPeerCertificate()
+        const cliRole = certificateOus(cert).includes(CLI_CERT_OU)
+        if (link === "cli" && !cliRole) {
+          return refuse(403, `forbidden: the CLI link takes only barto-cli certificates (OU=${CLI_CERT_OU})`)
+        }
+        if (link === "worker" && cliRole) {
+          return refuse(403, `forbidden: a barto-cli certificate (OU=${CLI_CERT_OU}) cannot connect as an agent`)
+        }
+        if (link === "worker" && !certificateNames(cert).includes(name)) {
           return refuse(403, `forbidden: the client certificate is not issued to '${name}'`)
         }
       }
@@ -297,7 +330,9 @@ export const make = (options: Options) =>
       startedAt,
       listeners: listeners.map((l) => l.url),
       queryRowCap: options.queryRowCap,
-      queryTimeoutMs: options.queryTimeoutMs
+      queryMaxBytes: options.queryMaxBytes,
+      queryTimeoutMs: options.queryTimeoutMs,
+      maxAnswerBytes: options.maxAnswerBytes
     }
     yield* Deferred.succeed(ready, info)
     return { hub: { listeners } satisfies HubShape, info }

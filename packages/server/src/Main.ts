@@ -64,6 +64,14 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       clientCa: t.client_ca_cert === undefined ? undefined : yield* readPem("client_ca_cert", t.client_ca_cert)
     }
     const plainOn = tls === undefined || config.allow_plaintext
+    if (plainOn && tls?.clientCa !== undefined) {
+      yield* Effect.logWarning(
+        `SECURITY: allow_plaintext = true with mTLS: the plain listener ws://${config.actix.ip}:${config.actix.port} ` +
+          "takes no client certificate, so neither the agent name binding nor the barto-cli certificate role applies " +
+          "there: whoever holds the api key (every agent does) can connect as any agent or as barto-cli. " +
+          "Turn allow_plaintext off, or bind the plain listener to an interface only trusted peers reach."
+      )
+    }
     if (config.admin_key === undefined) {
       yield* Effect.logWarning(
         "no admin_key configured: cleanup, run, cancel, pause and resume are allowed only from loopback CLIs"
@@ -80,7 +88,10 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       maxFrameBytes: config.limits.max_frame_bytes,
       livenessMs: Math.round(config.limits.liveness_secs * 1000),
       queryRowCap: config.limits.query_row_cap,
-      queryTimeoutMs: config.limits.query_timeout_ms
+      queryMaxBytes: config.limits.query_max_bytes,
+      queryTimeoutMs: config.limits.query_timeout_ms,
+      queryRequiresAdmin: config.query_requires_admin ?? config.admin_key !== undefined,
+      maxAnswerBytes: config.limits.max_answer_bytes
     } satisfies Hub.Options
   })
 

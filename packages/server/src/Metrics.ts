@@ -34,7 +34,8 @@ export const families = {
   bartos_config_last_reload_success_timestamp_seconds: {
     help: "Unix time of the last accepted configuration (re)load; the start counts",
     type: "gauge"
-  }
+  },
+  bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" }
 } as const satisfies Record<string, Family>
 
 export type MetricName = keyof typeof families

@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { AgentRecord, ClientInfo, FailedRow, LineRow, Micros, RunRow, RunState } from "@barto/domain/Messages"
 import type { QueryRefused, StoreError } from "./internal/store/errors.js"
 import { make } from "./internal/store/make.js"
@@ -29,6 +30,13 @@ export interface QueryResult {
   readonly columns: ReadonlyArray<string>
   readonly rows: ReadonlyArray<ReadonlyArray<string | null>>
   readonly truncated: boolean
+}
+
+/** The bounds of one `query` (D7): rows, bytes of rendered cells, and time. */
+export interface QueryCaps {
+  readonly rowCap: number
+  readonly maxBytes: number
+  readonly timeoutMs: number
 }
 
 export interface SessionInfo {
@@ -64,14 +72,19 @@ export interface StoreShape {
   readonly markLost: (agent: string, startedBefore: Micros) => Effect.Effect<number, StoreError>
   /** Distinct schedule names with runs, sorted. */
   readonly listCommands: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
-  /** Ordered by run start, lineSeq. */
-  readonly listLines: (agent: string, schedule: string) => Effect.Effect<ReadonlyArray<LineRow>, StoreError>
-  /** Grouped by agent, sorted. */
-  readonly cmdLines: (
-    schedule: string
-  ) => Effect.Effect<ReadonlyArray<{ readonly agent: string; readonly lines: ReadonlyArray<LineRow> }>, StoreError>
-  /** Commands with exit != 0 or killed, plus runs timed_out/lost/failed without commands; newest last. */
-  readonly failed: () => Effect.Effect<ReadonlyArray<FailedRow>, StoreError>
+  /**
+   * Output lines of `agent`'s `schedule`, ordered by run start, run id, lineSeq. A stream: it
+   * reads page by page (keyset cursors), so a history larger than memory can be sent in frames.
+   */
+  readonly listLines: (agent: string, schedule: string) => Stream.Stream<LineRow, StoreError>
+  /** As `listLines` for every agent's `schedule`, ordered by agent first. */
+  readonly cmdLines: (schedule: string) => Stream.Stream<LineRow, StoreError>
+  /**
+   * Commands with exit != 0 or killed, plus runs timed_out/lost/failed without commands; newest
+   * last. A command with more than a page of lines comes as consecutive rows of the same
+   * (runId, cmdUuid), each carrying the next lines.
+   */
+  readonly failed: () => Stream.Stream<FailedRow, StoreError>
   /** Data of lines whose command exited 0, in time order (for `updates`). */
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
   /** Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have nothing else). */
@@ -86,15 +99,14 @@ export interface StoreShape {
   ) => Effect.Effect<ReadonlyArray<LineRow>, StoreError>
   /**
    * D7: one SELECT/WITH/SHOW/EXPLAIN statement, checked lexically, then run where it cannot write
-   * (MariaDB: own pool, `START TRANSACTION READ ONLY`, `max_statement_time`; SQLite: a read-only
-   * connection in a child process that is killed at the time limit). `QueryRefused` when it is not
-   * read-only, the database rejects it, or it runs over `timeoutMs`; `StoreError` only when the
-   * database cannot be reached.
+   * (MariaDB: a least-privilege account in its own pool, `START TRANSACTION READ ONLY`,
+   * `max_statement_time`, `KILL QUERY` when abandoned; SQLite: a read-only connection in a child
+   * process that is killed at the time limit). At most `queryConcurrency` run at once; the result
+   * stops at `rowCap` rows or `maxBytes` bytes (`truncated`). `QueryRefused` when it is not
+   * read-only, the database rejects it, it runs over `timeoutMs`, every slot is busy, or (MariaDB)
+   * no query account is configured; `StoreError` only when the database cannot be reached.
    */
-  readonly query: (
-    sql: string,
-    options: { readonly rowCap: number; readonly timeoutMs: number }
-  ) => Effect.Effect<QueryResult, StoreError | QueryRefused>
+  readonly query: (sql: string, caps: QueryCaps) => Effect.Effect<QueryResult, StoreError | QueryRefused>
   /** Runs finished before `before` (missed/lost ones: scheduled before) with their commands and lines; never a running run. */
   readonly cleanup: (
     before: Micros,
@@ -125,12 +137,18 @@ const storeOnly = (layer: Layer.Layer<Store | SqlClient.SqlClient, StoreError>):
  * file removed with the layer, so that `query` can open it read-only from its own process);
  * parent directories of a path are created.
  */
-export const layerSqlite = (options: { readonly filename: string }): Layer.Layer<Store, StoreError> =>
+export const layerSqlite = (options: SqliteOptions): Layer.Layer<Store, StoreError> =>
   storeOnly(layerSqliteWithClient(options))
+
+export interface SqliteOptions {
+  readonly filename: string
+  /** Most `query` statements running at once (each is a process); default 2. */
+  readonly queryConcurrency?: number | undefined
+}
 
 /** `layerSqlite` that also provides its `SqlClient` (tests, benchmarks: `measureRawInsertRate`). */
 export const layerSqliteWithClient = (
-  options: { readonly filename: string }
+  options: SqliteOptions
 ): Layer.Layer<Store | SqlClient.SqlClient, StoreError> => fromResources(Resources.sqlite(options))
 
 export interface MariadbOptions {
@@ -139,6 +157,11 @@ export interface MariadbOptions {
   readonly username: string
   readonly password?: Redacted.Redacted<string>
   readonly database: string
+  /** The least-privilege account `query` runs as (SECURITY.md); without it `query` is refused. */
+  readonly queryUsername?: string | undefined
+  readonly queryPassword?: Redacted.Redacted<string> | undefined
+  /** Most `query` statements running at once (the query pool's size); default 2. */
+  readonly queryConcurrency?: number | undefined
 }
 
 /** MariaDB, migrated at start; the password travels as a Redacted field, never inside a URL. */
@@ -164,11 +187,15 @@ export const layerFromConfig = (config: {
     readonly password?: Redacted.Redacted<string> | undefined
     readonly database: string
     readonly options?: string | undefined
+    readonly query_username?: string | undefined
+    readonly query_password?: Redacted.Redacted<string> | undefined
   } | undefined
   readonly sqlite: { readonly path: string }
+  readonly limits?: { readonly query_concurrency: number } | undefined
 }): Layer.Layer<Store, StoreError> => {
   const m = config.mariadb
-  if (m === undefined) return layerSqlite({ filename: config.sqlite.path })
+  const queryConcurrency = config.limits?.query_concurrency
+  if (m === undefined) return layerSqlite({ filename: config.sqlite.path, queryConcurrency })
   return storeOnly(fromResources(Effect.flatMap(Resources.parseMariadbOptions(m.options), (extra) =>
     Resources.mariadb({
       host: m.host,
@@ -176,6 +203,9 @@ export const layerFromConfig = (config: {
       username: m.username,
       password: m.password,
       database: m.database,
+      queryUsername: m.query_username,
+      queryPassword: m.query_password,
+      queryConcurrency,
       ssl: extra.ssl,
       connectTimeoutMs: extra.connectTimeoutMs
     }))))

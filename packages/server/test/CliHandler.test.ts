@@ -45,6 +45,8 @@ interface Setup {
   readonly schedules?: Record<string, ReadonlyArray<Messages.ScheduleSpec>>
   /** Replace Store methods (failure injection). */
   readonly storeOverrides?: Partial<StoreShape>
+  readonly queryMaxBytes?: number
+  readonly maxAnswerBytes?: number
 }
 
 const spec = (name: string, calendar: string, paused = false) =>
@@ -219,7 +221,9 @@ const makeHarness = (setup: Setup) =>
       startedAt: micros(NOW_MS - 3_600_000),
       listeners: ["ws://127.0.0.1:20000"],
       queryRowCap: 50,
-      queryTimeoutMs: 2000
+      queryMaxBytes: setup.queryMaxBytes ?? 1024 * 1024,
+      queryTimeoutMs: 2000,
+      maxAnswerBytes: setup.maxAnswerBytes ?? 64 * 1024 * 1024
     })
     const overrides = setup.storeOverrides
     const store = overrides === undefined

@@ -246,7 +246,9 @@ const pki = (() => {
   const server = issue("server", "/CN=localhost", "DNS:localhost,IP:127.0.0.1")
   const alpha = issue("alpha", "/CN=alpha", "DNS:alpha.example")
   const gamma = issue("gamma", "/CN=someone-else", "DNS:gamma,DNS:gamma.example")
-  return { dir, ca: fs.readFileSync(path.join(dir, "ca.pem"), "utf8"), server, alpha, gamma }
+  // barto-cli's role is the OU; its CN names the operator (and could be an agent's name).
+  const operator = issue("operator", "/CN=alpha/OU=barto-cli", "DNS:alice.example")
+  return { dir, ca: fs.readFileSync(path.join(dir, "ca.pem"), "utf8"), server, alpha, gamma, operator }
 })()
 afterAll(() => fs.rmSync(pki.dir, { recursive: true, force: true }))
 
@@ -288,9 +290,41 @@ describe("Hub: TLS", () => {
       const noCert = yield* TestServer.attempt(url("alpha"), { ca: pki.ca })
       assert.strictEqual(noCert._tag, "Failed")
 
-      // The CLI link needs a valid certificate but no particular name.
-      const cli = yield* TestServer.connectCli(server.url("cli", "barto-cli"), { ca: pki.ca, ...pki.alpha })
+      // The CLI link needs a barto-cli certificate (OU=barto-cli), whatever its name.
+      const cli = yield* TestServer.connectCli(server.url("cli", "barto-cli"), { ca: pki.ca, ...pki.operator })
       yield* cli.send(cliHello())
       assert.strictEqual((yield* cli.nextTagged("ServerHelloCli")).admin, true)
+    }))
+
+  it.scopedLive("mTLS: an agent's certificate does not open the CLI link, a barto-cli certificate is no agent", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: tlsToml("", true) })
+      for (const cert of [pki.alpha, pki.gamma]) {
+        const asCli = yield* TestServer.attempt(server.url("cli", "barto-cli"), { ca: pki.ca, ...cert })
+        assert.deepStrictEqual(asCli, {
+          _tag: "Refused",
+          status: 403,
+          body: "forbidden: the CLI link takes only barto-cli certificates (OU=barto-cli)"
+        })
+      }
+      // Its CN is "alpha", an agent's name: the role still forbids posing as that agent.
+      const asAgent = yield* TestServer.attempt(server.url("worker", "alpha"), { ca: pki.ca, ...pki.operator })
+      assert.deepStrictEqual(asAgent, {
+        _tag: "Refused",
+        status: 403,
+        body: "forbidden: a barto-cli certificate (OU=barto-cli) cannot connect as an agent"
+      })
+      yield* server.waitForLog("refused cli connection 'barto-cli'")
+    }))
+
+  it.scopedLive("allow_plaintext with mTLS warns at start that the plain listener binds nothing", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: tlsToml("allow_plaintext = true", true) })
+      assert.deepStrictEqual(server.listeners.map((l) => l.scheme), ["ws", "wss"])
+      const warning = server.logs.find((l) => l.includes("allow_plaintext = true with mTLS"))
+      assert.isDefined(warning)
+      assert.match(warning!, /^WARN SECURITY: .*no client certificate.*any agent or as barto-cli/)
+      const quiet = yield* TestServer.make({ toml: tlsToml("", true) })
+      assert.isUndefined(quiet.logs.find((l) => l.includes("allow_plaintext")))
     }))
 })

@@ -1,8 +1,10 @@
 import type { AgentRecord, FinalRunState, Micros, RunId, Trigger } from "@barto/domain/Messages"
-import { ClientInfo } from "@barto/domain/Messages"
+import { ClientInfo, FailedRow, type LineRow } from "@barto/domain/Messages"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -11,17 +13,19 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { QueryResult } from "../src/Store.js"
+import type { QueryResult, StoreShape } from "../src/Store.js"
 import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
 import { parseMariadbOptions } from "../src/internal/store/resources.js"
 import { measureRawInsertRate } from "../src/internal/store/bench.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
+import { excessGrants, makeMariadbQueryRunner } from "../src/internal/store/mariadbQuery.js"
 import { migrate, migrateWith, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
-import { databases } from "./utils/databases.js"
+import { asAdmin, databases, mariadbDatabase, runningStatements } from "./utils/databases.js"
 
 // --- record builders -------------------------------------------------------------------------
 
@@ -121,6 +125,33 @@ const countRows = (table: string, where: string, params: ReadonlyArray<unknown>)
     Effect.map((rows) => Number(rows[0].n))
   )
 
+/** Every element of a store stream. */
+const collect = <A, E>(s: Stream.Stream<A, E>) => Effect.map(Stream.runCollect(s), Chunk.toReadonlyArray)
+
+/** `cmdLines` as the CLI shows it: consecutive lines of one agent grouped. */
+const groupByAgent = (lines: ReadonlyArray<LineRow>) => {
+  const groups: Array<{ agent: string; lines: Array<LineRow> }> = []
+  for (const l of lines) {
+    const last = groups[groups.length - 1]
+    if (last !== undefined && last.agent === l.agent) last.lines.push(l)
+    else groups.push({ agent: l.agent, lines: [l] })
+  }
+  return groups
+}
+
+/** `failed` with a command's consecutive rows (one per page of its lines) joined, as the CLI does. */
+const failedRows = (store: StoreShape) =>
+  Effect.map(collect(store.failed()), (rows) => {
+    const out: Array<FailedRow> = []
+    for (const f of rows) {
+      const last = out[out.length - 1]
+      if (last !== undefined && last.runId === f.runId && last.cmdUuid === f.cmdUuid) {
+        out[out.length - 1] = new FailedRow({ ...last, lines: [...last.lines, ...f.lines] })
+      } else out.push(f)
+    }
+    return out
+  })
+
 // --- pure: the read-only guard ----------------------------------------------------------------
 
 describe("query guard", () => {
@@ -176,6 +207,48 @@ describe("query guard", () => {
     ok("select 'a\\'; delete from runs; --'", "mysql")
     // SQLite: backslash is an ordinary character, so the string ends early and a DELETE follows.
     refused("select 'a\\'; delete from runs; --'", /only one statement|DELETE/, "sqlite")
+  })
+
+  it("a quoted name called as a function is checked like the built-in it resolves to", () => {
+    // MariaDB resolves `load_file`(…) to LOAD_FILE: the quotes hide the name from a word filter.
+    refused("SELECT `load_file`('/etc/passwd')", /LOAD_FILE/)
+    refused("SELECT `LOAD_FILE` ('/etc/passwd')", /LOAD_FILE/)
+    refused("SELECT `get_lock`('x', 0)", /GET_LOCK/)
+    refused("SELECT `release_all_locks`()", /RELEASE_ALL_LOCKS/)
+    refused("SELECT \"load_file\"('/etc/passwd')", /LOAD_FILE/)
+    refused("SELECT [load_extension]('x')", /LOAD_EXTENSION/, "sqlite")
+    refused("SELECT \"load_extension\"('x')", /LOAD_EXTENSION/, "sqlite")
+    refused("SELECT next value for s", /NEXT VALUE/)
+    // A quoted name that is not called is just a name.
+    ok("select `update`, `load_file` from t")
+    ok("select 'get_lock' as `get_lock`")
+  })
+
+  it("numbers end where the server ends them", () => {
+    // MariaDB lexes 1e0LOCK as the number 1e0 then LOCK, 1.5INTO as 1.5 then INTO.
+    refused("SELECT 1=1e0LOCK IN SHARE MODE", /LOCK|locking/)
+    refused("SELECT 1.5INTO @v", /INTO/)
+    refused("SELECT .5INTO @v", /INTO/)
+    refused("SELECT 1.INTO @v", /INTO/)
+    refused("SELECT 1e+5INTO @v", /INTO/)
+    refused("SELECT 1.5e-3FOR UPDATE", /UPDATE/)
+    refused("SELECT 1=1e0LOCK IN SHARE MODE", /LOCK|locking/, "sqlite")
+    ok("select 1e3, 1.5, .5, 2e-3, 0x1f from t")
+    ok("select t.c1 from t1 t")
+  })
+
+  it("a comment start MariaDB does not honour hides nothing", () => {
+    // `--` needs a space or control character after it in MariaDB; U+00A0 is neither.
+    refused("SELECT 1 --\u00a0 INTO @v", /INTO/)
+    ok("SELECT 1 --\tcomment\n")
+  })
+
+  it.prop("any forbidden keyword glued to a number is seen", [
+    FastCheck.constantFrom("1e0", "1.5", ".5", "1.", "1e+0", "2.5E-1", "007"),
+    FastCheck.constantFrom("INTO @v", "LOCK IN SHARE MODE", "FOR UPDATE", "INTO OUTFILE '/tmp/x'", "PROCEDURE ANALYSE()")
+  ], ([num, rest]) => {
+    assert.isTrue(Either.isLeft(checkReadOnly(`SELECT ${num}${rest}`, "mysql")), `SELECT ${num}${rest}`)
+    assert.isTrue(Either.isLeft(checkReadOnly(`SELECT 1 FROM t WHERE x=${num}${rest}`, "sqlite")))
   })
 
   it.prop("a second statement after ';' is always refused", [
@@ -471,7 +544,7 @@ for (const db of databases) {
         // A command exit for a command never announced is still recorded.
         const anon = nextName("run")
         yield* store.ingest(agent, "o", [runStarted(4, anon, "s", 500), commandExited(5, anon, `${anon}-ghost`, 1, 501)])
-        const failed = (yield* store.failed()).filter((f) => f.runId === anon)
+        const failed = (yield* failedRows(store)).filter((f) => f.runId === anon)
         assert.deepStrictEqual(failed.map((f) => [f.cmdUuid, f.command, f.exitCode]), [[`${anon}-ghost`, "unknown", 1]])
       }))
 
@@ -503,7 +576,7 @@ for (const db of databases) {
         assert.deepStrictEqual(yield* store.listCommands(a1), ["alpha", "backup", "zeta"])
         assert.deepStrictEqual(yield* store.listCommands(nextName("nobody")), [])
 
-        const lines = yield* store.listLines(a1, "backup")
+        const lines = yield* collect(store.listLines(a1, "backup"))
         assert.deepStrictEqual(lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
         assert.deepStrictEqual(lines.map((l) => [l.exitCode, l.runState]), [
           [null, "running"],
@@ -513,12 +586,12 @@ for (const db of databases) {
         ])
         assert.deepStrictEqual(lines.map((l) => l.agent), [a1, a1, a1, a1])
 
-        const byAgent = (yield* store.cmdLines("backup")).filter((g) => g.agent === a1 || g.agent === a2)
+        const byAgent = groupByAgent(yield* collect(store.cmdLines("backup"))).filter((g) => g.agent === a1 || g.agent === a2)
         assert.deepStrictEqual(byAgent.map((g) => g.agent), [a1, a2])
         assert.deepStrictEqual(byAgent[0].lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
         assert.deepStrictEqual(byAgent[1].lines.map((l) => l.data), ["other agent"])
         // Grouping is sorted by agent name overall.
-        const all = yield* store.cmdLines("backup")
+        const all = groupByAgent(yield* collect(store.cmdLines("backup")))
         assert.deepStrictEqual(all.map((g) => g.agent), [...all.map((g) => g.agent)].sort())
       }))
 
@@ -536,7 +609,7 @@ for (const db of databases) {
           runStarted(18, lost, "s", 100)
         ])
         yield* store.markLost(agent, at(500))
-        const failed = (yield* store.failed()).filter((f) => f.agent === agent)
+        const failed = (yield* failedRows(store)).filter((f) => f.agent === agent)
         assert.deepStrictEqual(failed.map((f) => [f.runId, f.exitCode, f.signal, f.state, f.lines]), [
           [lost, null, null, "lost", []],
           [bad, 2, null, "failed", ["e1", "e2"]],
@@ -760,7 +833,7 @@ for (const db of databases) {
         const agent = nextName("q")
         const run = nextName("run")
         yield* store.ingest(agent, "o", wholeRun(0, run, "qs", 5000, ["l0", "l1", "l2"], 0))
-        const opts = { rowCap: 100, timeoutMs: 5000 }
+        const opts = { rowCap: 100, maxBytes: 1024 * 1024, timeoutMs: 5000 }
         const r = yield* store.query(
           `SELECT r.run_id, r.exit_code, r.finished_at, NULL AS empty_cell, 1.5 AS half, r.run_id FROM runs r WHERE r.agent = '${agent}'`,
           opts
@@ -796,7 +869,7 @@ for (const db of databases) {
     it.effect("query: writes, multi-statements and bad SQL are refused with reasons; nothing changes", () =>
       Effect.gen(function*() {
         const store = yield* Store
-        const opts = { rowCap: 10, timeoutMs: 5000 }
+        const opts = { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 }
         const refusal = (text: string) =>
           Effect.flip(store.query(text, opts)).pipe(Effect.map((e) => {
             assert.strictEqual(e._tag, "QueryRefused")
@@ -823,13 +896,110 @@ for (const db of databases) {
           ? "SELECT SLEEP(5)"
           : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
         const started = Date.now()
-        const e = yield* Effect.flip(store.query(slow, { rowCap: 10, timeoutMs: 300 }))
+        const e = yield* Effect.flip(store.query(slow, { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 300 }))
         assert.strictEqual(e._tag, "QueryRefused")
         if (e._tag === "QueryRefused") assert.match(e.reason, /time limit of 300 ms/)
         assert.isBelow(Date.now() - started, 4000)
         // The store still answers.
-        const r: QueryResult = yield* store.query("SELECT 1 AS one", { rowCap: 10, timeoutMs: 5000 })
+        const r: QueryResult = yield* store.query("SELECT 1 AS one", { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 })
         assert.deepStrictEqual(r.rows, [["1"]])
+      }))
+
+    it.effect("query: the guard's bypass classes are refused by the real store", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const opts = { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 }
+        for (
+          const [text, reason] of [
+            ["SELECT `load_file`('/etc/passwd')", /LOAD_FILE/],
+            ["SELECT `get_lock`('barto-test', 0)", /GET_LOCK/],
+            ["SELECT 1=1e0LOCK IN SHARE MODE", /LOCK|locking/],
+            ["SELECT 1.5INTO @v", /INTO/],
+            ["SELECT 1 FROM runs WHERE 1=1e0FOR UPDATE", /UPDATE/]
+          ] as const
+        ) {
+          const e = yield* Effect.flip(store.query(text, opts))
+          assert.strictEqual(e._tag, "QueryRefused", text)
+          assert.match(e.message, reason, text)
+        }
+      }))
+
+    it.effect("query: the result stops at the byte cap as at the row cap", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("q")
+        const run = nextName("run")
+        const big = "x".repeat(10_000)
+        yield* store.ingest(agent, "o", wholeRun(0, run, "qb", 5000, Array.from({ length: 20 }, () => big), 0))
+        const text = `SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq`
+        const capped = yield* store.query(text, { rowCap: 100, maxBytes: 35_000, timeoutMs: 5000 })
+        assert.strictEqual(capped.rows.length, 3)
+        assert.isTrue(capped.truncated)
+        const whole = yield* store.query(text, { rowCap: 100, maxBytes: 1024 * 1024, timeoutMs: 5000 })
+        assert.strictEqual(whole.rows.length, 20)
+        assert.isFalse(whole.truncated)
+      }))
+
+    it.effect("list, cmd and failed read page by page and keep the order of one whole read", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("paged")
+        const schedule = nextName("s")
+        // 300 small runs (more than a page of runs), one run of 1,200 lines (more than a page of
+        // lines) in the middle, started in an order unlike their ids.
+        const records: Array<AgentRecord> = []
+        let seq = 0
+        const bigRun = nextName("big")
+        for (let i = 0; i < 300; i++) {
+          const id = i === 150 ? bigRun : `${schedule}-${(i * 7919) % 1000}`
+          const lines = i === 150 ? Array.from({ length: 1200 }, (_, k) => `big ${k}`) : i % 3 === 0 ? [] : [`r${i} a`, `r${i} b`]
+          const run = wholeRun(seq, id, schedule, 10_000 + (i % 2 === 0 ? i : 600 - i), lines, i % 5 === 0 ? 1 : 0)
+          records.push(...run)
+          seq += run.length
+        }
+        for (let i = 0; i < records.length; i += 500) yield* store.ingest(agent, "o", records.slice(i, i + 500))
+        const sql = yield* SqlClient.SqlClient
+        const expected = yield* sql.unsafe<{ data: string }>(
+          `SELECT ol.data FROM output_lines ol JOIN runs r ON r.run_id = ol.run_id WHERE r.agent = ? AND r.schedule = ?
+           ORDER BY COALESCE(r.started_at, r.scheduled_at), r.run_id, ol.line_seq`,
+          [agent, schedule]
+        )
+        assert.strictEqual(expected.length, 1200 + 2 * 200)
+        const listed = yield* collect(store.listLines(agent, schedule))
+        assert.deepStrictEqual(listed.map((l) => l.data), expected.map((r) => r.data))
+        const cmd = yield* collect(store.cmdLines(schedule))
+        assert.deepStrictEqual(cmd.map((l) => l.data), expected.map((r) => r.data))
+        // failed: the runs that exited 1, the big one among them with all its lines in order.
+        const failed = (yield* failedRows(store)).filter((f) => f.agent === agent)
+        assert.strictEqual(failed.length, 60)
+        const big = failed.find((f) => f.runId === bigRun)
+        assert.deepStrictEqual(big?.lines, Array.from({ length: 1200 }, (_, k) => `big ${k}`))
+        const keys = failed.map((f) => f.finishedAt ?? 0)
+        assert.deepStrictEqual(keys, [...keys].sort((a, b) => a - b))
+      }))
+
+    it.effect("query: at most queryConcurrency statements run; one more is refused at once", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const slow = db.name === "mariadb"
+          ? "SELECT SLEEP(3)"
+          : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
+        const caps = { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 1500 }
+        const running = yield* Effect.all([store.query(slow, caps), store.query(slow, caps)], { concurrency: 2 }).pipe(
+          Effect.either,
+          Effect.fork
+        )
+        // Both slots taken (default 2): the next is refused without waiting.
+        let refusal: unknown
+        for (let i = 0; i < 100 && refusal === undefined; i++) {
+          yield* Effect.sleep("20 millis")
+          const r = yield* Effect.either(store.query("SELECT 1", caps))
+          if (Either.isLeft(r) && /already running 2 queries/.test(r.left.message)) refusal = r.left
+        }
+        assert.isDefined(refusal, "a third concurrent query is refused")
+        yield* Fiber.join(running)
+        const after: QueryResult = yield* store.query("SELECT 1 AS one", caps)
+        assert.deepStrictEqual(after.rows, [["1"]])
       }))
 
     it.effect("cleanup deletes finished runs with their commands and lines, never running ones; dryRun only counts", () =>
@@ -901,3 +1071,147 @@ for (const db of databases) {
       }))
   })
 }
+
+// --- MariaDB: the query account --------------------------------------------------------------
+
+describe("MariaDB query account: grants", () => {
+  const db = "barto"
+  it("only USAGE and SELECT on barto's database pass; anything else is named", () => {
+    assert.deepStrictEqual(
+      excessGrants([
+        "GRANT USAGE ON *.* TO `q`@`%` IDENTIFIED BY PASSWORD '*D821809F681A40A6E379B50D0463EFAE20BDD122'",
+        "GRANT SELECT ON `barto`.* TO `q`@`%`",
+        "GRANT SELECT ON `barto`.`runs` TO `q`@`%`",
+        "GRANT SELECT (`run_id`, `state`) ON `barto`.`runs` TO `q`@`%`"
+      ], db),
+      []
+    )
+    const excess = excessGrants([
+      "GRANT FILE ON *.* TO `q`@`%` IDENTIFIED BY PASSWORD '*D821809F681A40A6E379B50D0463EFAE20BDD122'",
+      "GRANT SELECT ON *.* TO `q`@`%`",
+      "GRANT SELECT ON `other`.* TO `q`@`%`",
+      "GRANT SELECT, INSERT ON `barto`.* TO `q`@`%`",
+      "GRANT SELECT ON `barto`.* TO `q`@`%` WITH GRANT OPTION",
+      "GRANT `reporting` TO `q`@`%`",
+      "GRANT PROXY ON ''@'%' TO 'q'@'%'"
+    ], db)
+    assert.strictEqual(excess.length, 7)
+    assert.notInclude(excess.join(), "D821809F")
+  })
+})
+
+const mariadbAvailable = databases.some((d) => d.name === "mariadb")
+
+describe.runIf(mariadbAvailable)("MariaDB query account", () => {
+  const caps = { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 }
+  /** A migrated test database (its query account created) and a runner for the raw sandbox. */
+  const withDatabase = <A, E>(
+    use: (options: Effect.Effect.Success<ReturnType<typeof mariadbDatabase>>) => Effect.Effect<A, E, Scope.Scope>
+  ) =>
+    Effect.scoped(Effect.gen(function*() {
+      const options = yield* mariadbDatabase()
+      yield* Layer.build(layerMariadb(options))
+      return yield* use(options)
+    }))
+
+  it.live("the account is the barrier behind the guard: no files, no DDL, no writes, no other schema", () =>
+    withDatabase((options) =>
+      Effect.gen(function*() {
+        // Straight to the sandbox, as a statement that got past the guard would run.
+        const runner = yield* makeMariadbQueryRunner({ ...options, concurrency: 2 })
+        const file = yield* runner.run("SELECT load_file('/etc/passwd') AS f, `load_file`('/etc/hostname') AS g", caps)
+        assert.deepStrictEqual(file.rows, [[null, null]])
+        for (
+          const text of [
+            "CREATE TABLE evil (a INT)",
+            "DROP TABLE runs",
+            "INSERT INTO paused_schedules (agent, schedule) VALUES ('a', 'b')",
+            "SELECT * FROM mysql.user",
+            "CREATE TEMPORARY TABLE t (a INT)"
+          ]
+        ) {
+          const e = yield* Effect.flip(runner.run(text, caps))
+          assert.strictEqual(e._tag, "QueryRefused", text)
+          assert.match(e.message, /denied|READ ONLY|read only/i, text)
+        }
+        const dbs = yield* runner.run("SHOW DATABASES", caps)
+        assert.sameMembers(dbs.rows.map((r) => r[0]), ["information_schema", options.database])
+        const tables = yield* runner.run("SELECT COUNT(*) FROM runs", caps)
+        assert.deepStrictEqual(tables.rows, [["0"]])
+      })
+    ))
+
+  it.live("the grants SECURITY.md documents for the main account are enough: migrate, ingest, read, clean up", () =>
+    Effect.gen(function*() {
+      const options = yield* mariadbDatabase()
+      const user = `bm_${Math.random().toString(36).slice(2, 10)}`
+      const password = Math.random().toString(36).slice(2)
+      yield* Effect.acquireRelease(
+        asAdmin(async (conn) => {
+          await conn.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`)
+          await conn.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON \`${options.database}\`.* TO '${user}'@'%'`)
+        }),
+        () => asAdmin((conn) => conn.query(`DROP USER IF EXISTS '${user}'@'%'`))
+      )
+      const ctx = yield* Layer.build(layerMariadb({ ...options, username: user, password: Redacted.make(password) }))
+      const store = Context.get(ctx, Store)
+      const run = nextName("run")
+      yield* store.ingest("a", "o", wholeRun(0, run, "s", -2_000_000_000, ["line"], 1))
+      assert.deepStrictEqual((yield* collect(store.listLines("a", "s"))).map((l) => l.data), ["line"])
+      assert.deepStrictEqual((yield* store.query("SELECT COUNT(*) FROM runs", caps)).rows, [["1"]])
+      assert.strictEqual((yield* store.cleanup(at(0), false)).runs, 1)
+    }).pipe(Effect.scoped))
+
+  it.live("an account that may do more than SELECT keeps the store from starting, naming the grant", () =>
+    withDatabase((options) =>
+      Effect.gen(function*() {
+        yield* asAdmin((conn) => conn.query(`GRANT FILE ON *.* TO '${options.queryUsername}'@'%'`))
+        const broad = yield* Effect.flip(Effect.scoped(Layer.build(layerMariadb(options))))
+        assert.match(broad.message, /may do more than SELECT/)
+        assert.match(broad.message, /GRANT FILE ON \*\.\*/)
+        assert.notMatch(broad.message, /\*[0-9A-F]{40}/)
+        const same = yield* Effect.flip(Effect.scoped(Layer.build(layerMariadb({
+          ...options,
+          queryUsername: options.username,
+          queryPassword: options.password
+        }))))
+        assert.match(same.message, /account of its own/)
+        const wrong = yield* Effect.flip(Effect.scoped(Layer.build(layerMariadb({
+          ...options,
+          queryPassword: Redacted.make("wrong-password")
+        }))))
+        assert.match(wrong.message, /cannot log in to MariaDB as the query account/)
+        assert.notInclude(wrong.message, "wrong-password")
+      })
+    ))
+
+  it.live("without a query account, query is refused with the statements that create one", () =>
+    withDatabase((options) =>
+      Effect.gen(function*() {
+        const { queryPassword: _p, queryUsername: _u, ...withoutAccount } = options
+        const store = yield* Effect.flatMap(Layer.build(layerMariadb(withoutAccount)), (ctx) => Effect.succeed(Context.get(ctx, Store)))
+        const e = yield* Effect.flip(store.query("SELECT 1", caps))
+        assert.strictEqual(e._tag, "QueryRefused")
+        assert.match(e.message, /query_username/)
+        assert.include(e.message, `GRANT SELECT ON \`${options.database}\`.*`)
+      })
+    ))
+
+  it.live("an abandoned statement is killed on the server, and a quick one runs at once", () =>
+    withDatabase((options) =>
+      Effect.gen(function*() {
+        const runner = yield* makeMariadbQueryRunner({ ...options, concurrency: 1 })
+        const running = () => runningStatements(options.queryUsername, "SELECT SLEEP")
+        const fiber = yield* Effect.fork(runner.run("SELECT SLEEP(60)", { ...caps, timeoutMs: 120_000 }))
+        for (let i = 0; i < 100 && (yield* running()) === 0; i++) yield* Effect.sleep("20 millis")
+        assert.strictEqual(yield* running(), 1, "the statement runs")
+        // The CLI went away: interrupting waits for KILL QUERY, so the server is free when it returns.
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual(yield* running(), 0, "no SLEEP left on the server")
+        const started = yield* Clock.currentTimeMillis
+        const quick = yield* runner.run("SELECT 1", caps)
+        assert.deepStrictEqual(quick.rows, [["1"]])
+        assert.isBelow((yield* Clock.currentTimeMillis) - started, 1000)
+      })
+    ))
+})

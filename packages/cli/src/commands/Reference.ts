@@ -9,7 +9,7 @@ import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Render from "../Render.js"
-import { ask, print, withSession } from "../internal/remote.js"
+import { ask, print, warnIfTruncated, withSession } from "../internal/remote.js"
 import { globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
 
@@ -85,6 +85,7 @@ export const list = Command.make(
             yield* print(g.json ? [Render.json([...r.commands])] : Render.commandsText(style, r.commands))
           } else {
             const r = yield* ask(connection, { _tag: "ListRequest", agent: o.name, cmd: o.cmd.value }, "LinesResponse")
+            yield* warnIfTruncated(r)
             yield* print(
               g.json ? [Render.json(r.lines.map((l) => Render.lineJson(l, zone)))] : Render.linesText(style, r.lines)
             )
@@ -99,6 +100,7 @@ export const failed = Command.make("failed", remoteOptions, (o) =>
     yield* withSession(g, style, ({ connection }) =>
       Effect.gen(function*() {
         const r = yield* ask(connection, { _tag: "FailedRequest" }, "FailedResponse")
+        yield* warnIfTruncated(r)
         yield* print(
           g.json ? [Render.json(r.failed.map((f) => Render.failedJson(f, zone)))] : Render.failedText(style, r.failed)
         )
@@ -114,6 +116,7 @@ export const cmd = Command.make(
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
           const r = yield* ask(connection, { _tag: "CmdRequest", cmd: o.cmdName }, "CmdResponse")
+          yield* warnIfTruncated(r)
           yield* print(
             g.json
               ? [Render.json(r.byAgent.map((a) => ({ agent: a.agent, lines: a.lines.map((l) => Render.lineJson(l, zone)) })))]
@@ -173,7 +176,7 @@ export const query = Command.make(
           yield* print(g.json ? [Render.json(Render.queryJson(r))] : Render.queryText(style, r))
         }))
     })
-).pipe(Command.withDescription("Run a read-only SQL statement on bartos' database (row cap and timeout apply)."))
+).pipe(Command.withDescription("Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it)."))
 
 /**
  * `--before`: RFC 3339, or a date / date-time without offset in local time (`2026-01-01` = local

@@ -5,7 +5,6 @@ import * as Messages from "@barto/domain/Messages"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
@@ -109,7 +108,7 @@ const streamTail = (
           out.push(
             json
               ? Render.jsonLine({ event: "run", ...Render.runJson(answer.run, style.zone) })
-              : `${Render.paint(style, "bold", `run ${answer.run.runId}`)} ${Render.clean(answer.run.agent)} ${
+              : `${Render.paint(style, "bold", `run ${Render.clean(answer.run.runId)}`)} ${Render.clean(answer.run.agent)} ${
                 Render.clean(answer.run.schedule)
               } ${Render.paintState(style, answer.run.state)}`
           )
@@ -127,7 +126,7 @@ const streamTail = (
               : Render.runEndText(style, answer.run)
           )
         }
-        if (out.length > 0) yield* Console.log(out.join("\n"))
+        yield* print(out)
         return answer.done
       }))
     return final

@@ -6,7 +6,7 @@ import * as Config from "@barto/domain/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Client from "../Client.js"
-import type * as Render from "../Render.js"
+import * as Render from "../Render.js"
 import { CliEnv, failure, type Globals, VERSION } from "./root.js"
 
 export interface Session {
@@ -67,5 +67,14 @@ export const ask = <T extends Client.Answer["_tag"]>(
         new Client.ClientError({ reason: "protocol", message: `bartos answered ${answer._tag} to ${request._tag}` })
       ))
 
-/** Prints lines on stdout (nothing for none). */
-export const print = (lines: ReadonlyArray<string>) => (lines.length === 0 ? Effect.void : Console.log(lines.join("\n")))
+/** Says on stderr that bartos cut an answer at its limit, so that stdout keeps its shape. */
+export const warnIfTruncated = (answer: { readonly truncated?: boolean | undefined }) =>
+  answer.truncated === true
+    ? Console.error(
+      "barto-cli: warning: bartos cut this answer at its size limit ([limits] max_answer_bytes); the output is incomplete"
+    )
+    : Effect.void
+
+/** Prints lines on stdout (nothing for none), through `Render.terminalSafe`. */
+export const print = (lines: ReadonlyArray<string>) =>
+  lines.length === 0 ? Effect.void : Console.log(Render.terminalSafe(lines.join("\n")))

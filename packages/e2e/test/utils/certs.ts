@@ -44,17 +44,18 @@ export const makeCa = (dir: string, name: string): Ca => {
   return { cert, key, dir, name }
 }
 
-/** A leaf certificate signed by `ca`: `cn` as subject CN, `sans` as subjectAltName (if any). */
+/** A leaf certificate signed by `ca`: `cn` as subject CN (and `ou` as OU), `sans` as subjectAltName (if any). */
 export const issue = (
   ca: Ca,
   fileName: string,
-  options: { cn: string; sans?: ReadonlyArray<string>; usage: "server" | "client" }
+  options: { cn: string; ou?: string; sans?: ReadonlyArray<string>; usage: "server" | "client" }
 ): KeyPair => {
   const key = newKey(ca.dir, fileName)
   const csr = join(ca.dir, `${fileName}.csr`)
   const cert = join(ca.dir, `${fileName}.crt`)
   const ext = join(ca.dir, `${fileName}.ext`)
-  openssl(["req", "-new", "-key", key, "-subj", `/CN=${options.cn}`, "-out", csr], ca.dir)
+  const subject = `/CN=${options.cn}${options.ou === undefined ? "" : `/OU=${options.ou}`}`
+  openssl(["req", "-new", "-key", key, "-subj", subject, "-out", csr], ca.dir)
   writeFileSync(
     ext,
     [
@@ -78,9 +79,13 @@ export const issue = (
 export const serverCert = (ca: Ca): KeyPair =>
   issue(ca, "server", { cn: "localhost", sans: ["IP:127.0.0.1", "DNS:localhost"], usage: "server" })
 
-/** A client certificate for the agent (or CLI) called `cn`. */
+/** A client certificate for the agent called `cn`. */
 export const clientCert = (ca: Ca, cn: string, fileName = `client-${cn}`): KeyPair =>
   issue(ca, fileName, { cn, usage: "client" })
+
+/** A client certificate for barto-cli under mTLS: the role is the OU `barto-cli` (SECURITY.md). */
+export const cliCert = (ca: Ca, cn: string, fileName = `cli-${cn}`): KeyPair =>
+  issue(ca, fileName, { cn, ou: "barto-cli", usage: "client" })
 
 /** An Ed25519 pair as barto's config wants it: `signing_key` (base64 seed) and `server_public_key`. */
 export const ed25519 = (): { signingKey: string; publicKey: string } => {

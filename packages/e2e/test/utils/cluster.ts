@@ -60,6 +60,11 @@ export const openDb = async (kind: DbKind, dir: string, options: { readonly pref
   const database = `${options.prefix ?? "barto_e2e"}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
   const admin = await mysql.createConnection({ ...target })
   await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`)
+  // `query` runs as an account of its own with SELECT on this database only (SECURITY.md).
+  const queryUser = `bq_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const queryPassword = Math.random().toString(36).slice(2)
+  await admin.query(`CREATE USER '${queryUser}'@'%' IDENTIFIED BY '${queryPassword}'`)
+  await admin.query(`GRANT SELECT ON \`${database}\`.* TO '${queryUser}'@'%'`)
   const conn = await mysql.createConnection({ ...target, database, supportBigNumbers: true })
   return {
     kind,
@@ -69,7 +74,9 @@ export const openDb = async (kind: DbKind, dir: string, options: { readonly pref
         port: target.port,
         username: target.user,
         database,
-        ...(target.password ? { password: target.password } : {})
+        ...(target.password ? { password: target.password } : {}),
+        query_username: queryUser,
+        query_password: queryPassword
       }
     },
     all: async <T>(sql: string, params: Array<unknown> = []) => {
@@ -79,6 +86,7 @@ export const openDb = async (kind: DbKind, dir: string, options: { readonly pref
     close: async () => {
       await conn.end()
       await admin.query(`DROP DATABASE IF EXISTS \`${database}\``)
+      await admin.query(`DROP USER IF EXISTS '${queryUser}'@'%'`)
       await admin.end()
     }
   }

@@ -71,14 +71,19 @@ const unreachable = await probe(server)
 
 const sqlite: TestDatabase = { name: "sqlite", layer: () => layerSqliteWithClient({ filename: ":memory:" }) }
 
-const mariadbLayer = (): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
-  Layer.unwrapScoped(Effect.gen(function*() {
-    const database = `barto_test_${Crypto.randomBytes(6).toString("hex")}`
+/** A fresh database and its `query` account (SELECT on it only), both dropped with the scope. */
+export const mariadbDatabase = (prefix = "barto_test") =>
+  Effect.gen(function*() {
+    const database = `${prefix}_${Crypto.randomBytes(6).toString("hex")}`
+    const queryUser = `bq_${Crypto.randomBytes(6).toString("hex")}`
+    const queryPassword = Crypto.randomBytes(12).toString("hex")
     yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
           const conn = await admin(server)
           await conn.query(`CREATE DATABASE \`${database}\``)
+          await conn.query(`CREATE USER '${queryUser}'@'%' IDENTIFIED BY '${queryPassword}'`)
+          await conn.query(`GRANT SELECT ON \`${database}\`.* TO '${queryUser}'@'%'`)
           await conn.end()
         },
         catch: (cause) => new StoreError({ message: `cannot create test database ${database} on ${where}`, cause })
@@ -87,17 +92,44 @@ const mariadbLayer = (): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
         Effect.promise(async () => {
           const conn = await admin(server)
           await conn.query(`DROP DATABASE IF EXISTS \`${database}\``)
+          await conn.query(`DROP USER IF EXISTS '${queryUser}'@'%'`)
           await conn.end()
         }).pipe(Effect.orElse(() => Effect.void))
     )
-    return layerMariadbWithClient({
+    return {
       host: server.host,
       port: server.port,
       username: server.user,
       password: Redacted.make(server.password),
-      database
-    })
-  }))
+      database,
+      queryUsername: queryUser,
+      queryPassword: Redacted.make(queryPassword)
+    }
+  })
+
+/** Runs statements as the server's admin account (tests that change grants or watch the server). */
+export const asAdmin = <A>(use: (conn: Mysql.Connection) => Promise<A>) =>
+  Effect.promise(async () => {
+    const conn = await admin(server)
+    try {
+      return await use(conn)
+    } finally {
+      await conn.end()
+    }
+  })
+
+/** How many statements starting with `prefix` run on the server as `user` (from the processlist). */
+export const runningStatements = (user: string, prefix: string) =>
+  asAdmin(async (conn) => {
+    const [rows] = await conn.query(
+      "SELECT id FROM information_schema.PROCESSLIST WHERE user = ? AND command = 'Query' AND info LIKE ?",
+      [user, `${prefix}%`]
+    )
+    return (rows as Array<unknown>).length
+  })
+
+const mariadbLayer = (): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
+  Layer.unwrapScoped(Effect.map(mariadbDatabase(), (options) => layerMariadbWithClient(options)))
 
 const mariadb: TestDatabase | undefined = unreachable === undefined
   ? { name: "mariadb", layer: mariadbLayer }

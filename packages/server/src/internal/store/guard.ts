@@ -1,61 +1,83 @@
 /**
  * The first line of defence of `barto-cli query` (D7): a pure lexical check that a statement is a
- * single read-only statement. The second line is the database itself (a read-only transaction on
- * MariaDB, a read-only connection on SQLite), so this check aims at clear reasons for the common
- * mistakes and at the known ways to smuggle a write past a keyword filter: statements after `;`,
- * `WITH … DELETE`, `SELECT … INTO OUTFILE`, locking reads, MariaDB executable comments.
+ * single read-only statement. Behind it the database itself: on MariaDB a least-privilege account
+ * (SELECT on barto's tables only, no FILE: see SECURITY.md) inside a read-only transaction, on
+ * SQLite a read-only connection. So this check aims at clear reasons for the common mistakes and
+ * at the known ways to smuggle a write or a side effect past a keyword filter: statements after
+ * `;`, `WITH … DELETE`, `SELECT … INTO`, locking reads, MariaDB executable comments, and
+ * side-effecting built-ins called by a quoted name (`` `get_lock`() ``).
+ *
+ * The tokenizer follows the servers' own rules where they differ from a naive word split
+ * (MariaDB `sql/sql_lex.cc`, SQLite `tokenize.c`), and where it cannot follow them it splits
+ * more, never less: an extra split can only make it refuse a strange but harmless statement,
+ * while a missed split hides a keyword. In particular a number ends where the server ends it:
+ * `1e0LOCK` is the number `1e0` then `LOCK`, `1.5INTO` is `1.5` then `INTO`.
  */
 import * as Either from "effect/Either"
 
 export type GuardDialect = "mysql" | "sqlite"
 
-/** `end`: offset just after the token in the original text. */
+/**
+ * `end`: offset just after the token in the original text. `quoted` is a string or a quoted
+ * identifier, with its content upper-cased (a quoted name followed by `(` is a function call).
+ */
 type Token =
   | { readonly kind: "word"; readonly upper: string; readonly end: number }
   | { readonly kind: "punct"; readonly text: string; readonly end: number }
-  | { readonly kind: "literal"; readonly end: number }
+  | { readonly kind: "quoted"; readonly upper: string; readonly end: number }
+  | { readonly kind: "number"; readonly end: number }
 
 const wordChar = /[\p{L}\p{N}_$]/u
+const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9"
+/** MariaDB starts a `--` comment only before a space or a control character (`my_isspace`/`my_iscntrl`). */
+const isSpaceOrControl = (c: string | undefined) => {
+  if (c === undefined) return true
+  const code = c.charCodeAt(0)
+  return code <= 0x20 || code === 0x7f
+}
 
 const lex = (text: string, dialect: GuardDialect): Either.Either<Array<Token>, string> => {
   const tokens: Array<Token> = []
   const n = text.length
   let i = 0
   // Quoted text: `close` ends it, a doubled `close` escapes it, and MariaDB also honours
-  // backslash escapes inside '…' and "…" (not inside `…`).
-  const skipQuoted = (close: string, backslash: boolean): boolean => {
+  // backslash escapes inside '…' and "…" (not inside `…`). Returns the content, or undefined
+  // when the text ends first.
+  const readQuoted = (close: string, backslash: boolean): string | undefined => {
     i++
+    let content = ""
     while (i < n) {
       const c = text[i]
       if (backslash && c === "\\") {
+        content += text[i + 1] ?? ""
         i += 2
         continue
       }
       if (c === close) {
         if (text[i + 1] === close) {
+          content += close
           i += 2
           continue
         }
         i++
-        return true
+        return content
       }
+      content += c
       i++
     }
-    return false
+    return undefined
   }
+  const quoted = (content: string) => tokens.push({ kind: "quoted", upper: content.trim().toUpperCase(), end: i })
   while (i < n) {
     const c = text[i]
     if (/\s/.test(c)) {
       i++
       continue
     }
-    if (c === "-" && text[i + 1] === "-") {
-      // MariaDB wants whitespace (or the end) after `--`; otherwise `--1` is minus minus one.
-      const after = text[i + 2]
-      if (dialect === "sqlite" || after === undefined || /\s/.test(after)) {
-        while (i < n && text[i] !== "\n") i++
-        continue
-      }
+    if (c === "-" && text[i + 1] === "-" && (dialect === "sqlite" || isSpaceOrControl(text[i + 2]))) {
+      // Otherwise (MariaDB) `--1` is minus minus one.
+      while (i < n && text[i] !== "\n") i++
+      continue
     }
     if (c === "#" && dialect === "mysql") {
       while (i < n && text[i] !== "\n") i++
@@ -71,20 +93,40 @@ const lex = (text: string, dialect: GuardDialect): Either.Either<Array<Token>, s
       continue
     }
     if (c === "'" || c === "\"") {
-      if (!skipQuoted(c, dialect === "mysql")) return Either.left("unterminated string literal")
-      tokens.push({ kind: "literal", end: i })
+      const content = readQuoted(c, dialect === "mysql")
+      if (content === undefined) return Either.left("unterminated string literal")
+      quoted(content)
       continue
     }
     if (c === "`") {
-      if (!skipQuoted("`", false)) return Either.left("unterminated quoted identifier")
-      tokens.push({ kind: "literal", end: i })
+      const content = readQuoted("`", false)
+      if (content === undefined) return Either.left("unterminated quoted identifier")
+      quoted(content)
       continue
     }
     if (c === "[" && dialect === "sqlite") {
       const end = text.indexOf("]", i + 1)
       if (end < 0) return Either.left("unterminated [identifier]")
+      const content = text.slice(i + 1, end)
       i = end + 1
-      tokens.push({ kind: "literal", end: i })
+      quoted(content)
+      continue
+    }
+    if (isDigit(c) || (c === "." && isDigit(text[i + 1]))) {
+      // digits [. digits] [e [+-] digits]; whatever follows starts a new token.
+      while (isDigit(text[i])) i++
+      if (text[i] === "." && text[i + 1] !== ".") {
+        i++
+        while (isDigit(text[i])) i++
+      }
+      if (text[i] === "e" || text[i] === "E") {
+        const sign = text[i + 1] === "+" || text[i + 1] === "-" ? 1 : 0
+        if (isDigit(text[i + 1 + sign])) {
+          i += 1 + sign
+          while (isDigit(text[i])) i++
+        }
+      }
+      tokens.push({ kind: "number", end: i })
       continue
     }
     if (wordChar.test(c)) {
@@ -124,6 +166,9 @@ const forbidden: Record<string, string> = {
   HANDLER: "HANDLER is not allowed",
   LOAD: "LOAD reads files into tables",
   LOAD_FILE: "LOAD_FILE reads server files",
+  LOAD_EXTENSION: "LOAD_EXTENSION loads code into the database",
+  SYS_EXEC: "SYS_EXEC runs programs on the database host",
+  SYS_EVAL: "SYS_EVAL runs programs on the database host",
   ANALYZE: "ANALYZE executes the statement or writes statistics",
   OPTIMIZE: "OPTIMIZE rewrites tables",
   PROCEDURE: "SELECT … PROCEDURE is not allowed",
@@ -162,14 +207,20 @@ export const checkReadOnly = (text: string, dialect: GuardDialect): Either.Eithe
     }
     for (let k = 0; k < body.length; k++) {
       const t = body[k]
-      if (t.kind !== "word") continue
-      const reason = forbidden[t.upper]
+      const next = body[k + 1]
+      // A quoted name is never a keyword, but MariaDB resolves `` `load_file`(…) `` to the
+      // built-in function all the same.
+      const called = t.kind === "quoted" && next !== undefined && isPunct(next, "(")
+      if (t.kind !== "word" && !called) continue
+      const upper = t.kind === "word" || t.kind === "quoted" ? t.upper : ""
+      const reason = forbidden[upper]
       if (reason !== undefined) return Either.left(`not a read-only statement: ${reason}`)
-      if (t.upper === "FOR") {
-        const next = body[k + 1]
-        if (next?.kind === "word" && next.upper === "SHARE") {
-          return Either.left("not a read-only statement: locking reads (FOR SHARE) are not allowed")
-        }
+      if (t.kind !== "word") continue
+      if (t.upper === "FOR" && next?.kind === "word" && next.upper === "SHARE") {
+        return Either.left("not a read-only statement: locking reads (FOR SHARE) are not allowed")
+      }
+      if (t.upper === "NEXT" && next?.kind === "word" && next.upper === "VALUE") {
+        return Either.left("not a read-only statement: NEXT VALUE FOR advances a sequence")
       }
     }
     // What runs is exactly what was checked, minus trailing `;` and comments.

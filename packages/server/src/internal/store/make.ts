@@ -18,10 +18,12 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type Sqlite from "better-sqlite3"
 import type { AgentRecord, ClientInfo, Micros, RunId, RunState, Trigger } from "@barto/domain/Messages"
 import { FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import type { QueryResult, RunsFilter, SessionInfo, StoreShape } from "../../Store.js"
+import * as Stream from "effect/Stream"
+import type { QueryCaps, QueryResult, RunsFilter, SessionInfo, StoreShape } from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 import { checkReadOnly } from "./guard.js"
 import { SqliteDirect } from "./sqliteClient.js"
@@ -30,11 +32,9 @@ export interface MakeOptions {
   readonly kind: "mariadb" | "sqlite"
   readonly location: string
   /** Runs an already checked read-only statement (see `guard.ts`) in the dialect's sandbox. */
-  readonly runQuery: (
-    sql: string,
-    rowCap: number,
-    timeoutMs: number
-  ) => Effect.Effect<QueryResult, StoreError | QueryRefused>
+  readonly runQuery: (sql: string, caps: QueryCaps) => Effect.Effect<QueryResult, StoreError | QueryRefused>
+  /** Statements running at once, across every client (each holds a process or a connection). */
+  readonly queryConcurrency: number
 }
 
 type Row = Record<string, unknown>
@@ -78,6 +78,17 @@ const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>
  */
 const LINE_CHUNK_ROWS = { mysql: 500, sqlite: 1000 } as const
 const LINE_CHUNK_BYTES = 4 * 1024 * 1024
+/** Runs (or failed commands) per page of `list`, `cmd` and `failed`. */
+const PAGE_RUNS = 256
+/** Output lines per page: one query reads at most this many (plus what arrives meanwhile). */
+const PAGE_LINES = 500
+
+/** One turn of the event loop (I/O included), between pages of a large read. */
+const breathe = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 /** Run ids per delete transaction in cleanup and retention. */
 const DELETE_CHUNK = 256
 const MICROS_PER_DAY = 86_400_000_000
@@ -613,106 +624,259 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         Effect.mapError(storeError("listCommands"))
       )
 
-    const LINE_ORDER = "COALESCE(r.started_at, r.scheduled_at), r.run_id, ol.line_seq"
+    // --- paged reads: list, cmd, failed ---------------------------------------------------------
+    //
+    // A history can be far larger than one answer frame, or than memory: these reads are streams
+    // that page through the database with keyset cursors (never OFFSET), PAGE_RUNS runs or failed
+    // commands at a time, each page's lines fetched together when they are few (one query for
+    // many small runs) or PAGE_LINES at a time along the primary key (run_id, line_seq) when a
+    // run has many. Between pages the fiber yields to the event loop (`breathe`): better-sqlite3
+    // reads synchronously, and agents' frames must keep flowing while a large answer is built.
+
+    /** A run (or a failed command) of a paged listing and how many output lines it has. */
+    interface Counted<A> {
+      readonly item: A
+      readonly runId: string
+      readonly lines: number
+    }
+
+    /**
+     * The lines of `page`'s items in their order: consecutive items with few lines in one
+     * `fetchMany` (grouped by run id), an item with many through `fetchAfter` page by page.
+     */
+    const linesOfPage = <A, L>(
+      page: ReadonlyArray<Counted<A>>,
+      fetchMany: (runIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly runId: string; readonly line: L }>, SqlError>,
+      fetchAfter: (item: A, afterLineSeq: number) => Effect.Effect<ReadonlyArray<{ readonly lineSeq: number; readonly line: L }>, SqlError>,
+      emit: (item: A, lines: ReadonlyArray<L>, first: boolean) => ReadonlyArray<unknown>
+    ): Stream.Stream<unknown, SqlError> => {
+      const groups: Array<{ readonly big: boolean; readonly items: Array<Counted<A>> }> = []
+      let budget = 0
+      for (const c of page) {
+        const last = groups[groups.length - 1]
+        if (c.lines > PAGE_LINES) groups.push({ big: true, items: [c] })
+        else if (last !== undefined && !last.big && budget + c.lines <= PAGE_LINES) {
+          last.items.push(c)
+          budget += c.lines
+        } else {
+          groups.push({ big: false, items: [c] })
+          budget = c.lines
+        }
+      }
+      return Stream.fromIterable(groups).pipe(Stream.flatMap((group) => {
+        if (!group.big) {
+          return Stream.fromIterableEffect(Effect.gen(function*() {
+            const withLines = group.items.filter((c) => c.lines > 0)
+            const byRun = new Map<string, Array<L>>()
+            if (withLines.length > 0) {
+              const runIds = Array.from(new Set(withLines.map((c) => c.runId)))
+              for (const row of yield* fetchMany(runIds)) {
+                const acc = byRun.get(row.runId)
+                if (acc === undefined) byRun.set(row.runId, [row.line])
+                else acc.push(row.line)
+              }
+            }
+            return group.items.flatMap((c) => emit(c.item, byRun.get(c.runId) ?? [], true))
+          }).pipe(Effect.zipLeft(breathe)))
+        }
+        const item = group.items[0]!.item
+        return Stream.paginateChunkEffect({ after: -1, first: true }, (state) =>
+          fetchAfter(item, state.after).pipe(
+            Effect.zipLeft(breathe),
+            Effect.map((rows) => [
+              Chunk.fromIterable(rows.length === 0 && !state.first ? [] : emit(item, rows.map((r) => r.line), state.first)),
+              rows.length < PAGE_LINES
+                ? Option.none()
+                : Option.some({ after: rows[rows.length - 1]!.lineSeq, first: false })
+            ] as const)
+          ))
+      }))
+    }
+
+    /** Line counts of runs (by run id), or of commands (by run id and command id). */
+    const countLines = (runIds: ReadonlyArray<string>, perCommand: boolean) => {
+      if (runIds.length === 0) return Effect.succeed(new Map<string, number>())
+      const list = inList(runIds)
+      return run(
+        `SELECT run_id, ${perCommand ? "cmd_uuid" : "'' AS cmd_uuid"}, COUNT(*) AS n FROM output_lines
+         WHERE run_id IN ${list.text} GROUP BY run_id${perCommand ? ", cmd_uuid" : ""}`,
+        list.params
+      ).pipe(Effect.map((rows) => new Map(rows.map((r) => [`${String(r.run_id)}\u0000${String(r.cmd_uuid)}`, num(r.n)]))))
+    }
+    const countKey = (runId: string, cmdUuid = "") => `${runId}\u0000${cmdUuid}`
+
+    /**
+     * Pages of rows along a keyset cursor: `fetch(after)` reads the page after `after` (the first
+     * when undefined); a page shorter than PAGE_RUNS is the last. Yields between pages.
+     */
+    const keysetPages = (
+      fetch: (after: ReadonlyArray<unknown> | undefined) => Effect.Effect<ReadonlyArray<Row>, SqlError>,
+      cursorOf: (last: Row) => ReadonlyArray<unknown>
+    ): Stream.Stream<ReadonlyArray<Row>, SqlError> =>
+      Stream.paginateEffect(undefined as ReadonlyArray<unknown> | undefined | null, (after) =>
+        after === null
+          ? Effect.succeed([[] as ReadonlyArray<Row>, Option.none()] as const)
+          : Effect.map(Effect.zipLeft(fetch(after), breathe), (rows) =>
+            [rows, Option.some(rows.length < PAGE_RUNS ? null : cursorOf(rows[rows.length - 1]!))] as const)).pipe(
+          Stream.takeWhile((rows) => rows.length > 0)
+        )
+
+    /** `select … WHERE <column> IN (runIds) ORDER BY <column>, line_seq`, each row with its run id. */
+    const rowsOfRuns = <L>(select: string, column: string, toLine: (r: Row) => L) => (runIds: ReadonlyArray<string>) => {
+      const list = inList(runIds)
+      return Effect.map(
+        run(`${select} WHERE ${column} IN ${list.text} ORDER BY ${column}, line_seq`, list.params),
+        (rows) => rows.map((r) => ({ runId: String(r.run_id), line: toLine(r) }))
+      )
+    }
+
+    /**
+     * Lines of the runs `where` selects, in `order` (which ends with the run order key `k` and
+     * `r.run_id`; `cursor` makes the keyset condition from the last run of a page).
+     */
+    const pagedRunLines = (
+      what: string,
+      where: string,
+      params: ReadonlyArray<unknown>,
+      orderColumns: ReadonlyArray<string>,
+      cursor: (r: Row) => ReadonlyArray<unknown>
+    ): Stream.Stream<LineRow, StoreError> => {
+      const order = orderColumns.join(", ")
+      const runsPage = (after: ReadonlyArray<unknown> | undefined) =>
+        run(
+          `SELECT r.run_id, r.agent, COALESCE(r.started_at, r.scheduled_at) AS k FROM runs r
+           WHERE ${where}${after === undefined ? "" : ` AND (${order}) > (${after.map(() => "?").join(", ")})`}
+           ORDER BY ${order} LIMIT ?`,
+          [...params, ...(after ?? []), PAGE_RUNS]
+        )
+      return keysetPages(runsPage, cursor).pipe(
+        Stream.mapEffect((rows) =>
+          Effect.map(countLines(rows.map((r) => String(r.run_id)), false), (counts) =>
+            rows.map((r): Counted<string> => ({
+              item: String(r.run_id),
+              runId: String(r.run_id),
+              lines: counts.get(countKey(String(r.run_id))) ?? 0
+            })))
+        ),
+        Stream.flatMap((page) =>
+          linesOfPage(
+            page,
+            rowsOfRuns(LINE_SELECT, "ol.run_id", toLineRow),
+            (runId, after) =>
+              Effect.map(
+                run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [runId, after, PAGE_LINES]),
+                (rows) => rows.map((r) => ({ lineSeq: num(r.line_seq), line: toLineRow(r) }))
+              ),
+            (_runId, lines) => lines
+          ) as Stream.Stream<LineRow, SqlError>
+        ),
+        Stream.mapError(storeError(what))
+      )
+    }
+
+    const RUN_KEY = "COALESCE(r.started_at, r.scheduled_at)"
 
     const listLines = (agent: string, schedule: string) =>
-      run(`${LINE_SELECT} WHERE r.agent = ? AND r.schedule = ? ORDER BY ${LINE_ORDER}`, [agent, schedule]).pipe(
-        Effect.map((rows) => rows.map(toLineRow)),
-        Effect.mapError(storeError("listLines"))
-      )
+      pagedRunLines("listLines", "r.agent = ? AND r.schedule = ?", [agent, schedule], [RUN_KEY, "r.run_id"], (r) => [
+        num(r.k),
+        String(r.run_id)
+      ])
 
     const cmdLines = (schedule: string) =>
-      run(`${LINE_SELECT} WHERE r.schedule = ? ORDER BY r.agent, ${LINE_ORDER}`, [schedule]).pipe(
-        Effect.map((rows) => {
-          const groups: Array<{ agent: string; lines: Array<LineRow> }> = []
-          for (const row of rows) {
-            const line = toLineRow(row)
-            const last = groups[groups.length - 1]
-            if (last !== undefined && last.agent === line.agent) last.lines.push(line)
-            else groups.push({ agent: line.agent, lines: [line] })
-          }
-          return groups
-        }),
-        Effect.mapError(storeError("cmdLines"))
-      )
+      pagedRunLines("cmdLines", "r.schedule = ?", [schedule], ["r.agent", RUN_KEY, "r.run_id"], (r) => [
+        String(r.agent),
+        num(r.k),
+        String(r.run_id)
+      ])
 
-    const failed = () =>
-      Effect.gen(function*() {
-        // Commands that exited non-zero or by a signal, and commands that never reported an exit
-        // in a run that ended badly (timed out, lost, failed).
-        const commands = yield* run(
-          `SELECT c.cmd_uuid, c.run_id, c.cmd_index, c.command, c.exit_code, c.exit_signal, c.finished_at,
-             r.agent, r.schedule, r.state, r.finished_at AS run_finished_at, r.started_at, r.scheduled_at
-           FROM run_commands c JOIN runs r ON r.run_id = c.run_id
-           WHERE (c.exit_code IS NULL OR c.exit_code <> 0)
-             AND (c.exit_code IS NOT NULL OR c.exit_signal IS NOT NULL OR r.state IN ${LOST_OR_FAILED})`
+    // Commands that exited non-zero or by a signal, and commands that never reported an exit in a
+    // run that ended badly (timed out, lost, failed); then runs that ended badly without any
+    // command. Ordered by when they ended (else started, else were scheduled), run id, position.
+    const FAILED_COMMANDS = `SELECT COALESCE(c.finished_at, r.finished_at, r.started_at, r.scheduled_at) AS k,
+        c.run_id AS run_id, c.cmd_index AS idx, c.cmd_uuid AS cmd_uuid, c.command AS command,
+        c.exit_code AS exit_code, c.exit_signal AS exit_signal, COALESCE(c.finished_at, r.finished_at) AS fin,
+        r.agent AS agent, r.schedule AS schedule, r.state AS state
+      FROM run_commands c JOIN runs r ON r.run_id = c.run_id
+      WHERE (c.exit_code IS NULL OR c.exit_code <> 0)
+        AND (c.exit_code IS NOT NULL OR c.exit_signal IS NOT NULL OR r.state IN ${LOST_OR_FAILED})`
+    const FAILED_RUNS = `SELECT COALESCE(r.finished_at, r.started_at, r.scheduled_at) AS k,
+        r.run_id AS run_id, -1 AS idx, '' AS cmd_uuid, '' AS command,
+        r.exit_code AS exit_code, r.exit_signal AS exit_signal, r.finished_at AS fin,
+        r.agent AS agent, r.schedule AS schedule, r.state AS state
+      FROM runs r
+      WHERE r.state IN ${LOST_OR_FAILED} AND NOT EXISTS (SELECT 1 FROM run_commands c WHERE c.run_id = r.run_id)`
+    const FAILED_KEY = {
+      commands: ["COALESCE(c.finished_at, r.finished_at, r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
+      runs: ["COALESCE(r.finished_at, r.started_at, r.scheduled_at)", "r.run_id", "-1"]
+    }
+
+    const failedRow = (r: Row, lines: ReadonlyArray<string>) =>
+      new FailedRow({
+        runId: String(r.run_id) as RunId,
+        agent: String(r.agent),
+        schedule: String(r.schedule),
+        cmdUuid: String(r.cmd_uuid),
+        command: String(r.command),
+        state: String(r.state) as RunState,
+        exitCode: numOrNull(r.exit_code),
+        signal: strOrNull(r.exit_signal),
+        finishedAt: numOrNull(r.fin) as Micros | null,
+        lines
+      }, true)
+
+    const failed = () => {
+      const page = (after: ReadonlyArray<unknown> | undefined) => {
+        // The cursor condition goes into both halves, so that neither is read whole per page.
+        const cond = (columns: ReadonlyArray<string>) =>
+          after === undefined ? "" : ` AND (${columns.join(", ")}) > (?, ?, ?)`
+        return run(
+          `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${cond(FAILED_KEY.runs)}) f
+           ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
+          [...(after ?? []), ...(after ?? []), PAGE_RUNS]
         )
-        const runsWithout = yield* run(
-          `SELECT ${RUN_COLUMNS} FROM runs r
-           WHERE r.state IN ${LOST_OR_FAILED}
-             AND NOT EXISTS (SELECT 1 FROM run_commands c WHERE c.run_id = r.run_id)`
-        )
-        const wanted = new Set(commands.map((c) => String(c.cmd_uuid)))
-        const linesByCmd = new Map<string, Array<string>>()
-        const runIds = Array.from(new Set(commands.map((c) => String(c.run_id))))
-        for (const part of chunk(runIds, DELETE_CHUNK)) {
-          const list = inList(part)
-          const rows = yield* run(
-            `SELECT cmd_uuid, data FROM output_lines WHERE run_id IN ${list.text} ORDER BY run_id, line_seq`,
-            list.params
-          )
-          for (const row of rows) {
-            const cmd = String(row.cmd_uuid)
-            if (!wanted.has(cmd)) continue
-            const acc = linesByCmd.get(cmd)
-            if (acc === undefined) linesByCmd.set(cmd, [String(row.data)])
-            else acc.push(String(row.data))
-          }
-        }
-        const out: Array<{ key: number; runId: string; index: number; row: FailedRow }> = []
-        for (const c of commands) {
-          const finishedAt = numOrNull(c.finished_at) ?? numOrNull(c.run_finished_at)
-          out.push({
-            key: finishedAt ?? numOrNull(c.started_at) ?? num(c.scheduled_at),
-            runId: String(c.run_id),
-            index: num(c.cmd_index),
-            row: new FailedRow({
-              runId: String(c.run_id) as RunId,
-              agent: String(c.agent),
-              schedule: String(c.schedule),
-              cmdUuid: String(c.cmd_uuid),
-              command: String(c.command),
-              state: String(c.state) as RunState,
-              exitCode: numOrNull(c.exit_code),
-              signal: strOrNull(c.exit_signal),
-              finishedAt: finishedAt as Micros | null,
-              lines: linesByCmd.get(String(c.cmd_uuid)) ?? []
-            }, true)
+      }
+      return keysetPages(page, (last) => [num(last.k), String(last.run_id), num(last.idx)]).pipe(
+        Stream.mapEffect((rows) =>
+          Effect.map(countLines(Array.from(new Set(rows.map((r) => String(r.run_id)))), true), (counts) => {
+            // What one fetch of a run's lines returns: every command's lines of that run.
+            const perRun = new Map<string, number>()
+            for (const [key, n] of counts) {
+              const runId = key.slice(0, key.indexOf("\u0000"))
+              perRun.set(runId, (perRun.get(runId) ?? 0) + n)
+            }
+            return rows.map((r): Counted<Row> => {
+              const own = String(r.cmd_uuid) === "" ? 0 : counts.get(countKey(String(r.run_id), String(r.cmd_uuid))) ?? 0
+              // A command with many lines is read on its own; else its run's lines come together.
+              return { item: r, runId: String(r.run_id), lines: own > PAGE_LINES ? own : own === 0 ? 0 : perRun.get(String(r.run_id)) ?? 0 }
+            })
           })
-        }
-        for (const r of runsWithout) {
-          const run = toRunRow(r)
-          out.push({
-            key: run.finishedAt ?? run.startedAt ?? run.scheduledAt,
-            runId: run.runId,
-            index: -1,
-            row: new FailedRow({
-              runId: run.runId,
-              agent: run.agent,
-              schedule: run.schedule,
-              cmdUuid: "",
-              command: "",
-              state: run.state,
-              exitCode: run.exitCode,
-              signal: run.signal,
-              finishedAt: run.finishedAt,
-              lines: []
-            }, true)
-          })
-        }
-        out.sort((a, b) => a.key - b.key || (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0) || a.index - b.index)
-        return out.map((o) => o.row)
-      }).pipe(Effect.mapError(storeError("failed")))
+        ),
+        Stream.flatMap((page) =>
+          linesOfPage(
+            page,
+            rowsOfRuns("SELECT run_id, cmd_uuid, data FROM output_lines", "run_id", (l) => ({
+              cmdUuid: String(l.cmd_uuid),
+              data: String(l.data)
+            })),
+            (r, after) =>
+              Effect.map(
+                run(
+                  `SELECT line_seq, cmd_uuid, data FROM output_lines WHERE run_id = ? AND cmd_uuid = ? AND line_seq > ?
+                   ORDER BY line_seq LIMIT ?`,
+                  [String(r.run_id), String(r.cmd_uuid), after, PAGE_LINES]
+                ),
+                (rows) => rows.map((l) => ({ lineSeq: num(l.line_seq), line: { cmdUuid: String(l.cmd_uuid), data: String(l.data) } }))
+              ),
+            (r, lines, first) => {
+              const cmd = String(r.cmd_uuid)
+              const own = cmd === "" ? [] : lines.filter((l) => l.cmdUuid === cmd).map((l) => l.data)
+              return first || own.length > 0 ? [failedRow(r, own)] : []
+            }
+          ) as Stream.Stream<FailedRow, SqlError>
+        ),
+        Stream.mapError(storeError("failed"))
+      )
+    }
 
     const successfulLines = (agent: string) =>
       run(
@@ -792,11 +956,30 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
 
     // --- query -----------------------------------------------------------------------------------
 
-    const query = (text: string, opts: { readonly rowCap: number; readonly timeoutMs: number }) =>
+    // Refused rather than queued when every slot is busy: a queue would let a burst of slow
+    // statements keep a quick one waiting for the sum of their time limits.
+    const querySlots = yield* Effect.makeSemaphore(Math.max(1, Math.floor(options.queryConcurrency)))
+    const query = (text: string, caps: QueryCaps) =>
       Either.match(checkReadOnly(text, mysql ? "mysql" : "sqlite"), {
         onLeft: (reason) => Effect.fail(new QueryRefused({ reason })),
         onRight: (statement) =>
-          options.runQuery(statement, Math.max(0, Math.floor(opts.rowCap)), Math.max(1, Math.floor(opts.timeoutMs)))
+          options.runQuery(statement, {
+            rowCap: Math.max(0, Math.floor(caps.rowCap)),
+            maxBytes: Math.max(0, Math.floor(caps.maxBytes)),
+            timeoutMs: Math.max(1, Math.floor(caps.timeoutMs))
+          }).pipe(
+            querySlots.withPermitsIfAvailable(1),
+            Effect.flatMap(Option.match({
+              onNone: () =>
+                Effect.fail(
+                  new QueryRefused({
+                    reason: `bartos is already running ${options.queryConcurrency} queries ` +
+                      "([limits] query_concurrency); try again when one has finished"
+                  })
+                ),
+              onSome: Effect.succeed
+            }))
+          )
       })
 
     // --- cleanup and retention ---------------------------------------------------------------

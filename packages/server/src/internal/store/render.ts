@@ -30,3 +30,13 @@ export const mysqlDateTimeToRfc3339 = (text: string): string => {
   const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$/.exec(text)
   return m === null || m[1] === "0000-00-00" ? text : `${m[1]}T${m[2]}Z`
 }
+
+/**
+ * What a row of rendered cells costs in the answer (UTF-8 bytes plus JSON punctuation), for the
+ * byte cap of `query`. The SQLite runner's child program counts the same way.
+ */
+export const rowBytes = (row: ReadonlyArray<string | null>): number => {
+  let n = 2
+  for (const cell of row) n += cell === null ? 5 : Buffer.byteLength(cell, "utf8") + 3
+  return n
+}

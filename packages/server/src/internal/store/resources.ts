@@ -31,7 +31,12 @@ const describe = (e: unknown): string => {
   return e instanceof Error ? e.message : String(e)
 }
 
-export const sqlite = (options: { readonly filename: string }): Effect.Effect<Resources, StoreError, Scope.Scope> =>
+/** Default of `[limits] query_concurrency`. */
+export const QUERY_CONCURRENCY = 2
+
+export const sqlite = (
+  options: { readonly filename: string; readonly queryConcurrency?: number | undefined }
+): Effect.Effect<Resources, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const ephemeral = options.filename === ":memory:"
     const file = ephemeral
@@ -63,7 +68,8 @@ export const sqlite = (options: { readonly filename: string }): Effect.Effect<Re
       options: {
         kind: "sqlite",
         location: ephemeral ? ":memory:" : file,
-        runQuery: (text, rowCap, timeoutMs) => runSqliteQuery(file, text, rowCap, timeoutMs)
+        runQuery: (text, caps) => runSqliteQuery(file, text, caps),
+        queryConcurrency: options.queryConcurrency ?? QUERY_CONCURRENCY
       }
     } satisfies Resources
   })
@@ -74,6 +80,9 @@ export interface MariadbOptions {
   readonly username: string
   readonly password?: Redacted.Redacted<string> | undefined
   readonly database: string
+  readonly queryUsername?: string | undefined
+  readonly queryPassword?: Redacted.Redacted<string> | undefined
+  readonly queryConcurrency?: number | undefined
   readonly ssl?: boolean | undefined
   readonly connectTimeoutMs?: number | undefined
 }
@@ -82,7 +91,17 @@ export const mariadb = (options: MariadbOptions): Effect.Effect<Resources, Store
   Effect.gen(function*() {
     const location = `${options.host}:${options.port}/${options.database}`
     const ssl = options.ssl === true ? {} : undefined
-    const runner = yield* makeMariadbQueryRunner({ ...options, ssl })
+    const queryConcurrency = options.queryConcurrency ?? QUERY_CONCURRENCY
+    const runner = yield* makeMariadbQueryRunner({
+      host: options.host,
+      port: options.port,
+      username: options.username,
+      database: options.database,
+      ssl,
+      queryUsername: options.queryUsername,
+      queryPassword: options.queryPassword,
+      concurrency: queryConcurrency
+    })
     const client = MysqlClient.layer({
       host: options.host,
       port: options.port,
@@ -103,7 +122,7 @@ export const mariadb = (options: MariadbOptions): Effect.Effect<Resources, Store
     )
     return {
       client,
-      options: { kind: "mariadb", location, runQuery: runner.run }
+      options: { kind: "mariadb", location, runQuery: runner.run, queryConcurrency }
     } satisfies Resources
   })
 

@@ -12,7 +12,7 @@
 import * as ChildProcess from "node:child_process"
 import { createRequire } from "node:module"
 import * as Effect from "effect/Effect"
-import type { QueryResult } from "../../Store.js"
+import type { QueryCaps, QueryResult } from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 
 // Runs in the child (CommonJS, `node -e`). Cells are rendered to text there so that only strings
@@ -54,9 +54,15 @@ process.once("message", (job) => {
     st.safeIntegers(true)
     const rows = []
     let truncated = false
+    let bytes = 0
+    // Bytes counted as render.ts rowBytes does.
     for (const row of st.iterate()) {
       if (rows.length >= job.rowCap) { truncated = true; break }
-      rows.push(row.map(render))
+      const cells = row.map(render)
+      bytes += 2
+      for (const c of cells) bytes += c === null ? 5 : Buffer.byteLength(c, "utf8") + 3
+      if (bytes > job.maxBytes) { truncated = true; break }
+      rows.push(cells)
     }
     reply({ kind: "ok", columns, rows, truncated })
   } catch (e) {
@@ -74,8 +80,7 @@ const driverPath = (): string => createRequire(import.meta.url).resolve("better-
 export const runSqliteQuery = (
   filename: string,
   sql: string,
-  rowCap: number,
-  timeoutMs: number
+  caps: QueryCaps
 ): Effect.Effect<QueryResult, StoreError | QueryRefused> =>
   Effect.async<QueryResult, StoreError | QueryRefused>((resume) => {
     let settled = false
@@ -100,8 +105,8 @@ export const runSqliteQuery = (
     }
     timer = setTimeout(() => {
       child.kill("SIGKILL")
-      settle(Effect.fail(new QueryRefused({ reason: `the statement exceeded the time limit of ${timeoutMs} ms` })))
-    }, timeoutMs)
+      settle(Effect.fail(new QueryRefused({ reason: `the statement exceeded the time limit of ${caps.timeoutMs} ms` })))
+    }, caps.timeoutMs)
     child.stderr?.on("data", (chunk: Buffer) => {
       if (stderr.length < 4096) stderr += chunk.toString("utf8")
     })
@@ -120,7 +125,7 @@ export const runSqliteQuery = (
           }`
         })
       )))
-    child.send({ driver: driverPath(), filename, sql, rowCap })
+    child.send({ driver: driverPath(), filename, sql, rowCap: caps.rowCap, maxBytes: caps.maxBytes })
     return Effect.sync(() => {
       clearTimeout(timer)
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
