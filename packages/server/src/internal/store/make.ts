@@ -727,9 +727,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         Effect.mapError(storeError("successfulLines"))
       )
 
-    const runs = (filter: RunsFilter) => {
-      const limit = Math.max(0, Math.floor(filter.limit))
-      if (limit === 0) return Effect.succeed([])
+    const runsWhere = (filter: Omit<RunsFilter, "limit">) => {
       const where: Array<string> = []
       const params: Array<unknown> = []
       if (filter.agent !== undefined) {
@@ -744,18 +742,40 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         where.push("r.state = ?")
         params.push(filter.state)
       }
+      if (filter.states !== undefined && filter.states.length > 0) {
+        const list = inList(filter.states)
+        where.push(`r.state IN ${list.text}`)
+        params.push(...list.params)
+      }
       if (filter.since !== undefined) {
         where.push("r.scheduled_at >= ?")
         params.push(filter.since)
       }
-      params.push(limit)
+      if (filter.before !== undefined) {
+        where.push("(r.scheduled_at < ? OR (r.scheduled_at = ? AND r.run_id < ?))")
+        params.push(filter.before.scheduledAt, filter.before.scheduledAt, filter.before.runId)
+      }
+      return { text: where.length > 0 ? `WHERE ${where.join(" AND ")}` : "", params }
+    }
+
+    const runs = (filter: RunsFilter) => {
+      const limit = Math.max(0, Math.floor(filter.limit))
+      if (limit === 0) return Effect.succeed([])
+      const where = runsWhere(filter)
       return run(
-        `SELECT ${RUN_COLUMNS} FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+        `SELECT ${RUN_COLUMNS} FROM runs r ${where.text}
          ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`,
-        params
+        [...where.params, limit]
       ).pipe(
         Effect.map((rows) => rows.map(toRunRow)),
         Effect.mapError(storeError("runs"))
+      )
+    }
+
+    const countRuns = (filter: Omit<RunsFilter, "limit" | "before">) => {
+      const where = runsWhere(filter)
+      return count(`SELECT COUNT(*) AS n FROM runs r ${where.text}`, where.params).pipe(
+        Effect.mapError(storeError("countRuns"))
       )
     }
 
@@ -763,6 +783,47 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       run(`SELECT ${RUN_COLUMNS} FROM runs r WHERE r.run_id = ?`, [runId]).pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRunRow)),
         Effect.mapError(storeError("getRun"))
+      )
+
+    const runCommands = (runId: string) =>
+      run(
+        `SELECT cmd_uuid, cmd_index, command, started_at, finished_at, exit_code, exit_signal
+         FROM run_commands WHERE run_id = ? ORDER BY cmd_index, started_at`,
+        [runId]
+      ).pipe(
+        Effect.map((rows) =>
+          rows.map((r) => ({
+            cmdUuid: String(r.cmd_uuid),
+            index: num(r.cmd_index),
+            command: String(r.command),
+            startedAt: numOrNull(r.started_at) as Micros | null,
+            finishedAt: numOrNull(r.finished_at) as Micros | null,
+            exitCode: numOrNull(r.exit_code),
+            signal: strOrNull(r.exit_signal)
+          }))
+        ),
+        Effect.mapError(storeError("runCommands"))
+      )
+
+    const agents = () =>
+      run(
+        `SELECT name, first_seen_at, last_seen_at, last_ip, os_name, hostname, os_version, kernel, agent_version
+         FROM agents ORDER BY name`
+      ).pipe(
+        Effect.map((rows) =>
+          rows.map((r) => ({
+            name: String(r.name),
+            firstSeenAt: num(r.first_seen_at) as Micros,
+            lastSeenAt: num(r.last_seen_at) as Micros,
+            lastIp: strOrNull(r.last_ip),
+            osName: strOrNull(r.os_name),
+            hostname: strOrNull(r.hostname),
+            osVersion: strOrNull(r.os_version),
+            kernel: strOrNull(r.kernel),
+            agentVersion: strOrNull(r.agent_version)
+          }))
+        ),
+        Effect.mapError(storeError("agents"))
       )
 
     // The latest run that actually started: a missed occurrence has nothing to show or tail.
@@ -915,7 +976,10 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       failed,
       successfulLines,
       runs,
+      countRuns,
       getRun,
+      runCommands,
+      agents,
       latestRun,
       runLines,
       query,
