@@ -80,7 +80,8 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       maxFrameBytes: config.limits.max_frame_bytes,
       livenessMs: Math.round(config.limits.liveness_secs * 1000),
       queryRowCap: config.limits.query_row_cap,
-      queryTimeoutMs: config.limits.query_timeout_ms
+      queryTimeoutMs: config.limits.query_timeout_ms,
+      web: { consoleEnabled: config.console.enabled, sessionTtlSecs: config.console.session_ttl }
     } satisfies Hub.Options
   })
 
