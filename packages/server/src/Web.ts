@@ -369,7 +369,7 @@ const makeApiHandler = (options: Options) =>
             const req = yield* HttpServerRequest.HttpServerRequest
             const nowMs = yield* Clock.currentTimeMillis
             const ip = peerIp(req)
-            const wait = logins.attempt(ip, nowMs)
+            const wait = logins.blocked(ip, nowMs)
             if (wait !== undefined) {
               yield* Effect.logWarning(`login from ${ip} refused: too many attempts`)
               return yield* new Api.TooManyRequests({ message: "too many login attempts", retryAfterSecs: wait })
@@ -378,6 +378,7 @@ const makeApiHandler = (options: Options) =>
               ? Auth.openRole(keys, ip, req.headers.host)
               : Auth.roleOfKey(keys, payload.key)
             if (role === undefined) {
+              logins.failed(ip, nowMs)
               yield* Effect.logWarning(`console login from ${ip} refused: wrong or missing key`)
               return yield* new Api.Unauthorized({ message: payload.key === undefined ? "a key is required" : "wrong key" })
             }

@@ -35,8 +35,8 @@ export interface Keys {
 
 /** Sessions kept at most; the oldest go first when a login would exceed it. */
 export const MAX_SESSIONS = 10_000
-/** Login attempts per client address and minute (successful ones count too). */
-export const LOGIN_ATTEMPTS_PER_MINUTE = 10
+/** Failed logins per client address and minute; more are refused (429) until the minute is over. */
+export const LOGIN_FAILURES_PER_MINUTE = 10
 
 const token = () => randomBytes(32).toString("base64url")
 
@@ -106,27 +106,29 @@ export const makeSessions = (max = MAX_SESSIONS): Sessions => {
 }
 
 export interface RateLimiter {
-  /** undefined: allowed (and counted); else seconds until the next attempt is allowed. */
-  readonly attempt: (key: string, nowMs: number) => number | undefined
+  /** undefined: a login may be tried; else seconds until the next one may. */
+  readonly blocked: (key: string, nowMs: number) => number | undefined
+  /** Counts a failed login. */
+  readonly failed: (key: string, nowMs: number) => void
 }
 
-/** Fixed one-minute windows per key; the table forgets finished windows as it grows. */
-export const makeRateLimiter = (perMinute = LOGIN_ATTEMPTS_PER_MINUTE, maxKeys = 10_000): RateLimiter => {
+/** Fixed one-minute windows of failed logins per key; the table forgets finished windows as it grows. */
+export const makeRateLimiter = (perMinute = LOGIN_FAILURES_PER_MINUTE, maxKeys = 10_000): RateLimiter => {
   const windows = new Map<string, { start: number; count: number }>()
   return {
-    attempt: (key, nowMs) => {
+    blocked: (key, nowMs) => {
+      const w = windows.get(key)
+      if (w === undefined || nowMs - w.start >= 60_000 || w.count < perMinute) return undefined
+      return Math.max(1, Math.ceil((w.start + 60_000 - nowMs) / 1000))
+    },
+    failed: (key, nowMs) => {
       if (windows.size >= maxKeys) {
         for (const [k, w] of windows) if (nowMs - w.start >= 60_000) windows.delete(k)
         if (windows.size >= maxKeys) windows.delete(windows.keys().next().value!)
       }
       const w = windows.get(key)
-      if (w === undefined || nowMs - w.start >= 60_000) {
-        windows.set(key, { start: nowMs, count: 1 })
-        return undefined
-      }
-      if (w.count >= perMinute) return Math.max(1, Math.ceil((w.start + 60_000 - nowMs) / 1000))
-      w.count++
-      return undefined
+      if (w === undefined || nowMs - w.start >= 60_000) windows.set(key, { start: nowMs, count: 1 })
+      else w.count++
     }
   }
 }
