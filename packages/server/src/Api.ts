@@ -271,7 +271,7 @@ export class SessionGroup extends HttpApiGroup.make("session")
       )
   )
   .add(
-    HttpApiEndpoint.del("logout", "/session").addSuccess(SessionView)
+    HttpApiEndpoint.del("logout", "/session").addSuccess(SessionView).addError(Forbidden)
       .annotate(OpenApi.Description, "Ends the session of the cookie (needs its X-CSRF-Token).")
   )
   .prefix("/v1/api")

@@ -64,6 +64,8 @@ export type Requirements = Store | Registry | Schedules | Ingested | Metrics
 /** A Node request handler that answers what it recognises and returns false for anything else. */
 export type NodeHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean
 
+/** The largest request body the API reads (a login or a cleanup is a few dozen bytes). */
+export const MAX_BODY_BYTES = 64 * 1024
 /** States the failures page and the dashboard count as failures. */
 export const FAILED_STATES: ReadonlyArray<RunState> = ["failed", "timed_out", "lost"]
 /** Run states shown per schedule in the dashboard's strip. */
@@ -399,7 +401,10 @@ const makeApiHandler = (options: Options) =>
           Effect.gen(function*() {
             const req = yield* HttpServerRequest.HttpServerRequest
             const session = yield* currentSession
-            if (session !== undefined && req.headers[Api.CSRF_HEADER] === session.csrf) {
+            if (session !== undefined && req.headers[Api.CSRF_HEADER] !== session.csrf) {
+              return yield* new Api.Forbidden({ message: "missing or wrong X-CSRF-Token" })
+            }
+            if (session !== undefined) {
               sessions.remove(session.id)
               yield* HttpApiBuilder.securitySetCookie(Api.Authenticated.security.session, "", {
                 httpOnly: true,
@@ -571,7 +576,7 @@ const makeApiHandler = (options: Options) =>
     const app = yield* HttpApiBuilder.httpApp.pipe(Effect.provide(context))
     return yield* NodeHttpServer.makeHandler(app).pipe(
       Effect.provide(NodeHttpServer.layerContext),
-      Effect.provideService(IncomingMessage.MaxBodySize, Option.some(FileSystem.Size(64 * 1024)))
+      Effect.provideService(IncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_BODY_BYTES)))
     )
   })
 
@@ -676,6 +681,14 @@ export const make = (options: Options): Effect.Effect<NodeHandler, never, Requir
       if (pathname === "/v1/api" || pathname.startsWith("/v1/api/")) {
         res.setHeader("X-Content-Type-Options", "nosniff")
         res.setHeader("Cache-Control", "no-store")
+        if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
+          // Answered here, before the platform starts reading (it would reset the connection).
+          const body = JSON.stringify({ _tag: "BadRequest", message: `request body over ${MAX_BODY_BYTES} bytes` })
+          res.writeHead(413, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), Connection: "close" })
+          res.end(body)
+          req.resume()
+          return true
+        }
         api(req, res)
         return true
       }
