@@ -19,6 +19,8 @@ if (!chromiumAvailable()) {
 }
 
 const XSS_LINE = `<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">`
+const XSS_AGENT = `<img src=x onerror="window.__xss = 3">`
+const XSS_SCHEDULE = `<script>window.__xss = 4</script>`
 
 describe("web console (no keys: read for all, admin from loopback)", { timeout: 120_000 }, () => {
   let c: Cluster
@@ -40,8 +42,11 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
             name: "xss",
             on_calendar: "*-01-01 00:00:00",
             cmds: [`printf '%s\\n' '${XSS_LINE}'; printf '\\033[31mred\\033[0m plain\\n'; echo oops >&2`]
-          }
-        ]
+          },
+          { name: XSS_SCHEDULE, on_calendar: "*-01-01 00:00:00", cmds: ["true"] }
+        ],
+        // configured, never connected: listed offline under its hostile name
+        [XSS_AGENT]: [{ name: "idle", on_calendar: "*-01-01 00:00:00", cmds: ["true"] }]
       }
     })
     await c.startServer()
@@ -138,8 +143,14 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
     // the search box narrows the output to matching lines
     await page.getByLabel("Search in output").fill("oops")
     await page.getByText("1 matching lines").waitFor()
-    expect(browser.problems.filter((p) => /Content Security Policy|page error/i.test(p))).toEqual([])
     await browser.screenshot(page, "xss-inert")
+    // hostile agent and schedule names are text on the dashboard too
+    await page.goto(`${base}/`)
+    await page.getByRole("link", { name: XSS_AGENT, exact: true }).first().waitFor()
+    await page.getByRole("link", { name: XSS_SCHEDULE, exact: true }).waitFor()
+    expect(await page.locator("main img, main script").count()).toBe(0)
+    expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined()
+    expect(browser.problems.filter((p) => /Content Security Policy|page error/i.test(p))).toEqual([])
     await page.close()
   })
 
