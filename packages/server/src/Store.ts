@@ -104,6 +104,14 @@ export interface StoreShape {
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
   /** Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have nothing else). */
   readonly runs: (filter: RunsFilter) => Effect.Effect<ReadonlyArray<RunRow>, StoreError>
+  /**
+   * For each (agent, schedule): its newest run and the states of its newest `perSchedule` runs
+   * (as `runs` orders them, newest first), in one round trip; keyed by `recentKey(agent, schedule)`.
+   */
+  readonly recentRuns: (
+    schedules: ReadonlyArray<{ readonly agent: string; readonly schedule: string }>,
+    perSchedule: number
+  ) => Effect.Effect<ReadonlyMap<string, RecentRuns>, StoreError>
   /** How many runs `runs` would list without a limit (cursor ignored). */
   readonly countRuns: (filter: Omit<RunsFilter, "limit" | "before">) => Effect.Effect<number, StoreError>
   readonly getRun: (runId: string) => Effect.Effect<Option.Option<RunRow>, StoreError>
@@ -141,6 +149,13 @@ export interface StoreShape {
   readonly setPaused: (agent: string, schedule: string, paused: boolean) => Effect.Effect<void, StoreError>
   readonly paused: () => Effect.Effect<ReadonlyArray<{ readonly agent: string; readonly schedule: string }>, StoreError>
 }
+
+export interface RecentRuns {
+  readonly last: RunRow
+  readonly states: ReadonlyArray<RunState>
+}
+
+export const recentKey = (agent: string, schedule: string): string => `${agent}\u0000${schedule}`
 
 export class Store extends Context.Tag("@barto/server/Store")<Store, StoreShape>() {}
 

@@ -45,7 +45,7 @@ import * as Operations from "./Operations.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
-import { Store } from "./Store.js"
+import { type RecentRuns, recentKey, Store } from "./Store.js"
 
 export interface Options {
   readonly apiKey: Redacted.Redacted<string> | undefined
@@ -202,32 +202,59 @@ const schedulesPage = (params: {
       }
     }
     const page = all.slice(params.offset, params.offset + params.limit)
-    const items = yield* Effect.forEach(page, ([agent, spec]) => scheduleView(agent, spec, connected.has(agent)), {
-      concurrency: 8
-    })
+    const store = yield* Store
+    const recent = yield* Operations.fromStore(
+      store.recentRuns(page.map(([agent, spec]) => ({ agent, schedule: spec.name })), RECENT_RUNS)
+    )
+    const nowMs = yield* Clock.currentTimeMillis
+    const items = page.map(([agent, spec]) =>
+      scheduleView(agent, spec, connected.has(agent), recent.get(recentKey(agent, spec.name)), nowMs)
+    )
     return { total: all.length, offset: params.offset, limit: params.limit, items }
   })
 
-const scheduleView = (agent: string, spec: Messages.ScheduleSpec, connected: boolean) =>
-  Effect.gen(function*() {
-    const store = yield* Store
-    const recent = yield* Operations.fromStore(store.runs({ agent, schedule: spec.name, limit: RECENT_RUNS }))
-    const parsed = Calendar.parse(spec.calendar)
-    const nowMs = yield* Clock.currentTimeMillis
-    return {
-      agent,
-      name: spec.name,
-      onCalendar: spec.onCalendar,
-      calendar: spec.calendar,
-      zone: Either.isRight(parsed) ? parsed.right.tz : "UTC",
-      cmds: spec.cmds,
-      paused: spec.paused,
-      connected,
-      nextAt: Operations.nextAt(spec.calendar, nowMs),
-      lastRun: recent[0] ?? null,
-      recent: recent.map((r) => r.state)
-    } satisfies Api.ScheduleView
-  })
+/**
+ * Parsed calendars by their normalised text: a page of 50 schedules would otherwise parse 50
+ * expressions per request. Bounded; cleared whole when full (tables change rarely).
+ */
+const parsedCalendars = new Map<string, Either.Either<Calendar.Calendar, Calendar.CalendarParseError>>()
+const parseCached = (calendar: string) => {
+  let parsed = parsedCalendars.get(calendar)
+  if (parsed === undefined) {
+    if (parsedCalendars.size >= 50_000) parsedCalendars.clear()
+    parsed = Calendar.parse(calendar)
+    parsedCalendars.set(calendar, parsed)
+  }
+  return parsed
+}
+
+const scheduleView = (
+  agent: string,
+  spec: Messages.ScheduleSpec,
+  connected: boolean,
+  recent: RecentRuns | undefined,
+  nowMs: number
+): Api.ScheduleView => {
+  const parsed = parseCached(spec.calendar)
+  return {
+    agent,
+    name: spec.name,
+    onCalendar: spec.onCalendar,
+    calendar: spec.calendar,
+    zone: Either.isRight(parsed) ? parsed.right.tz : "UTC",
+    cmds: spec.cmds,
+    paused: spec.paused,
+    connected,
+    nextAt: Either.isRight(parsed) ? nextOf(parsed.right, nowMs) : null,
+    lastRun: recent?.last ?? null,
+    recent: recent?.states ?? []
+  }
+}
+
+const nextOf = (cal: Calendar.Calendar, nowMs: number) => {
+  const next = Calendar.next(cal, nowMs)
+  return next === undefined ? null : Messages.Micros.make(next * 1000)
+}
 
 const findSchedule = (agent: string, schedule: string) =>
   Effect.gen(function*() {
@@ -237,7 +264,9 @@ const findSchedule = (agent: string, schedule: string) =>
       return yield* new Api.NotFound({ message: `unknown schedule '${schedule}' on agent '${agent}'` })
     }
     const online = Option.isSome(yield* (yield* Registry).get(agent))
-    return yield* scheduleView(agent, spec, online)
+    const store = yield* Store
+    const recent = yield* Operations.fromStore(store.recentRuns([{ agent, schedule }], RECENT_RUNS))
+    return scheduleView(agent, spec, online, recent.get(recentKey(agent, schedule)), yield* Clock.currentTimeMillis)
   })
 
 /** The `lines` event data: Schema-encoded, so one JSON line per event whatever the output holds. */

@@ -118,6 +118,7 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
     getRun: () => unsupported("getRun"),
     runCommands: () => unsupported("runCommands"),
     countRuns: () => unsupported("countRuns"),
+    recentRuns: () => unsupported("recentRuns"),
     agents: () => unsupported("agents"),
     latestRun: () => unsupported("latestRun"),
     runLines: () => unsupported("runLines"),

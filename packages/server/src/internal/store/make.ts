@@ -21,7 +21,7 @@ import { FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import type { QueryResult, RunsFilter, SessionInfo, StoreShape } from "../../Store.js"
+import { type QueryResult, type RecentRuns, recentKey, type RunsFilter, type SessionInfo, type StoreShape } from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 import { checkReadOnly } from "./guard.js"
 import { SqliteDirect } from "./sqliteClient.js"
@@ -772,6 +772,45 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       )
     }
 
+    // One statement of UNION ALLed per-schedule subqueries (each an index range scan with its own
+    // LIMIT): one round trip instead of one per schedule. `SELECT * FROM (…) AS t` is the compound
+    // form both SQLite and MariaDB accept with an ORDER BY … LIMIT inside.
+    const RECENT_CHUNK = 64
+    const recentRuns = (
+      schedules: ReadonlyArray<{ readonly agent: string; readonly schedule: string }>,
+      perSchedule: number
+    ) =>
+      Effect.gen(function*() {
+        const out = new Map<string, RecentRuns>()
+        const limit = Math.max(0, Math.floor(perSchedule))
+        if (limit === 0) return out
+        for (const part of chunk(schedules, RECENT_CHUNK)) {
+          // `k` numbers the subquery, `n` the row within it: rows come back in that order.
+          const text = part.map((_, k) =>
+            `SELECT * FROM (SELECT ${k} AS k, ${RUN_COLUMNS} FROM runs r WHERE r.agent = ? AND r.schedule = ?
+             ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ${limit}) AS t${k}`
+          ).join(" UNION ALL ")
+          const rows = yield* run(text, part.flatMap((s) => [s.agent, s.schedule]))
+          const byK = new Map<number, Array<Row>>()
+          for (const row of rows) {
+            const k = num(row.k)
+            const list = byK.get(k)
+            if (list === undefined) byK.set(k, [row])
+            else list.push(row)
+          }
+          for (const [k, list] of byK) {
+            // UNION ALL keeps each subquery's order on both databases, but nothing promises it.
+            list.sort((a, b) =>
+              num(b.scheduled_at) - num(a.scheduled_at) || (String(a.run_id) < String(b.run_id) ? 1 : -1)
+            )
+            const { agent, schedule } = part[k]!
+            // Only the newest becomes a RunRow: building a Schema class per row dominated this read.
+            out.set(recentKey(agent, schedule), { last: toRunRow(list[0]!), states: list.map((r) => String(r.state) as RunState) })
+          }
+        }
+        return out
+      }).pipe(Effect.mapError(storeError("recentRuns")))
+
     const countRuns = (filter: Omit<RunsFilter, "limit" | "before">) => {
       const where = runsWhere(filter)
       return count(`SELECT COUNT(*) AS n FROM runs r ${where.text}`, where.params).pipe(
@@ -977,6 +1016,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       successfulLines,
       runs,
       countRuns,
+      recentRuns,
       getRun,
       runCommands,
       agents,

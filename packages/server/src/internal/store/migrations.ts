@@ -135,6 +135,13 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     `agent VARCHAR(255) NOT NULL,
     schedule VARCHAR(255) NOT NULL,
     PRIMARY KEY (agent, schedule)`
+  ),
+  // recentRuns and runs(agent, schedule): newest first by scheduled_at straight from the index
+  // (the console's schedule lists; 1,000 runs per schedule would otherwise be sorted per row).
+  "0016_index_runs_agent_schedule_scheduled": createIndex(
+    "runs_agent_schedule_scheduled",
+    "runs",
+    "agent, schedule, scheduled_at"
   )
 }
 
