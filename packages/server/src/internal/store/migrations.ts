@@ -142,7 +142,10 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     "runs_agent_schedule_scheduled",
     "runs",
     "agent, schedule, scheduled_at"
-  )
+  ),
+  // failures of the last day and their count (dashboard, failures page): a range per state
+  // instead of every failed run ever (measured at 1M runs on SQLite: 14 ms → 1 ms).
+  "0017_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
