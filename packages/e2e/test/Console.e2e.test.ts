@@ -8,6 +8,7 @@
  * Runs on SQLite only: the API under the console is tested on both databases in
  * packages/server/test/Web.test.ts, and each browser scenario costs seconds of a 2-core CI.
  */
+import { readFileSync } from "node:fs"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { type Browser, chromiumAvailable, chromiumPath, launch } from "./utils/browser.js"
 import { type Cluster, makeCluster, waitFor } from "./utils/cluster.js"
@@ -75,6 +76,13 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
     await page.locator('tr[data-schedule="a/tick"] .strip .tick.state-succeeded').first().waitFor()
     expect(await page.getByTestId("role").textContent()).toBe("admin")
     expect(await page.locator(".notice").textContent()).toContain("loopback only")
+    // times in the browser's zone (Europe/Berlin here), UTC on hover
+    const time = page.locator('tr[data-agent="a"] time')
+    const iso = (await time.getAttribute("datetime"))!
+    const berlin = new Intl.DateTimeFormat("sv-SE", { timeZone: "Europe/Berlin", dateStyle: "short", timeStyle: "medium" })
+      .format(new Date(iso))
+    expect(await time.textContent()).toBe(berlin)
+    expect(await time.getAttribute("title")).toBe(`${iso.replace(".000Z", "Z")} (UTC)`)
     await browser.screenshot(page, "dashboard")
     await page.close()
   })
@@ -97,6 +105,9 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
     await page.getByTestId("live-state").filter({ hasText: "complete" }).waitFor()
     await page.locator(".toolbar .state-succeeded").waitFor()
     expect(await page.locator(".output .line").count()).toBe(10)
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download output" }).click()])
+    const text = readFileSync((await download.path())!, "utf8")
+    expect(text).toBe(Array.from({ length: 10 }, (_, i) => `line ${i + 1}`).join("\n") + "\n")
     // the new run is the schedule's latest on its page, as in the database
     await page.goto(`${base}/#/schedules/a/slow`)
     await page.locator(`tr[data-run="${runId}"] .state-succeeded`).waitFor()
@@ -154,7 +165,7 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
     await page.close()
   })
 
-  it("the calendar playground normalises, lists occurrences and points at errors", async () => {
+  it("the calendar playground normalises, lists occurrences and points at errors; dark mode follows the system", async () => {
     const page = await browser.page()
     await page.goto(`${base}/#/calendar`)
     const input = page.getByLabel("Expression", { exact: true })
@@ -163,6 +174,12 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
     await input.fill("*-*-* 25:00:00")
     await page.getByRole("alert").filter({ hasText: "invalid hour '25' at position 6" }).waitFor()
     await browser.screenshot(page, "calendar")
+    await page.emulateMedia({ colorScheme: "dark" })
+    await page.goto(`${base}/#/failures`)
+    await page.getByRole("heading", { name: "Failures" }).waitFor()
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor)
+    expect(background).toBe("rgb(15, 23, 42)")
+    await browser.screenshot(page, "failures-dark")
     await page.close()
   })
 })
