@@ -9,6 +9,7 @@
  * packages/server/test/Web.test.ts, and each browser scenario costs seconds of a 2-core CI.
  */
 import { readFileSync } from "node:fs"
+import type { Page } from "playwright-core"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { type Browser, chromiumAvailable, chromiumPath, launch } from "./utils/browser.js"
 import { type Cluster, makeCluster, waitFor } from "./utils/cluster.js"
@@ -17,6 +18,12 @@ import { killAll } from "./utils/procs.js"
 if (!chromiumAvailable()) {
   // CI installs it (.ci/run); a developer machine without it fails loudly instead of skipping.
   throw new Error(`Chromium not found at ${chromiumPath()}: apt-get install -y chromium (or set BARTO_CHROMIUM)`)
+}
+
+/** Clicks an action button and confirms it in its dialog. */
+const confirmAction = async (page: Page, label: string) => {
+  await page.getByRole("button", { name: label }).click()
+  await page.getByRole("dialog").getByRole("button", { name: label }).click()
 }
 
 const XSS_LINE = `<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">`
@@ -90,8 +97,7 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
   it("run now follows the new run, whose lines arrive live until it succeeds", async () => {
     const page = await browser.page()
     await page.goto(`${base}/#/schedules/a/slow`)
-    await page.getByRole("button", { name: "Run now" }).click()
-    await page.getByRole("dialog").getByRole("button", { name: "Run now" }).click()
+    await confirmAction(page, "Run now")
     await page.waitForURL(/#\/runs\//)
     const runId = decodeURIComponent(page.url().split("#/runs/")[1]!)
     // The first line is on the page while the run is still running: it streamed in, live.
@@ -123,14 +129,12 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
   it("pause and resume change the live schedule table", async () => {
     const page = await browser.page()
     await page.goto(`${base}/#/schedules/a/tick`)
-    await page.getByRole("button", { name: "Pause" }).click()
-    await page.getByRole("dialog").getByRole("button", { name: "Pause" }).click()
+    await confirmAction(page, "Pause")
     await page.locator(".toolbar .badge.paused").waitFor()
     const paused = await c.cliJson<Array<{ name: string; paused: boolean }>>(["schedules", "a"])
     expect(paused.find((s) => s.name === "tick")?.paused).toBe(true)
     await browser.screenshot(page, "paused")
-    await page.getByRole("button", { name: "Resume" }).click()
-    await page.getByRole("dialog").getByRole("button", { name: "Resume" }).click()
+    await confirmAction(page, "Resume")
     await page.locator(".toolbar .badge.paused").waitFor({ state: "detached" })
     const resumed = await c.cliJson<Array<{ name: string; paused: boolean }>>(["schedules", "a"])
     expect(resumed.find((s) => s.name === "tick")?.paused).toBe(false)
@@ -140,8 +144,7 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
   it("hostile output is shown as text: no script runs, colours become classes, stderr is marked", async () => {
     const page = await browser.page()
     await page.goto(`${base}/#/schedules/a/xss`)
-    await page.getByRole("button", { name: "Run now" }).click()
-    await page.getByRole("dialog").getByRole("button", { name: "Run now" }).click()
+    await confirmAction(page, "Run now")
     await page.waitForURL(/#\/runs\//)
     await page.getByTestId("live-state").filter({ hasText: "complete" }).waitFor()
     const first = page.locator(".output .line").first()
@@ -219,8 +222,7 @@ describe("web console with keys", { timeout: 120_000 }, () => {
     // The session cookie is HttpOnly: the page's script cannot read it.
     expect(await page.evaluate(() => document.cookie)).toBe("")
     await page.goto(`http://127.0.0.1:${c.port}/#/schedules/k/tick`)
-    await page.getByRole("button", { name: "Pause" }).click()
-    await page.getByRole("dialog").getByRole("button", { name: "Pause" }).click()
+    await confirmAction(page, "Pause")
     await page.locator(".toolbar .badge.paused").waitFor()
     await waitFor("the pause in the database", async () =>
       (await c.db.all(`SELECT 1 FROM paused_schedules WHERE agent = 'k' AND schedule = 'tick'`)).length === 1 || undefined)

@@ -17,7 +17,8 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
-import { ClientInfo, LineRow, Micros, RunId, RunRow } from "@barto/domain/Messages"
+import * as Messages from "@barto/domain/Messages"
+import { ClientInfo, LineRow, Micros, RunRow } from "@barto/domain/Messages"
 
 export const SESSION_COOKIE = "barto_session"
 export const CSRF_HEADER = "x-csrf-token"
@@ -158,18 +159,8 @@ export const OutputPage = Schema.Struct({
 })
 export type OutputPage = typeof OutputPage.Type
 
-export const InfoView = Schema.Struct({
-  version: Schema.String,
-  protocol: Schema.Int,
-  startedAt: Micros,
-  uptimeSecs: Schema.Finite,
-  database: Schema.Literal("mariadb", "sqlite"),
-  databaseLocation: Schema.String,
-  listeners: Schema.Array(Schema.String),
-  connectedAgents: Schema.Int,
-  node: Schema.String,
-  platform: Schema.String
-})
+/** The `barto-cli info` answer, without the CLI link's envelope. */
+export const InfoView = Messages.InfoResponse.omit("_tag", "id")
 export type InfoView = typeof InfoView.Type
 
 export const AgentDetail = Schema.Struct({
@@ -209,19 +200,12 @@ export const MetricsView = Schema.Struct({
   totals: Schema.Record({ key: Schema.String, value: Schema.Number })
 })
 
-export const CleanupResult = Schema.Struct({
-  before: Micros,
-  dryRun: Schema.Boolean,
-  runs: Schema.Int,
-  commands: Schema.Int,
-  lines: Schema.Int,
-  agentsSignalled: Schema.Int
-})
+// The actions answer what the CLI link answers, without its envelope.
+export const CleanupResult = Messages.CleanupResponse.omit("_tag", "id")
 export type CleanupResult = typeof CleanupResult.Type
-
-export const RunNowResult = Schema.Struct({ runId: RunId, agent: Schema.String, schedule: Schema.String })
-export const CancelResult = Schema.Struct({ runId: RunId, delivered: Schema.Boolean })
-export const PauseResult = Schema.Struct({ agent: Schema.String, schedule: Schema.String, paused: Schema.Boolean })
+export const RunNowResult = Messages.RunNowResponse.omit("_tag", "id")
+export const CancelResult = Messages.CancelResponse.omit("_tag", "id")
+export const PauseResult = Messages.PauseResponse.omit("_tag", "id")
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
