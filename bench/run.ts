@@ -7,7 +7,7 @@
  *   npm run bench -- --profile          also write CPU profiles of bartos/bartoc at their exit
  *                                       (bench/results/profiles/<date>/*.cpuprofile)
  *
- * Suites: calendar, dispatch, ingest, agents, bartoc. Results: bench/results/latest.json and a
+ * Suites: calendar, dispatch, ingest, agents, bartoc, console. Results: bench/results/latest.json and a
  * dated copy next to it (rows + machine facts). Everything talks to 127.0.0.1 only; every child
  * process and temp dir is removed at the end, also on Ctrl-C.
  */
@@ -22,6 +22,7 @@ import { formatNotes, formatTable, type Row } from "./lib/report.js"
 import * as Agents from "./suites/agents.js"
 import * as BartocIdle from "./suites/bartocIdle.js"
 import * as Calendar from "./suites/calendar.js"
+import * as Console from "./suites/console.js"
 import * as Dispatch from "./suites/dispatch.js"
 import * as Ingest from "./suites/ingest.js"
 
@@ -30,7 +31,8 @@ const SUITES: ReadonlyArray<{ readonly name: string; readonly run: (quick: boole
   { name: "dispatch", run: Dispatch.run },
   { name: "ingest", run: Ingest.run },
   { name: "agents", run: Agents.run },
-  { name: "bartoc", run: BartocIdle.run }
+  { name: "bartoc", run: BartocIdle.run },
+  { name: "console", run: Console.run }
 ]
 
 const usage = `usage: npm run bench -- [--quick] [--profile] [--only <suite>[,<suite>…]]…

@@ -110,6 +110,8 @@ barto is running: bartos on ws://127.0.0.1:${port} (SQLite ${join(dir, "bartos.d
 one agent "demo" running schedule "hello" every 5 s and "disk" every minute.
 Config and state: ${dir}   (Ctrl-C stops both)
 
+Web console: http://127.0.0.1:${port}/   (HTTP API: http://127.0.0.1:${port}/v1/api/openapi.json)
+
 In another terminal, look at the results:
   ${cli} clients
   ${cli} schedules

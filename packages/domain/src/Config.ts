@@ -278,6 +278,12 @@ export const BartosConfig = Schema.Struct({
     max_answer_bytes: withDefault(PositiveInt, () => 64 * 1024 * 1024),
     liveness_secs: withDefault(PositiveNumber, () => 15)
   }),
+  /** The web console and its login sessions (the HTTP API under /v1/api is always served). */
+  console: defaultTable({
+    enabled: withDefault(Bool, () => true),
+    /** Lifetime of a console login; TOML may say `"12h"`. */
+    session_ttl: withDefault(DurationSecs, () => 12 * 3600)
+  }),
   tracing: opt(Tracing),
   /** Keyed by agent name (`[[schedules.<name>.schedules]]`); order preserved. */
   schedules: withDefault(tableOf(AgentSchedules), () => ({}))

@@ -983,6 +983,19 @@ export const next = (cal: Calendar, afterMs: number): number | undefined => {
   return r === undefined ? undefined : r * 1000
 }
 
+/** The next `count` firing instants strictly after `afterMs` (fewer when the calendar runs out). */
+export const upcoming = (cal: Calendar, afterMs: number, count: number): Array<number> => {
+  const out: Array<number> = []
+  let after = afterMs
+  while (out.length < count) {
+    const at = next(cal, after)
+    if (at === undefined) break
+    out.push(at)
+    after = at
+  }
+  return out
+}
+
 /** Last firing instant strictly before `beforeMs` (epoch ms, whole second), or undefined if none. */
 export const previous = (cal: Calendar, beforeMs: number): number | undefined => {
   if (!Number.isFinite(beforeMs)) return undefined

@@ -31,6 +31,7 @@ import { WebSocketServer, type WebSocket } from "ws"
 import * as CliSession from "./CliSession.js"
 import { Metrics } from "./Metrics.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
+import * as Web from "./Web.js"
 import * as WorkerSession from "./WorkerSession.js"
 import { MAX_NAME_LENGTH, validName } from "./internal/scheduleTable.js"
 
@@ -73,6 +74,12 @@ export interface Options {
   readonly cliStallMs?: number
   /** How long shutdown waits for peers to answer the close handshake. */
   readonly shutdownGraceMs?: number
+  /** The web console and HTTP API (`Web.ts`); the API is served on every listener. */
+  readonly web?: {
+    readonly consoleEnabled: boolean
+    readonly sessionTtlSecs: number
+    readonly consoleDir?: string | undefined
+  }
 }
 
 export interface Listener {
@@ -89,6 +96,9 @@ export interface HubShape {
 export class Hub extends Context.Tag("@barto/server/Hub")<Hub, HubShape>() {}
 
 export type Requirements = WorkerSession.Requirements | Exclude<CliSession.Requirements, ServerInfo>
+
+/** Default lifetime of a console session (`[console] session_ttl`). */
+export const WEB_SESSION_TTL_SECS = 12 * 3600
 
 const STATUS_BODIES: Record<number, string> = {
   400: "bad request",
@@ -200,6 +210,15 @@ export const make = (options: Options) =>
       ...(options.cliStallMs !== undefined ? { stallMs: options.cliStallMs } : {})
     }
 
+    const web = yield* Web.make({
+      apiKey: options.apiKey,
+      adminKey: options.adminKey,
+      consoleEnabled: options.web?.consoleEnabled ?? true,
+      sessionTtlSecs: options.web?.sessionTtlSecs ?? WEB_SESSION_TTL_SECS,
+      consoleDir: options.web?.consoleDir,
+      serverInfo: Deferred.await(ready)
+    })
+
     const onUpgrade = (secure: boolean) => (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       socket.on("error", () => {})
       let who = "a connection"
@@ -259,6 +278,7 @@ export const make = (options: Options) =>
         res.end(body)
       }
       if (req.method === "GET" && pathname === "/healthz") return reply(200, "ok")
+      if (!shuttingDown && web(req, res)) return
       if (req.method === "GET" && pathname === "/metrics") {
         return reply(200, Effect.runSync(metrics.render), "text/plain; version=0.0.4; charset=utf-8")
       }

@@ -91,7 +91,8 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       queryMaxBytes: config.limits.query_max_bytes,
       queryTimeoutMs: config.limits.query_timeout_ms,
       queryRequiresAdmin: config.query_requires_admin ?? config.admin_key !== undefined,
-      maxAnswerBytes: config.limits.max_answer_bytes
+      maxAnswerBytes: config.limits.max_answer_bytes,
+      web: { consoleEnabled: config.console.enabled, sessionTtlSecs: config.console.session_ttl }
     } satisfies Hub.Options
   })
 

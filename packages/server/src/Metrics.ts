@@ -48,6 +48,8 @@ export interface MetricsShape {
   readonly set: (name: MetricName, value: number, labels?: Labels) => Effect.Effect<void>
   readonly value: (name: MetricName, labels?: Labels) => Effect.Effect<number>
   readonly render: Effect.Effect<string>
+  /** Each family summed over its label sets (the console's metrics summary). */
+  readonly totals: Effect.Effect<Record<MetricName, number>>
 }
 
 export class Metrics extends Context.Tag("@barto/server/Metrics")<Metrics, MetricsShape>() {}
@@ -79,6 +81,15 @@ export const make = (): MetricsShape => {
     unsafeAdd,
     add: (name, by, labels) => Effect.sync(() => unsafeAdd(name, by, labels)),
     set: (name, value, labels) => Effect.sync(() => void seriesOf(name).set(labelKey(labels), value)),
+    totals: Effect.sync(() => {
+      const out = {} as Record<MetricName, number>
+      for (const name of Object.keys(families) as Array<MetricName>) {
+        let sum = 0
+        for (const v of values.get(name)?.values() ?? []) sum += v
+        out[name] = sum
+      }
+      return out
+    }),
     value: (name, labels) => Effect.sync(() => values.get(name)?.get(labelKey(labels)) ?? 0),
     render: Effect.sync(() => {
       const lines: Array<string> = []

@@ -50,8 +50,36 @@ export interface RunsFilter {
   readonly agent?: string
   readonly schedule?: string
   readonly state?: RunState
+  /** Any of these states (with `state`, both apply). */
+  readonly states?: ReadonlyArray<RunState>
   readonly since?: Micros
+  /** Cursor: only runs after this one in the newest-first order (the last row of a previous page). */
+  readonly before?: { readonly scheduledAt: Micros; readonly runId: string }
   readonly limit: number
+}
+
+/** An agent that ever connected (the `agents` table), as the console lists it. */
+export interface AgentRow {
+  readonly name: string
+  readonly firstSeenAt: Micros
+  readonly lastSeenAt: Micros
+  readonly lastIp: string | null
+  readonly osName: string | null
+  readonly hostname: string | null
+  readonly osVersion: string | null
+  readonly kernel: string | null
+  readonly agentVersion: string | null
+}
+
+/** One command of a run, in execution order. */
+export interface CommandRow {
+  readonly cmdUuid: string
+  readonly index: number
+  readonly command: string
+  readonly startedAt: Micros | null
+  readonly finishedAt: Micros | null
+  readonly exitCode: number | null
+  readonly signal: string | null
 }
 
 export interface StoreShape {
@@ -89,7 +117,21 @@ export interface StoreShape {
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
   /** Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have nothing else). */
   readonly runs: (filter: RunsFilter) => Effect.Effect<ReadonlyArray<RunRow>, StoreError>
+  /**
+   * For each (agent, schedule): its newest run and the states of its newest `perSchedule` runs
+   * (as `runs` orders them, newest first), in one round trip; keyed by `recentKey(agent, schedule)`.
+   */
+  readonly recentRuns: (
+    schedules: ReadonlyArray<{ readonly agent: string; readonly schedule: string }>,
+    perSchedule: number
+  ) => Effect.Effect<ReadonlyMap<string, RecentRuns>, StoreError>
+  /** How many runs `runs` would list without a limit (cursor ignored). */
+  readonly countRuns: (filter: Omit<RunsFilter, "limit" | "before">) => Effect.Effect<number, StoreError>
   readonly getRun: (runId: string) => Effect.Effect<Option.Option<RunRow>, StoreError>
+  /** The commands of a run by index (a command whose start never arrived has index -1, first). */
+  readonly runCommands: (runId: string) => Effect.Effect<ReadonlyArray<CommandRow>, StoreError>
+  /** Every agent that ever connected, sorted by name. */
+  readonly agents: () => Effect.Effect<ReadonlyArray<AgentRow>, StoreError>
   /** The run that started last (a missed occurrence never started, so it is never the latest). */
   readonly latestRun: (agent: string, schedule: string) => Effect.Effect<Option.Option<RunRow>, StoreError>
   readonly runLines: (
@@ -119,6 +161,13 @@ export interface StoreShape {
   readonly setPaused: (agent: string, schedule: string, paused: boolean) => Effect.Effect<void, StoreError>
   readonly paused: () => Effect.Effect<ReadonlyArray<{ readonly agent: string; readonly schedule: string }>, StoreError>
 }
+
+export interface RecentRuns {
+  readonly last: RunRow
+  readonly states: ReadonlyArray<RunState>
+}
+
+export const recentKey = (agent: string, schedule: string): string => `${agent}\u0000${schedule}`
 
 export class Store extends Context.Tag("@barto/server/Store")<Store, StoreShape>() {}
 

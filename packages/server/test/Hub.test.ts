@@ -274,6 +274,33 @@ describe("Hub: TLS", () => {
       assert.strictEqual(plain.hello.protocol, 1)
     }))
 
+  it.scopedLive("the HTTP API is on the TLS listener with the same mTLS, and its session cookie is Secure there", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: tlsToml(`admin_key = "adm1n-key"`, true) })
+      const base = `https://127.0.0.1:${server.port}`
+      const info = yield* get(`${base}/v1/api/info`, { ca: pki.ca, ...pki.alpha })
+      assert.strictEqual(info.status, 200)
+      assert.deepInclude(JSON.parse(info.body), { listeners: [`wss://127.0.0.1:${server.port}`] })
+      const noCert = yield* Effect.either(get(`${base}/v1/api/info`, { ca: pki.ca }))
+      assert.isTrue(noCert._tag === "Left", "a client without a certificate never gets an answer")
+      const login = yield* Effect.async<{ status: number; cookie: string }, Error>((resume) => {
+        const req = https.request(`${base}/v1/api/session`, {
+          method: "POST",
+          ca: pki.ca,
+          ...pki.alpha,
+          headers: { "content-type": "application/json" }
+        }, (res) => {
+          res.resume()
+          res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, cookie: String(res.headers["set-cookie"]?.[0]) })))
+        })
+        req.on("error", (e) => resume(Effect.fail(e)))
+        req.end(JSON.stringify({ key: "adm1n-key" }))
+      })
+      assert.strictEqual(login.status, 200)
+      assert.match(login.cookie, /; Secure/)
+      assert.match(login.cookie, /; HttpOnly/)
+    }))
+
   it.scopedLive("mTLS: the certificate's CN or a DNS SAN must equal the name", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: tlsToml("", true) })

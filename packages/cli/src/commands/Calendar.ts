@@ -45,15 +45,7 @@ export const evaluate = (expressions: ReadonlyArray<string>, options: CalendarOp
     })
     if (Either.isLeft(parsed)) return { expression, error: describeError(parsed.left) }
     const cal = parsed.right
-    const next: Array<number> = []
-    let after = options.fromMs
-    while (next.length < options.count) {
-      const at = Calendar.next(cal, after)
-      if (at === undefined) break
-      next.push(at)
-      after = at
-    }
-    return { expression, normalized: Calendar.print(cal), next }
+    return { expression, normalized: Calendar.print(cal), next: Calendar.upcoming(cal, options.fromMs, options.count) }
   })
 
 /** The `--json` shape: one object per expression, in input order. */

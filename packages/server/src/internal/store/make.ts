@@ -23,7 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { QueryCaps, QueryResult, RunsFilter, SessionInfo, StoreShape } from "../../Store.js"
+import { type QueryCaps, type QueryResult, type RecentRuns, recentKey, type RunsFilter, type SessionInfo, type StoreShape } from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 import { checkReadOnly } from "./guard.js"
 import { SqliteDirect } from "./sqliteClient.js"
@@ -891,9 +891,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         Effect.mapError(storeError("successfulLines"))
       )
 
-    const runs = (filter: RunsFilter) => {
-      const limit = Math.max(0, Math.floor(filter.limit))
-      if (limit === 0) return Effect.succeed([])
+    const runsWhere = (filter: Omit<RunsFilter, "limit">) => {
       const where: Array<string> = []
       const params: Array<unknown> = []
       if (filter.agent !== undefined) {
@@ -908,18 +906,79 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         where.push("r.state = ?")
         params.push(filter.state)
       }
+      if (filter.states !== undefined && filter.states.length > 0) {
+        const list = inList(filter.states)
+        where.push(`r.state IN ${list.text}`)
+        params.push(...list.params)
+      }
       if (filter.since !== undefined) {
         where.push("r.scheduled_at >= ?")
         params.push(filter.since)
       }
-      params.push(limit)
+      if (filter.before !== undefined) {
+        where.push("(r.scheduled_at < ? OR (r.scheduled_at = ? AND r.run_id < ?))")
+        params.push(filter.before.scheduledAt, filter.before.scheduledAt, filter.before.runId)
+      }
+      return { text: where.length > 0 ? `WHERE ${where.join(" AND ")}` : "", params }
+    }
+
+    const runs = (filter: RunsFilter) => {
+      const limit = Math.max(0, Math.floor(filter.limit))
+      if (limit === 0) return Effect.succeed([])
+      const where = runsWhere(filter)
       return run(
-        `SELECT ${RUN_COLUMNS} FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+        `SELECT ${RUN_COLUMNS} FROM runs r ${where.text}
          ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`,
-        params
+        [...where.params, limit]
       ).pipe(
         Effect.map((rows) => rows.map(toRunRow)),
         Effect.mapError(storeError("runs"))
+      )
+    }
+
+    // One statement of UNION ALLed per-schedule subqueries (each an index range scan with its own
+    // LIMIT): one round trip instead of one per schedule. `SELECT * FROM (…) AS t` is the compound
+    // form both SQLite and MariaDB accept with an ORDER BY … LIMIT inside.
+    const RECENT_CHUNK = 64
+    const recentRuns = (
+      schedules: ReadonlyArray<{ readonly agent: string; readonly schedule: string }>,
+      perSchedule: number
+    ) =>
+      Effect.gen(function*() {
+        const out = new Map<string, RecentRuns>()
+        const limit = Math.max(0, Math.floor(perSchedule))
+        if (limit === 0) return out
+        for (const part of chunk(schedules, RECENT_CHUNK)) {
+          // `k` numbers the subquery, `n` the row within it: rows come back in that order.
+          const text = part.map((_, k) =>
+            `SELECT * FROM (SELECT ${k} AS k, ${RUN_COLUMNS} FROM runs r WHERE r.agent = ? AND r.schedule = ?
+             ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ${limit}) AS t${k}`
+          ).join(" UNION ALL ")
+          const rows = yield* run(text, part.flatMap((s) => [s.agent, s.schedule]))
+          const byK = new Map<number, Array<Row>>()
+          for (const row of rows) {
+            const k = num(row.k)
+            const list = byK.get(k)
+            if (list === undefined) byK.set(k, [row])
+            else list.push(row)
+          }
+          for (const [k, list] of byK) {
+            // UNION ALL keeps each subquery's order on both databases, but nothing promises it.
+            list.sort((a, b) =>
+              num(b.scheduled_at) - num(a.scheduled_at) || (String(a.run_id) < String(b.run_id) ? 1 : -1)
+            )
+            const { agent, schedule } = part[k]!
+            // Only the newest becomes a RunRow: building a Schema class per row dominated this read.
+            out.set(recentKey(agent, schedule), { last: toRunRow(list[0]!), states: list.map((r) => String(r.state) as RunState) })
+          }
+        }
+        return out
+      }).pipe(Effect.mapError(storeError("recentRuns")))
+
+    const countRuns = (filter: Omit<RunsFilter, "limit" | "before">) => {
+      const where = runsWhere(filter)
+      return count(`SELECT COUNT(*) AS n FROM runs r ${where.text}`, where.params).pipe(
+        Effect.mapError(storeError("countRuns"))
       )
     }
 
@@ -927,6 +986,47 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       run(`SELECT ${RUN_COLUMNS} FROM runs r WHERE r.run_id = ?`, [runId]).pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRunRow)),
         Effect.mapError(storeError("getRun"))
+      )
+
+    const runCommands = (runId: string) =>
+      run(
+        `SELECT cmd_uuid, cmd_index, command, started_at, finished_at, exit_code, exit_signal
+         FROM run_commands WHERE run_id = ? ORDER BY cmd_index, started_at`,
+        [runId]
+      ).pipe(
+        Effect.map((rows) =>
+          rows.map((r) => ({
+            cmdUuid: String(r.cmd_uuid),
+            index: num(r.cmd_index),
+            command: String(r.command),
+            startedAt: numOrNull(r.started_at) as Micros | null,
+            finishedAt: numOrNull(r.finished_at) as Micros | null,
+            exitCode: numOrNull(r.exit_code),
+            signal: strOrNull(r.exit_signal)
+          }))
+        ),
+        Effect.mapError(storeError("runCommands"))
+      )
+
+    const agents = () =>
+      run(
+        `SELECT name, first_seen_at, last_seen_at, last_ip, os_name, hostname, os_version, kernel, agent_version
+         FROM agents ORDER BY name`
+      ).pipe(
+        Effect.map((rows) =>
+          rows.map((r) => ({
+            name: String(r.name),
+            firstSeenAt: num(r.first_seen_at) as Micros,
+            lastSeenAt: num(r.last_seen_at) as Micros,
+            lastIp: strOrNull(r.last_ip),
+            osName: strOrNull(r.os_name),
+            hostname: strOrNull(r.hostname),
+            osVersion: strOrNull(r.os_version),
+            kernel: strOrNull(r.kernel),
+            agentVersion: strOrNull(r.agent_version)
+          }))
+        ),
+        Effect.mapError(storeError("agents"))
       )
 
     // The latest run that actually started: a missed occurrence has nothing to show or tail.
@@ -1098,7 +1198,11 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       failed,
       successfulLines,
       runs,
+      countRuns,
+      recentRuns,
       getRun,
+      runCommands,
+      agents,
       latestRun,
       runLines,
       query,

@@ -135,7 +135,17 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     `agent VARCHAR(255) NOT NULL,
     schedule VARCHAR(255) NOT NULL,
     PRIMARY KEY (agent, schedule)`
-  )
+  ),
+  // recentRuns and runs(agent, schedule): newest first by scheduled_at straight from the index
+  // (the console's schedule lists; 1,000 runs per schedule would otherwise be sorted per row).
+  "0016_index_runs_agent_schedule_scheduled": createIndex(
+    "runs_agent_schedule_scheduled",
+    "runs",
+    "agent, schedule, scheduled_at"
+  ),
+  // failures of the last day and their count (dashboard, failures page): a range per state
+  // instead of every failed run ever (measured at 1M runs on SQLite: 14 ms → 1 ms).
+  "0017_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
