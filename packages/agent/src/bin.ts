@@ -3,6 +3,11 @@
  * `Main.program`. Exit status: 0 after SIGINT/SIGTERM, 1 on a configuration error or when the
  * retry budget is exhausted (so a service manager with `Restart=on-failure` restarts it; the
  * reference exited 0 there), 2 on a usage error.
+ *
+ * SIGHUP never stops bartoc (Node's default would exit 129, which systemd counts as a clean stop
+ * and leaves the agent down): it re-reads the configuration and applies the log level (`verbose`,
+ * `quiet`); every other setting needs a restart, and a file that no longer loads is reported and
+ * changes nothing.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -48,6 +53,10 @@ const statePath = Options.text("redb-absolute-path").pipe(
   Options.optional
 )
 
+// Until the program's own handler is in place (Main.program), a SIGHUP is ignored rather than
+// fatal.
+process.on("SIGHUP", () => {})
+
 class Failed {
   constructor(readonly message: string) {}
 }
@@ -58,7 +67,7 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
     { verbose, quiet, enableStdOutput, configPath, tracingPath, statePath },
     (flags) =>
       Effect.gen(function*() {
-        const config = yield* Config.loadBartoc({
+        const load = Config.loadBartoc({
           configPath: Option.getOrUndefined(flags.configPath),
           // as a map, so BARTOC_* names match case-insensitively (fromEnv needs exact upper case)
           env: process.env,
@@ -69,14 +78,28 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
             state_path: Option.getOrUndefined(flags.statePath)
           }
         })
+        const config = yield* load
+        const level: Logging.LevelControl = { current: Logging.levelFor(config.verbose, config.quiet) }
         const logging = Logging.layer({
           program: "bartoc",
-          verbose: config.verbose,
-          quiet: config.quiet,
+          level,
           enableStdOutput: config.enable_std_output,
           logFile: Option.getOrUndefined(flags.tracingPath)
         })
-        return yield* Main.program(config).pipe(Effect.provide(logging))
+        const onHangup = load.pipe(
+          Effect.matchEffect({
+            onFailure: (e) => Effect.logWarning(`SIGHUP: configuration not reloaded: ${e.message}`),
+            onSuccess: (fresh) =>
+              Effect.gen(function*() {
+                level.current = Logging.levelFor(fresh.verbose, fresh.quiet)
+                yield* Effect.logInfo(
+                  `SIGHUP: log level now ${level.current.label}; other changes to the configuration apply at the ` +
+                    `next start (schedules come from bartos)`
+                )
+              })
+          })
+        )
+        return yield* Main.program(config, {}, { onHangup }).pipe(Effect.provide(logging))
       }).pipe(
         Effect.catchTags({
           ConfigError: (e) => Effect.fail(new Failed(e.message)),

@@ -190,7 +190,10 @@ describe("JSON shapes", () => {
       startedAt: "2026-01-01T00:00:00.123456Z",
       finishedAt: null,
       exitCode: null,
-      signal: null
+      signal: null,
+      reason: null,
+      scheduledUntil: null,
+      occurrences: 1
     })
   })
 

@@ -6,8 +6,10 @@
  *
  * Ingest semantics (one transaction per batch, in seq order): `RunStarted` inserts a `running` run
  * (or completes a placeholder, and a `lost`/`missed` row runs again); `RunFinished` moves only a
- * `running` or `lost` run to its final state (a final state is final); `RunMissed` inserts a
- * `missed` run; records of a run never seen create a placeholder run (schedule "unknown").
+ * `running` or `lost` run to its final state, with its reason (a final state is final);
+ * `RunMissed` inserts a `missed` run with its reason, and for a range its last occurrence
+ * (`scheduled_until`) and count (`occurrences`; 1 for every other row); records of a run never
+ * seen create a placeholder run (schedule "unknown").
  * Output lines are also unique on (run_id, line_seq), a second guard behind the offsets.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -70,11 +72,14 @@ export interface StoreShape {
   readonly cmdLines: (
     schedule: string
   ) => Effect.Effect<ReadonlyArray<{ readonly agent: string; readonly lines: ReadonlyArray<LineRow> }>, StoreError>
-  /** Commands with exit != 0 or killed, plus runs timed_out/lost/failed without commands; newest last. */
+  /** Commands with exit != 0 or killed, plus runs timed_out/interrupted/lost/failed without commands; newest last. */
   readonly failed: () => Effect.Effect<ReadonlyArray<FailedRow>, StoreError>
   /** Data of lines whose command exited 0, in time order (for `updates`). */
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
-  /** Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have nothing else). */
+  /**
+   * Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have
+   * nothing else), a missed range's last occurrence.
+   */
   readonly runs: (filter: RunsFilter) => Effect.Effect<ReadonlyArray<RunRow>, StoreError>
   readonly getRun: (runId: string) => Effect.Effect<Option.Option<RunRow>, StoreError>
   /** The run that started last (a missed occurrence never started, so it is never the latest). */

@@ -81,10 +81,10 @@ const LINE_CHUNK_BYTES = 4 * 1024 * 1024
 /** Run ids per delete transaction in cleanup and retention. */
 const DELETE_CHUNK = 256
 const MICROS_PER_DAY = 86_400_000_000
-const LOST_OR_FAILED = "('failed', 'timed_out', 'lost')"
+const LOST_OR_FAILED = "('failed', 'timed_out', 'interrupted', 'lost')"
 
-const RUN_COLUMNS =
-  "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, r.exit_code, r.exit_signal"
+const RUN_COLUMNS = "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, " +
+  "r.exit_code, r.exit_signal, r.reason, r.scheduled_until, r.occurrences"
 
 // A line carries its run's state and exit code (what `list`/`cmd` head each run with), not the
 // exit code of the command that printed it: a run whose printing command exited 0 and whose
@@ -105,7 +105,10 @@ const toRunRow = (r: Row): RunRow =>
     startedAt: numOrNull(r.started_at) as Micros | null,
     finishedAt: numOrNull(r.finished_at) as Micros | null,
     exitCode: numOrNull(r.exit_code),
-    signal: strOrNull(r.exit_signal)
+    signal: strOrNull(r.exit_signal),
+    reason: strOrNull(r.reason),
+    scheduledUntil: numOrNull(r.scheduled_until) as Micros | null,
+    occurrences: numOrNull(r.occurrences) ?? 1
   }, true)
 
 const toLineRow = (r: Row): LineRow =>
@@ -199,8 +202,9 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
          ON CONFLICT (cmd_uuid) DO UPDATE SET finished_at = excluded.finished_at, exit_code = excluded.exit_code,
            exit_signal = excluded.exit_signal`
 
-    const insertRunMissed = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
-      VALUES (?, ?, ?, 'schedule', 'missed', ?, ?) ${ignoreDup("run_id", "run_id")}`
+    const insertRunMissed = `INSERT INTO runs
+      (run_id, agent, schedule, run_trigger, state, scheduled_at, reason, scheduled_until, occurrences)
+      VALUES (?, ?, ?, ?, 'missed', ?, ?, ?, ?) ${ignoreDup("run_id", "run_id")}`
 
     const insertPlaceholderRun = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
       VALUES (?, ?, 'unknown', 'schedule', 'running', ?, ?) ${ignoreDup("run_id", "run_id")}`
@@ -392,11 +396,21 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         case "RunFinished":
           // A final state is final: only a running or lost run takes one (lost = reconciled).
           return yield* execOf(
-            `UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ? AND state IN ('running', 'lost')`,
-            [r.state, r.finishedAt, r.runId]
+            `UPDATE runs SET state = ?, finished_at = ?, reason = ? WHERE run_id = ? AND state IN ('running', 'lost')`,
+            [r.state, r.finishedAt, r.reason === undefined ? null : clip(r.reason), r.runId]
           )
         case "RunMissed":
-          return yield* execOf(insertRunMissed, [r.runId, agent, r.schedule, r.scheduledAt, clip(r.reason)])
+          // A range row stands for `count` occurrences, scheduled_at (first) to scheduled_until (last).
+          return yield* execOf(insertRunMissed, [
+            r.runId,
+            agent,
+            r.schedule,
+            r.trigger ?? "schedule",
+            r.scheduledAt,
+            clip(r.reason),
+            r.until ?? null,
+            r.count ?? 1
+          ])
         case "OutputLine":
           return 0
       }
@@ -745,7 +759,8 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         params.push(filter.state)
       }
       if (filter.since !== undefined) {
-        where.push("r.scheduled_at >= ?")
+        // A missed range counts when any of its occurrences is at or after `since`.
+        where.push("COALESCE(r.scheduled_until, r.scheduled_at) >= ?")
         params.push(filter.since)
       }
       params.push(limit)
