@@ -278,7 +278,7 @@ for (const db of databases) {
         const again = yield* migrate
         assert.deepStrictEqual(again, [])
         const rows = yield* sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${MIGRATIONS_TABLE}`)
-        assert.strictEqual(Number(rows[0].n), 15)
+        assert.strictEqual(Number(rows[0].n), 18)
         const store = yield* Store
         assert.strictEqual(store.kind, db.name)
         assert.notInclude(store.location, "password")
@@ -287,13 +287,15 @@ for (const db of databases) {
     it.effect("an incomplete schema is reported; a forgotten migration is applied again", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        yield* sql.unsafe("DROP TABLE paused_schedules")
+        // The newest migration's column gone (a hand-edited database).
+        yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
         const e = yield* Effect.flip(migrateWith({ verifyRetries: 0 }))
         assert.match(e.message, /schema check failed/)
-        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id = 15`)
-        // Forgetting the migration makes the next start re-create the table (IF NOT EXISTS).
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [15])
-        yield* (yield* Store).setPaused("a", "s", true)
+        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id = 18`)
+        // Forgetting the migration makes the next start add the column again (it checks first).
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18])
+        yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
+        assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
       }).pipe(Effect.provide(db.layer())))
 
     it.effect("ingests every record kind", () =>
@@ -440,6 +442,98 @@ for (const db of databases) {
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).state, "failed")
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).finishedAt, at(60))
       }))
+
+    it.effect("the ledger records: interrupted runs and missed occurrences keep their reason; a missed range counts as its occurrences", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const [died, stopped, lostOne, single, range] = ["died", "stopped", "lost", "single", "range"].map(nextName)
+        yield* store.ingest(agent, "o", [
+          runStarted(0, died, "s", 100),
+          commandStarted(1, died, `${died}-c0`, 0, "sleep 60", 100),
+          runStarted(2, stopped, "s", 110),
+          runStarted(3, lostOne, "s", 120),
+          { _tag: "RunMissed", seq: 4, runId: rid(single), schedule: "s", scheduledAt: at(130), reason: "agent_restart", trigger: "catch_up" },
+          {
+            _tag: "RunMissed",
+            seq: 5,
+            runId: rid(range),
+            schedule: "s",
+            scheduledAt: at(200),
+            reason: "catch_up_limit",
+            until: at(7349),
+            count: 7150
+          }
+        ])
+        yield* store.markLost(agent, at(125))
+        yield* store.ingest(agent, "o", [
+          { _tag: "RunFinished", seq: 6, runId: rid(died), state: "interrupted", finishedAt: at(140), reason: "agent_restart" },
+          { _tag: "RunFinished", seq: 7, runId: rid(stopped), state: "interrupted", finishedAt: at(150), reason: "shutdown" },
+          // A lost run is reconciled to what its agent says, reason included.
+          { _tag: "RunFinished", seq: 8, runId: rid(lostOne), state: "interrupted", finishedAt: at(160), reason: "agent_restart" }
+        ])
+        const get = (id: string) => Effect.map(store.getRun(id), Option.getOrThrow)
+        assert.deepInclude(yield* get(died), { state: "interrupted", reason: "agent_restart", occurrences: 1, scheduledUntil: null })
+        assert.deepInclude(yield* get(stopped), { state: "interrupted", reason: "shutdown", finishedAt: at(150) })
+        assert.deepInclude(yield* get(lostOne), { state: "interrupted", reason: "agent_restart" })
+        assert.deepInclude(yield* get(single), {
+          state: "missed",
+          trigger: "catch_up",
+          reason: "agent_restart",
+          scheduledAt: at(130),
+          scheduledUntil: null,
+          occurrences: 1
+        })
+        assert.deepInclude(yield* get(range), {
+          state: "missed",
+          trigger: "schedule",
+          reason: "catch_up_limit",
+          scheduledAt: at(200),
+          scheduledUntil: at(7349),
+          occurrences: 7150,
+          startedAt: null
+        })
+        // `runs --state missed`, and `--since` inside the range: the range is there, once.
+        const missed = yield* store.runs({ agent, state: "missed", limit: 10 })
+        assert.deepStrictEqual(missed.map((r) => [r.runId, r.occurrences]), [[range, 7150], [single, 1]])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(5000), limit: 10 })).map((r) => r.runId), [range])
+        assert.deepStrictEqual((yield* store.runs({ agent, state: "interrupted", limit: 10 })).map((r) => r.runId).sort(), [died, lostOne, stopped].sort())
+        // `failed` shows interrupted runs: the command that never exited, and the runs without one.
+        const failed = (yield* store.failed()).filter((f) => f.agent === agent)
+        assert.sameDeepMembers(failed.map((f) => [f.runId, f.state, f.command]), [
+          [died, "interrupted", "sleep 60"],
+          [stopped, "interrupted", ""],
+          [lostOne, "interrupted", ""]
+        ])
+        // Totals in SQL: rows vs occurrences.
+        const totals = yield* store.query(
+          `SELECT state, COUNT(*) AS n, SUM(occurrences) AS occ FROM runs WHERE agent = '${agent}' GROUP BY state ORDER BY state`,
+          { rowCap: 10, timeoutMs: 5000 }
+        )
+        assert.deepStrictEqual(totals.rows, [["interrupted", "3", "3"], ["missed", "2", "7151"]])
+      }))
+
+    it.effect("migrating a database from before the ledger keeps its missed reasons", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* Store
+        // Back to the schema of migration 15, with a missed run recorded then.
+        yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
+        yield* sql.unsafe("ALTER TABLE runs DROP COLUMN scheduled_until")
+        yield* sql.unsafe("ALTER TABLE runs RENAME COLUMN reason TO missed_reason")
+        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id > 15`)
+        yield* sql.unsafe(
+          `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
+           VALUES ('old-missed', 'a', 's', 'schedule', 'missed', 5, 'missed_tick:Skip')`
+        )
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18])
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
+          state: "missed",
+          reason: "missed_tick:Skip",
+          scheduledUntil: null,
+          occurrences: 1
+        })
+      }).pipe(Effect.provide(db.layer())))
 
     it.effect("records of an unknown run create a placeholder run that RunStarted later completes", () =>
       Effect.gen(function*() {
