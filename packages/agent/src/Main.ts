@@ -21,6 +21,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Connection from "./Connection.js"
+import { inOwnFiber } from "./internal/ownFiber.js"
 import * as Outbox from "./Outbox.js"
 import * as Runner from "./Runner.js"
 import { AGENT_VERSION } from "./SystemInfo.js"
@@ -99,10 +100,9 @@ const delivered = Effect.gen(function*() {
   const outbox = yield* Outbox.Outbox
   if (Option.isNone(yield* SubscriptionRef.get(connection.session))) return
   const empty = Effect.map(outbox.stats, (s) => s.pending === 0)
-  yield* Effect.gen(function*() {
+  yield* inOwnFiber(Effect.gen(function*() {
     while (!(yield* empty)) yield* Effect.sleep(50)
-  }).pipe(
-    Effect.timeout(DELIVERY_TIMEOUT_MS),
+  }).pipe(Effect.timeout(DELIVERY_TIMEOUT_MS))).pipe(
     Effect.catchAll(() => Effect.logWarning("shutting down with records not yet acked by bartos; they are sent at the next start"))
   )
 })

@@ -534,6 +534,27 @@ describe("Runner", () => {
       assert.deepStrictEqual(finished, ["interrupted shutdown"])
     }).pipe(Effect.provide(outboxLayer)))
 
+  it.live("the drain waits even in the finalizer of an interrupted fiber (bartoc's SIGTERM path)", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const started = yield* Deferred.make<RunId>()
+      const program = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const ctx = yield* Layer.build(runnerLayer({ shutdownGraceMs: 60_000 })).pipe(
+          Effect.provideService(Outbox.Outbox, outbox)
+        )
+        const s = yield* start(spec("x", ["echo ready; sleep 1; echo done"])).pipe(Effect.provide(Layer.succeedContext(ctx)))
+        yield* Deferred.succeed(started, s.runId)
+        return yield* Effect.never
+      })))
+      const runId = yield* Deferred.await(started)
+      yield* waitForRecord((r) => r.runId === runId && r._tag === "OutputLine")
+      // What SIGTERM does to bartoc's main fiber; the interruption completes once the run ended.
+      yield* Fiber.interrupt(program)
+      const rs = yield* recordsOf(runId)
+      assert.strictEqual(finalState(rs), "succeeded")
+      assert.deepStrictEqual(lines(rs).map((l) => l.data), ["ready", "done"])
+    }).pipe(Effect.provide(outboxLayer)))
+
   it.live("a queued manual run gets an intent: a bartoc killed before its turn leaves it to be recorded missed", () =>
     Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox

@@ -729,7 +729,9 @@ export const runsText = (style: Style, runs: ReadonlyArray<Messages.RunRow>): Ar
     ...(withReason ? [{ header: "REASON" }] : [])
   ], rows)
   const occurrences = runs.reduce((n, r) => n + r.occurrences, 0)
-  return occurrences === runs.length ? out : [...out, "", `Total: ${runs.length} rows, ${occurrences} occurrences`]
+  return occurrences === runs.length
+    ? out
+    : [...out, "", `Total: ${runs.length} row${runs.length === 1 ? "" : "s"}, ${occurrences} occurrences`]
 }
 
 /** The closing line of a tail / `run --wait`. */

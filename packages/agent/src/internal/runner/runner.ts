@@ -21,6 +21,7 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as LineSplitter from "../../LineSplitter.js"
 import { Outbox, type OutboxError, type OutboxShape, type RecordDraft } from "../../Outbox.js"
 import type { Options, Runner, RunnerShape, RunRequest } from "../../Runner.js"
+import { inOwnFiber } from "../ownFiber.js"
 import * as Child from "./child.js"
 import * as Sink from "./sink.js"
 
@@ -500,9 +501,7 @@ const make = (options: Options) =>
             `shutting down: waiting up to ${Duration.format(shutdownGrace)} for ${active.size} running run(s) to finish ` +
               `(${runningList()})`
           )
-          // interruptible: the drain usually runs in a finalizer, where the race could not
-          // interrupt its loser and would wait for it.
-          const ended = yield* Effect.interruptible(Effect.raceFirst(
+          const ended = yield* inOwnFiber(Effect.raceFirst(
             awaitIdle.pipe(Effect.as(true)),
             Effect.raceFirst(Effect.sleep(shutdownGrace), hurry).pipe(Effect.as(false))
           ))
@@ -511,7 +510,7 @@ const make = (options: Options) =>
           }
         }
         for (const ctx of active.values()) requestStop(ctx, "shutdown")
-        yield* Effect.interruptible(awaitIdle.pipe(Effect.timeout(stopTimeout))).pipe(
+        yield* inOwnFiber(awaitIdle.pipe(Effect.timeout(stopTimeout))).pipe(
           Effect.catchAll(() => Effect.logError("runs still active after the shutdown kill sequence; interrupting them"))
         )
       })
