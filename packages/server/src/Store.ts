@@ -100,7 +100,10 @@ export interface StoreShape {
     sql: string,
     options: { readonly rowCap: number; readonly timeoutMs: number }
   ) => Effect.Effect<QueryResult, StoreError | QueryRefused>
-  /** Runs finished before `before` (missed/lost ones: scheduled before) with their commands and lines; never a running run. */
+  /**
+   * Runs finished before `before` (missed/lost ones: scheduled before; a missed range: its last
+   * occurrence) with their commands and lines; never a running run.
+   */
   readonly cleanup: (
     before: Micros,
     dryRun: boolean

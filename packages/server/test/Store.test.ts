@@ -459,9 +459,9 @@ for (const db of databases) {
             seq: 5,
             runId: rid(range),
             schedule: "s",
-            scheduledAt: at(200),
+            scheduledAt: at(900_000),
             reason: "catch_up_limit",
-            until: at(7349),
+            until: at(907_149),
             count: 7150
           }
         ])
@@ -488,15 +488,15 @@ for (const db of databases) {
           state: "missed",
           trigger: "schedule",
           reason: "catch_up_limit",
-          scheduledAt: at(200),
-          scheduledUntil: at(7349),
+          scheduledAt: at(900_000),
+          scheduledUntil: at(907_149),
           occurrences: 7150,
           startedAt: null
         })
         // `runs --state missed`, and `--since` inside the range: the range is there, once.
         const missed = yield* store.runs({ agent, state: "missed", limit: 10 })
         assert.deepStrictEqual(missed.map((r) => [r.runId, r.occurrences]), [[range, 7150], [single, 1]])
-        assert.deepStrictEqual((yield* store.runs({ agent, since: at(5000), limit: 10 })).map((r) => r.runId), [range])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(905_000), limit: 10 })).map((r) => r.runId), [range])
         assert.deepStrictEqual((yield* store.runs({ agent, state: "interrupted", limit: 10 })).map((r) => r.runId).sort(), [died, lostOne, stopped].sort())
         // `failed` shows interrupted runs: the command that never exited, and the runs without one.
         const failed = (yield* store.failed()).filter((f) => f.agent === agent)
@@ -511,6 +511,10 @@ for (const db of databases) {
           { rowCap: 10, timeoutMs: 5000 }
         )
         assert.deepStrictEqual(totals.rows, [["interrupted", "3", "3"], ["missed", "2", "7151"]])
+        // A range ages by its last occurrence: a cleanup cutting through it keeps it.
+        const keptRange = yield* store.cleanup(at(905_000), true)
+        const range2 = yield* store.cleanup(at(907_150), true)
+        assert.strictEqual(range2.runs - keptRange.runs, 1)
       }))
 
     it.effect("migrating a database from before the ledger keeps its missed reasons", () =>

@@ -816,8 +816,10 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
 
     // --- cleanup and retention ---------------------------------------------------------------
 
-    // Never a running run. A lost or missed run has no finished_at: it ages by its scheduled_at.
-    const DELETABLE = `r.state <> 'running' AND (r.finished_at < ? OR (r.finished_at IS NULL AND r.scheduled_at < ?))`
+    // Never a running run. A lost or missed run has no finished_at: it ages by its scheduled_at,
+    // a missed range by its last occurrence.
+    const DELETABLE = `r.state <> 'running' AND (r.finished_at < ? OR ` +
+      `(r.finished_at IS NULL AND COALESCE(r.scheduled_until, r.scheduled_at) < ?))`
 
     /** Deletes the runs and everything under them, one transaction per chunk of run ids. */
     const deleteRuns = (runIds: ReadonlyArray<string>) =>
