@@ -17,7 +17,9 @@ import { layer as runnerLayer, Runner, type RunnerShape, type RunRequest } from 
 import * as Ticker from "@barto/agent/Ticker"
 import { type Micros, type MissedTick, ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Layer, Option, Scope, SubscriptionRef, TestClock } from "effect"
+import * as Calendar from "@barto/scheduler/Calendar"
+import * as MissedTicks from "@barto/scheduler/MissedTicks"
+import { Clock, Effect, Either, Exit, Fiber, Layer, Option, Scope, SubscriptionRef, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -572,6 +574,64 @@ describe("Ticker", () => {
         assert.notStrictEqual(next.starts[0]!.request.runId, armed.runId)
         assert.deepStrictEqual((yield* outbox.pending(-1, 1_000)).map((r) => r._tag), ["RunStarted"])
         assert.deepStrictEqual(yield* outbox.intents, [])
+      }))
+
+    it.scoped("the ledger identity through a stall, a 3 h forward step, a backward step and a kill: every occurrence once", () =>
+      Effect.gen(function*() {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "barto-ledger-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const options = { path: path.join(dir, "bartoc.db"), maxBytes: 64 * MIB }
+        const every10 = spec("t", "*-*-* *:*:0/10")
+        yield* TestClock.setTime(at("10:00:05"))
+        const wall = yield* makeWallClock
+
+        // The first process: a stall (its 8th start takes 5 minutes), a suspend-like 3 h forward
+        // step, a 30 min backward step, and at last a kill right after arming an instant.
+        const first = yield* Scope.make()
+        const p1 = yield* harness({
+          table: table("v1", every10),
+          catchUpLimit: 2,
+          clock: wall.clock,
+          outbox: yield* Outbox.make(options).pipe(Scope.extend(first)),
+          block: (n) => (n === 8 ? 5 * 60_000 : 0)
+        })
+        yield* TestClock.adjust("7 minutes")
+        yield* wall.step(3 * 3_600_000)
+        yield* TestClock.adjust("1 minute")
+        yield* wall.step(-30 * 60_000)
+        yield* TestClock.adjust("35 minutes")
+        while ((yield* p1.outbox.intents).length === 0) yield* TestClock.adjust(20)
+        yield* Scope.close(first, Exit.void)
+        yield* Fiber.interrupt(p1.fiber)
+
+        // Down for two minutes; the next process settles what the first left, then catches up.
+        yield* TestClock.adjust("2 minutes")
+        const outbox = yield* Outbox.make(options)
+        assert.strictEqual(outbox.leftoverIntents.length, 1)
+        yield* Layer.build(runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
+          Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+        )).pipe(Effect.withClock(wall.clock))
+        const p2 = yield* harness({ table: table("v1", every10), catchUpLimit: 2, clock: wall.clock, outbox })
+        yield* TestClock.adjust("1 minute")
+        yield* Fiber.interrupt(p2.fiber)
+
+        const records = yield* outbox.pending(-1, 1_000_000)
+        const entries = records.flatMap((r) => {
+          if (r._tag === "RunStarted") {
+            return [{ from: r.scheduledAt / 1000, to: r.scheduledAt / 1000, count: 1, label: `started ${r.trigger}` }]
+          }
+          if (r._tag === "RunMissed") {
+            return [{ from: r.scheduledAt / 1000, to: (r.until ?? r.scheduledAt) / 1000, count: r.count ?? 1, label: `missed ${r.reason}` }]
+          }
+          return []
+        })
+        assert.deepStrictEqual(MissedTicks.ledgerProblems(Either.getOrThrow(Calendar.parse(every10.calendar)), entries), [])
+        // Each fault left its trace: catch-ups, missed ones, the 3 h gap as one range, the kill.
+        const labels = new Set(entries.map((e) => e.label))
+        for (const l of ["started schedule", "started catch_up", "missed catch_up_limit", "missed agent_restart"]) {
+          assert.isTrue(labels.has(l), l)
+        }
+        assert.isTrue(entries.some((e) => e.label === "missed catch_up_limit" && e.count > 1000))
       }))
 
     it.scoped("with the blocking wait on, TestClock still fires exactly at the instant (it falls back to a sleep)", () =>

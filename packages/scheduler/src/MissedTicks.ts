@@ -156,6 +156,47 @@ export const plan = (cal: Calendar.Calendar, options: PlanOptions): Plan => {
   }
 }
 
+/** One row of a run ledger: a run (one occurrence) or a missed range (`count` of them). */
+export interface LedgerEntry {
+  /** Its occurrence; a range's first (epoch ms). */
+  readonly from: number
+  /** A range's last occurrence; a single occurrence's own. */
+  readonly to: number
+  readonly count: number
+  /** Names the entry in the problems. */
+  readonly label: string
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+/**
+ * The ledger identity (README, run states): over the window from the first entry to the last,
+ * each occurrence of the calendar has exactly one entry, and each entry is a span of exactly
+ * `count` consecutive occurrences. Returns what breaks it (empty when it holds).
+ */
+export const ledgerProblems = (cal: Calendar.Calendar, entries: ReadonlyArray<LedgerEntry>): Array<string> => {
+  const problems: Array<string> = []
+  const holders = new Map<number, Array<string>>()
+  let first = Number.POSITIVE_INFINITY
+  let last = Number.NEGATIVE_INFINITY
+  for (const e of entries) {
+    const instants: Array<number> = []
+    for (let o = Calendar.next(cal, e.from - 1); o !== undefined && o <= e.to; o = Calendar.next(cal, o)) instants.push(o)
+    if (instants[0] !== e.from || instants[instants.length - 1] !== e.to) {
+      problems.push(`${e.label}: ${iso(e.from)}..${iso(e.to)} is not a span of occurrences`)
+    }
+    if (instants.length !== e.count) problems.push(`${e.label}: counts ${e.count} occurrences, its span holds ${instants.length}`)
+    for (const o of instants) holders.set(o, [...(holders.get(o) ?? []), e.label])
+    first = Math.min(first, e.from)
+    last = Math.max(last, e.to)
+  }
+  for (let o = Calendar.next(cal, first - 1); o !== undefined && o <= last; o = Calendar.next(cal, o)) {
+    const h = holders.get(o) ?? []
+    if (h.length !== 1) problems.push(`${iso(o)}: ${h.length === 0 ? "no row" : h.join(" AND ")}`)
+  }
+  return problems
+}
+
 /**
  * The instant the agent should sleep until: the first occurrence after both `now` and
  * `lastRun` (after a backward clock step, occurrences up to `lastRun` were already handled).

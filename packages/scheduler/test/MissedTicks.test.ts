@@ -157,6 +157,33 @@ describe("MissedTicks.plan: table", () => {
   })
 })
 
+describe("MissedTicks.ledgerProblems", () => {
+  const h = (n: number) => t(`2026-05-01T${String(n).padStart(2, "0")}:00:00`)
+  const one = (n: number, label = `run ${n}`) => ({ from: h(n), to: h(n), count: 1, label })
+
+  it("holds when every occurrence has one entry, ranges included", () => {
+    assert.deepStrictEqual(
+      MissedTicks.ledgerProblems(hourly, [one(1), { from: h(2), to: h(5), count: 4, label: "range" }, one(6)]),
+      []
+    )
+  })
+
+  it("names holes, doubles, and entries that are not spans of their count", () => {
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [one(1), one(3)]), [`${new Date(h(2)).toISOString()}: no row`])
+    assert.deepStrictEqual(
+      MissedTicks.ledgerProblems(hourly, [one(1), { from: h(1), to: h(2), count: 2, label: "range" }]),
+      [`${new Date(h(1)).toISOString()}: run 1 AND range`]
+    )
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [{ from: h(1), to: h(3), count: 2, label: "short" }]), [
+      "short: counts 2 occurrences, its span holds 3"
+    ])
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [{ from: h(1) + 1, to: h(1) + 1, count: 1, label: "odd" }]), [
+      `odd: ${new Date(h(1) + 1).toISOString()}..${new Date(h(1) + 1).toISOString()} is not a span of occurrences`,
+      "odd: counts 1 occurrences, its span holds 0"
+    ])
+  })
+})
+
 describe("MissedTicks.plan: properties", () => {
   const dense = ["*:*:*", "*:*:0/7"].map(cal)
   const exprs = [...dense, "*:0/5:00", "hourly", "*-*-* 0/3:15:00", "Mon..Fri *-*-* 09:00", "daily Europe/Berlin"].map((e) =>
