@@ -288,9 +288,12 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
      * Handles every occurrence of one schedule in (since, now]. The common case, its armed
      * occurrence and nothing else on time, goes straight to the Runner: exactly what
      * `MissedTicks.plan` would decide then (one on-time run, no gap), without a write first.
+     * Uninterruptible (the starts return at once): a shutdown stops the ticker between
+     * occurrences, never between an intent and its start, which would leave the run to the next
+     * bartoc as one it "never started".
      */
     const fire = (entry: Entry, now: number) =>
-      Effect.suspend(() => {
+      Effect.uninterruptible(Effect.suspend(() => {
         const ready = armed.get(entry)
         armed.delete(entry)
         if (
@@ -314,7 +317,7 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
           )
         }
         return fireLate(entry, now, ready?.intent)
-      })
+      }))
 
     /**
      * The general path (a late wake-up): the policy decides, and all it decides is durable in one

@@ -43,7 +43,8 @@ const scenarios: ReadonlyArray<Scenario> = [
       { crash: "RunStarted:catch_up" }, // its first catch-up run started
       { crash: "RunFinished:interrupted" }, // the restart settled the run left running, and died at once
       { crash: "arm@2" }, // intents armed for an instant, the spawn not done
-      { stall: true }
+      { stall: true },
+      {} // a graceful restart
     ]
   },
   {
