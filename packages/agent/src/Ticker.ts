@@ -42,13 +42,13 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as Fiber from "effect/Fiber"
 import { type Intent, Outbox, type OutboxError, type RecordDraft } from "./Outbox.js"
 import { Runner } from "./Runner.js"
 
@@ -506,4 +506,7 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
 
 /** Runs the loop for the lifetime of the layer, or until `Ticker.stop`. */
 export const layer = (options: Options): Layer.Layer<Ticker, never, Outbox | Runner | CurrentTable> =>
-  Layer.scoped(Ticker, Effect.map(Effect.forkScoped(run(options)), (fiber) => ({ stop: Fiber.interrupt(fiber).pipe(Effect.asVoid) })))
+  Layer.scoped(
+    Ticker,
+    Effect.map(Effect.forkScoped(run(options)), (fiber) => ({ stop: Effect.asVoid(Fiber.interrupt(fiber)) }))
+  )

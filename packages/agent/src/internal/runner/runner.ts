@@ -401,7 +401,37 @@ const make = (options: Options) =>
 
     // --- the service ---------------------------------------------------------------------------
 
-    const start = (request: RunRequest): Effect.Effect<"started" | "queued" | "skipped" | "refused", OutboxError> =>
+    type Outcome = "started" | "queued" | "skipped" | "refused"
+
+    /** Starts a run at once; an armed one (`prelaunch`) spawns its first command right here. */
+    const launch = (ctx: RunCtx, prelaunched: boolean): Effect.Effect<Outcome, OutboxError> => {
+      markActive(ctx)
+      if (prelaunched) ctx.first = prelaunch(ctx)
+      // Published after the start (the count is read when published, so it is right whatever
+      // ran in between): nothing but the run itself comes before its spawn.
+      return begin(ctx).pipe(Effect.zipRight(publish), Effect.as("started" as const))
+    }
+
+    const isBusy = (schedule: string) => {
+      const queue = queues.get(schedule)
+      return (activeBySchedule.get(schedule) ?? 0) > 0 || (queue !== undefined && queue.length > 0)
+    }
+
+    /**
+     * Queues a run behind its schedule's running one. One without an intent gets one first (see
+     * `armQueued`); the schedule may have become free during that write, then it starts now.
+     */
+    const enqueue = (ctx: RunCtx): Effect.Effect<Outcome, OutboxError> =>
+      (ctx.armed ? Effect.void : armQueued(ctx)).pipe(Effect.zipRight(Effect.suspend(() => {
+        if (shuttingDown) return missed([ctx], "shutdown").pipe(Effect.as("refused" as const))
+        if (!isBusy(ctx.schedule)) return launch(ctx, false)
+        const queue = queues.get(ctx.schedule)
+        if (queue === undefined) queues.set(ctx.schedule, [ctx])
+        else queue.push(ctx)
+        return publish.pipe(Effect.as("queued" as const))
+      })))
+
+    const start = (request: RunRequest): Effect.Effect<Outcome, OutboxError> =>
       Effect.suspend(() => {
         const ctx = makeCtx(request)
         if (shuttingDown) return missed([ctx], "shutdown").pipe(Effect.as("refused" as const))
@@ -411,28 +441,19 @@ const make = (options: Options) =>
           return Effect.logWarning(`run ${request.runId} is already running or queued here; not starting it twice`)
             .pipe(Effect.as("skipped" as const))
         }
-        const activeHere = activeBySchedule.get(ctx.schedule) ?? 0
         switch (request.spec.overlap) {
           case "forbid":
-            if (activeHere > 0) return missed([ctx], "overlap").pipe(Effect.as("skipped" as const))
-            break
-          case "queue": {
-            const queue = queues.get(ctx.schedule)
-            if (activeHere > 0 || (queue !== undefined && queue.length > 0)) {
-              if (queue === undefined) queues.set(ctx.schedule, [ctx])
-              else queue.push(ctx)
-              return publish.pipe(Effect.zipRight(ctx.armed ? Effect.void : armQueued(ctx)), Effect.as("queued" as const))
+            if ((activeBySchedule.get(ctx.schedule) ?? 0) > 0) {
+              return missed([ctx], "overlap").pipe(Effect.as("skipped" as const))
             }
             break
-          }
+          case "queue":
+            if (isBusy(ctx.schedule)) return enqueue(ctx)
+            break
           case "allow":
             break
         }
-        markActive(ctx)
-        if (request.armed === true) ctx.first = prelaunch(ctx)
-        // Published after the start (the count is read when published, so it is right whatever
-        // ran in between): nothing but the run itself comes before its spawn.
-        return begin(ctx).pipe(Effect.zipRight(publish), Effect.as("started" as const))
+        return launch(ctx, request.armed === true)
       })
 
     const cancel = (runId: RunId): Effect.Effect<boolean> =>
@@ -459,8 +480,9 @@ const make = (options: Options) =>
 
     /**
      * A queued run lives in memory until its turn: its intent is what a successor finds if this
-     * process dies before then (recorded missed, never silently gone). Without the write the run
-     * still queues; only that trace is lost.
+     * process dies before then (recorded missed, never silently gone). Written before the run is
+     * queued, so that it can never land after the run's RunStarted (which would leave a stale
+     * intent). Without the write the run still queues; only that trace is lost.
      */
     const armQueued = (ctx: RunCtx): Effect.Effect<void> =>
       outbox.arm([{
