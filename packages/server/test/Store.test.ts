@@ -278,7 +278,7 @@ for (const db of databases) {
         const again = yield* migrate
         assert.deepStrictEqual(again, [])
         const rows = yield* sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${MIGRATIONS_TABLE}`)
-        assert.strictEqual(Number(rows[0].n), 18)
+        assert.strictEqual(Number(rows[0].n), 19)
         const store = yield* Store
         assert.strictEqual(store.kind, db.name)
         assert.notInclude(store.location, "password")
@@ -291,9 +291,10 @@ for (const db of databases) {
         yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
         const e = yield* Effect.flip(migrateWith({ verifyRetries: 0 }))
         assert.match(e.message, /schema check failed/)
-        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id = 18`)
-        // Forgetting the migration makes the next start add the column again (it checks first).
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18])
+        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id >= 18`)
+        // Forgetting the migrations makes the next start apply them again (each checks first or
+        // is IF NOT EXISTS).
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18, 19])
         yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
         assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
       }).pipe(Effect.provide(db.layer())))
@@ -497,6 +498,8 @@ for (const db of databases) {
         const missed = yield* store.runs({ agent, state: "missed", limit: 10 })
         assert.deepStrictEqual(missed.map((r) => [r.runId, r.occurrences]), [[range, 7150], [single, 1]])
         assert.deepStrictEqual((yield* store.runs({ agent, since: at(905_000), limit: 10 })).map((r) => r.runId), [range])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 10 })).map((r) => r.runId), [range, single, lostOne])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 2 })).map((r) => r.runId), [range, single])
         assert.deepStrictEqual((yield* store.runs({ agent, state: "interrupted", limit: 10 })).map((r) => r.runId).sort(), [died, lostOne, stopped].sort())
         // `failed` shows interrupted runs: the command that never exited, and the runs without one.
         const failed = (yield* store.failed()).filter((f) => f.agent === agent)
@@ -522,6 +525,10 @@ for (const db of databases) {
         const sql = yield* SqlClient.SqlClient
         const store = yield* Store
         // Back to the schema of migration 15, with a missed run recorded then.
+        yield* sql.unsafe(sql.onDialectOrElse({
+          mysql: () => "DROP INDEX runs_scheduled_until ON runs",
+          orElse: () => "DROP INDEX runs_scheduled_until"
+        }))
         yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
         yield* sql.unsafe("ALTER TABLE runs DROP COLUMN scheduled_until")
         yield* sql.unsafe("ALTER TABLE runs RENAME COLUMN reason TO missed_reason")
@@ -530,7 +537,7 @@ for (const db of databases) {
           `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
            VALUES ('old-missed', 'a', 's', 'schedule', 'missed', 5, 'missed_tick:Skip')`
         )
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18])
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19])
         assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
           state: "missed",
           reason: "missed_tick:Skip",

@@ -758,17 +758,21 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         where.push("r.state = ?")
         params.push(filter.state)
       }
-      if (filter.since !== undefined) {
-        // A missed range counts when any of its occurrences is at or after `since`.
-        where.push("COALESCE(r.scheduled_until, r.scheduled_at) >= ?")
-        params.push(filter.since)
-      }
-      params.push(limit)
-      return run(
-        `SELECT ${RUN_COLUMNS} FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-         ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`,
-        params
-      ).pipe(
+      const base = where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
+      const and = where.length > 0 ? "AND" : "WHERE"
+      // With `since`, a missed range counts when any of its occurrences is at or after it: the
+      // rows scheduled since, plus the ranges that began before and end since, each branch on
+      // its own index (one OR over both columns would scan the table).
+      const text = filter.since === undefined
+        ? `SELECT ${RUN_COLUMNS} FROM runs r ${base} ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`
+        : `SELECT ${RUN_COLUMNS} FROM runs r ${base} ${and} r.scheduled_at >= ?
+           UNION ALL
+           SELECT ${RUN_COLUMNS} FROM runs r ${base} ${and} r.scheduled_until >= ? AND r.scheduled_at < ?
+           ORDER BY scheduled_at DESC, run_id DESC LIMIT ?`
+      const all = filter.since === undefined
+        ? [...params, limit]
+        : [...params, filter.since, ...params, filter.since, filter.since, limit]
+      return run(text, all).pipe(
         Effect.map((rows) => rows.map(toRunRow)),
         Effect.mapError(storeError("runs"))
       )

@@ -174,7 +174,9 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0017_add_runs_scheduled_until": addColumn("runs", "scheduled_until", "BIGINT NULL"),
   // How many occurrences a row accounts for: 1, or a missed range's count. SUM(occurrences)
   // counts occurrences where COUNT(*) counts rows.
-  "0018_add_runs_occurrences": addColumn("runs", "occurrences", "INT NOT NULL DEFAULT 1")
+  "0018_add_runs_occurrences": addColumn("runs", "occurrences", "INT NOT NULL DEFAULT 1"),
+  // runs(since): the missed ranges that began before `since` and end after it
+  "0019_index_runs_scheduled_until": createIndex("runs_scheduled_until", "runs", "scheduled_until")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
