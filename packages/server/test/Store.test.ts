@@ -518,6 +518,9 @@ for (const db of databases) {
         const keptRange = yield* store.cleanup(at(905_000), true)
         const range2 = yield* store.cleanup(at(907_150), true)
         assert.strictEqual(range2.runs - keptRange.runs, 1)
+        // A missed row that starts after all runs again, without its reason.
+        yield* store.ingest(agent, "o", [runStarted(9, single, "s", 130)])
+        assert.deepInclude(yield* get(single), { state: "running", reason: null })
       }))
 
     it.effect("migrating a database from before the ledger keeps its missed reasons", () =>

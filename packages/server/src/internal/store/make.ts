@@ -172,16 +172,20 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       mysql ? `ON DUPLICATE KEY UPDATE ${pkColumn} = ${pkColumn}` : `ON CONFLICT (${conflictTarget}) DO NOTHING`
     const forUpdate = sql.onDialectOrElse({ mysql: () => " FOR UPDATE", orElse: () => "" })
 
+    // MariaDB applies the assignments left to right (each sees the ones before): `reason` is
+    // decided on the old state, before `state` changes.
     const upsertRunStarted = mysql
       ? `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
          VALUES (?, ?, ?, ?, 'running', ?, ?)
          ON DUPLICATE KEY UPDATE schedule = VALUES(schedule), run_trigger = VALUES(run_trigger),
            scheduled_at = VALUES(scheduled_at), started_at = VALUES(started_at),
+           reason = IF(state IN ('lost', 'missed'), NULL, reason),
            state = IF(state IN ('lost', 'missed'), 'running', state)`
       : `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
          VALUES (?, ?, ?, ?, 'running', ?, ?)
          ON CONFLICT (run_id) DO UPDATE SET schedule = excluded.schedule, run_trigger = excluded.run_trigger,
            scheduled_at = excluded.scheduled_at, started_at = excluded.started_at,
+           reason = CASE WHEN runs.state IN ('lost', 'missed') THEN NULL ELSE runs.reason END,
            state = CASE WHEN runs.state IN ('lost', 'missed') THEN 'running' ELSE runs.state END`
 
     const upsertCommandStarted = mysql
