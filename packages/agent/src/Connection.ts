@@ -374,6 +374,7 @@ export const make = (
                     `schedule '${message.schedule}' is already running and its overlap policy is 'forbid'`
                   )
                 }
+                if (outcome === "refused") return yield* reject(message.requestId, "bartoc is shutting down")
                 if (outcome !== "started" && outcome !== "queued") {
                   return yield* reject(message.requestId, `cannot start: ${outcome}`)
                 }

@@ -29,6 +29,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as CrashPoint from "./internal/crashPoint.js"
 import * as Sqlite from "./internal/outbox/Sqlite.js"
 
 type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never
@@ -54,6 +55,18 @@ export interface Intent {
   readonly trigger: Trigger
 }
 
+/**
+ * State changes that commit in the same transaction as an append: a late wake-up's plan (its
+ * missed records, the intents of the runs it will start, the schedule's new last run) is one
+ * transaction, so a crash leaves either all of it or none of it.
+ */
+export interface AppendAlso {
+  readonly arm?: ReadonlyArray<Intent>
+  readonly disarm?: ReadonlyArray<string>
+  /** Raises the schedule's last run to `at` (never lowers it). */
+  readonly lastRun?: { readonly schedule: string; readonly at: number }
+}
+
 export interface OutboxStats {
   readonly pending: number
   readonly bytes: number
@@ -74,11 +87,15 @@ export interface OutboxShape {
    */
   readonly leftoverIntents: ReadonlyArray<Intent>
   /**
-   * Assigns consecutive seqs and durably appends (one transaction) before returning the stamped
-   * records. A `RunStarted` or `RunMissed` whose run id has an intent consumes it in the same
-   * transaction and advances that schedule's last run to the intent's occurrence.
+   * Assigns consecutive seqs and durably appends (one transaction, with `also`) before returning
+   * the stamped records. A `RunStarted` or `RunMissed` whose run id has an intent consumes it in
+   * the same transaction and, unless it is a manual run's, advances that schedule's last run to
+   * the intent's occurrence.
    */
-  readonly append: (drafts: ReadonlyArray<RecordDraft>) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
+  readonly append: (
+    drafts: ReadonlyArray<RecordDraft>,
+    also?: AppendAlso
+  ) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
   /** Unacked records with seq > afterSeq, ascending, at most `limit`. */
   readonly pending: (afterSeq: number, limit: number) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
   /** Deletes every record with seq <= upTo. */
@@ -270,7 +287,7 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
           "ON CONFLICT (run_id) DO UPDATE SET schedule = excluded.schedule, " +
           "occurrence_ms = excluded.occurrence_ms, run_trigger = excluded.run_trigger"
       ),
-      getIntent: db.prepare("SELECT schedule, occurrence_ms FROM intents WHERE run_id = ?"),
+      getIntent: db.prepare("SELECT schedule, occurrence_ms, run_trigger FROM intents WHERE run_id = ?"),
       deleteIntent: db.prepare("DELETE FROM intents WHERE run_id = ?"),
       // Never moves a last run backwards: a slower path may already have stored a later one.
       raiseLastRun: db.prepare(
@@ -285,12 +302,17 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
      */
     let walPages = CHECKPOINT_AFTER_PAGES
 
-    /** The run's intent, if it has one, is settled: gone, and its occurrence handled. */
+    /**
+     * The run's intent, if it has one, is settled: gone, and its occurrence handled. A manual
+     * run stands for no occurrence (its "occurrence" is when it was asked for): it moves nothing.
+     */
     const consumeIntent = (runId: string) => {
-      const intent = stmt.getIntent.get(runId) as { schedule: string; occurrence_ms: number } | undefined
+      const intent = stmt.getIntent.get(runId) as
+        | { schedule: string; occurrence_ms: number; run_trigger: string }
+        | undefined
       if (intent === undefined) return
       stmt.deleteIntent.run(runId)
-      stmt.raiseLastRun.run(intent.schedule, intent.occurrence_ms)
+      if (intent.run_trigger !== "manual") stmt.raiseLastRun.run(intent.schedule, intent.occurrence_ms)
     }
 
     const readDropped = (): number => {
@@ -315,10 +337,14 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       return dropped
     }
 
-    const appendTx = db.transaction((drafts: ReadonlyArray<RecordDraft>) => {
+    const appendTx = db.transaction((drafts: ReadonlyArray<RecordDraft>, also: AppendAlso | undefined) => {
       const startSeq = nextSeq
       const startBytes = pendingBytes
       try {
+        // A plan never arms, disarms and records the same run id, so the order does not matter.
+        for (const i of also?.arm ?? []) stmt.insertIntent.run(i.runId, i.schedule, Math.floor(i.scheduledAt), i.trigger)
+        for (const id of also?.disarm ?? []) stmt.deleteIntent.run(id)
+        if (also?.lastRun !== undefined) stmt.raiseLastRun.run(also.lastRun.schedule, Math.floor(also.lastRun.at))
         const out: Array<AgentRecord> = []
         let seq = nextSeq
         for (const draft of drafts) {
@@ -340,7 +366,7 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
           seq++
         }
         nextSeq = seq
-        stmt.setMeta.run("last_seq", String(nextSeq - 1))
+        if (out.length > 0) stmt.setMeta.run("last_seq", String(nextSeq - 1))
         const dropped = enforceCap()
         walPages += pagesFor(Math.max(0, pendingBytes - startBytes))
         return { records: out, dropped }
@@ -352,9 +378,31 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       }
     })
 
-    const append = (drafts: ReadonlyArray<RecordDraft>): Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError> =>
-      drafts.length === 0 ? Effect.succeed([]) : Effect.gen(function*() {
-        const { dropped, records } = yield* attempt("outbox append failed", () => appendTx(drafts))
+    /** The crash points a committed append passed (see `internal/crashPoint.ts`). */
+    const pointsOf = (records: ReadonlyArray<AgentRecord>, also: AppendAlso | undefined): Array<string> => {
+      const points = new Set<string>()
+      if (also?.lastRun !== undefined) points.add("watermark")
+      if ((also?.arm?.length ?? 0) > 0) points.add("arm")
+      for (const r of records) {
+        points.add(r._tag)
+        if (r._tag === "RunStarted") points.add(`${r._tag}:${r.trigger}`)
+        else if (r._tag === "RunFinished") points.add(`${r._tag}:${r.state}`)
+        else if (r._tag === "RunMissed") points.add(`${r._tag}:${r.reason}`)
+      }
+      return [...points]
+    }
+
+    const isEmpty = (also: AppendAlso | undefined) =>
+      also === undefined || ((also.arm?.length ?? 0) === 0 && (also.disarm?.length ?? 0) === 0 && also.lastRun === undefined)
+
+    const append = (
+      drafts: ReadonlyArray<RecordDraft>,
+      also?: AppendAlso
+    ): Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError> =>
+      drafts.length === 0 && isEmpty(also) ? Effect.succeed([]) : Effect.gen(function*() {
+        const { dropped, records } = yield* attempt("outbox append failed", () => appendTx(drafts, also))
+        if (CrashPoint.enabled) CrashPoint.passed(pointsOf(records, also))
+        if (records.length === 0) return records
         const last = records[records.length - 1]!.seq
         yield* SubscriptionRef.update(lastSeq, (current) => Math.max(current, last))
         if (dropped > 0) {
@@ -420,7 +468,10 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       walPages += pagesFor(0)
     })
     const arm = (intents: ReadonlyArray<Intent>) =>
-      intents.length === 0 ? Effect.void : attempt("recording the runs about to start failed", () => armTx(intents))
+      intents.length === 0 ? Effect.void : attempt("recording the runs about to start failed", () => {
+        armTx(intents)
+        if (CrashPoint.enabled) CrashPoint.passed(["arm"])
+      })
 
     const disarmTx = db.transaction((runIds: ReadonlyArray<string>) => {
       for (const id of runIds) stmt.deleteIntent.run(id)

@@ -19,10 +19,16 @@
  *   runs due then are recorded as intents (schedule, occurrence, pre-minted run id) in one
  *   transaction; at the instant the Runner spawns at once and records RunStarted right after,
  *   which consumes the intent and stores the schedule's last run. A process that dies in between
- *   leaves the intent, and its successor records that run as failed (never re-run, never
- *   silently dropped). A late wake-up (stall, suspend, clock step) takes the general path:
- *   `MissedTicks.plan`, and the last run stored durably before anything starts. Either way a
- *   crash never re-runs an occurrence, and a clock stepped backwards never re-runs one either.
+ *   leaves the intent, and its successor records that run as missed (`agent_restart`; never
+ *   re-run, never silently dropped). A late wake-up (stall, suspend, clock step) takes the
+ *   general path: `MissedTicks.plan`, whose whole outcome (the missed records, an intent for
+ *   every run it will start, the schedule's new last run) is ONE outbox transaction before any
+ *   start, so a crash at any point leaves every occurrence accounted for: run, missed, or an
+ *   intent the successor records. Either way a crash never re-runs an occurrence, and a clock
+ *   stepped backwards never re-runs one either.
+ * - A paused schedule runs nothing; when the pause ends (resumed, changed or removed) its
+ *   occurrences meanwhile are recorded as one missed range, reason `paused`, with its new last
+ *   run in the same transaction.
  * - The quiet moment before arming is when the outbox checkpoints its WAL (two fsyncs), so no
  *   checkpoint lands on a start.
  * - The loop starts from the durably cached table, so an agent restarted while bartos is down
@@ -36,6 +42,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -138,13 +145,31 @@ export const blockUntil = (clock: Clock.Clock, at: number, maxMs: number): boole
 interface Entry {
   readonly spec: ScheduleSpec
   readonly cal: Calendar.Calendar
-  /** Epoch ms: every occurrence at or before this one has been handled (run or recorded missed). */
+  /**
+   * Epoch ms: every occurrence at or before this one has been handled (run or recorded missed).
+   * A paused schedule's stays where the pause began until the pause ends.
+   */
   since: number
 }
 
 const missedReason = (policy: MissedTick): string =>
   // Burst runs what it can and misses only beyond the limit; Delay and Skip miss by policy.
   policy === "Burst" ? "catch_up_limit" : `missed_tick:${policy}`
+
+const micros = (epochMs: number): Micros => Math.floor(epochMs * 1000) as Micros
+
+/** One record for a range of missed occurrences (a single one when it holds one). */
+const missedRange = (schedule: string, range: MissedTicks.MissedRange, reason: string): RecordDraft => ({
+  _tag: "RunMissed",
+  runId: Ids.newRunId(range.from),
+  schedule,
+  scheduledAt: micros(range.from),
+  reason,
+  ...(range.count > 1 ? { until: micros(range.to), count: range.count } : {})
+})
+
+/** Stops the tick loop (shutdown: no occurrence starts after this). */
+export class Ticker extends Context.Tag("@barto/agent/Ticker")<Ticker, { readonly stop: Effect.Effect<void> }>() {}
 
 /**
  * The loop; never ends (interrupt it). Outbox failures are logged and the loop goes on: a broken
@@ -188,10 +213,32 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
       )
 
     /**
-     * Builds the active set from a table. A schedule whose calendar is unchanged keeps its place;
-     * a new, changed or resumed one starts at max(last run, now), so editing or resuming a
-     * schedule never "catches up" occurrences that were not its own. Only the table the ticker
-     * starts with catches up from the durable last run (the agent was down in between).
+     * A paused schedule's occurrences since its pause began, up to now, become one missed range
+     * (reason `paused`) together with its new last run: the pause ended (resumed, changed, removed).
+     */
+    const endPause = (entry: Entry, now: number) =>
+      Effect.gen(function*() {
+        const name = entry.spec.name
+        const range = MissedTicks.span(entry.cal, entry.since, now)
+        entry.since = Math.max(entry.since, now)
+        yield* outbox.append(range === undefined ? [] : [missedRange(name, range, "paused")], {
+          lastRun: { schedule: name, at: entry.since }
+        }).pipe(
+          Effect.zipRight(
+            range === undefined ? Effect.void : Effect.logInfo(
+              `ticker: schedule '${name}': ${range.count} occurrence(s) while paused recorded as missed (paused)`
+            )
+          ),
+          Effect.catchAll((e) => Effect.logError(`ticker: cannot record the paused occurrences of '${name}': ${e.message}`))
+        )
+      })
+
+    /**
+     * Builds the set of schedules from a table. A schedule whose calendar is unchanged keeps its
+     * place (paused or not); a new or changed one starts at max(last run, now), so editing a
+     * schedule never "catches up" occurrences that were not its own, and a resumed one records
+     * its paused occurrences first (`endPause`). Only the table the ticker starts with catches up
+     * from the durable last run (the agent was down in between).
      */
     const rebuild = (table: Option.Option<Table>, initial: boolean) =>
       Effect.gen(function*() {
@@ -199,7 +246,6 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         const next = new Map<string, Entry>()
         const schedules = Option.match(table, { onNone: () => [], onSome: (t) => t.schedules })
         for (const spec of schedules) {
-          if (spec.paused) continue
           if (next.has(spec.name)) {
             yield* Effect.logWarning(`ticker: duplicate schedule name '${spec.name}' in the table; keeping the first`)
             continue
@@ -212,6 +258,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
             continue
           }
           const previous = entries.get(spec.name)
+          if (previous !== undefined && previous.spec.paused && !(spec.paused && previous.spec.calendar === spec.calendar)) {
+            yield* endPause(previous, now)
+          }
           if (previous !== undefined && previous.spec.calendar === spec.calendar) {
             next.set(spec.name, { spec, cal: parsed.right, since: previous.since })
             continue
@@ -222,9 +271,14 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
             : Math.max(Option.getOrElse(persisted, () => now), now)
           next.set(spec.name, { spec, cal: parsed.right, since })
         }
+        for (const [name, previous] of entries) {
+          if (previous.spec.paused && !next.has(name)) yield* endPause(previous, now)
+        }
         entries = next
         applied = table
-        yield* Effect.logDebug(`ticker: following ${next.size} active schedule(s)`)
+        yield* Effect.logDebug(
+          `ticker: following ${[...next.values()].filter((e) => !e.spec.paused).length} active schedule(s)`
+        )
       })
 
     const logStart = (name: string, at: number, trigger: string, outcome: string) =>
@@ -234,9 +288,12 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
      * Handles every occurrence of one schedule in (since, now]. The common case, its armed
      * occurrence and nothing else on time, goes straight to the Runner: exactly what
      * `MissedTicks.plan` would decide then (one on-time run, no gap), without a write first.
+     * Uninterruptible (the starts return at once): a shutdown stops the ticker between
+     * occurrences, never between an intent and its start, which would leave the run to the next
+     * bartoc as one it "never started".
      */
     const fire = (entry: Entry, now: number) =>
-      Effect.suspend(() => {
+      Effect.uninterruptible(Effect.suspend(() => {
         const ready = armed.get(entry)
         armed.delete(entry)
         if (
@@ -260,9 +317,13 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
           )
         }
         return fireLate(entry, now, ready?.intent)
-      })
+      }))
 
-    /** The general path (a late wake-up): the policy decides, the last run is stored before any start. */
+    /**
+     * The general path (a late wake-up): the policy decides, and all it decides is durable in one
+     * transaction before any start: the missed records, an intent for each run to start, the new
+     * last run. A crash after it leaves intents that the next bartoc records as missed.
+     */
     const fireLate = (entry: Entry, now: number, intent: Intent | undefined) =>
       Effect.gen(function*() {
         const name = entry.spec.name
@@ -278,63 +339,59 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         entry.since = handled
 
         // The armed occurrence keeps its run id whatever the plan makes of it, so that its
-        // RunStarted or RunMissed consumes the intent; one the plan drops is disarmed.
+        // RunStarted or RunMissed consumes the intent; one the plan drops (or counts in a range)
+        // is disarmed in the same transaction.
         const runIdOf = (at: number): RunId =>
           intent !== undefined && intent.scheduledAt === at ? intent.runId as RunId : Ids.newRunId(at)
+        const reason = missedReason(options.missedTick)
+        const missed: Array<RecordDraft> = plan.missed.map((at) => ({
+          _tag: "RunMissed",
+          runId: runIdOf(at),
+          schedule: name,
+          scheduledAt: micros(at),
+          reason
+        }))
+        if (plan.missedRange !== undefined) missed.push(missedRange(name, plan.missedRange, reason))
+        const runs: Array<Intent> = plan.run.map((r) => ({
+          runId: runIdOf(r.at),
+          schedule: name,
+          scheduledAt: r.at,
+          trigger: r.trigger
+        }))
         const settled = intent !== undefined &&
-          (plan.run.some((r) => r.at === intent.scheduledAt) || plan.missed.includes(intent.scheduledAt))
-        if (intent !== undefined && !settled) {
-          yield* outbox.disarm([intent.runId]).pipe(
-            Effect.catchAll((e) => Effect.logError(`ticker: cannot remove the intent of '${name}': ${e.message}`))
-          )
-        }
-
-        if (plan.missed.length > 0) {
-          const reason = missedReason(options.missedTick)
-          const drafts: Array<RecordDraft> = plan.missed.map((at) => ({
-            _tag: "RunMissed",
-            runId: runIdOf(at),
-            schedule: name,
-            scheduledAt: (at * 1000) as Micros,
-            reason
-          }))
-          yield* outbox.append(drafts).pipe(
-            Effect.catchAll((e) => Effect.logError(`ticker: cannot record missed runs of '${name}': ${e.message}`))
-          )
-        }
-        if (plan.missedTotal > plan.missed.length) {
-          yield* Effect.logWarning(
-            `ticker: schedule '${name}': ${plan.missedTotal} occurrence(s) missed, ` +
-              `${plan.missed.length} recorded individually`
-          )
-        } else if (plan.missed.length > 0) {
-          yield* Effect.logWarning(`ticker: schedule '${name}': ${plan.missed.length} occurrence(s) missed`)
-        }
-
-        // Durable before the start: a crash between the two loses the run rather than repeating it.
-        const saved = yield* outbox.setLastRun(name, handled).pipe(
+          (runs.some((r) => r.runId === intent.runId) || plan.missed.includes(intent.scheduledAt))
+        const saved = yield* outbox.append(missed, {
+          arm: runs,
+          disarm: intent !== undefined && !settled ? [intent.runId] : [],
+          lastRun: { schedule: name, at: handled }
+        }).pipe(
           Effect.as(true),
           Effect.catchAll((e) =>
-            Effect.logError(`ticker: cannot store the last run of '${name}'; not starting it: ${e.message}`).pipe(
+            Effect.logError(`ticker: cannot record the plan of '${name}'; starting nothing: ${e.message}`).pipe(
               Effect.as(false)
             )
           )
         )
+        if (plan.missedTotal > 0) {
+          yield* Effect.logWarning(
+            `ticker: schedule '${name}': ${plan.missedTotal} occurrence(s) missed (${reason})` +
+              (plan.missedRange === undefined ? "" : ", recorded as one range")
+          )
+        }
         if (!saved) return
-        for (const r of plan.run) {
-          const isArmed = intent !== undefined && intent.scheduledAt === r.at
+        for (const r of runs) {
           const outcome = yield* runner.start({
-            runId: runIdOf(r.at),
+            runId: r.runId as RunId,
             spec: entry.spec,
             trigger: r.trigger,
-            scheduledAt: r.at,
-            armed: isArmed
+            scheduledAt: r.scheduledAt,
+            armed: true
           }).pipe(
             Effect.catchAll((e) =>
               Effect.logError(`ticker: cannot start '${name}': ${e.message}`).pipe(Effect.as("failed" as const))
             )
           )
-          yield* logStart(name, r.at, r.trigger, outcome)
+          yield* logStart(name, r.scheduledAt, r.trigger, outcome)
         }
       })
 
@@ -388,6 +445,7 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         let wake = Number.POSITIVE_INFINITY
         const due = new Map<Entry, number>()
         for (const entry of entries.values()) {
+          if (entry.spec.paused) continue
           const at = Calendar.next(entry.cal, entry.since)
           if (at === undefined) continue
           due.set(entry, at)
@@ -446,6 +504,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
     return yield* loop.pipe(Effect.onInterrupt(() => disarmAll))
   })
 
-/** Runs the loop for the lifetime of the layer. */
-export const layer = (options: Options): Layer.Layer<never, never, Outbox | Runner | CurrentTable> =>
-  Layer.scopedDiscard(Effect.forkScoped(run(options)))
+/** Runs the loop for the lifetime of the layer, or until `Ticker.stop`. */
+export const layer = (options: Options): Layer.Layer<Ticker, never, Outbox | Runner | CurrentTable> =>
+  Layer.scoped(
+    Ticker,
+    Effect.map(Effect.forkScoped(run(options)), (fiber) => ({ stop: Effect.asVoid(Fiber.interrupt(fiber)) }))
+  )

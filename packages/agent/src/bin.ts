@@ -3,6 +3,11 @@
  * `Main.program`. Exit status: 0 after SIGINT/SIGTERM, 1 on a configuration error or when the
  * retry budget is exhausted (so a service manager with `Restart=on-failure` restarts it; the
  * reference exited 0 there), 2 on a usage error.
+ *
+ * SIGHUP never stops bartoc (Node's default would exit 129, which systemd counts as a clean stop
+ * and leaves the agent down): it re-reads the configuration and applies the log level (`verbose`,
+ * `quiet`); every other setting needs a restart, and a file that no longer loads is reported and
+ * changes nothing.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -49,6 +54,10 @@ const statePath = Options.text("redb-absolute-path").pipe(
   Options.optional
 )
 
+// Until the program's own handler is in place (Main.program), a SIGHUP is ignored rather than
+// fatal.
+process.on("SIGHUP", () => {})
+
 const checkConfig = Options.boolean("check-config").pipe(
   Options.withDescription(
     "Validate the configuration (file, BARTOC_* environment, TLS files, server key) and print a summary " +
@@ -94,21 +103,35 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
         // A stray BARTOC_* variable is a warning (the environment is shared), on stderr at start;
         // it comes before the config's own errors, since it may be why a key lacks the value meant.
         const strayEnv = yield* Config.unknownEnvironment("bartoc", loadOptions)
-        const config = yield* Config.loadBartoc(loadOptions).pipe(
+        const load = Config.loadBartoc(loadOptions)
+        const config = yield* load.pipe(
           Effect.mapError((e) =>
             new Failed([...strayEnv.map((w) => `warning: ${w}`), ...e.problems.map(Config.formatProblem)].join("\nbartoc: "))
           )
         )
+        const level: Logging.LevelControl = { current: Logging.levelFor(config.verbose, config.quiet) }
         const logging = Logging.layer({
           program: "bartoc",
-          verbose: config.verbose,
-          quiet: config.quiet,
+          level,
           enableStdOutput: config.enable_std_output,
           logFile: Option.getOrUndefined(flags.tracingPath)
         })
+        const onHangup = load.pipe(
+          Effect.matchEffect({
+            onFailure: (e) => Effect.logWarning(`SIGHUP: configuration not reloaded: ${e.message}`),
+            onSuccess: (fresh) =>
+              Effect.gen(function*() {
+                level.current = Logging.levelFor(fresh.verbose, fresh.quiet)
+                yield* Effect.logInfo(
+                  `SIGHUP: log level now ${level.current.label}; other changes to the configuration apply at the ` +
+                    `next start (schedules come from bartos)`
+                )
+              })
+          })
+        )
         return yield* Effect.forEach(strayEnv, (w) => Effect.logWarning(w)).pipe(
           Logging.toStderr,
-          Effect.zipRight(Main.program(config)),
+          Effect.zipRight(Main.program(config, {}, { onHangup })),
           Effect.provide(logging)
         )
       }).pipe(

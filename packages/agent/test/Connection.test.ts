@@ -76,7 +76,8 @@ const makeFakeRunner = () => {
     prepare: () => Effect.void,
     cancel: (runId) => Effect.sync(() => running.delete(runId)),
     running: Effect.succeed([]),
-    awaitIdle: Effect.void
+    awaitIdle: Effect.void,
+    drain: () => Effect.void
   }
   return { starts, shape }
 }

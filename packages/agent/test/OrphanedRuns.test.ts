@@ -22,7 +22,7 @@ const withFile = <A, E>(f: (file: string) => Effect.Effect<A, E>) =>
   )
 
 describe("runs left unfinished by a previous bartoc", () => {
-  it.live("are recorded as failed by the next one, exactly once", () =>
+  it.live("are recorded as interrupted (agent_restart) by the next one, exactly once", () =>
     withFile((file) =>
       Effect.gen(function*() {
         const options = { path: file, maxBytes: 1 << 20 }
@@ -49,7 +49,10 @@ describe("runs left unfinished by a previous bartoc", () => {
           Effect.provide(Layer.provideMerge(Runner.layer({ agentName: "a", shell: "/bin/sh" }), Outbox.layer(options)))
         )
         const finished = records.filter((r) => r._tag === "RunFinished")
-        assert.deepStrictEqual(finished.map((r) => [r.runId, r.state]), [[done, "succeeded"], [orphan, "failed"]])
+        assert.deepStrictEqual(finished.map((r) => [r.runId, r.state, r.reason]), [
+          [done, "succeeded", undefined],
+          [orphan, "interrupted", "agent_restart"]
+        ])
         // …and only once: a third process finds nothing left open.
         yield* Effect.scoped(Effect.gen(function*() {
           const outbox = yield* Outbox.make(options)

@@ -4,8 +4,9 @@ import { newRunId } from "@barto/domain/Ids"
 import type { AgentRecord, RunId } from "@barto/domain/Messages"
 import { ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import { defaultShell, jobEnv, rfc3339 } from "../src/internal/runner/runner.js"
 
 // Real child processes through a real shell, against an in-memory outbox. Every wait is on a
@@ -437,11 +438,11 @@ describe("Runner", () => {
       assert.strictEqual(finalState(rs), "failed")
     }).pipe(provide({ shell: "/nonexistent/shell" })))
 
-  it.live("shutdown kills running groups and still records their exit and a cancelled finish", () =>
+  it.live("shutdown = terminate kills running groups at once and records their exit and an interrupted finish (shutdown)", () =>
     Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox
       const scope = yield* Scope.make()
-      const ctx = yield* Layer.buildWithScope(runnerLayer({ killGraceMs: 200 }), scope).pipe(
+      const ctx = yield* Layer.buildWithScope(runnerLayer({ killGraceMs: 200, shutdown: "terminate" }), scope).pipe(
         Effect.provideService(Outbox.Outbox, outbox)
       )
       const runner = Layer.succeedContext(ctx)
@@ -452,19 +453,124 @@ describe("Runner", () => {
       assert.strictEqual(s4.outcome, "queued")
       yield* waitForRecord((r) => r.runId === s1.runId && r._tag === "OutputLine")
       yield* waitForRecord((r) => r.runId === s2.runId && r._tag === "OutputLine")
+      const started = Date.now()
       yield* Scope.close(scope, Exit.void)
+      assert.isBelow(Date.now() - started, 10_000)
 
+      const interrupted = (rs: ReadonlyArray<AgentRecord>) =>
+        rs.flatMap((r) => (r._tag === "RunFinished" ? [`${r.state} ${r.reason}`] : []))
       const r1 = yield* recordsOf(s1.runId)
       assert.deepStrictEqual(exits(r1).map((e) => e.signal), ["SIGTERM"])
-      assert.strictEqual(finalState(r1), "cancelled")
+      assert.deepStrictEqual(interrupted(r1), ["interrupted shutdown"])
       const r2 = yield* recordsOf(s2.runId)
       assert.deepStrictEqual(exits(r2).map((e) => e.signal), ["SIGKILL"])
-      assert.strictEqual(finalState(r2), "cancelled")
-      assert.strictEqual(finalState(yield* recordsOf(s3.runId)), "cancelled")
+      assert.deepStrictEqual(interrupted(r2), ["interrupted shutdown"])
+      assert.deepStrictEqual(interrupted(yield* recordsOf(s3.runId)), ["interrupted shutdown"])
+      // The queued run never started: missed, and its intent (written when it queued) consumed.
       assert.deepStrictEqual((yield* recordsOf(s4.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag), [
         "shutdown"
       ])
+      assert.deepStrictEqual(yield* outbox.intents, [])
     }).pipe(Effect.provide(outboxLayer)))
+
+  it.live("shutdown = wait: nothing new starts, running runs finish; past the grace, or asked again, the rest are interrupted", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        runnerLayer({ killGraceMs: 200, shutdown: "wait", shutdownGraceMs: 60_000 }),
+        scope
+      ).pipe(Effect.provideService(Outbox.Outbox, outbox))
+      const runner = Layer.succeedContext(ctx)
+      const dir = fs.mkdtempSync(`${os.tmpdir()}/barto-drain-`)
+      const gate = `${dir}/go`
+      // Finishes once the test creates the gate file, printing after the drain began.
+      const soon = yield* start(spec("soon", [`echo ready; while [ ! -e ${gate} ]; do sleep 0.05; done; echo done`]))
+        .pipe(Effect.provide(runner))
+      const long = yield* start(spec("long", ["echo ready; sleep 30"])).pipe(Effect.provide(runner))
+      const queued = yield* start(spec("long", ["echo queued"], { overlap: "queue" })).pipe(Effect.provide(runner))
+      yield* waitForRecord((r) => r.runId === soon.runId && r._tag === "OutputLine")
+      yield* waitForRecord((r) => r.runId === long.runId && r._tag === "OutputLine")
+      const hurry = yield* Deferred.make<void>()
+      const drain = yield* Effect.fork(Effect.flatMap(Runner.Runner, (r) => r.drain({ hurry: Deferred.await(hurry) })).pipe(
+        Effect.provide(runner)
+      ))
+      // Draining: the queued run is recorded missed (the drain's first step), a new start is
+      // refused (and recorded).
+      yield* waitForRecord((r) => r.runId === queued.runId && r._tag === "RunMissed" && r.reason === "shutdown")
+      const late = yield* start(spec("late", ["echo no"])).pipe(Effect.provide(runner))
+      assert.strictEqual(late.outcome, "refused")
+      assert.deepStrictEqual((yield* recordsOf(late.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag), ["shutdown"])
+      // The running ones keep running and keep their output flowing.
+      fs.writeFileSync(gate, "")
+      yield* waitForRecord((r) => r.runId === soon.runId && r._tag === "RunFinished")
+      assert.deepStrictEqual(lines(yield* recordsOf(soon.runId)).map((l) => l.data), ["ready", "done"])
+      assert.strictEqual(finalState(yield* recordsOf(soon.runId)), "succeeded")
+      assert.isUndefined(finalState(yield* recordsOf(long.runId)))
+      // Asked again (a second SIGTERM): the rest are stopped now.
+      yield* Deferred.succeed(hurry, undefined)
+      yield* Fiber.join(drain)
+      const rs = yield* recordsOf(long.runId)
+      assert.deepStrictEqual(rs.flatMap((r) => (r._tag === "RunFinished" ? [`${r.state} ${r.reason}`] : [])), [
+        "interrupted shutdown"
+      ])
+      assert.deepStrictEqual(exits(rs).map((e) => e.signal), ["SIGTERM"])
+      // The finalizer's drain is the same, already done.
+      yield* Scope.close(scope, Exit.void)
+      fs.rmSync(dir, { recursive: true, force: true })
+    }).pipe(Effect.provide(outboxLayer)))
+
+  it.live("shutdown = wait past the grace interrupts what still runs", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(runnerLayer({ killGraceMs: 200, shutdownGraceMs: 300 }), scope).pipe(
+        Effect.provideService(Outbox.Outbox, outbox)
+      )
+      const long = yield* start(spec("long", ["echo ready; sleep 30"])).pipe(Effect.provide(Layer.succeedContext(ctx)))
+      yield* waitForRecord((r) => r.runId === long.runId && r._tag === "OutputLine")
+      yield* Scope.close(scope, Exit.void)
+      const finished = (yield* recordsOf(long.runId)).flatMap((r) => (r._tag === "RunFinished" ? [`${r.state} ${r.reason}`] : []))
+      assert.deepStrictEqual(finished, ["interrupted shutdown"])
+    }).pipe(Effect.provide(outboxLayer)))
+
+  it.live("the drain waits even in the finalizer of an interrupted fiber (bartoc's SIGTERM path)", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const started = yield* Deferred.make<RunId>()
+      const program = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const ctx = yield* Layer.build(runnerLayer({ shutdownGraceMs: 60_000 })).pipe(
+          Effect.provideService(Outbox.Outbox, outbox)
+        )
+        const s = yield* start(spec("x", ["echo ready; sleep 1; echo done"])).pipe(Effect.provide(Layer.succeedContext(ctx)))
+        yield* Deferred.succeed(started, s.runId)
+        return yield* Effect.never
+      })))
+      const runId = yield* Deferred.await(started)
+      yield* waitForRecord((r) => r.runId === runId && r._tag === "OutputLine")
+      // What SIGTERM does to bartoc's main fiber; the interruption completes once the run ended.
+      yield* Fiber.interrupt(program)
+      const rs = yield* recordsOf(runId)
+      assert.strictEqual(finalState(rs), "succeeded")
+      assert.deepStrictEqual(lines(rs).map((l) => l.data), ["ready", "done"])
+    }).pipe(Effect.provide(outboxLayer)))
+
+  it.live("a queued manual run gets an intent: a bartoc killed before its turn leaves it to be recorded missed", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const q1 = yield* start(spec("q", ["sleep 30"], { overlap: "queue" }))
+      const q2 = yield* start(spec("q", ["echo later"], { overlap: "queue" }))
+      assert.strictEqual(q2.outcome, "queued")
+      assert.deepStrictEqual((yield* outbox.intents).map((i) => [i.runId, i.trigger, i.scheduledAt]), [
+        [q2.runId, "manual", SCHEDULED_AT]
+      ])
+      // A manual run's intent stands for no occurrence: it never moves the schedule's last run.
+      const runner = yield* Runner.Runner
+      assert.isTrue(yield* runner.cancel(q1.runId))
+      yield* waitForRecord((r) => r.runId === q2.runId && r._tag === "RunFinished")
+      assert.deepStrictEqual(yield* outbox.intents, [])
+      assert.isTrue(Option.isNone(yield* outbox.lastRun("q")))
+    }).pipe(provide()))
 
   it("environment and shell helpers", () => {
     assert.strictEqual(defaultShell({}), "/bin/sh")

@@ -17,7 +17,9 @@ import { layer as runnerLayer, Runner, type RunnerShape, type RunRequest } from 
 import * as Ticker from "@barto/agent/Ticker"
 import { type Micros, type MissedTick, ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Layer, Option, Scope, SubscriptionRef, TestClock } from "effect"
+import * as Calendar from "@barto/scheduler/Calendar"
+import * as MissedTicks from "@barto/scheduler/MissedTicks"
+import { Clock, Effect, Either, Exit, Fiber, Layer, Option, Scope, SubscriptionRef, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -111,7 +113,8 @@ const harness = (options: HarnessOptions) =>
       prepare: () => Effect.void,
       cancel: () => Effect.succeed(false),
       running: Effect.succeed([]),
-      awaitIdle: Effect.void
+      awaitIdle: Effect.void,
+      drain: () => Effect.void
     }
     const loop = Ticker.run({
       agentName: "agent",
@@ -128,7 +131,14 @@ const harness = (options: HarnessOptions) =>
     const missed = outbox.pending(-1, 100_000).pipe(
       Effect.map((records) =>
         records.flatMap((r) =>
-          r._tag === "RunMissed" ? [{ schedule: r.schedule, at: hms(r.scheduledAt / 1000), reason: r.reason }] : []
+          r._tag === "RunMissed"
+            ? [{
+              schedule: r.schedule,
+              at: hms(r.scheduledAt / 1000),
+              reason: r.reason,
+              ...(r.until === undefined ? {} : { until: hms(r.until / 1000), count: r.count })
+            }]
+            : []
         )
       )
     )
@@ -262,17 +272,30 @@ describe("Ticker", () => {
         assert.strictEqual(h.started().at(-1), "tick@10:12:00 schedule")
       }))
 
-    it.scoped("the occurrence armed when the loop came back keeps its run id: started armed (Burst)", () =>
+    it.scoped("the late plan is one write before any start: every run it starts armed, the missed recorded, the last run moved (Burst)", () =>
       Effect.gen(function*() {
         const h = yield* stall("Burst")
         // 10:02 was armed once the stuck start returned, at 10:11, then found late.
         const caught = h.starts[1]!
         assert.strictEqual(caught.request.scheduledAt, at("10:02:00"))
         assert.strictEqual(caught.request.trigger, "catch_up")
-        assert.isTrue(caught.request.armed)
-        assert.deepStrictEqual(caught.intents.map((i) => [i.runId, i.scheduledAt]), [[caught.request.runId, at("10:02:00")]])
-        // The other catch-ups had no intent: their start was recorded before them.
-        assert.isFalse(h.starts[2]!.request.armed ?? false)
+        // At the first start, the plan is already durable: an intent for each of its runs (the
+        // armed occurrence under its own run id), the new last run, the missed records.
+        assert.deepStrictEqual(caught.intents.map((i) => [i.scheduledAt, i.trigger]), [
+          [at("10:02:00"), "catch_up"],
+          [at("10:03:00"), "catch_up"],
+          [at("10:04:00"), "catch_up"],
+          [at("10:11:00"), "schedule"]
+        ])
+        assert.strictEqual(caught.intents[0]!.runId, caught.request.runId)
+        assert.strictEqual(caught.lastRun, at("10:11:00"))
+        assert.isTrue(h.starts.slice(1).every((s) => s.request.armed === true))
+        assert.deepStrictEqual(
+          h.starts.slice(1).map((s) => s.request.runId),
+          caught.intents.map((i) => i.runId)
+        )
+        assert.strictEqual((yield* h.missed).length, 6)
+        // Every start consumed its intent.
         assert.deepStrictEqual(yield* h.outbox.intents, [])
       }))
 
@@ -378,7 +401,7 @@ describe("Ticker", () => {
       assert.deepStrictEqual(yield* h.missed, [])
     }))
 
-  it.scoped("a table update re-arms at once; resumed or changed schedules do not catch up", () =>
+  it.scoped("a table update re-arms at once; changed schedules do not catch up, resumed ones record their pause as one missed range", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(at("10:00:00"))
       const h = yield* harness({ table: table("v1", spec("a", "*-*-* 11:00:00"), spec("b", "*-*-* *:*:00", true)) })
@@ -391,19 +414,57 @@ describe("Ticker", () => {
       yield* TestClock.adjust("5 seconds")
       assert.deepStrictEqual(h.started(), ["a@10:00:10 schedule"])
       assert.strictEqual(h.starts[0]!.now, at("10:00:10"))
-      // b resumed at 10:03:30 runs from then on; its paused minutes are neither run nor missed.
+      // b resumed at 10:03:30: its paused minutes are not run; they are one missed range, and it
+      // runs from then on.
       yield* TestClock.adjust(at("10:03:30") - at("10:00:10"))
+      assert.deepStrictEqual(yield* h.missed, [])
       yield* SubscriptionRef.set(
         h.tableRef,
         Option.some(table("v3", spec("a", "*-*-* 10:00:10"), spec("b", "*-*-* *:*:00")))
       )
       yield* TestClock.adjust("30 seconds")
       assert.deepStrictEqual(h.started(), ["a@10:00:10 schedule", "b@10:04:00 schedule"])
-      assert.deepStrictEqual(yield* h.missed, [])
+      assert.deepStrictEqual(yield* h.missed, [{ schedule: "b", at: "10:01:00", until: "10:03:00", count: 3, reason: "paused" }])
       // A schedule removed from the table stops.
       yield* SubscriptionRef.set(h.tableRef, Option.some(table("v4", spec("a", "*-*-* 10:00:10"))))
       yield* TestClock.adjust("5 minutes")
       assert.deepStrictEqual(h.started(), ["a@10:00:10 schedule", "b@10:04:00 schedule"])
+    }))
+
+  it.scoped("a pause is accounted for whatever ends it: resumed, changed, removed; a single occurrence is a single record", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(at("10:00:00"))
+      const every = (name: string, paused: boolean, calendar = "*-*-* *:*:00") => spec(name, calendar, paused)
+      const set = (version: string, ...specs: Array<ScheduleSpec>) => SubscriptionRef.set(h.tableRef, Option.some(table(version, ...specs)))
+      const h = yield* harness({ table: table("v1", ...["r", "c", "d", "o", "s"].map((n) => every(n, false))) })
+      yield* TestClock.adjust("90 seconds") // 10:01:30: each ran 10:01
+      yield* set("v2", ...["r", "c", "d", "o", "s"].map((n) => every(n, true)))
+      yield* TestClock.adjust("40 seconds") // 10:02:10
+      assert.deepStrictEqual(yield* h.missed, [])
+      yield* set("v3", ...["r", "c", "d", "o"].map((n) => every(n, true)), every("s", false))
+      yield* TestClock.adjust(at("10:03:30") - at("10:02:10"))
+      // s: one occurrence (10:02) while paused, one record.
+      assert.deepStrictEqual(yield* h.missed, [{ schedule: "s", at: "10:02:00", reason: "paused" }])
+      yield* set("v4", every("r", false), every("c", true, "*-*-* *:*:30"), every("o", true), every("s", false))
+      yield* TestClock.adjust("40 seconds") // 10:04:10
+      const show = (m: { schedule: string; at: string; reason: string; until?: string; count?: number | undefined }) =>
+        `${m.schedule} ${m.at}${m.until === undefined ? "" : `..${m.until} x${m.count}`} ${m.reason}`
+      assert.sameMembers((yield* h.missed).map(show), [
+        "s 10:02:00 paused",
+        "r 10:02:00..10:03:00 x2 paused", // resumed
+        "c 10:02:00..10:03:00 x2 paused", // calendar changed while paused (it stays paused, from now on)
+        "d 10:02:00..10:03:00 x2 paused" // removed while paused
+      ])
+      assert.deepStrictEqual(
+        h.started().filter((s) => !s.endsWith("10:01:00 schedule")),
+        ["s@10:03:00 schedule", "r@10:04:00 schedule", "s@10:04:00 schedule"]
+      )
+      yield* set("v5", every("r", false), every("o", false), every("s", false))
+      yield* TestClock.adjust(0)
+      assert.includeMembers((yield* h.missed).map(show), ["o 10:02:00..10:04:00 x3 paused"])
+      // Each paused range moved the schedule's durable last run to the end of the pause.
+      assert.strictEqual(Option.getOrUndefined(yield* h.outbox.lastRun("o")), at("10:04:10"))
+      assert.strictEqual(Option.getOrUndefined(yield* h.outbox.lastRun("d")), at("10:03:30"))
     }))
 
   describe("write-ahead (intents armed before the instant)", () => {
@@ -488,20 +549,20 @@ describe("Ticker", () => {
         return { armed: armed!, next, outbox, records: yield* outbox.pending(-1, 1_000) }
       })
 
-    it.scoped("killed between arming and starting, restarted later: the run is recorded failed, not caught up, not re-run", () =>
+    it.scoped("killed between arming and starting, restarted later: the run is recorded missed (agent_restart), not caught up, not re-run", () =>
       Effect.gen(function*() {
         const { armed, next, outbox, records } = yield* killedWhileArmed(at("10:01:05"))
-        // Whether its command began is unknown: failed, under its own run id, exactly once.
-        assert.deepStrictEqual(records.map((r) => [r._tag, r.runId]), [["RunStarted", armed.runId], ["RunFinished", armed.runId]])
-        const [started, finished] = records
-        assert.isTrue(started?._tag === "RunStarted" && started.scheduledAt === at("10:01:00") * 1000)
-        assert.isTrue(finished?._tag === "RunFinished" && finished.state === "failed")
+        // It never started: missed, under its own run id, exactly once.
+        assert.deepStrictEqual(records.map((r) => [r._tag, r.runId]), [["RunMissed", armed.runId]])
+        const [missed] = records
+        assert.isTrue(missed?._tag === "RunMissed" && missed.scheduledAt === at("10:01:00") * 1000)
+        assert.isTrue(missed?._tag === "RunMissed" && missed.reason === "agent_restart")
         assert.deepStrictEqual(yield* outbox.intents, [])
-        // Burst would catch 10:01 up from the old last run: the recorded run moved it past 10:01.
+        // Burst would catch 10:01 up from the old last run: the missed record moved it past 10:01.
         assert.deepStrictEqual(next.started(), [])
         yield* TestClock.adjust("55 seconds")
         assert.deepStrictEqual(next.started(), ["tick@10:02:00 schedule"])
-        assert.strictEqual((yield* outbox.pending(-1, 1_000)).filter((r) => r.runId === armed.runId).length, 2)
+        assert.strictEqual((yield* outbox.pending(-1, 1_000)).filter((r) => r.runId === armed.runId).length, 1)
       }))
 
     it.scoped("killed while armed, restarted before the instant: the intent is dropped and the run happens on time", () =>
@@ -513,6 +574,64 @@ describe("Ticker", () => {
         assert.notStrictEqual(next.starts[0]!.request.runId, armed.runId)
         assert.deepStrictEqual((yield* outbox.pending(-1, 1_000)).map((r) => r._tag), ["RunStarted"])
         assert.deepStrictEqual(yield* outbox.intents, [])
+      }))
+
+    it.scoped("the ledger identity through a stall, a 3 h forward step, a backward step and a kill: every occurrence once", () =>
+      Effect.gen(function*() {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "barto-ledger-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const options = { path: path.join(dir, "bartoc.db"), maxBytes: 64 * MIB }
+        const every10 = spec("t", "*-*-* *:*:0/10")
+        yield* TestClock.setTime(at("10:00:05"))
+        const wall = yield* makeWallClock
+
+        // The first process: a stall (its 8th start takes 5 minutes), a suspend-like 3 h forward
+        // step, a 30 min backward step, and at last a kill right after arming an instant.
+        const first = yield* Scope.make()
+        const p1 = yield* harness({
+          table: table("v1", every10),
+          catchUpLimit: 2,
+          clock: wall.clock,
+          outbox: yield* Outbox.make(options).pipe(Scope.extend(first)),
+          block: (n) => (n === 8 ? 5 * 60_000 : 0)
+        })
+        yield* TestClock.adjust("7 minutes")
+        yield* wall.step(3 * 3_600_000)
+        yield* TestClock.adjust("1 minute")
+        yield* wall.step(-30 * 60_000)
+        yield* TestClock.adjust("35 minutes")
+        while ((yield* p1.outbox.intents).length === 0) yield* TestClock.adjust(20)
+        yield* Scope.close(first, Exit.void)
+        yield* Fiber.interrupt(p1.fiber)
+
+        // Down for two minutes; the next process settles what the first left, then catches up.
+        yield* TestClock.adjust("2 minutes")
+        const outbox = yield* Outbox.make(options)
+        assert.strictEqual(outbox.leftoverIntents.length, 1)
+        yield* Layer.build(runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
+          Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+        )).pipe(Effect.withClock(wall.clock))
+        const p2 = yield* harness({ table: table("v1", every10), catchUpLimit: 2, clock: wall.clock, outbox })
+        yield* TestClock.adjust("1 minute")
+        yield* Fiber.interrupt(p2.fiber)
+
+        const records = yield* outbox.pending(-1, 1_000_000)
+        const entries = records.flatMap((r) => {
+          if (r._tag === "RunStarted") {
+            return [{ from: r.scheduledAt / 1000, to: r.scheduledAt / 1000, count: 1, label: `started ${r.trigger}` }]
+          }
+          if (r._tag === "RunMissed") {
+            return [{ from: r.scheduledAt / 1000, to: (r.until ?? r.scheduledAt) / 1000, count: r.count ?? 1, label: `missed ${r.reason}` }]
+          }
+          return []
+        })
+        assert.deepStrictEqual(MissedTicks.ledgerProblems(Either.getOrThrow(Calendar.parse(every10.calendar)), entries), [])
+        // Each fault left its trace: catch-ups, missed ones, the 3 h gap as one range, the kill.
+        const labels = new Set(entries.map((e) => e.label))
+        for (const l of ["started schedule", "started catch_up", "missed catch_up_limit", "missed agent_restart"]) {
+          assert.isTrue(labels.has(l), l)
+        }
+        assert.isTrue(entries.some((e) => e.label === "missed catch_up_limit" && e.count > 1000))
       }))
 
     it.scoped("with the blocking wait on, TestClock still fires exactly at the instant (it falls back to a sleep)", () =>

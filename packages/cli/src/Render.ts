@@ -76,6 +76,7 @@ const stateColor = (state: Messages.RunState): Paint => {
       return "cyan"
     case "missed":
     case "cancelled":
+    case "interrupted":
       return "yellow"
     case "failed":
     case "timed_out":
@@ -408,7 +409,10 @@ export const runJson = (r: Messages.RunRow, zone: string) => ({
   startedAt: formatMicrosOrNull(r.startedAt, zone),
   finishedAt: formatMicrosOrNull(r.finishedAt, zone),
   exitCode: r.exitCode,
-  signal: r.signal
+  signal: r.signal,
+  reason: r.reason,
+  scheduledUntil: formatMicrosOrNull(r.scheduledUntil, zone),
+  occurrences: r.occurrences
 })
 
 export const failedJson = (f: Messages.FailedRow, zone: string) => ({
@@ -713,19 +717,37 @@ const runDuration = (r: Messages.RunRow): string =>
 const exitOf = (r: { readonly exitCode: number | null; readonly signal: string | null }): string =>
   r.signal !== null ? clean(r.signal) : r.exitCode !== null ? String(r.exitCode) : "-"
 
+/** `missed ×N` for a range row (it stands for N occurrences), else the state. */
+const stateCell = (style: Style, r: Messages.RunRow): string =>
+  r.occurrences > 1 ? `${paintState(style, r.state)} ×${r.occurrences}` : paintState(style, r.state)
+
+/** Why (missed, interrupted), and where a range ends. */
+const reasonCell = (style: Style, r: Messages.RunRow): string => {
+  const reason = r.reason === null ? "" : clean(r.reason)
+  if (r.scheduledUntil === null) return reason
+  const until = `until ${formatMicros(r.scheduledUntil, style.zone)}`
+  return reason === "" ? until : `${reason}, ${until}`
+}
+
+/**
+ * The REASON column appears when a row has a reason; a missed range shows its count in STATE,
+ * its last occurrence in REASON, and the rows are followed by how many occurrences they stand for.
+ */
 export const runsText = (style: Style, runs: ReadonlyArray<Messages.RunRow>): Array<string> => {
   if (runs.length === 0) return ["No runs"]
+  const withReason = runs.some((r) => r.reason !== null || r.scheduledUntil !== null)
   const rows = runs.map((r) => [
     clean(r.runId),
     paint(style, "blue", clean(r.agent)),
     clean(r.schedule),
     r.trigger,
-    paintState(style, r.state),
+    stateCell(style, r),
     formatMicros(r.scheduledAt, style.zone),
     runDuration(r),
-    exitOf(r)
+    exitOf(r),
+    ...(withReason ? [reasonCell(style, r)] : [])
   ])
-  return table(style, [
+  const out = table(style, [
     { header: "RUN" },
     { header: "AGENT" },
     { header: "SCHEDULE" },
@@ -733,12 +755,17 @@ export const runsText = (style: Style, runs: ReadonlyArray<Messages.RunRow>): Ar
     { header: "STATE" },
     { header: "SCHEDULED" },
     { header: "DURATION", align: "right" },
-    { header: "EXIT", align: "right" }
+    { header: "EXIT", align: "right" },
+    ...(withReason ? [{ header: "REASON" }] : [])
   ], rows)
+  const occurrences = runs.reduce((n, r) => n + r.occurrences, 0)
+  return occurrences === runs.length
+    ? out
+    : [...out, "", `Total: ${runs.length} row${runs.length === 1 ? "" : "s"}, ${occurrences} occurrences`]
 }
 
 /** The closing line of a tail / `run --wait`. */
 export const runEndText = (style: Style, r: Messages.RunRow): string =>
-  `run ${clean(r.runId)} ${paintState(style, r.state)}${
+  `run ${clean(r.runId)} ${paintState(style, r.state)}${r.reason === null ? "" : ` (${clean(r.reason)})`}${
     r.signal !== null ? ` (signal ${clean(r.signal)})` : r.exitCode !== null ? ` (exit ${r.exitCode})` : ""
   }${r.startedAt !== null && r.finishedAt !== null ? ` in ${runDuration(r)}` : ""}`

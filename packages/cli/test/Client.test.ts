@@ -485,7 +485,10 @@ describe("commands: request shape and rendering", () => {
         startedAt: "2026-01-01T00:00:00.123456Z",
         finishedAt: "2026-01-01T00:00:02.623456Z",
         exitCode: 0,
-        signal: null
+        signal: null,
+        reason: null,
+        scheduledUntil: null,
+        occurrences: 1
       })
       const bad = yield* against(["runs", "--state", "exploded"])
       assert.strictEqual(bad.code, 2)

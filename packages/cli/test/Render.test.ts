@@ -1,7 +1,8 @@
+import * as Messages from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import * as Render from "../src/Render.js"
-import { failedRow, lineRow, RUN_A, runRow } from "./fixtures.js"
+import { failedRow, lineRow, M, RUN_A, RUN_B, runRow, T0 } from "./fixtures.js"
 
 const tty = (columns: number, env: Record<string, string | undefined> = {}) =>
   Render.makeStyle({ tty: true, columns, env, local: false })
@@ -78,6 +79,35 @@ describe("colours", () => {
     const plain = lines.map((l) => l.replace(/\u001b\[[0-9;]*m/g, ""))
     assert.deepStrictEqual(plain, Render.runsText({ ...style, color: false }, [runRow(RUN_A, "succeeded"), runRow(RUN_A, "failed")]))
     assert.isTrue(lines[1]!.includes("\u001b[32msucceeded\u001b[0m"))
+  })
+})
+
+describe("the run ledger in text", () => {
+  it("a reason column when a row has one; a missed range shows its count, its end and the total occurrences", () => {
+    const interrupted = new Messages.RunRow({ ...runRow(RUN_A, "interrupted"), reason: "shutdown" })
+    const range = new Messages.RunRow({
+      ...runRow(RUN_B, "missed"),
+      startedAt: null,
+      finishedAt: null,
+      exitCode: null,
+      reason: "catch_up_limit",
+      scheduledUntil: M(T0 + 7_149_000_000),
+      occurrences: 7150
+    })
+    assert.deepStrictEqual(Render.runsText(pipe, [interrupted, range]), [
+      "RUN                                   AGENT  SCHEDULE  TRIGGER   STATE         SCHEDULED             DURATION  EXIT  REASON",
+      `${RUN_A}  host   backup    schedule  interrupted   2026-01-01T00:00:00Z    2.500s     1  shutdown`,
+      `${RUN_B}  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
+      "",
+      "Total: 2 rows, 7151 occurrences"
+    ])
+    assert.strictEqual(Render.runEndText(pipe, interrupted), `run ${RUN_A} interrupted (shutdown) (exit 1) in 2.500s`)
+    assert.deepInclude(Render.runJson(range, "UTC"), {
+      state: "missed",
+      reason: "catch_up_limit",
+      scheduledUntil: "2026-01-01T01:59:09Z",
+      occurrences: 7150
+    })
   })
 })
 
@@ -190,7 +220,10 @@ describe("JSON shapes", () => {
       startedAt: "2026-01-01T00:00:00.123456Z",
       finishedAt: null,
       exitCode: null,
-      signal: null
+      signal: null,
+      reason: null,
+      scheduledUntil: null,
+      occurrences: 1
     })
   })
 

@@ -38,7 +38,10 @@ export const runRow = (
     startedAt: M(T0 + 123_456),
     finishedAt: extra.finishedAt === undefined ? (state === "running" ? null : M(T0 + 2_623_456)) : extra.finishedAt === null ? null : M(extra.finishedAt),
     exitCode: extra.exitCode === undefined ? (state === "succeeded" ? 0 : state === "running" ? null : 1) : extra.exitCode,
-    signal: extra.signal ?? null
+    signal: extra.signal ?? null,
+    reason: null,
+    scheduledUntil: null,
+    occurrences: 1
   })
 
 export const lineRow = (

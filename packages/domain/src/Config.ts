@@ -353,6 +353,19 @@ const connectionTimings = (t: {
 export const BartocConnection = table(connectionFields).pipe(Schema.filter(connectionTimings))
 export type BartocConnection = typeof BartocConnection.Type
 
+/**
+ * bartoc's `[runner]`: what SIGTERM / Ctrl-C does to running jobs. `wait`: start nothing new, keep
+ * streaming the running jobs' output until they end or `shutdown_grace_secs` passes, then stop the
+ * rest (recorded `interrupted`, reason `shutdown`); `terminate`: stop them at once. Either way a
+ * stopped job gets SIGTERM, then SIGKILL 5 s later. The systemd unit's `TimeoutStopSec` must cover
+ * the grace plus that (dist/bartoc.service).
+ */
+export const BartocRunner = table({
+  shutdown: withDefault(Enum("wait", "terminate"), () => "wait" as const),
+  shutdown_grace_secs: withDefault(NonNegativeInt, () => 60)
+})
+export type BartocRunner = typeof BartocRunner.Type
+
 export const BartocConfig = Schema.Struct({
   ...common,
   /** Sent as `?name=`; must match a `[schedules.<name>]` table on bartos. */
@@ -377,6 +390,8 @@ export const BartocConfig = Schema.Struct({
   bartos: bartosLink(bartosLinkFields),
   /** `[connection]`: ping interval, server silence, reconnect backoff. */
   connection: withDefault(BartocConnection, () => Schema.decodeUnknownSync(BartocConnection)({})),
+  /** `[runner]`: shutdown behaviour. */
+  runner: withDefault(BartocRunner, () => Schema.decodeUnknownSync(BartocRunner)({})),
   tracing: opt(Tracing)
 })
 export type BartocConfig = typeof BartocConfig.Type

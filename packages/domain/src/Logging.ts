@@ -49,6 +49,17 @@ export interface Options {
   readonly logFile?: string | false | undefined
   /** Where "stderr" lines go (tests); defaults to `process.stderr`. */
   readonly stderr?: { readonly write: (text: string) => unknown } | undefined
+  /**
+   * A level that may change while the program runs (bartoc reloads it on SIGHUP). Given, it
+   * replaces `verbose`/`quiet`, and the logger filters by its current value: the fiber-level
+   * minimum is inherited when a fiber forks, so changing that would miss the fibers already running.
+   */
+  readonly level?: LevelControl | undefined
+}
+
+/** A mutable minimum log level (see `Options.level`). */
+export interface LevelControl {
+  current: LogLevel.LogLevel
 }
 
 /**
@@ -125,7 +136,9 @@ export const layer = (options: Options): Layer.Layer<never, LogFileError> =>
       : options.logFile ?? defaultPaths(options.program).logFile
     const fd = file === undefined ? undefined : yield* openLogFile(file)
     const stderr = options.stderr ?? process.stderr
+    const control = options.level
     const logger = Logger.make((entry) => {
+      if (control !== undefined && LogLevel.lessThan(entry.logLevel, control.current)) return
       const line = formatLine(entry)
       if (fd !== undefined) {
         try {
@@ -145,5 +158,8 @@ export const layer = (options: Options): Layer.Layer<never, LogFileError> =>
           HashSet.add(logger)
         )
     )
-    yield* Effect.locallyScoped(FiberRef.currentMinimumLogLevel, levelFor(options.verbose, options.quiet))
+    yield* Effect.locallyScoped(
+      FiberRef.currentMinimumLogLevel,
+      control === undefined ? levelFor(options.verbose, options.quiet) : LogLevel.All
+    )
   }))

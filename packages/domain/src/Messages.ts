@@ -29,12 +29,28 @@ export type Stream = typeof Stream.Type
 export const Trigger = Schema.Literal("schedule", "catch_up", "manual")
 export type Trigger = typeof Trigger.Type
 
-/** Final states a run can end in (D4). */
-export const FinalRunState = Schema.Literal("succeeded", "failed", "timed_out", "cancelled")
+/**
+ * Final states a run that started can end in (D4). `interrupted`: bartoc stopped it or died while
+ * it ran (the `RunFinished` says why: `shutdown`, `agent_restart`).
+ */
+export const FinalRunState = Schema.Literal("succeeded", "failed", "timed_out", "cancelled", "interrupted")
 export type FinalRunState = typeof FinalRunState.Type
 
-/** Every state a run can be in as stored by bartos (D4). */
-export const RunState = Schema.Literal("running", "succeeded", "failed", "timed_out", "cancelled", "missed", "lost")
+/**
+ * Every state a run can be in as stored by bartos (D4): `running`, a final state, `missed` (an
+ * occurrence that never started, with its reason) or `lost` (bartos gave up waiting for an agent
+ * that vanished; reconciled when it reports).
+ */
+export const RunState = Schema.Literal(
+  "running",
+  "succeeded",
+  "failed",
+  "timed_out",
+  "cancelled",
+  "interrupted",
+  "missed",
+  "lost"
+)
 export type RunState = typeof RunState.Type
 
 export const Overlap = Schema.Literal("allow", "forbid", "queue")
@@ -126,16 +142,29 @@ export const RunFinished = Schema.TaggedStruct("RunFinished", {
   seq: Seq,
   runId: RunId,
   state: FinalRunState,
-  finishedAt: Micros
+  finishedAt: Micros,
+  /** Why the run ended so, for `interrupted`: "shutdown", "agent_restart" (README, run states). */
+  reason: Schema.optionalWith(Schema.String, { exact: true })
 })
 
+/**
+ * An occurrence that never started, or (with `until`) every occurrence of the schedule from
+ * `scheduledAt` to `until` inclusive, `count` of them: one record for a gap too long to list
+ * (README, run states).
+ */
 export const RunMissed = Schema.TaggedStruct("RunMissed", {
   seq: Seq,
   runId: RunId,
   schedule: Schema.String,
   scheduledAt: Micros,
-  /** Why: "stall" (policy said skip), "catch_up_limit", "overlap", "paused"… */
-  reason: Schema.String
+  /** Why: "catch_up_limit", "missed_tick:Skip", "overlap", "paused", "agent_restart"… (README, run states). */
+  reason: Schema.String,
+  /** A range: its last occurrence. Absent: this one occurrence. */
+  until: Schema.optionalWith(Micros, { exact: true }),
+  /** A range: how many occurrences it stands for (`scheduledAt` and `until` included). */
+  count: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { exact: true }),
+  /** The trigger the run would have had; absent: `schedule`. */
+  trigger: Schema.optionalWith(Trigger, { exact: true })
 })
 
 export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed)
@@ -453,7 +482,13 @@ export class RunRow extends Schema.Class<RunRow>("RunRow")({
    * else the last command's. Null when no command exited or one was killed by a signal.
    */
   exitCode: Schema.NullOr(Schema.Int),
-  signal: Schema.NullOr(Schema.String)
+  signal: Schema.NullOr(Schema.String),
+  /** Why it was missed or interrupted (null for the other states). */
+  reason: Schema.NullOr(Schema.String),
+  /** A missed range: its last occurrence (`scheduledAt` is its first); null for one occurrence. */
+  scheduledUntil: Schema.NullOr(Micros),
+  /** How many occurrences of the calendar this row accounts for: 1, or a missed range's count. */
+  occurrences: Schema.Int
 }) {}
 
 /** A failed command (exit code != 0, signal, timeout) with its output lines. */

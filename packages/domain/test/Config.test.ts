@@ -736,6 +736,17 @@ describe("example configs", () => {
       const c = yield* Config.loadBartoc({ configPath: example("agent/examples/bartoc.toml"), env: isolatedEnv() })
       assert.strictEqual(c.name, "demo")
       assert.deepStrictEqual(c.bartos, { prefix: "ws", host: "127.0.0.1", port: 20000 })
+      assert.deepStrictEqual(c.runner, { shutdown: "wait", shutdown_grace_secs: 60 })
+    }))
+
+  it.effect("dist/bartoc.service gives bartoc its default shutdown grace plus the kill sequence and delivery", () =>
+    Effect.gen(function*() {
+      const unit = fs.readFileSync(new URL("../../../dist/bartoc.service", import.meta.url), "utf8")
+      const stop = Number(unit.match(/^TimeoutStopSec=(\d+)s$/m)?.[1])
+      const c = yield* Config.loadBartoc({ env: isolatedEnv() })
+      // 5 s SIGTERM -> SIGKILL, 2 s for the pipes, 5 s for bartos' acks, and a margin.
+      assert.strictEqual(stop, c.runner.shutdown_grace_secs + 15)
+      assert.match(unit, /^KillMode=mixed$/m)
     }))
 
   it.effect("packages/cli/examples/barto-cli.toml", () =>
@@ -968,6 +979,27 @@ describe("listen ports", () => {
       assert.strictEqual(server.actix.port, 0)
       const e = yield* failure(Config.loadBartoc({ configPath: writeFile(dir, "bartoc.toml", `[bartos]\nport = 0\n`) }))
       assert.strictEqual(e.path, "bartos.port")
+    }))
+})
+
+describe("bartoc [runner] shutdown", () => {
+  it.effect("defaults to wait with a 60 s grace; the environment and the file set it; bad values name the key", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual((yield* Config.loadBartoc({ env: isolatedEnv() })).runner, { shutdown: "wait", shutdown_grace_secs: 60 })
+      const dir = tmp()
+      const file = writeFile(dir, "bartoc.toml", `[runner]\nshutdown = "terminate"\nshutdown_grace_secs = 0\n`)
+      assert.deepStrictEqual((yield* Config.loadBartoc({ configPath: file, env: isolatedEnv() })).runner, {
+        shutdown: "terminate",
+        shutdown_grace_secs: 0
+      })
+      const env = yield* Config.loadBartoc({ env: isolatedEnv({ BARTOC_RUNNER__SHUTDOWN_GRACE_SECS: "7200" }) })
+      assert.strictEqual(env.runner.shutdown_grace_secs, 7200)
+      const bad = yield* failure(Config.loadBartoc({ configPath: writeFile(dir, "bad.toml", `[runner]\nshutdown = "later"\n`) }))
+      assert.strictEqual(bad.path, "runner.shutdown")
+      const negative = yield* failure(
+        Config.loadBartoc({ configPath: writeFile(dir, "neg.toml", `[runner]\nshutdown_grace_secs = -1\n`) })
+      )
+      assert.strictEqual(negative.path, "runner.shutdown_grace_secs")
     }))
 })
 

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Logger, LogLevel, Redacted } from "effect"
+import { Effect, Either, Fiber, Logger, LogLevel, Queue, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -69,6 +69,28 @@ describe("layer", () => {
         assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), [...expected])
       }))
   }
+
+  it.live("a level control changes the level at once, for fibers already running too (bartoc's SIGHUP)", () =>
+    Effect.gen(function*() {
+      const file = path.join(tmp(), "l.log")
+      const level: Logging.LevelControl = { current: LogLevel.Warning }
+      yield* Effect.scoped(Effect.gen(function*() {
+        const step = yield* Queue.unbounded<void>()
+        const done = yield* Queue.unbounded<void>()
+        // Forked before the change, logging after it.
+        const fiber = yield* Effect.fork(Effect.forever(Queue.take(step).pipe(
+          Effect.zipRight(logEveryLevel),
+          Effect.zipRight(Queue.offer(done, undefined))
+        )))
+        yield* Queue.offer(step, undefined)
+        yield* Queue.take(done)
+        level.current = LogLevel.Debug
+        yield* Queue.offer(step, undefined)
+        yield* Queue.take(done)
+        yield* Fiber.interrupt(fiber)
+      }).pipe(Effect.provide(Logging.layer({ program: "bartoc", logFile: file, level }))))
+      assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), ["WARN", "ERROR", "DEBUG", "INFO", "WARN", "ERROR"])
+    }))
 
   it.live("stderr only with enableStdOutput; never stdout", () =>
     Effect.gen(function*() {

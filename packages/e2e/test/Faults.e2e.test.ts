@@ -227,11 +227,11 @@ describe.each(dbKinds())("faults on %s", (kind) => {
     const window = await freeze(agent, 4_000)
     const { gap, rs } = await frozenRuns("skip", window)
     expect(gap.every((r) => r.state === "missed")).toBe(true)
-    const reasons = await cluster.db.all<{ missed_reason: string }>(
-      `SELECT missed_reason FROM runs WHERE agent = 'skip' AND state = 'missed'`
+    const reasons = await cluster.db.all<{ reason: string }>(
+      `SELECT reason FROM runs WHERE agent = 'skip' AND state = 'missed'`
     )
     expect(reasons.length).toBeGreaterThanOrEqual(2)
-    expect(new Set(reasons.map((r) => r.missed_reason))).toEqual(new Set(["missed_tick:Skip"]))
+    expect(new Set(reasons.map((r) => r.reason))).toEqual(new Set(["missed_tick:Skip"]))
     expectOnePerOccurrence(rs)
     expect(rs.filter((r) => r.state !== "missed").every((r) => r.state === "succeeded" && r.run_trigger === "schedule")).toBe(true)
     // After the freeze it keeps running on time.

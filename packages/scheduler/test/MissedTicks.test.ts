@@ -86,16 +86,22 @@ describe("MissedTicks.plan: table", () => {
     assert.deepStrictEqual(p.run, [{ at: due, trigger: "schedule" }])
     assert.deepStrictEqual(p.missed, [])
     const q = MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, now: t("2026-05-01T15:20:00") })
-    assert.deepStrictEqual(q, { run: [], missed: [], missedTotal: 0, watermark: t("2026-05-01T15:20:00") })
+    assert.deepStrictEqual(q, {
+      run: [],
+      missed: [],
+      missedRange: undefined,
+      missedTotal: 0,
+      watermark: t("2026-05-01T15:20:00")
+    })
   })
 
   it("clock stepped backwards: nothing runs, the watermark stays", () => {
     const p = MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, lastRun: due, now: due - 3_600_000 })
-    assert.deepStrictEqual(p, { run: [], missed: [], missedTotal: 0, watermark: due })
+    assert.deepStrictEqual(p, { run: [], missed: [], missedRange: undefined, missedTotal: 0, watermark: due })
     assert.deepStrictEqual(MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, lastRun: due, now: due }).run, [])
   })
 
-  it("huge gaps: missed list capped, total exact, fast", () => {
+  it("huge gaps: beyond maxMissedRecorded the missed occurrences are one range standing for every one, fast", () => {
     const start = performance.now()
     const every = cal("*:*:*")
     const p = MissedTicks.plan(every, {
@@ -107,19 +113,40 @@ describe("MissedTicks.plan: table", () => {
     // Ten catch-ups plus two on-time runs (23:59:59 and 00:00:00 are both within the 1000 ms grace).
     assert.strictEqual(p.run.length, 12)
     assert.strictEqual(p.run.filter((r) => r.trigger === "schedule").length, 2)
-    assert.strictEqual(p.missed.length, 1000)
+    assert.deepStrictEqual(p.missed, [])
     assert.strictEqual(p.missedTotal, 31 * 86400 - 2 - 10)
-    assert.strictEqual(p.missed[0], t("2026-01-01T00:00:11"))
-    const capped = MissedTicks.plan(every, {
-      policy: "Skip",
+    assert.deepStrictEqual(p.missedRange, {
+      from: t("2026-01-01T00:00:11"),
+      to: t("2026-01-31T23:59:58"),
+      count: 31 * 86400 - 2 - 10
+    })
+    // At the limit they are still listed; one more and they become a range.
+    const gap = { lastRun: t("2026-01-01T00:00:00"), now: t("2026-01-01T01:00:00.500") } // 3599 in the gap, 1 on time
+    const listed = MissedTicks.plan(every, { policy: "Skip", catchUpLimit: 10, ...gap, maxMissedRecorded: 3599 })
+    assert.strictEqual(listed.missed.length, 3599)
+    assert.isUndefined(listed.missedRange)
+    const ranged = MissedTicks.plan(every, { policy: "Skip", catchUpLimit: 10, ...gap, maxMissedRecorded: 3598 })
+    assert.deepStrictEqual(ranged.missed, [])
+    assert.deepStrictEqual(ranged.missedRange, { from: t("2026-01-01T00:00:01"), to: t("2026-01-01T00:59:59"), count: 3599 })
+    assert.strictEqual(ranged.missedTotal, 3599)
+    // Delay between occurrences: the newest gap occurrence runs, the range ends just before it.
+    const delayed = MissedTicks.plan(every, {
+      policy: "Delay",
       catchUpLimit: 10,
       lastRun: t("2026-01-01T00:00:00"),
       now: t("2026-01-01T01:00:00.500"),
+      graceMs: 0,
       maxMissedRecorded: 5
     })
-    assert.strictEqual(capped.missed.length, 5)
-    assert.strictEqual(capped.missedTotal, 3599)
+    assert.deepStrictEqual(delayed.run, [{ at: t("2026-01-01T01:00:00"), trigger: "catch_up" }])
+    assert.deepStrictEqual(delayed.missedRange, { from: t("2026-01-01T00:00:01"), to: t("2026-01-01T00:59:59"), count: 3599 })
     assert.isBelow(performance.now() - start, 1000)
+  })
+
+  it("span: the occurrences in (after, until] as one range", () => {
+    assert.deepStrictEqual(MissedTicks.span(hourly, lastRun, now), { from: gap[0], to: due, count: 5 })
+    assert.deepStrictEqual(MissedTicks.span(hourly, lastRun, due - 1), { from: gap[0], to: gap[3], count: 4 })
+    assert.isUndefined(MissedTicks.span(hourly, due, due + 1000))
   })
 
   it("nextWake sleeps until the next occurrence after now and after lastRun", () => {
@@ -127,6 +154,33 @@ describe("MissedTicks.plan: table", () => {
     assert.strictEqual(MissedTicks.nextWake(hourly, { now: t("2026-05-01T15:20:00"), lastRun: t("2026-05-01T18:00:00") }), t("2026-05-01T19:00:00"))
     assert.strictEqual(MissedTicks.nextWake(hourly, { now: due, lastRun: due }), t("2026-05-01T16:00:00"))
     assert.isUndefined(MissedTicks.nextWake(cal("2020-01-01"), { now: due }))
+  })
+})
+
+describe("MissedTicks.ledgerProblems", () => {
+  const h = (n: number) => t(`2026-05-01T${String(n).padStart(2, "0")}:00:00`)
+  const one = (n: number, label = `run ${n}`) => ({ from: h(n), to: h(n), count: 1, label })
+
+  it("holds when every occurrence has one entry, ranges included", () => {
+    assert.deepStrictEqual(
+      MissedTicks.ledgerProblems(hourly, [one(1), { from: h(2), to: h(5), count: 4, label: "range" }, one(6)]),
+      []
+    )
+  })
+
+  it("names holes, doubles, and entries that are not spans of their count", () => {
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [one(1), one(3)]), [`${new Date(h(2)).toISOString()}: no row`])
+    assert.deepStrictEqual(
+      MissedTicks.ledgerProblems(hourly, [one(1), { from: h(1), to: h(2), count: 2, label: "range" }]),
+      [`${new Date(h(1)).toISOString()}: run 1 AND range`]
+    )
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [{ from: h(1), to: h(3), count: 2, label: "short" }]), [
+      "short: counts 2 occurrences, its span holds 3"
+    ])
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [{ from: h(1) + 1, to: h(1) + 1, count: 1, label: "odd" }]), [
+      `odd: ${new Date(h(1) + 1).toISOString()}..${new Date(h(1) + 1).toISOString()} is not a span of occurrences`,
+      "odd: counts 1 occurrences, its span holds 0"
+    ])
   })
 })
 
@@ -169,29 +223,32 @@ describe("MissedTicks.plan: properties", () => {
     const runAt = p.run.map((r) => r.at)
     assert.deepStrictEqual(runAt, [...runAt].sort((x, y) => x - y))
     assert.isAtMost(p.missed.length, a.maxMissedRecorded)
-    for (const m of p.missed) assert.isFalse(runAt.includes(m))
-    assert.isTrue(p.missed.every((m, i) => i === 0 || m > p.missed[i - 1]!))
+    assert.isTrue(p.missed.length === 0 || p.missedRange === undefined)
     if (a.lastRun === undefined) {
       assert.deepStrictEqual(p.missed, [])
+      assert.isUndefined(p.missedRange)
       assert.strictEqual(p.missedTotal, 0)
       return
     }
-    const all = occurrences(a.c, a.lastRun, Math.min(now, a.lastRun + 6 * 86_400_000))
-    assert.strictEqual(p.run.length + p.missedTotal, all.length)
+    // The ledger identity: every occurrence in (lastRun, now] is run or missed (listed or inside
+    // the range), exactly once.
+    const all = occurrences(a.c, a.lastRun, now)
+    const range = p.missedRange
+    const missed = range === undefined ? p.missed : occurrences(a.c, range.from - 1, range.to)
+    if (range !== undefined) assert.strictEqual(range.count, missed.length)
+    assert.strictEqual(p.missedTotal, missed.length)
+    assert.deepStrictEqual([...runAt, ...missed].sort((x, y) => x - y), all)
     const gap = all.filter((o) => o < now - a.graceMs)
-    for (const o of [...runAt, ...p.missed]) assert.isTrue(all.includes(o))
     const caught = p.run.filter((r) => r.trigger === "catch_up").map((r) => r.at)
     switch (a.policy) {
       case "Burst":
         assert.deepStrictEqual(caught, gap.slice(0, a.catchUpLimit))
-        assert.deepStrictEqual(p.missed, gap.slice(a.catchUpLimit, a.catchUpLimit + a.maxMissedRecorded))
         break
       case "Delay":
         assert.deepStrictEqual(caught, gap.length > 0 && onTime.length === 0 ? [gap[gap.length - 1]] : [])
         break
       case "Skip":
         assert.deepStrictEqual(caught, [])
-        assert.deepStrictEqual(p.missed, gap.slice(0, a.maxMissedRecorded))
         break
     }
     assert.strictEqual(p.watermark, now)

@@ -6,8 +6,10 @@
  *
  * Ingest semantics (one transaction per batch, in seq order): `RunStarted` inserts a `running` run
  * (or completes a placeholder, and a `lost`/`missed` row runs again); `RunFinished` moves only a
- * `running` or `lost` run to its final state (a final state is final); `RunMissed` inserts a
- * `missed` run; records of a run never seen create a placeholder run (schedule "unknown").
+ * `running` or `lost` run to its final state, with its reason (a final state is final);
+ * `RunMissed` inserts a `missed` run with its reason, and for a range its last occurrence
+ * (`scheduled_until`) and count (`occurrences`; 1 for every other row); records of a run never
+ * seen create a placeholder run (schedule "unknown").
  * Output lines are also unique on (run_id, line_seq), a second guard behind the offsets.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -108,14 +110,17 @@ export interface StoreShape {
   /** As `listLines` for every agent's `schedule`, ordered by agent first. */
   readonly cmdLines: (schedule: string) => Stream.Stream<LineRow, StoreError>
   /**
-   * Commands with exit != 0 or killed, plus runs timed_out/lost/failed without commands; newest
+   * Commands with exit != 0 or killed, plus runs timed_out/interrupted/lost/failed without commands; newest
    * last. A command with more than a page of lines comes as consecutive rows of the same
    * (runId, cmdUuid), each carrying the next lines.
    */
   readonly failed: () => Stream.Stream<FailedRow, StoreError>
   /** Data of lines whose command exited 0, in time order (for `updates`). */
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
-  /** Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have nothing else). */
+  /**
+   * Newest first by scheduled_at (then run id); `since` compares scheduled_at too (missed runs have
+   * nothing else), a missed range's last occurrence.
+   */
   readonly runs: (filter: RunsFilter) => Effect.Effect<ReadonlyArray<RunRow>, StoreError>
   /**
    * For each (agent, schedule): its newest run and the states of its newest `perSchedule` runs
@@ -149,7 +154,10 @@ export interface StoreShape {
    * no query account is configured; `StoreError` only when the database cannot be reached.
    */
   readonly query: (sql: string, caps: QueryCaps) => Effect.Effect<QueryResult, StoreError | QueryRefused>
-  /** Runs finished before `before` (missed/lost ones: scheduled before) with their commands and lines; never a running run. */
+  /**
+   * Runs finished before `before` (missed/lost ones: scheduled before; a missed range: its last
+   * occurrence) with their commands and lines; never a running run.
+   */
   readonly cleanup: (
     before: Micros,
     dryRun: boolean

@@ -67,7 +67,7 @@ export type NodeHandler = (req: http.IncomingMessage, res: http.ServerResponse) 
 /** The largest request body the API reads (a login or a cleanup is a few dozen bytes). */
 export const MAX_BODY_BYTES = 64 * 1024
 /** States the failures page and the dashboard count as failures. */
-export const FAILED_STATES: ReadonlyArray<RunState> = ["failed", "timed_out", "lost"]
+export const FAILED_STATES: ReadonlyArray<RunState> = ["failed", "timed_out", "interrupted", "lost"]
 /** Run states shown per schedule in the dashboard's strip. */
 export const RECENT_RUNS = 12
 const DAY_MICROS = 86_400_000_000

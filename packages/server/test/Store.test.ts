@@ -360,16 +360,16 @@ for (const db of databases) {
     it.effect("an incomplete schema is reported; a forgotten migration is applied again", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        yield* sql.unsafe("DROP TABLE paused_schedules")
+        // The newest migration's column gone (a hand-edited database).
+        yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
         const e = yield* Effect.flip(migrateWith({ verifyRetries: 0 }))
         assert.match(e.message, /schema check failed/)
-        // The Migrator only runs ids above the highest recorded one: forget 15 (the table's) and
-        // every later one.
-        const forgotten = Object.keys(migrations).map((k) => Number(k.slice(0, 4))).filter((id) => id >= 15)
-        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id >= 15`)
-        // Forgetting the migrations makes the next start re-create the table (IF NOT EXISTS).
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), forgotten)
-        yield* (yield* Store).setPaused("a", "s", true)
+        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id >= 18`)
+        // Forgetting the migrations makes the next start apply them again (each checks first or
+        // is IF NOT EXISTS).
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18, 19, 20, 21])
+        yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
+        assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
       }).pipe(Effect.provide(db.layer())))
 
     it.effect("ingests every record kind", () =>
@@ -516,6 +516,111 @@ for (const db of databases) {
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).state, "failed")
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(r3)).finishedAt, at(60))
       }))
+
+    it.effect("the ledger records: interrupted runs and missed occurrences keep their reason; a missed range counts as its occurrences", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const [died, stopped, lostOne, single, range] = ["died", "stopped", "lost", "single", "range"].map(nextName)
+        yield* store.ingest(agent, "o", [
+          runStarted(0, died, "s", 100),
+          commandStarted(1, died, `${died}-c0`, 0, "sleep 60", 100),
+          runStarted(2, stopped, "s", 110),
+          runStarted(3, lostOne, "s", 120),
+          { _tag: "RunMissed", seq: 4, runId: rid(single), schedule: "s", scheduledAt: at(130), reason: "agent_restart", trigger: "catch_up" },
+          {
+            _tag: "RunMissed",
+            seq: 5,
+            runId: rid(range),
+            schedule: "s",
+            scheduledAt: at(900_000),
+            reason: "catch_up_limit",
+            until: at(907_149),
+            count: 7150
+          }
+        ])
+        yield* store.markLost(agent, at(125))
+        yield* store.ingest(agent, "o", [
+          { _tag: "RunFinished", seq: 6, runId: rid(died), state: "interrupted", finishedAt: at(140), reason: "agent_restart" },
+          { _tag: "RunFinished", seq: 7, runId: rid(stopped), state: "interrupted", finishedAt: at(150), reason: "shutdown" },
+          // A lost run is reconciled to what its agent says, reason included.
+          { _tag: "RunFinished", seq: 8, runId: rid(lostOne), state: "interrupted", finishedAt: at(160), reason: "agent_restart" }
+        ])
+        const get = (id: string) => Effect.map(store.getRun(id), Option.getOrThrow)
+        assert.deepInclude(yield* get(died), { state: "interrupted", reason: "agent_restart", occurrences: 1, scheduledUntil: null })
+        assert.deepInclude(yield* get(stopped), { state: "interrupted", reason: "shutdown", finishedAt: at(150) })
+        assert.deepInclude(yield* get(lostOne), { state: "interrupted", reason: "agent_restart" })
+        assert.deepInclude(yield* get(single), {
+          state: "missed",
+          trigger: "catch_up",
+          reason: "agent_restart",
+          scheduledAt: at(130),
+          scheduledUntil: null,
+          occurrences: 1
+        })
+        assert.deepInclude(yield* get(range), {
+          state: "missed",
+          trigger: "schedule",
+          reason: "catch_up_limit",
+          scheduledAt: at(900_000),
+          scheduledUntil: at(907_149),
+          occurrences: 7150,
+          startedAt: null
+        })
+        // `runs --state missed`, and `--since` inside the range: the range is there, once.
+        const missed = yield* store.runs({ agent, state: "missed", limit: 10 })
+        assert.deepStrictEqual(missed.map((r) => [r.runId, r.occurrences]), [[range, 7150], [single, 1]])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(905_000), limit: 10 })).map((r) => r.runId), [range])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 10 })).map((r) => r.runId), [range, single, lostOne])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 2 })).map((r) => r.runId), [range, single])
+        assert.deepStrictEqual((yield* store.runs({ agent, state: "interrupted", limit: 10 })).map((r) => r.runId).sort(), [died, lostOne, stopped].sort())
+        // `failed` shows interrupted runs: the command that never exited, and the runs without one.
+        const failed = (yield* collect(store.failed())).filter((f) => f.agent === agent)
+        assert.sameDeepMembers(failed.map((f) => [f.runId, f.state, f.command]), [
+          [died, "interrupted", "sleep 60"],
+          [stopped, "interrupted", ""],
+          [lostOne, "interrupted", ""]
+        ])
+        // Totals in SQL: rows vs occurrences.
+        const totals = yield* store.query(
+          `SELECT state, COUNT(*) AS n, SUM(occurrences) AS occ FROM runs WHERE agent = '${agent}' GROUP BY state ORDER BY state`,
+          { rowCap: 10, maxBytes: 1 << 20, timeoutMs: 5000 }
+        )
+        assert.deepStrictEqual(totals.rows, [["interrupted", "3", "3"], ["missed", "2", "7151"]])
+        // A range ages by its last occurrence: a cleanup cutting through it keeps it.
+        const keptRange = yield* store.cleanup(at(905_000), true)
+        const range2 = yield* store.cleanup(at(907_150), true)
+        assert.strictEqual(range2.runs - keptRange.runs, 1)
+        // A missed row that starts after all runs again, without its reason.
+        yield* store.ingest(agent, "o", [runStarted(9, single, "s", 130)])
+        assert.deepInclude(yield* get(single), { state: "running", reason: null })
+      }))
+
+    it.effect("migrating a database from before the ledger keeps its missed reasons", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* Store
+        // Back to the schema of migration 15, with a missed run recorded then.
+        yield* sql.unsafe(sql.onDialectOrElse({
+          mysql: () => "DROP INDEX runs_scheduled_until ON runs",
+          orElse: () => "DROP INDEX runs_scheduled_until"
+        }))
+        yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
+        yield* sql.unsafe("ALTER TABLE runs DROP COLUMN scheduled_until")
+        yield* sql.unsafe("ALTER TABLE runs RENAME COLUMN reason TO missed_reason")
+        yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id > 15`)
+        yield* sql.unsafe(
+          `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
+           VALUES ('old-missed', 'a', 's', 'schedule', 'missed', 5, 'missed_tick:Skip')`
+        )
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19])
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
+          state: "missed",
+          reason: "missed_tick:Skip",
+          scheduledUntil: null,
+          occurrences: 1
+        })
+      }).pipe(Effect.provide(db.layer())))
 
     it.effect("records of an unknown run create a placeholder run that RunStarted later completes", () =>
       Effect.gen(function*() {

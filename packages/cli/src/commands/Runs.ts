@@ -255,8 +255,10 @@ const pauseCommand = (name: "pause" | "resume") =>
   ).pipe(
     Command.withDescription(
       name === "pause"
-        ? "Pause a schedule: its occurrences are recorded as missed (admin key required)."
-        : "Resume a paused schedule (admin key required)."
+        ? "Pause a schedule: it runs nothing until resumed; its occurrences meanwhile are recorded as one missed range " +
+          "(reason paused) when it is resumed (admin key required)."
+        : "Resume a paused schedule; its occurrences while paused are recorded as one missed range (reason paused) " +
+          "(admin key required)."
     )
   )
 

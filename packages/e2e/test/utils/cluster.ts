@@ -111,7 +111,13 @@ export interface Cluster {
   readonly serverToml: () => string
   readonly writeServerConfig: (patch?: { schedules?: Record<string, Array<Schedule>>; extra?: Record<string, unknown> }) => void
   readonly startServer: (extraArgs?: Array<string>) => Promise<Proc>
-  readonly startAgent: (name: string, extra?: Record<string, unknown>, serverPort?: number) => Promise<Proc>
+  /** `env`: added to the agent's environment (fault injection: `BARTO_TEST_CRASH_AT`). */
+  readonly startAgent: (
+    name: string,
+    extra?: Record<string, unknown>,
+    serverPort?: number,
+    env?: Record<string, string>
+  ) => Promise<Proc>
   readonly cli: (args: Array<string>, extra?: Record<string, unknown>) => Promise<CliResult>
   readonly cliJson: <T = unknown>(args: Array<string>, extra?: Record<string, unknown>) => Promise<T>
   /** Writes a file into the cluster's directory; returns its path. */
@@ -175,14 +181,17 @@ export const makeCluster = async (
       cluster.server = proc
       return proc
     },
-    startAgent: async (name, agentExtra = {}, serverPort) => {
+    startAgent: async (name, agentExtra = {}, serverPort, env) => {
       const path = join(dir, `bartoc-${name}.toml`)
       const bartos = { prefix: "ws", host: "127.0.0.1", port: serverPort ?? cluster.port, ...((agentExtra.bartos as object | undefined) ?? {}) }
       writeFileSync(
         path,
         stringify({ name, state_path: join(dir, `bartoc-${name}.db`), ...agentExtra, bartos })
       )
-      const proc = startProcess("bartoc", ["-c", path, "-t", join(dir, `bartoc-${name}.log`)], { name: `bartoc:${name}` })
+      const proc = startProcess("bartoc", ["-c", path, "-t", join(dir, `bartoc-${name}.log`)], {
+        name: `bartoc:${name}`,
+        ...(env === undefined ? {} : { env })
+      })
       cluster.agents.set(name, proc)
       return proc
     },

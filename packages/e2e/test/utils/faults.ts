@@ -3,14 +3,18 @@
  * invariants over the database bartos writes (exactly once, contiguous, final states), the
  * agent's outbox file read from outside, `/metrics`, and waiting for the wall clock.
  */
+import * as Calendar from "@barto/scheduler/Calendar"
+import * as MissedTicks from "@barto/scheduler/MissedTicks"
 import Database from "better-sqlite3"
+import * as Either from "effect/Either"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { expect } from "vitest"
 import type { Cluster, Db } from "./cluster.js"
 import { type Proc, waitFor } from "./procs.js"
 
-export const FINAL_STATES = ["succeeded", "failed", "timed_out", "cancelled"] as const
+/** The states a run that started ends in (`missed` is the final state of one that never started). */
+export const FINAL_STATES = ["succeeded", "failed", "timed_out", "cancelled", "interrupted"] as const
 
 /**
  * A job printing `1..n` on stdout (one number per line) in `chunks` slices, with one
@@ -96,6 +100,83 @@ export const unfinished = (rs: ReadonlyArray<RunRow>) => rs.filter((r) => !(FINA
 export const expectAllFinal = (rs: ReadonlyArray<RunRow>) => {
   expect(unfinished(rs).map((r) => `${r.run_id} ${r.state}`)).toEqual([])
   for (const r of rs) if (r.state !== "missed") expect(r.finished_at).not.toBeNull()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run ledger: every occurrence accounted for exactly once
+// ---------------------------------------------------------------------------------------------
+
+export interface LedgerRow {
+  readonly run_id: string
+  readonly run_trigger: string
+  readonly state: string
+  /** Microseconds: the occurrence (a range's first). */
+  readonly scheduled_at: number
+  /** Microseconds: a range's last occurrence. */
+  readonly scheduled_until: number | null
+  readonly occurrences: number
+  readonly reason: string | null
+}
+
+export const ledger = async (db: Db, agent: string, schedule: string): Promise<Array<LedgerRow>> =>
+  (await db.all<LedgerRow>(
+    `SELECT run_id, run_trigger, state, scheduled_at, scheduled_until, occurrences, reason FROM runs
+     WHERE agent = ? AND schedule = ? AND run_trigger <> 'manual' ORDER BY scheduled_at, run_id`,
+    [agent, schedule]
+  )).map((r) => ({
+    ...r,
+    scheduled_at: toNum(r.scheduled_at),
+    scheduled_until: r.scheduled_until === null ? null : toNum(r.scheduled_until),
+    occurrences: toNum(r.occurrences)
+  }))
+
+/** The rows once none is `running` or `lost` any more: every one final, or missed. */
+export const settledLedger = async (db: Db, agent: string, schedule: string, timeoutMs = 30_000) => {
+  let open: Array<string> = []
+  try {
+    return await waitFor(`the ledger of ${agent}/${schedule} to settle`, async () => {
+      const rows = await ledger(db, agent, schedule)
+      open = rows.filter((r) => r.state === "running" || r.state === "lost").map((r) =>
+        `${r.run_id} ${r.run_trigger} ${r.state} ${iso(r.scheduled_at / 1000)}`
+      )
+      return rows.length > 0 && open.length === 0 ? rows : undefined
+    }, { timeoutMs })
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; still open: ${open.join(", ")}`)
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+/**
+ * The ledger identity (issue 12 §3; `MissedTicks.ledgerProblems`): every occurrence of `calendar`
+ * from the first row's to the last row's has exactly one row (a run, or a missed record; a
+ * missed range stands for each of its occurrences), no row is for an instant the calendar does
+ * not have; also every row is in a final state, and every missed or interrupted row says why.
+ * Returns the occurrences per state.
+ */
+export const expectLedgerIdentity = (rows: ReadonlyArray<LedgerRow>, calendar: string): Record<string, number> => {
+  const problems = MissedTicks.ledgerProblems(
+    Either.getOrThrow(Calendar.parse(calendar)),
+    rows.map((r) => ({
+      from: r.scheduled_at / 1000,
+      to: (r.scheduled_until ?? r.scheduled_at) / 1000,
+      count: r.occurrences,
+      label: `${r.run_id} ${r.state}`
+    }))
+  )
+  const byState: Record<string, number> = {}
+  for (const r of rows) {
+    if (!(FINAL_STATES as ReadonlyArray<string>).includes(r.state) && r.state !== "missed") {
+      problems.push(`${r.run_id} is ${r.state}`)
+    }
+    if ((r.state === "missed" || r.state === "interrupted") && (r.reason === null || r.reason === "")) {
+      problems.push(`${r.run_id} is ${r.state} without a reason`)
+    }
+    byState[r.state] = (byState[r.state] ?? 0) + r.occurrences
+  }
+  expect(problems.slice(0, 20)).toEqual([])
+  return byState
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,13 +21,22 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as LineSplitter from "../../LineSplitter.js"
 import { Outbox, type OutboxError, type OutboxShape, type RecordDraft } from "../../Outbox.js"
 import type { Options, Runner, RunnerShape, RunRequest } from "../../Runner.js"
+import { inOwnFiber } from "../ownFiber.js"
 import * as Child from "./child.js"
 import * as Sink from "./sink.js"
+
+/** `[runner] shutdown_grace_secs` default, in ms. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 60_000
+
+const AGENT_RESTART = "agent_restart"
 
 /** After SIGKILL, how long to wait for the pipes to close before abandoning them. */
 const ABANDON_STREAMS_AFTER = Duration.seconds(2)
 
-type StopReason = "cancel" | "timeout"
+type StopReason = "cancel" | "timeout" | "shutdown"
+
+/** The final state of a run a stop request cut short. */
+const STOPPED: Record<StopReason, FinalRunState> = { cancel: "cancelled", timeout: "timed_out", shutdown: "interrupted" }
 
 interface RunCtx {
   readonly request: RunRequest
@@ -42,6 +51,8 @@ interface RunCtx {
   startRecorded: boolean
   /** The first command, already spawned by `start` (armed runs); the run adopts it. */
   first: Prelaunched | undefined
+  /** An intent for the run is durable: its RunStarted may follow its first spawn. */
+  armed: boolean
 }
 
 interface Prelaunched {
@@ -85,6 +96,8 @@ const make = (options: Options) =>
     // a run's first spawn happens inside `start`, not after a trip through the scheduler.
     const runNow = yield* FiberSet.runtime(fibers)<never>()
     const killGrace = Duration.millis(options.killGraceMs ?? 5000)
+    const shutdownMode = options.shutdown ?? "wait"
+    const shutdownGrace = Duration.millis(options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS)
     const shell = options.shell !== undefined && options.shell !== "" ? options.shell : defaultShell(process.env)
 
     /** Environments computed ahead by `prepare`, by run id (reading process.env takes ~0.3 ms). */
@@ -109,58 +122,49 @@ const make = (options: Options) =>
     const busy = yield* SubscriptionRef.make(0)
     let shuttingDown = false
 
-    // Runs a previous bartoc started and never finished (it was killed mid-run): their processes
-    // went with it, so no RunFinished will ever come. Without one, bartos shows them `running`
-    // for ever when this agent comes back before its liveness check gives up on the old one.
-    // `failed`: the run did not complete, and it must reach exactly one final state.
-    if (outbox.orphanedRuns.length > 0) {
-      yield* outbox.append(outbox.orphanedRuns.map((r): RecordDraft => ({
-        _tag: "RunFinished",
-        runId: r.runId as RunId,
-        state: "failed",
-        finishedAt: nowMicros()
-      }))).pipe(
-        Effect.zipRight(Effect.logWarning(
-          `${outbox.orphanedRuns.length} run(s) left unfinished by a previous bartoc recorded as failed: ` +
-            outbox.orphanedRuns.map((r) => `${r.runId} (${r.schedule})`).join(", ")
-        )),
-        Effect.catchAll((e) => Effect.logError("recording the runs a previous bartoc left unfinished failed", e))
-      )
-    }
-
-    // Intents a previous bartoc left: runs it was about to start at their instant. One whose
-    // instant has passed may have been spawned just before that process died (the start is
-    // recorded right after the spawn), so it is recorded as a run that failed, never run again;
-    // its RunStarted consumes the intent and moves the schedule's last run past it, so the Ticker
-    // does not catch it up either. One still in the future was never started: dropped, the Ticker
-    // runs that occurrence when it comes. The Ticker reads last runs only after this.
-    if (outbox.leftoverIntents.length > 0) {
+    // What a previous bartoc left unsettled (killed: kill -9, crash, power loss), in one
+    // transaction, before anything of this process starts (the Ticker reads last runs after it):
+    // - runs it started and never finished: their processes went with it and no RunFinished will
+    //   ever come (bartos would show them `running` for ever). `interrupted`, `agent_restart`.
+    // - intents whose instant has passed: runs it armed, planned (catch-up) or queued and never
+    //   started. `missed`, `agent_restart`: each RunMissed consumes its intent and moves the
+    //   schedule's last run past it, so the Ticker neither catches it up nor runs it again. (An
+    //   armed run records its start right after its spawn: a bartoc killed within that fraction
+    //   of a millisecond leaves a run that did start recorded as missed; README, run states.)
+    // - intents still in the future: dropped; the Ticker runs those occurrences when they come.
+    if (outbox.orphanedRuns.length > 0 || outbox.leftoverIntents.length > 0) {
       const now = yield* Clock.currentTimeMillis
       const due = outbox.leftoverIntents.filter((i) => i.scheduledAt <= now)
       const future = outbox.leftoverIntents.filter((i) => i.scheduledAt > now)
-      yield* outbox.disarm(future.map((i) => i.runId)).pipe(
-        Effect.catchAll((e) => Effect.logError("dropping the intents a previous bartoc left for later failed", e))
-      )
-      if (due.length > 0) {
-        yield* outbox.append(due.flatMap((i): Array<RecordDraft> => [
-          {
-            _tag: "RunStarted",
-            runId: i.runId as RunId,
-            schedule: i.schedule,
-            trigger: i.trigger,
-            scheduledAt: toMicros(i.scheduledAt),
-            startedAt: toMicros(i.scheduledAt)
-          },
-          { _tag: "RunFinished", runId: i.runId as RunId, state: "failed", finishedAt: toMicros(now) }
-        ])).pipe(
-          Effect.zipRight(Effect.logWarning(
-            `${due.length} run(s) a previous bartoc was starting when it stopped recorded as failed ` +
-              `(whether their commands began is unknown; they are not run again): ` +
+      yield* outbox.append([
+        ...outbox.orphanedRuns.map((r): RecordDraft => ({
+          _tag: "RunFinished",
+          runId: r.runId as RunId,
+          state: "interrupted",
+          finishedAt: toMicros(now),
+          reason: AGENT_RESTART
+        })),
+        ...due.map((i): RecordDraft => ({
+          _tag: "RunMissed",
+          runId: i.runId as RunId,
+          schedule: i.schedule,
+          scheduledAt: toMicros(i.scheduledAt),
+          reason: AGENT_RESTART,
+          ...(i.trigger === "schedule" ? {} : { trigger: i.trigger })
+        }))
+      ], { disarm: future.map((i) => i.runId) }).pipe(
+        Effect.zipRight(Effect.all([
+          outbox.orphanedRuns.length === 0 ? Effect.void : Effect.logWarning(
+            `${outbox.orphanedRuns.length} run(s) a previous bartoc left running recorded as interrupted ` +
+              `(agent_restart): ` + outbox.orphanedRuns.map((r) => `${r.runId} (${r.schedule})`).join(", ")
+          ),
+          due.length === 0 ? Effect.void : Effect.logWarning(
+            `${due.length} run(s) a previous bartoc had not started yet recorded as missed (agent_restart): ` +
               due.map((i) => `${i.runId} (${i.schedule} at ${rfc3339(i.scheduledAt)})`).join(", ")
-          )),
-          Effect.catchAll((e) => Effect.logError("recording the runs a previous bartoc was starting failed", e))
-        )
-      }
+          )
+        ], { discard: true })),
+        Effect.catchAll((e) => Effect.logError("recording what a previous bartoc left unsettled failed", e))
+      )
     }
 
     const busyCount = () => {
@@ -178,7 +182,8 @@ const make = (options: Options) =>
       stopRequested: Deferred.unsafeMake<void>(FiberId.none),
       lineSeq: 0,
       startRecorded: false,
-      first: undefined
+      first: undefined,
+      armed: request.armed === true
     })
 
     const markActive = (ctx: RunCtx) => {
@@ -198,7 +203,8 @@ const make = (options: Options) =>
         runId: ctx.runId,
         schedule: ctx.schedule,
         scheduledAt: toMicros(ctx.request.scheduledAt),
-        reason
+        reason,
+        ...(ctx.request.trigger === "schedule" ? {} : { trigger: ctx.request.trigger })
       }))).pipe(Effect.asVoid)
 
     // --- one command -------------------------------------------------------------------------
@@ -316,12 +322,15 @@ const make = (options: Options) =>
           ctx.startRecorded = true
           sink.push(runStarted(ctx, nowMicros()), true)
         }
-        const state: FinalRunState = stopped && ctx.stop !== undefined
-          ? (ctx.stop === "cancel" ? "cancelled" : "timed_out")
-          : allOk
-          ? "succeeded"
-          : "failed"
-        sink.push({ _tag: "RunFinished", runId: ctx.runId, state, finishedAt: nowMicros() })
+        const cut = stopped ? ctx.stop : undefined
+        const state: FinalRunState = cut !== undefined ? STOPPED[cut] : allOk ? "succeeded" : "failed"
+        sink.push({
+          _tag: "RunFinished",
+          runId: ctx.runId,
+          state,
+          finishedAt: nowMicros(),
+          ...(cut === "shutdown" ? { reason: "shutdown" } : {})
+        })
         yield* sink.flush
       }))
 
@@ -336,7 +345,7 @@ const make = (options: Options) =>
       const body = Effect.sync(() =>
         runNow(Effect.interruptible(execute(ctx).pipe(Effect.ensuring(Effect.zipRight(dropFirst(ctx), finish(ctx))))))
       )
-      if (ctx.request.armed === true) return Effect.asVoid(body)
+      if (ctx.armed) return Effect.asVoid(body)
       ctx.startRecorded = true
       return outbox.append([runStarted(ctx, nowMicros())]).pipe(
         Effect.tapError(() => finish(ctx)),
@@ -392,38 +401,59 @@ const make = (options: Options) =>
 
     // --- the service ---------------------------------------------------------------------------
 
-    const start = (request: RunRequest): Effect.Effect<"started" | "queued" | "skipped", OutboxError> =>
+    type Outcome = "started" | "queued" | "skipped" | "refused"
+
+    /** Starts a run at once; an armed one (`prelaunch`) spawns its first command right here. */
+    const launch = (ctx: RunCtx, prelaunched: boolean): Effect.Effect<Outcome, OutboxError> => {
+      markActive(ctx)
+      if (prelaunched) ctx.first = prelaunch(ctx)
+      // Published after the start (the count is read when published, so it is right whatever
+      // ran in between): nothing but the run itself comes before its spawn.
+      return begin(ctx).pipe(Effect.zipRight(publish), Effect.as("started" as const))
+    }
+
+    const isBusy = (schedule: string) => {
+      const queue = queues.get(schedule)
+      return (activeBySchedule.get(schedule) ?? 0) > 0 || (queue !== undefined && queue.length > 0)
+    }
+
+    /**
+     * Queues a run behind its schedule's running one. One without an intent gets one first (see
+     * `armQueued`); the schedule may have become free during that write, then it starts now.
+     */
+    const enqueue = (ctx: RunCtx): Effect.Effect<Outcome, OutboxError> =>
+      (ctx.armed ? Effect.void : armQueued(ctx)).pipe(Effect.zipRight(Effect.suspend(() => {
+        if (shuttingDown) return missed([ctx], "shutdown").pipe(Effect.as("refused" as const))
+        if (!isBusy(ctx.schedule)) return launch(ctx, false)
+        const queue = queues.get(ctx.schedule)
+        if (queue === undefined) queues.set(ctx.schedule, [ctx])
+        else queue.push(ctx)
+        return publish.pipe(Effect.as("queued" as const))
+      })))
+
+    const start = (request: RunRequest): Effect.Effect<Outcome, OutboxError> =>
       Effect.suspend(() => {
         const ctx = makeCtx(request)
-        if (shuttingDown) return missed([ctx], "shutdown").pipe(Effect.as("skipped" as const))
+        if (shuttingDown) return missed([ctx], "shutdown").pipe(Effect.as("refused" as const))
         const alreadyKnown = active.has(request.runId) ||
           [...queues.values()].some((q) => q.some((c) => c.runId === request.runId))
         if (alreadyKnown) {
           return Effect.logWarning(`run ${request.runId} is already running or queued here; not starting it twice`)
             .pipe(Effect.as("skipped" as const))
         }
-        const activeHere = activeBySchedule.get(ctx.schedule) ?? 0
         switch (request.spec.overlap) {
           case "forbid":
-            if (activeHere > 0) return missed([ctx], "overlap").pipe(Effect.as("skipped" as const))
-            break
-          case "queue": {
-            const queue = queues.get(ctx.schedule)
-            if (activeHere > 0 || (queue !== undefined && queue.length > 0)) {
-              if (queue === undefined) queues.set(ctx.schedule, [ctx])
-              else queue.push(ctx)
-              return publish.pipe(Effect.as("queued" as const))
+            if ((activeBySchedule.get(ctx.schedule) ?? 0) > 0) {
+              return missed([ctx], "overlap").pipe(Effect.as("skipped" as const))
             }
             break
-          }
+          case "queue":
+            if (isBusy(ctx.schedule)) return enqueue(ctx)
+            break
           case "allow":
             break
         }
-        markActive(ctx)
-        if (request.armed === true) ctx.first = prelaunch(ctx)
-        // Published after the start (the count is read when published, so it is right whatever
-        // ran in between): nothing but the run itself comes before its spawn.
-        return begin(ctx).pipe(Effect.zipRight(publish), Effect.as("started" as const))
+        return launch(ctx, request.armed === true)
       })
 
     const cancel = (runId: RunId): Effect.Effect<boolean> =>
@@ -448,6 +478,23 @@ const make = (options: Options) =>
         return Effect.succeed(false)
       })
 
+    /**
+     * A queued run lives in memory until its turn: its intent is what a successor finds if this
+     * process dies before then (recorded missed, never silently gone). Written before the run is
+     * queued, so that it can never land after the run's RunStarted (which would leave a stale
+     * intent). Without the write the run still queues; only that trace is lost.
+     */
+    const armQueued = (ctx: RunCtx): Effect.Effect<void> =>
+      outbox.arm([{
+        runId: ctx.runId,
+        schedule: ctx.schedule,
+        scheduledAt: ctx.request.scheduledAt,
+        trigger: ctx.request.trigger
+      }]).pipe(
+        Effect.tap(() => Effect.sync(() => ctx.armed = true)),
+        Effect.catchAll((e) => Effect.logError(`recording queued run ${ctx.runId} of ${ctx.schedule} failed`, e))
+      )
+
     const prepare = (requests: ReadonlyArray<RunRequest>) =>
       Effect.sync(() => {
         prepared = new Map(requests.map((r) => [r.runId, envOf(r)]))
@@ -460,9 +507,9 @@ const make = (options: Options) =>
       Stream.runDrain
     )
 
-    // Shutdown: queued runs are recorded as missed, running ones get the cancel kill sequence and
-    // write their CommandExited / RunFinished before the layer is gone.
-    yield* Effect.addFinalizer(() =>
+    const stopTimeout = Duration.sum(Duration.sum(killGrace, ABANDON_STREAMS_AFTER), Duration.seconds(3))
+
+    const drainOnce = (hurry: Effect.Effect<void>) =>
       Effect.gen(function*() {
         shuttingDown = true
         const dropped = [...queues.values()].flat()
@@ -471,15 +518,41 @@ const make = (options: Options) =>
         yield* missed(dropped, "shutdown").pipe(
           Effect.catchAll((e) => Effect.logError("recording queued runs dropped at shutdown failed", e))
         )
-        for (const ctx of active.values()) requestStop(ctx, "cancel")
-        yield* awaitIdle.pipe(
-          Effect.timeout(Duration.sum(Duration.sum(killGrace, ABANDON_STREAMS_AFTER), Duration.seconds(3))),
+        if (shutdownMode === "wait" && active.size > 0) {
+          yield* Effect.logInfo(
+            `shutting down: waiting up to ${Duration.format(shutdownGrace)} for ${active.size} running run(s) to finish ` +
+              `(${runningList()})`
+          )
+          const ended = yield* inOwnFiber(Effect.raceFirst(
+            awaitIdle.pipe(Effect.as(true)),
+            Effect.raceFirst(Effect.sleep(shutdownGrace), hurry).pipe(Effect.as(false))
+          ))
+          if (!ended) {
+            yield* Effect.logWarning(`shutting down: stopping ${active.size} run(s) still running (${runningList()})`)
+          }
+        }
+        for (const ctx of active.values()) requestStop(ctx, "shutdown")
+        yield* inOwnFiber(awaitIdle.pipe(Effect.timeout(stopTimeout))).pipe(
           Effect.catchAll(() => Effect.logError("runs still active after the shutdown kill sequence; interrupting them"))
         )
       })
-    )
 
-    return { start, prepare, cancel, running, awaitIdle } satisfies RunnerShape
+    const runningList = () => [...active.values()].map((c) => `${c.runId} (${c.schedule})`).join(", ")
+
+    let drainStarted = false
+    const drained = yield* Deferred.make<void>()
+    const drain = (options: { readonly hurry?: Effect.Effect<void> } = {}): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (drainStarted) return Deferred.await(drained)
+        drainStarted = true
+        return drainOnce(options.hurry ?? Effect.never).pipe(Effect.ensuring(Deferred.succeed(drained, undefined)))
+      })
+
+    // Shutdown when the layer goes (a program that did not `drain` first, tests): the same drain.
+    // Running runs write their CommandExited / RunFinished before the outbox is gone.
+    yield* Effect.addFinalizer(() => drain())
+
+    return { start, prepare, cancel, running, awaitIdle, drain } satisfies RunnerShape
   })
 
 export const layer = (tag: Context.Tag<Runner, RunnerShape>, options: Options): Layer.Layer<Runner, never, Outbox> =>

@@ -92,10 +92,10 @@ const breathe = Effect.async<void>((resume) => {
 /** Run ids per delete transaction in cleanup and retention. */
 const DELETE_CHUNK = 256
 const MICROS_PER_DAY = 86_400_000_000
-const LOST_OR_FAILED = "('failed', 'timed_out', 'lost')"
+const LOST_OR_FAILED = "('failed', 'timed_out', 'interrupted', 'lost')"
 
-const RUN_COLUMNS =
-  "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, r.exit_code, r.exit_signal"
+const RUN_COLUMNS = "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, " +
+  "r.exit_code, r.exit_signal, r.reason, r.scheduled_until, r.occurrences"
 
 // A line carries its run's state and exit code (what `list`/`cmd` head each run with), not the
 // exit code of the command that printed it: a run whose printing command exited 0 and whose
@@ -116,7 +116,10 @@ const toRunRow = (r: Row): RunRow =>
     startedAt: numOrNull(r.started_at) as Micros | null,
     finishedAt: numOrNull(r.finished_at) as Micros | null,
     exitCode: numOrNull(r.exit_code),
-    signal: strOrNull(r.exit_signal)
+    signal: strOrNull(r.exit_signal),
+    reason: strOrNull(r.reason),
+    scheduledUntil: numOrNull(r.scheduled_until) as Micros | null,
+    occurrences: numOrNull(r.occurrences) ?? 1
   }, true)
 
 const toLineRow = (r: Row): LineRow =>
@@ -180,16 +183,20 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       mysql ? `ON DUPLICATE KEY UPDATE ${pkColumn} = ${pkColumn}` : `ON CONFLICT (${conflictTarget}) DO NOTHING`
     const forUpdate = sql.onDialectOrElse({ mysql: () => " FOR UPDATE", orElse: () => "" })
 
+    // MariaDB applies the assignments left to right (each sees the ones before): `reason` is
+    // decided on the old state, before `state` changes.
     const upsertRunStarted = mysql
       ? `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
          VALUES (?, ?, ?, ?, 'running', ?, ?)
          ON DUPLICATE KEY UPDATE schedule = VALUES(schedule), run_trigger = VALUES(run_trigger),
            scheduled_at = VALUES(scheduled_at), started_at = VALUES(started_at),
+           reason = IF(state IN ('lost', 'missed'), NULL, reason),
            state = IF(state IN ('lost', 'missed'), 'running', state)`
       : `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
          VALUES (?, ?, ?, ?, 'running', ?, ?)
          ON CONFLICT (run_id) DO UPDATE SET schedule = excluded.schedule, run_trigger = excluded.run_trigger,
            scheduled_at = excluded.scheduled_at, started_at = excluded.started_at,
+           reason = CASE WHEN runs.state IN ('lost', 'missed') THEN NULL ELSE runs.reason END,
            state = CASE WHEN runs.state IN ('lost', 'missed') THEN 'running' ELSE runs.state END`
 
     const upsertCommandStarted = mysql
@@ -210,8 +217,9 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
          ON CONFLICT (cmd_uuid) DO UPDATE SET finished_at = excluded.finished_at, exit_code = excluded.exit_code,
            exit_signal = excluded.exit_signal`
 
-    const insertRunMissed = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
-      VALUES (?, ?, ?, 'schedule', 'missed', ?, ?) ${ignoreDup("run_id", "run_id")}`
+    const insertRunMissed = `INSERT INTO runs
+      (run_id, agent, schedule, run_trigger, state, scheduled_at, reason, scheduled_until, occurrences)
+      VALUES (?, ?, ?, ?, 'missed', ?, ?, ?, ?) ${ignoreDup("run_id", "run_id")}`
 
     const insertPlaceholderRun = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
       VALUES (?, ?, 'unknown', 'schedule', 'running', ?, ?) ${ignoreDup("run_id", "run_id")}`
@@ -403,11 +411,21 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         case "RunFinished":
           // A final state is final: only a running or lost run takes one (lost = reconciled).
           return yield* execOf(
-            `UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ? AND state IN ('running', 'lost')`,
-            [r.state, r.finishedAt, r.runId]
+            `UPDATE runs SET state = ?, finished_at = ?, reason = ? WHERE run_id = ? AND state IN ('running', 'lost')`,
+            [r.state, r.finishedAt, r.reason === undefined ? null : clip(r.reason), r.runId]
           )
         case "RunMissed":
-          return yield* execOf(insertRunMissed, [r.runId, agent, r.schedule, r.scheduledAt, clip(r.reason)])
+          // A range row stands for `count` occurrences, scheduled_at (first) to scheduled_until (last).
+          return yield* execOf(insertRunMissed, [
+            r.runId,
+            agent,
+            r.schedule,
+            r.trigger ?? "schedule",
+            r.scheduledAt,
+            clip(r.reason),
+            r.until ?? null,
+            r.count ?? 1
+          ])
         case "OutputLine":
           return 0
       }
@@ -911,26 +929,34 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         where.push(`r.state IN ${list.text}`)
         params.push(...list.params)
       }
-      if (filter.since !== undefined) {
-        where.push("r.scheduled_at >= ?")
-        params.push(filter.since)
-      }
       if (filter.before !== undefined) {
         where.push("(r.scheduled_at < ? OR (r.scheduled_at = ? AND r.run_id < ?))")
         params.push(filter.before.scheduledAt, filter.before.scheduledAt, filter.before.runId)
       }
-      return { text: where.length > 0 ? `WHERE ${where.join(" AND ")}` : "", params }
+      // `since` is applied by the callers: a missed range counts when any of its occurrences is
+      // at or after it, which `runs` answers with one branch per index.
+      return { where, params }
     }
 
     const runs = (filter: RunsFilter) => {
       const limit = Math.max(0, Math.floor(filter.limit))
       if (limit === 0) return Effect.succeed([])
-      const where = runsWhere(filter)
-      return run(
-        `SELECT ${RUN_COLUMNS} FROM runs r ${where.text}
-         ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`,
-        [...where.params, limit]
-      ).pipe(
+      const { params, where } = runsWhere(filter)
+      const base = where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
+      const and = where.length > 0 ? "AND" : "WHERE"
+      // With `since`, a missed range counts when any of its occurrences is at or after it: the
+      // rows scheduled since, plus the ranges that began before and end since, each branch on
+      // its own index (one OR over both columns would scan the table).
+      const text = filter.since === undefined
+        ? `SELECT ${RUN_COLUMNS} FROM runs r ${base} ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ?`
+        : `SELECT ${RUN_COLUMNS} FROM runs r ${base} ${and} r.scheduled_at >= ?
+           UNION ALL
+           SELECT ${RUN_COLUMNS} FROM runs r ${base} ${and} r.scheduled_until >= ? AND r.scheduled_at < ?
+           ORDER BY scheduled_at DESC, run_id DESC LIMIT ?`
+      const all = filter.since === undefined
+        ? [...params, limit]
+        : [...params, filter.since, ...params, filter.since, filter.since, limit]
+      return run(text, all).pipe(
         Effect.map((rows) => rows.map(toRunRow)),
         Effect.mapError(storeError("runs"))
       )
@@ -976,8 +1002,13 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       }).pipe(Effect.mapError(storeError("recentRuns")))
 
     const countRuns = (filter: Omit<RunsFilter, "limit" | "before">) => {
-      const where = runsWhere(filter)
-      return count(`SELECT COUNT(*) AS n FROM runs r ${where.text}`, where.params).pipe(
+      const { params, where } = runsWhere(filter)
+      // Rows (a missed range is one row) scheduled since `since`.
+      if (filter.since !== undefined) {
+        where.push("r.scheduled_at >= ?")
+        params.push(filter.since)
+      }
+      return count(`SELECT COUNT(*) AS n FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}`, params).pipe(
         Effect.mapError(storeError("countRuns"))
       )
     }
@@ -1084,8 +1115,10 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
 
     // --- cleanup and retention ---------------------------------------------------------------
 
-    // Never a running run. A lost or missed run has no finished_at: it ages by its scheduled_at.
-    const DELETABLE = `r.state <> 'running' AND (r.finished_at < ? OR (r.finished_at IS NULL AND r.scheduled_at < ?))`
+    // Never a running run. A lost or missed run has no finished_at: it ages by its scheduled_at,
+    // a missed range by its last occurrence.
+    const DELETABLE = `r.state <> 'running' AND (r.finished_at < ? OR ` +
+      `(r.finished_at IS NULL AND COALESCE(r.scheduled_until, r.scheduled_at) < ?))`
 
     /** Deletes the runs and everything under them, one transaction per chunk of run ids. */
     const deleteRuns = (runIds: ReadonlyArray<string>) =>

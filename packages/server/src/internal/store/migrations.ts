@@ -1,7 +1,8 @@
 /**
  * The store schema (D8) as `@effect/sql` migrations, one DDL statement each: MariaDB commits DDL
  * implicitly, so a migration holding two statements could half-apply and still be recorded as done
- * (style.md §5.2). Every statement is `IF NOT EXISTS`, so re-running one is harmless.
+ * (style.md §5.2). Every statement is `IF NOT EXISTS` (or, for an ALTER, checks first), so
+ * re-running one is harmless.
  *
  * Column types are written once for both dialects: SQLite maps `VARCHAR`/`MEDIUMTEXT` to TEXT and
  * `BIGINT`/`INT`/`TINYINT` to INTEGER affinity. Instants are BIGINT microseconds UTC (SQLite
@@ -35,6 +36,37 @@ const createIndex = (name: string, table: string, columns: string) =>
     SqlClient.SqlClient,
     (sql) => Effect.asVoid(sql.unsafe(`CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`))
   )
+
+/** Whether `table` has `column` (the ALTERs below run only when they still have something to do). */
+const columnExists = (table: string, column: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql.onDialectOrElse({
+      mysql: () =>
+        sql.unsafe(
+          `SELECT COLUMN_NAME FROM information_schema.COLUMNS
+           WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`,
+          [table, column]
+        ),
+      orElse: () => sql.unsafe(`SELECT name FROM pragma_table_info(?) WHERE name = ?`, [table, column])
+    })
+    return rows.length > 0
+  })
+
+/** ALTERs are not `IF NOT EXISTS` on SQLite: each one checks first, so re-running it is harmless too. */
+const addColumn = (table: string, column: string, definition: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (yield* columnExists(table, column)) return
+    yield* sql.unsafe(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`)
+  })
+
+const renameColumn = (table: string, from: string, to: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (!(yield* columnExists(table, from))) return
+    yield* sql.unsafe(`ALTER TABLE ${table} RENAME COLUMN ${from} TO ${to}`)
+  })
 
 // Names: agents, schedules and free text are VARCHAR(255) (indexable on both); ids minted by
 // agents (run ids, command ids, outbox ids, session ids) VARCHAR(64).
@@ -136,16 +168,25 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     schedule VARCHAR(255) NOT NULL,
     PRIMARY KEY (agent, schedule)`
   ),
+  // Why a run was missed or interrupted: one column for both final states that carry a reason.
+  "0016_rename_runs_missed_reason": renameColumn("runs", "missed_reason", "reason"),
+  // A missed range (README, run states): its last occurrence; scheduled_at is its first.
+  "0017_add_runs_scheduled_until": addColumn("runs", "scheduled_until", "BIGINT NULL"),
+  // How many occurrences a row accounts for: 1, or a missed range's count. SUM(occurrences)
+  // counts occurrences where COUNT(*) counts rows.
+  "0018_add_runs_occurrences": addColumn("runs", "occurrences", "INT NOT NULL DEFAULT 1"),
+  // runs(since): the missed ranges that began before `since` and end after it
+  "0019_index_runs_scheduled_until": createIndex("runs_scheduled_until", "runs", "scheduled_until"),
   // recentRuns and runs(agent, schedule): newest first by scheduled_at straight from the index
   // (the console's schedule lists; 1,000 runs per schedule would otherwise be sorted per row).
-  "0016_index_runs_agent_schedule_scheduled": createIndex(
+  "0020_index_runs_agent_schedule_scheduled": createIndex(
     "runs_agent_schedule_scheduled",
     "runs",
     "agent, schedule, scheduled_at"
   ),
   // failures of the last day and their count (dashboard, failures page): a range per state
   // instead of every failed run ever (measured at 1M runs on SQLite: 14 ms → 1 ms).
-  "0017_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
+  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
@@ -199,6 +240,7 @@ const verify = (sql: SqlClient.SqlClient): Effect.Effect<void, StoreError> =>
     for (const table of TABLES) {
       yield* sql.unsafe(`SELECT 1 FROM ${table} WHERE 1 = 0`)
     }
+    yield* sql.unsafe(`SELECT reason, scheduled_until, occurrences FROM runs WHERE 1 = 0`)
   }).pipe(
     Effect.catchTag("SqlError", (e) =>
       Effect.fail(new StoreError({ message: `store schema check failed: ${String(e.cause ?? e.message)}`, cause: e })))
