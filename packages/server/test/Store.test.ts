@@ -613,7 +613,7 @@ for (const db of databases) {
           `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
            VALUES ('old-missed', 'a', 's', 'schedule', 'missed', 5, 'missed_tick:Skip')`
         )
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19])
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19, 20, 21])
         assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
           state: "missed",
           reason: "missed_tick:Skip",
@@ -1257,7 +1257,7 @@ describe.runIf(mariadbAvailable)("MariaDB query account", () => {
       yield* Effect.acquireRelease(
         asAdmin(async (conn) => {
           await conn.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`)
-          await conn.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON \`${options.database}\`.* TO '${user}'@'%'`)
+          await conn.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON \`${options.database}\`.* TO '${user}'@'%'`)
         }),
         () => asAdmin((conn) => conn.query(`DROP USER IF EXISTS '${user}'@'%'`))
       )
