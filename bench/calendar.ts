@@ -2,7 +2,9 @@
  * Calendar benchmark: barto's engine (`@barto/scheduler/Calendar`) against croner and
  * cron-parser on the same four schedules, parse and next(). Methodology follows
  * shared/spec/perf-baselines.md §1: 1,000 pseudo-random start instants over 2026, warm-up,
- * then the median of 5 samples of ~300 ms each. All three evaluate in UTC.
+ * then the median of 5 samples of ~300 ms each. The parse and first next() rows evaluate in UTC;
+ * the zoned next() rows run the same schedules in named zones with DST (each engine given the
+ * zone: barto's trailing zone, croner's `timezone`, cron-parser's `tz`), measured in the same run.
  *
  *   npx tsx bench/calendar.ts
  *
@@ -28,6 +30,8 @@ export interface CalendarBenchRow {
   readonly cronerNoTz?: number
   /** barto / croner (higher is better for barto). */
   readonly ratio: number
+  /** Zoned next() rows: the IANA zone all three engines evaluate in (undefined = UTC). */
+  readonly zone?: string
 }
 
 interface Case {
@@ -42,6 +46,9 @@ const CASES: ReadonlyArray<Case> = [
   { label: "weekdays at noon", barto: "Mon..Fri *-*-* 12:00:00", cron: "0 0 12 * * MON-FRI" },
   { label: "Feb 29 at noon", barto: "*-02-29 12:00:00", cron: "0 0 12 29 2 *" }
 ]
+
+// Named zones with DST: whole-hour (Europe, North America) and half-hour (Lord Howe) shifts.
+const ZONES: ReadonlyArray<string> = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]
 
 const SAMPLES = 5
 const SAMPLE_MS = 300
@@ -94,11 +101,11 @@ const parseBarto = (expr: string): Calendar.Calendar =>
   Either.getOrThrowWith(Calendar.parse(expr), (e) => new Error(`bench: barto cannot parse ${expr}: ${e.message}`))
 
 /** Checks that the three engines agree on next() for some starts; prints any mismatch loudly. */
-const verify = (c: Case, starts: ReadonlyArray<number>): number => {
-  const cal = parseBarto(c.barto)
-  const cron = new Cron(c.cron, { paused: true, timezone: "UTC" })
+const verify = (c: Case, starts: ReadonlyArray<number>, zone = "UTC"): number => {
+  const cal = parseBarto(zone === "UTC" ? c.barto : `${c.barto} ${zone}`)
+  const cron = new Cron(c.cron, { paused: true, timezone: zone })
   const cronLocal = new Cron(c.cron, { paused: true })
-  const parser = CronExpressionParser.parse(c.cron, { currentDate: new Date(starts[0]!), tz: "UTC" })
+  const parser = CronExpressionParser.parse(c.cron, { currentDate: new Date(starts[0]!), tz: zone })
   let mismatches = 0
   for (const start of [Date.parse("2026-11-23T08:00:00.500Z"), ...starts.slice(0, 25)]) {
     const a = Calendar.next(cal, start)
@@ -106,11 +113,11 @@ const verify = (c: Case, starts: ReadonlyArray<number>): number => {
     parser.reset(new Date(start))
     const d = parser.next().getTime()
     // croner without a zone follows the host's; only checked where the host is UTC.
-    const l = hostIsUtc() ? cronLocal.nextRun(new Date(start))?.getTime() : a
+    const l = zone === "UTC" && hostIsUtc() ? cronLocal.nextRun(new Date(start))?.getTime() : a
     if (a !== b || a !== d || a !== l) {
       mismatches++
       console.error(
-        `!!! CALENDAR MISMATCH ${c.label} after ${new Date(start).toISOString()}: barto ${iso(a)} croner ${iso(b)} ` +
+        `!!! CALENDAR MISMATCH ${c.label} (${zone}) after ${new Date(start).toISOString()}: barto ${iso(a)} croner ${iso(b)} ` +
           `cron-parser ${iso(d)} croner-no-tz ${iso(l)}`
       )
     }
@@ -135,7 +142,10 @@ export async function runCalendarBench(options: CalendarBenchOptions = {}): Prom
   const starts = startInstants()
   const dates = starts.map((s) => new Date(s))
   const rows: Array<CalendarBenchRow> = []
-  for (const c of CASES) verify(c, starts)
+  for (const c of CASES) {
+    verify(c, starts)
+    for (const zone of ZONES) verify(c, starts, zone)
+  }
   for (const c of CASES) {
     const barto = measure(() => parseBarto(c.barto))
     const croner = measure(() => new Cron(c.cron, { paused: true, timezone: "UTC" }))
@@ -144,30 +154,35 @@ export async function runCalendarBench(options: CalendarBenchOptions = {}): Prom
     // Yield between rows so a combined runner's other work (logs, timers) is not starved.
     await new Promise((resolve) => setImmediate(resolve))
   }
-  for (const c of CASES) {
-    const cal = parseBarto(c.barto)
-    const cron = new Cron(c.cron, { paused: true, timezone: "UTC" })
-    const cronLocal = new Cron(c.cron, { paused: true })
-    const parser = CronExpressionParser.parse(c.cron, { currentDate: dates[0]!, tz: "UTC" })
-    const n = starts.length
-    const barto = measure((i) => Calendar.next(cal, starts[i % n]!))
-    const croner = measure((i) => cron.nextRun(dates[i % n]!))
-    const cronerNoTz = measure((i) => cronLocal.nextRun(dates[i % n]!))
-    const cronParser = measure((i) => {
-      parser.reset(dates[i % n]!)
-      return parser.next()
-    })
-    rows.push({
-      suite: "calendar",
-      name: `next: ${c.label}`,
-      unit: "ops/s",
-      barto,
-      croner,
-      cronParser,
-      cronerNoTz,
-      ratio: barto / croner
-    })
-    await new Promise((resolve) => setImmediate(resolve))
+  // UTC first (with croner's no-timezone fast path next to it), then the same cases in each zone.
+  for (const zone of [undefined, ...ZONES]) {
+    for (const c of CASES) {
+      const tz = zone ?? "UTC"
+      const cal = parseBarto(zone === undefined ? c.barto : `${c.barto} ${zone}`)
+      const cron = new Cron(c.cron, { paused: true, timezone: tz })
+      const cronLocal = new Cron(c.cron, { paused: true })
+      const parser = CronExpressionParser.parse(c.cron, { currentDate: dates[0]!, tz })
+      const n = starts.length
+      const barto = measure((i) => Calendar.next(cal, starts[i % n]!))
+      const croner = measure((i) => cron.nextRun(dates[i % n]!))
+      const cronerNoTz = zone === undefined ? measure((i) => cronLocal.nextRun(dates[i % n]!)) : undefined
+      const cronParser = measure((i) => {
+        parser.reset(dates[i % n]!)
+        return parser.next()
+      })
+      rows.push({
+        suite: "calendar",
+        name: zone === undefined ? `next: ${c.label}` : `next: ${c.label} (${zone})`,
+        unit: "ops/s",
+        barto,
+        croner,
+        cronParser,
+        ...(cronerNoTz === undefined ? {} : { cronerNoTz }),
+        ratio: barto / croner,
+        ...(zone === undefined ? {} : { zone })
+      })
+      await new Promise((resolve) => setImmediate(resolve))
+    }
   }
   if (sink < 0) console.log(sink)
   return rows
@@ -176,7 +191,7 @@ export async function runCalendarBench(options: CalendarBenchOptions = {}): Prom
 const fmt = (v: number): string => Math.round(v).toLocaleString("en-US")
 
 export const formatCalendarTable = (rows: ReadonlyArray<CalendarBenchRow>): string => {
-  const header = ["row", "barto", "croner", "croner (no tz)", "cron-parser", "barto/croner"]
+  const header = ["row", "barto", "croner (zone)", "croner (no tz)", "cron-parser (zone)", "barto/croner"]
   const body = rows.map((r) => [
     r.name,
     fmt(r.barto),
@@ -193,6 +208,6 @@ export const formatCalendarTable = (rows: ReadonlyArray<CalendarBenchRow>): stri
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const rows = await runCalendarBench()
-  console.log(`calendar (ops/s, median of ${SAMPLES} × ${SAMPLE_MS} ms, 1,000 starts over 2026, UTC)`)
+  console.log(`calendar (ops/s, median of ${SAMPLES} × ${SAMPLE_MS} ms, 1,000 starts over 2026; UTC unless a zone is named)`)
   console.log(formatCalendarTable(rows))
 }

@@ -6,10 +6,14 @@
  * numbers, until every line is acked. Rate = lines / (first send → Ack covering the last record).
  *
  * Frames are encoded before the clock starts, so the load generator costs only `ws.send` (the
- * bench process and bartos share the machine's 2 cores). Next to it: the raw batched-insert rate
- * of the same database measured just before bartos starts (1,000-row INSERTs into a scratch table
- * through the plain driver, as perf-baselines §3; and the same through the Store's own client,
- * `measureRawInsertRate`) and the ratio to the plain driver.
+ * bench process and bartos share the machine's 2 cores). Next to it, measured on the same database
+ * around the run: the yardstick of issue 17, perf-baselines §3's raw insert rate taken as §3 took it
+ * (`Db.baselineRate`: §3's table, 1,000-row statements through the plain driver, 3 runs) before
+ * bartos starts and again after it stopped (the machine is shared: its speed drifts within a
+ * minute); end to end is held to ≥ 0.8× of the median of those 6 runs. As second numbers, measured
+ * once before bartos: the same 1,000-row INSERTs into a table of `output_lines`' own shape through
+ * the plain driver (the turn-one yardstick) and through the Store's own client
+ * (`measureRawInsertRate`).
  */
 import * as Codec from "@barto/domain/Codec"
 import * as Ids from "@barto/domain/Ids"
@@ -18,7 +22,7 @@ import { performance } from "node:perf_hooks"
 import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
 import { startServer } from "../lib/barto.js"
 import { cpuSeconds, pidOf, removeDir, sleep, tempDir, waitFor } from "../lib/procs.js"
-import { atLeast, type Row } from "../lib/report.js"
+import { atLeast, median, type Row } from "../lib/report.js"
 import { connectSimAgent } from "../lib/simagent.js"
 
 const BATCH_LINES = 500
@@ -26,8 +30,11 @@ const BATCHES_PER_RUN = 20
 const WINDOW = Number(process.env.BENCH_INGEST_WINDOW ?? 4)
 const AGENT = "bench-ingest"
 
-// perf-baselines §3: 1,000-row multi-row INSERTs, one writer.
-const BASELINE_RAW: Record<DbKind, number> = { mariadb: 186_000, sqlite: 440_000 }
+// perf-baselines §3 as measured there: MariaDB 1,000-row INSERTs into the table with KEY(run_uuid),
+// KEY(ts) over TCP; SQLite 1,000 single-row INSERTs per transaction, synchronous=FULL.
+const BASELINE_RAW: Record<DbKind, number> = { mariadb: 123_078, sqlite: 436_079 }
+
+const runsText = (runs: ReadonlyArray<number>): string => runs.map((r) => Math.round(r).toLocaleString("en-US")).join(" / ")
 
 const codec = Codec.makeJson({ maxFrameBytes: 64 * 1024 * 1024 })
 
@@ -162,14 +169,16 @@ const send = async (url: string, p: Plan, serverPid: number, dbPid: number | und
 const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => {
   const suite = `ingest/${kind}`
   if (kind === "mariadb" && !(await mariadbReachable())) {
-    return [{ suite, metric: "lines/s end to end", value: null, unit: "lines/s", target: "≥ 50% of raw", verdict: "skip", note: "MariaDB not reachable on 127.0.0.1:3306 (BARTO_TEST_MARIADB_URL)" }]
+    return [{ suite, metric: "lines/s end to end", value: null, unit: "lines/s", target: "≥ 0.8× §3 raw", verdict: "skip", note: "MariaDB not reachable on 127.0.0.1:3306 (BARTO_TEST_MARIADB_URL)" }]
   }
   const dir = tempDir(`ingest-${kind}`)
   let db: Db | undefined
   let stopServer: (() => Promise<void>) | undefined
   try {
     db = await openDb(kind, dir)
-    // Both yardsticks before bartos starts, so nothing else of ours competes for the CPU.
+    // Every yardstick runs while bartos does not, so nothing else of ours competes for the CPU;
+    // each writes as many rows as the end-to-end run stores.
+    const before = await db.baselineRate(totalLines)
     const raw = await db.rawDriverRate(totalLines)
     const rawStore = await db.rawInsertRate(totalLines)
     const p = plan(totalLines)
@@ -186,36 +195,65 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
     })
     await server.proc.stop()
     stopServer = undefined
-    const ratio = rate / raw
+    const after = await db.baselineRate(totalLines)
+    const baseline = median([...before, ...after])
+    const ratio = rate / baseline
     const cpuNote = [
       m.serverCpu !== undefined ? `bartos CPU ${(m.serverCpu / m.seconds * 100).toFixed(0)}% (${(m.serverCpu / p.lines * 1e6).toFixed(1)} µs/line)` : undefined,
       m.dbCpu !== undefined ? `mariadbd CPU ${(m.dbCpu / m.seconds * 100).toFixed(0)}%` : undefined
     ].filter(Boolean).join(", ")
+    const shape = kind === "sqlite" ?
+      "better-sqlite3 prepared statement, WAL, default synchronous, each statement autocommitted" :
+      "mysql2 query() with 8,000 `?` over TCP 127.0.0.1, each statement autocommitted"
     return [
       {
         suite,
         metric: "lines/s end to end (agent → DB → ack)",
         value: rate,
         unit: "lines/s",
-        target: "≥ 50% of raw",
-        peer: { label: "raw driver insert now", value: raw },
+        target: "≥ 0.8× §3 raw",
+        peer: { label: "§3 raw insert now", value: baseline },
         ratio,
-        verdict: atLeast(ratio, 0.5),
+        verdict: atLeast(ratio, 0.8),
         note: `${p.lines.toLocaleString("en-US")} lines in ${p.frames.length} frames of ${BATCH_LINES} ` +
           `(${(p.bytes / p.frames.length / 1024).toFixed(0)} KiB each), window ${WINDOW}, ${m.seconds.toFixed(2)} s; ` +
           `${cpuNote}; rows stored ${stored.toLocaleString("en-US")}; bartos from ${server.launch}`
       },
       {
         suite,
-        metric: "raw insert, plain driver (1,000-row INSERTs)",
-        value: raw,
+        metric: "lines/s end to end (agent → DB → ack)",
+        value: rate,
+        unit: "lines/s",
+        target: "",
+        peer: { label: "raw driver insert now", value: raw },
+        ratio: rate / raw,
+        verdict: "info",
+        note: "against the output_lines-shaped yardstick below (turn one held this to ≥ 50%)"
+      },
+      {
+        suite,
+        metric: "raw insert, perf-baselines §3 method",
+        value: baseline,
         unit: "rows/s",
         target: "",
         peer: { label: "perf-baselines §3", value: BASELINE_RAW[kind] },
-        ratio: raw / BASELINE_RAW[kind],
+        ratio: baseline / BASELINE_RAW[kind],
         verdict: "info",
-        note: `${kind === "sqlite" ? "better-sqlite3 prepared statement, WAL, default synchronous" : "mysql2 query() over TCP 127.0.0.1"}, ` +
-          "each statement autocommitted, same table shape and rows as the Store's measureRawInsertRate"
+        note: (kind === "sqlite" ?
+          "§3 table (no secondary index), better-sqlite3, 1,000 single-row INSERTs per transaction, WAL, synchronous=FULL" :
+          "§3 table + KEY(run_uuid), KEY(ts), mysql2 query() `VALUES ?` with 1,000 rows over TCP 127.0.0.1, autocommit") +
+          `; emptied before each run, rows counted; median of 3 runs before bartos (${runsText(before)}) and 3 after (${runsText(after)})`
+      },
+      {
+        suite,
+        metric: "raw insert, plain driver, output_lines shape",
+        value: raw,
+        unit: "rows/s",
+        target: "",
+        peer: { label: "§3 raw insert now", value: baseline },
+        ratio: raw / baseline,
+        verdict: "info",
+        note: `${shape}; 1,000-row INSERTs, one run, same table shape and rows as the Store's measureRawInsertRate`
       },
       {
         suite,
@@ -256,7 +294,7 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
         metric: "lines/s end to end (agent → DB → ack)",
         value: null,
         unit: "lines/s",
-        target: "≥ 50% of raw",
+        target: "≥ 0.8× §3 raw",
         verdict: "error",
         note: e instanceof Error ? e.message.split("\n")[0] : String(e)
       })

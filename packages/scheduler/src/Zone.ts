@@ -1,6 +1,8 @@
 /**
  * IANA time zones through `Intl`, as the calendar engine uses them: shared with barto-cli's
  * rendering and parsing of instants so that there is one place that asks `Intl` about zones.
+ * Offsets and wall clocks come from a per-zone cache of the transitions `Intl` reports (filled on
+ * demand, bounded; see internal/zone.ts), so rendering many instants costs no `Intl` call each.
  */
 import { civilFromDays, SECONDS_PER_DAY } from "./internal/civil.js"
 import { offsetSeconds, wallSeconds } from "./internal/zone.js"

@@ -489,6 +489,48 @@ describe("next / previous", () => {
       assert.strictEqual(iso(Calendar.next(c, utc("2026-11-20T00:00:00"))), "2026-11-22T15:30:00.000Z")
       assert.isTrue(Calendar.matches(c, utc("2026-11-22T15:30:00")))
     })
+    it("Australia/Lord_Howe half-hour fold: 01:30–01:59 repeat on 2026-04-05 and fire once", () => {
+      // 02:00 LHDT (+11) = 15:00Z goes back to 01:30 LHST (+10:30).
+      const c = ok("*-*-* 01:45:00 Australia/Lord_Howe")
+      assert.strictEqual(iso(Calendar.next(c, utc("2026-04-04T00:00:00"))), "2026-04-04T14:45:00.000Z")
+      assert.strictEqual(iso(Calendar.next(c, utc("2026-04-04T14:45:00"))), "2026-04-05T15:15:00.000Z")
+      assert.isFalse(Calendar.matches(c, utc("2026-04-04T15:15:00")), "second pass does not fire")
+      assert.strictEqual(iso(Calendar.previous(c, utc("2026-04-05T15:15:00"))), "2026-04-04T14:45:00.000Z")
+      const q = ok("*:0/15:00 Australia/Lord_Howe")
+      // 15:05Z is 01:35 on the second pass; 01:45 and the rest up to 01:59 fired on the first.
+      assert.strictEqual(iso(Calendar.next(q, utc("2026-04-04T15:05:00"))), "2026-04-04T15:30:00.000Z")
+      assert.strictEqual(iso(Calendar.previous(q, utc("2026-04-04T15:05:00"))), "2026-04-04T14:45:00.000Z")
+      assert.strictEqual(iso(Calendar.next(q, utc("2026-04-04T14:45:00"))), "2026-04-04T15:30:00.000Z")
+      // The wall day lasts 24.5 h; its 48 half hours fire once each.
+      assert.strictEqual(Calendar.countBetween(ok("*:0/30:00 Australia/Lord_Howe"), utc("2026-04-04T12:59:00"), utc("2026-04-05T13:00:00")), 48)
+    })
+    it("Australia/Lord_Howe half-hour gap: 02:00–02:29 do not exist on 2026-10-04", () => {
+      // 02:00 LHST (+10:30) = 15:30Z jumps to 02:30 LHDT (+11).
+      const c = ok("*-*-* 02:15:00 Australia/Lord_Howe")
+      assert.strictEqual(iso(Calendar.next(c, utc("2026-10-03T00:00:00"))), "2026-10-04T15:15:00.000Z")
+      assert.strictEqual(iso(Calendar.previous(c, utc("2026-10-04T15:15:00"))), "2026-10-02T15:45:00.000Z")
+      const d = ok("*-*-* 02:*:* Australia/Lord_Howe")
+      assert.strictEqual(iso(Calendar.next(d, utc("2026-10-03T12:00:00"))), "2026-10-03T15:30:00.000Z")
+      assert.strictEqual(iso(Calendar.previous(d, utc("2026-10-03T15:30:00"))), "2026-10-02T16:29:59.000Z")
+      assert.strictEqual(Calendar.countBetween(ok("hourly Australia/Lord_Howe"), utc("2026-10-03T13:00:00"), utc("2026-10-04T12:00:00")), 23)
+    })
+    it("Pacific/Apia date-line jump: 2011-12-30 does not exist", () => {
+      // 2011-12-29 23:59:59 (-10) = 09:59:59Z is followed by 2011-12-31 00:00:00 (+14).
+      const c = ok("daily Pacific/Apia")
+      assert.strictEqual(iso(Calendar.next(c, utc("2011-12-29T09:00:00"))), "2011-12-29T10:00:00.000Z")
+      assert.strictEqual(iso(Calendar.next(c, utc("2011-12-29T10:00:00"))), "2011-12-30T10:00:00.000Z")
+      assert.strictEqual(iso(Calendar.next(c, utc("2011-12-30T10:00:00"))), "2011-12-31T10:00:00.000Z")
+      assert.strictEqual(iso(Calendar.previous(c, utc("2011-12-30T10:00:00"))), "2011-12-29T10:00:00.000Z")
+      assert.isTrue(Calendar.matches(c, utc("2011-12-30T10:00:00")))
+      const d = ok("*-12-30 12:00 Pacific/Apia")
+      assert.strictEqual(iso(Calendar.next(d, utc("2011-06-01T00:00:00"))), "2012-12-29T22:00:00.000Z")
+      assert.strictEqual(iso(Calendar.previous(d, utc("2012-06-01T00:00:00"))), "2010-12-30T22:00:00.000Z")
+      const e = ok("*-12-29 23:59:59 Pacific/Apia")
+      assert.strictEqual(iso(Calendar.next(e, utc("2011-12-29T00:00:00"))), "2011-12-30T09:59:59.000Z")
+      assert.strictEqual(iso(Calendar.next(e, utc("2011-12-30T09:59:59"))), "2012-12-29T09:59:59.000Z")
+      // Two real hours around the jump span 26 wall hours, 24 of them missing: 120 minutes fire.
+      assert.strictEqual(Calendar.countBetween(ok("minutely Pacific/Apia"), utc("2011-12-30T09:00:00"), utc("2011-12-30T11:00:00")), 120)
+    })
   })
 })
 
@@ -639,6 +681,33 @@ describe("properties", () => {
     } else {
       assert.deepStrictEqual(fired, [], Calendar.print(c))
     }
+  }, { fastCheck: { numRuns: 40 } })
+
+  // Zones whose offsets moved for good (date-line jumps, half-hour moves, abolished DST), around
+  // those moves and anywhere in 1970–2100: the cached zone arithmetic against the Intl scan.
+  const historic: fc.Arbitrary<readonly [string, number]> = fc.oneof(
+    fc.tuple(
+      fc.constantFrom(...[
+        ["Pacific/Apia", "2011-12-30T10:00:00"], ["Pacific/Kiritimati", "1994-12-31T10:00:00"],
+        ["Asia/Pyongyang", "2015-08-14T15:00:00"], ["Asia/Pyongyang", "2018-05-04T15:00:00"],
+        ["America/Caracas", "2007-12-09T07:00:00"], ["Europe/Moscow", "2014-10-25T22:00:00"],
+        ["Australia/Lord_Howe", "2026-10-03T15:30:00"], ["Australia/Lord_Howe", "2026-04-04T15:00:00"]
+      ] as const),
+      fc.integer({ min: -86_400_000, max: 86_400_000 })
+    ).map(([[z, at], d]) => [z, utc(at) + d] as const),
+    fc.tuple(
+      fc.constantFrom("Pacific/Apia", "Africa/Casablanca", "America/Sao_Paulo", "Asia/Tehran", "Antarctica/Troll", "Pacific/Chatham", "Europe/Dublin"),
+      fc.integer({ min: utc("1970-01-01T00:00:00"), max: utc("2100-12-31T00:00:00") })
+    )
+  )
+  it.prop("zones with historic changes: nothing fires strictly between t and next(e,t)", [calendarArb(true), historic], ([c0, [zone, t]]) => {
+    const c: Calendar.Calendar = { ...c0, tz: ok(`0:0 ${zone}`).tz }
+    const n = Calendar.next(c, t)
+    const tSec = Math.floor(t / 1000)
+    const horizon = tSec + 2 * 86_400
+    const fired = oracleFirings(c, tSec + 1, n === undefined ? horizon : Math.min(n / 1000, horizon))
+    if (n !== undefined && n / 1000 <= horizon) assert.deepStrictEqual(fired.map((s) => iso(s * 1000)), [iso(n)], Calendar.print(c))
+    else assert.deepStrictEqual(fired, [], Calendar.print(c))
   }, { fastCheck: { numRuns: 40 } })
 })
 
