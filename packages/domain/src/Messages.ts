@@ -17,7 +17,18 @@ export const PROTOCOL_VERSION = 1
 export const Micros = Schema.Int.pipe(Schema.brand("Micros"))
 export type Micros = typeof Micros.Type
 
-export const RunId = Schema.String.pipe(Schema.brand("RunId"))
+// Bounds the database can hold (D8), so a record that fits the Schema always fits its row: a
+// value over a column's size failed the whole batch on MariaDB, unacked, and stalled the agent's
+// outbox forever. Ids minted by agents are VARCHAR(64), names VARCHAR(255), counters INT.
+
+/** Ids minted by agents: run ids, command ids, outbox ids (UUIDs are 36 characters). */
+export const Id = Schema.String.pipe(Schema.maxLength(64))
+/** Schedule names and other short text bartos stores as VARCHAR(255). */
+export const ShortText = Schema.String.pipe(Schema.maxLength(255))
+/** What an INT column holds. */
+export const Int32 = Schema.Int.pipe(Schema.between(-2147483648, 2147483647))
+
+export const RunId = Id.pipe(Schema.brand("RunId"))
 export type RunId = typeof RunId.Type
 
 /** Per-agent outbox sequence number: strictly increasing, never reused by one agent. */
@@ -83,7 +94,7 @@ export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
 export const RunStarted = Schema.TaggedStruct("RunStarted", {
   seq: Seq,
   runId: RunId,
-  schedule: Schema.String,
+  schedule: ShortText,
   trigger: Trigger,
   scheduledAt: Micros,
   startedAt: Micros
@@ -92,9 +103,9 @@ export const RunStarted = Schema.TaggedStruct("RunStarted", {
 export const CommandStarted = Schema.TaggedStruct("CommandStarted", {
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
+  cmdUuid: Id,
   /** Position of the command in the schedule's `cmds`. */
-  cmdIndex: Schema.Int,
+  cmdIndex: Int32,
   command: Schema.String,
   startedAt: Micros
 })
@@ -102,9 +113,9 @@ export const CommandStarted = Schema.TaggedStruct("CommandStarted", {
 export const OutputLine = Schema.TaggedStruct("OutputLine", {
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
+  cmdUuid: Id,
   /** One sequence per run across stdout and stderr: the exact interleaving. */
-  lineSeq: Schema.Int,
+  lineSeq: Int32,
   stream: Stream,
   ts: Micros,
   data: Schema.String,
@@ -115,10 +126,10 @@ export const OutputLine = Schema.TaggedStruct("OutputLine", {
 export const CommandExited = Schema.TaggedStruct("CommandExited", {
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
+  cmdUuid: Id,
   /** Null when killed by a signal. */
-  exitCode: Schema.NullOr(Schema.Int),
-  signal: Schema.NullOr(Schema.String),
+  exitCode: Schema.NullOr(Int32),
+  signal: Schema.NullOr(Schema.String.pipe(Schema.maxLength(64))),
   finishedAt: Micros
 })
 
@@ -132,10 +143,10 @@ export const RunFinished = Schema.TaggedStruct("RunFinished", {
 export const RunMissed = Schema.TaggedStruct("RunMissed", {
   seq: Seq,
   runId: RunId,
-  schedule: Schema.String,
+  schedule: ShortText,
   scheduledAt: Micros,
   /** Why: "stall" (policy said skip), "catch_up_limit", "overlap", "paused"… */
-  reason: Schema.String
+  reason: ShortText
 })
 
 export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed)
@@ -152,9 +163,10 @@ export const AgentHello = Schema.TaggedStruct("AgentHello", {
   /**
    * Random id minted when the agent's outbox file is created. Idempotency is keyed by
    * (agent, outboxId, seq), so an agent whose state file was wiped restarts at seq 0 without
-   * its new records being mistaken for duplicates.
+   * its new records being mistaken for duplicates. It is also the agent instance's identity: a
+   * second instance (another outbox) claiming a name that is live is refused.
    */
-  outboxId: Schema.String,
+  outboxId: Id,
   /** Highest outbox sequence the agent has assigned so far (-1 if none). */
   lastSeq: Schema.Int
 })
@@ -175,9 +187,9 @@ export const OutputLines = Schema.TaggedStruct("OutputLines", {
   /** `seq` of the first line. */
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
-  /** `lineSeq` of the first line. */
-  lineSeq: Schema.Int,
+  cmdUuid: Id,
+  /** `lineSeq` of the first line (each line's is checked again once expanded). */
+  lineSeq: Int32,
   /** Each line's `ts` minus the previous line's (the first line's: its `ts`). */
   ts: Schema.Array(Schema.Int),
   /** One character per line: "0" stdout, "1" stderr, "2" stdout continuation, "3" stderr continuation. */
