@@ -300,7 +300,7 @@ export const make = (
           })
 
         // ---- inbound ----------------------------------------------------------------------
-        const dropFrame = (why: string, code: "bad_envelope" | "undecodable" | "unknown_tag" | "frame_too_large") =>
+        const dropFrame = (why: string, code: "bad_envelope" | "undecodable" | "unknown_tag" | "frame_too_large" | "unexpected") =>
           Ref.update(failedFrames, (n) => n + 1).pipe(
             Effect.zipRight(Effect.logWarning(`dropping a frame from bartos: ${why}`)),
             // D6: the peer hears what was wrong with its frame; the connection stays.
@@ -390,11 +390,33 @@ export const make = (
               return Effect.logInfo("bartos asked for a cleanup; the outbox keeps only unacked records")
             case "ProtocolError":
               if (message.code === "protocol_version" && !handshook) {
-                return Effect.fail(new SessionEnded({ message: `bartos refused the protocol: ${message.message}` }))
+                return Effect.fail(new SessionEnded({ message: `bartos refused the protocol: ${message.message.slice(0, 500)}` }))
               }
-              return Effect.logWarning(`bartos reports ${message.code}: ${message.message}`)
+              return Effect.logWarning(`bartos reports ${message.code}: ${message.message.slice(0, 500)}`)
           }
         }
+
+        /** One frame from bartos: opened, decoded, handled; a frame that fails is dropped and answered. */
+        const onFrame = (data: Uint8Array, binary: boolean) =>
+          Effect.gen(function*() {
+            if (!binary) return yield* dropFrame("text frame (frames are binary)", "undecodable")
+            const opened = Envelope.open(
+              { hmacKey, publicKey, windowSecs: options.replayWindowSecs, nonces },
+              data,
+              yield* nowSecs
+            )
+            if (Either.isLeft(opened)) return yield* dropFrame(`${opened.left.reason}: ${opened.left.message}`, "bad_envelope")
+            const decoded = codec.decode(ServerMessage, opened.right)
+            if (Either.isLeft(decoded)) return yield* dropFrame(`${decoded.left.code}: ${decoded.left.message}`, decoded.left.code)
+            yield* handle(decoded.right)
+          }).pipe(
+            // A defect (a bug, or a server that found one) costs this frame, not the connection.
+            Effect.catchAllDefect((cause) =>
+              Effect.logError("defect while handling a frame from bartos", cause).pipe(
+                Effect.zipRight(dropFrame("internal error handling the frame", "unexpected"))
+              )
+            )
+          )
 
         const inbound = Effect.gen(function*() {
           while (true) {
@@ -406,25 +428,7 @@ export const make = (
                 message: `bartos closed the connection (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`
               })
             }
-            if (!event.binary) {
-              yield* dropFrame("text frame (frames are binary)", "undecodable")
-              continue
-            }
-            const opened = Envelope.open(
-              { hmacKey, publicKey, windowSecs: options.replayWindowSecs, nonces },
-              event.data,
-              yield* nowSecs
-            )
-            if (Either.isLeft(opened)) {
-              yield* dropFrame(`${opened.left.reason}: ${opened.left.message}`, "bad_envelope")
-              continue
-            }
-            const decoded = codec.decode(ServerMessage, opened.right)
-            if (Either.isLeft(decoded)) {
-              yield* dropFrame(`${decoded.left.code}: ${decoded.left.message}`, decoded.left.code)
-              continue
-            }
-            yield* handle(decoded.right)
+            yield* onFrame(event.data, event.binary)
           }
         })
 

@@ -88,6 +88,7 @@ const STATUS_BODIES: Record<number, string> = {
   403: "forbidden",
   404: "not found",
   426: "upgrade required",
+  500: "internal error",
   503: "shutting down"
 }
 
@@ -233,11 +234,29 @@ export const make = (options: Options) =>
       return reply(404, STATUS_BODIES[404]!)
     }
 
+    /** Node callbacks must not throw (it would end the process): a defect is logged and answered 500. */
+    const guard = <Args extends Array<any>>(what: string, f: (...args: Args) => void, answer: (...args: Args) => void) =>
+    (...args: Args) => {
+      try {
+        f(...args)
+      } catch (cause) {
+        fork(Effect.logError(`defect while handling an HTTP ${what}`, cause))
+        try {
+          answer(...args)
+        } catch {
+          // Nothing more to say to this peer.
+        }
+      }
+    }
+
     const servers: Array<{ server: http.Server; listener: Listener }> = []
     const start = (server: http.Server, scheme: "ws" | "wss", host: string, port: number) =>
       Effect.gen(function*() {
-        server.on("request", onRequest)
-        server.on("upgrade", onUpgrade(scheme === "wss"))
+        server.on("request", guard("request", onRequest, (_req, res) => {
+          if (!res.headersSent) res.writeHead(500)
+          res.end()
+        }))
+        server.on("upgrade", guard("upgrade", onUpgrade(scheme === "wss"), (_req, socket) => refuseUpgrade(socket, 500)))
         server.on("clientError", (_err, socket) => socket.destroy())
         const bound = yield* listen(server, host, port)
         servers.push({ server, listener: { scheme, host, port: bound, url: `${scheme}://${urlHost(host)}:${bound}` } })

@@ -70,6 +70,8 @@ export const CAPABILITIES: ReadonlyArray<string> = ["ack", "schedule-table", "ru
 export const CloseCode = {
   goingAway: 1001,
   policy: 1008,
+  /** A defect while handling a frame: the frame is refused and the session ends, the process stays. */
+  internalError: 1011,
   liveness: 4000,
   replaced: 4001,
   protocolVersion: 4002
@@ -232,28 +234,54 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     const closeSession = (s: Session, code: number, reason: string) => finish(s, { code, reason, ours: true })
 
+    /**
+     * A defect while handling a frame (a bug, or a peer that found one): counted and answered
+     * like any refused frame, then the session ends with 1011. Nothing escapes into `ws`, whose
+     * callbacks would otherwise take the whole process down.
+     */
+    const defect = (s: Session, where: string, cause: unknown) => {
+      metrics.unsafeAdd("bartos_frames_rejected_total", 1, { reason: "unexpected" })
+      fork(Effect.logError(`defect while handling a frame (${where}); closing the session`, cause).pipe(
+        Effect.annotateLogs(s.annotations())
+      ))
+      try {
+        sendNow(s, { _tag: "ProtocolError", code: "unexpected", message: "internal error handling this frame" })
+      } catch {
+        // The close below still ends the session.
+      }
+      closeSession(s, CloseCode.internalError, "internal error handling a frame")
+    }
+
+    const onFrame = (s: Session, data: RawData, binary: boolean) => {
+      if (s.closing !== undefined) return
+      // Any frame proves the agent alive, even while an earlier one is still being handled.
+      s.lastSeen = clock.unsafeCurrentTimeMillis()
+      const frame: Frame = { data: toBytes(data), binary }
+      if (s.phase === READY && !s.draining) {
+        // Fast path for the bulk of idle traffic (bartoc pings every 5 s): with nothing queued
+        // before it, a Ping is answered right here, without starting a fiber. Anything else
+        // goes to the inbox already decoded.
+        const decoded = decode(s, frame)
+        if (Either.isRight(decoded) && decoded.right._tag === "Ping") {
+          s.badInARow = 0
+          sendNow(s, { _tag: "Pong", id: decoded.right.id, sentAt: decoded.right.sentAt })
+          return
+        }
+        s.inbox.push({ decoded })
+      } else {
+        s.inbox.push(frame)
+      }
+      if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
+      kick(s)
+    }
+
     const listenersOf = (s: Session): Session["listeners"] => ({
       message: (data, binary) => {
-        if (s.closing !== undefined) return
-        // Any frame proves the agent alive, even while an earlier one is still being handled.
-        s.lastSeen = clock.unsafeCurrentTimeMillis()
-        const frame: Frame = { data: toBytes(data), binary }
-        if (s.phase === READY && !s.draining) {
-          // Fast path for the bulk of idle traffic (bartoc pings every 5 s): with nothing queued
-          // before it, a Ping is answered right here, without starting a fiber. Anything else
-          // goes to the inbox already decoded.
-          const decoded = decode(s, frame)
-          if (Either.isRight(decoded) && decoded.right._tag === "Ping") {
-            s.badInARow = 0
-            sendNow(s, { _tag: "Pong", id: decoded.right.id, sentAt: decoded.right.sentAt })
-            return
-          }
-          s.inbox.push({ decoded })
-        } else {
-          s.inbox.push(frame)
+        try {
+          onFrame(s, data, binary)
+        } catch (cause) {
+          defect(s, "on arrival", cause)
         }
-        if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
-        kick(s)
       },
       close: (code, reason) => finish(s, { code, reason: reason.toString("utf8"), ours: false })
     })
@@ -426,11 +454,11 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         case "Pong":
           return Effect.void
         case "CommandRejected":
-          return Effect.logWarning(`agent rejected request ${message.requestId}: ${message.reason}`)
+          return Effect.logWarning(`agent rejected request ${clip(message.requestId, 80)}: ${clip(message.reason, 500)}`)
         case "ProtocolError":
-          return Effect.logWarning(`agent reports a protocol error (${message.code}): ${message.message}`)
+          return Effect.logWarning(`agent reports a protocol error (${message.code}): ${clip(message.message, 500)}`)
         case "AgentHello":
-          return Effect.asVoid(send(s, { _tag: "ProtocolError", code: "unexpected", message: "AgentHello was already received" }))
+          return rejected(s, { code: "unexpected", message: "AgentHello was already received" })
       }
     }
 
@@ -484,7 +512,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         return onHello(s, message)
       }
       return Effect.zipRight(
-        send(s, { _tag: "ProtocolError", code: "unexpected", message: `expected AgentHello, got ${message._tag}` }),
+        rejected(s, { code: "unexpected", message: `expected AgentHello, got ${message._tag}` }),
         close(s, CloseCode.policy, "first frame must be AgentHello")
       )
     }
@@ -526,7 +554,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           if (item !== undefined) {
             // A backlog being worked through is not silence (reading is paused meanwhile).
             s.lastSeen = clock.unsafeCurrentTimeMillis()
-            yield* onItem(s, item)
+            yield* Effect.catchAllDefect(Effect.suspend(() => onItem(s, item)), (cause) =>
+              Effect.sync(() => defect(s, "in the session", cause)))
             continue
           }
           if (s.closing !== undefined) {
@@ -569,7 +598,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       return due.length === 0 ? Effect.void : Effect.all(due, { discard: true })
     })
     const sweepEvery = Math.max(10, Math.min(1000, options.livenessMs / 6, options.helloTimeoutMs / 4))
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(sweepEvery), sweep)))
+    // A defect in one sweep must not end liveness checks for every later one.
+    const sweepSafely = Effect.catchAllDefect(sweep, (cause) => Effect.logError("defect in the worker session sweep", cause))
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(sweepEvery), sweepSafely)))
 
     const shutdown = Effect.gen(function*() {
       if (live.size > 0) {
@@ -584,6 +615,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     return { accept, shutdown, size: () => live.size } satisfies Workers
   })
+
+/** The peer's free text, bounded before it reaches a log line. */
+const clip = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max)}…`)
 
 const isIncreasing = (records: ReadonlyArray<Messages.AgentRecord>) => {
   for (let i = 1; i < records.length; i++) if (records[i]!.seq <= records[i - 1]!.seq) return false

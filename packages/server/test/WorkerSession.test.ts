@@ -288,6 +288,49 @@ describe("WorkerSession: bad frames", () => {
       assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "frame_too_large" }), 1)
     }))
 
+  it.scopedLive("a second AgentHello is refused like any bad frame: answered and counted", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      yield* client.send(TestServer.agentHello())
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "unexpected")
+      assert.match(error.message, /AgentHello was already received/)
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* client.nextTagged("Pong")).id, 1)
+    }))
+
+  it.scopedLive("a first frame other than AgentHello is counted as rejected", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const client = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      yield* client.send({ _tag: "Pong", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* client.nextTagged("ProtocolError")).code, "unexpected")
+      assert.strictEqual((yield* client.closed()).code, 1008)
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+    }))
+
+  it.scopedLive("a defect while handling a frame: counted ProtocolError, close 1011, bartos keeps serving", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const bystander = yield* TestServer.helloAgent(server, "beta")
+      server.memory!.beforeIngest = Effect.die(new RangeError("Maximum call stack size exceeded"))
+      yield* client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "unexpected")
+      assert.deepStrictEqual(yield* client.closed(), { code: 1011, reason: "internal error handling a frame" })
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      yield* server.waitForLog("defect while handling a frame")
+      server.memory!.beforeIngest = undefined
+      yield* bystander.client.send({ _tag: "Ping", id: 4, sentAt: TestServer.micros(4) })
+      assert.strictEqual((yield* bystander.client.nextTagged("Pong")).id, 4)
+      const again = yield* TestServer.helloAgent(server, "alpha")
+      yield* again.client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      assert.deepStrictEqual(yield* again.client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+    }))
+
   it.scopedLive("a frame above the hard cap (16 x max_frame_bytes) is closed by ws with 1009", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: LIMITS })
