@@ -423,12 +423,26 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           yield* Effect.logError(`ingest of ${records.length} records failed, not acked: ${result.left.message}`)
           return
         }
-        const upTo = result.right
+        const { lineConflicts, refused, upTo } = result.right
+        if (refused.length > 0) {
+          for (const r of refused) metrics.unsafeAdd("bartos_records_refused_total", 1, { reason: r.reason })
+          const first = refused[0]!
+          yield* send(s, {
+            _tag: "ProtocolError",
+            code: "unexpected",
+            message: `refused ${refused.length} record(s) about runs or commands of another agent (first: seq ${first.seq}, ` +
+              `run ${first.runId}): never stored`
+          })
+        }
+        if (lineConflicts.length > 0) metrics.unsafeAdd("bartos_line_conflicts_total", lineConflicts.length)
+        const notStored = refused.length + lineConflicts.length === 0
+          ? undefined
+          : new Set([...refused, ...lineConflicts].map((r) => r.seq))
         // What this call stored for the first time, for `tail -f` subscribers (seqs increase).
         let last = s.acked
-        const fresh = records[0] !== undefined && records[0].seq > last && isIncreasing(records)
+        const fresh = notStored === undefined && records[0] !== undefined && records[0].seq > last && isIncreasing(records)
           ? records
-          : records.filter((r) => (r.seq > last ? ((last = r.seq), true) : false))
+          : records.filter((r) => (r.seq > last && notStored?.has(r.seq) !== true ? ((last = r.seq), true) : false))
         s.acked = Math.max(s.acked, upTo)
         yield* send(s, { _tag: "Ack", upTo })
         metrics.unsafeAdd("bartos_acks_total", 1)

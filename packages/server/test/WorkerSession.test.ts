@@ -494,6 +494,131 @@ for (const db of databases) {
         assert.strictEqual(fresh.hello.ackedUpTo, -1)
       }))
 
+    it.scopedLive("an agent cannot touch another agent's runs: foreign records are refused, counted, never written", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const metrics = service(server, Metrics)
+        const victimRun = Ids.newRunId()
+        const cmd = Ids.uuidv4()
+        const t = (ms: number) => TestServer.micros(1_700_000_000_000 + ms)
+        const alpha = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-alpha" } })
+        yield* alpha.client.send({
+          _tag: "RecordBatch",
+          records: [
+            { ...runStarted(0, victimRun), runId: victimRun },
+            { _tag: "CommandStarted", seq: 1, runId: victimRun, cmdUuid: cmd, cmdIndex: 0, command: "backup.sh", startedAt: t(1) },
+            { _tag: "OutputLine", seq: 2, runId: victimRun, cmdUuid: cmd, lineSeq: 0, stream: "stdout", ts: t(2), data: "real 0", continuation: false }
+          ]
+        })
+        assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
+
+        // beta holds valid credentials of its own and goes after alpha's run, mixed with honest records.
+        const own = Ids.newRunId()
+        const attacker = yield* TestServer.helloAgent(server, "beta", { hello: { outboxId: "box-beta" } })
+        yield* attacker.client.send({
+          _tag: "RecordBatch",
+          records: [
+            { _tag: "RunStarted", seq: 0, runId: own, schedule: "only", trigger: "schedule", scheduledAt: t(0), startedAt: t(0) },
+            { _tag: "RunFinished", seq: 1, runId: victimRun, state: "succeeded", finishedAt: t(5) },
+            { _tag: "RunStarted", seq: 2, runId: victimRun, schedule: "renamed", trigger: "manual", scheduledAt: t(0), startedAt: t(0) },
+            { _tag: "CommandStarted", seq: 3, runId: own, cmdUuid: cmd, cmdIndex: 0, command: "rm -rf /", startedAt: t(6) },
+            { _tag: "CommandExited", seq: 4, runId: own, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t(6) },
+            { _tag: "OutputLine", seq: 5, runId: victimRun, cmdUuid: cmd, lineSeq: 1, stream: "stdout", ts: t(7), data: "injected", continuation: false },
+            { _tag: "RunMissed", seq: 6, runId: victimRun, schedule: "hello", scheduledAt: t(0), reason: "stall" },
+            { _tag: "OutputLine", seq: 7, runId: own, cmdUuid: "beta-cmd", lineSeq: 0, stream: "stdout", ts: t(8), data: "beta's own", continuation: false },
+            { _tag: "RunFinished", seq: 8, runId: own, state: "succeeded", finishedAt: t(9) }
+          ]
+        })
+        const error = yield* attacker.client.nextTagged("ProtocolError")
+        assert.strictEqual(error.code, "unexpected")
+        assert.match(error.message, /refused 6 record\(s\) about runs or commands of another agent \(first: seq 1/)
+        // Acked as a whole: resending could never make the refused records acceptable.
+        assert.deepStrictEqual(yield* attacker.client.nextTagged("Ack"), { _tag: "Ack", upTo: 8 })
+        assert.strictEqual(yield* metrics.value("bartos_records_refused_total", { reason: "foreign_run" }), 4)
+        assert.strictEqual(yield* metrics.value("bartos_records_refused_total", { reason: "foreign_command" }), 2)
+
+        // alpha's run is untouched: still running, same schedule, its command and only its lines.
+        const victim = Option.getOrThrow(yield* store.getRun(victimRun))
+        assert.deepInclude(victim, { agent: "alpha", schedule: "hello", state: "running", trigger: "schedule", finishedAt: null })
+        const failed = yield* store.failed()
+        assert.isFalse(failed.some((f) => f.runId === own && f.cmdUuid === cmd), "beta's exit is not on alpha's command")
+        assert.deepStrictEqual((yield* store.runLines(victimRun, -1, 10)).map((l) => l.data), ["real 0"])
+        // beta's honest records are all stored.
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(own)), { agent: "beta", schedule: "only", state: "succeeded" })
+        assert.deepStrictEqual((yield* store.runLines(own, -1, 10)).map((l) => l.data), ["beta's own"])
+
+        // The line number beta tried to take is alpha's when alpha sends it: nothing was pre-claimed.
+        yield* alpha.client.send({
+          _tag: "RecordBatch",
+          records: [
+            { _tag: "OutputLine", seq: 3, runId: victimRun, cmdUuid: cmd, lineSeq: 1, stream: "stdout", ts: t(10), data: "real 1", continuation: false },
+            { _tag: "CommandExited", seq: 4, runId: victimRun, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t(11) },
+            { _tag: "RunFinished", seq: 5, runId: victimRun, state: "succeeded", finishedAt: t(12) }
+          ]
+        })
+        assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 5 })
+        assert.deepStrictEqual((yield* store.runLines(victimRun, -1, 10)).map((l) => l.data), ["real 0", "real 1"])
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(victimRun)), { state: "succeeded", exitCode: 0 })
+        assert.strictEqual(yield* metrics.value("bartos_line_conflicts_total"), 0)
+      }))
+
+    it.scopedLive("a line sent again with other content is a logged, counted conflict; the stored line stays", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const runId = Ids.newRunId()
+        const cmd = Ids.uuidv4()
+        const out = (seq: number, lineSeq: number, data: string): Messages.AgentRecord => ({
+          _tag: "OutputLine",
+          seq,
+          runId,
+          cmdUuid: cmd,
+          lineSeq,
+          stream: "stdout",
+          ts: TestServer.micros(1_700_000_000_000 + lineSeq),
+          data,
+          continuation: false
+        })
+        const { client } = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box" } })
+        yield* client.send({ _tag: "RecordBatch", records: [{ ...runStarted(0, runId), runId }, out(1, 0, "first"), out(2, 1, "second")] })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
+        // Same line numbers again under new seqs: one identical (a harmless resend), one different,
+        // and within the batch a line number used twice with different content.
+        yield* client.send({ _tag: "RecordBatch", records: [out(3, 0, "first"), out(4, 1, "CHANGED"), out(5, 2, "third"), out(6, 2, "THIRD?")] })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 6 })
+        assert.deepStrictEqual((yield* store.runLines(runId, -1, 10)).map((l) => l.data), ["first", "second", "third"])
+        assert.strictEqual(yield* service(server, Metrics).value("bartos_line_conflicts_total"), 2)
+        yield* server.waitForLog(`line 1 of run ${runId} was already stored with other content`)
+        yield* server.waitForLog(`line 2 of run ${runId} was already stored with other content`)
+      }))
+
+    it.scopedLive("a record the database cannot hold is refused at decode; the next batch is stored and acked", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const { client } = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box" } })
+        const runId = Ids.newRunId()
+        const tooBig: ReadonlyArray<readonly [string, Messages.AgentRecord]> = [
+          ["runId", { ...runStarted(0), runId: "r".repeat(65) as Messages.RunId }],
+          ["schedule", { ...runStarted(0, runId), runId, schedule: "s".repeat(256) } as Messages.AgentRecord],
+          ["lineSeq", { ...line(0, runId), lineSeq: 2 ** 31 } as Messages.AgentRecord],
+          ["exitCode", { _tag: "CommandExited", seq: 0, runId, cmdUuid: "c", exitCode: 2 ** 31, signal: null, finishedAt: TestServer.micros(1) }]
+        ]
+        for (const [field, record] of tooBig) {
+          // Encoded by hand: our own encoder refuses such a record.
+          yield* client.sendRaw(new TextEncoder().encode(JSON.stringify({ _tag: "RecordBatch", records: [record] })))
+          const error = yield* client.nextTagged("ProtocolError")
+          assert.strictEqual(error.code, "undecodable", field)
+          assert.include(error.message, `records[0].${field}`)
+        }
+        yield* client.send({ _tag: "RecordBatch", records: [{ ...runStarted(0, runId), runId }] })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).state, "running")
+        assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "undecodable" }), 4)
+        assert.strictEqual(yield* service(server, Metrics).value("bartos_ingest_errors_total"), 0)
+      }))
+
     it.scopedLive("runs of an agent that does not come back become lost, and are reconciled if it reports later", () =>
       Effect.gen(function*() {
         const server = yield* TestServer.make({

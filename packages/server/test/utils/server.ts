@@ -100,7 +100,7 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
         }
         control.records.set(agent, stored)
         control.offsets.set(key(agent, outboxId), offset)
-        return Effect.succeed(offset)
+        return Effect.succeed({ upTo: offset, refused: [], lineConflicts: [] })
       })
       ),
     ackedUpTo: (agent, outboxId) => Effect.sync(() => control.offsets.get(key(agent, outboxId)) ?? -1),
