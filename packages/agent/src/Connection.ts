@@ -192,6 +192,8 @@ export const make = (
       publicKey = parsed.right
     }
     const hmacKey = options.hmacKey === undefined ? undefined : Envelope.hmacKeyFromString(options.hmacKey)
+    /** Frames from bartos are checked (signature and/or HMAC): only checked frames prove it alive. */
+    const sealedLink = hmacKey !== undefined || publicKey !== undefined
     const headers: Record<string, string> = options.apiKey === undefined
       ? {}
       : { Authorization: `Bearer ${Redacted.value(options.apiKey)}` }
@@ -216,8 +218,10 @@ export const make = (
         const ca = yield* readPem("ca_cert", options.caCert)
         const cert = yield* readPem("client_cert", options.clientCert)
         const key = yield* readPem("client_key", options.clientKey)
+        // Our half of the session binding (see Envelope.ts); bartos answers with its own.
+        const agentNonce = Envelope.makeSessionNonce()
         const sock = yield* WsClient.connect(url, {
-          headers,
+          headers: { ...headers, [Envelope.NONCE_HEADER]: Envelope.formatSessionNonce(agentNonce) },
           ca,
           cert,
           key,
@@ -247,17 +251,46 @@ export const make = (
             Effect.forkIn(scope)
           )
 
+        const serverNonce = Envelope.parseSessionNonce(sock.responseHeaders[Envelope.NONCE_HEADER])
+        if (sealedLink && serverNonce === undefined) {
+          return yield* new SessionEnded({
+            message: `bartos sent no session nonce (${Envelope.NONCE_HEADER}) with its upgrade: it is older than this ` +
+              "bartoc (upgrade bartos first), or something between strips the header"
+          })
+        }
+        /** Frames sealed to bartos and frames from it that opened on this connection: the binding's counters. */
+        let sealed = 0n
+        let opened = 0n
+        const binding = (sender: "server" | "agent"): Envelope.Binding | undefined =>
+          serverNonce === undefined ? undefined : {
+            sender,
+            agent: options.name,
+            agentNonce,
+            serverNonce,
+            counter: sender === "agent" ? sealed : opened
+          }
+        /** The highest seq sent on this connection (or acked by bartos before it): an Ack may not go beyond. */
+        let sentUpTo = -1
+
         const nonces = Envelope.makeNonceCache()
         let handshook = false
         const lastHeard = yield* Ref.make(yield* Clock.currentTimeMillis)
         const acked = yield* SubscriptionRef.make(-1)
 
-        const send = (message: AgentToServerType) =>
-          Effect.gen(function*() {
-            const payload = codec.encode(AgentToServer, message)
-            const frame = hmacKey === undefined ? payload : Envelope.seal({ hmacKey }, payload, yield* nowSecs)
-            yield* sock.send(frame)
-          })
+        /**
+         * Sealed right before the write, in the same synchronous step (see `WsClient.send`): the
+         * sender, the pinger and the inbound fiber all write, and the counter must follow the wire.
+         */
+        const sendPayload = (payload: Uint8Array, onWrite?: () => void) =>
+          Effect.flatMap(nowSecs, (now) =>
+            sock.send(() => {
+              const frame = hmacKey === undefined ? payload : Envelope.seal({ hmacKey }, payload, now, binding("agent"))
+              if (hmacKey !== undefined) sealed++
+              onWrite?.()
+              return frame
+            }))
+
+        const send = (message: AgentToServerType) => Effect.suspend(() => sendPayload(codec.encode(AgentToServer, message)))
 
         const reject = (requestId: string, reason: string) =>
           Effect.logWarning(`rejecting request ${requestId}: ${reason}`).pipe(
@@ -272,9 +305,9 @@ export const make = (
               const half = Math.ceil(records.length / 2)
               return sendRecords(records.slice(0, half)).pipe(Effect.zipRight(sendRecords(records.slice(half))))
             }
-            return Effect.gen(function*() {
-              const frame = hmacKey === undefined ? payload : Envelope.seal({ hmacKey }, payload, yield* nowSecs)
-              yield* sock.send(frame)
+            const last = records[records.length - 1]
+            return sendPayload(payload, () => {
+              if (last !== undefined) sentUpTo = Math.max(sentUpTo, last.seq)
             })
           })
 
@@ -324,6 +357,7 @@ export const make = (
                   )
                 }
                 yield* SubscriptionRef.set(acked, message.ackedUpTo)
+                sentUpTo = Math.max(sentUpTo, message.ackedUpTo)
                 yield* SubscriptionRef.set(session, Option.some(message.sessionId))
                 yield* onHandshake
                 yield* Effect.logInfo(
@@ -343,6 +377,13 @@ export const make = (
                 )
               })
             case "Ack":
+              if (message.upTo > sentUpTo) {
+                // Only what this agent sent on this connection can have been stored from it.
+                return dropFrame(
+                  `Ack up to ${message.upTo} covers records never sent on this connection (sent up to ${sentUpTo})`,
+                  "unexpected"
+                )
+              }
               return outbox.ack(message.upTo).pipe(
                 Effect.zipRight(SubscriptionRef.update(acked, (a) => Math.max(a, message.upTo))),
                 Effect.catchAll((e) => Effect.logError(`cannot ack the outbox up to ${message.upTo}: ${e.message}`))
@@ -400,13 +441,21 @@ export const make = (
         const onFrame = (data: Uint8Array, binary: boolean) =>
           Effect.gen(function*() {
             if (!binary) return yield* dropFrame("text frame (frames are binary)", "undecodable")
-            const opened = Envelope.open(
+            const open = Envelope.open(
               { hmacKey, publicKey, windowSecs: options.replayWindowSecs, nonces },
               data,
-              yield* nowSecs
+              yield* nowSecs,
+              binding("server")
             )
-            if (Either.isLeft(opened)) return yield* dropFrame(`${opened.left.reason}: ${opened.left.message}`, "bad_envelope")
-            const decoded = codec.decode(ServerMessage, opened.right)
+            if (Either.isLeft(open)) return yield* dropFrame(`${open.left.reason}: ${open.left.message}`, "bad_envelope")
+            if (sealedLink) {
+              opened++
+              // Only frames that prove bartos (and this connection) count as hearing from it: a
+              // frame held back is accepted at most `server_silence_secs` late, which is the time
+              // window of signature-only frames (they carry no timestamp).
+              yield* Ref.set(lastHeard, yield* Clock.currentTimeMillis)
+            }
+            const decoded = codec.decode(ServerMessage, open.right)
             if (Either.isLeft(decoded)) return yield* dropFrame(`${decoded.left.code}: ${decoded.left.message}`, decoded.left.code)
             yield* handle(decoded.right)
           }).pipe(
@@ -421,7 +470,7 @@ export const make = (
         const inbound = Effect.gen(function*() {
           while (true) {
             const event = yield* Queue.take(sock.events)
-            yield* Ref.set(lastHeard, yield* Clock.currentTimeMillis)
+            if (!sealedLink) yield* Ref.set(lastHeard, yield* Clock.currentTimeMillis)
             if (event._tag === "Heard") continue
             if (event._tag === "Closed") {
               return yield* new SessionEnded({

@@ -26,6 +26,7 @@ import { isAlive, metrics, runs } from "./utils/faults.js"
 import {
   type ConnState,
   decodeVerdict,
+  dialBartos,
   encode,
   envelopeFrame,
   envelopeVerdict,
@@ -37,10 +38,10 @@ import {
   type Link,
   micros,
   openReply,
+  ourBinding,
   startFakeBartos
 } from "./utils/fuzzing.js"
 import { killAll, type Proc } from "./utils/procs.js"
-import { WebSocket } from "ws"
 
 const SEED = Number(process.env.BARTO_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const MAX_FRAME = 1024 * 1024
@@ -93,12 +94,6 @@ const VALID_SERVER: ReadonlyArray<Uint8Array> = [
 
 const plainFrame = (bytes: Uint8Array, kind = "valid"): Frame => ({ bytes, binary: true, kind })
 
-const dial = (url: string) =>
-  new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
-    ws.once("open", () => resolve(ws))
-    ws.once("error", reject)
-  })
 
 const rejectedByReason = (m: Map<string, number>) => {
   const out: Record<string, number> = {}
@@ -192,7 +187,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
 
   it("bartos /v1/ws/worker: 4,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row", async () => {
     const link: Link = {
-      connect: () => dial(`ws://127.0.0.1:${plain.port}/v1/ws/worker?name=fuzzer`),
+      connect: () => dialBartos(`ws://127.0.0.1:${plain.port}/v1/ws/worker?name=fuzzer`),
       hello: () => [plainFrame(agentFrame({
         _tag: "AgentHello",
         protocol: Messages.PROTOCOL_VERSION,
@@ -225,7 +220,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
 
   it("bartos /v1/ws/cli: 3,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row", async () => {
     const link: Link = {
-      connect: () => dial(`ws://127.0.0.1:${plain.port}/v1/ws/cli?name=fuzzer`),
+      connect: () => dialBartos(`ws://127.0.0.1:${plain.port}/v1/ws/cli?name=fuzzer`),
       hello: () => [plainFrame(cliFrame({ _tag: "CliHello", protocol: Messages.PROTOCOL_VERSION, cliVersion: "fuzz" }))],
       reply: (data, conn) => openReply(Messages.ServerToCli, data, conn, {}),
       isHelloReply: (m) => m._tag === "ServerHelloCli",
@@ -242,10 +237,12 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
   }, 180_000)
 
   it("bartos /v1/ws/worker with hmac_key: 2,000 frames with wrong keys, expired timestamps, replayed nonces and sealed garbage", async () => {
-    const seal = (payload: Uint8Array) => Envelope.seal({ hmacKey: hmacBytes }, payload, Date.now() / 1000)
+    // Our valid frames are bound to the connection at the counter bartos expects next.
+    const seal = (conn: ConnState, payload: Uint8Array) =>
+      Envelope.seal({ hmacKey: hmacBytes }, payload, Date.now() / 1000, ourBinding(conn))
     const link: Link = {
-      connect: () => dial(`ws://127.0.0.1:${sealed.port}/v1/ws/worker?name=fuzzer`),
-      hello: () => [plainFrame(seal(agentFrame({
+      connect: () => dialBartos(`ws://127.0.0.1:${sealed.port}/v1/ws/worker?name=fuzzer`),
+      hello: (conn) => [plainFrame(seal(conn, agentFrame({
         _tag: "AgentHello",
         protocol: Messages.PROTOCOL_VERSION,
         agentVersion: "fuzz",
@@ -256,7 +253,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
       // bartos seals its frames with the HMAC key and signs them.
       reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, { hmacKey: hmacBytes, publicKey }),
       isHelloReply: (m) => m._tag === "ServerHello",
-      ping: (id) => plainFrame(seal(agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
+      ping: (id, conn) => plainFrame(seal(conn, agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
       next: (rand, conn: ConnState) =>
         envelopeFrame(
           rand,
@@ -278,7 +275,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
     const report = await underFuzz(sealed, "legit", () => fuzzLink(link, { total: 2_000, seed: SEED + 2, label: "worker+hmac" }))
     summary("worker+hmac", report)
     expect(report.sent).toBe(2_000)
-    for (const kind of ["hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "no_envelope"]) {
+    for (const kind of ["hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "other_connection", "no_envelope"]) {
       expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
     }
     expect(report.expected.bad_envelope ?? 0).toBeGreaterThan(0)
@@ -310,14 +307,16 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
     )
     await agent.waitForLine(/accepted agent/, 30_000)
     let agentFrames = 0
-    const sealFull = (payload: Uint8Array) => Envelope.seal({ hmacKey: hmacBytes, signingKey }, payload, Date.now() / 1000)
+    const sealFull = (conn: ConnState, payload: Uint8Array) =>
+      Envelope.seal({ hmacKey: hmacBytes, signingKey }, payload, Date.now() / 1000, ourBinding(conn))
     const link: Link = {
       connect: () => f.nextAgent(),
       hello: () => [],
-      // bartoc seals its frames with the HMAC key (no signature on agent frames).
-      reply: (data, conn) => openReply(Messages.AgentToServer, data, conn, { hmacKey: hmacBytes }),
+      // bartoc seals its frames with the HMAC key (no signature on agent frames); the fake has
+      // opened each one already, on the same 'message' event, just before the driver sees it.
+      reply: (_data, conn) => conn.opening,
       isHelloReply: () => true,
-      ping: (id) => plainFrame(sealFull(serverFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
+      ping: (id, conn) => plainFrame(sealFull(conn, serverFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
       next: (rand, conn) =>
         envelopeFrame(
           rand,
@@ -351,7 +350,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
     expect(report.received).toEqual(report.expected)
     // A sealed frame over max_frame_bytes is answered too, not cut by the socket's size cap.
     expect(report.expected.frame_too_large ?? 0).toBeGreaterThan(0)
-    for (const kind of ["unsigned", "wrong_signature", "hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "no_envelope"]) {
+    for (const kind of ["unsigned", "wrong_signature", "hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "other_connection", "no_envelope"]) {
       expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
     }
     expect(isAlive(agent)).toBe(true)

@@ -24,7 +24,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type * as Envelope from "@barto/domain/Envelope"
+import * as Envelope from "@barto/domain/Envelope"
 import { Micros } from "@barto/domain/Messages"
 import { WebSocketServer, type WebSocket } from "ws"
 import * as CliSession from "./CliSession.js"
@@ -152,6 +152,12 @@ export const make = (options: Options) =>
     const background = yield* FiberSet.make()
     const fork = yield* FiberSet.runtime(connections)<Requirements>()
     const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * options.maxFrameBytes, clientTracking: true })
+    // bartos' session nonce of each worker upgrade, sent in the 101 response.
+    const serverNonces = new WeakMap<http.IncomingMessage, Envelope.SessionNonce>()
+    wss.on("headers", (headers: Array<string>, req: http.IncomingMessage) => {
+      const nonce = serverNonces.get(req)
+      if (nonce !== undefined) headers.push(`${Envelope.NONCE_HEADER}: ${Envelope.formatSessionNonce(nonce)}`)
+    })
     let shuttingDown = false
 
     const workerOptions: WorkerSession.Options = {
@@ -209,8 +215,19 @@ export const make = (options: Options) =>
         }
       }
       const ip = peerIp(socket)
+      let nonces: { readonly agentNonce: Envelope.SessionNonce | undefined; readonly serverNonce: Envelope.SessionNonce } | undefined
+      if (link === "worker") {
+        // Both sides' session nonces are bound into every sealed frame (see Envelope.ts). With a
+        // key configured an agent must send one; without keys nothing is sealed and it is unused.
+        const agentNonce = Envelope.parseSessionNonce(req.headers[Envelope.NONCE_HEADER])
+        if (agentNonce === undefined && (options.hmacKey !== undefined || options.signingKey !== undefined)) {
+          return refuse(400, `bad request: missing or malformed ${Envelope.NONCE_HEADER} (32 hex digits); is bartoc older than bartos?`)
+        }
+        nonces = { agentNonce, serverNonce: Envelope.makeSessionNonce() }
+        serverNonces.set(req, nonces.serverNonce)
+      }
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-        if (link === "worker") return workers.accept(ws, { agent: name, ip })
+        if (nonces !== undefined) return workers.accept(ws, { agent: name, ip, ...nonces })
         fork(
           Deferred.await(ready).pipe(
             Effect.flatMap((info) => Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info))

@@ -100,6 +100,9 @@ export type Requirements = Store | Schedules | AgentSessions | Ingested | Metric
 export interface Peer {
   readonly agent: string
   readonly ip: string
+  /** The session nonces of this connection (from the upgrade); bound into every sealed frame. */
+  readonly agentNonce: Envelope.SessionNonce | undefined
+  readonly serverNonce: Envelope.SessionNonce
 }
 
 export interface Workers {
@@ -161,6 +164,9 @@ class Session {
   lastVersion: string | undefined = undefined
   tableLock: Effect.Semaphore | undefined = undefined
   handle: WorkerHandle | undefined = undefined
+  /** Frames sealed to the agent, and frames from it that opened, on this connection (the binding's counters). */
+  sealed = 0n
+  opened = 0n
   readonly nonces: Envelope.NonceCache | undefined
   readonly listeners: {
     readonly message: (data: RawData, binary: boolean) => void
@@ -173,6 +179,8 @@ class Session {
     readonly ip: string,
     readonly openedAt: number,
     hmac: boolean,
+    readonly agentNonce: Envelope.SessionNonce | undefined,
+    readonly serverNonce: Envelope.SessionNonce,
     listeners: (s: Session) => Session["listeners"]
   ) {
     this.lastSeen = openedAt
@@ -182,6 +190,18 @@ class Session {
 
   get pending(): number {
     return this.inbox.length - this.head
+  }
+
+  /** What a frame sealed by `sender` now is bound to; undefined without an agent nonce (no keys). */
+  binding(sender: "server" | "agent"): Envelope.Binding | undefined {
+    if (this.agentNonce === undefined) return undefined
+    return {
+      sender,
+      agent: this.agent,
+      agentNonce: this.agentNonce,
+      serverNonce: this.serverNonce,
+      counter: sender === "server" ? this.sealed : this.opened
+    }
   }
 
   annotations(): Record<string, string> {
@@ -290,7 +310,16 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const ignoreError = () => {}
 
     const accept = (ws: WebSocket, peer: Peer) => {
-      const s = new Session(ws, peer.agent, peer.ip, clock.unsafeCurrentTimeMillis(), options.hmacKey !== undefined, listenersOf)
+      const s = new Session(
+        ws,
+        peer.agent,
+        peer.ip,
+        clock.unsafeCurrentTimeMillis(),
+        options.hmacKey !== undefined,
+        peer.agentNonce,
+        peer.serverNonce,
+        listenersOf
+      )
       live.add(s)
       metrics.unsafeAdd("bartos_connections_total", 1, LABELS)
       metrics.unsafeAdd("bartos_connections_open", 1, LABELS)
@@ -306,7 +335,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const sendNow = (s: Session, message: Messages.ServerMessage): boolean => {
       if (s.ws.readyState !== s.ws.OPEN) return false
       const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
-      const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs)
+      // Sealed and written in one synchronous step, so frames leave in their counter's order.
+      const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs, s.binding("server"))
+      s.sealed++
       s.ws.send(frame, { binary: true })
       metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
       return true
@@ -332,14 +363,18 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       let payload = frame.data
       if (options.hmacKey !== undefined) {
         const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
+        // Frames are opened strictly in arrival order (on arrival, or by the drain), so the count
+        // of frames opened is the counter the agent sealed this one with.
         const opened = Envelope.open(
           { hmacKey: options.hmacKey, windowSecs: options.replayWindowSecs, nonces: s.nonces! },
           frame.data,
-          nowSecs
+          nowSecs,
+          s.binding("agent")
         )
         if (Either.isLeft(opened)) {
           return Either.left({ code: "bad_envelope", message: `${opened.left.reason}: ${opened.left.message}` })
         }
+        s.opened++
         payload = opened.right
       }
       return Either.mapLeft(codec.decode(Inbound.FromAgent, payload), (e): BadFrame => ({ code: e.code, message: e.message }))

@@ -389,6 +389,81 @@ describe("WorkerSession: envelopes", () => {
       assert.strictEqual((yield* client.nextTagged("Pong")).id, 2)
     }))
 
+  it.scopedLive("a frame sealed for agent A is refused on B's connection; B's own frames still open", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const alpha = yield* TestServer.helloAgent(server, "alpha", keys())
+      const beta = yield* TestServer.helloAgent(server, "beta", keys())
+      const forAlpha = alpha.client.seal({ _tag: "RecordBatch", records: [runStarted(0)] })
+      yield* beta.client.sendRaw(forAlpha)
+      const error = yield* beta.client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "bad_envelope")
+      assert.match(error.message, /bad_mac/)
+      assert.isUndefined(server.memory!.records.get("beta"))
+      yield* beta.client.send({ _tag: "Ping", id: 2, sentAt: TestServer.micros(2) })
+      assert.strictEqual((yield* beta.client.nextTagged("Pong")).id, 2)
+      // Delivered where it belongs, it is fine.
+      yield* alpha.client.sendRaw(forAlpha)
+      assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+    }))
+
+  it.scopedLive("inside the HMAC window, a frame of an earlier connection (or sent twice) is refused", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const first = yield* TestServer.helloAgent(server, "alpha", keys())
+      const batch = first.client.seal({ _tag: "RecordBatch", records: [runStarted(0)] })
+      yield* first.client.sendRaw(batch)
+      assert.deepStrictEqual(yield* first.client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+      // Again on the same connection: refused (the nonce, and the frame counter).
+      yield* first.client.sendRaw(batch)
+      assert.strictEqual((yield* first.client.nextTagged("ProtocolError")).code, "bad_envelope")
+      yield* first.client.close
+      yield* first.client.closed()
+
+      // A later connection of the same agent: a replay within seconds, well inside the window.
+      const second = yield* TestServer.helloAgent(server, "alpha", keys())
+      yield* second.client.sendRaw(batch)
+      assert.strictEqual((yield* second.client.nextTagged("ProtocolError")).code, "bad_envelope")
+      yield* second.client.send({ _tag: "Ping", id: 3, sentAt: TestServer.micros(3) })
+      assert.strictEqual((yield* second.client.nextTagged("Pong")).id, 3)
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "bad_envelope" }), 2)
+    }))
+
+  it.scopedLive("server frames are bound too: a ScheduleTable of one agent does not open on another's connection", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const alpha = yield* TestServer.helloAgent(server, "alpha", keys())
+      const beta = yield* TestServer.helloAgent(server, "beta", keys())
+      // The raw bytes alpha received for its table (ServerHello came first).
+      const alphaTable = alpha.client.frames[1]!
+      const { publicKey } = keys()
+      const opensFor = (client: TestServer.AgentClient, counter: bigint) =>
+        Either.isRight(Envelope.open(
+          { hmacKey: Envelope.hmacKeyFromString("shared-secret"), publicKey, windowSecs: 60, nonces: Envelope.makeNonceCache() },
+          alphaTable,
+          Date.now() / 1000,
+          { sender: "server", agent: client === alpha.client ? "alpha" : "beta", ...client.nonces!, counter }
+        ))
+      assert.isTrue(opensFor(alpha.client, 1n), "genuine where it was sent")
+      assert.isFalse(opensFor(beta.client, 1n), "not on beta's connection")
+      assert.isFalse(opensFor(alpha.client, 2n), "not at another position on alpha's own")
+    }))
+
+  it.scopedLive("with keys, an agent that sends no session nonce is refused (400) before the upgrade", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const refused = yield* TestServer.attempt(server.url("worker", "alpha"))
+      assert.strictEqual(refused._tag, "Refused")
+      if (refused._tag === "Refused") {
+        assert.strictEqual(refused.status, 400)
+        assert.match(refused.body, /x-barto-nonce/)
+      }
+      // Without keys nothing is sealed: the nonce is not needed.
+      const open = yield* TestServer.make({ toml: SCHEDULES })
+      const { table } = yield* TestServer.helloAgent(open, "alpha", { agentNonce: null })
+      assert.strictEqual(table.schedules.length, 2)
+    }))
+
   it.scopedLive("an agent without the HMAC key cannot even say hello", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: KEYS })

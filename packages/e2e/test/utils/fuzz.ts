@@ -98,11 +98,20 @@ export const hostileFrame = (
   }
 }
 
-/** An HMAC envelope as reference §2.5 lays it out, with a caller-chosen (possibly wrong) key. */
-export const hmacEnvelope = (key: string, payload: Uint8Array, tsSecs: number, nonce: bigint): Uint8Array => {
+/**
+ * An HMAC envelope as reference §2.5 lays it out, with a caller-chosen (possibly wrong) key; the
+ * MAC also covers `context`, the session binding's associated data (empty: the reference).
+ */
+export const hmacEnvelope = (
+  key: string,
+  payload: Uint8Array,
+  tsSecs: number,
+  nonce: bigint,
+  context: Uint8Array = new Uint8Array(0)
+): Uint8Array => {
   const head = Buffer.alloc(16)
   head.writeBigUInt64BE(BigInt(tsSecs), 0)
   head.writeBigUInt64BE(nonce, 8)
-  const mac = createHmac("sha256", Buffer.from(key, "utf8")).update(head).update(payload).digest()
+  const mac = createHmac("sha256", Buffer.from(key, "utf8")).update(context).update(head).update(payload).digest()
   return new Uint8Array(Buffer.concat([head, mac, Buffer.from(payload)]))
 }
