@@ -428,12 +428,22 @@ export type CliToServer = typeof CliToServer.Type
 
 // --- result rows -------------------------------------------------------------------------------
 
+/** Connections refused because another live agent instance held the name (issue 12 §2). */
+export const DuplicateAttempts = Schema.Struct({
+  count: Schema.Int,
+  lastIp: Schema.String,
+  lastAt: Micros
+})
+export type DuplicateAttempts = typeof DuplicateAttempts.Type
+
 export class ClientRow extends Schema.Class<ClientRow>("ClientRow")({
   name: Schema.String,
   ip: Schema.String,
   sessionId: Schema.String,
   connectedAt: Micros,
-  info: Schema.NullOr(ClientInfo)
+  info: Schema.NullOr(ClientInfo),
+  /** Other instances refused under this name since bartos started; absent when none (or from an older bartos). */
+  refused: Schema.optional(DuplicateAttempts)
 }) {}
 
 /** One output line with the state of the run it belongs to (fixes reference `list` quirk). */

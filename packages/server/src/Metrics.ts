@@ -34,6 +34,10 @@ export const families = {
   },
   bartos_acks_total: { help: "Acks sent to agents", type: "counter" },
   bartos_ingest_errors_total: { help: "Record batches that failed to store (no Ack sent)", type: "counter" },
+  bartos_duplicate_names_refused_total: {
+    help: "Worker connections refused because another live agent instance holds the name",
+    type: "counter"
+  },
   bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" }
 } as const satisfies Record<string, Family>
 

@@ -39,6 +39,7 @@ import * as Inbound from "./internal/inbound.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { toBytes, truncateReason } from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
+import type { AgentConnection } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { Store } from "./Store.js"
 
@@ -74,7 +75,9 @@ export const CloseCode = {
   internalError: 1011,
   liveness: 4000,
   replaced: 4001,
-  protocolVersion: 4002
+  protocolVersion: 4002,
+  /** Another live agent instance holds the name (issue 12 §2). */
+  nameInUse: 4003
 } as const
 
 /** HMAC envelope overhead: ts (8) + nonce (8) + MAC (32). */
@@ -164,6 +167,8 @@ class Session {
   lastVersion: string | undefined = undefined
   tableLock: Effect.Semaphore | undefined = undefined
   handle: WorkerHandle | undefined = undefined
+  /** Holds its name in the registry (from the hello until the end). */
+  registered = false
   /** Frames sealed to the agent, and frames from it that opened, on this connection (the binding's counters). */
   sealed = 0n
   opened = 0n
@@ -414,6 +419,34 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.outboxId = outboxId
         s.connectedAt = yield* nowMicros
         yield* Effect.gen(function*() {
+          const lock = yield* Effect.makeSemaphore(1)
+          s.tableLock = lock
+          // Registered before the ServerHello so that claiming the name is one atomic step; until
+          // the session is READY nothing is sent through the handle (the ServerHello goes first).
+          s.handle = {
+            connection: {
+              agent: s.agent,
+              sessionId: s.sessionId,
+              ip: s.ip,
+              connectedAt: s.connectedAt,
+              info: null,
+              outboxId
+            },
+            send: (message) => Effect.suspend(() => (s.phase === READY ? send(s, message) : Effect.succeed(false))),
+            close: (code, reason) => close(s, code, reason),
+            syncTable: Effect.suspend(() => (s.phase === READY ? syncTable(s, lock) : Effect.void))
+          }
+          const registration = yield* sessions.register(s.handle)
+          if (registration._tag === "Refused") {
+            s.handle = undefined
+            return yield* refuseName(s, registration.holder)
+          }
+          s.registered = true
+          if (Option.isSome(registration.replaced)) {
+            const older = registration.replaced.value
+            yield* Effect.logInfo(`replacing the older session ${older.connection.sessionId} of '${s.agent}' (same instance)`)
+            yield* older.close(CloseCode.replaced, "replaced by a newer connection")
+          }
           yield* store.sessionStarted({ agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt }).pipe(
             Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
           )
@@ -430,23 +463,28 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             sessionId: s.sessionId,
             ackedUpTo: s.acked
           })
-          const lock = yield* Effect.makeSemaphore(1)
-          s.tableLock = lock
-          s.handle = {
-            connection: { agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt, info: null },
-            send: (message) => send(s, message),
-            close: (code, reason) => close(s, code, reason),
-            syncTable: syncTable(s, lock)
-          }
           s.phase = READY
           s.lastSeen = clock.unsafeCurrentTimeMillis()
-          const replaced = yield* sessions.register(s.handle)
-          if (Option.isSome(replaced)) {
-            yield* Effect.logInfo(`replacing the older session ${replaced.value.connection.sessionId} of '${s.agent}'`)
-            yield* replaced.value.close(CloseCode.replaced, "replaced by a newer connection")
-          }
           yield* s.handle.syncTable
         }).pipe(Effect.annotateLogs({ sessionId: s.sessionId }))
+      })
+
+    /**
+     * Another instance (another outbox id) holds this live name: refused, so that a job never
+     * runs twice because two bartoc share a name. The refused one gets no ServerHello and no
+     * table, and retries with its backoff; it takes over once the holder's session ends (its
+     * liveness expires, it disconnects).
+     */
+    const refuseName = (s: Session, holder: AgentConnection) =>
+      Effect.gen(function*() {
+        metrics.unsafeAdd("bartos_duplicate_names_refused_total", 1)
+        const since = new Date(holder.connectedAt / 1000).toISOString().slice(11, 19)
+        const reason = `name '${s.agent}' is in use by another agent from ${holder.ip} since ${since} UTC`
+        yield* Effect.logWarning(
+          `refused a second instance of '${s.agent}' from ${s.ip} (outbox ${s.outboxId}): ${reason} ` +
+            `(session ${holder.sessionId}, outbox ${holder.outboxId})`
+        )
+        yield* close(s, CloseCode.nameInUse, reason)
       })
 
     const onRecords = (s: Session, records: ReadonlyArray<Messages.AgentRecord>) =>
@@ -576,9 +614,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           const ws = s.ws
           if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closing.code, truncateReason(closing.reason))
         }
+        const wasCurrent = s.registered && (yield* sessions.unregister(s.agent, s.sessionId))
         if (wasReady) {
           const endedAt = yield* nowMicros
-          const wasCurrent = yield* sessions.unregister(s.agent, s.sessionId)
           yield* Effect.logInfo(`websocket disconnected '${s.agent} (${s.ip})'`)
           yield* store.sessionEnded(s.agent, s.sessionId, endedAt).pipe(
             Effect.catchAll((e) => Effect.logError(`cannot record session end: ${e.message}`))

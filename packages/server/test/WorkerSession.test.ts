@@ -5,6 +5,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Ids from "@barto/domain/Ids"
 import type * as Messages from "@barto/domain/Messages"
@@ -496,6 +497,48 @@ describe("WorkerSession: liveness and duplicates", () => {
       assert.strictEqual((yield* second.client.nextTagged("AgentCleanup")).before, TestServer.micros(5))
     }))
 
+  it.scopedLive("another instance (other outbox) claiming a live name is refused with 4003, counted, and shown", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const holder = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "instance-1" } })
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const intruder = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+        yield* intruder.send(TestServer.agentHello({ outboxId: "instance-2" }))
+        const closed = yield* intruder.closed()
+        assert.strictEqual(closed.code, 4003)
+        assert.match(closed.reason, /^name 'alpha' is in use by another agent from 127\.0\.0\.1 since \d\d:\d\d:\d\d UTC$/)
+        // It never got a ServerHello, let alone a table.
+        assert.deepStrictEqual(yield* intruder.drain, [])
+      }
+      const metrics = service(server, Metrics)
+      assert.strictEqual(yield* metrics.value("bartos_duplicate_names_refused_total"), 2)
+      yield* server.waitForLog("refused a second instance of 'alpha'")
+      // The holder is untouched and still the registered session.
+      yield* holder.client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* holder.client.nextTagged("Pong")).id, 1)
+      const rows = yield* service(server, Registry).list
+      assert.strictEqual(rows.length, 1)
+      assert.strictEqual(rows[0]!.sessionId, holder.hello.sessionId)
+      assert.strictEqual(rows[0]!.refused?.count, 2)
+      assert.strictEqual(rows[0]!.refused?.lastIp, "127.0.0.1")
+      assert.include(yield* metrics.render, "bartos_duplicate_names_refused_total 2")
+    }))
+
+  it.scopedLive("the refused instance takes over once the holder's liveness expires", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.3\n` })
+      const holder = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "instance-1" } })
+      const refused = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      yield* refused.send(TestServer.agentHello({ outboxId: "instance-2" }))
+      assert.strictEqual((yield* refused.closed()).code, 4003)
+      // The holder goes silent (it died): dropped for liveness, the name is free.
+      assert.strictEqual((yield* holder.client.closed()).code, 4000)
+      const taken = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "instance-2" } })
+      assert.strictEqual(taken.table.schedules.length, 2)
+      const current = Option.getOrThrow(yield* service(server, Registry).get("alpha"))
+      assert.strictEqual(current.outboxId, "instance-2")
+    }))
+
   it.scopedLive("a silent agent is dropped (4000) and its running runs are marked lost later", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.3\n` })
@@ -565,6 +608,9 @@ for (const db of databases) {
 
         const again = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-a", lastSeq: 1 } })
         assert.strictEqual(again.hello.ackedUpTo, 1)
+        // Another instance (another outbox) only gets the name once this one is gone (issue 12 §2).
+        yield* again.client.close
+        yield* service(server, Registry).get("alpha").pipe(Effect.repeat({ until: Option.isNone, schedule: Schedule.spaced(10) }))
         const fresh = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-b" } })
         assert.strictEqual(fresh.hello.ackedUpTo, -1)
       }))
