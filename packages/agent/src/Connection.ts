@@ -87,6 +87,11 @@ export interface Options {
   readonly backoffBaseMs?: number
   readonly backoffCapMs?: number
   readonly openTimeoutMs?: number
+  /**
+   * Where errors an operator must see are also written (bartoc without `-e` logs to its file
+   * only): `process.stderr` in the program.
+   */
+  readonly stderr?: { readonly write: (text: string) => unknown } | undefined
 }
 
 export const DEFAULTS = {
@@ -118,7 +123,9 @@ export const fromConfig = (config: BartocConfig): Options => ({
   pingIntervalMs: config.connection.ping_interval_secs * 1000,
   livenessMs: config.connection.server_silence_secs * 1000,
   backoffBaseMs: config.connection.reconnect_base_secs * 1000,
-  backoffCapMs: config.connection.reconnect_max_secs * 1000
+  backoffCapMs: config.connection.reconnect_max_secs * 1000,
+  // With -e the log itself is on stderr already.
+  stderr: config.enable_std_output ? undefined : process.stderr
 })
 
 /** `{prefix}://{host}:{port}/v1/ws/worker?name=<name>` (IPv6 hosts bracketed). */
@@ -143,12 +150,26 @@ export interface ConnectionShape {
   readonly attempts: Effect.Effect<number>
   /** Session id of the current handshaken connection, if any. */
   readonly session: SubscriptionRef.SubscriptionRef<Option.Option<string>>
+  /**
+   * Completes when the first connection attempt is decided: accepted (ServerHello), refused
+   * because another live instance holds the name (the cached table withdrawn first), or failed
+   * otherwise (bartos unreachable: the cached table runs, D3). The ticker starts then, so a
+   * cached table never runs while bartos says the name belongs to another instance.
+   */
+  readonly decided: Effect.Effect<void>
 }
 
 export class Connection extends Context.Tag("@barto/agent/Connection")<Connection, ConnectionShape>() {}
 
 /** Why one connection ended. */
-class SessionEnded extends Data.TaggedError("SessionEnded")<{ readonly message: string }> {}
+class SessionEnded extends Data.TaggedError("SessionEnded")<{
+  readonly message: string
+  /** bartos refused this instance: another live instance holds the name (close 4003). */
+  readonly nameInUse?: boolean
+}> {}
+
+/** bartos' close code for "another live agent instance holds this name" (issue 12 §2). */
+export const NAME_IN_USE = 4003
 
 const HELLO_CAPABILITIES = ["records.v1", "run_now", "cancel", "hmac_agent_frames"] as const
 
@@ -236,7 +257,8 @@ export const make = (
 
         const scope = yield* Effect.scope
         const done = yield* Deferred.make<never, SessionEnded>()
-        const end = (message: string) => Deferred.fail(done, new SessionEnded({ message })).pipe(Effect.asVoid)
+        const end = (ended: SessionEnded | string) =>
+          Deferred.fail(done, typeof ended === "string" ? new SessionEnded({ message: ended }) : ended).pipe(Effect.asVoid)
         /** Runs a session task in the background; whatever ends it ends the session. */
         const task = (name: string, effect: Effect.Effect<unknown, SessionEnded | WsClient.SocketError>) =>
           effect.pipe(
@@ -245,7 +267,7 @@ export const make = (
                 ? Effect.void
                 : Option.match(Cause.failureOption(cause), {
                   onNone: () => end(`${name} died: ${Cause.pretty(cause)}`),
-                  onSome: (e) => end(e._tag === "SocketError" ? `${name}: ${e.message}` : e.message)
+                  onSome: (e) => end(e._tag === "SocketError" ? `${name}: ${e.message}` : e)
                 })
             ),
             Effect.forkIn(scope)
@@ -474,7 +496,8 @@ export const make = (
             if (event._tag === "Heard") continue
             if (event._tag === "Closed") {
               return yield* new SessionEnded({
-                message: `bartos closed the connection (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`
+                message: `bartos closed the connection (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`,
+                nameInUse: event.code === NAME_IN_USE
               })
             }
             yield* onFrame(event.data, event.binary)
@@ -539,6 +562,24 @@ export const make = (
         Effect.ensuring(SubscriptionRef.set(session, Option.none()))
       )
 
+    /** Completes once the first attempt was accepted, refused or failed: see `ConnectionShape.decided`. */
+    const decided = yield* Deferred.make<void>()
+
+    /**
+     * Another live instance holds our name: two agents with one name would run every job twice.
+     * Its table (or our cached one) is not ours to run until bartos accepts this instance, which
+     * it does once the other's session ends; the backoff keeps retrying until then.
+     */
+    const refusedName = (reason: string) =>
+      Effect.gen(function*() {
+        const message = `bartos refused agent name '${options.name}' for this instance (${reason}); ` +
+          "running no schedule until bartos accepts it; retrying"
+        yield* Effect.logError(message)
+        // Said on stderr even without -e: the operator must see it (issue 12 §2).
+        yield* Effect.sync(() => options.stderr?.write(`bartoc: ERROR ${message}\n`))
+        if (Option.isSome(yield* SubscriptionRef.get(tableRef))) yield* SubscriptionRef.set(tableRef, Option.none())
+      })
+
     const run: Effect.Effect<never, ConnectionError> = Effect.gen(function*() {
       if (options.retryCount === 0) {
         return yield* new ConnectionError({
@@ -557,8 +598,10 @@ export const make = (
       )
       while (true) {
         const attempt = yield* Ref.updateAndGet(attempts, (n) => n + 1)
-        const ended = yield* Effect.flip(connectOnce(driver.reset))
-        yield* Effect.logWarning(`connection to bartos ended (attempt ${attempt}): ${ended.message}`)
+        const ended = yield* Effect.flip(connectOnce(Effect.zipRight(driver.reset, Deferred.succeed(decided, undefined))))
+        if (ended.nameInUse === true) yield* refusedName(ended.message)
+        else yield* Effect.logWarning(`connection to bartos ended (attempt ${attempt}): ${ended.message}`)
+        yield* Deferred.succeed(decided, undefined)
         const retry = yield* Effect.either(driver.next(ended))
         if (Either.isLeft(retry)) {
           return yield* new ConnectionError({
@@ -574,7 +617,8 @@ export const make = (
       run,
       failedFrames: Ref.get(failedFrames),
       attempts: Ref.get(attempts),
-      session
+      session,
+      decided: Deferred.await(decided)
     } satisfies ConnectionShape
   })
 

@@ -356,6 +356,48 @@ describe("Connection", () => {
       }))
   })
 
+  it.scopedLive("refused because another instance holds the name (4003): no table runs, the error is on stderr, it retries until accepted", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ autoHello: false })
+      const errors: Array<string> = []
+      const agent = yield* startAgent(server, { stderr: { write: (text: string) => errors.push(text) } })
+      // A table it had (cached, or from an earlier session): a refusal withdraws it.
+      yield* SubscriptionRef.set(agent.tableRef, Option.some(table("cached", "backup")))
+      const reason = "name 'agent one' is in use by another agent from 10.0.0.5 since 08:02:01 UTC"
+      for (const n of [1, 2]) {
+        const c = yield* server.connection(n)
+        yield* c.waitFor(FakeBartos.isTag("AgentHello"))
+        yield* c.close(4003, reason)
+        yield* waitRef(agent.tableRef, Option.isNone, `no table after refusal ${n}`)
+      }
+      yield* agent.conn.decided
+      yield* eventually(Effect.sync(() => errors.length), (n) => n >= 2, "both refusals on stderr")
+      assert.match(errors[0]!, /^bartoc: ERROR bartos refused agent name 'agent one' for this instance \(bartos closed the connection \(code 4003: name 'agent one' is in use by another agent from 10\.0\.0\.5 since 08:02:01 UTC\)\); running no schedule until bartos accepts it; retrying\n$/)
+      // The holder is gone: the next attempt is accepted and gets its table from bartos.
+      const c3 = yield* server.connection(3)
+      yield* c3.waitFor(FakeBartos.isTag("AgentHello"))
+      yield* c3.send({ _tag: "ServerHello", protocol: PROTOCOL_VERSION, serverVersion: "x", capabilities: [], sessionId: "s3", ackedUpTo: -1 })
+      yield* c3.send(table("bartos", "backup"))
+      yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "bartos", "the table once accepted")
+    }))
+
+  it.scopedLive("the first attempt decides: unreachable keeps the table, accepted decides at the ServerHello", () =>
+    Effect.gen(function*() {
+      // Nothing listens on this port: the attempt fails at once, and that decides too (D3).
+      const closed = yield* FakeBartos.make()
+      const port = closed.port
+      yield* closed.stop
+      const lonely = yield* startAgent({ port })
+      yield* SubscriptionRef.set(lonely.tableRef, Option.some(table("cached", "backup")))
+      yield* lonely.conn.decided.pipe(FakeBartos.within(10_000, "the first attempt to be decided"))
+      assert.strictEqual(Option.getOrThrow(yield* SubscriptionRef.get(lonely.tableRef)).version, "cached")
+
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      yield* agent.conn.decided.pipe(FakeBartos.within(1_000, "decided at the handshake"))
+    }))
+
   it.scopedLive("reconnects with backoff after bartos closes; every handshake restores the retry budget", () =>
     Effect.gen(function*() {
       const server = yield* FakeBartos.make()
