@@ -366,12 +366,13 @@ export const make = (
           switch (message._tag) {
             case "ServerHello":
               return Effect.gen(function*() {
+                // Once handshaken, another ServerHello is a bad frame like any other, whatever it says.
+                if (handshook) return yield* dropFrame("a second ServerHello on this connection", "unexpected")
                 if (message.protocol !== PROTOCOL_VERSION) {
                   return yield* new SessionEnded({
                     message: `bartos speaks protocol ${message.protocol}, this agent speaks ${PROTOCOL_VERSION}`
                   })
                 }
-                if (handshook) return yield* Effect.logWarning("ignoring a second ServerHello")
                 handshook = true
                 if (message.ackedUpTo >= 0) {
                   yield* outbox.ack(message.ackedUpTo).pipe(

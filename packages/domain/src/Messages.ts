@@ -76,7 +76,8 @@ export class ClientInfo extends Schema.Class<ClientInfo>("ClientInfo")({
  * is the text as the operator wrote it.
  */
 export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
-  name: Schema.String,
+  /** Bounded like the records that carry it back (`RunStarted.schedule`). */
+  name: ShortText,
   onCalendar: Schema.String,
   calendar: Schema.String,
   cmds: Schema.Array(Schema.String),
@@ -316,7 +317,7 @@ export const Ack = Schema.TaggedStruct("Ack", { upTo: Schema.Int })
 
 export const RunNow = Schema.TaggedStruct("RunNow", {
   requestId: Schema.String,
-  schedule: Schema.String,
+  schedule: ShortText,
   /** Minted by bartos so the CLI can print it before the agent starts the run. */
   runId: RunId
 })

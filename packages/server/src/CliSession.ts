@@ -222,8 +222,9 @@ const session = (
       Effect.gen(function*() {
         const decoded = yield* decode(item)
         if (Either.isLeft(decoded)) return !(yield* rejected(decoded.left))
-        badInARow = 0
         const message = decoded.right
+        // A second CliHello is a bad frame: it does not end a run of them.
+        if (message._tag !== "CliHello") badInARow = 0
         switch (message._tag) {
           case "Ping":
             yield* send({ _tag: "Pong", id: message.id, sentAt: message.sentAt })

@@ -590,7 +590,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       if (Either.isLeft(decoded)) return rejected(s, decoded.left)
       const message = decoded.right
       if (s.phase === READY) {
-        s.badInARow = 0
+        // A second AgentHello is a bad frame (see onMessage): it does not end a run of them.
+        if (message._tag !== "AgentHello") s.badInARow = 0
         return message._tag === "RecordBatch" ? onRecords(s, withQueuedBatches(s, message.records)) : onMessage(s, message)
       }
       if (message._tag === "AgentHello") {

@@ -13,8 +13,12 @@
 import * as Codec from "@barto/domain/Codec"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Messages from "@barto/domain/Messages"
+import * as Arbitrary from "effect/Arbitrary"
 import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
 import type * as Schema from "effect/Schema"
+import * as SchemaModule from "effect/Schema"
+import type * as SchemaAST from "effect/SchemaAST"
 import { randomBytes } from "node:crypto"
 import { WebSocket } from "ws"
 import { type FrameKind, hmacEnvelope, hostileFrame, prng } from "./fuzz.js"
@@ -56,6 +60,8 @@ export interface ConnState {
    * only): what it made of the frame being delivered, for the driver's `reply`.
    */
   opening?: { readonly _tag: string } | undefined
+  /** The receiver took our hello on this connection: another one is a bad frame. */
+  helloTaken?: boolean
 }
 
 /** What a frame we seal now is bound to (undefined on a link without binding). */
@@ -424,10 +430,12 @@ export const micros = (ms: number) => Messages.Micros.make(Math.floor(ms) * 1000
 export interface FakeBartos {
   readonly port: number
   /**
-   * Resolves with the next agent connection once its handshake is done (ServerHello + table
+   * Resolves with the agent's current connection once its handshake is done (ServerHello + table
    * sent), with the model state the fake shares with the driver (its own frames take counters).
    */
   readonly nextAgent: () => Promise<{ readonly ws: WebSocket; readonly conn: ConnState }>
+  /** Sends a frame sealed for the current connection (the legit table, say), taking its counter. */
+  readonly send: (m: Messages.ServerMessage) => void
   /** Records received (and acked), in arrival order. */
   readonly records: Array<Messages.AgentRecord>
   readonly connections: () => number
@@ -451,7 +459,7 @@ export const startFakeBartos = async (options: {
   await new Promise<void>((r) => wss.once("listening", () => r()))
   const records: Array<Messages.AgentRecord> = []
   const waiting: Array<(c: { ws: WebSocket; conn: ConnState }) => void> = []
-  const ready: Array<{ ws: WebSocket; conn: ConnState }> = []
+  let current: { ws: WebSocket; conn: ConnState; send: (m: Messages.ServerMessage) => void } | undefined
   let connections = 0
   const serverNonces = new WeakMap<object, Envelope.SessionNonce>()
   wss.on("headers", (headers: Array<string>, req: object) => {
@@ -499,9 +507,8 @@ export const startFakeBartos = async (options: {
             ackedUpTo: -1
           })
           send(options.table)
-          const w = waiting.shift()
-          if (w !== undefined) w({ ws, conn })
-          else ready.push({ ws, conn })
+          current = { ws, conn, send }
+          for (const w of waiting.splice(0)) w({ ws, conn })
           break
         }
         case "RecordBatch":
@@ -518,10 +525,11 @@ export const startFakeBartos = async (options: {
   })
   return {
     port: (wss.address() as { port: number }).port,
-    nextAgent: () => {
-      const c = ready.shift()
-      return c !== undefined ? Promise.resolve(c) : new Promise((r) => waiting.push(r))
-    },
+    nextAgent: () =>
+      current !== undefined && current.ws.readyState === current.ws.OPEN
+        ? Promise.resolve(current)
+        : new Promise((r) => waiting.push(r)),
+    send: (m) => current?.send(m),
     records,
     connections: () => connections,
     close: async () => {
@@ -529,4 +537,49 @@ export const startFakeBartos = async (options: {
       await new Promise<void>((r) => wss.close(() => r()))
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One valid message of each type of a link, to put the worst values into
+// ---------------------------------------------------------------------------------------------
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+/** JSON carries neither NaN/±Infinity nor lone surrogates; samples with them are skipped. */
+const jsonSafe = (u: unknown): boolean => {
+  if (typeof u === "number") return Number.isFinite(u)
+  if (typeof u === "string") return !LONE_SURROGATE.test(u)
+  if (Array.isArray(u)) return u.every(jsonSafe)
+  if (typeof u === "object" && u !== null) return Object.values(u).every(jsonSafe)
+  return true
+}
+
+/**
+ * The encoded (JSON) form of one sample of every member of the tagged union `link` (unions of
+ * unions flattened), seeded; `fixed` replaces a member's sample by tag (e.g. a harmless request
+ * instead of a random cleanup).
+ */
+export const sampleEach = (
+  link: Schema.Schema<any, any>,
+  seed: number,
+  fixed: Readonly<Record<string, unknown>> = {}
+): Array<Record<string, unknown>> => {
+  const out: Array<Record<string, unknown>> = []
+  const walk = (ast: SchemaAST.AST) => {
+    if (ast._tag === "Union") return ast.types.forEach(walk)
+    const member = SchemaModule.make(ast)
+    const literal = ast._tag === "Transformation" ? ast.to : ast
+    const tagSignature = literal._tag === "TypeLiteral" ? literal.propertySignatures.find((p) => p.name === "_tag") : undefined
+    const tag = tagSignature?.type._tag === "Literal" ? String(tagSignature.type.literal) : undefined
+    if (tag !== undefined && tag in fixed) {
+      out.push(JSON.parse(JSON.stringify(SchemaModule.encodeSync(member)(fixed[tag]))))
+      return
+    }
+    const [value] = FastCheck.sample(
+      Arbitrary.make(member).filter((v) => jsonSafe(SchemaModule.encodeSync(member)(v))),
+      { seed, numRuns: 1 }
+    )
+    out.push(JSON.parse(JSON.stringify(SchemaModule.encodeSync(member)(value))))
+  }
+  walk(link.ast)
+  return out
 }
