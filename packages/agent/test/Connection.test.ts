@@ -261,14 +261,19 @@ describe("Connection", () => {
         }
       }
     }
+    /** A fake bartos holding the keys, and an agent handshaken on its first connection. */
+    const handshaken = Effect.gen(function*() {
+      const { agent: agentKeys, signingKey } = keys()
+      const server = yield* FakeBartos.make({ hmacKey: "shared hmac key", signingKey })
+      const agent = yield* startAgent(server, agentKeys)
+      const c1 = yield* server.connection(1)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      return { agentKeys, server, agent, c1 }
+    })
 
     it.scopedLive("another agent's genuine ScheduleTable, replayed to this agent, is refused; its table stays", () =>
       Effect.gen(function*() {
-        const { agent: agentKeys, signingKey } = keys()
-        const server = yield* FakeBartos.make({ hmacKey: "shared hmac key", signingKey })
-        const victim = yield* startAgent(server, agentKeys)
-        const c1 = yield* server.connection(1)
-        yield* waitRef(victim.conn.session, Option.isSome, "the victim's handshake")
+        const { agent: victim, agentKeys, c1, server } = yield* handshaken
         yield* c1.send(table("mine", "backup"))
         yield* waitRef(victim.tableRef, (t) => Option.isSome(t) && t.value.version === "mine", "its own table")
         // Another agent, same bartos, same keys: its table is genuinely sealed and signed.
@@ -291,11 +296,7 @@ describe("Connection", () => {
 
     it.scopedLive("an Ack replayed on a later connection is refused: the outbox keeps every unsent record", () =>
       Effect.gen(function*() {
-        const { agent: agentKeys, signingKey } = keys()
-        const server = yield* FakeBartos.make({ hmacKey: "shared hmac key", signingKey })
-        const agent = yield* startAgent(server, agentKeys)
-        const c1 = yield* server.connection(1)
-        yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+        const { agent, c1, server } = yield* handshaken
         yield* agent.outbox.append(Array.from({ length: 4 }, (_, i) => missed(i)))
         yield* c1.waitUntil(() => seqs(c1.received).length >= 4, "4 records")
         // A genuine Ack of connection 1, captured but never delivered there.

@@ -227,17 +227,19 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
     await Promise.all([plain?.stop(), sealed?.stop(), lone?.stop()])
   })
 
+  const fuzzerHello: Messages.AgentToServer = {
+    _tag: "AgentHello",
+    protocol: Messages.PROTOCOL_VERSION,
+    agentVersion: "fuzz",
+    capabilities: [],
+    outboxId: `fuzz-${SEED}`,
+    lastSeq: -1
+  }
+
   /** The worker link of the plain bartos, as an agent named "fuzzer" after its hello. */
   const workerLink = (next: Link["next"]): Link => ({
     connect: () => dialBartos(`ws://127.0.0.1:${plain.port}/v1/ws/worker?name=fuzzer`),
-    hello: () => [plainFrame(agentFrame({
-      _tag: "AgentHello",
-      protocol: Messages.PROTOCOL_VERSION,
-      agentVersion: "fuzz",
-      capabilities: [],
-      outboxId: `fuzz-${SEED}`,
-      lastSeq: -1
-    }))],
+    hello: () => [plainFrame(agentFrame(fuzzerHello))],
     reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, {}),
     isHelloReply: (m) => m._tag === "ServerHello",
     ping: (id) => plainFrame(agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) })),
@@ -291,14 +293,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
       Envelope.seal({ hmacKey: hmacBytes }, payload, Date.now() / 1000, ourBinding(conn))
     const link: Link = {
       connect: () => dialBartos(`ws://127.0.0.1:${sealed.port}/v1/ws/worker?name=fuzzer`),
-      hello: (conn) => [plainFrame(seal(conn, agentFrame({
-        _tag: "AgentHello",
-        protocol: Messages.PROTOCOL_VERSION,
-        agentVersion: "fuzz",
-        capabilities: [],
-        outboxId: `fuzz-${SEED}`,
-        lastSeq: -1
-      })))],
+      hello: (conn) => [plainFrame(seal(conn, agentFrame(fuzzerHello)))],
       // bartos seals its frames with the HMAC key and signs them.
       reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, { hmacKey: hmacBytes, publicKey }),
       isHelloReply: (m) => m._tag === "ServerHello",
@@ -443,17 +438,27 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
     ) expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
   }
 
+  /** Every worst frame of `messages` down `link` while the legitimate agent keeps running. */
+  const worstAgainstBartos = async (
+    messages: ReadonlyArray<Record<string, unknown>>,
+    link: (next: Link["next"]) => Link,
+    schema: Schema.Schema<any, any>,
+    label: string,
+    seed: number
+  ) => {
+    const { frames, tags } = everyField(messages)
+    expect(tags.size).toBe(membersCount(schema))
+    const report = await underFuzz(plain, "legit", () => fuzzLink(link(fromList(frames)), { total: frames.length, seed, label }))
+    summary(label, report)
+    expectWorstCovered(report, frames.length)
+  }
+
   it("bartos /v1/ws/worker: the worst value in every field of every message type, each answered; bartos stays up", async () => {
     // A batch carries one record of each kind, so every record field gets every worst value.
     const messages = sampleEach(FromAgent, SEED).map((m) =>
       m._tag === "RecordBatch" ? { ...m, records: sampleEach(Messages.AgentRecord, SEED) } : m
     )
-    const { frames, tags } = everyField(messages)
-    expect([...tags].sort()).toEqual(["AgentHello", "AgentInfo", "CommandRejected", "Ping", "Pong", "ProtocolError", "RecordBatch"])
-    const report = await underFuzz(plain, "legit", () =>
-      fuzzLink(workerLink(fromList(frames)), { total: frames.length, seed: SEED + 4, label: "worker-worst" }))
-    summary("worker-worst", report)
-    expectWorstCovered(report, frames.length)
+    await worstAgainstBartos(messages, workerLink, FromAgent, "worker-worst", SEED + 4)
   }, 300_000)
 
   it("bartos /v1/ws/cli: the worst value in every field of every message type, each answered; bartos stays up", async () => {
@@ -466,12 +471,7 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
       QueryRequest: { _tag: "QueryRequest", id: 5, sql: "SELECT 1" },
       TailRequest: { _tag: "TailRequest", id: 6, runId: "0190aaaa-0000-7000-8000-000000000000", follow: false }
     })
-    const { frames, tags } = everyField(messages)
-    expect(tags.size).toBe(membersCount(FromCli))
-    const report = await underFuzz(plain, "legit", () =>
-      fuzzLink(cliLink(fromList(frames)), { total: frames.length, seed: SEED + 5, label: "cli-worst" }))
-    summary("cli-worst", report)
-    expectWorstCovered(report, frames.length)
+    await worstAgainstBartos(messages, cliLink, FromCli, "cli-worst", SEED + 5)
   }, 300_000)
 
   it("bartoc: the worst value in every field of every message type from its bartos, each dropped and answered; it stays up and keeps running", async () => {
