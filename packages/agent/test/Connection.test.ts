@@ -346,6 +346,30 @@ describe("Connection", () => {
         assert.strictEqual(yield* agent.conn.failedFrames, 2)
       }))
 
+    it.scopedLive("with keys, only frames that verify prove bartos alive: forged ones cannot hold a link open", () =>
+      Effect.gen(function*() {
+        const { agent: agentKeys, signingKey } = keys()
+        // Signature only: frames carry no timestamp, so nothing else bounds how late they come.
+        const server = yield* FakeBartos.make({ signingKey, autoPong: false })
+        const agent = yield* startAgent(server, { serverPublicKey: agentKeys.serverPublicKey, livenessMs: 1_000, pingIntervalMs: 200 })
+        const c1 = yield* server.connection(1)
+        yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+        const forged = Envelope.sign(
+          Either.getOrThrow(Envelope.signingKeyFromSeed(new Uint8Array(32).fill(9))),
+          Codec.makeJson().encode(ServerMessage, { _tag: "Pong", id: 0, sentAt: 0 as Micros })
+        )
+        // A steady stream of frames that do not verify, faster than the silence limit.
+        const forger = yield* c1.sendRaw(forged).pipe(Effect.repeat(Schedule.spaced("100 millis")), Effect.fork)
+        const closed = yield* c1.waitClosed
+        yield* Fiber.interrupt(forger)
+        assert.strictEqual(closed.reason, "bartos silent for 1 s")
+        assert.isAbove(yield* agent.conn.failedFrames, 3)
+        // Stopped while its next connection is up, not while one is ending.
+        const c2 = yield* server.connection(2)
+        yield* c2.waitFor(FakeBartos.isTag("AgentInfo"))
+        yield* Fiber.interrupt(agent.fiber)
+      }))
+
     it.scopedLive("with keys, a bartos that sends no session nonce is refused with a clear reason", () =>
       Effect.gen(function*() {
         const { agent: agentKeys, signingKey } = keys()
