@@ -1,9 +1,11 @@
 /**
  * Worker sessions on `/v1/ws/worker` (D5, D6, D7; reference §1.3 with its bugs fixed).
  *
- * Lifecycle of one connection: `AgentHello` (within `helloTimeoutMs`) -> `ServerHello` + the
- * agent's `ScheduleTable` -> records, acks, pings until the socket closes, the agent goes silent for
- * `liveness`, a newer connection with the same name replaces this one, or the server shuts down.
+ * Lifecycle of one connection: `AgentHello` (within `helloTimeoutMs`) -> the name is claimed for
+ * this agent instance (its outbox id; another instance holding the live name means close 4003) ->
+ * `ServerHello` + the agent's `ScheduleTable` -> records, acks, pings until the socket closes, the
+ * agent goes silent for `liveness`, a newer connection of the same instance replaces this one, or
+ * the server shuts down. Every sealed frame, both ways, is bound to this connection (Envelope.ts).
  *
  * Built for thousands of mostly idle agents on one process: a session at rest is a small state
  * object beside its socket, with no fiber, scope or timer of its own (a parked fiber with its
@@ -16,9 +18,11 @@
  * - Closing (ours or the peer's) is one more inbox item, so it happens after the frame in hand:
  *   an ingest transaction in flight always completes and its Ack is still sent.
  *
- * Every bad frame (too large, not decodable, unknown tag, bad envelope) is answered with a
- * `ProtocolError` naming the problem and the connection stays up; only a peer that keeps sending
- * garbage (`maxBadFrames` in a row) is closed with 1008.
+ * Every bad frame (too large, not decodable, unknown tag, bad envelope, a hello out of place) is
+ * answered with a `ProtocolError` naming the problem, counted, and the connection stays up; only
+ * a peer that keeps sending garbage (`maxBadFrames` in a row) is closed with 1008. Nothing thrown
+ * while handling a frame reaches `ws` (which would end the process): it is a counted
+ * `ProtocolError` and a 1011 close of that connection.
  */
 import { randomUUID } from "node:crypto"
 import * as Clock from "effect/Clock"
