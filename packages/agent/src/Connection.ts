@@ -10,8 +10,12 @@
  *   with the highest seq bartos stored, and the sender resends from there.
  * - Frames are queued synchronously by the socket and handled by ONE fiber, in order. Each is
  *   opened (signature and/or HMAC with a replay window and a per-connection nonce cache, as
- *   configured) and decoded; a frame failing either is dropped, logged and counted, and the
- *   connection stays.
+ *   configured, bound to this connection: Envelope.ts) and decoded; a frame failing either, an
+ *   Ack covering records not sent on this connection, a second ServerHello, or a defect while
+ *   handling it, is dropped, logged, counted and answered, and the connection stays.
+ * - bartos refusing this instance because another live one holds the name (close 4003): the
+ *   table is withdrawn (no job runs under a name another instance holds), the refusal is said at
+ *   ERROR on stderr, and the backoff retries until bartos accepts this instance.
  * - The sender streams outbox records in batches (≤ 500 records, flushed within 50 ms of the
  *   first unsent one) and keeps at most `maxInFlight` unacked records in flight, so a slow bartos
  *   slows the agent's sending, never its jobs (they write to the durable outbox).
