@@ -10,8 +10,12 @@
  *   with the highest seq bartos stored, and the sender resends from there.
  * - Frames are queued synchronously by the socket and handled by ONE fiber, in order. Each is
  *   opened (signature and/or HMAC with a replay window and a per-connection nonce cache, as
- *   configured) and decoded; a frame failing either is dropped, logged and counted, and the
- *   connection stays.
+ *   configured, bound to this connection: Envelope.ts) and decoded; a frame failing either, an
+ *   Ack covering records not sent on this connection, a second ServerHello, or a defect while
+ *   handling it, is dropped, logged, counted and answered, and the connection stays.
+ * - bartos refusing this instance because another live one holds the name (close 4003): the
+ *   table is withdrawn (no job runs under a name another instance holds), the refusal is said at
+ *   ERROR on stderr, and the backoff retries until bartos accepts this instance.
  * - The sender streams outbox records in batches (≤ 500 records, flushed within 50 ms of the
  *   first unsent one) and keeps at most `maxInFlight` unacked records in flight, so a slow bartos
  *   slows the agent's sending, never its jobs (they write to the durable outbox).
@@ -87,6 +91,11 @@ export interface Options {
   readonly backoffBaseMs?: number
   readonly backoffCapMs?: number
   readonly openTimeoutMs?: number
+  /**
+   * Where errors an operator must see are also written (bartoc without `-e` logs to its file
+   * only): `process.stderr` in the program.
+   */
+  readonly stderr?: { readonly write: (text: string) => unknown } | undefined
 }
 
 export const DEFAULTS = {
@@ -118,7 +127,9 @@ export const fromConfig = (config: BartocConfig): Options => ({
   pingIntervalMs: config.connection.ping_interval_secs * 1000,
   livenessMs: config.connection.server_silence_secs * 1000,
   backoffBaseMs: config.connection.reconnect_base_secs * 1000,
-  backoffCapMs: config.connection.reconnect_max_secs * 1000
+  backoffCapMs: config.connection.reconnect_max_secs * 1000,
+  // With -e the log itself is on stderr already.
+  stderr: config.enable_std_output ? undefined : process.stderr
 })
 
 /** `{prefix}://{host}:{port}/v1/ws/worker?name=<name>` (IPv6 hosts bracketed). */
@@ -143,12 +154,26 @@ export interface ConnectionShape {
   readonly attempts: Effect.Effect<number>
   /** Session id of the current handshaken connection, if any. */
   readonly session: SubscriptionRef.SubscriptionRef<Option.Option<string>>
+  /**
+   * Completes when the first connection attempt is decided: accepted (ServerHello), refused
+   * because another live instance holds the name (the cached table withdrawn first), or failed
+   * otherwise (bartos unreachable: the cached table runs, D3). The ticker starts then, so a
+   * cached table never runs while bartos says the name belongs to another instance.
+   */
+  readonly decided: Effect.Effect<void>
 }
 
 export class Connection extends Context.Tag("@barto/agent/Connection")<Connection, ConnectionShape>() {}
 
 /** Why one connection ended. */
-class SessionEnded extends Data.TaggedError("SessionEnded")<{ readonly message: string }> {}
+class SessionEnded extends Data.TaggedError("SessionEnded")<{
+  readonly message: string
+  /** bartos refused this instance: another live instance holds the name (close 4003). */
+  readonly nameInUse?: boolean
+}> {}
+
+/** bartos' close code for "another live agent instance holds this name" (issue 12 §2). */
+export const NAME_IN_USE = 4003
 
 const HELLO_CAPABILITIES = ["records.v1", "run_now", "cancel", "hmac_agent_frames"] as const
 
@@ -192,6 +217,8 @@ export const make = (
       publicKey = parsed.right
     }
     const hmacKey = options.hmacKey === undefined ? undefined : Envelope.hmacKeyFromString(options.hmacKey)
+    /** Frames from bartos are checked (signature and/or HMAC): only checked frames prove it alive. */
+    const sealedLink = hmacKey !== undefined || publicKey !== undefined
     const headers: Record<string, string> = options.apiKey === undefined
       ? {}
       : { Authorization: `Bearer ${Redacted.value(options.apiKey)}` }
@@ -216,8 +243,10 @@ export const make = (
         const ca = yield* readPem("ca_cert", options.caCert)
         const cert = yield* readPem("client_cert", options.clientCert)
         const key = yield* readPem("client_key", options.clientKey)
+        // Our half of the session binding (see Envelope.ts); bartos answers with its own.
+        const agentNonce = Envelope.makeSessionNonce()
         const sock = yield* WsClient.connect(url, {
-          headers,
+          headers: { ...headers, [Envelope.NONCE_HEADER]: Envelope.formatSessionNonce(agentNonce) },
           ca,
           cert,
           key,
@@ -232,7 +261,8 @@ export const make = (
 
         const scope = yield* Effect.scope
         const done = yield* Deferred.make<never, SessionEnded>()
-        const end = (message: string) => Deferred.fail(done, new SessionEnded({ message })).pipe(Effect.asVoid)
+        const end = (ended: SessionEnded | string) =>
+          Deferred.fail(done, typeof ended === "string" ? new SessionEnded({ message: ended }) : ended).pipe(Effect.asVoid)
         /** Runs a session task in the background; whatever ends it ends the session. */
         const task = (name: string, effect: Effect.Effect<unknown, SessionEnded | WsClient.SocketError>) =>
           effect.pipe(
@@ -241,23 +271,52 @@ export const make = (
                 ? Effect.void
                 : Option.match(Cause.failureOption(cause), {
                   onNone: () => end(`${name} died: ${Cause.pretty(cause)}`),
-                  onSome: (e) => end(e._tag === "SocketError" ? `${name}: ${e.message}` : e.message)
+                  onSome: (e) => end(e._tag === "SocketError" ? `${name}: ${e.message}` : e)
                 })
             ),
             Effect.forkIn(scope)
           )
+
+        const serverNonce = Envelope.parseSessionNonce(sock.responseHeaders[Envelope.NONCE_HEADER])
+        if (sealedLink && serverNonce === undefined) {
+          return yield* new SessionEnded({
+            message: `bartos sent no session nonce (${Envelope.NONCE_HEADER}) with its upgrade: it is older than this ` +
+              "bartoc (upgrade bartos first), or something between strips the header"
+          })
+        }
+        /** Frames sealed to bartos and frames from it that opened on this connection: the binding's counters. */
+        let sealed = 0n
+        let opened = 0n
+        const binding = (sender: "server" | "agent"): Envelope.Binding | undefined =>
+          serverNonce === undefined ? undefined : {
+            sender,
+            agent: options.name,
+            agentNonce,
+            serverNonce,
+            counter: sender === "agent" ? sealed : opened
+          }
+        /** The highest seq sent on this connection (or acked by bartos before it): an Ack may not go beyond. */
+        let sentUpTo = -1
 
         const nonces = Envelope.makeNonceCache()
         let handshook = false
         const lastHeard = yield* Ref.make(yield* Clock.currentTimeMillis)
         const acked = yield* SubscriptionRef.make(-1)
 
-        const send = (message: AgentToServerType) =>
-          Effect.gen(function*() {
-            const payload = codec.encode(AgentToServer, message)
-            const frame = hmacKey === undefined ? payload : Envelope.seal({ hmacKey }, payload, yield* nowSecs)
-            yield* sock.send(frame)
-          })
+        /**
+         * Sealed right before the write, in the same synchronous step (see `WsClient.send`): the
+         * sender, the pinger and the inbound fiber all write, and the counter must follow the wire.
+         */
+        const sendPayload = (payload: Uint8Array, onWrite?: () => void) =>
+          Effect.flatMap(nowSecs, (now) =>
+            sock.send(() => {
+              const frame = hmacKey === undefined ? payload : Envelope.seal({ hmacKey }, payload, now, binding("agent"))
+              if (hmacKey !== undefined) sealed++
+              onWrite?.()
+              return frame
+            }))
+
+        const send = (message: AgentToServerType) => Effect.suspend(() => sendPayload(codec.encode(AgentToServer, message)))
 
         const reject = (requestId: string, reason: string) =>
           Effect.logWarning(`rejecting request ${requestId}: ${reason}`).pipe(
@@ -272,9 +331,9 @@ export const make = (
               const half = Math.ceil(records.length / 2)
               return sendRecords(records.slice(0, half)).pipe(Effect.zipRight(sendRecords(records.slice(half))))
             }
-            return Effect.gen(function*() {
-              const frame = hmacKey === undefined ? payload : Envelope.seal({ hmacKey }, payload, yield* nowSecs)
-              yield* sock.send(frame)
+            const last = records[records.length - 1]
+            return sendPayload(payload, () => {
+              if (last !== undefined) sentUpTo = Math.max(sentUpTo, last.seq)
             })
           })
 
@@ -300,7 +359,7 @@ export const make = (
           })
 
         // ---- inbound ----------------------------------------------------------------------
-        const dropFrame = (why: string, code: "bad_envelope" | "undecodable" | "unknown_tag" | "frame_too_large") =>
+        const dropFrame = (why: string, code: "bad_envelope" | "undecodable" | "unknown_tag" | "frame_too_large" | "unexpected") =>
           Ref.update(failedFrames, (n) => n + 1).pipe(
             Effect.zipRight(Effect.logWarning(`dropping a frame from bartos: ${why}`)),
             // D6: the peer hears what was wrong with its frame; the connection stays.
@@ -311,12 +370,13 @@ export const make = (
           switch (message._tag) {
             case "ServerHello":
               return Effect.gen(function*() {
+                // Once handshaken, another ServerHello is a bad frame like any other, whatever it says.
+                if (handshook) return yield* dropFrame("a second ServerHello on this connection", "unexpected")
                 if (message.protocol !== PROTOCOL_VERSION) {
                   return yield* new SessionEnded({
                     message: `bartos speaks protocol ${message.protocol}, this agent speaks ${PROTOCOL_VERSION}`
                   })
                 }
-                if (handshook) return yield* Effect.logWarning("ignoring a second ServerHello")
                 handshook = true
                 if (message.ackedUpTo >= 0) {
                   yield* outbox.ack(message.ackedUpTo).pipe(
@@ -324,6 +384,7 @@ export const make = (
                   )
                 }
                 yield* SubscriptionRef.set(acked, message.ackedUpTo)
+                sentUpTo = Math.max(sentUpTo, message.ackedUpTo)
                 yield* SubscriptionRef.set(session, Option.some(message.sessionId))
                 yield* onHandshake
                 yield* Effect.logInfo(
@@ -343,6 +404,13 @@ export const make = (
                 )
               })
             case "Ack":
+              if (message.upTo > sentUpTo) {
+                // Only what this agent sent on this connection can have been stored from it.
+                return dropFrame(
+                  `Ack up to ${message.upTo} covers records never sent on this connection (sent up to ${sentUpTo})`,
+                  "unexpected"
+                )
+              }
               return outbox.ack(message.upTo).pipe(
                 Effect.zipRight(SubscriptionRef.update(acked, (a) => Math.max(a, message.upTo))),
                 Effect.catchAll((e) => Effect.logError(`cannot ack the outbox up to ${message.upTo}: ${e.message}`))
@@ -391,41 +459,54 @@ export const make = (
               return Effect.logInfo("bartos asked for a cleanup; the outbox keeps only unacked records")
             case "ProtocolError":
               if (message.code === "protocol_version" && !handshook) {
-                return Effect.fail(new SessionEnded({ message: `bartos refused the protocol: ${message.message}` }))
+                return Effect.fail(new SessionEnded({ message: `bartos refused the protocol: ${message.message.slice(0, 500)}` }))
               }
-              return Effect.logWarning(`bartos reports ${message.code}: ${message.message}`)
+              return Effect.logWarning(`bartos reports ${message.code}: ${message.message.slice(0, 500)}`)
           }
         }
+
+        /** One frame from bartos: opened, decoded, handled; a frame that fails is dropped and answered. */
+        const onFrame = (data: Uint8Array, binary: boolean) =>
+          Effect.gen(function*() {
+            if (!binary) return yield* dropFrame("text frame (frames are binary)", "undecodable")
+            const open = Envelope.open(
+              { hmacKey, publicKey, windowSecs: options.replayWindowSecs, nonces },
+              data,
+              yield* nowSecs,
+              binding("server")
+            )
+            if (Either.isLeft(open)) return yield* dropFrame(`${open.left.reason}: ${open.left.message}`, "bad_envelope")
+            if (sealedLink) {
+              opened++
+              // Only frames that prove bartos (and this connection) count as hearing from it: a
+              // frame held back is accepted at most `server_silence_secs` late, which is the time
+              // window of signature-only frames (they carry no timestamp).
+              yield* Ref.set(lastHeard, yield* Clock.currentTimeMillis)
+            }
+            const decoded = codec.decode(ServerMessage, open.right)
+            if (Either.isLeft(decoded)) return yield* dropFrame(`${decoded.left.code}: ${decoded.left.message}`, decoded.left.code)
+            yield* handle(decoded.right)
+          }).pipe(
+            // A defect (a bug, or a server that found one) costs this frame, not the connection.
+            Effect.catchAllDefect((cause) =>
+              Effect.logError("defect while handling a frame from bartos", cause).pipe(
+                Effect.zipRight(dropFrame("internal error handling the frame", "unexpected"))
+              )
+            )
+          )
 
         const inbound = Effect.gen(function*() {
           while (true) {
             const event = yield* Queue.take(sock.events)
-            yield* Ref.set(lastHeard, yield* Clock.currentTimeMillis)
+            if (!sealedLink) yield* Ref.set(lastHeard, yield* Clock.currentTimeMillis)
             if (event._tag === "Heard") continue
             if (event._tag === "Closed") {
               return yield* new SessionEnded({
-                message: `bartos closed the connection (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`
+                message: `bartos closed the connection (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`,
+                nameInUse: event.code === NAME_IN_USE
               })
             }
-            if (!event.binary) {
-              yield* dropFrame("text frame (frames are binary)", "undecodable")
-              continue
-            }
-            const opened = Envelope.open(
-              { hmacKey, publicKey, windowSecs: options.replayWindowSecs, nonces },
-              event.data,
-              yield* nowSecs
-            )
-            if (Either.isLeft(opened)) {
-              yield* dropFrame(`${opened.left.reason}: ${opened.left.message}`, "bad_envelope")
-              continue
-            }
-            const decoded = codec.decode(ServerMessage, opened.right)
-            if (Either.isLeft(decoded)) {
-              yield* dropFrame(`${decoded.left.code}: ${decoded.left.message}`, decoded.left.code)
-              continue
-            }
-            yield* handle(decoded.right)
+            yield* onFrame(event.data, event.binary)
           }
         })
 
@@ -487,6 +568,24 @@ export const make = (
         Effect.ensuring(SubscriptionRef.set(session, Option.none()))
       )
 
+    /** Completes once the first attempt was accepted, refused or failed: see `ConnectionShape.decided`. */
+    const decided = yield* Deferred.make<void>()
+
+    /**
+     * Another live instance holds our name: two agents with one name would run every job twice.
+     * Its table (or our cached one) is not ours to run until bartos accepts this instance, which
+     * it does once the other's session ends; the backoff keeps retrying until then.
+     */
+    const refusedName = (reason: string) =>
+      Effect.gen(function*() {
+        const message = `bartos refused agent name '${options.name}' for this instance (${reason}); ` +
+          "running no schedule until bartos accepts it; retrying"
+        yield* Effect.logError(message)
+        // Said on stderr even without -e: the operator must see it (issue 12 §2).
+        yield* Effect.sync(() => options.stderr?.write(`bartoc: ERROR ${message}\n`))
+        if (Option.isSome(yield* SubscriptionRef.get(tableRef))) yield* SubscriptionRef.set(tableRef, Option.none())
+      })
+
     const run: Effect.Effect<never, ConnectionError> = Effect.gen(function*() {
       if (options.retryCount === 0) {
         return yield* new ConnectionError({
@@ -505,8 +604,10 @@ export const make = (
       )
       while (true) {
         const attempt = yield* Ref.updateAndGet(attempts, (n) => n + 1)
-        const ended = yield* Effect.flip(connectOnce(driver.reset))
-        yield* Effect.logWarning(`connection to bartos ended (attempt ${attempt}): ${ended.message}`)
+        const ended = yield* Effect.flip(connectOnce(Effect.zipRight(driver.reset, Deferred.succeed(decided, undefined))))
+        if (ended.nameInUse === true) yield* refusedName(ended.message)
+        else yield* Effect.logWarning(`connection to bartos ended (attempt ${attempt}): ${ended.message}`)
+        yield* Deferred.succeed(decided, undefined)
         const retry = yield* Effect.either(driver.next(ended))
         if (Either.isLeft(retry)) {
           return yield* new ConnectionError({
@@ -522,7 +623,8 @@ export const make = (
       run,
       failedFrames: Ref.get(failedFrames),
       attempts: Ref.get(attempts),
-      session
+      session,
+      decided: Deferred.await(decided)
     } satisfies ConnectionShape
   })
 

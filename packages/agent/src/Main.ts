@@ -46,7 +46,11 @@ export const layer = (
   Connection.Connection | Ticker.Ticker | Runner.Runner | Outbox.Outbox,
   Connection.ConnectionError | Outbox.OutboxError
 > => {
-  const outbox = Outbox.layer({ path: config.state_path, maxBytes: Math.floor(config.outbox_max_mb * MIB) })
+  const outbox = Outbox.layer({
+    path: config.state_path,
+    maxBytes: Math.floor(config.outbox_max_mb * MIB),
+    agentName: config.name
+  })
   const base = Layer.mergeAll(
     Runner.layer({
       agentName: config.name,
@@ -56,16 +60,22 @@ export const layer = (
     }),
     Ticker.layerCurrentTable
   ).pipe(Layer.provideMerge(outbox))
-  const ticker = Ticker.layer({
+  const tickerOptions: Ticker.Options = {
     agentName: config.name,
     missedTick: config.missed_tick,
     catchUpLimit: config.catch_up_limit,
     ...overrides.ticker
-  })
+  }
+  // The ticker starts once the first connection attempt is decided (see `Connection.decided`):
+  // a cached table must not run while bartos says another live instance holds the name. Its
+  // first table is then the cached one (unreachable bartos: D3) or none (refused); either way
+  // it is the ticker's initial table, from which it catches up.
+  const ticker = Ticker.layerAfter(Effect.flatMap(Connection.Connection, (c) => c.decided), tickerOptions)
   const connection = Connection.layer({ ...Connection.fromConfig(config), ...overrides.connection })
   // Built in this order and released in reverse: the ticker stops first, then the Runner
   // terminates what still runs (their last records go to the still-open outbox), then the outbox.
-  return Layer.merge(connection, ticker).pipe(
+  return ticker.pipe(
+    Layer.provideMerge(connection),
     Layer.provide(Codec.layerJson()),
     Layer.provideMerge(base)
   )

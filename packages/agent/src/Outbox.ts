@@ -129,6 +129,11 @@ export interface Options {
   readonly path: string
   /** Cap on the bytes of pending records (`outbox_max_mb`); oldest output lines go first. */
   readonly maxBytes: number
+  /**
+   * The agent's name: the cached schedule table is saved with it and loaded only under it, so a
+   * table bartos gave another name never runs here (a renamed agent, a copied state file).
+   */
+  readonly agentName?: string | undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,15 +446,32 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
 
     const saveTable = (table: typeof ScheduleTable.Type) =>
       attempt("saving the schedule table failed", () => {
-        const text = JSON.stringify(encodeTable(table))
+        const text = JSON.stringify({ agent: options.agentName ?? null, table: encodeTable(table) })
         stmt.setMeta.run("schedule_table", text)
         walPages += pagesFor(text.length)
       })
 
     const loadTable = attempt("loading the schedule table failed", () => {
       const row = stmt.getMeta.get("schedule_table") as { value: string } | undefined
-      return row === undefined ? Option.none() : Option.some(decodeTable(JSON.parse(row.value)))
-    })
+      if (row === undefined) return { table: Option.none(), savedFor: undefined }
+      const saved = JSON.parse(row.value) as { readonly agent?: unknown; readonly table?: unknown }
+      // A cache from before the name was saved with it has no owner: it is not run either.
+      const savedFor = typeof saved.agent === "string" ? saved.agent : undefined
+      return savedFor === (options.agentName ?? undefined) && "table" in saved
+        ? { table: Option.some(decodeTable(saved.table)), savedFor }
+        : { table: Option.none<typeof ScheduleTable.Type>(), savedFor: savedFor ?? "" }
+    }).pipe(
+      Effect.tap(({ savedFor, table }) =>
+        Option.isNone(table) && savedFor !== undefined
+          ? Effect.logWarning(
+            `${
+              savedFor === "" ? "the cached schedule table has no agent name (an older bartoc saved it)" : `the cached schedule table belongs to agent '${savedFor}'`
+            }, this is '${options.agentName}': not running it; waiting for bartos to send this agent's table`
+          )
+          : Effect.void
+      ),
+      Effect.map(({ table }) => table)
+    )
 
     const lastRun = (schedule: string) =>
       attempt("reading the last run failed", () => {

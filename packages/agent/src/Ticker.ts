@@ -504,9 +504,22 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
     return yield* loop.pipe(Effect.onInterrupt(() => disarmAll))
   })
 
-/** Runs the loop for the lifetime of the layer, or until `Ticker.stop`. */
-export const layer = (options: Options): Layer.Layer<Ticker, never, Outbox | Runner | CurrentTable> =>
+/**
+ * Runs the loop for the lifetime of the layer, or until `Ticker.stop`, starting once `gate`
+ * completes (bartoc: once the first connection attempt is decided, see `Connection.decided`).
+ */
+export const layerAfter = <R>(
+  gate: Effect.Effect<void, never, R>,
+  options: Options
+): Layer.Layer<Ticker, never, Outbox | Runner | CurrentTable | R> =>
   Layer.scoped(
     Ticker,
-    Effect.map(Effect.forkScoped(run(options)), (fiber) => ({ stop: Effect.asVoid(Fiber.interrupt(fiber)) }))
+    Effect.map(
+      Effect.forkScoped(Effect.zipRight(gate, run(options))),
+      (fiber) => ({ stop: Effect.asVoid(Fiber.interrupt(fiber)) })
+    )
   )
+
+/** Runs the loop for the lifetime of the layer, or until `Ticker.stop`. */
+export const layer = (options: Options): Layer.Layer<Ticker, never, Outbox | Runner | CurrentTable> =>
+  layerAfter(Effect.void, options)

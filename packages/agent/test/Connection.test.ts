@@ -238,9 +238,7 @@ describe("Connection", () => {
       yield* c1.sendRaw(
         Envelope.seal({ hmacKey: Envelope.hmacKeyFromString(hmac), signingKey: forger }, payload("forged"), now)
       )
-      yield* c1.sendRaw(
-        Envelope.seal({ hmacKey: Envelope.hmacKeyFromString(hmac), signingKey }, new TextEncoder().encode("{nope"), now)
-      )
+      yield* c1.sendRaw(c1.sealPayload(new TextEncoder().encode("{nope")))
       yield* c1.send(table("v2", "a"))
       // Frames are handled in order: once v2 is in, every frame before it has been judged.
       yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "v2", "table v2")
@@ -251,6 +249,179 @@ describe("Connection", () => {
       const complaints = () => c1.received.flatMap((m) => (m._tag === "ProtocolError" ? [m.code] : []))
       yield* c1.waitUntil(() => complaints().length >= 4, "four ProtocolErrors")
       assert.deepStrictEqual(complaints(), ["bad_envelope", "bad_envelope", "bad_envelope", "undecodable"])
+    }))
+
+  describe("session binding: a sealed frame opens only on the connection it was sealed for", () => {
+    const keys = () => {
+      const signingKey = Either.getOrThrow(Envelope.signingKeyFromSeed(new Uint8Array(32).fill(7)))
+      return {
+        signingKey,
+        agent: {
+          hmacKey: Redacted.make("shared hmac key"),
+          serverPublicKey: Redacted.make(Buffer.from(signingKey.publicKey).toString("base64"))
+        }
+      }
+    }
+    /** A fake bartos holding the keys, and an agent handshaken on its first connection. */
+    const handshaken = Effect.gen(function*() {
+      const { agent: agentKeys, signingKey } = keys()
+      const server = yield* FakeBartos.make({ hmacKey: "shared hmac key", signingKey })
+      const agent = yield* startAgent(server, agentKeys)
+      const c1 = yield* server.connection(1)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      return { agentKeys, server, agent, c1 }
+    })
+
+    it.scopedLive("another agent's genuine ScheduleTable, replayed to this agent, is refused; its table stays", () =>
+      Effect.gen(function*() {
+        const { agent: victim, agentKeys, c1, server } = yield* handshaken
+        yield* c1.send(table("mine", "backup"))
+        yield* waitRef(victim.tableRef, (t) => Option.isSome(t) && t.value.version === "mine", "its own table")
+        // Another agent, same bartos, same keys: its table is genuinely sealed and signed.
+        const other = yield* startAgent(server, { ...agentKeys, name: "alpha" })
+        const c2 = yield* server.connection(2)
+        yield* waitRef(other.conn.session, Option.isSome, "alpha's handshake")
+        yield* c2.send(table("alpha's", "wipe-disks"))
+        yield* waitRef(other.tableRef, (t) => Option.isSome(t) && t.value.version === "alpha's", "alpha's table")
+        const stolen = c2.sent[c2.sent.length - 1]!
+
+        yield* c1.sendRaw(stolen)
+        yield* c1.send(table("mine-2", "backup"))
+        yield* waitRef(victim.tableRef, (t) => Option.isSome(t) && t.value.version === "mine-2", "the next own table")
+        assert.strictEqual(yield* victim.conn.failedFrames, 1)
+        assert.deepStrictEqual(Option.getOrThrow(yield* victim.outbox.loadTable).schedules.map((s) => s.name), ["backup"])
+        const complaints = () => c1.received.flatMap((m) => (m._tag === "ProtocolError" ? [m.message] : []))
+        yield* c1.waitUntil(() => complaints().length >= 1, "the complaint")
+        assert.match(complaints()[0]!, /^bad_signature: /)
+      }))
+
+    it.scopedLive("an Ack replayed on a later connection is refused: the outbox keeps every unsent record", () =>
+      Effect.gen(function*() {
+        const { agent, c1, server } = yield* handshaken
+        yield* agent.outbox.append(Array.from({ length: 4 }, (_, i) => missed(i)))
+        yield* c1.waitUntil(() => seqs(c1.received).length >= 4, "4 records")
+        // A genuine Ack of connection 1, captured but never delivered there.
+        const captured = c1.seal({ _tag: "Ack", upTo: 3 })
+        yield* c1.terminate
+        const c2 = yield* server.connection(2)
+        yield* c2.waitUntil(() => seqs(c2.received).length >= 4, "the resend on connection 2")
+        yield* c2.sendRaw(captured)
+        // A genuine Ack of this connection beyond anything sent on it is refused too.
+        yield* c2.send({ _tag: "Ack", upTo: 40 })
+        yield* c2.send({ _tag: "Ping", id: 1, sentAt: 1 as Micros })
+        yield* c2.waitFor(FakeBartos.isTag("Pong"), "the Pong behind them")
+        assert.strictEqual(yield* agent.conn.failedFrames, 2)
+        assert.strictEqual((yield* agent.outbox.stats).pending, 4)
+        const complaints = c2.received.flatMap((m) => (m._tag === "ProtocolError" ? [m.message] : []))
+        assert.match(complaints[0]!, /^bad_signature: /)
+        assert.match(complaints[1]!, /Ack up to 40 covers records never sent on this connection \(sent up to 3\)/)
+        // The right Ack, on the right connection, still works.
+        yield* c2.send({ _tag: "Ack", upTo: 3 })
+        yield* eventually(agent.outbox.stats, (st) => st.pending === 0, "the outbox to empty")
+      }))
+
+    it.scopedLive("within the HMAC window, a frame of an earlier connection is refused on a later one (HMAC only)", () =>
+      Effect.gen(function*() {
+        const server = yield* FakeBartos.make({ hmacKey: "shared hmac key" })
+        const agent = yield* startAgent(server, { hmacKey: Redacted.make("shared hmac key") })
+        const c1 = yield* server.connection(1)
+        yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+        yield* c1.send(table("v1", "backup"))
+        yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "v1", "table v1")
+        const old = c1.sent[c1.sent.length - 1]!
+        yield* c1.terminate
+        const c2 = yield* server.connection(2)
+        yield* c2.waitFor(FakeBartos.isTag("AgentInfo"))
+        yield* c2.send(table("v2", "report"))
+        yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "v2", "table v2")
+        yield* c2.sendRaw(old) // seconds old, well inside the 60 s window
+        yield* c2.send({ _tag: "Ping", id: 1, sentAt: 1 as Micros })
+        yield* c2.waitFor(FakeBartos.isTag("Pong"), "the Pong behind it")
+        assert.strictEqual(yield* agent.conn.failedFrames, 1)
+        assert.strictEqual(Option.getOrThrow(yield* SubscriptionRef.get(agent.tableRef)).version, "v2")
+        // And on its own connection, a frame replayed is refused as well.
+        const again = c2.sent[c2.sent.length - 1]!
+        yield* c2.sendRaw(again)
+        yield* c2.send({ _tag: "Ping", id: 2, sentAt: 2 as Micros })
+        yield* c2.waitUntil(() => c2.received.some((m) => m._tag === "Pong" && m.id === 2), "Pong 2")
+        assert.strictEqual(yield* agent.conn.failedFrames, 2)
+      }))
+
+    it.scopedLive("with keys, only frames that verify prove bartos alive: forged ones cannot hold a link open", () =>
+      Effect.gen(function*() {
+        const { agent: agentKeys, signingKey } = keys()
+        // Signature only: frames carry no timestamp, so nothing else bounds how late they come.
+        const server = yield* FakeBartos.make({ signingKey, autoPong: false })
+        const agent = yield* startAgent(server, { serverPublicKey: agentKeys.serverPublicKey, livenessMs: 1_000, pingIntervalMs: 200 })
+        const c1 = yield* server.connection(1)
+        yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+        const forged = Envelope.sign(
+          Either.getOrThrow(Envelope.signingKeyFromSeed(new Uint8Array(32).fill(9))),
+          Codec.makeJson().encode(ServerMessage, { _tag: "Pong", id: 0, sentAt: 0 as Micros })
+        )
+        // A steady stream of frames that do not verify, faster than the silence limit.
+        const forger = yield* c1.sendRaw(forged).pipe(Effect.repeat(Schedule.spaced("100 millis")), Effect.fork)
+        const closed = yield* c1.waitClosed
+        yield* Fiber.interrupt(forger)
+        assert.strictEqual(closed.reason, "bartos silent for 1 s")
+        assert.isAbove(yield* agent.conn.failedFrames, 3)
+        // Stopped while its next connection is up, not while one is ending.
+        const c2 = yield* server.connection(2)
+        yield* c2.waitFor(FakeBartos.isTag("AgentInfo"))
+        yield* Fiber.interrupt(agent.fiber)
+      }))
+
+    it.scopedLive("with keys, a bartos that sends no session nonce is refused with a clear reason", () =>
+      Effect.gen(function*() {
+        const { agent: agentKeys, signingKey } = keys()
+        const server = yield* FakeBartos.make({ hmacKey: "shared hmac key", signingKey, noNonce: true })
+        const agent = yield* startAgent(server, { ...agentKeys, retryCount: 1 })
+        const exit = yield* Fiber.await(agent.fiber)
+        assert.isTrue(exit._tag === "Failure")
+        assert.match(String(exit), /bartos sent no session nonce/)
+      }))
+  })
+
+  it.scopedLive("refused because another instance holds the name (4003): no table runs, the error is on stderr, it retries until accepted", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make({ autoHello: false })
+      const errors: Array<string> = []
+      const agent = yield* startAgent(server, { stderr: { write: (text: string) => errors.push(text) } })
+      // A table it had (cached, or from an earlier session): a refusal withdraws it.
+      yield* SubscriptionRef.set(agent.tableRef, Option.some(table("cached", "backup")))
+      const reason = "name 'agent one' is in use by another agent from 10.0.0.5 since 08:02:01 UTC"
+      for (const n of [1, 2]) {
+        const c = yield* server.connection(n)
+        yield* c.waitFor(FakeBartos.isTag("AgentHello"))
+        yield* c.close(4003, reason)
+        yield* waitRef(agent.tableRef, Option.isNone, `no table after refusal ${n}`)
+      }
+      yield* agent.conn.decided
+      yield* eventually(Effect.sync(() => errors.length), (n) => n >= 2, "both refusals on stderr")
+      assert.match(errors[0]!, /^bartoc: ERROR bartos refused agent name 'agent one' for this instance \(bartos closed the connection \(code 4003: name 'agent one' is in use by another agent from 10\.0\.0\.5 since 08:02:01 UTC\)\); running no schedule until bartos accepts it; retrying\n$/)
+      // The holder is gone: the next attempt is accepted and gets its table from bartos.
+      const c3 = yield* server.connection(3)
+      yield* c3.waitFor(FakeBartos.isTag("AgentHello"))
+      yield* c3.send({ _tag: "ServerHello", protocol: PROTOCOL_VERSION, serverVersion: "x", capabilities: [], sessionId: "s3", ackedUpTo: -1 })
+      yield* c3.send(table("bartos", "backup"))
+      yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "bartos", "the table once accepted")
+    }))
+
+  it.scopedLive("the first attempt decides: unreachable keeps the table, accepted decides at the ServerHello", () =>
+    Effect.gen(function*() {
+      // Nothing listens on this port: the attempt fails at once, and that decides too (D3).
+      const closed = yield* FakeBartos.make()
+      const port = closed.port
+      yield* closed.stop
+      const lonely = yield* startAgent({ port })
+      yield* SubscriptionRef.set(lonely.tableRef, Option.some(table("cached", "backup")))
+      yield* lonely.conn.decided.pipe(FakeBartos.within(10_000, "the first attempt to be decided"))
+      assert.strictEqual(Option.getOrThrow(yield* SubscriptionRef.get(lonely.tableRef)).version, "cached")
+
+      const server = yield* FakeBartos.make()
+      const agent = yield* startAgent(server)
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
+      yield* agent.conn.decided.pipe(FakeBartos.within(1_000, "decided at the handshake"))
     }))
 
   it.scopedLive("reconnects with backoff after bartos closes; every handshake restores the retry budget", () =>

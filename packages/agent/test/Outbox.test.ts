@@ -6,6 +6,7 @@ import { Chunk, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Sqlite from "../src/internal/outbox/Sqlite.js"
 
 const runId = "0190a000-0000-7000-8000-000000000001" as RunId
 const us = (n: number) => n as Micros
@@ -216,6 +217,26 @@ describe("Outbox", () => {
           yield* outbox.saveTable({ ...table, version: "v2", schedules: [] })
           assert.strictEqual(Option.getOrThrow(yield* outbox.loadTable).version, "v2")
         }))
+      fs.rmSync(dir, { recursive: true, force: true })
+    }))
+
+  it.effect("the cached table is saved with the agent name and loaded only under that name", () =>
+    Effect.gen(function*() {
+      const { dir, file } = tempFile()
+      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web1" }, (outbox) => outbox.saveTable(table))
+      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web1" }, (outbox) =>
+        Effect.map(outbox.loadTable, (loaded) => assert.deepStrictEqual(Option.getOrThrow(loaded), table)))
+      // Renamed (or a state file copied to another agent): bartos gave this table to 'web1'.
+      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web2" }, (outbox) =>
+        Effect.map(outbox.loadTable, (loaded) => assert.isTrue(Option.isNone(loaded))))
+      // A cache saved by a bartoc before the name went with it names nobody: not run either.
+      const legacy = Sqlite.open(file)
+      legacy.prepare("UPDATE meta SET value = ? WHERE key = 'schedule_table'").run(
+        JSON.stringify(JSON.parse((legacy.prepare("SELECT value FROM meta WHERE key = 'schedule_table'").get() as { value: string }).value).table)
+      )
+      legacy.close()
+      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web1" }, (outbox) =>
+        Effect.map(outbox.loadTable, (loaded) => assert.isTrue(Option.isNone(loaded))))
       fs.rmSync(dir, { recursive: true, force: true })
     }))
 

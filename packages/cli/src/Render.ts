@@ -382,7 +382,11 @@ export const clientJson = (c: Messages.ClientRow, zone: string) => ({
       osVersion: c.info.osVersion,
       kernel: c.info.kernel,
       agentVersion: c.info.agentVersion
-    }
+    },
+  // Other instances refused under this name while it was live (one agent per name).
+  refusedDuplicates: c.refused === undefined
+    ? null
+    : { count: c.refused.count, lastIp: c.refused.lastIp, lastAt: formatMicros(c.refused.lastAt, zone) }
 })
 
 export const lineJson = (l: Messages.LineRow, zone: string) => ({
@@ -549,8 +553,20 @@ export const clientsText = (style: Style, clients: ReadonlyArray<Messages.Client
       ], rows),
       ""
     ]),
-    `Total clients: ${clients.length}`
+    `Total clients: ${clients.length}`,
+    ...refusedText(style, clients)
   ]
+}
+
+/** Names another instance tried to take while they were live: each such agent runs twice otherwise. */
+const refusedText = (style: Style, clients: ReadonlyArray<Messages.ClientRow>): Array<string> => {
+  const lines = sortedClients(clients).flatMap((c) =>
+    c.refused === undefined ? [] : [
+      `  ${paint(style, "blue", clean(c.name))}: ${c.refused.count} attempt(s), last from ${clean(c.refused.lastIp)} ` +
+      `at ${formatMicros(c.refused.lastAt, style.zone)}`
+    ]
+  )
+  return lines.length === 0 ? [] : ["", "Refused duplicate connections (another instance used a name that was live):", ...lines]
 }
 
 export const clientVersions = (clients: ReadonlyArray<Messages.ClientRow>) =>

@@ -271,6 +271,32 @@ describe("commands: request shape and rendering", () => {
       assert.strictEqual(parsed[1].info, null)
     }))
 
+  it.scopedLive("clients shows refused duplicate connections (count, last address), in text and --json", () =>
+    Effect.gen(function*() {
+      const withRefused = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> | void =>
+        req._tag === "ClientsRequest"
+          ? [{
+            _tag: "ClientsResponse",
+            id: req.id,
+            clients: [
+              clientRow("zeta", null),
+              new Messages.ClientRow({ ...clientRow("host", "1.2.3"), refused: { count: 3, lastIp: "10.0.0.5", lastAt: M(T0 + 61_000_000) } })
+            ]
+          }]
+          : canned(req)
+      const r = yield* against(["clients"], { answer: withRefused })
+      assert.deepStrictEqual(r.stdout.split("\n").slice(-5), [
+        "Total clients: 2",
+        "",
+        "Refused duplicate connections (another instance used a name that was live):",
+        "  host: 3 attempt(s), last from 10.0.0.5 at 2026-01-01T00:01:01Z",
+        ""
+      ])
+      const j = JSON.parse((yield* against(["clients", "--json"], { answer: withRefused })).stdout)
+      assert.deepStrictEqual(j[0].refusedDuplicates, { count: 3, lastIp: "10.0.0.5", lastAt: "2026-01-01T00:01:01Z" })
+      assert.strictEqual(j[1].refusedDuplicates, null)
+    }))
+
   it.scopedLive("list -n NAME (commands) and list -n NAME -c CMD (lines, grouped by run)", () =>
     Effect.gen(function*() {
       const cmds = yield* against(["list", "-n", "host"])

@@ -3,19 +3,30 @@
  * form of the message Schema, as UTF-8 bytes. Handlers only see `Codec`, so another encoding can
  * be provided as a different Layer without touching them.
  *
- * Decoding never throws: oversized frames, bytes that are not JSON, unknown tags and messages that
- * do not fit the Schema come back as a typed `FrameError` naming the problem.
+ * Decoding never throws: oversized frames, bytes that are not JSON, JSON nested deeper than
+ * `MAX_DEPTH`, unknown tags and messages that do not fit the Schema come back as a typed
+ * `FrameError` naming the problem in a short message. Nothing of the peer's value is formatted
+ * beyond a few dozen characters: a hostile frame can neither make the error text large nor the
+ * formatting recurse (Schema's own formatters print the whole value, recursively).
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type * as SchemaAST from "effect/SchemaAST"
+import * as SchemaAST from "effect/SchemaAST"
 import * as CompiledParser from "./internal/compiledParser.js"
 
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+
+/**
+ * Deepest nesting of arrays and objects a frame may have. Our messages need 5 (a CLI answer's
+ * rows of lines); a peer's 500,000 nested arrays cost `JSON.parse` 7 times the CPU of a flat
+ * frame of the same size, and Schema's error formatting recursed on them until the stack ran out.
+ */
+export const MAX_DEPTH = 32
 
 export type FrameErrorCode = "frame_too_large" | "undecodable" | "unknown_tag"
 
@@ -89,12 +100,27 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
           })
         )
       }
+      let text: string
       let json: unknown
       try {
-        json = JSON.parse(utf8Decoder.decode(frame))
+        text = utf8Decoder.decode(frame)
+      } catch {
+        return Either.left(new FrameError({ code: "undecodable", message: "frame is not UTF-8 JSON: invalid UTF-8", size }))
+      }
+      if (!depthWithin(text, MAX_DEPTH)) {
+        return Either.left(
+          new FrameError({ code: "undecodable", message: `frame is nested deeper than ${MAX_DEPTH} levels`, size })
+        )
+      }
+      try {
+        json = JSON.parse(text)
       } catch (e) {
         return Either.left(
-          new FrameError({ code: "undecodable", message: `frame is not UTF-8 JSON: ${String(e)}`, size })
+          new FrameError({
+            code: "undecodable",
+            message: `frame is not UTF-8 JSON: ${clipText(e instanceof Error ? e.message : String(e), 120)}`,
+            size
+          })
         )
       }
       const tags = tagsOf(schema as Schema.Schema<any, any>)
@@ -133,6 +159,130 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
   }
 }
 
+/**
+ * Whether no array or object in `text` is nested deeper than `max`, checked before `JSON.parse`.
+ * Only brackets outside strings count; strings are skipped with `indexOf` (a batch is mostly line
+ * text), which costs about a quarter of the parse itself. Malformed JSON is left to the parser.
+ */
+const depthWithin = (text: string, max: number): boolean => {
+  let depth = 0
+  const n = text.length
+  let i = 0
+  while (i < n) {
+    const c = text.charCodeAt(i)
+    if (c === 34 /* " */) {
+      let end = i + 1
+      for (;;) {
+        end = text.indexOf("\"", end)
+        if (end < 0) return true
+        let backslashes = 0
+        while (text.charCodeAt(end - 1 - backslashes) === 92 /* \\ */) backslashes++
+        if ((backslashes & 1) === 0) break
+        end++
+      }
+      i = end + 1
+      continue
+    }
+    if (c === 91 /* [ */ || c === 123 /* { */) {
+      if (++depth > max) return false
+    } else if (c === 93 /* ] */ || c === 125 /* } */) {
+      depth--
+    }
+    i++
+  }
+  return true
+}
+
+const clipText = (s: string, max: number): string => (s.length <= max ? s : `${s.slice(0, max)}…`)
+
+/** A short, non-recursive picture of a peer's value for an error message. */
+const describeValue = (u: unknown): string => {
+  switch (typeof u) {
+    case "string":
+      return JSON.stringify(clipText(u, 40))
+    case "number":
+    case "boolean":
+    case "bigint":
+      return clipText(String(u), 40)
+    case "undefined":
+      return "undefined"
+    default:
+      if (u === null) return "null"
+      if (Array.isArray(u)) return `an array of ${u.length}`
+      return "an object"
+  }
+}
+
+/** `Expected <our type>`: from our own schemas, but a union of records prints kilobytes. */
+const expected = (ast: SchemaAST.AST): string => {
+  let text: string
+  if (ast._tag === "Refinement") {
+    text = Option.getOrElse(
+      Option.orElse(SchemaAST.getDescriptionAnnotation(ast), () =>
+        Option.orElse(SchemaAST.getTitleAnnotation(ast), () => SchemaAST.getIdentifierAnnotation(ast))),
+      () => String(ast.from)
+    )
+  } else {
+    text = String(ast)
+  }
+  return clipText(text, 120)
+}
+
+interface Leaf {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly message: string
+}
+
+/**
+ * The first few leaf issues of a parse error with their paths, walked without recursion on the
+ * peer's value: the tree itself follows our schemas (the decoder stops at the first mismatch), so
+ * it is as deep as they are. Messages of our own filters are used as they are (clipped).
+ */
+const leaves = (issue: ParseResult.ParseIssue, limit: number): { readonly found: Array<Leaf>; readonly more: boolean } => {
+  const found: Array<Leaf> = []
+  let more = false
+  const stack: Array<{ readonly issue: ParseResult.ParseIssue; readonly path: ReadonlyArray<PropertyKey> }> = [{ issue, path: [] }]
+  while (stack.length > 0) {
+    const { issue: i, path } = stack.pop()!
+    if (found.length >= limit) {
+      more = true
+      break
+    }
+    switch (i._tag) {
+      case "Type":
+        found.push({
+          path,
+          message: i.message !== undefined
+            ? clipText(i.message, 200)
+            : `Expected ${expected(i.ast)}, actual ${describeValue(i.actual)}`
+        })
+        break
+      case "Missing":
+        found.push({ path, message: "is missing" })
+        break
+      case "Unexpected":
+        found.push({ path, message: "is unexpected" })
+        break
+      case "Forbidden":
+        found.push({ path, message: "is forbidden" })
+        break
+      case "Pointer":
+        stack.push({ issue: i.issue, path: path.concat(i.path) })
+        break
+      case "Refinement":
+      case "Transformation":
+        stack.push({ issue: i.issue, path })
+        break
+      case "Composite": {
+        const inner = Array.isArray(i.issues) ? i.issues : [i.issues as ParseResult.ParseIssue]
+        for (let k = inner.length - 1; k >= 0; k--) stack.push({ issue: inner[k]!, path })
+        break
+      }
+    }
+  }
+  return { found, more: more || stack.length > 0 }
+}
+
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
 
 /** `records[37].lineSeq` */
@@ -141,27 +291,25 @@ const renderPath = (path: ReadonlyArray<PropertyKey>): string => {
   for (const key of path) {
     if (typeof key === "number") out += `[${key}]`
     else if (typeof key === "string" && IDENTIFIER.test(key)) out += out === "" ? key : `.${key}`
-    else out += `[${JSON.stringify(String(key))}]`
+    else out += `[${JSON.stringify(clipText(String(key), 40))}]`
   }
   return out
 }
 
 /**
  * What is wrong and where, e.g. `RecordBatch: records[37].lineSeq: Expected Int, actual "x"`:
- * Schema's tree form spells out the whole type first, which for a batch is kilobytes of union
- * before the path to the bad field.
+ * Schema's own formatters spell out the whole type first (kilobytes of union for a batch) and
+ * print the peer's value in full, recursively; this names at most three places, each briefly.
  */
 const describe = (tag: string | undefined, error: ParseResult.ParseError): string => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  if (issues.length === 0) return ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 2000)
-  const parts = issues.slice(0, 3).map((issue) => {
-    const where = renderPath(issue.path)
-    const what = issue.message.length > 400 ? `${issue.message.slice(0, 400)}…` : issue.message
-    return where === "" ? what : `${where}: ${what}`
+  const { found, more } = leaves(error.issue, 3)
+  const parts = found.map((leaf) => {
+    const where = renderPath(leaf.path)
+    return where === "" ? leaf.message : `${where}: ${leaf.message}`
   })
-  if (issues.length > 3) parts.push(`and ${issues.length - 3} more`)
-  const text = `${tag !== undefined ? `${tag.slice(0, 64)}: ` : ""}${parts.join("; ")}`
-  return text.slice(0, 2000)
+  if (more) parts.push("and more")
+  const text = `${tag !== undefined ? `${clipText(tag, 64)}: ` : ""}${parts.join("; ")}`
+  return clipText(text, 1000)
 }
 
 export const layerJson = (options?: { readonly maxFrameBytes?: number }): Layer.Layer<Codec> =>

@@ -9,6 +9,25 @@
  * outermost first; the MAC is checked (in constant time) before the timestamp, the timestamp
  * before the nonce, so an attacker without the key learns nothing from which check failed.
  *
+ * Session binding (barto's addition; the frame layout above is unchanged). Every frame of the
+ * worker link is bound to the connection it was sealed for, by associated data that the MAC and
+ * the signature cover but that is never sent (`bindingContext`):
+ *
+ *   "barto-bind-v1" (13 bytes ASCII) || sender (1 byte: "S" bartos, "A" bartoc)
+ *   || agent nonce (16) || server nonce (16) || counter (u64 BE) || name length (u16 BE) || name (UTF-8)
+ *
+ *   HMAC:    HMAC-SHA256(key, context || ts || nonce || payload)
+ *   Ed25519: signature over context || (HMAC envelope or payload)
+ *
+ * Each side contributes a fresh random nonce per connection (sent in the WebSocket upgrade, see
+ * `NONCE_HEADER`), so a frame sealed for one connection never opens on another: not for another
+ * agent, not for a later connection of the same agent, not within the HMAC window. The counter
+ * is the number of frames the sender sealed on this connection before this one; the receiver
+ * expects exactly its count of frames opened, so a frame replayed on its own connection fails too,
+ * and signature-only frames (no timestamp) cannot be replayed either. The direction byte keeps a
+ * frame from being reflected back to its sender. With an empty context (no binding) everything
+ * is byte-for-byte the reference.
+ *
  * Everything here is pure and synchronous and never throws: failures are `EnvelopeError` values.
  */
 import * as ed from "@noble/ed25519"
@@ -43,15 +62,80 @@ export const hmacKeyFromString = (key: string | Redacted.Redacted<string>): Uint
 
 const U64_MAX = (1n << 64n) - 1n
 
-const mac = (key: Uint8Array, header: Uint8Array, payload: Uint8Array): Uint8Array =>
-  crypto.createHmac("sha256", key).update(header).update(payload).digest()
+const NO_CONTEXT = new Uint8Array(0)
 
-export const hmacWrap = (key: Uint8Array, payload: Uint8Array, ts: bigint, nonce: bigint): Uint8Array => {
+const mac = (key: Uint8Array, context: Uint8Array, header: Uint8Array, payload: Uint8Array): Uint8Array =>
+  crypto.createHmac("sha256", key).update(context).update(header).update(payload).digest()
+
+// ---------------------------------------------------------------------------------------------
+// Session binding (see the header comment)
+// ---------------------------------------------------------------------------------------------
+
+export const SESSION_NONCE_LEN = 16
+/** The upgrade header carrying each side's session nonce (request: bartoc's, response: bartos'), hex. */
+export const NONCE_HEADER = "x-barto-nonce"
+
+const BIND_LABEL = new TextEncoder().encode("barto-bind-v1")
+
+/** 16 random bytes; only `makeSessionNonce` and `parseSessionNonce` make one, so the length is right. */
+export type SessionNonce = Uint8Array & { readonly SessionNonce: unique symbol }
+
+export interface Binding {
+  /** Who sealed the frame. */
+  readonly sender: "server" | "agent"
+  /** The agent's name on this connection (its `?name=`). */
+  readonly agent: string
+  readonly agentNonce: SessionNonce
+  readonly serverNonce: SessionNonce
+  /** Frames this sender sealed on this connection before this one. */
+  readonly counter: bigint
+}
+
+export const makeSessionNonce = (): SessionNonce => new Uint8Array(crypto.randomBytes(SESSION_NONCE_LEN)) as SessionNonce
+
+/** A nonce from its header value: exactly 32 hex digits, else undefined. */
+export const parseSessionNonce = (text: string | ReadonlyArray<string> | undefined): SessionNonce | undefined =>
+  typeof text === "string" && /^[0-9a-fA-F]{32}$/.test(text)
+    ? new Uint8Array(Buffer.from(text, "hex")) as SessionNonce
+    : undefined
+
+export const formatSessionNonce = (nonce: SessionNonce): string => Buffer.from(nonce).toString("hex")
+
+/** The associated data of a bound frame (never sent; the MAC and the signature cover it). */
+export const bindingContext = (b: Binding): Uint8Array => {
+  const name = new TextEncoder().encode(b.agent)
+  const out = new Uint8Array(BIND_LABEL.byteLength + 1 + 2 * SESSION_NONCE_LEN + 8 + 2 + name.byteLength)
+  const view = new DataView(out.buffer)
+  let at = 0
+  out.set(BIND_LABEL, at)
+  at += BIND_LABEL.byteLength
+  out[at++] = b.sender === "server" ? 0x53 : 0x41
+  out.set(b.agentNonce, at)
+  at += SESSION_NONCE_LEN
+  out.set(b.serverNonce, at)
+  at += SESSION_NONCE_LEN
+  view.setBigUint64(at, BigInt.asUintN(64, b.counter))
+  at += 8
+  view.setUint16(at, name.byteLength)
+  at += 2
+  out.set(name, at)
+  return out
+}
+
+const contextOf = (binding: Binding | undefined) => (binding === undefined ? NO_CONTEXT : bindingContext(binding))
+
+export const hmacWrap = (
+  key: Uint8Array,
+  payload: Uint8Array,
+  ts: bigint,
+  nonce: bigint,
+  context: Uint8Array = NO_CONTEXT
+): Uint8Array => {
   const frame = new Uint8Array(HMAC_HEADER_LEN + payload.byteLength)
   const view = new DataView(frame.buffer)
   view.setBigUint64(0, BigInt.asUintN(64, ts))
   view.setBigUint64(8, BigInt.asUintN(64, nonce))
-  frame.set(mac(key, frame.subarray(0, 16), payload), 16)
+  frame.set(mac(key, context, frame.subarray(0, 16), payload), 16)
   frame.set(payload, HMAC_HEADER_LEN)
   return frame
 }
@@ -91,13 +175,14 @@ export const hmacUnwrap = (
   frame: Uint8Array,
   nowSecs: number,
   windowSecs: number,
-  nonces: NonceCache
+  nonces: NonceCache,
+  context: Uint8Array = NO_CONTEXT
 ): Either.Either<Uint8Array, EnvelopeError> => {
   if (frame.byteLength < HMAC_HEADER_LEN) {
     return fail("too_short", `HMAC envelope needs ${HMAC_HEADER_LEN} bytes, got ${frame.byteLength}`)
   }
   const payload = frame.subarray(HMAC_HEADER_LEN)
-  const expected = mac(key, frame.subarray(0, 16), payload)
+  const expected = mac(key, context, frame.subarray(0, 16), payload)
   if (!crypto.timingSafeEqual(expected, frame.subarray(16, HMAC_HEADER_LEN))) {
     return fail("bad_mac", "HMAC invalid")
   }
@@ -196,23 +281,35 @@ export const parsePublicKey = (base64: string | Redacted.Redacted<string>): Eith
 
 export const publicKeyOf = (key: SigningKey): Uint8Array => key.publicKey
 
-/** `signature || payload`, the signature (64 bytes) over exactly `payload`. */
-export const sign = (key: SigningKey, payload: Uint8Array): Uint8Array => {
-  const sig = ed.sign(payload, key[SeedId])
+const withContext = (context: Uint8Array, payload: Uint8Array): Uint8Array => {
+  if (context.byteLength === 0) return payload
+  const message = new Uint8Array(context.byteLength + payload.byteLength)
+  message.set(context, 0)
+  message.set(payload, context.byteLength)
+  return message
+}
+
+/** `signature || payload`, the signature (64 bytes) over `context || payload` (reference: no context). */
+export const sign = (key: SigningKey, payload: Uint8Array, context: Uint8Array = NO_CONTEXT): Uint8Array => {
+  const sig = ed.sign(withContext(context, payload), key[SeedId])
   const frame = new Uint8Array(SIGNATURE_LEN + payload.byteLength)
   frame.set(sig, 0)
   frame.set(payload, SIGNATURE_LEN)
   return frame
 }
 
-export const verify = (key: PublicKey, frame: Uint8Array): Either.Either<Uint8Array, EnvelopeError> => {
+export const verify = (
+  key: PublicKey,
+  frame: Uint8Array,
+  context: Uint8Array = NO_CONTEXT
+): Either.Either<Uint8Array, EnvelopeError> => {
   if (frame.byteLength < SIGNATURE_LEN) {
     return fail("too_short", `signed frame needs ${SIGNATURE_LEN} bytes, got ${frame.byteLength}`)
   }
   const payload = frame.subarray(SIGNATURE_LEN)
   let ok: boolean
   try {
-    ok = ed.verify(frame.subarray(0, SIGNATURE_LEN), payload, key.bytes)
+    ok = ed.verify(frame.subarray(0, SIGNATURE_LEN), withContext(context, payload), key.bytes)
   } catch {
     ok = false
   }
@@ -230,12 +327,17 @@ export interface SealOptions {
 
 const randomNonce = (): bigint => crypto.randomBytes(8).readBigUInt64BE(0)
 
-/** HMAC envelope inside (when a key is set), signature outside (when a signing key is set). */
-export const seal = (opts: SealOptions, payload: Uint8Array, nowSecs: number): Uint8Array => {
+/**
+ * HMAC envelope inside (when a key is set), signature outside (when a signing key is set), both
+ * over the `binding`'s context when one is given.
+ */
+export const seal = (opts: SealOptions, payload: Uint8Array, nowSecs: number, binding?: Binding): Uint8Array => {
+  if (opts.hmacKey === undefined && opts.signingKey === undefined) return payload
+  const context = contextOf(binding)
   const inner = opts.hmacKey === undefined
     ? payload
-    : hmacWrap(opts.hmacKey, payload, BigInt(Math.floor(nowSecs)) & U64_MAX, randomNonce())
-  return opts.signingKey === undefined ? inner : sign(opts.signingKey, inner)
+    : hmacWrap(opts.hmacKey, payload, BigInt(Math.floor(nowSecs)) & U64_MAX, randomNonce(), context)
+  return opts.signingKey === undefined ? inner : sign(opts.signingKey, inner, context)
 }
 
 export interface OpenOptions {
@@ -245,10 +347,17 @@ export interface OpenOptions {
   readonly nonces: NonceCache
 }
 
-/** The inverse of `seal`: signature first, then the HMAC envelope. */
-export const open = (opts: OpenOptions, frame: Uint8Array, nowSecs: number): Either.Either<Uint8Array, EnvelopeError> => {
-  const inner = opts.publicKey === undefined ? Either.right(frame) : verify(opts.publicKey, frame)
+/** The inverse of `seal`: signature first, then the HMAC envelope, over the same binding. */
+export const open = (
+  opts: OpenOptions,
+  frame: Uint8Array,
+  nowSecs: number,
+  binding?: Binding
+): Either.Either<Uint8Array, EnvelopeError> => {
+  if (opts.hmacKey === undefined && opts.publicKey === undefined) return Either.right(frame)
+  const context = contextOf(binding)
+  const inner = opts.publicKey === undefined ? Either.right(frame) : verify(opts.publicKey, frame, context)
   return opts.hmacKey === undefined
     ? inner
-    : Either.flatMap(inner, (e) => hmacUnwrap(opts.hmacKey!, e, nowSecs, opts.windowSecs, opts.nonces))
+    : Either.flatMap(inner, (e) => hmacUnwrap(opts.hmacKey!, e, nowSecs, opts.windowSecs, opts.nonces, context))
 }

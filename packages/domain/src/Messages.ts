@@ -17,7 +17,18 @@ export const PROTOCOL_VERSION = 1
 export const Micros = Schema.Int.pipe(Schema.brand("Micros"))
 export type Micros = typeof Micros.Type
 
-export const RunId = Schema.String.pipe(Schema.brand("RunId"))
+// Bounds the database can hold (D8), so a record that fits the Schema always fits its row: a
+// value over a column's size failed the whole batch on MariaDB, unacked, and stalled the agent's
+// outbox forever. Ids minted by agents are VARCHAR(64), names VARCHAR(255), counters INT.
+
+/** Ids minted by agents: run ids, command ids, outbox ids (UUIDs are 36 characters). */
+export const Id = Schema.String.pipe(Schema.maxLength(64))
+/** Schedule names and other short text bartos stores as VARCHAR(255). */
+export const ShortText = Schema.String.pipe(Schema.maxLength(255))
+/** What an INT column holds. */
+export const Int32 = Schema.Int.pipe(Schema.between(-2147483648, 2147483647))
+
+export const RunId = Id.pipe(Schema.brand("RunId"))
 export type RunId = typeof RunId.Type
 
 /** Per-agent outbox sequence number: strictly increasing, never reused by one agent. */
@@ -81,7 +92,8 @@ export class ClientInfo extends Schema.Class<ClientInfo>("ClientInfo")({
  * is the text as the operator wrote it.
  */
 export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
-  name: Schema.String,
+  /** Bounded like the records that carry it back (`RunStarted.schedule`). */
+  name: ShortText,
   onCalendar: Schema.String,
   calendar: Schema.String,
   cmds: Schema.Array(Schema.String),
@@ -99,7 +111,7 @@ export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
 export const RunStarted = Schema.TaggedStruct("RunStarted", {
   seq: Seq,
   runId: RunId,
-  schedule: Schema.String,
+  schedule: ShortText,
   trigger: Trigger,
   scheduledAt: Micros,
   startedAt: Micros
@@ -108,9 +120,9 @@ export const RunStarted = Schema.TaggedStruct("RunStarted", {
 export const CommandStarted = Schema.TaggedStruct("CommandStarted", {
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
+  cmdUuid: Id,
   /** Position of the command in the schedule's `cmds`. */
-  cmdIndex: Schema.Int,
+  cmdIndex: Int32,
   command: Schema.String,
   startedAt: Micros
 })
@@ -118,9 +130,9 @@ export const CommandStarted = Schema.TaggedStruct("CommandStarted", {
 export const OutputLine = Schema.TaggedStruct("OutputLine", {
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
+  cmdUuid: Id,
   /** One sequence per run across stdout and stderr: the exact interleaving. */
-  lineSeq: Schema.Int,
+  lineSeq: Int32,
   stream: Stream,
   ts: Micros,
   data: Schema.String,
@@ -131,10 +143,10 @@ export const OutputLine = Schema.TaggedStruct("OutputLine", {
 export const CommandExited = Schema.TaggedStruct("CommandExited", {
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
+  cmdUuid: Id,
   /** Null when killed by a signal. */
-  exitCode: Schema.NullOr(Schema.Int),
-  signal: Schema.NullOr(Schema.String),
+  exitCode: Schema.NullOr(Int32),
+  signal: Schema.NullOr(Schema.String.pipe(Schema.maxLength(64))),
   finishedAt: Micros
 })
 
@@ -144,7 +156,7 @@ export const RunFinished = Schema.TaggedStruct("RunFinished", {
   state: FinalRunState,
   finishedAt: Micros,
   /** Why the run ended so, for `interrupted`: "shutdown", "agent_restart" (README, run states). */
-  reason: Schema.optionalWith(Schema.String, { exact: true })
+  reason: Schema.optionalWith(ShortText, { exact: true })
 })
 
 /**
@@ -155,14 +167,14 @@ export const RunFinished = Schema.TaggedStruct("RunFinished", {
 export const RunMissed = Schema.TaggedStruct("RunMissed", {
   seq: Seq,
   runId: RunId,
-  schedule: Schema.String,
+  schedule: ShortText,
   scheduledAt: Micros,
   /** Why: "catch_up_limit", "missed_tick:Skip", "overlap", "paused", "agent_restart"… (README, run states). */
-  reason: Schema.String,
+  reason: ShortText,
   /** A range: its last occurrence. Absent: this one occurrence. */
   until: Schema.optionalWith(Micros, { exact: true }),
   /** A range: how many occurrences it stands for (`scheduledAt` and `until` included). */
-  count: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { exact: true }),
+  count: Schema.optionalWith(Int32.pipe(Schema.positive()), { exact: true }),
   /** The trigger the run would have had; absent: `schedule`. */
   trigger: Schema.optionalWith(Trigger, { exact: true })
 })
@@ -181,9 +193,10 @@ export const AgentHello = Schema.TaggedStruct("AgentHello", {
   /**
    * Random id minted when the agent's outbox file is created. Idempotency is keyed by
    * (agent, outboxId, seq), so an agent whose state file was wiped restarts at seq 0 without
-   * its new records being mistaken for duplicates.
+   * its new records being mistaken for duplicates. It is also the agent instance's identity: a
+   * second instance (another outbox) claiming a name that is live is refused.
    */
-  outboxId: Schema.String,
+  outboxId: Id,
   /** Highest outbox sequence the agent has assigned so far (-1 if none). */
   lastSeq: Schema.Int
 })
@@ -204,9 +217,9 @@ export const OutputLines = Schema.TaggedStruct("OutputLines", {
   /** `seq` of the first line. */
   seq: Seq,
   runId: RunId,
-  cmdUuid: Schema.String,
-  /** `lineSeq` of the first line. */
-  lineSeq: Schema.Int,
+  cmdUuid: Id,
+  /** `lineSeq` of the first line (each line's is checked again once expanded). */
+  lineSeq: Int32,
   /** Each line's `ts` minus the previous line's (the first line's: its `ts`). */
   ts: Schema.Array(Schema.Int),
   /** One character per line: "0" stdout, "1" stderr, "2" stdout continuation, "3" stderr continuation. */
@@ -333,7 +346,7 @@ export const Ack = Schema.TaggedStruct("Ack", { upTo: Schema.Int })
 
 export const RunNow = Schema.TaggedStruct("RunNow", {
   requestId: Schema.String,
-  schedule: Schema.String,
+  schedule: ShortText,
   /** Minted by bartos so the CLI can print it before the agent starts the run. */
   runId: RunId
 })
@@ -445,12 +458,22 @@ export type CliToServer = typeof CliToServer.Type
 
 // --- result rows -------------------------------------------------------------------------------
 
+/** Connections refused because another live agent instance held the name (issue 12 §2). */
+export const DuplicateAttempts = Schema.Struct({
+  count: Schema.Int,
+  lastIp: Schema.String,
+  lastAt: Micros
+})
+export type DuplicateAttempts = typeof DuplicateAttempts.Type
+
 export class ClientRow extends Schema.Class<ClientRow>("ClientRow")({
   name: Schema.String,
   ip: Schema.String,
   sessionId: Schema.String,
   connectedAt: Micros,
-  info: Schema.NullOr(ClientInfo)
+  info: Schema.NullOr(ClientInfo),
+  /** Other instances refused under this name since bartos started; absent when none (or from an older bartos). */
+  refused: Schema.optional(DuplicateAttempts)
 }) {}
 
 /** One output line with the state of the run it belongs to (fixes reference `list` quirk). */

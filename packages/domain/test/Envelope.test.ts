@@ -308,3 +308,103 @@ describe("seal / open", () => {
     assert.strictEqual(reasonOf(Envelope.open({ hmacKey: HMAC_KEY, windowSecs: 60, nonces }, longPlain, NOW)), "bad_mac")
   })
 })
+
+/**
+ * Session binding: the same envelope layout, with the binding context as associated data in the
+ * MAC and signature input. Vectors cross-checked with Python's hmac/hashlib and `cryptography`
+ * (Ed25519), independently of this implementation.
+ */
+describe("session binding (associated data; layout unchanged)", () => {
+  const agentNonce = Envelope.parseSessionNonce("000102030405060708090a0b0c0d0e0f")!
+  const serverNonce = Envelope.parseSessionNonce("101112131415161718191a1b1c1d1e1f")!
+  const bind = (sender: "server" | "agent", counter: bigint, agent = "web1"): Envelope.Binding => ({
+    sender,
+    agent,
+    agentNonce,
+    serverNonce,
+    counter
+  })
+  const CONTEXT = "626172746f2d62696e642d7631" + "53" + "000102030405060708090a0b0c0d0e0f" +
+    "101112131415161718191a1b1c1d1e1f" + "0000000000000003" + "0004" + "77656231"
+  const BOUND_HMAC =
+    "0000000068e778000000000000000001b818c4e99ce16298afe7220b0001d3bf3ef4a4eb1a51e8df1ff404d71ba7e39a01"
+  const BOUND_HMAC_AGENT =
+    "0000000068e778000123456789abcdef849155487b1cc4977b3bae87d80fbf6a8fb2c8fd99d0cb0a161ab87fcb5c378d70696e67"
+  const BOUND_SIGNED =
+    "04a86f4ba863c07c1064afcdf8761325e4550abe13e75d7c72b1f47bea013167ed984a11c59b8bcf06bc52187f6029b743f35e25075b4fa855ad6bb40274860568656c6c6f20626172746f73"
+
+  it("the context: label, sender, both nonces, counter, length-prefixed name", () => {
+    assert.strictEqual(toHex(Envelope.bindingContext(bind("server", 3n))), CONTEXT)
+  })
+
+  it("HMAC vectors: server frame #3 for 'web1', agent frame #0 for a non-ASCII name", () => {
+    const context = Envelope.bindingContext(bind("server", 3n))
+    assert.strictEqual(toHex(Envelope.hmacWrap(HMAC_KEY, hex("01"), 1760000000n, 1n, context)), BOUND_HMAC)
+    const agentContext = Envelope.bindingContext(bind("agent", 0n, "wëb-1"))
+    assert.strictEqual(toHex(Envelope.hmacWrap(HMAC_KEY, utf8("ping"), 1760000000n, 0x0123456789abcdefn, agentContext)), BOUND_HMAC_AGENT)
+    assert.strictEqual(toHex(right(Envelope.hmacUnwrap(HMAC_KEY, hex(BOUND_HMAC), NOW, 60, Envelope.makeNonceCache(), context))), "01")
+    // Same bytes as the reference layout: only the MAC differs from the unbound vector.
+    assert.strictEqual(BOUND_HMAC.slice(0, 32), VECTORS[1].envelope.slice(0, 32))
+    assert.notStrictEqual(BOUND_HMAC.slice(32, 96), VECTORS[1].envelope.slice(32, 96))
+  })
+
+  it("Ed25519 vector: the signature covers context || payload", () => {
+    const key = right(Envelope.parseSigningKey(SEED1))
+    const context = Envelope.bindingContext(bind("server", 3n))
+    assert.strictEqual(toHex(Envelope.sign(key, utf8("hello bartos"), context)), BOUND_SIGNED)
+    const pub = right(Envelope.parsePublicKey(PUB1))
+    assert.strictEqual(toHex(right(Envelope.verify(pub, hex(BOUND_SIGNED), context))), toHex(utf8("hello bartos")))
+    assert.strictEqual(reasonOf(Envelope.verify(pub, hex(BOUND_SIGNED))), "bad_signature")
+  })
+
+  it("a frame opens only under its own binding: every field of it matters", () => {
+    const key = right(Envelope.parseSigningKey(SEED1))
+    const pub = right(Envelope.parsePublicKey(PUB1))
+    const b = bind("server", 3n)
+    const frame = Envelope.seal({ hmacKey: HMAC_KEY, signingKey: key }, utf8("table"), NOW, b)
+    const opens = (binding: Envelope.Binding | undefined, opts: { hmac?: boolean; sig?: boolean } = { hmac: true, sig: true }) =>
+      Either.isRight(Envelope.open(
+        {
+          hmacKey: opts.hmac === false ? undefined : HMAC_KEY,
+          publicKey: opts.sig === false ? undefined : pub,
+          windowSecs: 60,
+          nonces: Envelope.makeNonceCache()
+        },
+        opts.sig === false ? frame.subarray(Envelope.SIGNATURE_LEN) : frame,
+        NOW,
+        binding
+      ))
+    assert.isTrue(opens(b))
+    const other = Envelope.makeSessionNonce()
+    for (
+      const [what, wrong] of [
+        ["sender", { ...b, sender: "agent" }],
+        ["agent", { ...b, agent: "web2" }],
+        ["agent nonce", { ...b, agentNonce: other }],
+        ["server nonce", { ...b, serverNonce: other }],
+        ["counter", { ...b, counter: 4n }],
+        ["no binding", undefined]
+      ] as const
+    ) {
+      assert.isFalse(opens(wrong as Envelope.Binding | undefined), what)
+      assert.isFalse(opens(wrong as Envelope.Binding | undefined, { hmac: false }), `${what} (signature alone)`)
+      assert.isFalse(opens(wrong as Envelope.Binding | undefined, { sig: false }), `${what} (HMAC alone)`)
+    }
+  })
+
+  it("nonces: 16 random bytes, exchanged as 32 hex digits; anything else is refused", () => {
+    const n = Envelope.makeSessionNonce()
+    assert.strictEqual(n.byteLength, Envelope.SESSION_NONCE_LEN)
+    assert.deepStrictEqual(Envelope.parseSessionNonce(Envelope.formatSessionNonce(n)), n)
+    assert.notDeepEqual(Envelope.makeSessionNonce(), n)
+    for (const bad of [undefined, "", "00", "0".repeat(31), "0".repeat(33), "g".repeat(32), ["0".repeat(32)]]) {
+      assert.isUndefined(Envelope.parseSessionNonce(bad as string | undefined), String(bad))
+    }
+  })
+
+  it("without keys, seal and open leave the payload as it is", () => {
+    const payload = utf8("plain")
+    assert.strictEqual(Envelope.seal({}, payload, NOW, bind("server", 0n)), payload)
+    assert.strictEqual(right(Envelope.open({ windowSecs: 60, nonces: Envelope.makeNonceCache() }, payload, NOW, bind("server", 0n))), payload)
+  })
+})

@@ -187,3 +187,164 @@ describe("Codec on unions of unions", () => {
     assert.isTrue(Either.isRight(ok))
   })
 })
+
+/**
+ * The worst values a peer can put in any field (issue 11): deep nesting, numbers beyond any
+ * column, huge strings, invalid UTF-8. Each must come back as a short typed error (or, where the
+ * field is free-form text, a value), quickly, and never as an exception.
+ */
+describe("hostile values in every field of every message", () => {
+  const PLACEHOLDER = "\u0000hostile\u0000"
+  const HOSTILE: ReadonlyArray<{ readonly name: string; readonly json: string }> = [
+    { name: "5,000 nested arrays", json: "[".repeat(5000) + "]".repeat(5000) },
+    { name: "5,000 nested objects", json: "{\"a\":".repeat(5000) + "1" + "}".repeat(5000) },
+    { name: "33 nested arrays", json: "[".repeat(33) + "]".repeat(33) },
+    { name: "a 400-digit number", json: "9".repeat(400) },
+    { name: "2^53 + 1", json: "9007199254740993" },
+    { name: "2^31", json: "2147483648" },
+    { name: "a 300 KB string", json: JSON.stringify("x".repeat(300_000)) },
+    { name: "an array of 100,000 items", json: `[${Array.from({ length: 100_000 }, () => "1").join(",")}]` }
+  ]
+
+  /** One valid sample per member, as its encoded JSON object. */
+  const samples = (link: AnySchema) =>
+    membersOf(link).map((m) => {
+      const value = FastCheck.sample(Arbitrary.make(m.schema).filter((v) => jsonSafe(Schema.encodeSync(m.schema)(v))), 1)[0]
+      return { tag: m.tag, encoded: JSON.parse(JSON.stringify(Schema.encodeSync(m.schema)(value))) as Record<string, unknown> }
+    })
+
+  /** Every path to a field of `value` (records inside a batch included), as property lists. */
+  const fieldPaths = (value: unknown, prefix: Array<string | number> = []): Array<Array<string | number>> => {
+    if (typeof value !== "object" || value === null) return [prefix]
+    const out: Array<Array<string | number>> = prefix.length > 0 ? [prefix] : []
+    if (Array.isArray(value)) {
+      if (value.length > 0) out.push(...fieldPaths(value[0], [...prefix, 0]))
+      return out
+    }
+    for (const [k, v] of Object.entries(value)) if (k !== "_tag") out.push(...fieldPaths(v, [...prefix, k]))
+    return out
+  }
+
+  const withHostile = (encoded: unknown, path: ReadonlyArray<string | number>, json: string): Uint8Array => {
+    const copy = structuredClone(encoded) as Record<string | number, unknown>
+    let at: Record<string | number, unknown> = copy
+    for (const key of path.slice(0, -1)) at = at[key] as Record<string | number, unknown>
+    at[path[path.length - 1]!] = PLACEHOLDER
+    return utf8(JSON.stringify(copy).replace(JSON.stringify(PLACEHOLDER), json))
+  }
+
+  for (const [name, link] of Object.entries(LINKS)) {
+    it(`${name}: every field of every member`, () => {
+      let frames = 0
+      for (const { encoded, tag } of samples(link as AnySchema)) {
+        // A batch carries one record of each kind, so every record field is reached.
+        const base = tag === "RecordBatch"
+          ? { ...encoded, records: samples(Messages.AgentRecord).map((s) => s.encoded) }
+          : encoded
+        const paths = tag === "RecordBatch"
+          ? (base.records as Array<unknown>).flatMap((r, i) => fieldPaths(r, ["records", i]))
+          : fieldPaths(base)
+        for (const path of paths) {
+          for (const hostile of HOSTILE) {
+            const started = performance.now()
+            const result = codec.decode(link as AnySchema, withHostile(base, path, hostile.json))
+            const ms = performance.now() - started
+            frames++
+            assert.isBelow(ms, 500, `${tag}.${path.join(".")} = ${hostile.name} took ${ms} ms`)
+            if (Either.isLeft(result)) {
+              assert.oneOf(result.left.code, ["undecodable", "unknown_tag"])
+              assert.isAtMost(result.left.message.length, 1000, `${tag}.${path.join(".")} = ${hostile.name}`)
+            }
+          }
+        }
+      }
+      assert.isAbove(frames, 0)
+    })
+  }
+
+  it("nesting beyond MAX_DEPTH is refused before parsing, and names the limit", () => {
+    const deep = utf8(`{"_tag":"Ping","id":${"[".repeat(500_000)}${"]".repeat(500_000)},"sentAt":1}`)
+    const started = performance.now()
+    const e = codec.decode(Messages.AgentToServer, deep)
+    assert.isBelow(performance.now() - started, 50, "rejected without parsing the frame")
+    assert.strictEqual(codeOf(e), "undecodable")
+    if (Either.isLeft(e)) assert.strictEqual(e.left.message, `frame is nested deeper than ${Codec.MAX_DEPTH} levels`)
+    // Brackets inside strings (escaped quotes included) are text, not nesting.
+    const text = codec.decode(
+      Messages.AgentToServer,
+      utf8(JSON.stringify({ _tag: "CommandRejected", requestId: "r\\\"", reason: "[".repeat(100) + "\"{" }))
+    )
+    assert.isTrue(Either.isRight(text))
+  })
+
+  it("invalid UTF-8 inside a string field is undecodable, with a short message", () => {
+    const valid = utf8(JSON.stringify({ _tag: "CommandRejected", requestId: "r", reason: "ab" }))
+    const at = valid.indexOf(0x61)
+    const broken = valid.slice()
+    broken[at] = 0xc3
+    broken[at + 1] = 0x28
+    const e = codec.decode(Messages.AgentToServer, broken)
+    assert.strictEqual(codeOf(e), "undecodable")
+    if (Either.isLeft(e)) assert.strictEqual(e.left.message, "frame is not UTF-8 JSON: invalid UTF-8")
+  })
+})
+
+describe("records the database cannot hold are refused at decode", () => {
+  const runId = "0190aaaa-0000-7000-8000-000000000000"
+  const line = {
+    _tag: "OutputLine",
+    seq: 1,
+    runId,
+    cmdUuid: "c",
+    lineSeq: 0,
+    stream: "stdout",
+    ts: 1,
+    data: "x",
+    continuation: false
+  }
+  const batch = (record: Record<string, unknown>) =>
+    codec.decode(Messages.AgentToServer, utf8(JSON.stringify({ _tag: "RecordBatch", records: [record] })))
+  const started = { _tag: "RunStarted", seq: 0, runId, schedule: "s", trigger: "schedule", scheduledAt: 1, startedAt: 1 }
+  const command = { _tag: "CommandStarted", seq: 0, runId, cmdUuid: "c", cmdIndex: 0, command: "true", startedAt: 1 }
+  const exited = { _tag: "CommandExited", seq: 0, runId, cmdUuid: "c", exitCode: 0, signal: null, finishedAt: 1 }
+  const missed = { _tag: "RunMissed", seq: 0, runId, schedule: "s", scheduledAt: 1, reason: "stall" }
+
+  it("ids over 64 characters, names over 255, INT columns beyond 32 bits", () => {
+    const refused: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
+      ["records[0].runId", { ...line, runId: "r".repeat(65) }],
+      ["records[0].cmdUuid", { ...line, cmdUuid: "c".repeat(65) }],
+      ["records[0].lineSeq", { ...line, lineSeq: 2 ** 31 }],
+      ["records[0].lineSeq", { ...line, lineSeq: -(2 ** 31) - 1 }],
+      ["records[0].schedule", { ...started, schedule: "s".repeat(256) }],
+      ["records[0].cmdIndex", { ...command, cmdIndex: 2 ** 31 }],
+      ["records[0].exitCode", { ...exited, exitCode: 2 ** 31 }],
+      ["records[0].signal", { ...exited, exitCode: null, signal: "S".repeat(65) }],
+      ["records[0].reason", { ...missed, reason: "r".repeat(256) }]
+    ]
+    for (const [path, record] of refused) {
+      const e = batch(record)
+      assert.strictEqual(codeOf(e), "undecodable", path)
+      if (Either.isLeft(e)) assert.include(e.left.message, path)
+    }
+    const hello = { _tag: "AgentHello", protocol: 1, agentVersion: "1", capabilities: [], outboxId: "o".repeat(65), lastSeq: -1 }
+    assert.strictEqual(codeOf(codec.decode(Messages.AgentToServer, utf8(JSON.stringify(hello)))), "undecodable")
+  })
+
+  it("the limits themselves are accepted", () => {
+    const accepted = [
+      { ...line, runId: "r".repeat(64), cmdUuid: "c".repeat(64), lineSeq: 2 ** 31 - 1 },
+      { ...started, schedule: "s".repeat(255) },
+      { ...command, cmdIndex: 2 ** 31 - 1 },
+      { ...exited, exitCode: -(2 ** 31) },
+      { ...missed, reason: "r".repeat(255) }
+    ]
+    for (const record of accepted) assert.isTrue(Either.isRight(batch(record)), JSON.stringify(record).slice(0, 80))
+  })
+
+  it("lines of an OutputLines group are checked once expanded (lineSeq + i must fit)", () => {
+    const group = { _tag: "OutputLines", seq: 1, runId, cmdUuid: "c", lineSeq: 2 ** 31 - 1, ts: [1, 1], flags: "00", data: ["a", "b"] }
+    const e = batch(group)
+    assert.strictEqual(codeOf(e), "undecodable")
+    if (Either.isLeft(e)) assert.include(e.left.message, "lineSeq")
+  })
+})

@@ -80,7 +80,7 @@ const runScenario = async (c: Cluster, s: Scenario) => {
       s.agent,
       { enable_std_output: true, ...s.config },
       undefined,
-      step.crash === undefined ? undefined : { BARTO_TEST_CRASH_AT: step.crash }
+      step.crash === undefined ? {} : { env: { BARTO_TEST_CRASH_AT: step.crash } }
     )
     if (step.stall) {
       await waitFor(`${s.agent}: a run after its start`, () => handledSince(c, s.agent, startedAt + 1000).then((n) => n >= 2 || undefined), {

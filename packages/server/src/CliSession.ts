@@ -79,7 +79,17 @@ export const run = (
   peer: { readonly name: string; readonly ip: string },
   options: Options
 ): Effect.Effect<void, never, Requirements> =>
-  Effect.scoped(session(ws, peer, options)).pipe(Effect.annotateLogs({ cli: peer.name, ip: peer.ip, link: "cli" }))
+  Effect.scoped(session(ws, peer, options)).pipe(
+    // Frames are guarded one by one; this is the last line: the socket never outlives its session.
+    Effect.catchAllDefect((cause) =>
+      Effect.logError("defect in a cli session; closing it", cause).pipe(
+        Effect.zipRight(Effect.sync(() => {
+          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1011, "internal error")
+        }))
+      )
+    ),
+    Effect.annotateLogs({ cli: peer.name, ip: peer.ip, link: "cli" })
+  )
 
 const session = (
   ws: WebSocket,
@@ -147,19 +157,18 @@ const session = (
 
     let badInARow = 0
     const decode = (item: Extract<Socket.Inbound, { _tag: "Frame" }>) =>
-      metrics.add("bartos_frames_in_total", 1, labels).pipe(
-        Effect.as(
-          item.binary
-            ? Either.mapLeft(codec.decode(Inbound.FromCli, item.data), (e) => ({
-              code: e.code as Messages.ProtocolError["code"],
-              message: e.message
-            }))
-            : Either.left({
-              code: "undecodable" as Messages.ProtocolError["code"],
-              message: "text frames are not accepted; send binary frames"
-            })
-        )
-      )
+      Effect.sync(() => {
+        metrics.unsafeAdd("bartos_frames_in_total", 1, labels)
+        return item.binary
+          ? Either.mapLeft(codec.decode(Inbound.FromCli, item.data), (e) => ({
+            code: e.code as Messages.ProtocolError["code"],
+            message: e.message
+          }))
+          : Either.left({
+            code: "undecodable" as Messages.ProtocolError["code"],
+            message: "text frames are not accepted; send binary frames"
+          })
+      })
     const rejected = (bad: { readonly code: Messages.ProtocolError["code"]; readonly message: string }) =>
       Effect.gen(function*() {
         badInARow++
@@ -172,22 +181,45 @@ const session = (
         }
         return false
       })
+    /**
+     * A defect while handling one frame (a bug, or a peer that found one): counted and answered
+     * like a refused frame, then the session ends with 1011; the process stays up.
+     */
+    const guarded = <A, R>(handle: Effect.Effect<A, never, R>, onDefect: A): Effect.Effect<A, never, R> =>
+      Effect.catchAllDefect(handle, (cause) =>
+        Effect.gen(function*() {
+          yield* metrics.add("bartos_frames_rejected_total", 1, { reason: "unexpected" })
+          yield* Effect.logError("defect while handling a cli frame; closing the session", cause)
+          yield* send({ _tag: "ProtocolError", code: "unexpected", message: "internal error handling this frame" }).pipe(
+            Effect.catchAllDefect(() => Effect.void)
+          )
+          conn.close(1011, "internal error handling a frame")
+          return onDefect
+        }))
 
     // --- hello ---------------------------------------------------------------------------------
+    type HelloStep = { readonly _tag: "Hello"; readonly hello: typeof Messages.CliHello.Type } | { readonly _tag: "Again" } | {
+      readonly _tag: "Stop"
+    }
+    const helloFrame = (item: Extract<Socket.Inbound, { _tag: "Frame" }>): Effect.Effect<HelloStep> =>
+      Effect.gen(function*() {
+        const decoded = yield* decode(item)
+        if (Either.isLeft(decoded)) {
+          return (yield* rejected(decoded.left)) ? { _tag: "Stop" as const } : { _tag: "Again" as const }
+        }
+        const message = decoded.right
+        if (message._tag === "CliHello") return { _tag: "Hello" as const, hello: message }
+        yield* rejected({ code: "unexpected", message: `expected CliHello, got ${message._tag}` })
+        conn.close(1008, "first frame must be CliHello")
+        return { _tag: "Stop" as const }
+      })
     const awaitHello = Effect.gen(function*() {
       while (true) {
         const item = yield* conn.take
         if (item._tag === "Closed") return Option.none()
-        const decoded = yield* decode(item)
-        if (Either.isLeft(decoded)) {
-          if (yield* rejected(decoded.left)) return Option.none()
-          continue
-        }
-        const message = decoded.right
-        if (message._tag === "CliHello") return Option.some(message)
-        yield* send({ _tag: "ProtocolError", code: "unexpected", message: `expected CliHello, got ${message._tag}` })
-        conn.close(1008, "first frame must be CliHello")
-        return Option.none()
+        const step = yield* guarded(helloFrame(item), { _tag: "Stop" } as HelloStep)
+        if (step._tag === "Hello") return Option.some(step.hello)
+        if (step._tag === "Stop") return Option.none()
       }
     })
     const hello = yield* awaitHello.pipe(
@@ -226,42 +258,45 @@ const session = (
         ),
         Effect.annotateLogs({ request: request._tag, id: request.id })
       )
+    /** Handles one frame; false once the session must end. */
+    const requestFrame = (item: Extract<Socket.Inbound, { _tag: "Frame" }>) =>
+      Effect.gen(function*() {
+        const decoded = yield* decode(item)
+        if (Either.isLeft(decoded)) return !(yield* rejected(decoded.left))
+        const message = decoded.right
+        // A second CliHello is a bad frame: it does not end a run of them.
+        if (message._tag !== "CliHello") badInARow = 0
+        switch (message._tag) {
+          case "Ping":
+            yield* send({ _tag: "Pong", id: message.id, sentAt: message.sentAt })
+            break
+          case "CliHello":
+            return !(yield* rejected({ code: "unexpected", message: "CliHello was already received" }))
+          default: {
+            // Bounded work per connection: a CLI cannot pile up requests (each holds a frame being
+            // built, a query a process or a database connection).
+            const busy = (yield* FiberSet.size(inflight)) >= MAX_INFLIGHT
+              ? `too many requests in flight on this connection (at most ${MAX_INFLIGHT})`
+              : message._tag === "QueryRequest" && queries > 0
+              ? "one query at a time per connection; wait for the previous one"
+              : undefined
+            if (busy !== undefined) {
+              yield* send({ _tag: "CliError", id: message.id, code: "refused", message: busy })
+              break
+            }
+            if (message._tag === "QueryRequest") {
+              queries++
+              yield* FiberSet.run(inflight, serve(message).pipe(Effect.ensuring(Effect.sync(() => queries--))))
+            } else {
+              yield* FiberSet.run(inflight, serve(message))
+            }
+          }
+        }
+        return true
+      })
     while (true) {
       const item = yield* conn.take
       if (item._tag === "Closed") return
-      const decoded = yield* decode(item)
-      if (Either.isLeft(decoded)) {
-        if (yield* rejected(decoded.left)) return
-        continue
-      }
-      badInARow = 0
-      const message = decoded.right
-      switch (message._tag) {
-        case "Ping":
-          yield* send({ _tag: "Pong", id: message.id, sentAt: message.sentAt })
-          break
-        case "CliHello":
-          yield* send({ _tag: "ProtocolError", code: "unexpected", message: "CliHello was already received" })
-          break
-        default: {
-          // Bounded work per connection: a CLI cannot pile up requests (each holds a frame being
-          // built, a query a process or a database connection).
-          const busy = (yield* FiberSet.size(inflight)) >= MAX_INFLIGHT
-            ? `too many requests in flight on this connection (at most ${MAX_INFLIGHT})`
-            : message._tag === "QueryRequest" && queries > 0
-            ? "one query at a time per connection; wait for the previous one"
-            : undefined
-          if (busy !== undefined) {
-            yield* send({ _tag: "CliError", id: message.id, code: "refused", message: busy })
-            break
-          }
-          if (message._tag === "QueryRequest") {
-            queries++
-            yield* FiberSet.run(inflight, serve(message).pipe(Effect.ensuring(Effect.sync(() => queries--))))
-          } else {
-            yield* FiberSet.run(inflight, serve(message))
-          }
-        }
-      }
+      if (!(yield* guarded(requestFrame(item), false))) return
     }
   })

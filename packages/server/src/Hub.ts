@@ -25,7 +25,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type * as Envelope from "@barto/domain/Envelope"
+import * as Envelope from "@barto/domain/Envelope"
 import { Micros } from "@barto/domain/Messages"
 import { WebSocketServer, type WebSocket } from "ws"
 import * as CliSession from "./CliSession.js"
@@ -106,6 +106,7 @@ const STATUS_BODIES: Record<number, string> = {
   403: "forbidden",
   404: "not found",
   426: "upgrade required",
+  500: "internal error",
   503: "shutting down"
 }
 
@@ -184,6 +185,12 @@ export const make = (options: Options) =>
     const background = yield* FiberSet.make()
     const fork = yield* FiberSet.runtime(connections)<Requirements>()
     const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * options.maxFrameBytes, clientTracking: true })
+    // bartos' session nonce of each worker upgrade, sent in the 101 response.
+    const serverNonces = new WeakMap<http.IncomingMessage, Envelope.SessionNonce>()
+    wss.on("headers", (headers: Array<string>, req: http.IncomingMessage) => {
+      const nonce = serverNonces.get(req)
+      if (nonce !== undefined) headers.push(`${Envelope.NONCE_HEADER}: ${Envelope.formatSessionNonce(nonce)}`)
+    })
     let shuttingDown = false
 
     const workerOptions: WorkerSession.Options = {
@@ -260,8 +267,19 @@ export const make = (options: Options) =>
         }
       }
       const ip = peerIp(socket)
+      let nonces: { readonly agentNonce: Envelope.SessionNonce | undefined; readonly serverNonce: Envelope.SessionNonce } | undefined
+      if (link === "worker") {
+        // Both sides' session nonces are bound into every sealed frame (see Envelope.ts). With a
+        // key configured an agent must send one; without keys nothing is sealed and it is unused.
+        const agentNonce = Envelope.parseSessionNonce(req.headers[Envelope.NONCE_HEADER])
+        if (agentNonce === undefined && (options.hmacKey !== undefined || options.signingKey !== undefined)) {
+          return refuse(400, `bad request: missing or malformed ${Envelope.NONCE_HEADER} (32 hex digits); is bartoc older than bartos?`)
+        }
+        nonces = { agentNonce, serverNonce: Envelope.makeSessionNonce() }
+        serverNonces.set(req, nonces.serverNonce)
+      }
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-        if (link === "worker") return workers.accept(ws, { agent: name, ip })
+        if (nonces !== undefined) return workers.accept(ws, { agent: name, ip, ...nonces })
         fork(
           Deferred.await(ready).pipe(
             Effect.flatMap((info) => Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info))
@@ -286,11 +304,29 @@ export const make = (options: Options) =>
       return reply(404, STATUS_BODIES[404]!)
     }
 
+    /** Node callbacks must not throw (it would end the process): a defect is logged and answered 500. */
+    const guard = <Args extends Array<any>>(what: string, f: (...args: Args) => void, answer: (...args: Args) => void) =>
+    (...args: Args) => {
+      try {
+        f(...args)
+      } catch (cause) {
+        fork(Effect.logError(`defect while handling an HTTP ${what}`, cause))
+        try {
+          answer(...args)
+        } catch {
+          // Nothing more to say to this peer.
+        }
+      }
+    }
+
     const servers: Array<{ server: http.Server; listener: Listener }> = []
     const start = (server: http.Server, scheme: "ws" | "wss", host: string, port: number) =>
       Effect.gen(function*() {
-        server.on("request", onRequest)
-        server.on("upgrade", onUpgrade(scheme === "wss"))
+        server.on("request", guard("request", onRequest, (_req, res) => {
+          if (!res.headersSent) res.writeHead(500)
+          res.end()
+        }))
+        server.on("upgrade", guard("upgrade", onUpgrade(scheme === "wss"), (_req, socket) => refuseUpgrade(socket, 500)))
         server.on("clientError", (_err, socket) => socket.destroy())
         const bound = yield* listen(server, host, port)
         servers.push({ server, listener: { scheme, host, port: bound, url: `${scheme}://${urlHost(host)}:${bound}` } })

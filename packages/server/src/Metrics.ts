@@ -24,8 +24,20 @@ export const families = {
   bartos_frames_out_total: { help: "Frames sent, by link", type: "counter" },
   bartos_frames_rejected_total: { help: "Frames answered with a ProtocolError, by reason", type: "counter" },
   bartos_records_ingested_total: { help: "Agent records newly stored", type: "counter" },
+  bartos_records_refused_total: {
+    help: "Agent records refused because their run or command belongs to another agent or run, by reason",
+    type: "counter"
+  },
+  bartos_line_conflicts_total: {
+    help: "Output lines that arrived again with other content than the stored line (the stored one is kept)",
+    type: "counter"
+  },
   bartos_acks_total: { help: "Acks sent to agents", type: "counter" },
   bartos_ingest_errors_total: { help: "Record batches that failed to store (no Ack sent)", type: "counter" },
+  bartos_duplicate_names_refused_total: {
+    help: "Worker connections refused because another live agent instance holds the name",
+    type: "counter"
+  },
   bartos_schedule_reloads_total: { help: "Schedule reloads, by result", type: "counter" },
   bartos_config_last_reload_successful: {
     help: "Whether the last configuration (re)load was accepted (1) or rejected (0); the start counts",

@@ -1,16 +1,20 @@
 /**
  * The registry of connected agents (in memory, one entry per agent name). Worker sessions add
  * and remove themselves; CLI handlers read it and send commands (run now, cancel, cleanup) to
- * agents through it. A newer connection with the same name replaces the older one (the older
- * socket is closed with 4001, unlike the reference which left it running beside the new one).
+ * agents through it.
+ *
+ * One agent instance per name (issue 12 §2): an instance is identified by its outbox id. A newer
+ * connection of the same instance replaces the older one (closed with 4001, unlike the reference
+ * which left it running beside the new one); another instance claiming a name that is live is
+ * refused (the session closes it with 4003), and the refusal is remembered for `clients`.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { ClientRow } from "@barto/domain/Messages"
-import type { ClientInfo, Micros, ServerMessage } from "@barto/domain/Messages"
-import { AgentSessions, type AgentSessionsShape, type WorkerHandle } from "./internal/agentSessions.js"
+import type { ClientInfo, DuplicateAttempts, Micros, ServerMessage } from "@barto/domain/Messages"
+import { AgentSessions, type AgentSessionsShape, type Registration, type WorkerHandle } from "./internal/agentSessions.js"
 
 export interface AgentConnection {
   readonly agent: string
@@ -18,6 +22,8 @@ export interface AgentConnection {
   readonly ip: string
   readonly connectedAt: Micros
   readonly info: ClientInfo | null
+  /** The instance's identity (its outbox id, `AgentHello.outboxId`). */
+  readonly outboxId: string
 }
 
 export interface RegistryShape {
@@ -40,14 +46,28 @@ interface Entry {
 const connectionOf = (entry: Entry): AgentConnection => ({ ...entry.handle.connection, info: entry.info })
 
 /** One map behind both views; every operation is a synchronous step, so no lock is needed. */
+/** Names refused attempts are kept for at most; the oldest is forgotten first. */
+const MAX_REFUSED_NAMES = 10_000
+
 export const make = (): { readonly registry: RegistryShape; readonly sessions: AgentSessionsShape } => {
   const entries = new Map<string, Entry>()
+  const refused = new Map<string, DuplicateAttempts>()
   const registry: RegistryShape = {
     list: Effect.sync(() =>
       [...entries.values()]
         .map(connectionOf)
         .sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0))
-        .map((c) => new ClientRow({ name: c.agent, ip: c.ip, sessionId: c.sessionId, connectedAt: c.connectedAt, info: c.info }))
+        .map((c) => {
+          const attempts = refused.get(c.agent)
+          return new ClientRow({
+            name: c.agent,
+            ip: c.ip,
+            sessionId: c.sessionId,
+            connectedAt: c.connectedAt,
+            info: c.info,
+            ...(attempts === undefined ? {} : { refused: attempts })
+          })
+        })
     ),
     get: (agent) => Effect.sync(() => Option.map(Option.fromNullable(entries.get(agent)), connectionOf)),
     send: (agent, message) =>
@@ -62,11 +82,18 @@ export const make = (): { readonly registry: RegistryShape; readonly sessions: A
   }
   const sessions: AgentSessionsShape = {
     register: (handle) =>
-      Effect.sync(() => {
+      Effect.sync((): Registration => {
         const agent = handle.connection.agent
         const previous = entries.get(agent)
+        if (previous !== undefined && previous.handle.connection.outboxId !== handle.connection.outboxId) {
+          const before = refused.get(agent)
+          refused.delete(agent)
+          if (refused.size >= MAX_REFUSED_NAMES) refused.delete(refused.keys().next().value!)
+          refused.set(agent, { count: (before?.count ?? 0) + 1, lastIp: handle.connection.ip, lastAt: handle.connection.connectedAt })
+          return { _tag: "Refused", holder: connectionOf(previous) }
+        }
         entries.set(agent, { handle, info: handle.connection.info })
-        return Option.map(Option.fromNullable(previous), (e) => e.handle)
+        return { _tag: "Registered", replaced: Option.map(Option.fromNullable(previous), (e) => e.handle) }
       }),
     unregister: (agent, sessionId) =>
       Effect.sync(() => {

@@ -10,7 +10,9 @@
  * `RunMissed` inserts a `missed` run with its reason, and for a range its last occurrence
  * (`scheduled_until`) and count (`occurrences`; 1 for every other row); records of a run never
  * seen create a placeholder run (schedule "unknown").
- * Output lines are also unique on (run_id, line_seq), a second guard behind the offsets.
+ * A run belongs to the agent that first reported it: records of one agent about another agent's
+ * run are refused, never written. Output lines are also unique on (run_id, line_seq), a second
+ * guard behind the offsets; a line that arrives again with other content is a logged conflict.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
@@ -39,6 +41,27 @@ export interface QueryCaps {
   readonly rowCap: number
   readonly maxBytes: number
   readonly timeoutMs: number
+}
+
+/** A record refused because its run (or command) belongs to another agent (or run); never written. */
+export interface RefusedRecord {
+  readonly seq: number
+  readonly runId: string
+  readonly reason: "foreign_run" | "foreign_command"
+}
+
+/** A line whose (run, line number) was already stored with other content; the stored one stays. */
+export interface LineConflict {
+  readonly seq: number
+  readonly runId: string
+  readonly lineSeq: number
+}
+
+export interface IngestResult {
+  /** The new offset: highest seq handled (stored or refused), -1 if none. */
+  readonly upTo: number
+  readonly refused: ReadonlyArray<RefusedRecord>
+  readonly lineConflicts: ReadonlyArray<LineConflict>
 }
 
 export interface SessionInfo {
@@ -88,12 +111,16 @@ export interface StoreShape {
   readonly kind: "mariadb" | "sqlite"
   /** sqlite file path, or "host:port/database" (never a password). */
   readonly location: string
-  /** One transaction; records with seq <= the stored offset of (agent, outboxId) are skipped; returns the new offset (highest stored seq, -1 if none). */
+  /**
+   * One transaction; records with seq <= the stored offset of (agent, outboxId) are skipped.
+   * Records about runs of other agents are refused (see `RefusedRecord`), lines that conflict
+   * with stored ones are kept out (see `LineConflict`); both are logged and returned.
+   */
   readonly ingest: (
     agent: string,
     outboxId: string,
     records: ReadonlyArray<AgentRecord>
-  ) => Effect.Effect<number, StoreError>
+  ) => Effect.Effect<IngestResult, StoreError>
   readonly ackedUpTo: (agent: string, outboxId: string) => Effect.Effect<number, StoreError>
   readonly sessionStarted: (s: SessionInfo) => Effect.Effect<void, StoreError>
   readonly sessionInfo: (agent: string, sessionId: string, info: ClientInfo) => Effect.Effect<void, StoreError>

@@ -1,9 +1,11 @@
 /**
  * Worker sessions on `/v1/ws/worker` (D5, D6, D7; reference §1.3 with its bugs fixed).
  *
- * Lifecycle of one connection: `AgentHello` (within `helloTimeoutMs`) -> `ServerHello` + the
- * agent's `ScheduleTable` -> records, acks, pings until the socket closes, the agent goes silent for
- * `liveness`, a newer connection with the same name replaces this one, or the server shuts down.
+ * Lifecycle of one connection: `AgentHello` (within `helloTimeoutMs`) -> the name is claimed for
+ * this agent instance (its outbox id; another instance holding the live name means close 4003) ->
+ * `ServerHello` + the agent's `ScheduleTable` -> records, acks, pings until the socket closes, the
+ * agent goes silent for `liveness`, a newer connection of the same instance replaces this one, or
+ * the server shuts down. Every sealed frame, both ways, is bound to this connection (Envelope.ts).
  *
  * Built for thousands of mostly idle agents on one process: a session at rest is a small state
  * object beside its socket, with no fiber, scope or timer of its own (a parked fiber with its
@@ -16,9 +18,11 @@
  * - Closing (ours or the peer's) is one more inbox item, so it happens after the frame in hand:
  *   an ingest transaction in flight always completes and its Ack is still sent.
  *
- * Every bad frame (too large, not decodable, unknown tag, bad envelope) is answered with a
- * `ProtocolError` naming the problem and the connection stays up; only a peer that keeps sending
- * garbage (`maxBadFrames` in a row) is closed with 1008.
+ * Every bad frame (too large, not decodable, unknown tag, bad envelope, a hello out of place) is
+ * answered with a `ProtocolError` naming the problem, counted, and the connection stays up; only
+ * a peer that keeps sending garbage (`maxBadFrames` in a row) is closed with 1008. Nothing thrown
+ * while handling a frame reaches `ws` (which would end the process): it is a counted
+ * `ProtocolError` and a 1011 close of that connection.
  */
 import { randomUUID } from "node:crypto"
 import * as Clock from "effect/Clock"
@@ -39,6 +43,7 @@ import * as Inbound from "./internal/inbound.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { toBytes, truncateReason } from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
+import type { AgentConnection } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { Store } from "./Store.js"
 
@@ -70,9 +75,13 @@ export const CAPABILITIES: ReadonlyArray<string> = ["ack", "schedule-table", "ru
 export const CloseCode = {
   goingAway: 1001,
   policy: 1008,
+  /** A defect while handling a frame: the frame is refused and the session ends, the process stays. */
+  internalError: 1011,
   liveness: 4000,
   replaced: 4001,
-  protocolVersion: 4002
+  protocolVersion: 4002,
+  /** Another live agent instance holds the name (issue 12 §2). */
+  nameInUse: 4003
 } as const
 
 /** HMAC envelope overhead: ts (8) + nonce (8) + MAC (32). */
@@ -98,6 +107,9 @@ export type Requirements = Store | Schedules | AgentSessions | Ingested | Metric
 export interface Peer {
   readonly agent: string
   readonly ip: string
+  /** The session nonces of this connection (from the upgrade); bound into every sealed frame. */
+  readonly agentNonce: Envelope.SessionNonce | undefined
+  readonly serverNonce: Envelope.SessionNonce
 }
 
 export interface Workers {
@@ -159,6 +171,11 @@ class Session {
   lastVersion: string | undefined = undefined
   tableLock: Effect.Semaphore | undefined = undefined
   handle: WorkerHandle | undefined = undefined
+  /** Holds its name in the registry (from the hello until the end). */
+  registered = false
+  /** Frames sealed to the agent, and frames from it that opened, on this connection (the binding's counters). */
+  sealed = 0n
+  opened = 0n
   readonly nonces: Envelope.NonceCache | undefined
   readonly listeners: {
     readonly message: (data: RawData, binary: boolean) => void
@@ -171,6 +188,8 @@ class Session {
     readonly ip: string,
     readonly openedAt: number,
     hmac: boolean,
+    readonly agentNonce: Envelope.SessionNonce | undefined,
+    readonly serverNonce: Envelope.SessionNonce,
     listeners: (s: Session) => Session["listeners"]
   ) {
     this.lastSeen = openedAt
@@ -180,6 +199,18 @@ class Session {
 
   get pending(): number {
     return this.inbox.length - this.head
+  }
+
+  /** What a frame sealed by `sender` now is bound to; undefined without an agent nonce (no keys). */
+  binding(sender: "server" | "agent"): Envelope.Binding | undefined {
+    if (this.agentNonce === undefined) return undefined
+    return {
+      sender,
+      agent: this.agent,
+      agentNonce: this.agentNonce,
+      serverNonce: this.serverNonce,
+      counter: sender === "server" ? this.sealed : this.opened
+    }
   }
 
   annotations(): Record<string, string> {
@@ -232,28 +263,54 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     const closeSession = (s: Session, code: number, reason: string) => finish(s, { code, reason, ours: true })
 
+    /**
+     * A defect while handling a frame (a bug, or a peer that found one): counted and answered
+     * like any refused frame, then the session ends with 1011. Nothing escapes into `ws`, whose
+     * callbacks would otherwise take the whole process down.
+     */
+    const defect = (s: Session, where: string, cause: unknown) => {
+      metrics.unsafeAdd("bartos_frames_rejected_total", 1, { reason: "unexpected" })
+      fork(Effect.logError(`defect while handling a frame (${where}); closing the session`, cause).pipe(
+        Effect.annotateLogs(s.annotations())
+      ))
+      try {
+        sendNow(s, { _tag: "ProtocolError", code: "unexpected", message: "internal error handling this frame" })
+      } catch {
+        // The close below still ends the session.
+      }
+      closeSession(s, CloseCode.internalError, "internal error handling a frame")
+    }
+
+    const onFrame = (s: Session, data: RawData, binary: boolean) => {
+      if (s.closing !== undefined) return
+      // Any frame proves the agent alive, even while an earlier one is still being handled.
+      s.lastSeen = clock.unsafeCurrentTimeMillis()
+      const frame: Frame = { data: toBytes(data), binary }
+      if (s.phase === READY && !s.draining) {
+        // Fast path for the bulk of idle traffic (bartoc pings every 5 s): with nothing queued
+        // before it, a Ping is answered right here, without starting a fiber. Anything else
+        // goes to the inbox already decoded.
+        const decoded = decode(s, frame)
+        if (Either.isRight(decoded) && decoded.right._tag === "Ping") {
+          s.badInARow = 0
+          sendNow(s, { _tag: "Pong", id: decoded.right.id, sentAt: decoded.right.sentAt })
+          return
+        }
+        s.inbox.push({ decoded })
+      } else {
+        s.inbox.push(frame)
+      }
+      if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
+      kick(s)
+    }
+
     const listenersOf = (s: Session): Session["listeners"] => ({
       message: (data, binary) => {
-        if (s.closing !== undefined) return
-        // Any frame proves the agent alive, even while an earlier one is still being handled.
-        s.lastSeen = clock.unsafeCurrentTimeMillis()
-        const frame: Frame = { data: toBytes(data), binary }
-        if (s.phase === READY && !s.draining) {
-          // Fast path for the bulk of idle traffic (bartoc pings every 5 s): with nothing queued
-          // before it, a Ping is answered right here, without starting a fiber. Anything else
-          // goes to the inbox already decoded.
-          const decoded = decode(s, frame)
-          if (Either.isRight(decoded) && decoded.right._tag === "Ping") {
-            s.badInARow = 0
-            sendNow(s, { _tag: "Pong", id: decoded.right.id, sentAt: decoded.right.sentAt })
-            return
-          }
-          s.inbox.push({ decoded })
-        } else {
-          s.inbox.push(frame)
+        try {
+          onFrame(s, data, binary)
+        } catch (cause) {
+          defect(s, "on arrival", cause)
         }
-        if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
-        kick(s)
       },
       close: (code, reason) => finish(s, { code, reason: reason.toString("utf8"), ours: false })
     })
@@ -262,7 +319,16 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const ignoreError = () => {}
 
     const accept = (ws: WebSocket, peer: Peer) => {
-      const s = new Session(ws, peer.agent, peer.ip, clock.unsafeCurrentTimeMillis(), options.hmacKey !== undefined, listenersOf)
+      const s = new Session(
+        ws,
+        peer.agent,
+        peer.ip,
+        clock.unsafeCurrentTimeMillis(),
+        options.hmacKey !== undefined,
+        peer.agentNonce,
+        peer.serverNonce,
+        listenersOf
+      )
       live.add(s)
       metrics.unsafeAdd("bartos_connections_total", 1, LABELS)
       metrics.unsafeAdd("bartos_connections_open", 1, LABELS)
@@ -278,7 +344,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const sendNow = (s: Session, message: Messages.ServerMessage): boolean => {
       if (s.ws.readyState !== s.ws.OPEN) return false
       const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
-      const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs)
+      // Sealed and written in one synchronous step, so frames leave in their counter's order.
+      const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs, s.binding("server"))
+      s.sealed++
       s.ws.send(frame, { binary: true })
       metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
       return true
@@ -304,14 +372,18 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       let payload = frame.data
       if (options.hmacKey !== undefined) {
         const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
+        // Frames are opened strictly in arrival order (on arrival, or by the drain), so the count
+        // of frames opened is the counter the agent sealed this one with.
         const opened = Envelope.open(
           { hmacKey: options.hmacKey, windowSecs: options.replayWindowSecs, nonces: s.nonces! },
           frame.data,
-          nowSecs
+          nowSecs,
+          s.binding("agent")
         )
         if (Either.isLeft(opened)) {
           return Either.left({ code: "bad_envelope", message: `${opened.left.reason}: ${opened.left.message}` })
         }
+        s.opened++
         payload = opened.right
       }
       return Either.mapLeft(codec.decode(Inbound.FromAgent, payload), (e): BadFrame => ({ code: e.code, message: e.message }))
@@ -351,6 +423,34 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.outboxId = outboxId
         s.connectedAt = yield* nowMicros
         yield* Effect.gen(function*() {
+          const lock = yield* Effect.makeSemaphore(1)
+          s.tableLock = lock
+          // Registered before the ServerHello so that claiming the name is one atomic step; until
+          // the session is READY nothing is sent through the handle (the ServerHello goes first).
+          s.handle = {
+            connection: {
+              agent: s.agent,
+              sessionId: s.sessionId,
+              ip: s.ip,
+              connectedAt: s.connectedAt,
+              info: null,
+              outboxId
+            },
+            send: (message) => Effect.suspend(() => (s.phase === READY ? send(s, message) : Effect.succeed(false))),
+            close: (code, reason) => close(s, code, reason),
+            syncTable: Effect.suspend(() => (s.phase === READY ? syncTable(s, lock) : Effect.void))
+          }
+          const registration = yield* sessions.register(s.handle)
+          if (registration._tag === "Refused") {
+            s.handle = undefined
+            return yield* refuseName(s, registration.holder)
+          }
+          s.registered = true
+          if (Option.isSome(registration.replaced)) {
+            const older = registration.replaced.value
+            yield* Effect.logInfo(`replacing the older session ${older.connection.sessionId} of '${s.agent}' (same instance)`)
+            yield* older.close(CloseCode.replaced, "replaced by a newer connection")
+          }
           yield* store.sessionStarted({ agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt }).pipe(
             Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
           )
@@ -367,23 +467,28 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             sessionId: s.sessionId,
             ackedUpTo: s.acked
           })
-          const lock = yield* Effect.makeSemaphore(1)
-          s.tableLock = lock
-          s.handle = {
-            connection: { agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt, info: null },
-            send: (message) => send(s, message),
-            close: (code, reason) => close(s, code, reason),
-            syncTable: syncTable(s, lock)
-          }
           s.phase = READY
           s.lastSeen = clock.unsafeCurrentTimeMillis()
-          const replaced = yield* sessions.register(s.handle)
-          if (Option.isSome(replaced)) {
-            yield* Effect.logInfo(`replacing the older session ${replaced.value.connection.sessionId} of '${s.agent}'`)
-            yield* replaced.value.close(CloseCode.replaced, "replaced by a newer connection")
-          }
           yield* s.handle.syncTable
         }).pipe(Effect.annotateLogs({ sessionId: s.sessionId }))
+      })
+
+    /**
+     * Another instance (another outbox id) holds this live name: refused, so that a job never
+     * runs twice because two bartoc share a name. The refused one gets no ServerHello and no
+     * table, and retries with its backoff; it takes over once the holder's session ends (its
+     * liveness expires, it disconnects).
+     */
+    const refuseName = (s: Session, holder: AgentConnection) =>
+      Effect.gen(function*() {
+        metrics.unsafeAdd("bartos_duplicate_names_refused_total", 1)
+        const since = new Date(holder.connectedAt / 1000).toISOString().slice(11, 19)
+        const reason = `name '${s.agent}' is in use by another agent from ${holder.ip} since ${since} UTC`
+        yield* Effect.logWarning(
+          `refused a second instance of '${s.agent}' from ${s.ip} (outbox ${s.outboxId}): ${reason} ` +
+            `(session ${holder.sessionId}, outbox ${holder.outboxId})`
+        )
+        yield* close(s, CloseCode.nameInUse, reason)
       })
 
     const onRecords = (s: Session, records: ReadonlyArray<Messages.AgentRecord>) =>
@@ -395,12 +500,26 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           yield* Effect.logError(`ingest of ${records.length} records failed, not acked: ${result.left.message}`)
           return
         }
-        const upTo = result.right
+        const { lineConflicts, refused, upTo } = result.right
+        if (refused.length > 0) {
+          for (const r of refused) metrics.unsafeAdd("bartos_records_refused_total", 1, { reason: r.reason })
+          const first = refused[0]!
+          yield* send(s, {
+            _tag: "ProtocolError",
+            code: "unexpected",
+            message: `refused ${refused.length} record(s) about runs or commands of another agent (first: seq ${first.seq}, ` +
+              `run ${first.runId}): never stored`
+          })
+        }
+        if (lineConflicts.length > 0) metrics.unsafeAdd("bartos_line_conflicts_total", lineConflicts.length)
+        const notStored = refused.length + lineConflicts.length === 0
+          ? undefined
+          : new Set([...refused, ...lineConflicts].map((r) => r.seq))
         // What this call stored for the first time, for `tail -f` subscribers (seqs increase).
         let last = s.acked
-        const fresh = records[0] !== undefined && records[0].seq > last && isIncreasing(records)
+        const fresh = notStored === undefined && records[0] !== undefined && records[0].seq > last && isIncreasing(records)
           ? records
-          : records.filter((r) => (r.seq > last ? ((last = r.seq), true) : false))
+          : records.filter((r) => (r.seq > last && notStored?.has(r.seq) !== true ? ((last = r.seq), true) : false))
         s.acked = Math.max(s.acked, upTo)
         yield* send(s, { _tag: "Ack", upTo })
         metrics.unsafeAdd("bartos_acks_total", 1)
@@ -426,11 +545,11 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         case "Pong":
           return Effect.void
         case "CommandRejected":
-          return Effect.logWarning(`agent rejected request ${message.requestId}: ${message.reason}`)
+          return Effect.logWarning(`agent rejected request ${clip(message.requestId, 80)}: ${clip(message.reason, 500)}`)
         case "ProtocolError":
-          return Effect.logWarning(`agent reports a protocol error (${message.code}): ${message.message}`)
+          return Effect.logWarning(`agent reports a protocol error (${message.code}): ${clip(message.message, 500)}`)
         case "AgentHello":
-          return Effect.asVoid(send(s, { _tag: "ProtocolError", code: "unexpected", message: "AgentHello was already received" }))
+          return rejected(s, { code: "unexpected", message: "AgentHello was already received" })
       }
     }
 
@@ -475,7 +594,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       if (Either.isLeft(decoded)) return rejected(s, decoded.left)
       const message = decoded.right
       if (s.phase === READY) {
-        s.badInARow = 0
+        // A second AgentHello is a bad frame (see onMessage): it does not end a run of them.
+        if (message._tag !== "AgentHello") s.badInARow = 0
         return message._tag === "RecordBatch" ? onRecords(s, withQueuedBatches(s, message.records)) : onMessage(s, message)
       }
       if (message._tag === "AgentHello") {
@@ -484,7 +604,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         return onHello(s, message)
       }
       return Effect.zipRight(
-        send(s, { _tag: "ProtocolError", code: "unexpected", message: `expected AgentHello, got ${message._tag}` }),
+        rejected(s, { code: "unexpected", message: `expected AgentHello, got ${message._tag}` }),
         close(s, CloseCode.policy, "first frame must be AgentHello")
       )
     }
@@ -499,9 +619,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           const ws = s.ws
           if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closing.code, truncateReason(closing.reason))
         }
+        const wasCurrent = s.registered && (yield* sessions.unregister(s.agent, s.sessionId))
         if (wasReady) {
           const endedAt = yield* nowMicros
-          const wasCurrent = yield* sessions.unregister(s.agent, s.sessionId)
           yield* Effect.logInfo(`websocket disconnected '${s.agent} (${s.ip})'`)
           yield* store.sessionEnded(s.agent, s.sessionId, endedAt).pipe(
             Effect.catchAll((e) => Effect.logError(`cannot record session end: ${e.message}`))
@@ -526,7 +646,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           if (item !== undefined) {
             // A backlog being worked through is not silence (reading is paused meanwhile).
             s.lastSeen = clock.unsafeCurrentTimeMillis()
-            yield* onItem(s, item)
+            yield* Effect.catchAllDefect(Effect.suspend(() => onItem(s, item)), (cause) =>
+              Effect.sync(() => defect(s, "in the session", cause)))
             continue
           }
           if (s.closing !== undefined) {
@@ -569,7 +690,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       return due.length === 0 ? Effect.void : Effect.all(due, { discard: true })
     })
     const sweepEvery = Math.max(10, Math.min(1000, options.livenessMs / 6, options.helloTimeoutMs / 4))
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(sweepEvery), sweep)))
+    // A defect in one sweep must not end liveness checks for every later one.
+    const sweepSafely = Effect.catchAllDefect(sweep, (cause) => Effect.logError("defect in the worker session sweep", cause))
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(sweepEvery), sweepSafely)))
 
     const shutdown = Effect.gen(function*() {
       if (live.size > 0) {
@@ -584,6 +707,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     return { accept, shutdown, size: () => live.size } satisfies Workers
   })
+
+/** The peer's free text, bounded before it reaches a log line. */
+const clip = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max)}…`)
 
 const isIncreasing = (records: ReadonlyArray<Messages.AgentRecord>) => {
   for (let i = 1; i < records.length; i++) if (records[i]!.seq <= records[i - 1]!.seq) return false

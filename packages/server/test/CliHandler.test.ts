@@ -181,7 +181,8 @@ const makeHarness = (setup: Setup) =>
               sessionId: `session-${agent}`,
               ip: "10.0.0.7",
               connectedAt: micros(NOW_MS - 60_000),
-              info: null
+              info: null,
+              outboxId: `outbox-${agent}`
             })
             : Option.none()
         ),

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Messages from "@barto/domain/Messages"
+import { Metrics } from "../src/Metrics.js"
 import { Registry } from "../src/Registry.js"
 import * as TestServer from "./utils/server.js"
 
@@ -167,6 +168,30 @@ describe("Hub: CLI link", () => {
       yield* cli.send({ _tag: "CliHello", protocol: 2, cliVersion: "x" })
       assert.strictEqual((yield* cli.nextTagged("ProtocolError")).code, "protocol_version")
       assert.deepStrictEqual(yield* cli.closed(), { code: 4002, reason: "protocol version mismatch: server 1, cli 2" })
+    }))
+})
+
+describe("Hub: CLI link refusals are counted", () => {
+  it.scopedLive("a second CliHello and a first frame that is not CliHello are answered and counted", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({})
+      const metrics = service(server, Metrics)
+      const cli = yield* TestServer.connectCli(server.url("cli"))
+      yield* cli.send(cliHello())
+      yield* cli.nextTagged("ServerHelloCli")
+      yield* cli.send(cliHello())
+      const error = yield* cli.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "unexpected")
+      assert.match(error.message, /CliHello was already received/)
+      yield* cli.send({ _tag: "Ping", id: 9, sentAt: TestServer.micros(9) })
+      assert.strictEqual((yield* cli.nextTagged("Pong")).id, 9)
+      assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+
+      const early = yield* TestServer.connectCli(server.url("cli"))
+      yield* early.send({ _tag: "InfoRequest", id: 1 })
+      assert.strictEqual((yield* early.nextTagged("ProtocolError")).code, "unexpected")
+      assert.deepStrictEqual(yield* early.closed(), { code: 1008, reason: "first frame must be CliHello" })
+      assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "unexpected" }), 2)
     }))
 })
 

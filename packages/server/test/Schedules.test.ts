@@ -190,7 +190,7 @@ describe("Schedules: SIGHUP and pause", () => {
       // A fake session: records every "your table may have changed".
       const sessions = Context.get(context, AgentSessions)
       yield* sessions.register({
-        connection: { agent: "alpha", sessionId: "s1", ip: "x", connectedAt: TestServer.micros(0), info: null },
+        connection: { agent: "alpha", sessionId: "s1", ip: "x", connectedAt: TestServer.micros(0), info: null, outboxId: "o1" },
         send: () => Effect.succeed(true),
         close: () => Effect.void,
         syncTable: Effect.sync(() => syncs.push("alpha")).pipe(Effect.zipRight(Deferred.succeed(synced, undefined)))

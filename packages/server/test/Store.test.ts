@@ -120,6 +120,8 @@ const wholeRun = (
   ]
 }
 
+const upTo = <E, R>(ingest: Effect.Effect<{ readonly upTo: number }, E, R>) => Effect.map(ingest, (r) => r.upTo)
+
 const countRows = (table: string, where: string, params: ReadonlyArray<unknown>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, params)).pipe(
     Effect.map((rows) => Number(rows[0].n))
@@ -377,7 +379,7 @@ for (const db of databases) {
         const store = yield* Store
         const agent = nextName("a")
         const run = nextName("run")
-        const upTo = yield* store.ingest(agent, "o1", [
+        const stored = yield* store.ingest(agent, "o1", [
           runStarted(0, run, "backup", 10, "manual"),
           commandStarted(1, run, `${run}-c1`, 0, "tar czf x", 10),
           line(2, run, `${run}-c1`, 0, "hello", 10.1),
@@ -387,7 +389,7 @@ for (const db of databases) {
           runFinished(6, run, "succeeded", 11),
           runMissed(7, `${run}-m`, "backup", 5)
         ])
-        assert.strictEqual(upTo, 7)
+        assert.deepStrictEqual(stored, { upTo: 7, refused: [], lineConflicts: [] })
         assert.strictEqual(yield* store.ackedUpTo(agent, "o1"), 7)
 
         const r = Option.getOrThrow(yield* store.getRun(run))
@@ -449,14 +451,14 @@ for (const db of databases) {
         const agent = nextName("a")
         const run = nextName("run")
         const batch = wholeRun(0, run, "s", 20, ["a", "b", "c", "d"], 0) // seqs 0..7
-        assert.strictEqual(yield* store.ingest(agent, "o", batch.slice(0, 5)), 4)
-        assert.strictEqual(yield* store.ingest(agent, "o", batch.slice(0, 5)), 4)
-        assert.strictEqual(yield* store.ingest(agent, "o", batch.slice(3)), 7)
-        assert.strictEqual(yield* store.ingest(agent, "o", batch), 7)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", batch.slice(0, 5))), 4)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", batch.slice(0, 5))), 4)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", batch.slice(3))), 7)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", batch)), 7)
         // An old seq carrying different content is not applied.
-        assert.strictEqual(yield* store.ingest(agent, "o", [line(2, run, `${run}-c0`, 0, "CHANGED", 20)]), 7)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", [line(2, run, `${run}-c0`, 0, "CHANGED", 20)])), 7)
         // Empty batch: the stored offset.
-        assert.strictEqual(yield* store.ingest(agent, "o", []), 7)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", [])), 7)
 
         assert.strictEqual(yield* countRows("runs", "run_id = ?", [run]), 1)
         assert.strictEqual(yield* countRows("run_commands", "run_id = ?", [run]), 1)
@@ -466,7 +468,7 @@ for (const db of databases) {
         // Duplicates inside one batch (same seq twice) count once.
         const run2 = nextName("run")
         const dup = wholeRun(8, run2, "s", 30, ["x"], 0)
-        assert.strictEqual(yield* store.ingest(agent, "o", [...dup, ...dup]), 12)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", [...dup, ...dup])), 12)
         assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run2]), 1)
       }))
 
@@ -475,14 +477,15 @@ for (const db of databases) {
         const store = yield* Store
         const agent = nextName("a")
         const run = nextName("run")
-        assert.strictEqual(yield* store.ingest(agent, "old", wholeRun(0, run, "s", 40, ["one"], 0)), 4)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "old", wholeRun(0, run, "s", 40, ["one"], 0))), 4)
         assert.strictEqual(yield* store.ackedUpTo(agent, "new"), -1)
         const run2 = nextName("run")
-        assert.strictEqual(yield* store.ingest(agent, "new", wholeRun(0, run2, "s", 50, ["two"], 0)), 4)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "new", wholeRun(0, run2, "s", 50, ["two"], 0))), 4)
         assert.strictEqual(yield* store.ackedUpTo(agent, "old"), 4)
         assert.strictEqual(yield* store.ackedUpTo(agent, "new"), 4)
         // Second guard: (run_id, line_seq) is unique even when the offset cannot tell.
-        assert.strictEqual(yield* store.ingest(agent, "third", [line(0, run, `${run}-c0`, 0, "again", 40)]), 0)
+        const third = yield* store.ingest(agent, "third", [line(0, run, `${run}-c0`, 0, "again", 40)])
+        assert.deepStrictEqual(third, { upTo: 0, refused: [], lineConflicts: [{ seq: 0, runId: run, lineSeq: 0 }] })
         assert.deepStrictEqual((yield* store.runLines(run, -1, 10)).map((l) => l.data), ["one"])
         // Offsets are per agent too.
         assert.strictEqual(yield* store.ackedUpTo(nextName("other"), "old"), -1)
@@ -817,7 +820,7 @@ for (const db of databases) {
         assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 0)
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).state, "running")
         // The agent resends it fixed: all of it lands, once.
-        assert.strictEqual(yield* store.ingest(agent, "o", [...good, line(4, run, cmd, 2, "x", 10), runFinished(5, run, "succeeded", 11)]), 5)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", [...good, line(4, run, cmd, 2, "x", 10), runFinished(5, run, "succeeded", 11)])), 5)
         assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 3)
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).state, "succeeded")
       }))
@@ -843,7 +846,7 @@ for (const db of databases) {
         if (db.name === "sqlite") assert.isTrue(Option.isNone(yield* Fiber.poll(ingest)))
         yield* Deferred.succeed(gate, undefined)
         yield* Fiber.join(other)
-        assert.strictEqual(yield* Fiber.join(ingest), 5)
+        assert.strictEqual((yield* Fiber.join(ingest)).upTo, 5)
         assert.deepStrictEqual(yield* store.paused().pipe(Effect.map((p) => p.filter((x) => x.agent === agent))), [
           { agent, schedule: "held" }
         ])
@@ -867,9 +870,9 @@ for (const db of databases) {
           const data = i % 100 === 0 ? `${i}:${"z".repeat(8192)}` : `${i}:${cmd}`
           records.push(line(2 + i, run, cmd, n, data, 10 + i / 1e4, i % 2 === 0 ? "stdout" : "stderr", i % 5 === 0))
         }
-        assert.strictEqual(yield* store.ingest(agent, "o", records), 1501)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", records)), 1501)
         // A resend overlapping the end adds nothing.
-        assert.strictEqual(yield* store.ingest(agent, "o", records.slice(1000)), 1501)
+        assert.strictEqual(yield* upTo(store.ingest(agent, "o", records.slice(1000))), 1501)
         const expected = (run: string) =>
           records.filter((r): r is Extract<AgentRecord, { _tag: "OutputLine" }> => r._tag === "OutputLine" && r.runId === run)
             .map((l) => [l.lineSeq, l.cmdUuid, l.stream, l.ts, l.data, l.continuation, agent])

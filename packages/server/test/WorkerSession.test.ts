@@ -1,10 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Ids from "@barto/domain/Ids"
 import type * as Messages from "@barto/domain/Messages"
@@ -288,6 +291,49 @@ describe("WorkerSession: bad frames", () => {
       assert.strictEqual(yield* metrics.value("bartos_frames_rejected_total", { reason: "frame_too_large" }), 1)
     }))
 
+  it.scopedLive("a second AgentHello is refused like any bad frame: answered and counted", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      yield* client.send(TestServer.agentHello())
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "unexpected")
+      assert.match(error.message, /AgentHello was already received/)
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* client.nextTagged("Pong")).id, 1)
+    }))
+
+  it.scopedLive("a first frame other than AgentHello is counted as rejected", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const client = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      yield* client.send({ _tag: "Pong", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* client.nextTagged("ProtocolError")).code, "unexpected")
+      assert.strictEqual((yield* client.closed()).code, 1008)
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+    }))
+
+  it.scopedLive("a defect while handling a frame: counted ProtocolError, close 1011, bartos keeps serving", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      const bystander = yield* TestServer.helloAgent(server, "beta")
+      server.memory!.beforeIngest = Effect.die(new RangeError("Maximum call stack size exceeded"))
+      yield* client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      const error = yield* client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "unexpected")
+      assert.deepStrictEqual(yield* client.closed(), { code: 1011, reason: "internal error handling a frame" })
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      yield* server.waitForLog("defect while handling a frame")
+      server.memory!.beforeIngest = undefined
+      yield* bystander.client.send({ _tag: "Ping", id: 4, sentAt: TestServer.micros(4) })
+      assert.strictEqual((yield* bystander.client.nextTagged("Pong")).id, 4)
+      const again = yield* TestServer.helloAgent(server, "alpha")
+      yield* again.client.send({ _tag: "RecordBatch", records: [runStarted(0)] })
+      assert.deepStrictEqual(yield* again.client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+    }))
+
   it.scopedLive("a frame above the hard cap (16 x max_frame_bytes) is closed by ws with 1009", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: LIMITS })
@@ -346,6 +392,81 @@ describe("WorkerSession: envelopes", () => {
       assert.strictEqual((yield* client.nextTagged("Pong")).id, 2)
     }))
 
+  it.scopedLive("a frame sealed for agent A is refused on B's connection; B's own frames still open", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const alpha = yield* TestServer.helloAgent(server, "alpha", keys())
+      const beta = yield* TestServer.helloAgent(server, "beta", keys())
+      const forAlpha = alpha.client.seal({ _tag: "RecordBatch", records: [runStarted(0)] })
+      yield* beta.client.sendRaw(forAlpha)
+      const error = yield* beta.client.nextTagged("ProtocolError")
+      assert.strictEqual(error.code, "bad_envelope")
+      assert.match(error.message, /bad_mac/)
+      assert.isUndefined(server.memory!.records.get("beta"))
+      yield* beta.client.send({ _tag: "Ping", id: 2, sentAt: TestServer.micros(2) })
+      assert.strictEqual((yield* beta.client.nextTagged("Pong")).id, 2)
+      // Delivered where it belongs, it is fine.
+      yield* alpha.client.sendRaw(forAlpha)
+      assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+    }))
+
+  it.scopedLive("inside the HMAC window, a frame of an earlier connection (or sent twice) is refused", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const first = yield* TestServer.helloAgent(server, "alpha", keys())
+      const batch = first.client.seal({ _tag: "RecordBatch", records: [runStarted(0)] })
+      yield* first.client.sendRaw(batch)
+      assert.deepStrictEqual(yield* first.client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+      // Again on the same connection: refused (the nonce, and the frame counter).
+      yield* first.client.sendRaw(batch)
+      assert.strictEqual((yield* first.client.nextTagged("ProtocolError")).code, "bad_envelope")
+      yield* first.client.close
+      yield* first.client.closed()
+
+      // A later connection of the same agent: a replay within seconds, well inside the window.
+      const second = yield* TestServer.helloAgent(server, "alpha", keys())
+      yield* second.client.sendRaw(batch)
+      assert.strictEqual((yield* second.client.nextTagged("ProtocolError")).code, "bad_envelope")
+      yield* second.client.send({ _tag: "Ping", id: 3, sentAt: TestServer.micros(3) })
+      assert.strictEqual((yield* second.client.nextTagged("Pong")).id, 3)
+      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "bad_envelope" }), 2)
+    }))
+
+  it.scopedLive("server frames are bound too: a ScheduleTable of one agent does not open on another's connection", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const alpha = yield* TestServer.helloAgent(server, "alpha", keys())
+      const beta = yield* TestServer.helloAgent(server, "beta", keys())
+      // The raw bytes alpha received for its table (ServerHello came first).
+      const alphaTable = alpha.client.frames[1]!
+      const { publicKey } = keys()
+      const opensFor = (client: TestServer.AgentClient, counter: bigint) =>
+        Either.isRight(Envelope.open(
+          { hmacKey: Envelope.hmacKeyFromString("shared-secret"), publicKey, windowSecs: 60, nonces: Envelope.makeNonceCache() },
+          alphaTable,
+          Date.now() / 1000,
+          { sender: "server", agent: client === alpha.client ? "alpha" : "beta", ...client.nonces!, counter }
+        ))
+      assert.isTrue(opensFor(alpha.client, 1n), "genuine where it was sent")
+      assert.isFalse(opensFor(beta.client, 1n), "not on beta's connection")
+      assert.isFalse(opensFor(alpha.client, 2n), "not at another position on alpha's own")
+    }))
+
+  it.scopedLive("with keys, an agent that sends no session nonce is refused (400) before the upgrade", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: KEYS })
+      const refused = yield* TestServer.attempt(server.url("worker", "alpha"))
+      assert.strictEqual(refused._tag, "Refused")
+      if (refused._tag === "Refused") {
+        assert.strictEqual(refused.status, 400)
+        assert.match(refused.body, /x-barto-nonce/)
+      }
+      // Without keys nothing is sealed: the nonce is not needed.
+      const open = yield* TestServer.make({ toml: SCHEDULES })
+      const { table } = yield* TestServer.helloAgent(open, "alpha", { agentNonce: null })
+      assert.strictEqual(table.schedules.length, 2)
+    }))
+
   it.scopedLive("an agent without the HMAC key cannot even say hello", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: KEYS })
@@ -376,6 +497,48 @@ describe("WorkerSession: liveness and duplicates", () => {
       assert.strictEqual((yield* registry.list).length, 1)
       assert.isTrue(yield* registry.send("alpha", { _tag: "AgentCleanup", before: TestServer.micros(5) }))
       assert.strictEqual((yield* second.client.nextTagged("AgentCleanup")).before, TestServer.micros(5))
+    }))
+
+  it.scopedLive("another instance (other outbox) claiming a live name is refused with 4003, counted, and shown", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const holder = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "instance-1" } })
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const intruder = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+        yield* intruder.send(TestServer.agentHello({ outboxId: "instance-2" }))
+        const closed = yield* intruder.closed()
+        assert.strictEqual(closed.code, 4003)
+        assert.match(closed.reason, /^name 'alpha' is in use by another agent from 127\.0\.0\.1 since \d\d:\d\d:\d\d UTC$/)
+        // It never got a ServerHello, let alone a table.
+        assert.deepStrictEqual(yield* intruder.drain, [])
+      }
+      const metrics = service(server, Metrics)
+      assert.strictEqual(yield* metrics.value("bartos_duplicate_names_refused_total"), 2)
+      yield* server.waitForLog("refused a second instance of 'alpha'")
+      // The holder is untouched and still the registered session.
+      yield* holder.client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
+      assert.strictEqual((yield* holder.client.nextTagged("Pong")).id, 1)
+      const rows = yield* service(server, Registry).list
+      assert.strictEqual(rows.length, 1)
+      assert.strictEqual(rows[0]!.sessionId, holder.hello.sessionId)
+      assert.strictEqual(rows[0]!.refused?.count, 2)
+      assert.strictEqual(rows[0]!.refused?.lastIp, "127.0.0.1")
+      assert.include(yield* metrics.render, "bartos_duplicate_names_refused_total 2")
+    }))
+
+  it.scopedLive("the refused instance takes over once the holder's liveness expires", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: `${SCHEDULES}\n[limits]\nliveness_secs = 0.3\n` })
+      const holder = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "instance-1" } })
+      const refused = yield* TestServer.connectAgent(server.url("worker", "alpha"))
+      yield* refused.send(TestServer.agentHello({ outboxId: "instance-2" }))
+      assert.strictEqual((yield* refused.closed()).code, 4003)
+      // The holder goes silent (it died): dropped for liveness, the name is free.
+      assert.strictEqual((yield* holder.client.closed()).code, 4000)
+      const taken = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "instance-2" } })
+      assert.strictEqual(taken.table.schedules.length, 2)
+      const current = Option.getOrThrow(yield* service(server, Registry).get("alpha"))
+      assert.strictEqual(current.outboxId, "instance-2")
     }))
 
   it.scopedLive("a silent agent is dropped (4000) and its running runs are marked lost later", () =>
@@ -447,8 +610,136 @@ for (const db of databases) {
 
         const again = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-a", lastSeq: 1 } })
         assert.strictEqual(again.hello.ackedUpTo, 1)
+        // Another instance (another outbox) only gets the name once this one is gone (issue 12 §2).
+        yield* again.client.close
+        yield* service(server, Registry).get("alpha").pipe(Effect.repeat({ until: Option.isNone, schedule: Schedule.spaced(10) }))
         const fresh = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-b" } })
         assert.strictEqual(fresh.hello.ackedUpTo, -1)
+      }))
+
+    it.scopedLive("an agent cannot touch another agent's runs: foreign records are refused, counted, never written", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const metrics = service(server, Metrics)
+        const victimRun = Ids.newRunId()
+        const cmd = Ids.uuidv4()
+        const t = (ms: number) => TestServer.micros(1_700_000_000_000 + ms)
+        const alpha = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-alpha" } })
+        yield* alpha.client.send({
+          _tag: "RecordBatch",
+          records: [
+            { ...runStarted(0, victimRun), runId: victimRun },
+            { _tag: "CommandStarted", seq: 1, runId: victimRun, cmdUuid: cmd, cmdIndex: 0, command: "backup.sh", startedAt: t(1) },
+            { _tag: "OutputLine", seq: 2, runId: victimRun, cmdUuid: cmd, lineSeq: 0, stream: "stdout", ts: t(2), data: "real 0", continuation: false }
+          ]
+        })
+        assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
+
+        // beta holds valid credentials of its own and goes after alpha's run, mixed with honest records.
+        const own = Ids.newRunId()
+        const attacker = yield* TestServer.helloAgent(server, "beta", { hello: { outboxId: "box-beta" } })
+        yield* attacker.client.send({
+          _tag: "RecordBatch",
+          records: [
+            { _tag: "RunStarted", seq: 0, runId: own, schedule: "only", trigger: "schedule", scheduledAt: t(0), startedAt: t(0) },
+            { _tag: "RunFinished", seq: 1, runId: victimRun, state: "succeeded", finishedAt: t(5) },
+            { _tag: "RunStarted", seq: 2, runId: victimRun, schedule: "renamed", trigger: "manual", scheduledAt: t(0), startedAt: t(0) },
+            { _tag: "CommandStarted", seq: 3, runId: own, cmdUuid: cmd, cmdIndex: 0, command: "rm -rf /", startedAt: t(6) },
+            { _tag: "CommandExited", seq: 4, runId: own, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t(6) },
+            { _tag: "OutputLine", seq: 5, runId: victimRun, cmdUuid: cmd, lineSeq: 1, stream: "stdout", ts: t(7), data: "injected", continuation: false },
+            { _tag: "RunMissed", seq: 6, runId: victimRun, schedule: "hello", scheduledAt: t(0), reason: "stall" },
+            { _tag: "OutputLine", seq: 7, runId: own, cmdUuid: "beta-cmd", lineSeq: 0, stream: "stdout", ts: t(8), data: "beta's own", continuation: false },
+            { _tag: "RunFinished", seq: 8, runId: own, state: "succeeded", finishedAt: t(9) }
+          ]
+        })
+        const error = yield* attacker.client.nextTagged("ProtocolError")
+        assert.strictEqual(error.code, "unexpected")
+        assert.match(error.message, /refused 6 record\(s\) about runs or commands of another agent \(first: seq 1/)
+        // Acked as a whole: resending could never make the refused records acceptable.
+        assert.deepStrictEqual(yield* attacker.client.nextTagged("Ack"), { _tag: "Ack", upTo: 8 })
+        assert.strictEqual(yield* metrics.value("bartos_records_refused_total", { reason: "foreign_run" }), 4)
+        assert.strictEqual(yield* metrics.value("bartos_records_refused_total", { reason: "foreign_command" }), 2)
+
+        // alpha's run is untouched: still running, same schedule, its command and only its lines.
+        const victim = Option.getOrThrow(yield* store.getRun(victimRun))
+        assert.deepInclude(victim, { agent: "alpha", schedule: "hello", state: "running", trigger: "schedule", finishedAt: null })
+        const failed = yield* Stream.runCollect(store.failed())
+        assert.isFalse(Chunk.toReadonlyArray(failed).some((f) => f.runId === own && f.cmdUuid === cmd), "beta's exit is not on alpha's command")
+        assert.deepStrictEqual((yield* store.runLines(victimRun, -1, 10)).map((l) => l.data), ["real 0"])
+        // beta's honest records are all stored.
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(own)), { agent: "beta", schedule: "only", state: "succeeded" })
+        assert.deepStrictEqual((yield* store.runLines(own, -1, 10)).map((l) => l.data), ["beta's own"])
+
+        // The line number beta tried to take is alpha's when alpha sends it: nothing was pre-claimed.
+        yield* alpha.client.send({
+          _tag: "RecordBatch",
+          records: [
+            { _tag: "OutputLine", seq: 3, runId: victimRun, cmdUuid: cmd, lineSeq: 1, stream: "stdout", ts: t(10), data: "real 1", continuation: false },
+            { _tag: "CommandExited", seq: 4, runId: victimRun, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t(11) },
+            { _tag: "RunFinished", seq: 5, runId: victimRun, state: "succeeded", finishedAt: t(12) }
+          ]
+        })
+        assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 5 })
+        assert.deepStrictEqual((yield* store.runLines(victimRun, -1, 10)).map((l) => l.data), ["real 0", "real 1"])
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(victimRun)), { state: "succeeded", exitCode: 0 })
+        assert.strictEqual(yield* metrics.value("bartos_line_conflicts_total"), 0)
+      }))
+
+    it.scopedLive("a line sent again with other content is a logged, counted conflict; the stored line stays", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const runId = Ids.newRunId()
+        const cmd = Ids.uuidv4()
+        const out = (seq: number, lineSeq: number, data: string): Messages.AgentRecord => ({
+          _tag: "OutputLine",
+          seq,
+          runId,
+          cmdUuid: cmd,
+          lineSeq,
+          stream: "stdout",
+          ts: TestServer.micros(1_700_000_000_000 + lineSeq),
+          data,
+          continuation: false
+        })
+        const { client } = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box" } })
+        yield* client.send({ _tag: "RecordBatch", records: [{ ...runStarted(0, runId), runId }, out(1, 0, "first"), out(2, 1, "second")] })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
+        // Same line numbers again under new seqs: one identical (a harmless resend), one different,
+        // and within the batch a line number used twice with different content.
+        yield* client.send({ _tag: "RecordBatch", records: [out(3, 0, "first"), out(4, 1, "CHANGED"), out(5, 2, "third"), out(6, 2, "THIRD?")] })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 6 })
+        assert.deepStrictEqual((yield* store.runLines(runId, -1, 10)).map((l) => l.data), ["first", "second", "third"])
+        assert.strictEqual(yield* service(server, Metrics).value("bartos_line_conflicts_total"), 2)
+        yield* server.waitForLog(`line 1 of run ${runId} was already stored with other content`)
+        yield* server.waitForLog(`line 2 of run ${runId} was already stored with other content`)
+      }))
+
+    it.scopedLive("a record the database cannot hold is refused at decode; the next batch is stored and acked", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer.make({ toml: SCHEDULES, store: db.layer() })
+        const store = service(server, Store)
+        const { client } = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box" } })
+        const runId = Ids.newRunId()
+        const tooBig: ReadonlyArray<readonly [string, Messages.AgentRecord]> = [
+          ["runId", { ...runStarted(0), runId: "r".repeat(65) as Messages.RunId }],
+          ["schedule", { ...runStarted(0, runId), runId, schedule: "s".repeat(256) } as Messages.AgentRecord],
+          ["lineSeq", { ...line(0, runId), lineSeq: 2 ** 31 } as Messages.AgentRecord],
+          ["exitCode", { _tag: "CommandExited", seq: 0, runId, cmdUuid: "c", exitCode: 2 ** 31, signal: null, finishedAt: TestServer.micros(1) }]
+        ]
+        for (const [field, record] of tooBig) {
+          // Encoded by hand: our own encoder refuses such a record.
+          yield* client.sendRaw(new TextEncoder().encode(JSON.stringify({ _tag: "RecordBatch", records: [record] })))
+          const error = yield* client.nextTagged("ProtocolError")
+          assert.strictEqual(error.code, "undecodable", field)
+          assert.include(error.message, `records[0].${field}`)
+        }
+        yield* client.send({ _tag: "RecordBatch", records: [{ ...runStarted(0, runId), runId }] })
+        assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).state, "running")
+        assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "undecodable" }), 4)
+        assert.strictEqual(yield* service(server, Metrics).value("bartos_ingest_errors_total"), 0)
       }))
 
     it.scopedLive("runs of an agent that does not come back become lost, and are reconciled if it reports later", () =>

@@ -35,7 +35,14 @@ export interface ConnectOptions {
 
 export interface ClientSocket {
   readonly events: Queue.Dequeue<SocketEvent>
-  readonly send: (bytes: Uint8Array) => Effect.Effect<void, SocketError>
+  /**
+   * Writes one frame. Given a function, it is called right before the write, in the same
+   * synchronous step: frames that must leave in the order they were made (sealed with a counter)
+   * cannot be overtaken by another fiber's frame in between.
+   */
+  readonly send: (bytes: Uint8Array | (() => Uint8Array)) => Effect.Effect<void, SocketError>
+  /** Headers of the server's 101 response (lower-case names). */
+  readonly responseHeaders: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
   /**
    * Starts the close handshake with this code and reason; the scope's finalizer waits briefly for
    * the peer and then terminates the TCP connection.
@@ -111,6 +118,11 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
       (socket) => Effect.suspend(() => closeAndWait(socket, closeCode, closeReason))
     )
 
+    let responseHeaders: ClientSocket["responseHeaders"] = {}
+    ws.once("upgrade", (res) => {
+      responseHeaders = res.headers
+    })
+
     yield* Effect.async<void, SocketError>((resume) => {
       const cleanup = () => {
         ws.off("open", onOpen)
@@ -143,12 +155,12 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
       return Effect.sync(cleanup)
     })
 
-    const send = (bytes: Uint8Array): Effect.Effect<void, SocketError> =>
+    const send = (bytes: Uint8Array | (() => Uint8Array)): Effect.Effect<void, SocketError> =>
       Effect.async<void, SocketError>((resume) => {
         if (ws.readyState !== WebSocket.OPEN) {
           return resume(Effect.fail(new SocketError({ reason: "Write", message: "socket is not open" })))
         }
-        ws.send(bytes, { binary: true }, (error) =>
+        ws.send(typeof bytes === "function" ? bytes() : bytes, { binary: true }, (error) =>
           resume(
             error === undefined || error === null
               ? Effect.void
@@ -167,5 +179,5 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
         }
       })
 
-    return { events, send, close }
+    return { events, send, close, responseHeaders }
   })

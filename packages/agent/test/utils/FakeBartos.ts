@@ -40,19 +40,32 @@ export interface Options {
   readonly autoPong?: boolean
   /** Listen with TLS (wss); with `ca`, clients must present a certificate chaining to it (mTLS). */
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string }
+  /** Send no session nonce in the upgrade, as a bartos from before session binding. */
+  readonly noNonce?: boolean
 }
 
 export interface FakeConn {
   readonly number: number
   readonly request: IncomingMessage
+  /** The agent name (`?name=`) and both session nonces of this connection (see Envelope.ts). */
+  readonly agent: string
+  readonly agentNonce: Envelope.SessionNonce | undefined
+  readonly serverNonce: Envelope.SessionNonce
   readonly received: Array<AgentToServerType>
+  /** Every frame written to the agent, as written (to replay elsewhere). */
+  readonly sent: Array<Uint8Array>
   /** Frames from the agent that did not open or decode. */
   readonly badFrames: Array<string>
   closed: { readonly code: number; readonly reason: string } | undefined
   readonly send: (message: ServerMessageType) => Effect.Effect<void>
   readonly sendRaw: (bytes: Uint8Array) => Effect.Effect<void>
-  /** The bytes `send` would put on the wire. */
+  /**
+   * The bytes `send` would put on the wire next: sealed for this connection with the next
+   * counter, which this takes (write them with `sendRaw`, or the counters part ways).
+   */
   readonly seal: (message: ServerMessageType) => Uint8Array
+  /** `seal` for any payload bytes (valid JSON or not). */
+  readonly sealPayload: (payload: Uint8Array) => Uint8Array
   /** The first received message satisfying `pred` (waits for it). */
   readonly waitFor: <A extends AgentToServerType>(
     pred: (m: AgentToServerType) => m is A,
@@ -144,27 +157,52 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
       shutdown
     )
 
+    // Our session nonce per upgrade, sent in the 101 response as bartos does.
+    const serverNonces = new WeakMap<IncomingMessage, Envelope.SessionNonce>()
+    wss.on("headers", (headers: Array<string>, request: IncomingMessage) => {
+      const nonce = Envelope.makeSessionNonce()
+      serverNonces.set(request, nonce)
+      if (options.noNonce !== true) headers.push(`${Envelope.NONCE_HEADER}: ${Envelope.formatSessionNonce(nonce)}`)
+    })
+
     wss.on("connection", (ws: WebSocket, request: IncomingMessage) => {
       const number = connections.length + 1
       const nonces = Envelope.makeNonceCache()
-      const seal = (message: ServerMessageType) =>
-        Envelope.seal(
-          { hmacKey, signingKey: options.signingKey },
-          codec.encode(ServerMessage, message),
-          Date.now() / 1000
-        )
+      const agent = new URL(request.url ?? "/", "http://fake").searchParams.get("name") ?? ""
+      const agentNonce = Envelope.parseSessionNonce(request.headers[Envelope.NONCE_HEADER])
+      const serverNonce = serverNonces.get(request)!
+      let sealed = 0n
+      let opened = 0n
+      const binding = (sender: "server" | "agent"): Envelope.Binding | undefined =>
+        agentNonce === undefined || options.noNonce === true
+          ? undefined
+          : { sender, agent, agentNonce, serverNonce, counter: sender === "server" ? sealed : opened }
+      const sealPayload = (payload: Uint8Array) => {
+        const frame = Envelope.seal({ hmacKey, signingKey: options.signingKey }, payload, Date.now() / 1000, binding("server"))
+        sealed++
+        return frame
+      }
+      const seal = (message: ServerMessageType) => sealPayload(codec.encode(ServerMessage, message))
       const sendRaw = (bytes: Uint8Array) =>
         Effect.sync(() => {
-          if (ws.readyState === ws.OPEN) ws.send(bytes, { binary: true })
+          if (ws.readyState === ws.OPEN) {
+            conn.sent.push(bytes)
+            ws.send(bytes, { binary: true })
+          }
         })
       const conn: FakeConn = {
         number,
         request,
+        agent,
+        agentNonce,
+        serverNonce,
         received: [],
+        sent: [],
         badFrames: [],
         closed: undefined,
         seal,
-        send: (message) => sendRaw(seal(message)),
+        sealPayload,
+        send: (message) => Effect.suspend(() => sendRaw(seal(message))),
         sendRaw,
         waitFor: (pred, what) =>
           until(listeners, () => conn.received.find(pred)).pipe(
@@ -186,12 +224,13 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
           return notify()
         }
         if (hmacKey !== undefined) {
-          const opened = Envelope.hmacUnwrap(hmacKey, bytes, Date.now() / 1000, 60, nonces)
-          if (Either.isLeft(opened)) {
-            conn.badFrames.push(opened.left.message)
+          const open = Envelope.open({ hmacKey, windowSecs: 60, nonces }, bytes, Date.now() / 1000, binding("agent"))
+          if (Either.isLeft(open)) {
+            conn.badFrames.push(open.left.message)
             return notify()
           }
-          bytes = opened.right
+          opened++
+          bytes = open.right
         }
         const decoded = codec.decode(AgentToServer, bytes)
         if (Either.isLeft(decoded)) {

@@ -111,18 +111,22 @@ export interface Cluster {
   readonly serverToml: () => string
   readonly writeServerConfig: (patch?: { schedules?: Record<string, Array<Schedule>>; extra?: Record<string, unknown> }) => void
   readonly startServer: (extraArgs?: Array<string>) => Promise<Proc>
-  /** `env`: added to the agent's environment (fault injection: `BARTO_TEST_CRASH_AT`). */
+  /**
+   * Starts a bartoc named `name`. `instance` (default: the name) names its files (config, state,
+   * log) and its entry in `agents`, so two instances can share one name; `env` is added to its
+   * environment (its jobs inherit it).
+   */
   readonly startAgent: (
     name: string,
     extra?: Record<string, unknown>,
     serverPort?: number,
-    env?: Record<string, string>
+    options?: { readonly instance?: string; readonly env?: Record<string, string> }
   ) => Promise<Proc>
   readonly cli: (args: Array<string>, extra?: Record<string, unknown>) => Promise<CliResult>
   readonly cliJson: <T = unknown>(args: Array<string>, extra?: Record<string, unknown>) => Promise<T>
   /** Writes a file into the cluster's directory; returns its path. */
   readonly file: (name: string, contents: string) => string
-  /** The log file (`-t`) of bartos (`"bartos"`) or of an agent (its name). */
+  /** The log file (`-t`) of bartos (`"bartos"`) or of an agent (its instance: by default its name). */
   readonly logPath: (who: string) => string
   /** Its contents so far ("" before it exists). */
   readonly log: (who: string) => string
@@ -181,18 +185,19 @@ export const makeCluster = async (
       cluster.server = proc
       return proc
     },
-    startAgent: async (name, agentExtra = {}, serverPort, env) => {
-      const path = join(dir, `bartoc-${name}.toml`)
+    startAgent: async (name, agentExtra = {}, serverPort, options = {}) => {
+      const instance = options.instance ?? name
+      const path = join(dir, `bartoc-${instance}.toml`)
       const bartos = { prefix: "ws", host: "127.0.0.1", port: serverPort ?? cluster.port, ...((agentExtra.bartos as object | undefined) ?? {}) }
       writeFileSync(
         path,
-        stringify({ name, state_path: join(dir, `bartoc-${name}.db`), ...agentExtra, bartos })
+        stringify({ name, state_path: join(dir, `bartoc-${instance}.db`), ...agentExtra, bartos })
       )
-      const proc = startProcess("bartoc", ["-c", path, "-t", join(dir, `bartoc-${name}.log`)], {
-        name: `bartoc:${name}`,
-        ...(env === undefined ? {} : { env })
+      const proc = startProcess("bartoc", ["-c", path, "-t", join(dir, `bartoc-${instance}.log`)], {
+        name: `bartoc:${instance}`,
+        ...(options.env !== undefined ? { env: options.env } : {})
       })
-      cluster.agents.set(name, proc)
+      cluster.agents.set(instance, proc)
       return proc
     },
     cli: async (args, cliExtra = {}) => {

@@ -98,11 +98,78 @@ export const hostileFrame = (
   }
 }
 
-/** An HMAC envelope as reference §2.5 lays it out, with a caller-chosen (possibly wrong) key. */
-export const hmacEnvelope = (key: string, payload: Uint8Array, tsSecs: number, nonce: bigint): Uint8Array => {
+/**
+ * An HMAC envelope as reference §2.5 lays it out, with a caller-chosen (possibly wrong) key; the
+ * MAC also covers `context`, the session binding's associated data (empty: the reference).
+ */
+export const hmacEnvelope = (
+  key: string,
+  payload: Uint8Array,
+  tsSecs: number,
+  nonce: bigint,
+  context: Uint8Array = new Uint8Array(0)
+): Uint8Array => {
   const head = Buffer.alloc(16)
   head.writeBigUInt64BE(BigInt(tsSecs), 0)
   head.writeBigUInt64BE(nonce, 8)
-  const mac = createHmac("sha256", Buffer.from(key, "utf8")).update(head).update(payload).digest()
+  const mac = createHmac("sha256", Buffer.from(key, "utf8")).update(context).update(head).update(payload).digest()
   return new Uint8Array(Buffer.concat([head, mac, Buffer.from(payload)]))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The worst values, in every field (issue 11: one frame used to kill bartos)
+// ---------------------------------------------------------------------------------------------
+
+/** What a hostile peer puts in a field, as raw JSON text (or raw bytes: invalid UTF-8). */
+export const WORST_VALUES: ReadonlyArray<{ readonly kind: string; readonly json: string } | { readonly kind: string; readonly bytes: Uint8Array }> = [
+  { kind: "worst_nested_arrays", json: "[".repeat(5000) + "]".repeat(5000) },
+  { kind: "worst_nested_objects", json: "{\"a\":".repeat(5000) + "1" + "}".repeat(5000) },
+  { kind: "worst_huge_number", json: "9".repeat(400) },
+  { kind: "worst_unsafe_integer", json: "9007199254740993" },
+  { kind: "worst_int32_overflow", json: "2147483648" },
+  { kind: "worst_huge_string", json: JSON.stringify("x".repeat(300_000)) },
+  { kind: "worst_long_array", json: `[${Array.from({ length: 100_000 }, () => "1").join(",")}]` },
+  // A string with a byte sequence that is not UTF-8 (0xC3 must be followed by a continuation byte).
+  { kind: "worst_invalid_utf8", bytes: new Uint8Array([0x22, 0x61, 0xc3, 0x28, 0x62, 0x22]) }
+]
+
+/**
+ * Every path to a field of `value`, `_tag` excepted: into every element of an array of objects
+ * (a batch's records are of different kinds), into the first of an array of anything else.
+ */
+export const fieldPaths = (value: unknown, prefix: Array<string | number> = []): Array<Array<string | number>> => {
+  if (typeof value !== "object" || value === null) return [prefix]
+  const out: Array<Array<string | number>> = prefix.length > 0 ? [prefix] : []
+  if (Array.isArray(value)) {
+    const objects = value.every((v) => typeof v === "object" && v !== null && !Array.isArray(v))
+    value.slice(0, objects ? value.length : 1).forEach((v, i) => out.push(...fieldPaths(v, [...prefix, i])))
+    return out
+  }
+  for (const [k, v] of Object.entries(value)) if (k !== "_tag") out.push(...fieldPaths(v, [...prefix, k]))
+  return out
+}
+
+const PLACEHOLDER = "\u0000worst\u0000"
+
+/** `message` (its JSON form) with the value at `path` replaced by one of `WORST_VALUES`. */
+export const withWorst = (message: unknown, path: ReadonlyArray<string | number>, worst: (typeof WORST_VALUES)[number]): Uint8Array => {
+  const copy = structuredClone(message) as Record<string | number, unknown>
+  let at: Record<string | number, unknown> = copy
+  for (const key of path.slice(0, -1)) at = at[key] as Record<string | number, unknown>
+  at[path[path.length - 1]!] = PLACEHOLDER
+  const [before, after] = JSON.stringify(copy).split(JSON.stringify(PLACEHOLDER)) as [string, string]
+  const middle = "json" in worst ? enc.encode(worst.json) : worst.bytes
+  const head = enc.encode(before)
+  const tail = enc.encode(after)
+  const out = new Uint8Array(head.byteLength + middle.byteLength + tail.byteLength)
+  out.set(head, 0)
+  out.set(middle, head.byteLength)
+  out.set(tail, head.byteLength + middle.byteLength)
+  return out
+}
+
+/** Every worst value in every field of every one of `messages` (JSON forms), in a fixed order. */
+export const worstFrames = (messages: ReadonlyArray<unknown>): Array<{ readonly kind: string; readonly bytes: Uint8Array }> =>
+  messages.flatMap((m) =>
+    fieldPaths(m).flatMap((path) => WORST_VALUES.map((worst) => ({ kind: worst.kind, bytes: withWorst(m, path, worst) })))
+  )

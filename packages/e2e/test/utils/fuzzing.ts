@@ -13,8 +13,12 @@
 import * as Codec from "@barto/domain/Codec"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Messages from "@barto/domain/Messages"
+import * as Arbitrary from "effect/Arbitrary"
 import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
 import type * as Schema from "effect/Schema"
+import * as SchemaModule from "effect/Schema"
+import type * as SchemaAST from "effect/SchemaAST"
 import { randomBytes } from "node:crypto"
 import { WebSocket } from "ws"
 import { type FrameKind, hmacEnvelope, hostileFrame, prng } from "./fuzz.js"
@@ -30,7 +34,16 @@ export interface Frame {
   readonly kind: string
 }
 
-/** Per-connection state of the model (replay caches are per connection on both sides). */
+/** The session binding of one worker connection (Envelope.ts): who we are, and both nonces. */
+export interface Session {
+  readonly agent: string
+  readonly agentNonce: Envelope.SessionNonce
+  readonly serverNonce: Envelope.SessionNonce
+  /** Our side of the link. */
+  readonly us: "agent" | "server"
+}
+
+/** Per-connection state of the model (replay caches and binding counters are per connection on both sides). */
 export interface ConnState {
   /** The receiver's nonce cache, mirrored. */
   readonly theirNonces: Envelope.NonceCache
@@ -38,11 +51,46 @@ export interface ConnState {
   readonly ourNonces: Envelope.NonceCache
   /** Nonces the receiver accepted on this connection: replaying one must be refused. */
   readonly accepted: Array<bigint>
+  readonly session: Session | undefined
+  /** Our frames the receiver opened (the counter our next frame must carry), and theirs we opened. */
+  sentOpened: bigint
+  repliesOpened: bigint
+  /**
+   * The fake bartos opens each frame of the agent itself (the binding's counter allows one look
+   * only): what it made of the frame being delivered, for the driver's `reply`.
+   */
+  opening?: { readonly _tag: string } | undefined
+  /** The receiver took our hello on this connection: another one is a bad frame. */
+  helloTaken?: boolean
+}
+
+/** What a frame we seal now is bound to (undefined on a link without binding). */
+export const ourBinding = (conn: ConnState): Envelope.Binding | undefined =>
+  conn.session === undefined ? undefined : {
+    sender: conn.session.us,
+    agent: conn.session.agent,
+    agentNonce: conn.session.agentNonce,
+    serverNonce: conn.session.serverNonce,
+    counter: conn.sentOpened
+  }
+
+const theirBinding = (conn: ConnState): Envelope.Binding | undefined =>
+  conn.session === undefined ? undefined : {
+    sender: conn.session.us === "agent" ? "server" : "agent",
+    agent: conn.session.agent,
+    agentNonce: conn.session.agentNonce,
+    serverNonce: conn.session.serverNonce,
+    counter: conn.repliesOpened
+  }
+
+const contextOf = (conn: ConnState) => {
+  const binding = ourBinding(conn)
+  return binding === undefined ? new Uint8Array(0) : Envelope.bindingContext(binding)
 }
 
 export interface Link {
   /** Opens one connection (the peer may be a server we dial, or an agent that dials us). */
-  readonly connect: () => Promise<WebSocket>
+  readonly connect: () => Promise<{ readonly ws: WebSocket; readonly conn: ConnState }>
   /** The handshake frames we send first (none when the receiver speaks first). */
   readonly hello: (conn: ConnState) => Array<Frame>
   /** Decodes (and opens) one frame the receiver sent; undefined if it is not for us. */
@@ -114,11 +162,38 @@ class Inbox {
   }
 }
 
-const newConn = (): ConnState => ({
+export const newConn = (session?: Session): ConnState => ({
   theirNonces: Envelope.makeNonceCache(),
   ourNonces: Envelope.makeNonceCache(),
-  accepted: []
+  accepted: [],
+  session,
+  sentOpened: 0n,
+  repliesOpened: 0n
 })
+
+/** Dials a worker or CLI endpoint of bartos; on the worker link, as an agent with a session nonce. */
+export const dialBartos = (url: string): Promise<{ readonly ws: WebSocket; readonly conn: ConnState }> =>
+  new Promise((resolve, reject) => {
+    const agentNonce = Envelope.makeSessionNonce()
+    const worker = new URL(url).pathname === "/v1/ws/worker"
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      maxPayload: 64 * 1024 * 1024,
+      ...(worker ? { headers: { [Envelope.NONCE_HEADER]: Envelope.formatSessionNonce(agentNonce) } } : {})
+    })
+    let serverNonce: Envelope.SessionNonce | undefined
+    ws.once("upgrade", (res) => (serverNonce = Envelope.parseSessionNonce(res.headers[Envelope.NONCE_HEADER])))
+    ws.once("open", () =>
+      resolve({
+        ws,
+        conn: newConn(
+          worker && serverNonce !== undefined
+            ? { agent: new URL(url).searchParams.get("name") ?? "", agentNonce, serverNonce, us: "agent" }
+            : undefined
+        )
+      }))
+    ws.once("error", reject)
+  })
 
 /**
  * Sends `total` frames down `link` (reconnecting after each predicted 1008 close) and returns
@@ -142,8 +217,7 @@ export const fuzzLink = async (
   let barrierId = 1_000_000_000
   const where = () => `${options.label}, seed ${options.seed}, frame #${report.sent}`
   while (report.sent < options.total) {
-    const conn = newConn()
-    const ws = await link.connect()
+    const { conn, ws } = await link.connect()
     report.connections++
     const inbox = new Inbox(ws, (data) => link.reply(data, conn))
     const errors = () => inbox.messages.filter((m) => m._tag === "ProtocolError").length
@@ -266,23 +340,40 @@ export const envelopeFrame = (
   valid: Uint8Array,
   hostile: () => { kind: string; bytes: Uint8Array; binary: boolean }
 ): Frame => {
-  const sign = (inner: Uint8Array) => (keys.signingKey === undefined ? inner : Envelope.sign(keys.signingKey, inner))
+  // Every frame is bound to this connection at the position the receiver expects next, so it is
+  // bad only for the reason its kind names.
+  const context = contextOf(conn)
+  const sign = (inner: Uint8Array) => (keys.signingKey === undefined ? inner : Envelope.sign(keys.signingKey, inner, context))
   const good = (payload: Uint8Array, nonce = randomNonce()) =>
-    sign(hmacEnvelope(keys.hmacKey, payload, Math.floor(nowSecs()), nonce))
+    sign(hmacEnvelope(keys.hmacKey, payload, Math.floor(nowSecs()), nonce, context))
   const r = rand()
-  if (r < 0.1) return { kind: "hmac_wrong_key", binary: true, bytes: sign(hmacEnvelope(`${keys.hmacKey}!`, valid, Math.floor(nowSecs()), randomNonce())) }
-  if (r < 0.2) return { kind: "hmac_expired", binary: true, bytes: sign(hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()) - 3600, randomNonce())) }
+  if (r < 0.1) {
+    return { kind: "hmac_wrong_key", binary: true, bytes: sign(hmacEnvelope(`${keys.hmacKey}!`, valid, Math.floor(nowSecs()), randomNonce(), context)) }
+  }
+  if (r < 0.2) {
+    return { kind: "hmac_expired", binary: true, bytes: sign(hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()) - 3600, randomNonce(), context)) }
+  }
   if (r < 0.3 && conn.accepted.length > 0) {
     const nonce = conn.accepted[Math.floor(rand() * conn.accepted.length)]!
     return { kind: "hmac_replayed_nonce", binary: true, bytes: good(valid, nonce) }
   }
   if (r < 0.35) return { kind: "no_envelope", binary: true, bytes: hostile().bytes }
+  if (conn.session !== undefined && r < 0.4) {
+    // A genuine envelope for another connection (other nonces): a frame replayed from elsewhere.
+    const elsewhere = Envelope.bindingContext({ ...ourBinding(conn)!, serverNonce: Envelope.makeSessionNonce() })
+    const inner = hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce(), elsewhere)
+    return {
+      kind: "other_connection",
+      binary: true,
+      bytes: keys.signingKey === undefined ? inner : Envelope.sign(keys.signingKey, inner, elsewhere)
+    }
+  }
   if (keys.signingKey !== undefined && r < 0.45) {
-    return { kind: "unsigned", binary: true, bytes: hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce()) }
+    return { kind: "unsigned", binary: true, bytes: hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce(), context) }
   }
   if (keys.signingKey !== undefined && keys.wrongSigner !== undefined && r < 0.55) {
-    const inner = hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce())
-    return { kind: "wrong_signature", binary: true, bytes: Envelope.sign(keys.wrongSigner, inner) }
+    const inner = hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce(), context)
+    return { kind: "wrong_signature", binary: true, bytes: Envelope.sign(keys.wrongSigner, inner, context) }
   }
   const h = hostile()
   return { kind: `sealed_${h.kind}`, binary: h.binary, bytes: h.binary ? good(h.bytes) : h.bytes }
@@ -301,9 +392,11 @@ export const envelopeVerdict = (
   const opened = Envelope.open(
     { hmacKey: opts.hmacKey, publicKey: opts.publicKey, windowSecs: opts.windowSecs, nonces: conn.theirNonces },
     frame.bytes,
-    nowSecs()
+    nowSecs(),
+    ourBinding(conn)
   )
   if (Either.isLeft(opened)) return { ok: false, code: "bad_envelope" }
+  conn.sentOpened++
   const offset = (opts.publicKey === undefined ? 0 : Envelope.SIGNATURE_LEN) + 8
   conn.accepted.push(Buffer.from(frame.bytes).readBigUInt64BE(offset))
   return decode(opened.right)
@@ -318,8 +411,9 @@ export const openReply = <A, I>(
 ): A | undefined => {
   const opened = opts.hmacKey === undefined && opts.publicKey === undefined
     ? Either.right(data)
-    : Envelope.open({ ...opts, windowSecs: 60, nonces: conn.ourNonces }, data, nowSecs())
+    : Envelope.open({ ...opts, windowSecs: 60, nonces: conn.ourNonces }, data, nowSecs(), theirBinding(conn))
   if (Either.isLeft(opened)) return undefined
+  if (opts.hmacKey !== undefined || opts.publicKey !== undefined) conn.repliesOpened++
   const decoded = replyCodec.decode(schema, opened.right)
   return Either.isRight(decoded) ? decoded.right : undefined
 }
@@ -335,8 +429,13 @@ export const micros = (ms: number) => Messages.Micros.make(Math.floor(ms) * 1000
 
 export interface FakeBartos {
   readonly port: number
-  /** Resolves with the next agent connection once its handshake is done (ServerHello + table sent). */
-  readonly nextAgent: () => Promise<WebSocket>
+  /**
+   * Resolves with the agent's current connection once its handshake is done (ServerHello + table
+   * sent), with the model state the fake shares with the driver (its own frames take counters).
+   */
+  readonly nextAgent: () => Promise<{ readonly ws: WebSocket; readonly conn: ConnState }>
+  /** Sends a frame sealed for the current connection (the legit table, say), taking its counter. */
+  readonly send: (m: Messages.ServerMessage) => void
   /** Records received (and acked), in arrival order. */
   readonly records: Array<Messages.AgentRecord>
   readonly connections: () => number
@@ -344,9 +443,10 @@ export interface FakeBartos {
 }
 
 /**
- * Speaks the worker protocol correctly (every frame sealed with the HMAC key and signed), greets
- * each agent with a ServerHello and `table`, answers pings and acks every batch. Tests send their
- * hostile frames on the sockets it hands out.
+ * Speaks the worker protocol correctly (every frame sealed with the HMAC key and signed, bound to
+ * the connection), greets each agent with a ServerHello and `table`, answers pings and acks every
+ * batch. Tests send their hostile frames on the sockets it hands out: the fake's own frames and
+ * theirs share one counter (`ConnState.sentOpened`), as on one real connection.
  */
 export const startFakeBartos = async (options: {
   readonly hmacKey: string
@@ -358,43 +458,65 @@ export const startFakeBartos = async (options: {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload: 64 * 1024 * 1024 })
   await new Promise<void>((r) => wss.once("listening", () => r()))
   const records: Array<Messages.AgentRecord> = []
-  const waiting: Array<(ws: WebSocket) => void> = []
-  const ready: Array<WebSocket> = []
+  const waiting: Array<(c: { ws: WebSocket; conn: ConnState }) => void> = []
+  let current: { ws: WebSocket; conn: ConnState; send: (m: Messages.ServerMessage) => void } | undefined
   let connections = 0
-  const seal = (m: Messages.ServerMessage) =>
-    Envelope.seal({ hmacKey, signingKey: options.signingKey }, encode(Messages.ServerMessage, m), nowSecs())
-  wss.on("connection", (ws) => {
+  const serverNonces = new WeakMap<object, Envelope.SessionNonce>()
+  wss.on("headers", (headers: Array<string>, req: object) => {
+    const nonce = Envelope.makeSessionNonce()
+    serverNonces.set(req, nonce)
+    headers.push(`${Envelope.NONCE_HEADER}: ${Envelope.formatSessionNonce(nonce)}`)
+  })
+  wss.on("connection", (ws, req) => {
     connections++
+    const conn = newConn({
+      agent: new URL(req.url ?? "/", "http://fake").searchParams.get("name") ?? "",
+      agentNonce: Envelope.parseSessionNonce(req.headers[Envelope.NONCE_HEADER])!,
+      serverNonce: serverNonces.get(req)!,
+      us: "server"
+    })
+    // Sealed and written in one step, taking the shared counter: bartoc opens every one of them.
+    const send = (m: Messages.ServerMessage) => {
+      ws.send(Envelope.seal({ hmacKey, signingKey: options.signingKey }, encode(Messages.ServerMessage, m), nowSecs(), ourBinding(conn)))
+      conn.sentOpened++
+    }
     const nonces = Envelope.makeNonceCache()
+    let agentFrames = 0n
     ws.on("error", () => {})
     ws.on("message", (data: Buffer) => {
-      const opened = Envelope.hmacUnwrap(hmacKey, new Uint8Array(data), nowSecs(), 60, nonces)
+      conn.opening = undefined
+      const opened = Envelope.open({ hmacKey, windowSecs: 60, nonces }, new Uint8Array(data), nowSecs(), {
+        ...conn.session!,
+        sender: "agent",
+        counter: agentFrames
+      })
       if (Either.isLeft(opened)) return
+      agentFrames++
       const decoded = replyCodec.decode(Messages.AgentToServer, opened.right)
       if (Either.isLeft(decoded)) return
       const m = decoded.right
+      conn.opening = m
       switch (m._tag) {
         case "AgentHello": {
-          ws.send(seal({
+          send({
             _tag: "ServerHello",
             protocol: Messages.PROTOCOL_VERSION,
             serverVersion: "fake",
             capabilities: [],
             sessionId: `fake-${connections}`,
             ackedUpTo: -1
-          }))
-          ws.send(seal(options.table))
-          const w = waiting.shift()
-          if (w !== undefined) w(ws)
-          else ready.push(ws)
+          })
+          send(options.table)
+          current = { ws, conn, send }
+          for (const w of waiting.splice(0)) w({ ws, conn })
           break
         }
         case "RecordBatch":
           records.push(...m.records)
-          if (m.records.length > 0) ws.send(seal({ _tag: "Ack", upTo: m.records[m.records.length - 1]!.seq }))
+          if (m.records.length > 0) send({ _tag: "Ack", upTo: m.records[m.records.length - 1]!.seq })
           break
         case "Ping":
-          ws.send(seal({ _tag: "Pong", id: m.id, sentAt: m.sentAt }))
+          send({ _tag: "Pong", id: m.id, sentAt: m.sentAt })
           break
         default:
           break
@@ -403,10 +525,11 @@ export const startFakeBartos = async (options: {
   })
   return {
     port: (wss.address() as { port: number }).port,
-    nextAgent: () => {
-      const ws = ready.shift()
-      return ws !== undefined ? Promise.resolve(ws) : new Promise((r) => waiting.push(r))
-    },
+    nextAgent: () =>
+      current !== undefined && current.ws.readyState === current.ws.OPEN
+        ? Promise.resolve(current)
+        : new Promise((r) => waiting.push(r)),
+    send: (m) => current?.send(m),
     records,
     connections: () => connections,
     close: async () => {
@@ -414,4 +537,40 @@ export const startFakeBartos = async (options: {
       await new Promise<void>((r) => wss.close(() => r()))
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One valid message of each type of a link, to put the worst values into
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The encoded (JSON) form of one sample of every member of the tagged union `link` (unions of
+ * unions flattened), seeded; `fixed` replaces a member's sample by tag (e.g. a harmless request
+ * instead of a random cleanup).
+ */
+export const sampleEach = (
+  link: Schema.Schema<any, any>,
+  seed: number,
+  fixed: Readonly<Record<string, unknown>> = {}
+): Array<Record<string, unknown>> => {
+  const out: Array<Record<string, unknown>> = []
+  const walk = (ast: SchemaAST.AST) => {
+    if (ast._tag === "Union") return ast.types.forEach(walk)
+    const member = SchemaModule.make(ast)
+    const literal = ast._tag === "Transformation" ? ast.to : ast
+    const tagSignature = literal._tag === "TypeLiteral" ? literal.propertySignatures.find((p) => p.name === "_tag") : undefined
+    const tag = tagSignature?.type._tag === "Literal" ? String(tagSignature.type.literal) : undefined
+    if (tag !== undefined && tag in fixed) {
+      out.push(JSON.parse(JSON.stringify(SchemaModule.encodeSync(member)(fixed[tag]))))
+      return
+    }
+    // Only values that survive the wire as they are (JSON has no NaN, UTF-8 no lone surrogate).
+    const [value] = FastCheck.sample(
+      Arbitrary.make(member).filter((v) => Either.isRight(replyCodec.decode(member, replyCodec.encode(member, v)))),
+      { seed, numRuns: 1 }
+    )
+    out.push(JSON.parse(JSON.stringify(SchemaModule.encodeSync(member)(value))))
+  }
+  walk(link.ast)
+  return out
 }

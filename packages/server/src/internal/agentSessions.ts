@@ -18,9 +18,17 @@ export interface WorkerHandle {
   readonly syncTable: Effect.Effect<void>
 }
 
+/**
+ * The outcome of claiming a name: registered (replacing the same instance's older session, which
+ * the caller closes), or refused because another instance (another outbox id) holds it.
+ */
+export type Registration =
+  | { readonly _tag: "Registered"; readonly replaced: Option.Option<WorkerHandle> }
+  | { readonly _tag: "Refused"; readonly holder: AgentConnection }
+
 export interface AgentSessionsShape {
-  /** Registers `handle`; returns the handle it replaced (same agent name), which the caller closes. */
-  readonly register: (handle: WorkerHandle) => Effect.Effect<Option.Option<WorkerHandle>>
+  /** Claims the handle's name for it, atomically; a refusal is counted for `clients`. */
+  readonly register: (handle: WorkerHandle) => Effect.Effect<Registration>
   /** Removes the entry only if it still belongs to `sessionId` (a newer session may own the name). */
   readonly unregister: (agent: string, sessionId: string) => Effect.Effect<boolean>
   readonly setInfo: (agent: string, sessionId: string, info: ClientInfo) => Effect.Effect<void>

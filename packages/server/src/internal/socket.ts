@@ -41,9 +41,15 @@ export const attach = (ws: WebSocket): Effect.Effect<Conn, never, Scope.Scope> =
     }
     const onMessage = (data: RawData, binary: boolean) => {
       if (closed !== undefined) return
-      pending++
-      if (pending >= HIGH_WATER && !ws.isPaused) ws.pause()
-      Queue.unsafeOffer(queue, { _tag: "Frame", data: toBytes(data), binary })
+      // Nothing thrown here may reach `ws` (it would end the process): the link ends instead.
+      try {
+        pending++
+        if (pending >= HIGH_WATER && !ws.isPaused) ws.pause()
+        Queue.unsafeOffer(queue, { _tag: "Frame", data: toBytes(data), binary })
+      } catch {
+        ws.terminate()
+        finish(1011, "internal error receiving a frame")
+      }
     }
     const onClose = (code: number, reason: Buffer) => finish(code, reason.toString("utf8"))
     // An 'error' is always followed by 'close'; without a listener it would crash the process.

@@ -100,7 +100,7 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
         }
         control.records.set(agent, stored)
         control.offsets.set(key(agent, outboxId), offset)
-        return Effect.succeed(offset)
+        return Effect.succeed({ upTo: offset, refused: [], lineConflicts: [] })
       })
       ),
     ackedUpTo: (agent, outboxId) => Effect.sync(() => control.offsets.get(key(agent, outboxId)) ?? -1),
@@ -279,6 +279,11 @@ export interface ClientOptions {
   readonly publicKey?: Envelope.PublicKey
   /** Answer protocol pings (default true, as every `ws` client). */
   readonly autoPong?: boolean
+  /**
+   * Worker link: this connection's session nonce, sent in the upgrade (default: a fresh one);
+   * `null` sends none, as a bartoc from before session binding.
+   */
+  readonly agentNonce?: Envelope.SessionNonce | null
 }
 
 export interface Closed {
@@ -288,6 +293,8 @@ export interface Closed {
 
 export interface Client<In, Out> {
   readonly ws: WebSocket
+  /** Every frame received, as received (before opening and decoding). */
+  readonly frames: Array<Uint8Array>
   /** The next message (fails after `timeoutMs`, default 5 s, or if the socket closed first). */
   readonly next: (timeoutMs?: number) => Effect.Effect<In, Error>
   /** Skips messages until one with `tag` arrives. */
@@ -305,7 +312,9 @@ export interface Client<In, Out> {
 
 /** Outcome of an upgrade attempt: the HTTP status when refused, or a live socket. */
 export const attempt = (url: string, options: ClientOptions = {}): Effect.Effect<
-  { readonly _tag: "Open"; readonly ws: WebSocket } | { readonly _tag: "Refused"; readonly status: number; readonly body: string } | {
+  | { readonly _tag: "Open"; readonly ws: WebSocket; readonly headers: Record<string, string | Array<string> | undefined> }
+  | { readonly _tag: "Refused"; readonly status: number; readonly body: string }
+  | {
     readonly _tag: "Failed"
     readonly error: string
   }
@@ -324,7 +333,9 @@ export const attempt = (url: string, options: ClientOptions = {}): Effect.Effect
       res.on("end", () => resume(Effect.succeed({ _tag: "Refused", status: res.statusCode ?? 0, body })))
       res.on("error", () => resume(Effect.succeed({ _tag: "Refused", status: res.statusCode ?? 0, body })))
     })
-    ws.once("open", () => resume(Effect.succeed({ _tag: "Open", ws })))
+    let headers: Record<string, string | Array<string> | undefined> = {}
+    ws.once("upgrade", (res) => (headers = res.headers))
+    ws.once("open", () => resume(Effect.succeed({ _tag: "Open", ws, headers })))
     ws.once("error", (e) => resume(Effect.succeed({ _tag: "Failed", error: e.message })))
     return Effect.sync(() => ws.terminate())
   })
@@ -337,7 +348,12 @@ const makeClient = <In, Out>(
   Effect.gen(function*() {
     const inbox = yield* Queue.unbounded<Either.Either<In, string>>()
     const closed = yield* Deferred.make<Closed>()
-    ws.on("message", (data: Buffer) => Queue.unsafeOffer(inbox, decode(new Uint8Array(data))))
+    const frames: Array<Uint8Array> = []
+    ws.on("message", (data: Buffer) => {
+      const bytes = new Uint8Array(data)
+      frames.push(bytes)
+      Queue.unsafeOffer(inbox, decode(bytes))
+    })
     ws.on("close", (code, reason) => Deferred.unsafeDone(closed, Exit.succeed({ code, reason: reason.toString("utf8") })))
     ws.on("error", () => {})
     yield* Effect.addFinalizer(() => Effect.sync(() => ws.terminate()))
@@ -362,6 +378,7 @@ const makeClient = <In, Out>(
       ).pipe(timeout(timeoutMs, "a message"))
     const client: Client<In, Out> = {
       ws,
+      frames,
       next,
       nextTagged: (tag, timeoutMs) =>
         Effect.gen(function*() {
@@ -387,37 +404,76 @@ const openOrFail = (url: string, options: ClientOptions) =>
   attempt(url, options).pipe(
     Effect.flatMap((r) =>
       r._tag === "Open"
-        ? Effect.succeed(r.ws)
+        ? Effect.succeed(r)
         : Effect.fail(new Error(r._tag === "Refused" ? `upgrade refused: ${r.status} ${r.body}` : r.error))
     )
   )
 
-export type AgentClient = Client<Messages.ServerMessage, Messages.AgentToServer>
+export interface AgentClient extends Client<Messages.ServerMessage, Messages.AgentToServer> {
+  /** The bytes `send` would write, sealed for this connection with the next counter (which it takes). */
+  readonly seal: (message: Messages.AgentToServer) => Uint8Array
+  /** This connection's session nonces (undefined when the server sent none, or we sent none). */
+  readonly nonces: { readonly agentNonce: Envelope.SessionNonce; readonly serverNonce: Envelope.SessionNonce } | undefined
+}
 
+/**
+ * A worker-link client that seals and opens like bartoc: HMAC (and the server's signature) over
+ * the session binding of this connection (`Envelope.ts`), counters included.
+ */
 export const connectAgent = (url: string, options: ClientOptions = {}): Effect.Effect<AgentClient, Error, Scope.Scope> =>
   Effect.gen(function*() {
-    const ws = yield* openOrFail(url, options)
+    const agentNonce = options.agentNonce === undefined ? Envelope.makeSessionNonce() : options.agentNonce
+    const { headers, ws } = yield* openOrFail(url, {
+      ...options,
+      headers: {
+        ...options.headers,
+        ...(agentNonce === null ? {} : { [Envelope.NONCE_HEADER]: Envelope.formatSessionNonce(agentNonce) })
+      }
+    })
+    const serverNonce = Envelope.parseSessionNonce(headers[Envelope.NONCE_HEADER])
+    const agent = new URL(url).searchParams.get("name") ?? ""
     const hmacKey = options.hmacKey === undefined ? undefined : Envelope.hmacKeyFromString(options.hmacKey)
     const nonces = Envelope.makeNonceCache()
     const nowSecs = () => Math.floor(Date.now() / 1000)
-    return yield* makeClient<Messages.ServerMessage, Messages.AgentToServer>(
+    let sealed = 0n
+    let opened = 0n
+    const binding = (sender: "server" | "agent"): Envelope.Binding | undefined =>
+      agentNonce === null || serverNonce === undefined
+        ? undefined
+        : { sender, agent, agentNonce, serverNonce, counter: sender === "agent" ? sealed : opened }
+    const seal = (message: Messages.AgentToServer) => {
+      const frame = Envelope.seal({ hmacKey }, codec.encode(Messages.AgentToServer, message), nowSecs(), binding("agent"))
+      if (hmacKey !== undefined) sealed++
+      return frame
+    }
+    const client = yield* makeClient<Messages.ServerMessage, Messages.AgentToServer>(
       ws,
       (bytes) =>
-        Envelope.open({ hmacKey, publicKey: options.publicKey, windowSecs: 60, nonces }, bytes, nowSecs()).pipe(
-          Either.mapLeft((e) => `bad envelope from server: ${e.message}`),
-          Either.flatMap((payload) =>
-            Either.mapLeft(codec.decode(Messages.ServerMessage, payload), (e) => `undecodable server frame: ${e.message}`)
-          )
-        ),
-      (message) => Envelope.seal({ hmacKey }, codec.encode(Messages.AgentToServer, message), nowSecs())
+        Envelope.open({ hmacKey, publicKey: options.publicKey, windowSecs: 60, nonces }, bytes, nowSecs(), binding("server"))
+          .pipe(
+            Either.map((payload) => {
+              opened++
+              return payload
+            }),
+            Either.mapLeft((e) => `bad envelope from server: ${e.message}`),
+            Either.flatMap((payload) =>
+              Either.mapLeft(codec.decode(Messages.ServerMessage, payload), (e) => `undecodable server frame: ${e.message}`)
+            )
+          ),
+      seal
     )
+    return {
+      ...client,
+      seal,
+      nonces: agentNonce === null || serverNonce === undefined ? undefined : { agentNonce, serverNonce }
+    }
   })
 
 export type CliClient = Client<Messages.ServerToCli, Messages.CliToServer>
 
 export const connectCli = (url: string, options: ClientOptions = {}): Effect.Effect<CliClient, Error, Scope.Scope> =>
   Effect.gen(function*() {
-    const ws = yield* openOrFail(url, options)
+    const { ws } = yield* openOrFail(url, options)
     return yield* makeClient<Messages.ServerToCli, Messages.CliToServer>(
       ws,
       (bytes) => Either.mapLeft(codec.decode(Messages.ServerToCli, bytes), (e) => e.message),

@@ -23,7 +23,18 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { type QueryCaps, type QueryResult, type RecentRuns, recentKey, type RunsFilter, type SessionInfo, type StoreShape } from "../../Store.js"
+import {
+  type IngestResult,
+  type LineConflict,
+  type QueryCaps,
+  type QueryResult,
+  type RecentRuns,
+  recentKey,
+  type RefusedRecord,
+  type RunsFilter,
+  type SessionInfo,
+  type StoreShape
+} from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 import { checkReadOnly } from "./guard.js"
 import { SqliteDirect } from "./sqliteClient.js"
@@ -56,7 +67,7 @@ const affected = (raw: unknown): number => {
  * `IN (?, …)` lists padded to a power of two by repeating the last value: MariaDB keeps one
  * prepared statement per distinct text, and padding bounds how many a connection collects.
  */
-const inList = (values: ReadonlyArray<string>): { readonly text: string; readonly params: Array<string> } => {
+const inList = <A extends string | number>(values: ReadonlyArray<A>): { readonly text: string; readonly params: Array<A> } => {
   let size = 1
   while (size < values.length) size *= 2
   const params = values.slice()
@@ -285,10 +296,14 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       return yield { _tag: "exec", text, params }
     }
 
-    /** Runs for which this batch created a placeholder, to be logged after the commit. */
+    /** What a batch did beside storing, to be logged after the commit and answered to the agent. */
     interface IngestNotes {
+      /** Runs for which this batch created a placeholder. */
       readonly placeholders: Array<string>
+      readonly refused: Array<RefusedRecord>
+      readonly lineConflicts: Array<LineConflict>
     }
+    const newNotes = (): IngestNotes => ({ placeholders: [], refused: [], lineConflicts: [] })
 
     const lineChunkRows = mysql ? LINE_CHUNK_ROWS.mysql : LINE_CHUNK_ROWS.sqlite
 
@@ -365,32 +380,157 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       }
     }
 
-    /** Records of runs this batch does not start and the store has never seen get a placeholder run. */
-    const ensureRuns = function*(agent: string, records: ReadonlyArray<AgentRecord>, notes: IngestNotes) {
-      const started = new Set<string>()
-      const firstTime = new Map<string, number>()
+    /** A run already stored: who owns it, and its highest line number (null without lines). */
+    interface StoredRun {
+      readonly agent: string
+      readonly lastLine: number | null
+    }
+
+    /** The stored runs among the batch's run ids (one query per chunk of ids, usually one). */
+    const storedRuns = function*(records: ReadonlyArray<AgentRecord>) {
+      const ids = new Set<string>()
       let lastRun: string | undefined
       for (const r of records) {
         // Consecutive records mostly share their run: skip the lookups then.
         if (r.runId === lastRun) continue
         lastRun = r.runId
+        ids.add(r.runId)
+      }
+      const stored = new Map<string, StoredRun>()
+      for (const part of chunk(Array.from(ids), DELETE_CHUNK)) {
+        const list = inList(part)
+        // MAX over the primary key (run_id, line_seq) is one index probe on both databases.
+        const rows = yield* rowsOf(
+          `SELECT r.run_id, r.agent,
+             (SELECT MAX(ol.line_seq) FROM output_lines ol WHERE ol.run_id = r.run_id) AS last_line
+           FROM runs r WHERE r.run_id IN ${list.text}`,
+          list.params
+        )
+        for (const row of rows) stored.set(String(row.run_id), { agent: String(row.agent), lastLine: numOrNull(row.last_line) })
+      }
+      return stored
+    }
+
+    /** The run each already stored command belongs to, for the commands this batch starts or ends. */
+    const storedCommands = function*(records: ReadonlyArray<AgentRecord>) {
+      const ids = new Set<string>()
+      for (const r of records) if (r._tag === "CommandStarted" || r._tag === "CommandExited") ids.add(r.cmdUuid)
+      const stored = new Map<string, string>()
+      for (const part of chunk(Array.from(ids), DELETE_CHUNK)) {
+        const list = inList(part)
+        const rows = yield* rowsOf(`SELECT cmd_uuid, run_id FROM run_commands WHERE cmd_uuid IN ${list.text}`, list.params)
+        for (const row of rows) stored.set(String(row.cmd_uuid), String(row.run_id))
+      }
+      return stored
+    }
+
+    /**
+     * Runs are owned by the agent that first reported them (issue 11): a record about another
+     * agent's run, or about a command of another run, is refused and never written. The records
+     * are otherwise stored, in order; the Ack still covers the refused ones, because resending
+     * them can never make them acceptable (a refused batch left unacked would stall the agent's
+     * outbox forever), and the agent is told with a ProtocolError.
+     */
+    const owned = (
+      agent: string,
+      records: ReadonlyArray<AgentRecord>,
+      runs: Map<string, StoredRun>,
+      commands: Map<string, string>,
+      notes: IngestNotes
+    ): ReadonlyArray<AgentRecord> => {
+      let kept: Array<AgentRecord> | undefined
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]
+        const run = runs.get(r.runId)
+        let reason: RefusedRecord["reason"] | undefined
+        if (run !== undefined && run.agent !== agent) reason = "foreign_run"
+        else if (r._tag === "CommandStarted" || r._tag === "CommandExited") {
+          const owner = commands.get(r.cmdUuid)
+          if (owner !== undefined && owner !== r.runId) reason = "foreign_command"
+          else commands.set(r.cmdUuid, r.runId)
+        }
+        if (reason === undefined) {
+          kept?.push(r)
+          continue
+        }
+        notes.refused.push({ seq: r.seq, runId: r.runId, reason })
+        kept ??= records.slice(0, i)
+      }
+      return kept ?? records
+    }
+
+    /** Records of runs this batch does not start and the store has never seen get a placeholder run. */
+    const ensureRuns = function*(agent: string, records: ReadonlyArray<AgentRecord>, runs: Map<string, StoredRun>, notes: IngestNotes) {
+      const started = new Set<string>()
+      const firstTime = new Map<string, number>()
+      let lastRun: string | undefined
+      for (const r of records) {
+        if (r.runId === lastRun) continue
+        lastRun = r.runId
+        if (runs.has(r.runId)) continue
         if (r._tag === "RunStarted" || r._tag === "RunMissed") started.add(r.runId)
         else if (!started.has(r.runId) && !firstTime.has(r.runId)) firstTime.set(r.runId, recordTime(r))
       }
-      if (firstTime.size === 0) return
-      const ids = Array.from(firstTime.keys())
-      const existing = new Set<string>()
-      for (const part of chunk(ids, DELETE_CHUNK)) {
-        const list = inList(part)
-        const rows = yield* rowsOf(`SELECT run_id FROM runs WHERE run_id IN ${list.text}`, list.params)
-        for (const row of rows) existing.add(String(row.run_id))
-      }
-      for (const id of ids) {
-        if (existing.has(id)) continue
-        const at = firstTime.get(id)!
+      for (const [id, at] of firstTime) {
         notes.placeholders.push(id)
         yield* execOf(insertPlaceholderRun, [id, agent, at, at])
       }
+    }
+
+    const sameLine = (l: OutputLine, row: Row) =>
+      String(row.data) === l.data && String(row.stream) === l.stream && String(row.cmd_uuid) === l.cmdUuid &&
+      num(row.ts) === l.ts && (num(row.continuation) !== 0) === l.continuation
+
+    /**
+     * Lines whose (run, line number) is already taken (by an earlier batch or earlier in this one)
+     * are not inserted: an identical one is a harmless resend, a different one is a conflict that
+     * is logged and counted. The line stored first stays. Runs are owned, so only the owner
+     * itself can ever conflict with its own lines. Only runs whose stored lines reach the batch's
+     * line numbers are looked up, so appending lines (the normal case) costs no query.
+     */
+    const newLines = function*(lines: ReadonlyArray<OutputLine>, runs: Map<string, StoredRun>, notes: IngestNotes) {
+      const byRun = new Map<string, Map<number, OutputLine>>()
+      const kept: Array<OutputLine> = []
+      let dropped = false
+      const overlapping = new Map<string, Array<number>>()
+      for (const l of lines) {
+        let seen = byRun.get(l.runId)
+        if (seen === undefined) byRun.set(l.runId, seen = new Map())
+        const first = seen.get(l.lineSeq)
+        if (first !== undefined) {
+          dropped = true
+          if (!(first.data === l.data && first.stream === l.stream && first.cmdUuid === l.cmdUuid && first.ts === l.ts &&
+            first.continuation === l.continuation)) notes.lineConflicts.push({ seq: l.seq, runId: l.runId, lineSeq: l.lineSeq })
+          continue
+        }
+        seen.set(l.lineSeq, l)
+        const lastLine = runs.get(l.runId)?.lastLine ?? null
+        if (lastLine !== null && l.lineSeq <= lastLine) {
+          let list = overlapping.get(l.runId)
+          if (list === undefined) overlapping.set(l.runId, list = [])
+          list.push(l.lineSeq)
+        }
+        kept.push(l)
+      }
+      if (overlapping.size === 0) return dropped ? kept : lines
+      const taken = new Set<OutputLine>()
+      for (const [runId, lineSeqs] of overlapping) {
+        const seen = byRun.get(runId)!
+        for (const part of chunk(lineSeqs, DELETE_CHUNK)) {
+          const list = inList(part)
+          const rows = yield* rowsOf(
+            `SELECT line_seq, cmd_uuid, stream, ts, data, continuation FROM output_lines
+             WHERE run_id = ? AND line_seq IN ${list.text}`,
+            [runId, ...list.params]
+          )
+          for (const row of rows) {
+            const l = seen.get(num(row.line_seq))!
+            taken.add(l)
+            if (!sameLine(l, row)) notes.lineConflicts.push({ seq: l.seq, runId, lineSeq: l.lineSeq })
+          }
+        }
+      }
+      return taken.size === 0 ? kept : kept.filter((l) => !taken.has(l))
     }
 
     const applyRecord = function*(agent: string, r: AgentRecord) {
@@ -468,14 +608,18 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         fresh = kept
       }
       if (fresh.length === 0) return offset
-      yield* ensureRuns(agent, fresh, notes)
+      const runs = yield* storedRuns(fresh)
+      const commands = yield* storedCommands(fresh)
+      const accepted = owned(agent, fresh, runs, commands, notes)
+      yield* ensureRuns(agent, accepted, runs, notes)
       const lines: Array<OutputLine> = []
-      for (const r of fresh) {
+      for (const r of accepted) {
         // Lines touch no other record's rows, so they go in bulk after the rest.
         if (r._tag === "OutputLine") lines.push(r)
         else yield* applyRecord(agent, r)
       }
-      if (lines.length > 0) yield* (sharedLines ? insertLinesShared(agent, lines) : insertLinesPositional(agent, lines))
+      const insert = lines.length > 0 ? yield* newLines(lines, runs, notes) : lines
+      if (insert.length > 0) yield* (sharedLines ? insertLinesShared(agent, insert) : insertLinesPositional(agent, insert))
       const upTo = fresh[fresh.length - 1].seq
       yield* execOf(`UPDATE agent_offsets SET last_seq = ? WHERE agent = ? AND outbox_id = ?`, [upTo, agent, outboxId])
       return upTo
@@ -507,7 +651,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
           }
           return st
         }
-        const notes: IngestNotes = { placeholders: [] }
+        const notes = newNotes()
         const key = offsetKey(agent, outboxId)
         // IMMEDIATE: take the write lock at once (a reader process never blocks it in WAL mode).
         statement("BEGIN IMMEDIATE").run()
@@ -548,7 +692,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
           // Always present inside withTransaction; the types cannot say so.
           const conn = yield* Effect.serviceOption(SqlClient.TransactionConnection)
           const onConn: Connection | undefined = Option.isSome(conn) ? conn.value[0] : undefined
-          const notes: IngestNotes = { placeholders: [] }
+          const notes = newNotes()
           const program = ingestProgram(agent, outboxId, records, notes, false)
           let step = program.next(0)
           while (!step.done) {
@@ -564,11 +708,26 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         }))
       )
 
-    const logPlaceholders = (agent: string, notes: IngestNotes) =>
-      notes.placeholders.length === 0 ? Effect.void : Effect.forEach(notes.placeholders, (runId) =>
-        Effect.logWarning("store: records for an unknown run; created a placeholder run").pipe(
-          Effect.annotateLogs({ agent, runId })
-        ), { discard: true })
+    const logNotes = (agent: string, notes: IngestNotes) =>
+      Effect.gen(function*() {
+        for (const runId of notes.placeholders) {
+          yield* Effect.logWarning("store: records for an unknown run; created a placeholder run").pipe(
+            Effect.annotateLogs({ agent, runId })
+          )
+        }
+        if (notes.refused.length > 0) {
+          const first = notes.refused[0]
+          yield* Effect.logWarning(
+            `store: refused ${notes.refused.length} record(s) about runs or commands the agent does not own ` +
+              `(first: seq ${first.seq}, run ${first.runId}, ${first.reason})`
+          ).pipe(Effect.annotateLogs({ agent }))
+        }
+        for (const c of notes.lineConflicts) {
+          yield* Effect.logError(
+            `store: line ${c.lineSeq} of run ${c.runId} was already stored with other content; kept the stored one (seq ${c.seq})`
+          ).pipe(Effect.annotateLogs({ agent, runId: c.runId }))
+        }
+      })
 
     const direct = yield* Effect.serviceOption(SqliteDirect)
 
@@ -577,10 +736,11 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
         Option.isSome(direct)
           ? ingestDirect(direct.value, agent, outboxId, records)
           : ingestStatements(agent, outboxId, records),
-        ({ notes, upTo }) => Effect.as(logPlaceholders(agent, notes), upTo)
+        ({ notes, upTo }): Effect.Effect<IngestResult> =>
+          Effect.as(logNotes(agent, notes), { upTo, refused: notes.refused, lineConflicts: notes.lineConflicts })
       )
       // The transaction rolled back, so running the batch again is safe.
-      const attempt = (retries: number): Effect.Effect<number, SqlError> =>
+      const attempt = (retries: number): Effect.Effect<IngestResult, SqlError> =>
         Effect.catchIf(once, (e) => retries > 0 && isTransient(e), () => attempt(retries - 1))
       return attempt(3).pipe(
         Effect.mapError(storeError(`ingest (agent ${agent})`)),
