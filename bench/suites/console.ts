@@ -34,11 +34,17 @@ const get = (agent: http.Agent, port: number, target: string) =>
   })
 
 const storeLayer = (db: Db): Layer.Layer<Store.Store, Store.StoreError> => {
-  const m = db.toml["mariadb"] as { host: string; port: number; username: string; database: string; password?: string } | undefined
+  const m = db.toml["mariadb"] as
+    | { host: string; port: number; username: string; database: string; password?: string; query_password?: string }
+    | undefined
   const s = db.toml["sqlite"] as { path: string } | undefined
   return Store.layerFromConfig({
     sqlite: { path: s?.path ?? "" },
-    mariadb: m === undefined ? undefined : { ...m, password: m.password === undefined ? undefined : Redacted.make(m.password) }
+    mariadb: m === undefined ? undefined : {
+      ...m,
+      password: m.password === undefined ? undefined : Redacted.make(m.password),
+      query_password: m.query_password === undefined ? undefined : Redacted.make(m.query_password)
+    }
   })
 }
 
