@@ -12,6 +12,7 @@
  */
 import * as Codec from "@barto/domain/Codec"
 import type { BartocConfig } from "@barto/domain/Config"
+import * as Link from "@barto/domain/Link"
 import * as Console from "effect/Console"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -21,6 +22,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Connection from "./Connection.js"
+import * as CurrentTable from "./CurrentTable.js"
 import { inOwnFiber } from "./internal/ownFiber.js"
 import * as Outbox from "./Outbox.js"
 import * as Runner from "./Runner.js"
@@ -58,7 +60,7 @@ export const layer = (
       shutdownGraceMs: config.runner.shutdown_grace_secs * 1000,
       ...overrides.runner
     }),
-    Ticker.layerCurrentTable
+    CurrentTable.layer
   ).pipe(Layer.provideMerge(outbox))
   const tickerOptions: Ticker.Options = {
     agentName: config.name,
@@ -76,7 +78,7 @@ export const layer = (
   // terminates what still runs (their last records go to the still-open outbox), then the outbox.
   return ticker.pipe(
     Layer.provideMerge(connection),
-    Layer.provide(Codec.layerJson()),
+    Layer.provide([Codec.layerJson(), Link.layer]),
     Layer.provideMerge(base)
   )
 }

@@ -2,10 +2,11 @@ import * as Connection from "@barto/agent/Connection"
 import * as Outbox from "@barto/agent/Outbox"
 import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import { AGENT_VERSION } from "@barto/agent/SystemInfo"
-import { CurrentTable, type Table } from "@barto/agent/Ticker"
+import { CurrentTable, type Table } from "@barto/agent/CurrentTable"
 import * as Codec from "@barto/domain/Codec"
 import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
+import * as Link from "@barto/domain/Link"
 import * as Ids from "@barto/domain/Ids"
 import {
   type AgentToServer,
@@ -116,7 +117,8 @@ const startAgent = (server: { readonly port: number }, overrides: Partial<Connec
       Effect.provideService(Outbox.Outbox, outbox),
       Effect.provideService(Runner, runner.shape),
       Effect.provideService(CurrentTable, tableRef),
-      Effect.provideService(Codec.Codec, Codec.makeJson())
+      Effect.provideService(Codec.Codec, Codec.makeJson()),
+      Effect.provide(Link.layer)
     )
     // Quiet: the disconnections these tests provoke are logged as warnings on purpose.
     const fiber = yield* Effect.forkScoped(conn.run.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
