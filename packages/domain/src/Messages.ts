@@ -663,7 +663,12 @@ export const CliError = Res("CliError", {
 export const ServerHelloCli = Schema.TaggedStruct("ServerHelloCli", {
   protocol: Schema.Int,
   serverVersion: Schema.String,
-  admin: Schema.Boolean
+  admin: Schema.Boolean,
+  /**
+   * bartos' `[limits] query_timeout_ms`: the CLI waits longer than this for an answer, so the
+   * user hears bartos' own "exceeded the time limit" (absent from older servers).
+   */
+  statementTimeoutMs: Schema.optionalWith(Schema.Int, { exact: true })
 })
 
 export const CliResponse = Schema.Union(
