@@ -17,9 +17,11 @@ import {
 } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import {
+  Deferred,
   Effect,
   Either,
   Fiber,
+  Layer,
   Logger,
   LogLevel,
   Option,
@@ -36,6 +38,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as FakeBartos from "./utils/FakeBartos.js"
+import * as MemoryLink from "./utils/MemoryLink.js"
 
 const MIB = 1024 * 1024
 
@@ -98,7 +101,11 @@ const batches = (received: ReadonlyArray<AgentToServer>) =>
 const seqs = (received: ReadonlyArray<AgentToServer>) => batches(received).flat().map((r) => r.seq)
 
 /** An agent connection against `server` with an in-memory outbox and a recording runner. */
-const startAgent = (server: { readonly port: number }, overrides: Partial<Connection.Options> = {}) =>
+const startAgent = (
+  server: { readonly port: number },
+  overrides: Partial<Connection.Options> = {},
+  link: Layer.Layer<Link.Link> = Link.layer
+) =>
   Effect.gen(function*() {
     const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 64 * MIB })
     const tableRef = yield* SubscriptionRef.make<Option.Option<Table>>(Option.none())
@@ -118,7 +125,7 @@ const startAgent = (server: { readonly port: number }, overrides: Partial<Connec
       Effect.provideService(Runner, runner.shape),
       Effect.provideService(CurrentTable, tableRef),
       Effect.provideService(Codec.Codec, Codec.makeJson()),
-      Effect.provide(Link.layer)
+      Effect.provide(link)
     )
     // Quiet: the disconnections these tests provoke are logged as warnings on purpose.
     const fiber = yield* Effect.forkScoped(conn.run.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
@@ -637,43 +644,42 @@ describe("Connection", () => {
     )
   })
 
-  // Under TestClock: the sockets are real, the agent's timers are not. Steps stay well below
-  // FakeBartos' 25 s waits, which run on the same clock.
+  // Under TestClock with the in-memory bartos behind the Link service: no socket, no real time,
+  // so the cadence and the silence limit are exact and the outcome does not depend on load.
   it.scoped("ping_interval_secs = 2 sets the ping cadence", () =>
     Effect.gen(function*() {
-      const server = yield* FakeBartos.make()
-      const config = Schema.decodeUnknownSync(Config.BartocConfig)({
-        connection: { ping_interval_secs: 2 },
-        bartos: { port: server.port }
-      })
-      const agent = yield* startAgent(server, Connection.fromConfig(config))
-      const c1 = yield* server.connection(1)
+      const bartos = yield* MemoryLink.make()
+      const config = Schema.decodeUnknownSync(Config.BartocConfig)({ connection: { ping_interval_secs: 2 } })
+      const agent = yield* startAgent({ port: 1 }, Connection.fromConfig(config), bartos.layer)
+      const c1 = yield* bartos.connection(1)
       yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
       const ping = (id: number) =>
-        c1.waitFor((m): m is Extract<AgentToServer, { _tag: "Ping" }> => m._tag === "Ping" && m.id === id, `ping ${id}`)
+        bartos.waitFor(c1, (m): m is Extract<AgentToServer, { _tag: "Ping" }> => m._tag === "Ping" && m.id === id)
       yield* ping(0)
       for (let id = 1; id <= 2; id++) {
         yield* TestClock.adjust("1 second")
+        assert.isFalse((yield* SubscriptionRef.get(c1.received)).some((m) => m._tag === "Ping" && m.id === id), "not early")
         yield* TestClock.adjust("1 second")
         yield* ping(id)
       }
       // The clock started at 0: each Ping carries the time it was sent, in microseconds.
-      const sent = c1.received.flatMap((m) => (m._tag === "Ping" ? [m.sentAt] : []))
+      const sent = (yield* SubscriptionRef.get(c1.received)).flatMap((m) => (m._tag === "Ping" ? [m.sentAt] : []))
       assert.deepStrictEqual(sent, [0, 2_000_000, 4_000_000])
     }))
 
   it.scoped("server_silence_secs = 3 drops a silent bartos after 3 s, not 15", () =>
     Effect.gen(function*() {
-      const server = yield* FakeBartos.make({ autoPong: false })
+      const bartos = yield* MemoryLink.make({ autoPong: false })
       const config = Schema.decodeUnknownSync(Config.BartocConfig)({
-        connection: { ping_interval_secs: 1, server_silence_secs: 3 },
-        bartos: { port: server.port }
+        connection: { ping_interval_secs: 1, server_silence_secs: 3 }
       })
-      const agent = yield* startAgent(server, Connection.fromConfig(config))
-      const c1 = yield* server.connection(1)
+      const agent = yield* startAgent({ port: 1 }, Connection.fromConfig(config), bartos.layer)
+      const c1 = yield* bartos.connection(1)
       yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
-      for (let s = 0; s < 3; s++) yield* TestClock.adjust("1 second")
-      const closed = yield* c1.waitClosed
+      for (let s = 0; s < 2; s++) yield* TestClock.adjust("1 second")
+      assert.isTrue(Option.isNone(yield* Deferred.poll(c1.closed)), "still connected after 2 s")
+      yield* TestClock.adjust("1 second")
+      const closed = yield* Deferred.await(c1.closed)
       assert.strictEqual(closed.code, 1000)
       assert.strictEqual(closed.reason, "bartos silent for 3 s")
     }))

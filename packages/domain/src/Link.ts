@@ -140,6 +140,51 @@ const closedError = (code: number, reason: string) =>
 
 const writeError = (e: WsClient.SocketError) => new LinkError({ reason: "Write", message: e.message })
 
+/**
+ * The heartbeat of a link, for `Connection.heartbeat` implementations (the socket link here, an
+ * in-memory link in tests): pings on a fixed Schedule, the first at once, failing `Stalled` when
+ * a tick is later than `lateMs`; a watchdog that wakes when the silence limit would be reached
+ * if nothing else were heard (`lastHeard`). Both run in `scope`; either one failing calls `end`.
+ */
+export const startHeartbeat = <O>(
+  h: HeartbeatOptions<O>,
+  link: {
+    readonly send: (message: O) => Effect.Effect<void, LinkError>
+    readonly lastHeard: Ref.Ref<number>
+    readonly end: (error: LinkError) => Effect.Effect<void>
+    readonly scope: Scope.Scope
+  }
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    yield* Ref.set(link.lastHeard, start)
+    const ids = yield* Ref.make(0)
+    const pingOnce = Effect.gen(function*() {
+      const id = yield* Ref.getAndUpdate(ids, (n) => n + 1)
+      const now = yield* Clock.currentTimeMillis
+      const late = now - (start + id * h.intervalMs)
+      if (h.lateMs !== undefined && late > h.lateMs) {
+        return yield* new LinkError({ reason: "Stalled", message: `heartbeat timed out (tick ${late} ms late), disconnecting` })
+      }
+      yield* link.send(h.ping(id, now))
+    })
+    /** Fails once the peer was silent too long; else the time left until it would be. */
+    const silence = Effect.gen(function*() {
+      const silent = (yield* Clock.currentTimeMillis) - (yield* Ref.get(link.lastHeard))
+      if (silent >= h.silenceMs) {
+        return yield* new LinkError({
+          reason: "Silent",
+          message: h.silentMessage?.(silent) ?? `silent for ${Math.round(silent / 1000)} s`
+        })
+      }
+      return h.silenceMs - silent
+    })
+    const endOnFailure = (effect: Effect.Effect<unknown, LinkError>) =>
+      effect.pipe(Effect.catchAll(link.end), Effect.forkIn(link.scope))
+    yield* endOnFailure(Effect.repeat(pingOnce, Schedule.fixed(h.intervalMs)))
+    yield* endOnFailure(Effect.repeat(silence, Schedule.identity<number>().pipe(Schedule.addDelay(Duration.millis))))
+  })
+
 /** A link over a real `ws` socket. */
 export const connectWs = <I, O>(options: ConnectOptions<I, O>): Effect.Effect<Connection<I, O>, LinkError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -249,37 +294,7 @@ export const connectWs = <I, O>(options: ConnectOptions<I, O>): Effect.Effect<Co
     const end = (error: LinkError, code = 1000) =>
       Deferred.fail(ended, error).pipe(Effect.zipRight(sock.close(code, error.message)))
 
-    const heartbeat = (h: HeartbeatOptions<O>): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        const start = yield* Clock.currentTimeMillis
-        yield* Ref.set(lastHeard, start)
-        const ids = yield* Ref.make(0)
-        const pingOnce = Effect.gen(function*() {
-          const id = yield* Ref.getAndUpdate(ids, (n) => n + 1)
-          const now = yield* Clock.currentTimeMillis
-          const late = now - (start + id * h.intervalMs)
-          if (h.lateMs !== undefined && late > h.lateMs) {
-            return yield* new LinkError({ reason: "Stalled", message: `heartbeat timed out (tick ${late} ms late), disconnecting` })
-          }
-          yield* send(h.ping(id, now))
-        })
-        /** Fails once the peer was silent too long; else the time left until it would be. */
-        const silence = Effect.gen(function*() {
-          const silent = (yield* Clock.currentTimeMillis) - (yield* Ref.get(lastHeard))
-          if (silent >= h.silenceMs) {
-            return yield* new LinkError({
-              reason: "Silent",
-              message: h.silentMessage?.(silent) ?? `silent for ${Math.round(silent / 1000)} s`
-            })
-          }
-          return h.silenceMs - silent
-        })
-        const fail = (effect: Effect.Effect<unknown, LinkError>) =>
-          effect.pipe(Effect.catchAll((e) => end(e)), Effect.forkIn(scope))
-        yield* fail(Effect.repeat(pingOnce, Schedule.fixed(h.intervalMs)))
-        // The watchdog wakes when the silence limit would be reached if nothing else is heard.
-        yield* fail(Effect.repeat(silence, Schedule.identity<number>().pipe(Schedule.addDelay(Duration.millis))))
-      })
+    const heartbeat = (h: HeartbeatOptions<O>) => startHeartbeat(h, { send, lastHeard, end, scope })
 
     return {
       inbound,
