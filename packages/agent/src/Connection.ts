@@ -39,6 +39,7 @@ import {
   AgentToServer,
   type Micros,
   PROTOCOL_VERSION,
+  recordBatchWire,
   ServerMessage
 } from "@barto/domain/Messages"
 import * as Backoff from "@barto/scheduler/Backoff"
@@ -220,6 +221,8 @@ const describeLinkError = (url: string, e: Link.LinkError): string => {
   }
 }
 
+const utf8 = new TextEncoder()
+
 const isoSecond = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z")
 
 export const make = (
@@ -338,9 +341,11 @@ export const make = (
           )
 
         // ---- sender -----------------------------------------------------------------------
-        const sendRecords = (records: ReadonlyArray<AgentRecord>): Effect.Effect<void, Link.LinkError> =>
+        // Records go out in the encoded form the outbox stored them in: one JSON.parse per record
+        // on the way out, no Schema decode and encode.
+        const sendRecords = (records: ReadonlyArray<typeof AgentRecord.Encoded>): Effect.Effect<void, Link.LinkError> =>
           Effect.suspend(() => {
-            const payload = codec.encode(AgentToServer, { _tag: "RecordBatch", records })
+            const payload = utf8.encode(JSON.stringify(recordBatchWire(records)))
             if (payload.byteLength > maxBatchBytes && records.length > 1) {
               const half = Math.ceil(records.length / 2)
               return sendRecords(records.slice(0, half)).pipe(Effect.zipRight(sendRecords(records.slice(half))))
@@ -357,7 +362,7 @@ export const make = (
             // Backpressure: no more than maxInFlight unacked records on the wire.
             yield* waitFor(acked, (a) => sent - a < maxInFlight)
             const room = maxInFlight - (sent - (yield* SubscriptionRef.get(acked)))
-            const records = yield* outbox.pending(sent, Math.min(batchMax, room)).pipe(
+            const records = yield* outbox.pendingEncoded(sent, Math.min(batchMax, room)).pipe(
               Effect.mapError((e) => ended(`sender: ${e.message}`))
             )
             if (records.length === 0) {
