@@ -301,11 +301,12 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
      * transaction before any start: the missed records, an intent for each run to start, the new
      * last run. A crash after it leaves intents that the next bartoc records as missed.
      */
+    /** The calendar wakes the loop; a late wake-up is this policy's to settle. */
+    const policy = MissedTicks.policyOf(options.missedTick)
     const fireLate = (entry: Entry, now: number, intent: Intent | undefined) =>
       Effect.gen(function*() {
         const name = entry.spec.name
-        const plan = MissedTicks.plan(entry.cal, {
-          policy: options.missedTick,
+        const plan = policy.plan(entry.cal, {
           catchUpLimit: options.catchUpLimit,
           lastRun: entry.since,
           now
