@@ -473,7 +473,11 @@ export const make = (
       // Failover: a server that failed hands over to the next; one that worked is tried first again.
       if (!ended.handshook) current = (current + 1) % urls.length
       if (ended.nameInUse === true) yield* refusedName(ended.message)
-      else yield* Effect.logWarning(`connection to bartos ${url} ended (attempt ${n}): ${ended.message}`)
+      else {
+        yield* Effect.logWarning(
+          `connection to bartos ended (attempt ${n}): ${ended.message}${ended.message.includes(url) ? "" : ` (${url})`}`
+        )
+      }
       yield* Deferred.succeed(decided, undefined)
       return yield* Effect.fail(
         new SessionEnded({

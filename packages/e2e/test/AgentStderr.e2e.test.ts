@@ -44,7 +44,7 @@ describe("bartoc on stderr without -e", () => {
     expect(Math.abs(said - (Date.now() + Number(m[4]) * 1000))).toBeLessThan(5_000)
     // Many attempts in the log file...
     await waitFor("ten failed attempts in the log", () => {
-      const ended = readFileSync(`${c.dir}/bartoc-web1.log`, "utf8").match(/connection to bartos \S+ ended \(attempt \d+\)/g)
+      const ended = readFileSync(`${c.dir}/bartoc-web1.log`, "utf8").match(/connection to bartos ended \(attempt \d+\)/g)
       return ended !== null && ended.length >= 10 ? true : undefined
     }, { timeoutMs: 20_000 })
     // ...one line on stderr, and never the log itself (no -e).
