@@ -12,6 +12,7 @@
  */
 import * as Codec from "@barto/domain/Codec"
 import type { BartocConfig } from "@barto/domain/Config"
+import * as Link from "@barto/domain/Link"
 import * as Console from "effect/Console"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -21,6 +22,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Connection from "./Connection.js"
+import * as CurrentTable from "./CurrentTable.js"
 import { inOwnFiber } from "./internal/ownFiber.js"
 import * as Outbox from "./Outbox.js"
 import * as Runner from "./Runner.js"
@@ -58,7 +60,7 @@ export const layer = (
       shutdownGraceMs: config.runner.shutdown_grace_secs * 1000,
       ...overrides.runner
     }),
-    Ticker.layerCurrentTable
+    CurrentTable.layer
   ).pipe(Layer.provideMerge(outbox))
   const tickerOptions: Ticker.Options = {
     agentName: config.name,
@@ -76,15 +78,19 @@ export const layer = (
   // terminates what still runs (their last records go to the still-open outbox), then the outbox.
   return ticker.pipe(
     Layer.provideMerge(connection),
-    Layer.provide(Codec.layerJson()),
+    Layer.provide([Codec.layerJson(), Link.layer]),
     Layer.provideMerge(base)
   )
 }
 
 /** The line printed on stdout at start (reference §1.5 step 2, plus where it connects and keeps state). */
-export const startLine = (config: BartocConfig): string =>
-  `bartoc ${AGENT_VERSION} starting (agent '${config.name}', server ${config.bartos.prefix}://` +
-  `${config.bartos.host}:${config.bartos.port}, state ${config.state_path})`
+export const startLine = (config: BartocConfig): string => {
+  const { port, prefix, servers } = config.bartos
+  const where = servers === undefined
+    ? `server ${prefix}://${config.bartos.host}:${port}`
+    : `servers ${servers.map((s) => `${prefix}://${s.host.includes(":") ? `[${s.host}]` : s.host}:${s.port ?? port}`).join(", ")}`
+  return `bartoc ${AGENT_VERSION} starting (agent '${config.name}', ${where}, state ${config.state_path})`
+}
 
 /** Completes on the next SIGINT or SIGTERM (while the returned scope lasts). */
 const nextStopSignal = Effect.gen(function*() {

@@ -98,6 +98,14 @@ export interface OutboxShape {
   ) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
   /** Unacked records with seq > afterSeq, ascending, at most `limit`. */
   readonly pending: (afterSeq: number, limit: number) => Effect.Effect<ReadonlyArray<AgentRecord>, OutboxError>
+  /**
+   * `pending` in the encoded form the records were stored in (what goes on the wire), without
+   * decoding them again: the sender's path (`Messages.recordBatchWire`).
+   */
+  readonly pendingEncoded: (
+    afterSeq: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<typeof AgentRecord.Encoded>, OutboxError>
   /** Deletes every record with seq <= upTo. */
   readonly ack: (upTo: number) => Effect.Effect<void, OutboxError>
   /** Highest seq ever assigned (-1 if none); changes on every append — subscribe to wake the sender. */
@@ -429,6 +437,12 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
         (stmt.pending.all(afterSeq, Math.max(0, Math.floor(limit))) as Array<{ body: string }>).map((row) =>
           decodeRecord(JSON.parse(row.body))
         ))
+    // This file's own writing (`encodeRecord` at append): parsed, not decoded and encoded again.
+    const pendingEncoded = (afterSeq: number, limit: number) =>
+      attempt("outbox read failed", () =>
+        (stmt.pending.all(afterSeq, Math.max(0, Math.floor(limit))) as Array<{ body: string }>).map((row) =>
+          JSON.parse(row.body) as typeof AgentRecord.Encoded
+        ))
 
     const ackTx = db.transaction((upTo: number) => {
       const { b } = stmt.ackSum.get(upTo) as { b: number }
@@ -517,6 +531,7 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       leftoverIntents: opened.leftoverIntents,
       append,
       pending,
+      pendingEncoded,
       ack,
       lastSeq,
       stats,

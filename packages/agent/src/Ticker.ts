@@ -35,7 +35,7 @@
  *   still runs its jobs, and it follows every table update at once (the sleep is interrupted).
  */
 import * as Ids from "@barto/domain/Ids"
-import type { Micros, MissedTick, RunId, ScheduleSpec, ScheduleTable } from "@barto/domain/Messages"
+import type { Micros, MissedTick, RunId, ScheduleSpec } from "@barto/domain/Messages"
 import * as Calendar from "@barto/scheduler/Calendar"
 import * as MissedTicks from "@barto/scheduler/MissedTicks"
 import * as Clock from "effect/Clock"
@@ -48,36 +48,13 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
-import * as SubscriptionRef from "effect/SubscriptionRef"
-import { type Intent, Outbox, type OutboxError, type RecordDraft } from "./Outbox.js"
+import { CurrentTable, type Table } from "./CurrentTable.js"
+import { type Intent, Outbox, type RecordDraft } from "./Outbox.js"
 import { Runner } from "./Runner.js"
 
-export type Table = typeof ScheduleTable.Type
-
-/**
- * The schedule table the agent currently follows: written by the Connection when bartos pushes
- * one (after saving it durably), read by the Ticker. `None` until a table was ever received.
- */
-export class CurrentTable extends Context.Tag("@barto/agent/CurrentTable")<
-  CurrentTable,
-  SubscriptionRef.SubscriptionRef<Option.Option<Table>>
->() {}
-
-/**
- * Starts from the table cached in the Outbox, so the agent runs its jobs while bartos is down. An
- * unreadable cache is logged and treated as no cache: bartos sends the table again on connect.
- */
-export const layerCurrentTable: Layer.Layer<CurrentTable, never, Outbox> = Layer.effect(
-  CurrentTable,
-  Effect.flatMap(Outbox, (outbox) => outbox.loadTable).pipe(
-    Effect.catchAll((e: OutboxError) =>
-      Effect.logError(`cannot read the cached schedule table, starting without one: ${e.message}`).pipe(
-        Effect.as(Option.none<Table>())
-      )
-    ),
-    Effect.flatMap(SubscriptionRef.make)
-  )
-)
+// The table lives in its own module so the link does not import the tick loop; re-exported for
+// the loop's readers.
+export { CurrentTable, layer as layerCurrentTable, type Table } from "./CurrentTable.js"
 
 export interface Options {
   /** Seeds `R` fields if a calendar still has any (bartos normally resolves them). */
@@ -324,11 +301,12 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
      * transaction before any start: the missed records, an intent for each run to start, the new
      * last run. A crash after it leaves intents that the next bartoc records as missed.
      */
+    /** The calendar wakes the loop; a late wake-up is this policy's to settle. */
+    const policy = MissedTicks.policyOf(options.missedTick)
     const fireLate = (entry: Entry, now: number, intent: Intent | undefined) =>
       Effect.gen(function*() {
         const name = entry.spec.name
-        const plan = MissedTicks.plan(entry.cal, {
-          policy: options.missedTick,
+        const plan = policy.plan(entry.cal, {
           catchUpLimit: options.catchUpLimit,
           lastRun: entry.since,
           now

@@ -2,10 +2,11 @@ import * as Connection from "@barto/agent/Connection"
 import * as Outbox from "@barto/agent/Outbox"
 import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import { AGENT_VERSION } from "@barto/agent/SystemInfo"
-import { CurrentTable, type Table } from "@barto/agent/Ticker"
+import { CurrentTable, type Table } from "@barto/agent/CurrentTable"
 import * as Codec from "@barto/domain/Codec"
 import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
+import * as Link from "@barto/domain/Link"
 import * as Ids from "@barto/domain/Ids"
 import {
   type AgentToServer,
@@ -16,9 +17,11 @@ import {
 } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import {
+  Deferred,
   Effect,
   Either,
   Fiber,
+  Layer,
   Logger,
   LogLevel,
   Option,
@@ -35,6 +38,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as FakeBartos from "./utils/FakeBartos.js"
+import * as MemoryLink from "./utils/MemoryLink.js"
 
 const MIB = 1024 * 1024
 
@@ -97,7 +101,11 @@ const batches = (received: ReadonlyArray<AgentToServer>) =>
 const seqs = (received: ReadonlyArray<AgentToServer>) => batches(received).flat().map((r) => r.seq)
 
 /** An agent connection against `server` with an in-memory outbox and a recording runner. */
-const startAgent = (server: { readonly port: number }, overrides: Partial<Connection.Options> = {}) =>
+const startAgent = (
+  server: { readonly port: number },
+  overrides: Partial<Connection.Options> = {},
+  link: Layer.Layer<Link.Link> = Link.layer
+) =>
   Effect.gen(function*() {
     const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: 64 * MIB })
     const tableRef = yield* SubscriptionRef.make<Option.Option<Table>>(Option.none())
@@ -116,7 +124,8 @@ const startAgent = (server: { readonly port: number }, overrides: Partial<Connec
       Effect.provideService(Outbox.Outbox, outbox),
       Effect.provideService(Runner, runner.shape),
       Effect.provideService(CurrentTable, tableRef),
-      Effect.provideService(Codec.Codec, Codec.makeJson())
+      Effect.provideService(Codec.Codec, Codec.makeJson()),
+      Effect.provide(link)
     )
     // Quiet: the disconnections these tests provoke are logged as warnings on purpose.
     const fiber = yield* Effect.forkScoped(conn.run.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
@@ -424,6 +433,37 @@ describe("Connection", () => {
       yield* agent.conn.decided.pipe(FakeBartos.within(1_000, "decided at the handshake"))
     }))
 
+  it.scopedLive("failover: each attempt tries the next server; after a handshake the one that worked goes first", () =>
+    Effect.gen(function*() {
+      const dead = yield* FakeBartos.make()
+      const deadPort = dead.port
+      yield* dead.stop
+      const a = yield* FakeBartos.make()
+      const b = yield* FakeBartos.make()
+      const agent = yield* startAgent({ port: 1 }, {
+        servers: [{ host: "127.0.0.1", port: deadPort }, { host: "127.0.0.1", port: a.port }, {
+          host: "127.0.0.1",
+          port: b.port
+        }]
+      })
+      // Attempt 1 meets nothing, attempt 2 goes to the next server.
+      const a1 = yield* a.connection(1)
+      yield* a1.waitFor(FakeBartos.isTag("AgentInfo"))
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake with the second server")
+      assert.strictEqual(yield* agent.conn.attempts, 2)
+      // A handshaken link that ends: the server that worked is tried first again.
+      yield* a1.close(1000, "bye")
+      const a2 = yield* a.connection(2)
+      yield* a2.waitFor(FakeBartos.isTag("AgentHello"))
+      assert.strictEqual(yield* agent.conn.attempts, 3)
+      assert.strictEqual(b.connections.length, 0)
+      // It goes away: the attempt after that goes on round the list.
+      yield* a.stop
+      const b1 = yield* b.connection(1)
+      yield* b1.waitFor(FakeBartos.isTag("AgentHello"))
+      assert.strictEqual(yield* agent.conn.attempts, 5)
+    }))
+
   it.scopedLive("reconnects with backoff after bartos closes; every handshake restores the retry budget", () =>
     Effect.gen(function*() {
       const server = yield* FakeBartos.make()
@@ -604,43 +644,42 @@ describe("Connection", () => {
     )
   })
 
-  // Under TestClock: the sockets are real, the agent's timers are not. Steps stay well below
-  // FakeBartos' 25 s waits, which run on the same clock.
+  // Under TestClock with the in-memory bartos behind the Link service: no socket, no real time,
+  // so the cadence and the silence limit are exact and the outcome does not depend on load.
   it.scoped("ping_interval_secs = 2 sets the ping cadence", () =>
     Effect.gen(function*() {
-      const server = yield* FakeBartos.make()
-      const config = Schema.decodeUnknownSync(Config.BartocConfig)({
-        connection: { ping_interval_secs: 2 },
-        bartos: { port: server.port }
-      })
-      const agent = yield* startAgent(server, Connection.fromConfig(config))
-      const c1 = yield* server.connection(1)
+      const bartos = yield* MemoryLink.make()
+      const config = Schema.decodeUnknownSync(Config.BartocConfig)({ connection: { ping_interval_secs: 2 } })
+      const agent = yield* startAgent({ port: 1 }, Connection.fromConfig(config), bartos.layer)
+      const c1 = yield* bartos.connection(1)
       yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
       const ping = (id: number) =>
-        c1.waitFor((m): m is Extract<AgentToServer, { _tag: "Ping" }> => m._tag === "Ping" && m.id === id, `ping ${id}`)
+        bartos.waitFor(c1, (m): m is Extract<AgentToServer, { _tag: "Ping" }> => m._tag === "Ping" && m.id === id)
       yield* ping(0)
       for (let id = 1; id <= 2; id++) {
         yield* TestClock.adjust("1 second")
+        assert.isFalse((yield* SubscriptionRef.get(c1.received)).some((m) => m._tag === "Ping" && m.id === id), "not early")
         yield* TestClock.adjust("1 second")
         yield* ping(id)
       }
       // The clock started at 0: each Ping carries the time it was sent, in microseconds.
-      const sent = c1.received.flatMap((m) => (m._tag === "Ping" ? [m.sentAt] : []))
+      const sent = (yield* SubscriptionRef.get(c1.received)).flatMap((m) => (m._tag === "Ping" ? [m.sentAt] : []))
       assert.deepStrictEqual(sent, [0, 2_000_000, 4_000_000])
     }))
 
   it.scoped("server_silence_secs = 3 drops a silent bartos after 3 s, not 15", () =>
     Effect.gen(function*() {
-      const server = yield* FakeBartos.make({ autoPong: false })
+      const bartos = yield* MemoryLink.make({ autoPong: false })
       const config = Schema.decodeUnknownSync(Config.BartocConfig)({
-        connection: { ping_interval_secs: 1, server_silence_secs: 3 },
-        bartos: { port: server.port }
+        connection: { ping_interval_secs: 1, server_silence_secs: 3 }
       })
-      const agent = yield* startAgent(server, Connection.fromConfig(config))
-      const c1 = yield* server.connection(1)
+      const agent = yield* startAgent({ port: 1 }, Connection.fromConfig(config), bartos.layer)
+      const c1 = yield* bartos.connection(1)
       yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
-      for (let s = 0; s < 3; s++) yield* TestClock.adjust("1 second")
-      const closed = yield* c1.waitClosed
+      for (let s = 0; s < 2; s++) yield* TestClock.adjust("1 second")
+      assert.isTrue(Option.isNone(yield* Deferred.poll(c1.closed)), "still connected after 2 s")
+      yield* TestClock.adjust("1 second")
+      const closed = yield* Deferred.await(c1.closed)
       assert.strictEqual(closed.code, 1000)
       assert.strictEqual(closed.reason, "bartos silent for 3 s")
     }))

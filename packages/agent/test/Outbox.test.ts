@@ -1,8 +1,9 @@
 import * as Outbox from "@barto/agent/Outbox"
 import type { Micros, RunId } from "@barto/domain/Messages"
-import { ScheduleSpec } from "@barto/domain/Messages"
+import { AgentRecord, AgentToServer, recordBatchWire, ScheduleSpec } from "@barto/domain/Messages"
+import * as Codec from "@barto/domain/Codec"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
+import { Chunk, Effect, Either, Exit, Fiber, Layer, Option, Schema, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -112,6 +113,28 @@ describe("Outbox", () => {
         assert.deepStrictEqual(yield* outbox.stats, { pending: 0, bytes: 0, dropped: 0 })
         // seqs are never reused after acks emptied the table
         assert.deepStrictEqual((yield* outbox.append([line(3)])).map((r) => r.seq), [6])
+      })
+    ))
+
+  it.effect("pendingEncoded is the stored wire form: it encodes to the same batch as the decoded records", () =>
+    withOutbox({ path: ":memory:", maxBytes: 1 << 20 }, (outbox) =>
+      Effect.gen(function*() {
+        yield* outbox.append([started(), line(0), line(1), line(2), exited(), finished()])
+        const encoded = yield* outbox.pendingEncoded(-1, 100)
+        const decoded = yield* outbox.pending(-1, 100)
+        assert.deepStrictEqual(encoded, decoded.map((r) => Schema.encodeSync(AgentRecord)(r)))
+        assert.deepStrictEqual((yield* outbox.pendingEncoded(1, 2)).map((r) => r.seq), [2, 3])
+        // The sender's frame equals the codec's, and bartos decodes it back to the records.
+        const codec = Codec.makeJson()
+        const wire = new TextEncoder().encode(JSON.stringify(recordBatchWire(encoded)))
+        assert.deepStrictEqual(
+          new TextDecoder().decode(wire),
+          new TextDecoder().decode(codec.encode(AgentToServer, { _tag: "RecordBatch", records: decoded }))
+        )
+        assert.deepStrictEqual(
+          Either.getOrThrow(codec.decode(AgentToServer, wire)),
+          { _tag: "RecordBatch", records: decoded } as typeof AgentToServer.Type
+        )
       })
     ))
 

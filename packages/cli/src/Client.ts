@@ -1,5 +1,5 @@
 /**
- * The CLI link (D6, D10): one WebSocket to `{prefix}://{host}:{port}/v1/ws/cli?name=<name>`
+ * The CLI link (D6, D10), over the shared client link (`@barto/domain/Link`): one WebSocket to `{prefix}://{host}:{port}/v1/ws/cli?name=<name>`
  * (Bearer `api_key`, pinned `ca_cert`, mTLS `client_cert`/`client_key`), `CliHello` →
  * `ServerHelloCli`, then requests carrying an `id` and the responses echoing it.
  *
@@ -9,16 +9,16 @@
  */
 import * as Codec from "@barto/domain/Codec"
 import type * as Config from "@barto/domain/Config"
+import * as Link from "@barto/domain/Link"
 import * as Messages from "@barto/domain/Messages"
+import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Queue from "effect/Queue"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import * as fs from "node:fs/promises"
-import WebSocket from "ws"
+import * as Stream from "effect/Stream"
 
 export type ClientErrorReason =
   | "connect"
@@ -97,11 +97,6 @@ export type NewRequest = Messages.CliRequest extends infer R ? R extends unknown
 /** What the server may send once the protocol errors are handled. */
 type Incoming = Exclude<Messages.ServerToCli, { readonly _tag: "ProtocolError" }>
 
-type Inbound =
-  | { readonly _tag: "Frame"; readonly data: Uint8Array }
-  | { readonly _tag: "Text" }
-  | { readonly _tag: "Closed"; readonly code: number; readonly reason: string }
-
 export interface Connection {
   readonly hello: typeof Messages.ServerHelloCli.Type
   /** Sends one request and returns its answer; a `CliError` becomes a `ClientError` (`server`). */
@@ -117,172 +112,118 @@ export interface Connection {
   ) => Effect.Effect<void, ClientError | E, R>
 }
 
-const describeConnectError = (endpoint: string, error: unknown): ClientError => {
-  const e = error as { code?: unknown; message?: unknown; errors?: ReadonlyArray<{ code?: unknown }> }
-  const message = typeof e.message === "string" ? e.message : String(error)
-  const status = /Unexpected server response: (\d+)/.exec(message)
-  if (status !== null) {
-    return status[1] === "401"
-      ? new ClientError({ reason: "unauthorized", message: "unauthorized (check api_key)" })
-      : new ClientError({ reason: "connect", message: `cannot connect to ${endpoint}: HTTP ${status[1]}` })
+/** What the link said, in barto-cli's words (`barto-cli: <message>`). */
+const fromLinkError = (endpoint: string, e: Link.LinkError): ClientError => {
+  switch (e.reason) {
+    case "Config":
+      return new ClientError({ reason: "config", message: e.message })
+    case "Open": {
+      if (e.status === 401) return new ClientError({ reason: "unauthorized", message: "unauthorized (check api_key)" })
+      if (e.status !== undefined) {
+        return new ClientError({ reason: "connect", message: `cannot connect to ${endpoint}: HTTP ${e.status}` })
+      }
+      // A readable first line only: OpenSSL's messages carry internal dumps (`…:error:0A00045C:…`).
+      const firstLine = e.message.split("\n")[0]!.trim()
+      const code = e.code
+      const detail = code !== undefined && firstLine !== "" && !firstLine.includes(code) && !/error:[0-9A-F]{8}/.test(firstLine)
+        ? ` (${firstLine})`
+        : ""
+      return new ClientError({ reason: "connect", message: `cannot connect to ${endpoint}: ${code ?? firstLine}${detail}` })
+    }
+    case "Closed":
+      return new ClientError({ reason: "closed", message: closeText(e.closeCode ?? 1006, e.closeReason ?? "") })
+    case "Write":
+      return new ClientError({ reason: "closed", message: `cannot send to bartos: ${e.message}` })
+    case "Protocol":
+      return new ClientError({ reason: "protocol", message: `bartos ${e.message}` })
+    case "Silent":
+    case "Stalled":
+      return new ClientError({ reason: "timeout", message: e.message })
   }
-  const code = typeof e.code === "string"
-    ? e.code
-    : typeof e.errors?.[0]?.code === "string"
-    ? e.errors[0].code
-    : undefined
-  // A readable first line only: OpenSSL's messages carry internal dumps (`…:error:0A00045C:…`).
-  const firstLine = message.split("\n")[0]!.trim()
-  const detail = code !== undefined && firstLine !== "" && !firstLine.includes(code) && !/error:[0-9A-F]{8}/.test(firstLine)
-    ? ` (${firstLine})`
-    : ""
-  return new ClientError({
-    reason: "connect",
-    message: `cannot connect to ${endpoint}: ${code ?? firstLine}${detail}`
-  })
 }
-
-const readPem = (what: string, path: string | undefined) =>
-  path === undefined
-    ? Effect.succeed(undefined)
-    : Effect.tryPromise({
-      try: () => fs.readFile(path),
-      catch: (e) => new ClientError({ reason: "config", message: `cannot read ${what} ${path}: ${(e as Error).message}` })
-    })
 
 const closeText = (code: number, reason: string) =>
   `connection closed by bartos (code ${code}${reason === "" ? "" : `: ${reason}`})`
 
-/**
- * Opens the socket and completes the hello. Fails with `connect`, `unauthorized`, `protocol` or
- * `closed`; the caller bounds it with the reply timeout.
- */
 /**
  * Largest frame barto-cli accepts. bartos sends large answers in parts of about 256 KiB; one
  * part is bigger only when a single row is (a query cell up to `[limits] query_max_bytes`).
  */
 export const MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
-export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientError, Scope.Scope> =>
+/**
+ * How much longer than bartos' statement time limit (announced in its hello) barto-cli waits
+ * for an answer, so that bartos' own "the statement exceeded the time limit of N ms" reaches the
+ * user rather than a client-side "no reply" racing it.
+ */
+export const STATEMENT_MARGIN_MS = 2_000
+
+/**
+ * Opens the link and completes the hello. Fails with `connect`, `unauthorized`, `protocol`,
+ * `config` or `closed`; bounded by the reply timeout.
+ */
+export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientError, Scope.Scope | Link.Link> =>
   Effect.gen(function*() {
+    const link = yield* Link.Link
     const codec = Codec.makeJson({ maxFrameBytes: MAX_ANSWER_BYTES })
     const endpoint = endpointOf(o)
-    const ca = yield* readPem("ca_cert", o.caCert)
-    const cert = yield* readPem("client_cert", o.clientCert)
-    const key = yield* readPem("client_key", o.clientKey)
-    const inbox = yield* Queue.unbounded<Inbound>()
-
-    const ws = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const socket = new WebSocket(urlOf(o), {
-          headers: o.apiKey === undefined ? {} : { authorization: `Bearer ${o.apiKey}` },
-          ...(ca !== undefined ? { ca } : {}),
-          ...(cert !== undefined ? { cert } : {}),
-          ...(key !== undefined ? { key } : {}),
-          handshakeTimeout: Math.max(1, o.timeoutMs),
-          maxPayload: MAX_ANSWER_BYTES,
-          perMessageDeflate: false
-        })
-        // Pushed synchronously, drained by one fiber: the order of frames is kept.
-        socket.on("message", (data, isBinary) => {
-          if (!isBinary) {
-            inbox.unsafeOffer({ _tag: "Text" })
-            return
-          }
-          const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
-          inbox.unsafeOffer({ _tag: "Frame", data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) })
-        })
-        socket.on("close", (code, reason) => {
-          inbox.unsafeOffer({ _tag: "Closed", code, reason: reason.toString("utf8") })
-        })
-        return socket
-      }),
-      (socket) =>
-        Effect.async<void>((resume) => {
-          if (socket.readyState === WebSocket.CLOSED) return resume(Effect.void)
-          const done = () => {
-            clearTimeout(timer)
-            resume(Effect.void)
-          }
-          // A clean close first; a server that does not answer it within 500 ms is cut off.
-          const timer = setTimeout(() => {
-            socket.terminate()
-            resume(Effect.void)
-          }, 500)
-          socket.once("close", done)
-          if (socket.readyState === WebSocket.OPEN) socket.close(1000, "bye")
-          else socket.terminate()
-        })
-    )
-
-    // Open (or fail). The error listener stays for the life of the socket: `ws` emits an error on
-    // e.g. a reset, and an EventEmitter error without a listener would crash the process.
-    yield* Effect.async<void, ClientError>((resume) => {
-      let settled = false
-      const onOpen = () => {
-        if (settled) return
-        settled = true
-        resume(Effect.void)
-      }
-      const onError = (error: Error) => {
-        if (settled) return
-        settled = true
-        resume(Effect.fail(describeConnectError(endpoint, error)))
-      }
-      ws.once("open", onOpen)
-      ws.on("error", onError)
-      return Effect.sync(() => {
-        ws.off("open", onOpen)
-      })
-    })
-    // Later errors (a reset…) also end in a close event, which `receive` reports; this listener
-    // only keeps an unhandled EventEmitter error from crashing the process.
-    ws.on("error", () => {})
+    const conn = yield* link.connect({
+      url: urlOf(o),
+      headers: o.apiKey === undefined ? {} : { authorization: `Bearer ${o.apiKey}` },
+      caCert: o.caCert,
+      clientCert: o.clientCert,
+      clientKey: o.clientKey,
+      maxPayload: MAX_ANSWER_BYTES,
+      openTimeoutMs: Math.max(1, o.timeoutMs),
+      perMessageDeflate: false,
+      codec,
+      inbound: Messages.ServerToCli,
+      outbound: Messages.CliToServer
+    }).pipe(Effect.mapError((e) => fromLinkError(endpoint, e)))
     yield* Effect.logDebug(`connected to ${endpoint}`)
 
     const send = (message: Messages.CliToServer) =>
-      Effect.async<void, ClientError>((resume) => {
-        if (ws.readyState !== WebSocket.OPEN) {
-          resume(Effect.fail(new ClientError({ reason: "closed", message: "connection to bartos is closed" })))
-          return
-        }
-        ws.send(codec.encode(Messages.CliToServer, message), { binary: true }, (err) =>
-          resume(
-            err === undefined || err === null
-              ? Effect.void
-              : Effect.fail(new ClientError({ reason: "closed", message: `cannot send to bartos: ${err.message}` }))
-          ))
-      })
+      conn.send(message).pipe(Effect.mapError((e) => fromLinkError(endpoint, e)))
+
+    // One consumer of the link's stream for the whole connection; its end is kept for every
+    // later read (a closed link stays closed).
+    const pull = yield* Stream.toPull(conn.inbound)
+    const buffered: Array<Link.Inbound<Messages.ServerToCli>> = []
+    let ended: ClientError | undefined
+    const nextItem: Effect.Effect<Link.Inbound<Messages.ServerToCli>, ClientError> = Effect.suspend(() => {
+      if (ended !== undefined) return Effect.fail(ended)
+      const item = buffered.shift()
+      if (item !== undefined) return Effect.succeed(item)
+      return pull.pipe(
+        Effect.catchAll(Option.match({
+          onNone: () => Effect.fail(new ClientError({ reason: "closed", message: "connection to bartos is closed" })),
+          onSome: (e) => Effect.fail(fromLinkError(endpoint, e))
+        })),
+        Effect.tapError((e) => Effect.sync(() => (ended = e))),
+        Effect.flatMap((chunk) => {
+          buffered.push(...Chunk.toReadonlyArray(chunk))
+          return nextItem
+        })
+      )
+    })
 
     /** Next decoded message; undecodable and text frames are logged and skipped (D6). */
-    const receive: Effect.Effect<Incoming, ClientError> = Effect.gen(function*() {
-      while (true) {
-        const item = yield* Queue.take(inbox)
-        switch (item._tag) {
-          case "Closed":
-            // Keep it for anyone reading after us.
-            yield* Queue.offer(inbox, item)
-            return yield* new ClientError({ reason: "closed", message: closeText(item.code, item.reason) })
-          case "Text":
-            yield* Effect.logWarning("ignoring a text frame from bartos")
-            continue
-          case "Frame": {
-            const decoded = codec.decode(Messages.ServerToCli, item.data)
-            if (Either.isLeft(decoded)) {
-              yield* Effect.logWarning(`ignoring a frame from bartos (${decoded.left.code}): ${decoded.left.message}`)
-              continue
-            }
-            const message = decoded.right
-            if (message._tag === "ProtocolError") {
-              return yield* new ClientError({
-                reason: "protocol",
-                message: `bartos reported a protocol error (${message.code}): ${message.message}`
-              })
-            }
-            return message
-          }
-        }
+    const receive: Effect.Effect<Incoming, ClientError> = Effect.flatMap(nextItem, (item) => {
+      if (item._tag === "Dropped") {
+        return Effect.logWarning(`ignoring a frame from bartos (${item.code}): ${item.reason}`).pipe(
+          Effect.zipRight(receive)
+        )
       }
+      const message = item.message
+      if (message._tag === "ProtocolError") {
+        return Effect.fail(
+          new ClientError({
+            reason: "protocol",
+            message: `bartos reported a protocol error (${message.code}): ${message.message}`
+          })
+        )
+      }
+      return Effect.succeed(message)
     })
 
     yield* send({
@@ -302,17 +243,18 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
       })
     }
     yield* Effect.logDebug(`bartos ${first.serverVersion}, admin: ${first.admin}`)
+    // A statement's own time limit on bartos must be what the user hears about: wait past it.
+    const replyMsFor = (request: NewRequest) =>
+      request._tag === "QueryRequest" && first.statementTimeoutMs !== undefined
+        ? Math.max(o.timeoutMs, first.statementTimeoutMs + STATEMENT_MARGIN_MS)
+        : o.timeoutMs
 
     let nextId = 1
-    let nextPing = 1
     const submit = (request: NewRequest) =>
       Effect.suspend(() => {
         const id = nextId++
         return send({ ...request, id } as Messages.CliRequest).pipe(Effect.as(id))
       })
-    const ping = Effect.suspend(() =>
-      send({ _tag: "Ping", id: nextPing++, sentAt: Messages.Micros.make(Date.now() * 1000) })
-    )
 
     /** Our answer, or undefined for anything else (hello repeats, pongs, other ids). */
     const answerOf = (id: number, message: Incoming): Effect.Effect<Answer | undefined, ClientError> => {
@@ -327,6 +269,26 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
       return Effect.succeed(message as Answer)
     }
 
+    /** The next answer to request `id`, skipping anything else. */
+    const nextAnswer = (id: number, receiveNext: Effect.Effect<Incoming, ClientError>): Effect.Effect<Answer, ClientError> =>
+      Effect.flatMap(receiveNext, (message) => answerOf(id, message)).pipe(
+        Effect.flatMap((answer) => (answer === undefined ? nextAnswer(id, receiveNext) : Effect.succeed(answer)))
+      )
+
+    const keepaliveMs = o.keepaliveMs ?? 5000
+    let heartbeat = false
+    // Pings while following; three periods of silence mean bartos (or the path) is gone.
+    const startHeartbeat = Effect.suspend(() => {
+      if (heartbeat) return Effect.void
+      heartbeat = true
+      return conn.heartbeat({
+        intervalMs: keepaliveMs,
+        ping: (id, nowMs) => ({ _tag: "Ping", id: id + 1, sentAt: Messages.Micros.make(nowMs * 1000) }),
+        silenceMs: 3 * keepaliveMs,
+        silentMessage: () => `bartos stopped answering (nothing for ${secondsText(3 * keepaliveMs)})`
+      })
+    })
+
     const connection: Connection = {
       hello: first,
       request: (request) =>
@@ -334,55 +296,36 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
           const id = yield* submit(request)
           // A large answer comes in parts (`more`): each must arrive within the reply timeout,
           // however long the whole takes.
-          let whole: Answer | undefined
-          while (true) {
-            const answer = yield* answerOf(id, yield* receive.pipe(withTimeout(o.timeoutMs)))
-            if (answer === undefined) continue
-            whole = whole !== undefined && Messages.isPaged(whole) && Messages.isPaged(answer)
-              ? Messages.appendPart(whole, answer)
-              : answer
-            if (!Messages.isPaged(answer) || answer.more !== true) return whole
-          }
+          const part = nextAnswer(id, receive.pipe(withTimeout(replyMsFor(request))))
+          return yield* Effect.iterate(
+            { whole: yield* part, done: false },
+            {
+              while: (s) => !s.done && Messages.isPaged(s.whole) && s.whole.more === true,
+              body: (s) =>
+                Effect.map(part, (answer) => ({
+                  whole: Messages.isPaged(s.whole) && Messages.isPaged(answer) ? Messages.appendPart(s.whole, answer) : answer,
+                  done: !Messages.isPaged(answer) || answer.more !== true
+                }))
+            }
+          ).pipe(Effect.map((s) => s.whole))
         }),
       follow: <E, R>(request: NewRequest, onAnswer: (answer: Answer) => Effect.Effect<boolean, E, R>) =>
         Effect.gen(function*() {
           const id = yield* submit(request)
           // A ping right behind the request: its pong proves bartos is alive even while it has
           // nothing to say yet (e.g. waiting for the next run to start).
-          yield* ping
-          const early = yield* receive.pipe(withTimeout(o.timeoutMs))
-          let lastHeard = Date.now()
-          const keepaliveMs = o.keepaliveMs ?? 5000
-          // Pings while following; three periods of silence mean bartos (or the path) is gone.
-          let silent = false
-          yield* Effect.gen(function*() {
-            while (true) {
-              yield* Effect.sleep(Duration.millis(keepaliveMs))
-              if (Date.now() - lastHeard > 3 * keepaliveMs) {
-                silent = true
-                ws.terminate()
-                return
-              }
-              yield* Effect.ignore(ping)
-            }
-          }).pipe(Effect.forkScoped)
-          let message = early
-          while (true) {
-            lastHeard = Date.now()
-            const answer = yield* answerOf(id, message)
-            if (answer !== undefined && (yield* onAnswer(answer))) return
-            message = yield* receive.pipe(
-              Effect.mapError((e) =>
-                silent
-                  ? new ClientError({
-                    reason: "timeout",
-                    message: `bartos stopped answering (nothing for ${secondsText(3 * keepaliveMs)})`
-                  })
-                  : e
-              )
-            )
-          }
-        }).pipe(Effect.scoped)
+          yield* startHeartbeat
+          const early = yield* receive.pipe(withTimeout(replyMsFor(request)))
+          const first = yield* answerOf(id, early)
+          const handled = first === undefined ? false : yield* onAnswer(first)
+          if (handled) return
+          // Then every answer until onAnswer says the stream is over.
+          yield* Stream.repeatEffect(nextAnswer(id, receive)).pipe(
+            Stream.mapEffect(onAnswer),
+            Stream.takeUntil((finished) => finished),
+            Stream.runDrain
+          )
+        })
     }
     return connection
   }).pipe(
@@ -394,8 +337,12 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
 const withTimeout = (ms: number) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.timeoutFail(effect, { duration: Duration.millis(ms), onTimeout: () => timeoutError(ms) })
 
-/** Connects, lets `use` talk, closes. */
+/** Connects (through the `Link` in the context, else a real socket), lets `use` talk, closes. */
 export const withConnection = <A, E, R>(
   o: ConnectOptions,
   use: (connection: Connection) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | ClientError, R> => Effect.scoped(Effect.flatMap(connect(o), use))
+): Effect.Effect<A, E | ClientError, R> =>
+  Effect.flatMap(Effect.serviceOption(Link.Link), (provided) =>
+    Effect.scoped(Effect.flatMap(connect(o), use)).pipe(
+      Effect.provideService(Link.Link, Option.getOrElse(provided, () => Link.Link.of({ connect: Link.connectWs })))
+    ))

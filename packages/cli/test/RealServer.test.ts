@@ -51,6 +51,8 @@ const startBartos = async (dir: string, database: Record<string, unknown>): Prom
       admin_key: ADMIN_KEY,
       // Any free port; the real one is read from bartos' `listening on` line.
       actix: { ip: "127.0.0.1", port: 0 },
+      // Short, so that the statement-limit test is quick; far above what the other queries take.
+      limits: { query_timeout_ms: 2500 },
       ...database,
       schedules: {
         host: {
@@ -315,6 +317,17 @@ const suite = (kind: "sqlite" | "mariadb") =>
         const refused = yield* cli(["query", "-q", "DELETE FROM runs"])
         assert.strictEqual(refused.code, 1)
         assert.match(refused.stderr, /^barto-cli: refused: /)
+      }))
+
+    it.live("a statement over bartos' time limit: the user sees bartos' reason, even with a shorter --timeout", () =>
+      Effect.gen(function*() {
+        const slow = kind === "mariadb"
+          ? "SELECT SLEEP(20)"
+          : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
+        // The hello announces the limit (2.5 s); the CLI outwaits it instead of giving up at 1 s.
+        const r = yield* cli(["--timeout", "1", "query", "-q", slow])
+        assert.strictEqual(r.code, 1, r.stderr)
+        assert.strictEqual(r.stderr, "barto-cli: refused: the statement exceeded the time limit of 2500 ms\n")
       }))
 
     it.live("schedules (with next fire time), runs with filters, tail RUN", () =>

@@ -312,6 +312,18 @@ export const RecordBatch = Schema.transform(
   }
 )
 
+/**
+ * A `RecordBatch`'s wire value straight from records in their encoded form (as bartoc's outbox
+ * stores them): the same value `RecordBatch` encodes to, without decoding the records first.
+ */
+export const recordBatchWire = (
+  records: ReadonlyArray<typeof AgentRecord.Encoded>
+): typeof RecordBatch.Encoded => ({
+  _tag: "RecordBatch",
+  // The encoded form of a record is its value, brands aside (see RecordBatch.encode).
+  records: compactLines(records as ReadonlyArray<AgentRecord>) as typeof RecordBatch.Encoded["records"]
+})
+
 /** The agent's answer to RunNow / Cancel when it cannot do what was asked. */
 export const CommandRejected = Schema.TaggedStruct("CommandRejected", {
   requestId: Schema.String,
@@ -663,7 +675,12 @@ export const CliError = Res("CliError", {
 export const ServerHelloCli = Schema.TaggedStruct("ServerHelloCli", {
   protocol: Schema.Int,
   serverVersion: Schema.String,
-  admin: Schema.Boolean
+  admin: Schema.Boolean,
+  /**
+   * bartos' `[limits] query_timeout_ms`: the CLI waits longer than this for an answer, so the
+   * user hears bartos' own "exceeded the time limit" (absent from older servers).
+   */
+  statementTimeoutMs: Schema.optionalWith(Schema.Int, { exact: true })
 })
 
 export const CliResponse = Schema.Union(

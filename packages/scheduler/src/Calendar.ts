@@ -1,7 +1,8 @@
 /**
  * Calendar expressions (design D2): the reference's `Realtime` grammar plus the systemd dash
  * date form, case-insensitive weekday names, `HH:MM`, date-only and weekday-only forms, and a
- * trailing IANA time zone. Pure: parse, print, matches, next, previous.
+ * trailing IANA time zone. Pure: parse, print, matches, next, previous; and `schedule`, the
+ * calendar as an Effect Schedule.
  *
  * Grammar (tokens separated by whitespace; brackets = optional, at least one of the three):
  *
@@ -26,7 +27,11 @@
  * second pass of a repeated wall time).
  */
 import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleInterval from "effect/ScheduleInterval"
 import { civilFromDays, daysFromCivil, daysInMonth, SECONDS_PER_DAY, weekdayOfDays } from "./internal/civil.js"
 import { stableValue } from "./internal/hash.js"
 import { canonicalZone, offsetSeconds, wallSeconds } from "./internal/zone.js"
@@ -1076,4 +1081,42 @@ export const countBetween = (cal: Calendar, afterMs: number, untilMs: number): n
     prevOff = off
   }
   return total
+}
+
+// ---------------------------------------------------------------------------------------------
+// As an Effect Schedule
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The calendar as an Effect `Schedule`, as `Schedule.cron` is for cron: each step waits for the
+ * next occurrence strictly after the later of now and the previous one, and outputs it (epoch
+ * ms). `Effect.schedule(effect, Calendar.schedule(...))` runs at every occurrence;
+ * `Effect.repeat` runs once at once and then at every occurrence. It ends when the calendar has
+ * no further occurrence.
+ *
+ * A string is parsed with `zone` as the default zone (and `options`' `R` seeds); an invalid one is
+ * a defect at the first step, as `Schedule.cron` does, so parse first where the input is not
+ * trusted (`parse` names the position and the reason).
+ *
+ * This is the calendar's time, not bartoc's dispatch: a Schedule wakes on Node timers (1-4 ms
+ * late, up to ~0.3 ms early), so bartoc's Ticker keeps its own last-millisecond leaf (a timer
+ * short of the instant, then a futex wait; Ticker.ts) and `MissedTicks.plan` for gaps.
+ */
+export const schedule = (
+  calendar: Calendar | string,
+  zone?: string,
+  options?: Omit<ParseOptions, "defaultTz">
+): Schedule.Schedule<number, unknown> => {
+  const parsed = typeof calendar === "string"
+    ? parse(calendar, { ...options, ...(zone !== undefined ? { defaultTz: zone } : {}) })
+    : Either.right(calendar)
+  return Schedule.makeWithState<number | undefined, unknown, number>(undefined, (now, _input, previous) => {
+    if (Either.isLeft(parsed)) return Effect.die(parsed.left)
+    const from = previous === undefined ? now : Math.max(now, previous)
+    const at = next(parsed.right, from)
+    if (at === undefined) {
+      return Effect.succeed([previous, previous ?? now, ScheduleDecision.done] as const)
+    }
+    return Effect.succeed([at, at, ScheduleDecision.continueWith(ScheduleInterval.after(at))] as const)
+  })
 }

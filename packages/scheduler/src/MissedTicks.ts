@@ -207,3 +207,29 @@ export const nextWake = (
   options: { readonly lastRun?: number | undefined; readonly now: number }
 ): number | undefined =>
   Calendar.next(cal, options.lastRun === undefined ? options.now : Math.max(options.now, options.lastRun))
+
+/**
+ * A missed-tick policy as a value: what the agent's tick loop composes with the calendar. The
+ * loop wakes at the calendar's next occurrence (`Calendar.schedule` / `Calendar.next`); when it
+ * wakes late it hands the gap to its policy, whose `plan` says which occurrences run now and
+ * which are recorded missed.
+ */
+export interface MissedTickPolicy {
+  readonly name: Policy
+  readonly plan: (cal: Calendar.Calendar, options: Omit<PlanOptions, "policy">) => Plan
+}
+
+const policyValue = (name: Policy): MissedTickPolicy => ({
+  name,
+  plan: (cal, options) => plan(cal, { ...options, policy: name })
+})
+
+/** Runs the oldest missed occurrences, up to `catchUpLimit`; records the rest missed. */
+export const Burst: MissedTickPolicy = policyValue("Burst")
+/** Runs once for the whole gap; records the others missed. */
+export const Delay: MissedTickPolicy = policyValue("Delay")
+/** Runs none of the gap; records each missed. */
+export const Skip: MissedTickPolicy = policyValue("Skip")
+
+/** The policy named in `bartoc.toml` (`missed_tick`). */
+export const policyOf = (name: Policy): MissedTickPolicy => (name === "Burst" ? Burst : name === "Delay" ? Delay : Skip)

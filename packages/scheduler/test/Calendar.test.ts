@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Either, FastCheck as fc } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, Either, Exit, FastCheck as fc, Fiber, Schedule, TestClock } from "effect"
 import * as Calendar from "../src/Calendar.js"
 import type { Field } from "../src/Calendar.js"
 
@@ -748,4 +748,52 @@ describe("R is stable and spreads", () => {
     const fields = ok("*-R-R R:R:R", { agent: "a", schedule: "s" })
     assert.isTrue(new Set([fields.month, fields.day, fields.hour, fields.minute, fields.second].map(single)).size >= 3)
   })
+})
+
+describe("Calendar.schedule: the calendar as an Effect Schedule", () => {
+  it.effect("runs at each occurrence in the calendar's zone, and outputs it", () =>
+    Effect.gen(function*() {
+      // 09:30 and 17:30 on Berlin's wall clock (UTC+1 in January), starting 2026-01-05 00:00Z.
+      yield* TestClock.setTime(Date.UTC(2026, 0, 5))
+      const seen: Array<number> = []
+      const fiber = yield* Clock.currentTimeMillis.pipe(
+        Effect.flatMap((now) => Effect.sync(() => seen.push(now))),
+        Effect.schedule(Calendar.schedule("*-*-* 09,17:30:00", "Europe/Berlin")),
+        Effect.fork
+      )
+      yield* TestClock.adjust(Duration.sum(Duration.hours(8), Duration.seconds(29 * 60 + 59)))
+      assert.deepStrictEqual(seen, [], "nothing before the first occurrence")
+      yield* TestClock.adjust("1 second")
+      yield* TestClock.adjust("8 hours")
+      yield* TestClock.adjust("16 hours")
+      assert.deepStrictEqual(seen.map((ms) => new Date(ms).toISOString()), [
+        "2026-01-05T08:30:00.000Z",
+        "2026-01-05T16:30:00.000Z",
+        "2026-01-06T08:30:00.000Z"
+      ])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("outputs the occurrences, ends when the calendar has none left, and takes a parsed calendar", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.UTC(2030, 0, 1))
+      const cal = Either.getOrThrow(Calendar.parse("2030-01-01..03 12:00:00"))
+      const fiber = yield* Effect.void.pipe(
+        Effect.schedule(Schedule.collectAllOutputs(Calendar.schedule(cal))),
+        Effect.fork
+      )
+      yield* TestClock.adjust("4 days")
+      const outputs = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(Chunk.toReadonlyArray(outputs).map((ms) => new Date(ms).toISOString()), [
+        "2030-01-01T12:00:00.000Z",
+        "2030-01-02T12:00:00.000Z",
+        "2030-01-03T12:00:00.000Z"
+      ])
+    }))
+
+  it.effect("an invalid expression is a defect at the first step (parse first where input is untrusted)", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.schedule(Effect.void, Calendar.schedule("*-*-* 25:00:00")))
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
+    }))
 })

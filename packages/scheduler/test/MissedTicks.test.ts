@@ -254,3 +254,16 @@ describe("MissedTicks.plan: properties", () => {
     assert.strictEqual(p.watermark, now)
   }, { fastCheck: { numRuns: 300 } })
 })
+
+describe("policy values", () => {
+  it("Burst, Delay and Skip plan exactly as plan() with that policy; policyOf maps the config name", () => {
+    const cal = Either.getOrThrow(Calendar.parse("*-*-* *:*:00"))
+    const base = { catchUpLimit: 2, lastRun: Date.UTC(2026, 0, 1), now: Date.UTC(2026, 0, 1, 0, 10, 0, 300) }
+    for (const policy of [MissedTicks.Burst, MissedTicks.Delay, MissedTicks.Skip]) {
+      assert.deepStrictEqual(policy.plan(cal, base), MissedTicks.plan(cal, { ...base, policy: policy.name }))
+      assert.strictEqual(MissedTicks.policyOf(policy.name), policy)
+    }
+    assert.strictEqual(MissedTicks.Burst.plan(cal, base).run.length, 3) // 2 catch-ups + the on-time one
+    assert.strictEqual(MissedTicks.Skip.plan(cal, base).run.length, 1)
+  })
+})

@@ -27,7 +27,7 @@ import * as Socket from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
 import type { Registry } from "./Registry.js"
 import type { Schedules } from "./Schedules.js"
-import type { ServerInfo } from "./ServerInfo.js"
+import { ServerInfo } from "./ServerInfo.js"
 import type { Store } from "./Store.js"
 
 export interface Options {
@@ -241,7 +241,15 @@ const session = (
     const admin = options.adminKey === undefined
       ? isLoopback(peer.ip)
       : hello.value.adminKey !== undefined && secretEquals(hello.value.adminKey, Redacted.value(options.adminKey))
-    yield* send({ _tag: "ServerHelloCli", protocol: Messages.PROTOCOL_VERSION, serverVersion: options.serverVersion, admin })
+    // The statement limit goes with the hello so the CLI outwaits it (and shows our refusal).
+    const { queryTimeoutMs } = yield* ServerInfo
+    yield* send({
+      _tag: "ServerHelloCli",
+      protocol: Messages.PROTOCOL_VERSION,
+      serverVersion: options.serverVersion,
+      admin,
+      statementTimeoutMs: queryTimeoutMs
+    })
 
     // --- requests ------------------------------------------------------------------------------
     const inflight = yield* FiberSet.make()

@@ -62,7 +62,6 @@ interface Prelaunched {
   readonly env: Record<string, string>
 }
 
-const nowMicros = (): Micros => (Date.now() * 1000) as Micros
 const toMicros = (epochMs: number): Micros => Math.floor(epochMs * 1000) as Micros
 
 /** RFC 3339, UTC; whole-second occurrences print without a fraction. */
@@ -90,6 +89,9 @@ export const defaultShell = (env: Record<string, string | undefined>): string =>
 const make = (options: Options) =>
   Effect.gen(function*() {
     const outbox: OutboxShape = yield* Outbox
+    // Time stamps through the Clock service (TestClock in tests); read synchronously in callbacks.
+    const clock = yield* Effect.clock
+    const nowMicros = (): Micros => (clock.unsafeCurrentTimeMillis() * 1000) as Micros
     // Created before the shutdown finalizer is added, so it closes (interrupting leftovers) after it.
     const fibers = yield* FiberSet.make<void, never>()
     // Forks into the set and runs the fiber at once, on the caller's stack, up to its first wait:

@@ -1,5 +1,5 @@
 /**
- * The `ws` client seen from Effect (style §4.2). We use `ws` directly rather than
+ * The `ws` client seen from Effect (style §4.2), under `Link.ts`. We use `ws` directly rather than
  * `@effect/platform` Socket because we need custom headers (Bearer), TLS options (pinned CA,
  * mTLS), `maxPayload` and protocol-level ping/pong events.
  *
@@ -22,6 +22,10 @@ export type SocketEvent =
 export class SocketError extends Data.TaggedError("SocketError")<{
   readonly reason: "Open" | "Write"
   readonly message: string
+  /** The HTTP status the server answered the upgrade with, when it refused it. */
+  readonly status?: number
+  /** The system error code of a failed open (`ECONNREFUSED`, `DEPTH_ZERO_SELF_SIGNED_CERT`…). */
+  readonly code?: string
 }> {}
 
 export interface ConnectOptions {
@@ -31,6 +35,7 @@ export interface ConnectOptions {
   readonly key?: Buffer | undefined
   readonly maxPayload: number
   readonly openTimeoutMs: number
+  readonly perMessageDeflate?: boolean | undefined
 }
 
 export interface ClientSocket {
@@ -92,7 +97,7 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
   Effect.gen(function*() {
     const events = yield* Queue.unbounded<SocketEvent>()
     let closeCode = 1000
-    let closeReason = "bartoc closing the connection"
+    let closeReason = "closing the connection"
 
     const ws = yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -100,6 +105,7 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
           headers: options.headers,
           maxPayload: options.maxPayload,
           handshakeTimeout: options.openTimeoutMs,
+          ...(options.perMessageDeflate !== undefined ? { perMessageDeflate: options.perMessageDeflate } : {}),
           ...(options.ca !== undefined ? { ca: options.ca } : {}),
           ...(options.cert !== undefined ? { cert: options.cert } : {}),
           ...(options.key !== undefined ? { key: options.key } : {})
@@ -135,7 +141,15 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
       }
       const onError = (error: Error) => {
         cleanup()
-        resume(Effect.fail(new SocketError({ reason: "Open", message: error.message })))
+        // Several addresses tried (localhost: ::1 and 127.0.0.1) come as an AggregateError.
+        const e = error as { code?: unknown; errors?: ReadonlyArray<{ code?: unknown }> }
+        const code = typeof e.code === "string"
+          ? e.code
+          : typeof e.errors?.[0]?.code === "string"
+          ? e.errors[0].code
+          : undefined
+        const message = error.message !== "" ? error.message : code ?? String(error)
+        resume(Effect.fail(new SocketError({ reason: "Open", message, ...(code !== undefined ? { code } : {}) })))
       }
       const onResponse = (_req: unknown, res: { statusCode?: number; statusMessage?: string }) => {
         cleanup()
@@ -144,6 +158,7 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
           Effect.fail(
             new SocketError({
               reason: "Open",
+              ...(res.statusCode !== undefined ? { status: res.statusCode } : {}),
               message: `server answered the upgrade with HTTP ${res.statusCode ?? "?"} ${res.statusMessage ?? ""}`.trim()
             })
           )
