@@ -47,7 +47,12 @@ export const families = {
     help: "Unix time of the last accepted configuration (re)load; the start counts",
     type: "gauge"
   },
-  bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" }
+  bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" },
+  bartos_alert_events_total: { help: "Alert events recorded by this instance, by kind", type: "counter" },
+  bartos_alert_deliveries_total: {
+    help: "Notification delivery attempts by this instance, by channel and result (delivered, retry, failed)",
+    type: "counter"
+  }
 } as const satisfies Record<string, Family>
 
 export type MetricName = keyof typeof families

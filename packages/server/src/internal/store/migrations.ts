@@ -14,12 +14,22 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import { ALERT_TABLES, alertMigrations } from "./alerts.js"
 import { StoreError } from "./errors.js"
 
 export const MIGRATIONS_TABLE = "barto_migrations"
 
 /** Tables the store needs; checked after migrating. */
-export const TABLES = ["agents", "agent_sessions", "runs", "run_commands", "output_lines", "agent_offsets", "paused_schedules"] as const
+export const TABLES = [
+  "agents",
+  "agent_sessions",
+  "runs",
+  "run_commands",
+  "output_lines",
+  "agent_offsets",
+  "paused_schedules",
+  ...ALERT_TABLES
+] as const
 
 const createTable = (name: string, body: string) =>
   Effect.gen(function*() {
@@ -186,7 +196,9 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   ),
   // failures of the last day and their count (dashboard, failures page): a range per state
   // instead of every failed run ever (measured at 1M runs on SQLite: 14 ms → 1 ms).
-  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
+  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at"),
+  // 0022–0027: events, incidents and deliveries (internal/store/alerts.ts)
+  ...alertMigrations
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
