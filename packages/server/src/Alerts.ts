@@ -178,6 +178,7 @@ export const evaluator = (
       }
       return cal
     }
+    /** agent -> down since (ms); -1: connected at the last check. */
     const downSince = new Map<string, number>()
     const downReported = new Set<string>()
     for (const incident of yield* alerts.openIncidents().pipe(Effect.orElseSucceed(() => []))) {
@@ -280,7 +281,8 @@ export const evaluator = (
         for (const agent of table.keys()) {
           const connected = Option.isSome(yield* registry.get(agent))
           if (connected) {
-            downSince.delete(agent)
+            // Down from the first check that finds it gone (within check_interval of the drop).
+            downSince.set(agent, -1)
             if (!downReported.has(agent)) continue
             downReported.delete(agent)
             const open = yield* alerts.openIncident(agent, null)
@@ -296,7 +298,9 @@ export const evaluator = (
             })
             continue
           }
-          const since = downSince.get(agent) ?? startMs
+          // Never connected since this bartos started: down since the start.
+          const known = downSince.get(agent)
+          const since = known === undefined ? startMs : known === -1 ? nowMs : known
           downSince.set(agent, since)
           if (downReported.has(agent) || nowMs - since < config.alerts.agent_down_after * 1000) continue
           downReported.add(agent)
