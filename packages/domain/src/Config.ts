@@ -287,7 +287,9 @@ export const BartosConfig = Schema.Struct({
     query_timeout_ms: withDefault(PositiveInt, () => 5000),
     query_concurrency: withDefault(PositiveInt, () => 2),
     max_answer_bytes: withDefault(PositiveInt, () => 64 * 1024 * 1024),
-    liveness_secs: withDefault(PositiveNumber, () => 15)
+    liveness_secs: withDefault(PositiveNumber, () => 15),
+    /** Per-schedule series on /metrics for at most this many schedules (config order); the rest are counted. */
+    metrics_max_schedules: withDefault(NonNegativeInt, () => 1000)
   }),
   /** The web console and its login sessions (the HTTP API under /v1/api is always served). */
   console: defaultTable({

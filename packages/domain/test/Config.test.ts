@@ -64,8 +64,12 @@ describe("defaults", () => {
         query_timeout_ms: 5000,
         query_concurrency: 2,
         max_answer_bytes: 67108864,
-        liveness_secs: 15
+        liveness_secs: 15,
+        metrics_max_schedules: 1000
       })
+      assert.deepStrictEqual(c.alerts, { agent_down_after: 60, check_interval: 0.25, catch_up: 86400 })
+      assert.deepStrictEqual(c.notify, {})
+      assert.strictEqual(c.metrics_token, undefined)
       assert.deepStrictEqual(c.schedules, {})
       assert.strictEqual(c.mariadb, undefined)
       assert.strictEqual(c.tracing, undefined)

@@ -294,4 +294,44 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
       { timeoutMs: 20_000 }
     )
   }, 90_000)
+
+  it("/metrics: per-schedule series bounded with 10,000 schedules, behind metrics_token", async () => {
+    const c = await makeCluster(kind)
+    clusters.push(c)
+    const schedules: Record<string, Array<Schedule>> = {
+      live: [{ name: "fails", on_calendar: "*-*-* *:*:*", cmds: ["exit 2"], late_after: "1s" } as Schedule]
+    }
+    for (let a = 0; a < 9; a++) {
+      schedules[`idle${a}`] = Array.from({ length: 1111 }, (_, i) => ({
+        name: `s${i}`,
+        on_calendar: "*-01-01 00:00:00",
+        cmds: ["true"]
+      }))
+    }
+    expect(Object.values(schedules).reduce((n, l) => n + l.length, 0)).toBe(10_000)
+    c.writeServerConfig({ schedules, extra: { metrics_token: "scrape-me", limits: { metrics_max_schedules: 100 } } })
+    await c.startServer()
+    await c.startAgent("live")
+    const scrape = async (token?: string) => {
+      const res = await fetch(`http://127.0.0.1:${c.port}/metrics`, token ? { headers: { authorization: `Bearer ${token}` } } : {})
+      return { status: res.status, text: await res.text() }
+    }
+    expect((await scrape()).status).toBe(401)
+    expect((await scrape("wrong")).status).toBe(401)
+    const text = await waitFor("the live schedule's series", async () => {
+      const r = await scrape("scrape-me")
+      return /bartos_schedule_runs\{agent="live",schedule="fails",state="failed"\} [1-9]/.test(r.text) ? r.text : undefined
+    }, { timeoutMs: 40_000, intervalMs: 500 })
+    const series = text.split("\n").filter((l) => l !== "" && !l.startsWith("#"))
+    const perSchedule = series.filter((l) => l.includes("schedule=\""))
+    const schedulesSeen = new Set(perSchedule.map((l) => /agent="([^"]*)",.*schedule="([^"]*)"/.exec(l)!.slice(1).join("/")))
+    expect(schedulesSeen.size).toBeLessThanOrEqual(100)
+    // 2 gauges, 7 final states, 3 event kinds per schedule at most.
+    expect(perSchedule.length).toBeLessThanOrEqual(100 * 12)
+    expect(series.length, `${series.length} series`).toBeLessThan(2000)
+    expect(text).toMatch(/^bartos_schedules_omitted 9900$/m)
+    expect(text).toMatch(/^bartos_agent_up\{agent="live"\} 1$/m)
+    expect(text).toMatch(/^bartos_agent_up\{agent="idle0"\} 0$/m)
+    expect(text).toMatch(/^bartos_alert_incidents_open 1$/m)
+  }, 120_000)
 })

@@ -30,6 +30,7 @@ import type * as Config from "@barto/domain/Config"
 import * as Calendar from "@barto/scheduler/Calendar"
 import { Ingested } from "./Events.js"
 import { resolve, type Settings } from "./internal/alerts/policy.js"
+import { scheduleSeries } from "./internal/alerts/scheduleMetrics.js"
 import type { NewEvent, RunInfo } from "./internal/store/alerts.js"
 import { Metrics } from "./Metrics.js"
 import * as Notify from "./Notify.js"
@@ -41,6 +42,9 @@ export interface EvaluatorOptions {
   /** The configuration in force: read on every check, so a reload applies without a restart. */
   readonly config: Effect.Effect<Config.BartosConfig>
 }
+
+/** How often the per-schedule series of /metrics are recomputed from the database. */
+export const METRICS_REFRESH = "10 seconds"
 
 /** The last output lines a run event carries (mail body, webhook `detail.output`). */
 export const OUTPUT_LINES = 20
@@ -390,8 +394,21 @@ export const evaluator = (
       for (const run of runs) yield* deriveRun(run)
     }).pipe(Effect.catchAll(logFailure("catch-up")))
 
+    const refreshMetrics = Effect.gen(function*() {
+      const config = yield* options.config
+      const table = yield* schedules.all
+      const stats = yield* alerts.scheduleStats()
+      const connected = new Set((yield* registry.list).map((c) => c.name))
+      const configured = [...table].map(([agent, specs]) => [agent, specs.map((s) => s.name)] as const)
+      for (const [name, series] of scheduleSeries(configured, stats, config.limits.metrics_max_schedules, connected)) {
+        yield* metrics.replace(name, series)
+      }
+    }).pipe(Effect.catchAll(logFailure("metrics refresh")))
+
     const interval = yield* Effect.map(options.config, (c) => Math.max(50, Math.round(c.alerts.check_interval * 1000)))
     yield* Effect.forkScoped(Effect.zipRight(catchUp, Effect.forever(onBatch)))
+    // Database-wide reads: often enough for a scrape interval, rare enough for a big runs table.
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(refreshMetrics, Effect.sleep(METRICS_REFRESH))))
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(check, Effect.sleep(interval))))
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
       deliverDue,

@@ -85,6 +85,7 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       tls,
       apiKey: config.api_key,
       adminKey: config.admin_key,
+      metricsToken: config.metrics_token,
       hmacKey: config.hmac_key === undefined ? undefined : Envelope.hmacKeyFromString(config.hmac_key),
       signingKey: signingKey === undefined ? undefined : signingKey.right,
       maxFrameBytes: config.limits.max_frame_bytes,

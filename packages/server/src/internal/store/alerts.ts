@@ -214,6 +214,21 @@ const toRun = (r: Record<string, unknown>): RunInfo => ({
 
 const RUN_COLUMNS = "run_id, agent, schedule, state, scheduled_at, started_at, finished_at, exit_code, exit_signal, reason"
 
+export interface ScheduleStats {
+  readonly runs: ReadonlyArray<{
+    readonly agent: string
+    readonly schedule: string
+    readonly state: string
+    readonly count: number
+    readonly lastFinishedAt: number | null
+  }>
+  /** The newest finished run of each schedule that has one. */
+  readonly last: ReadonlyArray<{ readonly agent: string; readonly schedule: string; readonly durationSecs: number }>
+  readonly events: ReadonlyArray<{ readonly agent: string; readonly schedule: string; readonly kind: string; readonly count: number }>
+  readonly openIncidents: number
+  readonly deliveries: ReadonlyArray<{ readonly state: string; readonly count: number }>
+}
+
 export interface AlertStoreShape {
   /**
    * Records the event unless its dedupe key is known, applies `decide` to its subject's incident
@@ -252,6 +267,8 @@ export interface AlertStoreShape {
   /** Events per kind, all time (the metrics' counters survive restarts). */
   readonly eventCounts: () => Effect.Effect<ReadonlyArray<{ readonly kind: string; readonly count: number }>, StoreError>
   readonly deliveryCounts: () => Effect.Effect<ReadonlyArray<{ readonly state: string; readonly count: number }>, StoreError>
+  /** What the per-schedule series of /metrics are computed from (every schedule; the caller caps). */
+  readonly scheduleStats: () => Effect.Effect<ScheduleStats, StoreError>
   // --- reads of the run tables the evaluator needs -------------------------------------------
   readonly run: (runId: string) => Effect.Effect<RunInfo | undefined, StoreError>
   /** Final runs finished (missed: scheduled) at or after `since`, oldest first, at most `limit`. */
@@ -441,6 +458,44 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
         Effect.map((rows) => rows.map((r) => ({ state: String(r.state), count: num(r.n) }))),
         Effect.mapError(storeError("count deliveries"))
       ),
+    scheduleStats: () =>
+      Effect.gen(function*() {
+        const runs = yield* q(
+          `SELECT agent, schedule, state, SUM(occurrences) AS n, MAX(finished_at) AS last_finished
+           FROM runs WHERE state <> 'running' GROUP BY agent, schedule, state`
+        )
+        const last = yield* q(
+          `SELECT r.agent, r.schedule, MAX(r.finished_at - r.started_at) AS d FROM runs r
+           JOIN (SELECT agent, schedule, MAX(finished_at) AS f FROM runs
+                 WHERE finished_at IS NOT NULL AND started_at IS NOT NULL GROUP BY agent, schedule) m
+             ON r.agent = m.agent AND r.schedule = m.schedule AND r.finished_at = m.f
+           WHERE r.started_at IS NOT NULL GROUP BY r.agent, r.schedule`
+        )
+        const events = yield* q(
+          `SELECT agent, schedule, kind, COUNT(*) AS n FROM alert_events
+           WHERE schedule IS NOT NULL AND kind IN ('late', 'missed', 'stalled') GROUP BY agent, schedule, kind`
+        )
+        const open = yield* q(`SELECT COUNT(*) AS n FROM alert_incidents WHERE open_key IS NOT NULL`)
+        const deliveries = yield* q(`SELECT state, COUNT(*) AS n FROM alert_deliveries GROUP BY state`)
+        return {
+          runs: runs.map((r) => ({
+            agent: String(r.agent),
+            schedule: String(r.schedule),
+            state: String(r.state),
+            count: num(r.n),
+            lastFinishedAt: numOrNull(r.last_finished)
+          })),
+          last: last.map((r) => ({ agent: String(r.agent), schedule: String(r.schedule), durationSecs: num(r.d) / 1e6 })),
+          events: events.map((r) => ({
+            agent: String(r.agent),
+            schedule: String(r.schedule),
+            kind: String(r.kind),
+            count: num(r.n)
+          })),
+          openIncidents: num(open[0]?.n ?? 0),
+          deliveries: deliveries.map((r) => ({ state: String(r.state), count: num(r.n) }))
+        } satisfies ScheduleStats
+      }).pipe(Effect.mapError(storeError("schedule statistics"))),
     run: (runId) =>
       q(`SELECT ${RUN_COLUMNS} FROM runs WHERE run_id = ?`, [runId]).pipe(
         Effect.map((rows) => (rows[0] === undefined ? undefined : toRun(rows[0]))),
