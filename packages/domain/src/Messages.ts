@@ -179,7 +179,23 @@ export const RunMissed = Schema.TaggedStruct("RunMissed", {
   trigger: Schema.optionalWith(Trigger, { exact: true })
 })
 
-export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed)
+/**
+ * A job said it is alive (issue 14): a line it wrote to `BARTO_HEARTBEAT` (README "Heartbeats").
+ * Resets bartos' stall timer; the last one is shown with the run. Wire compatibility: a bartos
+ * older than this record refuses a batch holding one, so upgrade bartos before the agents whose
+ * jobs beat (bartos advertises the capability `heartbeat`).
+ */
+export const Heartbeat = Schema.TaggedStruct("Heartbeat", {
+  seq: Seq,
+  runId: RunId,
+  ts: Micros,
+  /** `done/total`, e.g. "40/100". */
+  progress: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(32)), { exact: true }),
+  status: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(64)), { exact: true }),
+  message: Schema.optionalWith(ShortText, { exact: true })
+})
+
+export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, Heartbeat)
 export type AgentRecord = typeof AgentRecord.Type
 
 // ---------------------------------------------------------------------------------------------
@@ -294,7 +310,9 @@ const compactLines = (records: ReadonlyArray<AgentRecord>): Array<AgentRecord | 
  */
 export const RecordBatch = Schema.transform(
   Schema.TaggedStruct("RecordBatch", {
-    records: Schema.Array(Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, OutputLines))
+    records: Schema.Array(
+      Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, Heartbeat, OutputLines)
+    )
   }),
   Schema.TaggedStruct("RecordBatch", { records: Schema.Array(AgentRecord) }),
   {

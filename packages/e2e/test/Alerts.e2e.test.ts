@@ -15,7 +15,7 @@ import { join } from "node:path"
 import { SMTPServer } from "smtp-server"
 import { afterEach, describe, expect, it } from "vitest"
 import { type Cluster, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
-import { killAll } from "./utils/procs.js"
+import { binPath, killAll } from "./utils/procs.js"
 
 interface Received {
   readonly headers: IncomingHttpHeaders
@@ -334,4 +334,41 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     expect(text).toMatch(/^bartos_agent_up\{agent="idle0"\} 0$/m)
     expect(text).toMatch(/^bartos_alert_incidents_open 1$/m)
   }, 120_000)
+
+  it("heartbeats: barto-cli beat and a shell one-liner keep a silent job from stalling; the last beat is stored", async () => {
+    const c = await makeCluster(kind)
+    clusters.push(c)
+    const beat = `${process.execPath} ${binPath("barto-cli")} beat`
+    const job = [
+      "echo start",
+      `for i in 1 2 3 4; do sleep 0.7; ${beat} --progress $i/5 --status ok step $i || exit 9; done`,
+      "sleep 0.7; echo \"progress=5/5 status=done finishing\" >&3",
+      "sleep 0.5"
+    ].join("; ")
+    c.writeServerConfig({
+      schedules: { hb: [{ name: "beats", on_calendar: "*-01-01 00:00:00", cmds: [job], stall_after: "3s" } as Schedule] }
+    })
+    await c.startServer()
+    await c.startAgent("hb")
+    await waitFor("a run of hb/beats", async () => {
+      if ((await c.db.all("SELECT 1 FROM runs WHERE agent = 'hb'")).length > 0) return true
+      await c.cli(["run", "hb", "beats"])
+      return undefined
+    }, { timeoutMs: 20_000, intervalMs: 500 })
+    const run = await waitFor("the run to end", async () => {
+      const rows = await c.db.all<{ state: string; heartbeat: string | null; run_id: string }>(
+        "SELECT state, heartbeat, run_id FROM runs WHERE agent = 'hb'"
+      )
+      return rows[0]?.state !== "running" ? rows[0] : undefined
+    }, { timeoutMs: 30_000 })
+    expect(run.state, c.diagnostics()).toBe("succeeded")
+    expect(JSON.parse(run.heartbeat!)).toMatchObject({ progress: "5/5", status: "done", message: "finishing" })
+    // Output only at the start, then beats for several seconds (longer than stall_after): never 3 s of silence.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(await events(c, "stalled")).toEqual([])
+    // Outside a job, beat says why it cannot work.
+    const outside = await c.cli(["beat", "hello"])
+    expect(outside.code).toBe(1)
+    expect(outside.stderr).toMatch(/BARTO_HEARTBEAT is not set/)
+  }, 90_000)
 })

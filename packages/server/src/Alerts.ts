@@ -8,7 +8,7 @@
  *   and `recovered` (the first success of a schedule with an open incident);
  * - every `[alerts] check_interval`: `late` (an occurrence of the calendar with no run
  *   `late_after` past its time: computed here from the calendar, so an agent that is offline or
- *   silent is caught), `stalled` (a running run with no output for `stall_after`), `overran`
+ *   silent is caught), `stalled` (a running run with no output and no heartbeat for `stall_after`), `overran`
  *   (running longer than `expected_duration`), `agent_down` (no session for `agent_down_after`)
  *   and `agent_up`, and reminders of notified open incidents;
  * - at start, finished runs of the last `[alerts] catch_up` are derived again: events lost to a
@@ -148,7 +148,7 @@ export const evaluator = (
       })
 
     // --- activity of running runs (stall detection) ---------------------------------------------
-    /** runId -> newest output instant (µs); filled from batches, and from the store for runs seen first. */
+    /** runId -> newest output line or heartbeat (µs); filled from batches, and from the store for runs seen first. */
     const activity = new Map<string, number>()
 
     // Subscribe before the catch-up read, so a batch committed in between is seen by one of them.
@@ -156,7 +156,7 @@ export const evaluator = (
     const onBatch = Effect.gen(function*() {
       const batch = yield* Queue.take(subscription)
       for (const r of batch.records) {
-        if (r._tag === "OutputLine") {
+        if (r._tag === "OutputLine" || r._tag === "Heartbeat") {
           activity.set(r.runId, Math.max(activity.get(r.runId) ?? 0, r.ts))
         } else if (r._tag === "RunFinished") {
           activity.delete(r.runId)

@@ -1,6 +1,6 @@
 /**
  * Alert persistence (issue 14): events, incidents and the delivery queue, with their migrations
- * (0022–0027). Kept out of make.ts: the store core ingests records, this file records what they
+ * (0022–0028, in migrations.ts). Kept out of make.ts: the store core ingests records, this file records what they
  * mean.
  *
  * - `alert_events`: every derived event, unique on `dedupe_key` ("failed:<run>", "late:<agent>
@@ -15,71 +15,6 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import { StoreError } from "./errors.js"
 import { decide, type Decision, type EventKind, type OpenIncident, type Settings, subjectKey } from "../alerts/policy.js"
-
-const createTable = (name: string, body: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const options = sql.onDialectOrElse({
-      mysql: () => " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-      orElse: () => ""
-    })
-    yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS ${name} (${body})${options}`)
-  })
-
-const createIndex = (name: string, table: string, columns: string) =>
-  Effect.flatMap(
-    SqlClient.SqlClient,
-    (sql) => Effect.asVoid(sql.unsafe(`CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`))
-  )
-
-export const alertMigrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
-  "0022_create_alert_events": createTable(
-    "alert_events",
-    `event_id VARCHAR(64) NOT NULL PRIMARY KEY,
-    dedupe_key VARCHAR(512) NOT NULL UNIQUE,
-    kind VARCHAR(16) NOT NULL,
-    agent VARCHAR(255) NOT NULL,
-    schedule VARCHAR(255) NULL,
-    run_id VARCHAR(64) NULL,
-    at BIGINT NOT NULL,
-    incident_id VARCHAR(64) NULL,
-    detail MEDIUMTEXT NOT NULL`
-  ),
-  // `alerts` (recent events), metrics counts by kind
-  "0023_index_alert_events_at": createIndex("alert_events_at", "alert_events", "at"),
-  "0024_create_alert_incidents": createTable(
-    "alert_incidents",
-    `incident_id VARCHAR(64) NOT NULL PRIMARY KEY,
-    open_key VARCHAR(512) NULL UNIQUE,
-    agent VARCHAR(255) NOT NULL,
-    schedule VARCHAR(255) NULL,
-    first_kind VARCHAR(16) NOT NULL,
-    opened_at BIGINT NOT NULL,
-    closed_at BIGINT NULL,
-    bad_events INT NOT NULL,
-    notified_at BIGINT NULL,
-    last_notice_at BIGINT NULL,
-    reminders INT NOT NULL DEFAULT 0,
-    last_event_id VARCHAR(64) NOT NULL`
-  ),
-  "0025_create_alert_deliveries": createTable(
-    "alert_deliveries",
-    `delivery_id VARCHAR(320) NOT NULL PRIMARY KEY,
-    event_id VARCHAR(64) NOT NULL,
-    channel VARCHAR(255) NOT NULL,
-    state VARCHAR(16) NOT NULL,
-    attempts INT NOT NULL DEFAULT 0,
-    created_at BIGINT NOT NULL,
-    next_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL,
-    last_error VARCHAR(1024) NULL,
-    payload MEDIUMTEXT NOT NULL`
-  ),
-  // the worker's "what is due"
-  "0026_index_alert_deliveries_state_next": createIndex("alert_deliveries_state_next", "alert_deliveries", "state, next_at"),
-  // `alerts` (recent deliveries)
-  "0027_index_alert_deliveries_created": createIndex("alert_deliveries_created", "alert_deliveries", "created_at")
-}
 
 export const ALERT_TABLES = ["alert_events", "alert_incidents", "alert_deliveries"] as const
 
@@ -274,7 +209,7 @@ export interface AlertStoreShape {
   /** Final runs finished (missed: scheduled) at or after `since`, oldest first, at most `limit`. */
   readonly finishedSince: (since: number, limit: number) => Effect.Effect<ReadonlyArray<RunInfo>, StoreError>
   readonly running: () => Effect.Effect<ReadonlyArray<RunInfo>, StoreError>
-  /** The newest output line's timestamp of a run, or null. */
+  /** The newest output line's or heartbeat's timestamp of a run, or null. */
   readonly lastOutputAt: (runId: string) => Effect.Effect<number | null, StoreError>
   /** The last `n` output lines of a run, oldest first. */
   readonly lastLines: (runId: string, n: number) => Effect.Effect<ReadonlyArray<string>, StoreError>
@@ -514,10 +449,17 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
         Effect.mapError(storeError("read runs"))
       ),
     lastOutputAt: (runId) =>
-      q(`SELECT MAX(ts) AS ts FROM output_lines WHERE run_id = ?`, [runId]).pipe(
-        Effect.map((rows) => numOrNull(rows[0]?.ts)),
-        Effect.mapError(storeError("read lines"))
-      ),
+      Effect.gen(function*() {
+        const line = numOrNull((yield* q(`SELECT MAX(ts) AS ts FROM output_lines WHERE run_id = ?`, [runId]))[0]?.ts)
+        const beatText = (yield* q(`SELECT heartbeat FROM runs WHERE run_id = ?`, [runId]))[0]?.heartbeat
+        let beat: number | null = null
+        try {
+          beat = typeof beatText === "string" ? numOrNull((JSON.parse(beatText) as { at?: unknown }).at) : null
+        } catch {
+          // Written by make.ts as JSON; anything else counts as no beat.
+        }
+        return line === null ? beat : beat === null ? line : Math.max(line, beat)
+      }).pipe(Effect.mapError(storeError("read lines"))),
     lastLines: (runId, n) =>
       q(`SELECT data FROM output_lines WHERE run_id = ? ORDER BY line_seq DESC LIMIT ${Math.max(1, Math.floor(n))}`, [
         runId

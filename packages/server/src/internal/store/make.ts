@@ -180,6 +180,8 @@ const recordTime = (r: AgentRecord): number => {
       return r.finishedAt
     case "RunMissed":
       return r.scheduledAt
+    case "Heartbeat":
+      return r.ts
   }
 }
 
@@ -565,6 +567,12 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
             clip(r.reason),
             r.until ?? null,
             r.count ?? 1
+          ])
+        case "Heartbeat":
+          // Only the last beat is kept, and only while the run runs (a late one cannot undo its end).
+          return yield* execOf(`UPDATE runs SET heartbeat = ? WHERE run_id = ? AND state = 'running'`, [
+            JSON.stringify({ at: r.ts, progress: r.progress ?? null, status: r.status ?? null, message: r.message ?? null }),
+            r.runId
           ])
         case "OutputLine":
           return 0
