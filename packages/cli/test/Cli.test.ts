@@ -56,7 +56,8 @@ describe("argv normalisation", () => {
       "run",
       "cancel",
       "pause",
-      "resume"
+      "resume",
+      "beat"
     ])
   })
 })
