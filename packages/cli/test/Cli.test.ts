@@ -57,7 +57,9 @@ describe("argv normalisation", () => {
       "cancel",
       "pause",
       "resume",
-      "beat"
+      "beat",
+      "alerts",
+      "notify"
     ])
   })
 })

@@ -450,6 +450,10 @@ export const CancelRequest = Req("CancelRequest", { runId: RunId })
 export const PauseRequest = Req("PauseRequest", { agent: Schema.String, schedule: Schema.String })
 export const ResumeRequest = Req("ResumeRequest", { agent: Schema.String, schedule: Schema.String })
 export const SchedulesRequest = Req("SchedulesRequest", { agent: Schema.optional(Schema.String) })
+/** Open incidents and the newest `limit` deliveries (`barto-cli alerts`). */
+export const AlertsRequest = Req("AlertsRequest", { limit: Schema.Int })
+/** Queues a test notification to `[notify.<channel>]` (`barto-cli notify test`; admin). */
+export const NotifyTestRequest = Req("NotifyTestRequest", { channel: Schema.String })
 
 export const CliRequest = Schema.Union(
   InfoRequest,
@@ -467,7 +471,9 @@ export const CliRequest = Schema.Union(
   CancelRequest,
   PauseRequest,
   ResumeRequest,
-  SchedulesRequest
+  SchedulesRequest,
+  AlertsRequest,
+  NotifyTestRequest
 )
 export type CliRequest = typeof CliRequest.Type
 
@@ -684,6 +690,39 @@ export const ServerHelloCli = Schema.TaggedStruct("ServerHelloCli", {
   admin: Schema.Boolean
 })
 
+export class IncidentView extends Schema.Class<IncidentView>("IncidentView")({
+  incidentId: Schema.String,
+  agent: Schema.String,
+  /** null: the agent itself (agent_down). */
+  schedule: Schema.NullOr(Schema.String),
+  firstKind: Schema.String,
+  openedAt: Micros,
+  badEvents: Schema.Int,
+  notifiedAt: Schema.NullOr(Micros),
+  reminders: Schema.Int
+}) {}
+
+export class DeliveryView extends Schema.Class<DeliveryView>("DeliveryView")({
+  deliveryId: Schema.String,
+  eventId: Schema.String,
+  /** The event's kind ("test" for `notify test`). */
+  kind: Schema.String,
+  agent: Schema.NullOr(Schema.String),
+  schedule: Schema.NullOr(Schema.String),
+  channel: Schema.String,
+  state: Schema.Literal("pending", "delivered", "failed"),
+  attempts: Schema.Int,
+  createdAt: Micros,
+  updatedAt: Micros,
+  lastError: Schema.NullOr(Schema.String)
+}) {}
+
+export const AlertsResponse = Res("AlertsResponse", {
+  incidents: Schema.Array(IncidentView),
+  deliveries: Schema.Array(DeliveryView)
+})
+export const NotifyTestResponse = Res("NotifyTestResponse", { eventId: Schema.String, deliveryId: Schema.String })
+
 export const CliResponse = Schema.Union(
   InfoResponse,
   ClientsResponse,
@@ -700,6 +739,8 @@ export const CliResponse = Schema.Union(
   CancelResponse,
   PauseResponse,
   SchedulesResponse,
+  AlertsResponse,
+  NotifyTestResponse,
   CliError
 )
 export type CliResponse = typeof CliResponse.Type

@@ -194,6 +194,35 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
       "SELECT state, COUNT(*) AS n FROM alert_deliveries GROUP BY state"
     )
     expect(deliveries.map((d) => [d.state, Number(d.n)])).toEqual([["delivered", 6]])
+
+    // barto-cli alerts: no incident open any more, the six deliveries with their status.
+    const shown = await c.cliJson<{ incidents: Array<unknown>; deliveries: Array<{ kind: string; channel: string; state: string; attempts: number }> }>(
+      ["alerts"]
+    )
+    expect(shown.incidents).toEqual([])
+    expect(shown.deliveries.map((d) => `${d.kind} ${d.channel} ${d.state}`).sort()).toEqual([
+      "failed hook delivered",
+      "failed mail delivered",
+      "failed pager delivered",
+      "recovered hook delivered",
+      "recovered mail delivered",
+      "recovered pager delivered"
+    ])
+    const text = await c.cli(["alerts"])
+    expect(text.stdout).toMatch(/no open incidents/)
+    expect(text.stdout).toMatch(/recovered\s+web1\/flaky\s+hook\s+delivered\s+1/)
+
+    // barto-cli notify test: delivered, signed like the rest; an unknown channel says so.
+    const before = hook.received.length
+    const test = await c.cli(["notify", "test", "hook"])
+    expect(test.code, test.stderr).toBe(0)
+    expect(test.stdout).toMatch(/delivered to \[notify\.hook\]/)
+    const received = hook.received.slice(before)
+    expect(received.map((r) => (JSON.parse(r.body) as { kind: string }).kind)).toEqual(["test"])
+    expect(referenceVerify(SECRET, received[0]!)).toBe(true)
+    const unknown = await c.cli(["notify", "test", "nope"])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/no \[notify\.nope\] channel configured/)
   }, 90_000)
 
   it("kill -9 of bartos with notifications queued: delivered after the restart, once per event id", async () => {

@@ -415,16 +415,3 @@ export const evaluator = (
       Effect.race(Queue.take(wake), Effect.sleep(interval))
     )))
   }))
-
-/** A delivery outside any incident: `barto-cli notify test NAME`. */
-export const testPayload = (channel: string, eventId: string, atMs: number): string =>
-  JSON.stringify({
-    id: eventId,
-    kind: "test",
-    agent: null,
-    schedule: null,
-    run_id: null,
-    at: new Date(atMs).toISOString(),
-    incident: null,
-    detail: { message: `test notification to [notify.${channel}]` }
-  })
