@@ -515,6 +515,15 @@ export class LineRow extends Schema.Class<LineRow>("LineRow")({
   runState: RunState
 }) {}
 
+/** The last heartbeat of a run (issue 14, `Heartbeat` record). */
+export const RunHeartbeat = Schema.Struct({
+  at: Micros,
+  progress: Schema.NullOr(Schema.String),
+  status: Schema.NullOr(Schema.String),
+  message: Schema.NullOr(Schema.String)
+})
+export type RunHeartbeat = typeof RunHeartbeat.Type
+
 export class RunRow extends Schema.Class<RunRow>("RunRow")({
   runId: RunId,
   agent: Schema.String,
@@ -535,7 +544,9 @@ export class RunRow extends Schema.Class<RunRow>("RunRow")({
   /** A missed range: its last occurrence (`scheduledAt` is its first); null for one occurrence. */
   scheduledUntil: Schema.NullOr(Micros),
   /** How many occurrences of the calendar this row accounts for: 1, or a missed range's count. */
-  occurrences: Schema.Int
+  occurrences: Schema.Int,
+  /** The job's last heartbeat while it ran; absent when it never beat (or from an older bartos). */
+  heartbeat: Schema.optionalWith(RunHeartbeat, { exact: true })
 }) {}
 
 /** A failed command (exit code != 0, signal, timeout) with its output lines. */

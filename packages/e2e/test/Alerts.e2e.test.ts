@@ -392,6 +392,8 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     }, { timeoutMs: 30_000 })
     expect(run.state, c.diagnostics()).toBe("succeeded")
     expect(JSON.parse(run.heartbeat!)).toMatchObject({ progress: "5/5", status: "done", message: "finishing" })
+    const listed = await c.cliJson<Array<{ heartbeat?: { progress: string; status: string } }>>(["runs", "--agent", "hb"])
+    expect(listed[0]!.heartbeat).toMatchObject({ progress: "5/5", status: "done" })
     // Output only at the start, then beats for several seconds (longer than stall_after): never 3 s of silence.
     await new Promise((r) => setTimeout(r, 500))
     expect(await events(c, "stalled")).toEqual([])

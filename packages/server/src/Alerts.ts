@@ -228,12 +228,34 @@ export const evaluator = (
         }
       })
 
+    /** Dedupe keys of stalled/overran events recorded by this process; forgotten when the run ends. */
+    const firedRunEvents = new Set<string>()
     const checkRunning = (config: Config.BartosConfig, nowUs: number) =>
       Effect.gen(function*() {
-        for (const run of yield* alerts.running()) {
+        const running = yield* alerts.running()
+        if (firedRunEvents.size > 0) {
+          const live = new Set(running.map((r) => r.runId))
+          for (const key of firedRunEvents) if (!live.has(key.slice(key.indexOf(":") + 1))) firedRunEvents.delete(key)
+        }
+        for (const run of running) {
           const s = settingsFor(config, run.agent, run.schedule)
           if (s.stallAfterSecs === undefined && s.expectedDurationSecs === undefined) continue
           const started = run.startedAt ?? run.scheduledAt
+          /** A once-per-run event of a running run (remembered, so later checks skip the store). */
+          const runningEvent = (kind: "stalled" | "overran", detail: Record<string, unknown>) => {
+            const dedupeKey = `${kind}:${run.runId}`
+            if (firedRunEvents.has(dedupeKey)) return Effect.void
+            firedRunEvents.add(dedupeKey)
+            return record({
+              dedupeKey,
+              kind,
+              agent: run.agent,
+              schedule: run.schedule,
+              runId: run.runId,
+              at: nowUs,
+              detail: { state: "running", started_at: iso(started), ...detail }
+            })
+          }
           if (s.stallAfterSecs !== undefined) {
             let last = activity.get(run.runId)
             if (last === undefined) {
@@ -242,38 +264,18 @@ export const evaluator = (
             }
             const silent = nowUs - Math.max(last, started)
             if (silent >= s.stallAfterSecs * 1e6) {
-              yield* record({
-                dedupeKey: `stalled:${run.runId}`,
-                kind: "stalled",
-                agent: run.agent,
-                schedule: run.schedule,
-                runId: run.runId,
-                at: nowUs,
-                detail: {
-                  state: "running",
-                  started_at: iso(started),
-                  last_activity_at: iso(Math.max(last, started)),
-                  stall_after_secs: s.stallAfterSecs,
-                  output: yield* alerts.lastLines(run.runId, OUTPUT_LINES),
-                  message: `no output and no heartbeat for ${Math.round(silent / 1e5) / 10}s`
-                }
+              yield* runningEvent("stalled", {
+                last_activity_at: iso(Math.max(last, started)),
+                stall_after_secs: s.stallAfterSecs,
+                output: yield* alerts.lastLines(run.runId, OUTPUT_LINES),
+                message: `no output and no heartbeat for ${Math.round(silent / 1e5) / 10}s`
               })
             }
           }
           if (s.expectedDurationSecs !== undefined && nowUs - started > s.expectedDurationSecs * 1e6) {
-            yield* record({
-              dedupeKey: `overran:${run.runId}`,
-              kind: "overran",
-              agent: run.agent,
-              schedule: run.schedule,
-              runId: run.runId,
-              at: nowUs,
-              detail: {
-                state: "running",
-                started_at: iso(started),
-                expected_duration_secs: s.expectedDurationSecs,
-                message: `running for more than ${s.expectedDurationSecs}s (expected_duration); not stopped`
-              }
+            yield* runningEvent("overran", {
+              expected_duration_secs: s.expectedDurationSecs,
+              message: `running for more than ${s.expectedDurationSecs}s (expected_duration); not stopped`
             })
           }
         }

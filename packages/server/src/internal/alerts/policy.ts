@@ -3,11 +3,11 @@
  * its subject's incident. The shell (Alerts.ts, store/alerts.ts) records the outcome in one
  * transaction with the event.
  */
-import type * as Config from "@barto/domain/Config"
+import * as Config from "@barto/domain/Config"
 
 export type EventKind = Config.EventKind
 
-const BAD: ReadonlySet<EventKind> = new Set(["failed", "timed_out", "missed", "late", "stalled", "overran", "agent_down"])
+const BAD: ReadonlySet<EventKind> = new Set(Config.BAD_KINDS)
 export const isBad = (kind: EventKind): boolean => BAD.has(kind)
 
 /** The alert settings in force for one schedule (or, with `schedule` undefined, for an agent itself). */
@@ -27,17 +27,6 @@ type Level = {
   readonly expected_duration?: number | undefined
 }
 
-const ALL_KINDS: ReadonlyArray<EventKind> = [
-  "failed",
-  "timed_out",
-  "missed",
-  "late",
-  "stalled",
-  "overran",
-  "agent_down",
-  "agent_up",
-  "recovered"
-]
 
 /** Schedule over agent over `[alerts]`, key by key (an `alert` table is merged by its keys too). */
 export const resolve = (levels: ReadonlyArray<Level | undefined>): Settings => {
@@ -50,7 +39,7 @@ export const resolve = (levels: ReadonlyArray<Level | undefined>): Settings => {
     return undefined as Config.AlertRule[K]
   }
   return {
-    on: rule("on") ?? ALL_KINDS,
+    on: rule("on") ?? Config.EVENT_KINDS,
     to: rule("to") ?? [],
     afterFailures: rule("after_failures") ?? 1,
     lateAfterSecs: pick("late_after"),
