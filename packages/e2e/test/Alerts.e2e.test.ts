@@ -145,10 +145,10 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
 
     // Several failed runs, one incident: wait for three failures, then let it succeed.
     await waitFor("three failed events", async () => ((await events(c, "failed")).length >= 3 ? true : undefined), {
-      timeoutMs: 30_000
+      timeoutMs: 60_000
     })
     writeFileSync(okFile, "")
-    const recovered = await waitFor("recovered", async () => (await events(c, "recovered"))[0], { timeoutMs: 20_000 })
+    const recovered = await waitFor("recovered", async () => (await events(c, "recovered"))[0], { timeoutMs: 60_000 })
     await waitFor("the recovered webhook", () => (hook.received.length >= 2 ? true : undefined))
     // Nothing else arrives: every further failure was counted into the incident that was notified.
     await new Promise((r) => setTimeout(r, 1500))
@@ -223,7 +223,7 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     const unknown = await c.cli(["notify", "test", "nope"])
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toMatch(/no \[notify\.nope\] channel configured/)
-  }, 90_000)
+  }, 240_000)
 
   it("kill -9 of bartos with notifications queued: delivered after the restart, once per event id", async () => {
     const hook = await startReceiver()
@@ -242,12 +242,12 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     const server = await c.startServer()
     await c.startAgent("web1")
     // The receiver refuses: the notification stays queued (at least one attempt made).
-    await waitFor("a refused attempt", () => (hook.received.length >= 1 ? true : undefined), { timeoutMs: 30_000 })
+    await waitFor("a refused attempt", () => (hook.received.length >= 1 ? true : undefined), { timeoutMs: 60_000 })
     await server.kill9()
     hook.status = 200
     await c.startServer()
     await waitFor("the delivery after the restart", () => (hook.received.some((r) => r.status === 200) ? true : undefined), {
-      timeoutMs: 30_000
+      timeoutMs: 60_000
     })
     await new Promise((r) => setTimeout(r, 2000))
     const ok = hook.received.filter((r) => r.status === 200)
@@ -264,7 +264,7 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     // either way the receiver saw it, and the delivery was retried after the restart.
     expect(hook.received.length).toBeGreaterThanOrEqual(2)
     expect(hook.received[0]!.status).toBe(503)
-  }, 90_000)
+  }, 240_000)
 
   it("a silent job is stalled within a second of stall_after; a stopped agent is late and agent_down", async () => {
     const c = await makeCluster(kind)
@@ -284,9 +284,9 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
       if ((await c.db.all("SELECT 1 FROM runs WHERE agent = 'quiet'")).length > 0) return true
       const r = await c.cli(["run", "quiet", "hang"])
       return r.code === 0 ? undefined : undefined
-    }, { timeoutMs: 20_000, intervalMs: 500 })
+    }, { timeoutMs: 60_000, intervalMs: 500 })
 
-    const stalled = await waitFor("stalled", async () => (await events(c, "stalled"))[0], { timeoutMs: 20_000 })
+    const stalled = await waitFor("stalled", async () => (await events(c, "stalled"))[0], { timeoutMs: 60_000 })
     const lastLine = await c.db.all<{ ts: number }>("SELECT MAX(ts) AS ts FROM output_lines WHERE run_id = ?", [stalled.run_id])
     const silentSecs = (Number(stalled.at) - Number(lastLine[0]!.ts)) / 1e6
     expect(silentSecs, c.diagnostics()).toBeGreaterThanOrEqual(2)
@@ -301,7 +301,7 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     const late = await waitFor(
       "late after the stop",
       async () => (await events(c, "late")).find((e) => e.agent === "gone" && occurrenceOf(e) > stoppedAt),
-      { timeoutMs: 20_000 }
+      { timeoutMs: 60_000 }
     )
     expect(late.agent).toBe("gone")
     expect(late.schedule).toBe("tick")
@@ -311,7 +311,7 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     const down = await waitFor(
       "agent_down after the stop",
       async () => (await events(c, "agent_down")).find((e) => e.agent === "gone" && Number(e.at) / 1000 > stoppedAt),
-      { timeoutMs: 20_000 }
+      { timeoutMs: 60_000 }
     )
     expect((Number(down.at) / 1000 - stoppedAt) / 1000).toBeGreaterThanOrEqual(2)
     expect(down.schedule).toBeNull()
@@ -320,9 +320,9 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     await waitFor(
       "agent_up",
       async () => (await events(c, "agent_up")).find((e) => e.agent === "gone" && Number(e.at) > Number(down.at)),
-      { timeoutMs: 20_000 }
+      { timeoutMs: 60_000 }
     )
-  }, 90_000)
+  }, 240_000)
 
   it("/metrics: per-schedule series bounded with 10,000 schedules, behind metrics_token", async () => {
     const c = await makeCluster(kind)
@@ -362,7 +362,7 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     expect(text).toMatch(/^bartos_agent_up\{agent="live"\} 1$/m)
     expect(text).toMatch(/^bartos_agent_up\{agent="idle0"\} 0$/m)
     expect(text).toMatch(/^bartos_alert_incidents_open 1$/m)
-  }, 120_000)
+  }, 240_000)
 
   it("heartbeats: barto-cli beat and a shell one-liner keep a silent job from stalling; the last beat is stored", async () => {
     const c = await makeCluster(kind)
@@ -383,13 +383,13 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
       if ((await c.db.all("SELECT 1 FROM runs WHERE agent = 'hb'")).length > 0) return true
       await c.cli(["run", "hb", "beats"])
       return undefined
-    }, { timeoutMs: 20_000, intervalMs: 500 })
+    }, { timeoutMs: 60_000, intervalMs: 500 })
     const run = await waitFor("the run to end", async () => {
       const rows = await c.db.all<{ state: string; heartbeat: string | null; run_id: string }>(
         "SELECT state, heartbeat, run_id FROM runs WHERE agent = 'hb'"
       )
       return rows[0]?.state !== "running" ? rows[0] : undefined
-    }, { timeoutMs: 30_000 })
+    }, { timeoutMs: 60_000 })
     expect(run.state, c.diagnostics()).toBe("succeeded")
     expect(JSON.parse(run.heartbeat!)).toMatchObject({ progress: "5/5", status: "done", message: "finishing" })
     const listed = await c.cliJson<Array<{ heartbeat?: { progress: string; status: string } }>>(["runs", "--agent", "hb"])
@@ -401,5 +401,5 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     const outside = await c.cli(["beat", "hello"])
     expect(outside.code).toBe(1)
     expect(outside.stderr).toMatch(/BARTO_HEARTBEAT is not set/)
-  }, 90_000)
+  }, 240_000)
 })
