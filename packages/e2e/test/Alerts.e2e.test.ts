@@ -294,8 +294,9 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
 
     // `gone` ran on time; stopped, its next occurrence is late and the agent down.
     await waitFor("a run of gone", async () => ((await c.db.all("SELECT 1 FROM runs WHERE agent = 'gone'")).length > 0 ? true : undefined))
-    await gone.stop()
+    // Taken before the stop: bartos may see the session end before the process has exited.
     const stoppedAt = Date.now()
+    await gone.stop()
     // (An occurrence before the agent first connected may be late too: it did not start either.)
     const occurrenceOf = (e: EventRow) => Date.parse((JSON.parse(e.detail) as { occurrence: string }).occurrence)
     const late = await waitFor(
@@ -368,14 +369,19 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     const c = await makeCluster(kind)
     clusters.push(c)
     const beat = `${process.execPath} ${binPath("barto-cli")} beat`
+    // Beats every second from the shell for 10 s, barto-cli's in the background meanwhile (its
+    // start-up time must not count as silence on a loaded machine); stall_after is 6 s, so the
+    // same job without beats would stall.
     const job = [
       "echo start",
-      `for i in 1 2 3 4; do sleep 0.7; ${beat} --progress $i/5 --status ok step $i || exit 9; done`,
-      "sleep 0.7; echo \"progress=5/5 status=done finishing\" >&3",
+      `(${beat} --progress 3/10 --status ok "from barto-cli" || echo "beat failed" >&2) &`,
+      "for i in 1 2 3 4 5 6 7 8 9; do sleep 1; echo \"progress=$i/10 status=ok\" >&3; done",
+      "wait",
+      "sleep 1; echo \"progress=10/10 status=done finishing\" >&3",
       "sleep 0.5"
     ].join("; ")
     c.writeServerConfig({
-      schedules: { hb: [{ name: "beats", on_calendar: "*-01-01 00:00:00", cmds: [job], stall_after: "3s" } as Schedule] }
+      schedules: { hb: [{ name: "beats", on_calendar: "*-01-01 00:00:00", cmds: [job], stall_after: "6s" } as Schedule] }
     })
     await c.startServer()
     await c.startAgent("hb")
@@ -391,10 +397,13 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
       return rows[0]?.state !== "running" ? rows[0] : undefined
     }, { timeoutMs: 60_000 })
     expect(run.state, c.diagnostics()).toBe("succeeded")
-    expect(JSON.parse(run.heartbeat!)).toMatchObject({ progress: "5/5", status: "done", message: "finishing" })
+    expect(JSON.parse(run.heartbeat!)).toMatchObject({ progress: "10/10", status: "done", message: "finishing" })
     const listed = await c.cliJson<Array<{ heartbeat?: { progress: string; status: string } }>>(["runs", "--agent", "hb"])
-    expect(listed[0]!.heartbeat).toMatchObject({ progress: "5/5", status: "done" })
-    // Output only at the start, then beats for several seconds (longer than stall_after): never 3 s of silence.
+    expect(listed[0]!.heartbeat).toMatchObject({ progress: "10/10", status: "done" })
+    // barto-cli beat exited 0 (else "beat failed" would be output), and no beat became output.
+    const output = await c.db.all<{ data: string }>("SELECT data FROM output_lines WHERE run_id = ?", [run.run_id])
+    expect(output.map((l) => l.data)).toEqual(["start"])
+    // Output only at the start, then beats for 10 s (longer than stall_after): never 6 s of silence.
     await new Promise((r) => setTimeout(r, 500))
     expect(await events(c, "stalled")).toEqual([])
     // Outside a job, beat says why it cannot work.
