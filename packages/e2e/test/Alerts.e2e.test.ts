@@ -379,7 +379,7 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
       "wait",
       "sleep 1; echo \"progress=10/10 status=done finishing\" >&3",
       "sleep 0.5"
-    ].join("; ")
+    ].join("\n")
     c.writeServerConfig({
       schedules: { hb: [{ name: "beats", on_calendar: "*-01-01 00:00:00", cmds: [job], stall_after: "6s" } as Schedule] }
     })

@@ -407,8 +407,17 @@ export const evaluator = (
       }
     }).pipe(Effect.catchAll(logFailure("metrics refresh")))
 
+    // `[retention] max_age_days` applies to the alert tables too (settled rows only).
+    const prune = Effect.gen(function*() {
+      const days = (yield* options.config).retention.max_age_days
+      if (days === undefined) return
+      const deleted = yield* alerts.prune((yield* nowMicros) - days * 86_400 * 1e6)
+      if (deleted > 0) yield* Effect.logInfo(`retention: deleted ${deleted} alert rows`)
+    }).pipe(Effect.catchAll(logFailure("retention of alert tables")))
+
     const interval = yield* Effect.map(options.config, (c) => Math.max(50, Math.round(c.alerts.check_interval * 1000)))
     yield* Effect.forkScoped(Effect.zipRight(catchUp, Effect.forever(onBatch)))
+    yield* Effect.forkScoped(Effect.delay(Effect.forever(Effect.zipRight(prune, Effect.sleep("1 hour"))), "1 minute"))
     // Database-wide reads: often enough for a scrape interval, rare enough for a big runs table.
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(refreshMetrics, Effect.sleep(METRICS_REFRESH))))
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(check, Effect.sleep(interval))))

@@ -86,6 +86,7 @@ const inertAlerts: Store.StoreWithAlerts["alerts"] = {
   recentDeliveries: () => Effect.succeed([]),
   eventCounts: () => Effect.succeed([]),
   deliveryCounts: () => Effect.succeed([]),
+  prune: () => Effect.succeed(0),
   scheduleStats: () => Effect.succeed({ runs: [], last: [], events: [], openIncidents: 0, deliveries: [] }),
   run: () => Effect.succeed(undefined),
   finishedSince: () => Effect.succeed([]),

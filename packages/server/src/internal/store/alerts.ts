@@ -202,6 +202,11 @@ export interface AlertStoreShape {
   /** Events per kind, all time (the metrics' counters survive restarts). */
   readonly eventCounts: () => Effect.Effect<ReadonlyArray<{ readonly kind: string; readonly count: number }>, StoreError>
   readonly deliveryCounts: () => Effect.Effect<ReadonlyArray<{ readonly state: string; readonly count: number }>, StoreError>
+  /**
+   * Deletes what is older than `before` and settled: deliveries no longer pending, events of no
+   * open incident and no pending delivery, closed incidents. Returns the rows deleted.
+   */
+  readonly prune: (before: number) => Effect.Effect<number, StoreError>
   /** What the per-schedule series of /metrics are computed from (every schedule; the caller caps). */
   readonly scheduleStats: () => Effect.Effect<ScheduleStats, StoreError>
   // --- reads of the run tables the evaluator needs -------------------------------------------
@@ -393,6 +398,27 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
         Effect.map((rows) => rows.map((r) => ({ state: String(r.state), count: num(r.n) }))),
         Effect.mapError(storeError("count deliveries"))
       ),
+    prune: (before) =>
+      Effect.gen(function*() {
+        const count = (r: unknown) => {
+          const raw = r as { affectedRows?: number; changes?: number }
+          return raw.affectedRows ?? raw.changes ?? 0
+        }
+        const deliveries = yield* sql.unsafe(
+          `DELETE FROM alert_deliveries WHERE state <> 'pending' AND updated_at < ?`,
+          [before]
+        ).raw
+        const events = yield* sql.unsafe(
+          `DELETE FROM alert_events WHERE at < ?
+             AND (incident_id IS NULL OR incident_id NOT IN (SELECT incident_id FROM alert_incidents WHERE open_key IS NOT NULL))
+             AND event_id NOT IN (SELECT event_id FROM alert_deliveries WHERE state = 'pending')`,
+          [before]
+        ).raw
+        const incidents = yield* sql.unsafe(`DELETE FROM alert_incidents WHERE open_key IS NULL AND closed_at < ?`, [
+          before
+        ]).raw
+        return count(deliveries) + count(events) + count(incidents)
+      }).pipe(Effect.mapError(storeError("prune"))),
     scheduleStats: () =>
       Effect.gen(function*() {
         const runs = yield* q(
