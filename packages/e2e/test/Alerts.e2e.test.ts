@@ -212,6 +212,13 @@ describe.each(dbKinds())("alerts on %s", (kind) => {
     expect(text.stdout).toMatch(/no open incidents/)
     expect(text.stdout).toMatch(/recovered\s+web1\/flaky\s+hook\s+delivered\s+1/)
 
+    // The same through the HTTP API.
+    const api = await (await fetch(`http://127.0.0.1:${c.port}/v1/api/alerts?limit=50`)).json() as typeof shown & {
+      deliveries: Array<{ state: string }>
+    }
+    expect(api.incidents).toEqual([])
+    expect(api.deliveries.map((d) => d.state)).toEqual(Array(6).fill("delivered"))
+
     // barto-cli notify test: delivered, signed like the rest; an unknown channel says so.
     const before = hook.received.length
     const test = await c.cli(["notify", "test", "hook"])
