@@ -4,7 +4,9 @@
  * no-op; the queue's states; retention of settled rows.
  */
 import { assert, describe, it } from "@effect/vitest"
+import type { Micros, RunId } from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { resolve } from "../src/internal/alerts/policy.js"
 import type { NewEvent } from "../src/internal/store/alerts.js"
 import { Store } from "../src/Store.js"
@@ -93,6 +95,28 @@ for (const db of databases) {
         assert.strictEqual((yield* alerts.record(event("failed", agent, 3), { ...s, on: [...s.on] }, 3)).queued, 2)
         assert.strictEqual((yield* alerts.record(event("failed", agent, 4), { ...s, on: [...s.on] }, 4)).queued, 0)
         assert.strictEqual((yield* alerts.openIncidents()).filter((i) => i.agent === agent).length, 1)
+      }).pipe(Effect.provide(db.layer())))
+
+    it.effect("a Heartbeat record keeps the run's last beat while it runs; the run row carries it", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = `h${Math.random().toString(36).slice(2, 8)}`
+        const runId = `run-${agent}` as RunId
+        const t = (s: number) => (1_900_000_000_000_000 + s * 1_000_000) as Micros
+        yield* store.ingest(agent, "o", [
+          { _tag: "RunStarted", seq: 0, runId, schedule: "s", trigger: "schedule", scheduledAt: t(0), startedAt: t(0) },
+          { _tag: "Heartbeat", seq: 1, runId, ts: t(1), progress: "1/4" },
+          { _tag: "Heartbeat", seq: 2, runId, ts: t(2), progress: "2/4", status: "degraded", message: "slow" }
+        ])
+        const running = Option.getOrThrow(yield* store.getRun(runId))
+        assert.deepStrictEqual(running.heartbeat, { at: t(2), progress: "2/4", status: "degraded", message: "slow" })
+        assert.strictEqual(yield* store.alerts.lastOutputAt(runId), t(2))
+        // A beat after the end does not change the finished run.
+        yield* store.ingest(agent, "o", [
+          { _tag: "RunFinished", seq: 3, runId, state: "succeeded", finishedAt: t(3) },
+          { _tag: "Heartbeat", seq: 4, runId, ts: t(4), progress: "4/4" }
+        ])
+        assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).heartbeat?.progress, "2/4")
       }).pipe(Effect.provide(db.layer())))
   })
 }
