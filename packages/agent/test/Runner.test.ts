@@ -335,6 +335,23 @@ describe("Runner", () => {
       ])
     }).pipe(provide()))
 
+  it.live("lines written to the heartbeat pipe become Heartbeat records, not output", () =>
+    Effect.gen(function*() {
+      const { runId } = yield* start(spec("beats", [
+        `echo out; echo "progress=1/2 status=ok half way" >&3; echo >&3; echo "status=degraded" >&3`
+      ]))
+      yield* awaitIdle
+      const rs = yield* recordsOf(runId)
+      const beats = rs.filter((r) => r._tag === "Heartbeat").map(({ progress, status, message }: any) => ({ progress, status, message }))
+      assert.deepStrictEqual(beats, [
+        { progress: "1/2", status: "ok", message: "half way" },
+        { progress: undefined, status: undefined, message: undefined },
+        { progress: undefined, status: "degraded", message: undefined }
+      ])
+      assert.deepStrictEqual(lines(rs).map((l) => l.data), ["out"])
+      assert.strictEqual(rs.find((r) => r._tag === "RunFinished")?._tag, "RunFinished")
+    }).pipe(provide()))
+
   it.live("the job sees bartoc's environment minus BARTO* plus the run's variables", () =>
     Effect.gen(function*() {
       const saved = { ...process.env }
@@ -363,7 +380,8 @@ describe("Runner", () => {
         "BARTO_AGENT=agent-1",
         `BARTO_RUN_ID=${runId}`,
         "BARTO_SCHEDULED_AT=2025-01-02T03:04:05Z",
-        "BARTO_SCHEDULE=env"
+        "BARTO_SCHEDULE=env",
+        "BARTO_HEARTBEAT=fd:3"
       ])
     }).pipe(provide()))
 
@@ -588,7 +606,8 @@ describe("Runner", () => {
       BARTO_RUN_ID: "r",
       BARTO_SCHEDULE: "s",
       BARTO_AGENT: "a",
-      BARTO_SCHEDULED_AT: "1970-01-01T00:00:00Z"
+      BARTO_SCHEDULED_AT: "1970-01-01T00:00:00Z",
+      BARTO_HEARTBEAT: "fd:3"
     })
   })
 })

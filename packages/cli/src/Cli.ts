@@ -13,6 +13,8 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Alerts from "./commands/Alerts.js"
+import * as Beat from "./commands/Beat.js"
 import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
@@ -22,7 +24,7 @@ import * as Render from "./Render.js"
 
 export { VERSION }
 
-const subcommands = [Calendar.command, ...Reference.commands, ...Runs.commands] as const
+const subcommands = [Calendar.command, ...Reference.commands, ...Runs.commands, Beat.command, ...Alerts.commands] as const
 
 
 export const command = root.pipe(

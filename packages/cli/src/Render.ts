@@ -416,7 +416,10 @@ export const runJson = (r: Messages.RunRow, zone: string) => ({
   signal: r.signal,
   reason: r.reason,
   scheduledUntil: formatMicrosOrNull(r.scheduledUntil, zone),
-  occurrences: r.occurrences
+  occurrences: r.occurrences,
+  ...(r.heartbeat === undefined ? {} : {
+    heartbeat: { ...r.heartbeat, at: formatMicros(r.heartbeat.at, zone) }
+  })
 })
 
 export const failedJson = (f: Messages.FailedRow, zone: string) => ({
@@ -735,7 +738,16 @@ const exitOf = (r: { readonly exitCode: number | null; readonly signal: string |
 
 /** `missed ×N` for a range row (it stands for N occurrences), else the state. */
 const stateCell = (style: Style, r: Messages.RunRow): string =>
-  r.occurrences > 1 ? `${paintState(style, r.state)} ×${r.occurrences}` : paintState(style, r.state)
+  r.occurrences > 1
+    ? `${paintState(style, r.state)} ×${r.occurrences}`
+    : `${paintState(style, r.state)}${beatCell(r)}`
+
+/** A running run's last heartbeat: ` 40/100 degraded`. */
+const beatCell = (r: Messages.RunRow): string => {
+  if (r.heartbeat === undefined || r.state !== "running") return ""
+  const parts = [r.heartbeat.progress, r.heartbeat.status].filter((p): p is string => p !== null).map(clean)
+  return parts.length === 0 ? "" : ` ${parts.join(" ")}`
+}
 
 /** Why (missed, interrupted), and where a range ends. */
 const reasonCell = (style: Style, r: Messages.RunRow): string => {

@@ -56,7 +56,10 @@ describe("argv normalisation", () => {
       "run",
       "cancel",
       "pause",
-      "resume"
+      "resume",
+      "beat",
+      "alerts",
+      "notify"
     ])
   })
 })

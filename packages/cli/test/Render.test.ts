@@ -82,6 +82,27 @@ describe("colours", () => {
   })
 })
 
+describe("heartbeats", () => {
+  it("a running run shows its last progress and status; --json carries the whole beat", () => {
+    const beating = new Messages.RunRow({
+      ...runRow(RUN_A, "running"),
+      finishedAt: null,
+      exitCode: null,
+      heartbeat: { at: M(T0 + 1_000_000), progress: "40/100", status: "degraded", message: "slow mirror" }
+    })
+    const lines = Render.runsText(pipe, [beating])
+    assert.match(lines[1]!, /running 40\/100 degraded/)
+    assert.deepStrictEqual(Render.runJson(beating, "UTC").heartbeat, {
+      at: "2026-01-01T00:00:01Z",
+      progress: "40/100",
+      status: "degraded",
+      message: "slow mirror"
+    })
+    // Once the run ended, its state stands alone.
+    assert.notMatch(Render.runsText(pipe, [new Messages.RunRow({ ...beating, state: "succeeded" })])[1]!, /40\/100/)
+  })
+})
+
 describe("the run ledger in text", () => {
   it("a reason column when a row has one; a missed range shows its count, its end and the total occurrences", () => {
     const interrupted = new Messages.RunRow({ ...runRow(RUN_A, "interrupted"), reason: "shutdown" })

@@ -57,6 +57,15 @@ import {
   withDefault
 } from "./internal/configSchema.js"
 import * as Messages from "./Messages.js"
+import { Alerts, alertFields, checkAlertTargets, NotifyChannels } from "./internal/alertConfig.js"
+
+export {
+  type AlertRule,
+  BAD_KINDS,
+  EVENT_KINDS,
+  type EventKind,
+  type NotifyChannel
+} from "./internal/alertConfig.js"
 
 export { parseDurationSecs } from "./internal/configSchema.js"
 
@@ -231,7 +240,8 @@ export const ScheduleEntry = table({
   /** Seconds; TOML may say `"90s"`, `"5m"`, `"1h"`. */
   timeout: opt(DurationSecs),
   overlap: withDefault(Enum(...Messages.Overlap.literals), () => "allow" as const),
-  on_failure: withDefault(Enum(...Messages.OnFailure.literals), () => "continue" as const)
+  on_failure: withDefault(Enum(...Messages.OnFailure.literals), () => "continue" as const),
+  ...alertFields
 })
 export type ScheduleEntry = typeof ScheduleEntry.Type
 
@@ -246,7 +256,8 @@ const ScheduleList = Schema.Array(ScheduleEntry).annotations({ message: () => "e
     return true
   }))
 
-export const AgentSchedules = table({ schedules: withDefault(ScheduleList, () => []) })
+/** `[schedules.<agent>]`: its schedules, and the alert defaults of its schedules (and of the agent itself). */
+export const AgentSchedules = table({ schedules: withDefault(ScheduleList, () => []), ...alertFields })
 export type AgentSchedules = typeof AgentSchedules.Type
 
 export const BartosConfig = Schema.Struct({
@@ -278,7 +289,9 @@ export const BartosConfig = Schema.Struct({
     query_timeout_ms: withDefault(PositiveInt, () => 5000),
     query_concurrency: withDefault(PositiveInt, () => 2),
     max_answer_bytes: withDefault(PositiveInt, () => 64 * 1024 * 1024),
-    liveness_secs: withDefault(PositiveNumber, () => 15)
+    liveness_secs: withDefault(PositiveNumber, () => 15),
+    /** Per-schedule series on /metrics for at most this many schedules (config order); the rest are counted. */
+    metrics_max_schedules: withDefault(NonNegativeInt, () => 1000)
   }),
   /** The web console and its login sessions (the HTTP API under /v1/api is always served). */
   console: defaultTable({
@@ -288,8 +301,14 @@ export const BartosConfig = Schema.Struct({
   }),
   tracing: opt(Tracing),
   /** Keyed by agent name (`[[schedules.<name>.schedules]]`); order preserved. */
-  schedules: withDefault(tableOf(AgentSchedules), () => ({}))
-})
+  schedules: withDefault(tableOf(AgentSchedules), () => ({})),
+  /** `[alerts]`: global alert defaults, reminders, detection timings (issue 14). */
+  alerts: withDefault(Alerts, () => Schema.decodeUnknownSync(Alerts)({})),
+  /** `[notify.NAME]`: notification channels (webhook, email, command). */
+  notify: withDefault(NotifyChannels, () => ({})),
+  /** Bearer token `GET /metrics` requires; absent: /metrics is open. */
+  metrics_token: opt(Secret)
+}).pipe(Schema.filter(checkAlertTargets))
 export type BartosConfig = typeof BartosConfig.Type
 
 const bartosLinkFields = {

@@ -179,7 +179,23 @@ export const RunMissed = Schema.TaggedStruct("RunMissed", {
   trigger: Schema.optionalWith(Trigger, { exact: true })
 })
 
-export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed)
+/**
+ * A job said it is alive (issue 14): a line it wrote to `BARTO_HEARTBEAT` (README "Heartbeats").
+ * Resets bartos' stall timer; the last one is shown with the run. Wire compatibility: a bartos
+ * older than this record refuses a batch holding one, so upgrade bartos before the agents whose
+ * jobs beat (bartos advertises the capability `heartbeat`).
+ */
+export const Heartbeat = Schema.TaggedStruct("Heartbeat", {
+  seq: Seq,
+  runId: RunId,
+  ts: Micros,
+  /** `done/total`, e.g. "40/100". */
+  progress: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(32)), { exact: true }),
+  status: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(64)), { exact: true }),
+  message: Schema.optionalWith(ShortText, { exact: true })
+})
+
+export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, Heartbeat)
 export type AgentRecord = typeof AgentRecord.Type
 
 // ---------------------------------------------------------------------------------------------
@@ -294,7 +310,9 @@ const compactLines = (records: ReadonlyArray<AgentRecord>): Array<AgentRecord | 
  */
 export const RecordBatch = Schema.transform(
   Schema.TaggedStruct("RecordBatch", {
-    records: Schema.Array(Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, OutputLines))
+    records: Schema.Array(
+      Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, Heartbeat, OutputLines)
+    )
   }),
   Schema.TaggedStruct("RecordBatch", { records: Schema.Array(AgentRecord) }),
   {
@@ -444,6 +462,10 @@ export const CancelRequest = Req("CancelRequest", { runId: RunId })
 export const PauseRequest = Req("PauseRequest", { agent: Schema.String, schedule: Schema.String })
 export const ResumeRequest = Req("ResumeRequest", { agent: Schema.String, schedule: Schema.String })
 export const SchedulesRequest = Req("SchedulesRequest", { agent: Schema.optional(Schema.String) })
+/** Open incidents and the newest `limit` deliveries (`barto-cli alerts`). */
+export const AlertsRequest = Req("AlertsRequest", { limit: Schema.Int })
+/** Queues a test notification to `[notify.<channel>]` (`barto-cli notify test`; admin). */
+export const NotifyTestRequest = Req("NotifyTestRequest", { channel: Schema.String })
 
 export const CliRequest = Schema.Union(
   InfoRequest,
@@ -461,7 +483,9 @@ export const CliRequest = Schema.Union(
   CancelRequest,
   PauseRequest,
   ResumeRequest,
-  SchedulesRequest
+  SchedulesRequest,
+  AlertsRequest,
+  NotifyTestRequest
 )
 export type CliRequest = typeof CliRequest.Type
 
@@ -503,6 +527,15 @@ export class LineRow extends Schema.Class<LineRow>("LineRow")({
   runState: RunState
 }) {}
 
+/** The last heartbeat of a run (issue 14, `Heartbeat` record). */
+export const RunHeartbeat = Schema.Struct({
+  at: Micros,
+  progress: Schema.NullOr(Schema.String),
+  status: Schema.NullOr(Schema.String),
+  message: Schema.NullOr(Schema.String)
+})
+export type RunHeartbeat = typeof RunHeartbeat.Type
+
 export class RunRow extends Schema.Class<RunRow>("RunRow")({
   runId: RunId,
   agent: Schema.String,
@@ -523,7 +556,9 @@ export class RunRow extends Schema.Class<RunRow>("RunRow")({
   /** A missed range: its last occurrence (`scheduledAt` is its first); null for one occurrence. */
   scheduledUntil: Schema.NullOr(Micros),
   /** How many occurrences of the calendar this row accounts for: 1, or a missed range's count. */
-  occurrences: Schema.Int
+  occurrences: Schema.Int,
+  /** The job's last heartbeat while it ran; absent when it never beat (or from an older bartos). */
+  heartbeat: Schema.optionalWith(RunHeartbeat, { exact: true })
 }) {}
 
 /** A failed command (exit code != 0, signal, timeout) with its output lines. */
@@ -683,6 +718,39 @@ export const ServerHelloCli = Schema.TaggedStruct("ServerHelloCli", {
   statementTimeoutMs: Schema.optionalWith(Schema.Int, { exact: true })
 })
 
+export class IncidentView extends Schema.Class<IncidentView>("IncidentView")({
+  incidentId: Schema.String,
+  agent: Schema.String,
+  /** null: the agent itself (agent_down). */
+  schedule: Schema.NullOr(Schema.String),
+  firstKind: Schema.String,
+  openedAt: Micros,
+  badEvents: Schema.Int,
+  notifiedAt: Schema.NullOr(Micros),
+  reminders: Schema.Int
+}) {}
+
+export class DeliveryView extends Schema.Class<DeliveryView>("DeliveryView")({
+  deliveryId: Schema.String,
+  eventId: Schema.String,
+  /** The event's kind ("test" for `notify test`). */
+  kind: Schema.String,
+  agent: Schema.NullOr(Schema.String),
+  schedule: Schema.NullOr(Schema.String),
+  channel: Schema.String,
+  state: Schema.Literal("pending", "delivered", "failed"),
+  attempts: Schema.Int,
+  createdAt: Micros,
+  updatedAt: Micros,
+  lastError: Schema.NullOr(Schema.String)
+}) {}
+
+export const AlertsResponse = Res("AlertsResponse", {
+  incidents: Schema.Array(IncidentView),
+  deliveries: Schema.Array(DeliveryView)
+})
+export const NotifyTestResponse = Res("NotifyTestResponse", { eventId: Schema.String, deliveryId: Schema.String })
+
 export const CliResponse = Schema.Union(
   InfoResponse,
   ClientsResponse,
@@ -699,6 +767,8 @@ export const CliResponse = Schema.Union(
   CancelResponse,
   PauseResponse,
   SchedulesResponse,
+  AlertsResponse,
+  NotifyTestResponse,
   CliError
 )
 export type CliResponse = typeof CliResponse.Type

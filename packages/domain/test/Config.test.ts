@@ -64,8 +64,12 @@ describe("defaults", () => {
         query_timeout_ms: 5000,
         query_concurrency: 2,
         max_answer_bytes: 67108864,
-        liveness_secs: 15
+        liveness_secs: 15,
+        metrics_max_schedules: 1000
       })
+      assert.deepStrictEqual(c.alerts, { agent_down_after: 60, check_interval: 0.25, catch_up: 86400 })
+      assert.deepStrictEqual(c.notify, {})
+      assert.strictEqual(c.metrics_token, undefined)
       assert.deepStrictEqual(c.schedules, {})
       assert.strictEqual(c.mariadb, undefined)
       assert.strictEqual(c.tracing, undefined)
@@ -1146,5 +1150,93 @@ describe("bartoc [bartos] servers (failover)", () => {
       }
       const e = yield* failure(Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__SERVERS: "a:99999" }) }))
       assert.include(e.message, "environment BARTOC_BARTOS__SERVERS: bartos.servers: expected a non-empty list")
+describe("alerts and [notify] channels (issue 14)", () => {
+  const alertsToml = (secretLine: string) =>
+    `[alerts]
+alert = { on = ["failed", "recovered"], to = ["ops-hook"] }
+late_after = "5m"
+reminder_interval = "4h"
+
+[notify.ops-hook]
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+${secretLine}
+
+[notify.oncall-mail]
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = 2525
+from = "barto@example.org"
+to = ["oncall@example.org"]
+
+[notify.pager]
+type = "command"
+command = ["/usr/local/bin/page", "--json"]
+
+[schedules.web1]
+stall_after = "2m"
+alert = { to = ["pager"], after_failures = 2 }
+
+[[schedules.web1.schedules]]
+name = "backup"
+on_calendar = "daily"
+cmds = ["true"]
+expected_duration = "1h"
+alert = { to = ["ops-hook", "oncall-mail"] }
+`
+
+  it.effect("per schedule, per agent and global settings, three channel types, secret_file", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const secret = writeFile(dir, "hook.secret", "s3cret\n")
+      const file = writeFile(dir, "bartos.toml", alertsToml(`secret_file = "hook.secret"`))
+      const c = yield* Config.loadBartos({ configPath: file, env: isolatedEnv() })
+      assert.deepStrictEqual(c.alerts.alert, { on: ["failed", "recovered"], to: ["ops-hook"] })
+      assert.strictEqual(c.alerts.late_after, 300)
+      assert.strictEqual(c.alerts.reminder_interval, 4 * 3600)
+      assert.strictEqual(c.alerts.agent_down_after, 60)
+      const hook = c.notify["ops-hook"]!
+      assert.strictEqual(hook.type, "webhook")
+      assert.strictEqual(Redacted.value(hook.secret!), "s3cret")
+      assert.isFalse("secret_file" in hook)
+      assert.strictEqual(c.notify["oncall-mail"]!.smtp_security, "starttls")
+      assert.deepStrictEqual(c.notify.pager!.command, ["/usr/local/bin/page", "--json"])
+      assert.strictEqual(c.schedules.web1!.stall_after, 120)
+      assert.deepStrictEqual(c.schedules.web1!.alert, { to: ["pager"], after_failures: 2 })
+      assert.strictEqual(c.schedules.web1!.schedules[0]!.expected_duration, 3600)
+      assert.isTrue(fs.existsSync(secret))
+    }))
+
+  it.effect("unknown keys, missing keys per type, unknown channels and both secret forms are errors at file:line", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      writeFile(dir, "hook.secret", "s3cret\n")
+      const text = alertsToml(`secret = "x"\nsecret_file = "hook.secret"`)
+      const both = yield* failure(Config.loadBartos({ configPath: writeFile(dir, "a.toml", text), env: isolatedEnv() }))
+      assert.match(both.message, /notify\.ops-hook\.secret: both secret and secret_file are set; use one/)
+
+      const bad = text
+        .replace(`secret = "x"\nsecret_file = "hook.secret"`, `secert = "x"`)
+        .replace(`late_after = "5m"`, `lat_after = "5m"`)
+      const file = writeFile(dir, "b.toml", bad)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      const lines = e.problems.map(Config.formatProblem)
+      assert.include(lines, `${file}:3:1: alerts: unknown key 'lat_after' (did you mean 'late_after'?)`)
+      assert.isTrue(lines.some((l) => /b\.toml:9:1: notify\.ops-hook: unknown key 'secert' \(did you mean 'secret'\?\)/.test(l)), lines.join("\n"))
+      assert.isTrue(lines.some((l) => /b\.toml:\d+:\d+: notify\.ops-hook\.secret: missing required key for type = "webhook"/.test(l)), lines.join("\n"))
+
+      // Names are checked once every table decodes (the check needs the whole config).
+      const unknownTarget = writeFile(dir, "c.toml", text.replace(`secret_file = "hook.secret"\n`, "").replace(`to = ["pager"]`, `to = ["pagr"]`))
+      const t = yield* failure(Config.loadBartos({ configPath: unknownTarget, env: isolatedEnv() }))
+      assert.deepStrictEqual(t.problems.map(Config.formatProblem), [
+        `${unknownTarget}:24:17: schedules.web1.alert.to[0]: no [notify.pagr] channel (known: ops-hook, oncall-mail, pager)`
+      ])
+    }))
+
+  it.effect("event kinds are checked", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartos.toml", `[alerts]\nalert = { on = ["failed", "exploded"] }\n`)
+      const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+      assert.match(e.message, /alerts\.alert\.on\[1\]: expected one of "failed", "timed_out"/)
     }))
 })

@@ -75,6 +75,7 @@ describe("--check-config", { timeout: 120_000 }, () => {
       expect(r.stdout).toContain(`database:   sqlite: ${db} (not opened)`)
       expect(r.stdout).toContain("secrets:    admin_key set; api_key, signing_key, hmac_key not set")
       expect(r.stdout).toContain("agents:     2 (3 schedules)")
+      expect(r.stdout).toContain("notify:     none (alerts are recorded, nobody is notified)")
       expect(r.stdout).toMatch(/^web1 +backup +\*-\*-\* 02:30:00 Europe\/Berlin +\d{4}-\d\d-\d\dT02:30:00\+0[12]:00$/m)
       expect(r.stdout).toMatch(/^web1 +often +\*-\*-\* \*:\*:00 +\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$/m)
       expect(r.stdout).toMatch(/^db1 +past +2020-01-01 00:00:00 +never$/m)

@@ -335,6 +335,15 @@ export class ReadGroup extends HttpApiGroup.make("read")
       .annotate(OpenApi.Description, "Normalises an expression and lists its next occurrences (`zone`: the default zone when the expression names none).")
   )
   .add(HttpApiEndpoint.get("metrics", "/metrics").addSuccess(MetricsView))
+  .add(
+    HttpApiEndpoint.get("alerts", "/alerts")
+      .setUrlParams(Schema.Struct({ limit: Schema.optionalWith(IntParam(1, 1000), { default: () => 20 }) }))
+      .addSuccess(Schema.Struct({
+        incidents: Schema.Array(Messages.IncidentView),
+        deliveries: Schema.Array(Messages.DeliveryView)
+      }))
+      .annotate(OpenApi.Description, "Open alert incidents and the newest `limit` notification deliveries with their status (as `barto-cli alerts`).")
+  )
   .addError(NotFound)
   .middleware(Authenticated)
   .prefix("/v1/api")

@@ -18,6 +18,7 @@ import { ServerInfo } from "./ServerInfo.js"
 import { rowBytes } from "./internal/store/render.js"
 import { Store, type StoreError } from "./Store.js"
 import * as Updates from "./Updates.js"
+import * as AlertViews from "./internal/alerts/views.js"
 
 export interface HandlerContext {
   /** The CLI presented the admin key (checked by the session). */
@@ -44,7 +45,8 @@ const ADMIN_ONLY: Partial<Record<CliRequest["_tag"], string>> = {
   RunNowRequest: "run",
   CancelRequest: "cancel",
   PauseRequest: "pause",
-  ResumeRequest: "resume"
+  ResumeRequest: "resume",
+  NotifyTestRequest: "notify test"
 }
 
 /**
@@ -111,6 +113,10 @@ const single = (
       }
       case "SchedulesRequest":
         return { _tag: "SchedulesResponse", id, schedules: yield* Operations.scheduleRows(request.agent) }
+      case "AlertsRequest":
+        return { _tag: "AlertsResponse", id, ...(yield* fromStore(AlertViews.alerts(store.alerts, request.limit))) }
+      case "NotifyTestRequest":
+        return { _tag: "NotifyTestResponse", id, ...(yield* fromStore(AlertViews.notifyTest(store.alerts, request.channel))) }
       case "CleanupRequest":
         return {
           _tag: "CleanupResponse",

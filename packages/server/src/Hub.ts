@@ -54,6 +54,8 @@ export interface Options {
   readonly tls?: TlsOptions | undefined
   readonly apiKey?: Redacted.Redacted<string> | undefined
   readonly adminKey?: Redacted.Redacted<string> | undefined
+  /** `GET /metrics` needs `Authorization: Bearer <token>` when set (`metrics_token`). */
+  readonly metricsToken?: Redacted.Redacted<string> | undefined
   readonly hmacKey?: Uint8Array | undefined
   readonly signingKey?: Envelope.SigningKey | undefined
   readonly maxFrameBytes: number
@@ -298,6 +300,10 @@ export const make = (options: Options) =>
       if (req.method === "GET" && pathname === "/healthz") return reply(200, "ok")
       if (!shuttingDown && web(req, res)) return
       if (req.method === "GET" && pathname === "/metrics") {
+        if (options.metricsToken !== undefined && !bearerOk(req.headers.authorization, options.metricsToken)) {
+          res.setHeader("WWW-Authenticate", "Bearer")
+          return reply(401, STATUS_BODIES[401] ?? "unauthorized")
+        }
         return reply(200, Effect.runSync(metrics.render), "text/plain; version=0.0.4; charset=utf-8")
       }
       if (pathname === "/v1/ws/worker" || pathname === "/v1/ws/cli") return reply(426, STATUS_BODIES[426]!)

@@ -10,9 +10,11 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import * as Codec from "@barto/domain/Codec"
 import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
+import * as Alerts from "./Alerts.js"
 import * as Events from "./Events.js"
 import * as Hub from "./Hub.js"
 import * as Metrics from "./Metrics.js"
@@ -83,6 +85,7 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       tls,
       apiKey: config.api_key,
       adminKey: config.admin_key,
+      metricsToken: config.metrics_token,
       hmacKey: config.hmac_key === undefined ? undefined : Envelope.hmacKeyFromString(config.hmac_key),
       signingKey: signingKey === undefined ? undefined : signingKey.right,
       maxFrameBytes: config.limits.max_frame_bytes,
@@ -113,9 +116,16 @@ export const loadedSchedules = (configFile: string, config: Config.BartosConfig)
   return { file, schedules: config.schedules, locate: file === undefined ? undefined : Config.keyLocator(file) }
 }
 
-/** A reload: the whole config again, from the same sources; any error keeps the old table. */
-export const reloadSchedules = (options: StartOptions): Effect.Effect<Schedules.LoadedSchedules, Schedules.ScheduleLoadError> =>
+/**
+ * A reload: the whole config again, from the same sources; any error keeps the old table.
+ * `onLoad` sees every config that loaded (the alert settings follow reloads through it).
+ */
+export const reloadSchedules = (
+  options: StartOptions,
+  onLoad: (config: Config.BartosConfig) => Effect.Effect<void> = () => Effect.void
+): Effect.Effect<Schedules.LoadedSchedules, Schedules.ScheduleLoadError> =>
   Config.loadBartos(options.loadOptions).pipe(
+    Effect.tap(onLoad),
     Effect.map((config) => loadedSchedules(options.configFile, config)),
     Effect.mapError((e) => new Schedules.ScheduleLoadError({ problems: e.problems }))
   )
@@ -137,9 +147,10 @@ export const layer = (options: StartOptions) =>
         options.overrides?.store ?? storeLayer(config)
       )
       const hotReload = options.hotReload ?? true
+      const current = yield* Ref.make(config)
       const schedules = Schedules.layer({
         initial: loadedSchedules(options.configFile, config),
-        load: reloadSchedules(options),
+        load: reloadSchedules(options, (loaded) => Ref.set(current, loaded)),
         watchFile: hotReload ? options.configFile : undefined,
         sighup: hotReload
       })
@@ -148,7 +159,9 @@ export const layer = (options: StartOptions) =>
         maxRunsPerSchedule: config.retention.max_runs_per_schedule,
         intervalSecs: config.retention.interval_secs
       })
-      return Layer.mergeAll(Hub.layer(hub), retention).pipe(
+      // Alert evaluation and delivery: one layer, so a leader lease can gate it whole.
+      const alerts = Alerts.evaluator({ config: Ref.get(current) })
+      return Layer.mergeAll(Hub.layer(hub), retention, alerts).pipe(
         Layer.provideMerge(schedules),
         Layer.provideMerge(base)
       )

@@ -47,7 +47,32 @@ export const families = {
     help: "Unix time of the last accepted configuration (re)load; the start counts",
     type: "gauge"
   },
-  bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" }
+  bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" },
+  bartos_schedule_last_success_timestamp_seconds: {
+    help: "Unix time the schedule last finished successfully, by agent and schedule (up to limits.metrics_max_schedules)",
+    type: "gauge"
+  },
+  bartos_schedule_last_duration_seconds: {
+    help: "Duration of the schedule's last finished run, by agent and schedule",
+    type: "gauge"
+  },
+  bartos_schedule_runs: { help: "Runs in the database, by agent, schedule and final state", type: "gauge" },
+  bartos_schedule_alert_events: {
+    help: "Late, missed and stalled events in the database, by agent, schedule and kind",
+    type: "gauge"
+  },
+  bartos_schedules_omitted: {
+    help: "Configured schedules beyond limits.metrics_max_schedules, left out of the per-schedule series",
+    type: "gauge"
+  },
+  bartos_agent_up: { help: "Whether a configured agent has a session (1) or not (0), by agent", type: "gauge" },
+  bartos_alert_incidents_open: { help: "Alert incidents open now", type: "gauge" },
+  bartos_alert_deliveries: { help: "Notification deliveries in the queue, by state (pending, delivered, failed)", type: "gauge" },
+  bartos_alert_events_total: { help: "Alert events recorded by this instance, by kind", type: "counter" },
+  bartos_alert_deliveries_total: {
+    help: "Notification delivery attempts by this instance, by channel and result (delivered, retry, failed)",
+    type: "counter"
+  }
 } as const satisfies Record<string, Family>
 
 export type MetricName = keyof typeof families
@@ -58,6 +83,8 @@ export interface MetricsShape {
   readonly unsafeAdd: (name: MetricName, by?: number, labels?: Labels) => void
   /** Sets a gauge. */
   readonly set: (name: MetricName, value: number, labels?: Labels) => Effect.Effect<void>
+  /** Replaces every series of a family at once (series computed from the database). */
+  readonly replace: (name: MetricName, series: ReadonlyArray<readonly [Labels, number]>) => Effect.Effect<void>
   readonly value: (name: MetricName, labels?: Labels) => Effect.Effect<number>
   readonly render: Effect.Effect<string>
   /** Each family summed over its label sets (the console's metrics summary). */
@@ -92,6 +119,7 @@ export const make = (): MetricsShape => {
   return {
     unsafeAdd,
     add: (name, by, labels) => Effect.sync(() => unsafeAdd(name, by, labels)),
+    replace: (name, series) => Effect.sync(() => void values.set(name, new Map(series.map(([l, v]) => [labelKey(l), v])))),
     set: (name, value, labels) => Effect.sync(() => void seriesOf(name).set(labelKey(labels), value)),
     totals: Effect.sync(() => {
       const out = {} as Record<MetricName, number>

@@ -24,6 +24,8 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { AgentRecord, ClientInfo, FailedRow, LineRow, Micros, RunRow, RunState } from "@barto/domain/Messages"
 import type { QueryRefused, StoreError } from "./internal/store/errors.js"
+import type { AlertStoreShape } from "./internal/store/alerts.js"
+import { makeAlertStore } from "./internal/store/alerts.js"
 import { make } from "./internal/store/make.js"
 import { migrate } from "./internal/store/migrations.js"
 import * as Resources from "./internal/store/resources.js"
@@ -204,13 +206,21 @@ export interface RecentRuns {
 
 export const recentKey = (agent: string, schedule: string): string => `${agent}\u0000${schedule}`
 
-export class Store extends Context.Tag("@barto/server/Store")<Store, StoreShape>() {}
+/** The store with its alert tables (events, incidents, deliveries: internal/store/alerts.ts). */
+export interface StoreWithAlerts extends StoreShape {
+  readonly alerts: AlertStoreShape
+}
+
+export class Store extends Context.Tag("@barto/server/Store")<Store, StoreWithAlerts>() {}
 
 const fromResources = (
   resources: Effect.Effect<Resources.Resources, StoreError, Scope.Scope>
 ): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
   Layer.unwrapScoped(Effect.map(resources, ({ client, options }) =>
-    Layer.effect(Store, Effect.zipRight(migrate, make(options))).pipe(Layer.provideMerge(client))))
+    Layer.effect(
+      Store,
+      Effect.zipRight(migrate, Effect.zipWith(make(options), makeAlertStore, (core, alerts) => ({ ...core, alerts })))
+    ).pipe(Layer.provideMerge(client))))
 
 /** Keeps only `Store` in the output: programs should not reach around the store to its client. */
 const storeOnly = (layer: Layer.Layer<Store | SqlClient.SqlClient, StoreError>): Layer.Layer<Store, StoreError> =>

@@ -46,6 +46,7 @@ import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
 import { type RecentRuns, recentKey, Store } from "./Store.js"
+import * as AlertViews from "./internal/alerts/views.js"
 
 export interface Options {
   readonly apiKey: Redacted.Redacted<string> | undefined
@@ -465,6 +466,10 @@ const makeApiHandler = (options: Options) =>
             return { agents, running, failures: { since, count, recent }, schedules: page }
           }).pipe(Effect.catchTag("Refusal", readFailure)))
         .handle("agents", () => agentViews.pipe(Effect.catchTag("Refusal", readFailure)))
+        .handle("alerts", ({ urlParams }) =>
+          Effect.flatMap(Store, (store) => Operations.fromStore(AlertViews.alerts(store.alerts, urlParams.limit))).pipe(
+            Effect.catchTag("Refusal", readFailure)
+          ))
         .handle("agent", ({ path }) =>
           Effect.gen(function*() {
             const agent = (yield* agentViews).find((a) => a.name === path.agent)

@@ -69,7 +69,7 @@ export const defaults = {
   maxBadFrames: 20
 } as const
 
-export const CAPABILITIES: ReadonlyArray<string> = ["ack", "schedule-table", "run-now", "cancel", "hmac-in"]
+export const CAPABILITIES: ReadonlyArray<string> = ["ack", "schedule-table", "run-now", "cancel", "hmac-in", "heartbeat"]
 
 /** Close codes of the worker link (4000-4999 is the application range of RFC 6455). */
 export const CloseCode = {

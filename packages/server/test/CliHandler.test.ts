@@ -229,7 +229,7 @@ const makeHarness = (setup: Setup) =>
     const overrides = setup.storeOverrides
     const store = overrides === undefined
       ? Layer.effect(Store, Store)
-      : Layer.effect(Store, Effect.map(Store, (real): StoreShape => ({ ...real, ...overrides })))
+      : Layer.effect(Store, Effect.map(Store, (real) => ({ ...real, ...overrides })))
     const layer = Layer.mergeAll(store, registry, schedules, serverInfo, Layer.succeed(Ingested, watched))
     return { ...names, sent, broadcasts, connected, table, pubsub, subscribed, layer }
   })

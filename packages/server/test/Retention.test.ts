@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Option, Ref, Scope, TestClock } from "effect"
 import { type AgentRecord, Micros, type RunId } from "@barto/domain/Messages"
 import * as Retention from "../src/Retention.js"
-import { layerSqlite, Store, StoreError, type StoreShape } from "../src/Store.js"
+import { layerSqlite, Store, StoreError, type StoreShape, type StoreWithAlerts } from "../src/Store.js"
 
 type RetentionArgs = Parameters<StoreShape["retention"]>[0]
 
@@ -13,7 +13,7 @@ const fakeStore = (
 ) =>
   Layer.succeed(
     Store,
-    new Proxy({} as StoreShape, {
+    new Proxy({} as StoreWithAlerts, {
       get: (_target, prop) => {
         if (prop !== "retention") return () => Effect.dieMessage(`unexpected Store.${String(prop)}`)
         return (args: RetentionArgs) =>

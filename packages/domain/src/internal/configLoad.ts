@@ -387,6 +387,45 @@ const readSecretFile = (
     )
   })
 
+/**
+ * A free-keyed table (`[notify.NAME]`) is taken whole from one source, so the provider chain never
+ * reads the `k_file` form of the secrets inside it: this does, with the same rules (one of `k` and
+ * `k_file`, paths relative to the file, `~/`).
+ */
+const readNestedSecrets = (
+  shape: Shape,
+  value: unknown,
+  at: KeyPath,
+  source: Source,
+  home: string
+): Effect.Effect<unknown, ConfigErrorFields> =>
+  Effect.gen(function*() {
+    if (shape._tag === "Record" && isObj(value)) {
+      const out: Obj = {}
+      for (const [k, v] of Object.entries(value)) out[k] = yield* readNestedSecrets(shape.value, v, [...at, k], source, home)
+      return out
+    }
+    if (shape._tag !== "Table" || !isObj(value)) return value
+    const out: Obj = { ...value }
+    for (const [k, field] of shape.fields) {
+      if (field._tag === "Leaf" && field.secret && value[fileKey(k)] !== undefined) {
+        const p = [...at, k]
+        if (value[k] !== undefined) {
+          return yield* Effect.fail({
+            file: source.label(dotted(p)),
+            path: dotted(p),
+            reason: `both ${k} and ${fileKey(k)} are set; use one`
+          })
+        }
+        out[k] = yield* readSecretFile(source, [...at, fileKey(k)], home)
+        delete out[fileKey(k)]
+      } else if (field._tag !== "Leaf" && value[k] !== undefined) {
+        out[k] = yield* readNestedSecrets(field, value[k], [...at, k], source, home)
+      }
+    }
+    return out
+  })
+
 /** For each key path read (dotted), the source that set it and the key it was given under (`k` or `k_file`). */
 type Origins = Map<string, { readonly source: Source; readonly from: KeyPath }>
 
@@ -425,7 +464,7 @@ const assemble = (
             yield* readTable(s, p, sub)
           } else {
             record(dotted(p), source, p)
-            into[key] = value
+            into[key] = s._tag === "Record" ? yield* readNestedSecrets(s, value, p, source, home) : value
           }
         }
         // One setting spelled two ways, given by two sources: the higher source's spelling wins whole.

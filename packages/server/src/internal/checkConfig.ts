@@ -48,6 +48,12 @@ const secretsLine = (config: Config.BartosConfig): string => {
     .filter((s) => s !== "").join("; ")
 }
 
+/** The notification channels, each with its type: `ops_hook (webhook), pager (command)`. */
+const notifyLine = (config: Config.BartosConfig): string => {
+  const channels = Object.entries(config.notify).map(([name, c]) => `${name} (${c.type})`)
+  return channels.length === 0 ? "none (alerts are recorded, nobody is notified)" : channels.join(", ")
+}
+
 export const check = (options: {
   readonly version: string
   readonly loadOptions: Config.LoadOptions
@@ -91,7 +97,8 @@ export const check = (options: {
           ["listeners:", listeners.join(", ")],
           ["database:", `${Main.databaseLabel(config)} (not opened)`],
           ["secrets:", secretsLine(config)],
-          ["agents:", `${table.right.size} (${specs.length} schedules)`]
+          ["agents:", `${table.right.size} (${specs.length} schedules)`],
+          ["notify:", notifyLine(config)]
         ]),
         ...(specs.length === 0 ? [] : ["", ...columns([["AGENT", "SCHEDULE", "CALENDAR", "NEXT (in the calendar's zone)"], ...specs])])
       ],

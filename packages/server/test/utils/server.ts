@@ -72,6 +72,30 @@ export const holdIngest = (control: MemoryStoreControl) =>
     }
   })
 
+/** The memory store keeps no alert state: no events, no incidents, nothing to deliver. */
+const inertAlerts: Store.StoreWithAlerts["alerts"] = {
+  record: () => Effect.succeed({ _tag: "Duplicate", decision: undefined, incidentId: null, queued: 0 }),
+  known: () => Effect.succeed(false),
+  openIncident: () => Effect.succeed(undefined),
+  openIncidents: () => Effect.succeed([]),
+  remind: () => Effect.succeed(0),
+  enqueue: () => Effect.void,
+  due: () => Effect.succeed([]),
+  delivered: () => Effect.void,
+  attemptFailed: () => Effect.void,
+  recentDeliveries: () => Effect.succeed([]),
+  eventCounts: () => Effect.succeed([]),
+  deliveryCounts: () => Effect.succeed([]),
+  prune: () => Effect.succeed(0),
+  scheduleStats: () => Effect.succeed({ runs: [], last: [], events: [], openIncidents: 0, deliveries: [] }),
+  run: () => Effect.succeed(undefined),
+  finishedSince: () => Effect.succeed([]),
+  running: () => Effect.succeed([]),
+  lastOutputAt: () => Effect.succeed(null),
+  lastLines: () => Effect.succeed([]),
+  occurrenceSeen: () => Effect.succeed(true)
+}
+
 export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; readonly control: MemoryStoreControl } => {
   const control: MemoryStoreControl = {
     failIngest: false,
@@ -83,7 +107,8 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
   }
   const unsupported = (what: string) => Effect.die(`memoryStore: ${what} is not supported`)
   const key = (agent: string, outboxId: string) => `${agent}\u0000${outboxId}`
-  const shape: Store.StoreShape = {
+  const shape: Store.StoreWithAlerts = {
+    alerts: inertAlerts,
     kind: "sqlite",
     location: ":memory-test:",
     ingest: (agent, outboxId, records) =>

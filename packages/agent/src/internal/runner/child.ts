@@ -7,6 +7,10 @@
  * /dev/null. stdout and stderr are read in flowing mode as raw bytes and handed to `onChunk` in
  * the order Node reads them, so the pipes are always drained and the child never waits on us.
  * `result` completes only after the process exited AND both streams ended.
+ *
+ * fd 3 is the job's heartbeat pipe (`BARTO_HEARTBEAT=fd:3`, domain Heartbeat.ts): its bytes go to
+ * `onChunk` as `"beat"`. Nothing waits for it to end (a background process may keep it open), and
+ * it is closed on our side once the result is reached.
  */
 import * as ChildProcess from "node:child_process"
 import * as Deferred from "effect/Deferred"
@@ -15,6 +19,8 @@ import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 
 export type StreamName = "stdout" | "stderr"
+/** Where a chunk was read: an output stream, or the heartbeat pipe. */
+export type ChunkSource = StreamName | "beat"
 
 export interface Result {
   readonly exitCode: number | null
@@ -40,7 +46,7 @@ export interface SpawnOptions {
   readonly shell: string
   readonly command: string
   readonly env: Record<string, string>
-  readonly onChunk: (stream: StreamName, chunk: Uint8Array) => void
+  readonly onChunk: (stream: ChunkSource, chunk: Uint8Array) => void
   readonly onEnd: (stream: StreamName) => void
 }
 
@@ -75,14 +81,14 @@ export const launch = (options: LaunchOptions): Launched => {
   const done = Deferred.unsafeMake<Result>(FiberId.none)
   const complete = (result: Result) => Deferred.unsafeDone(done, Effect.succeed(result))
 
-  const early: Array<readonly [StreamName, Uint8Array | undefined]> = []
+  const early: Array<readonly [ChunkSource, Uint8Array | undefined]> = []
   let onChunk: SpawnOptions["onChunk"] = (stream, chunk) => early.push([stream, chunk])
   let onEnd: SpawnOptions["onEnd"] = (stream) => early.push([stream, undefined])
   const attach = (chunkTo: SpawnOptions["onChunk"], endTo: SpawnOptions["onEnd"]) => {
     onChunk = chunkTo
     onEnd = endTo
     for (const [stream, chunk] of early.splice(0)) {
-      if (chunk === undefined) endTo(stream)
+      if (chunk === undefined) endTo(stream as StreamName)
       else chunkTo(stream, chunk)
     }
   }
@@ -91,7 +97,7 @@ export const launch = (options: LaunchOptions): Launched => {
   try {
     child = ChildProcess.spawn(options.shell, ["-c", options.command], {
       detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", "pipe"],
       env: options.env,
       cwd: process.cwd(),
       windowsHide: true
@@ -105,11 +111,15 @@ export const launch = (options: LaunchOptions): Launched => {
   let spawned = false
   let exited: { code: number | null; signal: string | null } | undefined
   const open = new Set<StreamName>(["stdout", "stderr"])
+  const beat = child.stdio[3] as NodeJS.ReadableStream & { destroy: () => void } | null | undefined
   const finishIfDone = () => {
     if (exited !== undefined && open.size === 0) {
+      beat?.destroy()
       complete({ exitCode: exited.code, signal: exited.signal })
     }
   }
+  beat?.on("data", (chunk: Buffer) => onChunk("beat", chunk))
+  beat?.on("error", () => {})
   const endStream = (name: StreamName) => {
     if (!open.has(name)) return
     open.delete(name)

@@ -5,6 +5,7 @@
  * synchronous `Effect.sync`/`suspend` blocks, so each decision (check overlap, mark active) is
  * atomic on Node's single thread without a lock.
  */
+import * as Heartbeat from "@barto/domain/Heartbeat"
 import * as Ids from "@barto/domain/Ids"
 import * as Clock from "effect/Clock"
 import type { FinalRunState, Micros, RunId } from "@barto/domain/Messages"
@@ -80,6 +81,7 @@ export const jobEnv = (
   env.BARTO_SCHEDULE = run.schedule
   env.BARTO_AGENT = run.agent
   env.BARTO_SCHEDULED_AT = rfc3339(run.scheduledAt)
+  env[Heartbeat.ENV_NAME] = Heartbeat.ENV_VALUE
   return env
 }
 
@@ -260,8 +262,15 @@ const make = (options: Options) =>
             })
           }
         }
-        const splitters = { stdout: LineSplitter.make(), stderr: LineSplitter.make() }
-        const onChunk = (stream: Child.StreamName, chunk: Uint8Array) => emit(stream, splitters[stream].push(chunk))
+        const splitters = { stdout: LineSplitter.make(), stderr: LineSplitter.make(), beat: LineSplitter.make() }
+        const onChunk = (stream: Child.ChunkSource, chunk: Uint8Array) => {
+          if (stream !== "beat") return emit(stream, splitters[stream].push(chunk))
+          for (const line of splitters.beat.push(chunk)) {
+            // The rest of a line over the splitter's part size is not a new beat.
+            if (line.continuation) continue
+            sink.push({ _tag: "Heartbeat", runId: ctx.runId, ts: nowMicros(), ...Heartbeat.parse(line.data) })
+          }
+        }
         const onEnd = (stream: Child.StreamName) => emit(stream, splitters[stream].end())
         const child = first === undefined
           ? yield* Child.spawn({ shell, command, env, onChunk, onEnd })

@@ -16,7 +16,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import type Sqlite from "better-sqlite3"
-import type { AgentRecord, ClientInfo, Micros, RunId, RunState, Trigger } from "@barto/domain/Messages"
+import type { AgentRecord, ClientInfo, Micros, RunHeartbeat, RunId, RunState, Trigger } from "@barto/domain/Messages"
 import { FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -106,7 +106,7 @@ const MICROS_PER_DAY = 86_400_000_000
 const LOST_OR_FAILED = "('failed', 'timed_out', 'interrupted', 'lost')"
 
 const RUN_COLUMNS = "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, " +
-  "r.exit_code, r.exit_signal, r.reason, r.scheduled_until, r.occurrences"
+  "r.exit_code, r.exit_signal, r.reason, r.scheduled_until, r.occurrences, r.heartbeat"
 
 // A line carries its run's state and exit code (what `list`/`cmd` head each run with), not the
 // exit code of the command that printed it: a run whose printing command exited 0 and whose
@@ -115,6 +115,17 @@ const LINE_SELECT = `SELECT ol.run_id, r.agent, r.schedule, ol.cmd_uuid, ol.line
   ol.continuation, r.exit_code, r.state
 FROM output_lines ol
 JOIN runs r ON r.run_id = ol.run_id`
+
+/** `runs.heartbeat` (JSON written by ingest below) as the row's optional field. */
+const heartbeatOf = (text: unknown): { heartbeat?: RunHeartbeat } => {
+  if (typeof text !== "string") return {}
+  try {
+    const b = JSON.parse(text) as { at: number; progress: string | null; status: string | null; message: string | null }
+    return { heartbeat: { at: b.at as Micros, progress: b.progress, status: b.status, message: b.message } }
+  } catch {
+    return {}
+  }
+}
 
 const toRunRow = (r: Row): RunRow =>
   new RunRow({
@@ -130,7 +141,8 @@ const toRunRow = (r: Row): RunRow =>
     signal: strOrNull(r.exit_signal),
     reason: strOrNull(r.reason),
     scheduledUntil: numOrNull(r.scheduled_until) as Micros | null,
-    occurrences: numOrNull(r.occurrences) ?? 1
+    occurrences: numOrNull(r.occurrences) ?? 1,
+    ...heartbeatOf(r.heartbeat)
   }, true)
 
 const toLineRow = (r: Row): LineRow =>
@@ -180,6 +192,8 @@ const recordTime = (r: AgentRecord): number => {
       return r.finishedAt
     case "RunMissed":
       return r.scheduledAt
+    case "Heartbeat":
+      return r.ts
   }
 }
 
@@ -565,6 +579,12 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
             clip(r.reason),
             r.until ?? null,
             r.count ?? 1
+          ])
+        case "Heartbeat":
+          // Only the last beat is kept, and only while the run runs (a late one cannot undo its end).
+          return yield* execOf(`UPDATE runs SET heartbeat = ? WHERE run_id = ? AND state = 'running'`, [
+            JSON.stringify({ at: r.ts, progress: r.progress ?? null, status: r.status ?? null, message: r.message ?? null }),
+            r.runId
           ])
         case "OutputLine":
           return 0

@@ -14,12 +14,22 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import { ALERT_TABLES } from "./alerts.js"
 import { StoreError } from "./errors.js"
 
 export const MIGRATIONS_TABLE = "barto_migrations"
 
 /** Tables the store needs; checked after migrating. */
-export const TABLES = ["agents", "agent_sessions", "runs", "run_commands", "output_lines", "agent_offsets", "paused_schedules"] as const
+export const TABLES = [
+  "agents",
+  "agent_sessions",
+  "runs",
+  "run_commands",
+  "output_lines",
+  "agent_offsets",
+  "paused_schedules",
+  ...ALERT_TABLES
+] as const
 
 const createTable = (name: string, body: string) =>
   Effect.gen(function*() {
@@ -186,7 +196,56 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   ),
   // failures of the last day and their count (dashboard, failures page): a range per state
   // instead of every failed run ever (measured at 1M runs on SQLite: 14 ms → 1 ms).
-  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
+  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at"),
+  // 0022–0027: alert events, incidents and deliveries (internal/store/alerts.ts says how they are used)
+  "0022_create_alert_events": createTable(
+    "alert_events",
+    `event_id VARCHAR(64) NOT NULL PRIMARY KEY,
+    dedupe_key VARCHAR(512) NOT NULL UNIQUE,
+    kind VARCHAR(16) NOT NULL,
+    agent VARCHAR(255) NOT NULL,
+    schedule VARCHAR(255) NULL,
+    run_id VARCHAR(64) NULL,
+    at BIGINT NOT NULL,
+    incident_id VARCHAR(64) NULL,
+    detail MEDIUMTEXT NOT NULL`
+  ),
+  // `alerts` (recent events), metrics counts by kind
+  "0023_index_alert_events_at": createIndex("alert_events_at", "alert_events", "at"),
+  "0024_create_alert_incidents": createTable(
+    "alert_incidents",
+    `incident_id VARCHAR(64) NOT NULL PRIMARY KEY,
+    open_key VARCHAR(512) NULL UNIQUE,
+    agent VARCHAR(255) NOT NULL,
+    schedule VARCHAR(255) NULL,
+    first_kind VARCHAR(16) NOT NULL,
+    opened_at BIGINT NOT NULL,
+    closed_at BIGINT NULL,
+    bad_events INT NOT NULL,
+    notified_at BIGINT NULL,
+    last_notice_at BIGINT NULL,
+    reminders INT NOT NULL DEFAULT 0,
+    last_event_id VARCHAR(64) NOT NULL`
+  ),
+  "0025_create_alert_deliveries": createTable(
+    "alert_deliveries",
+    `delivery_id VARCHAR(320) NOT NULL PRIMARY KEY,
+    event_id VARCHAR(64) NOT NULL,
+    channel VARCHAR(255) NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    attempts INT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_error VARCHAR(1024) NULL,
+    payload MEDIUMTEXT NOT NULL`
+  ),
+  // the worker's "what is due"
+  "0026_index_alert_deliveries_state_next": createIndex("alert_deliveries_state_next", "alert_deliveries", "state, next_at"),
+  // `alerts` (recent deliveries)
+  "0027_index_alert_deliveries_created": createIndex("alert_deliveries_created", "alert_deliveries", "created_at"),
+  // The last heartbeat of a run (issue 14): JSON {at, progress, status, message}, shown with the run.
+  "0028_add_runs_heartbeat": addColumn("runs", "heartbeat", "MEDIUMTEXT NULL")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
@@ -240,7 +299,7 @@ const verify = (sql: SqlClient.SqlClient): Effect.Effect<void, StoreError> =>
     for (const table of TABLES) {
       yield* sql.unsafe(`SELECT 1 FROM ${table} WHERE 1 = 0`)
     }
-    yield* sql.unsafe(`SELECT reason, scheduled_until, occurrences FROM runs WHERE 1 = 0`)
+    yield* sql.unsafe(`SELECT reason, scheduled_until, occurrences, heartbeat FROM runs WHERE 1 = 0`)
   }).pipe(
     Effect.catchTag("SqlError", (e) =>
       Effect.fail(new StoreError({ message: `store schema check failed: ${String(e.cause ?? e.message)}`, cause: e })))
