@@ -1150,6 +1150,9 @@ describe("bartoc [bartos] servers (failover)", () => {
       }
       const e = yield* failure(Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__SERVERS: "a:99999" }) }))
       assert.include(e.message, "environment BARTOC_BARTOS__SERVERS: bartos.servers: expected a non-empty list")
+    }))
+})
+
 describe("alerts and [notify] channels (issue 14)", () => {
   const alertsToml = (secretLine: string) =>
     `[alerts]
