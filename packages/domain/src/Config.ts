@@ -269,6 +269,20 @@ export const BartosConfig = Schema.Struct({
     max_runs_per_schedule: opt(PositiveInt),
     interval_secs: withDefault(PositiveNumber, () => 3600)
   }),
+  /**
+   * Several bartos on one MariaDB (issue 18, README "Deployment"); ignored on SQLite, which serves
+   * one instance. `instance_id` names this instance in `agent_claims` and the leader lease
+   * (default `<hostname>:<port>`, unique per instance). A dead instance's agents and leadership
+   * are taken over after `lease_secs`; `heartbeat_secs` (at most half of it, checked at start) is
+   * how often an instance renews both and picks up commands addressed to it.
+   */
+  cluster: defaultTable({
+    instance_id: opt(NonEmptyText),
+    lease_secs: withDefault(PositiveNumber, () => 10),
+    heartbeat_secs: withDefault(PositiveNumber, () => 2),
+    /** How long a CLI action for an agent connected to another instance waits for that instance. */
+    command_timeout_secs: withDefault(PositiveNumber, () => 5)
+  }),
   limits: defaultTable({
     max_frame_bytes: withDefault(PositiveInt, () => 1048576),
     query_row_cap: withDefault(PositiveInt, () => 1000),

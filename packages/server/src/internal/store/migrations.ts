@@ -19,7 +19,19 @@ import { StoreError } from "./errors.js"
 export const MIGRATIONS_TABLE = "barto_migrations"
 
 /** Tables the store needs; checked after migrating. */
-export const TABLES = ["agents", "agent_sessions", "runs", "run_commands", "output_lines", "agent_offsets", "paused_schedules"] as const
+export const TABLES = [
+  "agents",
+  "agent_sessions",
+  "runs",
+  "run_commands",
+  "output_lines",
+  "agent_offsets",
+  "paused_schedules",
+  "bartos_instances",
+  "agent_claims",
+  "leader_lease",
+  "instance_commands"
+] as const
 
 const createTable = (name: string, body: string) =>
   Effect.gen(function*() {
@@ -186,7 +198,50 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   ),
   // failures of the last day and their count (dashboard, failures page): a range per state
   // instead of every failed run ever (measured at 1M runs on SQLite: 14 ms → 1 ms).
-  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at")
+  "0021_index_runs_state_scheduled": createIndex("runs_state_scheduled", "runs", "state, scheduled_at"),
+  // --- several bartos on one MariaDB (issue 18; `Cluster.ts`, `Leader.ts`). Created on SQLite
+  // too (one schema), where a single instance uses none of them.
+  // One row per running bartos; `heartbeat_at` is the database's clock (microseconds), so the
+  // instances' own clocks never decide whether another one is alive.
+  "0035_create_bartos_instances": createTable(
+    "bartos_instances",
+    `instance_id VARCHAR(255) NOT NULL PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    table_version VARCHAR(64) NULL`
+  ),
+  // The live session registry across instances: the primary key makes one agent per name hold
+  // across instances (4003), `instance_id` says which instance holds the socket, `since` when the
+  // session began; a claim whose instance stopped heart-beating is stale (its agent is gone).
+  "0036_create_agent_claims": createTable(
+    "agent_claims",
+    `agent VARCHAR(255) NOT NULL PRIMARY KEY,
+    outbox_id VARCHAR(64) NOT NULL,
+    session_id VARCHAR(64) NOT NULL,
+    instance_id VARCHAR(255) NOT NULL,
+    ip VARCHAR(255) NOT NULL,
+    since BIGINT NOT NULL`
+  ),
+  // The leader lease: one row, `token` increases at every change of holder (the fencing token).
+  "0037_create_leader_lease": createTable(
+    "leader_lease",
+    `name VARCHAR(32) NOT NULL PRIMARY KEY,
+    holder VARCHAR(255) NOT NULL,
+    token BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL`
+  ),
+  // Actions for an agent held by another instance: written by the instance that took the
+  // request, claimed and answered by the target instance.
+  "0038_create_instance_commands": createTable(
+    "instance_commands",
+    `id VARCHAR(64) NOT NULL PRIMARY KEY,
+    target VARCHAR(255) NOT NULL,
+    created_at BIGINT NOT NULL,
+    body MEDIUMTEXT NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    result MEDIUMTEXT NULL`
+  ),
+  "0039_index_instance_commands_target": createIndex("instance_commands_target", "instance_commands", "target, state")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
