@@ -1,11 +1,13 @@
 /**
- * bartos assembled from Layers: config -> Store, registry, metrics, events, codec -> the live
- * schedule table -> the HTTP/WebSocket hub and the retention job.
+ * bartos assembled from Layers: config -> Store, registry and leader (in memory on SQLite; in
+ * MariaDB with several instances, `Cluster.ts`), metrics, events, codec -> the live schedule
+ * table -> the HTTP/WebSocket hub, the retention job (leader only) and the cluster's table sync.
  *
  * Release runs in reverse: the hub first (stop accepting, close every socket with 1001, let an
  * ingest transaction in flight finish), then the schedule watchers, then the database.
  */
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -13,8 +15,10 @@ import * as Layer from "effect/Layer"
 import * as Codec from "@barto/domain/Codec"
 import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
+import * as Cluster from "./Cluster.js"
 import * as Events from "./Events.js"
 import * as Hub from "./Hub.js"
+import * as Leader from "./Leader.js"
 import * as Metrics from "./Metrics.js"
 import * as Registry from "./Registry.js"
 import * as Retention from "./Retention.js"
@@ -129,13 +133,28 @@ export const layer = (options: StartOptions) =>
       const { config } = options
       const computed = yield* hubOptions(config, options.version)
       const hub = options.overrides?.hub?.(computed) ?? computed
-      const base = Layer.mergeAll(
-        Registry.layer,
+      const services = Layer.mergeAll(
         Metrics.layer,
         Events.layer,
-        Codec.layerJson({ maxFrameBytes: config.limits.max_frame_bytes }),
-        options.overrides?.store ?? storeLayer(config)
+        Codec.layerJson({ maxFrameBytes: config.limits.max_frame_bytes })
       )
+      // Several instances share a MariaDB (Cluster.ts): the registry, the leader and the
+      // commands live in the database. On SQLite (or a store a test brings) this is the one bartos.
+      const clustered = config.mariadb !== undefined && options.overrides?.store === undefined
+      const instanceId = config.cluster.instance_id ?? `${os.hostname()}:${config.actix.port}`
+      if (clustered && config.cluster.heartbeat_secs * 2 > config.cluster.lease_secs) {
+        return yield* new StartError({
+          message: `cluster.heartbeat_secs: expected at most half of cluster.lease_secs (${config.cluster.lease_secs}), ` +
+            `got ${config.cluster.heartbeat_secs}`
+        })
+      }
+      const cluster = Cluster.layer({
+        instanceId,
+        leaseMs: config.cluster.lease_secs * 1000,
+        heartbeatMs: config.cluster.heartbeat_secs * 1000,
+        commandTimeoutMs: config.cluster.command_timeout_secs * 1000,
+        livenessMs: config.limits.liveness_secs * 1000
+      }).pipe(Layer.mapError((e) => new Store.StoreError({ message: `cluster: ${e.message}`, cause: e })))
       const hotReload = options.hotReload ?? true
       const schedules = Schedules.layer({
         initial: loadedSchedules(options.configFile, config),
@@ -148,6 +167,19 @@ export const layer = (options: StartOptions) =>
         maxRunsPerSchedule: config.retention.max_runs_per_schedule,
         intervalSecs: config.retention.interval_secs
       })
+      if (clustered) {
+        const base = Layer.mergeAll(services, cluster).pipe(Layer.provideMerge(Store.layerFromConfigWithClient(config)))
+        return Layer.mergeAll(Hub.layer(hub), retention, Cluster.layerTableSync).pipe(
+          Layer.provideMerge(schedules),
+          Layer.provideMerge(base)
+        )
+      }
+      const base = Layer.mergeAll(
+        services,
+        Registry.layer,
+        Leader.layerSingle(instanceId),
+        options.overrides?.store ?? storeLayer(config)
+      )
       return Layer.mergeAll(Hub.layer(hub), retention).pipe(
         Layer.provideMerge(schedules),
         Layer.provideMerge(base)
