@@ -23,6 +23,9 @@
  *   bartos silent for `server_silence_secs` (default 15 s) is dropped. `client_timeout` keeps the
  *   reference meaning: a heartbeat tick that fires later than that (a stalled runtime) drops the
  *   connection too. The backoff runs from `reconnect_base_secs` to `reconnect_max_secs` (1 s, 30 s).
+ * - Failover (`[bartos] servers`): each attempt goes to the next server of the list, in order and
+ *   round the list, with the same backoff between attempts; after a handshake the next attempt
+ *   goes to the server that worked first, and the rotation goes on from there.
  */
 import * as Codec from "@barto/domain/Codec"
 import type { BartocConfig } from "@barto/domain/Config"
@@ -66,6 +69,8 @@ export interface Options {
   readonly prefix: "ws" | "wss"
   readonly host: string
   readonly port: number
+  /** Failover list (`[bartos] servers`); set, it replaces `host`/`port`. */
+  readonly servers?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
   /** PEM file: pinned CA bundle (replaces the default roots). */
   readonly caCert?: string | undefined
   /** PEM files for mTLS (both or neither). */
@@ -115,6 +120,7 @@ export const fromConfig = (config: BartocConfig): Options => ({
   prefix: config.bartos.prefix,
   host: config.bartos.host,
   port: config.bartos.port,
+  servers: config.bartos.servers?.map((s) => ({ host: s.host, port: s.port ?? config.bartos.port })),
   caCert: config.bartos.ca_cert,
   clientCert: config.bartos.client_cert,
   clientKey: config.bartos.client_key,
@@ -137,6 +143,13 @@ export const workerUrl = (o: Pick<Options, "prefix" | "host" | "port" | "name">)
   const host = o.host.includes(":") && !o.host.startsWith("[") ? `[${o.host}]` : o.host
   return `${o.prefix}://${host}:${o.port}/v1/ws/worker?name=${encodeURIComponent(o.name)}`
 }
+
+/** The worker URL of every server, in failover order: `servers`, else `host`/`port`. */
+export const serverUrls = (
+  o: Pick<Options, "prefix" | "host" | "port" | "name" | "servers">
+): ReadonlyArray<string> =>
+  (o.servers !== undefined && o.servers.length > 0 ? o.servers : [{ host: o.host, port: o.port }])
+    .map((s) => workerUrl({ ...o, ...s }))
 
 /** The reconnect loop gave up (retry budget exhausted, or `retry_count = 0`), or the config cannot work. */
 export class ConnectionError extends Data.TaggedError("ConnectionError")<{
@@ -201,7 +214,7 @@ export const make = (
     const batchMax = Math.max(1, options.batchMax ?? DEFAULTS.batchMax)
     const flushMs = options.flushMs ?? DEFAULTS.flushMs
     const maxInFlight = Math.max(batchMax, options.maxInFlight ?? DEFAULTS.maxInFlight)
-    const url = workerUrl(options)
+    const urls = serverUrls(options)
 
     // A key that cannot work is a configuration error, not something a retry fixes.
     let publicKey: Envelope.PublicKey | undefined
@@ -238,7 +251,7 @@ export const make = (
     const nowSecs = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
 
     /** One connection, from open to end. Never succeeds; `onHandshake` runs once ServerHello came. */
-    const connectOnce = (onHandshake: Effect.Effect<void>): Effect.Effect<never, SessionEnded> =>
+    const connectOnce = (url: string, onHandshake: Effect.Effect<void>): Effect.Effect<never, SessionEnded> =>
       Effect.scoped(Effect.gen(function*() {
         const ca = yield* readPem("ca_cert", options.caCert)
         const cert = yield* readPem("client_cert", options.clientCert)
@@ -602,11 +615,20 @@ export const make = (
           ...(options.retryCount === undefined ? {} : { retries: options.retryCount - 1 })
         })
       )
+      /** The server of the next attempt (an index into `urls`). */
+      let current = 0
       while (true) {
         const attempt = yield* Ref.updateAndGet(attempts, (n) => n + 1)
-        const ended = yield* Effect.flip(connectOnce(Effect.zipRight(driver.reset, Deferred.succeed(decided, undefined))))
+        const url = urls[current]!
+        let handshook = false
+        const onHandshake = Effect.sync(() => {
+          handshook = true
+        }).pipe(Effect.zipRight(driver.reset), Effect.zipRight(Deferred.succeed(decided, undefined)))
+        const ended = yield* Effect.flip(connectOnce(url, onHandshake))
+        // Failover: a server that failed hands over to the next; one that worked is tried first again.
+        if (!handshook) current = (current + 1) % urls.length
         if (ended.nameInUse === true) yield* refusedName(ended.message)
-        else yield* Effect.logWarning(`connection to bartos ended (attempt ${attempt}): ${ended.message}`)
+        else yield* Effect.logWarning(`connection to bartos ${url} ended (attempt ${attempt}): ${ended.message}`)
         yield* Deferred.succeed(decided, undefined)
         const retry = yield* Effect.either(driver.next(ended))
         if (Either.isLeft(retry)) {

@@ -82,9 +82,13 @@ export const layer = (
 }
 
 /** The line printed on stdout at start (reference §1.5 step 2, plus where it connects and keeps state). */
-export const startLine = (config: BartocConfig): string =>
-  `bartoc ${AGENT_VERSION} starting (agent '${config.name}', server ${config.bartos.prefix}://` +
-  `${config.bartos.host}:${config.bartos.port}, state ${config.state_path})`
+export const startLine = (config: BartocConfig): string => {
+  const { port, prefix, servers } = config.bartos
+  const where = servers === undefined
+    ? `server ${prefix}://${config.bartos.host}:${port}`
+    : `servers ${servers.map((s) => `${prefix}://${s.host.includes(":") ? `[${s.host}]` : s.host}:${s.port ?? port}`).join(", ")}`
+  return `bartoc ${AGENT_VERSION} starting (agent '${config.name}', ${where}, state ${config.state_path})`
+}
 
 /** Completes on the next SIGINT or SIGTERM (while the returned scope lasts). */
 const nextStopSignal = Effect.gen(function*() {

@@ -424,6 +424,37 @@ describe("Connection", () => {
       yield* agent.conn.decided.pipe(FakeBartos.within(1_000, "decided at the handshake"))
     }))
 
+  it.scopedLive("failover: each attempt tries the next server; after a handshake the one that worked goes first", () =>
+    Effect.gen(function*() {
+      const dead = yield* FakeBartos.make()
+      const deadPort = dead.port
+      yield* dead.stop
+      const a = yield* FakeBartos.make()
+      const b = yield* FakeBartos.make()
+      const agent = yield* startAgent({ port: 1 }, {
+        servers: [{ host: "127.0.0.1", port: deadPort }, { host: "127.0.0.1", port: a.port }, {
+          host: "127.0.0.1",
+          port: b.port
+        }]
+      })
+      // Attempt 1 meets nothing, attempt 2 goes to the next server.
+      const a1 = yield* a.connection(1)
+      yield* a1.waitFor(FakeBartos.isTag("AgentInfo"))
+      yield* waitRef(agent.conn.session, Option.isSome, "the handshake with the second server")
+      assert.strictEqual(yield* agent.conn.attempts, 2)
+      // A handshaken link that ends: the server that worked is tried first again.
+      yield* a1.close(1000, "bye")
+      const a2 = yield* a.connection(2)
+      yield* a2.waitFor(FakeBartos.isTag("AgentHello"))
+      assert.strictEqual(yield* agent.conn.attempts, 3)
+      assert.strictEqual(b.connections.length, 0)
+      // It goes away: the attempt after that goes on round the list.
+      yield* a.stop
+      const b1 = yield* b.connection(1)
+      yield* b1.waitFor(FakeBartos.isTag("AgentHello"))
+      assert.strictEqual(yield* agent.conn.attempts, 5)
+    }))
+
   it.scopedLive("reconnects with backoff after bartos closes; every handshake restores the retry budget", () =>
     Effect.gen(function*() {
       const server = yield* FakeBartos.make()

@@ -46,10 +46,12 @@ import {
   PositiveInt,
   PositiveNumber,
   Secret,
+  ServerList,
   shapeOf,
   StringArray,
   table,
   tableOf,
+  tableWithExclusive,
   Text,
   U8,
   withDefault
@@ -323,8 +325,11 @@ const bothOrNeither = (t: { readonly client_cert?: string; readonly client_key?:
     message: "client_cert and client_key must be given together"
   }
 
-const bartosLink = <F extends Schema.Struct.Fields>(fields: F) => {
-  const t = table(fields).pipe(
+const bartosLink = <F extends Schema.Struct.Fields>(
+  fields: F,
+  exclusive: ReadonlyArray<readonly [keyof F & string, keyof F & string]> = []
+) => {
+  const t = tableWithExclusive(fields, exclusive).pipe(
     Schema.filter(bothOrNeither as (t: any) => true | Schema.FilterIssue)
   ) as unknown as Schema.Schema<Schema.Struct.Type<F>, unknown, never>
   return withDefault(t, () => Schema.decodeUnknownSync(t)({}))
@@ -401,7 +406,13 @@ export const BartocConfig = Schema.Struct({
   replay_window_secs: withDefault(NonNegativeInt, () => 60),
   /** Agent state (outbox) SQLite file; `-r/--redb-absolute-path`. */
   state_path: withDefault(NonEmptyText, () => defaultPaths("bartoc").dbFile),
-  bartos: bartosLink(bartosLinkFields),
+  /**
+   * `servers = ["host1:port", "host2"]` lists every bartos instance to fail over between (an entry
+   * without a port takes `port`); prefix, TLS files and api key are shared. `servers` and `host`
+   * are one setting: both in one source is an error, and a higher source giving either replaces
+   * the other (`BARTOC_BARTOS__SERVERS="h1:20000,h2"` from the environment).
+   */
+  bartos: bartosLink({ ...bartosLinkFields, servers: opt(ServerList) }, [["host", "servers"]]),
   /** `[connection]`: ping interval, server silence, reconnect backoff. */
   connection: withDefault(BartocConnection, () => Schema.decodeUnknownSync(BartocConnection)({})),
   /** `[runner]`: shutdown behaviour. */

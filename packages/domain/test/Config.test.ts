@@ -1086,3 +1086,65 @@ describe("bartoc [connection] timings", () => {
       assert.strictEqual(c.connection.reconnect_max_secs, 7)
     }))
 })
+
+describe("bartoc [bartos] servers (failover)", () => {
+  it.effect("a list of host or host:port; an entry without a port takes `port`", () =>
+    Effect.gen(function*() {
+      const file = writeFile(
+        tmp(),
+        "bartoc.toml",
+        `[bartos]\nport = 21000\nservers = ["b1.example:20001", "b2.example", "[::1]:20003", "::1"]\n`
+      )
+      const c = yield* Config.loadBartoc({ configPath: file, env: isolatedEnv() })
+      assert.deepStrictEqual(c.bartos.servers, [
+        { host: "b1.example", port: 20001 },
+        { host: "b2.example" },
+        { host: "::1", port: 20003 },
+        { host: "::1" }
+      ])
+      assert.strictEqual(c.bartos.port, 21000)
+      // `host` alone keeps working, and no list appears.
+      const plain = yield* Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__HOST: "one.example" }) })
+      assert.strictEqual(plain.bartos.host, "one.example")
+      assert.isUndefined(plain.bartos.servers)
+    }))
+
+  it.effect("servers and host in one source is an error naming both keys, with file:line", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `[bartos]\nhost = "a"\nservers = ["b", "c"]\n`)
+      const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+      assert.strictEqual(e.message, `${file}:3:1: bartos.servers: both host and servers are set; use one`)
+      const e2 = yield* failure(
+        Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__HOST: "a", BARTOC_BARTOS__SERVERS: "b,c" }) })
+      )
+      assert.include(e2.message, "bartos.servers: both host and servers are set; use one")
+      assert.include(e2.message, "environment BARTOC_BARTOS__SERVERS")
+    }))
+
+  it.effect("a higher source giving either key replaces both from lower sources", () =>
+    Effect.gen(function*() {
+      const file = writeFile(tmp(), "bartoc.toml", `[bartos]\nservers = ["b1:1", "b2:2"]\n`)
+      const byHost = yield* Config.loadBartoc({ configPath: file, env: isolatedEnv({ BARTOC_BARTOS__HOST: "only" }) })
+      assert.strictEqual(byHost.bartos.host, "only")
+      assert.isUndefined(byHost.bartos.servers)
+      const hostFile = writeFile(tmp(), "bartoc.toml", `[bartos]\nhost = "a"\n`)
+      const byList = yield* Config.loadBartoc({
+        configPath: hostFile,
+        env: isolatedEnv({ BARTOC_BARTOS__SERVERS: "b1:20001, b2" })
+      })
+      assert.deepStrictEqual(byList.bartos.servers, [{ host: "b1", port: 20001 }, { host: "b2" }])
+      assert.strictEqual(byList.bartos.host, "127.0.0.1") // the schema default, unused with a list
+    }))
+
+  it.effect("bad entries are reported with the source and the expected form", () =>
+    Effect.gen(function*() {
+      for (const bad of [`[]`, `["a:0"]`, `["a:x"]`, `[""]`, `[1]`, `"a b"`]) {
+        const file = writeFile(tmp(), "bartoc.toml", `[bartos]\nservers = ${bad}\n`)
+        const e = yield* failure(Config.loadBartoc({ configPath: file, env: isolatedEnv() }))
+        assert.strictEqual(e.path, "bartos.servers", bad)
+        assert.include(e.message, `${file}:2:1: bartos.servers: expected a non-empty list of "host" or "host:port"`)
+      }
+      const e = yield* failure(Config.loadBartoc({ env: isolatedEnv({ BARTOC_BARTOS__SERVERS: "a:99999" }) }))
+      assert.include(e.message, "environment BARTOC_BARTOS__SERVERS: bartos.servers: expected a non-empty list")
+    }))
+})

@@ -8,7 +8,7 @@ import * as Envelope from "@barto/domain/Envelope"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
-import { workerUrl } from "../Connection.js"
+import { fromConfig, serverUrls } from "../Connection.js"
 import { AGENT_VERSION } from "../SystemInfo.js"
 
 export interface CheckResult {
@@ -68,7 +68,7 @@ export const check = (options: {
       summary: [
         `bartoc ${AGENT_VERSION}: configuration is valid (${file})`,
         `name:          ${config.name}`,
-        `bartos:        ${workerUrl({ ...config.bartos, name: config.name })}${tls.length === 0 ? "" : ` (${tls.join(", ")})`}`,
+        `bartos:        ${serverUrls(fromConfig(config)).join(", ")}${tls.length === 0 ? "" : ` (${tls.join(", ")})`}`,
         `state:         ${config.state_path} (${fs.existsSync(config.state_path) ? "exists, not opened" : "created at start"})`,
         `log file:      ${options.logFile}`,
         `missed ticks:  ${config.missed_tick}, catch-up limit ${config.catch_up_limit}`,

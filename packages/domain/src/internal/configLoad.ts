@@ -319,6 +319,12 @@ const readToml = (
 const keysSet = (shape: TableShape, source: Source): Either.Either<Array<string>, ConfigErrorFields> => {
   const keys: Array<string> = []
   const walk = (table: TableShape, tree: Obj, prefix: KeyPath): ConfigErrorFields | undefined => {
+    for (const [a, b] of table.exclusive ?? []) {
+      if (tree[a] !== undefined && tree[b] !== undefined) {
+        const p = dotted([...prefix, b])
+        return { file: source.label(p), path: p, reason: `both ${a} and ${b} are set; use one` }
+      }
+    }
     for (const [key, s] of table.fields) {
       const p = [...prefix, key]
       const value = tree[key]
@@ -398,10 +404,12 @@ const assemble = (
     const record = (key: string, source: Source, from: KeyPath) => origins.set(key, { source, from })
     const readTable = (table: TableShape, prefix: KeyPath, into: Obj): Effect.Effect<void, ConfigErrorFields> =>
       Effect.gen(function*() {
+        const winners = new Map<string, number>()
         for (const [key, s] of table.fields) {
           const p = [...prefix, key]
           const winner = yield* whoSets(p)
           if (Option.isNone(winner)) continue
+          winners.set(key, winner.value)
           const source = sources[winner.value]!
           const value = getIn(source.tree, p)
           if (value === undefined) {
@@ -419,6 +427,15 @@ const assemble = (
             record(dotted(p), source, p)
             into[key] = value
           }
+        }
+        // One setting spelled two ways, given by two sources: the higher source's spelling wins whole.
+        for (const [a, b] of table.exclusive ?? []) {
+          const wa = winners.get(a)
+          const wb = winners.get(b)
+          if (wa === undefined || wb === undefined) continue
+          const loser = wa < wb ? b : a
+          delete into[loser]
+          origins.delete(dotted([...prefix, loser]))
         }
       })
     const value: Obj = {}

@@ -17,6 +17,8 @@ import { isIP } from "node:net"
 
 export const TableId: unique symbol = Symbol.for("@barto/domain/Config/Table")
 export const SecretId: unique symbol = Symbol.for("@barto/domain/Config/Secret")
+/** On a `table(...)`: pairs of keys that are one setting spelled two ways (`host` / `servers`). */
+export const ExclusiveId: unique symbol = Symbol.for("@barto/domain/Config/Exclusive")
 
 const describe = (u: unknown): string => {
   if (u === null || u === undefined) return "nothing"
@@ -156,6 +158,48 @@ export const Secret = Schema.Redacted(
 
 export const StringArray = Schema.Array(Text).annotations({ message: () => "expected an array of strings" })
 
+/** One `host` or `host:port` entry of a server list; `[v6]:port` or a bare IPv6 address. */
+export interface ServerAddress {
+  readonly host: string
+  /** Absent: the table's `port`. */
+  readonly port?: number
+}
+
+const parseServer = (entry: string): ServerAddress | undefined => {
+  const s = entry.trim()
+  if (s.length === 0 || /\s/.test(s)) return undefined
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(s)
+  const [host, portText] = bracketed !== null
+    ? [bracketed[1]!, bracketed[2]]
+    : s.indexOf(":") !== s.lastIndexOf(":")
+    ? [s, undefined] // a bare IPv6 address; with a port it must be bracketed
+    : (s.split(":") as [string, string | undefined])
+  if (host.length === 0 || host.includes("/")) return undefined
+  if (portText === undefined) return { host }
+  const port = toNumber(portText, true)
+  return port !== undefined && port >= 1 && port <= 65535 ? { host, port } : undefined
+}
+
+/**
+ * A non-empty list of servers: a TOML array of `"host"` / `"host:port"` strings, or the same
+ * comma-separated in one string (how the environment gives it).
+ */
+export const ServerList = leaf(
+  Schema.Array(Schema.Struct({ host: Schema.String, port: Schema.optionalWith(Schema.Number, { exact: true }) })),
+  "a non-empty list of \"host\" or \"host:port\" strings (an IPv6 address with a port as \"[addr]:port\")",
+  (u) => {
+    const entries = typeof u === "string" ? u.split(",") : Array.isArray(u) ? u : undefined
+    if (entries === undefined || entries.length === 0) return undefined
+    const parsed: Array<ServerAddress> = []
+    for (const entry of entries) {
+      const server = typeof entry === "string" ? parseServer(entry) : undefined
+      if (server === undefined) return undefined
+      parsed.push(server)
+    }
+    return parsed
+  }
+)
+
 const TableCheck = leaf(
   Schema.Record({ key: Schema.String, value: Schema.Unknown }),
   "a table",
@@ -168,6 +212,16 @@ const TableCheck = leaf(
 /** A TOML table: must be a table, then its fields are decoded. */
 export const table = <F extends Schema.Struct.Fields>(fields: F) =>
   Schema.compose(TableCheck, Schema.Struct(fields), { strict: false })
+
+/**
+ * A table in which each pair of keys is one setting spelled two ways: one source giving both is
+ * an error naming both, and a higher source giving either replaces both from lower sources (as
+ * `k` / `k_file` for secrets).
+ */
+export const tableWithExclusive = <F extends Schema.Struct.Fields>(
+  fields: F,
+  exclusive: ReadonlyArray<readonly [keyof F & string, keyof F & string]>
+) => Schema.compose(TableCheck.annotations({ [ExclusiveId]: exclusive }), Schema.Struct(fields), { strict: false })
 
 /** A TOML table whose keys are free (e.g. agent names). */
 export const tableOf = <V extends Schema.Schema.Any>(value: V) =>
@@ -203,6 +257,8 @@ export type Shape = TableShape | LeafShape | RecordShape | ListShape
 export interface TableShape {
   readonly _tag: "Table"
   readonly fields: ReadonlyArray<readonly [key: string, shape: Shape]>
+  /** Pairs of keys that are one setting (see `tableWithExclusive`). */
+  readonly exclusive?: ReadonlyArray<readonly [string, string]>
 }
 
 export interface LeafShape {
@@ -236,8 +292,17 @@ const tableStruct = (ast: AST.AST): AST.TypeLiteral | undefined => {
   return AST.isTypeLiteral(to) && to.indexSignatures.length === 0 ? to : undefined
 }
 
-const structShape = (struct: AST.TypeLiteral): TableShape => ({
+const exclusiveOf = (ast: AST.AST): ReadonlyArray<readonly [string, string]> | undefined =>
+  AST.isTransformation(ast)
+    ? ast.from.annotations[ExclusiveId] as ReadonlyArray<readonly [string, string]> | undefined
+    : undefined
+
+const structShape = (
+  struct: AST.TypeLiteral,
+  exclusive?: ReadonlyArray<readonly [string, string]>
+): TableShape => ({
   _tag: "Table",
+  ...(exclusive === undefined ? {} : { exclusive }),
   fields: struct.propertySignatures.flatMap((ps) =>
     typeof ps.name === "string" ? [[ps.name, fieldShape(ps.type)] as const] : []
   )
@@ -247,7 +312,7 @@ const fieldShape = (ast: AST.AST): Shape => {
   let t = unwrapOptional(ast)
   while (AST.isRefinement(t)) t = t.from
   const struct = tableStruct(t)
-  if (struct !== undefined) return structShape(struct)
+  if (struct !== undefined) return structShape(struct, exclusiveOf(t))
   if (AST.isTransformation(t) && t.from.annotations[TableId] === true) {
     // A free-keyed table: `tableOf(value)`.
     let to = t.to
@@ -266,7 +331,7 @@ const fieldShape = (ast: AST.AST): Shape => {
 export const shapeOf = (schema: Schema.Schema.Any): TableShape => {
   let root = schema.ast
   const struct = tableStruct(root)
-  if (struct !== undefined) return structShape(struct)
+  if (struct !== undefined) return structShape(struct, exclusiveOf(root))
   while (AST.isTransformation(root) || AST.isRefinement(root)) root = root.from
   return AST.isTypeLiteral(root) ? structShape(root) : { _tag: "Table", fields: [] }
 }
