@@ -450,6 +450,12 @@ export const layer = (
       Effect.catchAll((e) => Effect.logWarning(`cluster: leader sweep failed: ${e.message}`))
     )
 
+    // A stopping instance says so at once: its agents may claim their names elsewhere without
+    // waiting for the lease (they reconnect within their backoff). Added before the loops are
+    // forked, so it runs after they stop and no heartbeat in flight undoes it.
+    yield* Effect.addFinalizer(() =>
+      sql.unsafe(`UPDATE bartos_instances SET heartbeat_at = 0 WHERE instance_id = ?`, [me]).pipe(Effect.ignore)
+    )
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(options.heartbeatMs), beat)))
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
       Effect.sleep(pollMs),
@@ -459,11 +465,6 @@ export const layer = (
       "cluster sweep",
       Effect.forever(Effect.zipRight(Effect.sleep(options.heartbeatMs), sweep))
     ))
-    // A stopping instance says so at once: its agents may claim their names elsewhere without
-    // waiting for the lease (they reconnect within their backoff).
-    yield* Effect.addFinalizer(() =>
-      sql.unsafe(`UPDATE bartos_instances SET heartbeat_at = 0 WHERE instance_id = ?`, [me]).pipe(Effect.ignore)
-    )
 
     return Layer.succeedContext(
       Context.make(Registry.Registry, registry).pipe(

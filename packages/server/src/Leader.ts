@@ -184,9 +184,8 @@ export const layerLease = (options: LeaseOptions): Layer.Layer<Leader, never, Sq
           yield* SubscriptionRef.set(state, Option.none())
         }
       })
-      yield* renew
-      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(options.renewMs), renew)))
-      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Math.max(50, options.renewMs / 4)), watchdog)))
+      // Added before the loops are forked, so it runs after they are interrupted (finalizers run
+      // in reverse): no renewal in flight can take the lease back after the release.
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           if (Option.isSome(yield* SubscriptionRef.get(state))) {
@@ -195,6 +194,9 @@ export const layerLease = (options: LeaseOptions): Layer.Layer<Leader, never, Sq
           }
         })
       )
+      yield* renew
+      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(options.renewMs), renew)))
+      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Math.max(50, options.renewMs / 4)), watchdog)))
       return make(options.instanceId, state)
     })
   )
