@@ -143,6 +143,32 @@ describe.runIf(mariadbAvailable())("several bartos on MariaDB", () => {
       (await setupDone.db.all<{ state: string }>("SELECT state FROM runs WHERE run_id = ?", [manualId]))[0]?.state ===
         "succeeded", { timeoutMs: 15_000 })
 
+    // Pause through B (a1 is held by A) while a run now of a1 goes through A: both land, and
+    // the agent, the database and both instances agree that a1/tick is paused.
+    const [paused, manual] = await Promise.all([s.cli("B", ["pause", "a1", "tick"]), s.cli("A", ["run", "a1", "tick", "--json"])])
+    expect(paused.code, paused.stderr).toBe(0)
+    expect(manual.code, manual.stderr).toBe(0)
+    const manualA1 = (JSON.parse(manual.stdout) as { runId: string }).runId
+    for (const which of ["A", "B"] as const) {
+      await waitFor(`${which} to show a1/tick paused`, async () => {
+        const r = await setupDone.cli(which, ["schedules", "a1", "--json"])
+        return r.code === 0 && (JSON.parse(r.stdout) as Array<{ paused: boolean }>)[0]?.paused === true
+      }, { timeoutMs: 5000 })
+    }
+    await waitFor("the manual run of a1 to finish", async () =>
+      (await setupDone.db.all<{ state: string }>("SELECT state FROM runs WHERE run_id = ?", [manualA1]))[0]?.state ===
+        "succeeded", { timeoutMs: 15_000 })
+    const pausedAt = Date.now()
+    await new Promise((r) => setTimeout(r, 3000))
+    const ticksWhilePaused = await s.db.all(
+      "SELECT run_id FROM runs WHERE agent = 'a1' AND run_trigger = 'schedule' AND state <> 'missed' AND scheduled_at > ?",
+      [(pausedAt + 500) * 1000]
+    )
+    expect(ticksWhilePaused).toEqual([])
+    expect(await s.db.all("SELECT agent, schedule FROM paused_schedules")).toEqual([{ agent: "a1", schedule: "tick" }])
+    const resumed = await s.cli("A", ["resume", "a1", "tick"])
+    expect(resumed.code, resumed.stderr).toBe(0)
+
     // Let some seconds run, then kill the leader, which holds two of the three agents.
     await new Promise((r) => setTimeout(r, 3000))
     const before = await lease(s.db)
