@@ -34,6 +34,7 @@ import { type ConfigErrorFields, load, readVars, unknownEnv } from "./internal/c
 import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import {
   Bool,
+  CidrList,
   defaultTable,
   DurationSecs,
   Enum,
@@ -206,6 +207,12 @@ export const Actix = {
   workers: opt(PositiveInt),
   ip: withDefault(NonEmptyText, () => "127.0.0.1"),
   port: withDefault(ListenPort, () => 20000),
+  /**
+   * Reverse proxies / load balancers (addresses or CIDR blocks) whose `Forwarded` /
+   * `X-Forwarded-For` headers are believed: the client address is the nearest one in the chain
+   * that is not a trusted proxy. Empty: the headers are ignored and the peer is the client.
+   */
+  trusted_proxies: withDefault(CidrList, () => []),
   tls: opt(Tls)
 }
 

@@ -96,6 +96,7 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       queryTimeoutMs: config.limits.query_timeout_ms,
       queryRequiresAdmin: config.query_requires_admin ?? config.admin_key !== undefined,
       maxAnswerBytes: config.limits.max_answer_bytes,
+      trustedProxies: config.actix.trusted_proxies,
       web: { consoleEnabled: config.console.enabled, sessionTtlSecs: config.console.session_ttl }
     } satisfies Hub.Options
   })
