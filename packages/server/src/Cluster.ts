@@ -29,6 +29,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { createHash, randomUUID } from "node:crypto"
 import * as Messages from "@barto/domain/Messages"
+import { groupCommit } from "./internal/sessionBatch.js"
 import * as Fence from "./internal/store/fence.js"
 import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as Leader from "./Leader.js"
@@ -146,9 +147,12 @@ export const layer = (
           [c.agent, c.outboxId, c.sessionId, me, c.ip.slice(0, 255), c.connectedAt]
         )
 
-    /** Claims the name in the database; the holder when another live instance of the agent has it. */
-    const claim = (c: Registry.AgentConnection): Effect.Effect<Option.Option<Registry.AgentConnection>, SqlError> =>
-      sql.withTransaction(Effect.gen(function*() {
+    /**
+     * Claims the name in the database; the holder when another live instance of the agent has it.
+     * Claims are group-committed (a reconnect storm writes hundreds per transaction).
+     */
+    const claimOne = (c: Registry.AgentConnection): Effect.Effect<Option.Option<Registry.AgentConnection>, SqlError> =>
+      Effect.gen(function*() {
         const row = yield* readClaim(c.agent)
         if (row !== undefined && row.outbox_id !== c.outboxId && row.instance_id !== me && !isStale(row)) {
           return Option.some<Registry.AgentConnection>({
@@ -161,12 +165,12 @@ export const layer = (
           })
         }
         yield* writeClaim(c, row !== undefined)
-        return Option.none()
-      })).pipe(
-        // Two instances inserting the first claim of a name at once: one gets a duplicate key
-        // (or a deadlock); the retry reads the winner's row.
-        Effect.retry({ times: 2 })
-      )
+        return Option.none<Registry.AgentConnection>()
+      })
+    const claimGrouped = yield* groupCommit(sql, claimOne)
+    // Two instances inserting the first claim of a name at once: one gets a duplicate key (or a
+    // deadlock, and its group is retried claim by claim); the retry reads the winner's row.
+    const claim = (c: Registry.AgentConnection) => claimGrouped(c).pipe(Effect.retry({ times: 2 }))
 
     const release = (agent: string, sessionId: string) =>
       sql.unsafe(`DELETE FROM agent_claims WHERE agent = ? AND session_id = ? AND instance_id = ?`, [agent, sessionId, me])

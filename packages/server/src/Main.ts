@@ -8,6 +8,8 @@
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -22,6 +24,7 @@ import * as Leader from "./Leader.js"
 import * as Metrics from "./Metrics.js"
 import * as Registry from "./Registry.js"
 import * as Retention from "./Retention.js"
+import * as SessionBatch from "./internal/sessionBatch.js"
 import * as Schedules from "./Schedules.js"
 import * as Store from "./Store.js"
 
@@ -104,6 +107,16 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
 export const storeLayer = (config: Config.BartosConfig): Layer.Layer<Store.Store, Store.StoreError> =>
   Store.layerFromConfig(config)
 
+/** The configured store with its session rows group-committed (`internal/sessionBatch.ts`), and its client. */
+export const storeWithClientLayer = (
+  config: Config.BartosConfig
+): Layer.Layer<Store.Store | SqlClient.SqlClient, Store.StoreError> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const store = yield* SessionBatch.make(yield* Store.Store, sql)
+    return Context.make(Store.Store, store).pipe(Context.add(SqlClient.SqlClient, sql))
+  })).pipe(Layer.provide(Store.layerFromConfigWithClient(config)))
+
 /** "sqlite: /path/bartos.db" or "mariadb: host:3306/db" (never a password). */
 export const databaseLabel = (config: Config.BartosConfig): string =>
   config.mariadb === undefined
@@ -169,7 +182,7 @@ export const layer = (options: StartOptions) =>
         intervalSecs: config.retention.interval_secs
       })
       if (clustered) {
-        const base = Layer.mergeAll(services, cluster).pipe(Layer.provideMerge(Store.layerFromConfigWithClient(config)))
+        const base = Layer.mergeAll(services, cluster).pipe(Layer.provideMerge(storeWithClientLayer(config)))
         return Layer.mergeAll(Hub.layer(hub), retention, Cluster.layerTableSync).pipe(
           Layer.provideMerge(schedules),
           Layer.provideMerge(base)
@@ -179,7 +192,7 @@ export const layer = (options: StartOptions) =>
         services,
         Registry.layer,
         Leader.layerSingle(instanceId),
-        options.overrides?.store ?? storeLayer(config)
+        options.overrides?.store ?? Layer.effect(Store.Store, Store.Store).pipe(Layer.provide(storeWithClientLayer(config)))
       )
       return Layer.mergeAll(Hub.layer(hub), retention).pipe(
         Layer.provideMerge(schedules),
