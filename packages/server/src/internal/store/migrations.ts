@@ -241,7 +241,10 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     state VARCHAR(16) NOT NULL,
     result MEDIUMTEXT NULL`
   ),
-  "0039_index_instance_commands_target": createIndex("instance_commands_target", "instance_commands", "target, state")
+  // runs --agent A --limit N (newest first): a range of this index read backwards, instead of
+  // sorting every run of the agent (runs_agent_schedule_scheduled serves it only per schedule).
+  // instance_commands needs no index of its own: answered rows are removed after a minute.
+  "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
