@@ -56,7 +56,8 @@ const setup = async (): Promise<Setup> => {
       stringify({
         ...db.toml,
         actix: { ip: "127.0.0.1", port: ports[which] },
-        cluster: { instance_id: which, heartbeat_secs: 0.5, lease_secs: 2 },
+        // A lease long enough that a loaded CI machine does not lose it to a stall before the kill.
+        cluster: { instance_id: which, heartbeat_secs: 1, lease_secs: 6 },
         retention: { max_runs_per_schedule: 100_000, interval_secs: 1 },
         limits: { liveness_secs: 3 },
         schedules
