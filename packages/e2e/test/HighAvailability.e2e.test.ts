@@ -17,6 +17,7 @@ import { join } from "node:path"
 import { stringify } from "smol-toml"
 import { afterEach, describe, expect, it } from "vitest"
 import { type Db, mariadbAvailable, openDb } from "./utils/cluster.js"
+import { outboxLines } from "./utils/faults.js"
 import { killAll, type Proc, runCli, startProcess, waitFor } from "./utils/procs.js"
 import { tmpdir } from "node:os"
 
@@ -208,6 +209,8 @@ describe.runIf(mariadbAvailable())("several bartos on MariaDB", () => {
 
     // Stop the agents cleanly (they flush their outboxes), then check every run's lines.
     await Promise.all(agents.map((a) => a.stop("SIGTERM")))
+    // Every line an agent wrote reached the database (nothing left unacked in any outbox).
+    for (const name of AGENTS) expect(outboxLines(join(setupDone.dir, `bartoc-${name}.db`))).toEqual([])
     const finished = await s.db.all<{ run_id: string; agent: string; n: number; texts: string | null }>(
       `SELECT r.run_id, r.agent, COUNT(l.line_seq) AS n, GROUP_CONCAT(l.data ORDER BY l.line_seq SEPARATOR ',') AS texts
        FROM runs r LEFT JOIN output_lines l ON l.run_id = r.run_id
