@@ -34,6 +34,7 @@ import { type ConfigErrorFields, load, readVars, unknownEnv } from "./internal/c
 import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import {
   Bool,
+  CidrList,
   defaultTable,
   DurationSecs,
   Enum,
@@ -215,6 +216,12 @@ export const Actix = {
   workers: opt(PositiveInt),
   ip: withDefault(NonEmptyText, () => "127.0.0.1"),
   port: withDefault(ListenPort, () => 20000),
+  /**
+   * Reverse proxies / load balancers (addresses or CIDR blocks) whose `Forwarded` /
+   * `X-Forwarded-For` headers are believed: the client address is the nearest one in the chain
+   * that is not a trusted proxy. Empty: the headers are ignored and the peer is the client.
+   */
+  trusted_proxies: withDefault(CidrList, () => []),
   tls: opt(Tls)
 }
 
@@ -281,6 +288,20 @@ export const BartosConfig = Schema.Struct({
     max_age_days: opt(PositiveNumber),
     max_runs_per_schedule: opt(PositiveInt),
     interval_secs: withDefault(PositiveNumber, () => 3600)
+  }),
+  /**
+   * Several bartos on one MariaDB (issue 18, README "Deployment"); ignored on SQLite, which serves
+   * one instance. `instance_id` names this instance in `agent_claims` and the leader lease
+   * (default `<hostname>:<port>`, unique per instance). A dead instance's agents and leadership
+   * are taken over after `lease_secs`; `heartbeat_secs` (at most half of it, checked at start) is
+   * how often an instance renews both and picks up commands addressed to it.
+   */
+  cluster: defaultTable({
+    instance_id: opt(NonEmptyText),
+    lease_secs: withDefault(PositiveNumber, () => 10),
+    heartbeat_secs: withDefault(PositiveNumber, () => 2),
+    /** How long a CLI action for an agent connected to another instance waits for that instance. */
+    command_timeout_secs: withDefault(PositiveNumber, () => 5)
   }),
   limits: defaultTable({
     max_frame_bytes: withDefault(PositiveInt, () => 1048576),

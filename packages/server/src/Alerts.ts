@@ -32,6 +32,7 @@ import { Ingested } from "./Events.js"
 import { resolve, type Settings } from "./internal/alerts/policy.js"
 import { scheduleSeries } from "./internal/alerts/scheduleMetrics.js"
 import type { NewEvent, RunInfo } from "./internal/store/alerts.js"
+import { Leader } from "./Leader.js"
 import { Metrics } from "./Metrics.js"
 import * as Notify from "./Notify.js"
 import { Registry } from "./Registry.js"
@@ -66,8 +67,16 @@ const iso = (micros: number | null) => (micros === null ? null : new Date(Math.f
 /** The one place alert evaluation and delivery start (Main); a leader lease gates this layer whole. */
 export const evaluator = (
   options: EvaluatorOptions
-): Layer.Layer<never, never, Store | Schedules | Registry | Ingested | Metrics> =>
+): Layer.Layer<never, never, Store | Schedules | Registry | Ingested | Metrics | Leader> =>
   Layer.scopedDiscard(Effect.gen(function*() {
+    // Several bartos on one MariaDB: only the leader derives events and delivers (issue 18);
+    // a term's scope holds every fiber below, so losing the lease stops them all.
+    const leader = yield* Leader
+    yield* Effect.forkScoped(leader.whileLeader("alerts", Effect.scoped(Effect.zipRight(term(options), Effect.never))))
+  }))
+
+const term = (options: EvaluatorOptions) =>
+  Effect.gen(function*() {
     const store = yield* Store
     const alerts = store.alerts
     const schedules = yield* Schedules
@@ -425,4 +434,4 @@ export const evaluator = (
       deliverDue,
       Effect.race(Queue.take(wake), Effect.sleep(interval))
     )))
-  }))
+  })

@@ -33,6 +33,7 @@ import { Metrics } from "./Metrics.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
 import * as Web from "./Web.js"
 import * as WorkerSession from "./WorkerSession.js"
+import * as Forwarded from "./internal/forwarded.js"
 import { MAX_NAME_LENGTH, validName } from "./internal/scheduleTable.js"
 
 export class HubError extends Data.TaggedError("HubError")<{ readonly message: string; readonly cause?: unknown }> {}
@@ -76,6 +77,8 @@ export interface Options {
   readonly cliStallMs?: number
   /** How long shutdown waits for peers to answer the close handshake. */
   readonly shutdownGraceMs?: number
+  /** `[actix] trusted_proxies`: whose `Forwarded` / `X-Forwarded-For` give the client address. */
+  readonly trustedProxies?: ReadonlyArray<string> | undefined
   /** The web console and HTTP API (`Web.ts`); the API is served on every listener. */
   readonly web?: {
     readonly consoleEnabled: boolean
@@ -219,7 +222,9 @@ export const make = (options: Options) =>
       ...(options.cliStallMs !== undefined ? { stallMs: options.cliStallMs } : {})
     }
 
+    const clientAddress = Forwarded.make(options.trustedProxies ?? [])
     const web = yield* Web.make({
+      clientAddress,
       apiKey: options.apiKey,
       adminKey: options.adminKey,
       consoleEnabled: options.web?.consoleEnabled ?? true,
@@ -268,7 +273,7 @@ export const make = (options: Options) =>
           return refuse(403, `forbidden: the client certificate is not issued to '${name}'`)
         }
       }
-      const ip = peerIp(socket)
+      const ip = clientAddress(peerIp(socket), req.headers)
       let nonces: { readonly agentNonce: Envelope.SessionNonce | undefined; readonly serverNonce: Envelope.SessionNonce } | undefined
       if (link === "worker") {
         // Both sides' session nonces are bound into every sealed frame (see Envelope.ts). With a

@@ -1,11 +1,15 @@
 /**
- * bartos assembled from Layers: config -> Store, registry, metrics, events, codec -> the live
- * schedule table -> the HTTP/WebSocket hub and the retention job.
+ * bartos assembled from Layers: config -> Store, registry and leader (in memory on SQLite; in
+ * MariaDB with several instances, `Cluster.ts`), metrics, events, codec -> the live schedule
+ * table -> the HTTP/WebSocket hub, the retention job (leader only) and the cluster's table sync.
  *
  * Release runs in reverse: the hub first (stop accepting, close every socket with 1001, let an
  * ingest transaction in flight finish), then the schedule watchers, then the database.
  */
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -15,11 +19,14 @@ import * as Codec from "@barto/domain/Codec"
 import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Alerts from "./Alerts.js"
+import * as Cluster from "./Cluster.js"
 import * as Events from "./Events.js"
 import * as Hub from "./Hub.js"
+import * as Leader from "./Leader.js"
 import * as Metrics from "./Metrics.js"
 import * as Registry from "./Registry.js"
 import * as Retention from "./Retention.js"
+import * as SessionBatch from "./internal/sessionBatch.js"
 import * as Schedules from "./Schedules.js"
 import * as Store from "./Store.js"
 
@@ -95,12 +102,23 @@ export const hubOptions = (config: Config.BartosConfig, version: string): Effect
       queryTimeoutMs: config.limits.query_timeout_ms,
       queryRequiresAdmin: config.query_requires_admin ?? config.admin_key !== undefined,
       maxAnswerBytes: config.limits.max_answer_bytes,
+      trustedProxies: config.actix.trusted_proxies,
       web: { consoleEnabled: config.console.enabled, sessionTtlSecs: config.console.session_ttl }
     } satisfies Hub.Options
   })
 
 export const storeLayer = (config: Config.BartosConfig): Layer.Layer<Store.Store, Store.StoreError> =>
   Store.layerFromConfig(config)
+
+/** The configured store with its session rows group-committed (`internal/sessionBatch.ts`), and its client. */
+export const storeWithClientLayer = (
+  config: Config.BartosConfig
+): Layer.Layer<Store.Store | SqlClient.SqlClient, Store.StoreError> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const store = yield* SessionBatch.make(yield* Store.Store, sql)
+    return Context.make(Store.Store, store).pipe(Context.add(SqlClient.SqlClient, sql))
+  })).pipe(Layer.provide(Store.layerFromConfigWithClient(config)))
 
 /** "sqlite: /path/bartos.db" or "mariadb: host:3306/db" (never a password). */
 export const databaseLabel = (config: Config.BartosConfig): string =>
@@ -139,13 +157,28 @@ export const layer = (options: StartOptions) =>
       const { config } = options
       const computed = yield* hubOptions(config, options.version)
       const hub = options.overrides?.hub?.(computed) ?? computed
-      const base = Layer.mergeAll(
-        Registry.layer,
+      const services = Layer.mergeAll(
         Metrics.layer,
         Events.layer,
-        Codec.layerJson({ maxFrameBytes: config.limits.max_frame_bytes }),
-        options.overrides?.store ?? storeLayer(config)
+        Codec.layerJson({ maxFrameBytes: config.limits.max_frame_bytes })
       )
+      // Several instances share a MariaDB (Cluster.ts): the registry, the leader and the
+      // commands live in the database. On SQLite (or a store a test brings) this is the one bartos.
+      const clustered = config.mariadb !== undefined && options.overrides?.store === undefined
+      const instanceId = config.cluster.instance_id ?? `${os.hostname()}:${config.actix.port}`
+      if (clustered && config.cluster.heartbeat_secs * 2 > config.cluster.lease_secs) {
+        return yield* new StartError({
+          message: `cluster.heartbeat_secs: expected at most half of cluster.lease_secs (${config.cluster.lease_secs}), ` +
+            `got ${config.cluster.heartbeat_secs}`
+        })
+      }
+      const cluster = Cluster.layer({
+        instanceId,
+        leaseMs: config.cluster.lease_secs * 1000,
+        heartbeatMs: config.cluster.heartbeat_secs * 1000,
+        commandTimeoutMs: config.cluster.command_timeout_secs * 1000,
+        livenessMs: config.limits.liveness_secs * 1000
+      }).pipe(Layer.mapError((e) => new Store.StoreError({ message: `cluster: ${e.message}`, cause: e })))
       const hotReload = options.hotReload ?? true
       const current = yield* Ref.make(config)
       const schedules = Schedules.layer({
@@ -159,8 +192,21 @@ export const layer = (options: StartOptions) =>
         maxRunsPerSchedule: config.retention.max_runs_per_schedule,
         intervalSecs: config.retention.interval_secs
       })
-      // Alert evaluation and delivery: one layer, so a leader lease can gate it whole.
+      // Alert evaluation and delivery: one layer, run on the leader only (Alerts.evaluator).
       const alerts = Alerts.evaluator({ config: Ref.get(current) })
+      if (clustered) {
+        const base = Layer.mergeAll(services, cluster).pipe(Layer.provideMerge(storeWithClientLayer(config)))
+        return Layer.mergeAll(Hub.layer(hub), retention, alerts, Cluster.layerTableSync).pipe(
+          Layer.provideMerge(schedules),
+          Layer.provideMerge(base)
+        )
+      }
+      const base = Layer.mergeAll(
+        services,
+        Registry.layer,
+        Leader.layerSingle(instanceId),
+        options.overrides?.store ?? Layer.effect(Store.Store, Store.Store).pipe(Layer.provide(storeWithClientLayer(config)))
+      )
       return Layer.mergeAll(Hub.layer(hub), retention, alerts).pipe(
         Layer.provideMerge(schedules),
         Layer.provideMerge(base)

@@ -402,7 +402,9 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
               const row = Option.getOrElse(latest, () => run)
               return Option.some([parts, { _tag: "Reading", run: row, after, first: false, end: true }] as const)
             }
-            if (gap) return Option.some([parts, { _tag: "Reading", run, after, first: false, end: false }] as const)
+            // On a tick the Store is read too: with several bartos the run's lines may be ingested
+            // by another instance, whose batches never reach this one's `Ingested` (issue 18).
+            if (gap || tick) return Option.some([parts, { _tag: "Reading", run, after, first: false, end: false }] as const)
             return Option.some([parts, { _tag: "Following", run, after, exits }] as const)
           }
         }

@@ -108,7 +108,9 @@ export const make = (): { readonly registry: RegistryShape; readonly sessions: A
         if (entry !== undefined && entry.handle.connection.sessionId === sessionId) entry.info = info
       }),
     handles: Effect.sync(() => [...entries.values()].map((e) => e.handle)),
-    size: Effect.sync(() => entries.size)
+    size: Effect.sync(() => entries.size),
+    isConnected: (agent) => Effect.sync(() => entries.has(agent)),
+    whenLeader: Effect.asSome
   }
   return { registry, sessions }
 }

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import { Micros } from "@barto/domain/Messages"
+import { Leader } from "./Leader.js"
 import { Store } from "./Store.js"
 
 export interface RetentionOptions {
@@ -48,12 +49,15 @@ export const runOnce = (options: RetentionOptions): Effect.Effect<void, never, S
   )
 
 /**
- * Forks the retention loop into the layer's scope. Without any limit configured it does nothing
- * (the reference keeps everything until `cleanup`).
+ * Forks the retention loop into the layer's scope, on the leader only (several bartos on one
+ * database delete once; `Leader.whileLeader` restarts the loop, initial delay included, when
+ * this instance becomes leader, and its deletes carry the lease). Without any limit configured it
+ * does nothing (the reference keeps everything until `cleanup`).
  */
-export const layer = (options: RetentionOptions): Layer.Layer<never, never, Store> =>
+export const layer = (options: RetentionOptions): Layer.Layer<never, never, Store | Leader> =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
+      const leader = yield* Leader
       if (options.maxAgeDays === undefined && options.maxRunsPerSchedule === undefined) {
         yield* Effect.logDebug("retention: no limits configured, keeping everything")
         return
@@ -65,6 +69,7 @@ export const layer = (options: RetentionOptions): Layer.Layer<never, never, Stor
       )
       yield* Effect.sleep(initialDelay).pipe(
         Effect.zipRight(Effect.repeat(runOnce(options), Schedule.spaced(interval))),
+        (loop) => leader.whileLeader("retention", loop),
         Effect.forkScoped
       )
     })

@@ -70,6 +70,11 @@ export interface SchedulesShape {
   readonly forAgent: (agent: string) => Effect.Effect<ReadonlyArray<ScheduleSpec>>
   /** false: unknown schedule; persists via Store.setPaused, pushes the agent's new table. */
   readonly setPaused: (agent: string, schedule: string, paused: boolean) => Effect.Effect<boolean, StoreError>
+  /**
+   * Re-reads the pause flags from the Store and pushes the agents whose table changed: another
+   * bartos on the same database paused or resumed one of them (issue 18, `Cluster.ts`).
+   */
+  readonly refreshPaused: Effect.Effect<void, StoreError>
   /** Same as SIGHUP. */
   readonly reload: Effect.Effect<"applied" | "unchanged", ScheduleLoadError>
   readonly lastReload: Effect.Effect<ReloadState>
@@ -209,6 +214,18 @@ export const make = (
         })
       )
 
+    const refreshPaused = lock.withPermits(1)(
+      Effect.gen(function*() {
+        const stored = new Set((yield* store.paused()).map((p) => ScheduleTable.pausedKey(p.agent, p.schedule)))
+        const current = yield* SubscriptionRef.get(state)
+        if (stored.size === current.paused.size && [...stored].every((k) => current.paused.has(k))) return
+        const view = ScheduleTable.applyPaused(current.base, stored)
+        const changed = ScheduleTable.changedAgents(current.view, view)
+        yield* SubscriptionRef.set(state, { base: current.base, paused: stored, view })
+        yield* push(changed)
+      })
+    )
+
     // --- triggers: SIGHUP and the config file's directory, debounced, bursts collapsed ---------
     const triggers = yield* Queue.unbounded<Trigger>()
     yield* Effect.addFinalizer(() => Queue.shutdown(triggers))
@@ -286,6 +303,7 @@ export const make = (
       all,
       forAgent: (agent) => Effect.map(all, (view) => view.get(agent) ?? []),
       setPaused,
+      refreshPaused,
       reload,
       lastReload: Ref.get(lastReload)
     } satisfies SchedulesShape

@@ -286,11 +286,17 @@ export const layerFromConfig = (config: {
   } | undefined
   readonly sqlite: { readonly path: string }
   readonly limits?: { readonly query_concurrency: number } | undefined
-}): Layer.Layer<Store, StoreError> => {
+}): Layer.Layer<Store, StoreError> => storeOnly(layerFromConfigWithClient(config))
+
+/** `layerFromConfig` that also provides its `SqlClient` (the coordination tables of `Cluster.ts`). */
+export const layerFromConfigWithClient = (config: Parameters<typeof layerFromConfig>[0]): Layer.Layer<
+  Store | SqlClient.SqlClient,
+  StoreError
+> => {
   const m = config.mariadb
   const queryConcurrency = config.limits?.query_concurrency
-  if (m === undefined) return layerSqlite({ filename: config.sqlite.path, queryConcurrency })
-  return storeOnly(fromResources(Effect.flatMap(Resources.parseMariadbOptions(m.options), (extra) =>
+  if (m === undefined) return layerSqliteWithClient({ filename: config.sqlite.path, queryConcurrency })
+  return fromResources(Effect.flatMap(Resources.parseMariadbOptions(m.options), (extra) =>
     Resources.mariadb({
       host: m.host,
       port: m.port,
@@ -302,5 +308,5 @@ export const layerFromConfig = (config: {
       queryConcurrency,
       ssl: extra.ssl,
       connectTimeoutMs: extra.connectTimeoutMs
-    }))))
+    })))
 }

@@ -39,6 +39,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Api from "./Api.js"
 import { Ingested } from "./Events.js"
+import * as Forwarded from "./internal/forwarded.js"
 import * as Auth from "./internal/web/auth.js"
 import { Metrics } from "./Metrics.js"
 import * as Operations from "./Operations.js"
@@ -58,6 +59,8 @@ export interface Options {
   readonly consoleDir?: string | undefined
   /** The facts `info` reports; Hub completes them once it listens. */
   readonly serverInfo: Effect.Effect<ServerInfoShape>
+  /** The client behind trusted proxies (`internal/forwarded.ts`); default: the peer. */
+  readonly clientAddress?: Forwarded.ClientAddress | undefined
 }
 
 export type Requirements = Store | Registry | Schedules | Ingested | Metrics
@@ -314,10 +317,6 @@ const requireAdmin = Effect.gen(function*() {
   }
 })
 
-const peerIp = (req: HttpServerRequest.HttpServerRequest) => {
-  const ip = Option.getOrElse(req.remoteAddress, () => "unknown")
-  return ip.startsWith("::ffff:") ? ip.slice(7) : ip
-}
 
 const isTls = (req: HttpServerRequest.HttpServerRequest) =>
   (req.source as { readonly socket?: { readonly encrypted?: boolean } }).socket?.encrypted === true
@@ -331,6 +330,10 @@ const bearerOf = (req: HttpServerRequest.HttpServerRequest) => {
 const makeApiHandler = (options: Options) =>
   Effect.gen(function*() {
     const keys: Auth.Keys = { apiKey: options.apiKey, adminKey: options.adminKey }
+    const clientAddress = options.clientAddress ?? Forwarded.make([])
+    // The peer, or the client behind a trusted proxy: what loopback admin and the login limit see.
+    const peerIp = (req: HttpServerRequest.HttpServerRequest) =>
+      clientAddress(Option.getOrElse(req.remoteAddress, () => "unknown"), req.headers)
     const sessions = Auth.makeSessions()
     const logins = Auth.makeRateLimiter()
     const ttlMs = Math.round(options.sessionTtlSecs * 1000)

@@ -725,10 +725,11 @@ const lostCheck = (
 ) =>
   Effect.gen(function*() {
     yield* Effect.sleep(livenessMs)
-    const back = (yield* sessions.handles).some((h) => h.connection.agent === agent)
-    if (back) return
-    const lost = yield* store.markLost(agent, endedAt)
-    if (lost > 0) yield* Effect.logWarning(`agent '${agent}' did not come back: ${lost} running runs marked lost`)
+    if (yield* sessions.isConnected(agent)) return
+    const lost = yield* sessions.whenLeader(store.markLost(agent, endedAt))
+    if (Option.getOrElse(lost, () => 0) > 0) {
+      yield* Effect.logWarning(`agent '${agent}' did not come back: ${Option.getOrElse(lost, () => 0)} running runs marked lost`)
+    }
   }).pipe(
     Effect.catchAll((e) => Effect.logError(`cannot mark runs of '${agent}' lost: ${e.message}`)),
     Effect.annotateLogs({ agent })

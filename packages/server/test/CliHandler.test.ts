@@ -209,6 +209,7 @@ const makeHarness = (setup: Setup) =>
           specs[i] = new Messages.ScheduleSpec({ ...specs[i]!, paused })
           return true
         }),
+      refreshPaused: Effect.void,
       reload: Effect.succeed("unchanged" as const),
       lastReload: Effect.succeed({
         at: micros(NOW_MS - 60_000),

@@ -161,6 +161,19 @@ describe("Hub: CLI link", () => {
       assert.deepStrictEqual(clients.clients.map((c) => c.name), ["alpha"])
     }))
 
+  it.scopedLive("behind a trusted proxy the agent's address is the forwarded one; an untrusted peer's header is ignored", () =>
+    Effect.gen(function*() {
+      const forwarded = { "x-forwarded-for": "6.6.6.6, 198.51.100.7" }
+      const trusting = yield* TestServer.make({ toml: `[actix]\ntrusted_proxies = ["127.0.0.0/8"]\n` })
+      yield* TestServer.helloAgent(trusting, "proxied", { headers: forwarded })
+      const seen = yield* service(trusting, Registry).list
+      assert.deepStrictEqual(seen.map((c) => [c.name, c.ip]), [["proxied", "198.51.100.7"]])
+      const plain = yield* TestServer.make({})
+      yield* TestServer.helloAgent(plain, "direct", { headers: forwarded })
+      const direct = yield* service(plain, Registry).list
+      assert.deepStrictEqual(direct.map((c) => [c.name, c.ip]), [["direct", "127.0.0.1"]])
+    }))
+
   it.scopedLive("a CLI protocol mismatch is closed with 4002", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({})

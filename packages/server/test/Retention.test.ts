@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Option, Ref, Scope, TestClock } from "effect"
 import { type AgentRecord, Micros, type RunId } from "@barto/domain/Messages"
+import * as Leader from "../src/Leader.js"
 import * as Retention from "../src/Retention.js"
 import { layerSqlite, Store, StoreError, type StoreShape, type StoreWithAlerts } from "../src/Store.js"
 
@@ -43,7 +44,7 @@ const start = (options: Retention.RetentionOptions, store: Layer.Layer<Store>, l
   Effect.gen(function*() {
     const scope = yield* Effect.acquireRelease(Scope.make(), (s) => Scope.close(s, Exit.void))
     yield* Layer.buildWithScope(Retention.layer(options), scope).pipe(
-      Effect.provide(Layer.merge(store, captureLogs(logs)))
+      Effect.provide(Layer.mergeAll(store, captureLogs(logs), Leader.layerSingle()))
     )
     return scope
   })

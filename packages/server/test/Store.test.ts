@@ -369,7 +369,7 @@ for (const db of databases) {
         yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id >= 18`)
         // Forgetting the migrations makes the next start apply them again (each checks first or
         // is IF NOT EXISTS).
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28])
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 35, 36, 37, 38, 39])
         yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
         assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
       }).pipe(Effect.provide(db.layer())))
@@ -616,7 +616,7 @@ for (const db of databases) {
           `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
            VALUES ('old-missed', 'a', 's', 'schedule', 'missed', 5, 'missed_tick:Skip')`
         )
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28])
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 35, 36, 37, 38, 39])
         assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
           state: "missed",
           reason: "missed_tick:Skip",

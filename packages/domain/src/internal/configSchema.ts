@@ -115,6 +115,24 @@ export const IpAddress = leaf(Schema.String, "an IP address", (u) => {
   return s !== undefined && isIP(s) !== 0 ? s : undefined
 })
 
+/** An IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`): the prefix fits the family. */
+export const parseCidr = (u: unknown): string | undefined => {
+  const s = toText(u)?.trim()
+  if (s === undefined) return undefined
+  const slash = s.indexOf("/")
+  const address = slash < 0 ? s : s.slice(0, slash)
+  const family = isIP(address)
+  if (family === 0) return undefined
+  if (slash < 0) return s
+  const prefix = s.slice(slash + 1)
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === 4 ? 32 : 128)) return undefined
+  return `${address}/${Number(prefix)}`
+}
+
+export const CidrList = Schema.Array(
+  leaf(Schema.String, "an IP address or CIDR block (10.0.0.0/8, fd00::/8)", parseCidr)
+).annotations({ message: () => "expected an array of IP addresses or CIDR blocks" })
+
 export const Enum = <const L extends ReadonlyArray<string>>(...values: L) =>
   leaf(
     Schema.Literal(...values) as unknown as Schema.Schema<L[number]>,

@@ -35,6 +35,13 @@ export interface AgentSessionsShape {
   readonly handles: Effect.Effect<ReadonlyArray<WorkerHandle>>
   /** Every registered session, e.g. to close them all at shutdown. */
   readonly size: Effect.Effect<number>
+  /** Whether `agent` has a live session here, or (several bartos, `Cluster.ts`) on any instance. */
+  readonly isConnected: (agent: string) => Effect.Effect<boolean>
+  /**
+   * Leader work a session triggers (marking its runs lost): run now by the one bartos; with
+   * several, only on the leader and fenced, none otherwise (the leader's sweep covers it).
+   */
+  readonly whenLeader: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Option.Option<A>, E>
 }
 
 export class AgentSessions extends Context.Tag("@barto/server/internal/AgentSessions")<

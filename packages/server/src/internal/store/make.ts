@@ -37,6 +37,7 @@ import {
 } from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 import { checkReadOnly } from "./guard.js"
+import * as Fence from "./fence.js"
 import { SqliteDirect } from "./sqliteClient.js"
 
 export interface MakeOptions {
@@ -160,7 +161,8 @@ const toLineRow = (r: Row): LineRow =>
     runState: String(r.state) as RunState
   }, true)
 
-const storeError = (what: string) => (e: SqlError): StoreError => {
+const storeError = (what: string) => (e: SqlError | StoreError): StoreError => {
+  if (e._tag === "StoreError") return e // already says what failed (a stale leader fence)
   const cause = e.cause as { message?: unknown } | undefined
   const detail = typeof cause?.message === "string" ? cause.message : e.message
   return new StoreError({ message: `${what}: ${detail}`, cause: e })
@@ -809,10 +811,13 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionEnded")))
 
     const markLost = (agent: string, startedBefore: Micros) =>
-      exec(`UPDATE runs SET state = 'lost' WHERE agent = ? AND state = 'running' AND started_at < ?`, [
-        agent,
-        startedBefore
-      ]).pipe(Effect.mapError(storeError("markLost")))
+      Fence.fenced(
+        sql,
+        exec(`UPDATE runs SET state = 'lost' WHERE agent = ? AND state = 'running' AND started_at < ?`, [
+          agent,
+          startedBefore
+        ])
+      ).pipe(Effect.mapError(storeError("markLost")))
 
     // --- reads -----------------------------------------------------------------------------------
 
@@ -1304,11 +1309,12 @@ export const make = (options: MakeOptions): Effect.Effect<StoreShape, never, Sql
     const deleteRuns = (runIds: ReadonlyArray<string>) =>
       Effect.reduce(chunk(runIds, DELETE_CHUNK), { runs: 0, commands: 0, lines: 0 }, (acc, part) => {
         const list = inList(part)
-        return sql.withTransaction(Effect.all({
+        // Fence.check: retention runs on the leader; a stale leader's delete is refused (issue 18).
+        return sql.withTransaction(Effect.zipRight(Fence.check(sql), Effect.all({
           lines: exec(`DELETE FROM output_lines WHERE run_id IN ${list.text}`, list.params),
           commands: exec(`DELETE FROM run_commands WHERE run_id IN ${list.text}`, list.params),
           runs: exec(`DELETE FROM runs WHERE run_id IN ${list.text}`, list.params)
-        })).pipe(Effect.map((n) => ({
+        }))).pipe(Effect.map((n) => ({
           runs: acc.runs + n.runs,
           commands: acc.commands + n.commands,
           lines: acc.lines + n.lines

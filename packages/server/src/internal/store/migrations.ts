@@ -28,7 +28,11 @@ export const TABLES = [
   "output_lines",
   "agent_offsets",
   "paused_schedules",
-  ...ALERT_TABLES
+  ...ALERT_TABLES,
+  "bartos_instances",
+  "agent_claims",
+  "leader_lease",
+  "instance_commands"
 ] as const
 
 const createTable = (name: string, body: string) =>
@@ -245,7 +249,53 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   // `alerts` (recent deliveries)
   "0027_index_alert_deliveries_created": createIndex("alert_deliveries_created", "alert_deliveries", "created_at"),
   // The last heartbeat of a run (issue 14): JSON {at, progress, status, message}, shown with the run.
-  "0028_add_runs_heartbeat": addColumn("runs", "heartbeat", "MEDIUMTEXT NULL")
+  "0028_add_runs_heartbeat": addColumn("runs", "heartbeat", "MEDIUMTEXT NULL"),
+  // --- several bartos on one MariaDB (issue 18; `Cluster.ts`, `Leader.ts`). Created on SQLite
+  // too (one schema), where a single instance uses none of them.
+  // One row per running bartos; `heartbeat_at` is the database's clock (microseconds), so the
+  // instances' own clocks never decide whether another one is alive.
+  "0035_create_bartos_instances": createTable(
+    "bartos_instances",
+    `instance_id VARCHAR(255) NOT NULL PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    table_version VARCHAR(64) NULL`
+  ),
+  // The live session registry across instances: the primary key makes one agent per name hold
+  // across instances (4003), `instance_id` says which instance holds the socket, `since` when the
+  // session began; a claim whose instance stopped heart-beating is stale (its agent is gone).
+  "0036_create_agent_claims": createTable(
+    "agent_claims",
+    `agent VARCHAR(255) NOT NULL PRIMARY KEY,
+    outbox_id VARCHAR(64) NOT NULL,
+    session_id VARCHAR(64) NOT NULL,
+    instance_id VARCHAR(255) NOT NULL,
+    ip VARCHAR(255) NOT NULL,
+    since BIGINT NOT NULL`
+  ),
+  // The leader lease: one row, `token` increases at every change of holder (the fencing token).
+  "0037_create_leader_lease": createTable(
+    "leader_lease",
+    `name VARCHAR(32) NOT NULL PRIMARY KEY,
+    holder VARCHAR(255) NOT NULL,
+    token BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL`
+  ),
+  // Actions for an agent held by another instance: written by the instance that took the
+  // request, claimed and answered by the target instance.
+  "0038_create_instance_commands": createTable(
+    "instance_commands",
+    `id VARCHAR(64) NOT NULL PRIMARY KEY,
+    target VARCHAR(255) NOT NULL,
+    created_at BIGINT NOT NULL,
+    body MEDIUMTEXT NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    result MEDIUMTEXT NULL`
+  ),
+  // runs --agent A --limit N (newest first): a range of this index read backwards, instead of
+  // sorting every run of the agent (runs_agent_schedule_scheduled serves it only per schedule).
+  // instance_commands needs no index of its own: answered rows are removed after a minute.
+  "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))

@@ -17,6 +17,7 @@ import { StoreError } from "./errors.js"
 import type { MakeOptions } from "./make.js"
 import { makeMariadbQueryRunner } from "./mariadbQuery.js"
 import * as SqliteClient from "./sqliteClient.js"
+import * as SqliteLock from "./sqliteLock.js"
 import { runSqliteQuery } from "./sqliteQuery.js"
 
 export interface Resources {
@@ -54,6 +55,8 @@ export const sqlite = (
         catch: (cause) =>
           new StoreError({ message: `cannot create the directory of ${file}: ${describe(cause)}`, cause })
       })
+      // One bartos per file: several instances need MariaDB (issue 18).
+      yield* SqliteLock.acquire(file)
     }
     // A throwaway database (tests) does without the checkpointer thread.
     const client = SqliteClient.layer({ filename: file, prepareCacheSize: 512, checkpointInBackground: !ephemeral }).pipe(
