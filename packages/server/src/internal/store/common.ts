@@ -6,6 +6,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
 import { StoreError } from "./errors.js"
 
 export type Row = Record<string, unknown>
@@ -55,7 +56,11 @@ export const breathe = Effect.async<void>((resume) => {
 /** Run ids per delete transaction in cleanup and retention. */
 export const DELETE_CHUNK = 256
 
-export const storeError = (what: string) => (e: SqlError): StoreError => {
+/** What a read fails with before it becomes a `StoreError`: the driver's error, or a stored row that does not decode. */
+export type ReadError = SqlError | ParseResult.ParseError
+
+export const storeError = (what: string) => (e: ReadError): StoreError => {
+  if (e._tag === "ParseError") return new StoreError({ message: `${what}: a stored row does not decode: ${e.message}`, cause: e })
   const cause = e.cause as { message?: unknown } | undefined
   const detail = typeof cause?.message === "string" ? cause.message : e.message
   return new StoreError({ message: `${what}: ${detail}`, cause: e })

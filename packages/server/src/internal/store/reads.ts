@@ -2,11 +2,11 @@
  * The reads: runs and their lines for the CLI and the web console (paged streams for the large
  * ones), agents, and the sandboxed `query`.
  */
-import type { SqlError } from "@effect/sql/SqlError"
-import type { Micros, RunId, RunState } from "@barto/domain/Messages"
-import { FailedRow, LineRow } from "@barto/domain/Messages"
+import * as Decoder from "@barto/domain/Decoder"
+import { type FailedRow, type LineRow, type Micros, RunState } from "@barto/domain/Messages"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -19,6 +19,7 @@ import {
   numOrNull,
   PAGE_LINES,
   PAGE_RUNS,
+  type ReadError,
   type Row,
   storeError,
   type StoreSql,
@@ -27,9 +28,19 @@ import {
 import { QueryRefused, type StoreError } from "./errors.js"
 import { checkReadOnly } from "./guard.js"
 import type { MakeOptions } from "./make.js"
-import { LINE_SELECT, RUN_COLUMNS, toLineRow, toRunRow } from "./rows.js"
+import {
+  decodeFailedRow,
+  decodeFirst,
+  decodeLineRow,
+  decodeRows,
+  decodeRunRow,
+  LINE_SELECT,
+  RUN_COLUMNS
+} from "./rows.js"
 
 const LOST_OR_FAILED = "('failed', 'timed_out', 'interrupted', 'lost')"
+
+const decodeRunState = Decoder.make(RunState)
 
 export type ReadsShape = Pick<
   StoreShape,
@@ -82,10 +93,10 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
      */
     const linesOfPage = <A, L>(
       page: ReadonlyArray<Counted<A>>,
-      fetchMany: (runIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly runId: string; readonly line: L }>, SqlError>,
-      fetchAfter: (item: A, afterLineSeq: number) => Effect.Effect<ReadonlyArray<{ readonly lineSeq: number; readonly line: L }>, SqlError>,
-      emit: (item: A, lines: ReadonlyArray<L>, first: boolean) => ReadonlyArray<unknown>
-    ): Stream.Stream<unknown, SqlError> => {
+      fetchMany: (runIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly runId: string; readonly line: L }>, ReadError>,
+      fetchAfter: (item: A, afterLineSeq: number) => Effect.Effect<ReadonlyArray<{ readonly lineSeq: number; readonly line: L }>, ReadError>,
+      emit: (item: A, lines: ReadonlyArray<L>, first: boolean) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
+    ): Stream.Stream<unknown, ReadError> => {
       const groups: Array<{ readonly big: boolean; readonly items: Array<Counted<A>> }> = []
       let budget = 0
       for (const c of page) {
@@ -112,19 +123,27 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
                 else acc.push(row.line)
               }
             }
-            return group.items.flatMap((c) => emit(c.item, byRun.get(c.runId) ?? [], true))
+            const out: Array<unknown> = []
+            for (const c of group.items) out.push(...(yield* emit(c.item, byRun.get(c.runId) ?? [], true)))
+            return out
           }).pipe(Effect.zipLeft(breathe)))
         }
         const item = group.items[0]!.item
         return Stream.paginateChunkEffect({ after: -1, first: true }, (state) =>
           fetchAfter(item, state.after).pipe(
             Effect.zipLeft(breathe),
-            Effect.map((rows) => [
-              Chunk.fromIterable(rows.length === 0 && !state.first ? [] : emit(item, rows.map((r) => r.line), state.first)),
-              rows.length < PAGE_LINES
-                ? Option.none()
-                : Option.some({ after: rows[rows.length - 1]!.lineSeq, first: false })
-            ] as const)
+            Effect.flatMap((rows) =>
+              Either.map(
+                rows.length === 0 && !state.first ? Either.right([]) : emit(item, rows.map((r) => r.line), state.first),
+                (emitted) =>
+                  [
+                    Chunk.fromIterable(emitted),
+                    rows.length < PAGE_LINES
+                      ? Option.none()
+                      : Option.some({ after: rows[rows.length - 1]!.lineSeq, first: false })
+                  ] as const
+              )
+            )
           ))
       }))
     }
@@ -146,9 +165,9 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
      * when undefined); a page shorter than PAGE_RUNS is the last. Yields between pages.
      */
     const keysetPages = (
-      fetch: (after: ReadonlyArray<unknown> | undefined) => Effect.Effect<ReadonlyArray<Row>, SqlError>,
+      fetch: (after: ReadonlyArray<unknown> | undefined) => Effect.Effect<ReadonlyArray<Row>, ReadError>,
       cursorOf: (last: Row) => ReadonlyArray<unknown>
-    ): Stream.Stream<ReadonlyArray<Row>, SqlError> =>
+    ): Stream.Stream<ReadonlyArray<Row>, ReadError> =>
       Stream.paginateEffect(undefined as ReadonlyArray<unknown> | undefined | null, (after) =>
         after === null
           ? Effect.succeed([[] as ReadonlyArray<Row>, Option.none()] as const)
@@ -158,11 +177,16 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         )
 
     /** `select … WHERE <column> IN (runIds) ORDER BY <column>, line_seq`, each row with its run id. */
-    const rowsOfRuns = <L>(select: string, column: string, toLine: (r: Row) => L) => (runIds: ReadonlyArray<string>) => {
+    const rowsOfRuns = <L>(
+      select: string,
+      column: string,
+      toLine: (r: Row) => Either.Either<L, ParseResult.ParseError>
+    ) =>
+    (runIds: ReadonlyArray<string>) => {
       const list = inList(runIds)
-      return Effect.map(
+      return Effect.flatMap(
         run(`${select} WHERE ${column} IN ${list.text} ORDER BY ${column}, line_seq`, list.params),
-        (rows) => rows.map((r) => ({ runId: String(r.run_id), line: toLine(r) }))
+        decodeRows((r) => Either.map(toLine(r as Row), (line) => ({ runId: String((r as Row).run_id), line })))
       )
     }
 
@@ -197,14 +221,14 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         Stream.flatMap((page) =>
           linesOfPage(
             page,
-            rowsOfRuns(LINE_SELECT, "ol.run_id", toLineRow),
+            rowsOfRuns(LINE_SELECT, "ol.run_id", decodeLineRow),
             (runId, after) =>
-              Effect.map(
+              Effect.flatMap(
                 run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [runId, after, PAGE_LINES]),
-                (rows) => rows.map((r) => ({ lineSeq: num(r.line_seq), line: toLineRow(r) }))
+                decodeRows((r) => Either.map(decodeLineRow(r), (line) => ({ lineSeq: line.lineSeq, line })))
               ),
-            (_runId, lines) => lines
-          ) as Stream.Stream<LineRow, SqlError>
+            (_runId, lines) => Either.right(lines)
+          ) as Stream.Stream<LineRow, ReadError>
         ),
         Stream.mapError(storeError(what))
       )
@@ -246,20 +270,6 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       runs: ["COALESCE(r.finished_at, r.started_at, r.scheduled_at)", "r.run_id", "-1"]
     }
 
-    const failedRow = (r: Row, lines: ReadonlyArray<string>) =>
-      new FailedRow({
-        runId: String(r.run_id) as RunId,
-        agent: String(r.agent),
-        schedule: String(r.schedule),
-        cmdUuid: String(r.cmd_uuid),
-        command: String(r.command),
-        state: String(r.state) as RunState,
-        exitCode: numOrNull(r.exit_code),
-        signal: strOrNull(r.exit_signal),
-        finishedAt: numOrNull(r.fin) as Micros | null,
-        lines
-      }, true)
-
     const failed = () => {
       const page = (after: ReadonlyArray<unknown> | undefined) => {
         // The cursor condition goes into both halves, so that neither is read whole per page.
@@ -290,10 +300,11 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         Stream.flatMap((page) =>
           linesOfPage(
             page,
-            rowsOfRuns("SELECT run_id, cmd_uuid, data FROM output_lines", "run_id", (l) => ({
-              cmdUuid: String(l.cmd_uuid),
-              data: String(l.data)
-            })),
+            rowsOfRuns("SELECT run_id, cmd_uuid, data FROM output_lines", "run_id", (l) =>
+              Either.right({
+                cmdUuid: String(l.cmd_uuid),
+                data: String(l.data)
+              })),
             (r, after) =>
               Effect.map(
                 run(
@@ -306,9 +317,9 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
             (r, lines, first) => {
               const cmd = String(r.cmd_uuid)
               const own = cmd === "" ? [] : lines.filter((l) => l.cmdUuid === cmd).map((l) => l.data)
-              return first || own.length > 0 ? [failedRow(r, own)] : []
+              return first || own.length > 0 ? Either.map(decodeFailedRow({ ...r, lines: own }), (row) => [row]) : Either.right([])
             }
-          ) as Stream.Stream<FailedRow, SqlError>
+          ) as Stream.Stream<FailedRow, ReadError>
         ),
         Stream.mapError(storeError("failed"))
       )
@@ -375,7 +386,7 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         ? [...params, limit]
         : [...params, filter.since, ...params, filter.since, filter.since, limit]
       return run(text, all).pipe(
-        Effect.map((rows) => rows.map(toRunRow)),
+        Effect.flatMap(decodeRows(decodeRunRow)),
         Effect.mapError(storeError("runs"))
       )
     }
@@ -413,7 +424,10 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
             )
             const { agent, schedule } = part[k]!
             // Only the newest becomes a RunRow: building a Schema class per row dominated this read.
-            out.set(recentKey(agent, schedule), { last: toRunRow(list[0]!), states: list.map((r) => String(r.state) as RunState) })
+            const last = yield* decodeRunRow(list[0]!)
+            const states: Array<RunState> = []
+            for (const r of list) states.push(yield* decodeRunState(r.state))
+            out.set(recentKey(agent, schedule), { last, states })
           }
         }
         return out
@@ -433,7 +447,7 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
 
     const getRun = (runId: string) =>
       run(`SELECT ${RUN_COLUMNS} FROM runs r WHERE r.run_id = ?`, [runId]).pipe(
-        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRunRow)),
+        Effect.flatMap(decodeFirst(decodeRunRow)),
         Effect.mapError(storeError("getRun"))
       )
 
@@ -486,7 +500,7 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
          ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1`,
         [agent, schedule]
       ).pipe(
-        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRunRow)),
+        Effect.flatMap(decodeFirst(decodeRunRow)),
         Effect.mapError(storeError("latestRun"))
       )
 
@@ -498,7 +512,7 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         Math.floor(afterLineSeq),
         n
       ]).pipe(
-        Effect.map((rows) => rows.map(toLineRow)),
+        Effect.flatMap(decodeRows(decodeLineRow)),
         Effect.mapError(storeError("runLines"))
       )
     }
