@@ -4,6 +4,7 @@
  * `IN` lists, chunking, the error mapping and the page sizes.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as Statement from "@effect/sql/Statement"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import type * as ParseResult from "effect/ParseResult"
@@ -23,6 +24,10 @@ export const affected = (raw: unknown): number => {
   const r = raw as { affectedRows?: unknown; changes?: unknown } | null
   return num(r?.affectedRows ?? r?.changes ?? 0)
 }
+
+/** The rows a `sql` template statement changed. */
+export const changes = (statement: Statement.Statement<unknown>): Effect.Effect<number, SqlError> =>
+  Effect.map(statement.raw, affected)
 
 /**
  * `IN (?, …)` lists padded to a power of two by repeating the last value: MariaDB keeps one

@@ -2,14 +2,15 @@
  * What the worker link writes: a batch of agent records (`ingest`, with the offset it acks), and
  * the session bookkeeping (`sessionStarted`, `sessionInfo`, `sessionEnded`, `markLost`).
  *
- * Statements are plain text with `?` placeholders (`sql.unsafe`), the same on both drivers (one
- * exception: SQLite's line insert binds the shared run/agent/command as `@r`, `@a`, `@c`): the
- * ingest program below yields statement texts that one driver runs synchronously on
- * better-sqlite3, which a `sql` template cannot reach.
+ * The session statements are `sql` templates. The batch's statements stay plain text with `?`
+ * placeholders, the same on both drivers (one exception: SQLite's line insert binds the shared
+ * run/agent/command as `@r`, `@a`, `@c`): the ingest program below yields statement texts that
+ * one driver runs synchronously on better-sqlite3 and the other on the transaction's connection,
+ * and a template compiles only through the client's Effect pipeline, which cost as much as the
+ * inserts themselves (see "ingest" below).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
-import type { SqlError } from "@effect/sql/SqlError"
 import type Sqlite from "better-sqlite3"
 import type { AgentRecord, ClientInfo, Micros } from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
@@ -17,6 +18,7 @@ import * as Option from "effect/Option"
 import type { IngestResult, LineConflict, RefusedRecord, SessionInfo, StoreShape } from "../../Store.js"
 import {
   affected,
+  changes,
   chunk,
   clip,
   clipSignal,
@@ -615,16 +617,15 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
           Effect.as(logNotes(agent, notes), { upTo, refused: notes.refused, lineConflicts: notes.lineConflicts })
       )
       // The transaction rolled back, so running the batch again is safe.
-      const attempt = (retries: number): Effect.Effect<IngestResult, SqlError> =>
-        Effect.catchIf(once, (e) => retries > 0 && isTransient(e), () => attempt(retries - 1))
-      return attempt(3).pipe(
+      return once.pipe(
+        Effect.retry({ times: 3, while: isTransient }),
         Effect.mapError(storeError(`ingest (agent ${agent})`)),
         Effect.withSpan("Store.ingest", { attributes: { agent, outboxId, records: records.length }, captureStackTrace: false })
       )
     }
 
     const ackedUpTo = (agent: string, outboxId: string) =>
-      run(`SELECT last_seq FROM agent_offsets WHERE agent = ? AND outbox_id = ?`, [agent, outboxId]).pipe(
+      sql<Row>`SELECT last_seq FROM agent_offsets WHERE agent = ${agent} AND outbox_id = ${outboxId}`.pipe(
         Effect.map((rows) => (rows.length > 0 ? num(rows[0].last_seq) : -1)),
         Effect.mapError(storeError("ackedUpTo"))
       )
@@ -634,40 +635,37 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
     const sessionStarted = (s: SessionInfo) =>
       Effect.all([
         exec(upsertAgentSeen, [s.agent, s.connectedAt, s.connectedAt, clip(s.ip)]),
-        exec(
-          `INSERT INTO agent_sessions (session_id, agent, ip, connected_at) VALUES (?, ?, ?, ?) ${
-            ignoreDup("session_id", "session_id")
-          }`,
-          [s.sessionId, s.agent, clip(s.ip), s.connectedAt]
+        changes(
+          sql`INSERT INTO agent_sessions (session_id, agent, ip, connected_at)
+            VALUES (${s.sessionId}, ${s.agent}, ${clip(s.ip)}, ${s.connectedAt})
+            ${sql.literal(ignoreDup("session_id", "session_id"))}`
         )
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionStarted")))
 
     const sessionInfo = (agent: string, sessionId: string, info: ClientInfo) => {
-      const values = [clip(info.osName), clip(info.hostname), clip(info.osVersion), clip(info.kernel), clip(info.agentVersion)]
+      const values = sql.update({
+        os_name: clip(info.osName),
+        hostname: clip(info.hostname),
+        os_version: clip(info.osVersion),
+        kernel: clip(info.kernel),
+        agent_version: clip(info.agentVersion)
+      })
       return Effect.all([
-        exec(
-          `UPDATE agent_sessions SET os_name = ?, hostname = ?, os_version = ?, kernel = ?, agent_version = ?
-           WHERE session_id = ? AND agent = ?`,
-          [...values, sessionId, agent]
-        ),
-        exec(
-          `UPDATE agents SET os_name = ?, hostname = ?, os_version = ?, kernel = ?, agent_version = ? WHERE name = ?`,
-          [...values, agent]
-        )
+        changes(sql`UPDATE agent_sessions SET ${values} WHERE session_id = ${sessionId} AND agent = ${agent}`),
+        changes(sql`UPDATE agents SET ${values} WHERE name = ${agent}`)
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionInfo")))
     }
 
     const sessionEnded = (agent: string, sessionId: string, at: Micros) =>
       Effect.all([
-        exec(`UPDATE agent_sessions SET disconnected_at = ? WHERE session_id = ? AND agent = ?`, [at, sessionId, agent]),
-        exec(`UPDATE agents SET last_seen_at = ? WHERE name = ?`, [at, agent])
+        changes(sql`UPDATE agent_sessions SET disconnected_at = ${at} WHERE session_id = ${sessionId} AND agent = ${agent}`),
+        changes(sql`UPDATE agents SET last_seen_at = ${at} WHERE name = ${agent}`)
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionEnded")))
 
     const markLost = (agent: string, startedBefore: Micros) =>
-      exec(`UPDATE runs SET state = 'lost' WHERE agent = ? AND state = 'running' AND started_at < ?`, [
-        agent,
-        startedBefore
-      ]).pipe(Effect.mapError(storeError("markLost")))
+      changes(
+        sql`UPDATE runs SET state = 'lost' WHERE agent = ${agent} AND state = 'running' AND started_at < ${startedBefore}`
+      ).pipe(Effect.mapError(storeError("markLost")))
 
     return { ingest, ackedUpTo, sessionStarted, sessionInfo, sessionEnded, markLost } satisfies IngestShape
   })

@@ -5,7 +5,7 @@
 import type { Micros } from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
 import type { StoreShape } from "../../Store.js"
-import { chunk, DELETE_CHUNK, inList, storeError, type StoreSql } from "./common.js"
+import { changes, chunk, DELETE_CHUNK, inList, type Row, storeError, type StoreSql } from "./common.js"
 
 const MICROS_PER_DAY = 86_400_000_000
 
@@ -37,21 +37,22 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
       })
 
     const deleteBefore = (before: number) =>
-      Effect.gen(function*() {
-        const total = { runs: 0, commands: 0, lines: 0 }
-        // Chunk by chunk, so neither database holds one huge transaction (on SQLite that would
-        // stall ingest for its whole length).
-        while (true) {
-          const rows = yield* run(`SELECT r.run_id FROM runs r WHERE ${DELETABLE} LIMIT ${DELETE_CHUNK}`, [before, before])
-          if (rows.length === 0) break
-          const n = yield* deleteRuns(rows.map((r) => String(r.run_id)))
-          total.runs += n.runs
-          total.commands += n.commands
-          total.lines += n.lines
-          if (n.runs === 0) break
-        }
-        return total
-      })
+      // Chunk by chunk, so neither database holds one huge transaction (on SQLite that would
+      // stall ingest for its whole length), until a chunk finds nothing (more) to delete.
+      Effect.iterate({ total: { runs: 0, commands: 0, lines: 0 }, more: true }, {
+        while: (state) => state.more,
+        body: ({ total }) =>
+          Effect.flatMap(
+            run(`SELECT r.run_id FROM runs r WHERE ${DELETABLE} LIMIT ${DELETE_CHUNK}`, [before, before]),
+            (rows) =>
+              rows.length === 0
+                ? Effect.succeed({ total, more: false })
+                : Effect.map(deleteRuns(rows.map((r) => String(r.run_id))), (n) => ({
+                  total: { runs: total.runs + n.runs, commands: total.commands + n.commands, lines: total.lines + n.lines },
+                  more: n.runs > 0
+                }))
+          )
+      }).pipe(Effect.map((state) => state.total))
 
     const cleanup = (before: Micros, dryRun: boolean) =>
       (dryRun
@@ -99,17 +100,17 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
 
     const setPaused = (agent: string, schedule: string, paused: boolean) =>
       (paused
-        ? exec(
-          `INSERT INTO paused_schedules (agent, schedule) VALUES (?, ?) ${ignoreDup("schedule", "agent, schedule")}`,
-          [agent, schedule]
+        ? changes(
+          sql`INSERT INTO paused_schedules (agent, schedule) VALUES (${agent}, ${schedule})
+            ${sql.literal(ignoreDup("schedule", "agent, schedule"))}`
         )
-        : exec(`DELETE FROM paused_schedules WHERE agent = ? AND schedule = ?`, [agent, schedule])).pipe(
+        : changes(sql`DELETE FROM paused_schedules WHERE agent = ${agent} AND schedule = ${schedule}`)).pipe(
           Effect.asVoid,
           Effect.mapError(storeError("setPaused"))
         )
 
     const paused = () =>
-      run(`SELECT agent, schedule FROM paused_schedules ORDER BY agent, schedule`).pipe(
+      sql<Row>`SELECT agent, schedule FROM paused_schedules ORDER BY agent, schedule`.pipe(
         Effect.map((rows) => rows.map((r) => ({ agent: String(r.agent), schedule: String(r.schedule) }))),
         Effect.mapError(storeError("paused"))
       )

@@ -1,6 +1,11 @@
 /**
  * The reads: runs and their lines for the CLI and the web console (paged streams for the large
  * ones), agents, and the sandboxed `query`.
+ *
+ * Fixed statements are `sql` templates. Statements put together from a filter (`runs`, the
+ * keyset pages, padded `IN` lists) stay text with `?` placeholders through `run`: their shape
+ * (which conditions, how many `?`) is decided at run time, and padding keeps MariaDB's
+ * per-connection prepared statements few (`inList`).
  */
 import * as Decoder from "@barto/domain/Decoder"
 import { type FailedRow, type LineRow, type Micros, RunState } from "@barto/domain/Messages"
@@ -62,11 +67,13 @@ export type ReadsShape = Pick<
 
 export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<ReadsShape> =>
   Effect.gen(function*() {
-    const { count, mysql, run } = ctx
+    const { count, mysql, run, sql } = ctx
+    const runColumns = sql.literal(RUN_COLUMNS)
+    const lineSelect = sql.literal(LINE_SELECT)
     // --- reads -----------------------------------------------------------------------------------
 
     const listCommands = (agent: string) =>
-      run(`SELECT DISTINCT schedule FROM runs WHERE agent = ? ORDER BY schedule`, [agent]).pipe(
+      sql<Row>`SELECT DISTINCT schedule FROM runs WHERE agent = ${agent} ORDER BY schedule`.pipe(
         Effect.map((rows) => rows.map((r) => String(r.schedule))),
         Effect.mapError(storeError("listCommands"))
       )
@@ -326,14 +333,11 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     }
 
     const successfulLines = (agent: string) =>
-      run(
-        `SELECT ol.data FROM runs r
+      sql<Row>`SELECT ol.data FROM runs r
          JOIN output_lines ol ON ol.run_id = r.run_id
          JOIN run_commands c ON c.cmd_uuid = ol.cmd_uuid
-         WHERE r.agent = ? AND c.exit_code = 0
-         ORDER BY ol.ts, ol.run_id, ol.line_seq`,
-        [agent]
-      ).pipe(
+         WHERE r.agent = ${agent} AND c.exit_code = 0
+         ORDER BY ol.ts, ol.run_id, ol.line_seq`.pipe(
         Effect.map((rows) => rows.map((r) => String(r.data))),
         Effect.mapError(storeError("successfulLines"))
       )
@@ -446,17 +450,14 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     }
 
     const getRun = (runId: string) =>
-      run(`SELECT ${RUN_COLUMNS} FROM runs r WHERE r.run_id = ?`, [runId]).pipe(
+      sql<Row>`SELECT ${runColumns} FROM runs r WHERE r.run_id = ${runId}`.pipe(
         Effect.flatMap(decodeFirst(decodeRunRow)),
         Effect.mapError(storeError("getRun"))
       )
 
     const runCommands = (runId: string) =>
-      run(
-        `SELECT cmd_uuid, cmd_index, command, started_at, finished_at, exit_code, exit_signal
-         FROM run_commands WHERE run_id = ? ORDER BY cmd_index, started_at`,
-        [runId]
-      ).pipe(
+      sql<Row>`SELECT cmd_uuid, cmd_index, command, started_at, finished_at, exit_code, exit_signal
+         FROM run_commands WHERE run_id = ${runId} ORDER BY cmd_index, started_at`.pipe(
         Effect.map((rows) =>
           rows.map((r) => ({
             cmdUuid: String(r.cmd_uuid),
@@ -472,10 +473,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       )
 
     const agents = () =>
-      run(
-        `SELECT name, first_seen_at, last_seen_at, last_ip, os_name, hostname, os_version, kernel, agent_version
-         FROM agents ORDER BY name`
-      ).pipe(
+      sql<Row>`SELECT name, first_seen_at, last_seen_at, last_ip, os_name, hostname, os_version, kernel, agent_version
+         FROM agents ORDER BY name`.pipe(
         Effect.map((rows) =>
           rows.map((r) => ({
             name: String(r.name),
@@ -494,12 +493,9 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
 
     // The latest run that actually started: a missed occurrence has nothing to show or tail.
     const latestRun = (agent: string, schedule: string) =>
-      run(
-        `SELECT ${RUN_COLUMNS} FROM runs r
-         WHERE r.agent = ? AND r.schedule = ? AND r.started_at IS NOT NULL
-         ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1`,
-        [agent, schedule]
-      ).pipe(
+      sql<Row>`SELECT ${runColumns} FROM runs r
+         WHERE r.agent = ${agent} AND r.schedule = ${schedule} AND r.started_at IS NOT NULL
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1`.pipe(
         Effect.flatMap(decodeFirst(decodeRunRow)),
         Effect.mapError(storeError("latestRun"))
       )
@@ -507,11 +503,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     const runLines = (runId: string, afterLineSeq: number, limit: number) => {
       const n = Math.max(0, Math.floor(limit))
       if (n === 0) return Effect.succeed([])
-      return run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [
-        runId,
-        Math.floor(afterLineSeq),
-        n
-      ]).pipe(
+      return sql<Row>`${lineSelect} WHERE ol.run_id = ${runId} AND ol.line_seq > ${Math.floor(afterLineSeq)}
+        ORDER BY ol.line_seq LIMIT ${n}`.pipe(
         Effect.flatMap(decodeRows(decodeLineRow)),
         Effect.mapError(storeError("runLines"))
       )
