@@ -233,14 +233,16 @@ export const make = (
       )
     }
     const debounce = Duration.millis(options.debounceMs ?? 400)
+    // The triggers that arrive until none has for `debounce`, as one reload.
     const collapse = (first: Trigger): Effect.Effect<ReadonlySet<Trigger>> =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         const seen = new Set<Trigger>([first])
-        while (true) {
-          const more = yield* Queue.take(triggers).pipe(Effect.timeout(debounce), Effect.option)
-          if (Option.isNone(more)) return seen
-          seen.add(more.value)
-        }
+        return Queue.take(triggers).pipe(
+          Effect.timeout(debounce),
+          Effect.tap((more) => seen.add(more)),
+          Effect.forever,
+          Effect.catchTag("TimeoutException", () => Effect.succeed(seen))
+        )
       })
     yield* Queue.take(triggers).pipe(
       Effect.flatMap(collapse),
