@@ -264,7 +264,7 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
         peer: { label: "raw driver insert now", value: raw },
         ratio: rawStore / raw,
         verdict: "info",
-        note: "measureRawInsertRate (packages/server/src/internal/store/bench.ts) through the store's own layer"
+        note: "measureRawInsertRate (bench/lib/rawInsert.ts) through the store's own layer"
       },
       {
         suite,
