@@ -78,7 +78,7 @@ const plan = (totalLines: number): Plan => {
         seq: seq++,
         runId,
         cmdUuid,
-        lineSeq: lineSeq,
+        lineSeq,
         stream: lineSeq % 7 === 0 ? "stderr" : "stdout",
         ts: (ts + i) as M.Micros,
         data: `line ${lineSeq}: the quick brown fox jumps over the lazy dog 0123456789 ${b}`,

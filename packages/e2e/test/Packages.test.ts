@@ -80,7 +80,7 @@ describe("package manifests", () => {
     expect(rootManifest.dependencies).toBeUndefined()
     const known = declared(rootManifest)
     const missing: Array<string> = []
-    const rootFiles = [...files(join(root, "scripts")), join(root, "vitest.config.ts")]
+    const rootFiles = [...files(join(root, "scripts")), join(root, "vitest.config.ts"), join(root, "eslint.config.mjs")]
     for (const file of rootFiles) {
       for (const specifier of specifiers(file)) {
         if (!isBare(specifier)) continue

@@ -7,7 +7,7 @@ import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import { workerUrl } from "../Connection.js"
 import { AGENT_VERSION } from "../SystemInfo.js"
 

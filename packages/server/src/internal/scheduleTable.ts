@@ -51,6 +51,7 @@ export const MAX_NAME_LENGTH = 128
 
 /** Agent and schedule names are database keys (VARCHAR(255)): 1..128 characters, no control characters. */
 export const validName = (name: string): boolean =>
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   name.length > 0 && name.length <= MAX_NAME_LENGTH && !/[\u0000-\u001f\u007f]/.test(name)
 
 export type Table = ReadonlyMap<string, ReadonlyArray<ScheduleSpec>>
