@@ -49,11 +49,19 @@ const DbBoolean = Schema.transform(DbNumber, Schema.Boolean, {
   encode: (b) => (b ? 1 : 0)
 })
 
+/** A run's occurrence count; NULL in rows written before migration 18 gave every row its count. */
+const DbOccurrences = Schema.transformOrFail(Schema.Union(Schema.Number, Schema.String, Schema.Null), Schema.Number, {
+  strict: true,
+  decode: (v, _, ast) => (v === null ? ParseResult.succeed(1) : toNumber(v, ast)),
+  encode: ParseResult.succeed
+})
+
 /**
- * A row decoder for a row class: the DB row is decoded to the class's fields by the compiled
- * parser (`Decoder.make`; a class itself is not compiled) with `transformation`, then the instance
- * is built without checking its fields again, exactly as the class's own decoding does after its
- * fields have decoded. `full` is the same transformation to the class, the schema of record.
+ * A row decoder for a row class, from the DB row schema and the column of each field: the DB row
+ * is decoded to the class's fields by the compiled parser (`Decoder.make`; a class itself is not
+ * compiled), then the instance is built without checking its fields again, exactly as the
+ * class's own decoding does after its fields have decoded. `full` is the same transformation to
+ * the class, the schema of record.
  */
 const classRows = <Self, E, Db extends Schema.Schema.AnyNoContext>(
   db: Db,
@@ -61,20 +69,29 @@ const classRows = <Self, E, Db extends Schema.Schema.AnyNoContext>(
     readonly fields: Schema.Struct.Fields
     new(props: any, disableValidation?: boolean): Self
   },
-  transformation: {
-    readonly decode: (row: Schema.Schema.Type<Db>) => E
-    readonly encode: (value: E) => Schema.Schema.Type<Db>
-  }
+  columns: { readonly [K in keyof E]-?: keyof Schema.Schema.Type<Db> & string }
 ) => {
+  const pairs = Object.entries(columns) as Array<[string, string]>
+  const decodeRow = (row: any): any => {
+    const out: Record<string, unknown> = {}
+    for (const [field, column] of pairs) out[field] = row[column]
+    return out
+  }
+  const encodeRow = (value: any): any => {
+    const out: Record<string, unknown> = {}
+    for (const [field, column] of pairs) out[column] = value[field]
+    return out
+  }
   // The class's encoded form and its fields' encoded form are the same type (`E`).
   const full: Schema.Schema<Self, Schema.Schema.Encoded<Db>> = Schema.transform(db, cls, {
     strict: false,
-    ...transformation
+    decode: decodeRow,
+    encode: encodeRow
   }) as any
   const fields: Schema.Schema<unknown, Schema.Schema.Encoded<Db>> = Schema.transform(db, Schema.Struct(cls.fields), {
     strict: false,
-    decode: transformation.decode as (row: Schema.Schema.Type<Db>) => any,
-    encode: transformation.encode as (value: any) => Schema.Schema.Type<Db>
+    decode: decodeRow,
+    encode: encodeRow
   }) as any
   const decodeFields = Decoder.make(fields)
   const decode = (row: unknown): Either.Either<Self, ParseResult.ParseError> =>
@@ -82,15 +99,17 @@ const classRows = <Self, E, Db extends Schema.Schema.AnyNoContext>(
   return { full, fields, decode }
 }
 
+/** The columns every row here starts with: its run, and the run's agent and schedule. */
+const RUN_KEY_COLUMNS = { run_id: Schema.String, agent: Schema.String, schedule: Schema.String }
+const RUN_KEY_FIELDS = { runId: "run_id", agent: "agent", schedule: "schedule" } as const
+
 export const RUN_COLUMNS = "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, " +
   "r.exit_code, r.exit_signal, r.reason, r.scheduled_until, r.occurrences"
 
 /** A `runs` row as `RUN_COLUMNS` selects it. */
 const runRows = classRows(
   Schema.Struct({
-    run_id: Schema.String,
-    agent: Schema.String,
-    schedule: Schema.String,
+    ...RUN_KEY_COLUMNS,
     run_trigger: Trigger,
     state: RunState,
     scheduled_at: DbNumber,
@@ -100,41 +119,21 @@ const runRows = classRows(
     exit_signal: Schema.NullOr(Schema.String),
     reason: Schema.NullOr(Schema.String),
     scheduled_until: DbNullableNumber,
-    // NULL in rows written before migration 18 gave every row its count.
-    occurrences: DbNullableNumber
+    occurrences: DbOccurrences
   }),
   RunRow,
   {
-    decode: (r) => ({
-      runId: r.run_id,
-      agent: r.agent,
-      schedule: r.schedule,
-      trigger: r.run_trigger,
-      state: r.state,
-      scheduledAt: r.scheduled_at,
-      startedAt: r.started_at,
-      finishedAt: r.finished_at,
-      exitCode: r.exit_code,
-      signal: r.exit_signal,
-      reason: r.reason,
-      scheduledUntil: r.scheduled_until,
-      occurrences: r.occurrences ?? 1
-    }),
-    encode: (r) => ({
-      run_id: r.runId,
-      agent: r.agent,
-      schedule: r.schedule,
-      run_trigger: r.trigger,
-      state: r.state,
-      scheduled_at: r.scheduledAt,
-      started_at: r.startedAt,
-      finished_at: r.finishedAt,
-      exit_code: r.exitCode,
-      exit_signal: r.signal,
-      reason: r.reason,
-      scheduled_until: r.scheduledUntil,
-      occurrences: r.occurrences
-    })
+    ...RUN_KEY_FIELDS,
+    trigger: "run_trigger",
+    state: "state",
+    scheduledAt: "scheduled_at",
+    startedAt: "started_at",
+    finishedAt: "finished_at",
+    exitCode: "exit_code",
+    signal: "exit_signal",
+    reason: "reason",
+    scheduledUntil: "scheduled_until",
+    occurrences: "occurrences"
   }
 )
 
@@ -153,9 +152,7 @@ JOIN runs r ON r.run_id = ol.run_id`
 /** An `output_lines` row joined with its run, as `LINE_SELECT` selects it. */
 const lineRows = classRows(
   Schema.Struct({
-    run_id: Schema.String,
-    agent: Schema.String,
-    schedule: Schema.String,
+    ...RUN_KEY_COLUMNS,
     cmd_uuid: Schema.String,
     line_seq: DbNumber,
     stream: Stream,
@@ -167,32 +164,15 @@ const lineRows = classRows(
   }),
   LineRow,
   {
-    decode: (r) => ({
-      runId: r.run_id,
-      agent: r.agent,
-      schedule: r.schedule,
-      cmdUuid: r.cmd_uuid,
-      lineSeq: r.line_seq,
-      stream: r.stream,
-      ts: r.ts,
-      data: r.data,
-      continuation: r.continuation,
-      exitCode: r.exit_code,
-      runState: r.state
-    }),
-    encode: (l) => ({
-      run_id: l.runId,
-      agent: l.agent,
-      schedule: l.schedule,
-      cmd_uuid: l.cmdUuid,
-      line_seq: l.lineSeq,
-      stream: l.stream,
-      ts: l.ts,
-      data: l.data,
-      continuation: l.continuation,
-      exit_code: l.exitCode,
-      state: l.runState
-    })
+    ...RUN_KEY_FIELDS,
+    cmdUuid: "cmd_uuid",
+    lineSeq: "line_seq",
+    stream: "stream",
+    ts: "ts",
+    data: "data",
+    continuation: "continuation",
+    exitCode: "exit_code",
+    runState: "state"
   }
 )
 
@@ -203,9 +183,7 @@ export const decodeLineRow = lineRows.decode
 /** A row of the `failed` listing (a failed command, or a run that failed without one) and its lines. */
 const failedRows = classRows(
   Schema.Struct({
-    run_id: Schema.String,
-    agent: Schema.String,
-    schedule: Schema.String,
+    ...RUN_KEY_COLUMNS,
     cmd_uuid: Schema.String,
     command: Schema.String,
     state: RunState,
@@ -216,30 +194,14 @@ const failedRows = classRows(
   }),
   FailedRow,
   {
-    decode: (r) => ({
-      runId: r.run_id,
-      agent: r.agent,
-      schedule: r.schedule,
-      cmdUuid: r.cmd_uuid,
-      command: r.command,
-      state: r.state,
-      exitCode: r.exit_code,
-      signal: r.exit_signal,
-      finishedAt: r.fin,
-      lines: r.lines
-    }),
-    encode: (f) => ({
-      run_id: f.runId,
-      agent: f.agent,
-      schedule: f.schedule,
-      cmd_uuid: f.cmdUuid,
-      command: f.command,
-      state: f.state,
-      exit_code: f.exitCode,
-      exit_signal: f.signal,
-      fin: f.finishedAt,
-      lines: f.lines
-    })
+    ...RUN_KEY_FIELDS,
+    cmdUuid: "cmd_uuid",
+    command: "command",
+    state: "state",
+    exitCode: "exit_code",
+    signal: "exit_signal",
+    finishedAt: "fin",
+    lines: "lines"
   }
 )
 
