@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config"
 // run sequentially (suites that share a database or spawn processes rely on that).
 export default defineConfig({
   test: {
-    include: ["packages/*/test/**/*.test.ts"],
+    include: ["packages/*/test/**/*.test.ts", "bench/test/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",

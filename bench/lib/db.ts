@@ -20,7 +20,7 @@ import {
   rawBatchParams,
   rawInsertSql,
   rawTableSql
-} from "../../packages/server/src/internal/store/bench.js"
+} from "./rawInsert.js"
 
 export { type DbKind, mariadbTarget }
 

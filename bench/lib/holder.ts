@@ -6,7 +6,7 @@
  *   `closed <n> codes <code>:<count>,…` whenever held connections were closed by the other side
  *   (at most once a second).
  */
-import * as M from "@barto/domain/Messages"
+import type * as M from "@barto/domain/Messages"
 import { connectSimAgent, type SimAgent } from "./simagent.js"
 
 const [url, prefix, countText] = process.argv.slice(2)

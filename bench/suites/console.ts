@@ -9,7 +9,7 @@
  * Target (issue 16): dashboard p99 ≤ 100 ms. `--quick`: 1,000 schedules and 100,000 runs.
  */
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import { performance } from "node:perf_hooks"

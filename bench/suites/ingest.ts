@@ -78,7 +78,7 @@ const plan = (totalLines: number): Plan => {
         seq: seq++,
         runId,
         cmdUuid,
-        lineSeq: lineSeq,
+        lineSeq,
         stream: lineSeq % 7 === 0 ? "stderr" : "stdout",
         ts: (ts + i) as M.Micros,
         data: `line ${lineSeq}: the quick brown fox jumps over the lazy dog 0123456789 ${b}`,
@@ -264,7 +264,7 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
         peer: { label: "raw driver insert now", value: raw },
         ratio: rawStore / raw,
         verdict: "info",
-        note: "measureRawInsertRate (packages/server/src/internal/store/bench.ts) through the store's own layer"
+        note: "measureRawInsertRate (bench/lib/rawInsert.ts) through the store's own layer"
       },
       {
         suite,

@@ -1,3 +1,4 @@
+import type { TLSSocket } from "node:tls"
 import * as Connection from "@barto/agent/Connection"
 import * as Outbox from "@barto/agent/Outbox"
 import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
@@ -615,7 +616,7 @@ describe("Connection", () => {
       const c1 = yield* server.connection(1)
       yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
       yield* waitRef(agent.conn.session, Option.isSome, "the handshake over TLS")
-      const peer = (c1.request.socket as import("node:tls").TLSSocket).getPeerCertificate()
+      const peer = (c1.request.socket as TLSSocket).getPeerCertificate()
       assert.strictEqual(peer.subject.CN, "agent one")
 
       // Without the pinned CA the agent trusts only the default roots, which do not know ours.

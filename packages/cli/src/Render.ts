@@ -92,8 +92,9 @@ export const paintState = (style: Style, state: Messages.RunState): string => pa
 // ---------------------------------------------------------------------------------------------
 
 // CSI (ESC [ … final), OSC (ESC ] … BEL | ESC \), other two-byte escapes, and 8-bit CSI.
-// eslint-disable-next-line no-control-regex
-const ANSI = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g
+const ANSI =
+  // eslint-disable-next-line no-control-regex
+  /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g
 
 /**
  * A data value made safe to print on one line: tab → 3 spaces (as the reference), CR and LF →

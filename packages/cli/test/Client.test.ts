@@ -794,6 +794,7 @@ describe("a hostile server cannot drive the terminal", () => {
       assert.strictEqual(r.code, 0, r.stderr)
       assert.include(r.stdout, "\u001b[31mfailed\u001b[0m")
       assert.notInclude(r.stdout, "\u001b[2J")
+      // eslint-disable-next-line no-control-regex -- SGR sequences are what it removes
       assert.notMatch(r.stdout.replace(/\u001b\[(?:[0-2]|3[1-6])m/g, ""), CONTROLS)
     }))
 })

@@ -412,7 +412,6 @@ if (mariadbUnreachable === undefined || process.env.BARTO_REQUIRE_MARIADB === "1
   // Required (CI) but unreachable: the suite runs and fails loudly in its beforeAll.
   suite("mariadb")
 } else {
-  // eslint-disable-next-line no-console
   console.warn(
     `\n${"#".repeat(100)}\n#  MariaDB not reachable at ${mariadb.host}:${mariadb.port} (${mariadbUnreachable}):\n` +
       `#  barto-cli against bartos on MariaDB did NOT run. Set BARTO_TEST_MARIADB_URL, or start MariaDB.\n${"#".repeat(100)}\n`

@@ -76,6 +76,7 @@ describe("colours", () => {
   it("coloured cells do not disturb alignment", () => {
     const style = tty(200)
     const lines = Render.runsText(style, [runRow(RUN_A, "succeeded"), runRow(RUN_A, "failed")])
+    // eslint-disable-next-line no-control-regex -- SGR sequences are what it removes
     const plain = lines.map((l) => l.replace(/\u001b\[[0-9;]*m/g, ""))
     assert.deepStrictEqual(plain, Render.runsText({ ...style, color: false }, [runRow(RUN_A, "succeeded"), runRow(RUN_A, "failed")]))
     assert.isTrue(lines[1]!.includes("\u001b[32msucceeded\u001b[0m"))

@@ -10,6 +10,7 @@ import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
+import type { IncomingMessage } from "node:http"
 import type { TLSSocket } from "node:tls"
 import { WebSocketServer } from "ws"
 
@@ -47,7 +48,7 @@ export const fakeBartos = (options: FakeOptions = {}): Effect.Effect<FakeBartos,
     const server = yield* Effect.acquireRelease(
       Effect.async<{ wss: WebSocketServer; https: https.Server | undefined }>((resume) => {
         const verifyClient = (
-          info: { req: import("node:http").IncomingMessage },
+          info: { req: IncomingMessage },
           cb: (ok: boolean, code?: number, message?: string) => void
         ) => {
           if (options.apiKey !== undefined && info.req.headers.authorization !== `Bearer ${options.apiKey}`) {

@@ -32,7 +32,7 @@ export const ErrorBox = ({ error }: { error: unknown }) =>
 export const Loading = () => <p class="muted" aria-live="polite">Loading…</p>
 
 /** Data loaded by `load`, reloaded when `deps` change and every `refreshMs` while the tab is visible. */
-export const useData = <A,>(load: () => Promise<A>, deps: ReadonlyArray<unknown>, refreshMs?: number) => {
+export function useData<A>(load: () => Promise<A>, deps: ReadonlyArray<unknown>, refreshMs?: number) {
   const [data, setData] = useState<A | undefined>(undefined)
   const [error, setError] = useState<unknown>(undefined)
   const [tick, setTick] = useState(0)

@@ -3,7 +3,7 @@
  * response for most requests, a series of `TailChunk`s for `tail`. Whatever goes wrong becomes a
  * `CliError` carrying the request id: the stream itself never fails and never ends silently.
  */
-import * as Messages from "@barto/domain/Messages"
+import type * as Messages from "@barto/domain/Messages"
 import type { CliRequest, CliResponse, FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"

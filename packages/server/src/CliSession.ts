@@ -213,15 +213,17 @@ const session = (
         conn.close(1008, "first frame must be CliHello")
         return { _tag: "Stop" as const }
       })
-    const awaitHello = Effect.gen(function*() {
-      while (true) {
-        const item = yield* conn.take
-        if (item._tag === "Closed") return Option.none()
-        const step = yield* guarded(helloFrame(item), { _tag: "Stop" } as HelloStep)
-        if (step._tag === "Hello") return Option.some(step.hello)
-        if (step._tag === "Stop") return Option.none()
-      }
-    })
+    // The connection's frames until it closes; each handled before the next is taken.
+    const frames = Stream.repeatEffect(conn.take).pipe(
+      Stream.takeWhile((item): item is Extract<Socket.Inbound, { _tag: "Frame" }> => item._tag === "Frame")
+    )
+    // Bad frames before the hello are answered and skipped ("Again") until one decides.
+    const awaitHello = frames.pipe(
+      Stream.mapEffect((item) => guarded(helloFrame(item), { _tag: "Stop" } as HelloStep)),
+      Stream.filter((step) => step._tag !== "Again"),
+      Stream.runHead,
+      Effect.map(Option.flatMap((step) => (step._tag === "Hello" ? Option.some(step.hello) : Option.none())))
+    )
     const hello = yield* awaitHello.pipe(
       Effect.timeout(Duration.millis(options.helloTimeoutMs)),
       Effect.catchTag("TimeoutException", () =>
@@ -302,9 +304,10 @@ const session = (
         }
         return true
       })
-    while (true) {
-      const item = yield* conn.take
-      if (item._tag === "Closed") return
-      if (!(yield* guarded(requestFrame(item), false))) return
-    }
+    // Until the peer closes or a frame ends the session (requestFrame answers false).
+    yield* frames.pipe(
+      Stream.mapEffect((item) => guarded(requestFrame(item), false)),
+      Stream.takeWhile((more) => more),
+      Stream.runDrain
+    )
   })

@@ -11,10 +11,9 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -26,30 +25,13 @@ import * as Logging from "@barto/domain/Logging"
 import { Micros, type ScheduleSpec } from "@barto/domain/Messages"
 import { AgentSessions } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
+import type { ScheduleLoadError } from "./internal/scheduleTable.js"
 import { Metrics } from "./Metrics.js"
 import { Store, type StoreError } from "./Store.js"
 
-/**
- * A schedule table that could not be loaded: every problem found (at least one), each naming the
- * file, line:column when known, the key path and the reason. The first one's fields are the
- * error's own; `message` has one line per problem.
- */
-export class ScheduleLoadError extends Data.TaggedError("ScheduleLoadError")<{
-  readonly problems: ReadonlyArray<Config.ConfigProblem>
-}> {
-  get file(): string | undefined {
-    return this.problems[0]?.file
-  }
-  get path(): string {
-    return this.problems[0]?.path ?? ""
-  }
-  get reason(): string {
-    return this.problems[0]?.reason ?? "invalid schedules"
-  }
-  override get message() {
-    return this.problems.map(Config.formatProblem).join("\n")
-  }
-}
+// Defined beside the pure table that produces it (`internal/scheduleTable.ts` imports nothing
+// from this module, so the two do not form a cycle); public from here.
+export { ScheduleLoadError } from "./internal/scheduleTable.js"
 
 /**
  * The last time the configuration was (re)loaded; the start is the first. Exported on /metrics
@@ -268,14 +250,16 @@ export const make = (
       )
     }
     const debounce = Duration.millis(options.debounceMs ?? 400)
+    // The triggers that arrive until none has for `debounce`, as one reload.
     const collapse = (first: Trigger): Effect.Effect<ReadonlySet<Trigger>> =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         const seen = new Set<Trigger>([first])
-        while (true) {
-          const more = yield* Queue.take(triggers).pipe(Effect.timeout(debounce), Effect.option)
-          if (Option.isNone(more)) return seen
-          seen.add(more.value)
-        }
+        return Queue.take(triggers).pipe(
+          Effect.timeout(debounce),
+          Effect.tap((more) => seen.add(more)),
+          Effect.forever,
+          Effect.catchTag("TimeoutException", () => Effect.succeed(seen))
+        )
       })
     yield* Queue.take(triggers).pipe(
       Effect.flatMap(collapse),

@@ -240,7 +240,7 @@ export interface SqliteOptions {
   readonly queryConcurrency?: number | undefined
 }
 
-/** `layerSqlite` that also provides its `SqlClient` (tests, benchmarks: `measureRawInsertRate`). */
+/** `layerSqlite` that also provides its `SqlClient` (tests, benchmarks: `bench/lib/rawInsert.ts`). */
 export const layerSqliteWithClient = (
   options: SqliteOptions
 ): Layer.Layer<Store | SqlClient.SqlClient, StoreError> => fromResources(Resources.sqlite(options))

@@ -14,7 +14,8 @@
  *   inbox holds work: it handles the frames strictly in arrival order (style §4.2), then ends.
  * - ONE sweep fiber for all sessions enforces the hello deadline and liveness: an agent silent for
  *   half of `liveness` gets a Ping (its Pong counts as a frame), one silent for all of it is
- *   closed with 4000.
+ *   closed with 4000. The decision per session is the pure `internal/sessionSweep.ts`; the inbox
+ *   (order, backlog, flow control) is `internal/sessionInbox.ts`.
  * - Closing (ours or the peer's) is one more inbox item, so it happens after the frame in hand:
  *   an ingest transaction in flight always completes and its Ack is still sent.
  *
@@ -32,6 +33,7 @@ import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { Codec } from "@barto/domain/Codec"
 import * as Envelope from "@barto/domain/Envelope"
@@ -41,6 +43,9 @@ import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
 import * as Inbound from "./internal/inbound.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
+import { SocketInbox } from "./internal/sessionInbox.js"
+import * as Sweep from "./internal/sessionSweep.js"
+import { ENDED, HELLO, READY } from "./internal/sessionSweep.js"
 import { toBytes, truncateReason } from "./internal/socket.js"
 import { Metrics } from "./Metrics.js"
 import type { AgentConnection } from "./Registry.js"
@@ -86,9 +91,6 @@ export const CloseCode = {
 
 /** HMAC envelope overhead: ts (8) + nonce (8) + MAC (32). */
 const HMAC_OVERHEAD = 48
-
-/** Frames waiting beyond this pause reading from the socket until the inbox drains to half. */
-const HIGH_WATER = 256
 
 /**
  * Batches already waiting behind the one in hand are stored with it, in one transaction with one
@@ -148,16 +150,13 @@ interface Closing {
   readonly ours: boolean
 }
 
-const HELLO = 0
-const READY = 1
-const ENDED = 2
-
-/** All the state of one connection; plain fields, so an idle session costs little. */
-class Session {
-  phase: typeof HELLO | typeof READY | typeof ENDED = HELLO
+/**
+ * All the state of one connection; plain fields, so an idle session costs little. The inbox
+ * (frames not yet handled, flow control) is its base class: one object per session.
+ */
+class Session extends SocketInbox<Item> {
+  phase: Sweep.Phase = HELLO
   helloSeen = false
-  readonly inbox: Array<Item> = []
-  head = 0
   draining = false
   closing: Closing | undefined = undefined
   lastSeen: number
@@ -183,7 +182,7 @@ class Session {
   }
 
   constructor(
-    readonly ws: WebSocket,
+    override readonly ws: WebSocket,
     readonly agent: string,
     readonly ip: string,
     readonly openedAt: number,
@@ -192,13 +191,10 @@ class Session {
     readonly serverNonce: Envelope.SessionNonce,
     listeners: (s: Session) => Session["listeners"]
   ) {
+    super(ws)
     this.lastSeen = openedAt
     this.nonces = hmac ? Envelope.makeNonceCache() : undefined
     this.listeners = listeners(this)
-  }
-
-  get pending(): number {
-    return this.inbox.length - this.head
   }
 
   /** What a frame sealed by `sender` now is bound to; undefined without an agent nonce (no keys). */
@@ -254,10 +250,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       s.closing = closing
       // Frames not yet handled are dropped when we close: they cannot be acked any more and the
       // agent keeps them in its outbox. After a peer's close they are still stored (idempotently).
-      if (closing.ours) {
-        s.inbox.length = 0
-        s.head = 0
-      }
+      if (closing.ours) s.clear()
       kick(s)
     }
 
@@ -296,11 +289,10 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           sendNow(s, { _tag: "Pong", id: decoded.right.id, sentAt: decoded.right.sentAt })
           return
         }
-        s.inbox.push({ decoded })
+        s.push({ decoded })
       } else {
-        s.inbox.push(frame)
+        s.push(frame)
       }
-      if (s.pending >= HIGH_WATER && !s.ws.isPaused) s.ws.pause()
       kick(s)
     }
 
@@ -553,32 +545,21 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       }
     }
 
-    /** Takes the next inbox item, resuming a paused socket once the backlog is down to half. */
-    const shift = (s: Session): Item | undefined => {
-      if (s.head >= s.inbox.length) return undefined
-      const item = s.inbox[s.head]!
-      s.inbox[s.head++] = undefined as unknown as Item
-      if (s.head === s.inbox.length) {
-        s.inbox.length = 0
-        s.head = 0
-      }
-      if (s.ws.isPaused && s.pending <= HIGH_WATER / 2 && s.closing === undefined) s.ws.resume()
-      return item
-    }
+    /** Takes the next inbox item; a paused socket reads again once the backlog is down to half. */
+    const shift = (s: Session): Item | undefined => s.shift(s.closing === undefined)
 
     /** `records` plus those of the RecordBatches queued right behind it (see MAX_JOINED_RECORDS). */
     const withQueuedBatches = (s: Session, records: ReadonlyArray<Messages.AgentRecord>) => {
       let joined: Array<Messages.AgentRecord> | undefined
       let total = records.length
-      while (s.head < s.inbox.length) {
-        const next = s.inbox[s.head]!
+      for (let next = s.peek(); next !== undefined; next = s.peek()) {
         // Decoded once only: the HMAC nonce check would call a second look a replay.
         const decoded = "decoded" in next ? next.decoded : decode(s, next)
         if (
           Either.isLeft(decoded) || decoded.right._tag !== "RecordBatch" ||
           total + decoded.right.records.length > MAX_JOINED_RECORDS
         ) {
-          s.inbox[s.head] = { decoded }
+          s.replaceNext({ decoded })
           break
         }
         shift(s)
@@ -660,39 +641,30 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       }).pipe(Effect.onInterrupt(() => Effect.sync(() => (s.draining = false))))
 
     // --- one sweep for every session: hello deadline, liveness probe and timeout --------------
-    const half = options.livenessMs / 2
+    const sweepOptions: Sweep.SweepOptions = { livenessMs: options.livenessMs, helloTimeoutMs: options.helloTimeoutMs }
     const sweep = Effect.suspend(() => {
       const now = clock.unsafeCurrentTimeMillis()
       const due: Array<Effect.Effect<unknown>> = []
       for (const s of live) {
-        if (s.closing !== undefined) continue
-        const log = (e: Effect.Effect<void>) => Effect.annotateLogs(e, s.annotations())
-        if (s.phase === HELLO) {
-          if (!s.helloSeen && now - s.openedAt >= options.helloTimeoutMs) {
-            due.push(log(close(s, CloseCode.policy, `no AgentHello within ${options.helloTimeoutMs / 1000} s`)))
-          }
-        } else if (s.phase === READY) {
-          const idle = now - s.lastSeen
-          if (idle >= options.livenessMs) {
-            due.push(log(Effect.zipRight(
-              Effect.logWarning(`no frame for ${options.livenessMs / 1000} s, dropping the agent`),
-              close(s, CloseCode.liveness, "liveness timeout")
-            )))
-          } else if (idle >= half && s.probed !== s.lastSeen) {
-            // bartoc pings on its own interval (`connection.ping_interval_secs`, 5 s by default),
-            // which bartos does not know: with a short `liveness_secs` this probe keeps a healthy
-            // quiet agent; at the defaults (15 s vs 5 s) it never fires.
-            s.probed = s.lastSeen
-            due.push(send(s, { _tag: "Ping", id: s.pingId++, sentAt: Messages.Micros.make(now * 1000) }))
-          }
+        const action = Sweep.decide(s, now, sweepOptions)
+        if (action === undefined) continue
+        if (action._tag === "Ping") {
+          s.probed = s.lastSeen
+          due.push(send(s, { _tag: "Ping", id: s.pingId++, sentAt: Messages.Micros.make(now * 1000) }))
+        } else {
+          const closing = close(s, action.code, action.reason)
+          due.push(Effect.annotateLogs(
+            action.warning === undefined ? closing : Effect.zipRight(Effect.logWarning(action.warning), closing),
+            s.annotations()
+          ))
         }
       }
       return due.length === 0 ? Effect.void : Effect.all(due, { discard: true })
     })
-    const sweepEvery = Math.max(10, Math.min(1000, options.livenessMs / 6, options.helloTimeoutMs / 4))
     // A defect in one sweep must not end liveness checks for every later one.
     const sweepSafely = Effect.catchAllDefect(sweep, (cause) => Effect.logError("defect in the worker session sweep", cause))
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(sweepEvery), sweepSafely)))
+    // `schedule`, not `repeat`: the first sweep comes one interval after the start.
+    yield* Effect.forkScoped(Effect.schedule(sweepSafely, Schedule.spaced(Sweep.interval(sweepOptions))))
 
     const shutdown = Effect.gen(function*() {
       if (live.size > 0) {

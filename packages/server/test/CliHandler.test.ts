@@ -387,7 +387,7 @@ for (const db of databases) {
   layer(db.layer(), { excludeTestServices: true, timeout: "60 seconds" })(`CliHandler on ${db.name}`, (it) => {
     describe("read requests", () => {
       it.effect("info: version, database, listeners, uptime, agents; no secrets", () =>
-        withHarness({ connected: ["db1", "web1"] }, (h) =>
+        withHarness({ connected: ["db1", "web1"] }, (_h) =>
           Effect.gen(function*() {
             const r = yield* one("InfoResponse", Messages.InfoRequest.make({ id: 1 }))
             assert.strictEqual(r.version, "0.1.0-test")
@@ -513,7 +513,7 @@ for (const db of databases) {
           })))
 
       it.effect("query: read-only SQL; writes and statements the database rejects are refused", () =>
-        withHarness({}, (h) =>
+        withHarness({}, (_h) =>
           Effect.gen(function*() {
             const r = yield* one(
               "QueryResponse",
@@ -572,7 +572,7 @@ for (const db of databases) {
           })))
 
       it.effect("a defect in a service becomes an internal CliError too", () =>
-        withHarness({ storeOverrides: { failed: () => Effect.dieMessage("bug") } }, (h) =>
+        withHarness({ storeOverrides: { failed: () => Effect.dieMessage("bug") } }, (_h) =>
           Effect.gen(function*() {
             yield* expectError("internal", Messages.FailedRequest.make({ id: 22 }))
           })))
@@ -635,7 +635,7 @@ for (const db of databases) {
           })))
 
       it.effect("cleanup without --before: today's local midnight on the bartos host", () =>
-        withHarness({}, (h) =>
+        withHarness({}, (_h) =>
           Effect.gen(function*() {
             const r = yield* one("CleanupResponse", Messages.CleanupRequest.make({ id: 39, dryRun: true }), true)
             const at = new Date(r.before / 1000)

@@ -21,7 +21,6 @@ import * as Path from "node:path"
 import type { QueryResult, StoreShape } from "../src/Store.js"
 import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
 import { parseMariadbOptions } from "../src/internal/store/resources.js"
-import { measureRawInsertRate } from "../src/internal/store/bench.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
 import { excessGrants, makeMariadbQueryRunner } from "../src/internal/store/mariadbQuery.js"
 import { migrate, migrateWith, migrations, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
@@ -1169,16 +1168,6 @@ for (const db of databases) {
         assert.isAtLeast(byCount.runs, 2)
         const left = (yield* store.runs({ agent, limit: 10 })).map((r) => r.runId)
         assert.deepStrictEqual(left, [ids[4], running])
-      }))
-
-    it.effect("measureRawInsertRate reports a positive rate", () =>
-      Effect.gen(function*() {
-        const rate = yield* measureRawInsertRate(2000)
-        assert.isAbove(rate, 0)
-        assert.isAbove(yield* measureRawInsertRate(1000, { rowsPerInsert: 500 }), 0)
-        // The scratch table is gone afterwards.
-        const sql = yield* SqlClient.SqlClient
-        assert.isTrue(Either.isLeft(yield* Effect.either(sql.unsafe("SELECT 1 FROM barto_bench_raw"))))
       }))
   })
 }

@@ -3,6 +3,7 @@
  * entry rejects the whole table), paused flags, and content versions.
  */
 import { createHash } from "node:crypto"
+import * as Data from "effect/Data"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Config from "@barto/domain/Config"
@@ -10,7 +11,28 @@ import * as Calendar from "@barto/scheduler/Calendar"
 import * as Zone from "@barto/scheduler/Zone"
 import { ScheduleSpec } from "@barto/domain/Messages"
 import type { OnFailure, Overlap } from "@barto/domain/Messages"
-import { ScheduleLoadError } from "../Schedules.js"
+
+/**
+ * A schedule table that could not be loaded: every problem found (at least one), each naming the
+ * file, line:column when known, the key path and the reason. The first one's fields are the
+ * error's own; `message` has one line per problem. (Exported publicly by `Schedules.ts`.)
+ */
+export class ScheduleLoadError extends Data.TaggedError("ScheduleLoadError")<{
+  readonly problems: ReadonlyArray<Config.ConfigProblem>
+}> {
+  get file(): string | undefined {
+    return this.problems[0]?.file
+  }
+  get path(): string {
+    return this.problems[0]?.path ?? ""
+  }
+  get reason(): string {
+    return this.problems[0]?.reason ?? "invalid schedules"
+  }
+  override get message() {
+    return this.problems.map(Config.formatProblem).join("\n")
+  }
+}
 
 /** The `[schedules.<agent>]` section as the config loader hands it over (TOML key names). */
 export interface ScheduleEntryConfig {
@@ -29,6 +51,7 @@ export const MAX_NAME_LENGTH = 128
 
 /** Agent and schedule names are database keys (VARCHAR(255)): 1..128 characters, no control characters. */
 export const validName = (name: string): boolean =>
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   name.length > 0 && name.length <= MAX_NAME_LENGTH && !/[\u0000-\u001f\u007f]/.test(name)
 
 export type Table = ReadonlyMap<string, ReadonlyArray<ScheduleSpec>>

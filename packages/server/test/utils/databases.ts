@@ -146,7 +146,6 @@ const mariadb: TestDatabase | undefined = unreachable === undefined
   : undefined
 
 if (mariadb === undefined) {
-  // eslint-disable-next-line no-console
   console.warn(
     [
       "",

@@ -85,6 +85,7 @@ export const runSqliteQuery = (
   Effect.async<QueryResult, StoreError | QueryRefused>((resume) => {
     let settled = false
     let stderr = ""
+    // eslint-disable-next-line prefer-const -- settle() may run (the catch below) before the timer exists
     let timer: ReturnType<typeof setTimeout> | undefined
     const settle = (effect: Effect.Effect<QueryResult, StoreError | QueryRefused>) => {
       if (settled) return

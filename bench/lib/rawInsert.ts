@@ -5,12 +5,13 @@
  * least half of this rate (it also reads and advances the offset, and dedupes).
  *
  * Use with the client of the store under test, e.g. `layerSqliteWithClient` /
- * `layerMariadbWithClient` from `Store.ts`.
+ * `layerMariadbWithClient` from `@barto/server/Store`. (Benchmark code: it lives here, not in
+ * the server's sources, and reaches the server only through its public exports.)
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import { StoreError } from "./errors.js"
+import { StoreError } from "@barto/server/Store"
 
 const TABLE = "barto_bench_raw"
 

@@ -1,0 +1,109 @@
+/**
+ * What the store's modules share: the statement runner bound to the client (`StoreSql`), value
+ * readers for columns (MariaDB may return BIGINT as strings, style.md §5.3; booleans are 0/1),
+ * `IN` lists, chunking, the error mapping and the page sizes.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as Statement from "@effect/sql/Statement"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
+import { StoreError } from "./errors.js"
+
+export type Row = Record<string, unknown>
+
+export const num = (v: unknown): number => (typeof v === "number" ? v : Number(v))
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v))
+export const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v))
+
+/** VARCHAR(n) counts characters; cut by code point so no surrogate pair is split. */
+export const clip = (s: string, max = 255): string => (s.length <= max ? s : Array.from(s).slice(0, max).join(""))
+
+/** MariaDB: `affectedRows`; SQLite: `changes`. */
+export const affected = (raw: unknown): number => {
+  const r = raw as { affectedRows?: unknown; changes?: unknown } | null
+  return num(r?.affectedRows ?? r?.changes ?? 0)
+}
+
+/** The rows a `sql` template statement changed. */
+export const changes = (statement: Statement.Statement<unknown>): Effect.Effect<number, SqlError> =>
+  Effect.map(statement.raw, affected)
+
+/**
+ * `IN (?, …)` lists padded to a power of two by repeating the last value: MariaDB keeps one
+ * prepared statement per distinct text, and padding bounds how many a connection collects.
+ */
+export const inList = <A extends string | number>(values: ReadonlyArray<A>): { readonly text: string; readonly params: Array<A> } => {
+  let size = 1
+  while (size < values.length) size *= 2
+  const params = values.slice()
+  while (params.length < size) params.push(values[values.length - 1])
+  return { text: `(${params.map(() => "?").join(", ")})`, params }
+}
+
+export const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/** Runs (or failed commands) per page of `list`, `cmd` and `failed`. */
+export const PAGE_RUNS = 256
+/** Output lines per page: one query reads at most this many (plus what arrives meanwhile). */
+export const PAGE_LINES = 500
+
+/** One turn of the event loop (I/O included), between pages of a large read. */
+export const breathe = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/** Run ids per delete transaction in cleanup and retention. */
+export const DELETE_CHUNK = 256
+
+/** What a read fails with before it becomes a `StoreError`: the driver's error, or a stored row that does not decode. */
+export type ReadError = SqlError | ParseResult.ParseError
+
+export const storeError = (what: string) => (e: ReadError | StoreError): StoreError => {
+  if (e._tag === "StoreError") return e // already says what failed (a stale leader fence)
+  if (e._tag === "ParseError") return new StoreError({ message: `${what}: a stored row does not decode: ${e.message}`, cause: e })
+  const cause = e.cause as { message?: unknown } | undefined
+  const detail = typeof cause?.message === "string" ? cause.message : e.message
+  return new StoreError({ message: `${what}: ${detail}`, cause: e })
+}
+
+/**
+ * Worth retrying: MariaDB deadlock (1213) or lock wait timeout (1205), e.g. gap locks of two
+ * agents' inserts meeting in `output_lines`; SQLite busy (another process holds the file).
+ */
+export const isTransient = (e: SqlError): boolean => {
+  const cause = e.cause as { errno?: unknown; code?: unknown } | undefined
+  return cause?.errno === 1213 || cause?.errno === 1205 || cause?.code === "SQLITE_BUSY"
+}
+
+export const clipSignal = (s: string | null): string | null => (s === null ? null : clip(s, 64))
+
+/**
+ * The client and the dialect, with the statement runners every module uses: `run` for rows,
+ * `exec` for the affected-row count, `count` for a `COUNT(*) AS n`.
+ */
+export interface StoreSql {
+  readonly sql: SqlClient.SqlClient
+  readonly mysql: boolean
+  /** `INSERT … <ignore duplicate key>`: MariaDB has no ON CONFLICT; a no-op update ignores only duplicates (unlike INSERT IGNORE, which also hides truncation). */
+  readonly ignoreDup: (pkColumn: string, conflictTarget: string) => string
+  readonly run: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, SqlError>
+  readonly exec: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<number, SqlError>
+  readonly count: (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<number, SqlError>
+}
+
+export const makeStoreSql: Effect.Effect<StoreSql, never, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+  const ignoreDup = (pkColumn: string, conflictTarget: string) =>
+    mysql ? `ON DUPLICATE KEY UPDATE ${pkColumn} = ${pkColumn}` : `ON CONFLICT (${conflictTarget}) DO NOTHING`
+  const run = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe<Row>(text, params)
+  const exec = (text: string, params: ReadonlyArray<unknown> = []) => Effect.map(sql.unsafe(text, params).raw, affected)
+  const count = (text: string, params: ReadonlyArray<unknown>) => Effect.map(run(text, params), (rows) => num(rows[0]?.n ?? 0))
+  return { sql, mysql, ignoreDup, run, exec, count }
+})
