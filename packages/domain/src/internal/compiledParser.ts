@@ -105,6 +105,9 @@ const condition = (ast: SchemaAST.AST, x: string, env: Env): string | undefined 
       return `typeof ${x} === "boolean"`
     case "UndefinedKeyword":
       return `${x} === undefined`
+    case "UnknownKeyword":
+      // Accepts anything, as Schema.Unknown does (the value is passed on unchanged).
+      return "true"
     case "Refinement": {
       const from = condition(ast.from, x, env)
       if (from === undefined) return undefined

@@ -56,22 +56,22 @@ const DbOccurrences = Schema.transformOrFail(Schema.Union(Schema.Number, Schema.
   encode: ParseResult.succeed
 })
 
-const HeartbeatJson = Schema.parseJson(RunHeartbeat)
+const decodeHeartbeatJson = Schema.decodeUnknownEither(Schema.parseJson(RunHeartbeat))
 /**
  * `runs.heartbeat` (issue 14): the run's last beat as JSON, written by ingest; NULL (never beat,
- * or a row from before migration 28) is an absent field.
+ * or a row from before migration 28) is an absent field. The JSON is checked here; its type is
+ * `Unknown` so that the compiled parser covers the column (the row class checks the field again
+ * on the schema-of-record path).
  */
-const DbHeartbeat = Schema.transformOrFail(
-  Schema.Union(Schema.String, Schema.Null),
-  Schema.UndefinedOr(RunHeartbeat),
-  {
-    strict: true,
-    decode: (v, options) =>
-      v === null ? ParseResult.succeed(undefined) : ParseResult.decodeUnknown(HeartbeatJson)(v, options),
-    encode: (v, options) =>
-      v === undefined ? ParseResult.succeed(null) : ParseResult.encodeUnknown(HeartbeatJson)(v, options)
-  }
-)
+const DbHeartbeat = Schema.transformOrFail(Schema.Union(Schema.String, Schema.Null), Schema.Unknown, {
+  strict: true,
+  decode: (v, _, ast) =>
+    v === null ? ParseResult.succeed(undefined) : Either.mapLeft(
+      decodeHeartbeatJson(v),
+      (e) => new ParseResult.Type(ast, v, `not a heartbeat: ${e.message}`)
+    ),
+  encode: (v) => ParseResult.succeed(v === undefined ? null : JSON.stringify(v))
+})
 
 /**
  * A row decoder for a row class, from the DB row schema and the column of each field: the DB row
@@ -137,7 +137,7 @@ const runRows = classRows(
     reason: Schema.NullOr(Schema.String),
     scheduled_until: DbNullableNumber,
     occurrences: DbOccurrences,
-    heartbeat: DbHeartbeat
+    heartbeat: Schema.optionalWith(DbHeartbeat, { exact: true })
   }),
   RunRow,
   {
