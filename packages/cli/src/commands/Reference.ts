@@ -119,7 +119,7 @@ export const cmd = Command.make(
           yield* warnIfTruncated(r)
           yield* print(
             g.json
-              ? [Render.json(r.byAgent.map((a) => ({ agent: a.agent, lines: a.lines.map((l) => Render.lineJson(l, zone)) })))]
+              ? [Render.json(Render.cmdJson(r.byAgent, zone))]
               : Render.cmdText(style, r.byAgent)
           )
         }))
