@@ -420,12 +420,17 @@ export const RunsRequest = Req("RunsRequest", {
   since: Schema.optional(Micros),
   limit: Schema.Int
 })
-/** `follow`: keep streaming until the run ends. With agent+schedule: the latest (or next) run. */
+/**
+ * `follow`: keep streaming until the run ends. With agent+schedule: the latest (or next) run.
+ * `continuous` (with `follow`, no run id): never end — follow run after run of the schedule, of
+ * every schedule of `agent` (no schedule), or of the whole fleet (neither), like `journalctl -f`.
+ */
 export const TailRequest = Req("TailRequest", {
   runId: Schema.optional(RunId),
   agent: Schema.optional(Schema.String),
   schedule: Schema.optional(Schema.String),
-  follow: Schema.Boolean
+  follow: Schema.Boolean,
+  continuous: Schema.optional(Schema.Boolean)
 })
 export const RunNowRequest = Req("RunNowRequest", { agent: Schema.String, schedule: Schema.String })
 export const CancelRequest = Req("CancelRequest", { runId: RunId })
@@ -632,11 +637,26 @@ export const CleanupResponse = Res("CleanupResponse", {
   agentsSignalled: Schema.Int
 })
 export const RunsResponse = Res("RunsResponse", { runs: Schema.Array(RunRow), more: Schema.optional(Schema.Boolean) })
-/** One chunk of a tail; `done` with the final run row when the run is over. */
+/** A continuous tail has no run of this schedule to show: the next one is due at `nextAt`. */
+export const TailWaiting = Schema.Struct({
+  agent: Schema.String,
+  schedule: Schema.String,
+  /** Null when the calendar never fires again. */
+  nextAt: Schema.NullOr(Micros),
+  paused: Schema.Boolean
+})
+export type TailWaiting = typeof TailWaiting.Type
+
+/**
+ * One chunk of a tail; `done` with the final run row when the run is over. A continuous tail is
+ * never `done`: `end` marks the chunk whose `run` just finished, `waiting` what it waits for next.
+ */
 export const TailChunk = Res("TailChunk", {
   run: Schema.NullOr(RunRow),
   lines: Schema.Array(LineRow),
-  done: Schema.Boolean
+  done: Schema.Boolean,
+  end: Schema.optional(Schema.Boolean),
+  waiting: Schema.optional(TailWaiting)
 })
 export const RunNowResponse = Res("RunNowResponse", { runId: RunId, agent: Schema.String, schedule: Schema.String })
 export const CancelResponse = Res("CancelResponse", { runId: RunId, delivered: Schema.Boolean })

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { Ingested } from "./Events.js"
+import * as Follow from "./Follow.js"
 import * as Operations from "./Operations.js"
 import { fromStore, Refusal, refuse } from "./Operations.js"
 import { Registry } from "./Registry.js"
@@ -296,14 +297,31 @@ const toChunks = (
   return out
 }
 
-/** `tail` as TailChunks: each part of `Operations.tail` cut to fit a frame. */
-const tail = (request: typeof Messages.TailRequest.Type): Stream.Stream<CliResponse, Refusal, HandlerServices> =>
-  Operations.tail(request).pipe(
+/**
+ * `tail` as TailChunks: each part of `Operations.tail` (or, continuous, `Follow.follow`) cut to
+ * fit a frame. A continuous tail never says `done`; it marks each run's end with `end`.
+ */
+const tail = (request: typeof Messages.TailRequest.Type): Stream.Stream<CliResponse, Refusal, HandlerServices> => {
+  const continuous = request.continuous === true && request.follow && request.runId === undefined
+  const parts: Stream.Stream<Follow.FollowPart, Refusal, HandlerServices> = continuous
+    ? Follow.follow(request)
+    : request.follow && request.runId === undefined && request.agent !== undefined && request.schedule !== undefined
+    // An unknown schedule would be waited for forever: refuse it at once.
+    ? Stream.unwrap(Effect.as(Operations.knownSchedule(request.agent, request.schedule), Operations.tail(request)))
+    : Operations.tail(request)
+  return parts.pipe(
     Stream.mapConcat((part): Array<CliResponse> =>
-      part._tag === "Done"
-        ? [{ _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: true }]
+      part._tag === "Waiting"
+        ? [{ _tag: "TailChunk", id: request.id, run: null, lines: [], done: false, waiting: part.waiting }]
+        : part._tag === "Done"
+        ? [
+          continuous
+            ? { _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: false, end: true }
+            : { _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: true }
+        ]
         : part.lines.length === 0
         ? [{ _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: false }]
         : toChunks(request.id, part.lines, part.run)
     )
   )
+}

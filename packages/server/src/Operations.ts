@@ -216,6 +216,8 @@ export interface TailTarget {
   readonly follow: boolean
   /** Only lines with a larger `lineSeq` (resuming a page or a dropped stream); default -1. */
   readonly after?: number | undefined
+  /** With agent+schedule and `follow`: a run already shown; wait for the next one instead. */
+  readonly skip?: string | undefined
 }
 
 /**
@@ -286,7 +288,8 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
     const lookup = target.runId !== undefined
       ? store.getRun(target.runId)
       : store.latestRun(target.agent!, target.schedule!)
-    const found = yield* fromStore(lookup)
+    const fresh = (run: Option.Option<RunRow>) => Option.filter(run, (r) => r.runId !== target.skip)
+    const found = fresh(yield* fromStore(lookup))
     if (Option.isNone(found) && !target.follow) {
       return yield* refuse(
         "not_found",
@@ -314,7 +317,7 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
             const run = started !== undefined
               ? yield* fromStore(store.getRun(started))
               : tick
-              ? yield* fromStore(lookup)
+              ? fresh(yield* fromStore(lookup))
               : Option.none<RunRow>()
             const next: TailState = Option.isSome(run)
               ? { _tag: "Reading", run: run.value, after: start, first: true, end: false }
