@@ -16,7 +16,7 @@ import * as path from "node:path"
 import { stringify } from "smol-toml"
 import { afterAll, beforeAll } from "vitest"
 import WebSocket from "ws"
-import { baseEnv, repoRoot, runCli, runProcess, tempDir } from "./utils.js"
+import { baseEnv, binPath, repoRoot, runCli, runProcess, tempDir } from "./utils.js"
 
 const API_KEY = "api-key-for-tests"
 const ADMIN_KEY = "admin-key-for-tests"
@@ -33,6 +33,31 @@ const waitFor = async (what: string, check: () => boolean, timeoutMs = 20_000) =
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** barto-cli as a long-running process (tail -f): its output so far, and Ctrl-C. */
+const follower = (args: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
+  const vars: Record<string, string> = {}
+  for (const [k, v] of Object.entries({ PATH: process.env.PATH, ...env })) if (v !== undefined) vars[k] = v
+  const child = spawn(process.execPath, [binPath, ...args], { cwd: repoRoot, env: vars, stdio: ["ignore", "pipe", "pipe"] })
+  let out = ""
+  let err = ""
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d))
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d))
+  return {
+    output: () => out,
+    waitFor: (pattern: RegExp, stream: "stdout" | "stderr" = "stdout") =>
+      waitFor(`barto-cli ${args.join(" ")} to print ${pattern} (stdout: ${out}, stderr: ${err})`, () => {
+        if (child.exitCode !== null) throw new Error(`barto-cli ${args.join(" ")} exited ${child.exitCode}: ${err}`)
+        return pattern.test(stream === "stdout" ? out : err)
+      }, 30_000),
+    interrupt: () =>
+      new Promise<number | null>((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode)
+        child.once("exit", (code, signal) => resolve(code ?? (signal === null ? null : 128)))
+        child.kill("SIGINT")
+      })
   }
 }
 
@@ -147,8 +172,9 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
         break
       case "RunNow": {
         const t = Messages.Micros.make(Date.now() * 1000)
-        const cmd = "c0ffee00-0000-4000-8000-0000000000c9"
         const base = seq
+        // A command id of its own per run (ids are unique in the store).
+        const cmd = `c0ffee00-0000-4000-8000-${String(base).padStart(12, "0")}`
         seq += 6
         send({
           _tag: "RecordBatch",
@@ -351,9 +377,75 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.match(runId!, /^[0-9a-f-]{36}$/)
         assert.include(r.stdout, "manual run output")
         assert.include(r.stdout, `run ${runId} succeeded (exit 0)`)
-        const f = yield* cli(["tail", "-f", "--agent", "host", "--schedule", "backup"])
+        const f = yield* cli(["tail", "-f", "--once", "--agent", "host", "--schedule", "backup"])
         assert.strictEqual(f.code, 0, f.stderr)
         assert.include(f.stdout, `run ${runId} succeeded`)
+      }))
+
+    it.live("run ids: a unique prefix, the short form, an ambiguous prefix lists the candidates; tables show the short form", () =>
+      Effect.gen(function*() {
+        const started = (yield* cli(["run", "host", "update", "--wait"])).stdout.split("\n")[0]!
+        const prefix = yield* cli(["tail", started.slice(0, 24)])
+        assert.strictEqual(prefix.code, 0, prefix.stderr)
+        assert.include(prefix.stdout, `run ${started} succeeded (exit 0)`, prefix.stdout)
+        // The seeded ids share their first 35 characters (like UUIDv7s of one moment): the tail tells them apart.
+        const short = yield* cli(["tail", RUN_FAIL.slice(-8)])
+        assert.strictEqual(short.code, 0, short.stderr)
+        assert.include(short.stdout, "Fatal: repository is locked")
+        const ambiguous = yield* cli(["tail", RUN_OK.slice(0, 8)])
+        assert.strictEqual(ambiguous.code, 1)
+        assert.match(ambiguous.stderr, new RegExp(`^barto-cli: run id '${RUN_OK.slice(0, 8)}' is ambiguous; it matches \\d+ runs:`))
+        assert.include(ambiguous.stderr, `  ${RUN_OK}  host/backup  succeeded`)
+        assert.include(ambiguous.stderr, `  ${RUN_FAIL}  host/backup  failed`)
+        const none = yield* cli(["tail", "ffffff"])
+        assert.strictEqual(none.code, 1)
+        assert.strictEqual(none.stderr, "barto-cli: no run id starts or ends with 'ffffff'\n")
+        const bad = yield* cli(["cancel", "abc"])
+        assert.strictEqual(bad.code, 2)
+        assert.match(bad.stderr, /^barto-cli: 'abc' is not a run id/)
+        const cancel = yield* cli(["cancel", RUN_OK.slice(-8)])
+        assert.match(cancel.stderr, new RegExp(`run ${RUN_OK} already succeeded`))
+        const table = yield* cli(["runs", "--schedule", "backup"])
+        assert.include(table.stdout, `\n${RUN_FAIL.slice(-8)}  host`)
+        assert.notInclude(table.stdout, RUN_FAIL)
+      }))
+
+    it.live("tail -f follows run after run until interrupted, waiting in between; unknown agent or schedule: exit 1 at once", () =>
+      Effect.gen(function*() {
+        const unknownSchedule = yield* cli(["tail", "-f", "--agent", "host", "--schedule", "nope"])
+        assert.strictEqual(unknownSchedule.code, 1)
+        assert.strictEqual(unknownSchedule.stderr, "barto-cli: not_found: unknown schedule 'nope' on agent 'host'\n")
+        const unknownAgent = yield* cli(["tail", "-f", "--agent", "nobody"])
+        assert.strictEqual(unknownAgent.code, 1)
+        assert.match(unknownAgent.stderr, /^barto-cli: not_found: unknown agent 'nobody'/)
+        yield* Effect.promise(async () => {
+          const one = follower(["tail", "-f", "--agent", "host", "--schedule", "backup"], env())
+          const fleet = follower(["-v", "tail", "-f", "--json"], env())
+          try {
+            // The last backup ended before: not replayed; the next fire time is announced.
+            await one.waitFor(/waiting for the next run of host\/backup at \S+ \(in [^)]+\)/)
+            // -v: the debug line says bartos listens (a fleet tail shows only what happens from then on).
+            await fleet.waitFor(/bartos follows the runs/, "stderr")
+            const first = await Effect.runPromise(cli(["run", "host", "backup"]))
+            const firstId = first.stdout.trim()
+            await one.waitFor(new RegExp(`run ${firstId} succeeded`))
+            const second = await Effect.runPromise(cli(["run", "host", "update"]))
+            const secondId = second.stdout.trim()
+            const third = await Effect.runPromise(cli(["run", "host", "backup"]))
+            const thirdId = third.stdout.trim()
+            await one.waitFor(new RegExp(`run ${thirdId} succeeded[\\s\\S]*waiting for the next run`))
+            assert.notInclude(one.output(), secondId)
+            assert.strictEqual((one.output().match(/manual run output/g) ?? []).length, 2)
+            await fleet.waitFor(new RegExp(`"event":"end".*"runId":"${thirdId}"`))
+            const events = fleet.output().trim().split("\n").map((l) => JSON.parse(l))
+            const ended = events.filter((e) => e.event === "end").map((e) => e.runId)
+            assert.deepStrictEqual(ended, [firstId, secondId, thirdId])
+            assert.isTrue(events.some((e) => e.event === "line" && e.runId === secondId && e.schedule === "update"))
+          } finally {
+            const codes = await Promise.all([one.interrupt(), fleet.interrupt()])
+            assert.deepStrictEqual(codes, [130, 130])
+          }
+        })
       }))
 
     it.live("admin commands: refused without the admin key; pause/resume, cancel, cleanup --dry-run, cleanup", () =>

@@ -414,6 +414,8 @@ export const CleanupRequest = Req("CleanupRequest", {
   dryRun: Schema.Boolean
 })
 export const RunsRequest = Req("RunsRequest", {
+  /** Runs whose id starts or ends with this (a prefix, or the short form tables show; `Ids.isRunIdInput`). */
+  runId: Schema.optional(Schema.String),
   agent: Schema.optional(Schema.String),
   schedule: Schema.optional(Schema.String),
   state: Schema.optional(RunState),

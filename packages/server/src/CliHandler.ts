@@ -230,6 +230,7 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
         }))
       case "RunsRequest": {
         const runs = yield* Operations.runs({
+          ...(request.runId !== undefined ? { runIdMatch: request.runId } : {}),
           ...(request.agent !== undefined ? { agent: request.agent } : {}),
           ...(request.schedule !== undefined ? { schedule: request.schedule } : {}),
           ...(request.state !== undefined ? { state: request.state } : {}),

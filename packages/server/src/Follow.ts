@@ -138,10 +138,15 @@ const followFleet = (agent: string | undefined): Stream.Stream<FollowPart, Refus
         flush()
         return parts
       })
-    return Stream.fromQueue(subscription).pipe(
-      Stream.filter((batch) => agent === undefined || batch.agent === agent),
-      Stream.mapEffect(partsOf),
-      Stream.flattenIterables
+    // An empty first part: the client learns that bartos listens from now on.
+    const listening: FollowPart = { _tag: "Lines", run: null, lines: [] }
+    return Stream.concat(
+      Stream.make(listening),
+      Stream.fromQueue(subscription).pipe(
+        Stream.filter((batch) => agent === undefined || batch.agent === agent),
+        Stream.mapEffect(partsOf),
+        Stream.flattenIterables
+      )
     )
   }))
 

@@ -6,7 +6,7 @@
  * `CliError` or an HTTP status.
  */
 import * as Calendar from "@barto/scheduler/Calendar"
-import { newRunId, uuidv4 } from "@barto/domain/Ids"
+import { isRunIdInput, MIN_RUN_ID_INPUT, newRunId, uuidv4 } from "@barto/domain/Ids"
 import * as Messages from "@barto/domain/Messages"
 import type { AgentRecord, LineRow, RunRow, RunState } from "@barto/domain/Messages"
 import * as Chunk from "effect/Chunk"
@@ -82,6 +82,12 @@ export const runs = (filter: RunsFilter) =>
   Effect.gen(function*() {
     if (!Number.isInteger(filter.limit) || filter.limit < 1) {
       return yield* refuse("bad_request", `limit must be a positive integer, got ${filter.limit}`)
+    }
+    if (filter.runIdMatch !== undefined && !isRunIdInput(filter.runIdMatch)) {
+      return yield* refuse(
+        "bad_request",
+        `'${filter.runIdMatch}' is not a run id: ${MIN_RUN_ID_INPUT} to 36 lower-case hex digits and dashes`
+      )
     }
     const store = yield* Store
     return yield* fromStore(store.runs({ ...filter, limit: Math.min(filter.limit, MAX_RUNS) }))

@@ -5,11 +5,12 @@ import * as Messages from "@barto/domain/Messages"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
 import * as Render from "../Render.js"
-import { ask, print, withSession } from "../internal/remote.js"
+import { ask, print, resolveRunId, withSession } from "../internal/remote.js"
 import { CliFailure, globals, invalidValue, remoteOptions, styleOf, usageError } from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
 import { instantOption } from "./Reference.js"
@@ -87,43 +88,69 @@ export const runs = Command.make(
 ).pipe(Command.withDescription("List runs, newest first."))
 
 /**
- * Prints a tail as it streams: in text, a header when the run is known, each line, and the end
- * line; in JSON, one NDJSON event per line. Returns the final run row (when `done` arrived).
+ * Prints a tail as it streams: in text, a header when a run is known, each line, and the end
+ * line; in JSON, one NDJSON event per line (`run`, `line`, `end`, and between the runs of a
+ * continuous tail `waiting`). `prefix`: lines of several schedules, each led by `agent/schedule`.
+ * Returns the final run row (when `done` arrived).
  */
 const streamTail = (
   connection: Client.Connection,
   request: Omit<typeof Messages.TailRequest.Type, "id">,
   style: Render.Style,
-  json: boolean
+  json: boolean,
+  prefix = false
 ) =>
   Effect.gen(function*() {
-    let announced: string | undefined
+    const announced = new Set<string>()
     let final: Messages.RunRow | undefined
+    const lead = (r: { readonly agent: string; readonly schedule: string }) => (prefix ? `${Render.runPrefix(style, r)} ` : "")
     yield* connection.follow(request, (answer) =>
       Effect.gen(function*() {
         if (answer._tag !== "TailChunk") return false
+        if (answer.run === null && answer.lines.length === 0 && answer.waiting === undefined && !answer.done) {
+          yield* Effect.logDebug("bartos follows the runs; output appears as it comes")
+        }
         const out: Array<string> = []
-        if (answer.run !== null && answer.run.runId !== announced && !answer.done) {
-          announced = answer.run.runId
+        if (answer.waiting !== undefined) {
+          const w = answer.waiting
+          const nowMs = yield* Clock.currentTimeMillis
+          out.push(
+            json
+              ? Render.jsonLine({
+                event: "waiting",
+                agent: w.agent,
+                schedule: w.schedule,
+                nextAt: Render.formatMicrosOrNull(w.nextAt, style.zone),
+                paused: w.paused
+              })
+              : Render.waitingText(style, w, nowMs)
+          )
+        }
+        const ends = answer.done || answer.end === true
+        if (answer.run !== null && !announced.has(answer.run.runId) && !ends) {
+          announced.add(answer.run.runId)
           out.push(
             json
               ? Render.jsonLine({ event: "run", ...Render.runJson(answer.run, style.zone) })
-              : `${Render.paint(style, "bold", `run ${Render.clean(answer.run.runId)}`)} ${Render.clean(answer.run.agent)} ${
-                Render.clean(answer.run.schedule)
-              } ${Render.paintState(style, answer.run.state)}`
+              : `${lead(answer.run)}${Render.paint(style, "bold", `run ${Render.clean(answer.run.runId)}`)} ${
+                Render.clean(answer.run.agent)
+              } ${Render.clean(answer.run.schedule)} ${Render.paintState(style, answer.run.state)}`
           )
         }
         for (const line of answer.lines) {
           out.push(
-            json ? Render.jsonLine({ event: "line", ...Render.lineJson(line, style.zone) }) : Render.outputLine(style, line)
+            json
+              ? Render.jsonLine({ event: "line", ...Render.lineJson(line, style.zone) })
+              : `${lead(line)}${Render.outputLine(style, line)}`
           )
         }
-        if (answer.done && answer.run !== null) {
+        if (ends && answer.run !== null) {
           final = answer.run
+          announced.delete(answer.run.runId)
           out.push(
             json
               ? Render.jsonLine({ event: "end", ...Render.runJson(answer.run, style.zone) })
-              : Render.runEndText(style, answer.run)
+              : `${lead(answer.run)}${Render.runEndText(style, answer.run)}`
           )
         }
         yield* print(out)
@@ -135,13 +162,32 @@ const streamTail = (
 export const tail = Command.make(
   "tail",
   {
-    run: Args.text({ name: "RUN" }).pipe(Args.optional),
+    run: Args.text({ name: "RUN" }).pipe(
+      Args.withDescription("A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show."),
+      Args.optional
+    ),
     follow: Options.boolean("follow").pipe(
       Options.withAlias("f"),
-      Options.withDescription("Keep printing new lines until the run ends.")
+      Options.withDescription(
+        "Follow: a RUN until it ends; with --agent/--schedule run after run until Ctrl-C (waiting for the next " +
+          "run in between); with --agent alone every schedule of the agent, with neither the whole fleet."
+      )
     ),
-    agent: Options.text("agent").pipe(Options.withPseudoName("AGENT"), Options.optional),
-    schedule: Options.text("schedule").pipe(Options.withPseudoName("SCHEDULE"), Options.optional),
+    once: Options.boolean("once").pipe(
+      Options.withDescription(
+        "With --agent and --schedule: only the current (or latest, or next) run, then exit 0 if it succeeded, 1 if not."
+      )
+    ),
+    agent: Options.text("agent").pipe(
+      Options.withPseudoName("AGENT"),
+      Options.withDescription("The agent (bartoc name) whose runs to show."),
+      Options.optional
+    ),
+    schedule: Options.text("schedule").pipe(
+      Options.withPseudoName("SCHEDULE"),
+      Options.withDescription("The schedule of --agent whose runs to show."),
+      Options.optional
+    ),
     ...remoteOptions
   },
   (o) =>
@@ -149,27 +195,30 @@ export const tail = Command.make(
       const { g, style } = yield* prologue(o)
       const agent = Option.getOrUndefined(o.agent)
       const schedule = Option.getOrUndefined(o.schedule)
-      if (Option.isNone(o.run) && (agent === undefined || schedule === undefined)) {
-        return yield* usageError("tail needs a RUN id, or --agent and --schedule")
-      }
       if (Option.isSome(o.run) && (agent !== undefined || schedule !== undefined)) {
-        return yield* usageError("tail takes a RUN id or --agent/--schedule, not both")
+        return yield* usageError("tail: takes a RUN id or --agent/--schedule, not both")
       }
+      if (schedule !== undefined && agent === undefined) return yield* usageError("tail: --schedule needs --agent")
+      const one = Option.isSome(o.run) || (agent !== undefined && schedule !== undefined)
+      if (!one && !o.follow) {
+        return yield* usageError("tail: needs a RUN id, or --agent and --schedule (or -f to follow an agent or the fleet)")
+      }
+      if (!one && o.once) return yield* usageError("tail: --once needs a RUN id, or --agent and --schedule")
+      const continuous = o.follow && !o.once && Option.isNone(o.run)
       yield* withSession(g, style, ({ connection }) =>
-        streamTail(
-          connection,
-          {
-            _tag: "TailRequest",
-            follow: o.follow,
-            ...(Option.isSome(o.run) ? { runId: Messages.RunId.make(o.run.value) } : { agent, schedule })
-          },
-          style,
-          g.json
-        ))
+        Effect.gen(function*() {
+          const request: Omit<typeof Messages.TailRequest.Type, "id"> = Option.isSome(o.run)
+            ? { _tag: "TailRequest", follow: o.follow, runId: yield* resolveRunId(connection, o.run.value) }
+            : { _tag: "TailRequest", follow: o.follow, agent, schedule, ...(continuous ? { continuous: true } : {}) }
+          const final = yield* streamTail(connection, request, style, g.json, continuous && schedule === undefined)
+          if (o.once && final !== undefined && final.state !== "succeeded") {
+            return yield* new CliFailure({ message: "", exitCode: 1 })
+          }
+        }))
     })
 ).pipe(
   Command.withDescription(
-    "Print a run's output; -f follows it live until it ends. With --agent/--schedule: the latest (or next) run."
+    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet."
   )
 )
 
@@ -213,13 +262,14 @@ export const run = Command.make(
 
 export const cancel = Command.make(
   "cancel",
-  { run: Args.text({ name: "RUN" }), ...remoteOptions },
+  { run: Args.text({ name: "RUN" }).pipe(Args.withDescription("A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show.")), ...remoteOptions },
   (o) =>
     Effect.gen(function*() {
       const { g, style } = yield* prologue(o)
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
-          const r = yield* ask(connection, { _tag: "CancelRequest", runId: Messages.RunId.make(o.run) }, "CancelResponse")
+          const runId = yield* resolveRunId(connection, o.run)
+          const r = yield* ask(connection, { _tag: "CancelRequest", runId }, "CancelResponse")
           yield* print([
             g.json
               ? Render.json({ runId: r.runId, delivered: r.delivered })

@@ -1,9 +1,10 @@
 /**
  * Text renderings, one function per response; each returns the lines to print.
  */
+import { shortRunId } from "@barto/domain/Ids"
 import type * as Messages from "@barto/domain/Messages"
 import { clean, keyValues, paint, paintState, table, type Style } from "./Text.js"
-import { formatDuration, formatMicros } from "./Time.js"
+import { formatDuration, formatMicros, fromNow } from "./Time.js"
 
 // ---------------------------------------------------------------------------------------------
 // Text renderings, one function per response; each returns the lines to print
@@ -268,7 +269,7 @@ export const runsText = (style: Style, runs: ReadonlyArray<Messages.RunRow>): Ar
   if (runs.length === 0) return ["No runs"]
   const withReason = runs.some((r) => r.reason !== null || r.scheduledUntil !== null)
   const rows = runs.map((r) => [
-    clean(r.runId),
+    clean(shortRunId(r.runId)),
     paint(style, "blue", clean(r.agent)),
     clean(r.schedule),
     r.trigger,
@@ -300,3 +301,15 @@ export const runEndText = (style: Style, r: Messages.RunRow): string =>
   `run ${clean(r.runId)} ${paintState(style, r.state)}${r.reason === null ? "" : ` (${clean(r.reason)})`}${
     r.signal !== null ? ` (signal ${clean(r.signal)})` : r.exitCode !== null ? ` (exit ${r.exitCode})` : ""
   }${r.startedAt !== null && r.finishedAt !== null ? ` in ${runDuration(r)}` : ""}`
+
+/** `host/backup`: who a line of a fleet-wide tail belongs to. */
+export const runPrefix = (style: Style, r: { readonly agent: string; readonly schedule: string }): string =>
+  paint(style, "blue", `${clean(r.agent)}/${clean(r.schedule)}`)
+
+/** Between two runs of a continuous tail: when the next one is due, or why none is. */
+export const waitingText = (style: Style, w: Messages.TailWaiting, nowMs: number): string => {
+  const who = `${clean(w.agent)}/${clean(w.schedule)}`
+  if (w.paused) return paint(style, "yellow", `waiting: ${who} is paused (barto-cli resume ${clean(w.agent)} ${clean(w.schedule)})`)
+  if (w.nextAt === null) return paint(style, "yellow", `waiting: ${who} never fires again`)
+  return paint(style, "dim", `waiting for the next run of ${who} at ${formatMicros(w.nextAt, style.zone)} (${fromNow(w.nextAt / 1000, nowMs)})`)
+}

@@ -131,3 +131,23 @@ export const formatDuration = (micros: number): string => {
   return `${m}m${p2(sec)}s`
 }
 
+
+/**
+ * How far away a moment is, for people: `42 s`, `5 min 3 s`, `2 h 5 min`, `3 d 4 h` (the
+ * `From now:` of `systemd-analyze calendar`, the "(in 42 s)" of `tail -f`).
+ */
+export const formatSpan = (ms: number): string => {
+  const s = Math.max(0, Math.round(ms / 1000))
+  if (s < 60) return `${s} s`
+  const d = Math.floor(s / 86400)
+  const h = Math.floor((s % 86400) / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  const sec = s % 60
+  if (d > 0) return h > 0 ? `${d} d ${h} h` : `${d} d`
+  if (h > 0) return m > 0 ? `${h} h ${m} min` : `${h} h`
+  return sec > 0 && m < 10 ? `${m} min ${sec} s` : `${m} min`
+}
+
+/** `in 42 s` for a future moment, `42 s ago` for a past one. */
+export const fromNow = (atMs: number, nowMs: number): string =>
+  atMs >= nowMs ? `in ${formatSpan(atMs - nowMs)}` : `${formatSpan(nowMs - atMs)} ago`
