@@ -333,6 +333,31 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.deepStrictEqual(apt, { kind: "apt", packages: [] })
       }))
 
+    it.live("list -c, cmd, failed: --limit, --since/--until, a recent window by default in text, everything piped as --json", () =>
+      Effect.gen(function*() {
+        const newest = yield* json(["list", "-n", "host", "-c", "backup", "--limit", "1"])
+        assert.deepStrictEqual(newest.map((l: any) => l.data), ["Fatal: repository is locked"])
+        const until = new Date(Number(T(50)) / 1000).toISOString()
+        const early = yield* json(["list", "-n", "host", "-c", "backup", "--until", until])
+        assert.deepStrictEqual(early.map((l: any) => l.data), ["snapshot 1a2b saved", "warning:\tslow disk"])
+        const late = yield* json(["list", "-n", "host", "-c", "backup", "--since", until])
+        assert.deepStrictEqual(late.map((l: any) => l.data), ["Fatal: repository is locked"])
+        assert.deepStrictEqual(yield* json(["list", "-n", "host", "-c", "backup", "--since", "2100-01-01"]), [])
+        const text = yield* cli(["list", "-n", "host", "-c", "backup"])
+        assert.include(
+          text.stdout,
+          "Total outputs: 3 (the last 24 h, at most 1000 lines; --since/--until/--limit to choose, --all for everything)"
+        )
+        assert.include((yield* cli(["list", "-n", "host", "-c", "backup", "--all"])).stdout, "Total outputs: 3\n")
+        const cmd = yield* json(["cmd", "backup", "--limit", "2"])
+        assert.deepStrictEqual(cmd[0].lines.map((l: any) => l.data), ["warning:\tslow disk", "Fatal: repository is locked"])
+        assert.strictEqual((yield* json(["failed", "--limit", "1"])).length, 1)
+        assert.deepStrictEqual(yield* json(["failed", "--since", "2100-01-01"]), [])
+        assert.include((yield* cli(["failed"])).stdout, "(the last 24 h, at most 50 failed commands;")
+        const bad = yield* cli(["failed", "--limit", "0"])
+        assert.strictEqual(bad.code, 2)
+      }))
+
     it.live("query (read-only; a write is refused with the server's reason)", () =>
       Effect.gen(function*() {
         const q = yield* json(["query", "-q", "SELECT 1 AS one"])

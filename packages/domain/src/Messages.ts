@@ -403,9 +403,19 @@ const Req = <Tag extends string, F extends Schema.Struct.Fields>(tag: Tag, field
 export const InfoRequest = Req("InfoRequest", {})
 export const ClientsRequest = Req("ClientsRequest", {})
 export const ListCommandsRequest = Req("ListCommandsRequest", { agent: Schema.String })
-export const ListRequest = Req("ListRequest", { agent: Schema.String, cmd: Schema.String })
-export const FailedRequest = Req("FailedRequest", {})
-export const CmdRequest = Req("CmdRequest", { cmd: Schema.String })
+/**
+ * The window of `list`, `cmd` and `failed` (each field optional; none = everything, as before):
+ * lines (failed commands: their end) at or after `since` and before `until`, and of those the
+ * newest `limit` (lines; failed commands).
+ */
+const window = {
+  since: Schema.optional(Micros),
+  until: Schema.optional(Micros),
+  limit: Schema.optional(Schema.Int)
+}
+export const ListRequest = Req("ListRequest", { agent: Schema.String, cmd: Schema.String, ...window })
+export const FailedRequest = Req("FailedRequest", { ...window })
+export const CmdRequest = Req("CmdRequest", { cmd: Schema.String, ...window })
 export const UpdatesRequest = Req("UpdatesRequest", { agent: Schema.String, kind: UpdateKind })
 export const QueryRequest = Req("QueryRequest", { sql: Schema.String })
 export const CleanupRequest = Req("CleanupRequest", {

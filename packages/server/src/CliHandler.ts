@@ -189,6 +189,74 @@ const framed = <A, E, R>(
     return Stream.concat(parts, Stream.suspend(() => Stream.succeed(build(current, true, cut))))
   })
 
+/** Largest `limit` of `list`, `cmd`, `failed` we honour (the newest are kept in memory). */
+export const MAX_WINDOW = 100_000
+
+interface Window<A> {
+  /** The instant an item is placed at (null: no time, kept only without since/until). */
+  readonly at: (a: A) => number | null
+  /** Items with the same key are parts of one (a failed command split over rows). */
+  readonly key: (a: A) => string
+  /** The limit applies to each of these separately (`cmd`: per agent), keeping their order. */
+  readonly per?: (a: A) => string
+  readonly since: number | undefined
+  readonly until: number | undefined
+  readonly limit: number | undefined
+}
+
+type WindowRequest = { readonly since?: number | undefined; readonly until?: number | undefined; readonly limit?: number | undefined }
+
+const lineWindow = (r: WindowRequest): Window<LineRow> => ({
+  at: (l) => l.ts,
+  key: (l) => `${l.runId}/${l.lineSeq}`,
+  since: r.since,
+  until: r.until,
+  limit: r.limit
+})
+const failedWindow = (r: WindowRequest): Window<FailedRow> => ({
+  at: (f) => f.finishedAt,
+  key: (f) => `${f.runId}/${f.cmdUuid}`,
+  since: r.since,
+  until: r.until,
+  limit: r.limit
+})
+
+/**
+ * The items of `items` (in time order) inside [since, until), and of those the last `limit`
+ * (counting items that share a key once). Without a limit it stays a stream; with one, only the
+ * newest `limit` are held while reading.
+ */
+const windowed = <A, R>(items: Stream.Stream<A, Refusal, R>, w: Window<A>): Stream.Stream<A, Refusal, R> => {
+  const inside = w.since === undefined && w.until === undefined
+    ? items
+    : Stream.filter(items, (a) => {
+      const at = w.at(a)
+      return at !== null && (w.since === undefined || at >= w.since) && (w.until === undefined || at < w.until)
+    })
+  if (w.limit === undefined) return inside
+  const limit = w.limit
+  if (!Number.isInteger(limit) || limit < 1) {
+    return Stream.fail(new Refusal({ code: "bad_request", message: `limit must be a positive integer, got ${limit}` }))
+  }
+  const keep = Math.min(limit, MAX_WINDOW)
+  const per = w.per ?? (() => "")
+  return Stream.unwrap(
+    Stream.runFold(inside, new Map<string, Array<Array<A>>>(), (sections, a) => {
+      const section = per(a)
+      const groups = sections.get(section) ?? []
+      sections.set(section, groups)
+      const last = groups[groups.length - 1]
+      if (last !== undefined && w.key(last[0]!) === w.key(a)) last.push(a)
+      else {
+        groups.push([a])
+        // Trimmed in batches: shifting one at a time is quadratic in the window.
+        if (groups.length >= 2 * keep) groups.splice(0, groups.length - keep)
+      }
+      return sections
+    }).pipe(Effect.map((sections) => Stream.fromIterable([...sections.values()].flatMap((g) => g.slice(-keep).flat()))))
+  )
+}
+
 /** `more`/`truncated` as the wire wants them: absent when false (a one-part answer looks as before). */
 const partFlags = (last: boolean, truncated: boolean) => ({
   ...(last ? {} : { more: true }),
@@ -205,14 +273,14 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
       Stream.mapError(s, (e) => new Refusal({ code: "internal", message: `database error: ${e.message}` }))
     switch (request._tag) {
       case "ListRequest":
-        return framed(storeStream(store.listLines(request.agent, request.cmd)), lineBytes, cap, (lines, last, cut) => ({
+        return framed(windowed(storeStream(store.listLines(request.agent, request.cmd)), lineWindow(request)), lineBytes, cap, (lines, last, cut) => ({
           _tag: "LinesResponse",
           id,
           lines,
           ...partFlags(last, cut)
         }))
       case "CmdRequest":
-        return framed(storeStream(store.cmdLines(request.cmd)), lineBytes, cap, (lines, last, cut) => {
+        return framed(windowed(storeStream(store.cmdLines(request.cmd)), { ...lineWindow(request), per: (l) => l.agent }), lineBytes, cap, (lines, last, cut) => {
           const byAgent: Array<{ agent: string; lines: Array<LineRow> }> = []
           for (const line of lines) {
             const group = byAgent[byAgent.length - 1]
@@ -222,7 +290,7 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
           return { _tag: "CmdResponse", id, byAgent, ...partFlags(last, cut) }
         })
       case "FailedRequest":
-        return framed(storeStream(store.failed()), failedBytes, cap, (failed, last, cut) => ({
+        return framed(windowed(storeStream(store.failed()), failedWindow(request)), failedBytes, cap, (failed, last, cut) => ({
           _tag: "FailedResponse",
           id,
           failed,

@@ -119,8 +119,8 @@ export const outputLine = (style: Style, l: Messages.LineRow): string => {
 const stampWidth = (zone: string) => formatMicros(1, zone).length
 
 /** Output lines grouped by run, each run headed by its id, state and exit code. */
-export const linesText = (style: Style, lines: ReadonlyArray<Messages.LineRow>): Array<string> => {
-  const out: Array<string> = [`Total outputs: ${lines.length}`]
+export const linesText = (style: Style, lines: ReadonlyArray<Messages.LineRow>, window?: string): Array<string> => {
+  const out: Array<string> = [`Total outputs: ${lines.length}${windowSuffix(style, window)}`]
   let current: string | undefined
   for (const l of lines) {
     if (l.runId !== current) {
@@ -132,8 +132,12 @@ export const linesText = (style: Style, lines: ReadonlyArray<Messages.LineRow>):
   return out
 }
 
-export const failedText = (style: Style, failed: ReadonlyArray<Messages.FailedRow>): Array<string> => {
-  const out: Array<string> = [`Total failed outputs: ${failed.length}`]
+/** ` (the last 24 h, …)`: which default window a total counts, when one applied. */
+const windowSuffix = (style: Style, window: string | undefined): string =>
+  window === undefined ? "" : paint(style, "dim", ` (${window})`)
+
+export const failedText = (style: Style, failed: ReadonlyArray<Messages.FailedRow>, window?: string): Array<string> => {
+  const out: Array<string> = [`Total failed outputs: ${failed.length}${windowSuffix(style, window)}`]
   for (const f of failed) {
     const how = f.signal !== null ? `signal ${clean(f.signal)}` : f.exitCode !== null ? `exit ${f.exitCode}` : "no exit code"
     out.push(
@@ -150,15 +154,16 @@ export const failedText = (style: Style, failed: ReadonlyArray<Messages.FailedRo
 
 export const cmdText = (
   style: Style,
-  byAgent: ReadonlyArray<{ readonly agent: string; readonly lines: ReadonlyArray<Messages.LineRow> }>
+  byAgent: ReadonlyArray<{ readonly agent: string; readonly lines: ReadonlyArray<Messages.LineRow> }>,
+  window?: string
 ): Array<string> => {
   const total = byAgent.reduce((n, a) => n + a.lines.length, 0)
-  if (total === 0 && byAgent.length === 0) return ["Total outputs: 0"]
+  if (total === 0 && byAgent.length === 0) return [`Total outputs: 0${windowSuffix(style, window)}`]
   const sorted = [...byAgent].sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0))
   return sorted.flatMap((a, i) => [
     ...(i === 0 ? [] : [""]),
     paint(style, "bold", `== ${clean(a.agent)} ==`),
-    ...linesText(style, a.lines)
+    ...linesText(style, a.lines, window)
   ])
 }
 
