@@ -95,9 +95,9 @@ describe("the run ledger in text", () => {
       occurrences: 7150
     })
     assert.deepStrictEqual(Render.runsText(pipe, [interrupted, range]), [
-      "RUN                                   AGENT  SCHEDULE  TRIGGER   STATE         SCHEDULED             DURATION  EXIT  REASON",
-      `${RUN_A}  host   backup    schedule  interrupted   2026-01-01T00:00:00Z    2.500s     1  shutdown`,
-      `${RUN_B}  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
+      "RUN       AGENT  SCHEDULE  TRIGGER   STATE         SCHEDULED             DURATION  EXIT  REASON",
+      `${RUN_A.slice(-8)}  host   backup    schedule  interrupted   2026-01-01T00:00:00Z    2.500s     1  shutdown`,
+      `${RUN_B.slice(-8)}  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
       "",
       "Total: 2 rows, 7151 occurrences"
     ])
