@@ -449,6 +449,8 @@ export const CancelRequest = Req("CancelRequest", { runId: RunId })
 export const PauseRequest = Req("PauseRequest", { agent: Schema.String, schedule: Schema.String })
 export const ResumeRequest = Req("ResumeRequest", { agent: Schema.String, schedule: Schema.String })
 export const SchedulesRequest = Req("SchedulesRequest", { agent: Schema.optional(Schema.String) })
+/** The fleet at a glance (`barto-cli status`). */
+export const StatusRequest = Req("StatusRequest", {})
 
 export const CliRequest = Schema.Union(
   InfoRequest,
@@ -466,7 +468,8 @@ export const CliRequest = Schema.Union(
   CancelRequest,
   PauseRequest,
   ResumeRequest,
-  SchedulesRequest
+  SchedulesRequest,
+  StatusRequest
 )
 export type CliRequest = typeof CliRequest.Type
 
@@ -554,7 +557,15 @@ export class ScheduleRow extends Schema.Class<ScheduleRow>("ScheduleRow")({
   paused: Schema.Boolean,
   connected: Schema.Boolean,
   /** Next fire time after now, null if the expression never fires again. */
-  nextAt: Schema.NullOr(Micros)
+  nextAt: Schema.NullOr(Micros),
+  /** The effective settings (absent from an older bartos): timeout in seconds (null = none). */
+  timeoutSecs: Schema.optional(Schema.NullOr(Schema.Finite)),
+  overlap: Schema.optional(Overlap),
+  onFailure: Schema.optional(OnFailure),
+  /** The zone the calendar is evaluated in (the schedule's `timezone`, else bartos' own). */
+  timezone: Schema.optional(Schema.String),
+  /** The newest run (by scheduled time, a missed one included); null: it never ran. */
+  lastRun: Schema.optional(Schema.NullOr(RunRow))
 }) {}
 
 export const GarudaUpdate = Schema.Struct({
@@ -678,6 +689,30 @@ export const PauseResponse = Res("PauseResponse", {
   paused: Schema.Boolean
 })
 export const SchedulesResponse = Res("SchedulesResponse", { schedules: Schema.Array(ScheduleRow) })
+
+/** An agent of the fleet: configured (it has schedules), ever seen, or connected now. */
+export const AgentStatus = Schema.Struct({
+  name: Schema.String,
+  online: Schema.Boolean,
+  /** Connected since (online), else null. */
+  connectedAt: Schema.NullOr(Micros),
+  /** The last time bartos heard from it (null: never connected). */
+  lastSeenAt: Schema.NullOr(Micros),
+  agentVersion: Schema.NullOr(Schema.String),
+  schedules: Schema.Int
+})
+export type AgentStatus = typeof AgentStatus.Type
+
+export const StatusResponse = Res("StatusResponse", {
+  agents: Schema.Array(AgentStatus),
+  /** Runs in progress, newest first (at most 100). */
+  running: Schema.Array(RunRow),
+  /** Runs that ended failed, timed_out or lost in the last 24 hours: how many, and the newest few. */
+  failures24h: Schema.Int,
+  recentFailures: Schema.Array(RunRow),
+  schedules: Schema.Array(ScheduleRow),
+  configReload: ConfigReload
+})
 export const CliError = Res("CliError", {
   code: Schema.Literal(
     "bad_request",
@@ -714,6 +749,7 @@ export const CliResponse = Schema.Union(
   CancelResponse,
   PauseResponse,
   SchedulesResponse,
+  StatusResponse,
   CliError
 )
 export type CliResponse = typeof CliResponse.Type

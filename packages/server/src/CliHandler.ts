@@ -112,6 +112,8 @@ const single = (
       }
       case "SchedulesRequest":
         return { _tag: "SchedulesResponse", id, schedules: yield* Operations.scheduleRows(request.agent) }
+      case "StatusRequest":
+        return { _tag: "StatusResponse", id, ...(yield* Operations.status) }
       case "CleanupRequest":
         return {
           _tag: "CleanupResponse",

@@ -21,7 +21,7 @@ import { Ingested, type IngestedBatch } from "./Events.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo } from "./ServerInfo.js"
-import { Store, type RunsFilter, type StoreError } from "./Store.js"
+import { recentKey, Store, type RunsFilter, type StoreError } from "./Store.js"
 
 export type RefusalCode = typeof Messages.CliError.Type["code"]
 
@@ -114,11 +114,18 @@ export const scheduleRows = (agent: string | undefined) =>
       return yield* refuse("not_found", `unknown agent '${agent}'`)
     }
     const nowMs = yield* Clock.currentTimeMillis
+    const names = [...table.keys()].sort()
+    // The newest run of every schedule in one round trip per chunk, not one query each.
+    const store = yield* Store
+    const last = yield* fromStore(
+      store.recentRuns(names.flatMap((agent) => table.get(agent)!.map((s) => ({ agent, schedule: s.name }))), 1)
+    )
     const rows: Array<Messages.ScheduleRow> = []
-    for (const name of [...table.keys()].sort()) {
+    for (const name of names) {
       for (const spec of table.get(name)!) {
         const at = nextAt(spec.calendar, nowMs)
-        if (at === null && Either.isLeft(Calendar.parse(spec.calendar))) {
+        const parsed = Calendar.parse(spec.calendar)
+        if (at === null && Either.isLeft(parsed)) {
           yield* Effect.logWarning(`schedule ${name}/${spec.name}: stored calendar '${spec.calendar}' does not parse`)
         }
         rows.push(
@@ -130,13 +137,60 @@ export const scheduleRows = (agent: string | undefined) =>
             cmds: spec.cmds,
             paused: spec.paused,
             connected: connected.has(name),
-            nextAt: at
+            nextAt: at,
+            timeoutSecs: spec.timeoutSecs ?? null,
+            overlap: spec.overlap,
+            onFailure: spec.onFailure,
+            ...(Either.isRight(parsed) ? { timezone: parsed.right.tz } : {}),
+            lastRun: last.get(recentKey(name, spec.name))?.last ?? null
           })
         )
       }
     }
     return rows
   })
+
+/** States a run can fail in: what `status` counts as a failure. */
+export const FAILURE_STATES: ReadonlyArray<RunState> = ["failed", "timed_out", "lost"]
+
+/**
+ * The fleet at a glance (`barto-cli status`): every agent (configured, ever seen, or connected)
+ * online or not with when it was last heard from, the runs in progress, failures of the last
+ * 24 hours, every schedule, and the last config reload. Connected agents come from
+ * `Registry.list` only, so a registry shared by several bartos shows the whole fleet.
+ */
+export const status = Effect.gen(function*() {
+  const store = yield* Store
+  const registry = yield* Registry
+  const schedules = yield* scheduleRows(undefined)
+  const online = new Map((yield* registry.list).map((c) => [c.name, c]))
+  const seen = new Map((yield* fromStore(store.agents())).map((a) => [a.name, a]))
+  const counts = new Map<string, number>()
+  for (const s of schedules) counts.set(s.agent, (counts.get(s.agent) ?? 0) + 1)
+  const names = [...new Set([...counts.keys(), ...seen.keys(), ...online.keys()])].sort()
+  const now = yield* nowMicros
+  const since = Messages.Micros.make(now - 24 * 3600 * 1_000_000)
+  const agents = names.map((name): Messages.AgentStatus => {
+    const client = online.get(name)
+    const row = seen.get(name)
+    return {
+      name,
+      online: client !== undefined,
+      connectedAt: client?.connectedAt ?? null,
+      lastSeenAt: client !== undefined ? now : row?.lastSeenAt ?? null,
+      agentVersion: client?.info?.agentVersion ?? row?.agentVersion ?? null,
+      schedules: counts.get(name) ?? 0
+    }
+  })
+  return {
+    agents,
+    running: yield* fromStore(store.runs({ state: "running", limit: 100 })),
+    failures24h: yield* fromStore(store.countRuns({ states: FAILURE_STATES, since })),
+    recentFailures: yield* fromStore(store.runs({ states: FAILURE_STATES, since, limit: 5 })),
+    schedules,
+    configReload: (yield* info).configReload
+  }
+})
 
 // ---------------------------------------------------------------------------------------------
 // Actions (admin only: the front ends check the role before calling)
