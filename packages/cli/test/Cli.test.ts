@@ -51,6 +51,7 @@ describe("argv normalisation", () => {
       "query",
       "cleanup",
       "schedules",
+      "status",
       "runs",
       "tail",
       "run",

@@ -358,6 +358,38 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.strictEqual(bad.code, 2)
       }))
 
+    it.live("schedules: last run, result, next, effective settings; status: agents, running, failures in 24 h, reload; 80 columns fit", () =>
+      Effect.gen(function*() {
+        const schedules = yield* json(["schedules", "host"])
+        const backup = schedules.find((s: any) => s.name === "backup")
+        assert.strictEqual(backup.lastRun.state, "failed")
+        assert.strictEqual(backup.lastRun.exitCode, 3)
+        assert.include(backup, { timeoutSecs: null, overlap: "allow", onFailure: "continue" })
+        assert.isString(backup.timezone)
+        const text = yield* cli(["schedules", "host"])
+        assert.match(text.stdout, /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR\n/)
+        assert.match(text.stdout, /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +/, text.stdout)
+        // A terminal of 80 columns: the settings columns give way, nothing is cut.
+        const narrow = yield* runCli(["schedules", "host"], { env: env(), tty: true, columns: 80 })
+        const plain = narrow.stdout.replace(/\u001b\[[0-9;]*m/g, "")
+        for (const l of plain.trimEnd().split("\n")) assert.isAtMost(l.length, 80, l)
+        assert.match(plain, /^AGENT +SCHEDULE +LAST +RESULT/)
+        assert.notInclude(plain, "OVERLAP")
+
+        const status = yield* json(["status"])
+        assert.deepInclude(status.agents.find((a: any) => a.name === "host"), { online: true, schedules: 2, agentVersion: "9.9.9" })
+        assert.isAtLeast(status.failures24h, 1)
+        assert.isTrue(status.recentFailures.some((r: any) => r.runId === RUN_FAIL))
+        assert.deepStrictEqual(status.running, [])
+        assert.strictEqual(status.configReload.result, "loaded")
+        const st = yield* cli(["status"])
+        assert.match(st.stdout, /^Agents: 1 online, 0 offline\n/)
+        assert.include(st.stdout, "Running now: 0")
+        assert.match(st.stdout, /Failures in the last 24 h: \d+\n/)
+        assert.include(st.stdout, `${RUN_FAIL.slice(-8)}  host/backup  failed (3)`)
+        assert.match(st.stdout, /Last reload: none \(config loaded at start/)
+      }))
+
     it.live("query (read-only; a write is refused with the server's reason)", () =>
       Effect.gen(function*() {
         const q = yield* json(["query", "-q", "SELECT 1 AS one"])

@@ -37,14 +37,36 @@ export const schedules = Command.make(
             { _tag: "SchedulesRequest", ...(Option.isSome(o.agent) ? { agent: o.agent.value } : {}) },
             "SchedulesResponse"
           )
+          const nowMs = yield* Clock.currentTimeMillis
           yield* print(
             g.json
               ? [Render.json(r.schedules.map((s) => Render.scheduleJson(s, zone)))]
-              : Render.schedulesText(style, r.schedules)
+              : Render.schedulesText(style, r.schedules, nowMs)
           )
         }))
     })
-).pipe(Command.withDescription("List the schedules (of one agent) with their next fire time."))
+).pipe(
+  Command.withDescription(
+    "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
+      "overlap, on_failure and zone."
+  )
+)
+
+export const status = Command.make("status", remoteOptions, (o) =>
+  Effect.gen(function*() {
+    const { g, style, zone } = yield* prologue(o)
+    yield* withSession(g, style, ({ connection }) =>
+      Effect.gen(function*() {
+        const r = yield* ask(connection, { _tag: "StatusRequest" }, "StatusResponse")
+        const nowMs = yield* Clock.currentTimeMillis
+        yield* print(g.json ? [Render.json(Render.statusJson(r, zone))] : Render.statusText(style, r, nowMs))
+      }))
+  })).pipe(
+    Command.withDescription(
+      "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
+        "the last config reload, and every schedule as `schedules` shows it."
+    )
+  )
 
 const RUN_STATES = Messages.RunState.literals
 
@@ -315,4 +337,4 @@ const pauseCommand = (name: "pause" | "resume") =>
 export const pause = pauseCommand("pause")
 export const resume = pauseCommand("resume")
 
-export const commands = [schedules, runs, tail, run, cancel, pause, resume] as const
+export const commands = [schedules, status, runs, tail, run, cancel, pause, resume] as const

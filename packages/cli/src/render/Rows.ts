@@ -228,24 +228,99 @@ export const cleanupText = (style: Style, c: typeof Messages.CleanupResponse.Typ
   ]
 }
 
-export const schedulesText = (style: Style, schedules: ReadonlyArray<Messages.ScheduleRow>): Array<string> => {
+/** `succeeded (0)`, `failed (3)`, `lost`, `missed ×4`: the state of a run and how it exited. */
+const resultCell = (style: Style, r: Messages.RunRow): string => {
+  const how = r.signal !== null ? ` (${clean(r.signal)})` : r.exitCode !== null ? ` (${r.exitCode})` : ""
+  return `${paintState(style, r.state)}${r.occurrences > 1 ? ` ×${r.occurrences}` : ""}${how}`
+}
+
+const timeoutCell = (secs: number | null | undefined): string =>
+  secs === undefined ? "?" : secs === null ? "none" : formatDuration(secs * 1_000_000).replace(/\.0+s$/, "s")
+
+/**
+ * Like `systemctl list-timers` and `kubectl get cronjob`: per schedule its last run and result,
+ * the next one (or paused), and the effective settings. On a narrow terminal the settings go
+ * first, then the calendar, the duration and the absolute times.
+ */
+export const schedulesText = (
+  style: Style,
+  schedules: ReadonlyArray<Messages.ScheduleRow>,
+  nowMs: number
+): Array<string> => {
   if (schedules.length === 0) return ["No schedules"]
-  const rows = schedules.map((s) => [
-    paint(style, "blue", clean(s.agent)),
-    clean(s.name),
-    s.nextAt === null ? "never" : formatMicros(s.nextAt, style.zone),
-    s.paused ? paint(style, "yellow", "paused") : "active",
-    s.connected ? paint(style, "green", "yes") : paint(style, "red", "no"),
-    clean(s.calendar)
-  ])
+  const rows = schedules.map((s) => {
+    const last = s.lastRun ?? null
+    return [
+      paint(style, "blue", clean(s.agent)) + (s.connected ? "" : paint(style, "red", " (offline)")),
+      clean(s.name),
+      last === null ? "-" : fromNow(last.scheduledAt / 1000, nowMs),
+      last === null ? "-" : resultCell(style, last),
+      last === null ? "-" : runDuration(last),
+      s.paused ? paint(style, "yellow", "paused") : s.nextAt === null ? "never" : formatMicros(s.nextAt, style.zone),
+      s.paused || s.nextAt === null ? "-" : fromNow(s.nextAt / 1000, nowMs),
+      timeoutCell(s.timeoutSecs),
+      s.overlap ?? "?",
+      s.onFailure ?? "?",
+      s.timezone === undefined ? "?" : clean(s.timezone),
+      clean(s.calendar)
+    ]
+  })
   return table(style, [
     { header: "AGENT" },
     { header: "SCHEDULE" },
-    { header: "NEXT" },
-    { header: "STATE" },
-    { header: "CONNECTED" },
-    { header: "CALENDAR" }
+    { header: "LAST", drop: 6 },
+    { header: "RESULT" },
+    { header: "DURATION", align: "right", drop: 3 },
+    { header: "NEXT", drop: 4 },
+    { header: "LEFT", drop: 7 },
+    { header: "TIMEOUT", drop: 2 },
+    { header: "OVERLAP", drop: 1 },
+    { header: "ON FAILURE", drop: 1 },
+    { header: "ZONE", drop: 2 },
+    { header: "CALENDAR", drop: 5 }
   ], rows)
+}
+
+/** `barto-cli status`: the fleet at a glance. */
+export const statusText = (style: Style, s: typeof Messages.StatusResponse.Type, nowMs: number): Array<string> => {
+  const online = s.agents.filter((a) => a.online).length
+  const agents = table(
+    style,
+    [{ header: "AGENT" }, { header: "STATE" }, { header: "LAST SEEN", drop: 2 }, { header: "SCHEDULES", align: "right", drop: 1 }, {
+      header: "VERSION",
+      drop: 0
+    }],
+    s.agents.map((a) => [
+      paint(style, "blue", clean(a.name)),
+      a.online ? paint(style, "green", "online") : paint(style, "red", "offline"),
+      a.online
+        ? `connected ${a.connectedAt === null ? "" : fromNow(a.connectedAt / 1000, nowMs)}`.trim()
+        : a.lastSeenAt === null
+        ? "never"
+        : fromNow(a.lastSeenAt / 1000, nowMs),
+      String(a.schedules),
+      a.agentVersion === null ? "-" : clean(a.agentVersion)
+    ])
+  )
+  const runLine = (r: Messages.RunRow) =>
+    `  ${shortRunId(r.runId)}  ${paint(style, "blue", clean(r.agent))}/${clean(r.schedule)}  ${resultCell(style, r)}  ${
+      fromNow((r.finishedAt ?? r.startedAt ?? r.scheduledAt) / 1000, nowMs)
+    }`
+  return [
+    `Agents: ${online} online, ${s.agents.length - online} offline`,
+    ...(s.agents.length === 0 ? [] : agents.map((l) => `  ${l}`)),
+    "",
+    `Running now: ${s.running.length}`,
+    ...s.running.map(runLine),
+    "",
+    `Failures in the last 24 h: ${s.failures24h === 0 ? paint(style, "green", "0") : paint(style, "red", String(s.failures24h))}`,
+    ...s.recentFailures.map(runLine),
+    "",
+    ...reloadRows(style, s.configReload).map(([k, v]) => `${k[0]!.toUpperCase()}${k.slice(1)}: ${v}`),
+    "",
+    `Schedules: ${s.schedules.length}`,
+    ...schedulesText(style, s.schedules, nowMs).map((l) => (s.schedules.length === 0 ? "" : `  ${l}`)).filter((l) => l !== "")
+  ]
 }
 
 const runDuration = (r: Messages.RunRow): string =>

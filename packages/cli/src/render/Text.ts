@@ -181,17 +181,44 @@ export type Align = "left" | "right"
 export interface Column {
   readonly header: string
   readonly align?: Align
+  /**
+   * On a terminal too narrow for the whole table, columns with the lowest `drop` go first (one at
+   * a time, until the rest fits or only undroppable columns are left). Absent: never dropped.
+   */
+  readonly drop?: number
+}
+
+/**
+ * The columns to keep on a terminal of `style.columns`: drop the droppable ones, lowest `drop`
+ * first, while the table is wider than the terminal. Piped output keeps every column.
+ */
+const fitColumns = (style: Style, columns: ReadonlyArray<Column>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = columns.map((c, i) => Math.max(displayWidth(c.header), ...rows.map((r) => displayWidth(r[i] ?? ""))))
+  let keep = columns.map((_, i) => i)
+  const total = () => keep.reduce((a, i) => a + widths[i]!, 0) + 2 * (keep.length - 1)
+  while (style.tty && total() > style.columns) {
+    const droppable = keep.filter((i) => columns[i]!.drop !== undefined)
+    if (droppable.length === 0) break
+    const victim = droppable.reduce((a, b) => (columns[b]!.drop! < columns[a]!.drop! ? b : a))
+    keep = keep.filter((i) => i !== victim)
+  }
+  return keep
 }
 
 /**
  * An aligned table, one string per output line, two spaces between columns, no trailing spaces.
- * Cells must already be `clean`ed (they may carry colour codes; widths ignore them).
+ * Cells must already be `clean`ed (they may carry colour codes; widths ignore them). On a
+ * terminal, droppable columns (`drop`) go first when the table is too wide; then the last column
+ * wraps.
  */
 export const table = (
   style: Style,
-  columns: ReadonlyArray<Column>,
-  rows: ReadonlyArray<ReadonlyArray<string>>
+  allColumns: ReadonlyArray<Column>,
+  allRows: ReadonlyArray<ReadonlyArray<string>>
 ): Array<string> => {
+  const keep = fitColumns(style, allColumns, allRows)
+  const columns = keep.map((i) => allColumns[i]!)
+  const rows = allRows.map((r) => keep.map((i) => r[i] ?? ""))
   const n = columns.length
   const widths = columns.map((c, i) => Math.max(displayWidth(c.header), ...rows.map((r) => displayWidth(r[i] ?? ""))))
   const gap = "  "
