@@ -524,7 +524,30 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.isTrue(dry.dryRun)
         assert.isAtLeast(dry.runs, 3)
         assert.isAtLeast((yield* json(["runs"])).length, 3)
-        const done = yield* json(["cleanup", "--before", new Date(Date.now() + 60_000).toISOString()])
+        const before = new Date(Date.now() + 60_000).toISOString()
+        const counts = yield* json(["cleanup", "--before", before, "--dry-run"])
+        // On a terminal without --yes: the dry run, then a question; "no" deletes nothing.
+        const questions: Array<string> = []
+        const declined = yield* runCli(["cleanup", "--before", before], {
+          env: env(),
+          confirm: (q) => (questions.push(q), false)
+        })
+        assert.strictEqual(declined.code, 1)
+        assert.strictEqual(declined.stdout, "")
+        assert.include(declined.stderr, `would delete ${counts.runs} runs`)
+        assert.match(declined.stderr, /\nbarto-cli: cleanup: not confirmed; nothing deleted\n$/)
+        assert.deepStrictEqual(questions, [
+          `Delete these ${counts.runs} runs, ${counts.commands} command results and ${counts.lines} lines?`
+        ])
+        assert.isAtLeast((yield* json(["runs"])).length, 3)
+        const confirmed = yield* runCli(["cleanup", "--before", before, "--json"], { env: env(), confirm: () => true })
+        assert.strictEqual(confirmed.code, 0, confirmed.stderr)
+        const done = JSON.parse(confirmed.stdout)
+        // The dry run and the real one count the same rows.
+        assert.deepStrictEqual(
+          { runs: done.runs, commands: done.commands, lines: done.lines },
+          { runs: counts.runs, commands: counts.commands, lines: counts.lines }
+        )
         assert.isAtLeast(done.runs, 3)
         assert.strictEqual(done.agentsSignalled, 1)
         assert.deepStrictEqual(yield* json(["runs"]), [])

@@ -7,11 +7,12 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Render from "../Render.js"
 import { ask, print, warnIfTruncated, withSession } from "../internal/remote.js"
-import { CliEnv, globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
+import { CliEnv, failure, globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
 
 /** The shared prologue of a remote command: merged globals and the style. */
@@ -275,25 +276,40 @@ export const cleanup = Command.make(
       "Delete everything before this time (RFC 3339, or YYYY-MM-DD = local midnight). Default: today's midnight on bartos."
     ),
     dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Only count what would be deleted.")),
+    yes: Options.boolean("yes").pipe(
+      Options.withAlias("y"),
+      Options.withDescription("Do not ask: on a terminal, cleanup otherwise shows the dry run and asks first.")
+    ),
     ...remoteOptions
   },
   (o) =>
     Effect.gen(function*() {
       const { g, style, zone } = yield* prologue(o)
+      const env = yield* CliEnv
+      const confirm = o.dryRun || o.yes ? undefined : env.confirm
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
-          const r = yield* ask(
-            connection,
-            {
-              _tag: "CleanupRequest",
-              dryRun: o.dryRun,
-              ...(Option.isSome(o.before) ? { before: o.before.value } : {})
-            },
-            "CleanupResponse"
-          )
+          const cleanup = (dryRun: boolean, before: Messages.Micros | undefined) =>
+            ask(connection, { _tag: "CleanupRequest", dryRun, ...(before !== undefined ? { before } : {}) }, "CleanupResponse")
+          let before = Option.getOrUndefined(o.before)
+          if (confirm !== undefined) {
+            // The same instant for both: the default (bartos' midnight) is fixed by the dry run.
+            const dry = yield* cleanup(true, before)
+            before = dry.before
+            // On stderr, with the question: stdout keeps only the result (`--json` stays one document).
+            yield* Console.error(Render.terminalSafe(Render.cleanupText(style, dry).join("\n")))
+            if (!(yield* confirm(`Delete these ${dry.runs} runs, ${dry.commands} command results and ${dry.lines} lines?`))) {
+              return yield* failure("cleanup: not confirmed; nothing deleted")
+            }
+          }
+          const r = yield* cleanup(o.dryRun, before)
           yield* print(g.json ? [Render.json(Render.cleanupJson(r, zone))] : Render.cleanupText(style, r))
         }))
     })
-).pipe(Command.withDescription("Delete old runs and output (admin key required)."))
+).pipe(
+  Command.withDescription(
+    "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first."
+  )
+)
 
 export const commands = [info, clients, list, failed, cmd, updates, query, cleanup] as const

@@ -11,6 +11,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as readline from "node:readline"
 import packageJson from "../../package.json" with { type: "json" }
 import * as Render from "../Render.js"
 
@@ -21,13 +22,29 @@ export interface CliEnv {
   readonly env: Record<string, string | undefined>
   readonly stdoutIsTTY: boolean
   readonly columns: number | undefined
+  /**
+   * Asks the person at the terminal a yes/no question (on stderr); absent when stdin or stdout
+   * is not a terminal, so nothing ever waits for an answer a script cannot give.
+   */
+  readonly confirm?: ((question: string) => Effect.Effect<boolean>) | undefined
 }
 export const CliEnv = Context.GenericTag<CliEnv>("@barto/cli/CliEnv")
+
+const askTerminal = (question: string) =>
+  Effect.async<boolean>((resume) => {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stderr })
+    rl.question(`${question} [y/N] `, (answer) => {
+      rl.close()
+      resume(Effect.succeed(/^y(es)?$/i.test(answer.trim())))
+    })
+    return Effect.sync(() => rl.close())
+  })
 
 export const processEnv = (): CliEnv => ({
   env: process.env,
   stdoutIsTTY: process.stdout.isTTY === true,
-  columns: process.stdout.columns
+  columns: process.stdout.columns,
+  confirm: process.stdin.isTTY === true && process.stdout.isTTY === true ? askTerminal : undefined
 })
 
 /**
