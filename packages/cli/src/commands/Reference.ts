@@ -232,7 +232,11 @@ export const updates = Command.make(
         const kind = parseUpdateKind(text)
         return kind === undefined ? Effect.fail(invalidValue(`invalid update kind: '${text}'`)) : Effect.succeed(kind)
       }),
-      Options.withDescription("Which package manager's output to read (case-insensitive).")
+      Options.withDescription(
+        "Which package manager's output to read (case-insensitive): garuda = garuda-update's table; pacman, " +
+          "cachyos = pacman's `Packages (N)` and `Total … Size` summary; apt = the names under `The following " +
+          "packages will be upgraded:` (apt-get -s upgrade, apt upgrade) and the lines of `apt list --upgradable`."
+      )
     ),
     ...remoteOptions
   },
