@@ -17,7 +17,7 @@ import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
 import { normalizeGlobalFlags } from "@barto/domain/Argv"
-import { CliEnv, CliFailure, failure, root, usageError, VERSION, Verbosity } from "./internal/root.js"
+import { CliEnv, CliFailure, failure, root, suggestion, usageError, VERSION, Verbosity } from "./internal/root.js"
 import * as Render from "./Render.js"
 
 export { VERSION }
@@ -129,9 +129,40 @@ const loggerLayer = (normalized: ReturnType<typeof normalizeArgv>, env: Record<s
     })
   ))
 
+/** Built-in options of @effect/cli that take a value. */
+const BUILT_IN_VALUE_OPTIONS = new Set(["--completions", "--log-level"])
+
+/**
+ * The first word where a subcommand belongs when it is not one (`tial`), else undefined. @effect/cli
+ * would print the root help and exit 0 for `barto-cli NOSUCH --help`; an unknown command is a usage
+ * error with or without --help.
+ */
+export const unknownCommand = (argv: ReadonlyArray<string>, names: ReadonlyArray<string> = SUBCOMMAND_NAMES) => {
+  for (let i = 2; i < argv.length; i++) {
+    const token = argv[i]!
+    if (token === "--") return undefined
+    if (VALUE_OPTIONS.has(token) || BUILT_IN_VALUE_OPTIONS.has(token)) {
+      i++
+      continue
+    }
+    if (token.startsWith("-")) continue
+    return names.includes(token) ? undefined : token
+  }
+  return undefined
+}
+
 const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
   const normalized = normalizeArgv(argv)
-  return cli(normalized.argv).pipe(
+  const unknown = unknownCommand(argv)
+  type Parsed = ReturnType<typeof cli>
+  const parsed: Effect.Effect<void, CliFailure | Effect.Effect.Error<Parsed>, Effect.Effect.Context<Parsed>> = unknown !== undefined
+    ? Effect.fail(
+      usageError(
+        `unknown command '${unknown}'${suggestion(unknown, SUBCOMMAND_NAMES)}; see 'barto-cli --help' for the commands`
+      )
+    )
+    : cli(normalized.argv)
+  return parsed.pipe(
     Effect.provideService(Verbosity, { verbose: normalized.verbose, quiet: normalized.quiet }),
     Effect.provide(loggerLayer(normalized, env)),
     Effect.as(0),

@@ -90,3 +90,30 @@ describe("logging", () => {
       assert.strictEqual(ok.code, 0, ok.stderr)
     }))
 })
+
+describe("usage errors", () => {
+  it.live("an unknown subcommand is exit 2 with or without --help, with did-you-mean; nothing on stdout", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["tial"], "barto-cli: unknown command 'tial' (did you mean 'tail'?); see 'barto-cli --help' for the commands\n"],
+        [["NOSUCH", "--help"], "barto-cli: unknown command 'NOSUCH'; see 'barto-cli --help' for the commands\n"],
+        [["-c", "/nowhere.toml", "stauts"], "barto-cli: unknown command 'stauts' (did you mean 'status'?); see 'barto-cli --help' for the commands\n"],
+        [["schedule"], "barto-cli: unknown command 'schedule' (did you mean 'schedules'?); see 'barto-cli --help' for the commands\n"]
+      ]
+      for (const [args, stderr] of cases) {
+        const r = yield* runCli(args)
+        assert.strictEqual(r.code, 2, args.join(" "))
+        assert.strictEqual(r.stdout, "")
+        assert.strictEqual(r.stderr, stderr)
+      }
+      const help = yield* runCli(["tail", "--help"])
+      assert.strictEqual(help.code, 0)
+      assert.include(help.stdout, "--once")
+    }))
+
+  it("did-you-mean: typos, swaps and prefixes; nothing for far-off words", () => {
+    assert.deepStrictEqual(Cli.unknownCommand(["node", "barto-cli", "-v", "tial", "x"]), "tial")
+    assert.isUndefined(Cli.unknownCommand(["node", "barto-cli", "-c", "tial", "info"]))
+    assert.isUndefined(Cli.unknownCommand(["node", "barto-cli", "--help"]))
+  })
+})

@@ -57,6 +57,36 @@ export class CliFailure extends Data.TaggedError("CliFailure")<{
 }> {}
 
 export const usageError = (message: string) => new CliFailure({ message, exitCode: 2 })
+
+/** Edit distance (insert, delete, substitute, swap two neighbours), for did-you-mean. */
+const distance = (a: string, b: string): number => {
+  const d: Array<Array<number>> = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+    }
+  }
+  return d[a.length]![b.length]!
+}
+
+/** The candidates closest to `input` (a typo or a prefix of one), for "did you mean". */
+export const didYouMean = (input: string, candidates: ReadonlyArray<string>): Array<string> => {
+  const text = input.toLowerCase()
+  const prefixed = candidates.filter((c) => text.length >= 2 && c.startsWith(text))
+  if (prefixed.length > 0) return prefixed
+  const scored = candidates.map((c) => [c, distance(text, c)] as const).filter(([c, n]) => n <= Math.max(1, Math.floor(c.length / 3)))
+  const best = Math.min(...scored.map(([, n]) => n))
+  return scored.filter(([, n]) => n === best).map(([c]) => c)
+}
+
+/** ` (did you mean 'tail'?)`, or nothing. */
+export const suggestion = (input: string, candidates: ReadonlyArray<string>): string => {
+  const close = didYouMean(input, candidates)
+  return close.length === 0 ? "" : ` (did you mean ${close.map((c) => `'${c}'`).join(" or ")}?)`
+}
 export const failure = (message: string) => new CliFailure({ message, exitCode: 1 })
 
 /** A usage error raised while parsing options: @effect/cli prints it once, we exit 2. */
