@@ -256,8 +256,9 @@ export const schedulesText = (
       last === null ? "-" : fromNow(last.scheduledAt / 1000, nowMs),
       last === null ? "-" : resultCell(style, last),
       last === null ? "-" : runDuration(last),
-      s.paused ? paint(style, "yellow", "paused") : s.nextAt === null ? "never" : formatMicros(s.nextAt, style.zone),
-      s.paused || s.nextAt === null ? "-" : fromNow(s.nextAt / 1000, nowMs),
+      s.paused || s.nextAt === null ? "-" : formatMicros(s.nextAt, style.zone),
+      // LEFT outlives NEXT on a narrow terminal, so it is the one that says paused / never.
+      s.paused ? paint(style, "yellow", "paused") : s.nextAt === null ? "never" : fromNow(s.nextAt / 1000, nowMs),
       timeoutCell(s.timeoutSecs),
       s.overlap ?? "?",
       s.onFailure ?? "?",
