@@ -208,20 +208,15 @@ interface Window<A> {
 
 type WindowRequest = { readonly since?: number | undefined; readonly until?: number | undefined; readonly limit?: number | undefined }
 
-const lineWindow = (r: WindowRequest): Window<LineRow> => ({
-  at: (l) => l.ts,
-  key: (l) => `${l.runId}/${l.lineSeq}`,
+const windowOf = <A>(at: Window<A>["at"], key: Window<A>["key"]) => (r: WindowRequest): Window<A> => ({
+  at,
+  key,
   since: r.since,
   until: r.until,
   limit: r.limit
 })
-const failedWindow = (r: WindowRequest): Window<FailedRow> => ({
-  at: (f) => f.finishedAt,
-  key: (f) => `${f.runId}/${f.cmdUuid}`,
-  since: r.since,
-  until: r.until,
-  limit: r.limit
-})
+const lineWindow = windowOf<LineRow>((l) => l.ts, (l) => `${l.runId}/${l.lineSeq}`)
+const failedWindow = windowOf<FailedRow>((f) => f.finishedAt, (f) => `${f.runId}/${f.cmdUuid}`)
 
 /**
  * The items of `items` (in time order) inside [since, until), and of those the last `limit`

@@ -107,21 +107,7 @@ const followFleet = (agent: string | undefined): Stream.Stream<FollowPart, Refus
             case "OutputLine": {
               const row = yield* runOf(r.runId)
               if (Option.isNone(row)) break
-              lines.push(
-                new Messages.LineRow({
-                  runId: r.runId,
-                  agent: row.value.agent,
-                  schedule: row.value.schedule,
-                  cmdUuid: r.cmdUuid,
-                  lineSeq: r.lineSeq,
-                  stream: r.stream,
-                  ts: r.ts,
-                  data: r.data,
-                  continuation: r.continuation,
-                  exitCode: exits.get(r.cmdUuid) ?? null,
-                  runState: "running"
-                })
-              )
+              lines.push(Operations.liveLine(r, row.value, exits))
               break
             }
             case "RunFinished": {

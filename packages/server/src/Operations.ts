@@ -313,6 +313,26 @@ const isStartOf = (target: TailTarget, batch: IngestedBatch, record: AgentRecord
     ? record.runId === target.runId
     : batch.agent === target.agent && record.schedule === target.schedule)
 
+/** A line as it arrives (not yet stored) of a running `run`; `exits`: exit codes by command so far. */
+export const liveLine = (
+  r: typeof Messages.OutputLine.Type,
+  run: { readonly agent: string; readonly schedule: string },
+  exits: ReadonlyMap<string, number | null>
+): LineRow =>
+  new Messages.LineRow({
+    runId: r.runId,
+    agent: run.agent,
+    schedule: run.schedule,
+    cmdUuid: r.cmdUuid,
+    lineSeq: r.lineSeq,
+    stream: r.stream,
+    ts: r.ts,
+    data: r.data,
+    continuation: r.continuation,
+    exitCode: exits.get(r.cmdUuid) ?? null,
+    runState: "running"
+  })
+
 const linesPart = (run: RunRow | null, lines: ReadonlyArray<LineRow>): Array<TailPart> =>
   lines.length > 0 ? [{ _tag: "Lines", run, lines }] : []
 
@@ -433,21 +453,7 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
                       break
                     }
                     after = r.lineSeq
-                    fresh.push(
-                      new Messages.LineRow({
-                        runId: r.runId,
-                        agent: run.agent,
-                        schedule: run.schedule,
-                        cmdUuid: r.cmdUuid,
-                        lineSeq: r.lineSeq,
-                        stream: r.stream,
-                        ts: r.ts,
-                        data: r.data,
-                        continuation: r.continuation,
-                        exitCode: exits.get(r.cmdUuid) ?? null,
-                        runState: "running"
-                      })
-                    )
+                    fresh.push(liveLine(r, run, exits))
                     break
                   }
                 }
