@@ -77,9 +77,17 @@ const ANSI = /\u001b\[[0-9;]*m/g
  * trailing newline whatever the output is; drop the colours unless colour is allowed, and the
  * trailing newlines (each `log` ends a line already).
  */
+/**
+ * The paragraphs @effect/cli writes under every option whatever it is ("A true or false value.",
+ * "This setting is optional."): noise in a help where each option has its own description.
+ */
+const BOILERPLATE = /\n\n {2}(?:A true or false value\.|A user-defined piece of text\.|An integer\.|A floating point number\.|This setting is optional\.|One of the following: [^\n]*)(?=\n|$)/g
+
+const tidyHelp = (text: string): string => (text.includes("\nOPTIONS\n") ? text.replace(BOILERPLATE, "") : text)
+
 export const tidyConsole = (base: Console.Console, color: boolean): Console.Console => {
   const tidy = (args: ReadonlyArray<unknown>) =>
-    args.map((a) => (typeof a === "string" ? (color ? a : a.replace(ANSI, "")).replace(/\n+$/, "") : a))
+    args.map((a) => (typeof a === "string" ? tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, "")) : a))
   const unsafe: Console.UnsafeConsole = {
     ...base.unsafe,
     log: (...args) => base.unsafe.log(...tidy(args)),

@@ -109,6 +109,15 @@ describe("usage errors", () => {
       const help = yield* runCli(["tail", "--help"])
       assert.strictEqual(help.code, 0)
       assert.include(help.stdout, "--once")
+      // Purpose, option descriptions, examples and exit codes; not @effect/cli's boilerplate.
+      assert.include(help.stdout, "EXAMPLES")
+      assert.include(help.stdout, "$ barto-cli tail -f --agent web1 --schedule backup")
+      assert.include(help.stdout, "EXIT STATUS")
+      assert.include(help.stdout, "130  interrupted (Ctrl-C) while following")
+      assert.include(help.stdout, "The agent (bartoc name) whose runs to show.")
+      assert.notInclude(help.stdout, "This setting is optional.")
+      assert.notInclude(help.stdout, "A true or false value.")
+      assert.notInclude(help.stdout, "\u001b[")
     }))
 
   it("did-you-mean: typos, swaps and prefixes; nothing for far-off words", () => {

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Render from "../Render.js"
 import { ask, print, warnIfTruncated, withSession } from "../internal/remote.js"
-import { CliEnv, failure, globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
+import { CliEnv, failure, globals, helpText, invalidValue, remoteExitCodes, remoteOptions, styleOf } from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
 
 /** The shared prologue of a remote command: merged globals and the style. */
@@ -174,7 +174,11 @@ export const list = Command.make(
           }
         }))
     })
-).pipe(Command.withDescription("List an agent's commands, or every output line of one command (-c)."))
+).pipe(Command.withDescription(helpText("List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
+  "barto-cli list -n web1",
+  "barto-cli list -n web1 -c backup --since 2026-12-01 --limit 200",
+  "barto-cli list -n web1 -c backup --all --json > backup.json"
+])))
 
 export const failed = Command.make("failed", { ...windowOptions("failed commands"), ...remoteOptions }, (o) =>
   Effect.gen(function*() {
@@ -190,7 +194,11 @@ export const failed = Command.make("failed", { ...windowOptions("failed commands
             : Render.failedText(style, r.failed, window.note)
         )
       }))
-  })).pipe(Command.withDescription("List failed commands (exit code ≠ 0, signal, timeout) with their output."))
+  })).pipe(Command.withDescription(helpText("List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.", [
+  "barto-cli failed",
+  "barto-cli failed --since 2026-12-01 --until 2026-12-02",
+  "barto-cli failed --all --json"
+])))
 
 export const cmd = Command.make(
   "cmd",
@@ -214,7 +222,10 @@ export const cmd = Command.make(
           )
         }))
     })
-).pipe(Command.withDescription("Show the output of one command on every agent, grouped by agent."))
+).pipe(Command.withDescription(helpText("Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
+  "barto-cli cmd backup",
+  "barto-cli cmd backup --limit 20"
+])))
 
 const UPDATE_KINDS: ReadonlyArray<Messages.UpdateKind> = ["garuda", "pacman", "cachyos", "apt"]
 
@@ -311,9 +322,11 @@ export const cleanup = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(
-    "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first."
-  )
+  Command.withDescription(helpText(
+    "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first.",
+    ["barto-cli cleanup --before 2026-06-01 --dry-run", "barto-cli cleanup --before 2026-06-01", "barto-cli cleanup --yes"],
+    [...remoteExitCodes, "1  also: not confirmed at the question (nothing deleted)"]
+  ))
 )
 
 export const commands = [info, clients, list, failed, cmd, updates, query, cleanup] as const

@@ -11,7 +11,7 @@ import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
 import * as Render from "../Render.js"
 import { ask, print, resolveRunId, withSession } from "../internal/remote.js"
-import { CliFailure, globals, invalidValue, remoteOptions, styleOf, usageError } from "../internal/root.js"
+import { CliFailure, globals, helpText, invalidValue, remoteExitCodes, remoteOptions, styleOf, usageError } from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
 import { instantOption } from "./Reference.js"
 
@@ -46,10 +46,11 @@ export const schedules = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(
+  Command.withDescription(helpText(
     "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
-      "overlap, on_failure and zone."
-  )
+      "overlap, on_failure and zone.",
+    ["barto-cli schedules", "barto-cli schedules web1 --json | jq '.[] | select(.lastRun.state != \"succeeded\")'"]
+  ))
 )
 
 export const status = Command.make("status", remoteOptions, (o) =>
@@ -62,10 +63,11 @@ export const status = Command.make("status", remoteOptions, (o) =>
         yield* print(g.json ? [Render.json(Render.statusJson(r, zone))] : Render.statusText(style, r, nowMs))
       }))
   })).pipe(
-    Command.withDescription(
+    Command.withDescription(helpText(
       "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
-        "the last config reload, and every schedule as `schedules` shows it."
-    )
+        "the last config reload, and every schedule as `schedules` shows it.",
+      ["barto-cli status", "barto-cli status --json | jq .failures24h"]
+    ))
   )
 
 const RUN_STATES = Messages.RunState.literals
@@ -73,9 +75,20 @@ const RUN_STATES = Messages.RunState.literals
 export const runs = Command.make(
   "runs",
   {
-    agent: Options.text("agent").pipe(Options.withPseudoName("AGENT"), Options.optional),
-    schedule: Options.text("schedule").pipe(Options.withPseudoName("SCHEDULE"), Options.optional),
-    state: Options.choice("state", RUN_STATES).pipe(Options.optional),
+    agent: Options.text("agent").pipe(
+      Options.withPseudoName("AGENT"),
+      Options.withDescription("Only runs of this agent (bartoc name)."),
+      Options.optional
+    ),
+    schedule: Options.text("schedule").pipe(
+      Options.withPseudoName("SCHEDULE"),
+      Options.withDescription("Only runs of this schedule."),
+      Options.optional
+    ),
+    state: Options.choice("state", RUN_STATES).pipe(
+      Options.withDescription(`Only runs in this state: ${RUN_STATES.join(", ")}.`),
+      Options.optional
+    ),
     since: instantOption("since", "Only runs scheduled at or after this time (RFC 3339, or YYYY-MM-DD local)."),
     limit: Options.integer("limit").pipe(
       Options.withPseudoName("N"),
@@ -107,7 +120,10 @@ export const runs = Command.make(
           yield* print(g.json ? [Render.json(r.runs.map((run) => Render.runJson(run, zone)))] : Render.runsText(style, r.runs))
         }))
     })
-).pipe(Command.withDescription("List runs, newest first."))
+).pipe(Command.withDescription(helpText("List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
+  "barto-cli runs --agent web1 --state failed --since 2026-12-01",
+  "barto-cli runs --schedule backup --limit 5 --json"
+])))
 
 /**
  * Prints a tail as it streams: in text, a header when a run is known, each line, and the end
@@ -239,9 +255,16 @@ export const tail = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(
-    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet."
-  )
+  Command.withDescription(helpText(
+    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet.",
+    [
+      "barto-cli tail 7d4e9a1c",
+      "barto-cli tail -f --agent web1 --schedule backup",
+      "barto-cli tail -f --agent web1 --schedule backup --once && echo ok",
+      "barto-cli tail -f --json"
+    ],
+    [...remoteExitCodes, "130  interrupted (Ctrl-C) while following", "--once: 1 when the run did not succeed"]
+  ))
 )
 
 export const run = Command.make(
@@ -301,7 +324,10 @@ export const cancel = Command.make(
           ])
         }))
     })
-).pipe(Command.withDescription("Cancel a running run (admin key required)."))
+).pipe(Command.withDescription(helpText("Cancel a running run (admin key required).", [
+  "barto-cli cancel 7d4e9a1c",
+  "barto-cli cancel 0194b1c2-0000-7000-8000-00000000000b --json"
+])))
 
 const pauseCommand = (name: "pause" | "resume") =>
   Command.make(

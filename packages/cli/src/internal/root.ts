@@ -89,6 +89,32 @@ export const suggestion = (input: string, candidates: ReadonlyArray<string>): st
 }
 export const failure = (message: string) => new CliFailure({ message, exitCode: 1 })
 
+/** Exit statuses every remote command shares (the README's table). */
+const REMOTE_EXIT_CODES: ReadonlyArray<string> = [
+  "0  success",
+  "1  error: bartos refused (barto-cli: <code>: <message>), no reply, cannot connect, config error",
+  "2  usage error (unknown command or option, invalid value)"
+]
+
+/**
+ * A command's help: its one-line purpose, 2–4 examples and its exit statuses (`exits` adds to or
+ * replaces the shared ones), for `Command.withDescription`.
+ */
+export const helpText = (
+  purpose: string,
+  examples: ReadonlyArray<string>,
+  exits: ReadonlyArray<string> = REMOTE_EXIT_CODES
+): HelpDoc.HelpDoc =>
+  HelpDoc.blocks([
+    HelpDoc.p(purpose),
+    HelpDoc.h2("EXAMPLES"),
+    ...examples.map((e) => HelpDoc.p(`  $ ${e}`)),
+    HelpDoc.h2("EXIT STATUS"),
+    ...exits.map((e) => HelpDoc.p(`  ${e}`))
+  ])
+
+export const remoteExitCodes = REMOTE_EXIT_CODES
+
 /** A usage error raised while parsing options: @effect/cli prints it once, we exit 2. */
 export const invalidValue = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 
