@@ -819,7 +819,7 @@ describe("usage errors (exit 2, printed once, no connection)", () => {
       for (
         const [args, needle] of [
           [["list"], "--name"],
-          [["bogus"], "Invalid subcommand"],
+          [["bogus"], "unknown command 'bogus'"],
           [["info", "extra"], "extra"],
           [[], "missing command"],
           [["run", "host"], "SCHEDULE"],
