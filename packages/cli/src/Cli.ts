@@ -85,18 +85,60 @@ const BOILERPLATE = /\n\n {2}(?:A true or false value\.|A user-defined piece of 
 
 const tidyHelp = (text: string): string => (text.includes("\nOPTIONS\n") ? text.replace(BOILERPLATE, "") : text)
 
-export const tidyConsole = (base: Console.Console, color: boolean): Console.Console => {
+/** The option whose value is `value` in argv (`--limit abc` or `--limit=abc`), if any. */
+const optionOf = (argv: ReadonlyArray<string>, value: string): string | undefined => {
+  for (let i = 3; i < argv.length; i++) {
+    if (argv[i] === value && argv[i - 1]!.startsWith("-")) return argv[i - 1]
+  }
+  const joined = argv.find((t) => t.startsWith("--") && t.endsWith(`=${value}`))
+  return joined?.slice(0, joined.indexOf("="))
+}
+
+/**
+ * @effect/cli's usage errors in barto-cli's one style: `barto-cli: runs: --limit: 'abc' is not an
+ * integer`, and for a value outside a choice the valid ones with did-you-mean.
+ */
+export const usageLine = (argv: ReadonlyArray<string>, text: string): string => {
+  const sub = argv.slice(2).find((t) => SUBCOMMAND_NAMES.includes(t))
+  const lead = `barto-cli: ${sub === undefined ? "" : `${sub}: `}`
+  const notA = /^'(.*)' is not an? ([\w ]+)$/.exec(text)
+  if (notA !== null) {
+    const option = optionOf(argv, notA[1]!)
+    const kind = /^[aeiou]/.test(notA[2]!) ? `an ${notA[2]}` : `a ${notA[2]}`
+    return `${lead}${option === undefined ? "" : `${option}: `}'${notA[1]}' is not ${kind}`
+  }
+  const cases = /^Expected one of the following cases: (.*)$/.exec(text)
+  if (cases !== null) {
+    const choices = cases[1]!.split(", ")
+    for (let i = 3; i < argv.length; i++) {
+      const value = argv[i]!
+      if (argv[i - 1]!.startsWith("--") && !value.startsWith("-") && !choices.includes(value)) {
+        return `${lead}${argv[i - 1]}: '${value}' is not one of ${choices.join(", ")}${suggestion(value, choices)}`
+      }
+    }
+  }
+  return `${lead}${text}`
+}
+
+export const tidyConsole = (base: Console.Console, color: boolean, argv: ReadonlyArray<string> = []): Console.Console => {
   const tidy = (args: ReadonlyArray<unknown>) =>
     args.map((a) => (typeof a === "string" ? tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, "")) : a))
+  // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only prefixed.
+  const tidyError = (args: ReadonlyArray<unknown>) =>
+    tidy(args).map((a) =>
+      typeof a === "string" && !a.startsWith("barto-cli") && a.trim() !== ""
+        ? [usageLine(argv, a.replace(ANSI, "").split("\n")[0]!.trim()), ...a.split("\n").slice(1)].join("\n")
+        : a
+    )
   const unsafe: Console.UnsafeConsole = {
     ...base.unsafe,
     log: (...args) => base.unsafe.log(...tidy(args)),
-    error: (...args) => base.unsafe.error(...tidy(args))
+    error: (...args) => base.unsafe.error(...tidyError(args))
   }
   return {
     ...base,
     log: (...args) => base.log(...tidy(args)),
-    error: (...args) => base.error(...tidy(args)),
+    error: (...args) => base.error(...tidyError(args)),
     unsafe
   }
 }
@@ -106,7 +148,9 @@ export const run = (argv: ReadonlyArray<string>) =>
   Effect.flatMap(CliEnv, (env) =>
     Console.consoleWith((base) =>
       runTidy(argv, env.env).pipe(
-        Effect.withConsole(tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color))
+        Effect.withConsole(
+          tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color, argv)
+        )
       )
     ))
 

@@ -120,6 +120,25 @@ describe("usage errors", () => {
       assert.notInclude(help.stdout, "\u001b[")
     }))
 
+  it.live("one style for every usage error: program, command, option, value, reason; did-you-mean for choices", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["runs", "--limit", "abc"], "barto-cli: runs: --limit: 'abc' is not an integer\n"],
+        [["runs", "--limit=abc"], "barto-cli: runs: --limit: 'abc' is not an integer\n"],
+        [
+          ["runs", "--state", "faild"],
+          "barto-cli: runs: --state: 'faild' is not one of running, succeeded, failed, timed_out, cancelled, interrupted, missed, lost (did you mean 'failed'?)\n"
+        ],
+        [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"]
+      ]
+      for (const [args, stderr] of cases) {
+        const r = yield* runCli(args)
+        assert.strictEqual(r.code, 2, args.join(" "))
+        assert.strictEqual(r.stderr, stderr)
+        assert.strictEqual(r.stdout, "")
+      }
+    }))
+
   it("did-you-mean: typos, swaps and prefixes; nothing for far-off words", () => {
     assert.deepStrictEqual(Cli.unknownCommand(["node", "barto-cli", "-v", "tial", "x"]), "tial")
     assert.isUndefined(Cli.unknownCommand(["node", "barto-cli", "-c", "tial", "info"]))
