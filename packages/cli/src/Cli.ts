@@ -181,6 +181,9 @@ const loggerLayer = (normalized: ReturnType<typeof normalizeArgv>, env: Record<s
     })
   ))
 
+/** The shells `--completions` writes a script for (@effect/cli's built-in option). */
+const SHELLS = ["bash", "fish", "sh", "zsh"]
+
 /** Built-in options of @effect/cli that take a value. */
 const BUILT_IN_VALUE_OPTIONS = new Set(["--completions", "--log-level"])
 
@@ -206,14 +209,20 @@ export const unknownCommand = (argv: ReadonlyArray<string>, names: ReadonlyArray
 const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
   const normalized = normalizeArgv(argv)
   const unknown = unknownCommand(argv)
+  const shell = argv[argv.indexOf("--completions") + 1]
   type Parsed = ReturnType<typeof cli>
-  const parsed: Effect.Effect<void, CliFailure | Effect.Effect.Error<Parsed>, Effect.Effect.Context<Parsed>> = unknown !== undefined
-    ? Effect.fail(
-      usageError(
-        `unknown command '${unknown}'${suggestion(unknown, SUBCOMMAND_NAMES)}; see 'barto-cli --help' for the commands`
+  const parsed: Effect.Effect<void, CliFailure | Effect.Effect.Error<Parsed>, Effect.Effect.Context<Parsed>> =
+    argv.includes("--completions") && (shell === undefined || !SHELLS.includes(shell))
+      ? Effect.fail(
+        usageError(`--completions: '${shell ?? ""}' is not one of ${SHELLS.join(", ")}${suggestion(shell ?? "", SHELLS)}`)
       )
-    )
-    : cli(normalized.argv)
+      : unknown !== undefined
+      ? Effect.fail(
+        usageError(
+          `unknown command '${unknown}'${suggestion(unknown, SUBCOMMAND_NAMES)}; see 'barto-cli --help' for the commands`
+        )
+      )
+      : cli(normalized.argv)
   return parsed.pipe(
     Effect.provideService(Verbosity, { verbose: normalized.verbose, quiet: normalized.quiet }),
     Effect.provide(loggerLayer(normalized, env)),

@@ -129,7 +129,9 @@ describe("usage errors", () => {
           ["runs", "--state", "faild"],
           "barto-cli: runs: --state: 'faild' is not one of running, succeeded, failed, timed_out, cancelled, interrupted, missed, lost (did you mean 'failed'?)\n"
         ],
-        [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"]
+        [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"],
+        [["--completions", "pwsh"], "barto-cli: --completions: 'pwsh' is not one of bash, fish, sh, zsh\n"],
+        [["--completions", "zhs"], "barto-cli: --completions: 'zhs' is not one of bash, fish, sh, zsh (did you mean 'zsh'?)\n"]
       ]
       for (const [args, stderr] of cases) {
         const r = yield* runCli(args)
