@@ -72,19 +72,19 @@ export const status = Command.make("status", remoteOptions, (o) =>
 
 const RUN_STATES = Messages.RunState.literals
 
+/** `--agent AGENT` / `--schedule SCHEDULE`, optional. */
+const filterOption = (name: "agent" | "schedule", description: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName(name.toUpperCase()),
+    Options.withDescription(description),
+    Options.optional
+  )
+
 export const runs = Command.make(
   "runs",
   {
-    agent: Options.text("agent").pipe(
-      Options.withPseudoName("AGENT"),
-      Options.withDescription("Only runs of this agent (bartoc name)."),
-      Options.optional
-    ),
-    schedule: Options.text("schedule").pipe(
-      Options.withPseudoName("SCHEDULE"),
-      Options.withDescription("Only runs of this schedule."),
-      Options.optional
-    ),
+    agent: filterOption("agent", "Only runs of this agent (bartoc name)."),
+    schedule: filterOption("schedule", "Only runs of this schedule."),
     state: Options.choice("state", RUN_STATES).pipe(
       Options.withDescription(`Only runs in this state: ${RUN_STATES.join(", ")}.`),
       Options.optional
@@ -216,16 +216,8 @@ export const tail = Command.make(
         "With --agent and --schedule: only the current (or latest, or next) run, then exit 0 if it succeeded, 1 if not."
       )
     ),
-    agent: Options.text("agent").pipe(
-      Options.withPseudoName("AGENT"),
-      Options.withDescription("The agent (bartoc name) whose runs to show."),
-      Options.optional
-    ),
-    schedule: Options.text("schedule").pipe(
-      Options.withPseudoName("SCHEDULE"),
-      Options.withDescription("The schedule of --agent whose runs to show."),
-      Options.optional
-    ),
+    agent: filterOption("agent", "The agent (bartoc name) whose runs to show."),
+    schedule: filterOption("schedule", "The schedule of --agent whose runs to show."),
     ...remoteOptions
   },
   (o) =>
