@@ -285,8 +285,10 @@ export const schedulesText = (
 /** `barto-cli status`: the fleet at a glance. */
 export const statusText = (style: Style, s: typeof Messages.StatusResponse.Type, nowMs: number): Array<string> => {
   const online = s.agents.filter((a) => a.online).length
+  // The tables are indented by two: they fit in two columns less.
+  const inner: Style = { ...style, columns: style.columns - 2 }
   const agents = table(
-    style,
+    inner,
     [{ header: "AGENT" }, { header: "STATE" }, { header: "LAST SEEN", drop: 2 }, { header: "SCHEDULES", align: "right", drop: 1 }, {
       header: "VERSION",
       drop: 0
@@ -320,7 +322,7 @@ export const statusText = (style: Style, s: typeof Messages.StatusResponse.Type,
     ...reloadRows(style, s.configReload).map(([k, v]) => `${k[0]!.toUpperCase()}${k.slice(1)}: ${v}`),
     "",
     `Schedules: ${s.schedules.length}`,
-    ...schedulesText(style, s.schedules, nowMs).map((l) => (s.schedules.length === 0 ? "" : `  ${l}`)).filter((l) => l !== "")
+    ...schedulesText(inner, s.schedules, nowMs).map((l) => (s.schedules.length === 0 ? "" : `  ${l}`)).filter((l) => l !== "")
   ]
 }
 
