@@ -18,6 +18,7 @@ import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
+import { withPlainHelp } from "@barto/domain/Argv"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -153,6 +154,8 @@ Command.run(main(normalized), { name: "bartoc", version: AGENT_VERSION })(normal
     ValidationError.isValidationError(e) ? Effect.succeed(2) : Console.error(`bartoc: ${e.message}`).pipe(Effect.as(1))
   ),
   Effect.catchAllDefect((defect) => Console.error(`bartoc: internal error: ${Cause.pretty(Cause.die(defect))}`).pipe(Effect.as(1))),
+  // Help and usage errors without colour codes when piped or under NO_COLOR.
+  withPlainHelp,
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,

@@ -19,7 +19,7 @@ import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
 import { normalizeGlobalFlags } from "@barto/domain/Argv"
-import { CliEnv, CliFailure, failure, root, usageError, VERSION, Verbosity } from "./internal/root.js"
+import { CliEnv, CliFailure, failure, root, suggestion, usageError, VERSION, Verbosity } from "./internal/root.js"
 import * as Render from "./Render.js"
 
 export { VERSION }
@@ -79,18 +79,68 @@ const ANSI = /\u001b\[[0-9;]*m/g
  * trailing newline whatever the output is; drop the colours unless colour is allowed, and the
  * trailing newlines (each `log` ends a line already).
  */
-export const tidyConsole = (base: Console.Console, color: boolean): Console.Console => {
+/**
+ * The paragraphs @effect/cli writes under every option whatever it is ("A true or false value.",
+ * "This setting is optional."): noise in a help where each option has its own description.
+ */
+const BOILERPLATE = /\n\n {2}(?:A true or false value\.|A user-defined piece of text\.|An integer\.|A floating point number\.|This setting is optional\.|One of the following: [^\n]*)(?=\n|$)/g
+
+const tidyHelp = (text: string): string => (text.includes("\nOPTIONS\n") ? text.replace(BOILERPLATE, "") : text)
+
+/** The option whose value is `value` in argv (`--limit abc` or `--limit=abc`), if any. */
+const optionOf = (argv: ReadonlyArray<string>, value: string): string | undefined => {
+  for (let i = 3; i < argv.length; i++) {
+    if (argv[i] === value && argv[i - 1]!.startsWith("-")) return argv[i - 1]
+  }
+  const joined = argv.find((t) => t.startsWith("--") && t.endsWith(`=${value}`))
+  return joined?.slice(0, joined.indexOf("="))
+}
+
+/**
+ * @effect/cli's usage errors in barto-cli's one style: `barto-cli: runs: --limit: 'abc' is not an
+ * integer`, and for a value outside a choice the valid ones with did-you-mean.
+ */
+export const usageLine = (argv: ReadonlyArray<string>, text: string): string => {
+  const sub = argv.slice(2).find((t) => SUBCOMMAND_NAMES.includes(t))
+  const lead = `barto-cli: ${sub === undefined ? "" : `${sub}: `}`
+  const notA = /^'(.*)' is not an? ([\w ]+)$/.exec(text)
+  if (notA !== null) {
+    const option = optionOf(argv, notA[1]!)
+    const kind = /^[aeiou]/.test(notA[2]!) ? `an ${notA[2]}` : `a ${notA[2]}`
+    return `${lead}${option === undefined ? "" : `${option}: `}'${notA[1]}' is not ${kind}`
+  }
+  const cases = /^Expected one of the following cases: (.*)$/.exec(text)
+  if (cases !== null) {
+    const choices = cases[1]!.split(", ")
+    for (let i = 3; i < argv.length; i++) {
+      const value = argv[i]!
+      if (argv[i - 1]!.startsWith("--") && !value.startsWith("-") && !choices.includes(value)) {
+        return `${lead}${argv[i - 1]}: '${value}' is not one of ${choices.join(", ")}${suggestion(value, choices)}`
+      }
+    }
+  }
+  return `${lead}${text}`
+}
+
+export const tidyConsole = (base: Console.Console, color: boolean, argv: ReadonlyArray<string> = []): Console.Console => {
   const tidy = (args: ReadonlyArray<unknown>) =>
-    args.map((a) => (typeof a === "string" ? (color ? a : a.replace(ANSI, "")).replace(/\n+$/, "") : a))
+    args.map((a) => (typeof a === "string" ? tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, "")) : a))
+  // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only prefixed.
+  const tidyError = (args: ReadonlyArray<unknown>) =>
+    tidy(args).map((a) =>
+      typeof a === "string" && !a.startsWith("barto-cli") && a.trim() !== ""
+        ? [usageLine(argv, a.replace(ANSI, "").split("\n")[0]!.trim()), ...a.split("\n").slice(1)].join("\n")
+        : a
+    )
   const unsafe: Console.UnsafeConsole = {
     ...base.unsafe,
     log: (...args) => base.unsafe.log(...tidy(args)),
-    error: (...args) => base.unsafe.error(...tidy(args))
+    error: (...args) => base.unsafe.error(...tidyError(args))
   }
   return {
     ...base,
     log: (...args) => base.log(...tidy(args)),
-    error: (...args) => base.error(...tidy(args)),
+    error: (...args) => base.error(...tidyError(args)),
     unsafe
   }
 }
@@ -100,7 +150,9 @@ export const run = (argv: ReadonlyArray<string>) =>
   Effect.flatMap(CliEnv, (env) =>
     Console.consoleWith((base) =>
       runTidy(argv, env.env).pipe(
-        Effect.withConsole(tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color))
+        Effect.withConsole(
+          tidyConsole(base, Render.makeStyle({ tty: env.stdoutIsTTY, env: env.env, local: false }).color, argv)
+        )
       )
     ))
 
@@ -131,9 +183,49 @@ const loggerLayer = (normalized: ReturnType<typeof normalizeArgv>, env: Record<s
     })
   ))
 
+/** The shells `--completions` writes a script for (@effect/cli's built-in option). */
+const SHELLS = ["bash", "fish", "sh", "zsh"]
+
+/** Built-in options of @effect/cli that take a value. */
+const BUILT_IN_VALUE_OPTIONS = new Set(["--completions", "--log-level"])
+
+/**
+ * The first word where a subcommand belongs when it is not one (`tial`), else undefined. @effect/cli
+ * would print the root help and exit 0 for `barto-cli NOSUCH --help`; an unknown command is a usage
+ * error with or without --help.
+ */
+export const unknownCommand = (argv: ReadonlyArray<string>, names: ReadonlyArray<string> = SUBCOMMAND_NAMES) => {
+  for (let i = 2; i < argv.length; i++) {
+    const token = argv[i]!
+    if (token === "--") return undefined
+    if (VALUE_OPTIONS.has(token) || BUILT_IN_VALUE_OPTIONS.has(token)) {
+      i++
+      continue
+    }
+    if (token.startsWith("-")) continue
+    return names.includes(token) ? undefined : token
+  }
+  return undefined
+}
+
 const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
   const normalized = normalizeArgv(argv)
-  return cli(normalized.argv).pipe(
+  const unknown = unknownCommand(argv)
+  const shell = argv[argv.indexOf("--completions") + 1]
+  type Parsed = ReturnType<typeof cli>
+  const parsed: Effect.Effect<void, CliFailure | Effect.Effect.Error<Parsed>, Effect.Effect.Context<Parsed>> =
+    argv.includes("--completions") && (shell === undefined || !SHELLS.includes(shell))
+      ? Effect.fail(
+        usageError(`--completions: '${shell ?? ""}' is not one of ${SHELLS.join(", ")}${suggestion(shell ?? "", SHELLS)}`)
+      )
+      : unknown !== undefined
+      ? Effect.fail(
+        usageError(
+          `unknown command '${unknown}'${suggestion(unknown, SUBCOMMAND_NAMES)}; see 'barto-cli --help' for the commands`
+        )
+      )
+      : cli(normalized.argv)
+  return parsed.pipe(
     Effect.provideService(Verbosity, { verbose: normalized.verbose, quiet: normalized.quiet }),
     Effect.provide(loggerLayer(normalized, env)),
     Effect.as(0),

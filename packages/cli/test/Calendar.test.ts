@@ -69,7 +69,7 @@ describe("calendar (pure core)", () => {
 })
 
 describe("calendar (in-process)", () => {
-  it.live("text mode prints original, normalised and the elapses; --tz adds the zone", () =>
+  it.live("text mode prints original, normalised, the elapses and the time left; --tz evaluates and shows in the zone", () =>
     Effect.gen(function*() {
       const r = yield* runCli([
         "calendar",
@@ -87,14 +87,28 @@ describe("calendar (in-process)", () => {
         r.stdout,
         [
           "        Original form: *-*-* 10:00",
-          "      Normalized form: *-*-* 10:00:00",
-          "          Next elapse: 2026-01-01T10:00:00Z",
-          "(in America/New_York): 2026-01-01T05:00:00-05:00",
-          "             Iter. #2: 2026-01-02T10:00:00Z",
-          "(in America/New_York): 2026-01-02T05:00:00-05:00",
+          "      Normalized form: *-*-* 10:00:00 America/New_York",
+          "          Next elapse: 2026-01-01T15:00:00Z",
+          "(in America/New_York): 2026-01-01T10:00:00-05:00",
+          "          From --from: 15 h left",
+          "             Iter. #2: 2026-01-02T15:00:00Z",
+          "(in America/New_York): 2026-01-02T10:00:00-05:00",
           ""
         ].join("\n")
       )
+    }))
+
+  it.live("an expression with its own zone keeps it under --tz; a cron expression gets its calendar form as a hint", () =>
+    Effect.gen(function*() {
+      const own = yield* runCli(["calendar", "*-*-* 10:00 UTC", "--from", "2026-01-01T00:00:00Z", "-n", "1", "--tz", "Asia/Tokyo", "--json"])
+      assert.deepStrictEqual(JSON.parse(own.stdout)[0].next, ["2026-01-01T10:00:00Z"])
+      const cron = yield* runCli(["calendar", "*/15 * * * *"])
+      assert.strictEqual(cron.code, 1)
+      assert.include(cron.stderr, "barto-cli: hint: '*/15 * * * *' looks like cron; the calendar form is '*-*-* *:0/15:00'\n")
+      const weekdays = yield* runCli(["calendar", "0 3 * * 1-5", "--json"])
+      assert.strictEqual(JSON.parse(weekdays.stdout)[0].hint, "'0 3 * * 1-5' looks like cron; the calendar form is 'Mon..Fri *-*-* 3:00:00'")
+      const now = yield* runCli(["calendar", "minutely", "-n", "1"])
+      assert.match(now.stdout, /From now: \d+ s left\n$/)
     }))
 
   it.live("--from without an offset is read in --tz", () =>
@@ -189,7 +203,8 @@ describe("calendar (process)", () => {
       assert.strictEqual(ok.code, 0, ok.stderr)
       assert.strictEqual(
         ok.stdout,
-        "  Original form: *-*-* 10:00:00\nNormalized form: *-*-* 10:00:00\n    Next elapse: 2026-01-01T10:00:00Z\n"
+        "  Original form: *-*-* 10:00:00\nNormalized form: *-*-* 10:00:00\n    Next elapse: 2026-01-01T10:00:00Z\n" +
+          "    From --from: 10 h left\n"
       )
       const usage = yield* runProcess(["calendar", "daily", "--count", "nope"])
       assert.strictEqual(usage.code, 2)

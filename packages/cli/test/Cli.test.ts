@@ -51,6 +51,7 @@ describe("argv normalisation", () => {
       "query",
       "cleanup",
       "schedules",
+      "status",
       "runs",
       "tail",
       "run",
@@ -91,4 +92,61 @@ describe("logging", () => {
       const ok = yield* runCli(["calendar", "daily", "-n", "1"], { env: baseEnv({ XDG_DATA_HOME: file }) })
       assert.strictEqual(ok.code, 0, ok.stderr)
     }))
+})
+
+describe("usage errors", () => {
+  it.live("an unknown subcommand is exit 2 with or without --help, with did-you-mean; nothing on stdout", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["tial"], "barto-cli: unknown command 'tial' (did you mean 'tail'?); see 'barto-cli --help' for the commands\n"],
+        [["NOSUCH", "--help"], "barto-cli: unknown command 'NOSUCH'; see 'barto-cli --help' for the commands\n"],
+        [["-c", "/nowhere.toml", "stauts"], "barto-cli: unknown command 'stauts' (did you mean 'status'?); see 'barto-cli --help' for the commands\n"],
+        [["schedule"], "barto-cli: unknown command 'schedule' (did you mean 'schedules'?); see 'barto-cli --help' for the commands\n"]
+      ]
+      for (const [args, stderr] of cases) {
+        const r = yield* runCli(args)
+        assert.strictEqual(r.code, 2, args.join(" "))
+        assert.strictEqual(r.stdout, "")
+        assert.strictEqual(r.stderr, stderr)
+      }
+      const help = yield* runCli(["tail", "--help"])
+      assert.strictEqual(help.code, 0)
+      assert.include(help.stdout, "--once")
+      // Purpose, option descriptions, examples and exit codes; not @effect/cli's boilerplate.
+      assert.include(help.stdout, "EXAMPLES")
+      assert.include(help.stdout, "$ barto-cli tail -f --agent web1 --schedule backup")
+      assert.include(help.stdout, "EXIT STATUS")
+      assert.include(help.stdout, "130  interrupted (Ctrl-C) while following")
+      assert.include(help.stdout, "The agent (bartoc name) whose runs to show.")
+      assert.notInclude(help.stdout, "This setting is optional.")
+      assert.notInclude(help.stdout, "A true or false value.")
+      assert.notInclude(help.stdout, "\u001b[")
+    }))
+
+  it.live("one style for every usage error: program, command, option, value, reason; did-you-mean for choices", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["runs", "--limit", "abc"], "barto-cli: runs: --limit: 'abc' is not an integer\n"],
+        [["runs", "--limit=abc"], "barto-cli: runs: --limit: 'abc' is not an integer\n"],
+        [
+          ["runs", "--state", "faild"],
+          "barto-cli: runs: --state: 'faild' is not one of running, succeeded, failed, timed_out, cancelled, interrupted, missed, lost (did you mean 'failed'?)\n"
+        ],
+        [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"],
+        [["--completions", "pwsh"], "barto-cli: --completions: 'pwsh' is not one of bash, fish, sh, zsh\n"],
+        [["--completions", "zhs"], "barto-cli: --completions: 'zhs' is not one of bash, fish, sh, zsh (did you mean 'zsh'?)\n"]
+      ]
+      for (const [args, stderr] of cases) {
+        const r = yield* runCli(args)
+        assert.strictEqual(r.code, 2, args.join(" "))
+        assert.strictEqual(r.stderr, stderr)
+        assert.strictEqual(r.stdout, "")
+      }
+    }))
+
+  it("did-you-mean: typos, swaps and prefixes; nothing for far-off words", () => {
+    assert.deepStrictEqual(Cli.unknownCommand(["node", "barto-cli", "-v", "tial", "x"]), "tial")
+    assert.isUndefined(Cli.unknownCommand(["node", "barto-cli", "-c", "tial", "info"]))
+    assert.isUndefined(Cli.unknownCommand(["node", "barto-cli", "--help"]))
+  })
 })

@@ -304,11 +304,14 @@ describe("commands: request shape and rendering", () => {
       assert.strictEqual(cmds.stdout, "Total commands: 2\n\nbackup\nupdate\n")
       // Global -c (config) before the subcommand, -c (command) after it, as the reference.
       const lines = yield* against(["list", "--name", "host", "-c", "backup"])
-      assert.deepStrictEqual(sent(lines.fake), { _tag: "ListRequest", agent: "host", cmd: "backup" })
+      // Text without --since/--until/--limit/--all: the recent window (24 h, 1000 lines).
+      const { since: listSince, ...listRest } = sent(lines.fake) as { since?: number }
+      assert.deepStrictEqual(listRest, { _tag: "ListRequest", agent: "host", cmd: "backup", limit: 1000 })
+      assert.approximately(listSince!, Date.now() * 1000 - 24 * 3600e6, 60e6)
       assert.strictEqual(
         lines.stdout,
         [
-          "Total outputs: 2",
+          "Total outputs: 2 (the last 24 h, at most 1000 lines; --since/--until/--limit to choose, --all for everything)",
           "",
           `run ${RUN_A} succeeded (exit 0)  host backup`,
           "  2026-01-01T00:00:01Z          hello",
@@ -337,11 +340,13 @@ describe("commands: request shape and rendering", () => {
   it.scopedLive("failed: data cleaned (ANSI removed, tab expanded)", () =>
     Effect.gen(function*() {
       const r = yield* against(["failed"])
-      assert.deepStrictEqual(sent(r.fake), { _tag: "FailedRequest" })
+      const { since: failedSince, ...failedRest } = sent(r.fake) as { since?: number }
+      assert.deepStrictEqual(failedRest, { _tag: "FailedRequest", limit: 50 })
+      assert.isNumber(failedSince)
       assert.strictEqual(
         r.stdout,
         [
-          "Total failed outputs: 1",
+          "Total failed outputs: 1 (the last 24 h, at most 50 failed commands; --since/--until/--limit to choose, --all for everything)",
           "",
           "host backup failed (exit 3) at 2026-01-01T00:00:05Z",
           `  run ${RUN_B}  command: restic check`,
@@ -357,8 +362,12 @@ describe("commands: request shape and rendering", () => {
   it.scopedLive("cmd CMD_NAME", () =>
     Effect.gen(function*() {
       const r = yield* against(["cmd", "backup"])
-      assert.deepStrictEqual(sent(r.fake), { _tag: "CmdRequest", cmd: "backup" })
-      assert.match(r.stdout, /^== host ==\nTotal outputs: 1\n/)
+      const { since: cmdSince, ...cmdRest } = sent(r.fake) as { since?: number }
+      assert.deepStrictEqual(cmdRest, { _tag: "CmdRequest", cmd: "backup", limit: 1000 })
+      assert.isNumber(cmdSince)
+      assert.match(r.stdout, /^== host ==\nTotal outputs: 1 \(the last 24 h, at most 1000 lines;/)
+      const all = yield* against(["cmd", "backup", "--all"])
+      assert.deepStrictEqual(sent(all.fake), { _tag: "CmdRequest", cmd: "backup" })
       const j = yield* against(["cmd", "backup", "--json"])
       assert.strictEqual(JSON.parse(j.stdout)[0].agent, "host")
       assert.strictEqual(JSON.parse(j.stdout)[0].lines[0].data, "done")
@@ -442,15 +451,12 @@ describe("commands: request shape and rendering", () => {
     Effect.gen(function*() {
       const all = yield* against(["schedules"])
       assert.deepStrictEqual(sent(all.fake), { _tag: "SchedulesRequest" })
-      assert.strictEqual(
-        all.stdout,
-        [
-          "AGENT  SCHEDULE  NEXT                  STATE   CONNECTED  CALENDAR",
-          "host   backup    2026-01-01T01:00:00Z  active  yes        *-*-* 10:17:42",
-          "other  sync      never                 paused  no         *-*-* 10:17:42",
-          ""
-        ].join("\n")
-      )
+      // An older bartos sends no last run nor settings: '-' and '?' instead of guesses.
+      const [header, host, other, end] = all.stdout.split("\n")
+      assert.match(header!, /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR$/)
+      assert.match(host!, /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
+      assert.match(other!, /^other \(offline\) +sync +- +- +- +- +paused +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
+      assert.strictEqual(end, "")
       const one = yield* against(["schedules", "host", "--json"])
       assert.deepStrictEqual(sent(one.fake), { _tag: "SchedulesRequest", agent: "host" })
       assert.deepStrictEqual(JSON.parse(one.stdout)[0], {
@@ -461,7 +467,13 @@ describe("commands: request shape and rendering", () => {
         cmds: ["restic backup /home"],
         paused: false,
         connected: true,
-        nextAt: "2026-01-01T01:00:00Z"
+        nextAt: "2026-01-01T01:00:00Z",
+        // Fields an older bartos does not send are null in JSON.
+        timeoutSecs: null,
+        overlap: null,
+        onFailure: null,
+        timezone: null,
+        lastRun: null
       })
       assert.strictEqual(JSON.parse(one.stdout)[1].nextAt, null)
     }))
@@ -492,9 +504,9 @@ describe("commands: request shape and rendering", () => {
       assert.strictEqual(
         r.stdout,
         [
-          "RUN                                   AGENT  SCHEDULE  TRIGGER   STATE      SCHEDULED             DURATION  EXIT",
-          `${RUN_A}  host   backup    schedule  succeeded  2026-01-01T00:00:00Z    2.500s     0`,
-          `${RUN_B}  host   backup    schedule  failed     2026-01-01T00:00:00Z    2.500s     3`,
+          "RUN       AGENT  SCHEDULE  TRIGGER   STATE      SCHEDULED             DURATION  EXIT",
+          `${RUN_A.slice(-8)}  host   backup    schedule  succeeded  2026-01-01T00:00:00Z    2.500s     0`,
+          `${RUN_B.slice(-8)}  host   backup    schedule  failed     2026-01-01T00:00:00Z    2.500s     3`,
           ""
         ].join("\n")
       )
@@ -586,7 +598,7 @@ describe("commands: request shape and rendering", () => {
         feed
       ], { concurrency: 2 })
       assert.strictEqual(r.code, 0, r.stderr)
-      assert.deepStrictEqual(sent(fake), { _tag: "TailRequest", agent: "host", schedule: "backup", follow: true })
+      assert.deepStrictEqual(sent(fake), { _tag: "TailRequest", agent: "host", schedule: "backup", follow: true, continuous: true })
       assert.strictEqual(
         r.stdout,
         `run ${RUN_A} host backup running\n2026-01-01T00:00:01Z          live\nrun ${RUN_A} failed (exit 2) in 2.500s\n`
@@ -598,7 +610,10 @@ describe("commands: request shape and rendering", () => {
     Effect.gen(function*() {
       const r = yield* against(["tail", "--agent", "host"])
       assert.strictEqual(r.code, 2)
-      assert.strictEqual(r.stderr, "barto-cli: tail needs a RUN id, or --agent and --schedule\n")
+      assert.strictEqual(
+        r.stderr,
+        "barto-cli: tail: needs a RUN id, or --agent and --schedule (or -f to follow an agent or the fleet)\n"
+      )
       assert.strictEqual(r.fake.upgrades.length, 0)
     }))
 
@@ -780,7 +795,7 @@ describe("a hostile server cannot drive the terminal", () => {
           }
         }
       }
-      const failedCancel = yield* against(["cancel", "nope"], { answer: hostile })
+      const failedCancel = yield* against(["cancel", "0194b1c2-0000-7000-8000-0000000000ff"], { answer: hostile })
       assert.strictEqual(failedCancel.code, 1)
       assert.notMatch(failedCancel.stderr, CONTROLS)
       // What was sent stays visible, escaped; a newline of the message stays a newline.
@@ -805,7 +820,7 @@ describe("usage errors (exit 2, printed once, no connection)", () => {
       for (
         const [args, needle] of [
           [["list"], "--name"],
-          [["bogus"], "Invalid subcommand"],
+          [["bogus"], "unknown command 'bogus'"],
           [["info", "extra"], "extra"],
           [[], "missing command"],
           [["run", "host"], "SCHEDULE"],
@@ -846,13 +861,13 @@ describe("as a real process", () => {
       })
       const [refused, error, ok] = yield* Effect.all([
         runProcess(["info"], { env: { BARTO_CLI_BARTOS__PORT: "1" } }),
-        runProcess(["cancel", "nope"], { env: envFor(fake) }),
+        runProcess(["cancel", "0194b1c2-0000-7000-8000-0000000000ff"], { env: envFor(fake) }),
         runProcess(["runs", "--json"], { env: envFor(fake) })
       ], { concurrency: 3 })
       assert.strictEqual(refused.code, 1)
       assert.strictEqual(refused.stderr, "barto-cli: cannot connect to ws://127.0.0.1:1/v1/ws/cli: ECONNREFUSED\n")
       assert.strictEqual(error.code, 1)
-      assert.strictEqual(error.stderr, "barto-cli: not_found: unknown run nope\n")
+      assert.strictEqual(error.stderr, "barto-cli: not_found: unknown run 0194b1c2-0000-7000-8000-0000000000ff\n")
       assert.strictEqual(ok.code, 0, ok.stderr)
       assert.strictEqual(JSON.parse(ok.stdout).length, 2)
       assert.strictEqual(ok.stderr, "")

@@ -16,7 +16,7 @@ import * as path from "node:path"
 import { stringify } from "smol-toml"
 import { afterAll, beforeAll } from "vitest"
 import WebSocket from "ws"
-import { baseEnv, repoRoot, runCli, runProcess, tempDir } from "./utils.js"
+import { baseEnv, binPath, repoRoot, runCli, runProcess, tempDir } from "./utils.js"
 
 const API_KEY = "api-key-for-tests"
 const ADMIN_KEY = "admin-key-for-tests"
@@ -33,6 +33,31 @@ const waitFor = async (what: string, check: () => boolean, timeoutMs = 20_000) =
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** barto-cli as a long-running process (tail -f): its output so far, and Ctrl-C. */
+const follower = (args: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
+  const vars: Record<string, string> = {}
+  for (const [k, v] of Object.entries({ PATH: process.env.PATH, ...env })) if (v !== undefined) vars[k] = v
+  const child = spawn(process.execPath, [binPath, ...args], { cwd: repoRoot, env: vars, stdio: ["ignore", "pipe", "pipe"] })
+  let out = ""
+  let err = ""
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d))
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d))
+  return {
+    output: () => out,
+    waitFor: (pattern: RegExp, stream: "stdout" | "stderr" = "stdout") =>
+      waitFor(`barto-cli ${args.join(" ")} to print ${pattern} (stdout: ${out}, stderr: ${err})`, () => {
+        if (child.exitCode !== null) throw new Error(`barto-cli ${args.join(" ")} exited ${child.exitCode}: ${err}`)
+        return pattern.test(stream === "stdout" ? out : err)
+      }, 30_000),
+    interrupt: () =>
+      new Promise<number | null>((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode)
+        child.once("exit", (code, signal) => resolve(code ?? (signal === null ? null : 128)))
+        child.kill("SIGINT")
+      })
   }
 }
 
@@ -149,8 +174,9 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
         break
       case "RunNow": {
         const t = Messages.Micros.make(Date.now() * 1000)
-        const cmd = "c0ffee00-0000-4000-8000-0000000000c9"
         const base = seq
+        // A command id of its own per run (ids are unique in the store).
+        const cmd = `c0ffee00-0000-4000-8000-${String(base).padStart(12, "0")}`
         seq += 6
         send({
           _tag: "RecordBatch",
@@ -309,11 +335,80 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.deepStrictEqual(apt, { kind: "apt", packages: [] })
       }))
 
+    it.live("list -c, cmd, failed: --limit, --since/--until, a recent window by default in text, everything piped as --json", () =>
+      Effect.gen(function*() {
+        const newest = yield* json(["list", "-n", "host", "-c", "backup", "--limit", "1"])
+        assert.deepStrictEqual(newest.map((l: any) => l.data), ["Fatal: repository is locked"])
+        const until = new Date(Number(T(50)) / 1000).toISOString()
+        const early = yield* json(["list", "-n", "host", "-c", "backup", "--until", until])
+        assert.deepStrictEqual(early.map((l: any) => l.data), ["snapshot 1a2b saved", "warning:\tslow disk"])
+        const late = yield* json(["list", "-n", "host", "-c", "backup", "--since", until])
+        assert.deepStrictEqual(late.map((l: any) => l.data), ["Fatal: repository is locked"])
+        assert.deepStrictEqual(yield* json(["list", "-n", "host", "-c", "backup", "--since", "2100-01-01"]), [])
+        const text = yield* cli(["list", "-n", "host", "-c", "backup"])
+        assert.include(
+          text.stdout,
+          "Total outputs: 3 (the last 24 h, at most 1000 lines; --since/--until/--limit to choose, --all for everything)"
+        )
+        assert.include((yield* cli(["list", "-n", "host", "-c", "backup", "--all"])).stdout, "Total outputs: 3\n")
+        const cmd = yield* json(["cmd", "backup", "--limit", "2"])
+        assert.deepStrictEqual(cmd[0].lines.map((l: any) => l.data), ["warning:\tslow disk", "Fatal: repository is locked"])
+        assert.strictEqual((yield* json(["failed", "--limit", "1"])).length, 1)
+        assert.deepStrictEqual(yield* json(["failed", "--since", "2100-01-01"]), [])
+        assert.include((yield* cli(["failed"])).stdout, "(the last 24 h, at most 50 failed commands;")
+        const bad = yield* cli(["failed", "--limit", "0"])
+        assert.strictEqual(bad.code, 2)
+      }))
+
+    it.live("schedules: last run, result, next, effective settings; status: agents, running, failures in 24 h, reload; 80 columns fit", () =>
+      Effect.gen(function*() {
+        const schedules = yield* json(["schedules", "host"])
+        const backup = schedules.find((s: any) => s.name === "backup")
+        assert.strictEqual(backup.lastRun.state, "failed")
+        assert.strictEqual(backup.lastRun.exitCode, 3)
+        assert.include(backup, { timeoutSecs: null, overlap: "allow", onFailure: "continue" })
+        assert.isString(backup.timezone)
+        const text = yield* cli(["schedules", "host"])
+        assert.match(text.stdout, /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR\n/)
+        assert.match(text.stdout, /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +/, text.stdout)
+        // A terminal of 80 columns: the settings columns give way, nothing is cut.
+        const narrow = yield* runCli(["schedules", "host"], { env: env(), tty: true, columns: 80 })
+        const plain = narrow.stdout.replace(/\u001b\[[0-9;]*m/g, "")
+        for (const l of plain.trimEnd().split("\n")) assert.isAtMost(l.length, 80, l)
+        assert.match(plain, /^AGENT +SCHEDULE +LAST +RESULT/)
+        assert.notInclude(plain, "OVERLAP")
+
+        const status = yield* json(["status"])
+        assert.deepInclude(status.agents.find((a: any) => a.name === "host"), { online: true, schedules: 2, agentVersion: "9.9.9" })
+        assert.isAtLeast(status.failures24h, 1)
+        assert.isTrue(status.recentFailures.some((r: any) => r.runId === RUN_FAIL))
+        assert.deepStrictEqual(status.running, [])
+        assert.strictEqual(status.configReload.result, "loaded")
+        const st = yield* cli(["status"])
+        assert.match(st.stdout, /^Agents: 1 online, 0 offline\n/)
+        assert.include(st.stdout, "Running now: 0")
+        assert.match(st.stdout, /Failures in the last 24 h: \d+\n/)
+        assert.include(st.stdout, `${RUN_FAIL.slice(-8)}  host/backup  failed (3)`)
+        assert.match(st.stdout, /Last reload: none \(config loaded at start/)
+      }))
+
     it.live("query (read-only; a write is refused with the server's reason)", () =>
       Effect.gen(function*() {
         const q = yield* json(["query", "-q", "SELECT 1 AS one"])
         assert.deepStrictEqual(q.columns, ["one"])
         assert.deepStrictEqual(q.rows, [["1"]])
+        // The views: readable UTC times under the same column names, so the natural query works.
+        const started = new Date(Number(T(0)) / 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, ".000000")
+        const view = yield* json(["query", "-q", `SELECT run_id, started_at, duration_secs FROM runs_view WHERE run_id = '${RUN_OK}' AND started_at > '2020-01-01'`])
+        assert.deepStrictEqual(view.rows, [[RUN_OK, started, view.rows[0]?.[2] ?? "missing"]])
+        assert.strictEqual(Number(view.rows[0][2]), 2)
+        const none = yield* json(["query", "-q", "SELECT COUNT(*) AS n FROM runs_view WHERE started_at > '2100-01-01'"])
+        assert.deepStrictEqual(none.rows, [["0"]])
+        const lines = yield* json(["query", "-q", `SELECT ts, data FROM output_lines_view WHERE run_id = '${RUN_OK}' ORDER BY line_seq`])
+        assert.deepStrictEqual(lines.rows.map((r: any) => r[1]), ["snapshot 1a2b saved", "warning:\tslow disk"])
+        assert.match(lines.rows[0][0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/)
+        const cmds = yield* json(["query", "-q", `SELECT finished_at FROM run_commands_view WHERE run_id = '${RUN_OK}'`])
+        assert.strictEqual(cmds.rows.length, 1)
         const refused = yield* cli(["query", "-q", "DELETE FROM runs"])
         assert.strictEqual(refused.code, 1)
         assert.match(refused.stderr, /^barto-cli: refused: /)
@@ -364,9 +459,75 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.match(runId!, /^[0-9a-f-]{36}$/)
         assert.include(r.stdout, "manual run output")
         assert.include(r.stdout, `run ${runId} succeeded (exit 0)`)
-        const f = yield* cli(["tail", "-f", "--agent", "host", "--schedule", "backup"])
+        const f = yield* cli(["tail", "-f", "--once", "--agent", "host", "--schedule", "backup"])
         assert.strictEqual(f.code, 0, f.stderr)
         assert.include(f.stdout, `run ${runId} succeeded`)
+      }))
+
+    it.live("run ids: a unique prefix, the short form, an ambiguous prefix lists the candidates; tables show the short form", () =>
+      Effect.gen(function*() {
+        const started = (yield* cli(["run", "host", "update", "--wait"])).stdout.split("\n")[0]!
+        const prefix = yield* cli(["tail", started.slice(0, 24)])
+        assert.strictEqual(prefix.code, 0, prefix.stderr)
+        assert.include(prefix.stdout, `run ${started} succeeded (exit 0)`, prefix.stdout)
+        // The seeded ids share their first 35 characters (like UUIDv7s of one moment): the tail tells them apart.
+        const short = yield* cli(["tail", RUN_FAIL.slice(-8)])
+        assert.strictEqual(short.code, 0, short.stderr)
+        assert.include(short.stdout, "Fatal: repository is locked")
+        const ambiguous = yield* cli(["tail", RUN_OK.slice(0, 8)])
+        assert.strictEqual(ambiguous.code, 1)
+        assert.match(ambiguous.stderr, new RegExp(`^barto-cli: run id '${RUN_OK.slice(0, 8)}' is ambiguous; it matches \\d+ runs:`))
+        assert.include(ambiguous.stderr, `  ${RUN_OK}  host/backup  succeeded`)
+        assert.include(ambiguous.stderr, `  ${RUN_FAIL}  host/backup  failed`)
+        const none = yield* cli(["tail", "ffffff"])
+        assert.strictEqual(none.code, 1)
+        assert.strictEqual(none.stderr, "barto-cli: no run id starts or ends with 'ffffff'\n")
+        const bad = yield* cli(["cancel", "abc"])
+        assert.strictEqual(bad.code, 2)
+        assert.match(bad.stderr, /^barto-cli: 'abc' is not a run id/)
+        const cancel = yield* cli(["cancel", RUN_OK.slice(-8)])
+        assert.match(cancel.stderr, new RegExp(`run ${RUN_OK} already succeeded`))
+        const table = yield* cli(["runs", "--schedule", "backup"])
+        assert.include(table.stdout, `\n${RUN_FAIL.slice(-8)}  host`)
+        assert.notInclude(table.stdout, RUN_FAIL)
+      }))
+
+    it.live("tail -f follows run after run until interrupted, waiting in between; unknown agent or schedule: exit 1 at once", () =>
+      Effect.gen(function*() {
+        const unknownSchedule = yield* cli(["tail", "-f", "--agent", "host", "--schedule", "nope"])
+        assert.strictEqual(unknownSchedule.code, 1)
+        assert.strictEqual(unknownSchedule.stderr, "barto-cli: not_found: unknown schedule 'nope' on agent 'host'\n")
+        const unknownAgent = yield* cli(["tail", "-f", "--agent", "nobody"])
+        assert.strictEqual(unknownAgent.code, 1)
+        assert.match(unknownAgent.stderr, /^barto-cli: not_found: unknown agent 'nobody'/)
+        yield* Effect.promise(async () => {
+          const one = follower(["tail", "-f", "--agent", "host", "--schedule", "backup"], env())
+          const fleet = follower(["-v", "tail", "-f", "--json"], env())
+          try {
+            // The last backup ended before: not replayed; the next fire time is announced.
+            await one.waitFor(/waiting for the next run of host\/backup at \S+ \(in [^)]+\)/)
+            // -v: the debug line says bartos listens (a fleet tail shows only what happens from then on).
+            await fleet.waitFor(/bartos follows the runs/, "stderr")
+            const first = await Effect.runPromise(cli(["run", "host", "backup"]))
+            const firstId = first.stdout.trim()
+            await one.waitFor(new RegExp(`run ${firstId} succeeded`))
+            const second = await Effect.runPromise(cli(["run", "host", "update"]))
+            const secondId = second.stdout.trim()
+            const third = await Effect.runPromise(cli(["run", "host", "backup"]))
+            const thirdId = third.stdout.trim()
+            await one.waitFor(new RegExp(`run ${thirdId} succeeded[\\s\\S]*waiting for the next run`))
+            assert.notInclude(one.output(), secondId)
+            assert.strictEqual((one.output().match(/manual run output/g) ?? []).length, 2)
+            await fleet.waitFor(new RegExp(`"event":"end".*"runId":"${thirdId}"`))
+            const events = fleet.output().trim().split("\n").map((l) => JSON.parse(l))
+            const ended = events.filter((e) => e.event === "end").map((e) => e.runId)
+            assert.deepStrictEqual(ended, [firstId, secondId, thirdId])
+            assert.isTrue(events.some((e) => e.event === "line" && e.runId === secondId && e.schedule === "update"))
+          } finally {
+            const codes = await Promise.all([one.interrupt(), fleet.interrupt()])
+            assert.deepStrictEqual(codes, [130, 130])
+          }
+        })
       }))
 
     it.live("admin commands: refused without the admin key; pause/resume, cancel, cleanup --dry-run, cleanup", () =>
@@ -388,7 +549,30 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.isTrue(dry.dryRun)
         assert.isAtLeast(dry.runs, 3)
         assert.isAtLeast((yield* json(["runs"])).length, 3)
-        const done = yield* json(["cleanup", "--before", new Date(Date.now() + 60_000).toISOString()])
+        const before = new Date(Date.now() + 60_000).toISOString()
+        const counts = yield* json(["cleanup", "--before", before, "--dry-run"])
+        // On a terminal without --yes: the dry run, then a question; "no" deletes nothing.
+        const questions: Array<string> = []
+        const declined = yield* runCli(["cleanup", "--before", before], {
+          env: env(),
+          confirm: (q) => (questions.push(q), false)
+        })
+        assert.strictEqual(declined.code, 1)
+        assert.strictEqual(declined.stdout, "")
+        assert.include(declined.stderr, `would delete ${counts.runs} runs`)
+        assert.match(declined.stderr, /\nbarto-cli: cleanup: not confirmed; nothing deleted\n$/)
+        assert.deepStrictEqual(questions, [
+          `Delete these ${counts.runs} runs, ${counts.commands} command results and ${counts.lines} lines?`
+        ])
+        assert.isAtLeast((yield* json(["runs"])).length, 3)
+        const confirmed = yield* runCli(["cleanup", "--before", before, "--json"], { env: env(), confirm: () => true })
+        assert.strictEqual(confirmed.code, 0, confirmed.stderr)
+        const done = JSON.parse(confirmed.stdout)
+        // The dry run and the real one count the same rows.
+        assert.deepStrictEqual(
+          { runs: done.runs, commands: done.commands, lines: done.lines },
+          { runs: counts.runs, commands: counts.commands, lines: counts.lines }
+        )
         assert.isAtLeast(done.runs, 3)
         assert.strictEqual(done.agentsSignalled, 1)
         assert.deepStrictEqual(yield* json(["runs"]), [])

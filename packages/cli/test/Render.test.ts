@@ -2,7 +2,7 @@ import * as Messages from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import * as Render from "../src/Render.js"
-import { failedRow, lineRow, M, RUN_A, RUN_B, runRow, T0 } from "./fixtures.js"
+import { clientRow, failedRow, lineRow, M, RUN_A, RUN_B, runRow, T0 } from "./fixtures.js"
 
 const tty = (columns: number, env: Record<string, string | undefined> = {}) =>
   Render.makeStyle({ tty: true, columns, env, local: false })
@@ -117,9 +117,9 @@ describe("the run ledger in text", () => {
       occurrences: 7150
     })
     assert.deepStrictEqual(Render.runsText(pipe, [interrupted, range]), [
-      "RUN                                   AGENT  SCHEDULE  TRIGGER   STATE         SCHEDULED             DURATION  EXIT  REASON",
-      `${RUN_A}  host   backup    schedule  interrupted   2026-01-01T00:00:00Z    2.500s     1  shutdown`,
-      `${RUN_B}  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
+      "RUN       AGENT  SCHEDULE  TRIGGER   STATE         SCHEDULED             DURATION  EXIT  REASON",
+      `${RUN_A.slice(-8)}  host   backup    schedule  interrupted   2026-01-01T00:00:00Z    2.500s     1  shutdown`,
+      `${RUN_B.slice(-8)}  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
       "",
       "Total: 2 rows, 7151 occurrences"
     ])
@@ -245,8 +245,68 @@ describe("JSON shapes", () => {
       signal: null,
       reason: null,
       scheduledUntil: null,
-      occurrences: 1
+      occurrences: 1,
+      heartbeat: null
     })
+  })
+
+  it("derived from the Schemas: clients (refused spelled refusedDuplicates, null when absent), info, cleanup, cmd", () => {
+    const c = clientRow("host", "1.0")
+    assert.deepStrictEqual(Render.clientJson(c, "UTC"), {
+      name: c.name,
+      ip: c.ip,
+      sessionId: c.sessionId,
+      connectedAt: Render.formatMicros(c.connectedAt),
+      info: { osName: c.info!.osName, hostname: c.info!.hostname, osVersion: c.info!.osVersion, kernel: c.info!.kernel, agentVersion: "1.0" },
+      refusedDuplicates: null
+    })
+    const refused = new Messages.ClientRow({ ...c, info: null, refused: { count: 2, lastIp: "10.0.0.9", lastAt: M(T0) } })
+    assert.deepStrictEqual(Render.clientJson(refused, "UTC").refusedDuplicates, {
+      count: 2,
+      lastIp: "10.0.0.9",
+      lastAt: "2026-01-01T00:00:00Z"
+    })
+    assert.isNull(Render.clientJson(refused, "UTC").info)
+    const cleanup = { _tag: "CleanupResponse", id: 3, before: M(T0), dryRun: true, runs: 1, commands: 2, lines: 3, agentsSignalled: 0 } as const
+    assert.deepStrictEqual(Render.cleanupJson(cleanup, "Europe/Paris"), {
+      before: "2026-01-01T01:00:00+01:00",
+      dryRun: true,
+      runs: 1,
+      commands: 2,
+      lines: 3,
+      agentsSignalled: 0
+    })
+    const reload = { at: M(T0), result: "rejected", error: "bad", lastSuccessAt: M(T0 - 1) } as const
+    const info = Render.infoJson({
+      _tag: "InfoResponse",
+      id: 1,
+      version: "1.0",
+      protocol: 3,
+      startedAt: M(T0),
+      uptimeSecs: 5,
+      database: "sqlite",
+      databaseLocation: "/x.db",
+      listeners: ["ws://127.0.0.1:1"],
+      connectedAgents: 0,
+      node: "v20",
+      platform: "linux x64",
+      configReload: reload
+    }, "UTC")
+    assert.deepStrictEqual(Object.keys(info), [
+      "version", "protocol", "startedAt", "uptimeSecs", "database", "databaseLocation", "listeners", "connectedAgents",
+      "node", "platform", "configReload"
+    ])
+    assert.deepStrictEqual(info.configReload, {
+      at: "2026-01-01T00:00:00Z",
+      result: "rejected",
+      error: "bad",
+      lastSuccessAt: "2025-12-31T23:59:59.999999Z"
+    })
+    const line = lineRow(RUN_A, 0, "hello")
+    assert.deepStrictEqual(Render.cmdJson([{ agent: "host", lines: [line] }], "UTC"), [
+      { agent: "host", lines: [Render.lineJson(line, "UTC")] }
+    ])
+    assert.strictEqual(Render.lineJson(line, "UTC").ts, Render.formatMicros(line.ts))
   })
 
   it("updates: a kind tag and the fields", () => {

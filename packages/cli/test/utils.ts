@@ -94,6 +94,8 @@ export interface RunOptions {
   readonly env?: Record<string, string | undefined>
   readonly tty?: boolean
   readonly columns?: number
+  /** The person at the terminal: answers each question (and the questions are recorded). */
+  readonly confirm?: (question: string) => boolean
 }
 
 /** Runs `barto-cli <args>` in-process; never fails. */
@@ -104,7 +106,8 @@ export const runCli = (args: ReadonlyArray<string>, options: RunOptions = {}): E
       Effect.provideService(CliEnv, {
         env: options.env ?? baseEnv(),
         stdoutIsTTY: options.tty ?? false,
-        columns: options.columns
+        columns: options.columns,
+        confirm: options.confirm === undefined ? undefined : (q: string) => Effect.sync(() => options.confirm!(q))
       }),
       Effect.provide(NodeContext.layer),
       Effect.withConsole(console),

@@ -36,6 +36,13 @@ export const duration = (micros: number | null | undefined): string => {
 export const runDuration = (run: { startedAt: number | null; finishedAt: number | null }, nowMicros: number) =>
   run.startedAt === null ? null : (run.finishedAt ?? nowMicros) - run.startedAt
 
+/**
+ * The short form of a run id, the same as barto-cli's tables (`Ids.shortRunId`, not imported: it
+ * pulls node:crypto into the browser bundle): the last 8 hex digits. The first 8 are the UUIDv7's
+ * time stamp and repeat across every run of the same minute; the tail is random.
+ */
+export const shortRunId = (runId: string): string => runId.slice(-8)
+
 export const href = {
   dashboard: "#/",
   agent: (name: string) => `#/agents/${encodeURIComponent(name)}`,

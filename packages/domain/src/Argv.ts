@@ -4,6 +4,8 @@
  * The repeatable flags are counted here and passed on once, so the parser still validates and
  * documents them.
  */
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 
 export interface GlobalFlagsOptions {
   /** Options that take a value: their value is never read as a flag. */
@@ -56,3 +58,34 @@ export const normalizeGlobalFlags = (argv: ReadonlyArray<string>, options: Globa
   const flags = [...(verbose > 0 ? ["-v"] : []), ...(quiet > 0 ? ["-q"] : [])]
   return { argv: [...argv.slice(0, 2), ...flags, ...out, ...argv.slice(i)], verbose, quiet, restIndex: i }
 }
+
+// eslint-disable-next-line no-control-regex
+const SGR = /\u001b\[[0-9;]*m/g
+
+/** Colours only on a terminal and never with `NO_COLOR` (no-color.org), as barto-cli does. */
+export const colorAllowed = (isTTY: boolean, env: Record<string, string | undefined>): boolean =>
+  isTTY && env["NO_COLOR"] === undefined
+
+/**
+ * The console with @effect/cli's colour codes taken out of what it prints (help, usage errors),
+ * for output that is piped or under `NO_COLOR`.
+ */
+export const plainConsole = (base: Console.Console): Console.Console => {
+  const plain = (args: ReadonlyArray<unknown>) => args.map((a) => (typeof a === "string" ? a.replace(SGR, "") : a))
+  return {
+    ...base,
+    log: (...args) => base.log(...plain(args)),
+    error: (...args) => base.error(...plain(args)),
+    unsafe: {
+      ...base.unsafe,
+      log: (...args) => base.unsafe.log(...plain(args)),
+      error: (...args) => base.unsafe.error(...plain(args))
+    }
+  }
+}
+
+/** Runs `effect` with `plainConsole` unless stdout is a terminal that may show colour. */
+export const withPlainHelp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  colorAllowed(process.stdout.isTTY === true, process.env)
+    ? effect
+    : Console.consoleWith((base) => Effect.withConsole(effect, plainConsole(base)))

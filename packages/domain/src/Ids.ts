@@ -25,3 +25,20 @@ export const uuidv4 = (): string => randomUUID()
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export const isUuid = (s: string): boolean => UUID_RE.test(s)
+
+/**
+ * The short form of a run id that tables show: its last 8 hex digits. A UUIDv7 begins with its
+ * millisecond time stamp, so the first 8 characters are the same for every run of the same minute
+ * or so (the console used to show exactly those); the tail is random and tells runs apart.
+ */
+export const SHORT_RUN_ID_LENGTH = 8
+export const shortRunId = (runId: string): string => runId.slice(-SHORT_RUN_ID_LENGTH)
+
+/** Shortest text accepted where a run id is taken (a prefix, or the short form). */
+export const MIN_RUN_ID_INPUT = 6
+
+/** What may stand for a run: hex digits and dashes, 6 to 36 of them (lower case). */
+export const isRunIdInput = (text: string): boolean => /^[0-9a-f-]{6,36}$/.test(text)
+
+/** Whether `text` (a run id input) names `runId`: the whole id, a prefix of it, or an ending of it. */
+export const matchesRunId = (runId: string, text: string): boolean => runId.startsWith(text) || runId.endsWith(text)

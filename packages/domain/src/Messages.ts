@@ -433,9 +433,19 @@ const Req = <Tag extends string, F extends Schema.Struct.Fields>(tag: Tag, field
 export const InfoRequest = Req("InfoRequest", {})
 export const ClientsRequest = Req("ClientsRequest", {})
 export const ListCommandsRequest = Req("ListCommandsRequest", { agent: Schema.String })
-export const ListRequest = Req("ListRequest", { agent: Schema.String, cmd: Schema.String })
-export const FailedRequest = Req("FailedRequest", {})
-export const CmdRequest = Req("CmdRequest", { cmd: Schema.String })
+/**
+ * The window of `list`, `cmd` and `failed` (each field optional; none = everything, as before):
+ * lines (failed commands: their end) at or after `since` and before `until`, and of those the
+ * newest `limit` (lines; failed commands).
+ */
+const window = {
+  since: Schema.optional(Micros),
+  until: Schema.optional(Micros),
+  limit: Schema.optional(Schema.Int)
+}
+export const ListRequest = Req("ListRequest", { agent: Schema.String, cmd: Schema.String, ...window })
+export const FailedRequest = Req("FailedRequest", { ...window })
+export const CmdRequest = Req("CmdRequest", { cmd: Schema.String, ...window })
 export const UpdatesRequest = Req("UpdatesRequest", { agent: Schema.String, kind: UpdateKind })
 export const QueryRequest = Req("QueryRequest", { sql: Schema.String })
 export const CleanupRequest = Req("CleanupRequest", {
@@ -444,18 +454,25 @@ export const CleanupRequest = Req("CleanupRequest", {
   dryRun: Schema.Boolean
 })
 export const RunsRequest = Req("RunsRequest", {
+  /** Runs whose id starts or ends with this (a prefix, or the short form tables show; `Ids.isRunIdInput`). */
+  runId: Schema.optional(Schema.String),
   agent: Schema.optional(Schema.String),
   schedule: Schema.optional(Schema.String),
   state: Schema.optional(RunState),
   since: Schema.optional(Micros),
   limit: Schema.Int
 })
-/** `follow`: keep streaming until the run ends. With agent+schedule: the latest (or next) run. */
+/**
+ * `follow`: keep streaming until the run ends. With agent+schedule: the latest (or next) run.
+ * `continuous` (with `follow`, no run id): never end — follow run after run of the schedule, of
+ * every schedule of `agent` (no schedule), or of the whole fleet (neither), like `journalctl -f`.
+ */
 export const TailRequest = Req("TailRequest", {
   runId: Schema.optional(RunId),
   agent: Schema.optional(Schema.String),
   schedule: Schema.optional(Schema.String),
-  follow: Schema.Boolean
+  follow: Schema.Boolean,
+  continuous: Schema.optional(Schema.Boolean)
 })
 export const RunNowRequest = Req("RunNowRequest", { agent: Schema.String, schedule: Schema.String })
 export const CancelRequest = Req("CancelRequest", { runId: RunId })
@@ -466,6 +483,8 @@ export const SchedulesRequest = Req("SchedulesRequest", { agent: Schema.optional
 export const AlertsRequest = Req("AlertsRequest", { limit: Schema.Int })
 /** Queues a test notification to `[notify.<channel>]` (`barto-cli notify test`; admin). */
 export const NotifyTestRequest = Req("NotifyTestRequest", { channel: Schema.String })
+/** The fleet at a glance (`barto-cli status`). */
+export const StatusRequest = Req("StatusRequest", {})
 
 export const CliRequest = Schema.Union(
   InfoRequest,
@@ -485,7 +504,8 @@ export const CliRequest = Schema.Union(
   ResumeRequest,
   SchedulesRequest,
   AlertsRequest,
-  NotifyTestRequest
+  NotifyTestRequest,
+  StatusRequest
 )
 export type CliRequest = typeof CliRequest.Type
 
@@ -584,7 +604,15 @@ export class ScheduleRow extends Schema.Class<ScheduleRow>("ScheduleRow")({
   paused: Schema.Boolean,
   connected: Schema.Boolean,
   /** Next fire time after now, null if the expression never fires again. */
-  nextAt: Schema.NullOr(Micros)
+  nextAt: Schema.NullOr(Micros),
+  /** The effective settings (absent from an older bartos): timeout in seconds (null = none). */
+  timeoutSecs: Schema.optional(Schema.NullOr(Schema.Finite)),
+  overlap: Schema.optional(Overlap),
+  onFailure: Schema.optional(OnFailure),
+  /** The zone the calendar is evaluated in (the schedule's `timezone`, else bartos' own). */
+  timezone: Schema.optional(Schema.String),
+  /** The newest run (by scheduled time, a missed one included); null: it never ran. */
+  lastRun: Schema.optional(Schema.NullOr(RunRow))
 }) {}
 
 export const GarudaUpdate = Schema.Struct({
@@ -679,11 +707,26 @@ export const CleanupResponse = Res("CleanupResponse", {
   agentsSignalled: Schema.Int
 })
 export const RunsResponse = Res("RunsResponse", { runs: Schema.Array(RunRow), more: Schema.optional(Schema.Boolean) })
-/** One chunk of a tail; `done` with the final run row when the run is over. */
+/** A continuous tail has no run of this schedule to show: the next one is due at `nextAt`. */
+export const TailWaiting = Schema.Struct({
+  agent: Schema.String,
+  schedule: Schema.String,
+  /** Null when the calendar never fires again. */
+  nextAt: Schema.NullOr(Micros),
+  paused: Schema.Boolean
+})
+export type TailWaiting = typeof TailWaiting.Type
+
+/**
+ * One chunk of a tail; `done` with the final run row when the run is over. A continuous tail is
+ * never `done`: `end` marks the chunk whose `run` just finished, `waiting` what it waits for next.
+ */
 export const TailChunk = Res("TailChunk", {
   run: Schema.NullOr(RunRow),
   lines: Schema.Array(LineRow),
-  done: Schema.Boolean
+  done: Schema.Boolean,
+  end: Schema.optional(Schema.Boolean),
+  waiting: Schema.optional(TailWaiting)
 })
 export const RunNowResponse = Res("RunNowResponse", { runId: RunId, agent: Schema.String, schedule: Schema.String })
 export const CancelResponse = Res("CancelResponse", { runId: RunId, delivered: Schema.Boolean })
@@ -693,6 +736,30 @@ export const PauseResponse = Res("PauseResponse", {
   paused: Schema.Boolean
 })
 export const SchedulesResponse = Res("SchedulesResponse", { schedules: Schema.Array(ScheduleRow) })
+
+/** An agent of the fleet: configured (it has schedules), ever seen, or connected now. */
+export const AgentStatus = Schema.Struct({
+  name: Schema.String,
+  online: Schema.Boolean,
+  /** Connected since (online), else null. */
+  connectedAt: Schema.NullOr(Micros),
+  /** The last time bartos heard from it (null: never connected). */
+  lastSeenAt: Schema.NullOr(Micros),
+  agentVersion: Schema.NullOr(Schema.String),
+  schedules: Schema.Int
+})
+export type AgentStatus = typeof AgentStatus.Type
+
+export const StatusResponse = Res("StatusResponse", {
+  agents: Schema.Array(AgentStatus),
+  /** Runs in progress, newest first (at most 100). */
+  running: Schema.Array(RunRow),
+  /** Runs that ended failed, timed_out or lost in the last 24 hours: how many, and the newest few. */
+  failures24h: Schema.Int,
+  recentFailures: Schema.Array(RunRow),
+  schedules: Schema.Array(ScheduleRow),
+  configReload: ConfigReload
+})
 export const CliError = Res("CliError", {
   code: Schema.Literal(
     "bad_request",
@@ -769,6 +836,7 @@ export const CliResponse = Schema.Union(
   SchedulesResponse,
   AlertsResponse,
   NotifyTestResponse,
+  StatusResponse,
   CliError
 )
 export type CliResponse = typeof CliResponse.Type

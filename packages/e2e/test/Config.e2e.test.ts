@@ -202,6 +202,9 @@ describe("--check-config", { timeout: 120_000 }, () => {
     expect(s.stdout).toMatch(/no port bound, no database opened/)
     expect(a.stdout).toContain("--check-config")
     expect(a.stdout).toMatch(/no connection, no state file opened or created/)
+    // Piped: no colour codes (@effect/cli writes them whatever the output is).
+    expect(s.stdout).not.toContain("\u001b[")
+    expect(a.stdout).not.toContain("\u001b[")
   })
 })
 

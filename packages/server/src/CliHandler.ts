@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { Ingested } from "./Events.js"
+import * as Follow from "./Follow.js"
 import * as Operations from "./Operations.js"
 import { fromStore, Refusal, refuse } from "./Operations.js"
 import { Registry } from "./Registry.js"
@@ -117,6 +118,8 @@ const single = (
         return { _tag: "AlertsResponse", id, ...(yield* fromStore(AlertViews.alerts(store.alerts, request.limit))) }
       case "NotifyTestRequest":
         return { _tag: "NotifyTestResponse", id, ...(yield* fromStore(AlertViews.notifyTest(store.alerts, request.channel))) }
+      case "StatusRequest":
+        return { _tag: "StatusResponse", id, ...(yield* Operations.status) }
       case "CleanupRequest":
         return {
           _tag: "CleanupResponse",
@@ -194,6 +197,69 @@ const framed = <A, E, R>(
     return Stream.concat(parts, Stream.suspend(() => Stream.succeed(build(current, true, cut))))
   })
 
+/** Largest `limit` of `list`, `cmd`, `failed` we honour (the newest are kept in memory). */
+export const MAX_WINDOW = 100_000
+
+interface Window<A> {
+  /** The instant an item is placed at (null: no time, kept only without since/until). */
+  readonly at: (a: A) => number | null
+  /** Items with the same key are parts of one (a failed command split over rows). */
+  readonly key: (a: A) => string
+  /** The limit applies to each of these separately (`cmd`: per agent), keeping their order. */
+  readonly per?: (a: A) => string
+  readonly since: number | undefined
+  readonly until: number | undefined
+  readonly limit: number | undefined
+}
+
+type WindowRequest = { readonly since?: number | undefined; readonly until?: number | undefined; readonly limit?: number | undefined }
+
+const windowOf = <A>(at: Window<A>["at"], key: Window<A>["key"]) => (r: WindowRequest): Window<A> => ({
+  at,
+  key,
+  since: r.since,
+  until: r.until,
+  limit: r.limit
+})
+const lineWindow = windowOf<LineRow>((l) => l.ts, (l) => `${l.runId}/${l.lineSeq}`)
+const failedWindow = windowOf<FailedRow>((f) => f.finishedAt, (f) => `${f.runId}/${f.cmdUuid}`)
+
+/**
+ * The items of `items` (in time order) inside [since, until), and of those the last `limit`
+ * (counting items that share a key once). Without a limit it stays a stream; with one, only the
+ * newest `limit` are held while reading.
+ */
+const windowed = <A, R>(items: Stream.Stream<A, Refusal, R>, w: Window<A>): Stream.Stream<A, Refusal, R> => {
+  const inside = w.since === undefined && w.until === undefined
+    ? items
+    : Stream.filter(items, (a) => {
+      const at = w.at(a)
+      return at !== null && (w.since === undefined || at >= w.since) && (w.until === undefined || at < w.until)
+    })
+  if (w.limit === undefined) return inside
+  const limit = w.limit
+  if (!Number.isInteger(limit) || limit < 1) {
+    return Stream.fail(new Refusal({ code: "bad_request", message: `limit must be a positive integer, got ${limit}` }))
+  }
+  const keep = Math.min(limit, MAX_WINDOW)
+  const per = w.per ?? (() => "")
+  return Stream.unwrap(
+    Stream.runFold(inside, new Map<string, Array<Array<A>>>(), (sections, a) => {
+      const section = per(a)
+      const groups = sections.get(section) ?? []
+      sections.set(section, groups)
+      const last = groups[groups.length - 1]
+      if (last !== undefined && w.key(last[0]!) === w.key(a)) last.push(a)
+      else {
+        groups.push([a])
+        // Trimmed in batches: shifting one at a time is quadratic in the window.
+        if (groups.length >= 2 * keep) groups.splice(0, groups.length - keep)
+      }
+      return sections
+    }).pipe(Effect.map((sections) => Stream.fromIterable([...sections.values()].flatMap((g) => g.slice(-keep).flat()))))
+  )
+}
+
 /** `more`/`truncated` as the wire wants them: absent when false (a one-part answer looks as before). */
 const partFlags = (last: boolean, truncated: boolean) => ({
   ...(last ? {} : { more: true }),
@@ -210,14 +276,14 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
       Stream.mapError(s, (e) => new Refusal({ code: "internal", message: `database error: ${e.message}` }))
     switch (request._tag) {
       case "ListRequest":
-        return framed(storeStream(store.listLines(request.agent, request.cmd)), lineBytes, cap, (lines, last, cut) => ({
+        return framed(windowed(storeStream(store.listLines(request.agent, request.cmd)), lineWindow(request)), lineBytes, cap, (lines, last, cut) => ({
           _tag: "LinesResponse",
           id,
           lines,
           ...partFlags(last, cut)
         }))
       case "CmdRequest":
-        return framed(storeStream(store.cmdLines(request.cmd)), lineBytes, cap, (lines, last, cut) => {
+        return framed(windowed(storeStream(store.cmdLines(request.cmd)), { ...lineWindow(request), per: (l) => l.agent }), lineBytes, cap, (lines, last, cut) => {
           const byAgent: Array<{ agent: string; lines: Array<LineRow> }> = []
           for (const line of lines) {
             const group = byAgent[byAgent.length - 1]
@@ -227,7 +293,7 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
           return { _tag: "CmdResponse", id, byAgent, ...partFlags(last, cut) }
         })
       case "FailedRequest":
-        return framed(storeStream(store.failed()), failedBytes, cap, (failed, last, cut) => ({
+        return framed(windowed(storeStream(store.failed()), failedWindow(request)), failedBytes, cap, (failed, last, cut) => ({
           _tag: "FailedResponse",
           id,
           failed,
@@ -235,6 +301,7 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
         }))
       case "RunsRequest": {
         const runs = yield* Operations.runs({
+          ...(request.runId !== undefined ? { runIdMatch: request.runId } : {}),
           ...(request.agent !== undefined ? { agent: request.agent } : {}),
           ...(request.schedule !== undefined ? { schedule: request.schedule } : {}),
           ...(request.state !== undefined ? { state: request.state } : {}),
@@ -302,14 +369,31 @@ const toChunks = (
   return out
 }
 
-/** `tail` as TailChunks: each part of `Operations.tail` cut to fit a frame. */
-const tail = (request: typeof Messages.TailRequest.Type): Stream.Stream<CliResponse, Refusal, HandlerServices> =>
-  Operations.tail(request).pipe(
+/**
+ * `tail` as TailChunks: each part of `Operations.tail` (or, continuous, `Follow.follow`) cut to
+ * fit a frame. A continuous tail never says `done`; it marks each run's end with `end`.
+ */
+const tail = (request: typeof Messages.TailRequest.Type): Stream.Stream<CliResponse, Refusal, HandlerServices> => {
+  const continuous = request.continuous === true && request.follow && request.runId === undefined
+  const parts: Stream.Stream<Follow.FollowPart, Refusal, HandlerServices> = continuous
+    ? Follow.follow(request)
+    : request.follow && request.runId === undefined && request.agent !== undefined && request.schedule !== undefined
+    // An unknown schedule would be waited for forever: refuse it at once.
+    ? Stream.unwrap(Effect.as(Operations.knownSchedule(request.agent, request.schedule), Operations.tail(request)))
+    : Operations.tail(request)
+  return parts.pipe(
     Stream.mapConcat((part): Array<CliResponse> =>
-      part._tag === "Done"
-        ? [{ _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: true }]
+      part._tag === "Waiting"
+        ? [{ _tag: "TailChunk", id: request.id, run: null, lines: [], done: false, waiting: part.waiting }]
+        : part._tag === "Done"
+        ? [
+          continuous
+            ? { _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: false, end: true }
+            : { _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: true }
+        ]
         : part.lines.length === 0
         ? [{ _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: false }]
         : toChunks(request.id, part.lines, part.run)
     )
   )
+}

@@ -6,7 +6,7 @@
  * `CliError` or an HTTP status.
  */
 import * as Calendar from "@barto/scheduler/Calendar"
-import { newRunId, uuidv4 } from "@barto/domain/Ids"
+import { isRunIdInput, MIN_RUN_ID_INPUT, newRunId, uuidv4 } from "@barto/domain/Ids"
 import * as Messages from "@barto/domain/Messages"
 import type { AgentRecord, LineRow, RunRow, RunState } from "@barto/domain/Messages"
 import * as Chunk from "effect/Chunk"
@@ -21,7 +21,7 @@ import { Ingested, type IngestedBatch } from "./Events.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo } from "./ServerInfo.js"
-import { Store, type RunsFilter, type StoreError } from "./Store.js"
+import { recentKey, Store, type RunsFilter, type StoreError } from "./Store.js"
 
 export type RefusalCode = typeof Messages.CliError.Type["code"]
 
@@ -83,6 +83,12 @@ export const runs = (filter: RunsFilter) =>
     if (!Number.isInteger(filter.limit) || filter.limit < 1) {
       return yield* refuse("bad_request", `limit must be a positive integer, got ${filter.limit}`)
     }
+    if (filter.runIdMatch !== undefined && !isRunIdInput(filter.runIdMatch)) {
+      return yield* refuse(
+        "bad_request",
+        `'${filter.runIdMatch}' is not a run id: ${MIN_RUN_ID_INPUT} to 36 lower-case hex digits and dashes`
+      )
+    }
     const store = yield* Store
     return yield* fromStore(store.runs({ ...filter, limit: Math.min(filter.limit, MAX_RUNS) }))
   })
@@ -108,11 +114,18 @@ export const scheduleRows = (agent: string | undefined) =>
       return yield* refuse("not_found", `unknown agent '${agent}'`)
     }
     const nowMs = yield* Clock.currentTimeMillis
+    const names = [...table.keys()].sort()
+    // The newest run of every schedule in one round trip per chunk, not one query each.
+    const store = yield* Store
+    const last = yield* fromStore(
+      store.recentRuns(names.flatMap((agent) => table.get(agent)!.map((s) => ({ agent, schedule: s.name }))), 1)
+    )
     const rows: Array<Messages.ScheduleRow> = []
-    for (const name of [...table.keys()].sort()) {
+    for (const name of names) {
       for (const spec of table.get(name)!) {
         const at = nextAt(spec.calendar, nowMs)
-        if (at === null && Either.isLeft(Calendar.parse(spec.calendar))) {
+        const parsed = Calendar.parse(spec.calendar)
+        if (at === null && Either.isLeft(parsed)) {
           yield* Effect.logWarning(`schedule ${name}/${spec.name}: stored calendar '${spec.calendar}' does not parse`)
         }
         rows.push(
@@ -124,13 +137,60 @@ export const scheduleRows = (agent: string | undefined) =>
             cmds: spec.cmds,
             paused: spec.paused,
             connected: connected.has(name),
-            nextAt: at
+            nextAt: at,
+            timeoutSecs: spec.timeoutSecs ?? null,
+            overlap: spec.overlap,
+            onFailure: spec.onFailure,
+            ...(Either.isRight(parsed) ? { timezone: parsed.right.tz } : {}),
+            lastRun: last.get(recentKey(name, spec.name))?.last ?? null
           })
         )
       }
     }
     return rows
   })
+
+/** States a run can fail in: what `status` counts as a failure. */
+export const FAILURE_STATES: ReadonlyArray<RunState> = ["failed", "timed_out", "lost"]
+
+/**
+ * The fleet at a glance (`barto-cli status`): every agent (configured, ever seen, or connected)
+ * online or not with when it was last heard from, the runs in progress, failures of the last
+ * 24 hours, every schedule, and the last config reload. Connected agents come from
+ * `Registry.list` only, so a registry shared by several bartos shows the whole fleet.
+ */
+export const status = Effect.gen(function*() {
+  const store = yield* Store
+  const registry = yield* Registry
+  const schedules = yield* scheduleRows(undefined)
+  const online = new Map((yield* registry.list).map((c) => [c.name, c]))
+  const seen = new Map((yield* fromStore(store.agents())).map((a) => [a.name, a]))
+  const counts = new Map<string, number>()
+  for (const s of schedules) counts.set(s.agent, (counts.get(s.agent) ?? 0) + 1)
+  const names = [...new Set([...counts.keys(), ...seen.keys(), ...online.keys()])].sort()
+  const now = yield* nowMicros
+  const since = Messages.Micros.make(now - 24 * 3600 * 1_000_000)
+  const agents = names.map((name): Messages.AgentStatus => {
+    const client = online.get(name)
+    const row = seen.get(name)
+    return {
+      name,
+      online: client !== undefined,
+      connectedAt: client?.connectedAt ?? null,
+      lastSeenAt: client !== undefined ? now : row?.lastSeenAt ?? null,
+      agentVersion: client?.info?.agentVersion ?? row?.agentVersion ?? null,
+      schedules: counts.get(name) ?? 0
+    }
+  })
+  return {
+    agents,
+    running: yield* fromStore(store.runs({ state: "running", limit: 100 })),
+    failures24h: yield* fromStore(store.countRuns({ states: FAILURE_STATES, since })),
+    recentFailures: yield* fromStore(store.runs({ states: FAILURE_STATES, since, limit: 5 })),
+    schedules,
+    configReload: (yield* info).configReload
+  }
+})
 
 // ---------------------------------------------------------------------------------------------
 // Actions (admin only: the front ends check the role before calling)
@@ -216,6 +276,8 @@ export interface TailTarget {
   readonly follow: boolean
   /** Only lines with a larger `lineSeq` (resuming a page or a dropped stream); default -1. */
   readonly after?: number | undefined
+  /** With agent+schedule and `follow`: a run already shown; wait for the next one instead. */
+  readonly skip?: string | undefined
 }
 
 /**
@@ -250,6 +312,26 @@ const isStartOf = (target: TailTarget, batch: IngestedBatch, record: AgentRecord
   (target.runId !== undefined
     ? record.runId === target.runId
     : batch.agent === target.agent && record.schedule === target.schedule)
+
+/** A line as it arrives (not yet stored) of a running `run`; `exits`: exit codes by command so far. */
+export const liveLine = (
+  r: typeof Messages.OutputLine.Type,
+  run: { readonly agent: string; readonly schedule: string },
+  exits: ReadonlyMap<string, number | null>
+): LineRow =>
+  new Messages.LineRow({
+    runId: r.runId,
+    agent: run.agent,
+    schedule: run.schedule,
+    cmdUuid: r.cmdUuid,
+    lineSeq: r.lineSeq,
+    stream: r.stream,
+    ts: r.ts,
+    data: r.data,
+    continuation: r.continuation,
+    exitCode: exits.get(r.cmdUuid) ?? null,
+    runState: "running"
+  })
 
 const linesPart = (run: RunRow | null, lines: ReadonlyArray<LineRow>): Array<TailPart> =>
   lines.length > 0 ? [{ _tag: "Lines", run, lines }] : []
@@ -286,7 +368,8 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
     const lookup = target.runId !== undefined
       ? store.getRun(target.runId)
       : store.latestRun(target.agent!, target.schedule!)
-    const found = yield* fromStore(lookup)
+    const fresh = (run: Option.Option<RunRow>) => Option.filter(run, (r) => r.runId !== target.skip)
+    const found = fresh(yield* fromStore(lookup))
     if (Option.isNone(found) && !target.follow) {
       return yield* refuse(
         "not_found",
@@ -314,7 +397,7 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
             const run = started !== undefined
               ? yield* fromStore(store.getRun(started))
               : tick
-              ? yield* fromStore(lookup)
+              ? fresh(yield* fromStore(lookup))
               : Option.none<RunRow>()
             const next: TailState = Option.isSome(run)
               ? { _tag: "Reading", run: run.value, after: start, first: true, end: false }
@@ -370,21 +453,7 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
                       break
                     }
                     after = r.lineSeq
-                    fresh.push(
-                      new Messages.LineRow({
-                        runId: r.runId,
-                        agent: run.agent,
-                        schedule: run.schedule,
-                        cmdUuid: r.cmdUuid,
-                        lineSeq: r.lineSeq,
-                        stream: r.stream,
-                        ts: r.ts,
-                        data: r.data,
-                        continuation: r.continuation,
-                        exitCode: exits.get(r.cmdUuid) ?? null,
-                        runState: "running"
-                      })
-                    )
+                    fresh.push(liveLine(r, run, exits))
                     break
                   }
                 }

@@ -74,6 +74,8 @@ export interface SessionInfo {
 }
 
 export interface RunsFilter {
+  /** Runs whose id starts or ends with this text (hex digits and dashes only: `Ids.isRunIdInput`). */
+  readonly runIdMatch?: string
   readonly agent?: string
   readonly schedule?: string
   readonly state?: RunState

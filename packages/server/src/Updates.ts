@@ -8,7 +8,8 @@
  *   MiB; the reference's `\d+\.\d+ MiB` silently dropped a negative "Net Upgrade Size", which
  *   pacman prints whenever the upgrade shrinks the system.
  * - apt takes the line after the header and every following indented line: apt wraps a long
- *   package list over several lines indented by two spaces, and the reference kept only the first.
+ *   package list over several lines indented by two spaces, and the reference kept only the first;
+ *   it also reads `apt list --upgradable`.
  */
 import type * as Messages from "@barto/domain/Messages"
 
@@ -132,13 +133,30 @@ export const cachyos = (lines: Iterable<string>): PacmanSummary => {
   }
 }
 
-/** apt: the package names listed under every `The following packages will be upgraded:` header. */
+/**
+ * A line of `apt list --upgradable`:
+ * `bash/jammy-updates 5.1-6ubuntu1.1 amd64 [upgradable from: 5.1-6ubuntu1]` (the name before `/`).
+ */
+const APT_LIST_ROW = /^([a-z0-9][a-z0-9+.-]*)\/\S+\s+\S+\s+\S+\s+\[upgradable from: [^\]]+\]\s*$/
+
+/**
+ * apt: the package names of two outputs, in the order they were printed:
+ * - `apt-get -s upgrade` / `apt upgrade` (and `-s dist-upgrade`): the names listed under every
+ *   `The following packages will be upgraded:` header, wrapped over indented lines;
+ * - `apt list --upgradable`: one `name/suite version arch [upgradable from: old]` line each.
+ */
 export const apt = (lines: Iterable<string>): Array<string> => {
   const out: Array<string> = []
   // "after" = we just saw the header (take the next line whatever it is);
   // "list" = we are in its indented continuation lines.
   let state: "idle" | "after" | "list" = "idle"
   for (const line of lines) {
+    const listed = APT_LIST_ROW.exec(line)
+    if (listed !== null && state !== "after") {
+      out.push(listed[1]!)
+      state = "idle"
+      continue
+    }
     if (line.trimEnd() === APT_HEADER) {
       state = "after"
       continue

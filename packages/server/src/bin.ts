@@ -12,6 +12,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Argv from "@barto/domain/Argv"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -146,6 +147,8 @@ const teardown: Teardown = (exit, onExit) => {
 }
 
 cli(countRepeatable(process.argv).argv).pipe(
+  // Help and usage errors without colour codes when piped or under NO_COLOR.
+  Argv.withPlainHelp,
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({ disableErrorReporting: true, teardown })
 )

@@ -852,7 +852,7 @@ for (const db of databases) {
           })))
 
       it.effect("follow with no run yet: waits for the schedule's next run and follows it", () =>
-        withHarness({}, (h) =>
+        withHarness({ schedules: { db1: [spec("updates", "*-*-* 00/15:00:00")] } }, (h) =>
           Effect.gen(function*() {
             const t = yield* follow(Messages.TailRequest.make({ id: 67, agent: h.db1, schedule: h.updates, follow: true }))
             yield* Deferred.await(h.subscribed)
@@ -879,6 +879,88 @@ for (const db of databases) {
             assert.deepStrictEqual(rest.flatMap(lineData), APT_OUTPUT.slice(1))
             assert.strictEqual(rest[rest.length - 1]!.run?.state, "succeeded")
             yield* Fiber.join(t.fiber)
+          })))
+
+      it.effect("follow of an unknown schedule or agent is refused at once (it used to wait forever)", () =>
+        withHarness({ schedules: { db1: [spec("backup", "*-*-* 02:00:00")] } }, (h) =>
+          Effect.gen(function*() {
+            const message = yield* expectError(
+              "not_found",
+              Messages.TailRequest.make({ id: 80, agent: h.db1, schedule: h.updates, follow: true })
+            )
+            assert.include(message, "unknown schedule")
+            yield* expectError(
+              "not_found",
+              Messages.TailRequest.make({ id: 81, agent: h.db1, schedule: h.updates, follow: true, continuous: true })
+            )
+            yield* expectError("not_found", Messages.TailRequest.make({ id: 82, agent: h.web1, follow: true, continuous: true }))
+            yield* expectError("bad_request", Messages.TailRequest.make({ id: 83, schedule: h.backup, follow: true, continuous: true }))
+          })))
+
+      it.effect("continuous: a finished run is not replayed; waiting (next fire time), the run, its end, waiting again", () =>
+        withHarness({ schedules: { db1: [spec("updates", "*-*-* 00/15:00:00")] } }, (h) =>
+          Effect.gen(function*() {
+            const old = runRecords({ schedule: h.updates, atMs: NOW_MS - 60_000, cmds: [{ command: "true", lines: ["old"], exitCode: 0 }], state: "succeeded" })
+            yield* ingest(h, h.db1, old.records)
+            const t = yield* follow(
+              Messages.TailRequest.make({ id: 84, agent: h.db1, schedule: h.updates, follow: true, continuous: true })
+            )
+            const waiting = yield* t.next
+            assert.deepStrictEqual(waiting.waiting, {
+              agent: h.db1,
+              schedule: h.updates,
+              nextAt: micros(Date.UTC(2025, 9, 20, 15, 0, 0)),
+              paused: false
+            })
+            assert.isFalse(waiting.done)
+            yield* Deferred.await(h.subscribed)
+            const run = runRecords({
+              schedule: h.updates,
+              atMs: NOW_MS,
+              cmds: [{ command: "apt-get -s upgrade", lines: APT_OUTPUT, exitCode: 0 }],
+              state: "succeeded"
+            })
+            yield* deliver(h, h.db1, run.records)
+            const chunks: Array<TailChunk> = []
+            while (true) {
+              const c = yield* t.next
+              chunks.push(c)
+              assert.isFalse(c.done)
+              if (c.end === true) break
+            }
+            assert.strictEqual(chunks[0]!.run?.runId, run.runId)
+            assert.deepStrictEqual(chunks.flatMap(lineData), APT_OUTPUT)
+            assert.strictEqual(chunks[chunks.length - 1]!.run?.state, "succeeded")
+            const again = yield* t.next
+            assert.strictEqual(again.waiting?.schedule, h.updates)
+            yield* Fiber.interrupt(t.fiber)
+          })))
+
+      it.effect("continuous without a schedule: every run of the fleet as it happens, lines carry agent and schedule", () =>
+        withHarness({ schedules: { db1: [spec("backup", "*-*-* 02:00:00")] } }, (h) =>
+          Effect.gen(function*() {
+            const t = yield* follow(Messages.TailRequest.make({ id: 85, follow: true, continuous: true }))
+            yield* Deferred.await(h.subscribed)
+            const run = runRecords({
+              schedule: h.backup,
+              atMs: NOW_MS,
+              cmds: [{ command: "false", lines: ["one", "two"], exitCode: 1 }],
+              state: "failed"
+            })
+            yield* deliver(h, h.db1, run.records)
+            const chunks: Array<TailChunk> = []
+            while (true) {
+              const c = yield* t.next
+              // The database is shared with other tests: only this run counts.
+              if (c.run?.runId !== run.runId && !c.lines.some((l) => l.runId === run.runId)) continue
+              chunks.push(c)
+              if (c.end === true) break
+            }
+            assert.strictEqual(chunks[0]!.run?.runId, run.runId)
+            const lines = chunks.flatMap((c) => c.lines)
+            assert.deepStrictEqual(lines.map((l) => [l.agent, l.schedule, l.data]), [[h.db1, h.backup, "one"], [h.db1, h.backup, "two"]])
+            assert.strictEqual(chunks[chunks.length - 1]!.run?.state, "failed")
+            yield* Fiber.interrupt(t.fiber)
           })))
 
       it.effect("follow by run id before the agent started it (run now, then tail -f)", () =>

@@ -149,6 +149,23 @@ describe("Updates.cachyos (reference §1.15)", () => {
 })
 
 describe("Updates.apt (reference §1.15)", () => {
+  it("reads `apt list --upgradable` too (the name before the suite), next to upgrade listings", () => {
+    assert.deepStrictEqual(
+      Updates.apt([
+        "Listing... Done",
+        "bash/jammy-updates 5.1-6ubuntu1.1 amd64 [upgradable from: 5.1-6ubuntu1]",
+        "libc6/jammy-updates,jammy-security 2.35-0ubuntu3.6 amd64 [upgradable from: 2.35-0ubuntu3.5]",
+        "g++-12/jammy-updates 12.3.0-1ubuntu1~22.04 amd64 [upgradable from: 12.1.0-2ubuntu1~22.04]",
+        "N: There is 1 additional version. Please use the '-a' switch to see it",
+        "The following packages will be upgraded:",
+        "  curl",
+        "Done"
+      ]),
+      ["bash", "libc6", "g++-12", "curl"]
+    )
+    assert.deepStrictEqual(Updates.apt(["bash/jammy 5.1 amd64 [installed]", "WARNING: apt does not have a stable CLI"]), [])
+  })
+
   it("parses the reference example", () => {
     const r = Updates.parse("apt", [
       "Reading package lists...",

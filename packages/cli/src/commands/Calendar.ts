@@ -20,8 +20,10 @@ import { CliFailure, globals, invalidValue, jsonOption, localOption, styleOf } f
 export interface CalendarOptions {
   /** Epoch ms; elapses are strictly after it. */
   readonly fromMs: number
+  /** True when `fromMs` is the real now (not `--from`): labels the distance "From now". */
+  readonly fromNow?: boolean
   readonly count: number
-  /** Extra zone to show the elapses in. */
+  /** Zone to evaluate expressions without their own zone in, and to show the elapses in too. */
   readonly tz?: string | undefined
   /** Seed `R` like bartos does for this agent's schedule. */
   readonly agent?: string | undefined
@@ -30,7 +32,50 @@ export interface CalendarOptions {
 
 export type CalendarResult =
   | { readonly expression: string; readonly normalized: string; readonly next: ReadonlyArray<number> }
-  | { readonly expression: string; readonly error: string }
+  | { readonly expression: string; readonly error: string; readonly hint?: string }
+
+const CRON_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+/** One cron field in calendar syntax: `*\/n` → `0/n`, `a-b` → `a..b`; undefined when unsure. */
+const cronField = (field: string, days = false): string | undefined => {
+  if (field === "*") return "*"
+  const parts = field.split(",").map((part) => {
+    const step = /^(\*|\d+)\/(\d+)$/.exec(part)
+    if (step !== null && !days) return `${step[1] === "*" ? "0" : step[1]}/${step[2]}`
+    const range = /^(\w+)-(\w+)$/.exec(part)
+    const one = (v: string) => (days ? (/^\d$/.test(v) ? CRON_DAYS[Number(v)] : /^[a-z]{3}$/i.test(v) ? v : undefined) : /^\d+$/.test(v) ? v : undefined)
+    if (range !== null) {
+      const a = one(range[1]!)
+      const b = one(range[2]!)
+      return a === undefined || b === undefined ? undefined : `${a}..${b}`
+    }
+    return one(part)
+  })
+  return parts.some((p) => p === undefined) ? undefined : parts.join(",")
+}
+
+/**
+ * A hint for an expression that looks like cron (5 fields, or 6 with seconds first): its
+ * calendar form when the translation is sure and parses, else where to read about the syntax.
+ */
+export const cronHint = (expression: string): string | undefined => {
+  const fields = expression.trim().split(/\s+/)
+  if (fields.length !== 5 && fields.length !== 6) return undefined
+  if (!fields.every((f) => /^[\d*,/\-a-z]+$/i.test(f))) return undefined
+  const [sec, min, hour, dom, month, dow] = fields.length === 6 ? fields : ["0", ...fields]
+  const conv = [sec, min, hour, dom, month].map((f) => cronField(f!))
+  const days = dow === "*" ? "" : cronField(dow!, true)
+  const looks = `'${expression.trim()}' looks like cron`
+  if (conv.some((c) => c === undefined) || days === undefined) {
+    return `${looks}; barto uses systemd calendar expressions (barto-cli calendar --help)`
+  }
+  const [s, m, h, d, mo] = conv as Array<string>
+  const pad = (v: string) => (/^\d$/.test(v) ? `0${v}` : v)
+  const form = `${days === "" ? "" : `${days} `}*-${mo}-${d} ${h}:${pad(m!)}:${pad(s!)}`
+  return Either.isRight(Calendar.parse(form))
+    ? `${looks}; the calendar form is '${form}'`
+    : `${looks}; barto uses systemd calendar expressions (barto-cli calendar --help)`
+}
 
 /** The message of a parse error, always naming the field, the offending text and its position. */
 export const describeError = (e: Calendar.CalendarParseError): string =>
@@ -41,9 +86,13 @@ export const evaluate = (expressions: ReadonlyArray<string>, options: CalendarOp
   expressions.map((expression) => {
     const parsed = Calendar.parse(expression, {
       ...(options.agent !== undefined ? { agent: options.agent } : {}),
-      ...(options.schedule !== undefined ? { schedule: options.schedule } : {})
+      ...(options.schedule !== undefined ? { schedule: options.schedule } : {}),
+      ...(options.tz !== undefined ? { defaultTz: options.tz } : {})
     })
-    if (Either.isLeft(parsed)) return { expression, error: describeError(parsed.left) }
+    if (Either.isLeft(parsed)) {
+      const hint = cronHint(expression)
+      return { expression, error: describeError(parsed.left), ...(hint === undefined ? {} : { hint }) }
+    }
     const cal = parsed.right
     return { expression, normalized: Calendar.print(cal), next: Calendar.upcoming(cal, options.fromMs, options.count) }
   })
@@ -52,7 +101,7 @@ export const evaluate = (expressions: ReadonlyArray<string>, options: CalendarOp
 export const toJson = (results: ReadonlyArray<CalendarResult>, tz: string | undefined) =>
   results.map((r) =>
     "error" in r
-      ? { expression: r.expression, error: r.error }
+      ? { expression: r.expression, error: r.error, ...(r.hint === undefined ? {} : { hint: r.hint }) }
       : {
         expression: r.expression,
         normalized: r.normalized,
@@ -62,7 +111,12 @@ export const toJson = (results: ReadonlyArray<CalendarResult>, tz: string | unde
   )
 
 /** Text for the valid expressions (errors go to stderr separately), blocks separated by a blank line. */
-export const toText = (style: Render.Style, results: ReadonlyArray<CalendarResult>, tz: string | undefined) =>
+export const toText = (
+  style: Render.Style,
+  results: ReadonlyArray<CalendarResult>,
+  tz: string | undefined,
+  base?: { readonly ms: number; readonly now: boolean }
+) =>
   results.flatMap((r) => {
     if ("error" in r) return []
     const pairs: Array<readonly [string, string]> = [
@@ -73,6 +127,9 @@ export const toText = (style: Render.Style, results: ReadonlyArray<CalendarResul
     r.next.forEach((ms, i) => {
       pairs.push([i === 0 ? "Next elapse" : `Iter. #${i + 1}`, Render.formatMs(ms)])
       if (tz !== undefined) pairs.push([`(in ${tz})`, Render.formatMs(ms, tz)])
+      if (i === 0 && base !== undefined) {
+        pairs.push([base.now ? "From now" : "From --from", Render.fromNow(ms, base.ms).replace(/^in (.*)$/, "$1 left")])
+      }
     })
     return [Render.keyValues(style, pairs)]
   }).flatMap((block, i) => (i === 0 ? block : ["", ...block]))
@@ -83,7 +140,10 @@ const tzOption = Options.text("tz").pipe(
     Render.isValidZone(zone) ? Effect.succeed(zone) : Effect.fail(invalidValue(`invalid time zone: '${zone}'`))
   ),
   Options.optional,
-  Options.withDescription("Also show the elapses in this IANA time zone.")
+  Options.withDescription(
+    "Evaluate expressions that name no zone in this IANA zone (as a schedule with `timezone = ZONE` would run), " +
+      "and show the elapses in it as well as in UTC. An expression's own zone always wins."
+  )
 )
 
 const fromOption = Options.text("from").pipe(
@@ -143,6 +203,7 @@ export const command = Command.make(
       }
       const results = evaluate(o.expressions, {
         fromMs,
+        fromNow: fromText === undefined,
         count: o.count,
         tz,
         agent: Option.getOrUndefined(o.agent),
@@ -154,9 +215,10 @@ export const command = Command.make(
         for (const r of results) {
           if ("error" in r) {
             yield* Console.error(`barto-cli: invalid calendar expression '${Render.clean(r.expression)}': ${r.error}`)
+            if (r.hint !== undefined) yield* Console.error(`barto-cli: hint: ${Render.clean(r.hint)}`)
           }
         }
-        const text = toText(style, results, tz)
+        const text = toText(style, results, tz, { ms: fromMs, now: fromText === undefined })
         if (text.length > 0) yield* Console.log(text.join("\n"))
       }
       if (results.some((r) => "error" in r)) {
@@ -165,6 +227,7 @@ export const command = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Show the normalised form and next elapses of calendar expressions (offline, like systemd-analyze calendar)."
+    "Show the normalised form, next elapses and time left of calendar expressions (offline, like systemd-analyze " +
+      "calendar); a cron expression gets its calendar form as a hint."
   )
 )

@@ -5,12 +5,13 @@ import * as Messages from "@barto/domain/Messages"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
 import * as Render from "../Render.js"
-import { ask, print, withSession } from "../internal/remote.js"
-import { CliFailure, globals, invalidValue, remoteOptions, styleOf, usageError } from "../internal/root.js"
+import { ask, print, resolveRunId, withSession } from "../internal/remote.js"
+import { CliFailure, globals, helpText, invalidValue, remoteExitCodes, remoteOptions, styleOf, usageError } from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
 import { instantOption } from "./Reference.js"
 
@@ -36,23 +37,58 @@ export const schedules = Command.make(
             { _tag: "SchedulesRequest", ...(Option.isSome(o.agent) ? { agent: o.agent.value } : {}) },
             "SchedulesResponse"
           )
+          const nowMs = yield* Clock.currentTimeMillis
           yield* print(
             g.json
               ? [Render.json(r.schedules.map((s) => Render.scheduleJson(s, zone)))]
-              : Render.schedulesText(style, r.schedules)
+              : Render.schedulesText(style, r.schedules, nowMs)
           )
         }))
     })
-).pipe(Command.withDescription("List the schedules (of one agent) with their next fire time."))
+).pipe(
+  Command.withDescription(helpText(
+    "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
+      "overlap, on_failure and zone.",
+    ["barto-cli schedules", "barto-cli schedules web1 --json | jq '.[] | select(.lastRun.state != \"succeeded\")'"]
+  ))
+)
+
+export const status = Command.make("status", remoteOptions, (o) =>
+  Effect.gen(function*() {
+    const { g, style, zone } = yield* prologue(o)
+    yield* withSession(g, style, ({ connection }) =>
+      Effect.gen(function*() {
+        const r = yield* ask(connection, { _tag: "StatusRequest" }, "StatusResponse")
+        const nowMs = yield* Clock.currentTimeMillis
+        yield* print(g.json ? [Render.json(Render.statusJson(r, zone))] : Render.statusText(style, r, nowMs))
+      }))
+  })).pipe(
+    Command.withDescription(helpText(
+      "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
+        "the last config reload, and every schedule as `schedules` shows it.",
+      ["barto-cli status", "barto-cli status --json | jq .failures24h"]
+    ))
+  )
 
 const RUN_STATES = Messages.RunState.literals
+
+/** `--agent AGENT` / `--schedule SCHEDULE`, optional. */
+const filterOption = (name: "agent" | "schedule", description: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName(name.toUpperCase()),
+    Options.withDescription(description),
+    Options.optional
+  )
 
 export const runs = Command.make(
   "runs",
   {
-    agent: Options.text("agent").pipe(Options.withPseudoName("AGENT"), Options.optional),
-    schedule: Options.text("schedule").pipe(Options.withPseudoName("SCHEDULE"), Options.optional),
-    state: Options.choice("state", RUN_STATES).pipe(Options.optional),
+    agent: filterOption("agent", "Only runs of this agent (bartoc name)."),
+    schedule: filterOption("schedule", "Only runs of this schedule."),
+    state: Options.choice("state", RUN_STATES).pipe(
+      Options.withDescription(`Only runs in this state: ${RUN_STATES.join(", ")}.`),
+      Options.optional
+    ),
     since: instantOption("since", "Only runs scheduled at or after this time (RFC 3339, or YYYY-MM-DD local)."),
     limit: Options.integer("limit").pipe(
       Options.withPseudoName("N"),
@@ -84,46 +120,75 @@ export const runs = Command.make(
           yield* print(g.json ? [Render.json(r.runs.map((run) => Render.runJson(run, zone)))] : Render.runsText(style, r.runs))
         }))
     })
-).pipe(Command.withDescription("List runs, newest first."))
+).pipe(Command.withDescription(helpText("List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
+  "barto-cli runs --agent web1 --state failed --since 2026-12-01",
+  "barto-cli runs --schedule backup --limit 5 --json"
+])))
 
 /**
- * Prints a tail as it streams: in text, a header when the run is known, each line, and the end
- * line; in JSON, one NDJSON event per line. Returns the final run row (when `done` arrived).
+ * Prints a tail as it streams: in text, a header when a run is known, each line, and the end
+ * line; in JSON, one NDJSON event per line (`run`, `line`, `end`, and between the runs of a
+ * continuous tail `waiting`). `prefix`: lines of several schedules, each led by `agent/schedule`.
+ * Returns the final run row (when `done` arrived).
  */
 const streamTail = (
   connection: Client.Connection,
   request: Omit<typeof Messages.TailRequest.Type, "id">,
   style: Render.Style,
-  json: boolean
+  json: boolean,
+  prefix = false
 ) =>
   Effect.gen(function*() {
-    let announced: string | undefined
+    const announced = new Set<string>()
     let final: Messages.RunRow | undefined
+    const lead = (r: { readonly agent: string; readonly schedule: string }) => (prefix ? `${Render.runPrefix(style, r)} ` : "")
     yield* connection.follow(request, (answer) =>
       Effect.gen(function*() {
         if (answer._tag !== "TailChunk") return false
+        if (answer.run === null && answer.lines.length === 0 && answer.waiting === undefined && !answer.done) {
+          yield* Effect.logDebug("bartos follows the runs; output appears as it comes")
+        }
         const out: Array<string> = []
-        if (answer.run !== null && answer.run.runId !== announced && !answer.done) {
-          announced = answer.run.runId
+        if (answer.waiting !== undefined) {
+          const w = answer.waiting
+          const nowMs = yield* Clock.currentTimeMillis
+          out.push(
+            json
+              ? Render.jsonLine({
+                event: "waiting",
+                agent: w.agent,
+                schedule: w.schedule,
+                nextAt: Render.formatMicrosOrNull(w.nextAt, style.zone),
+                paused: w.paused
+              })
+              : Render.waitingText(style, w, nowMs)
+          )
+        }
+        const ends = answer.done || answer.end === true
+        if (answer.run !== null && !announced.has(answer.run.runId) && !ends) {
+          announced.add(answer.run.runId)
           out.push(
             json
               ? Render.jsonLine({ event: "run", ...Render.runJson(answer.run, style.zone) })
-              : `${Render.paint(style, "bold", `run ${Render.clean(answer.run.runId)}`)} ${Render.clean(answer.run.agent)} ${
-                Render.clean(answer.run.schedule)
-              } ${Render.paintState(style, answer.run.state)}`
+              : `${lead(answer.run)}${Render.paint(style, "bold", `run ${Render.clean(answer.run.runId)}`)} ${
+                Render.clean(answer.run.agent)
+              } ${Render.clean(answer.run.schedule)} ${Render.paintState(style, answer.run.state)}`
           )
         }
         for (const line of answer.lines) {
           out.push(
-            json ? Render.jsonLine({ event: "line", ...Render.lineJson(line, style.zone) }) : Render.outputLine(style, line)
+            json
+              ? Render.jsonLine({ event: "line", ...Render.lineJson(line, style.zone) })
+              : `${lead(line)}${Render.outputLine(style, line)}`
           )
         }
-        if (answer.done && answer.run !== null) {
+        if (ends && answer.run !== null) {
           final = answer.run
+          announced.delete(answer.run.runId)
           out.push(
             json
               ? Render.jsonLine({ event: "end", ...Render.runJson(answer.run, style.zone) })
-              : Render.runEndText(style, answer.run)
+              : `${lead(answer.run)}${Render.runEndText(style, answer.run)}`
           )
         }
         yield* print(out)
@@ -135,13 +200,24 @@ const streamTail = (
 export const tail = Command.make(
   "tail",
   {
-    run: Args.text({ name: "RUN" }).pipe(Args.optional),
+    run: Args.text({ name: "RUN" }).pipe(
+      Args.withDescription("A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show."),
+      Args.optional
+    ),
     follow: Options.boolean("follow").pipe(
       Options.withAlias("f"),
-      Options.withDescription("Keep printing new lines until the run ends.")
+      Options.withDescription(
+        "Follow: a RUN until it ends; with --agent/--schedule run after run until Ctrl-C (waiting for the next " +
+          "run in between); with --agent alone every schedule of the agent, with neither the whole fleet."
+      )
     ),
-    agent: Options.text("agent").pipe(Options.withPseudoName("AGENT"), Options.optional),
-    schedule: Options.text("schedule").pipe(Options.withPseudoName("SCHEDULE"), Options.optional),
+    once: Options.boolean("once").pipe(
+      Options.withDescription(
+        "With --agent and --schedule: only the current (or latest, or next) run, then exit 0 if it succeeded, 1 if not."
+      )
+    ),
+    agent: filterOption("agent", "The agent (bartoc name) whose runs to show."),
+    schedule: filterOption("schedule", "The schedule of --agent whose runs to show."),
     ...remoteOptions
   },
   (o) =>
@@ -149,28 +225,38 @@ export const tail = Command.make(
       const { g, style } = yield* prologue(o)
       const agent = Option.getOrUndefined(o.agent)
       const schedule = Option.getOrUndefined(o.schedule)
-      if (Option.isNone(o.run) && (agent === undefined || schedule === undefined)) {
-        return yield* usageError("tail needs a RUN id, or --agent and --schedule")
-      }
       if (Option.isSome(o.run) && (agent !== undefined || schedule !== undefined)) {
-        return yield* usageError("tail takes a RUN id or --agent/--schedule, not both")
+        return yield* usageError("tail: takes a RUN id or --agent/--schedule, not both")
       }
+      if (schedule !== undefined && agent === undefined) return yield* usageError("tail: --schedule needs --agent")
+      const one = Option.isSome(o.run) || (agent !== undefined && schedule !== undefined)
+      if (!one && !o.follow) {
+        return yield* usageError("tail: needs a RUN id, or --agent and --schedule (or -f to follow an agent or the fleet)")
+      }
+      if (!one && o.once) return yield* usageError("tail: --once needs a RUN id, or --agent and --schedule")
+      const continuous = o.follow && !o.once && Option.isNone(o.run)
       yield* withSession(g, style, ({ connection }) =>
-        streamTail(
-          connection,
-          {
-            _tag: "TailRequest",
-            follow: o.follow,
-            ...(Option.isSome(o.run) ? { runId: Messages.RunId.make(o.run.value) } : { agent, schedule })
-          },
-          style,
-          g.json
-        ))
+        Effect.gen(function*() {
+          const request: Omit<typeof Messages.TailRequest.Type, "id"> = Option.isSome(o.run)
+            ? { _tag: "TailRequest", follow: o.follow, runId: yield* resolveRunId(connection, o.run.value) }
+            : { _tag: "TailRequest", follow: o.follow, agent, schedule, ...(continuous ? { continuous: true } : {}) }
+          const final = yield* streamTail(connection, request, style, g.json, continuous && schedule === undefined)
+          if (o.once && final !== undefined && final.state !== "succeeded") {
+            return yield* new CliFailure({ message: "", exitCode: 1 })
+          }
+        }))
     })
 ).pipe(
-  Command.withDescription(
-    "Print a run's output; -f follows it live until it ends. With --agent/--schedule: the latest (or next) run."
-  )
+  Command.withDescription(helpText(
+    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet.",
+    [
+      "barto-cli tail 7d4e9a1c",
+      "barto-cli tail -f --agent web1 --schedule backup",
+      "barto-cli tail -f --agent web1 --schedule backup --once && echo ok",
+      "barto-cli tail -f --json"
+    ],
+    [...remoteExitCodes, "130  interrupted (Ctrl-C) while following", "--once: 1 when the run did not succeed"]
+  ))
 )
 
 export const run = Command.make(
@@ -213,13 +299,14 @@ export const run = Command.make(
 
 export const cancel = Command.make(
   "cancel",
-  { run: Args.text({ name: "RUN" }), ...remoteOptions },
+  { run: Args.text({ name: "RUN" }).pipe(Args.withDescription("A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show.")), ...remoteOptions },
   (o) =>
     Effect.gen(function*() {
       const { g, style } = yield* prologue(o)
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
-          const r = yield* ask(connection, { _tag: "CancelRequest", runId: Messages.RunId.make(o.run) }, "CancelResponse")
+          const runId = yield* resolveRunId(connection, o.run)
+          const r = yield* ask(connection, { _tag: "CancelRequest", runId }, "CancelResponse")
           yield* print([
             g.json
               ? Render.json({ runId: r.runId, delivered: r.delivered })
@@ -229,7 +316,10 @@ export const cancel = Command.make(
           ])
         }))
     })
-).pipe(Command.withDescription("Cancel a running run (admin key required)."))
+).pipe(Command.withDescription(helpText("Cancel a running run (admin key required).", [
+  "barto-cli cancel 7d4e9a1c",
+  "barto-cli cancel 0194b1c2-0000-7000-8000-00000000000b --json"
+])))
 
 const pauseCommand = (name: "pause" | "resume") =>
   Command.make(
@@ -265,4 +355,4 @@ const pauseCommand = (name: "pause" | "resume") =>
 export const pause = pauseCommand("pause")
 export const resume = pauseCommand("resume")
 
-export const commands = [schedules, runs, tail, run, cancel, pause, resume] as const
+export const commands = [schedules, status, runs, tail, run, cancel, pause, resume] as const

@@ -3,11 +3,13 @@
  * failure to a printed message with exit status 1, print lines.
  */
 import * as Config from "@barto/domain/Config"
+import * as Ids from "@barto/domain/Ids"
+import type * as Messages from "@barto/domain/Messages"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Client from "../Client.js"
 import * as Render from "../Render.js"
-import { CliEnv, failure, type Globals, VERSION } from "./root.js"
+import { CliEnv, failure, type Globals, usageError, VERSION } from "./root.js"
 
 export interface Session {
   readonly connection: Client.Connection
@@ -78,3 +80,40 @@ export const warnIfTruncated = (answer: { readonly truncated?: boolean | undefin
 /** Prints lines on stdout (nothing for none), through `Render.terminalSafe`. */
 export const print = (lines: ReadonlyArray<string>) =>
   lines.length === 0 ? Effect.void : Console.log(Render.terminalSafe(lines.join("\n")))
+
+/** At most this many candidates are listed when a run id prefix is ambiguous. */
+const CANDIDATES = 10
+
+/**
+ * The run a user means by `text`: a whole run id, a unique prefix of one (6 characters or more,
+ * like git and docker), or the short form tables show (its last 8 characters). Unknown → exit 1;
+ * ambiguous → exit 1 listing the candidates; not a run id at all → usage error (exit 2).
+ */
+export const resolveRunId = (connection: Client.Connection, input: string) =>
+  Effect.gen(function*() {
+    const text = input.trim().toLowerCase()
+    if (Ids.isUuid(text)) return text as Messages.RunId
+    if (!Ids.isRunIdInput(text)) {
+      return yield* usageError(
+        `'${input}' is not a run id (a whole id, a unique prefix of ${Ids.MIN_RUN_ID_INPUT} or more characters, ` +
+          `or the ${Ids.SHORT_RUN_ID_LENGTH}-character short form that tables show)`
+      )
+    }
+    const r = yield* ask(connection, { _tag: "RunsRequest", runId: text, limit: CANDIDATES + 1 }, "RunsResponse")
+    // A bartos that predates `runId` answers the newest runs instead: keep only real matches.
+    const matches = r.runs.filter((run) => Ids.matchesRunId(run.runId, text))
+    if (matches.length === 1) return matches[0]!.runId
+    if (matches.length === 0) return yield* failure(`no run id starts or ends with '${text}'`)
+    const listed = matches.slice(0, CANDIDATES).map((run) =>
+      `  ${run.runId}  ${Render.clean(run.agent)}/${Render.clean(run.schedule)}  ${run.state}  ${
+        Render.formatMicros(run.scheduledAt)
+      }`
+    )
+    return yield* failure(
+      [
+        `run id '${text}' is ambiguous; it matches ${matches.length > CANDIDATES ? `more than ${CANDIDATES}` : matches.length} runs:`,
+        ...listed,
+        ...(matches.length > CANDIDATES ? ["  …"] : [])
+      ].join("\n")
+    )
+  })

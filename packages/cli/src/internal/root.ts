@@ -11,6 +11,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as readline from "node:readline"
 import packageJson from "../../package.json" with { type: "json" }
 import * as Render from "../Render.js"
 
@@ -21,13 +22,29 @@ export interface CliEnv {
   readonly env: Record<string, string | undefined>
   readonly stdoutIsTTY: boolean
   readonly columns: number | undefined
+  /**
+   * Asks the person at the terminal a yes/no question (on stderr); absent when stdin or stdout
+   * is not a terminal, so nothing ever waits for an answer a script cannot give.
+   */
+  readonly confirm?: ((question: string) => Effect.Effect<boolean>) | undefined
 }
 export const CliEnv = Context.GenericTag<CliEnv>("@barto/cli/CliEnv")
+
+const askTerminal = (question: string) =>
+  Effect.async<boolean>((resume) => {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stderr })
+    rl.question(`${question} [y/N] `, (answer) => {
+      rl.close()
+      resume(Effect.succeed(/^y(es)?$/i.test(answer.trim())))
+    })
+    return Effect.sync(() => rl.close())
+  })
 
 export const processEnv = (): CliEnv => ({
   env: process.env,
   stdoutIsTTY: process.stdout.isTTY === true,
-  columns: process.stdout.columns
+  columns: process.stdout.columns,
+  confirm: process.stdin.isTTY === true && process.stdout.isTTY === true ? askTerminal : undefined
 })
 
 /**
@@ -40,7 +57,63 @@ export class CliFailure extends Data.TaggedError("CliFailure")<{
 }> {}
 
 export const usageError = (message: string) => new CliFailure({ message, exitCode: 2 })
+
+/** Edit distance (insert, delete, substitute, swap two neighbours), for did-you-mean. */
+const distance = (a: string, b: string): number => {
+  const d: Array<Array<number>> = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+    }
+  }
+  return d[a.length]![b.length]!
+}
+
+/** The candidates closest to `input` (a typo or a prefix of one), for "did you mean". */
+export const didYouMean = (input: string, candidates: ReadonlyArray<string>): Array<string> => {
+  const text = input.toLowerCase()
+  const prefixed = candidates.filter((c) => text.length >= 2 && c.startsWith(text))
+  if (prefixed.length > 0) return prefixed
+  const scored = candidates.map((c) => [c, distance(text, c)] as const).filter(([c, n]) => n <= Math.max(1, Math.floor(c.length / 3)))
+  const best = Math.min(...scored.map(([, n]) => n))
+  return scored.filter(([, n]) => n === best).map(([c]) => c)
+}
+
+/** ` (did you mean 'tail'?)`, or nothing. */
+export const suggestion = (input: string, candidates: ReadonlyArray<string>): string => {
+  const close = didYouMean(input, candidates)
+  return close.length === 0 ? "" : ` (did you mean ${close.map((c) => `'${c}'`).join(" or ")}?)`
+}
 export const failure = (message: string) => new CliFailure({ message, exitCode: 1 })
+
+/** Exit statuses every remote command shares (the README's table). */
+const REMOTE_EXIT_CODES: ReadonlyArray<string> = [
+  "0  success",
+  "1  error: bartos refused (barto-cli: <code>: <message>), no reply, cannot connect, config error",
+  "2  usage error (unknown command or option, invalid value)"
+]
+
+/**
+ * A command's help: its one-line purpose, 2–4 examples and its exit statuses (`exits` adds to or
+ * replaces the shared ones), for `Command.withDescription`.
+ */
+export const helpText = (
+  purpose: string,
+  examples: ReadonlyArray<string>,
+  exits: ReadonlyArray<string> = REMOTE_EXIT_CODES
+): HelpDoc.HelpDoc =>
+  HelpDoc.blocks([
+    HelpDoc.p(purpose),
+    HelpDoc.h2("EXAMPLES"),
+    ...examples.map((e) => HelpDoc.p(`  $ ${e}`)),
+    HelpDoc.h2("EXIT STATUS"),
+    ...exits.map((e) => HelpDoc.p(`  ${e}`))
+  ])
+
+export const remoteExitCodes = REMOTE_EXIT_CODES
 
 /** A usage error raised while parsing options: @effect/cli prints it once, we exit 2. */
 export const invalidValue = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))

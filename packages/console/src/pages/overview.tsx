@@ -1,7 +1,7 @@
 /** Dashboard, agent and failures pages: tables over the API's server-side pages. */
 import { useState } from "preact/hooks"
 import { api, type AgentView, type Run, type ScheduleView } from "../api.js"
-import { duration, href, runDuration } from "../format.js"
+import { duration, href, runDuration, shortRunId } from "../format.js"
 import { ErrorBox, Loading, Name, State, Strip, Time, useData } from "../ui.js"
 
 const nowMicros = () => Date.now() * 1000
@@ -42,7 +42,7 @@ export const RunsTable = ({ runs, caption, showSchedule = true }: { runs: Readon
       <tbody>
         {runs.map((r) => (
           <tr key={r.runId} data-run={r.runId}>
-            <td><a href={href.run(r.runId)} class="mono">{r.runId.slice(0, 8)}…</a></td>
+            <td><a href={href.run(r.runId)} class="mono" title={r.runId}>…{shortRunId(r.runId)}</a></td>
             {showSchedule && (
               <td>
                 <a href={href.agent(r.agent)}><Name text={r.agent} /></a> /{" "}

@@ -51,6 +51,31 @@ const createIndex = (name: string, table: string, columns: string) =>
     (sql) => Effect.asVoid(sql.unsafe(`CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`))
   )
 
+/**
+ * A microsecond instant column as readable UTC text, `YYYY-MM-DD HH:MM:SS.ffffff`, the same on
+ * both databases (MariaDB whatever the session time zone; NULL stays NULL). Text in this order
+ * compares like the instant, so `WHERE started_at > '2026-12-01'` or `> '2026-12-01 10:00'` works
+ * on both (a DATETIME would print differently per database and compare differently on SQLite).
+ */
+const readableTime = (dialect: "mysql" | "sqlite", column: string) =>
+  dialect === "mysql"
+    ? `DATE_FORMAT(TIMESTAMPADD(MICROSECOND, ${column}, TIMESTAMP '1970-01-01 00:00:00'), '%Y-%m-%d %H:%i:%s.%f')`
+    : `strftime('%Y-%m-%d %H:%M:%S', ${column} / 1000000, 'unixepoch') || printf('.%06d', ${column} % 1000000)`
+
+/**
+ * A read-only view for `barto-cli query` (documented in the cli README): `select(dialect)` is its
+ * SELECT. `IF NOT EXISTS` on both (OR REPLACE would need DROP on MariaDB, which the main account
+ * is not granted: SECURITY.md); on MariaDB it runs with the reader's rights (SQL SECURITY INVOKER).
+ */
+const createView = (name: string, select: (dialect: "mysql" | "sqlite") => string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.onDialectOrElse({
+      mysql: () => sql.unsafe(`CREATE SQL SECURITY INVOKER VIEW IF NOT EXISTS ${name} AS ${select("mysql")}`),
+      orElse: () => sql.unsafe(`CREATE VIEW IF NOT EXISTS ${name} AS ${select("sqlite")}`)
+    })
+  })
+
 /** Whether `table` has `column` (the ALTERs below run only when they still have something to do). */
 const columnExists = (table: string, column: string) =>
   Effect.gen(function*() {
@@ -250,6 +275,22 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0027_index_alert_deliveries_created": createIndex("alert_deliveries_created", "alert_deliveries", "created_at"),
   // The last heartbeat of a run (issue 14): JSON {at, progress, status, message}, shown with the run.
   "0028_add_runs_heartbeat": addColumn("runs", "heartbeat", "MEDIUMTEXT NULL"),
+  // Views with readable times for `query` (issue 15): same column names as their tables, so a
+  // natural `WHERE started_at > '2026-12-01'` works; durations in seconds.
+  "0030_create_runs_view": createView("runs_view", (d) =>
+    `SELECT run_id, agent, schedule, run_trigger, state,
+       ${readableTime(d, "scheduled_at")} AS scheduled_at, ${readableTime(d, "started_at")} AS started_at,
+       ${readableTime(d, "finished_at")} AS finished_at, (finished_at - started_at) / 1000000.0 AS duration_secs,
+       exit_code, exit_signal, reason, ${readableTime(d, "scheduled_until")} AS scheduled_until, occurrences
+     FROM runs`),
+  "0031_create_run_commands_view": createView("run_commands_view", (d) =>
+    `SELECT cmd_uuid, run_id, cmd_index, command, ${readableTime(d, "started_at")} AS started_at,
+       ${readableTime(d, "finished_at")} AS finished_at, (finished_at - started_at) / 1000000.0 AS duration_secs,
+       exit_code, exit_signal
+     FROM run_commands`),
+  "0032_create_output_lines_view": createView("output_lines_view", (d) =>
+    `SELECT run_id, line_seq, agent, cmd_uuid, stream, ${readableTime(d, "ts")} AS ts, data, continuation
+     FROM output_lines`),
   // --- several bartos on one MariaDB (issue 18; `Cluster.ts`, `Leader.ts`). Created on SQLite
   // too (one schema), where a single instance uses none of them.
   // One row per running bartos; `heartbeat_at` is the database's clock (microseconds), so the

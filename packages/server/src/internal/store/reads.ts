@@ -345,6 +345,11 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     const runsWhere = (filter: Omit<RunsFilter, "limit">) => {
       const where: Array<string> = []
       const params: Array<unknown> = []
+      if (filter.runIdMatch !== undefined) {
+        // Safe in LIKE: the text is hex digits and dashes only (checked by Operations.runs).
+        where.push("(r.run_id LIKE ? OR r.run_id LIKE ?)")
+        params.push(`${filter.runIdMatch}%`, `%${filter.runIdMatch}`)
+      }
       if (filter.agent !== undefined) {
         where.push("r.agent = ?")
         params.push(filter.agent)
