@@ -526,7 +526,8 @@ describe("commands: request shape and rendering", () => {
         signal: null,
         reason: null,
         scheduledUntil: null,
-        occurrences: 1
+        occurrences: 1,
+        heartbeat: null
       })
       const bad = yield* against(["runs", "--state", "exploded"])
       assert.strictEqual(bad.code, 2)

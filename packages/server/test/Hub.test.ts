@@ -126,7 +126,8 @@ describe("Hub: CLI link", () => {
         _tag: "ServerHelloCli",
         protocol: 1,
         serverVersion: "0.0.0-test",
-        admin: true
+        admin: true,
+        statementTimeoutMs: 5000
       })
 
       const server = yield* TestServer.make({ toml: `admin_key = "adm1n"\n` })
