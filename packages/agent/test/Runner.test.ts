@@ -231,6 +231,21 @@ describe("Runner", () => {
       yield* awaitIdle
     }).pipe(provide()))
 
+  // The niceness of the process that runs the command, and of one it forks (field 19 of stat).
+  const NICENESS = "awk '{print $19}' /proc/self/stat; (awk '{print $19}' /proc/self/stat)"
+  const niceAs = (offset: number) => String(Math.min(19, os.getPriority() + offset))
+
+  it.live("commands run `nice` steps below bartoc (default 10), and what they fork inherits it", () =>
+    Effect.gen(function*() {
+      const byDefault = yield* start(spec("nice-default", [NICENESS]))
+      const zero = yield* start(spec("nice-0", [NICENESS], { nice: 0 }))
+      const lowest = yield* start(spec("nice-19", [NICENESS, NICENESS], { nice: 19 }))
+      yield* awaitIdle
+      assert.deepStrictEqual(lines(yield* recordsOf(byDefault.runId)).map((l) => l.data), [niceAs(10), niceAs(10)])
+      assert.deepStrictEqual(lines(yield* recordsOf(zero.runId)).map((l) => l.data), [niceAs(0), niceAs(0)])
+      assert.deepStrictEqual(lines(yield* recordsOf(lowest.runId)).map((l) => l.data), Array(4).fill("19"))
+    }).pipe(provide()))
+
   describe("armed runs (an intent written ahead, nothing written before the spawn)", () => {
     const armedRequest = (name: string, cmds: ReadonlyArray<string>, extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}) => {
       const runId = newRunId()
@@ -272,6 +287,16 @@ describe("Runner", () => {
         assert.strictEqual(finalState(rs), "succeeded")
         assert.deepStrictEqual(yield* outbox.intents, [])
         assert.strictEqual(Option.getOrUndefined(yield* outbox.lastRun("armed")), SCHEDULED_AT)
+      }).pipe(provide()))
+
+    it.live("its first command, spawned by start itself, runs at the schedule's niceness too", () =>
+      Effect.gen(function*() {
+        const runner = yield* Runner.Runner
+        const request = armedRequest("armed-nice", [NICENESS, NICENESS], { nice: 5 })
+        yield* arm(request)
+        assert.strictEqual(yield* runner.start(request), "started")
+        yield* awaitIdle
+        assert.deepStrictEqual(lines(yield* recordsOf(request.runId)).map((l) => l.data), Array(4).fill(niceAs(5)))
       }).pipe(provide()))
 
     it.live("without prepare, or with no commands, it still runs and records its start", () =>
@@ -424,19 +449,22 @@ describe("Runner", () => {
       ]])
     }).pipe(provide()))
 
-  it.live("a shell that cannot be started is exit 127 with the error on stderr, not a crash", () =>
-    Effect.gen(function*() {
-      const { runId } = yield* start(spec("nosh", ["echo hi", "echo again"]))
-      yield* awaitIdle
-      const rs = yield* recordsOf(runId)
-      assert.deepStrictEqual(exits(rs).map((e) => [e.exitCode, e.signal]), [[127, null], [127, null]])
-      const ls = lines(rs)
-      assert.strictEqual(ls.length, 2)
-      assert.strictEqual(ls[0]!.stream, "stderr")
-      assert.include(ls[0]!.data, "/nonexistent/shell")
-      assert.include(ls[0]!.data, "ENOENT")
-      assert.strictEqual(finalState(rs), "failed")
-    }).pipe(provide({ shell: "/nonexistent/shell" })))
+  // nice = 0 spawns the shell itself (Node reports ENOENT); otherwise `nice` runs it and says so.
+  for (const [nice, error] of [[0, "ENOENT"], [10, "No such file or directory"]] as const) {
+    it.live(`a shell that cannot be started is exit 127 with the error on stderr, not a crash (nice = ${nice})`, () =>
+      Effect.gen(function*() {
+        const { runId } = yield* start(spec("nosh", ["echo hi", "echo again"], { nice }))
+        yield* awaitIdle
+        const rs = yield* recordsOf(runId)
+        assert.deepStrictEqual(exits(rs).map((e) => [e.exitCode, e.signal]), [[127, null], [127, null]])
+        const ls = lines(rs)
+        assert.strictEqual(ls.length, 2)
+        assert.strictEqual(ls[0]!.stream, "stderr")
+        assert.include(ls[0]!.data, "/nonexistent/shell")
+        assert.include(ls[0]!.data, error)
+        assert.strictEqual(finalState(rs), "failed")
+      }).pipe(provide({ shell: "/nonexistent/shell" })))
+  }
 
   it.live("shutdown = terminate kills running groups at once and records their exit and an interrupted finish (shutdown)", () =>
     Effect.gen(function*() {

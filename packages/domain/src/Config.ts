@@ -37,6 +37,7 @@ import {
   defaultTable,
   DurationSecs,
   Enum,
+  Int,
   IpAddress,
   NonEmptyText,
   NonNegativeInt,
@@ -229,7 +230,9 @@ export const ScheduleEntry = table({
   /** Seconds; TOML may say `"90s"`, `"5m"`, `"1h"`. */
   timeout: opt(DurationSecs),
   overlap: withDefault(Enum(...Messages.Overlap.literals), () => "allow" as const),
-  on_failure: withDefault(Enum(...Messages.OnFailure.literals), () => "continue" as const)
+  on_failure: withDefault(Enum(...Messages.OnFailure.literals), () => "continue" as const),
+  /** Niceness below bartoc's for the commands (Messages.Nice). */
+  nice: withDefault(Int(0, 19, "an integer 0..19"), () => Messages.DEFAULT_NICE)
 })
 export type ScheduleEntry = typeof ScheduleEntry.Type
 

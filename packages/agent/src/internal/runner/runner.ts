@@ -6,6 +6,7 @@
  * atomic on Node's single thread without a lock.
  */
 import * as Ids from "@barto/domain/Ids"
+import { DEFAULT_NICE } from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import type { FinalRunState, Micros, RunId } from "@barto/domain/Messages"
 import type * as Context from "effect/Context"
@@ -99,6 +100,9 @@ const make = (options: Options) =>
     const shutdownMode = options.shutdown ?? "wait"
     const shutdownGrace = Duration.millis(options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS)
     const shell = options.shell !== undefined && options.shell !== "" ? options.shell : defaultShell(process.env)
+    // Jobs run `nice` steps below bartoc (issue 17: busy jobs must not delay the next dispatch).
+    const niceBin = Child.findNice(process.env.PATH)
+    const niceOf = (request: RunRequest) => ({ nice: request.spec.nice ?? DEFAULT_NICE, niceBin })
 
     /** Environments computed ahead by `prepare`, by run id (reading process.env takes ~0.3 ms). */
     let prepared = new Map<RunId, Record<string, string>>()
@@ -262,7 +266,7 @@ const make = (options: Options) =>
         const onChunk = (stream: Child.StreamName, chunk: Uint8Array) => emit(stream, splitters[stream].push(chunk))
         const onEnd = (stream: Child.StreamName) => emit(stream, splitters[stream].end())
         const child = first === undefined
-          ? yield* Child.spawn({ shell, command, env, onChunk, onEnd })
+          ? yield* Child.spawn({ shell, command, env, ...niceOf(ctx.request), onChunk, onEnd })
           : yield* Child.adopt(first.launched, onChunk, onEnd)
         let killed = false
         const killer = yield* Deferred.await(ctx.stopRequested).pipe(
@@ -372,7 +376,7 @@ const make = (options: Options) =>
       const env = takeEnv(ctx.request)
       const cmdUuid = Ids.uuidv4()
       const startedAt = nowMicros()
-      return { launched: Child.launch({ shell, command, env }), cmdUuid, startedAt, env }
+      return { launched: Child.launch({ shell, command, env, ...niceOf(ctx.request) }), cmdUuid, startedAt, env }
     }
 
     /** Unmarks a run and starts the next queued run of its schedule, if any. Idempotent. */
