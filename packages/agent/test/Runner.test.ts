@@ -4,7 +4,7 @@ import { newRunId } from "@barto/domain/Ids"
 import type { AgentRecord, RunId } from "@barto/domain/Messages"
 import { ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { defaultShell, jobEnv, rfc3339 } from "../src/internal/runner/runner.js"
@@ -313,6 +313,37 @@ describe("Runner", () => {
         assert.deepStrictEqual(lines(yield* recordsOf(plain.runId)).map((l) => l.data), ["plain"])
         assert.deepStrictEqual(tags(yield* recordsOf(empty.runId)), ["RunStarted", "RunFinished"])
         assert.deepStrictEqual(yield* outbox.intents, [])
+      }).pipe(provide()))
+
+    // Under TestClock, so that "near the instant" lasts as long as the test needs: the job and its
+    // pipes are real, the runner's clock stands still until the test moves it.
+    it.effect("output of running jobs waits while a prepared run's instant is near, and goes out once it started", () =>
+      Effect.gen(function*() {
+        const runner = yield* Runner.Runner
+        const realPause = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 20)))
+        const due = armedRequest("due", ["true"])
+        yield* TestClock.setTime(due.scheduledAt - 30)
+        yield* arm(due)
+        yield* runner.prepare([due])
+        const marker = `${fs.mkdtempSync(`${os.tmpdir()}/barto-hold-`)}/done`
+        const chatty = yield* start(spec("chatty", [`echo one; echo two; touch ${marker}`]))
+        while (!fs.existsSync(marker)) yield* realPause
+        // The chatty job has printed; its sink lingers (20 ms), then holds: the instant is 10 ms away.
+        yield* realPause
+        yield* TestClock.adjust(20)
+        for (let i = 0; i < 3; i++) yield* realPause
+        assert.deepStrictEqual(lines(yield* recordsOf(chatty.runId)), [])
+        assert.strictEqual(yield* runner.start(due), "started")
+        // Until both are idle: the sinks' lingers and holds need the clock moved.
+        const idle = yield* Effect.fork(awaitIdle)
+        while (idle.unsafePoll() === null) {
+          yield* TestClock.adjust(20)
+          yield* realPause
+        }
+        const dueStarted = (yield* recordsOf(due.runId)).find((r) => r._tag === "RunStarted")!
+        const chattyLines = lines(yield* recordsOf(chatty.runId))
+        assert.deepStrictEqual(chattyLines.map((l) => l.data), ["one", "two"])
+        assert.isTrue(chattyLines.every((l) => l.seq > dueStarted.seq))
       }).pipe(provide()))
 
     it.live("one that overlap=forbid refuses is recorded missed, which consumes its intent", () =>
