@@ -3,7 +3,7 @@
  * steady rate (the "output-heavy job" of issue 17) until its deadline. Plain JavaScript so that
  * bartoc spawns it through `$SHELL -c 'node …'` without a loader.
  *
- * Usage: node busyjob.mjs <until epoch ms> <lines per second>
+ * Usage: node busyjob.mjs <until epoch ms> <lines per second> (an ES module: top-level await)
  *
  * It exits at the deadline, and at once when its stdout goes away (bartoc stopped: EPIPE), so
  * that no job outlives the bench even when bartoc is SIGKILLed.
@@ -16,17 +16,15 @@ let seq = 0
 let next = Date.now()
 let sink = 0
 while (Date.now() < until) {
-  // Pure CPU until the next 10 ms slot, then one burst of lines (writes to a pipe are synchronous
-  // on Linux: a reader that falls behind blocks this job, not the other way round).
+  // Pure CPU until the next 10 ms slot, then one burst of lines. The child's stdout is a socket
+  // (libuv's socketpair), whose writes Node completes in the event loop: the loop must turn, and
+  // a reader that falls behind (write() → false) holds this job back, not the other way round.
   while (Date.now() < next) sink = (sink * 31 + 7) % 1000003
   next += 10
   let text = ""
   for (let i = 0; i < perTick; i++) {
     text += `busy job ${process.pid} line ${String(seq++).padStart(9, "0")} ${"x".repeat(40)} ${sink % 10}\n`
   }
-  try {
-    process.stdout.write(text)
-  } catch {
-    process.exit(0)
-  }
+  if (!process.stdout.write(text)) await new Promise((resolve) => process.stdout.once("drain", resolve))
+  else await new Promise((resolve) => setImmediate(resolve))
 }
