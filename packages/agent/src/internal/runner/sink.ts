@@ -56,13 +56,14 @@ export const make = (outbox: OutboxShape, hold: Effect.Effect<void> = Effect.voi
           Effect.logError(`outbox append failed; ${drafts.length} record(s) of this run are lost`, e)
         )
       )
-    // At most MAX_BATCH records per transaction (a chunk of output may make many), each after the hold.
+    // At most MAX_BATCH records per transaction (a chunk of output may make many), each after the
+    // hold; between two, the event loop turns (a timer due meanwhile, the Ticker's, runs first).
     const write = (drafts: Array<RecordDraft>): Effect.Effect<void> =>
       drafts.length === 0 ? Effect.void : drafts.length <= MAX_BATCH
         ? Effect.zipRight(hold, append(drafts))
         : Effect.zipRight(
           Effect.zipRight(hold, append(drafts.slice(0, MAX_BATCH))),
-          Effect.suspend(() => write(drafts.slice(MAX_BATCH)))
+          Effect.zipRight(Effect.sleep(Duration.zero), Effect.suspend(() => write(drafts.slice(MAX_BATCH))))
         )
 
     const writer = Effect.gen(function*() {
@@ -79,6 +80,12 @@ export const make = (outbox: OutboxShape, hold: Effect.Effect<void> = Effect.voi
           batch.push(item.draft)
         } else if (item._tag === "Work") {
           for (const draft of item.work()) batch.push(draft)
+          // A backlog of chunks makes many lines: written as they come, not all in one go.
+          if (batch.length >= MAX_BATCH) {
+            yield* write(batch)
+            batch = []
+            yield* Effect.sleep(Duration.zero)
+          }
         } else {
           yield* write(batch)
           batch = []
