@@ -78,23 +78,22 @@ const tagsOf = (schema: Schema.Schema<any, any>) => {
  * results and the same `ParseError`s, for hot paths that are not frames. bartoc's outbox stores
  * and reads back every record: under output-heavy jobs Schema's generic parser was ~15% of its CPU.
  */
-export const fastEncodeSync = <A, I>(schema: Schema.Schema<A, I>): (value: A) => I => {
-  const slow = Schema.encodeSync(schema)
-  return (value) => {
-    const compiled = compiledFor(schema, value, "encode")
-    const out = compiled === undefined ? CompiledParser.FAIL : compiled(value)
-    return out === CompiledParser.FAIL ? slow(value) : out as I
-  }
-}
+export const fastEncodeSync = <A, I>(schema: Schema.Schema<A, I>): (value: A) => I =>
+  fastSync(schema, "encode", Schema.encodeSync(schema))
 
 /** See `fastEncodeSync`. */
-export const fastDecodeUnknownSync = <A, I>(schema: Schema.Schema<A, I>): (input: unknown) => A => {
-  const slow = Schema.decodeUnknownSync(schema)
-  return (input) => {
-    const compiled = compiledFor(schema, input, "decode")
-    const out = compiled === undefined ? CompiledParser.FAIL : compiled(input)
-    return out === CompiledParser.FAIL ? slow(input) : out as A
-  }
+export const fastDecodeUnknownSync = <A, I>(schema: Schema.Schema<A, I>): (input: unknown) => A =>
+  fastSync(schema, "decode", Schema.decodeUnknownSync(schema))
+
+const fastSync = <In, Out>(
+  schema: Schema.Schema<any, any>,
+  direction: CompiledParser.Direction,
+  slow: (input: In) => Out
+) =>
+(input: In): Out => {
+  const compiled = compiledFor(schema, input, direction)
+  const out = compiled === undefined ? CompiledParser.FAIL : compiled(input)
+  return out === CompiledParser.FAIL ? slow(input) : out as Out
 }
 
 const compiledFor = (schema: Schema.Schema<any, any>, value: unknown, direction: CompiledParser.Direction) => {
