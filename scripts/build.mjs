@@ -60,11 +60,20 @@ await Promise.all([
       // CommonJS dependencies bundled into an ES module still call require()
       banner: { js: "import { createRequire as __bartoCreateRequire } from 'node:module'; const require = __bartoCreateRequire(import.meta.url);" },
       sourcemap: "linked",
+      charset: "ascii",
       logLevel: "warning",
       legalComments: "none"
     })
   )
 ])
+// esbuild escapes every non-ASCII character in code (charset "ascii"), but keeps a few comments
+// verbatim; one non-ASCII character there makes V8 hold the whole bundle as a two-byte string
+// (bartoc: 2.8 MB of heap instead of 1.4). One ASCII character for one keeps the source map valid.
+for (const { pkg, program } of programs) {
+  const file = join(root, "packages", pkg, "dist", `${program}.mjs`)
+  const text = readFileSync(file, "utf8")
+  if (/[^\x00-\x7f]/.test(text)) writeFileSync(file, text.replace(/[^\x00-\x7f]/g, "?"))
+}
 if (!process.argv.includes("--quiet")) {
   console.log(`build: bundled ${programs.map((p) => p.program).join(", ")} and the web console in ${Date.now() - started} ms`)
 }

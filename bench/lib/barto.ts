@@ -52,6 +52,9 @@ export interface ScheduleToml {
   readonly name: string
   readonly on_calendar: string
   readonly cmds: ReadonlyArray<string>
+  readonly overlap?: "allow" | "forbid" | "queue"
+  readonly timeout?: number
+  readonly nice?: number
 }
 
 export interface Server {
@@ -99,7 +102,8 @@ export interface Agent {
   readonly logFile: string
 }
 
-export const startAgent = (dir: string, server: Server, name: string): Agent => {
+/** `extra`: more top-level bartoc.toml tables (e.g. `{ runner: { shutdown: "terminate" } }`). */
+export const startAgent = (dir: string, server: Server, name: string, extra: Record<string, unknown> = {}): Agent => {
   const configFile = join(dir, `bartoc-${name}.toml`)
   const logFile = join(dir, `bartoc-${name}.log`)
   writeFileSync(
@@ -107,7 +111,8 @@ export const startAgent = (dir: string, server: Server, name: string): Agent => 
     stringify({
       name,
       state_path: join(dir, `bartoc-${name}.db`),
-      bartos: { prefix: "ws", host: "127.0.0.1", port: server.port }
+      bartos: { prefix: "ws", host: "127.0.0.1", port: server.port },
+      ...extra
     })
   )
   const launch = launchMode("bartoc")

@@ -19,6 +19,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Codec from "@barto/domain/Codec"
 import { AgentRecord, ScheduleTable, type Trigger } from "@barto/domain/Messages"
 import { uuidv4 } from "@barto/domain/Ids"
 import * as Context from "effect/Context"
@@ -185,8 +186,9 @@ const CHECKPOINT_AFTER_PAGES = 256
  */
 const AUTO_CHECKPOINT_PAGES = 4000
 
-const encodeRecord = Schema.encodeSync(AgentRecord)
-const decodeRecord = Schema.decodeUnknownSync(AgentRecord)
+// Compiled, Schema as the fallback: every record is encoded on append and decoded on send.
+const encodeRecord = Codec.fastEncodeSync(AgentRecord)
+const decodeRecord = Codec.fastDecodeUnknownSync(AgentRecord)
 const encodeTable = Schema.encodeSync(ScheduleTable)
 const decodeTable = Schema.decodeUnknownSync(ScheduleTable)
 

@@ -9,6 +9,8 @@
  * `quiet`); every other setting needs a restart, and a file that no longer loads is reported and
  * changes nothing.
  */
+// first: V8 flags that must be in place before the rest of the program allocates
+import "./internal/heapFlags.js"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"

@@ -4,7 +4,7 @@ import { newRunId } from "@barto/domain/Ids"
 import type { AgentRecord, RunId } from "@barto/domain/Messages"
 import { ScheduleSpec } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { defaultShell, jobEnv, rfc3339 } from "../src/internal/runner/runner.js"
@@ -231,6 +231,21 @@ describe("Runner", () => {
       yield* awaitIdle
     }).pipe(provide()))
 
+  // The niceness of the process that runs the command, and of one it forks (field 19 of stat).
+  const NICENESS = "awk '{print $19}' /proc/self/stat; (awk '{print $19}' /proc/self/stat)"
+  const niceAs = (offset: number) => String(Math.min(19, os.getPriority() + offset))
+
+  it.live("commands run `nice` steps below bartoc (default 10), and what they fork inherits it", () =>
+    Effect.gen(function*() {
+      const byDefault = yield* start(spec("nice-default", [NICENESS]))
+      const zero = yield* start(spec("nice-0", [NICENESS], { nice: 0 }))
+      const lowest = yield* start(spec("nice-19", [NICENESS, NICENESS], { nice: 19 }))
+      yield* awaitIdle
+      assert.deepStrictEqual(lines(yield* recordsOf(byDefault.runId)).map((l) => l.data), [niceAs(10), niceAs(10)])
+      assert.deepStrictEqual(lines(yield* recordsOf(zero.runId)).map((l) => l.data), [niceAs(0), niceAs(0)])
+      assert.deepStrictEqual(lines(yield* recordsOf(lowest.runId)).map((l) => l.data), Array(4).fill("19"))
+    }).pipe(provide()))
+
   describe("armed runs (an intent written ahead, nothing written before the spawn)", () => {
     const armedRequest = (name: string, cmds: ReadonlyArray<string>, extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}) => {
       const runId = newRunId()
@@ -274,6 +289,16 @@ describe("Runner", () => {
         assert.strictEqual(Option.getOrUndefined(yield* outbox.lastRun("armed")), SCHEDULED_AT)
       }).pipe(provide()))
 
+    it.live("its first command, spawned by start itself, runs at the schedule's niceness too", () =>
+      Effect.gen(function*() {
+        const runner = yield* Runner.Runner
+        const request = armedRequest("armed-nice", [NICENESS, NICENESS], { nice: 5 })
+        yield* arm(request)
+        assert.strictEqual(yield* runner.start(request), "started")
+        yield* awaitIdle
+        assert.deepStrictEqual(lines(yield* recordsOf(request.runId)).map((l) => l.data), Array(4).fill(niceAs(5)))
+      }).pipe(provide()))
+
     it.live("without prepare, or with no commands, it still runs and records its start", () =>
       Effect.gen(function*() {
         const outbox = yield* Outbox.Outbox
@@ -288,6 +313,37 @@ describe("Runner", () => {
         assert.deepStrictEqual(lines(yield* recordsOf(plain.runId)).map((l) => l.data), ["plain"])
         assert.deepStrictEqual(tags(yield* recordsOf(empty.runId)), ["RunStarted", "RunFinished"])
         assert.deepStrictEqual(yield* outbox.intents, [])
+      }).pipe(provide()))
+
+    // Under TestClock, so that "near the instant" lasts as long as the test needs: the job and its
+    // pipes are real, the runner's clock stands still until the test moves it.
+    it.effect("output of running jobs waits while a prepared run's instant is near, and goes out once it started", () =>
+      Effect.gen(function*() {
+        const runner = yield* Runner.Runner
+        const realPause = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 20)))
+        const due = armedRequest("due", ["true"])
+        yield* TestClock.setTime(due.scheduledAt - 30)
+        yield* arm(due)
+        yield* runner.prepare([due])
+        const marker = `${fs.mkdtempSync(`${os.tmpdir()}/barto-hold-`)}/done`
+        const chatty = yield* start(spec("chatty", [`echo one; echo two; touch ${marker}`]))
+        while (!fs.existsSync(marker)) yield* realPause
+        // The chatty job has printed; its sink lingers (20 ms), then holds: the instant is 10 ms away.
+        yield* realPause
+        yield* TestClock.adjust(20)
+        for (let i = 0; i < 3; i++) yield* realPause
+        assert.deepStrictEqual(lines(yield* recordsOf(chatty.runId)), [])
+        assert.strictEqual(yield* runner.start(due), "started")
+        // Until both are idle: the sinks' lingers and holds need the clock moved.
+        const idle = yield* Effect.fork(awaitIdle)
+        while (idle.unsafePoll() === null) {
+          yield* TestClock.adjust(20)
+          yield* realPause
+        }
+        const dueStarted = (yield* recordsOf(due.runId)).find((r) => r._tag === "RunStarted")!
+        const chattyLines = lines(yield* recordsOf(chatty.runId))
+        assert.deepStrictEqual(chattyLines.map((l) => l.data), ["one", "two"])
+        assert.isTrue(chattyLines.every((l) => l.seq > dueStarted.seq))
       }).pipe(provide()))
 
     it.live("one that overlap=forbid refuses is recorded missed, which consumes its intent", () =>
@@ -442,19 +498,22 @@ describe("Runner", () => {
       ]])
     }).pipe(provide()))
 
-  it.live("a shell that cannot be started is exit 127 with the error on stderr, not a crash", () =>
-    Effect.gen(function*() {
-      const { runId } = yield* start(spec("nosh", ["echo hi", "echo again"]))
-      yield* awaitIdle
-      const rs = yield* recordsOf(runId)
-      assert.deepStrictEqual(exits(rs).map((e) => [e.exitCode, e.signal]), [[127, null], [127, null]])
-      const ls = lines(rs)
-      assert.strictEqual(ls.length, 2)
-      assert.strictEqual(ls[0]!.stream, "stderr")
-      assert.include(ls[0]!.data, "/nonexistent/shell")
-      assert.include(ls[0]!.data, "ENOENT")
-      assert.strictEqual(finalState(rs), "failed")
-    }).pipe(provide({ shell: "/nonexistent/shell" })))
+  // nice = 0 spawns the shell itself (Node reports ENOENT); otherwise `nice` runs it and says so.
+  for (const [nice, error] of [[0, "ENOENT"], [10, "No such file or directory"]] as const) {
+    it.live(`a shell that cannot be started is exit 127 with the error on stderr, not a crash (nice = ${nice})`, () =>
+      Effect.gen(function*() {
+        const { runId } = yield* start(spec("nosh", ["echo hi", "echo again"], { nice }))
+        yield* awaitIdle
+        const rs = yield* recordsOf(runId)
+        assert.deepStrictEqual(exits(rs).map((e) => [e.exitCode, e.signal]), [[127, null], [127, null]])
+        const ls = lines(rs)
+        assert.strictEqual(ls.length, 2)
+        assert.strictEqual(ls[0]!.stream, "stderr")
+        assert.include(ls[0]!.data, "/nonexistent/shell")
+        assert.include(ls[0]!.data, error)
+        assert.strictEqual(finalState(rs), "failed")
+      }).pipe(provide({ shell: "/nonexistent/shell" })))
+  }
 
   it.live("shutdown = terminate kills running groups at once and records their exit and an interrupted finish (shutdown)", () =>
     Effect.gen(function*() {

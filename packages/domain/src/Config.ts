@@ -38,6 +38,7 @@ import {
   defaultTable,
   DurationSecs,
   Enum,
+  Int,
   IpAddress,
   NonEmptyText,
   NonNegativeInt,
@@ -248,6 +249,8 @@ export const ScheduleEntry = table({
   timeout: opt(DurationSecs),
   overlap: withDefault(Enum(...Messages.Overlap.literals), () => "allow" as const),
   on_failure: withDefault(Enum(...Messages.OnFailure.literals), () => "continue" as const),
+  /** Niceness below bartoc's for the commands (Messages.Nice). */
+  nice: withDefault(Int(0, 19, "an integer 0..19"), () => Messages.DEFAULT_NICE),
   ...alertFields
 })
 export type ScheduleEntry = typeof ScheduleEntry.Type

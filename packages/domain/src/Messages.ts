@@ -68,6 +68,14 @@ export const Overlap = Schema.Literal("allow", "forbid", "queue")
 export type Overlap = typeof Overlap.Type
 
 export const OnFailure = Schema.Literal("continue", "stop")
+
+/**
+ * How much lower than bartoc's own a schedule's commands run (`nice = N`: like `nice -n N`, so
+ * `0` = the same as bartoc, `19` = the lowest), so that busy jobs never delay bartoc's dispatch.
+ */
+export const Nice = Schema.Int.pipe(Schema.between(0, 19))
+/** `nice` when the schedule does not say (and when an older bartos sends no `nice` at all). */
+export const DEFAULT_NICE = 10
 export type OnFailure = typeof OnFailure.Type
 
 export const MissedTick = Schema.Literal("Burst", "Delay", "Skip")
@@ -101,7 +109,9 @@ export class ScheduleSpec extends Schema.Class<ScheduleSpec>("ScheduleSpec")({
   timeoutSecs: Schema.optional(Schema.Finite.pipe(Schema.positive())),
   overlap: Overlap,
   onFailure: OnFailure,
-  paused: Schema.Boolean
+  paused: Schema.Boolean,
+  /** Absent from an older bartos: `DEFAULT_NICE`. */
+  nice: Schema.optional(Nice)
 }) {}
 
 // ---------------------------------------------------------------------------------------------

@@ -356,3 +356,29 @@ describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
     { fastCheck: { numRuns: 100 } }
   )
 })
+
+describe("fastEncodeSync / fastDecodeUnknownSync (bartoc's outbox rows)", () => {
+  const encodeFast = Codec.fastEncodeSync(Messages.AgentRecord)
+  const decodeFast = Codec.fastDecodeUnknownSync(Messages.AgentRecord)
+  const encodeSlow = Schema.encodeSync(Messages.AgentRecord)
+  const decodeSlow = Schema.decodeUnknownSync(Messages.AgentRecord)
+
+  it.prop("agree with Schema on every record, through JSON as the outbox stores it", [Arbitrary.make(Messages.AgentRecord)], ([record]) => {
+    const encoded = encodeFast(record)
+    assert.deepStrictEqual(encoded, encodeSlow(record))
+    const stored = JSON.parse(JSON.stringify(encoded)) as unknown
+    assert.deepStrictEqual(decodeFast(stored), decodeSlow(stored))
+  }, { fastCheck: { numRuns: 300 } })
+
+  it("what Schema rejects throws Schema's own ParseError", () => {
+    for (const bad of [null, 7, {}, { _tag: "Nope" }, { _tag: "OutputLine", seq: -1 }]) {
+      let slow: unknown
+      try {
+        decodeSlow(bad)
+      } catch (e) {
+        slow = e
+      }
+      assert.throws(() => decodeFast(bad), String((slow as Error).message))
+    }
+  })
+})

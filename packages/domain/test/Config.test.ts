@@ -169,6 +169,7 @@ timezone = "Europe/Paris"
 timeout = "5m"
 overlap = "forbid"
 on_failure = "stop"
+nice = 0
 
 [[schedules.host1.schedules]]
 name = "quick"
@@ -207,9 +208,18 @@ timeout = 90
           timezone: "Europe/Paris",
           timeout: 300,
           overlap: "forbid",
-          on_failure: "stop"
+          on_failure: "stop",
+          nice: 0
         },
-        { name: "quick", on_calendar: "*-*-* *:*:0/5", cmds: ["true"], timeout: 90, overlap: "allow", on_failure: "continue" }
+        {
+          name: "quick",
+          on_calendar: "*-*-* *:*:0/5",
+          cmds: ["true"],
+          timeout: 90,
+          overlap: "allow",
+          on_failure: "continue",
+          nice: 10
+        }
       ])
       assert.deepStrictEqual(c.schedules.host2, { schedules: [] })
     }))
@@ -618,6 +628,26 @@ describe("errors name the source, the key and the reason", () => {
       assert.strictEqual(e4.message, `${noCmds}:1:1: schedules.a.schedules[0].cmds: missing required key`)
     }))
 
+  it.effect("nice is an integer 0..19, reported at its key", () =>
+    Effect.gen(function*() {
+      for (const bad of ["-5", "20", "2.5", `"high"`]) {
+        const file = writeFile(
+          tmp(),
+          "bartos.toml",
+          `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\nnice = ${bad}\n`
+        )
+        const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
+        assert.match(e.message, new RegExp(`^${file}:5:1: schedules\\.a\\.schedules\\[0\\]\\.nice: expected an integer 0\\.\\.19`))
+      }
+      const ok = writeFile(
+        tmp(),
+        "bartos.toml",
+        `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\nnice = 19\n`
+      )
+      const c = yield* Config.loadBartos({ configPath: ok, env: isolatedEnv() })
+      assert.strictEqual(c.schedules.a!.schedules[0]!.nice, 19)
+    }))
+
   it.effect("missing required mariadb key", () =>
     Effect.gen(function*() {
       const file = writeFile(tmp(), "bartos.toml", `[mariadb]\nhost = "db"\ndatabase = "barto"\n`)
@@ -730,7 +760,8 @@ describe("example configs", () => {
           cmds: ["echo hello from barto", "date -u"],
           timeout: 30,
           overlap: "forbid",
-          on_failure: "continue"
+          on_failure: "continue",
+          nice: 10
         }
       ])
     }))

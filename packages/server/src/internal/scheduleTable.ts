@@ -9,7 +9,7 @@ import * as Schema from "effect/Schema"
 import * as Config from "@barto/domain/Config"
 import * as Calendar from "@barto/scheduler/Calendar"
 import * as Zone from "@barto/scheduler/Zone"
-import { ScheduleSpec } from "@barto/domain/Messages"
+import { DEFAULT_NICE, ScheduleSpec } from "@barto/domain/Messages"
 import type { OnFailure, Overlap } from "@barto/domain/Messages"
 
 /**
@@ -43,6 +43,8 @@ export interface ScheduleEntryConfig {
   readonly timeout?: number | undefined
   readonly overlap: Overlap
   readonly on_failure: OnFailure
+  /** Absent: `DEFAULT_NICE` (the config loader always fills it in). */
+  readonly nice?: number | undefined
 }
 export type SchedulesConfig = Readonly<Record<string, { readonly schedules: ReadonlyArray<ScheduleEntryConfig> }>>
 
@@ -121,7 +123,8 @@ export const build = (
           ...(entry.timeout !== undefined ? { timeoutSecs: entry.timeout } : {}),
           overlap: entry.overlap,
           onFailure: entry.on_failure,
-          paused: false
+          paused: false,
+          nice: entry.nice ?? DEFAULT_NICE
         })
       )
     }

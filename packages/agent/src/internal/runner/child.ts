@@ -13,6 +13,9 @@
  * it is closed on our side once the result is reached.
  */
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
@@ -46,8 +49,31 @@ export interface SpawnOptions {
   readonly shell: string
   readonly command: string
   readonly env: Record<string, string>
+  /**
+   * Run the command this many niceness steps below bartoc (capped at 19 by the kernel); 0 or
+   * absent = bartoc's own priority. Through `niceBin` when given (race-free), else by
+   * `os.setPriority` right after the fork.
+   */
+  readonly nice?: number
+  /** The `nice` program (`findNice`). */
+  readonly niceBin?: string | undefined
   readonly onChunk: (stream: ChunkSource, chunk: Uint8Array) => void
   readonly onEnd: (stream: StreamName) => void
+}
+
+/** The `nice` program on `PATH` (looked up once, at start-up, not at a due instant). */
+export const findNice = (path: string | undefined): string | undefined => {
+  for (const dir of (path ?? "/usr/bin:/bin").split(":")) {
+    if (dir === "") continue
+    const file = Path.join(dir, "nice")
+    try {
+      Fs.accessSync(file, Fs.constants.X_OK)
+      return file
+    } catch {
+      // not here
+    }
+  }
+  return undefined
 }
 
 const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
@@ -93,9 +119,17 @@ export const launch = (options: LaunchOptions): Launched => {
     }
   }
 
+  const nice = options.nice ?? 0
+  // `nice -n N <shell> -c <command>` sets the niceness before the shell exists and then execs it
+  // (same pid, same process group), so nothing the job forks can escape it; renicing the shell
+  // after the fork could lose that race when bartoc is descheduled right after the fork, which is
+  // exactly when the machine is busy (seen in tests).
+  const [file, args] = nice > 0 && options.niceBin !== undefined
+    ? [options.niceBin, ["-n", String(nice), options.shell, "-c", options.command]]
+    : [options.shell, ["-c", options.command]]
   let child: ChildProcess.ChildProcess
   try {
-    child = ChildProcess.spawn(options.shell, ["-c", options.command], {
+    child = ChildProcess.spawn(file, args, {
       detached: true,
       stdio: ["ignore", "pipe", "pipe", "pipe"],
       env: options.env,
@@ -106,6 +140,17 @@ export const launch = (options: LaunchOptions): Launched => {
     // Synchronous failures (bad arguments, EAGAIN from fork) are a failed command, not a crash.
     complete({ exitCode: 127, signal: null, spawnError: `cannot start ${options.shell}: ${describe(e)}` })
     return { child: undefined, handle: makeHandle(undefined, done, () => {}), attach }
+  }
+
+  // No `nice` program: renice the shell right after the fork (what it forks later inherits it).
+  // Raising our own child's niceness needs no privilege; a child already gone (ESRCH) only
+  // leaves the job at bartoc's priority.
+  if (nice > 0 && options.niceBin === undefined && child.pid !== undefined) {
+    try {
+      Os.setPriority(child.pid, Math.min(19, Os.getPriority() + nice))
+    } catch {
+      // see above
+    }
   }
 
   let spawned = false

@@ -7,6 +7,7 @@
  */
 import * as Heartbeat from "@barto/domain/Heartbeat"
 import * as Ids from "@barto/domain/Ids"
+import { DEFAULT_NICE } from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import type { FinalRunState, Micros, RunId } from "@barto/domain/Messages"
 import type * as Context from "effect/Context"
@@ -30,6 +31,14 @@ import * as Sink from "./sink.js"
 export const DEFAULT_SHUTDOWN_GRACE_MS = 60_000
 
 const AGENT_RESTART = "agent_restart"
+
+/**
+ * Output work holds off from this long before a prepared run's instant (longer than one batch's
+ * append takes on a busy machine, so none is still running when the Ticker's timer fires)…
+ */
+const QUIET_BEFORE_MS = 40
+/** …until the run started, or this long after its instant (it was disarmed, or is late anyway). */
+const QUIET_AFTER_MS = 20
 
 /** After SIGKILL, how long to wait for the pipes to close before abandoning them. */
 const ABANDON_STREAMS_AFTER = Duration.seconds(2)
@@ -103,9 +112,26 @@ const make = (options: Options) =>
     const shutdownMode = options.shutdown ?? "wait"
     const shutdownGrace = Duration.millis(options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS)
     const shell = options.shell !== undefined && options.shell !== "" ? options.shell : defaultShell(process.env)
+    // Jobs run `nice` steps below bartoc (issue 17: busy jobs must not delay the next dispatch).
+    const niceBin = Child.findNice(process.env.PATH)
+    const niceOf = (request: RunRequest) => ({ nice: request.spec.nice ?? DEFAULT_NICE, niceBin })
 
     /** Environments computed ahead by `prepare`, by run id (reading process.env takes ~0.3 ms). */
     let prepared = new Map<RunId, Record<string, string>>()
+    /** Epoch ms of the prepared runs' earliest instant (`prepare` is called ~100 ms ahead of it). */
+    let preparedAt = Number.POSITIVE_INFINITY
+    /**
+     * Waited by every run's sink before it splits and appends output: from QUIET_BEFORE_MS before
+     * a prepared run's instant until it started (or QUIET_AFTER_MS passed), so the synchronous
+     * work jobs' output causes never stands between the Ticker's timer and the spawn.
+     */
+    const holdForDispatch: Effect.Effect<void> = Effect.gen(function*() {
+      while (prepared.size > 0) {
+        const now = yield* Clock.currentTimeMillis
+        if (now < preparedAt - QUIET_BEFORE_MS || now >= preparedAt + QUIET_AFTER_MS) return
+        yield* Effect.sleep(Duration.millis(Math.min(2, preparedAt + QUIET_AFTER_MS - now)))
+      }
+    })
     const envOf = (request: RunRequest): Record<string, string> =>
       jobEnv(process.env, {
         runId: request.runId,
@@ -248,32 +274,43 @@ const make = (options: Options) =>
           sink.push(runStarted(ctx, startedAt), true)
         }
         sink.push({ _tag: "CommandStarted", runId: ctx.runId, cmdUuid, cmdIndex: index, command, startedAt }, index === 0)
+        // Run by the sink's writer, in arrival order (lineSeq follows it), stamped when read.
+        const records = (stream: Child.StreamName, lines: ReadonlyArray<LineSplitter.Line>, ts: Micros) =>
+          lines.map((line): RecordDraft => ({
+            _tag: "OutputLine",
+            runId: ctx.runId,
+            cmdUuid,
+            lineSeq: ctx.lineSeq++,
+            stream,
+            ts,
+            data: line.data,
+            continuation: line.continuation
+          }))
         const emit = (stream: Child.StreamName, lines: ReadonlyArray<LineSplitter.Line>) => {
-          for (const line of lines) {
-            sink.push({
-              _tag: "OutputLine",
-              runId: ctx.runId,
-              cmdUuid,
-              lineSeq: ctx.lineSeq++,
-              stream,
-              ts: nowMicros(),
-              data: line.data,
-              continuation: line.continuation
-            })
-          }
+          const ts = nowMicros()
+          sink.later(() => records(stream, lines, ts))
         }
         const splitters = { stdout: LineSplitter.make(), stderr: LineSplitter.make(), beat: LineSplitter.make() }
+        // The stream callbacks only queue the chunk: splitting waits for the writer (issue 17).
+        // Heartbeats (fd 3) are few and small: parsed at once, so a beat's time is its arrival.
         const onChunk = (stream: Child.ChunkSource, chunk: Uint8Array) => {
-          if (stream !== "beat") return emit(stream, splitters[stream].push(chunk))
+          if (stream !== "beat") {
+            const ts = nowMicros()
+            sink.later(() => records(stream, splitters[stream].push(chunk), ts))
+            return
+          }
           for (const line of splitters.beat.push(chunk)) {
             // The rest of a line over the splitter's part size is not a new beat.
             if (line.continuation) continue
             sink.push({ _tag: "Heartbeat", runId: ctx.runId, ts: nowMicros(), ...Heartbeat.parse(line.data) })
           }
         }
-        const onEnd = (stream: Child.StreamName) => emit(stream, splitters[stream].end())
+        const onEnd = (stream: Child.StreamName) => {
+          const ts = nowMicros()
+          sink.later(() => records(stream, splitters[stream].end(), ts))
+        }
         const child = first === undefined
-          ? yield* Child.spawn({ shell, command, env, onChunk, onEnd })
+          ? yield* Child.spawn({ shell, command, env, ...niceOf(ctx.request), onChunk, onEnd })
           : yield* Child.adopt(first.launched, onChunk, onEnd)
         let killed = false
         const killer = yield* Deferred.await(ctx.stopRequested).pipe(
@@ -304,7 +341,7 @@ const make = (options: Options) =>
     const execute = (ctx: RunCtx) =>
       Effect.scoped(Effect.gen(function*() {
         const { spec } = ctx.request
-        const sink = yield* Sink.make(outbox)
+        const sink = yield* Sink.make(outbox, holdForDispatch)
         if (spec.timeoutSecs !== undefined) {
           yield* Effect.sleep(Duration.millis(spec.timeoutSecs * 1000)).pipe(
             Effect.zipRight(Effect.sync(() => requestStop(ctx, "timeout"))),
@@ -383,7 +420,7 @@ const make = (options: Options) =>
       const env = takeEnv(ctx.request)
       const cmdUuid = Ids.uuidv4()
       const startedAt = nowMicros()
-      return { launched: Child.launch({ shell, command, env }), cmdUuid, startedAt, env }
+      return { launched: Child.launch({ shell, command, env, ...niceOf(ctx.request) }), cmdUuid, startedAt, env }
     }
 
     /** Unmarks a run and starts the next queued run of its schedule, if any. Idempotent. */
@@ -509,6 +546,7 @@ const make = (options: Options) =>
     const prepare = (requests: ReadonlyArray<RunRequest>) =>
       Effect.sync(() => {
         prepared = new Map(requests.map((r) => [r.runId, envOf(r)]))
+        preparedAt = Math.min(...requests.map((r) => r.scheduledAt))
       })
 
     const running = Effect.sync(() => [...active.values()].map((c) => ({ runId: c.runId, schedule: c.schedule })))
