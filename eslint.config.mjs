@@ -1,8 +1,8 @@
 // ESLint 9 flat config, after the Effect repo's own (effect@3.22 eslint.config.mjs): TypeScript
 // recommended rules, formatting through dprint (`@effect/dprint`), Effect's import rule.
 // `npm run lint` checks; `npm run format` (= lint --fix) formats.
-import js from "@eslint/js"
 import * as effectEslint from "@effect/eslint-plugin"
+import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
@@ -31,7 +31,11 @@ export default tseslint.config(
       "@typescript-eslint/no-empty-object-type": "off",
       "@typescript-eslint/no-namespace": "off",
       "@typescript-eslint/no-non-null-assertion": "off",
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": ["error", {
+        argsIgnorePattern: "^_",
+        varsIgnorePattern: "^_",
+        caughtErrors: "none"
+      }],
       "@effect/dprint": ["error", {
         config: {
           indentWidth: 2,
@@ -55,7 +59,9 @@ export default tseslint.config(
     // Library style inside the packages' sources: import modules, not the barrels.
     files: ["packages/*/src/**/*.ts", "packages/*/src/**/*.tsx"],
     rules: {
-      "@effect/no-import-from-barrel-package": ["error", { packageNames: ["effect", "@effect/platform", "@effect/sql"] }]
+      "@effect/no-import-from-barrel-package": ["error", {
+        packageNames: ["effect", "@effect/platform", "@effect/sql"]
+      }]
     }
   }
 )

@@ -11,9 +11,9 @@
  * `runCalendarBench()` is the entry point for the combined `npm run bench`.
  */
 import * as Calendar from "@barto/scheduler/Calendar"
+import { CronExpressionParser } from "cron-parser"
 import { Cron } from "croner"
 import * as Either from "effect/Either"
-import { CronExpressionParser } from "cron-parser"
 import { pathToFileURL } from "node:url"
 
 export interface CalendarBenchRow {
@@ -117,7 +117,9 @@ const verify = (c: Case, starts: ReadonlyArray<number>, zone = "UTC"): number =>
     if (a !== b || a !== d || a !== l) {
       mismatches++
       console.error(
-        `!!! CALENDAR MISMATCH ${c.label} (${zone}) after ${new Date(start).toISOString()}: barto ${iso(a)} croner ${iso(b)} ` +
+        `!!! CALENDAR MISMATCH ${c.label} (${zone}) after ${new Date(start).toISOString()}: barto ${iso(a)} croner ${
+          iso(b)
+        } ` +
           `cron-parser ${iso(d)} croner-no-tz ${iso(l)}`
       )
     }
@@ -150,7 +152,15 @@ export async function runCalendarBench(options: CalendarBenchOptions = {}): Prom
     const barto = measure(() => parseBarto(c.barto))
     const croner = measure(() => new Cron(c.cron, { paused: true, timezone: "UTC" }))
     const cronParser = measure(() => CronExpressionParser.parse(c.cron, { tz: "UTC" }))
-    rows.push({ suite: "calendar", name: `parse: ${c.label}`, unit: "ops/s", barto, croner, cronParser, ratio: barto / croner })
+    rows.push({
+      suite: "calendar",
+      name: `parse: ${c.label}`,
+      unit: "ops/s",
+      barto,
+      croner,
+      cronParser,
+      ratio: barto / croner
+    })
     // Yield between rows so a combined runner's other work (logs, timers) is not starved.
     await new Promise((resolve) => setImmediate(resolve))
   }
@@ -208,6 +218,8 @@ export const formatCalendarTable = (rows: ReadonlyArray<CalendarBenchRow>): stri
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const rows = await runCalendarBench()
-  console.log(`calendar (ops/s, median of ${SAMPLES} × ${SAMPLE_MS} ms, 1,000 starts over 2026; UTC unless a zone is named)`)
+  console.log(
+    `calendar (ops/s, median of ${SAMPLES} × ${SAMPLE_MS} ms, 1,000 starts over 2026; UTC unless a zone is named)`
+  )
   console.log(formatCalendarTable(rows))
 }

@@ -137,7 +137,9 @@ const main = async () => {
 
   console.log(
     `\nbarto bench ${started.toISOString()}${args.quick ? " (quick)" : ""}: ${machine.cpu}, ${machine.cores} cores, ` +
-      `node ${machine.node}, MariaDB ${machine.mariadb ?? "n/a"}, bartos/bartoc from ${launch.bartos}/${launch.bartoc}, ` +
+      `node ${machine.node}, MariaDB ${
+        machine.mariadb ?? "n/a"
+      }, bartos/bartoc from ${launch.bartos}/${launch.bartoc}, ` +
       `load ${machine.loadAverageBefore.join("/")} → ${machine.loadAverageAfter.join("/")}\n`
   )
   console.log(formatTable(rows))

@@ -58,7 +58,10 @@ await Promise.all([
       // the native SQLite driver stays a real package (its .node binary is loaded at run time)
       external: ["better-sqlite3"],
       // CommonJS dependencies bundled into an ES module still call require()
-      banner: { js: "import { createRequire as __bartoCreateRequire } from 'node:module'; const require = __bartoCreateRequire(import.meta.url);" },
+      banner: {
+        js:
+          "import { createRequire as __bartoCreateRequire } from 'node:module'; const require = __bartoCreateRequire(import.meta.url);"
+      },
       sourcemap: "linked",
       charset: "ascii",
       logLevel: "warning",
@@ -72,8 +75,11 @@ await Promise.all([
 for (const { pkg, program } of programs) {
   const file = join(root, "packages", pkg, "dist", `${program}.mjs`)
   const text = readFileSync(file, "utf8")
+  // eslint-disable-next-line no-control-regex -- the ASCII range, NUL included
   if (/[^\x00-\x7f]/.test(text)) writeFileSync(file, text.replace(/[^\x00-\x7f]/g, "?"))
 }
 if (!process.argv.includes("--quiet")) {
-  console.log(`build: bundled ${programs.map((p) => p.program).join(", ")} and the web console in ${Date.now() - started} ms`)
+  console.log(
+    `build: bundled ${programs.map((p) => p.program).join(", ")} and the web console in ${Date.now() - started} ms`
+  )
 }

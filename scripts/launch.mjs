@@ -14,7 +14,9 @@ const newestSource = () => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name)
       if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith(".ts") || entry.name === "package.json") newest = Math.max(newest, statSync(path).mtimeMs)
+      else if (entry.name.endsWith(".ts") || entry.name === "package.json") {
+        newest = Math.max(newest, statSync(path).mtimeMs)
+      }
     }
   }
   for (const pkg of sourcePackages) {
@@ -28,7 +30,8 @@ const newestSource = () => {
 
 export const launch = async (pkg, program) => {
   const bundle = join(root, "packages", pkg, "dist", `${program}.mjs`)
-  const fresh = process.env.BARTO_FROM_SOURCE !== "1" && existsSync(bundle) && statSync(bundle).mtimeMs >= newestSource()
+  const fresh = process.env.BARTO_FROM_SOURCE !== "1" && existsSync(bundle) &&
+    statSync(bundle).mtimeMs >= newestSource()
   if (fresh) {
     await import(pathToFileURL(bundle).href)
   } else {

@@ -112,7 +112,9 @@ const stop = (code = 0) => {
   setTimeout(() => {
     for (const c of children) if (alive(c)) c.kill("SIGKILL")
   }, STOP_GRACE_MS).unref()
-  Promise.all(children.map((c) => (alive(c) ? new Promise((r) => c.once("exit", r)) : null))).then(() => process.exit(code))
+  Promise.all(children.map((c) => (alive(c) ? new Promise((r) => c.once("exit", r)) : null))).then(() =>
+    process.exit(code)
+  )
 }
 process.on("SIGINT", () => stop(0))
 process.on("SIGTERM", () => stop(0))

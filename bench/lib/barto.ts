@@ -36,7 +36,9 @@ export const launchMode = (program: "bartos" | "bartoc"): "bundle" | "tsx" => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name)
       if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith(".ts") || entry.name === "package.json") newest = Math.max(newest, statSync(path).mtimeMs)
+      else if (entry.name.endsWith(".ts") || entry.name === "package.json") {
+        newest = Math.max(newest, statSync(path).mtimeMs)
+      }
     }
   }
   for (const p of ["domain", "scheduler", "server", "agent", "cli"]) {
@@ -116,6 +118,9 @@ export const startAgent = (dir: string, server: Server, name: string, extra: Rec
     })
   )
   const launch = launchMode("bartoc")
-  const proc = startNode(binPath("bartoc"), ["-c", configFile, "-t", logFile], { name: `bartoc:${name}`, env: profileEnv() })
+  const proc = startNode(binPath("bartoc"), ["-c", configFile, "-t", logFile], {
+    name: `bartoc:${name}`,
+    env: profileEnv()
+  })
   return { proc, launch, logFile }
 }

@@ -5,22 +5,22 @@
  * statements on `output_lines`' shape through the plain driver (`rawDriverRate`), and through the
  * store's own layer (`rawInsertRate`: the Store engineer's `measureRawInsertRate`).
  */
+import * as Store from "@barto/server/Store"
+import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import Database from "better-sqlite3"
 import mysql from "mysql2/promise"
 import { randomUUID } from "node:crypto"
 import * as net from "node:net"
 import { join } from "node:path"
-import * as Store from "@barto/server/Store"
-import { type Db as E2eDb, type DbKind, mariadbTarget, openDb as openE2eDb } from "../../packages/e2e/test/utils/cluster.js"
 import {
-  measureRawInsertRate,
-  rawBatchParams,
-  rawInsertSql,
-  rawTableSql
-} from "./rawInsert.js"
+  type Db as E2eDb,
+  type DbKind,
+  mariadbTarget,
+  openDb as openE2eDb
+} from "../../packages/e2e/test/utils/cluster.js"
+import { measureRawInsertRate, rawBatchParams, rawInsertSql, rawTableSql } from "./rawInsert.js"
 
 export { type DbKind, mariadbTarget }
 
@@ -78,7 +78,9 @@ export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
       // A separate file in the same directory: same filesystem, same store pragmas.
       rawInsertRate: (rows) =>
         Effect.runPromise(
-          measureRawInsertRate(rows).pipe(Effect.provide(Layer.orDie(Store.layerSqliteWithClient({ filename: join(dir, "raw.db") }))))
+          measureRawInsertRate(rows).pipe(
+            Effect.provide(Layer.orDie(Store.layerSqliteWithClient({ filename: join(dir, "raw.db") })))
+          )
         ),
       baselineRate: async (rows) => {
         const db = new Database(join(dir, "baseline.db"))
@@ -228,7 +230,10 @@ const baselineRows = (b: number, kind: DbKind): Array<Array<unknown>> => {
       "nightly-backup",
       n % 7 === 0 ? 2 : 1,
       kind === "sqlite" ? ts.toISOString() : ts,
-      `line ${String(n).padStart(9, "0")}: the quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJ`.slice(0, 75)
+      `line ${String(n).padStart(9, "0")}: the quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJ`.slice(
+        0,
+        75
+      )
     ]
   })
 }

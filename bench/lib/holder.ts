@@ -53,7 +53,9 @@ setInterval(() => {
   }
 }, 1000)
 process.stdout.write(
-  `ready ${agents.length} failed ${failed} ms ${ms.toFixed(0)}${firstError !== undefined ? ` error ${firstError.replace(/\s+/g, " ")}` : ""}\n`
+  `ready ${agents.length} failed ${failed} ms ${ms.toFixed(0)}${
+    firstError !== undefined ? ` error ${firstError.replace(/\s+/g, " ")}` : ""
+  }\n`
 )
 process.stdin.resume()
 process.stdin.on("end", () => process.exit(0))

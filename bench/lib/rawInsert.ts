@@ -8,10 +8,10 @@
  * `layerMariadbWithClient` from `@barto/server/Store`. (Benchmark code: it lives here, not in
  * the server's sources, and reaches the server only through its public exports.)
  */
+import { StoreError } from "@barto/server/Store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import { StoreError } from "@barto/server/Store"
 
 const TABLE = "barto_bench_raw"
 

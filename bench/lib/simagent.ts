@@ -38,6 +38,13 @@ export const connectSimAgent = (url: string, name: string, outboxId = `bench-${n
       if (hello === undefined) reject(new Error(`closed before ServerHello: ${code} ${reason.toString()}`))
     })
     ws.once("open", () => {
-      send({ _tag: "AgentHello", protocol: M.PROTOCOL_VERSION, agentVersion: "bench", capabilities: [], outboxId, lastSeq: -1 })
+      send({
+        _tag: "AgentHello",
+        protocol: M.PROTOCOL_VERSION,
+        agentVersion: "bench",
+        capabilities: [],
+        outboxId,
+        lastSeq: -1
+      })
     })
   })

@@ -6,8 +6,8 @@
  * of that step. bartos and the holders run with `ulimit -n 20000`.
  */
 import { join } from "node:path"
-import { type Db, openDb } from "../lib/db.js"
 import { NOFILE, startServer } from "../lib/barto.js"
+import { type Db, openDb } from "../lib/db.js"
 import { cpuSeconds, type Proc, removeDir, repoRoot, rssBytes, sleep, startNode, tempDir } from "../lib/procs.js"
 import { atMost, median, type Row } from "../lib/report.js"
 
@@ -85,7 +85,11 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
     rows.push(row("bartos RSS, no agents", rss0 === undefined ? null : rss0 / MiB, "MiB", {
       peer: { label: "ws server §2", value: WS_RSS_MIB[0]! },
       ratio: rss0 === undefined ? undefined : rss0 / MiB / WS_RSS_MIB[0]!,
-      note: `bartos from the ${server.launch === "bundle" ? "esbuild bundle" : "TypeScript sources through tsx (its loader thread adds ~100 MiB)"}; ` +
+      note: `bartos from the ${
+        server.launch === "bundle"
+          ? "esbuild bundle"
+          : "TypeScript sources through tsx (its loader thread adds ~100 MiB)"
+      }; ` +
         "the peer is a bare `ws` server process"
     }))
     let current = 0
@@ -138,14 +142,24 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
         target: isTop && !quick ? "≤ 300 MiB" : "",
         verdict: isTop && !quick ? (held === level ? atMost(rssMiB, 300) : "FAIL") : "info",
         ...(peerRss !== undefined && rssMiB !== null
-          ? { peer: { label: level === 10000 ? "ws server §2 (interp.)" : "ws server §2", value: peerRss }, ratio: rssMiB / peerRss }
+          ? {
+            peer: { label: level === 10000 ? "ws server §2 (interp.)" : "ws server §2", value: peerRss },
+            ratio: rssMiB / peerRss
+          }
           : {}),
         note: idleCpu !== undefined ? `bartos CPU while holding (pings every 5 s): ${idleCpu.toFixed(1)}%` : undefined
       }))
       const peerRate = WS_CONNECTS_PER_S[level]
       rows.push(row(`connect +${stepCount.toLocaleString("en-US")} (→ ${label})`, connectSecs, "s", {
-        ...(peerRate !== undefined ? { peer: { label: "ws connect §2", value: stepCount / peerRate }, ratio: connectSecs / (stepCount / peerRate) } : {}),
-        note: `${(stepCount / connectSecs).toFixed(0)} handshakes/s (hello → ServerHello + table), ${step.length} holder(s), 200 in flight each`
+        ...(peerRate !== undefined
+          ? {
+            peer: { label: "ws connect §2", value: stepCount / peerRate },
+            ratio: connectSecs / (stepCount / peerRate)
+          }
+          : {}),
+        note: `${
+          (stepCount / connectSecs).toFixed(0)
+        } handshakes/s (hello → ServerHello + table), ${step.length} holder(s), 200 in flight each`
       }))
       current = level
       if (failure !== undefined || !server.proc.alive()) break

@@ -3,10 +3,10 @@
  * that fire rarely; its RSS (VmRSS) after ~10 s idle. Peers measured in the same run: a bare Node
  * process, and Node with the tsx loader registered (what the bin shim adds before any barto code).
  */
-import { join } from "node:path"
 import { writeFileSync } from "node:fs"
-import { type Db, openDb } from "../lib/db.js"
+import { join } from "node:path"
 import { startAgent, startServer } from "../lib/barto.js"
+import { type Db, openDb } from "../lib/db.js"
 import { childPids, type Proc, removeDir, rssBytes, sleep, startNode, tempDir, waitForFileLine } from "../lib/procs.js"
 import { atMost, median, type Row } from "../lib/report.js"
 
@@ -84,8 +84,12 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
       target: "≤ 60 MiB",
       // The fair floor depends on how the shim ran bartoc: a bundle is plain Node, sources need tsx.
       ...(agent.launch === "tsx"
-        ? tsx !== undefined && rss !== null ? { peer: { label: "node+tsx, empty", value: tsx / MiB }, ratio: rss / (tsx / MiB) } : {}
-        : bare !== undefined && rss !== null ? { peer: { label: "bare node", value: bare / MiB }, ratio: rss / (bare / MiB) } : {}),
+        ? tsx !== undefined && rss !== null
+          ? { peer: { label: "node+tsx, empty", value: tsx / MiB }, ratio: rss / (tsx / MiB) }
+          : {}
+        : bare !== undefined && rss !== null
+        ? { peer: { label: "bare node", value: bare / MiB }, ratio: rss / (bare / MiB) }
+        : {}),
       verdict: atMost(rss, 60),
       note: `bartoc from the ${agent.launch === "bundle" ? "esbuild bundle" : "TypeScript sources through tsx"}; ` +
         `node+tsx empty: ${tsx === undefined ? "?" : (tsx / MiB).toFixed(1)} MiB; ` +

@@ -8,15 +8,15 @@
  * with next/last/recent strip), a deep schedules page, a schedule's runs and the failures page.
  * Target (issue 16): dashboard p99 ≤ 100 ms. `--quick`: 1,000 schedules and 100,000 runs.
  */
+import * as M from "@barto/domain/Messages"
+import * as Store from "@barto/server/Store"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import { performance } from "node:perf_hooks"
-import * as M from "@barto/domain/Messages"
-import * as Store from "@barto/server/Store"
-import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
 import { startServer } from "../lib/barto.js"
+import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
 import { removeDir, tempDir } from "../lib/procs.js"
 import { atMost, median, percentile, type Row } from "../lib/report.js"
 
@@ -29,7 +29,9 @@ const get = (agent: http.Agent, port: number, target: string) =>
     const t0 = performance.now()
     http.get({ host: "127.0.0.1", port, path: target, agent }, (res) => {
       res.resume()
-      res.on("end", () => (res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`${target}: HTTP ${res.statusCode}`))))
+      res.on("end", () => (res.statusCode === 200
+        ? resolve(performance.now() - t0)
+        : reject(new Error(`${target}: HTTP ${res.statusCode}`))))
     }).on("error", reject)
   })
 
@@ -50,31 +52,47 @@ const storeLayer = (db: Db): Layer.Layer<Store.Store, Store.StoreError> => {
 
 /** `runs` runs round-robin over every schedule, newest now, through `Store.ingest` in batches. */
 const seed = (db: Db, perAgent: number, runs: number) =>
-  Effect.runPromise(Effect.gen(function*() {
-    const store = yield* Store.Store
-    const now = Date.now()
-    const span = 30 * DAY_MS
-    const seqs = new Map<string, number>()
-    for (let start = 0; start < runs; start += BATCH_RUNS) {
-      const byAgent = new Map<string, Array<M.AgentRecord>>()
-      for (let i = start; i < Math.min(runs, start + BATCH_RUNS); i++) {
-        const agent = `agent-${String(i % AGENTS).padStart(3, "0")}`
-        const schedule = `job-${String(Math.floor(i / AGENTS) % perAgent).padStart(3, "0")}`
-        const at = now - span + Math.floor((i / runs) * span)
-        const runId = `run-${String(i).padStart(8, "0")}` as M.RunId
-        const list = byAgent.get(agent) ?? []
-        let seq = seqs.get(agent) ?? 0
-        list.push({ _tag: "RunStarted", seq: seq++, runId, schedule, trigger: "schedule", scheduledAt: M.Micros.make(at * 1000), startedAt: M.Micros.make(at * 1000 + 500) })
-        if (i < runs - 20) {
-          const state = i % 20 === 7 ? "failed" : "succeeded"
-          list.push({ _tag: "RunFinished", seq: seq++, runId, state, finishedAt: M.Micros.make(at * 1000 + 1_500_000 + (i % 97) * 10_000) })
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const store = yield* Store.Store
+      const now = Date.now()
+      const span = 30 * DAY_MS
+      const seqs = new Map<string, number>()
+      for (let start = 0; start < runs; start += BATCH_RUNS) {
+        const byAgent = new Map<string, Array<M.AgentRecord>>()
+        for (let i = start; i < Math.min(runs, start + BATCH_RUNS); i++) {
+          const agent = `agent-${String(i % AGENTS).padStart(3, "0")}`
+          const schedule = `job-${String(Math.floor(i / AGENTS) % perAgent).padStart(3, "0")}`
+          const at = now - span + Math.floor((i / runs) * span)
+          const runId = `run-${String(i).padStart(8, "0")}` as M.RunId
+          const list = byAgent.get(agent) ?? []
+          let seq = seqs.get(agent) ?? 0
+          list.push({
+            _tag: "RunStarted",
+            seq: seq++,
+            runId,
+            schedule,
+            trigger: "schedule",
+            scheduledAt: M.Micros.make(at * 1000),
+            startedAt: M.Micros.make(at * 1000 + 500)
+          })
+          if (i < runs - 20) {
+            const state = i % 20 === 7 ? "failed" : "succeeded"
+            list.push({
+              _tag: "RunFinished",
+              seq: seq++,
+              runId,
+              state,
+              finishedAt: M.Micros.make(at * 1000 + 1_500_000 + (i % 97) * 10_000)
+            })
+          }
+          seqs.set(agent, seq)
+          byAgent.set(agent, list)
         }
-        seqs.set(agent, seq)
-        byAgent.set(agent, list)
+        for (const [agent, records] of byAgent) yield* store.ingest(agent, "bench-outbox", records)
       }
-      for (const [agent, records] of byAgent) yield* store.ingest(agent, "bench-outbox", records)
-    }
-  }).pipe(Effect.provide(storeLayer(db))))
+    }).pipe(Effect.provide(storeLayer(db)))
+  )
 
 const measure = async (port: number, target: string, n: number) => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -114,7 +132,11 @@ const suiteFor = async (kind: DbKind, quick: boolean): Promise<Array<Row>> => {
       const n = quick ? 50 : 300
       const dashboard = await measure(server.port, "/v1/api/dashboard", n)
       const deep = await measure(server.port, `/v1/api/schedules?offset=${schedules - 50}&limit=50`, Math.ceil(n / 3))
-      const history = await measure(server.port, "/v1/api/runs?agent=agent-042&schedule=job-007&limit=100", Math.ceil(n / 3))
+      const history = await measure(
+        server.port,
+        "/v1/api/runs?agent=agent-042&schedule=job-007&limit=100",
+        Math.ceil(n / 3)
+      )
       const failures = await measure(server.port, "/v1/api/failures?limit=50", Math.ceil(n / 3))
       const row = (metric: string, times: Array<number>, target?: number): Row => ({
         suite: "console",
@@ -126,7 +148,10 @@ const suiteFor = async (kind: DbKind, quick: boolean): Promise<Array<Row>> => {
         note: `median ${median(times).toFixed(1)} ms over ${times.length} sequential requests`
       })
       return [
-        { ...row("dashboard API", dashboard, 100), note: `${row("", dashboard).note}; seeded through Store.ingest in ${seedSecs.toFixed(0)} s` },
+        {
+          ...row("dashboard API", dashboard, 100),
+          note: `${row("", dashboard).note}; seeded through Store.ingest in ${seedSecs.toFixed(0)} s`
+        },
         row("schedules page at the end", deep),
         row("one schedule's runs", history),
         row("failures page", failures)
@@ -144,7 +169,15 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
   const rows = await suiteFor("sqlite", quick)
   if (await mariadbReachable()) rows.push(...(await suiteFor("mariadb", quick)))
   else {
-    rows.push({ suite: "console", metric: "dashboard API (mariadb)", value: null, unit: "", target: "≤ 100 ms", verdict: "skip", note: "MariaDB not reachable" })
+    rows.push({
+      suite: "console",
+      metric: "dashboard API (mariadb)",
+      value: null,
+      unit: "",
+      target: "≤ 100 ms",
+      verdict: "skip",
+      note: "MariaDB not reachable"
+    })
   }
   return rows
 }

@@ -23,10 +23,10 @@
  * `nice = <n>` into the busy schedules (the default leaves the key out: the config's default);
  * `BENCH_DISPATCH_PHASES=idle` or `=loaded` runs one phase only.
  */
-import { type Db, openDb } from "../lib/db.js"
-import { type ScheduleToml, startAgent, startServer } from "../lib/barto.js"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
+import { type ScheduleToml, startAgent, startServer } from "../lib/barto.js"
+import { type Db, openDb } from "../lib/db.js"
 import { type Proc, removeDir, repoRoot, sleep, startNode, tempDir, waitFor } from "../lib/procs.js"
 import { atMost, percentile, type Row } from "../lib/report.js"
 
@@ -179,7 +179,9 @@ export const run = async (quick: boolean): Promise<Array<Row>> => {
     const nice = niceText === undefined || niceText === "" ? undefined : Number(niceText)
     // The deadline only matters if bartoc dies without closing the pipes: the jobs end on EPIPE.
     const until = Date.now() + (wanted + WARMUP) * 2000 + 240_000
-    const job = `${JSON.stringify(process.execPath)} ${JSON.stringify(join(repoRoot, "bench/lib/busyjob.mjs"))} ${until} ${BUSY_LINES_PER_SEC}`
+    const job = `${JSON.stringify(process.execPath)} ${
+      JSON.stringify(join(repoRoot, "bench/lib/busyjob.mjs"))
+    } ${until} ${BUSY_LINES_PER_SEC}`
     const busy: Array<ScheduleToml> = Array.from({ length: BUSY_JOBS }, (_, i) => ({
       name: `busy-${i + 1}`,
       on_calendar: "*-*-* *:*:00/2",
@@ -236,7 +238,9 @@ const loadedRows = (phase: Phase, nice: number | undefined): Array<Row> => {
       note: `${BUSY_JOBS} jobs of bartoc's own (lib/busyjob.mjs: one core each, ${BUSY_LINES_PER_SEC} lines/s each), ` +
         `${nice === undefined ? "nice from the config default" : `nice = ${nice}`}; CPU of all cores busy ` +
         `${(phase.cpuBusy * 100).toFixed(0)}% over the ${phase.seconds.toFixed(0)} s window; ` +
-        `${phase.lines.toLocaleString("en-US")} output lines stored; ${phase.samples.length} runs after ${WARMUP} warm-up runs`
+        `${
+          phase.lines.toLocaleString("en-US")
+        } output lines stored; ${phase.samples.length} runs after ${WARMUP} warm-up runs`
     }),
     row("busy: lateness p99 (own jobs saturate both cores)", p99, {
       target: "≤ 10 ms",
@@ -283,7 +287,9 @@ const idleRows = (phase: Phase): Array<Row> => {
     }),
     row("lateness p99 vs floor now", p99, { peer: live("timer+2 fsync now p99", pDurable2, 99) }),
     row("lateness max", Math.max(...lateness)),
-    row("  part: scheduled → RunStarted p50", percentile(tick, 50), { peer: live("timer+1 fsync now p50", pDurable1, 50) }),
+    row("  part: scheduled → RunStarted p50", percentile(tick, 50), {
+      peer: live("timer+1 fsync now p50", pDurable1, 50)
+    }),
     row("  part: scheduled → RunStarted p99", percentile(tick, 99), {
       peer: live("timer+1 fsync now p99", pDurable1, 99),
       note: "timer (set 8 ms short) + futex wait to the instant, the on-time check, runner.start up to the " +
@@ -293,7 +299,9 @@ const idleRows = (phase: Phase): Array<Row> => {
     row("  part: RunStarted → CommandStarted p99", percentile(toCmd, 99), {
       note: "0 for an armed run (one stamp for both); RunStarted + CommandStarted are appended right after the spawn"
     }),
-    row("  part: CommandStarted → exited p50", percentile(spawnExit, 50), { peer: live("spawn→exit now p50", pSpawn, 50) }),
+    row("  part: CommandStarted → exited p50", percentile(spawnExit, 50), {
+      peer: live("spawn→exit now p50", pSpawn, 50)
+    }),
     row("  part: CommandStarted → exited p99", percentile(spawnExit, 99), {
       peer: live("spawn→exit now p99", pSpawn, 99),
       note: "spawn of `$SHELL -c true`, exit and both pipes closed, then CommandExited stamped"

@@ -19,8 +19,8 @@ import * as Codec from "@barto/domain/Codec"
 import * as Ids from "@barto/domain/Ids"
 import * as M from "@barto/domain/Messages"
 import { performance } from "node:perf_hooks"
-import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
 import { startServer } from "../lib/barto.js"
+import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
 import { cpuSeconds, pidOf, removeDir, sleep, tempDir, waitFor } from "../lib/procs.js"
 import { atLeast, median, type Row } from "../lib/report.js"
 import { connectSimAgent } from "../lib/simagent.js"
@@ -34,7 +34,8 @@ const AGENT = "bench-ingest"
 // KEY(ts) over TCP; SQLite 1,000 single-row INSERTs per transaction, synchronous=FULL.
 const BASELINE_RAW: Record<DbKind, number> = { mariadb: 123_078, sqlite: 436_079 }
 
-const runsText = (runs: ReadonlyArray<number>): string => runs.map((r) => Math.round(r).toLocaleString("en-US")).join(" / ")
+const runsText = (runs: ReadonlyArray<number>): string =>
+  runs.map((r) => Math.round(r).toLocaleString("en-US")).join(" / ")
 
 const codec = Codec.makeJson({ maxFrameBytes: 64 * 1024 * 1024 })
 
@@ -67,7 +68,15 @@ const plan = (totalLines: number): Plan => {
       cmdUuid = Ids.uuidv4()
       lineSeq = 0
       records.push(
-        { _tag: "RunStarted", seq: seq++, runId, schedule: "ingest", trigger: "manual", scheduledAt: ts, startedAt: ts },
+        {
+          _tag: "RunStarted",
+          seq: seq++,
+          runId,
+          schedule: "ingest",
+          trigger: "manual",
+          scheduledAt: ts,
+          startedAt: ts
+        },
         { _tag: "CommandStarted", seq: seq++, runId, cmdUuid, cmdIndex: 0, command: "bench", startedAt: ts }
       )
     }
@@ -108,9 +117,17 @@ interface Measured {
 }
 
 /** Sends every frame with at most WINDOW unacked; resolves when the last record is acked. */
-const send = async (url: string, p: Plan, serverPid: number, dbPid: number | undefined, timeoutMs: number): Promise<Measured> => {
+const send = async (
+  url: string,
+  p: Plan,
+  serverPid: number,
+  dbPid: number | undefined,
+  timeoutMs: number
+): Promise<Measured> => {
   const agent = await connectSimAgent(url, AGENT, `bench-ingest-${Date.now()}`)
-  if (agent.hello.ackedUpTo !== -1) throw new Error(`fresh outbox expected, server says acked up to ${agent.hello.ackedUpTo}`)
+  if (agent.hello.ackedUpTo !== -1) {
+    throw new Error(`fresh outbox expected, server says acked up to ${agent.hello.ackedUpTo}`)
+  }
   const finalSeq = p.lastSeqs[p.lastSeqs.length - 1]!
   try {
     return await new Promise<Measured>((resolve, reject) => {
@@ -156,7 +173,9 @@ const send = async (url: string, p: Plan, serverPid: number, dbPid: number | und
       })
       agent.ws.once("close", (code, reason) => {
         clearTimeout(timer)
-        reject(new Error(`ingest: connection closed ${code} ${reason.toString()} (acked up to ${acked} of ${finalSeq})`))
+        reject(
+          new Error(`ingest: connection closed ${code} ${reason.toString()} (acked up to ${acked} of ${finalSeq})`)
+        )
       })
       pump()
     })
@@ -169,7 +188,15 @@ const send = async (url: string, p: Plan, serverPid: number, dbPid: number | und
 const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => {
   const suite = `ingest/${kind}`
   if (kind === "mariadb" && !(await mariadbReachable())) {
-    return [{ suite, metric: "lines/s end to end", value: null, unit: "lines/s", target: "≥ 0.8× §3 raw", verdict: "skip", note: "MariaDB not reachable on 127.0.0.1:3306 (BARTO_TEST_MARIADB_URL)" }]
+    return [{
+      suite,
+      metric: "lines/s end to end",
+      value: null,
+      unit: "lines/s",
+      target: "≥ 0.8× §3 raw",
+      verdict: "skip",
+      note: "MariaDB not reachable on 127.0.0.1:3306 (BARTO_TEST_MARIADB_URL)"
+    }]
   }
   const dir = tempDir(`ingest-${kind}`)
   let db: Db | undefined
@@ -199,7 +226,11 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
     const baseline = median([...before, ...after])
     const ratio = rate / baseline
     const cpuNote = [
-      m.serverCpu !== undefined ? `bartos CPU ${(m.serverCpu / m.seconds * 100).toFixed(0)}% (${(m.serverCpu / p.lines * 1e6).toFixed(1)} µs/line)` : undefined,
+      m.serverCpu !== undefined
+        ? `bartos CPU ${(m.serverCpu / m.seconds * 100).toFixed(0)}% (${
+          (m.serverCpu / p.lines * 1e6).toFixed(1)
+        } µs/line)`
+        : undefined,
       m.dbCpu !== undefined ? `mariadbd CPU ${(m.dbCpu / m.seconds * 100).toFixed(0)}%` : undefined
     ].filter(Boolean).join(", ")
     const shape = kind === "sqlite" ?
@@ -242,7 +273,9 @@ const runOne = async (kind: DbKind, totalLines: number): Promise<Array<Row>> => 
         note: (kind === "sqlite" ?
           "§3 table (no secondary index), better-sqlite3, 1,000 single-row INSERTs per transaction, WAL, synchronous=FULL" :
           "§3 table + KEY(run_uuid), KEY(ts), mysql2 query() `VALUES ?` with 1,000 rows over TCP 127.0.0.1, autocommit") +
-          `; emptied before each run, rows counted; median of 3 runs before bartos (${runsText(before)}) and 3 after (${runsText(after)})`
+          `; emptied before each run, rows counted; median of 3 runs before bartos (${runsText(before)}) and 3 after (${
+            runsText(after)
+          })`
       },
       {
         suite,

@@ -18,15 +18,20 @@ const PER_HOLDER = 5000
 const WS_CONNECTS_PER_S: Record<number, number> = { 1000: 2330, 5000: 4232, 10000: 4613 }
 const TARGET_SECS = 5
 
-const connectAll = async (url: string, n: number): Promise<{ secs: number; held: number; failure?: string; holders: Array<Proc> }> => {
+const connectAll = async (
+  url: string,
+  n: number
+): Promise<{ secs: number; held: number; failure?: string; holders: Array<Proc> }> => {
   const holders: Array<Proc> = []
   for (let left = n, i = 0; left > 0; left -= PER_HOLDER, i++) {
-    holders.push(startNode(join(repoRoot, "bench/lib/holder.ts"), [url, `storm-${i}`, String(Math.min(PER_HOLDER, left))], {
-      name: `holder:storm-${i}`,
-      nofile: NOFILE,
-      nodeArgs: ["--import", "tsx"],
-      stdin: "pipe"
-    }))
+    holders.push(
+      startNode(join(repoRoot, "bench/lib/holder.ts"), [url, `storm-${i}`, String(Math.min(PER_HOLDER, left))], {
+        name: `holder:storm-${i}`,
+        nofile: NOFILE,
+        nodeArgs: ["--import", "tsx"],
+        stdin: "pipe"
+      })
+    )
   }
   let held = 0
   let ms = 0
@@ -69,9 +74,16 @@ const storm = async (kind: DbKind, n: number, quick: boolean): Promise<Row> => {
       value: again.secs,
       unit: "s",
       target: quick ? "" : `≤ ${TARGET_SECS} s`,
-      verdict: again.failure !== undefined || again.held !== n ? "FAIL" : quick ? "info" : atMost(again.secs, TARGET_SECS),
-      ...(peerRate !== undefined ? { peer: { label: "bare ws server §2", value: n / peerRate }, ratio: again.secs / (n / peerRate) } : {}),
-      note: `${(n / again.secs).toFixed(0)} handshakes/s; held ${again.held}/${n}` + (again.failure !== undefined ? `; ${again.failure}` : "")
+      verdict: again.failure !== undefined || again.held !== n
+        ? "FAIL"
+        : quick
+        ? "info"
+        : atMost(again.secs, TARGET_SECS),
+      ...(peerRate !== undefined
+        ? { peer: { label: "bare ws server §2", value: n / peerRate }, ratio: again.secs / (n / peerRate) }
+        : {}),
+      note: `${(n / again.secs).toFixed(0)} handshakes/s; held ${again.held}/${n}` +
+        (again.failure !== undefined ? `; ${again.failure}` : "")
     }
   } catch (e) {
     return {

@@ -415,9 +415,9 @@ export const make = (
             )
 
         const helloTimeout = Effect.sleep(livenessMs).pipe(
-          Effect.zipRight(Effect.suspend(() =>
-            state.handshook ? Effect.void : Effect.fail(ended("no ServerHello from bartos"))
-          ))
+          Effect.zipRight(
+            Effect.suspend(() => state.handshook ? Effect.void : Effect.fail(ended("no ServerHello from bartos")))
+          )
         )
 
         yield* conn.send({

@@ -36,4 +36,3 @@ export const layer: Layer.Layer<CurrentTable, never, Outbox> = Layer.effect(
     Effect.flatMap(SubscriptionRef.make)
   )
 )
-

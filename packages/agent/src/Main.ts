@@ -88,7 +88,9 @@ export const startLine = (config: BartocConfig): string => {
   const { port, prefix, servers } = config.bartos
   const where = servers === undefined
     ? `server ${prefix}://${config.bartos.host}:${port}`
-    : `servers ${servers.map((s) => `${prefix}://${s.host.includes(":") ? `[${s.host}]` : s.host}:${s.port ?? port}`).join(", ")}`
+    : `servers ${
+      servers.map((s) => `${prefix}://${s.host.includes(":") ? `[${s.host}]` : s.host}:${s.port ?? port}`).join(", ")
+    }`
   return `bartoc ${AGENT_VERSION} starting (agent '${config.name}', ${where}, state ${config.state_path})`
 }
 
@@ -116,10 +118,14 @@ const delivered = Effect.gen(function*() {
   const outbox = yield* Outbox.Outbox
   if (Option.isNone(yield* SubscriptionRef.get(connection.session))) return
   const empty = Effect.map(outbox.stats, (s) => s.pending === 0)
-  yield* inOwnFiber(Effect.gen(function*() {
-    while (!(yield* empty)) yield* Effect.sleep(50)
-  }).pipe(Effect.timeout(DELIVERY_TIMEOUT_MS))).pipe(
-    Effect.catchAll(() => Effect.logWarning("shutting down with records not yet acked by bartos; they are sent at the next start"))
+  yield* inOwnFiber(
+    Effect.gen(function*() {
+      while (!(yield* empty)) yield* Effect.sleep(50)
+    }).pipe(Effect.timeout(DELIVERY_TIMEOUT_MS))
+  ).pipe(
+    Effect.catchAll(() =>
+      Effect.logWarning("shutting down with records not yet acked by bartos; they are sent at the next start")
+    )
   )
 })
 
@@ -141,21 +147,23 @@ export const program = (
   hooks: { readonly onHangup?: Effect.Effect<void> } = {}
 ): Effect.Effect<never, Connection.ConnectionError | Outbox.OutboxError> =>
   Console.log(startLine(config)).pipe(
-    Effect.zipRight(Effect.scoped(Effect.gen(function*() {
-      // Runs with this fiber's runtime: its logger and level, not a bare default one.
-      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-      const onHangup = hooks.onHangup ?? Effect.logInfo("SIGHUP: nothing to reload")
-      const hup = () => {
-        runFork(onHangup)
-      }
-      yield* Effect.acquireRelease(
-        Effect.sync(() => process.on("SIGHUP", hup)),
-        () => Effect.sync(() => process.off("SIGHUP", hup))
-      )
-      const link = yield* Effect.forkScoped(Effect.flatMap(Connection.Connection, (c) => c.run))
-      // Added after the fork, so it runs before the link is interrupted: the link stays up while
-      // the running jobs finish and their last records go out.
-      yield* Effect.addFinalizer(() => shutdown)
-      return yield* Fiber.join(link)
-    })).pipe(Effect.provide(layer(config, overrides))))
+    Effect.zipRight(
+      Effect.scoped(Effect.gen(function*() {
+        // Runs with this fiber's runtime: its logger and level, not a bare default one.
+        const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+        const onHangup = hooks.onHangup ?? Effect.logInfo("SIGHUP: nothing to reload")
+        const hup = () => {
+          runFork(onHangup)
+        }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => process.on("SIGHUP", hup)),
+          () => Effect.sync(() => process.off("SIGHUP", hup))
+        )
+        const link = yield* Effect.forkScoped(Effect.flatMap(Connection.Connection, (c) => c.run))
+        // Added after the fork, so it runs before the link is interrupted: the link stays up while
+        // the running jobs finish and their last records go out.
+        yield* Effect.addFinalizer(() => shutdown)
+        return yield* Fiber.join(link)
+      })).pipe(Effect.provide(layer(config, overrides)))
+    )
   )

@@ -17,11 +17,9 @@
  * job's start; the outbox checkpoints when the caller says the moment is quiet (`checkpoint`)
  * and leaves SQLite's own automatic checkpoint only as a far-away backstop.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import * as Codec from "@barto/domain/Codec"
-import { AgentRecord, ScheduleTable, type Trigger } from "@barto/domain/Messages"
 import { uuidv4 } from "@barto/domain/Ids"
+import { AgentRecord, ScheduleTable, type Trigger } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -30,6 +28,8 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import * as CrashPoint from "./internal/crashPoint.js"
 import * as Sqlite from "./internal/outbox/Sqlite.js"
 
@@ -357,7 +357,9 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       const startBytes = pendingBytes
       try {
         // A plan never arms, disarms and records the same run id, so the order does not matter.
-        for (const i of also?.arm ?? []) stmt.insertIntent.run(i.runId, i.schedule, Math.floor(i.scheduledAt), i.trigger)
+        for (const i of also?.arm ?? []) {
+          stmt.insertIntent.run(i.runId, i.schedule, Math.floor(i.scheduledAt), i.trigger)
+        }
         for (const id of also?.disarm ?? []) stmt.deleteIntent.run(id)
         if (also?.lastRun !== undefined) stmt.raiseLastRun.run(also.lastRun.schedule, Math.floor(also.lastRun.at))
         const out: Array<AgentRecord> = []
@@ -408,7 +410,8 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
     }
 
     const isEmpty = (also: AppendAlso | undefined) =>
-      also === undefined || ((also.arm?.length ?? 0) === 0 && (also.disarm?.length ?? 0) === 0 && also.lastRun === undefined)
+      also === undefined ||
+      ((also.arm?.length ?? 0) === 0 && (also.disarm?.length ?? 0) === 0 && also.lastRun === undefined)
 
     const append = (
       drafts: ReadonlyArray<RecordDraft>,
@@ -453,7 +456,9 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       walPages += pagesFor(b)
     })
 
-    const ack = (upTo: number) => attempt("outbox ack failed", () => ackTx(upTo))
+    const ack = (upTo: number) =>
+      attempt("outbox ack failed", () =>
+        ackTx(upTo))
 
     const stats = attempt("outbox stats failed", (): OutboxStats => {
       const row = stmt.stats.get() as { n: number; b: number }
@@ -469,7 +474,9 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
 
     const loadTable = attempt("loading the schedule table failed", () => {
       const row = stmt.getMeta.get("schedule_table") as { value: string } | undefined
-      if (row === undefined) return { table: Option.none(), savedFor: undefined }
+      if (row === undefined) {
+        return { table: Option.none(), savedFor: undefined }
+      }
       const saved = JSON.parse(row.value) as { readonly agent?: unknown; readonly table?: unknown }
       // A cache from before the name was saved with it has no owner: it is not run either.
       const savedFor = typeof saved.agent === "string" ? saved.agent : undefined
@@ -481,12 +488,16 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
         Option.isNone(table) && savedFor !== undefined
           ? Effect.logWarning(
             `${
-              savedFor === "" ? "the cached schedule table has no agent name (an older bartoc saved it)" : `the cached schedule table belongs to agent '${savedFor}'`
+              savedFor === ""
+                ? "the cached schedule table has no agent name (an older bartoc saved it)"
+                : `the cached schedule table belongs to agent '${savedFor}'`
             }, this is '${options.agentName}': not running it; waiting for bartos to send this agent's table`
           )
           : Effect.void
       ),
-      Effect.map(({ table }) => table)
+      Effect.map(({ table }) =>
+        table
+      )
     )
 
     const lastRun = (schedule: string) =>
@@ -502,21 +513,28 @@ export const make = (options: Options): Effect.Effect<OutboxShape, OutboxError, 
       })
 
     const armTx = db.transaction((intents: ReadonlyArray<Intent>) => {
-      for (const i of intents) stmt.insertIntent.run(i.runId, i.schedule, Math.floor(i.scheduledAt), i.trigger)
+      for (const i of intents) {
+        stmt.insertIntent.run(i.runId, i.schedule, Math.floor(i.scheduledAt), i.trigger)
+      }
       walPages += pagesFor(0)
     })
     const arm = (intents: ReadonlyArray<Intent>) =>
       intents.length === 0 ? Effect.void : attempt("recording the runs about to start failed", () => {
         armTx(intents)
-        if (CrashPoint.enabled) CrashPoint.passed(["arm"])
+        if (CrashPoint.enabled) {
+          CrashPoint.passed(["arm"])
+        }
       })
 
     const disarmTx = db.transaction((runIds: ReadonlyArray<string>) => {
-      for (const id of runIds) stmt.deleteIntent.run(id)
+      for (const id of runIds) {
+        stmt.deleteIntent.run(id)
+      }
       walPages += pagesFor(0)
     })
     const disarm = (runIds: ReadonlyArray<string>) =>
-      runIds.length === 0 ? Effect.void : attempt("removing intents failed", () => disarmTx(runIds))
+      runIds.length === 0 ? Effect.void : attempt("removing intents failed", () =>
+        disarmTx(runIds))
 
     const intents = attempt("reading intents failed", () => readIntents(db))
 

@@ -17,8 +17,8 @@ import type { RunId, ScheduleSpec, Trigger } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import type { Outbox, OutboxError } from "./Outbox.js"
 import * as Impl from "./internal/runner/runner.js"
+import type { Outbox, OutboxError } from "./Outbox.js"
 
 export interface RunRequest {
   readonly runId: RunId

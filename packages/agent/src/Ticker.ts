@@ -165,7 +165,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
     const latest = yield* Ref.make<Option.Option<Option.Option<Table>>>(Option.none())
     const poke = yield* Queue.sliding<void>(1)
     yield* tableRef.changes.pipe(
-      Stream.runForEach((table) => Ref.set(latest, Option.some(table)).pipe(Effect.zipRight(Queue.offer(poke, void 0)))),
+      Stream.runForEach((table) =>
+        Ref.set(latest, Option.some(table)).pipe(Effect.zipRight(Queue.offer(poke, void 0)))
+      ),
       Effect.fork
     )
 
@@ -178,7 +180,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
       const ids = [...armed.values()].map((a) => a.intent.runId)
       armed = new Map()
       return outbox.disarm(ids).pipe(
-        Effect.catchAll((e) => Effect.logError(`ticker: cannot remove the intents of runs that will not start: ${e.message}`))
+        Effect.catchAll((e) =>
+          Effect.logError(`ticker: cannot remove the intents of runs that will not start: ${e.message}`)
+        )
       )
     })
 
@@ -206,7 +210,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
               `ticker: schedule '${name}': ${range.count} occurrence(s) while paused recorded as missed (paused)`
             )
           ),
-          Effect.catchAll((e) => Effect.logError(`ticker: cannot record the paused occurrences of '${name}': ${e.message}`))
+          Effect.catchAll((e) =>
+            Effect.logError(`ticker: cannot record the paused occurrences of '${name}': ${e.message}`)
+          )
         )
       })
 
@@ -235,7 +241,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
             continue
           }
           const previous = entries.get(spec.name)
-          if (previous !== undefined && previous.spec.paused && !(spec.paused && previous.spec.calendar === spec.calendar)) {
+          if (
+            previous !== undefined && previous.spec.paused && !(spec.paused && previous.spec.calendar === spec.calendar)
+          ) {
             yield* endPause(previous, now)
           }
           if (previous !== undefined && previous.spec.calendar === spec.calendar) {
@@ -288,7 +296,9 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
             armed: true
           }).pipe(
             Effect.catchAll((e) =>
-              Effect.logError(`ticker: cannot start '${entry.spec.name}': ${e.message}`).pipe(Effect.as("failed" as const))
+              Effect.logError(`ticker: cannot start '${entry.spec.name}': ${e.message}`).pipe(
+                Effect.as("failed" as const)
+              )
             ),
             Effect.flatMap((outcome) => logStart(entry.spec.name, intent.scheduledAt, "schedule", outcome))
           )
@@ -451,7 +461,8 @@ export const run = (options: Options): Effect.Effect<never, never, Outbox | Runn
         // Unarmed (the write failed), a run takes the general path: last run stored before its start.
         yield* outbox.arm(toArm.map(([, a]) => a.intent)).pipe(
           Effect.matchEffect({
-            onFailure: (e) => Effect.logError(`ticker: cannot record the runs due at ${new Date(wake).toISOString()}: ${e.message}`),
+            onFailure: (e) =>
+              Effect.logError(`ticker: cannot record the runs due at ${new Date(wake).toISOString()}: ${e.message}`),
             onSuccess: () => Effect.sync(() => toArm.forEach(([entry, a]) => armed.set(entry, a)))
           })
         )

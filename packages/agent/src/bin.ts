@@ -11,16 +11,16 @@
  */
 // first: V8 flags that must be in place before the rest of the program allocates
 import "./internal/heapFlags.js"
+import { withPlainHelp } from "@barto/domain/Argv"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as Config from "@barto/domain/Config"
-import * as Logging from "@barto/domain/Logging"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
-import { withPlainHelp } from "@barto/domain/Argv"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -109,7 +109,9 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
         const load = Config.loadBartoc(loadOptions)
         const config = yield* load.pipe(
           Effect.mapError((e) =>
-            new Failed([...strayEnv.map((w) => `warning: ${w}`), ...e.problems.map(Config.formatProblem)].join("\nbartoc: "))
+            new Failed(
+              [...strayEnv.map((w) => `warning: ${w}`), ...e.problems.map(Config.formatProblem)].join("\nbartoc: ")
+            )
           )
         )
         const level: Logging.LevelControl = { current: Logging.levelFor(config.verbose, config.quiet) }
@@ -155,7 +157,9 @@ Command.run(main(normalized), { name: "bartoc", version: AGENT_VERSION })(normal
     // style.md §8.
     ValidationError.isValidationError(e) ? Effect.succeed(2) : Console.error(`bartoc: ${e.message}`).pipe(Effect.as(1))
   ),
-  Effect.catchAllDefect((defect) => Console.error(`bartoc: internal error: ${Cause.pretty(Cause.die(defect))}`).pipe(Effect.as(1))),
+  Effect.catchAllDefect((defect) =>
+    Console.error(`bartoc: internal error: ${Cause.pretty(Cause.die(defect))}`).pipe(Effect.as(1))
+  ),
   // Help and usage errors without colour codes when piped or under NO_COLOR.
   withPlainHelp,
   Effect.provide(NodeContext.layer),
@@ -165,7 +169,9 @@ Command.run(main(normalized), { name: "bartoc", version: AGENT_VERSION })(normal
       onExit(
         Exit.isSuccess(exit)
           ? typeof exit.value === "number" ? exit.value : 0
-          : Cause.isInterruptedOnly(exit.cause) ? 0 : 1
+          : Cause.isInterruptedOnly(exit.cause)
+          ? 0
+          : 1
       )
   })
 )

@@ -1,28 +1,21 @@
-import type { TLSSocket } from "node:tls"
 import * as Connection from "@barto/agent/Connection"
+import { CurrentTable, type Table } from "@barto/agent/CurrentTable"
 import * as Outbox from "@barto/agent/Outbox"
 import { Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import { AGENT_VERSION } from "@barto/agent/SystemInfo"
-import { CurrentTable, type Table } from "@barto/agent/CurrentTable"
 import * as Codec from "@barto/domain/Codec"
 import * as Config from "@barto/domain/Config"
 import * as Envelope from "@barto/domain/Envelope"
-import * as Link from "@barto/domain/Link"
 import * as Ids from "@barto/domain/Ids"
-import {
-  type AgentToServer,
-  type Micros,
-  PROTOCOL_VERSION,
-  ScheduleSpec,
-  ServerMessage
-} from "@barto/domain/Messages"
+import * as Link from "@barto/domain/Link"
+import { type AgentToServer, type Micros, PROTOCOL_VERSION, ScheduleSpec, ServerMessage } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
+import type { Layer } from "effect"
 import {
   Deferred,
   Effect,
   Either,
   Fiber,
-  Layer,
   Logger,
   LogLevel,
   Option,
@@ -38,6 +31,7 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import type { TLSSocket } from "node:tls"
 import * as FakeBartos from "./utils/FakeBartos.js"
 import * as MemoryLink from "./utils/MemoryLink.js"
 
@@ -141,10 +135,32 @@ const makePki = (): Effect.Effect<{ readonly dir: string; readonly read: (f: str
       const run = (...args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
       const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
       run("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bartoc test CA")
-      for (const [name, subject, san] of [["server", "/CN=localhost", "IP:127.0.0.1"], ["agent", "/CN=agent one", "DNS:agent"]]) {
+      for (
+        const [name, subject, san] of [["server", "/CN=localhost", "IP:127.0.0.1"], [
+          "agent",
+          "/CN=agent one",
+          "DNS:agent"
+        ]]
+      ) {
         fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`)
         run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject!)
-        run("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`)
+        run(
+          "x509",
+          "-req",
+          "-in",
+          `${name}.csr`,
+          "-CA",
+          "ca.pem",
+          "-CAkey",
+          "ca.key",
+          "-CAcreateserial",
+          "-out",
+          `${name}.pem`,
+          "-days",
+          "2",
+          "-extfile",
+          `${name}.ext`
+        )
       }
       return { dir, read: (f: string) => fs.readFileSync(path.join(dir, f), "utf8") }
     }),
@@ -299,7 +315,9 @@ describe("Connection", () => {
         yield* c1.send(table("mine-2", "backup"))
         yield* waitRef(victim.tableRef, (t) => Option.isSome(t) && t.value.version === "mine-2", "the next own table")
         assert.strictEqual(yield* victim.conn.failedFrames, 1)
-        assert.deepStrictEqual(Option.getOrThrow(yield* victim.outbox.loadTable).schedules.map((s) => s.name), ["backup"])
+        assert.deepStrictEqual(Option.getOrThrow(yield* victim.outbox.loadTable).schedules.map((s) => s.name), [
+          "backup"
+        ])
         const complaints = () => c1.received.flatMap((m) => (m._tag === "ProtocolError" ? [m.message] : []))
         yield* c1.waitUntil(() => complaints().length >= 1, "the complaint")
         assert.match(complaints()[0]!, /^bad_signature: /)
@@ -362,7 +380,11 @@ describe("Connection", () => {
         const { agent: agentKeys, signingKey } = keys()
         // Signature only: frames carry no timestamp, so nothing else bounds how late they come.
         const server = yield* FakeBartos.make({ signingKey, autoPong: false })
-        const agent = yield* startAgent(server, { serverPublicKey: agentKeys.serverPublicKey, livenessMs: 1_000, pingIntervalMs: 200 })
+        const agent = yield* startAgent(server, {
+          serverPublicKey: agentKeys.serverPublicKey,
+          livenessMs: 1_000,
+          pingIntervalMs: 200
+        })
         const c1 = yield* server.connection(1)
         yield* waitRef(agent.conn.session, Option.isSome, "the handshake")
         const forged = Envelope.sign(
@@ -408,11 +430,21 @@ describe("Connection", () => {
       }
       yield* agent.conn.decided
       yield* eventually(Effect.sync(() => errors.length), (n) => n >= 2, "both refusals on stderr")
-      assert.match(errors[0]!, /^bartoc: ERROR bartos refused agent name 'agent one' for this instance \(bartos closed the connection \(code 4003: name 'agent one' is in use by another agent from 10\.0\.0\.5 since 08:02:01 UTC\)\); running no schedule until bartos accepts it; retrying\n$/)
+      assert.match(
+        errors[0]!,
+        /^bartoc: ERROR bartos refused agent name 'agent one' for this instance \(bartos closed the connection \(code 4003: name 'agent one' is in use by another agent from 10\.0\.0\.5 since 08:02:01 UTC\)\); running no schedule until bartos accepts it; retrying\n$/
+      )
       // The holder is gone: the next attempt is accepted and gets its table from bartos.
       const c3 = yield* server.connection(3)
       yield* c3.waitFor(FakeBartos.isTag("AgentHello"))
-      yield* c3.send({ _tag: "ServerHello", protocol: PROTOCOL_VERSION, serverVersion: "x", capabilities: [], sessionId: "s3", ackedUpTo: -1 })
+      yield* c3.send({
+        _tag: "ServerHello",
+        protocol: PROTOCOL_VERSION,
+        serverVersion: "x",
+        capabilities: [],
+        sessionId: "s3",
+        ackedUpTo: -1
+      })
       yield* c3.send(table("bartos", "backup"))
       yield* waitRef(agent.tableRef, (t) => Option.isSome(t) && t.value.version === "bartos", "the table once accepted")
     }))
@@ -636,9 +668,16 @@ describe("Connection", () => {
     assert.strictEqual(defaults.livenessMs, Connection.DEFAULTS.livenessMs)
     assert.strictEqual(defaults.backoffBaseMs, Connection.DEFAULTS.backoffBaseMs)
     assert.strictEqual(defaults.backoffCapMs, Connection.DEFAULTS.backoffCapMs)
-    const tuned = Connection.fromConfig(Schema.decodeUnknownSync(Config.BartocConfig)({
-      connection: { ping_interval_secs: 2, server_silence_secs: 7.5, reconnect_base_secs: 0.25, reconnect_max_secs: 60 }
-    }))
+    const tuned = Connection.fromConfig(
+      Schema.decodeUnknownSync(Config.BartocConfig)({
+        connection: {
+          ping_interval_secs: 2,
+          server_silence_secs: 7.5,
+          reconnect_base_secs: 0.25,
+          reconnect_max_secs: 60
+        }
+      })
+    )
     assert.deepStrictEqual(
       [tuned.pingIntervalMs, tuned.livenessMs, tuned.backoffBaseMs, tuned.backoffCapMs],
       [2_000, 7_500, 250, 60_000]
@@ -659,7 +698,10 @@ describe("Connection", () => {
       yield* ping(0)
       for (let id = 1; id <= 2; id++) {
         yield* TestClock.adjust("1 second")
-        assert.isFalse((yield* SubscriptionRef.get(c1.received)).some((m) => m._tag === "Ping" && m.id === id), "not early")
+        assert.isFalse(
+          (yield* SubscriptionRef.get(c1.received)).some((m) => m._tag === "Ping" && m.id === id),
+          "not early"
+        )
         yield* TestClock.adjust("1 second")
         yield* ping(id)
       }

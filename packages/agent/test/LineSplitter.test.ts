@@ -77,14 +77,18 @@ describe("LineSplitter", () => {
     assert.deepStrictEqual(single, whole)
   })
 
-  it.prop("rejoining parts reproduces the input modulo CR trimming and U+FFFD", [input, cuts, smallMax], ([inp, cs, max]) => {
-    const lines = LineSplitter.splitAll(chunkAt(inp, cs), { maxLineBytes: max })
-    assert.deepStrictEqual(joinParts(lines), expectedLines(inp))
-    // every part of valid text stays within the byte budget
-    if (!data(lines).some((d) => d.includes("\uFFFD"))) {
-      for (const l of lines) assert.isAtMost(Buffer.byteLength(l.data), max)
+  it.prop(
+    "rejoining parts reproduces the input modulo CR trimming and U+FFFD",
+    [input, cuts, smallMax],
+    ([inp, cs, max]) => {
+      const lines = LineSplitter.splitAll(chunkAt(inp, cs), { maxLineBytes: max })
+      assert.deepStrictEqual(joinParts(lines), expectedLines(inp))
+      // every part of valid text stays within the byte budget
+      if (!data(lines).some((d) => d.includes("\uFFFD"))) {
+        for (const l of lines) assert.isAtMost(Buffer.byteLength(l.data), max)
+      }
     }
-  })
+  )
 
   it.prop("no empty continuation parts", [input, smallMax], ([inp, max]) => {
     for (const l of LineSplitter.splitAll([inp], { maxLineBytes: max })) {

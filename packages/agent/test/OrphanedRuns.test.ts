@@ -33,9 +33,32 @@ describe("runs left unfinished by a previous bartoc", () => {
           const outbox = yield* Outbox.make(options)
           assert.deepStrictEqual(outbox.orphanedRuns, [])
           yield* outbox.append([
-            { _tag: "RunStarted", runId: orphan, schedule: "big", trigger: "schedule", scheduledAt: us(1), startedAt: us(2) },
-            { _tag: "RunStarted", runId: done, schedule: "small", trigger: "manual", scheduledAt: us(1), startedAt: us(2) },
-            { _tag: "OutputLine", runId: orphan, cmdUuid: "c1", lineSeq: 0, stream: "stdout", ts: us(3), data: "1", continuation: false },
+            {
+              _tag: "RunStarted",
+              runId: orphan,
+              schedule: "big",
+              trigger: "schedule",
+              scheduledAt: us(1),
+              startedAt: us(2)
+            },
+            {
+              _tag: "RunStarted",
+              runId: done,
+              schedule: "small",
+              trigger: "manual",
+              scheduledAt: us(1),
+              startedAt: us(2)
+            },
+            {
+              _tag: "OutputLine",
+              runId: orphan,
+              cmdUuid: "c1",
+              lineSeq: 0,
+              stream: "stdout",
+              ts: us(3),
+              data: "1",
+              continuation: false
+            },
             { _tag: "RunFinished", runId: done, state: "succeeded", finishedAt: us(4) }
           ])
         }))

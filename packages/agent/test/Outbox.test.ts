@@ -1,7 +1,7 @@
 import * as Outbox from "@barto/agent/Outbox"
+import * as Codec from "@barto/domain/Codec"
 import type { Micros, RunId } from "@barto/domain/Messages"
 import { AgentRecord, AgentToServer, recordBatchWire, ScheduleSpec } from "@barto/domain/Messages"
-import * as Codec from "@barto/domain/Codec"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Exit, Fiber, Layer, Option, Schema, Scope, Stream } from "effect"
 import * as fs from "node:fs"
@@ -113,8 +113,7 @@ describe("Outbox", () => {
         assert.deepStrictEqual(yield* outbox.stats, { pending: 0, bytes: 0, dropped: 0 })
         // seqs are never reused after acks emptied the table
         assert.deepStrictEqual((yield* outbox.append([line(3)])).map((r) => r.seq), [6])
-      })
-    ))
+      })))
 
   it.effect("pendingEncoded is the stored wire form: it encodes to the same batch as the decoded records", () =>
     withOutbox({ path: ":memory:", maxBytes: 1 << 20 }, (outbox) =>
@@ -135,8 +134,7 @@ describe("Outbox", () => {
           Either.getOrThrow(codec.decode(AgentToServer, wire)),
           { _tag: "RecordBatch", records: decoded } as typeof AgentToServer.Type
         )
-      })
-    ))
+      })))
 
   it.effect("an invalid record fails the append as a whole and assigns nothing", () =>
     withOutbox({ path: ":memory:", maxBytes: 1 << 20 }, (outbox) =>
@@ -148,8 +146,7 @@ describe("Outbox", () => {
         assert.strictEqual(yield* outbox.lastSeq.get, 0)
         assert.deepStrictEqual((yield* outbox.append([line(1)])).map((r) => r.seq), [1])
         assert.deepStrictEqual((yield* outbox.pending(-1, 10)).map((r) => r.seq), [0, 1])
-      })
-    ))
+      })))
 
   it.effect("the sequence and the outbox id survive a reopen of the same file", () =>
     Effect.gen(function*() {
@@ -198,8 +195,7 @@ describe("Outbox", () => {
         assert.strictEqual(stats.pending, left.length)
         // the sequence still advances normally
         assert.strictEqual(yield* outbox.lastSeq.get, 42)
-      })
-    ))
+      })))
 
   it.effect("when only run records remain the cap is exceeded, not enforced on them", () =>
     withOutbox({ path: ":memory:", maxBytes: 100 }, (outbox) =>
@@ -210,8 +206,7 @@ describe("Outbox", () => {
         const stats = yield* outbox.stats
         assert.isAbove(stats.bytes, 100)
         assert.strictEqual(stats.dropped, 1)
-      })
-    ))
+      })))
 
   it.effect("the dropped count, table and last runs persist across a reopen", () =>
     Effect.gen(function*() {
@@ -247,19 +242,29 @@ describe("Outbox", () => {
     Effect.gen(function*() {
       const { dir, file } = tempFile()
       yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web1" }, (outbox) => outbox.saveTable(table))
-      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web1" }, (outbox) =>
-        Effect.map(outbox.loadTable, (loaded) => assert.deepStrictEqual(Option.getOrThrow(loaded), table)))
+      yield* withOutbox(
+        { path: file, maxBytes: 1 << 20, agentName: "web1" },
+        (outbox) => Effect.map(outbox.loadTable, (loaded) => assert.deepStrictEqual(Option.getOrThrow(loaded), table))
+      )
       // Renamed (or a state file copied to another agent): bartos gave this table to 'web1'.
-      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web2" }, (outbox) =>
-        Effect.map(outbox.loadTable, (loaded) => assert.isTrue(Option.isNone(loaded))))
+      yield* withOutbox(
+        { path: file, maxBytes: 1 << 20, agentName: "web2" },
+        (outbox) => Effect.map(outbox.loadTable, (loaded) => assert.isTrue(Option.isNone(loaded)))
+      )
       // A cache saved by a bartoc before the name went with it names nobody: not run either.
       const legacy = Sqlite.open(file)
       legacy.prepare("UPDATE meta SET value = ? WHERE key = 'schedule_table'").run(
-        JSON.stringify(JSON.parse((legacy.prepare("SELECT value FROM meta WHERE key = 'schedule_table'").get() as { value: string }).value).table)
+        JSON.stringify(
+          JSON.parse(
+            (legacy.prepare("SELECT value FROM meta WHERE key = 'schedule_table'").get() as { value: string }).value
+          ).table
+        )
       )
       legacy.close()
-      yield* withOutbox({ path: file, maxBytes: 1 << 20, agentName: "web1" }, (outbox) =>
-        Effect.map(outbox.loadTable, (loaded) => assert.isTrue(Option.isNone(loaded))))
+      yield* withOutbox(
+        { path: file, maxBytes: 1 << 20, agentName: "web1" },
+        (outbox) => Effect.map(outbox.loadTable, (loaded) => assert.isTrue(Option.isNone(loaded)))
+      )
       fs.rmSync(dir, { recursive: true, force: true })
     }))
 

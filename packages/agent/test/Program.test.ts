@@ -76,7 +76,10 @@ const bartoc = (
         exit: undefined,
         waitOutput: (pred, what) =>
           until(() => pred(proc)).pipe(
-            FakeBartos.within(45_000, `${what} (stdout: ${JSON.stringify(proc.stdout)}, stderr: ${JSON.stringify(proc.stderr)})`)
+            FakeBartos.within(
+              45_000,
+              `${what} (stdout: ${JSON.stringify(proc.stdout)}, stderr: ${JSON.stringify(proc.stderr)})`
+            )
           ),
         waitExit: Effect.suspend(() =>
           until(() => proc.exit !== undefined).pipe(
@@ -109,32 +112,36 @@ const writeConfig = (dir: string, text: string) => {
 }
 
 describe("bartoc program", () => {
-  it.scopedLive("starts, says hello to bartos, and exits 0 on SIGTERM closing the socket with 1000", () =>
-    Effect.gen(function*() {
-      const server = yield* FakeBartos.make()
-      const dir = yield* tempDir()
-      const config = writeConfig(dir, `name = "prog-agent"\n[bartos]\nhost = "127.0.0.1"\nport = ${server.port}\n`)
-      const state = path.join(dir, "state", "bartoc.db")
-      const proc = yield* bartoc(dir, ["-c", config, "-r", state])
-      yield* proc.waitOutput((p) => p.stdout.includes("starting"), "the start line")
-      assert.include(
-        proc.stdout,
-        `bartoc ${AGENT_VERSION} starting (agent 'prog-agent', server ws://127.0.0.1:${server.port}, state ${state})`
-      )
-      const c1 = yield* server.connection(1)
-      const hello = yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
-      assert.strictEqual(hello.lastSeq, -1)
-      assert.strictEqual(c1.request.url, "/v1/ws/worker?name=prog-agent")
-      yield* c1.waitFor(FakeBartos.isTag("AgentInfo"))
-      assert.isTrue(fs.existsSync(state))
+  it.scopedLive(
+    "starts, says hello to bartos, and exits 0 on SIGTERM closing the socket with 1000",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* FakeBartos.make()
+        const dir = yield* tempDir()
+        const config = writeConfig(dir, `name = "prog-agent"\n[bartos]\nhost = "127.0.0.1"\nport = ${server.port}\n`)
+        const state = path.join(dir, "state", "bartoc.db")
+        const proc = yield* bartoc(dir, ["-c", config, "-r", state])
+        yield* proc.waitOutput((p) => p.stdout.includes("starting"), "the start line")
+        assert.include(
+          proc.stdout,
+          `bartoc ${AGENT_VERSION} starting (agent 'prog-agent', server ws://127.0.0.1:${server.port}, state ${state})`
+        )
+        const c1 = yield* server.connection(1)
+        const hello = yield* c1.waitFor(FakeBartos.isTag("AgentHello"))
+        assert.strictEqual(hello.lastSeq, -1)
+        assert.strictEqual(c1.request.url, "/v1/ws/worker?name=prog-agent")
+        yield* c1.waitFor(FakeBartos.isTag("AgentInfo"))
+        assert.isTrue(fs.existsSync(state))
 
-      proc.child.kill("SIGTERM")
-      const exit = yield* proc.waitExit
-      assert.deepStrictEqual(exit, { code: 0, signal: null })
-      const closed = yield* c1.waitClosed
-      assert.strictEqual(closed.code, 1000)
-      assert.include(closed.reason, "shutting down")
-    }), PROCESS_TEST_TIMEOUT)
+        proc.child.kill("SIGTERM")
+        const exit = yield* proc.waitExit
+        assert.deepStrictEqual(exit, { code: 0, signal: null })
+        const closed = yield* c1.waitClosed
+        assert.strictEqual(closed.code, 1000)
+        assert.include(closed.reason, "shutting down")
+      }),
+    PROCESS_TEST_TIMEOUT
+  )
 
   it.scopedLive("a bad configuration exits 1 naming the file and the key", () =>
     Effect.gen(function*() {
@@ -143,27 +150,34 @@ describe("bartoc program", () => {
       const proc = yield* bartoc(dir, ["-c", config])
       const exit = yield* proc.waitExit
       assert.strictEqual(exit.code, 1)
-      assert.match(proc.stderr, new RegExp(`^bartoc: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3:1: bartos\\.port: `, "m"))
+      assert.match(
+        proc.stderr,
+        new RegExp(`^bartoc: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3:1: bartos\\.port: `, "m")
+      )
       assert.notInclude(proc.stdout, "starting")
     }), PROCESS_TEST_TIMEOUT)
 
-  it.scopedLive("a BARTOC_* variable that sets no key: a warning on stderr naming it, and bartoc starts", () =>
-    Effect.gen(function*() {
-      const server = yield* FakeBartos.make()
-      const dir = yield* tempDir()
-      const config = writeConfig(dir, `name = "prog-agent"\n[bartos]\nhost = "127.0.0.1"\nport = ${server.port}\n`)
-      const proc = yield* bartoc(dir, ["-c", config, "-r", path.join(dir, "s.db")], {
-        BARTOC_BARTOS_PORT: "1",
-        BARTOC_CATCH_UP_LIMIT: "3"
-      })
-      yield* proc.waitOutput((p) => p.stdout.includes("starting"), "the start line")
-      yield* proc.waitOutput((p) => / WARN environment BARTOC_BARTOS_PORT: /.test(p.stderr), "the warning")
-      assert.include(proc.stderr, "sets no configuration key, ignored (did you mean BARTOC_BARTOS__PORT?)")
-      assert.notInclude(proc.stderr, "CATCH_UP_LIMIT")
-      yield* (yield* server.connection(1)).waitFor(FakeBartos.isTag("AgentHello"))
-      proc.child.kill("SIGTERM")
-      assert.strictEqual((yield* proc.waitExit).code, 0)
-    }), PROCESS_TEST_TIMEOUT)
+  it.scopedLive(
+    "a BARTOC_* variable that sets no key: a warning on stderr naming it, and bartoc starts",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* FakeBartos.make()
+        const dir = yield* tempDir()
+        const config = writeConfig(dir, `name = "prog-agent"\n[bartos]\nhost = "127.0.0.1"\nport = ${server.port}\n`)
+        const proc = yield* bartoc(dir, ["-c", config, "-r", path.join(dir, "s.db")], {
+          BARTOC_BARTOS_PORT: "1",
+          BARTOC_CATCH_UP_LIMIT: "3"
+        })
+        yield* proc.waitOutput((p) => p.stdout.includes("starting"), "the start line")
+        yield* proc.waitOutput((p) => / WARN environment BARTOC_BARTOS_PORT: /.test(p.stderr), "the warning")
+        assert.include(proc.stderr, "sets no configuration key, ignored (did you mean BARTOC_BARTOS__PORT?)")
+        assert.notInclude(proc.stderr, "CATCH_UP_LIMIT")
+        yield* (yield* server.connection(1)).waitFor(FakeBartos.isTag("AgentHello"))
+        proc.child.kill("SIGTERM")
+        assert.strictEqual((yield* proc.waitExit).code, 0)
+      }),
+    PROCESS_TEST_TIMEOUT
+  )
 
   it.scopedLive("an unreachable bartos with retry_count = 2 exits 1 after two attempts", () =>
     Effect.gen(function*() {
@@ -171,7 +185,10 @@ describe("bartoc program", () => {
       const port = server.port
       yield* server.stop
       const dir = yield* tempDir()
-      const config = writeConfig(dir, `name = "prog-agent"\nretry_count = 2\n[bartos]\nhost = "127.0.0.1"\nport = ${port}\n`)
+      const config = writeConfig(
+        dir,
+        `name = "prog-agent"\nretry_count = 2\n[bartos]\nhost = "127.0.0.1"\nport = ${port}\n`
+      )
       const proc = yield* bartoc(dir, ["-c", config, "-r", path.join(dir, "s.db")])
       const exit = yield* proc.waitExit
       assert.strictEqual(exit.code, 1)

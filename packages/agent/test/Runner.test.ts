@@ -12,7 +12,11 @@ import { defaultShell, jobEnv, rfc3339 } from "../src/internal/runner/runner.js"
 // Real child processes through a real shell, against an in-memory outbox. Every wait is on a
 // condition (awaitIdle, or a record showing up in the outbox), never a fixed sleep.
 
-const spec = (name: string, cmds: ReadonlyArray<string>, extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}) =>
+const spec = (
+  name: string,
+  cmds: ReadonlyArray<string>,
+  extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}
+) =>
   new ScheduleSpec({
     name,
     onCalendar: "minutely",
@@ -247,13 +251,25 @@ describe("Runner", () => {
     }).pipe(provide()))
 
   describe("armed runs (an intent written ahead, nothing written before the spawn)", () => {
-    const armedRequest = (name: string, cmds: ReadonlyArray<string>, extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}) => {
+    const armedRequest = (
+      name: string,
+      cmds: ReadonlyArray<string>,
+      extra: Partial<ConstructorParameters<typeof ScheduleSpec>[0]> = {}
+    ) => {
       const runId = newRunId()
-      return { runId, spec: spec(name, cmds, extra), trigger: "schedule" as const, scheduledAt: SCHEDULED_AT, armed: true }
+      return {
+        runId,
+        spec: spec(name, cmds, extra),
+        trigger: "schedule" as const,
+        scheduledAt: SCHEDULED_AT,
+        armed: true
+      }
     }
     const arm = (r: Runner.RunRequest) =>
-      Effect.flatMap(Outbox.Outbox, (o) =>
-        o.arm([{ runId: r.runId, schedule: r.spec.name, scheduledAt: r.scheduledAt, trigger: r.trigger }]))
+      Effect.flatMap(
+        Outbox.Outbox,
+        (o) => o.arm([{ runId: r.runId, schedule: r.spec.name, scheduledAt: r.scheduledAt, trigger: r.trigger }])
+      )
 
     it.live("spawns at once and records its start with the first command's instant; the intent is consumed", () =>
       Effect.gen(function*() {
@@ -354,9 +370,12 @@ describe("Runner", () => {
         const refused = armedRequest("busy", ["echo no"], { overlap: "forbid" })
         yield* arm(refused)
         assert.strictEqual(yield* runner.start(refused), "skipped")
-        assert.deepStrictEqual((yield* recordsOf(refused.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag), [
-          "overlap"
-        ])
+        assert.deepStrictEqual(
+          (yield* recordsOf(refused.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag),
+          [
+            "overlap"
+          ]
+        )
         assert.deepStrictEqual(yield* outbox.intents, [])
         assert.isTrue(yield* runner.cancel(first.runId))
         yield* awaitIdle
@@ -398,7 +417,11 @@ describe("Runner", () => {
       ]))
       yield* awaitIdle
       const rs = yield* recordsOf(runId)
-      const beats = rs.filter((r) => r._tag === "Heartbeat").map(({ progress, status, message }: any) => ({ progress, status, message }))
+      const beats = rs.filter((r) => r._tag === "Heartbeat").map(({ progress, status, message }: any) => ({
+        progress,
+        status,
+        message
+      }))
       assert.deepStrictEqual(beats, [
         { progress: "1/2", status: "ok", message: "half way" },
         { progress: undefined, status: undefined, message: undefined },
@@ -474,7 +497,9 @@ describe("Runner", () => {
     Effect.gen(function*() {
       // the pauses make the order observable: each write is read before the next one happens
       const { runId } = yield* start(
-        spec("mix", ["echo o1; sleep 0.1; echo e1 >&2; sleep 0.1; echo o2; sleep 0.1; echo e2 >&2; sleep 0.1; printf o3"])
+        spec("mix", [
+          "echo o1; sleep 0.1; echo e1 >&2; sleep 0.1; echo o2; sleep 0.1; echo e2 >&2; sleep 0.1; printf o3"
+        ])
       )
       yield* awaitIdle
       const ls = lines(yield* recordsOf(runId))
@@ -569,15 +594,19 @@ describe("Runner", () => {
       yield* waitForRecord((r) => r.runId === soon.runId && r._tag === "OutputLine")
       yield* waitForRecord((r) => r.runId === long.runId && r._tag === "OutputLine")
       const hurry = yield* Deferred.make<void>()
-      const drain = yield* Effect.fork(Effect.flatMap(Runner.Runner, (r) => r.drain({ hurry: Deferred.await(hurry) })).pipe(
-        Effect.provide(runner)
-      ))
+      const drain = yield* Effect.fork(
+        Effect.flatMap(Runner.Runner, (r) => r.drain({ hurry: Deferred.await(hurry) })).pipe(
+          Effect.provide(runner)
+        )
+      )
       // Draining: the queued run is recorded missed (the drain's first step), a new start is
       // refused (and recorded).
       yield* waitForRecord((r) => r.runId === queued.runId && r._tag === "RunMissed" && r.reason === "shutdown")
       const late = yield* start(spec("late", ["echo no"])).pipe(Effect.provide(runner))
       assert.strictEqual(late.outcome, "refused")
-      assert.deepStrictEqual((yield* recordsOf(late.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag), ["shutdown"])
+      assert.deepStrictEqual((yield* recordsOf(late.runId)).map((r) => r._tag === "RunMissed" ? r.reason : r._tag), [
+        "shutdown"
+      ])
       // The running ones keep running and keep their output flowing.
       fs.writeFileSync(gate, "")
       yield* waitForRecord((r) => r.runId === soon.runId && r._tag === "RunFinished")
@@ -607,7 +636,9 @@ describe("Runner", () => {
       const long = yield* start(spec("long", ["echo ready; sleep 30"])).pipe(Effect.provide(Layer.succeedContext(ctx)))
       yield* waitForRecord((r) => r.runId === long.runId && r._tag === "OutputLine")
       yield* Scope.close(scope, Exit.void)
-      const finished = (yield* recordsOf(long.runId)).flatMap((r) => (r._tag === "RunFinished" ? [`${r.state} ${r.reason}`] : []))
+      const finished = (yield* recordsOf(long.runId)).flatMap((
+        r
+      ) => (r._tag === "RunFinished" ? [`${r.state} ${r.reason}`] : []))
       assert.deepStrictEqual(finished, ["interrupted shutdown"])
     }).pipe(Effect.provide(outboxLayer)))
 
@@ -619,7 +650,9 @@ describe("Runner", () => {
         const ctx = yield* Layer.build(runnerLayer({ shutdownGraceMs: 60_000 })).pipe(
           Effect.provideService(Outbox.Outbox, outbox)
         )
-        const s = yield* start(spec("x", ["echo ready; sleep 1; echo done"])).pipe(Effect.provide(Layer.succeedContext(ctx)))
+        const s = yield* start(spec("x", ["echo ready; sleep 1; echo done"])).pipe(
+          Effect.provide(Layer.succeedContext(ctx))
+        )
         yield* Deferred.succeed(started, s.runId)
         return yield* Effect.never
       })))

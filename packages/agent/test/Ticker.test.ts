@@ -16,9 +16,9 @@ import * as Outbox from "@barto/agent/Outbox"
 import { layer as runnerLayer, Runner, type RunnerShape, type RunRequest } from "@barto/agent/Runner"
 import * as Ticker from "@barto/agent/Ticker"
 import { type Micros, type MissedTick, ScheduleSpec } from "@barto/domain/Messages"
-import { assert, describe, it } from "@effect/vitest"
 import * as Calendar from "@barto/scheduler/Calendar"
 import * as MissedTicks from "@barto/scheduler/MissedTicks"
+import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Either, Exit, Fiber, Layer, Option, Scope, SubscriptionRef, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -200,7 +200,11 @@ describe("Ticker", () => {
       yield* TestClock.setTime(at("10:00:30"))
       const h = yield* harness({ table: table("v1", everyMinute) })
       yield* TestClock.adjust("3 minutes")
-      assert.deepStrictEqual(h.started(), ["tick@10:01:00 schedule", "tick@10:02:00 schedule", "tick@10:03:00 schedule"])
+      assert.deepStrictEqual(h.started(), [
+        "tick@10:01:00 schedule",
+        "tick@10:02:00 schedule",
+        "tick@10:03:00 schedule"
+      ])
       assert.deepStrictEqual(h.starts.map((s) => s.now), [at("10:01:00"), at("10:02:00"), at("10:03:00")])
       assert.deepStrictEqual(yield* h.missed, [])
     }))
@@ -346,7 +350,13 @@ describe("Ticker", () => {
       yield* wall.step(5 * 60_000) // 10:05:59
       yield* TestClock.adjust("1 second") // 10:06:00: the timer armed for 10:01 fires, late
       assert.deepStrictEqual(h.started(), ["a@10:06:00 schedule"])
-      assert.deepStrictEqual((yield* h.missed).map((m) => m.at), ["10:01:00", "10:02:00", "10:03:00", "10:04:00", "10:05:00"])
+      assert.deepStrictEqual((yield* h.missed).map((m) => m.at), [
+        "10:01:00",
+        "10:02:00",
+        "10:03:00",
+        "10:04:00",
+        "10:05:00"
+      ])
     }))
 
   it.scoped("a backward clock step never re-runs an occurrence", () =>
@@ -424,7 +434,13 @@ describe("Ticker", () => {
       )
       yield* TestClock.adjust("30 seconds")
       assert.deepStrictEqual(h.started(), ["a@10:00:10 schedule", "b@10:04:00 schedule"])
-      assert.deepStrictEqual(yield* h.missed, [{ schedule: "b", at: "10:01:00", until: "10:03:00", count: 3, reason: "paused" }])
+      assert.deepStrictEqual(yield* h.missed, [{
+        schedule: "b",
+        at: "10:01:00",
+        until: "10:03:00",
+        count: 3,
+        reason: "paused"
+      }])
       // A schedule removed from the table stops.
       yield* SubscriptionRef.set(h.tableRef, Option.some(table("v4", spec("a", "*-*-* 10:00:10"))))
       yield* TestClock.adjust("5 minutes")
@@ -435,7 +451,8 @@ describe("Ticker", () => {
     Effect.gen(function*() {
       yield* TestClock.setTime(at("10:00:00"))
       const every = (name: string, paused: boolean, calendar = "*-*-* *:*:00") => spec(name, calendar, paused)
-      const set = (version: string, ...specs: Array<ScheduleSpec>) => SubscriptionRef.set(h.tableRef, Option.some(table(version, ...specs)))
+      const set = (version: string, ...specs: Array<ScheduleSpec>) =>
+        SubscriptionRef.set(h.tableRef, Option.some(table(version, ...specs)))
       const h = yield* harness({ table: table("v1", ...["r", "c", "d", "o", "s"].map((n) => every(n, false))) })
       yield* TestClock.adjust("90 seconds") // 10:01:30: each ran 10:01
       yield* set("v2", ...["r", "c", "d", "o", "s"].map((n) => every(n, true)))
@@ -498,7 +515,10 @@ describe("Ticker", () => {
         yield* TestClock.adjust(1)
         assert.deepStrictEqual(yield* h.outbox.intents, [])
         yield* TestClock.adjust(at("10:00:39.900") - at("10:00:29.952"))
-        assert.deepStrictEqual((yield* h.outbox.intents).map((i) => [i.schedule, i.scheduledAt]), [["a", at("10:00:40")]])
+        assert.deepStrictEqual((yield* h.outbox.intents).map((i) => [i.schedule, i.scheduledAt]), [[
+          "a",
+          at("10:00:40")
+        ]])
         yield* TestClock.adjust(100)
         assert.deepStrictEqual(h.started(), ["a@10:00:40 schedule"])
         assert.deepStrictEqual(yield* h.outbox.intents, [])
@@ -541,9 +561,11 @@ describe("Ticker", () => {
 
         const outbox = yield* Outbox.make(options)
         assert.deepStrictEqual(outbox.leftoverIntents, [armed])
-        yield* Layer.build(runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
-          Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
-        ))
+        yield* Layer.build(
+          runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
+            Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+          )
+        )
         const next = yield* harness({ table: table("v1", everyMinute), outbox })
         yield* TestClock.adjust(0)
         return { armed: armed!, next, outbox, records: yield* outbox.pending(-1, 1_000) }
@@ -608,9 +630,11 @@ describe("Ticker", () => {
         yield* TestClock.adjust("2 minutes")
         const outbox = yield* Outbox.make(options)
         assert.strictEqual(outbox.leftoverIntents.length, 1)
-        yield* Layer.build(runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
-          Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
-        )).pipe(Effect.withClock(wall.clock))
+        yield* Layer.build(
+          runnerLayer({ agentName: "agent", shell: "/bin/sh" }).pipe(
+            Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+          )
+        ).pipe(Effect.withClock(wall.clock))
         const p2 = yield* harness({ table: table("v1", every10), catchUpLimit: 2, clock: wall.clock, outbox })
         yield* TestClock.adjust("1 minute")
         yield* Fiber.interrupt(p2.fiber)
@@ -621,11 +645,19 @@ describe("Ticker", () => {
             return [{ from: r.scheduledAt / 1000, to: r.scheduledAt / 1000, count: 1, label: `started ${r.trigger}` }]
           }
           if (r._tag === "RunMissed") {
-            return [{ from: r.scheduledAt / 1000, to: (r.until ?? r.scheduledAt) / 1000, count: r.count ?? 1, label: `missed ${r.reason}` }]
+            return [{
+              from: r.scheduledAt / 1000,
+              to: (r.until ?? r.scheduledAt) / 1000,
+              count: r.count ?? 1,
+              label: `missed ${r.reason}`
+            }]
           }
           return []
         })
-        assert.deepStrictEqual(MissedTicks.ledgerProblems(Either.getOrThrow(Calendar.parse(every10.calendar)), entries), [])
+        assert.deepStrictEqual(
+          MissedTicks.ledgerProblems(Either.getOrThrow(Calendar.parse(every10.calendar)), entries),
+          []
+        )
         // Each fault left its trace: catch-ups, missed ones, the 3 h gap as one range, the kill.
         const labels = new Set(entries.map((e) => e.label))
         for (const l of ["started schedule", "started catch_up", "missed catch_up_limit", "missed agent_restart"]) {
@@ -675,9 +707,12 @@ describe("Ticker", () => {
       const outbox = yield* Outbox.make({ path: ":memory:", maxBytes: MIB })
       const cached = table("cached", spec("a", "*-*-* 03:00:00"))
       yield* outbox.saveTable(cached)
-      const ref = yield* Effect.provide(Ticker.CurrentTable, Ticker.layerCurrentTable.pipe(
-        Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
-      ))
+      const ref = yield* Effect.provide(
+        Ticker.CurrentTable,
+        Ticker.layerCurrentTable.pipe(
+          Layer.provide(Layer.succeed(Outbox.Outbox, outbox))
+        )
+      )
       const current = yield* SubscriptionRef.get(ref)
       assert.strictEqual(Option.getOrThrow(current).version, "cached")
     }))

@@ -3,6 +3,7 @@
  * script, args…), executes the subcommand and returns the exit status: 0 ok, 1 error, 2 usage.
  * It never fails: every error has been printed once (on stderr) by the time it returns.
  */
+import { normalizeGlobalFlags } from "@barto/domain/Argv"
 import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
 import { escapeControlsKeepLines } from "@barto/domain/Printable"
@@ -18,14 +19,18 @@ import * as Beat from "./commands/Beat.js"
 import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
-import { normalizeGlobalFlags } from "@barto/domain/Argv"
-import { CliEnv, CliFailure, failure, root, suggestion, usageError, VERSION, Verbosity } from "./internal/root.js"
+import { CliEnv, CliFailure, failure, root, suggestion, usageError, Verbosity, VERSION } from "./internal/root.js"
 import * as Render from "./Render.js"
 
 export { VERSION }
 
-const subcommands = [Calendar.command, ...Reference.commands, ...Runs.commands, Beat.command, ...Alerts.commands] as const
-
+const subcommands = [
+  Calendar.command,
+  ...Reference.commands,
+  ...Runs.commands,
+  Beat.command,
+  ...Alerts.commands
+] as const
 
 export const command = root.pipe(
   CliCommand.withHandler(() => Effect.fail(usageError("missing command (see 'barto-cli --help')"))),
@@ -83,7 +88,8 @@ const ANSI = /\u001b\[[0-9;]*m/g
  * The paragraphs @effect/cli writes under every option whatever it is ("A true or false value.",
  * "This setting is optional."): noise in a help where each option has its own description.
  */
-const BOILERPLATE = /\n\n {2}(?:A true or false value\.|A user-defined piece of text\.|An integer\.|A floating point number\.|This setting is optional\.|One of the following: [^\n]*)(?=\n|$)/g
+const BOILERPLATE =
+  /\n\n {2}(?:A true or false value\.|A user-defined piece of text\.|An integer\.|A floating point number\.|This setting is optional\.|One of the following: [^\n]*)(?=\n|$)/g
 
 const tidyHelp = (text: string): string => (text.includes("\nOPTIONS\n") ? text.replace(BOILERPLATE, "") : text)
 
@@ -122,7 +128,11 @@ export const usageLine = (argv: ReadonlyArray<string>, text: string): string => 
   return `${lead}${text}`
 }
 
-export const tidyConsole = (base: Console.Console, color: boolean, argv: ReadonlyArray<string> = []): Console.Console => {
+export const tidyConsole = (
+  base: Console.Console,
+  color: boolean,
+  argv: ReadonlyArray<string> = []
+): Console.Console => {
   const tidy = (args: ReadonlyArray<unknown>) =>
     args.map((a) => (typeof a === "string" ? tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, "")) : a))
   // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only prefixed.
@@ -216,12 +226,16 @@ const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undef
   const parsed: Effect.Effect<void, CliFailure | Effect.Effect.Error<Parsed>, Effect.Effect.Context<Parsed>> =
     argv.includes("--completions") && (shell === undefined || !SHELLS.includes(shell))
       ? Effect.fail(
-        usageError(`--completions: '${shell ?? ""}' is not one of ${SHELLS.join(", ")}${suggestion(shell ?? "", SHELLS)}`)
+        usageError(
+          `--completions: '${shell ?? ""}' is not one of ${SHELLS.join(", ")}${suggestion(shell ?? "", SHELLS)}`
+        )
       )
       : unknown !== undefined
       ? Effect.fail(
         usageError(
-          `unknown command '${unknown}'${suggestion(unknown, SUBCOMMAND_NAMES)}; see 'barto-cli --help' for the commands`
+          `unknown command '${unknown}'${
+            suggestion(unknown, SUBCOMMAND_NAMES)
+          }; see 'barto-cli --help' for the commands`
         )
       )
       : cli(normalized.argv)
@@ -235,9 +249,10 @@ const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undef
       if (ValidationError.isValidationError(e)) return Effect.succeed(2)
       // Messages quote the server (CliError, close reasons, protocol errors): never raw controls.
       if (e instanceof CliFailure) {
-        return (e.message === "" ? Effect.void : Console.error(`barto-cli: ${escapeControlsKeepLines(e.message)}`)).pipe(
-          Effect.as(e.exitCode)
-        )
+        return (e.message === "" ? Effect.void : Console.error(`barto-cli: ${escapeControlsKeepLines(e.message)}`))
+          .pipe(
+            Effect.as(e.exitCode)
+          )
       }
       return Console.error(`barto-cli: ${escapeControlsKeepLines(String(e))}`).pipe(Effect.as(1))
     }),

@@ -125,10 +125,14 @@ const fromLinkError = (endpoint: string, e: Link.LinkError): ClientError => {
       // A readable first line only: OpenSSL's messages carry internal dumps (`…:error:0A00045C:…`).
       const firstLine = e.message.split("\n")[0]!.trim()
       const code = e.code
-      const detail = code !== undefined && firstLine !== "" && !firstLine.includes(code) && !/error:[0-9A-F]{8}/.test(firstLine)
-        ? ` (${firstLine})`
-        : ""
-      return new ClientError({ reason: "connect", message: `cannot connect to ${endpoint}: ${code ?? firstLine}${detail}` })
+      const detail =
+        code !== undefined && firstLine !== "" && !firstLine.includes(code) && !/error:[0-9A-F]{8}/.test(firstLine)
+          ? ` (${firstLine})`
+          : ""
+      return new ClientError({
+        reason: "connect",
+        message: `cannot connect to ${endpoint}: ${code ?? firstLine}${detail}`
+      })
     }
     case "Closed":
       return new ClientError({ reason: "closed", message: closeText(e.closeCode ?? 1006, e.closeReason ?? "") })
@@ -234,7 +238,10 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
     })
     const first = yield* receive
     if (first._tag !== "ServerHelloCli") {
-      return yield* new ClientError({ reason: "protocol", message: `expected ServerHelloCli from bartos, got ${first._tag}` })
+      return yield* new ClientError({
+        reason: "protocol",
+        message: `expected ServerHelloCli from bartos, got ${first._tag}`
+      })
     }
     if (first.protocol !== Messages.PROTOCOL_VERSION) {
       return yield* new ClientError({
@@ -270,7 +277,10 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
     }
 
     /** The next answer to request `id`, skipping anything else. */
-    const nextAnswer = (id: number, receiveNext: Effect.Effect<Incoming, ClientError>): Effect.Effect<Answer, ClientError> =>
+    const nextAnswer = (
+      id: number,
+      receiveNext: Effect.Effect<Incoming, ClientError>
+    ): Effect.Effect<Answer, ClientError> =>
       Effect.flatMap(receiveNext, (message) => answerOf(id, message)).pipe(
         Effect.flatMap((answer) => (answer === undefined ? nextAnswer(id, receiveNext) : Effect.succeed(answer)))
       )
@@ -303,7 +313,9 @@ export const connect = (o: ConnectOptions): Effect.Effect<Connection, ClientErro
               while: (s) => !s.done && Messages.isPaged(s.whole) && s.whole.more === true,
               body: (s) =>
                 Effect.map(part, (answer) => ({
-                  whole: Messages.isPaged(s.whole) && Messages.isPaged(answer) ? Messages.appendPart(s.whole, answer) : answer,
+                  whole: Messages.isPaged(s.whole) && Messages.isPaged(answer)
+                    ? Messages.appendPart(s.whole, answer)
+                    : answer,
                   done: !Messages.isPaged(answer) || answer.more !== true
                 }))
             }

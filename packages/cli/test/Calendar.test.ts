@@ -100,13 +100,29 @@ describe("calendar (in-process)", () => {
 
   it.live("an expression with its own zone keeps it under --tz; a cron expression gets its calendar form as a hint", () =>
     Effect.gen(function*() {
-      const own = yield* runCli(["calendar", "*-*-* 10:00 UTC", "--from", "2026-01-01T00:00:00Z", "-n", "1", "--tz", "Asia/Tokyo", "--json"])
+      const own = yield* runCli([
+        "calendar",
+        "*-*-* 10:00 UTC",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "-n",
+        "1",
+        "--tz",
+        "Asia/Tokyo",
+        "--json"
+      ])
       assert.deepStrictEqual(JSON.parse(own.stdout)[0].next, ["2026-01-01T10:00:00Z"])
       const cron = yield* runCli(["calendar", "*/15 * * * *"])
       assert.strictEqual(cron.code, 1)
-      assert.include(cron.stderr, "barto-cli: hint: '*/15 * * * *' looks like cron; the calendar form is '*-*-* *:0/15:00'\n")
+      assert.include(
+        cron.stderr,
+        "barto-cli: hint: '*/15 * * * *' looks like cron; the calendar form is '*-*-* *:0/15:00'\n"
+      )
       const weekdays = yield* runCli(["calendar", "0 3 * * 1-5", "--json"])
-      assert.strictEqual(JSON.parse(weekdays.stdout)[0].hint, "'0 3 * * 1-5' looks like cron; the calendar form is 'Mon..Fri *-*-* 3:00:00'")
+      assert.strictEqual(
+        JSON.parse(weekdays.stdout)[0].hint,
+        "'0 3 * * 1-5' looks like cron; the calendar form is 'Mon..Fri *-*-* 3:00:00'"
+      )
       const now = yield* runCli(["calendar", "minutely", "-n", "1"])
       assert.match(now.stdout, /From now: \d+ s left\n$/)
     }))
@@ -133,10 +149,21 @@ describe("calendar (in-process)", () => {
 
   it.live("an invalid expression goes to stderr, the valid ones are still printed, exit 1", () =>
     Effect.gen(function*() {
-      const r = yield* runCli(["calendar", "*-*-* 1:2:3", "Mon..Xyz 10:00", "--from", "2026-01-01T00:00:00Z", "-n", "1"])
+      const r = yield* runCli([
+        "calendar",
+        "*-*-* 1:2:3",
+        "Mon..Xyz 10:00",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "-n",
+        "1"
+      ])
       assert.strictEqual(r.code, 1)
       assert.include(r.stdout, "Normalized form: *-*-* 01:02:03")
-      assert.match(r.stderr, /^barto-cli: invalid calendar expression 'Mon\.\.Xyz 10:00': invalid weekday 'Xyz' at position \d+/)
+      assert.match(
+        r.stderr,
+        /^barto-cli: invalid calendar expression 'Mon\.\.Xyz 10:00': invalid weekday 'Xyz' at position \d+/
+      )
       assert.strictEqual(r.stderr.trim().split("\n").length, 1)
     }))
 

@@ -98,10 +98,19 @@ describe("usage errors", () => {
   it.live("an unknown subcommand is exit 2 with or without --help, with did-you-mean; nothing on stdout", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
-        [["tial"], "barto-cli: unknown command 'tial' (did you mean 'tail'?); see 'barto-cli --help' for the commands\n"],
+        [
+          ["tial"],
+          "barto-cli: unknown command 'tial' (did you mean 'tail'?); see 'barto-cli --help' for the commands\n"
+        ],
         [["NOSUCH", "--help"], "barto-cli: unknown command 'NOSUCH'; see 'barto-cli --help' for the commands\n"],
-        [["-c", "/nowhere.toml", "stauts"], "barto-cli: unknown command 'stauts' (did you mean 'status'?); see 'barto-cli --help' for the commands\n"],
-        [["schedule"], "barto-cli: unknown command 'schedule' (did you mean 'schedules'?); see 'barto-cli --help' for the commands\n"]
+        [
+          ["-c", "/nowhere.toml", "stauts"],
+          "barto-cli: unknown command 'stauts' (did you mean 'status'?); see 'barto-cli --help' for the commands\n"
+        ],
+        [
+          ["schedule"],
+          "barto-cli: unknown command 'schedule' (did you mean 'schedules'?); see 'barto-cli --help' for the commands\n"
+        ]
       ]
       for (const [args, stderr] of cases) {
         const r = yield* runCli(args)
@@ -134,7 +143,10 @@ describe("usage errors", () => {
         ],
         [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"],
         [["--completions", "pwsh"], "barto-cli: --completions: 'pwsh' is not one of bash, fish, sh, zsh\n"],
-        [["--completions", "zhs"], "barto-cli: --completions: 'zhs' is not one of bash, fish, sh, zsh (did you mean 'zsh'?)\n"]
+        [
+          ["--completions", "zhs"],
+          "barto-cli: --completions: 'zhs' is not one of bash, fish, sh, zsh (did you mean 'zsh'?)\n"
+        ]
       ]
       for (const [args, stderr] of cases) {
         const r = yield* runCli(args)

@@ -29,7 +29,8 @@ const canned = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> |
         configReload: {
           at: M(T0 + 3_600_000_000),
           result: "rejected",
-          error: "/etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)\n" +
+          error:
+            "/etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)\n" +
             "/etc/bartos.toml:50:1: schedules.db.schedules[0].timezone: unknown IANA time zone 'Mars/Olympus'",
           lastSuccessAt: M(T0)
         }
@@ -67,7 +68,12 @@ const canned = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> |
     case "QueryRequest":
       return req.sql.toLowerCase().startsWith("select")
         ? [{ _tag: "QueryResponse", id, columns: ["n", "name"], rows: [["1", "a"], ["2", null]], truncated: false }]
-        : [{ _tag: "CliError", id, code: "refused", message: "only read-only statements are allowed (SELECT, WITH, SHOW, EXPLAIN)" }]
+        : [{
+          _tag: "CliError",
+          id,
+          code: "refused",
+          message: "only read-only statements are allowed (SELECT, WITH, SHOW, EXPLAIN)"
+        }]
     case "CleanupRequest":
       return [{
         _tag: "CleanupResponse",
@@ -80,7 +86,11 @@ const canned = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> |
         agentsSignalled: req.dryRun ? 0 : 2
       }]
     case "RunsRequest":
-      return [{ _tag: "RunsResponse", id, runs: [runRow(RUN_A, "succeeded"), runRow(RUN_B, "failed", { exitCode: 3 })] }]
+      return [{
+        _tag: "RunsResponse",
+        id,
+        runs: [runRow(RUN_A, "succeeded"), runRow(RUN_B, "failed", { exitCode: 3 })]
+      }]
     case "SchedulesRequest":
       return [{
         _tag: "SchedulesResponse",
@@ -99,7 +109,13 @@ const canned = (req: Messages.CliRequest): ReadonlyArray<Messages.CliResponse> |
       return [{ _tag: "CancelResponse", id, runId: req.runId, delivered: true }]
     case "PauseRequest":
     case "ResumeRequest":
-      return [{ _tag: "PauseResponse", id, agent: req.agent, schedule: req.schedule, paused: req._tag === "PauseRequest" }]
+      return [{
+        _tag: "PauseResponse",
+        id,
+        agent: req.agent,
+        schedule: req.schedule,
+        paused: req._tag === "PauseRequest"
+      }]
   }
 }
 
@@ -125,7 +141,11 @@ describe("the CLI link", () => {
       assert.strictEqual(r.code, 0, r.stderr)
       assert.strictEqual(r.fake.upgrades[0]!.url, "/v1/ws/cli?name=ops%20laptop%2F1")
       assert.strictEqual(r.fake.upgrades[0]!.authorization, undefined)
-      assert.deepStrictEqual(r.fake.hellos, [{ _tag: "CliHello", protocol: Messages.PROTOCOL_VERSION, cliVersion: "0.1.0" }])
+      assert.deepStrictEqual(r.fake.hellos, [{
+        _tag: "CliHello",
+        protocol: Messages.PROTOCOL_VERSION,
+        cliVersion: "0.1.0"
+      }])
       yield* Effect.promise(() => r.fake.closed(1))
       assert.deepStrictEqual(r.fake.closes, [1000])
     }))
@@ -184,7 +204,9 @@ describe("the CLI link", () => {
   it.scopedLive("CliError → 'barto-cli: <code>: <message>' on stderr, exit 1", () =>
     Effect.gen(function*() {
       const r = yield* against(["cleanup"], {
-        answer: (req) => [{ _tag: "CliError", id: req.id, code: "forbidden", message: "cleanup requires the admin key" }]
+        answer: (
+          req
+        ) => [{ _tag: "CliError", id: req.id, code: "forbidden", message: "cleanup requires the admin key" }]
       })
       assert.strictEqual(r.code, 1)
       assert.strictEqual(r.stderr, "barto-cli: forbidden: cleanup requires the admin key\n")
@@ -237,7 +259,8 @@ describe("commands: request shape and rendering", () => {
         configReload: {
           at: "2026-01-01T01:00:00Z",
           result: "rejected",
-          error: "/etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)\n" +
+          error:
+            "/etc/bartos.toml:41:1: schedules.web1.schedules[2]: unknown key 'timout' (did you mean 'timeout'?)\n" +
             "/etc/bartos.toml:50:1: schedules.db.schedules[0].timezone: unknown IANA time zone 'Mars/Olympus'",
           lastSuccessAt: "2026-01-01T00:00:00Z"
         }
@@ -262,7 +285,10 @@ describe("commands: request shape and rendering", () => {
       const v = yield* against(["clients", "--versions"])
       assert.strictEqual(v.stdout, "NAME  VERSION\nhost  1.2.3\nzeta  unknown\n\nTotal clients: 2\n")
       const vj = yield* against(["clients", "--versions", "--json"])
-      assert.deepStrictEqual(JSON.parse(vj.stdout), [{ name: "host", version: "1.2.3" }, { name: "zeta", version: "unknown" }])
+      assert.deepStrictEqual(JSON.parse(vj.stdout), [{ name: "host", version: "1.2.3" }, {
+        name: "zeta",
+        version: "unknown"
+      }])
       const j = yield* against(["clients", "--json"])
       const parsed = JSON.parse(j.stdout)
       assert.strictEqual(parsed[0].name, "host")
@@ -280,7 +306,10 @@ describe("commands: request shape and rendering", () => {
             id: req.id,
             clients: [
               clientRow("zeta", null),
-              new Messages.ClientRow({ ...clientRow("host", "1.2.3"), refused: { count: 3, lastIp: "10.0.0.5", lastAt: M(T0 + 61_000_000) } })
+              new Messages.ClientRow({
+                ...clientRow("host", "1.2.3"),
+                refused: { count: 3, lastIp: "10.0.0.5", lastAt: M(T0 + 61_000_000) }
+              })
             ]
           }]
           : canned(req)
@@ -356,7 +385,10 @@ describe("commands: request shape and rendering", () => {
         ].join("\n")
       )
       const j = yield* against(["failed", "--json"])
-      assert.deepStrictEqual(JSON.parse(j.stdout)[0].lines, ["Fatal: repository locked", "\u001b[31mred\u001b[0m\ttabbed"])
+      assert.deepStrictEqual(JSON.parse(j.stdout)[0].lines, [
+        "Fatal: repository locked",
+        "\u001b[31mred\u001b[0m\ttabbed"
+      ])
     }))
 
   it.scopedLive("cmd CMD_NAME", () =>
@@ -405,7 +437,11 @@ describe("commands: request shape and rendering", () => {
       assert.deepStrictEqual(sent(r.fake), { _tag: "QueryRequest", sql: "select n, name from t" })
       assert.strictEqual(r.stdout, "N  NAME\n1  a\n2  NULL\n\nTotal rows: 2\n".replace("N  NAME", "n  name"))
       const j = yield* against(["query", "--query", "select 1", "--json"])
-      assert.deepStrictEqual(JSON.parse(j.stdout), { columns: ["n", "name"], rows: [["1", "a"], ["2", null]], truncated: false })
+      assert.deepStrictEqual(JSON.parse(j.stdout), {
+        columns: ["n", "name"],
+        rows: [["1", "a"], ["2", null]],
+        truncated: false
+      })
       const refused = yield* against(["query", "-q", "delete from runs"])
       assert.strictEqual(refused.code, 1)
       assert.strictEqual(
@@ -453,8 +489,14 @@ describe("commands: request shape and rendering", () => {
       assert.deepStrictEqual(sent(all.fake), { _tag: "SchedulesRequest" })
       // An older bartos sends no last run nor settings: '-' and '?' instead of guesses.
       const [header, host, other, end] = all.stdout.split("\n")
-      assert.match(header!, /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR$/)
-      assert.match(host!, /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
+      assert.match(
+        header!,
+        /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR$/
+      )
+      assert.match(
+        host!,
+        /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\*-\*-\* 10:17:42$/
+      )
       assert.match(other!, /^other \(offline\) +sync +- +- +- +- +paused +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
       assert.strictEqual(end, "")
       const one = yield* against(["schedules", "host", "--json"])
@@ -588,7 +630,13 @@ describe("commands: request shape and rendering", () => {
         yield* Effect.sleep("1500 millis")
         stream!({ _tag: "TailChunk", id, run: running, lines: [], done: false })
         yield* Effect.sleep("50 millis")
-        stream!({ _tag: "TailChunk", id, run: null, lines: [lineRow(RUN_A, 0, "live", "stdout", "running")], done: false })
+        stream!({
+          _tag: "TailChunk",
+          id,
+          run: null,
+          lines: [lineRow(RUN_A, 0, "live", "stdout", "running")],
+          done: false
+        })
         yield* Effect.sleep("50 millis")
         stream!({ _tag: "TailChunk", id, run: runRow(RUN_A, "failed", { exitCode: 2 }), lines: [], done: true })
       })
@@ -599,7 +647,13 @@ describe("commands: request shape and rendering", () => {
         feed
       ], { concurrency: 2 })
       assert.strictEqual(r.code, 0, r.stderr)
-      assert.deepStrictEqual(sent(fake), { _tag: "TailRequest", agent: "host", schedule: "backup", follow: true, continuous: true })
+      assert.deepStrictEqual(sent(fake), {
+        _tag: "TailRequest",
+        agent: "host",
+        schedule: "backup",
+        follow: true,
+        continuous: true
+      })
       assert.strictEqual(
         r.stdout,
         `run ${RUN_A} host backup running\n2026-01-01T00:00:01Z          live\nrun ${RUN_A} failed (exit 2) in 2.500s\n`
@@ -674,7 +728,11 @@ describe("answers in parts", () => {
       case "ListRequest":
         return [{ _tag: "LinesResponse", id, lines }]
       case "CmdRequest":
-        return [{ _tag: "CmdResponse", id, byAgent: [{ agent: "host", lines }, { agent: "zeta", lines: lines.map(other) }] }]
+        return [{
+          _tag: "CmdResponse",
+          id,
+          byAgent: [{ agent: "host", lines }, { agent: "zeta", lines: lines.map(other) }]
+        }]
       case "FailedRequest":
         return [{ _tag: "FailedResponse", id, failed: [failedWith(["a", "b", "c", "d"])] }]
       case "RunsRequest":
@@ -700,7 +758,12 @@ describe("answers in parts", () => {
       case "CmdRequest":
         return [
           { _tag: "CmdResponse", id, byAgent: [{ agent: "host", lines: lines.slice(0, 4) }], more: true },
-          { _tag: "CmdResponse", id, byAgent: [{ agent: "host", lines: lines.slice(4) }, { agent: "zeta", lines: lines.slice(0, 1).map(other) }], more: true },
+          {
+            _tag: "CmdResponse",
+            id,
+            byAgent: [{ agent: "host", lines: lines.slice(4) }, { agent: "zeta", lines: lines.slice(0, 1).map(other) }],
+            more: true
+          },
           { _tag: "CmdResponse", id, byAgent: [{ agent: "zeta", lines: lines.slice(1).map(other) }], ...last }
         ]
       case "FailedRequest":
@@ -768,9 +831,19 @@ describe("a hostile server cannot drive the terminal", () => {
     const evilRun = Messages.RunId.make(`run${EVIL}`)
     switch (req._tag) {
       case "RunsRequest":
-        return [{ _tag: "RunsResponse", id, runs: [new Messages.RunRow({ ...runRow(RUN_A, "failed"), runId: evilRun, agent: `a${EVIL}`, signal: `SIG${EVIL}` })] }]
+        return [{
+          _tag: "RunsResponse",
+          id,
+          runs: [
+            new Messages.RunRow({ ...runRow(RUN_A, "failed"), runId: evilRun, agent: `a${EVIL}`, signal: `SIG${EVIL}` })
+          ]
+        }]
       case "ListRequest":
-        return [{ _tag: "LinesResponse", id, lines: [new Messages.LineRow({ ...lineRow(RUN_A, 0, `out${EVIL}`), runId: evilRun })] }]
+        return [{
+          _tag: "LinesResponse",
+          id,
+          lines: [new Messages.LineRow({ ...lineRow(RUN_A, 0, `out${EVIL}`), runId: evilRun })]
+        }]
       case "QueryRequest":
         return [{ _tag: "QueryResponse", id, columns: [`c${EVIL}`], rows: [[`v${EVIL}`]], truncated: false }]
       case "CancelRequest":
@@ -784,7 +857,13 @@ describe("a hostile server cannot drive the terminal", () => {
 
   it.scopedLive("text output, --json and error messages carry no control character", () =>
     Effect.gen(function*() {
-      for (const args of [["runs"], ["list", "-n", "host", "-c", "backup"], ["query", "-q", "select 1"], ["run", "host", "backup"]]) {
+      for (
+        const args of [["runs"], ["list", "-n", "host", "-c", "backup"], ["query", "-q", "select 1"], [
+          "run",
+          "host",
+          "backup"
+        ]]
+      ) {
         for (const json of [false, true]) {
           const r = yield* against(json ? [...args, "--json"] : args, { answer: hostile, admin: true })
           assert.strictEqual(r.code, 0, r.stderr)
@@ -800,7 +879,10 @@ describe("a hostile server cannot drive the terminal", () => {
       assert.strictEqual(failedCancel.code, 1)
       assert.notMatch(failedCancel.stderr, CONTROLS)
       // What was sent stays visible, escaped; a newline of the message stays a newline.
-      assert.include(failedCancel.stderr, "unknown run\\x1b[2J\\x1b]0;pwned\\x07\\r\\x08\\x7f\\x9b31m\\x9d0;x\\u202egnp.exe\nsecond line")
+      assert.include(
+        failedCancel.stderr,
+        "unknown run\\x1b[2J\\x1b]0;pwned\\x07\\r\\x08\\x7f\\x9b31m\\x9d0;x\\u202egnp.exe\nsecond line"
+      )
     }))
 
   it.scopedLive("our own colours survive on a terminal, the server's escape sequences do not", () =>

@@ -40,7 +40,11 @@ const waitFor = async (what: string, check: () => boolean, timeoutMs = 20_000) =
 const follower = (args: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
   const vars: Record<string, string> = {}
   for (const [k, v] of Object.entries({ PATH: process.env.PATH, ...env })) if (v !== undefined) vars[k] = v
-  const child = spawn(process.execPath, [binPath, ...args], { cwd: repoRoot, env: vars, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [binPath, ...args], {
+    cwd: repoRoot,
+    env: vars,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   let out = ""
   let err = ""
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d))
@@ -89,7 +93,13 @@ const startBartos = async (dir: string, database: Record<string, unknown>): Prom
       }
     })
   )
-  const child = spawn(process.execPath, [path.join(repoRoot, "packages/server/bin/bartos.mjs"), "-c", toml, "-t", path.join(dir, "bartos.log")], {
+  const child = spawn(process.execPath, [
+    path.join(repoRoot, "packages/server/bin/bartos.mjs"),
+    "-c",
+    toml,
+    "-t",
+    path.join(dir, "bartos.log")
+  ], {
     cwd: repoRoot,
     env: { ...process.env, ...baseEnv(), NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"]
@@ -113,8 +123,15 @@ const stopBartos = async (b: Bartos | undefined) => {
   if (b.child.exitCode === null) b.child.kill("SIGKILL")
 }
 
-const line = (seq: number, runId: Messages.RunId, cmd: string, lineSeq: number, data: string, at: number, stream: Messages.Stream = "stdout") =>
-  ({ _tag: "OutputLine", seq, runId, cmdUuid: cmd, lineSeq, stream, ts: T(at), data, continuation: false }) as const
+const line = (
+  seq: number,
+  runId: Messages.RunId,
+  cmd: string,
+  lineSeq: number,
+  data: string,
+  at: number,
+  stream: Messages.Stream = "stdout"
+) => ({ _tag: "OutputLine", seq, runId, cmdUuid: cmd, lineSeq, stream, ts: T(at), data, continuation: false }) as const
 
 /** The seed: a succeeded backup, a failed backup, a succeeded update with garuda output. */
 const seedRecords = (): ReadonlyArray<Messages.AgentRecord> => {
@@ -122,19 +139,67 @@ const seedRecords = (): ReadonlyArray<Messages.AgentRecord> => {
   const c2 = "c0ffee00-0000-4000-8000-0000000000c2"
   const c3 = "c0ffee00-0000-4000-8000-0000000000c3"
   return [
-    { _tag: "RunStarted", seq: 0, runId: RUN_OK, schedule: "backup", trigger: "schedule", scheduledAt: T(0), startedAt: T(0) },
-    { _tag: "CommandStarted", seq: 1, runId: RUN_OK, cmdUuid: c1, cmdIndex: 0, command: "restic backup /home", startedAt: T(0) },
+    {
+      _tag: "RunStarted",
+      seq: 0,
+      runId: RUN_OK,
+      schedule: "backup",
+      trigger: "schedule",
+      scheduledAt: T(0),
+      startedAt: T(0)
+    },
+    {
+      _tag: "CommandStarted",
+      seq: 1,
+      runId: RUN_OK,
+      cmdUuid: c1,
+      cmdIndex: 0,
+      command: "restic backup /home",
+      startedAt: T(0)
+    },
     line(2, RUN_OK, c1, 0, "snapshot 1a2b saved", 1),
     line(3, RUN_OK, c1, 1, "warning:\tslow disk", 1, "stderr"),
     { _tag: "CommandExited", seq: 4, runId: RUN_OK, cmdUuid: c1, exitCode: 0, signal: null, finishedAt: T(2) },
     { _tag: "RunFinished", seq: 5, runId: RUN_OK, state: "succeeded", finishedAt: T(2) },
-    { _tag: "RunStarted", seq: 6, runId: RUN_FAIL, schedule: "backup", trigger: "manual", scheduledAt: T(100), startedAt: T(100) },
-    { _tag: "CommandStarted", seq: 7, runId: RUN_FAIL, cmdUuid: c2, cmdIndex: 1, command: "restic check", startedAt: T(100) },
+    {
+      _tag: "RunStarted",
+      seq: 6,
+      runId: RUN_FAIL,
+      schedule: "backup",
+      trigger: "manual",
+      scheduledAt: T(100),
+      startedAt: T(100)
+    },
+    {
+      _tag: "CommandStarted",
+      seq: 7,
+      runId: RUN_FAIL,
+      cmdUuid: c2,
+      cmdIndex: 1,
+      command: "restic check",
+      startedAt: T(100)
+    },
     line(8, RUN_FAIL, c2, 0, "Fatal: repository is locked", 101, "stderr"),
     { _tag: "CommandExited", seq: 9, runId: RUN_FAIL, cmdUuid: c2, exitCode: 3, signal: null, finishedAt: T(102) },
     { _tag: "RunFinished", seq: 10, runId: RUN_FAIL, state: "failed", finishedAt: T(102) },
-    { _tag: "RunStarted", seq: 11, runId: RUN_UPD, schedule: "update", trigger: "schedule", scheduledAt: T(200), startedAt: T(200) },
-    { _tag: "CommandStarted", seq: 12, runId: RUN_UPD, cmdUuid: c3, cmdIndex: 0, command: "checkupdates", startedAt: T(200) },
+    {
+      _tag: "RunStarted",
+      seq: 11,
+      runId: RUN_UPD,
+      schedule: "update",
+      trigger: "schedule",
+      scheduledAt: T(200),
+      startedAt: T(200)
+    },
+    {
+      _tag: "CommandStarted",
+      seq: 12,
+      runId: RUN_UPD,
+      cmdUuid: c3,
+      cmdIndex: 0,
+      command: "checkupdates",
+      startedAt: T(200)
+    },
     line(13, RUN_UPD, c3, 0, "extra/kio    6.19.0-1     6.19.0-2       0.00 MiB       3.59 MiB", 201),
     { _tag: "CommandExited", seq: 14, runId: RUN_UPD, cmdUuid: c3, exitCode: 0, signal: null, finishedAt: T(202) },
     { _tag: "RunFinished", seq: 15, runId: RUN_UPD, state: "succeeded", finishedAt: T(202) }
@@ -164,7 +229,13 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
       case "ServerHello":
         send({
           _tag: "AgentInfo",
-          info: new Messages.ClientInfo({ osName: "Arch Linux", hostname: "host", osVersion: "rolling", kernel: "6.12.1", agentVersion: "9.9.9" })
+          info: new Messages.ClientInfo({
+            osName: "Arch Linux",
+            hostname: "host",
+            osVersion: "rolling",
+            kernel: "6.12.1",
+            agentVersion: "9.9.9"
+          })
         })
         send({ _tag: "RecordBatch", records: seedRecords() })
         break
@@ -181,10 +252,44 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
         send({
           _tag: "RecordBatch",
           records: [
-            { _tag: "RunStarted", seq: base, runId: m.runId, schedule: m.schedule, trigger: "manual", scheduledAt: t, startedAt: t },
-            { _tag: "CommandStarted", seq: base + 1, runId: m.runId, cmdUuid: cmd, cmdIndex: 0, command: "restic backup /home", startedAt: t },
-            { _tag: "OutputLine", seq: base + 2, runId: m.runId, cmdUuid: cmd, lineSeq: 0, stream: "stdout", ts: t, data: "manual run output", continuation: false },
-            { _tag: "CommandExited", seq: base + 3, runId: m.runId, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t },
+            {
+              _tag: "RunStarted",
+              seq: base,
+              runId: m.runId,
+              schedule: m.schedule,
+              trigger: "manual",
+              scheduledAt: t,
+              startedAt: t
+            },
+            {
+              _tag: "CommandStarted",
+              seq: base + 1,
+              runId: m.runId,
+              cmdUuid: cmd,
+              cmdIndex: 0,
+              command: "restic backup /home",
+              startedAt: t
+            },
+            {
+              _tag: "OutputLine",
+              seq: base + 2,
+              runId: m.runId,
+              cmdUuid: cmd,
+              lineSeq: 0,
+              stream: "stdout",
+              ts: t,
+              data: "manual run output",
+              continuation: false
+            },
+            {
+              _tag: "CommandExited",
+              seq: base + 3,
+              runId: m.runId,
+              cmdUuid: cmd,
+              exitCode: 0,
+              signal: null,
+              finishedAt: t
+            },
             { _tag: "RunFinished", seq: base + 4, runId: m.runId, state: "succeeded", finishedAt: t }
           ]
         })
@@ -199,8 +304,18 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
     ws.once("open", () => resolve())
     ws.once("error", reject)
   })
-  send({ _tag: "AgentHello", protocol: Messages.PROTOCOL_VERSION, agentVersion: "9.9.9", capabilities: [], outboxId: "outbox-cli-test", lastSeq: -1 })
-  const pinger = setInterval(() => send({ _tag: "Ping", id: seq, sentAt: Messages.Micros.make(Date.now() * 1000) }), 2000)
+  send({
+    _tag: "AgentHello",
+    protocol: Messages.PROTOCOL_VERSION,
+    agentVersion: "9.9.9",
+    capabilities: [],
+    outboxId: "outbox-cli-test",
+    lastSeq: -1
+  })
+  const pinger = setInterval(
+    () => send({ _tag: "Ping", id: seq, sentAt: Messages.Micros.make(Date.now() * 1000) }),
+    2000
+  )
   await waitFor("the seed to be acked", () => ready)
   return {
     cancels,
@@ -317,7 +432,11 @@ const suite = (kind: "sqlite" | "mariadb") =>
       Effect.gen(function*() {
         assert.deepStrictEqual(yield* json(["list", "-n", "host"]), ["backup", "update"])
         const lines = yield* json(["list", "-n", "host", "-c", "backup"])
-        assert.deepStrictEqual(lines.map((l: any) => l.data), ["snapshot 1a2b saved", "warning:\tslow disk", "Fatal: repository is locked"])
+        assert.deepStrictEqual(lines.map((l: any) => l.data), [
+          "snapshot 1a2b saved",
+          "warning:\tslow disk",
+          "Fatal: repository is locked"
+        ])
         const text = yield* cli(["list", "-n", "host", "-c", "backup"])
         assert.include(text.stdout, "Total outputs: 3")
         assert.include(text.stdout, "! warning:   slow disk")
@@ -325,11 +444,22 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.strictEqual(cmd[0].agent, "host")
         assert.strictEqual(cmd[0].lines.length, 3)
         const failed = yield* json(["failed"])
-        assert.isTrue(failed.some((f: any) => f.runId === RUN_FAIL && f.exitCode === 3 && f.lines.includes("Fatal: repository is locked")))
+        assert.isTrue(
+          failed.some((f: any) =>
+            f.runId === RUN_FAIL && f.exitCode === 3 && f.lines.includes("Fatal: repository is locked")
+          )
+        )
         const updates = yield* json(["updates", "-n", "host", "-u", "Garuda"])
         assert.deepStrictEqual(updates, {
           kind: "garuda",
-          updates: [{ channel: "extra", package: "kio", oldVersion: "6.19.0-1", newVersion: "6.19.0-2", sizeChange: "0.00 MiB", downloadSize: "3.59 MiB" }]
+          updates: [{
+            channel: "extra",
+            package: "kio",
+            oldVersion: "6.19.0-1",
+            newVersion: "6.19.0-2",
+            sizeChange: "0.00 MiB",
+            downloadSize: "3.59 MiB"
+          }]
         })
         const apt = yield* json(["updates", "-n", "host", "-u", "apt"])
         assert.deepStrictEqual(apt, { kind: "apt", packages: [] })
@@ -352,7 +482,10 @@ const suite = (kind: "sqlite" | "mariadb") =>
         )
         assert.include((yield* cli(["list", "-n", "host", "-c", "backup", "--all"])).stdout, "Total outputs: 3\n")
         const cmd = yield* json(["cmd", "backup", "--limit", "2"])
-        assert.deepStrictEqual(cmd[0].lines.map((l: any) => l.data), ["warning:\tslow disk", "Fatal: repository is locked"])
+        assert.deepStrictEqual(cmd[0].lines.map((l: any) => l.data), [
+          "warning:\tslow disk",
+          "Fatal: repository is locked"
+        ])
         assert.strictEqual((yield* json(["failed", "--limit", "1"])).length, 1)
         assert.deepStrictEqual(yield* json(["failed", "--since", "2100-01-01"]), [])
         assert.include((yield* cli(["failed"])).stdout, "(the last 24 h, at most 50 failed commands;")
@@ -369,17 +502,29 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.include(backup, { timeoutSecs: null, overlap: "allow", onFailure: "continue" })
         assert.isString(backup.timezone)
         const text = yield* cli(["schedules", "host"])
-        assert.match(text.stdout, /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR\n/)
-        assert.match(text.stdout, /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +/, text.stdout)
+        assert.match(
+          text.stdout,
+          /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR\n/
+        )
+        assert.match(
+          text.stdout,
+          /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +/,
+          text.stdout
+        )
         // A terminal of 80 columns: the settings columns give way, nothing is cut.
         const narrow = yield* runCli(["schedules", "host"], { env: env(), tty: true, columns: 80 })
+        // eslint-disable-next-line no-control-regex -- strips the colour codes the TTY run printed
         const plain = narrow.stdout.replace(/\u001b\[[0-9;]*m/g, "")
         for (const l of plain.trimEnd().split("\n")) assert.isAtMost(l.length, 80, l)
         assert.match(plain, /^AGENT +SCHEDULE +LAST +RESULT/)
         assert.notInclude(plain, "OVERLAP")
 
         const status = yield* json(["status"])
-        assert.deepInclude(status.agents.find((a: any) => a.name === "host"), { online: true, schedules: 2, agentVersion: "9.9.9" })
+        assert.deepInclude(status.agents.find((a: any) => a.name === "host"), {
+          online: true,
+          schedules: 2,
+          agentVersion: "9.9.9"
+        })
         assert.isAtLeast(status.failures24h, 1)
         assert.isTrue(status.recentFailures.some((r: any) => r.runId === RUN_FAIL))
         assert.deepStrictEqual(status.running, [])
@@ -399,15 +544,27 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.deepStrictEqual(q.rows, [["1"]])
         // The views: readable UTC times under the same column names, so the natural query works.
         const started = new Date(Number(T(0)) / 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, ".000000")
-        const view = yield* json(["query", "-q", `SELECT run_id, started_at, duration_secs FROM runs_view WHERE run_id = '${RUN_OK}' AND started_at > '2020-01-01'`])
+        const view = yield* json([
+          "query",
+          "-q",
+          `SELECT run_id, started_at, duration_secs FROM runs_view WHERE run_id = '${RUN_OK}' AND started_at > '2020-01-01'`
+        ])
         assert.deepStrictEqual(view.rows, [[RUN_OK, started, view.rows[0]?.[2] ?? "missing"]])
         assert.strictEqual(Number(view.rows[0][2]), 2)
         const none = yield* json(["query", "-q", "SELECT COUNT(*) AS n FROM runs_view WHERE started_at > '2100-01-01'"])
         assert.deepStrictEqual(none.rows, [["0"]])
-        const lines = yield* json(["query", "-q", `SELECT ts, data FROM output_lines_view WHERE run_id = '${RUN_OK}' ORDER BY line_seq`])
+        const lines = yield* json([
+          "query",
+          "-q",
+          `SELECT ts, data FROM output_lines_view WHERE run_id = '${RUN_OK}' ORDER BY line_seq`
+        ])
         assert.deepStrictEqual(lines.rows.map((r: any) => r[1]), ["snapshot 1a2b saved", "warning:\tslow disk"])
         assert.match(lines.rows[0][0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/)
-        const cmds = yield* json(["query", "-q", `SELECT finished_at FROM run_commands_view WHERE run_id = '${RUN_OK}'`])
+        const cmds = yield* json([
+          "query",
+          "-q",
+          `SELECT finished_at FROM run_commands_view WHERE run_id = '${RUN_OK}'`
+        ])
         assert.strictEqual(cmds.rows.length, 1)
         const refused = yield* cli(["query", "-q", "DELETE FROM runs"])
         assert.strictEqual(refused.code, 1)
@@ -429,7 +586,9 @@ const suite = (kind: "sqlite" | "mariadb") =>
       Effect.gen(function*() {
         const schedules = yield* json(["schedules", "host"])
         assert.deepStrictEqual(schedules.map((s: any) => s.name), ["backup", "update"])
-        assert.isTrue(schedules.every((s: any) => s.connected && typeof s.nextAt === "string" && Date.parse(s.nextAt) > Date.now()))
+        assert.isTrue(
+          schedules.every((s: any) => s.connected && typeof s.nextAt === "string" && Date.parse(s.nextAt) > Date.now())
+        )
         assert.notInclude(schedules[0].calendar, "R")
         const runs = yield* json(["runs", "--agent", "host"])
         assert.includeMembers(runs.map((r: any) => r.runId), [RUN_OK, RUN_FAIL, RUN_UPD])
@@ -476,7 +635,10 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.include(short.stdout, "Fatal: repository is locked")
         const ambiguous = yield* cli(["tail", RUN_OK.slice(0, 8)])
         assert.strictEqual(ambiguous.code, 1)
-        assert.match(ambiguous.stderr, new RegExp(`^barto-cli: run id '${RUN_OK.slice(0, 8)}' is ambiguous; it matches \\d+ runs:`))
+        assert.match(
+          ambiguous.stderr,
+          new RegExp(`^barto-cli: run id '${RUN_OK.slice(0, 8)}' is ambiguous; it matches \\d+ runs:`)
+        )
         assert.include(ambiguous.stderr, `  ${RUN_OK}  host/backup  succeeded`)
         assert.include(ambiguous.stderr, `  ${RUN_FAIL}  host/backup  failed`)
         const none = yield* cli(["tail", "ffffff"])
@@ -535,7 +697,11 @@ const suite = (kind: "sqlite" | "mariadb") =>
         const forbidden = yield* cli(["pause", "host", "backup"], false)
         assert.strictEqual(forbidden.code, 1)
         assert.strictEqual(forbidden.stderr, "barto-cli: forbidden: pause requires the admin key\n")
-        assert.deepStrictEqual(yield* json(["pause", "host", "backup"]), { agent: "host", schedule: "backup", paused: true })
+        assert.deepStrictEqual(yield* json(["pause", "host", "backup"]), {
+          agent: "host",
+          schedule: "backup",
+          paused: true
+        })
         const paused = yield* json(["schedules", "host"])
         assert.isTrue(paused[0].paused)
         assert.strictEqual((yield* cli(["resume", "host", "backup"])).stdout, "host backup: active\n")
@@ -598,6 +764,8 @@ if (mariadbUnreachable === undefined || process.env.BARTO_REQUIRE_MARIADB === "1
 } else {
   console.warn(
     `\n${"#".repeat(100)}\n#  MariaDB not reachable at ${mariadb.host}:${mariadb.port} (${mariadbUnreachable}):\n` +
-      `#  barto-cli against bartos on MariaDB did NOT run. Set BARTO_TEST_MARIADB_URL, or start MariaDB.\n${"#".repeat(100)}\n`
+      `#  barto-cli against bartos on MariaDB did NOT run. Set BARTO_TEST_MARIADB_URL, or start MariaDB.\n${
+        "#".repeat(100)
+      }\n`
   )
 }

@@ -30,7 +30,10 @@ describe("tables", () => {
   })
 
   it("a TTY with little room left shows the value whole instead of cutting it", () => {
-    const lines = Render.table({ ...tty(30), color: false }, [{ header: "A".repeat(20) }, { header: "B" }], [["a", wide]])
+    const lines = Render.table({ ...tty(30), color: false }, [{ header: "A".repeat(20) }, { header: "B" }], [[
+      "a",
+      wide
+    ]])
     assert.strictEqual(lines.length, 2)
     assert.isTrue(lines[1]!.endsWith(wide))
   })
@@ -57,7 +60,10 @@ describe("tables", () => {
     }
   })
 
-  it.prop("wrap keeps every grapheme, in order", [FastCheck.string({ unit: "grapheme", maxLength: 60 }), FastCheck.integer({ min: 1, max: 30 })], ([text, width]) => {
+  it.prop("wrap keeps every grapheme, in order", [
+    FastCheck.string({ unit: "grapheme", maxLength: 60 }),
+    FastCheck.integer({ min: 1, max: 30 })
+  ], ([text, width]) => {
     assert.strictEqual(Render.wrap(text, width).join(""), text)
   })
 })
@@ -78,7 +84,10 @@ describe("colours", () => {
     const lines = Render.runsText(style, [runRow(RUN_A, "succeeded"), runRow(RUN_A, "failed")])
     // eslint-disable-next-line no-control-regex -- SGR sequences are what it removes
     const plain = lines.map((l) => l.replace(/\u001b\[[0-9;]*m/g, ""))
-    assert.deepStrictEqual(plain, Render.runsText({ ...style, color: false }, [runRow(RUN_A, "succeeded"), runRow(RUN_A, "failed")]))
+    assert.deepStrictEqual(
+      plain,
+      Render.runsText({ ...style, color: false }, [runRow(RUN_A, "succeeded"), runRow(RUN_A, "failed")])
+    )
     assert.isTrue(lines[1]!.includes("\u001b[32msucceeded\u001b[0m"))
   })
 })
@@ -119,7 +128,9 @@ describe("the run ledger in text", () => {
     assert.deepStrictEqual(Render.runsText(pipe, [interrupted, range]), [
       "RUN       AGENT  SCHEDULE  TRIGGER   STATE         SCHEDULED             DURATION  EXIT  REASON",
       `${RUN_A.slice(-8)}  host   backup    schedule  interrupted   2026-01-01T00:00:00Z    2.500s     1  shutdown`,
-      `${RUN_B.slice(-8)}  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
+      `${
+        RUN_B.slice(-8)
+      }  host   backup    schedule  missed ×7150  2026-01-01T00:00:00Z         -     -  catch_up_limit, until 2026-01-01T01:59:09Z`,
       "",
       "Total: 2 rows, 7151 occurrences"
     ])
@@ -137,7 +148,10 @@ describe("cleaning data for display", () => {
   it("tabs → 3 spaces, CR/LF → space, ANSI escapes and other controls removed", () => {
     assert.strictEqual(Render.clean("a\tb"), "a   b")
     assert.strictEqual(Render.clean("a\r\nb\nc\rd"), "a b c d")
-    assert.strictEqual(Render.clean("\u001b[1;31mred\u001b[0m \u001b]0;title\u0007x \u001b]8;;http://e\u001b\\link"), "red x link")
+    assert.strictEqual(
+      Render.clean("\u001b[1;31mred\u001b[0m \u001b]0;title\u0007x \u001b]8;;http://e\u001b\\link"),
+      "red x link"
+    )
     assert.strictEqual(Render.clean("bell\u0007 back\bspace \u009b31m"), "bell backspace ")
     assert.strictEqual(Render.clean("ünïcödé 日本 👍"), "ünïcödé 日本 👍")
   })
@@ -195,10 +209,19 @@ describe("time stamps", () => {
 
   it("parseInstant: offsets, Z, fractions, date-only and wall times in a zone; rejects garbage", () => {
     assert.strictEqual(Render.parseInstant("2026-01-01T00:00:00Z", "UTC"), Date.parse("2026-01-01T00:00:00Z") * 1000)
-    assert.strictEqual(Render.parseInstant("2026-01-01T01:00:00+01:00", "UTC"), Date.parse("2026-01-01T00:00:00Z") * 1000)
-    assert.strictEqual(Render.parseInstant("2026-01-01 00:00:00.5Z", "UTC"), Date.parse("2026-01-01T00:00:00Z") * 1000 + 500_000)
+    assert.strictEqual(
+      Render.parseInstant("2026-01-01T01:00:00+01:00", "UTC"),
+      Date.parse("2026-01-01T00:00:00Z") * 1000
+    )
+    assert.strictEqual(
+      Render.parseInstant("2026-01-01 00:00:00.5Z", "UTC"),
+      Date.parse("2026-01-01T00:00:00Z") * 1000 + 500_000
+    )
     assert.strictEqual(Render.parseInstant("2026-03-01", "Asia/Tokyo"), Date.parse("2026-02-28T15:00:00Z") * 1000)
-    assert.strictEqual(Render.parseInstant("2026-07-01T12:30", "Europe/Berlin"), Date.parse("2026-07-01T10:30:00Z") * 1000)
+    assert.strictEqual(
+      Render.parseInstant("2026-07-01T12:30", "Europe/Berlin"),
+      Date.parse("2026-07-01T10:30:00Z") * 1000
+    )
     for (const bad of ["", "yesterday", "2026-02-30", "2026-13-01", "2026-01-01T24:00:00Z", "2026-01-01T00:00:00+5"]) {
       assert.strictEqual(Render.parseInstant(bad, "UTC"), undefined, bad)
     }
@@ -206,8 +229,14 @@ describe("time stamps", () => {
 
   it("parseInstant in a DST gap takes the later side; in an overlap, the first", () => {
     // Berlin 2026-03-29 02:30 does not exist; 2026-10-25 02:30 happens twice.
-    assert.strictEqual(Render.parseInstant("2026-03-29T02:30:00", "Europe/Berlin"), Date.parse("2026-03-29T01:30:00Z") * 1000)
-    assert.strictEqual(Render.parseInstant("2026-10-25T02:30:00", "Europe/Berlin"), Date.parse("2026-10-25T00:30:00Z") * 1000)
+    assert.strictEqual(
+      Render.parseInstant("2026-03-29T02:30:00", "Europe/Berlin"),
+      Date.parse("2026-03-29T01:30:00Z") * 1000
+    )
+    assert.strictEqual(
+      Render.parseInstant("2026-10-25T02:30:00", "Europe/Berlin"),
+      Date.parse("2026-10-25T00:30:00Z") * 1000
+    )
   })
 
   it.prop(
@@ -257,17 +286,36 @@ describe("JSON shapes", () => {
       ip: c.ip,
       sessionId: c.sessionId,
       connectedAt: Render.formatMicros(c.connectedAt),
-      info: { osName: c.info!.osName, hostname: c.info!.hostname, osVersion: c.info!.osVersion, kernel: c.info!.kernel, agentVersion: "1.0" },
+      info: {
+        osName: c.info!.osName,
+        hostname: c.info!.hostname,
+        osVersion: c.info!.osVersion,
+        kernel: c.info!.kernel,
+        agentVersion: "1.0"
+      },
       refusedDuplicates: null
     })
-    const refused = new Messages.ClientRow({ ...c, info: null, refused: { count: 2, lastIp: "10.0.0.9", lastAt: M(T0) } })
+    const refused = new Messages.ClientRow({
+      ...c,
+      info: null,
+      refused: { count: 2, lastIp: "10.0.0.9", lastAt: M(T0) }
+    })
     assert.deepStrictEqual(Render.clientJson(refused, "UTC").refusedDuplicates, {
       count: 2,
       lastIp: "10.0.0.9",
       lastAt: "2026-01-01T00:00:00Z"
     })
     assert.isNull(Render.clientJson(refused, "UTC").info)
-    const cleanup = { _tag: "CleanupResponse", id: 3, before: M(T0), dryRun: true, runs: 1, commands: 2, lines: 3, agentsSignalled: 0 } as const
+    const cleanup = {
+      _tag: "CleanupResponse",
+      id: 3,
+      before: M(T0),
+      dryRun: true,
+      runs: 1,
+      commands: 2,
+      lines: 3,
+      agentsSignalled: 0
+    } as const
     assert.deepStrictEqual(Render.cleanupJson(cleanup, "Europe/Paris"), {
       before: "2026-01-01T01:00:00+01:00",
       dryRun: true,
@@ -293,8 +341,17 @@ describe("JSON shapes", () => {
       configReload: reload
     }, "UTC")
     assert.deepStrictEqual(Object.keys(info), [
-      "version", "protocol", "startedAt", "uptimeSecs", "database", "databaseLocation", "listeners", "connectedAgents",
-      "node", "platform", "configReload"
+      "version",
+      "protocol",
+      "startedAt",
+      "uptimeSecs",
+      "database",
+      "databaseLocation",
+      "listeners",
+      "connectedAgents",
+      "node",
+      "platform",
+      "configReload"
     ])
     assert.deepStrictEqual(info.configReload, {
       at: "2026-01-01T00:00:00Z",
@@ -310,7 +367,10 @@ describe("JSON shapes", () => {
   })
 
   it("updates: a kind tag and the fields", () => {
-    assert.deepStrictEqual(Render.updatesJson({ _tag: "Apt", packages: ["a", "b"] }), { kind: "apt", packages: ["a", "b"] })
+    assert.deepStrictEqual(Render.updatesJson({ _tag: "Apt", packages: ["a", "b"] }), {
+      kind: "apt",
+      packages: ["a", "b"]
+    })
     assert.deepStrictEqual(
       Render.updatesJson({
         _tag: "Cachyos",

@@ -20,9 +20,22 @@ const key = (name: string) => {
 const ca = (name: string) => {
   key(name)
   openssl(
-    "req", "-x509", "-new", "-key", `${name}.key`, "-sha256", "-days", "2", "-subj", `/CN=${name}`,
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    "-out", `${name}.crt`
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    `${name}.key`,
+    "-sha256",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "-out",
+    `${name}.crt`
   )
   return name
 }
@@ -31,11 +44,27 @@ const leaf = (caName: string, name: string, cn: string, usage: "serverAuth" | "c
   openssl("req", "-new", "-key", `${name}.key`, "-subj", `/CN=${cn}`, "-out", `${name}.csr`)
   fs.writeFileSync(
     path.join(dir, `${name}.ext`),
-    `basicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n${usage === "serverAuth" ? "subjectAltName=IP:127.0.0.1,DNS:localhost\n" : ""}`
+    `basicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n${
+      usage === "serverAuth" ? "subjectAltName=IP:127.0.0.1,DNS:localhost\n" : ""
+    }`
   )
   openssl(
-    "x509", "-req", "-in", `${name}.csr`, "-CA", `${caName}.crt`, "-CAkey", `${caName}.key`, "-CAcreateserial",
-    "-days", "2", "-sha256", "-extfile", `${name}.ext`, "-out", `${name}.crt`
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${caName}.crt`,
+    "-CAkey",
+    `${caName}.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-sha256",
+    "-extfile",
+    `${name}.ext`,
+    "-out",
+    `${name}.crt`
   )
   return { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) }
 }
@@ -79,7 +108,10 @@ describe("the CLI link over TLS", () => {
         }))
       })
       assert.strictEqual(r.code, 1)
-      assert.match(r.stderr, new RegExp(`^barto-cli: cannot connect to wss://127\\.0\\.0\\.1:${fake.port}/v1/ws/cli: [A-Z_]+`))
+      assert.match(
+        r.stderr,
+        new RegExp(`^barto-cli: cannot connect to wss://127\\.0\\.0\\.1:${fake.port}/v1/ws/cli: [A-Z_]+`)
+      )
       assert.strictEqual(fake.upgrades.length, 0)
     }))
 
@@ -87,13 +119,17 @@ describe("the CLI link over TLS", () => {
     Effect.gen(function*() {
       const fake = yield* fakeBartos({ tls })
       const r = yield* runCli(["info", "--timeout", "3"], {
-        env: baseEnv(envFor(fake, { BARTO_CLI_BARTOS__PREFIX: "wss", BARTO_CLI_BARTOS__CA_CERT: path.join(dir, "ca.crt") }))
+        env: baseEnv(
+          envFor(fake, { BARTO_CLI_BARTOS__PREFIX: "wss", BARTO_CLI_BARTOS__CA_CERT: path.join(dir, "ca.crt") })
+        )
       })
       assert.strictEqual(r.code, 1)
       assert.match(r.stderr, /^barto-cli: (cannot connect to wss:|connection closed by bartos)/)
       assert.strictEqual(r.stderr.trim().split("\n").length, 1, r.stderr)
       const missing = yield* runCli(["info"], {
-        env: baseEnv(envFor(fake, { BARTO_CLI_BARTOS__PREFIX: "wss", BARTO_CLI_BARTOS__CA_CERT: path.join(dir, "nope.crt") }))
+        env: baseEnv(
+          envFor(fake, { BARTO_CLI_BARTOS__PREFIX: "wss", BARTO_CLI_BARTOS__CA_CERT: path.join(dir, "nope.crt") })
+        )
       })
       assert.strictEqual(missing.code, 1)
       assert.match(missing.stderr, /^barto-cli: cannot read ca_cert .*nope\.crt/)

@@ -8,9 +8,9 @@ import * as Messages from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
+import type { IncomingMessage } from "node:http"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
-import type { IncomingMessage } from "node:http"
 import type { TLSSocket } from "node:tls"
 import { WebSocketServer } from "ws"
 
@@ -134,7 +134,7 @@ export const fakeBartos = (options: FakeOptions = {}): Effect.Effect<FakeBartos,
           default: {
             fake.requests.push(m)
             const out = options.answer?.(m, send)
-            if (out !== undefined) for (const r of out) send(r)
+            if (out !== undefined) { for (const r of out) send(r) }
           }
         }
       })

@@ -36,8 +36,14 @@ export const runRow = (
     state,
     scheduledAt: M(T0),
     startedAt: M(T0 + 123_456),
-    finishedAt: extra.finishedAt === undefined ? (state === "running" ? null : M(T0 + 2_623_456)) : extra.finishedAt === null ? null : M(extra.finishedAt),
-    exitCode: extra.exitCode === undefined ? (state === "succeeded" ? 0 : state === "running" ? null : 1) : extra.exitCode,
+    finishedAt: extra.finishedAt === undefined
+      ? (state === "running" ? null : M(T0 + 2_623_456))
+      : extra.finishedAt === null
+      ? null
+      : M(extra.finishedAt),
+    exitCode: extra.exitCode === undefined
+      ? (state === "succeeded" ? 0 : state === "running" ? null : 1)
+      : extra.exitCode,
     signal: extra.signal ?? null,
     reason: null,
     scheduledUntil: null,

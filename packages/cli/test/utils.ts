@@ -111,7 +111,11 @@ export const runCli = (args: ReadonlyArray<string>, options: RunOptions = {}): E
       }),
       Effect.provide(NodeContext.layer),
       Effect.withConsole(console),
-      Effect.map((code) => ({ code, stdout: out.map((l) => `${l}\n`).join(""), stderr: err.map((l) => `${l}\n`).join("") }))
+      Effect.map((code) => ({
+        code,
+        stdout: out.map((l) => `${l}\n`).join(""),
+        stderr: err.map((l) => `${l}\n`).join("")
+      }))
     )
   })
 

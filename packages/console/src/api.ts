@@ -60,7 +60,7 @@ const request = async <A>(method: string, path: string, body?: unknown): Promise
     json = undefined
   }
   if (!res.ok) {
-    if (res.status === 401 && !path.startsWith("/session")) for (const f of listeners) f()
+    if (res.status === 401 && !path.startsWith("/session")) { for (const f of listeners) f() }
     const message = typeof json?.message === "string" ? json.message : `${res.status} ${res.statusText}`
     throw new ApiError(res.status, message, json)
   }
@@ -87,7 +87,8 @@ export const api = {
   runs: (params: Record<string, string | number | undefined>) => request<RunsPage>("GET", `/runs${q(params)}`),
   failures: (cursor?: string) => request<RunsPage>("GET", `/failures${q({ cursor, limit: 50 })}`),
   run: (id: string) => request<RunDetail>("GET", `/runs/${seg(id)}`),
-  output: (id: string, after: number) => request<OutputPage>("GET", `/runs/${seg(id)}/output${q({ after, limit: 5000 })}`),
+  output: (id: string, after: number) =>
+    request<OutputPage>("GET", `/runs/${seg(id)}/output${q({ after, limit: 5000 })}`),
   followUrl: (id: string, after: number) => `/v1/api/runs/${seg(id)}/output${q({ after, follow: "1" })}`,
   calendar: (expr: string, zone: string, count: number) =>
     request<CalendarPreview>("GET", `/calendar${q({ expr, zone, count })}`),

@@ -13,7 +13,9 @@ const pad = (n: number) => String(n).padStart(2, "0")
 export const localTime = (micros: number | null | undefined): string => {
   if (micros === null || micros === undefined) return "—"
   const d = new Date(micros / 1000)
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${
+    pad(d.getSeconds())
+  }`
 }
 
 export const utcTime = (micros: number | null | undefined): string =>

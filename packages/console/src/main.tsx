@@ -108,12 +108,29 @@ const App = () => {
   }
 
   let page
-  if (session === undefined) page = error === undefined ? <main><Loading /></main> : <main><ErrorBox error={error} /></main>
-  else if (needLogin || r.page === "login") page = <LoginPage session={session} onLogin={(s) => {
-    adopt(s)
-    if (r.page === "login") location.hash = href.dashboard
-  }} />
-  else {
+  if (session === undefined) {
+    page = error === undefined
+      ? (
+        <main>
+          <Loading />
+        </main>
+      )
+      : (
+        <main>
+          <ErrorBox error={error} />
+        </main>
+      )
+  } else if (needLogin || r.page === "login") {
+    page = (
+      <LoginPage
+        session={session}
+        onLogin={(s) => {
+          adopt(s)
+          if (r.page === "login") location.hash = href.dashboard
+        }}
+      />
+    )
+  } else {
     switch (r.page) {
       case "dashboard":
         page = <DashboardPage />
@@ -138,10 +155,16 @@ const App = () => {
   const current = (p: Route["page"]) => (r.page === p ? "page" : undefined)
   return (
     <>
-      <a class="skip" href="#main" onClick={(e) => {
-        e.preventDefault()
-        document.getElementById("main")?.focus()
-      }}>Skip to content</a>
+      <a
+        class="skip"
+        href="#main"
+        onClick={(e) => {
+          e.preventDefault()
+          document.getElementById("main")?.focus()
+        }}
+      >
+        Skip to content
+      </a>
       <header>
         <a class="brand" href={href.dashboard}>barto</a>
         <nav aria-label="Main">
@@ -155,7 +178,8 @@ const App = () => {
           )}
           {session?.via === "cookie" && session.keys.api || session?.via === "cookie" && session.keys.admin
             ? <button type="button" onClick={logout}>Log out</button>
-            : session !== undefined && session.role !== "admin" && (session.keys.api || session.keys.admin) && !needLogin
+            : session !== undefined && session.role !== "admin" && (session.keys.api || session.keys.admin) &&
+                !needLogin
             ? <a href="#/login">Log in</a>
             : null}
         </div>

@@ -12,22 +12,27 @@ export const Time = ({ micros }: { micros: number | null | undefined }) =>
     ? <span class="muted">—</span>
     : <time dateTime={new Date(micros / 1000).toISOString()} title={utcTime(micros)}>{localTime(micros)}</time>
 
-export const State = ({ state }: { state: string }) => <span class={stateClass(state)}>{stateLabel(visible(state))}</span>
+export const State = ({ state }: { state: string }) =>
+  <span class={stateClass(state)}>{stateLabel(visible(state))}</span>
 
 /** The recent results of a schedule, newest on the right. */
 export const Strip = ({ states }: { states: ReadonlyArray<string> }) => {
   const oldestFirst = [...states].reverse()
   return (
-    <span class="strip" role="img" aria-label={`recent results, oldest first: ${oldestFirst.map(stateLabel).join(", ") || "none"}`}>
+    <span
+      class="strip"
+      role="img"
+      aria-label={`recent results, oldest first: ${oldestFirst.map(stateLabel).join(", ") || "none"}`}
+    >
       {oldestFirst.map((s, i) => <span key={i} class={`tick ${stateClass(s)}`} title={stateLabel(s)} />)}
     </span>
   )
 }
 
 export const ErrorBox = ({ error }: { error: unknown }) =>
-  error === undefined || error === null ? null : (
+  error === undefined || error === null ?
+    null :
     <p class="error" role="alert">{visible(error instanceof Error ? error.message : String(error))}</p>
-  )
 
 export const Loading = () => <p class="muted" aria-live="polite">Loading…</p>
 
@@ -104,7 +109,9 @@ export const ConfirmButton = (props: {
         {props.children}
         <div class="buttons">
           <button type="button" onClick={() => dialog.current?.close()}>Cancel</button>
-          <button type="button" class={props.danger ? "danger" : "primary"} autofocus onClick={run}>{props.confirm}</button>
+          <button type="button" class={props.danger ? "danger" : "primary"} autofocus onClick={run}>
+            {props.confirm}
+          </button>
         </div>
       </dialog>
       <ErrorBox error={error} />

@@ -10,7 +10,10 @@ describe("ansi: terminal output as safe text segments", () => {
       { text: " done", classes: "" }
     ])
     expect(parse("\u001b[94;103mX")).toEqual([{ text: "X", classes: "ansi-fg-12 ansi-bg-11" }])
-    expect(parse("\u001b[38;5;9mA\u001b[38;5;200mB\u001b[38;2;1;2;3mC")).toEqual([{ text: "ABC", classes: "ansi-fg-9" }])
+    expect(parse("\u001b[38;5;9mA\u001b[38;5;200mB\u001b[38;2;1;2;3mC")).toEqual([{
+      text: "ABC",
+      classes: "ansi-fg-9"
+    }])
     expect(parse("\u001b[7mI")).toEqual([{ text: "I", classes: "ansi-fg-bg ansi-bg-fg" }])
   })
 

@@ -136,7 +136,9 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
       try {
         text = utf8Decoder.decode(frame)
       } catch {
-        return Either.left(new FrameError({ code: "undecodable", message: "frame is not UTF-8 JSON: invalid UTF-8", size }))
+        return Either.left(
+          new FrameError({ code: "undecodable", message: "frame is not UTF-8 JSON: invalid UTF-8", size })
+        )
       }
       if (!depthWithin(text, MAX_DEPTH)) {
         return Either.left(
@@ -177,7 +179,10 @@ export const makeJson = (options?: { readonly maxFrameBytes?: number }): Codec =
         const value = compiled(json)
         if (value !== CompiledParser.FAIL) return Either.right(value as A)
       }
-      return (Schema.decodeUnknownEither(target)(json, { onExcessProperty: "ignore" }) as Either.Either<A, ParseResult.ParseError>).pipe(
+      return (Schema.decodeUnknownEither(target)(json, { onExcessProperty: "ignore" }) as Either.Either<
+        A,
+        ParseResult.ParseError
+      >).pipe(
         Either.mapLeft((error) =>
           new FrameError({
             code: "undecodable",
@@ -249,8 +254,10 @@ const expected = (ast: SchemaAST.AST): string => {
   let text: string
   if (ast._tag === "Refinement") {
     text = Option.getOrElse(
-      Option.orElse(SchemaAST.getDescriptionAnnotation(ast), () =>
-        Option.orElse(SchemaAST.getTitleAnnotation(ast), () => SchemaAST.getIdentifierAnnotation(ast))),
+      Option.orElse(
+        SchemaAST.getDescriptionAnnotation(ast),
+        () => Option.orElse(SchemaAST.getTitleAnnotation(ast), () => SchemaAST.getIdentifierAnnotation(ast))
+      ),
       () => String(ast.from)
     )
   } else {
@@ -269,10 +276,16 @@ interface Leaf {
  * peer's value: the tree itself follows our schemas (the decoder stops at the first mismatch), so
  * it is as deep as they are. Messages of our own filters are used as they are (clipped).
  */
-const leaves = (issue: ParseResult.ParseIssue, limit: number): { readonly found: Array<Leaf>; readonly more: boolean } => {
+const leaves = (
+  issue: ParseResult.ParseIssue,
+  limit: number
+): { readonly found: Array<Leaf>; readonly more: boolean } => {
   const found: Array<Leaf> = []
   let more = false
-  const stack: Array<{ readonly issue: ParseResult.ParseIssue; readonly path: ReadonlyArray<PropertyKey> }> = [{ issue, path: [] }]
+  const stack: Array<{ readonly issue: ParseResult.ParseIssue; readonly path: ReadonlyArray<PropertyKey> }> = [{
+    issue,
+    path: []
+  }]
   while (stack.length > 0) {
     const { issue: i, path } = stack.pop()!
     if (found.length >= limit) {

@@ -30,8 +30,8 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { alertFields, Alerts, checkAlertTargets, NotifyChannels } from "./internal/alertConfig.js"
 import { type ConfigErrorFields, load, readVars, unknownEnv } from "./internal/configLoad.js"
-import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import {
   Bool,
   CidrList,
@@ -40,10 +40,10 @@ import {
   Enum,
   Int,
   IpAddress,
+  ListenPort,
   NonEmptyText,
   NonNegativeInt,
   opt,
-  ListenPort,
   Port,
   PositiveInt,
   PositiveNumber,
@@ -58,16 +58,10 @@ import {
   U8,
   withDefault
 } from "./internal/configSchema.js"
+import { type KeyPath, locateKeys, type Position } from "./internal/tomlLocate.js"
 import * as Messages from "./Messages.js"
-import { Alerts, alertFields, checkAlertTargets, NotifyChannels } from "./internal/alertConfig.js"
 
-export {
-  type AlertRule,
-  BAD_KINDS,
-  EVENT_KINDS,
-  type EventKind,
-  type NotifyChannel
-} from "./internal/alertConfig.js"
+export { type AlertRule, BAD_KINDS, EVENT_KINDS, type EventKind, type NotifyChannel } from "./internal/alertConfig.js"
 
 export { parseDurationSecs } from "./internal/configSchema.js"
 
@@ -98,9 +92,11 @@ export const formatProblem = (p: ConfigProblem): string => {
  * A configuration that cannot be used: every problem found (at least one), in file order. The
  * first problem's fields are also the error's own, and `message` has one line per problem.
  */
-export class ConfigError extends Data.TaggedError("ConfigError")<ConfigProblem & {
-  readonly problems: ReadonlyArray<ConfigProblem>
-}> {
+export class ConfigError extends Data.TaggedError("ConfigError")<
+  ConfigProblem & {
+    readonly problems: ReadonlyArray<ConfigProblem>
+  }
+> {
   static of(problems: ReadonlyArray<ConfigProblem>): ConfigError {
     const first = problems[0] ?? { file: undefined, path: "", reason: "invalid configuration" }
     return new ConfigError({ ...first, problems: problems.length > 0 ? problems : [first] })
@@ -243,7 +239,9 @@ export const ScheduleEntry = table({
   name: NonEmptyText,
   on_calendar: NonEmptyText,
   // A schedule with nothing to run would record empty successes forever.
-  cmds: StringArray.pipe(Schema.filter((cmds) => cmds.length > 0 || "expected at least one command, got an empty array")),
+  cmds: StringArray.pipe(
+    Schema.filter((cmds) => cmds.length > 0 || "expected at least one command, got an empty array")
+  ),
   timezone: opt(NonEmptyText),
   /** Seconds; TOML may say `"90s"`, `"5m"`, `"1h"`. */
   timeout: opt(DurationSecs),

@@ -10,7 +10,9 @@ import * as Schema from "effect/Schema"
 import * as CompiledParser from "./internal/compiledParser.js"
 
 /** A decoder of `schema` from an unknown value, compiled once. */
-export const make = <A, I>(schema: Schema.Schema<A, I>): (input: unknown) => Either.Either<A, ParseResult.ParseError> => {
+export const make = <A, I>(
+  schema: Schema.Schema<A, I>
+): (input: unknown) => Either.Either<A, ParseResult.ParseError> => {
   const slow = Schema.decodeUnknownEither(schema)
   const fast = CompiledParser.compile(schema, "decode")
   if (fast === undefined) return slow
@@ -21,4 +23,5 @@ export const make = <A, I>(schema: Schema.Schema<A, I>): (input: unknown) => Eit
 }
 
 /** Whether `schema` decodes through the compiled parser (tests pin this for hot-path schemas). */
-export const isCompiled = (schema: Schema.Schema<any, any>): boolean => CompiledParser.compile(schema, "decode") !== undefined
+export const isCompiled = (schema: Schema.Schema<any, any>): boolean =>
+  CompiledParser.compile(schema, "decode") !== undefined

@@ -91,7 +91,8 @@ export interface Binding {
   readonly counter: bigint
 }
 
-export const makeSessionNonce = (): SessionNonce => new Uint8Array(crypto.randomBytes(SESSION_NONCE_LEN)) as SessionNonce
+export const makeSessionNonce = (): SessionNonce =>
+  new Uint8Array(crypto.randomBytes(SESSION_NONCE_LEN)) as SessionNonce
 
 /** A nonce from its header value: exactly 32 hex digits, else undefined. */
 export const parseSessionNonce = (text: string | ReadonlyArray<string> | undefined): SessionNonce | undefined =>
@@ -262,7 +263,9 @@ export const signingKeyFromSeed = (seed: Uint8Array): Either.Either<SigningKey, 
 }
 
 /** `signing_key`: base64 (standard, padded) of the 32-byte Ed25519 seed. */
-export const parseSigningKey = (base64Seed: string | Redacted.Redacted<string>): Either.Either<SigningKey, EnvelopeError> =>
+export const parseSigningKey = (
+  base64Seed: string | Redacted.Redacted<string>
+): Either.Either<SigningKey, EnvelopeError> =>
   Either.flatMap(decodeKey32("signing key", reveal(base64Seed)), signingKeyFromSeed)
 
 export const publicKeyFromBytes = (bytes: Uint8Array): Either.Either<PublicKey, EnvelopeError> => {

@@ -127,7 +127,8 @@ export const ENVELOPE_OVERHEAD = Envelope.SIGNATURE_LEN + Envelope.HMAC_HEADER_L
 const readPem = (what: string, file: string | undefined) =>
   file === undefined ? Effect.succeed(undefined) : Effect.try({
     try: () => fs.readFileSync(file),
-    catch: (e) => new LinkError({ reason: "Config", message: `cannot read ${what} ${file}: ${e instanceof Error ? e.message : e}` })
+    catch: (e) =>
+      new LinkError({ reason: "Config", message: `cannot read ${what} ${file}: ${e instanceof Error ? e.message : e}` })
   })
 
 const closedError = (code: number, reason: string) =>
@@ -164,7 +165,10 @@ export const startHeartbeat = <O>(
       const now = yield* Clock.currentTimeMillis
       const late = now - (start + id * h.intervalMs)
       if (h.lateMs !== undefined && late > h.lateMs) {
-        return yield* new LinkError({ reason: "Stalled", message: `heartbeat timed out (tick ${late} ms late), disconnecting` })
+        return yield* new LinkError({
+          reason: "Stalled",
+          message: `heartbeat timed out (tick ${late} ms late), disconnecting`
+        })
       }
       yield* link.send(h.ping(id, now))
     })
@@ -186,7 +190,9 @@ export const startHeartbeat = <O>(
   })
 
 /** A link over a real `ws` socket. */
-export const connectWs = <I, O>(options: ConnectOptions<I, O>): Effect.Effect<Connection<I, O>, LinkError, Scope.Scope> =>
+export const connectWs = <I, O>(
+  options: ConnectOptions<I, O>
+): Effect.Effect<Connection<I, O>, LinkError, Scope.Scope> =>
   Effect.gen(function*() {
     const ca = yield* readPem("ca_cert", options.caCert)
     const cert = yield* readPem("client_cert", options.clientCert)
@@ -196,7 +202,10 @@ export const connectWs = <I, O>(options: ConnectOptions<I, O>): Effect.Effect<Co
     // Our half of the session binding (see Envelope.ts); the server answers with its own.
     const agentNonce = Envelope.makeSessionNonce()
     const sock = yield* WsClient.connect(options.url, {
-      headers: { ...options.headers, ...(sealing === undefined ? {} : { [Envelope.NONCE_HEADER]: Envelope.formatSessionNonce(agentNonce) }) },
+      headers: {
+        ...options.headers,
+        ...(sealing === undefined ? {} : { [Envelope.NONCE_HEADER]: Envelope.formatSessionNonce(agentNonce) })
+      },
       ca,
       cert,
       key,
@@ -249,7 +258,11 @@ export const connectWs = <I, O>(options: ConnectOptions<I, O>): Effect.Effect<Co
 
     const onFrame = (data: Uint8Array, binary: boolean): Effect.Effect<Option.Option<Inbound<I>>> =>
       Effect.gen(function*() {
-        if (!binary) return Option.some({ _tag: "Dropped", reason: "text frame (frames are binary)", code: "undecodable" } as const)
+        if (!binary) {
+          return Option.some(
+            { _tag: "Dropped", reason: "text frame (frames are binary)", code: "undecodable" } as const
+          )
+        }
         const opened = Envelope.open(
           { hmacKey, publicKey: sealing?.publicKey, windowSecs: sealing?.windowSecs ?? 0, nonces },
           data,
@@ -269,7 +282,11 @@ export const connectWs = <I, O>(options: ConnectOptions<I, O>): Effect.Effect<Co
         const decoded = options.codec.decode(options.inbound, opened.right)
         return Option.some(
           Either.isLeft(decoded)
-            ? { _tag: "Dropped", reason: `${decoded.left.code}: ${decoded.left.message}`, code: decoded.left.code } as const
+            ? {
+              _tag: "Dropped",
+              reason: `${decoded.left.code}: ${decoded.left.message}`,
+              code: decoded.left.code
+            } as const
             : { _tag: "Message", message: decoded.right } as const
         )
       })

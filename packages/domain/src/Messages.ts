@@ -205,7 +205,15 @@ export const Heartbeat = Schema.TaggedStruct("Heartbeat", {
   message: Schema.optionalWith(ShortText, { exact: true })
 })
 
-export const AgentRecord = Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, Heartbeat)
+export const AgentRecord = Schema.Union(
+  RunStarted,
+  CommandStarted,
+  OutputLine,
+  CommandExited,
+  RunFinished,
+  RunMissed,
+  Heartbeat
+)
 export type AgentRecord = typeof AgentRecord.Type
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +261,8 @@ export const OutputLines = Schema.TaggedStruct("OutputLines", {
   data: Schema.Array(Schema.String)
 }).pipe(
   Schema.filter((g) =>
-    (g.data.length > 0 && g.ts.length === g.data.length && g.flags.length === g.data.length && LINE_FLAGS.test(g.flags)) ||
+    (g.data.length > 0 && g.ts.length === g.data.length && g.flags.length === g.data.length &&
+      LINE_FLAGS.test(g.flags)) ||
     `${g.data.length} lines need as many ts and flags (0-3), got ${g.ts.length} ts and flags "${g.flags.slice(0, 16)}"`
   )
 )
@@ -308,7 +317,16 @@ const compactLines = (records: ReadonlyArray<AgentRecord>): Array<AgentRecord | 
       flags += String.fromCharCode(48 + (r.stream === "stderr" ? 1 : 0) + (r.continuation ? 2 : 0))
       prev = r
     }
-    out.push({ _tag: "OutputLines", seq: first.seq, runId: first.runId, cmdUuid: first.cmdUuid, lineSeq: first.lineSeq, ts, flags, data })
+    out.push({
+      _tag: "OutputLines",
+      seq: first.seq,
+      runId: first.runId,
+      cmdUuid: first.cmdUuid,
+      lineSeq: first.lineSeq,
+      ts,
+      flags,
+      data
+    })
     i = j
   }
   return out
@@ -321,7 +339,16 @@ const compactLines = (records: ReadonlyArray<AgentRecord>): Array<AgentRecord | 
 export const RecordBatch = Schema.transform(
   Schema.TaggedStruct("RecordBatch", {
     records: Schema.Array(
-      Schema.Union(RunStarted, CommandStarted, OutputLine, CommandExited, RunFinished, RunMissed, Heartbeat, OutputLines)
+      Schema.Union(
+        RunStarted,
+        CommandStarted,
+        OutputLine,
+        CommandExited,
+        RunFinished,
+        RunMissed,
+        Heartbeat,
+        OutputLines
+      )
     )
   }),
   Schema.TaggedStruct("RecordBatch", { records: Schema.Array(AgentRecord) }),
@@ -336,7 +363,10 @@ export const RecordBatch = Schema.transform(
       return { _tag: "RecordBatch" as const, records: records as Array<AgentRecord> }
     },
     // Without transformations inside, a record's encoded form is its value (brands aside).
-    encode: (batch) => ({ _tag: "RecordBatch" as const, records: compactLines(batch.records as ReadonlyArray<AgentRecord>) })
+    encode: (batch) => ({
+      _tag: "RecordBatch" as const,
+      records: compactLines(batch.records as ReadonlyArray<AgentRecord>)
+    })
   }
 )
 
@@ -401,7 +431,14 @@ export const AgentCleanup = Schema.TaggedStruct("AgentCleanup", { before: Micros
 
 /** Protocol-level complaint about a frame the peer sent (D6). Both directions. */
 export const ProtocolError = Schema.TaggedStruct("ProtocolError", {
-  code: Schema.Literal("frame_too_large", "undecodable", "unknown_tag", "bad_envelope", "protocol_version", "unexpected"),
+  code: Schema.Literal(
+    "frame_too_large",
+    "undecodable",
+    "unknown_tag",
+    "bad_envelope",
+    "protocol_version",
+    "unexpected"
+  ),
   message: Schema.String
 })
 export type ProtocolError = typeof ProtocolError.Type

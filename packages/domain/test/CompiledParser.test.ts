@@ -11,9 +11,7 @@ import * as CompiledParser from "../src/internal/compiledParser.js"
 import * as Messages from "../src/Messages.js"
 import { type AnySchema, membersOf } from "./utils/members.js"
 
-
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-
 
 const LINKS: Record<string, AnySchema> = {
   AgentToServer: Messages.AgentToServer,
@@ -26,7 +24,8 @@ const COMPILED = MEMBERS.filter((m) =>
   CompiledParser.compile(m.schema, "decode") !== undefined && CompiledParser.compile(m.schema, "encode") !== undefined
 )
 
-const schemaDecode = (schema: AnySchema, u: unknown) => Schema.decodeUnknownEither(schema)(u, { onExcessProperty: "ignore" })
+const schemaDecode = (schema: AnySchema, u: unknown) =>
+  Schema.decodeUnknownEither(schema)(u, { onExcessProperty: "ignore" })
 
 /** Checks the one promise of a compiled decoder on input `u`. */
 const agrees = (schema: AnySchema, u: unknown) => {
@@ -48,7 +47,7 @@ const mutate = (value: unknown, choice: number, replacement: unknown, extraKey: 
   const walk = (v: unknown, parent: any, key: string | number) => {
     nodes.push({ parent, key })
     if (Array.isArray(v)) v.forEach((x, i) => walk(x, v, i))
-    else if (typeof v === "object" && v !== null) for (const [k, x] of Object.entries(v)) walk(x, v, k)
+    else if (typeof v === "object" && v !== null) { for (const [k, x] of Object.entries(v)) walk(x, v, k) }
   }
   const root = { value: structuredClone(value) }
   walk(root.value, root, "value")
@@ -90,7 +89,11 @@ describe("compiled decoding agrees with Schema", () => {
       [encoded(member.schema)],
       ([u]) => {
         const fast = CompiledParser.compile(member.schema)!(u)
-        assert.notStrictEqual(fast, CompiledParser.FAIL, `compiled rejected a valid ${member.tag}: ${JSON.stringify(u)}`)
+        assert.notStrictEqual(
+          fast,
+          CompiledParser.FAIL,
+          `compiled rejected a valid ${member.tag}: ${JSON.stringify(u)}`
+        )
         agrees(member.schema, u)
       },
       { fastCheck: { numRuns: 30 } }
@@ -109,7 +112,12 @@ describe("compiled decoding agrees with Schema", () => {
 
     it.prop(
       `${member.tag}: damaged messages are rejected or decoded as Schema does`,
-      [encoded(member.schema), FastCheck.nat(), FastCheck.jsonValue({ maxDepth: 2 }), FastCheck.constantFrom("_tag", "seq", "extra", "__proto__", "records")],
+      [
+        encoded(member.schema),
+        FastCheck.nat(),
+        FastCheck.jsonValue({ maxDepth: 2 }),
+        FastCheck.constantFrom("_tag", "seq", "extra", "__proto__", "records")
+      ],
       ([u, choice, replacement, key]) => agrees(member.schema, mutate(u, choice, replacement, key)),
       { fastCheck: { numRuns: 60 } }
     )
@@ -147,11 +155,27 @@ describe("compiled decoding agrees with Schema", () => {
       { _tag: "RecordBatch" },
       {
         _tag: "RecordBatch",
-        records: [{ _tag: "CommandExited", seq: 1, runId: "r", cmdUuid: "c", exitCode: null, signal: "SIGKILL", finishedAt: 5 }]
+        records: [{
+          _tag: "CommandExited",
+          seq: 1,
+          runId: "r",
+          cmdUuid: "c",
+          exitCode: null,
+          signal: "SIGKILL",
+          finishedAt: 5
+        }]
       },
       {
         _tag: "RecordBatch",
-        records: [{ _tag: "CommandExited", seq: 1, runId: "r", cmdUuid: "c", exitCode: 1.5, signal: null, finishedAt: 5 }]
+        records: [{
+          _tag: "CommandExited",
+          seq: 1,
+          runId: "r",
+          cmdUuid: "c",
+          exitCode: 1.5,
+          signal: null,
+          finishedAt: 5
+        }]
       },
       {
         _tag: "RecordBatch",
@@ -206,12 +230,18 @@ describe("Codec with the compiled decoder", () => {
     const records = Array.from({ length: 3 }, (_, i) => ({ ...line(i), debug: "x" }))
     const decoded = codec.decode(Messages.AgentToServer, utf8({ _tag: "RecordBatch", records }))
     if (Either.isLeft(decoded)) return assert.fail(decoded.left.message)
-    assert.deepStrictEqual(decoded.right, { _tag: "RecordBatch", records: records.map(({ debug: _, ...r }) => r) } as unknown)
+    assert.deepStrictEqual(
+      decoded.right,
+      { _tag: "RecordBatch", records: records.map(({ debug: _, ...r }) => r) } as unknown
+    )
   })
 
   it("encoding a value that does not fit the Schema still throws Schema's error", () => {
     assert.throws(() => codec.encode(Messages.ServerMessage, { _tag: "Ack", upTo: 1.5 }), /upTo/)
-    assert.throws(() => codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records: [{ ...line(0), seq: -1 }] } as any), /seq/)
+    assert.throws(
+      () => codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records: [{ ...line(0), seq: -1 }] } as any),
+      /seq/
+    )
   })
 
   it("messages that are not compiled still decode through Schema", () => {
@@ -229,7 +259,11 @@ describe("Codec with the compiled decoder", () => {
 describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
   const codec = Codec.makeJson({ maxFrameBytes: 64 * 1024 * 1024 })
   const run = "0190a8f0-0000-7000-8000-000000000001" as Messages.RunId
-  const out = (seq: number, lineSeq: number, extra: Partial<typeof Messages.OutputLine.Type> = {}): Messages.AgentRecord => ({
+  const out = (
+    seq: number,
+    lineSeq: number,
+    extra: Partial<typeof Messages.OutputLine.Type> = {}
+  ): Messages.AgentRecord => ({
     _tag: "OutputLine",
     seq,
     runId: run,
@@ -246,7 +280,10 @@ describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
       records: Array<{ _tag: string; seq: number; data?: Array<string>; flags?: string; ts?: Array<number> }>
     }
   const roundTrip = (records: ReadonlyArray<Messages.AgentRecord>) => {
-    const decoded = codec.decode(Messages.AgentToServer, codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records }))
+    const decoded = codec.decode(
+      Messages.AgentToServer,
+      codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records })
+    )
     if (Either.isLeft(decoded)) return assert.fail(decoded.left.message)
     assert.deepStrictEqual(decoded.right, { _tag: "RecordBatch", records } as unknown)
   }
@@ -290,7 +327,10 @@ describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
   })
 
   it("a batch of 500 lines is under a third of the row form's bytes", () => {
-    const records = Array.from({ length: 500 }, (_, i) => out(i, i, { data: `line ${i}: the quick brown fox jumps over the lazy dog` }))
+    const records = Array.from(
+      { length: 500 },
+      (_, i) => out(i, i, { data: `line ${i}: the quick brown fox jumps over the lazy dog` })
+    )
     const columnar = codec.encode(Messages.AgentToServer, { _tag: "RecordBatch", records }).byteLength
     const rows = new TextEncoder().encode(JSON.stringify({ _tag: "RecordBatch", records })).byteLength
     assert.isBelow(columnar * 3, rows)
@@ -303,7 +343,10 @@ describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
     assertRight(decoded as Either.Either<unknown, unknown>, rows)
     const mixed = { _tag: "RecordBatch", records: [out(1, 0), ...wire([out(2, 1), out(3, 2)]).records] }
     const both = codec.decode(Messages.AgentToServer, new TextEncoder().encode(JSON.stringify(mixed)))
-    assertRight(both as Either.Either<unknown, unknown>, { _tag: "RecordBatch", records: [out(1, 0), out(2, 1), out(3, 2)] })
+    assertRight(both as Either.Either<unknown, unknown>, {
+      _tag: "RecordBatch",
+      records: [out(1, 0), out(2, 1), out(3, 2)]
+    })
   })
 
   it("inconsistent OutputLines are undecodable, with a reason", () => {
@@ -344,7 +387,8 @@ describe("RecordBatch on the wire: runs of lines as OutputLines", () => {
       records.forEach((r, i) => {
         const prev = shaped[i - 1]
         shaped.push(
-          runs[i] === true && prev?._tag === "OutputLine" && r._tag === "OutputLine" && prev.seq < 2 ** 52 && prev.lineSeq < 2 ** 30
+          runs[i] === true && prev?._tag === "OutputLine" && r._tag === "OutputLine" && prev.seq < 2 ** 52 &&
+            prev.lineSeq < 2 ** 30
             ? { ...r, runId: prev.runId, cmdUuid: prev.cmdUuid, seq: prev.seq + 1, lineSeq: prev.lineSeq + 1 }
             : r
         )
@@ -363,7 +407,9 @@ describe("fastEncodeSync / fastDecodeUnknownSync (bartoc's outbox rows)", () => 
   const encodeSlow = Schema.encodeSync(Messages.AgentRecord)
   const decodeSlow = Schema.decodeUnknownSync(Messages.AgentRecord)
 
-  it.prop("agree with Schema on every record, through JSON as the outbox stores it", [Arbitrary.make(Messages.AgentRecord)], ([record]) => {
+  it.prop("agree with Schema on every record, through JSON as the outbox stores it", [
+    Arbitrary.make(Messages.AgentRecord)
+  ], ([record]) => {
     const encoded = encodeFast(record)
     assert.deepStrictEqual(encoded, encodeSlow(record))
     const stored = JSON.parse(JSON.stringify(encoded)) as unknown

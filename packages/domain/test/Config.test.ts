@@ -401,7 +401,10 @@ describe("the environment comes through Effect's ConfigProvider", () => {
           Effect.withConfigProvider(providerOf({ bartos_actix__port: "65536" }))
         )
       )
-      assert.strictEqual(e2.message, `environment bartos_actix__port: actix.port: expected a port number 0..65535 (0 = any free port), got "65536"`)
+      assert.strictEqual(
+        e2.message,
+        `environment bartos_actix__port: actix.port: expected a port number 0..65535 (0 = any free port), got "65536"`
+      )
     }))
 })
 
@@ -582,7 +585,10 @@ describe("errors name the source, the key and the reason", () => {
       assert.strictEqual(e.path, "actix.port")
       assert.strictEqual(e.line, 2)
       assert.strictEqual(e.column, 1)
-      assert.strictEqual(e.message, `${file}:2:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`)
+      assert.strictEqual(
+        e.message,
+        `${file}:2:1: actix.port: expected a port number 0..65535 (0 = any free port), got 70000`
+      )
     }))
 
   it.effect("bad enum (missed_tick is case-sensitive; prefix ws|wss)", () =>
@@ -637,7 +643,10 @@ describe("errors name the source, the key and the reason", () => {
           `[[schedules.a.schedules]]\nname = "x"\non_calendar = "daily"\ncmds = ["true"]\nnice = ${bad}\n`
         )
         const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
-        assert.match(e.message, new RegExp(`^${file}:5:1: schedules\\.a\\.schedules\\[0\\]\\.nice: expected an integer 0\\.\\.19`))
+        assert.match(
+          e.message,
+          new RegExp(`^${file}:5:1: schedules\\.a\\.schedules\\[0\\]\\.nice: expected an integer 0\\.\\.19`)
+        )
       }
       const ok = writeFile(
         tmp(),
@@ -660,7 +669,11 @@ describe("errors name the source, the key and the reason", () => {
       const file = writeFile(tmp(), "bartos.toml", `[actix.tls]\ncert_file_path = "/c.pem"\n`)
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       assert.strictEqual(e.message, `${file}:1:1: actix.tls.key_file_path: missing required key`)
-      const bad = writeFile(tmp(), "bartos.toml", `[actix.tls]\nip = "example.org"\ncert_file_path = "c"\nkey_file_path = "k"\n`)
+      const bad = writeFile(
+        tmp(),
+        "bartos.toml",
+        `[actix.tls]\nip = "example.org"\ncert_file_path = "c"\nkey_file_path = "k"\n`
+      )
       const e2 = yield* failure(Config.loadBartos({ configPath: bad, env: isolatedEnv() }))
       assert.strictEqual(e2.message, `${bad}:2:1: actix.tls.ip: expected an IP address, got "example.org"`)
     }))
@@ -720,7 +733,10 @@ describe("errors name the source, the key and the reason", () => {
         Config.loadBartos({ configPath: file, env: isolatedEnv({ BARTOS_ACTIX__PORT: "abc" }) })
       )
       assert.strictEqual(e.file, "environment BARTOS_ACTIX__PORT")
-      assert.strictEqual(e.message, `environment BARTOS_ACTIX__PORT: actix.port: expected a port number 0..65535 (0 = any free port), got "abc"`)
+      assert.strictEqual(
+        e.message,
+        `environment BARTOS_ACTIX__PORT: actix.port: expected a port number 0..65535 (0 = any free port), got "abc"`
+      )
     }))
 
   it.effect("secret values never appear in errors", () =>
@@ -807,7 +823,13 @@ describe("every config file in the repository loads under the strict loader", ()
     )
   const programOf = (file: string): Config.Program | undefined => {
     const base = path.basename(file)
-    return base.startsWith("barto-cli") ? "barto-cli" : base.startsWith("bartoc") ? "bartoc" : base.startsWith("bartos") ? "bartos" : undefined
+    return base.startsWith("barto-cli")
+      ? "barto-cli"
+      : base.startsWith("bartoc")
+      ? "bartoc"
+      : base.startsWith("bartos")
+      ? "bartos"
+      : undefined
   }
   const loaders: Record<Config.Program, (o: Config.LoadOptions) => Effect.Effect<unknown, Config.ConfigError>> = {
     bartos: Config.loadBartos,
@@ -834,7 +856,15 @@ describe("every config file in the repository loads under the strict loader", ()
 
   it("finds the example and production configs of all three programs", () => {
     const rel = files.map((f) => path.relative(root, f)).sort()
-    for (const expected of ["dist/bartoc.production.toml", "dist/bartos.production.toml", "packages/agent/examples/bartoc.toml", "packages/cli/examples/barto-cli.toml", "packages/server/examples/bartos.toml"]) {
+    for (
+      const expected of [
+        "dist/bartoc.production.toml",
+        "dist/bartos.production.toml",
+        "packages/agent/examples/bartoc.toml",
+        "packages/cli/examples/barto-cli.toml",
+        "packages/server/examples/bartos.toml"
+      ]
+    ) {
       assert.include(rel, expected)
     }
   })
@@ -858,7 +888,9 @@ describe("every config file in the repository loads under the strict loader", ()
         ).join("\n")
         const copy = writeFile(tmp(), path.basename(file), uncommented)
         const result = yield* Effect.either(loaders[program]({ configPath: copy, env: isolatedEnv() }))
-        const unknown = Either.isLeft(result) ? result.left.problems.filter((p) => p.reason.startsWith("unknown key")) : []
+        const unknown = Either.isLeft(result)
+          ? result.left.problems.filter((p) => p.reason.startsWith("unknown key"))
+          : []
         assert.deepStrictEqual(unknown.map(Config.formatProblem), [])
       }))
   }
@@ -887,7 +919,11 @@ describe("unknown keys are errors, with file:line:column, the key path and the c
 
   it.effect("bartoc.toml and barto-cli.toml: top level and nested tables", () =>
     Effect.gen(function*() {
-      const bartoc = writeFile(tmp(), "bartoc.toml", `nmae = "web1"\n[bartos]\nhots = "x"\n[connection]\nping_interval = 5\n`)
+      const bartoc = writeFile(
+        tmp(),
+        "bartoc.toml",
+        `nmae = "web1"\n[bartos]\nhots = "x"\n[connection]\nping_interval = 5\n`
+      )
       const e = yield* failure(Config.loadBartoc({ configPath: bartoc, env: isolatedEnv() }))
       assert.deepStrictEqual(e.problems.map(Config.formatProblem), [
         `${bartoc}:1:1: unknown key 'nmae' (did you mean 'name'?)`,
@@ -998,7 +1034,9 @@ describe("environment variables that set no key are reported as warnings", () =>
   it.effect("secret k_file variables are known; the ambient provider is read when no env is given", () =>
     Effect.gen(function*() {
       const found = yield* Config.unknownEnvironment("bartoc").pipe(
-        Effect.withConfigProvider(providerOf({ BARTOC_HMAC_KEY_FILE: "/k", BARTOC_BARTOS__API_KEY_FILE: "/a", BARTOC_STATE: "/s" }))
+        Effect.withConfigProvider(
+          providerOf({ BARTOC_HMAC_KEY_FILE: "/k", BARTOC_BARTOS__API_KEY_FILE: "/a", BARTOC_STATE: "/s" })
+        )
       )
       assert.deepStrictEqual(found, [
         "environment BARTOC_STATE: sets no configuration key, ignored (did you mean BARTOC_STATE_PATH?)"
@@ -1020,7 +1058,10 @@ describe("listen ports", () => {
 describe("bartoc [runner] shutdown", () => {
   it.effect("defaults to wait with a 60 s grace; the environment and the file set it; bad values name the key", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual((yield* Config.loadBartoc({ env: isolatedEnv() })).runner, { shutdown: "wait", shutdown_grace_secs: 60 })
+      assert.deepStrictEqual((yield* Config.loadBartoc({ env: isolatedEnv() })).runner, {
+        shutdown: "wait",
+        shutdown_grace_secs: 60
+      })
       const dir = tmp()
       const file = writeFile(dir, "bartoc.toml", `[runner]\nshutdown = "terminate"\nshutdown_grace_secs = 0\n`)
       assert.deepStrictEqual((yield* Config.loadBartoc({ configPath: file, env: isolatedEnv() })).runner, {
@@ -1029,7 +1070,9 @@ describe("bartoc [runner] shutdown", () => {
       })
       const env = yield* Config.loadBartoc({ env: isolatedEnv({ BARTOC_RUNNER__SHUTDOWN_GRACE_SECS: "7200" }) })
       assert.strictEqual(env.runner.shutdown_grace_secs, 7200)
-      const bad = yield* failure(Config.loadBartoc({ configPath: writeFile(dir, "bad.toml", `[runner]\nshutdown = "later"\n`) }))
+      const bad = yield* failure(
+        Config.loadBartoc({ configPath: writeFile(dir, "bad.toml", `[runner]\nshutdown = "later"\n`) })
+      )
       assert.strictEqual(bad.path, "runner.shutdown")
       const negative = yield* failure(
         Config.loadBartoc({ configPath: writeFile(dir, "neg.toml", `[runner]\nshutdown_grace_secs = -1\n`) })
@@ -1055,7 +1098,10 @@ describe("bartoc [connection] timings", () => {
       const file = writeFile(tmp(), "bartoc.toml", `[connection]\nping_interval_secs = 2\nserver_silence_secs = 20\n`)
       const c = yield* Config.loadBartoc({
         configPath: file,
-        env: isolatedEnv({ BARTOC_CONNECTION__SERVER_SILENCE_SECS: "30", BARTOC_CONNECTION__RECONNECT_BASE_SECS: "0.5" }),
+        env: isolatedEnv({
+          BARTOC_CONNECTION__SERVER_SILENCE_SECS: "30",
+          BARTOC_CONNECTION__RECONNECT_BASE_SECS: "0.5"
+        }),
         flags: { connection: { reconnect_max_secs: 10 } }
       })
       assert.deepStrictEqual(c.connection, {
@@ -1080,7 +1126,9 @@ describe("bartoc [connection] timings", () => {
         e2.message,
         `environment BARTOC_CONNECTION__RECONNECT_MAX_SECS: connection.reconnect_max_secs: expected a number > 0, got "soon"`
       )
-      const e3 = yield* failure(Config.loadBartoc({ env: isolatedEnv(), flags: { connection: { reconnect_base_secs: -1 } } }))
+      const e3 = yield* failure(
+        Config.loadBartoc({ env: isolatedEnv(), flags: { connection: { reconnect_base_secs: -1 } } })
+      )
       assert.strictEqual(e3.message, `command line: connection.reconnect_base_secs: expected a number > 0, got -1`)
       const notTable = writeFile(tmp(), "bartoc.toml", `connection = 5\n`)
       const e4 = yield* failure(Config.loadBartoc({ configPath: notTable, env: isolatedEnv() }))
@@ -1256,11 +1304,23 @@ alert = { to = ["ops-hook", "oncall-mail"] }
       const e = yield* failure(Config.loadBartos({ configPath: file, env: isolatedEnv() }))
       const lines = e.problems.map(Config.formatProblem)
       assert.include(lines, `${file}:3:1: alerts: unknown key 'lat_after' (did you mean 'late_after'?)`)
-      assert.isTrue(lines.some((l) => /b\.toml:9:1: notify\.ops-hook: unknown key 'secert' \(did you mean 'secret'\?\)/.test(l)), lines.join("\n"))
-      assert.isTrue(lines.some((l) => /b\.toml:\d+:\d+: notify\.ops-hook\.secret: missing required key for type = "webhook"/.test(l)), lines.join("\n"))
+      assert.isTrue(
+        lines.some((l) => /b\.toml:9:1: notify\.ops-hook: unknown key 'secert' \(did you mean 'secret'\?\)/.test(l)),
+        lines.join("\n")
+      )
+      assert.isTrue(
+        lines.some((l) =>
+          /b\.toml:\d+:\d+: notify\.ops-hook\.secret: missing required key for type = "webhook"/.test(l)
+        ),
+        lines.join("\n")
+      )
 
       // Names are checked once every table decodes (the check needs the whole config).
-      const unknownTarget = writeFile(dir, "c.toml", text.replace(`secret_file = "hook.secret"\n`, "").replace(`to = ["pager"]`, `to = ["pagr"]`))
+      const unknownTarget = writeFile(
+        dir,
+        "c.toml",
+        text.replace(`secret_file = "hook.secret"\n`, "").replace(`to = ["pager"]`, `to = ["pagr"]`)
+      )
       const t = yield* failure(Config.loadBartos({ configPath: unknownTarget, env: isolatedEnv() }))
       assert.deepStrictEqual(t.problems.map(Config.formatProblem), [
         `${unknownTarget}:24:17: schedules.web1.alert.to[0]: no [notify.pagr] channel (known: ops-hook, oncall-mail, pager)`

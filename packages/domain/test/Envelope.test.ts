@@ -30,15 +30,13 @@ const VECTORS = [
     ts: 1760000000n,
     nonce: 1n,
     payload: hex("01"),
-    envelope:
-      "0000000068e778000000000000000001fdf35cd7365c12e13ff447c04e0a00dad8a08b9462d85d63b1b5e77dd95f552e01"
+    envelope: "0000000068e778000000000000000001fdf35cd7365c12e13ff447c04e0a00dad8a08b9462d85d63b1b5e77dd95f552e01"
   },
   {
     ts: 1760000000n,
     nonce: 0x0123456789abcdefn,
     payload: new Uint8Array(0),
-    envelope:
-      "0000000068e778000123456789abcdef95a4dd56ea1e82e5dcb9b01f082c304d8af4892cd47fddb9899f0e610d3d29cd"
+    envelope: "0000000068e778000123456789abcdef95a4dd56ea1e82e5dcb9b01f082c304d8af4892cd47fddb9899f0e610d3d29cd"
   }
 ] as const
 
@@ -152,7 +150,11 @@ describe("HMAC envelope (reference §2.6)", () => {
 
   it.prop(
     "wrap then unwrap gives the payload back",
-    [FastCheck.uint8Array({ maxLength: 256 }), FastCheck.bigUint({ max: (1n << 64n) - 1n }), FastCheck.integer({ min: 0, max: 120 })],
+    [
+      FastCheck.uint8Array({ maxLength: 256 }),
+      FastCheck.bigUint({ max: (1n << 64n) - 1n }),
+      FastCheck.integer({ min: 0, max: 120 })
+    ],
     ([payload, nonce, skew]) => {
       const frame = Envelope.hmacWrap(HMAC_KEY, payload, BigInt(NOW), nonce)
       assert.strictEqual(frame.byteLength, Envelope.HMAC_HEADER_LEN + payload.byteLength)
@@ -232,7 +234,9 @@ describe("Ed25519 (reference §2.6)", () => {
   it("a signing key never prints its seed", () => {
     const k = right(Envelope.parseSigningKey(SEED1))
     const seedHex = "01".repeat(32)
-    for (const text of [String(k), JSON.stringify(k), JSON.stringify({ k }), inspect(k, { depth: 5, showHidden: false })]) {
+    for (
+      const text of [String(k), JSON.stringify(k), JSON.stringify({ k }), inspect(k, { depth: 5, showHidden: false })]
+    ) {
       assert.notInclude(text, seedHex)
       assert.notInclude(text, SEED1)
       assert.notInclude(text, "1,1,1,1")
@@ -252,7 +256,11 @@ describe("seal / open", () => {
     const inner = right(Envelope.verify(pub1, frame))
     assert.strictEqual(new DataView(inner.buffer, inner.byteOffset).getBigUint64(0), BigInt(NOW))
     assert.deepStrictEqual(right(Envelope.hmacUnwrap(HMAC_KEY, inner, NOW, 60, Envelope.makeNonceCache())), payload)
-    const opened = Envelope.open({ hmacKey: HMAC_KEY, publicKey: pub1, windowSecs: 60, nonces: Envelope.makeNonceCache() }, frame, NOW)
+    const opened = Envelope.open(
+      { hmacKey: HMAC_KEY, publicKey: pub1, windowSecs: 60, nonces: Envelope.makeNonceCache() },
+      frame,
+      NOW
+    )
     assert.deepStrictEqual(right(opened), payload)
   })
 
@@ -299,13 +307,25 @@ describe("seal / open", () => {
     const nonces = Envelope.makeNonceCache()
     // Receiver wants a signature, sender did not sign (HMAC only): the HMAC header is no signature.
     const hmacOnly = Envelope.seal({ hmacKey: HMAC_KEY }, utf8("a payload long enough for 64 bytes"), NOW)
-    assert.strictEqual(reasonOf(Envelope.open({ publicKey: pub1, windowSecs: 60, nonces }, hmacOnly, NOW)), "bad_signature")
+    assert.strictEqual(
+      reasonOf(Envelope.open({ publicKey: pub1, windowSecs: 60, nonces }, hmacOnly, NOW)),
+      "bad_signature"
+    )
     const shortHmacOnly = Envelope.seal({ hmacKey: HMAC_KEY }, utf8("x"), NOW)
-    assert.strictEqual(reasonOf(Envelope.open({ publicKey: pub1, windowSecs: 60, nonces }, shortHmacOnly, NOW)), "too_short")
+    assert.strictEqual(
+      reasonOf(Envelope.open({ publicKey: pub1, windowSecs: 60, nonces }, shortHmacOnly, NOW)),
+      "too_short"
+    )
     // Receiver wants an HMAC, sender sent the bare payload.
-    assert.strictEqual(reasonOf(Envelope.open({ hmacKey: HMAC_KEY, windowSecs: 60, nonces }, payload, NOW)), "too_short")
+    assert.strictEqual(
+      reasonOf(Envelope.open({ hmacKey: HMAC_KEY, windowSecs: 60, nonces }, payload, NOW)),
+      "too_short"
+    )
     const longPlain = new Uint8Array(100)
-    assert.strictEqual(reasonOf(Envelope.open({ hmacKey: HMAC_KEY, windowSecs: 60, nonces }, longPlain, NOW)), "bad_mac")
+    assert.strictEqual(
+      reasonOf(Envelope.open({ hmacKey: HMAC_KEY, windowSecs: 60, nonces }, longPlain, NOW)),
+      "bad_mac"
+    )
   })
 })
 
@@ -341,8 +361,14 @@ describe("session binding (associated data; layout unchanged)", () => {
     const context = Envelope.bindingContext(bind("server", 3n))
     assert.strictEqual(toHex(Envelope.hmacWrap(HMAC_KEY, hex("01"), 1760000000n, 1n, context)), BOUND_HMAC)
     const agentContext = Envelope.bindingContext(bind("agent", 0n, "wëb-1"))
-    assert.strictEqual(toHex(Envelope.hmacWrap(HMAC_KEY, utf8("ping"), 1760000000n, 0x0123456789abcdefn, agentContext)), BOUND_HMAC_AGENT)
-    assert.strictEqual(toHex(right(Envelope.hmacUnwrap(HMAC_KEY, hex(BOUND_HMAC), NOW, 60, Envelope.makeNonceCache(), context))), "01")
+    assert.strictEqual(
+      toHex(Envelope.hmacWrap(HMAC_KEY, utf8("ping"), 1760000000n, 0x0123456789abcdefn, agentContext)),
+      BOUND_HMAC_AGENT
+    )
+    assert.strictEqual(
+      toHex(right(Envelope.hmacUnwrap(HMAC_KEY, hex(BOUND_HMAC), NOW, 60, Envelope.makeNonceCache(), context))),
+      "01"
+    )
     // Same bytes as the reference layout: only the MAC differs from the unbound vector.
     assert.strictEqual(BOUND_HMAC.slice(0, 32), VECTORS[1].envelope.slice(0, 32))
     assert.notStrictEqual(BOUND_HMAC.slice(32, 96), VECTORS[1].envelope.slice(32, 96))
@@ -362,7 +388,10 @@ describe("session binding (associated data; layout unchanged)", () => {
     const pub = right(Envelope.parsePublicKey(PUB1))
     const b = bind("server", 3n)
     const frame = Envelope.seal({ hmacKey: HMAC_KEY, signingKey: key }, utf8("table"), NOW, b)
-    const opens = (binding: Envelope.Binding | undefined, opts: { hmac?: boolean; sig?: boolean } = { hmac: true, sig: true }) =>
+    const opens = (
+      binding: Envelope.Binding | undefined,
+      opts: { hmac?: boolean; sig?: boolean } = { hmac: true, sig: true }
+    ) =>
       Either.isRight(Envelope.open(
         {
           hmacKey: opts.hmac === false ? undefined : HMAC_KEY,
@@ -405,6 +434,9 @@ describe("session binding (associated data; layout unchanged)", () => {
   it("without keys, seal and open leave the payload as it is", () => {
     const payload = utf8("plain")
     assert.strictEqual(Envelope.seal({}, payload, NOW, bind("server", 0n)), payload)
-    assert.strictEqual(right(Envelope.open({ windowSecs: 60, nonces: Envelope.makeNonceCache() }, payload, NOW, bind("server", 0n))), payload)
+    assert.strictEqual(
+      right(Envelope.open({ windowSecs: 60, nonces: Envelope.makeNonceCache() }, payload, NOW, bind("server", 0n))),
+      payload
+    )
   })
 })

@@ -15,8 +15,7 @@ const logEveryLevel = Effect.gen(function*() {
   yield* Effect.logError("e")
 })
 
-const levelsIn = (text: string) =>
-  text.trim().split("\n").filter((l) => l !== "").map((l) => l.split(" ")[1])
+const levelsIn = (text: string) => text.trim().split("\n").filter((l) => l !== "").map((l) => l.split(" ")[1])
 
 describe("levelFor", () => {
   it("INFO by default; -v DEBUG, -vv TRACE; -q WARN, -qq ERROR", () => {
@@ -74,22 +73,33 @@ describe("layer", () => {
     Effect.gen(function*() {
       const file = path.join(tmp(), "l.log")
       const level: Logging.LevelControl = { current: LogLevel.Warning }
-      yield* Effect.scoped(Effect.gen(function*() {
-        const step = yield* Queue.unbounded<void>()
-        const done = yield* Queue.unbounded<void>()
-        // Forked before the change, logging after it.
-        const fiber = yield* Effect.fork(Effect.forever(Queue.take(step).pipe(
-          Effect.zipRight(logEveryLevel),
-          Effect.zipRight(Queue.offer(done, undefined))
-        )))
-        yield* Queue.offer(step, undefined)
-        yield* Queue.take(done)
-        level.current = LogLevel.Debug
-        yield* Queue.offer(step, undefined)
-        yield* Queue.take(done)
-        yield* Fiber.interrupt(fiber)
-      }).pipe(Effect.provide(Logging.layer({ program: "bartoc", logFile: file, level }))))
-      assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), ["WARN", "ERROR", "DEBUG", "INFO", "WARN", "ERROR"])
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const step = yield* Queue.unbounded<void>()
+          const done = yield* Queue.unbounded<void>()
+          // Forked before the change, logging after it.
+          const fiber = yield* Effect.fork(Effect.forever(
+            Queue.take(step).pipe(
+              Effect.zipRight(logEveryLevel),
+              Effect.zipRight(Queue.offer(done, undefined))
+            )
+          ))
+          yield* Queue.offer(step, undefined)
+          yield* Queue.take(done)
+          level.current = LogLevel.Debug
+          yield* Queue.offer(step, undefined)
+          yield* Queue.take(done)
+          yield* Fiber.interrupt(fiber)
+        }).pipe(Effect.provide(Logging.layer({ program: "bartoc", logFile: file, level })))
+      )
+      assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), [
+        "WARN",
+        "ERROR",
+        "DEBUG",
+        "INFO",
+        "WARN",
+        "ERROR"
+      ])
     }))
 
   it.live("stderr only with enableStdOutput; never stdout", () =>
@@ -127,7 +137,9 @@ describe("layer", () => {
       assert.match(err[0]!, / WARN operator must see this\n$/)
       assert.deepStrictEqual(levelsIn(fs.readFileSync(file, "utf8")), ["INFO", "WARN", "INFO"])
       err.length = 0
-      yield* program.pipe(Effect.provide(Logging.layer({ program: "bartos", logFile: false, stderr, enableStdOutput: true })))
+      yield* program.pipe(
+        Effect.provide(Logging.layer({ program: "bartos", logFile: false, stderr, enableStdOutput: true }))
+      )
       assert.deepStrictEqual(levelsIn(err.join("")), ["INFO", "WARN", "INFO"])
     }))
 
@@ -147,7 +159,12 @@ describe("layer", () => {
         consoleLines.length = 0
         yield* Effect.log("once").pipe(
           Effect.provide(
-            Logging.layer({ program: "bartos", logFile: file, enableStdOutput: true, stderr: { write: (s: string) => err.push(s) } })
+            Logging.layer({
+              program: "bartos",
+              logFile: file,
+              enableStdOutput: true,
+              stderr: { write: (s: string) => err.push(s) }
+            })
           ),
           Effect.provide(pretty)
         )
@@ -166,7 +183,9 @@ describe("layer", () => {
       yield* Effect.logError("line1\nline2", Redacted.make("hunter2")).pipe(
         Effect.annotateLogs({ key: Redacted.make("hunter2") }),
         Effect.zipRight(Effect.logWarning("failed", new Error("boom\nmore"))),
-        Effect.zipRight(Effect.fail("bad").pipe(Effect.tapErrorCause((c) => Effect.logError("with cause", c)), Effect.ignore)),
+        Effect.zipRight(
+          Effect.fail("bad").pipe(Effect.tapErrorCause((c) => Effect.logError("with cause", c)), Effect.ignore)
+        ),
         Effect.provide(Logging.layer({ program: "bartos", logFile: file }))
       )
       const content = fs.readFileSync(file, "utf8")
@@ -183,7 +202,9 @@ describe("layer", () => {
       const hostile = "evil\r\u001b[2J\u001b]0;title\u0007\u009b31m\u202egnp.exe\u0085x\u007f"
       yield* Effect.logWarning(`refused worker connection '${hostile}' from 10.0.0.1`).pipe(
         Effect.annotateLogs({ agent: hostile }),
-        Effect.zipRight(Effect.fail(hostile).pipe(Effect.tapErrorCause((c) => Effect.logError("cause", c)), Effect.ignore)),
+        Effect.zipRight(
+          Effect.fail(hostile).pipe(Effect.tapErrorCause((c) => Effect.logError("cause", c)), Effect.ignore)
+        ),
         Effect.provide(Logging.layer({ program: "bartos", logFile: file }))
       )
       const content = fs.readFileSync(file, "utf8")
@@ -192,7 +213,10 @@ describe("layer", () => {
       // Nothing a terminal acts on is left; what was sent stays readable.
       // eslint-disable-next-line no-control-regex
       assert.notMatch(content.replace(/\n/g, ""), /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/)
-      assert.include(lines[0], "refused worker connection 'evil\\r\\x1b[2J\\x1b]0;title\\x07\\x9b31m\\u202egnp.exe\\x85x\\x7f'")
+      assert.include(
+        lines[0],
+        "refused worker connection 'evil\\r\\x1b[2J\\x1b]0;title\\x07\\x9b31m\\u202egnp.exe\\x85x\\x7f'"
+      )
       assert.include(lines[0], "agent=evil\\r\\x1b")
       assert.include(lines[1], "\\u202egnp")
     }))

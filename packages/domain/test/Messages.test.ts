@@ -15,8 +15,6 @@ const LINKS = {
   AgentRecord: Messages.AgentRecord
 } as const
 
-
-
 /**
  * JSON carries neither NaN/±Infinity (they become null) nor lone surrogates (TextEncoder turns
  * them into U+FFFD). The protocol never produces either, so generated values with them are out
@@ -64,10 +62,32 @@ describe("every message round-trips through the JSON codec", () => {
 
   it("covers the tags we expect on each link", () => {
     const tags = (s: AnySchema) => membersOf(s).map((m) => m.tag).sort()
-    assert.includeMembers(tags(Messages.AgentToServer), ["AgentHello", "AgentInfo", "Ping", "Pong", "RecordBatch", "CommandRejected", "ProtocolError"])
-    assert.includeMembers(tags(Messages.ServerMessage), ["ServerHello", "ScheduleTable", "Ack", "RunNow", "CancelRun", "AgentCleanup", "ProtocolError"])
+    assert.includeMembers(tags(Messages.AgentToServer), [
+      "AgentHello",
+      "AgentInfo",
+      "Ping",
+      "Pong",
+      "RecordBatch",
+      "CommandRejected",
+      "ProtocolError"
+    ])
+    assert.includeMembers(tags(Messages.ServerMessage), [
+      "ServerHello",
+      "ScheduleTable",
+      "Ack",
+      "RunNow",
+      "CancelRun",
+      "AgentCleanup",
+      "ProtocolError"
+    ])
     assert.includeMembers(tags(Messages.CliToServer), ["CliHello", "InfoRequest", "TailRequest", "Ping"])
-    assert.includeMembers(tags(Messages.ServerToCli), ["ServerHelloCli", "InfoResponse", "CliError", "TailChunk", "Pong"])
+    assert.includeMembers(tags(Messages.ServerToCli), [
+      "ServerHelloCli",
+      "InfoResponse",
+      "CliError",
+      "TailChunk",
+      "Pong"
+    ])
     for (const link of Object.values(LINKS)) {
       const all = tags(link)
       assert.strictEqual(new Set(all).size, all.length, "tags are unique within a link")
@@ -99,7 +119,10 @@ describe("bad frames are typed FrameErrors, never exceptions", () => {
 
   it.prop(
     "random objects carrying a real tag",
-    [FastCheck.constantFrom(...membersOf(Messages.ServerMessage).map((m) => m.tag)), FastCheck.dictionary(FastCheck.string(), FastCheck.jsonValue(), { maxKeys: 4 })],
+    [
+      FastCheck.constantFrom(...membersOf(Messages.ServerMessage).map((m) => m.tag)),
+      FastCheck.dictionary(FastCheck.string(), FastCheck.jsonValue(), { maxKeys: 4 })
+    ],
     ([tag, fields]) => {
       const result = codec.decode(Messages.ServerMessage, utf8(JSON.stringify({ ...fields, _tag: tag })))
       // Either a valid message (the fields happened to fit) or a typed error: never a throw.
@@ -111,7 +134,11 @@ describe("bad frames are typed FrameErrors, never exceptions", () => {
 
   it("every truncation of a valid frame", () => {
     for (let n = 0; n < good.byteLength; n++) {
-      assert.strictEqual(codeOf(codec.decode(Messages.ServerMessage, good.subarray(0, n))), "undecodable", `length ${n}`)
+      assert.strictEqual(
+        codeOf(codec.decode(Messages.ServerMessage, good.subarray(0, n))),
+        "undecodable",
+        `length ${n}`
+      )
     }
   })
 
@@ -163,7 +190,10 @@ describe("bad frames are typed FrameErrors, never exceptions", () => {
   })
 
   it("invalid UTF-8 is undecodable", () => {
-    assert.strictEqual(codeOf(codec.decode(Messages.ServerMessage, new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]))), "undecodable")
+    assert.strictEqual(
+      codeOf(codec.decode(Messages.ServerMessage, new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]))),
+      "undecodable"
+    )
   })
 
   it("extra fields from a newer peer are ignored", () => {
@@ -209,8 +239,14 @@ describe("hostile values in every field of every message", () => {
   /** One valid sample per member, as its encoded JSON object. */
   const samples = (link: AnySchema) =>
     membersOf(link).map((m) => {
-      const value = FastCheck.sample(Arbitrary.make(m.schema).filter((v) => jsonSafe(Schema.encodeSync(m.schema)(v))), 1)[0]
-      return { tag: m.tag, encoded: JSON.parse(JSON.stringify(Schema.encodeSync(m.schema)(value))) as Record<string, unknown> }
+      const value = FastCheck.sample(
+        Arbitrary.make(m.schema).filter((v) => jsonSafe(Schema.encodeSync(m.schema)(v))),
+        1
+      )[0]
+      return {
+        tag: m.tag,
+        encoded: JSON.parse(JSON.stringify(Schema.encodeSync(m.schema)(value))) as Record<string, unknown>
+      }
     })
 
   /** Every path to a field of `value` (records inside a batch included), as property lists. */
@@ -304,7 +340,15 @@ describe("records the database cannot hold are refused at decode", () => {
   }
   const batch = (record: Record<string, unknown>) =>
     codec.decode(Messages.AgentToServer, utf8(JSON.stringify({ _tag: "RecordBatch", records: [record] })))
-  const started = { _tag: "RunStarted", seq: 0, runId, schedule: "s", trigger: "schedule", scheduledAt: 1, startedAt: 1 }
+  const started = {
+    _tag: "RunStarted",
+    seq: 0,
+    runId,
+    schedule: "s",
+    trigger: "schedule",
+    scheduledAt: 1,
+    startedAt: 1
+  }
   const command = { _tag: "CommandStarted", seq: 0, runId, cmdUuid: "c", cmdIndex: 0, command: "true", startedAt: 1 }
   const exited = { _tag: "CommandExited", seq: 0, runId, cmdUuid: "c", exitCode: 0, signal: null, finishedAt: 1 }
   const missed = { _tag: "RunMissed", seq: 0, runId, schedule: "s", scheduledAt: 1, reason: "stall" }
@@ -326,7 +370,14 @@ describe("records the database cannot hold are refused at decode", () => {
       assert.strictEqual(codeOf(e), "undecodable", path)
       if (Either.isLeft(e)) assert.include(e.left.message, path)
     }
-    const hello = { _tag: "AgentHello", protocol: 1, agentVersion: "1", capabilities: [], outboxId: "o".repeat(65), lastSeq: -1 }
+    const hello = {
+      _tag: "AgentHello",
+      protocol: 1,
+      agentVersion: "1",
+      capabilities: [],
+      outboxId: "o".repeat(65),
+      lastSeq: -1
+    }
     assert.strictEqual(codeOf(codec.decode(Messages.AgentToServer, utf8(JSON.stringify(hello)))), "undecodable")
   })
 
@@ -342,7 +393,16 @@ describe("records the database cannot hold are refused at decode", () => {
   })
 
   it("lines of an OutputLines group are checked once expanded (lineSeq + i must fit)", () => {
-    const group = { _tag: "OutputLines", seq: 1, runId, cmdUuid: "c", lineSeq: 2 ** 31 - 1, ts: [1, 1], flags: "00", data: ["a", "b"] }
+    const group = {
+      _tag: "OutputLines",
+      seq: 1,
+      runId,
+      cmdUuid: "c",
+      lineSeq: 2 ** 31 - 1,
+      ts: [1, 1],
+      flags: "00",
+      data: ["a", "b"]
+    }
     const e = batch(group)
     assert.strictEqual(codeOf(e), "undecodable")
     if (Either.isLeft(e)) assert.include(e.left.message, "lineSeq")

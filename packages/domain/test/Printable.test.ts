@@ -22,11 +22,15 @@ describe("Printable", () => {
     assert.strictEqual(Printable.stripControls("a\u001b[2Jb\u202ec\u0085"), "a[2Jbc")
   })
 
-  it.prop("escapeJson keeps the JSON value and leaves no terminal control", [FastCheck.string({ unit: "binary" })], ([s]) => {
-    const json = Printable.escapeJson(JSON.stringify({ s }))
-    assert.notMatch(json, TERMINAL_CONTROLS)
-    assert.strictEqual((JSON.parse(json) as { s: string }).s, s)
-  })
+  it.prop(
+    "escapeJson keeps the JSON value and leaves no terminal control",
+    [FastCheck.string({ unit: "binary" })],
+    ([s]) => {
+      const json = Printable.escapeJson(JSON.stringify({ s }))
+      assert.notMatch(json, TERMINAL_CONTROLS)
+      assert.strictEqual((JSON.parse(json) as { s: string }).s, s)
+    }
+  )
 
   it.prop("escapeControls leaves no terminal control", [FastCheck.string({ unit: "binary" })], ([s]) => {
     assert.notMatch(Printable.escapeControls(s), TERMINAL_CONTROLS)

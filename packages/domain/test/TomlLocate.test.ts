@@ -10,7 +10,10 @@ const at = (text: string, path: KeyPath) => {
 
 describe("formatKeyPath", () => {
   it("dots between keys, brackets for indexes, TOML quotes for keys that are not bare", () => {
-    assert.strictEqual(formatKeyPath(["schedules", "web1", "schedules", 2, "on_calendar"]), "schedules.web1.schedules[2].on_calendar")
+    assert.strictEqual(
+      formatKeyPath(["schedules", "web1", "schedules", 2, "on_calendar"]),
+      "schedules.web1.schedules[2].on_calendar"
+    )
     assert.strictEqual(formatKeyPath(["schedules", "web.1", "schedules", 0]), "schedules.\"web.1\".schedules[0]")
     assert.strictEqual(formatKeyPath(["a b"]), "\"a b\"")
     assert.strictEqual(formatKeyPath([]), "")
@@ -65,7 +68,8 @@ describe("locateKeys", () => {
   })
 
   it("quoted keys, in headers and in key/value lines", () => {
-    const text = `[schedules."web.1"]\n[[schedules.'web.1'.schedules]]\n"on_calendar" = "daily"\n'cmds' = ["true"]\n"tab\\tkey" = 1\n`
+    const text =
+      `[schedules."web.1"]\n[[schedules.'web.1'.schedules]]\n"on_calendar" = "daily"\n'cmds' = ["true"]\n"tab\\tkey" = 1\n`
     assert.strictEqual(at(text, ["schedules", "web.1"]), "1:1")
     assert.strictEqual(at(text, ["schedules", "web.1", "schedules", 0, "on_calendar"]), "3:1")
     assert.strictEqual(at(text, ["schedules", "web.1", "schedules", 0, "cmds"]), "4:1")

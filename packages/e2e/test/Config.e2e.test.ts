@@ -45,26 +45,29 @@ describe("--check-config", { timeout: 120_000 }, () => {
     try {
       const db = join(dir, "data", "bartos.db")
       const log = join(dir, "logs", "bartos.log")
-      const config = file("bartos.toml", [
-        `admin_key = "admin"`,
-        `[actix]`,
-        `port = ${held.port}`,
-        `[sqlite]`,
-        `path = "${db}"`,
-        `[[schedules.web1.schedules]]`,
-        `name = "backup"`,
-        `on_calendar = "*-*-* 02:30:00"`,
-        `timezone = "Europe/Berlin"`,
-        `cmds = ["true"]`,
-        `[[schedules.web1.schedules]]`,
-        `name = "often"`,
-        `on_calendar = "minutely"`,
-        `cmds = ["true"]`,
-        `[[schedules.db1.schedules]]`,
-        `name = "past"`,
-        `on_calendar = "2020-01-01 00:00:00"`,
-        `cmds = ["true"]`
-      ].join("\n"))
+      const config = file(
+        "bartos.toml",
+        [
+          `admin_key = "admin"`,
+          `[actix]`,
+          `port = ${held.port}`,
+          `[sqlite]`,
+          `path = "${db}"`,
+          `[[schedules.web1.schedules]]`,
+          `name = "backup"`,
+          `on_calendar = "*-*-* 02:30:00"`,
+          `timezone = "Europe/Berlin"`,
+          `cmds = ["true"]`,
+          `[[schedules.web1.schedules]]`,
+          `name = "often"`,
+          `on_calendar = "minutely"`,
+          `cmds = ["true"]`,
+          `[[schedules.db1.schedules]]`,
+          `name = "past"`,
+          `on_calendar = "2020-01-01 00:00:00"`,
+          `cmds = ["true"]`
+        ].join("\n")
+      )
       const r = await runProgram("bartos", ["--check-config", "-c", config, "-t", log], { env: env() })
       expect(r.code, r.stderr).toBe(0)
       expect(r.stderr).toBe("")
@@ -88,15 +91,18 @@ describe("--check-config", { timeout: 120_000 }, () => {
   })
 
   it("bartos: MariaDB is not even dialed (an unreachable server still checks valid)", async () => {
-    const config = file("bartos-mariadb.toml", [
-      `[actix]`,
-      `port = 0`,
-      `[mariadb]`,
-      `host = "127.0.0.1"`,
-      `port = 1`,
-      `username = "nobody"`,
-      `database = "nothing"`
-    ].join("\n"))
+    const config = file(
+      "bartos-mariadb.toml",
+      [
+        `[actix]`,
+        `port = 0`,
+        `[mariadb]`,
+        `host = "127.0.0.1"`,
+        `port = 1`,
+        `username = "nobody"`,
+        `database = "nothing"`
+      ].join("\n")
+    )
     const r = await runProgram("bartos", ["--check-config", "-c", config], { env: env() })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toContain("database:   mariadb: 127.0.0.1:1/nothing (not opened)")
@@ -104,20 +110,25 @@ describe("--check-config", { timeout: 120_000 }, () => {
   })
 
   it("bartos: an invalid file exits 1 with every problem on stderr, nothing on stdout", async () => {
-    const config = file("bartos-bad.toml", [
-      `[actix]`,
-      `prot = 20000`, // 2
-      `[[schedules.web1.schedules]]`,
-      `name = "a"`,
-      `on_calendar = "daily"`,
-      `cmds = []`, // 6
-      `[[schedules.web1.schedules]]`,
-      `name = "b"`,
-      `on_calendar = "daily"`,
-      `cmds = ["true"]`,
-      `timout = "8s"` // 11
-    ].join("\n"))
-    const r = await runProgram("bartos", ["--check-config", "-c", config], { env: { ...env(), BARTOS_ACTIX_PORT: "1" } })
+    const config = file(
+      "bartos-bad.toml",
+      [
+        `[actix]`,
+        `prot = 20000`, // 2
+        `[[schedules.web1.schedules]]`,
+        `name = "a"`,
+        `on_calendar = "daily"`,
+        `cmds = []`, // 6
+        `[[schedules.web1.schedules]]`,
+        `name = "b"`,
+        `on_calendar = "daily"`,
+        `cmds = ["true"]`,
+        `timout = "8s"` // 11
+      ].join("\n")
+    )
+    const r = await runProgram("bartos", ["--check-config", "-c", config], {
+      env: { ...env(), BARTOS_ACTIX_PORT: "1" }
+    })
     expect(r.code).toBe(1)
     expect(r.stdout).toBe("")
     expect(r.stderr.split("\n")).toEqual([
@@ -129,22 +140,25 @@ describe("--check-config", { timeout: 120_000 }, () => {
   })
 
   it("bartos: every bad schedule is reported at its own key (timezone, calendars)", async () => {
-    const config = file("bartos-schedules.toml", [
-      `admin_key = "admin"`,
-      `[[schedules.web1.schedules]]`,
-      `name = "a"`,
-      `on_calendar = "daily"`,
-      `timezone = "Europe/Berln"`, // 5
-      `cmds = ["true"]`,
-      `[[schedules.web1.schedules]]`,
-      `name = "b"`,
-      `on_calendar = "*-*-* 25:00:00"`, // 9
-      `cmds = ["true"]`,
-      `[[schedules.db1.schedules]]`,
-      `name = "c"`,
-      `on_calendar = "Mon..Fri 99:00"`, // 13
-      `cmds = ["true"]`
-    ].join("\n"))
+    const config = file(
+      "bartos-schedules.toml",
+      [
+        `admin_key = "admin"`,
+        `[[schedules.web1.schedules]]`,
+        `name = "a"`,
+        `on_calendar = "daily"`,
+        `timezone = "Europe/Berln"`, // 5
+        `cmds = ["true"]`,
+        `[[schedules.web1.schedules]]`,
+        `name = "b"`,
+        `on_calendar = "*-*-* 25:00:00"`, // 9
+        `cmds = ["true"]`,
+        `[[schedules.db1.schedules]]`,
+        `name = "c"`,
+        `on_calendar = "Mon..Fri 99:00"`, // 13
+        `cmds = ["true"]`
+      ].join("\n")
+    )
     const r = await runProgram("bartos", ["--check-config", "-c", config], { env: env() })
     expect(r.code).toBe(1)
     expect(r.stdout).toBe("")
@@ -160,17 +174,22 @@ describe("--check-config", { timeout: 120_000 }, () => {
   it("bartoc: a valid file exits 0 with name, URL, state path; no state file or log file created", async () => {
     const state = join(dir, "agent", "bartoc.db")
     const log = join(dir, "agent-logs", "bartoc.log")
-    const config = file("bartoc.toml", [
-      `name = "web1"`,
-      `state_path = "${state}"`,
-      `[bartos]`,
-      `host = "127.0.0.1"`,
-      `port = 1`
-    ].join("\n"))
+    const config = file(
+      "bartoc.toml",
+      [
+        `name = "web1"`,
+        `state_path = "${state}"`,
+        `[bartos]`,
+        `host = "127.0.0.1"`,
+        `port = 1`
+      ].join("\n")
+    )
     const r = await runProgram("bartoc", ["--check-config", "-c", config, "-t", log], { env: env() })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toBe("")
-    expect(r.stdout).toMatch(new RegExp(`^bartoc \\S+: configuration is valid \\(${config.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}\\)$`, "m"))
+    expect(r.stdout).toMatch(
+      new RegExp(`^bartoc \\S+: configuration is valid \\(${config.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}\\)$`, "m")
+    )
     expect(r.stdout).toContain("name:          web1")
     expect(r.stdout).toContain("bartos:        ws://127.0.0.1:1/v1/ws/worker?name=web1")
     expect(r.stdout).toContain(`state:         ${state} (created at start)`)
@@ -190,7 +209,10 @@ describe("--check-config", { timeout: 120_000 }, () => {
       `bartoc: ${bad}:2:1: missed_tick: expected one of "Burst", "Delay", "Skip", got "burst"`,
       `bartoc: ${bad}:4:1: bartos: unknown key 'hots' (did you mean 'host'?)`
     ])
-    const noCa = file("bartoc-ca.toml", `name = "web1"\n[bartos]\nprefix = "wss"\nca_cert = "${join(dir, "missing-ca.crt")}"\n`)
+    const noCa = file(
+      "bartoc-ca.toml",
+      `name = "web1"\n[bartos]\nprefix = "wss"\nca_cert = "${join(dir, "missing-ca.crt")}"\n`
+    )
     const r2 = await runProgram("bartoc", ["--check-config", "-c", noCa], { env: env() })
     expect(r2.code).toBe(1)
     expect(r2.stderr).toBe(`bartoc: bartos.ca_cert: cannot read "${join(dir, "missing-ca.crt")}" (ENOENT)`)
@@ -231,7 +253,12 @@ for (const kind of dbKinds()) {
     })
 
     interface InfoJson {
-      readonly configReload: { readonly at: string; readonly result: string; readonly error: string | null; readonly lastSuccessAt: string }
+      readonly configReload: {
+        readonly at: string
+        readonly result: string
+        readonly error: string | null
+        readonly lastSuccessAt: string
+      }
     }
     const reloadGauges = async () => {
       const m = await metrics(c.port)

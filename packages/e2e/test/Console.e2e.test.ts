@@ -77,16 +77,20 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
   it("the dashboard shows the agent online and its schedules with their recent results", async () => {
     const page = await browser.page()
     await page.goto(`${base}/`)
-    await page.locator('tr[data-agent="a"] .badge.online').waitFor()
-    await page.locator('tr[data-schedule="a/tick"]').waitFor()
+    await page.locator("tr[data-agent=\"a\"] .badge.online").waitFor()
+    await page.locator("tr[data-schedule=\"a/tick\"]").waitFor()
     // the strip fills as tick runs every 2 s (the dashboard refreshes itself)
-    await page.locator('tr[data-schedule="a/tick"] .strip .tick.state-succeeded').first().waitFor()
+    await page.locator("tr[data-schedule=\"a/tick\"] .strip .tick.state-succeeded").first().waitFor()
     expect(await page.getByTestId("role").textContent()).toBe("admin")
     expect(await page.locator(".notice").textContent()).toContain("loopback only")
     // times in the browser's zone (Europe/Berlin here), UTC on hover
-    const time = page.locator('tr[data-agent="a"] time')
+    const time = page.locator("tr[data-agent=\"a\"] time")
     const iso = (await time.getAttribute("datetime"))!
-    const berlin = new Intl.DateTimeFormat("sv-SE", { timeZone: "Europe/Berlin", dateStyle: "short", timeStyle: "medium" })
+    const berlin = new Intl.DateTimeFormat("sv-SE", {
+      timeZone: "Europe/Berlin",
+      dateStyle: "short",
+      timeStyle: "medium"
+    })
       .format(new Date(iso))
     expect(await time.textContent()).toBe(berlin)
     expect(await time.getAttribute("title")).toBe(`${iso.replace(".000Z", "Z")} (UTC)`)
@@ -111,7 +115,10 @@ describe("web console (no keys: read for all, admin from loopback)", { timeout: 
     await page.getByTestId("live-state").filter({ hasText: "complete" }).waitFor()
     await page.locator(".toolbar .state-succeeded").waitFor()
     expect(await page.locator(".output .line").count()).toBe(10)
-    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download output" }).click()])
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Download output" }).click()
+    ])
     const text = readFileSync((await download.path())!, "utf8")
     expect(text).toBe(Array.from({ length: 10 }, (_, i) => `line ${i + 1}`).join("\n") + "\n")
     // the new run is the schedule's latest on its page, as in the database
@@ -217,15 +224,19 @@ describe("web console with keys", { timeout: 120_000 }, () => {
     await browser.screenshot(page, "login")
     await key.fill("admin-key-456")
     await page.getByRole("button", { name: "Log in" }).click()
-    await page.locator('tr[data-agent="k"] .badge.online').waitFor()
+    await page.locator("tr[data-agent=\"k\"] .badge.online").waitFor()
     expect(await page.getByTestId("role").textContent()).toBe("admin")
     // The session cookie is HttpOnly: the page's script cannot read it.
     expect(await page.evaluate(() => document.cookie)).toBe("")
     await page.goto(`http://127.0.0.1:${c.port}/#/schedules/k/tick`)
     await confirmAction(page, "Pause")
     await page.locator(".toolbar .badge.paused").waitFor()
-    await waitFor("the pause in the database", async () =>
-      (await c.db.all(`SELECT 1 FROM paused_schedules WHERE agent = 'k' AND schedule = 'tick'`)).length === 1 || undefined)
+    await waitFor(
+      "the pause in the database",
+      async () =>
+        (await c.db.all(`SELECT 1 FROM paused_schedules WHERE agent = 'k' AND schedule = 'tick'`)).length === 1 ||
+        undefined
+    )
     await page.getByRole("button", { name: "Log out" }).click()
     await page.getByLabel(/Key/).waitFor()
     await page.close()

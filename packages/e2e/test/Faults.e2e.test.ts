@@ -97,7 +97,7 @@ describe.each(dbKinds())("faults on %s", (kind) => {
 
   /** The big run complete: every number once, in order, one final state. */
   const expectBigComplete = async (name: string, runId: string) => {
-    const [run] = (await runs(cluster.db, name, "big"))
+    const [run] = await runs(cluster.db, name, "big")
     expect(run!.state).toBe("succeeded")
     const ls = await lines(cluster.db, runId)
     expect(ls.length).toBe(N + CHUNKS)
@@ -161,42 +161,54 @@ describe.each(dbKinds())("faults on %s", (kind) => {
     expect(isAlive(cluster.server!)).toBe(true)
   }, 120_000)
 
-  it("a connection stalled past the liveness timeout: bartos drops the agent, marks the run lost, and the late records reconcile it", async () => {
-    const { agent, proxy } = await agentBehindProxy("stall")
-    const runId = await startBig("stall")
-    proxy.stall()
-    // bartos hears nothing for liveness_secs: it drops the session, then gives the run up as lost.
-    await waitFor("bartos to mark the stalled agent's run lost", async () => {
-      const [run] = await runs(cluster.db, "stall", "big")
-      return run?.state === "lost" || undefined
-    }, { timeoutMs: 30_000 })
-    const before = handshakes(agent)
-    proxy.resume()
-    await waitFor("the agent to reconnect", () => handshakes(agent) > before || undefined, { timeoutMs: 40_000 })
-    await bigDone("stall", runId)
-    // Reconciled: lost -> succeeded, one row, one state.
-    await expectBigComplete("stall", runId)
-    await expectTicksComplete("stall")
-    await expectNoDuplicateLines(cluster.db)
-  }, 120_000)
+  it(
+    "a connection stalled past the liveness timeout: bartos drops the agent, marks the run lost, and the late records reconcile it",
+    async () => {
+      const { agent, proxy } = await agentBehindProxy("stall")
+      const runId = await startBig("stall")
+      proxy.stall()
+      // bartos hears nothing for liveness_secs: it drops the session, then gives the run up as lost.
+      await waitFor("bartos to mark the stalled agent's run lost", async () => {
+        const [run] = await runs(cluster.db, "stall", "big")
+        return run?.state === "lost" || undefined
+      }, { timeoutMs: 30_000 })
+      const before = handshakes(agent)
+      proxy.resume()
+      await waitFor("the agent to reconnect", () => handshakes(agent) > before || undefined, { timeoutMs: 40_000 })
+      await bigDone("stall", runId)
+      // Reconciled: lost -> succeeded, one row, one state.
+      await expectBigComplete("stall", runId)
+      await expectTicksComplete("stall")
+      await expectNoDuplicateLines(cluster.db)
+    },
+    120_000
+  )
 
-  it("connections refused for a while, then accepted: the agent backs off, retries, and delivers everything", async () => {
-    const { agent, proxy } = await agentBehindProxy("refuse")
-    const runId = await startBig("refuse")
-    proxy.refuse()
-    proxy.cut()
-    const ended = count(agent, /connection to bartos ended/)
-    await waitFor("three refused attempts", () => count(agent, /connection to bartos ended/) >= ended + 3 || undefined, {
-      timeoutMs: 30_000
-    })
-    const before = handshakes(agent)
-    proxy.accept()
-    await waitFor("the agent to reconnect", () => handshakes(agent) > before || undefined, { timeoutMs: 40_000 })
-    await bigDone("refuse", runId)
-    await expectBigComplete("refuse", runId)
-    await expectTicksComplete("refuse")
-    await expectNoDuplicateLines(cluster.db)
-  }, 120_000)
+  it(
+    "connections refused for a while, then accepted: the agent backs off, retries, and delivers everything",
+    async () => {
+      const { agent, proxy } = await agentBehindProxy("refuse")
+      const runId = await startBig("refuse")
+      proxy.refuse()
+      proxy.cut()
+      const ended = count(agent, /connection to bartos ended/)
+      await waitFor(
+        "three refused attempts",
+        () => count(agent, /connection to bartos ended/) >= ended + 3 || undefined,
+        {
+          timeoutMs: 30_000
+        }
+      )
+      const before = handshakes(agent)
+      proxy.accept()
+      await waitFor("the agent to reconnect", () => handshakes(agent) > before || undefined, { timeoutMs: 40_000 })
+      await bigDone("refuse", runId)
+      await expectBigComplete("refuse", runId)
+      await expectTicksComplete("refuse")
+      await expectNoDuplicateLines(cluster.db)
+    },
+    120_000
+  )
 
   /** Freezes bartoc for `ms` with SIGSTOP; returns the window during which it was stopped. */
   const freeze = async (p: Proc, ms: number) => {
@@ -220,40 +232,63 @@ describe.each(dbKinds())("faults on %s", (kind) => {
     }, { timeoutMs: 30_000 })
   }
 
-  it("a bartoc frozen with SIGSTOP under missed_tick = Skip records the occurrences it slept through as missed", async () => {
-    agent = await cluster.startAgent("skip", { enable_std_output: true, missed_tick: "Skip" })
-    await agent.waitForLine(/accepted agent/, 30_000)
-    await waitFor("two runs", async () => (await runs(cluster.db, "skip", "tick")).filter((r) => r.state === "succeeded").length >= 2 || undefined)
-    const window = await freeze(agent, 4_000)
-    const { gap, rs } = await frozenRuns("skip", window)
-    expect(gap.every((r) => r.state === "missed")).toBe(true)
-    const reasons = await cluster.db.all<{ reason: string }>(
-      `SELECT reason FROM runs WHERE agent = 'skip' AND state = 'missed'`
-    )
-    expect(reasons.length).toBeGreaterThanOrEqual(2)
-    expect(new Set(reasons.map((r) => r.reason))).toEqual(new Set(["missed_tick:Skip"]))
-    expectOnePerOccurrence(rs)
-    expect(rs.filter((r) => r.state !== "missed").every((r) => r.state === "succeeded" && r.run_trigger === "schedule")).toBe(true)
-    // After the freeze it keeps running on time.
-    await waitFor("an on-time run after the freeze", async () =>
-      (await runs(cluster.db, "skip", "tick")).some((r) => r.scheduled_at / 1000 > window.to && r.state === "succeeded") || undefined)
-  }, 90_000)
+  it(
+    "a bartoc frozen with SIGSTOP under missed_tick = Skip records the occurrences it slept through as missed",
+    async () => {
+      agent = await cluster.startAgent("skip", { enable_std_output: true, missed_tick: "Skip" })
+      await agent.waitForLine(/accepted agent/, 30_000)
+      await waitFor(
+        "two runs",
+        async () =>
+          (await runs(cluster.db, "skip", "tick")).filter((r) => r.state === "succeeded").length >= 2 || undefined
+      )
+      const window = await freeze(agent, 4_000)
+      const { gap, rs } = await frozenRuns("skip", window)
+      expect(gap.every((r) => r.state === "missed")).toBe(true)
+      const reasons = await cluster.db.all<{ reason: string }>(
+        `SELECT reason FROM runs WHERE agent = 'skip' AND state = 'missed'`
+      )
+      expect(reasons.length).toBeGreaterThanOrEqual(2)
+      expect(new Set(reasons.map((r) => r.reason))).toEqual(new Set(["missed_tick:Skip"]))
+      expectOnePerOccurrence(rs)
+      expect(
+        rs.filter((r) => r.state !== "missed").every((r) => r.state === "succeeded" && r.run_trigger === "schedule")
+      ).toBe(true)
+      // After the freeze it keeps running on time.
+      await waitFor(
+        "an on-time run after the freeze",
+        async () =>
+          (await runs(cluster.db, "skip", "tick")).some((r) =>
+            r.scheduled_at / 1000 > window.to && r.state === "succeeded"
+          ) || undefined
+      )
+    },
+    90_000
+  )
 
-  it("a bartoc frozen with SIGSTOP under missed_tick = Burst catches the occurrences up (trigger catch_up)", async () => {
-    agent = await cluster.startAgent("burst", { enable_std_output: true, missed_tick: "Burst", catch_up_limit: 10 })
-    await agent.waitForLine(/accepted agent/, 30_000)
-    await waitFor("two runs", async () => (await runs(cluster.db, "burst", "tick")).filter((r) => r.state === "succeeded").length >= 2 || undefined)
-    const window = await freeze(agent, 4_000)
-    const { gap, rs } = await frozenRuns("burst", window)
-    expect(gap.map((r) => `${r.run_trigger} ${r.state}`)).toEqual(gap.map(() => "catch_up succeeded"))
-    expect(rs.filter((r) => r.state === "missed")).toEqual([])
-    expectOnePerOccurrence(rs)
-    // Each caught-up run knows the occurrence it stands for.
-    for (const r of gap) {
-      const [first] = await lines(cluster.db, r.run_id)
-      expect(first!.data).toBe(`at ${new Date(r.scheduled_at / 1000).toISOString().replace(".000Z", "Z")}`)
-    }
-  }, 90_000)
+  it(
+    "a bartoc frozen with SIGSTOP under missed_tick = Burst catches the occurrences up (trigger catch_up)",
+    async () => {
+      agent = await cluster.startAgent("burst", { enable_std_output: true, missed_tick: "Burst", catch_up_limit: 10 })
+      await agent.waitForLine(/accepted agent/, 30_000)
+      await waitFor(
+        "two runs",
+        async () =>
+          (await runs(cluster.db, "burst", "tick")).filter((r) => r.state === "succeeded").length >= 2 || undefined
+      )
+      const window = await freeze(agent, 4_000)
+      const { gap, rs } = await frozenRuns("burst", window)
+      expect(gap.map((r) => `${r.run_trigger} ${r.state}`)).toEqual(gap.map(() => "catch_up succeeded"))
+      expect(rs.filter((r) => r.state === "missed")).toEqual([])
+      expectOnePerOccurrence(rs)
+      // Each caught-up run knows the occurrence it stands for.
+      for (const r of gap) {
+        const [first] = await lines(cluster.db, r.run_id)
+        expect(first!.data).toBe(`at ${new Date(r.scheduled_at / 1000).toISOString().replace(".000Z", "Z")}`)
+      }
+    },
+    90_000
+  )
 
   it("an idle agent is kept, not dropped, when liveness_secs is below bartoc's 5 s ping interval", async () => {
     // At least three liveness periods without a single record (normally long past by now).
@@ -273,6 +308,9 @@ describe.each(dbKinds())("faults on %s", (kind) => {
 const expectOnePerOccurrence = (rs: ReadonlyArray<RunRow>) => {
   const at = rs.map((r) => r.scheduled_at / 1000).sort((a, b) => a - b)
   expect(new Set(at).size).toBe(at.length)
-  const holes = at.slice(1).flatMap((t, i) => (t - at[i]! === 1000 ? [] : [`${new Date(at[i]!).toISOString()} -> ${new Date(t).toISOString()}`]))
+  const holes = at.slice(1).flatMap((
+    t,
+    i
+  ) => (t - at[i]! === 1000 ? [] : [`${new Date(at[i]!).toISOString()} -> ${new Date(t).toISOString()}`]))
   expect(holes).toEqual([])
 }

@@ -38,16 +38,16 @@ import {
   envelopeVerdict,
   type FakeBartos,
   type Frame,
-  type FuzzReport,
-  type Verdict,
   fuzzLink,
+  type FuzzReport,
   hostilePayload,
   type Link,
   micros,
-  sampleEach,
   openReply,
   ourBinding,
-  startFakeBartos
+  sampleEach,
+  startFakeBartos,
+  type Verdict
 } from "./utils/fuzzing.js"
 import { killAll, type Proc } from "./utils/procs.js"
 
@@ -79,8 +79,26 @@ const VALID_AGENT: ReadonlyArray<Uint8Array> = [
   agentFrame({
     _tag: "RecordBatch",
     records: [
-      { _tag: "RunStarted", seq: 1, runId, schedule: "fz", trigger: "manual", scheduledAt: micros(1_700_000_000_000), startedAt: micros(1_700_000_000_000) },
-      { _tag: "OutputLine", seq: 2, runId, cmdUuid: "c", lineSeq: 0, stream: "stdout", ts: micros(1_700_000_000_001), data: "x", continuation: false }
+      {
+        _tag: "RunStarted",
+        seq: 1,
+        runId,
+        schedule: "fz",
+        trigger: "manual",
+        scheduledAt: micros(1_700_000_000_000),
+        startedAt: micros(1_700_000_000_000)
+      },
+      {
+        _tag: "OutputLine",
+        seq: 2,
+        runId,
+        cmdUuid: "c",
+        lineSeq: 0,
+        stream: "stdout",
+        ts: micros(1_700_000_000_001),
+        data: "x",
+        continuation: false
+      }
     ]
   })
 ]
@@ -132,10 +150,11 @@ const sealedList = (
 
 /** How many message types a tagged union has (unions of unions flattened). */
 const membersCount = (link: Schema.Schema<any, any>): number => {
-  const count = (ast: Schema.Schema<any, any>["ast"]): number => (ast._tag === "Union" ? ast.types.reduce((n, t) => n + count(t), 0) : 1)
+  const count = (
+    ast: Schema.Schema<any, any>["ast"]
+  ): number => (ast._tag === "Union" ? ast.types.reduce((n, t) => n + count(t), 0) : 1)
   return count(link.ast)
 }
-
 
 const rejectedByReason = (m: Map<string, number>) => {
   const out: Record<string, number> = {}
@@ -182,8 +201,11 @@ const underFuzz = async (c: Cluster, agent: string, fuzz: () => Promise<FuzzRepo
   const after = await c.cli(["info"])
   expect(after.code, after.stderr).toBe(0)
   // The legitimate agent's runs kept landing, during (if the fuzz lasted over a second) and after.
-  await waitFor("a legitimate run after the fuzz", async () =>
-    (await runs(c.db, agent, "legit")).some((r) => r.scheduled_at / 1000 > to && r.state === "succeeded") || undefined)
+  await waitFor(
+    "a legitimate run after the fuzz",
+    async () =>
+      (await runs(c.db, agent, "legit")).some((r) => r.scheduled_at / 1000 > to && r.state === "succeeded") || undefined
+  )
   if (to - from > 2_500) {
     const rs = await runs(c.db, agent, "legit")
     expect(rs.some((r) => r.scheduled_at / 1000 > from && r.scheduled_at / 1000 < to)).toBe(true)
@@ -215,7 +237,9 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
       makeCluster("sqlite")
     ])
     await Promise.all([
-      plain.startServer().then(() => plain.startAgent("legit", agentTrace)).then((a) => a.waitForLine(/accepted agent/, 30_000)),
+      plain.startServer().then(() => plain.startAgent("legit", agentTrace)).then((a) =>
+        a.waitForLine(/accepted agent/, 30_000)
+      ),
       sealed.startServer()
         .then(() => sealed.startAgent("legit", { ...agentTrace, hmac_key: HMAC_KEY, server_public_key: publicKeyB64 }))
         .then((a) => a.waitForLine(/accepted agent/, 30_000))
@@ -262,69 +286,99 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
     ping: (id) => plainFrame(cliFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) })),
     next,
     verdict: (f, conn) =>
-      !f.binary ? { ok: false, code: "undecodable" } : secondHello(decodeVerdict(codec, FromCli, f.bytes), f.bytes, "CliHello", conn),
+      !f.binary
+        ? { ok: false, code: "undecodable" }
+        : secondHello(decodeVerdict(codec, FromCli, f.bytes), f.bytes, "CliHello", conn),
     maxBadFrames: 20
   })
 
-  it("bartos /v1/ws/worker: 4,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row", async () => {
-    const link = workerLink((rand) => hostilePayload(rand, VALID_AGENT, MAX_FRAME))
-    const report = await underFuzz(plain, "legit", () => fuzzLink(link, { total: 4_000, seed: SEED, label: "worker" }))
-    summary("worker", report)
-    expect(report.sent).toBe(4_000)
-    expect(report.policyCloses).toBeGreaterThan(0)
-    // Every connection but the last ended by the rule (the driver fails on any other close).
-    expect(report.connections - report.policyCloses).toBeGreaterThanOrEqual(0)
-    expect(report.connections - report.policyCloses).toBeLessThanOrEqual(1)
-    for (const code of ["undecodable", "unknown_tag", "frame_too_large"]) expect(report.expected[code] ?? 0).toBeGreaterThan(0)
-  }, 180_000)
+  it(
+    "bartos /v1/ws/worker: 4,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row",
+    async () => {
+      const link = workerLink((rand) => hostilePayload(rand, VALID_AGENT, MAX_FRAME))
+      const report = await underFuzz(
+        plain,
+        "legit",
+        () => fuzzLink(link, { total: 4_000, seed: SEED, label: "worker" })
+      )
+      summary("worker", report)
+      expect(report.sent).toBe(4_000)
+      expect(report.policyCloses).toBeGreaterThan(0)
+      // Every connection but the last ended by the rule (the driver fails on any other close).
+      expect(report.connections - report.policyCloses).toBeGreaterThanOrEqual(0)
+      expect(report.connections - report.policyCloses).toBeLessThanOrEqual(1)
+      for (const code of ["undecodable", "unknown_tag", "frame_too_large"]) {
+        expect(report.expected[code] ?? 0).toBeGreaterThan(0)
+      }
+    },
+    180_000
+  )
 
-  it("bartos /v1/ws/cli: 3,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row", async () => {
-    const link = cliLink((rand) => hostilePayload(rand, VALID_CLI, MAX_FRAME))
-    const report = await underFuzz(plain, "legit", () => fuzzLink(link, { total: 3_000, seed: SEED + 1, label: "cli" }))
-    summary("cli", report)
-    expect(report.sent).toBe(3_000)
-    expect(report.policyCloses).toBeGreaterThan(0)
-    for (const code of ["undecodable", "unknown_tag", "frame_too_large"]) expect(report.expected[code] ?? 0).toBeGreaterThan(0)
-  }, 180_000)
+  it(
+    "bartos /v1/ws/cli: 3,000 hostile frames, each answered and counted; 1008 only after 20 bad in a row",
+    async () => {
+      const link = cliLink((rand) => hostilePayload(rand, VALID_CLI, MAX_FRAME))
+      const report = await underFuzz(
+        plain,
+        "legit",
+        () => fuzzLink(link, { total: 3_000, seed: SEED + 1, label: "cli" })
+      )
+      summary("cli", report)
+      expect(report.sent).toBe(3_000)
+      expect(report.policyCloses).toBeGreaterThan(0)
+      for (const code of ["undecodable", "unknown_tag", "frame_too_large"]) {
+        expect(report.expected[code] ?? 0).toBeGreaterThan(0)
+      }
+    },
+    180_000
+  )
 
-  it("bartos /v1/ws/worker with hmac_key: 2,000 frames with wrong keys, expired timestamps, replayed nonces and sealed garbage", async () => {
-    // Our valid frames are bound to the connection at the counter bartos expects next.
-    const seal = (conn: ConnState, payload: Uint8Array) =>
-      Envelope.seal({ hmacKey: hmacBytes }, payload, Date.now() / 1000, ourBinding(conn))
-    const link: Link = {
-      connect: () => dialBartos(`ws://127.0.0.1:${sealed.port}/v1/ws/worker?name=fuzzer`),
-      hello: (conn) => [plainFrame(seal(conn, agentFrame(fuzzerHello)))],
-      // bartos seals its frames with the HMAC key and signs them.
-      reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, { hmacKey: hmacBytes, publicKey }),
-      isHelloReply: (m) => m._tag === "ServerHello",
-      ping: (id, conn) => plainFrame(seal(conn, agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
-      next: (rand, conn: ConnState) =>
-        envelopeFrame(
-          rand,
-          conn,
-          { hmacKey: HMAC_KEY },
-          agentFrame({ _tag: "Ping", id: 5, sentAt: micros(Date.now()) }),
-          () => hostilePayload(rand, VALID_AGENT, MAX_FRAME)
-        ),
-      verdict: (f, conn) =>
-        envelopeVerdict(
-          f,
-          conn,
-          { hmacKey: hmacBytes, windowSecs: 60 },
-          MAX_FRAME + Envelope.HMAC_HEADER_LEN,
-          (payload) => decodeVerdict(codec, FromAgent, payload)
-        ),
-      maxBadFrames: 20
-    }
-    const report = await underFuzz(sealed, "legit", () => fuzzLink(link, { total: 2_000, seed: SEED + 2, label: "worker+hmac" }))
-    summary("worker+hmac", report)
-    expect(report.sent).toBe(2_000)
-    for (const kind of ["hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "other_connection", "no_envelope"]) {
-      expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
-    }
-    expect(report.expected.bad_envelope ?? 0).toBeGreaterThan(0)
-    expect(report.expected.undecodable ?? 0).toBeGreaterThan(0)
-  }, 180_000)
+  it(
+    "bartos /v1/ws/worker with hmac_key: 2,000 frames with wrong keys, expired timestamps, replayed nonces and sealed garbage",
+    async () => {
+      // Our valid frames are bound to the connection at the counter bartos expects next.
+      const seal = (conn: ConnState, payload: Uint8Array) =>
+        Envelope.seal({ hmacKey: hmacBytes }, payload, Date.now() / 1000, ourBinding(conn))
+      const link: Link = {
+        connect: () => dialBartos(`ws://127.0.0.1:${sealed.port}/v1/ws/worker?name=fuzzer`),
+        hello: (conn) => [plainFrame(seal(conn, agentFrame(fuzzerHello)))],
+        // bartos seals its frames with the HMAC key and signs them.
+        reply: (data, conn) => openReply(Messages.ServerMessage, data, conn, { hmacKey: hmacBytes, publicKey }),
+        isHelloReply: (m) => m._tag === "ServerHello",
+        ping: (id, conn) => plainFrame(seal(conn, agentFrame({ _tag: "Ping", id, sentAt: micros(Date.now()) }))),
+        next: (rand, conn: ConnState) =>
+          envelopeFrame(
+            rand,
+            conn,
+            { hmacKey: HMAC_KEY },
+            agentFrame({ _tag: "Ping", id: 5, sentAt: micros(Date.now()) }),
+            () => hostilePayload(rand, VALID_AGENT, MAX_FRAME)
+          ),
+        verdict: (f, conn) =>
+          envelopeVerdict(
+            f,
+            conn,
+            { hmacKey: hmacBytes, windowSecs: 60 },
+            MAX_FRAME + Envelope.HMAC_HEADER_LEN,
+            (payload) => decodeVerdict(codec, FromAgent, payload)
+          ),
+        maxBadFrames: 20
+      }
+      const report = await underFuzz(
+        sealed,
+        "legit",
+        () => fuzzLink(link, { total: 2_000, seed: SEED + 2, label: "worker+hmac" })
+      )
+      summary("worker+hmac", report)
+      expect(report.sent).toBe(2_000)
+      for (const kind of ["hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "other_connection", "no_envelope"]) {
+        expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
+      }
+      expect(report.expected.bad_envelope ?? 0).toBeGreaterThan(0)
+      expect(report.expected.undecodable ?? 0).toBeGreaterThan(0)
+    },
+    180_000
+  )
 
   const legitTable = {
     _tag: "ScheduleTable" as const,
@@ -346,13 +400,19 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
   const fuzzedAgent = async () => {
     if (fake === undefined || fuzzed === undefined) {
       fake = await startFakeBartos({ hmacKey: HMAC_KEY, signingKey, table: legitTable })
-      fuzzed = await lone.startAgent("fuzzed", { enable_std_output: true, hmac_key: HMAC_KEY, server_public_key: publicKeyB64 }, fake.port)
+      fuzzed = await lone.startAgent("fuzzed", {
+        enable_std_output: true,
+        hmac_key: HMAC_KEY,
+        server_public_key: publicKeyB64
+      }, fake.port)
       await fuzzed.waitForLine(/accepted agent/, 30_000)
     }
     return { f: fake, agent: fuzzed }
   }
   const droppedLogged = () =>
-    readFileSync(join(lone.dir, "bartoc-fuzzed.log"), "utf8").split("\n").filter((l) => l.includes("dropping a frame from bartos")).length
+    readFileSync(join(lone.dir, "bartoc-fuzzed.log"), "utf8").split("\n").filter((l) =>
+      l.includes("dropping a frame from bartos")
+    ).length
   const sealFull = (conn: ConnState, payload: Uint8Array) =>
     Envelope.seal({ hmacKey: hmacBytes, signingKey }, payload, Date.now() / 1000, ourBinding(conn))
   /** bartoc's link through the fake; `decoded` refines the codec's verdict on a frame that opened. */
@@ -370,50 +430,72 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
       envelopeVerdict(fr, conn, { hmacKey: hmacBytes, publicKey, windowSecs: 60 }, Number.POSITIVE_INFINITY, decoded)
   })
 
-  it("bartoc: 1,500 hostile frames from a fake bartos (wrong or missing signatures, bad envelopes, sealed garbage): each dropped, counted and answered; its jobs keep running", async () => {
-    const { agent, f } = await fuzzedAgent()
-    const droppedBefore = droppedLogged()
-    let agentFrames = 0
-    const link = agentLink(
-      f,
-      (rand, conn) =>
-        envelopeFrame(
-          rand,
-          conn,
-          { hmacKey: HMAC_KEY, signingKey, wrongSigner },
-          serverFrame({ _tag: "Ping", id: 5, sentAt: micros(Date.now()) }),
-          // Every 150th payload oversized, so each seed has some (they are 1% otherwise).
-          () =>
-            ++agentFrames % 150 === 75
-              ? { kind: "oversized", binary: true, bytes: serverFrame({ _tag: "ProtocolError", code: "undecodable", message: "x".repeat(MAX_FRAME) }) }
-              : hostilePayload(rand, VALID_SERVER, MAX_FRAME)
-        ),
-      (payload) => decodeVerdict(codec, Messages.ServerMessage, payload)
-    )
-    const from = Date.now()
-    const report = await fuzzLink(link, { total: 1_500, seed: SEED + 3, label: "agent" })
-    const to = Date.now()
-    summary("agent", report)
-    expect(report.sent).toBe(1_500)
-    // One connection throughout: bartoc has no close rule, bad frames never end its link.
-    expect(report.connections).toBe(1)
-    expect(f.connections()).toBe(1)
-    expect(report.received).toEqual(report.expected)
-    // A sealed frame over max_frame_bytes is answered too, not cut by the socket's size cap.
-    expect(report.expected.frame_too_large ?? 0).toBeGreaterThan(0)
-    for (const kind of ["unsigned", "wrong_signature", "hmac_wrong_key", "hmac_expired", "hmac_replayed_nonce", "other_connection", "no_envelope"]) {
-      expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
-    }
-    expect(isAlive(agent)).toBe(true)
-    // Each dropped frame was logged (its counter is internal; its log is not).
-    expect(droppedLogged() - droppedBefore).toBe(total(report.expected))
-    // Its jobs kept running and reporting, during and after.
-    await waitFor("a run after the fuzz", () =>
-      f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > to) || undefined)
-    if (to - from > 2_500) {
-      expect(f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > from && r.scheduledAt / 1000 < to)).toBe(true)
-    }
-  }, 180_000)
+  it(
+    "bartoc: 1,500 hostile frames from a fake bartos (wrong or missing signatures, bad envelopes, sealed garbage): each dropped, counted and answered; its jobs keep running",
+    async () => {
+      const { agent, f } = await fuzzedAgent()
+      const droppedBefore = droppedLogged()
+      let agentFrames = 0
+      const link = agentLink(
+        f,
+        (rand, conn) =>
+          envelopeFrame(
+            rand,
+            conn,
+            { hmacKey: HMAC_KEY, signingKey, wrongSigner },
+            serverFrame({ _tag: "Ping", id: 5, sentAt: micros(Date.now()) }),
+            // Every 150th payload oversized, so each seed has some (they are 1% otherwise).
+            () =>
+              ++agentFrames % 150 === 75
+                ? {
+                  kind: "oversized",
+                  binary: true,
+                  bytes: serverFrame({ _tag: "ProtocolError", code: "undecodable", message: "x".repeat(MAX_FRAME) })
+                }
+                : hostilePayload(rand, VALID_SERVER, MAX_FRAME)
+          ),
+        (payload) => decodeVerdict(codec, Messages.ServerMessage, payload)
+      )
+      const from = Date.now()
+      const report = await fuzzLink(link, { total: 1_500, seed: SEED + 3, label: "agent" })
+      const to = Date.now()
+      summary("agent", report)
+      expect(report.sent).toBe(1_500)
+      // One connection throughout: bartoc has no close rule, bad frames never end its link.
+      expect(report.connections).toBe(1)
+      expect(f.connections()).toBe(1)
+      expect(report.received).toEqual(report.expected)
+      // A sealed frame over max_frame_bytes is answered too, not cut by the socket's size cap.
+      expect(report.expected.frame_too_large ?? 0).toBeGreaterThan(0)
+      for (
+        const kind of [
+          "unsigned",
+          "wrong_signature",
+          "hmac_wrong_key",
+          "hmac_expired",
+          "hmac_replayed_nonce",
+          "other_connection",
+          "no_envelope"
+        ]
+      ) {
+        expect(report.byKind[kind] ?? 0).toBeGreaterThan(0)
+      }
+      expect(isAlive(agent)).toBe(true)
+      // Each dropped frame was logged (its counter is internal; its log is not).
+      expect(droppedLogged() - droppedBefore).toBe(total(report.expected))
+      // Its jobs kept running and reporting, during and after.
+      await waitFor(
+        "a run after the fuzz",
+        () => f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > to) || undefined
+      )
+      if (to - from > 2_500) {
+        expect(
+          f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > from && r.scheduledAt / 1000 < to)
+        ).toBe(true)
+      }
+    },
+    180_000
+  )
   // --- the worst value in every field of every message type (issue 11) -------------------------
 
   /** Every field of one message of each type, with each of `WORST_VALUES` in turn. */
@@ -448,67 +530,92 @@ describe("fuzzing bartos and bartoc (SQLite)", () => {
   ) => {
     const { frames, tags } = everyField(messages)
     expect(tags.size).toBe(membersCount(schema))
-    const report = await underFuzz(plain, "legit", () => fuzzLink(link(fromList(frames)), { total: frames.length, seed, label }))
+    const report = await underFuzz(
+      plain,
+      "legit",
+      () => fuzzLink(link(fromList(frames)), { total: frames.length, seed, label })
+    )
     summary(label, report)
     expectWorstCovered(report, frames.length)
   }
 
-  it("bartos /v1/ws/worker: the worst value in every field of every message type, each answered; bartos stays up", async () => {
-    // A batch carries one record of each kind, so every record field gets every worst value.
-    const messages = sampleEach(FromAgent, SEED).map((m) =>
-      m._tag === "RecordBatch" ? { ...m, records: sampleEach(Messages.AgentRecord, SEED) } : m
-    )
-    await worstAgainstBartos(messages, workerLink, FromAgent, "worker-worst", SEED + 4)
-  }, 300_000)
+  it(
+    "bartos /v1/ws/worker: the worst value in every field of every message type, each answered; bartos stays up",
+    async () => {
+      // A batch carries one record of each kind, so every record field gets every worst value.
+      const messages = sampleEach(FromAgent, SEED).map((m) =>
+        m._tag === "RecordBatch" ? { ...m, records: sampleEach(Messages.AgentRecord, SEED) } : m
+      )
+      await worstAgainstBartos(messages, workerLink, FromAgent, "worker-worst", SEED + 4)
+    },
+    300_000
+  )
 
-  it("bartos /v1/ws/cli: the worst value in every field of every message type, each answered; bartos stays up", async () => {
-    // Requests that change something are aimed at nothing (a dry run, an agent that does not exist).
-    const messages = sampleEach(FromCli, SEED, {
-      CleanupRequest: { _tag: "CleanupRequest", id: 1, before: micros(1), dryRun: true },
-      RunNowRequest: { _tag: "RunNowRequest", id: 2, agent: "nobody", schedule: "none" },
-      PauseRequest: { _tag: "PauseRequest", id: 3, agent: "nobody", schedule: "none" },
-      ResumeRequest: { _tag: "ResumeRequest", id: 4, agent: "nobody", schedule: "none" },
-      QueryRequest: { _tag: "QueryRequest", id: 5, sql: "SELECT 1" },
-      TailRequest: { _tag: "TailRequest", id: 6, runId: "0190aaaa-0000-7000-8000-000000000000", follow: false }
-    })
-    await worstAgainstBartos(messages, cliLink, FromCli, "cli-worst", SEED + 5)
-  }, 300_000)
+  it(
+    "bartos /v1/ws/cli: the worst value in every field of every message type, each answered; bartos stays up",
+    async () => {
+      // Requests that change something are aimed at nothing (a dry run, an agent that does not exist).
+      const messages = sampleEach(FromCli, SEED, {
+        CleanupRequest: { _tag: "CleanupRequest", id: 1, before: micros(1), dryRun: true },
+        RunNowRequest: { _tag: "RunNowRequest", id: 2, agent: "nobody", schedule: "none" },
+        PauseRequest: { _tag: "PauseRequest", id: 3, agent: "nobody", schedule: "none" },
+        ResumeRequest: { _tag: "ResumeRequest", id: 4, agent: "nobody", schedule: "none" },
+        QueryRequest: { _tag: "QueryRequest", id: 5, sql: "SELECT 1" },
+        TailRequest: { _tag: "TailRequest", id: 6, runId: "0190aaaa-0000-7000-8000-000000000000", follow: false }
+      })
+      await worstAgainstBartos(messages, cliLink, FromCli, "cli-worst", SEED + 5)
+    },
+    300_000
+  )
 
-  it("bartoc: the worst value in every field of every message type from its bartos, each dropped and answered; it stays up and keeps running", async () => {
-    const { agent, f } = await fuzzedAgent()
-    const droppedBefore = droppedLogged()
-    const messages = sampleEach(Messages.ServerMessage, SEED, {
-      ServerHello: { _tag: "ServerHello", protocol: Messages.PROTOCOL_VERSION, serverVersion: "x", capabilities: [], sessionId: "s", ackedUpTo: -1 },
-      ScheduleTable: legitTable,
-      RunNow: { _tag: "RunNow", requestId: "r", schedule: "none", runId: "0190aaaa-0000-7000-8000-000000000000" },
-      ProtocolError: { _tag: "ProtocolError", code: "undecodable", message: "m" }
-    })
-    const { frames, tags } = everyField(messages)
-    expect(tags.size).toBe(membersCount(Messages.ServerMessage))
-    // Sealed for this connection: each frame is judged on its payload alone.
-    const link = agentLink(
-      f,
-      sealedList(frames, sealFull),
-      (payload) => {
-        const v = decodeVerdict(codec, Messages.ServerMessage, payload)
-        if (!v.ok) return v
-        const m = JSON.parse(new TextDecoder().decode(payload)) as { _tag: string; upTo?: number }
-        // Handshaken already: a ServerHello is refused; an Ack only covers what was sent.
-        if (m._tag === "ServerHello") return { ok: false, code: "unexpected" }
-        if (m._tag === "Ack" && (m.upTo ?? 0) > 1e9) return { ok: false, code: "unexpected" }
-        return v
-      }
-    )
-    const report = await fuzzLink(link, { total: frames.length, seed: SEED + 6, label: "agent-worst" })
-    summary("agent-worst", report)
-    expectWorstCovered(report, frames.length)
-    expect(report.received).toEqual(report.expected)
-    expect(isAlive(agent)).toBe(true)
-    expect(droppedLogged() - droppedBefore).toBe(total(report.expected))
-    // Some frames were valid tables with odd values: the legit one again, then its job runs.
-    f.send({ ...legitTable, version: "fuzz-v2" })
-    const after = Date.now()
-    await waitFor("a run after the worst frames", () =>
-      f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > after) || undefined)
-  }, 300_000)
+  it(
+    "bartoc: the worst value in every field of every message type from its bartos, each dropped and answered; it stays up and keeps running",
+    async () => {
+      const { agent, f } = await fuzzedAgent()
+      const droppedBefore = droppedLogged()
+      const messages = sampleEach(Messages.ServerMessage, SEED, {
+        ServerHello: {
+          _tag: "ServerHello",
+          protocol: Messages.PROTOCOL_VERSION,
+          serverVersion: "x",
+          capabilities: [],
+          sessionId: "s",
+          ackedUpTo: -1
+        },
+        ScheduleTable: legitTable,
+        RunNow: { _tag: "RunNow", requestId: "r", schedule: "none", runId: "0190aaaa-0000-7000-8000-000000000000" },
+        ProtocolError: { _tag: "ProtocolError", code: "undecodable", message: "m" }
+      })
+      const { frames, tags } = everyField(messages)
+      expect(tags.size).toBe(membersCount(Messages.ServerMessage))
+      // Sealed for this connection: each frame is judged on its payload alone.
+      const link = agentLink(
+        f,
+        sealedList(frames, sealFull),
+        (payload) => {
+          const v = decodeVerdict(codec, Messages.ServerMessage, payload)
+          if (!v.ok) return v
+          const m = JSON.parse(new TextDecoder().decode(payload)) as { _tag: string; upTo?: number }
+          // Handshaken already: a ServerHello is refused; an Ack only covers what was sent.
+          if (m._tag === "ServerHello") return { ok: false, code: "unexpected" }
+          if (m._tag === "Ack" && (m.upTo ?? 0) > 1e9) return { ok: false, code: "unexpected" }
+          return v
+        }
+      )
+      const report = await fuzzLink(link, { total: frames.length, seed: SEED + 6, label: "agent-worst" })
+      summary("agent-worst", report)
+      expectWorstCovered(report, frames.length)
+      expect(report.received).toEqual(report.expected)
+      expect(isAlive(agent)).toBe(true)
+      expect(droppedLogged() - droppedBefore).toBe(total(report.expected))
+      // Some frames were valid tables with odd values: the legit one again, then its job runs.
+      f.send({ ...legitTable, version: "fuzz-v2" })
+      const after = Date.now()
+      await waitFor(
+        "a run after the worst frames",
+        () => f.records.some((r) => r._tag === "RunStarted" && r.scheduledAt / 1000 > after) || undefined
+      )
+    },
+    300_000
+  )
 })

@@ -50,7 +50,12 @@ const scenarios: ReadonlyArray<Scenario> = [
   {
     // Runs queue behind a slow one (overlap = queue): the queued ones die with the process.
     agent: "queue",
-    schedule: { name: "tick", on_calendar: EVERY_SECOND, cmds: ["echo at $BARTO_SCHEDULED_AT; sleep 1.3"], overlap: "queue" },
+    schedule: {
+      name: "tick",
+      on_calendar: EVERY_SECOND,
+      cmds: ["echo at $BARTO_SCHEDULED_AT; sleep 1.3"],
+      overlap: "queue"
+    },
     config: { missed_tick: "Burst", catch_up_limit: 2 },
     steps: [{ crash: "RunStarted:schedule@2" }, { crash: "RunStarted:catch_up" }, {}]
   },
@@ -83,9 +88,13 @@ const runScenario = async (c: Cluster, s: Scenario) => {
       step.crash === undefined ? {} : { env: { BARTO_TEST_CRASH_AT: step.crash } }
     )
     if (step.stall) {
-      await waitFor(`${s.agent}: a run after its start`, () => handledSince(c, s.agent, startedAt + 1000).then((n) => n >= 2 || undefined), {
-        timeoutMs: 30_000
-      })
+      await waitFor(
+        `${s.agent}: a run after its start`,
+        () => handledSince(c, s.agent, startedAt + 1000).then((n) => n >= 2 || undefined),
+        {
+          timeoutMs: 30_000
+        }
+      )
       await freeze(agent, 3_500)
     }
     if (step.crash !== undefined) {
@@ -99,8 +108,11 @@ const runScenario = async (c: Cluster, s: Scenario) => {
       await waitUntilClock(Date.now() + 2_500)
     } else {
       const from = Date.now()
-      await waitFor(`${s.agent}: three occurrences handled after the last step`, () =>
-        handledSince(c, s.agent, from).then((n) => n >= 3 || undefined), { timeoutMs: 40_000 })
+      await waitFor(
+        `${s.agent}: three occurrences handled after the last step`,
+        () => handledSince(c, s.agent, from).then((n) => n >= 3 || undefined),
+        { timeoutMs: 40_000 }
+      )
       const exit = await agent.stop()
       expect(exit.code, agent.output().slice(-2000)).toBe(0)
     }
@@ -143,34 +155,44 @@ describe.each(dbKinds())("the run ledger on %s", (kind) => {
     for (const s of scenarios) expect(results[s.agent]!.succeeded ?? 0, s.agent).toBeGreaterThan(0)
   }, 300_000)
 
-  it("a paused schedule records its occurrences meanwhile as one missed range (reason paused) when resumed", async () => {
-    const schedule: Schedule = { name: "tick", on_calendar: EVERY_SECOND, cmds: ["echo at $BARTO_SCHEDULED_AT"] }
-    cluster = await makeCluster(kind, { schedules: { paused: [schedule] } })
-    const c = cluster
-    await c.startServer()
-    const agent = await c.startAgent("paused", { enable_std_output: true })
-    await agent.waitForLine(/accepted agent/, 30_000)
-    await waitFor("two runs", async () => (await ledger(c.db, "paused", "tick")).length >= 2 || undefined)
-    expect((await c.cli(["pause", "paused", "tick"])).code).toBe(0)
-    const pausedAt = Date.now()
-    await waitUntilClock(pausedAt + 4_000)
-    // Nothing recorded while paused (it is recorded when the pause ends).
-    expect((await ledger(c.db, "paused", "tick")).filter((r) => r.scheduled_at / 1000 > pausedAt + 1_000)).toEqual([])
-    expect((await c.cli(["resume", "paused", "tick"])).code).toBe(0)
-    const resumedAt = Date.now()
-    await waitFor("two runs after the resume", async () =>
-      (await ledger(c.db, "paused", "tick")).filter((r) => r.scheduled_at / 1000 > resumedAt && r.state === "succeeded").length >= 2 ||
-      undefined, { timeoutMs: 20_000 })
-    expect((await agent.stop()).code).toBe(0)
-    const rows = await settledLedger(c.db, "paused", "tick")
-    expectLedgerIdentity(rows, EVERY_SECOND)
-    const ranges = rows.filter((r) => r.reason === "paused")
-    expect(ranges.length).toBe(1)
-    expect(ranges[0]!.occurrences).toBeGreaterThanOrEqual(3)
-    expect(ranges[0]!.scheduled_until).not.toBeNull()
-    // barto-cli shows the range as what it stands for.
-    const text = await c.cli(["runs", "--agent", "paused", "--state", "missed"])
-    expect(text.stdout).toMatch(new RegExp(`missed ×${ranges[0]!.occurrences} .* paused, until `))
-    expect(text.stdout).toMatch(/Total: 1 row, \d+ occurrences/)
-  }, 120_000)
+  it(
+    "a paused schedule records its occurrences meanwhile as one missed range (reason paused) when resumed",
+    async () => {
+      const schedule: Schedule = { name: "tick", on_calendar: EVERY_SECOND, cmds: ["echo at $BARTO_SCHEDULED_AT"] }
+      cluster = await makeCluster(kind, { schedules: { paused: [schedule] } })
+      const c = cluster
+      await c.startServer()
+      const agent = await c.startAgent("paused", { enable_std_output: true })
+      await agent.waitForLine(/accepted agent/, 30_000)
+      await waitFor("two runs", async () => (await ledger(c.db, "paused", "tick")).length >= 2 || undefined)
+      expect((await c.cli(["pause", "paused", "tick"])).code).toBe(0)
+      const pausedAt = Date.now()
+      await waitUntilClock(pausedAt + 4_000)
+      // Nothing recorded while paused (it is recorded when the pause ends).
+      expect((await ledger(c.db, "paused", "tick")).filter((r) => r.scheduled_at / 1000 > pausedAt + 1_000)).toEqual([])
+      expect((await c.cli(["resume", "paused", "tick"])).code).toBe(0)
+      const resumedAt = Date.now()
+      await waitFor(
+        "two runs after the resume",
+        async () =>
+          (await ledger(c.db, "paused", "tick")).filter((r) =>
+              r.scheduled_at / 1000 > resumedAt && r.state === "succeeded"
+            ).length >= 2 ||
+          undefined,
+        { timeoutMs: 20_000 }
+      )
+      expect((await agent.stop()).code).toBe(0)
+      const rows = await settledLedger(c.db, "paused", "tick")
+      expectLedgerIdentity(rows, EVERY_SECOND)
+      const ranges = rows.filter((r) => r.reason === "paused")
+      expect(ranges.length).toBe(1)
+      expect(ranges[0]!.occurrences).toBeGreaterThanOrEqual(3)
+      expect(ranges[0]!.scheduled_until).not.toBeNull()
+      // barto-cli shows the range as what it stands for.
+      const text = await c.cli(["runs", "--agent", "paused", "--state", "missed"])
+      expect(text.stdout).toMatch(new RegExp(`missed ×${ranges[0]!.occurrences} .* paused, until `))
+      expect(text.stdout).toMatch(/Total: 1 row, \d+ occurrences/)
+    },
+    120_000
+  )
 })

@@ -28,8 +28,11 @@ for (const kind of dbKinds()) {
       (await c.db.all<{ data: string }>(`SELECT data FROM output_lines WHERE run_id = ? ORDER BY line_seq`, [runId]))
         .map((l) => l.data)
     const finishedRunAfter = (schedule: string, afterMs: number) =>
-      waitFor(`a finished run of ${schedule} after ${new Date(afterMs).toISOString()}`, async () =>
-        (await runsOf(schedule, `scheduled_at > ${afterMs * 1000} AND finished_at IS NOT NULL`))[0], { timeoutMs: 30_000 })
+      waitFor(
+        `a finished run of ${schedule} after ${new Date(afterMs).toISOString()}`,
+        async () => (await runsOf(schedule, `scheduled_at > ${afterMs * 1000} AND finished_at IS NOT NULL`))[0],
+        { timeoutMs: 30_000 }
+      )
 
     beforeAll(async () => {
       c = await makeCluster(kind, { schedules: { a: [tick] } })
@@ -76,8 +79,10 @@ for (const kind of dbKinds()) {
           ]
         }
       })
-      await waitFor("the rejection in bartos' log", () =>
-        countLines(c.log("bartos"), /schedule reload rejected/) > rejectedBefore || undefined)
+      await waitFor(
+        "the rejection in bartos' log",
+        () => countLines(c.log("bartos"), /schedule reload rejected/) > rejectedBefore || undefined
+      )
       const line = c.log("bartos").split("\n").filter((l) => /schedule reload rejected/.test(l)).at(-1)!
       // file, key path, the offending text and its position
       expect(line).toContain(c.serverToml())

@@ -39,7 +39,8 @@ const files = (dir: string): Array<string> => {
 }
 
 // Import and export specifiers (static, dynamic, side-effect, `export … from`), not strings in general.
-const SPECIFIER = /(?:^|[\s;])(?:import|export)\s[^"'`;]*?from\s*["']([^"']+)["']|(?:^|[\s;])import\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/gm
+const SPECIFIER =
+  /(?:^|[\s;])(?:import|export)\s[^"'`;]*?from\s*["']([^"']+)["']|(?:^|[\s;])import\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/gm
 const specifiers = (file: string): Array<string> => {
   // Comments may quote imports ("import … from" in a doc comment) without making them real.
   const text = readFileSync(file, "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "")
@@ -51,7 +52,11 @@ const isBare = (specifier: string) => !specifier.startsWith(".") && !specifier.s
 const isBuiltin = (name: string) => name.startsWith("node:") || builtinModules.includes(name)
 
 const declared = (m: Manifest) =>
-  new Set([...Object.keys(m.dependencies ?? {}), ...Object.keys(m.devDependencies ?? {}), ...Object.keys(m.peerDependencies ?? {})])
+  new Set([
+    ...Object.keys(m.dependencies ?? {}),
+    ...Object.keys(m.devDependencies ?? {}),
+    ...Object.keys(m.peerDependencies ?? {})
+  ])
 
 describe("package manifests", () => {
   it("the workspaces are the packages, the e2e tests and the benchmarks", () => {

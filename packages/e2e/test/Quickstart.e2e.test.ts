@@ -84,25 +84,31 @@ describe("npm start (the quick start)", () => {
   }
 
   for (const signal of ["SIGHUP", "SIGINT"] as const) {
-    it(`${signal} (${signal === "SIGHUP" ? "the terminal closed" : "Ctrl-C"}) stops bartos and bartoc and frees the port`, async () => {
-      const port = await freePort()
-      const q = quickstart(tempDir(), port)
-      started.push(q)
-      await waitFor("the quick start to be running", () => q.output().includes("barto is running") || undefined, {
-        timeoutMs: 60_000
-      })
-      const kids = await waitFor("bartos and bartoc", () => {
-        const k = childrenOf(q.child.pid!)
-        return k.length === 2 ? k : undefined
-      }, { timeoutMs: 30_000 })
-      q.child.kill(signal)
-      const exit = await q.exited
-      expect(exit.code, q.output()).toBe(0)
-      expect(kids.filter((pid) => !gone(pid))).toEqual([])
-      // The port is free again: the next npm start can listen.
-      const s = await listenOn(port)
-      await new Promise((r) => s.close(r))
-    }, 120_000)
+    it(
+      `${signal} (${
+        signal === "SIGHUP" ? "the terminal closed" : "Ctrl-C"
+      }) stops bartos and bartoc and frees the port`,
+      async () => {
+        const port = await freePort()
+        const q = quickstart(tempDir(), port)
+        started.push(q)
+        await waitFor("the quick start to be running", () => q.output().includes("barto is running") || undefined, {
+          timeoutMs: 60_000
+        })
+        const kids = await waitFor("bartos and bartoc", () => {
+          const k = childrenOf(q.child.pid!)
+          return k.length === 2 ? k : undefined
+        }, { timeoutMs: 30_000 })
+        q.child.kill(signal)
+        const exit = await q.exited
+        expect(exit.code, q.output()).toBe(0)
+        expect(kids.filter((pid) => !gone(pid))).toEqual([])
+        // The port is free again: the next npm start can listen.
+        const s = await listenOn(port)
+        await new Promise((r) => s.close(r))
+      },
+      120_000
+    )
   }
 
   it("a port already in use: both stop, and the message names the variable that picks another", async () => {

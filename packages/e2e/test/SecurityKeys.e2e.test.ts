@@ -12,7 +12,11 @@ import { killAll } from "./utils/procs.js"
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/
 
-const job = (agent: string): Schedule => ({ name: "job", on_calendar: "*-*-* *:*:*", cmds: [`echo signed job of ${agent}`] })
+const job = (agent: string): Schedule => ({
+  name: "job",
+  on_calendar: "*-*-* *:*:*",
+  cmds: [`echo signed job of ${agent}`]
+})
 
 for (const kind of dbKinds()) {
   describe(`signatures, HMAC, api_key and admin_key on ${kind}`, { timeout: 120_000 }, () => {
@@ -29,9 +33,12 @@ for (const kind of dbKinds()) {
       bartos: o.apiKey === null ? {} : { api_key: o.apiKey ?? apiKey }
     })
     const runsOf = (agent: string) =>
-      c.db.all<{ run_id: string; state: string }>(`SELECT run_id, state FROM runs WHERE agent = ? ORDER BY scheduled_at`, [
-        agent
-      ])
+      c.db.all<{ run_id: string; state: string }>(
+        `SELECT run_id, state FROM runs WHERE agent = ? ORDER BY scheduled_at`,
+        [
+          agent
+        ]
+      )
 
     beforeAll(async () => {
       c = await makeCluster(kind, {
@@ -66,8 +73,11 @@ for (const kind of dbKinds()) {
         c.startAgent("badhmac", agentExtra({ hmacKey: "not the shared secret" })),
         c.startAgent("nokey", agentExtra({ apiKey: null }))
       ])
-      const run = await waitFor("a succeeded run of ok", async () =>
-        (await runsOf("ok")).find((r) => r.state === "succeeded"), { timeoutMs: 40_000 })
+      const run = await waitFor(
+        "a succeeded run of ok",
+        async () => (await runsOf("ok")).find((r) => r.state === "succeeded"),
+        { timeoutMs: 40_000 }
+      )
       const out = await c.db.all<{ data: string }>(`SELECT data FROM output_lines WHERE run_id = ?`, [run.run_id])
       expect(out.map((l) => l.data)).toEqual(["signed job of ok"])
 
@@ -147,7 +157,14 @@ for (const kind of dbKinds()) {
       const status = await new Promise<number>((resolve, reject) => {
         const req = http.get(
           `http://127.0.0.1:${c.port}/v1/ws/worker?name=${encodeURIComponent(name)}`,
-          { headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" } }
+          {
+            headers: {
+              Connection: "Upgrade",
+              Upgrade: "websocket",
+              "Sec-WebSocket-Version": "13",
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="
+            }
+          }
         )
         req.on("response", (res) => resolve(res.statusCode ?? 0))
         req.on("upgrade", (res) => resolve(res.statusCode ?? 0))

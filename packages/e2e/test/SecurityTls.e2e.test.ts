@@ -88,11 +88,15 @@ for (const kind of dbKinds()) {
       expect(await outputOf(tls, run.run_id)).toEqual(["job of t"])
 
       const refused = await tls.waitForLog("wrongca", /connection to bartos ended \(attempt \d+\): (.*)/, 30_000)
-      expect(refused[1]).toMatch(/cannot connect to wss:\/\/127\.0\.0\.1:\d+.*(certificate|self.signed|unable to verify)/i)
+      expect(refused[1]).toMatch(
+        /cannot connect to wss:\/\/127\.0\.0\.1:\d+.*(certificate|self.signed|unable to verify)/i
+      )
       expect(tls.log("wrongca")).not.toMatch(/accepted agent/)
 
       // barto-cli over wss, pinned to our CA
-      const pinned = await tls.cliJson<Array<{ name: string }>>(["clients"], { bartos: { prefix: "wss", ca_cert: ca.cert } })
+      const pinned = await tls.cliJson<Array<{ name: string }>>(["clients"], {
+        bartos: { prefix: "wss", ca_cert: ca.cert }
+      })
       expect(pinned.map((x) => x.name)).toEqual(["t"])
       await nothingFrom(tls, "wrongca")
     })

@@ -57,54 +57,68 @@ describe.each(dbKinds())("bartoc signals on %s", (kind) => {
   /** Starts `schedule` now on `agent` and waits until its job printed its first line. */
   const runNow = async (agent: string, schedule: string) => {
     const { runId } = await c.cliJson<{ runId: string }>(["run", agent, schedule])
-    await waitFor("the job to print", async () => (await lines(c.db, runId)).length > 0 || undefined, { timeoutMs: 20_000 })
+    await waitFor("the job to print", async () => (await lines(c.db, runId)).length > 0 || undefined, {
+      timeoutMs: 20_000
+    })
     return runId
   }
 
   const exitOf = (p: Proc) => p.exited
 
-  it("SIGHUP never stops bartoc: it reloads the log level, reports a config it cannot load, and keeps running", async () => {
-    const agent = await startAgent("hup")
-    const config = join(c.dir, "bartoc-hup.toml")
-    const original = readFileSync(config, "utf8")
-    expect(agent.stderr.some((l) => / DEBUG /.test(l))).toBe(false)
+  it(
+    "SIGHUP never stops bartoc: it reloads the log level, reports a config it cannot load, and keeps running",
+    async () => {
+      const agent = await startAgent("hup")
+      const config = join(c.dir, "bartoc-hup.toml")
+      const original = readFileSync(config, "utf8")
+      expect(agent.stderr.some((l) => / DEBUG /.test(l))).toBe(false)
 
-    writeFileSync(config, `verbose = 1\n${original}`)
-    agent.child.kill("SIGHUP")
-    await agent.waitForLine(/SIGHUP: log level now DEBUG/)
-    // The new level applies to fibers that were already running (the ticker's debug lines).
-    await agent.waitForLine(/DEBUG ticker: 'tick' occurrence/, 10_000)
+      writeFileSync(config, `verbose = 1\n${original}`)
+      agent.child.kill("SIGHUP")
+      await agent.waitForLine(/SIGHUP: log level now DEBUG/)
+      // The new level applies to fibers that were already running (the ticker's debug lines).
+      await agent.waitForLine(/DEBUG ticker: 'tick' occurrence/, 10_000)
 
-    writeFileSync(config, `verbose = "loud"\n${original}`)
-    agent.child.kill("SIGHUP")
-    await agent.waitForLine(/SIGHUP: configuration not reloaded: .*verbose/)
+      writeFileSync(config, `verbose = "loud"\n${original}`)
+      agent.child.kill("SIGHUP")
+      await agent.waitForLine(/SIGHUP: configuration not reloaded: .*verbose/)
 
-    const after = Date.now()
-    await waitFor("a run after the SIGHUPs", async () =>
-      (await runs(c.db, "hup", "tick")).some((r) => r.scheduled_at / 1000 > after && r.state === "succeeded") || undefined)
-    expect(isAlive(agent)).toBe(true)
-    writeFileSync(config, original)
-    expect((await agent.stop()).code).toBe(0)
-  }, 90_000)
+      const after = Date.now()
+      await waitFor(
+        "a run after the SIGHUPs",
+        async () =>
+          (await runs(c.db, "hup", "tick")).some((r) => r.scheduled_at / 1000 > after && r.state === "succeeded") ||
+          undefined
+      )
+      expect(isAlive(agent)).toBe(true)
+      writeFileSync(config, original)
+      expect((await agent.stop()).code).toBe(0)
+    },
+    90_000
+  )
 
-  it("SIGTERM (shutdown = wait): the running job finishes, its output and exit are stored; nothing new starts", async () => {
-    const agent = await startAgent("wait")
-    const runId = await runNow("wait", "slow")
-    const sigtermAt = Date.now()
-    agent.child.kill("SIGTERM")
-    await agent.waitForLine(/shutting down: waiting up to 1m for 1 running run/)
-    const exit = await exitOf(agent)
-    expect(exit.code).toBe(0)
-    // bartoc waited for the job (3 s), and delivered its end before closing the link.
-    expect(Date.now() - sigtermAt).toBeGreaterThan(1_500)
-    const row = await runState(runId)
-    expect(row).toMatchObject({ state: "succeeded", reason: null })
-    expect(Number(row!.exit_code)).toBe(0)
-    expect((await lines(c.db, runId)).map((l) => l.data)).toEqual(["start", "end"])
-    // The ticker stopped at SIGTERM: no per-second occurrence started while the job finished.
-    const ticks = (await runs(c.db, "wait", "tick")).filter((r) => r.scheduled_at / 1000 > sigtermAt + 1_000)
-    expect(ticks).toEqual([])
-  }, 90_000)
+  it(
+    "SIGTERM (shutdown = wait): the running job finishes, its output and exit are stored; nothing new starts",
+    async () => {
+      const agent = await startAgent("wait")
+      const runId = await runNow("wait", "slow")
+      const sigtermAt = Date.now()
+      agent.child.kill("SIGTERM")
+      await agent.waitForLine(/shutting down: waiting up to 1m for 1 running run/)
+      const exit = await exitOf(agent)
+      expect(exit.code).toBe(0)
+      // bartoc waited for the job (3 s), and delivered its end before closing the link.
+      expect(Date.now() - sigtermAt).toBeGreaterThan(1_500)
+      const row = await runState(runId)
+      expect(row).toMatchObject({ state: "succeeded", reason: null })
+      expect(Number(row!.exit_code)).toBe(0)
+      expect((await lines(c.db, runId)).map((l) => l.data)).toEqual(["start", "end"])
+      // The ticker stopped at SIGTERM: no per-second occurrence started while the job finished.
+      const ticks = (await runs(c.db, "wait", "tick")).filter((r) => r.scheduled_at / 1000 > sigtermAt + 1_000)
+      expect(ticks).toEqual([])
+    },
+    90_000
+  )
 
   it("SIGTERM with shutdown = terminate: the job is stopped at once and recorded interrupted (shutdown)", async () => {
     const agent = await startAgent("term", { runner: { shutdown: "terminate" } })
@@ -118,15 +132,19 @@ describe.each(dbKinds())("bartoc signals on %s", (kind) => {
     expect((await lines(c.db, runId)).map((l) => l.data)).toEqual(["start"])
   }, 90_000)
 
-  it("SIGTERM with shutdown = wait past shutdown_grace_secs: the job is then stopped and recorded interrupted (shutdown)", async () => {
-    const agent = await startAgent("grace", { runner: { shutdown_grace_secs: 1 } })
-    const runId = await runNow("grace", "forever")
-    agent.child.kill("SIGTERM")
-    await agent.waitForLine(/shutting down: waiting up to 1s/)
-    await agent.waitForLine(/shutting down: stopping 1 run\(s\) still running/, 10_000)
-    expect((await exitOf(agent)).code).toBe(0)
-    expect(await runState(runId)).toMatchObject({ state: "interrupted", reason: "shutdown", exit_signal: "SIGTERM" })
-  }, 90_000)
+  it(
+    "SIGTERM with shutdown = wait past shutdown_grace_secs: the job is then stopped and recorded interrupted (shutdown)",
+    async () => {
+      const agent = await startAgent("grace", { runner: { shutdown_grace_secs: 1 } })
+      const runId = await runNow("grace", "forever")
+      agent.child.kill("SIGTERM")
+      await agent.waitForLine(/shutting down: waiting up to 1s/)
+      await agent.waitForLine(/shutting down: stopping 1 run\(s\) still running/, 10_000)
+      expect((await exitOf(agent)).code).toBe(0)
+      expect(await runState(runId)).toMatchObject({ state: "interrupted", reason: "shutdown", exit_signal: "SIGTERM" })
+    },
+    90_000
+  )
 
   it("a second SIGTERM while waiting stops the running jobs at once", async () => {
     const agent = await startAgent("twice")

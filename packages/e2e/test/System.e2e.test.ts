@@ -155,7 +155,12 @@ for (const kind of dbKinds()) {
         ])
         // one sequence across both streams, and each line tied to the command that printed it
         expect(out.map((l) => Number(l.line_seq))).toEqual([...out.keys()].map((i) => out[0]!.line_seq + i))
-        expect(out.map((l) => l.cmd_uuid)).toEqual([cmds[0]!.cmd_uuid, cmds[0]!.cmd_uuid, cmds[0]!.cmd_uuid, cmds[1]!.cmd_uuid])
+        expect(out.map((l) => l.cmd_uuid)).toEqual([
+          cmds[0]!.cmd_uuid,
+          cmds[0]!.cmd_uuid,
+          cmds[0]!.cmd_uuid,
+          cmds[1]!.cmd_uuid
+        ])
       }
       // consecutive occurrences, none collapsed or doubled
       const [first, second] = done.tick
@@ -167,7 +172,10 @@ for (const kind of dbKinds()) {
         expect(r.scheduled_at % 2_000_000).toBe(1_000_000)
         const cmds = await commands(r.run_id)
         expect(cmds.map((x) => [x.command, x.exit_code])).toEqual([[schedules.a![1]!.cmds[0], 0], ["exit 3", 3]])
-        expect((await lines(r.run_id)).map((l) => [l.stream, l.data])).toEqual([["stdout", "about to fail"], ["stderr", "oops"]])
+        expect((await lines(r.run_id)).map((l) => [l.stream, l.data])).toEqual([["stdout", "about to fail"], [
+          "stderr",
+          "oops"
+        ]])
       }
     })
 
@@ -186,10 +194,12 @@ for (const kind of dbKinds()) {
           c.cli(["failed"]),
           c.cliJson<Array<{ agent: string; lines: Array<Record<string, unknown>> }>>(["cmd", "fail3"]),
           c.cliJson<Array<{ name: string; ip: string; info: Record<string, string> | null }>>(["clients"]),
-          c.cliJson<Array<{ agent: string; name: string; nextAt: string | null; paused: boolean; connected: boolean }>>([
-            "schedules",
-            "a"
-          ]),
+          c.cliJson<Array<{ agent: string; name: string; nextAt: string | null; paused: boolean; connected: boolean }>>(
+            [
+              "schedules",
+              "a"
+            ]
+          ),
           c.cliJson<Record<string, unknown>>(["info"]),
           c.cliJson<{ columns: Array<string>; rows: Array<Array<string | null>> }>([
             "query",
@@ -232,7 +242,13 @@ for (const kind of dbKinds()) {
       expect(cmdJson.map((g) => g.agent)).toEqual(["a"])
       const cmdLines = cmdJson[0]!.lines.filter((l) => l.runId === fail[0]!.run_id)
       expect(cmdLines).toEqual([
-        expect.objectContaining({ data: "about to fail", stream: "stdout", schedule: "fail3", runState: "failed", exitCode: 3 }),
+        expect.objectContaining({
+          data: "about to fail",
+          stream: "stdout",
+          schedule: "fail3",
+          runState: "failed",
+          exitCode: 3
+        }),
         expect.objectContaining({ data: "oops", stream: "stderr", schedule: "fail3", runState: "failed", exitCode: 3 })
       ])
 
@@ -241,7 +257,9 @@ for (const kind of dbKinds()) {
       expect(clients[0]!.ip).toBe("127.0.0.1")
       expect(clients[0]!.info).toMatchObject({ hostname: hostname(), kernel: release() })
       expect(clients[0]!.info!.osName.length).toBeGreaterThan(0)
-      const agentRow = await c.db.all<{ os_name: string; kernel: string }>(`SELECT os_name, kernel FROM agents WHERE name = 'a'`)
+      const agentRow = await c.db.all<{ os_name: string; kernel: string }>(
+        `SELECT os_name, kernel FROM agents WHERE name = 'a'`
+      )
       expect(agentRow).toEqual([{ os_name: clients[0]!.info!.osName, kernel: release() }])
 
       // schedules: next fire times on the grid, in the future
@@ -297,8 +315,11 @@ for (const kind of dbKinds()) {
     })
 
     it("a schedule with timeout = 1 running sleep 30 ends timed_out, its process group killed", async () => {
-      const run = await waitFor("a finished run of the slow schedule", async () =>
-        (await runs("slow")).find((r) => r.finished_at !== null), { timeoutMs: 30_000 })
+      const run = await waitFor(
+        "a finished run of the slow schedule",
+        async () => (await runs("slow")).find((r) => r.finished_at !== null),
+        { timeoutMs: 30_000 }
+      )
       expect(run.state).toBe("timed_out")
       expect(run.scheduled_at % 5_000_000).toBe(0)
       // killed after its second, not after 30
@@ -322,21 +343,30 @@ for (const kind of dbKinds()) {
       expect(paused.stdout).toContain("a beat: paused")
       expect(await c.db.all(`SELECT agent, schedule FROM paused_schedules`)).toEqual([{ agent: "a", schedule: "beat" }])
       // the agent got the table with beat paused: from the next whole second on, nothing may start
-      await waitFor("the agent to receive the paused table", () =>
-        [...versions()].some((v) => !before.has(v)) || undefined, { timeoutMs: 30_000 })
+      await waitFor(
+        "the agent to receive the paused table",
+        () => [...versions()].some((v) => !before.has(v)) || undefined,
+        { timeoutMs: 30_000 }
+      )
       const cutoff = (Math.floor(Date.now() / 1000) + 2) * 1_000_000
 
       // a few periods of beat (1 s), measured by tick (2 s) which keeps running
-      await waitFor("three tick periods after the pause", async () =>
-        (await runs("tick", `scheduled_at > ${cutoff + 4_000_000}`)).length > 0 || undefined, { timeoutMs: 20_000 })
+      await waitFor(
+        "three tick periods after the pause",
+        async () => (await runs("tick", `scheduled_at > ${cutoff + 4_000_000}`)).length > 0 || undefined,
+        { timeoutMs: 20_000 }
+      )
       expect(await runs("beat", `scheduled_at >= ${cutoff}`)).toEqual([])
 
       const resumed = await c.cli(["resume", "a", "beat"])
       expect(resumed.code, resumed.stderr).toBe(0)
       expect(resumed.stdout).toContain("a beat: active")
       expect(await c.db.all(`SELECT agent, schedule FROM paused_schedules`)).toEqual([])
-      const back = await waitFor("beat to run again", async () =>
-        (await runs("beat", `scheduled_at >= ${cutoff}`)).find((r) => r.state === "succeeded"), { timeoutMs: 20_000 })
+      const back = await waitFor(
+        "beat to run again",
+        async () => (await runs("beat", `scheduled_at >= ${cutoff}`)).find((r) => r.state === "succeeded"),
+        { timeoutMs: 20_000 }
+      )
       expect(back.scheduled_at % 1_000_000).toBe(0)
     })
   })

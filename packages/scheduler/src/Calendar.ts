@@ -377,7 +377,9 @@ const parseInternal = (input: string, options: ParseOptions): Calendar | Calenda
   let tz = "UTC"
   if (options.defaultTz !== undefined) {
     const z = canonicalZone(options.defaultTz)
-    if (z === undefined) return fail(ctx, "timezone", options.defaultTz, input.length, "unknown IANA time zone (default)")
+    if (z === undefined) {
+      return fail(ctx, "timezone", options.defaultTz, input.length, "unknown IANA time zone (default)")
+    }
     tz = z
   }
   // A trailing token shaped like a zone name is the zone. No other token kind starts with a
@@ -403,7 +405,13 @@ const parseInternal = (input: string, options: ParseOptions): Calendar | Calenda
     }
   }
   if (tokens.length > 3) {
-    return fail(ctx, "expression", tokens[3]!.text, tokens[3]!.pos, "too many tokens; expected [WEEKDAYS] [DATE] [TIME] [ZONE]")
+    return fail(
+      ctx,
+      "expression",
+      tokens[3]!.text,
+      tokens[3]!.pos,
+      "too many tokens; expected [WEEKDAYS] [DATE] [TIME] [ZONE]"
+    )
   }
 
   let dowTok: { text: string; pos: number } | undefined
@@ -430,7 +438,13 @@ const parseInternal = (input: string, options: ParseOptions): Calendar | Calenda
     else if (isWeekdayToken(t.text)) {
       if (DAY_LOOKUP.has(t.text.split(/[.,]/)[0]!.toLowerCase())) dowTok = t
       else {
-        return fail(ctx, "expression", t.text, t.pos, "not a shortcut (minutely, hourly, daily, weekly, monthly, quarterly, semiannually, yearly) nor a weekday")
+        return fail(
+          ctx,
+          "expression",
+          t.text,
+          t.pos,
+          "not a shortcut (minutely, hourly, daily, weekly, monthly, quarterly, semiannually, yearly) nor a weekday"
+        )
       }
     } else if (isDateToken(t.text) && t.text !== "*") dateTok = t
     else return fail(ctx, "time", t.text, t.pos, "expected HH:MM or HH:MM:SS")

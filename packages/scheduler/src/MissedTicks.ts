@@ -85,10 +85,16 @@ const missedOf = (
   count: number,
   max: number
 ): Pick<Plan, "missed" | "missedRange" | "missedTotal"> => {
-  if (count <= 0 || from === undefined || to === undefined) return { missed: [], missedRange: undefined, missedTotal: 0 }
+  if (count <= 0 || from === undefined || to === undefined) {
+    return { missed: [], missedRange: undefined, missedTotal: 0 }
+  }
   if (count > max) return { missed: [], missedRange: { from, to, count }, missedTotal: count }
   const missed: Array<number> = []
-  for (let o: number | undefined = from; o !== undefined && o <= to && missed.length < count; o = Calendar.next(cal, o)) {
+  for (
+    let o: number | undefined = from;
+    o !== undefined && o <= to && missed.length < count;
+    o = Calendar.next(cal, o)
+  ) {
     missed.push(o)
   }
   return { missed, missedRange: undefined, missedTotal: missed.length }
@@ -128,7 +134,11 @@ export const plan = (cal: Calendar.Calendar, options: PlanOptions): Plan => {
     case "Burst": {
       const caught: Array<PlannedRun> = []
       let o = first
-      for (; o !== undefined && o < onTimeFrom && caught.length < Math.min(limit, gapTotal); o = Calendar.next(cal, o)) {
+      for (
+        ;
+        o !== undefined && o < onTimeFrom && caught.length < Math.min(limit, gapTotal);
+        o = Calendar.next(cal, o)
+      ) {
         caught.push({ at: o, trigger: "catch_up" })
       }
       return {
@@ -181,11 +191,15 @@ export const ledgerProblems = (cal: Calendar.Calendar, entries: ReadonlyArray<Le
   let last = Number.NEGATIVE_INFINITY
   for (const e of entries) {
     const instants: Array<number> = []
-    for (let o = Calendar.next(cal, e.from - 1); o !== undefined && o <= e.to; o = Calendar.next(cal, o)) instants.push(o)
+    for (let o = Calendar.next(cal, e.from - 1); o !== undefined && o <= e.to; o = Calendar.next(cal, o)) {
+      instants.push(o)
+    }
     if (instants[0] !== e.from || instants[instants.length - 1] !== e.to) {
       problems.push(`${e.label}: ${iso(e.from)}..${iso(e.to)} is not a span of occurrences`)
     }
-    if (instants.length !== e.count) problems.push(`${e.label}: counts ${e.count} occurrences, its span holds ${instants.length}`)
+    if (instants.length !== e.count) {
+      problems.push(`${e.label}: counts ${e.count} occurrences, its span holds ${instants.length}`)
+    }
     for (const o of instants) holders.set(o, [...(holders.get(o) ?? []), e.label])
     first = Math.min(first, e.from)
     last = Math.max(last, e.to)

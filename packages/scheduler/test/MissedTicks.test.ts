@@ -32,7 +32,10 @@ describe("MissedTicks.plan: table", () => {
 
   it("Burst: every gap occurrence runs, oldest first, then the on-time one", () => {
     const p = MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, lastRun, now })
-    assert.deepStrictEqual(p.run, [...gap.map((at) => ({ at, trigger: "catch_up" as const })), { at: due, trigger: "schedule" }])
+    assert.deepStrictEqual(p.run, [...gap.map((at) => ({ at, trigger: "catch_up" as const })), {
+      at: due,
+      trigger: "schedule"
+    }])
     assert.deepStrictEqual(p.missed, [])
     assert.strictEqual(p.missedTotal, 0)
     assert.strictEqual(p.watermark, now)
@@ -40,7 +43,10 @@ describe("MissedTicks.plan: table", () => {
 
   it("Burst: catch-up limited to the oldest catchUpLimit, the rest missed", () => {
     const p = MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 2, lastRun, now })
-    assert.deepStrictEqual(p.run.map((r) => [r.at, r.trigger]), [[gap[0], "catch_up"], [gap[1], "catch_up"], [due, "schedule"]])
+    assert.deepStrictEqual(p.run.map((r) => [r.at, r.trigger]), [[gap[0], "catch_up"], [gap[1], "catch_up"], [
+      due,
+      "schedule"
+    ]])
     assert.deepStrictEqual(p.missed, gap.slice(2))
     assert.strictEqual(p.missedTotal, 2)
     const none = MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 0, lastRun, now })
@@ -65,7 +71,12 @@ describe("MissedTicks.plan: table", () => {
     const p = MissedTicks.plan(hourly, { policy: "Skip", catchUpLimit: 10, lastRun, now })
     assert.deepStrictEqual(p.run, [{ at: due, trigger: "schedule" }])
     assert.deepStrictEqual(p.missed, gap)
-    const between = MissedTicks.plan(hourly, { policy: "Skip", catchUpLimit: 10, lastRun, now: t("2026-05-01T14:30:00") })
+    const between = MissedTicks.plan(hourly, {
+      policy: "Skip",
+      catchUpLimit: 10,
+      lastRun,
+      now: t("2026-05-01T14:30:00")
+    })
     assert.deepStrictEqual(between.run, [])
     assert.strictEqual(between.missedTotal, 4)
   })
@@ -77,7 +88,13 @@ describe("MissedTicks.plan: table", () => {
     const later = MissedTicks.plan(hourly, { policy: "Skip", catchUpLimit: 10, lastRun: last, now: due + 1500 })
     assert.deepStrictEqual(later.run, [])
     assert.deepStrictEqual(later.missed, [due])
-    const wide = MissedTicks.plan(hourly, { policy: "Skip", catchUpLimit: 10, lastRun: last, now: due + 1500, graceMs: 5000 })
+    const wide = MissedTicks.plan(hourly, {
+      policy: "Skip",
+      catchUpLimit: 10,
+      lastRun: last,
+      now: due + 1500,
+      graceMs: 5000
+    })
     assert.deepStrictEqual(wide.run, [{ at: due, trigger: "schedule" }])
   })
 
@@ -98,7 +115,10 @@ describe("MissedTicks.plan: table", () => {
   it("clock stepped backwards: nothing runs, the watermark stays", () => {
     const p = MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, lastRun: due, now: due - 3_600_000 })
     assert.deepStrictEqual(p, { run: [], missed: [], missedRange: undefined, missedTotal: 0, watermark: due })
-    assert.deepStrictEqual(MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, lastRun: due, now: due }).run, [])
+    assert.deepStrictEqual(
+      MissedTicks.plan(hourly, { policy: "Burst", catchUpLimit: 10, lastRun: due, now: due }).run,
+      []
+    )
   })
 
   it("huge gaps: beyond maxMissedRecorded the missed occurrences are one range standing for every one, fast", () => {
@@ -127,7 +147,11 @@ describe("MissedTicks.plan: table", () => {
     assert.isUndefined(listed.missedRange)
     const ranged = MissedTicks.plan(every, { policy: "Skip", catchUpLimit: 10, ...gap, maxMissedRecorded: 3598 })
     assert.deepStrictEqual(ranged.missed, [])
-    assert.deepStrictEqual(ranged.missedRange, { from: t("2026-01-01T00:00:01"), to: t("2026-01-01T00:59:59"), count: 3599 })
+    assert.deepStrictEqual(ranged.missedRange, {
+      from: t("2026-01-01T00:00:01"),
+      to: t("2026-01-01T00:59:59"),
+      count: 3599
+    })
     assert.strictEqual(ranged.missedTotal, 3599)
     // Delay between occurrences: the newest gap occurrence runs, the range ends just before it.
     const delayed = MissedTicks.plan(every, {
@@ -139,7 +163,11 @@ describe("MissedTicks.plan: table", () => {
       maxMissedRecorded: 5
     })
     assert.deepStrictEqual(delayed.run, [{ at: t("2026-01-01T01:00:00"), trigger: "catch_up" }])
-    assert.deepStrictEqual(delayed.missedRange, { from: t("2026-01-01T00:00:01"), to: t("2026-01-01T00:59:59"), count: 3599 })
+    assert.deepStrictEqual(delayed.missedRange, {
+      from: t("2026-01-01T00:00:01"),
+      to: t("2026-01-01T00:59:59"),
+      count: 3599
+    })
     assert.isBelow(performance.now() - start, 1000)
   })
 
@@ -151,7 +179,10 @@ describe("MissedTicks.plan: table", () => {
 
   it("nextWake sleeps until the next occurrence after now and after lastRun", () => {
     assert.strictEqual(MissedTicks.nextWake(hourly, { now: t("2026-05-01T15:20:00") }), t("2026-05-01T16:00:00"))
-    assert.strictEqual(MissedTicks.nextWake(hourly, { now: t("2026-05-01T15:20:00"), lastRun: t("2026-05-01T18:00:00") }), t("2026-05-01T19:00:00"))
+    assert.strictEqual(
+      MissedTicks.nextWake(hourly, { now: t("2026-05-01T15:20:00"), lastRun: t("2026-05-01T18:00:00") }),
+      t("2026-05-01T19:00:00")
+    )
     assert.strictEqual(MissedTicks.nextWake(hourly, { now: due, lastRun: due }), t("2026-05-01T16:00:00"))
     assert.isUndefined(MissedTicks.nextWake(cal("2020-01-01"), { now: due }))
   })
@@ -169,7 +200,9 @@ describe("MissedTicks.ledgerProblems", () => {
   })
 
   it("names holes, doubles, and entries that are not spans of their count", () => {
-    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [one(1), one(3)]), [`${new Date(h(2)).toISOString()}: no row`])
+    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [one(1), one(3)]), [
+      `${new Date(h(2)).toISOString()}: no row`
+    ])
     assert.deepStrictEqual(
       MissedTicks.ledgerProblems(hourly, [one(1), { from: h(1), to: h(2), count: 2, label: "range" }]),
       [`${new Date(h(1)).toISOString()}: run 1 AND range`]
@@ -177,23 +210,28 @@ describe("MissedTicks.ledgerProblems", () => {
     assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [{ from: h(1), to: h(3), count: 2, label: "short" }]), [
       "short: counts 2 occurrences, its span holds 3"
     ])
-    assert.deepStrictEqual(MissedTicks.ledgerProblems(hourly, [{ from: h(1) + 1, to: h(1) + 1, count: 1, label: "odd" }]), [
-      `odd: ${new Date(h(1) + 1).toISOString()}..${new Date(h(1) + 1).toISOString()} is not a span of occurrences`,
-      "odd: counts 1 occurrences, its span holds 0"
-    ])
+    assert.deepStrictEqual(
+      MissedTicks.ledgerProblems(hourly, [{ from: h(1) + 1, to: h(1) + 1, count: 1, label: "odd" }]),
+      [
+        `odd: ${new Date(h(1) + 1).toISOString()}..${new Date(h(1) + 1).toISOString()} is not a span of occurrences`,
+        "odd: counts 1 occurrences, its span holds 0"
+      ]
+    )
   })
 })
 
 describe("MissedTicks.plan: properties", () => {
   const dense = ["*:*:*", "*:*:0/7"].map(cal)
-  const exprs = [...dense, "*:0/5:00", "hourly", "*-*-* 0/3:15:00", "Mon..Fri *-*-* 09:00", "daily Europe/Berlin"].map((e) =>
-    typeof e === "string" ? cal(e) : e
-  )
+  const exprs = [...dense, "*:0/5:00", "hourly", "*-*-* 0/3:15:00", "Mon..Fri *-*-* 09:00", "daily Europe/Berlin"].map((
+    e
+  ) => typeof e === "string" ? cal(e) : e)
   const arb = fc.record({
     c: fc.constantFrom(...exprs),
     policy: fc.constantFrom("Burst" as const, "Delay" as const, "Skip" as const),
     catchUpLimit: fc.integer({ min: 0, max: 12 }),
-    lastRun: fc.option(fc.integer({ min: t("2026-03-01T00:00:00"), max: t("2026-03-10T00:00:00") }), { nil: undefined }),
+    lastRun: fc.option(fc.integer({ min: t("2026-03-01T00:00:00"), max: t("2026-03-10T00:00:00") }), {
+      nil: undefined
+    }),
     span: fc.integer({ min: -7_200_000, max: 5 * 86_400_000 }),
     graceMs: fc.integer({ min: 0, max: 5000 }),
     maxMissedRecorded: fc.integer({ min: 0, max: 50 })
@@ -216,7 +254,9 @@ describe("MissedTicks.plan: properties", () => {
       assert.strictEqual(p.missedTotal, 0)
       return
     }
-    const onTime = occurrences(a.c, now - a.graceMs - 1, now).filter((o) => o >= now - a.graceMs && (a.lastRun === undefined || o > a.lastRun))
+    const onTime = occurrences(a.c, now - a.graceMs - 1, now).filter((o) =>
+      o >= now - a.graceMs && (a.lastRun === undefined || o > a.lastRun)
+    )
     // On-time occurrences always run with trigger "schedule".
     assert.deepStrictEqual(p.run.filter((r) => r.trigger === "schedule").map((r) => r.at), onTime)
     // Runs are ordered and distinct; the missed list is ordered, capped, disjoint from runs.

@@ -1,8 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
 import * as Calendar from "../src/Calendar.js"
+import {
+  cacheStats,
+  intlOffsetSeconds,
+  intlWallSeconds,
+  MAX_SPANS,
+  offsetSeconds,
+  wallSeconds
+} from "../src/internal/zone.js"
 import * as Zone from "../src/Zone.js"
-import { cacheStats, intlOffsetSeconds, intlWallSeconds, MAX_SPANS, offsetSeconds, wallSeconds } from "../src/internal/zone.js"
 
 const sec = (iso: string): number => Date.parse(iso) / 1000
 
@@ -11,12 +18,34 @@ const sec = (iso: string): number => Date.parse(iso) / 1000
 // restarted DST (Moscow, Sao Paulo, Tehran, Cairo), negative DST (Dublin), Ramadan breaks
 // (Casablanca, Gaza), a two-hour DST (Troll), Pyongyang's and Caracas' half-hour moves.
 const ZONES = [
-  "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Asia/Kolkata",
-  "America/St_Johns", "Europe/Moscow", "Asia/Pyongyang", "America/Caracas", "Africa/Casablanca",
-  "Asia/Gaza", "Antarctica/Troll", "Europe/Dublin", "Pacific/Kiritimati", "Pacific/Chatham",
-  "Australia/Eucla", "Asia/Kathmandu", "America/Sao_Paulo", "Asia/Tehran", "Africa/Cairo",
-  "Pacific/Norfolk", "America/Santiago", "Pacific/Fakaofo", "Asia/Dhaka", "Europe/Volgograd",
-  "America/Nuuk", "Asia/Tokyo", "UTC"
+  "Europe/Berlin",
+  "America/New_York",
+  "Australia/Lord_Howe",
+  "Pacific/Apia",
+  "Asia/Kolkata",
+  "America/St_Johns",
+  "Europe/Moscow",
+  "Asia/Pyongyang",
+  "America/Caracas",
+  "Africa/Casablanca",
+  "Asia/Gaza",
+  "Antarctica/Troll",
+  "Europe/Dublin",
+  "Pacific/Kiritimati",
+  "Pacific/Chatham",
+  "Australia/Eucla",
+  "Asia/Kathmandu",
+  "America/Sao_Paulo",
+  "Asia/Tehran",
+  "Africa/Cairo",
+  "Pacific/Norfolk",
+  "America/Santiago",
+  "Pacific/Fakaofo",
+  "Asia/Dhaka",
+  "Europe/Volgograd",
+  "America/Nuuk",
+  "Asia/Tokyo",
+  "UTC"
 ]
 
 /** Offset changes as the tz database records them: [zone, first UTC second of the new offset, offset before, after]. */
@@ -41,8 +70,16 @@ const TRANSITIONS: ReadonlyArray<readonly [string, string, number, number]> = [
 ]
 
 const agreeWithIntl = (zone: string, s: number): void => {
-  assert.strictEqual(offsetSeconds(zone, s), intlOffsetSeconds(zone, s), `${zone} offset at ${new Date(s * 1000).toISOString()}`)
-  assert.strictEqual(wallSeconds(zone, s), intlWallSeconds(zone, s), `${zone} wall at ${new Date(s * 1000).toISOString()}`)
+  assert.strictEqual(
+    offsetSeconds(zone, s),
+    intlOffsetSeconds(zone, s),
+    `${zone} offset at ${new Date(s * 1000).toISOString()}`
+  )
+  assert.strictEqual(
+    wallSeconds(zone, s),
+    intlWallSeconds(zone, s),
+    `${zone} wall at ${new Date(s * 1000).toISOString()}`
+  )
 }
 
 describe("zone offsets: the transition cache says what Intl says", () => {
@@ -56,24 +93,39 @@ describe("zone offsets: the transition cache says what Intl says", () => {
     }
   })
 
-  it.prop("random instants 1970–2100, many zones", [
-    fc.constantFrom(...ZONES),
-    fc.integer({ min: sec("1970-01-01T00:00:00Z"), max: sec("2100-12-31T23:59:59Z") })
-  ], ([zone, s]) => agreeWithIntl(zone, s), { fastCheck: { numRuns: 3000 } })
+  it.prop(
+    "random instants 1970–2100, many zones",
+    [
+      fc.constantFrom(...ZONES),
+      fc.integer({ min: sec("1970-01-01T00:00:00Z"), max: sec("2100-12-31T23:59:59Z") })
+    ],
+    ([zone, s]) => agreeWithIntl(zone, s),
+    { fastCheck: { numRuns: 3000 } }
+  )
 
-  it.prop("around known transitions: seconds and days either side", [
-    fc.constantFrom(...TRANSITIONS),
-    fc.oneof(fc.integer({ min: -3, max: 3 }), fc.integer({ min: -2 * 86_400, max: 2 * 86_400 }))
-  ], ([[zone, at], d]) => agreeWithIntl(zone, sec(at) + d), { fastCheck: { numRuns: 1000 } })
+  it.prop(
+    "around known transitions: seconds and days either side",
+    [
+      fc.constantFrom(...TRANSITIONS),
+      fc.oneof(fc.integer({ min: -3, max: 3 }), fc.integer({ min: -2 * 86_400, max: 2 * 86_400 }))
+    ],
+    ([[zone, at], d]) => agreeWithIntl(zone, sec(at) + d),
+    { fastCheck: { numRuns: 1000 } }
+  )
 
-  it.prop("before 1970 and far-future years (rules extrapolated by ICU)", [
-    fc.constantFrom(...ZONES),
-    fc.oneof(
-      fc.integer({ min: sec("1850-01-01T00:00:00Z"), max: sec("1970-01-01T00:00:00Z") }),
-      fc.integer({ min: sec("2100-01-01T00:00:00Z"), max: sec("3000-01-01T00:00:00Z") }),
-      fc.integer({ min: sec("9000-01-01T00:00:00Z"), max: 8_639_999_999_999 })
-    )
-  ], ([zone, s]) => agreeWithIntl(zone, s), { fastCheck: { numRuns: 500 } })
+  it.prop(
+    "before 1970 and far-future years (rules extrapolated by ICU)",
+    [
+      fc.constantFrom(...ZONES),
+      fc.oneof(
+        fc.integer({ min: sec("1850-01-01T00:00:00Z"), max: sec("1970-01-01T00:00:00Z") }),
+        fc.integer({ min: sec("2100-01-01T00:00:00Z"), max: sec("3000-01-01T00:00:00Z") }),
+        fc.integer({ min: sec("9000-01-01T00:00:00Z"), max: 8_639_999_999_999 })
+      )
+    ],
+    ([zone, s]) => agreeWithIntl(zone, s),
+    { fastCheck: { numRuns: 500 } }
+  )
 
   it("fractions of a second are dropped, as the wall clock shows them", () => {
     const t = sec("2026-10-25T00:59:59Z")
@@ -95,7 +147,10 @@ describe("zone offsets: the transition cache says what Intl says", () => {
     assert.strictEqual(Zone.offsetSeconds("Europe/Berlin", t), 7200)
     assert.strictEqual(Zone.wallSeconds("Europe/Berlin", t - 1), t - 1 + 3600)
     assert.strictEqual(Zone.formatRfc3339(t, "Europe/Berlin"), "2026-03-29T03:00:00+02:00")
-    assert.strictEqual(Zone.formatRfc3339(sec("2026-04-04T15:00:00Z"), "Australia/Lord_Howe"), "2026-04-05T01:30:00+10:30")
+    assert.strictEqual(
+      Zone.formatRfc3339(sec("2026-04-04T15:00:00Z"), "Australia/Lord_Howe"),
+      "2026-04-05T01:30:00+10:30"
+    )
   })
 })
 
@@ -113,8 +168,10 @@ describe("zone cache memory is bounded", () => {
 
   it("10,000 schedules in four zones share a few spans per zone, however often they are evaluated", () => {
     const zones = ["Europe/Paris", "America/Chicago", "Asia/Shanghai", "Australia/Sydney"]
-    const cals = Array.from({ length: 10_000 }, (_, i) =>
-      Either.getOrThrow(Calendar.parse(`*-*-* ${i % 24}:${i % 60}:${(i * 7) % 60} ${zones[i % zones.length]}`))
+    const cals = Array.from(
+      { length: 10_000 },
+      (_, i) =>
+        Either.getOrThrow(Calendar.parse(`*-*-* ${i % 24}:${i % 60}:${(i * 7) % 60} ${zones[i % zones.length]}`))
     )
     const start = Date.parse("2026-01-01T00:00:00Z")
     const evaluate = () => {

@@ -18,16 +18,16 @@
  *
  * Event, incident change and queued deliveries are one transaction (internal/store/alerts.ts).
  */
-import { randomUUID } from "node:crypto"
+import type * as Config from "@barto/domain/Config"
+import * as Calendar from "@barto/scheduler/Calendar"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Either from "effect/Either"
-import type * as Config from "@barto/domain/Config"
-import * as Calendar from "@barto/scheduler/Calendar"
+import { randomUUID } from "node:crypto"
 import { Ingested } from "./Events.js"
 import { resolve, type Settings } from "./internal/alerts/policy.js"
 import { scheduleSeries } from "./internal/alerts/scheduleMetrics.js"
@@ -120,7 +120,9 @@ const term = (options: EvaluatorOptions) =>
         scheduled_at: iso(run.scheduledAt),
         started_at: iso(run.startedAt),
         finished_at: iso(run.finishedAt),
-        duration_secs: run.startedAt !== null && run.finishedAt !== null ? (run.finishedAt - run.startedAt) / 1e6 : null,
+        duration_secs: run.startedAt !== null && run.finishedAt !== null
+          ? (run.finishedAt - run.startedAt) / 1e6
+          : null,
         output
       }))
 
@@ -343,16 +345,21 @@ const term = (options: EvaluatorOptions) =>
           if (incident.notifiedAt === null || (incident.lastNoticeAt ?? 0) + interval * 1e6 > nowUs) continue
           const s = settingsFor(config, incident.agent, incident.schedule)
           if (s.to.length === 0) continue
-          const queued = yield* alerts.remind(incident, {
-            eventId: randomUUID(),
-            dedupeKey: `reminder:${incident.incidentId}#${incident.reminders + 1}`,
-            kind: incident.firstKind as NewEvent["kind"],
-            agent: incident.agent,
-            schedule: incident.schedule,
-            runId: null,
-            at: nowUs,
-            detail: { message: `incident open since ${iso(incident.openedAt)}, ${incident.badEvents} bad event(s)` }
-          }, s.to, nowUs).pipe(lock.withPermits(1))
+          const queued = yield* alerts.remind(
+            incident,
+            {
+              eventId: randomUUID(),
+              dedupeKey: `reminder:${incident.incidentId}#${incident.reminders + 1}`,
+              kind: incident.firstKind as NewEvent["kind"],
+              agent: incident.agent,
+              schedule: incident.schedule,
+              runId: null,
+              at: nowUs,
+              detail: { message: `incident open since ${iso(incident.openedAt)}, ${incident.badEvents} bad event(s)` }
+            },
+            s.to,
+            nowUs
+          ).pipe(lock.withPermits(1))
           if (queued > 0) yield* Queue.offer(wake, undefined)
         }
       })
@@ -375,7 +382,13 @@ const term = (options: EvaluatorOptions) =>
         const channel = config.notify[d.channel]
         const attempts = d.attempts + 1
         if (channel === undefined) {
-          yield* alerts.attemptFailed(d.deliveryId, attempts, `no [notify.${d.channel}] channel configured`, now, undefined)
+          yield* alerts.attemptFailed(
+            d.deliveryId,
+            attempts,
+            `no [notify.${d.channel}] channel configured`,
+            now,
+            undefined
+          )
           yield* metrics.add("bartos_alert_deliveries_total", 1, { channel: d.channel, result: "failed" })
           continue
         }
@@ -389,7 +402,10 @@ const term = (options: EvaluatorOptions) =>
           const giveUp = attempts >= channel.max_attempts
           const nextAt = giveUp ? undefined : after + Notify.backoffSecs(channel, attempts) * 1e6
           yield* alerts.attemptFailed(d.deliveryId, attempts, result.left.reason, after, nextAt)
-          yield* metrics.add("bartos_alert_deliveries_total", 1, { channel: d.channel, result: giveUp ? "failed" : "retry" })
+          yield* metrics.add("bartos_alert_deliveries_total", 1, {
+            channel: d.channel,
+            result: giveUp ? "failed" : "retry"
+          })
           yield* Effect.logWarning(
             `notification ${d.deliveryId} attempt ${attempts} failed: ${result.left.reason}` +
               (giveUp ? "; giving up (max_attempts)" : "")

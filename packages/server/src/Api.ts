@@ -8,6 +8,8 @@
  * or the `barto_session` cookie from `POST /v1/api/session` plus an `X-CSRF-Token` header on every
  * action. Instants are microseconds since the Unix epoch (UTC), as on the other links.
  */
+import * as Messages from "@barto/domain/Messages"
+import { ClientInfo, LineRow, Micros, RunRow } from "@barto/domain/Messages"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
@@ -17,8 +19,6 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
-import * as Messages from "@barto/domain/Messages"
-import { ClientInfo, LineRow, Micros, RunRow } from "@barto/domain/Messages"
 
 export const SESSION_COOKIE = "barto_session"
 export const CSRF_HEADER = "x-csrf-token"
@@ -27,17 +27,41 @@ export const CSRF_HEADER = "x-csrf-token"
 // Errors (Schema, with their HTTP status)
 // ---------------------------------------------------------------------------------------------
 
-export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", { message: Schema.String }, HttpApiSchema.annotations({ status: 400 })) {}
-export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { message: Schema.String }, HttpApiSchema.annotations({ status: 401 })) {}
-export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { message: Schema.String }, HttpApiSchema.annotations({ status: 403 })) {}
-export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { message: Schema.String }, HttpApiSchema.annotations({ status: 404 })) {}
+export class BadRequest extends Schema.TaggedError<BadRequest>()(
+  "BadRequest",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+export class Forbidden extends Schema.TaggedError<Forbidden>()(
+  "Forbidden",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 403 })
+) {}
+export class NotFound extends Schema.TaggedError<NotFound>()(
+  "NotFound",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
 /** The agent is not connected (run now). */
-export class Conflict extends Schema.TaggedError<Conflict>()("Conflict", { message: Schema.String }, HttpApiSchema.annotations({ status: 409 })) {}
+export class Conflict extends Schema.TaggedError<Conflict>()(
+  "Conflict",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {}
 export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooManyRequests", {
   message: Schema.String,
   retryAfterSecs: Schema.Int
 }, HttpApiSchema.annotations({ status: 429 })) {}
-export class ServerError extends Schema.TaggedError<ServerError>()("ServerError", { message: Schema.String }, HttpApiSchema.annotations({ status: 500 })) {}
+export class ServerError extends Schema.TaggedError<ServerError>()(
+  "ServerError",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 500 })
+) {}
 
 /** An invalid calendar expression, pointing at the offending text. */
 export class CalendarError extends Schema.TaggedError<CalendarError>()("CalendarError", {
@@ -211,8 +235,7 @@ export const PauseResult = Messages.PauseResponse.omit("_tag", "id")
 // Parameters
 // ---------------------------------------------------------------------------------------------
 
-const IntParam = (min: number, max: number) =>
-  Schema.NumberFromString.pipe(Schema.int(), Schema.between(min, max))
+const IntParam = (min: number, max: number) => Schema.NumberFromString.pipe(Schema.int(), Schema.between(min, max))
 
 export const RunsParams = Schema.Struct({
   agent: Schema.optional(Schema.String),
@@ -265,9 +288,17 @@ export class ReadGroup extends HttpApiGroup.make("read")
   .add(HttpApiEndpoint.get("info", "/info").addSuccess(InfoView))
   .add(
     HttpApiEndpoint.get("dashboard", "/dashboard")
-      .setUrlParams(Schema.Struct({ q: Schema.optional(Schema.String), limit: Schema.optionalWith(IntParam(1, 500), { default: () => 50 }) }))
+      .setUrlParams(
+        Schema.Struct({
+          q: Schema.optional(Schema.String),
+          limit: Schema.optionalWith(IntParam(1, 500), { default: () => 50 })
+        })
+      )
       .addSuccess(Dashboard)
-      .annotate(OpenApi.Description, "Everything the dashboard shows in one answer: agents, running runs, failures of the last 24 h, the first page of schedules.")
+      .annotate(
+        OpenApi.Description,
+        "Everything the dashboard shows in one answer: agents, running runs, failures of the last 24 h, the first page of schedules."
+      )
   )
   .add(HttpApiEndpoint.get("agents", "/agents").addSuccess(Schema.Array(AgentView)))
   .add(
@@ -332,7 +363,10 @@ export class ReadGroup extends HttpApiGroup.make("read")
       }))
       .addSuccess(CalendarPreview)
       .addError(CalendarError)
-      .annotate(OpenApi.Description, "Normalises an expression and lists its next occurrences (`zone`: the default zone when the expression names none).")
+      .annotate(
+        OpenApi.Description,
+        "Normalises an expression and lists its next occurrences (`zone`: the default zone when the expression names none)."
+      )
   )
   .add(HttpApiEndpoint.get("metrics", "/metrics").addSuccess(MetricsView))
   .add(
@@ -342,7 +376,10 @@ export class ReadGroup extends HttpApiGroup.make("read")
         incidents: Schema.Array(Messages.IncidentView),
         deliveries: Schema.Array(Messages.DeliveryView)
       }))
-      .annotate(OpenApi.Description, "Open alert incidents and the newest `limit` notification deliveries with their status (as `barto-cli alerts`).")
+      .annotate(
+        OpenApi.Description,
+        "Open alert incidents and the newest `limit` notification deliveries with their status (as `barto-cli alerts`)."
+      )
   )
   .addError(NotFound)
   .middleware(Authenticated)
@@ -375,7 +412,10 @@ export class ActionGroup extends HttpApiGroup.make("actions")
     HttpApiEndpoint.post("cleanup", "/cleanup")
       .setPayload(Schema.Struct({ before: Schema.optional(Micros), dryRun: Schema.Boolean }))
       .addSuccess(CleanupResult)
-      .annotate(OpenApi.Description, "Deletes (or with dryRun counts) runs finished before `before` (default: bartos' local midnight).")
+      .annotate(
+        OpenApi.Description,
+        "Deletes (or with dryRun counts) runs finished before `before` (default: bartos' local midnight)."
+      )
   )
   .middleware(Authenticated)
   .addError(Forbidden)
@@ -392,5 +432,8 @@ export class Api extends HttpApi.make("barto")
   .addError(BadRequest)
   .addError(ServerError)
   .annotate(OpenApi.Title, "bartos HTTP API")
-  .annotate(OpenApi.Description, "The API of bartos' web console, for scripts too. Instants are microseconds since the Unix epoch (UTC).")
+  .annotate(
+    OpenApi.Description,
+    "The API of bartos' web console, for scripts too. Instants are microseconds since the Unix epoch (UTC)."
+  )
 {}

@@ -11,15 +11,15 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { Ingested } from "./Events.js"
 import * as Follow from "./Follow.js"
+import * as AlertViews from "./internal/alerts/views.js"
+import { rowBytes } from "./internal/store/render.js"
 import * as Operations from "./Operations.js"
 import { fromStore, Refusal, refuse } from "./Operations.js"
 import { Registry } from "./Registry.js"
 import type { Schedules } from "./Schedules.js"
 import { ServerInfo } from "./ServerInfo.js"
-import { rowBytes } from "./internal/store/render.js"
 import { Store, type StoreError } from "./Store.js"
 import * as Updates from "./Updates.js"
-import * as AlertViews from "./internal/alerts/views.js"
 
 export interface HandlerContext {
   /** The CLI presented the admin key (checked by the session). */
@@ -117,7 +117,11 @@ const single = (
       case "AlertsRequest":
         return { _tag: "AlertsResponse", id, ...(yield* fromStore(AlertViews.alerts(store.alerts, request.limit))) }
       case "NotifyTestRequest":
-        return { _tag: "NotifyTestResponse", id, ...(yield* fromStore(AlertViews.notifyTest(store.alerts, request.channel))) }
+        return {
+          _tag: "NotifyTestResponse",
+          id,
+          ...(yield* fromStore(AlertViews.notifyTest(store.alerts, request.channel)))
+        }
       case "StatusRequest":
         return { _tag: "StatusResponse", id, ...(yield* Operations.status) }
       case "CleanupRequest":
@@ -212,7 +216,11 @@ interface Window<A> {
   readonly limit: number | undefined
 }
 
-type WindowRequest = { readonly since?: number | undefined; readonly until?: number | undefined; readonly limit?: number | undefined }
+type WindowRequest = {
+  readonly since?: number | undefined
+  readonly until?: number | undefined
+  readonly limit?: number | undefined
+}
 
 const windowOf = <A>(at: Window<A>["at"], key: Window<A>["key"]) => (r: WindowRequest): Window<A> => ({
   at,
@@ -276,29 +284,44 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
       Stream.mapError(s, (e) => new Refusal({ code: "internal", message: `database error: ${e.message}` }))
     switch (request._tag) {
       case "ListRequest":
-        return framed(windowed(storeStream(store.listLines(request.agent, request.cmd)), lineWindow(request)), lineBytes, cap, (lines, last, cut) => ({
-          _tag: "LinesResponse",
-          id,
-          lines,
-          ...partFlags(last, cut)
-        }))
+        return framed(
+          windowed(storeStream(store.listLines(request.agent, request.cmd)), lineWindow(request)),
+          lineBytes,
+          cap,
+          (lines, last, cut) => ({
+            _tag: "LinesResponse",
+            id,
+            lines,
+            ...partFlags(last, cut)
+          })
+        )
       case "CmdRequest":
-        return framed(windowed(storeStream(store.cmdLines(request.cmd)), { ...lineWindow(request), per: (l) => l.agent }), lineBytes, cap, (lines, last, cut) => {
-          const byAgent: Array<{ agent: string; lines: Array<LineRow> }> = []
-          for (const line of lines) {
-            const group = byAgent[byAgent.length - 1]
-            if (group !== undefined && group.agent === line.agent) group.lines.push(line)
-            else byAgent.push({ agent: line.agent, lines: [line] })
+        return framed(
+          windowed(storeStream(store.cmdLines(request.cmd)), { ...lineWindow(request), per: (l) => l.agent }),
+          lineBytes,
+          cap,
+          (lines, last, cut) => {
+            const byAgent: Array<{ agent: string; lines: Array<LineRow> }> = []
+            for (const line of lines) {
+              const group = byAgent[byAgent.length - 1]
+              if (group !== undefined && group.agent === line.agent) group.lines.push(line)
+              else byAgent.push({ agent: line.agent, lines: [line] })
+            }
+            return { _tag: "CmdResponse", id, byAgent, ...partFlags(last, cut) }
           }
-          return { _tag: "CmdResponse", id, byAgent, ...partFlags(last, cut) }
-        })
+        )
       case "FailedRequest":
-        return framed(windowed(storeStream(store.failed()), failedWindow(request)), failedBytes, cap, (failed, last, cut) => ({
-          _tag: "FailedResponse",
-          id,
-          failed,
-          ...partFlags(last, cut)
-        }))
+        return framed(
+          windowed(storeStream(store.failed()), failedWindow(request)),
+          failedBytes,
+          cap,
+          (failed, last, cut) => ({
+            _tag: "FailedResponse",
+            id,
+            failed,
+            ...partFlags(last, cut)
+          })
+        )
       case "RunsRequest": {
         const runs = yield* Operations.runs({
           ...(request.runId !== undefined ? { runIdMatch: request.runId } : {}),

@@ -6,7 +6,8 @@
  * Requests run concurrently, so a `tail -f` does not block a second request on the same link.
  * Unlike the reference, a bad frame is answered (`ProtocolError`), never silently dropped.
  */
-import { timingSafeEqual } from "node:crypto"
+import { Codec } from "@barto/domain/Codec"
+import * as Messages from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -17,8 +18,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { Codec } from "@barto/domain/Codec"
-import * as Messages from "@barto/domain/Messages"
+import { timingSafeEqual } from "node:crypto"
 import type { WebSocket } from "ws"
 import * as CliHandler from "./CliHandler.js"
 import type { Ingested } from "./Events.js"
@@ -71,8 +71,7 @@ export const secretEquals = (given: string, expected: string): boolean => {
   return timingSafeEqual(a, b)
 }
 
-export const isLoopback = (ip: string): boolean =>
-  ip === "::1" || ip.startsWith("127.") || ip.startsWith("::ffff:127.")
+export const isLoopback = (ip: string): boolean => ip === "::1" || ip.startsWith("127.") || ip.startsWith("::ffff:127.")
 
 export const run = (
   ws: WebSocket,
@@ -190,15 +189,18 @@ const session = (
         Effect.gen(function*() {
           yield* metrics.add("bartos_frames_rejected_total", 1, { reason: "unexpected" })
           yield* Effect.logError("defect while handling a cli frame; closing the session", cause)
-          yield* send({ _tag: "ProtocolError", code: "unexpected", message: "internal error handling this frame" }).pipe(
-            Effect.catchAllDefect(() => Effect.void)
-          )
+          yield* send({ _tag: "ProtocolError", code: "unexpected", message: "internal error handling this frame" })
+            .pipe(
+              Effect.catchAllDefect(() => Effect.void)
+            )
           conn.close(1011, "internal error handling a frame")
           return onDefect
         }))
 
     // --- hello ---------------------------------------------------------------------------------
-    type HelloStep = { readonly _tag: "Hello"; readonly hello: typeof Messages.CliHello.Type } | { readonly _tag: "Again" } | {
+    type HelloStep = { readonly _tag: "Hello"; readonly hello: typeof Messages.CliHello.Type } | {
+      readonly _tag: "Again"
+    } | {
       readonly _tag: "Stop"
     }
     const helloFrame = (item: Extract<Socket.Inbound, { _tag: "Frame" }>): Effect.Effect<HelloStep> =>
@@ -227,12 +229,15 @@ const session = (
     const hello = yield* awaitHello.pipe(
       Effect.timeout(Duration.millis(options.helloTimeoutMs)),
       Effect.catchTag("TimeoutException", () =>
-        Effect.sync(() => conn.close(1008, `no CliHello within ${options.helloTimeoutMs / 1000} s`)).pipe(
+        Effect.sync(() =>
+          conn.close(1008, `no CliHello within ${options.helloTimeoutMs / 1000} s`)
+        ).pipe(
           Effect.as(Option.none())
-        )
-      )
+        ))
     )
-    if (Option.isNone(hello)) return
+    if (Option.isNone(hello)) {
+      return
+    }
     badInARow = 0
     if (hello.value.protocol !== Messages.PROTOCOL_VERSION) {
       const reason = `protocol version mismatch: server ${Messages.PROTOCOL_VERSION}, cli ${hello.value.protocol}`
@@ -262,7 +267,12 @@ const session = (
         Effect.catchAllCause((cause) =>
           Effect.logError(`request ${request._tag} #${request.id} failed`, cause).pipe(
             Effect.zipRight(
-              send({ _tag: "CliError", id: request.id, code: "internal", message: "internal error; see the server log" })
+              send({
+                _tag: "CliError",
+                id: request.id,
+                code: "internal",
+                message: "internal error; see the server log"
+              })
             )
           )
         ),

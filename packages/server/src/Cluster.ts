@@ -20,6 +20,7 @@
  *   the agents whose table changed, so a pause taken on one instance reaches an agent held by
  *   another within `heartbeatMs`.
  */
+import * as Messages from "@barto/domain/Messages"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
@@ -28,14 +29,13 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { createHash, randomUUID } from "node:crypto"
-import * as Messages from "@barto/domain/Messages"
+import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
+import * as ScheduleTable from "./internal/scheduleTable.js"
 import { groupCommit } from "./internal/sessionBatch.js"
 import * as Fence from "./internal/store/fence.js"
-import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as Leader from "./Leader.js"
 import * as Registry from "./Registry.js"
 import { Schedules } from "./Schedules.js"
-import * as ScheduleTable from "./internal/scheduleTable.js"
 import { Store } from "./Store.js"
 
 export interface ClusterOptions {
@@ -85,7 +85,11 @@ const sqlFailure = (what: string) => (e: SqlError) => Effect.logWarning(`cluster
  */
 export const layer = (
   options: ClusterOptions
-): Layer.Layer<Registry.Registry | AgentSessions | Leader.Leader | ClusterInternal, SqlError, SqlClient.SqlClient | Store> =>
+): Layer.Layer<
+  Registry.Registry | AgentSessions | Leader.Leader | ClusterInternal,
+  SqlError,
+  SqlClient.SqlClient | Store
+> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const store = yield* Store
@@ -173,7 +177,11 @@ export const layer = (
     const claim = (c: Registry.AgentConnection) => claimGrouped(c).pipe(Effect.retry({ times: 2 }))
 
     const release = (agent: string, sessionId: string) =>
-      sql.unsafe(`DELETE FROM agent_claims WHERE agent = ? AND session_id = ? AND instance_id = ?`, [agent, sessionId, me])
+      sql.unsafe(`DELETE FROM agent_claims WHERE agent = ? AND session_id = ? AND instance_id = ?`, [
+        agent,
+        sessionId,
+        me
+      ])
 
     const sessions: AgentSessionsShape = {
       ...local.sessions,
@@ -185,7 +193,10 @@ export const layer = (
             // The database is unreachable: the agent is served here; the heartbeat claims it
             // again once the database answers (and closes it if another instance won meanwhile).
             Effect.catchAll((e) =>
-              Effect.as(Effect.logError(`cluster: cannot claim '${handle.connection.agent}': ${e.message}`), Option.none())
+              Effect.as(
+                Effect.logError(`cluster: cannot claim '${handle.connection.agent}': ${e.message}`),
+                Option.none()
+              )
             )
           )
           if (Option.isNone(holder)) return registration
@@ -234,7 +245,9 @@ export const layer = (
             [id]
           )
           const row = rows[0]
-          if (row?.state === "done" && row.result !== null) return Schema.decodeUnknownSync(ResultJson)(row.result).delivered
+          if (row?.state === "done" && row.result !== null) {
+            return Schema.decodeUnknownSync(ResultJson)(row.result).delivered
+          }
         }
         // Withdrawn, so that an owner coming back late does not act on a stale request.
         yield* sql.unsafe(`UPDATE instance_commands SET state = 'expired' WHERE id = ? AND state = 'pending'`, [id])
@@ -351,7 +364,9 @@ export const layer = (
           const owner = yield* ownerOf(agent)
           if (owner === undefined) return false
           return ((yield* ask(owner, { _tag: "Send", agent, message })) ?? 0) > 0
-        }).pipe(Effect.catchAll((e) => Effect.as(sqlFailure(`cannot reach '${agent}' through its instance`)(e), false))),
+        }).pipe(
+          Effect.catchAll((e) => Effect.as(sqlFailure(`cannot reach '${agent}' through its instance`)(e), false))
+        ),
       broadcast: (message) =>
         Effect.gen(function*() {
           const here = yield* local.registry.broadcast(message)
@@ -417,10 +432,13 @@ export const layer = (
           s.agent,
           Number(s.heartbeat_at)
         ])
-        yield* sql.unsafe(`UPDATE agent_sessions SET disconnected_at = ? WHERE session_id = ? AND disconnected_at IS NULL`, [
-          Number(s.heartbeat_at),
-          s.session_id
-        ])
+        yield* sql.unsafe(
+          `UPDATE agent_sessions SET disconnected_at = ? WHERE session_id = ? AND disconnected_at IS NULL`,
+          [
+            Number(s.heartbeat_at),
+            s.session_id
+          ]
+        )
         yield* sql.unsafe(`DELETE FROM agent_claims WHERE agent = ? AND session_id = ?`, [s.agent, s.session_id])
         yield* Effect.logInfo(`cluster: '${s.agent}' was held by a dead instance and did not come back`)
       }
@@ -500,10 +518,17 @@ export const layerTableSync: Layer.Layer<never, never, ClusterInternal | Schedul
       const table = yield* schedules.all
       const hash = createHash("sha256")
       for (const agent of [...table.keys()].sort()) {
-        hash.update(`${agent}\u0000${ScheduleTable.version(table.get(agent)!.map((s) => new Messages.ScheduleSpec({ ...s, paused: false })))}\u0000`)
+        hash.update(
+          `${agent}\u0000${
+            ScheduleTable.version(table.get(agent)!.map((s) => new Messages.ScheduleSpec({ ...s, paused: false })))
+          }\u0000`
+        )
       }
       const version = hash.digest("hex").slice(0, 32)
-      yield* sql.unsafe(`UPDATE bartos_instances SET table_version = ? WHERE instance_id = ?`, [version, options.instanceId])
+      yield* sql.unsafe(`UPDATE bartos_instances SET table_version = ? WHERE instance_id = ?`, [
+        version,
+        options.instanceId
+      ])
     }).pipe(Effect.catchAll((e) => Effect.logWarning(`cluster: schedule sync failed: ${e.message}`)))
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(options.heartbeatMs), sync)))
   }))

@@ -2,11 +2,11 @@
  * In-process events. `Ingested` carries every record batch after its transaction committed, so
  * `tail -f` can follow a run live without polling the database.
  */
+import type { AgentRecord } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
-import type { AgentRecord } from "@barto/domain/Messages"
 
 export interface IngestedBatch {
   readonly agent: string

@@ -7,7 +7,7 @@
  * the Store), skipping the run it just showed. The fleet view is live only: it forwards what
  * `Ingested` publishes (lines of runs already running appear from the moment it subscribed).
  */
-import * as Messages from "@barto/domain/Messages"
+import type * as Messages from "@barto/domain/Messages"
 import type { LineRow, RunRow } from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -84,7 +84,8 @@ const followFleet = (agent: string | undefined): Stream.Stream<FollowPart, Refus
     const runOf = (runId: string) =>
       runs.has(runId)
         ? Effect.succeed(Option.some(runs.get(runId)!))
-        : Effect.tap(fromStore(store.getRun(runId)), (row) => Effect.sync(() => Option.map(row, (r) => runs.set(runId, r))))
+        : Effect.tap(fromStore(store.getRun(runId)), (row) =>
+          Effect.sync(() => Option.map(row, (r) => runs.set(runId, r))))
     const partsOf = (batch: IngestedBatch) =>
       Effect.gen(function*() {
         const parts: Array<FollowPart> = []

@@ -13,10 +13,8 @@
  * connection stays); above the cap `ws` itself closes the connection with 1009 before we can
  * look at it, so a peer cannot make bartos buffer unbounded frames.
  */
-import * as http from "node:http"
-import * as https from "node:https"
-import type * as net from "node:net"
-import type * as tls from "node:tls"
+import * as Envelope from "@barto/domain/Envelope"
+import { Micros } from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -25,16 +23,18 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Envelope from "@barto/domain/Envelope"
-import { Micros } from "@barto/domain/Messages"
-import { WebSocketServer, type WebSocket } from "ws"
+import * as http from "node:http"
+import * as https from "node:https"
+import type * as net from "node:net"
+import type * as tls from "node:tls"
+import { type WebSocket, WebSocketServer } from "ws"
 import * as CliSession from "./CliSession.js"
+import * as Forwarded from "./internal/forwarded.js"
+import { MAX_NAME_LENGTH, validName } from "./internal/scheduleTable.js"
 import { Metrics } from "./Metrics.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
 import * as Web from "./Web.js"
 import * as WorkerSession from "./WorkerSession.js"
-import * as Forwarded from "./internal/forwarded.js"
-import { MAX_NAME_LENGTH, validName } from "./internal/scheduleTable.js"
 
 export class HubError extends Data.TaggedError("HubError")<{ readonly message: string; readonly cause?: unknown }> {}
 
@@ -274,13 +274,19 @@ export const make = (options: Options) =>
         }
       }
       const ip = clientAddress(peerIp(socket), req.headers)
-      let nonces: { readonly agentNonce: Envelope.SessionNonce | undefined; readonly serverNonce: Envelope.SessionNonce } | undefined
+      let nonces: {
+        readonly agentNonce: Envelope.SessionNonce | undefined
+        readonly serverNonce: Envelope.SessionNonce
+      } | undefined
       if (link === "worker") {
         // Both sides' session nonces are bound into every sealed frame (see Envelope.ts). With a
         // key configured an agent must send one; without keys nothing is sealed and it is unused.
         const agentNonce = Envelope.parseSessionNonce(req.headers[Envelope.NONCE_HEADER])
         if (agentNonce === undefined && (options.hmacKey !== undefined || options.signingKey !== undefined)) {
-          return refuse(400, `bad request: missing or malformed ${Envelope.NONCE_HEADER} (32 hex digits); is bartoc older than bartos?`)
+          return refuse(
+            400,
+            `bad request: missing or malformed ${Envelope.NONCE_HEADER} (32 hex digits); is bartoc older than bartos?`
+          )
         }
         nonces = { agentNonce, serverNonce: Envelope.makeSessionNonce() }
         serverNonces.set(req, nonces.serverNonce)
@@ -289,7 +295,9 @@ export const make = (options: Options) =>
         if (nonces !== undefined) return workers.accept(ws, { agent: name, ip, ...nonces })
         fork(
           Deferred.await(ready).pipe(
-            Effect.flatMap((info) => Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info))
+            Effect.flatMap((info) =>
+              Effect.provideService(CliSession.run(ws, { name, ip }, cliOptions), ServerInfo, info)
+            )
           )
         )
       })
@@ -316,28 +324,35 @@ export const make = (options: Options) =>
     }
 
     /** Node callbacks must not throw (it would end the process): a defect is logged and answered 500. */
-    const guard = <Args extends Array<any>>(what: string, f: (...args: Args) => void, answer: (...args: Args) => void) =>
-    (...args: Args) => {
-      try {
-        f(...args)
-      } catch (cause) {
-        fork(Effect.logError(`defect while handling an HTTP ${what}`, cause))
+    const guard =
+      <Args extends Array<any>>(what: string, f: (...args: Args) => void, answer: (...args: Args) => void) =>
+      (...args: Args) => {
         try {
-          answer(...args)
-        } catch {
-          // Nothing more to say to this peer.
+          f(...args)
+        } catch (cause) {
+          fork(Effect.logError(`defect while handling an HTTP ${what}`, cause))
+          try {
+            answer(...args)
+          } catch {
+            // Nothing more to say to this peer.
+          }
         }
       }
-    }
 
     const servers: Array<{ server: http.Server; listener: Listener }> = []
     const start = (server: http.Server, scheme: "ws" | "wss", host: string, port: number) =>
       Effect.gen(function*() {
-        server.on("request", guard("request", onRequest, (_req, res) => {
-          if (!res.headersSent) res.writeHead(500)
-          res.end()
-        }))
-        server.on("upgrade", guard("upgrade", onUpgrade(scheme === "wss"), (_req, socket) => refuseUpgrade(socket, 500)))
+        server.on(
+          "request",
+          guard("request", onRequest, (_req, res) => {
+            if (!res.headersSent) res.writeHead(500)
+            res.end()
+          })
+        )
+        server.on(
+          "upgrade",
+          guard("upgrade", onUpgrade(scheme === "wss"), (_req, socket) => refuseUpgrade(socket, 500))
+        )
         server.on("clientError", (_err, socket) => socket.destroy())
         const bound = yield* listen(server, host, port)
         servers.push({ server, listener: { scheme, host, port: bound, url: `${scheme}://${urlHost(host)}:${bound}` } })

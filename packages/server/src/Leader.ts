@@ -73,8 +73,10 @@ const make = (instanceId: string, state: SubscriptionRef.SubscriptionRef<Option.
         Effect.zipRight(Effect.never)
       ),
     ifLeader: (effect) =>
-      Effect.flatMap(SubscriptionRef.get(state), (fence) =>
-        Option.isNone(fence) ? Effect.succeedNone : Effect.asSome(withFence(fence, effect)))
+      Effect.flatMap(
+        SubscriptionRef.get(state),
+        (fence) => Option.isNone(fence) ? Effect.succeedNone : Effect.asSome(withFence(fence, effect))
+      )
   }
 }
 
@@ -196,7 +198,9 @@ export const layerLease = (options: LeaseOptions): Layer.Layer<Leader, never, Sq
       )
       yield* renew
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(options.renewMs), renew)))
-      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Math.max(50, options.renewMs / 4)), watchdog)))
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.zipRight(Effect.sleep(Math.max(50, options.renewMs / 4)), watchdog))
+      )
       return make(options.instanceId, state)
     })
   )

@@ -6,8 +6,9 @@
  * Release runs in reverse: the hub first (stop accepting, close every socket with 1001, let an
  * ingest transaction in flight finish), then the schedule watchers, then the database.
  */
-import * as fs from "node:fs"
-import * as os from "node:os"
+import * as Codec from "@barto/domain/Codec"
+import * as Config from "@barto/domain/Config"
+import * as Envelope from "@barto/domain/Envelope"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -15,18 +16,17 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
-import * as Codec from "@barto/domain/Codec"
-import * as Config from "@barto/domain/Config"
-import * as Envelope from "@barto/domain/Envelope"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import * as Alerts from "./Alerts.js"
 import * as Cluster from "./Cluster.js"
 import * as Events from "./Events.js"
 import * as Hub from "./Hub.js"
+import * as SessionBatch from "./internal/sessionBatch.js"
 import * as Leader from "./Leader.js"
 import * as Metrics from "./Metrics.js"
 import * as Registry from "./Registry.js"
 import * as Retention from "./Retention.js"
-import * as SessionBatch from "./internal/sessionBatch.js"
 import * as Schedules from "./Schedules.js"
 import * as Store from "./Store.js"
 
@@ -168,7 +168,8 @@ export const layer = (options: StartOptions) =>
       const instanceId = config.cluster.instance_id ?? `${os.hostname()}:${config.actix.port}`
       if (clustered && config.cluster.heartbeat_secs * 2 > config.cluster.lease_secs) {
         return yield* new StartError({
-          message: `cluster.heartbeat_secs: expected at most half of cluster.lease_secs (${config.cluster.lease_secs}), ` +
+          message:
+            `cluster.heartbeat_secs: expected at most half of cluster.lease_secs (${config.cluster.lease_secs}), ` +
             `got ${config.cluster.heartbeat_secs}`
         })
       }
@@ -205,7 +206,8 @@ export const layer = (options: StartOptions) =>
         services,
         Registry.layer,
         Leader.layerSingle(instanceId),
-        options.overrides?.store ?? Layer.effect(Store.Store, Store.Store).pipe(Layer.provide(storeWithClientLayer(config)))
+        options.overrides?.store ??
+          Layer.effect(Store.Store, Store.Store).pipe(Layer.provide(storeWithClientLayer(config)))
       )
       return Layer.mergeAll(Hub.layer(hub), retention, alerts).pipe(
         Layer.provideMerge(schedules),
@@ -213,4 +215,3 @@ export const layer = (options: StartOptions) =>
       )
     })
   )
-

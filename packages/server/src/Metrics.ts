@@ -49,7 +49,8 @@ export const families = {
   },
   bartos_cli_dropped_total: { help: "CLI connections dropped by bartos, by reason", type: "counter" },
   bartos_schedule_last_success_timestamp_seconds: {
-    help: "Unix time the schedule last finished successfully, by agent and schedule (up to limits.metrics_max_schedules)",
+    help:
+      "Unix time the schedule last finished successfully, by agent and schedule (up to limits.metrics_max_schedules)",
     type: "gauge"
   },
   bartos_schedule_last_duration_seconds: {
@@ -67,7 +68,10 @@ export const families = {
   },
   bartos_agent_up: { help: "Whether a configured agent has a session (1) or not (0), by agent", type: "gauge" },
   bartos_alert_incidents_open: { help: "Alert incidents open now", type: "gauge" },
-  bartos_alert_deliveries: { help: "Notification deliveries in the queue, by state (pending, delivered, failed)", type: "gauge" },
+  bartos_alert_deliveries: {
+    help: "Notification deliveries in the queue, by state (pending, delivered, failed)",
+    type: "gauge"
+  },
   bartos_alert_events_total: { help: "Alert events recorded by this instance, by kind", type: "counter" },
   bartos_alert_deliveries_total: {
     help: "Notification delivery attempts by this instance, by channel and result (delivered, retry, failed)",
@@ -119,7 +123,8 @@ export const make = (): MetricsShape => {
   return {
     unsafeAdd,
     add: (name, by, labels) => Effect.sync(() => unsafeAdd(name, by, labels)),
-    replace: (name, series) => Effect.sync(() => void values.set(name, new Map(series.map(([l, v]) => [labelKey(l), v])))),
+    replace: (name, series) =>
+      Effect.sync(() => void values.set(name, new Map(series.map(([l, v]) => [labelKey(l), v])))),
     set: (name, value, labels) => Effect.sync(() => void seriesOf(name).set(labelKey(labels), value)),
     totals: Effect.sync(() => {
       const out = {} as Record<MetricName, number>

@@ -9,12 +9,12 @@
  * deduplicate by (delivery is at least once). A receiver rejects a bad signature and a timestamp
  * too far from its clock (replays).
  */
-import { spawn } from "node:child_process"
-import { createHmac, timingSafeEqual } from "node:crypto"
+import type * as Config from "@barto/domain/Config"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import type * as Config from "@barto/domain/Config"
+import { spawn } from "node:child_process"
+import { createHmac, timingSafeEqual } from "node:crypto"
 import nodemailer from "nodemailer"
 
 export class DeliveryFailed extends Data.TaggedError("DeliveryFailed")<{ readonly reason: string }> {
@@ -117,11 +117,16 @@ export const mailOf = (body: string): { readonly subject: string; readonly text:
     `at:        ${p.at ?? "-"}`,
     ...(p.incident ? [`incident:  ${p.incident.id} (${p.incident.state}, opened ${p.incident.opened_at})`] : []),
     ...(d.message ? ["", d.message] : []),
-    ...(d.output !== undefined && d.output.length > 0 ? ["", `Last ${d.output.length} output lines:`, ...d.output] : []),
+    ...(d.output !== undefined && d.output.length > 0
+      ? ["", `Last ${d.output.length} output lines:`, ...d.output]
+      : []),
     "",
     `event id: ${(p as { readonly id?: string }).id ?? "-"}`
   ]
-  return { subject: `[barto] ${p.reminder !== undefined ? "reminder: " : ""}${p.kind ?? "event"}: ${what}`, text: lines.join("\n") + "\n" }
+  return {
+    subject: `[barto] ${p.reminder !== undefined ? "reminder: " : ""}${p.kind ?? "event"}: ${what}`,
+    text: lines.join("\n") + "\n"
+  }
 }
 
 const email = (channel: Config.NotifyChannel, eventId: string, body: string) =>
@@ -134,7 +139,9 @@ const email = (channel: Config.NotifyChannel, eventId: string, body: string) =>
       requireTLS: channel.smtp_security === "starttls",
       ignoreTLS: channel.smtp_security === "none",
       ...(channel.username !== undefined
-        ? { auth: { user: channel.username, pass: channel.password === undefined ? "" : Redacted.value(channel.password) } }
+        ? {
+          auth: { user: channel.username, pass: channel.password === undefined ? "" : Redacted.value(channel.password) }
+        }
         : {}),
       connectionTimeout: timeoutMs,
       greetingTimeout: timeoutMs,
@@ -179,9 +186,11 @@ const command = (channel: Config.NotifyChannel, eventId: string, body: string) =
     child.on("error", (e) => finish(`${program}: ${e.message}`))
     child.on("close", (code, signal) =>
       finish(
-        code === 0 ? undefined : `${program}: ${signal !== null ? `killed by ${signal}` : `exit ${code}`}${
-          stderr.trim() === "" ? "" : `: ${stderr.trim().slice(0, 500)}`
-        }`
+        code === 0 ?
+          undefined :
+          `${program}: ${signal !== null ? `killed by ${signal}` : `exit ${code}`}${
+            stderr.trim() === "" ? "" : `: ${stderr.trim().slice(0, 500)}`
+          }`
       ))
     // A program that does not read its stdin gets EPIPE: that is its choice, not a failed delivery.
     child.stdin.on("error", () => {})

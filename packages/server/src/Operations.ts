@@ -5,10 +5,10 @@
  * fails with a `Refusal` (a code and a message for the operator); the front ends map the code to a
  * `CliError` or an HTTP status.
  */
-import * as Calendar from "@barto/scheduler/Calendar"
 import { isRunIdInput, MIN_RUN_ID_INPUT, newRunId, uuidv4 } from "@barto/domain/Ids"
 import * as Messages from "@barto/domain/Messages"
 import type { AgentRecord, LineRow, RunRow, RunState } from "@barto/domain/Messages"
+import * as Calendar from "@barto/scheduler/Calendar"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
@@ -21,7 +21,7 @@ import { Ingested, type IngestedBatch } from "./Events.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo } from "./ServerInfo.js"
-import { recentKey, Store, type RunsFilter, type StoreError } from "./Store.js"
+import { recentKey, type RunsFilter, Store, type StoreError } from "./Store.js"
 
 export type RefusalCode = typeof Messages.CliError.Type["code"]
 
@@ -297,7 +297,13 @@ type TailState =
    * Paging through the stored lines after `after`, a page per step (a follower far behind never
    * reads them all at once); `end`: the run is over, finish with the done part.
    */
-  | { readonly _tag: "Reading"; readonly run: RunRow; readonly after: number; readonly first: boolean; readonly end: boolean }
+  | {
+    readonly _tag: "Reading"
+    readonly run: RunRow
+    readonly after: number
+    readonly first: boolean
+    readonly end: boolean
+  }
   /** Live: lines come from Ingested batches. */
   | {
     readonly _tag: "Following"
@@ -473,7 +479,9 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
             }
             // On a tick the Store is read too: with several bartos the run's lines may be ingested
             // by another instance, whose batches never reach this one's `Ingested` (issue 18).
-            if (gap || tick) return Option.some([parts, { _tag: "Reading", run, after, first: false, end: false }] as const)
+            if (gap || tick) {
+              return Option.some([parts, { _tag: "Reading", run, after, first: false, end: false }] as const)
+            }
             return Option.some([parts, { _tag: "Following", run, after, exits }] as const)
           }
         }

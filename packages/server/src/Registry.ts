@@ -8,13 +8,18 @@
  * which left it running beside the new one); another instance claiming a name that is live is
  * refused (the session closes it with 4003), and the refusal is remembered for `clients`.
  */
+import { ClientRow } from "@barto/domain/Messages"
+import type { ClientInfo, DuplicateAttempts, Micros, ServerMessage } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { ClientRow } from "@barto/domain/Messages"
-import type { ClientInfo, DuplicateAttempts, Micros, ServerMessage } from "@barto/domain/Messages"
-import { AgentSessions, type AgentSessionsShape, type Registration, type WorkerHandle } from "./internal/agentSessions.js"
+import {
+  AgentSessions,
+  type AgentSessionsShape,
+  type Registration,
+  type WorkerHandle
+} from "./internal/agentSessions.js"
 
 export interface AgentConnection {
   readonly agent: string
@@ -89,7 +94,11 @@ export const make = (): { readonly registry: RegistryShape; readonly sessions: A
           const before = refused.get(agent)
           refused.delete(agent)
           if (refused.size >= MAX_REFUSED_NAMES) refused.delete(refused.keys().next().value!)
-          refused.set(agent, { count: (before?.count ?? 0) + 1, lastIp: handle.connection.ip, lastAt: handle.connection.connectedAt })
+          refused.set(agent, {
+            count: (before?.count ?? 0) + 1,
+            lastIp: handle.connection.ip,
+            lastAt: handle.connection.connectedAt
+          })
           return { _tag: "Refused", holder: connectionOf(previous) }
         }
         entries.set(agent, { handle, info: handle.connection.info })

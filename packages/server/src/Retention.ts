@@ -3,13 +3,13 @@
  * background fiber that lives as long as the layer's scope. A failing database never stops it:
  * the error is logged and the next interval tries again.
  */
+import { Micros } from "@barto/domain/Messages"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { Micros } from "@barto/domain/Messages"
 import { Leader } from "./Leader.js"
 import { Store } from "./Store.js"
 

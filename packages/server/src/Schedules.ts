@@ -7,8 +7,9 @@
  * have changed" and each one compares versions with what its agent last got, so a push never
  * races a session's own initial send (see `WorkerSession`).
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
+import { Micros, type ScheduleSpec } from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -20,9 +21,8 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as Config from "@barto/domain/Config"
-import * as Logging from "@barto/domain/Logging"
-import { Micros, type ScheduleSpec } from "@barto/domain/Messages"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { AgentSessions } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import type { ScheduleLoadError } from "./internal/scheduleTable.js"

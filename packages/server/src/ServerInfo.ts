@@ -1,6 +1,6 @@
 /** Static facts about the running bartos, for `info` and the CLI handler's limits. */
-import * as Context from "effect/Context"
 import type { Micros } from "@barto/domain/Messages"
+import * as Context from "effect/Context"
 
 export interface ServerInfoShape {
   readonly version: string

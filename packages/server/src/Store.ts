@@ -14,6 +14,7 @@
  * run are refused, never written. Output lines are also unique on (run_id, line_seq), a second
  * guard behind the offsets; a line that arrives again with other content is a logged conflict.
  */
+import type { AgentRecord, ClientInfo, FailedRow, LineRow, Micros, RunRow, RunState } from "@barto/domain/Messages"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -22,10 +23,9 @@ import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import type { AgentRecord, ClientInfo, FailedRow, LineRow, Micros, RunRow, RunState } from "@barto/domain/Messages"
-import type { QueryRefused, StoreError } from "./internal/store/errors.js"
 import type { AlertStoreShape } from "./internal/store/alerts.js"
 import { makeAlertStore } from "./internal/store/alerts.js"
+import type { QueryRefused, StoreError } from "./internal/store/errors.js"
 import { make } from "./internal/store/make.js"
 import { migrate } from "./internal/store/migrations.js"
 import * as Resources from "./internal/store/resources.js"

@@ -15,19 +15,15 @@
  * page has a strict Content-Security-Policy (scripts and styles from our origin only, nothing
  * inline) and its hashed assets are immutable for a year.
  */
-import * as fs from "node:fs"
-import type * as http from "node:http"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as IncomingMessage from "@effect/platform/HttpIncomingMessage"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as Calendar from "@barto/scheduler/Calendar"
 import * as Messages from "@barto/domain/Messages"
 import type { RunRow, RunState } from "@barto/domain/Messages"
+import * as Calendar from "@barto/scheduler/Calendar"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as IncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -37,8 +33,13 @@ import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as fs from "node:fs"
+import type * as http from "node:http"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Api from "./Api.js"
-import { Ingested } from "./Events.js"
+import type { Ingested } from "./Events.js"
+import * as AlertViews from "./internal/alerts/views.js"
 import * as Forwarded from "./internal/forwarded.js"
 import * as Auth from "./internal/web/auth.js"
 import { Metrics } from "./Metrics.js"
@@ -46,8 +47,7 @@ import * as Operations from "./Operations.js"
 import { Registry } from "./Registry.js"
 import { Schedules } from "./Schedules.js"
 import { ServerInfo, type ServerInfoShape } from "./ServerInfo.js"
-import { type RecentRuns, recentKey, Store } from "./Store.js"
-import * as AlertViews from "./internal/alerts/views.js"
+import { recentKey, type RecentRuns, Store } from "./Store.js"
 
 export interface Options {
   readonly apiKey: Redacted.Redacted<string> | undefined
@@ -157,7 +157,11 @@ const agentViews = Effect.gen(function*() {
   const connected = new Map((yield* registry.list).map((c) => [c.name, c]))
   const known = new Map((yield* Operations.fromStore(store.agents())).map((a) => [a.name, a]))
   const table = yield* schedules.all
-  const names = new Set([...connected.keys(), ...known.keys(), ...[...table].filter(([, s]) => s.length > 0).map(([a]) => a)])
+  const names = new Set([
+    ...connected.keys(),
+    ...known.keys(),
+    ...[...table].filter(([, s]) => s.length > 0).map(([a]) => a)
+  ])
   return [...names].sort().map((name): Api.AgentView => {
     const live = connected.get(name)
     const stored = known.get(name)
@@ -201,7 +205,9 @@ const schedulesPage = (params: {
     for (const agent of [...table.keys()].sort()) {
       if (params.agent !== undefined && agent !== params.agent) continue
       for (const spec of table.get(agent)!) {
-        if (needle !== "" && !agent.toLowerCase().includes(needle) && !spec.name.toLowerCase().includes(needle)) continue
+        if (needle !== "" && !agent.toLowerCase().includes(needle) && !spec.name.toLowerCase().includes(needle)) {
+          continue
+        }
         all.push([agent, spec])
       }
     }
@@ -317,7 +323,6 @@ const requireAdmin = Effect.gen(function*() {
   }
 })
 
-
 const isTls = (req: HttpServerRequest.HttpServerRequest) =>
   (req.source as { readonly socket?: { readonly encrypted?: boolean } }).socket?.encrypted === true
 
@@ -415,7 +420,9 @@ const makeApiHandler = (options: Options) =>
             if (role === undefined) {
               logins.failed(ip, nowMs)
               yield* Effect.logWarning(`console login from ${ip} refused: wrong or missing key`)
-              return yield* new Api.Unauthorized({ message: payload.key === undefined ? "a key is required" : "wrong key" })
+              return yield* new Api.Unauthorized({
+                message: payload.key === undefined ? "a key is required" : "wrong key"
+              })
             }
             const old = yield* currentSession
             if (old !== undefined) sessions.remove(old.id)
@@ -449,8 +456,7 @@ const makeApiHandler = (options: Options) =>
               return sessionView(undefined, undefined)
             }
             return sessionView(Option.getOrUndefined(yield* Effect.option(authenticate)), session)
-          }))
-    )
+          })))
 
     const ReadLive = HttpApiBuilder.group(Api.Api, "read", (handlers) =>
       handlers
@@ -475,14 +481,15 @@ const makeApiHandler = (options: Options) =>
           ))
         .handle("agent", ({ path }) =>
           Effect.gen(function*() {
-            const agent = (yield* agentViews).find((a) => a.name === path.agent)
+            const agent = (yield* agentViews).find((a) =>
+              a.name === path.agent
+            )
             if (agent === undefined) return yield* new Api.NotFound({ message: `unknown agent '${path.agent}'` })
             const page = yield* schedulesPage({ agent: path.agent, offset: 0, limit: 1000 })
             const runs = yield* Operations.runs({ agent: path.agent, limit: 50 })
             return { agent, schedules: page.items, runs }
           }).pipe(Effect.catchTag("Refusal", readFailure)))
-        .handle("schedules", ({ urlParams }) =>
-          schedulesPage(urlParams).pipe(Effect.catchTag("Refusal", readFailure)))
+        .handle("schedules", ({ urlParams }) => schedulesPage(urlParams).pipe(Effect.catchTag("Refusal", readFailure)))
         .handle("schedule", ({ path, urlParams }) =>
           Effect.gen(function*() {
             const schedule = yield* findSchedule(path.agent, path.schedule)
@@ -491,7 +498,11 @@ const makeApiHandler = (options: Options) =>
             const upcoming = Either.isRight(parsed)
               ? Calendar.upcoming(parsed.right, nowMs, 10).map((ms) => Messages.Micros.make(ms * 1000))
               : []
-            const history = yield* Operations.runs({ agent: path.agent, schedule: path.schedule, limit: urlParams.history })
+            const history = yield* Operations.runs({
+              agent: path.agent,
+              schedule: path.schedule,
+              limit: urlParams.history
+            })
             return { schedule, upcoming, history }
           }).pipe(Effect.catchTag("Refusal", readFailure)))
         .handle("runs", ({ urlParams }) =>
@@ -552,7 +563,10 @@ const makeApiHandler = (options: Options) =>
             if (urlParams.zone !== undefined && Either.isLeft(Calendar.parse(`*-*-* 00:00:00 ${urlParams.zone}`))) {
               return yield* new Api.BadRequest({ message: `unknown time zone '${urlParams.zone}'` })
             }
-            const parsed = Calendar.parse(urlParams.expr, urlParams.zone !== undefined ? { defaultTz: urlParams.zone } : {})
+            const parsed = Calendar.parse(
+              urlParams.expr,
+              urlParams.zone !== undefined ? { defaultTz: urlParams.zone } : {}
+            )
             if (Either.isLeft(parsed)) {
               const e = parsed.left
               return yield* new Api.CalendarError({
@@ -563,7 +577,9 @@ const makeApiHandler = (options: Options) =>
                 reason: e.reason
               })
             }
-            const from = urlParams.from !== undefined ? Math.floor(urlParams.from / 1000) : yield* Clock.currentTimeMillis
+            const from = urlParams.from !== undefined
+              ? Math.floor(urlParams.from / 1000)
+              : yield* Clock.currentTimeMillis
             return {
               expression: urlParams.expr,
               normalized: Calendar.print(parsed.right),
@@ -571,8 +587,7 @@ const makeApiHandler = (options: Options) =>
               next: Calendar.upcoming(parsed.right, from, urlParams.count).map((ms) => Messages.Micros.make(ms * 1000))
             }
           }))
-        .handle("metrics", () => totals)
-    )
+        .handle("metrics", () => totals))
 
     const ActionLive = HttpApiBuilder.group(Api.Api, "actions", (handlers) =>
       handlers
@@ -591,14 +606,16 @@ const makeApiHandler = (options: Options) =>
             Effect.zipRight(Operations.setPaused(path.agent, path.schedule, false)),
             Effect.catchTag("Refusal", fromRefusal)
           ))
-        .handle("cancel", ({ path }) =>
-          requireAdmin.pipe(Effect.zipRight(Operations.cancel(path.runId)), Effect.catchTag("Refusal", fromRefusal)))
+        .handle(
+          "cancel",
+          ({ path }) =>
+            requireAdmin.pipe(Effect.zipRight(Operations.cancel(path.runId)), Effect.catchTag("Refusal", fromRefusal))
+        )
         .handle("cleanup", ({ payload }) =>
           requireAdmin.pipe(
             Effect.zipRight(Operations.cleanup({ before: payload.before, dryRun: payload.dryRun })),
             Effect.catchTag("Refusal", fromRefusal)
-          ))
-    )
+          )))
 
     const ApiLive = HttpApiBuilder.api(Api.Api).pipe(
       Layer.provide([SessionLive, ReadLive, ActionLive]),
@@ -721,7 +738,11 @@ export const make = (options: Options): Effect.Effect<NodeHandler, never, Requir
         if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
           // Answered here, before the platform starts reading (it would reset the connection).
           const body = JSON.stringify({ _tag: "BadRequest", message: `request body over ${MAX_BODY_BYTES} bytes` })
-          res.writeHead(413, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), Connection: "close" })
+          res.writeHead(413, {
+            "Content-Type": "application/json",
+            "Content-Length": Buffer.byteLength(body),
+            Connection: "close"
+          })
           res.end(body)
           req.resume()
           return true

@@ -25,7 +25,9 @@
  * while handling a frame reaches `ws` (which would end the process): it is a counted
  * `ProtocolError` and a 1011 close of that connection.
  */
-import { randomUUID } from "node:crypto"
+import { Codec } from "@barto/domain/Codec"
+import * as Envelope from "@barto/domain/Envelope"
+import * as Messages from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -35,9 +37,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { Codec } from "@barto/domain/Codec"
-import * as Envelope from "@barto/domain/Envelope"
-import * as Messages from "@barto/domain/Messages"
+import { randomUUID } from "node:crypto"
 import type { RawData, WebSocket } from "ws"
 import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
@@ -74,7 +74,14 @@ export const defaults = {
   maxBadFrames: 20
 } as const
 
-export const CAPABILITIES: ReadonlyArray<string> = ["ack", "schedule-table", "run-now", "cancel", "hmac-in", "heartbeat"]
+export const CAPABILITIES: ReadonlyArray<string> = [
+  "ack",
+  "schedule-table",
+  "run-now",
+  "cancel",
+  "hmac-in",
+  "heartbeat"
+]
 
 /** Close codes of the worker link (4000-4999 is the application range of RFC 6455). */
 export const CloseCode = {
@@ -263,9 +270,11 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
      */
     const defect = (s: Session, where: string, cause: unknown) => {
       metrics.unsafeAdd("bartos_frames_rejected_total", 1, { reason: "unexpected" })
-      fork(Effect.logError(`defect while handling a frame (${where}); closing the session`, cause).pipe(
-        Effect.annotateLogs(s.annotations())
-      ))
+      fork(
+        Effect.logError(`defect while handling a frame (${where}); closing the session`, cause).pipe(
+          Effect.annotateLogs(s.annotations())
+        )
+      )
       try {
         sendNow(s, { _tag: "ProtocolError", code: "unexpected", message: "internal error handling this frame" })
       } catch {
@@ -327,7 +336,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       ws.on("message", s.listeners.message)
       ws.on("close", s.listeners.close)
       ws.on("error", ignoreError)
-      fork(Effect.logInfo(`worker connection from '${peer.agent} (${peer.ip})'`).pipe(Effect.annotateLogs(s.annotations())))
+      fork(
+        Effect.logInfo(`worker connection from '${peer.agent} (${peer.ip})'`).pipe(Effect.annotateLogs(s.annotations()))
+      )
       if (ws.readyState !== ws.OPEN) finish(s, { code: 1006, reason: "closed before the session started", ours: false })
     }
 
@@ -337,7 +348,12 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       if (s.ws.readyState !== s.ws.OPEN) return false
       const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
       // Sealed and written in one synchronous step, so frames leave in their counter's order.
-      const frame = Envelope.seal(sealOptions, codec.encode(Messages.ServerMessage, message), nowSecs, s.binding("server"))
+      const frame = Envelope.seal(
+        sealOptions,
+        codec.encode(Messages.ServerMessage, message),
+        nowSecs,
+        s.binding("server")
+      )
       s.sealed++
       s.ws.send(frame, { binary: true })
       metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
@@ -354,7 +370,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     const decode = (s: Session, frame: Frame): Either.Either<Messages.AgentToServer, BadFrame> => {
       metrics.unsafeAdd("bartos_frames_in_total", 1, LABELS)
-      if (!frame.binary) return Either.left({ code: "undecodable", message: "text frames are not accepted; send binary frames" })
+      if (!frame.binary) {
+        return Either.left({ code: "undecodable", message: "text frames are not accepted; send binary frames" })
+      }
       if (frame.data.byteLength > frameLimit) {
         return Either.left({
           code: "frame_too_large",
@@ -378,7 +396,10 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.opened++
         payload = opened.right
       }
-      return Either.mapLeft(codec.decode(Inbound.FromAgent, payload), (e): BadFrame => ({ code: e.code, message: e.message }))
+      return Either.mapLeft(
+        codec.decode(Inbound.FromAgent, payload),
+        (e): BadFrame => ({ code: e.code, message: e.message })
+      )
     }
 
     /** Answers a bad frame; closes with 1008 once the peer has sent too many in a row. */
@@ -440,12 +461,15 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           s.registered = true
           if (Option.isSome(registration.replaced)) {
             const older = registration.replaced.value
-            yield* Effect.logInfo(`replacing the older session ${older.connection.sessionId} of '${s.agent}' (same instance)`)
+            yield* Effect.logInfo(
+              `replacing the older session ${older.connection.sessionId} of '${s.agent}' (same instance)`
+            )
             yield* older.close(CloseCode.replaced, "replaced by a newer connection")
           }
-          yield* store.sessionStarted({ agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt }).pipe(
-            Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
-          )
+          yield* store.sessionStarted({ agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt })
+            .pipe(
+              Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
+            )
           // On a DB error the agent is told nothing is stored (-1): it keeps its records and
           // resends, and the idempotent ingest makes the resend harmless.
           s.acked = yield* store.ackedUpTo(s.agent, outboxId).pipe(
@@ -499,7 +523,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           yield* send(s, {
             _tag: "ProtocolError",
             code: "unexpected",
-            message: `refused ${refused.length} record(s) about runs or commands of another agent (first: seq ${first.seq}, ` +
+            message:
+              `refused ${refused.length} record(s) about runs or commands of another agent (first: seq ${first.seq}, ` +
               `run ${first.runId}): never stored`
           })
         }
@@ -509,9 +534,10 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           : new Set([...refused, ...lineConflicts].map((r) => r.seq))
         // What this call stored for the first time, for `tail -f` subscribers (seqs increase).
         let last = s.acked
-        const fresh = notStored === undefined && records[0] !== undefined && records[0].seq > last && isIncreasing(records)
-          ? records
-          : records.filter((r) => (r.seq > last && notStored?.has(r.seq) !== true ? ((last = r.seq), true) : false))
+        const fresh =
+          notStored === undefined && records[0] !== undefined && records[0].seq > last && isIncreasing(records)
+            ? records
+            : records.filter((r) => (r.seq > last && notStored?.has(r.seq) !== true ? ((last = r.seq), true) : false))
         s.acked = Math.max(s.acked, upTo)
         yield* send(s, { _tag: "Ack", upTo })
         metrics.unsafeAdd("bartos_acks_total", 1)
@@ -537,7 +563,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         case "Pong":
           return Effect.void
         case "CommandRejected":
-          return Effect.logWarning(`agent rejected request ${clip(message.requestId, 80)}: ${clip(message.reason, 500)}`)
+          return Effect.logWarning(
+            `agent rejected request ${clip(message.requestId, 80)}: ${clip(message.reason, 500)}`
+          )
         case "ProtocolError":
           return Effect.logWarning(`agent reports a protocol error (${message.code}): ${clip(message.message, 500)}`)
         case "AgentHello":
@@ -577,7 +605,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       if (s.phase === READY) {
         // A second AgentHello is a bad frame (see onMessage): it does not end a run of them.
         if (message._tag !== "AgentHello") s.badInARow = 0
-        return message._tag === "RecordBatch" ? onRecords(s, withQueuedBatches(s, message.records)) : onMessage(s, message)
+        return message._tag === "RecordBatch"
+          ? onRecords(s, withQueuedBatches(s, message.records))
+          : onMessage(s, message)
       }
       if (message._tag === "AgentHello") {
         s.helloSeen = true
@@ -598,7 +628,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.ws.off("close", s.listeners.close)
         if (closing.ours) {
           const ws = s.ws
-          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closing.code, truncateReason(closing.reason))
+          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
+            ws.close(closing.code, truncateReason(closing.reason))
+          }
         }
         const wasCurrent = s.registered && (yield* sessions.unregister(s.agent, s.sessionId))
         if (wasReady) {
@@ -609,7 +641,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           )
           // Runs still `running` become `lost` only if the agent does not come back in time;
           // a replaced session has a successor by definition.
-          if (wasCurrent) yield* FiberSet.run(options.background, lostCheck(store, sessions, s.agent, endedAt, options.livenessMs))
+          if (wasCurrent) {
+            yield* FiberSet.run(options.background, lostCheck(store, sessions, s.agent, endedAt, options.livenessMs))
+          }
         }
       }).pipe(
         Effect.ensuring(Effect.suspend(() => {
@@ -638,7 +672,9 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           break
         }
         s.draining = false
-      }).pipe(Effect.onInterrupt(() => Effect.sync(() => (s.draining = false))))
+      }).pipe(Effect.onInterrupt(() =>
+        Effect.sync(() => (s.draining = false))
+      ))
 
     // --- one sweep for every session: hello deadline, liveness probe and timeout --------------
     const sweepOptions: Sweep.SweepOptions = { livenessMs: options.livenessMs, helloTimeoutMs: options.helloTimeoutMs }
@@ -662,7 +698,10 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       return due.length === 0 ? Effect.void : Effect.all(due, { discard: true })
     })
     // A defect in one sweep must not end liveness checks for every later one.
-    const sweepSafely = Effect.catchAllDefect(sweep, (cause) => Effect.logError("defect in the worker session sweep", cause))
+    const sweepSafely = Effect.catchAllDefect(
+      sweep,
+      (cause) => Effect.logError("defect in the worker session sweep", cause)
+    )
     // `schedule`, not `repeat`: the first sweep comes one interval after the start.
     yield* Effect.forkScoped(Effect.schedule(sweepSafely, Schedule.spaced(Sweep.interval(sweepOptions))))
 
@@ -700,7 +739,9 @@ const lostCheck = (
     if (yield* sessions.isConnected(agent)) return
     const lost = yield* sessions.whenLeader(store.markLost(agent, endedAt))
     if (Option.getOrElse(lost, () => 0) > 0) {
-      yield* Effect.logWarning(`agent '${agent}' did not come back: ${Option.getOrElse(lost, () => 0)} running runs marked lost`)
+      yield* Effect.logWarning(
+        `agent '${agent}' did not come back: ${Option.getOrElse(lost, () => 0)} running runs marked lost`
+      )
     }
   }).pipe(
     Effect.catchAll((e) => Effect.logError(`cannot mark runs of '${agent}' lost: ${e.message}`)),

@@ -4,22 +4,22 @@
  * log line goes elsewhere (stderr / log file). SIGINT/SIGTERM interrupt the main fiber, which
  * releases the layers: sockets closed with 1001, ingest in flight finished, database closed.
  */
+import * as Argv from "@barto/domain/Argv"
+import * as Config from "@barto/domain/Config"
+import * as Logging from "@barto/domain/Logging"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import type { Teardown } from "@effect/platform/Runtime"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import type { Teardown } from "@effect/platform/Runtime"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import * as Argv from "@barto/domain/Argv"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Config from "@barto/domain/Config"
-import * as Logging from "@barto/domain/Logging"
 import { Hub } from "./Hub.js"
 import { countRepeatable } from "./internal/args.js"
 import * as CheckConfig from "./internal/checkConfig.js"
@@ -31,7 +31,9 @@ import * as Schedules from "./Schedules.js"
 class Reported extends Data.TaggedError("Reported")<{ readonly code: number }> {}
 
 const report = (message: string, code = 1) =>
-  Effect.sync(() => process.stderr.write(`bartos: ${message}\n`)).pipe(Effect.zipRight(Effect.fail(new Reported({ code }))))
+  Effect.sync(() => process.stderr.write(`bartos: ${message}\n`)).pipe(
+    Effect.zipRight(Effect.fail(new Reported({ code })))
+  )
 
 const options = {
   verbose: Options.boolean("verbose").pipe(

@@ -64,11 +64,14 @@ describe("incidents: one notification each", () => {
     assert.deepStrictEqual(decide("recovered", undefined, settings()), { _tag: "Record" })
     assert.deepStrictEqual(decide("failed", undefined, settings({ to: [] })), { _tag: "Open", notify: false })
     // `recovered` outside `on` still closes the incident, without a notification.
-    assert.deepStrictEqual(decide("recovered", { incidentId: "i", badEvents: 1, notified: true }, settings({ on: ["failed"] })), {
-      _tag: "Close",
-      incidentId: "i",
-      notify: false
-    })
+    assert.deepStrictEqual(
+      decide("recovered", { incidentId: "i", badEvents: 1, notified: true }, settings({ on: ["failed"] })),
+      {
+        _tag: "Close",
+        incidentId: "i",
+        notify: false
+      }
+    )
   })
 })
 
@@ -90,9 +93,18 @@ describe("per-schedule metrics", () => {
       2,
       new Set(["a"])
     ))
-    assert.deepStrictEqual(families.get("bartos_schedule_runs"), [[{ agent: "a", schedule: "x", state: "succeeded" }, 4]])
-    assert.deepStrictEqual(families.get("bartos_schedule_last_success_timestamp_seconds"), [[{ agent: "a", schedule: "x" }, 2]])
-    assert.deepStrictEqual(families.get("bartos_schedule_alert_events"), [[{ agent: "a", schedule: "y", kind: "late" }, 2]])
+    assert.deepStrictEqual(families.get("bartos_schedule_runs"), [[
+      { agent: "a", schedule: "x", state: "succeeded" },
+      4
+    ]])
+    assert.deepStrictEqual(families.get("bartos_schedule_last_success_timestamp_seconds"), [[{
+      agent: "a",
+      schedule: "x"
+    }, 2]])
+    assert.deepStrictEqual(families.get("bartos_schedule_alert_events"), [[
+      { agent: "a", schedule: "y", kind: "late" },
+      2
+    ]])
     assert.deepStrictEqual(families.get("bartos_schedules_omitted"), [[{}, 2]])
     assert.deepStrictEqual(families.get("bartos_agent_up"), [[{ agent: "a" }, 1], [{ agent: "b" }, 0]])
   })

@@ -3,8 +3,8 @@
  * event, moves its incident and queues the deliveries; dedupe keys make a second derivation a
  * no-op; the queue's states; retention of settled rows.
  */
-import { assert, describe, it } from "@effect/vitest"
 import type { Micros, RunId } from "@barto/domain/Messages"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { resolve } from "../src/internal/alerts/policy.js"
@@ -48,13 +48,18 @@ for (const db of databases) {
         assert.deepStrictEqual([closed.decision?._tag, closed.queued], ["Close", 2])
         assert.strictEqual(yield* alerts.openIncident(agent, "backup"), undefined)
 
-        const due = (yield* alerts.due(3_000, 100)).filter((d) => d.eventId === first.eventId || d.eventId === recovered.eventId)
-        assert.deepStrictEqual(due.map((d) => `${d.eventId === first.eventId ? "failed" : "recovered"}:${d.channel}`).sort(), [
-          "failed:hook",
-          "failed:mail",
-          "recovered:hook",
-          "recovered:mail"
-        ])
+        const due = (yield* alerts.due(3_000, 100)).filter((d) =>
+          d.eventId === first.eventId || d.eventId === recovered.eventId
+        )
+        assert.deepStrictEqual(
+          due.map((d) => `${d.eventId === first.eventId ? "failed" : "recovered"}:${d.channel}`).sort(),
+          [
+            "failed:hook",
+            "failed:mail",
+            "recovered:hook",
+            "recovered:mail"
+          ]
+        )
         const body = JSON.parse(due.find((d) => d.eventId === recovered.eventId)!.payload)
         assert.deepInclude(body, { id: recovered.eventId, kind: "recovered", agent, schedule: "backup" })
         assert.deepInclude(body.incident, { id: first.eventId, state: "closed", bad_events: 2 })
@@ -64,9 +69,16 @@ for (const db of databases) {
         yield* alerts.attemptFailed(b!.deliveryId, 1, "HTTP 503", 4_000, 9_000)
         yield* alerts.attemptFailed(c!.deliveryId, 10, "refused", 4_000, undefined)
         yield* alerts.delivered(d!.deliveryId, 1, 4_000)
-        const mine = (yield* alerts.recentDeliveries(1000)).filter((x) => due.some((y) => y.deliveryId === x.deliveryId))
+        const mine = (yield* alerts.recentDeliveries(1000)).filter((x) =>
+          due.some((y) => y.deliveryId === x.deliveryId)
+        )
         const byId = new Map(mine.map((x) => [x.deliveryId, x]))
-        assert.deepInclude(byId.get(b!.deliveryId), { state: "pending", attempts: 1, nextAt: 9_000, lastError: "HTTP 503" })
+        assert.deepInclude(byId.get(b!.deliveryId), {
+          state: "pending",
+          attempts: 1,
+          nextAt: 9_000,
+          lastError: "HTTP 503"
+        })
         assert.deepInclude(byId.get(c!.deliveryId), { state: "failed", attempts: 10, lastError: "refused" })
         assert.isFalse((yield* alerts.due(8_000, 100)).some((x) => x.deliveryId === b!.deliveryId))
         assert.isTrue((yield* alerts.due(9_000, 100)).some((x) => x.deliveryId === b!.deliveryId))
@@ -74,7 +86,9 @@ for (const db of databases) {
         // Retention: settled rows go; the event with a pending delivery stays, and so does its row.
         const pendingEvent = b!.eventId
         yield* alerts.prune(5_000)
-        const left = (yield* alerts.recentDeliveries(1000)).filter((x) => due.some((y) => y.deliveryId === x.deliveryId))
+        const left = (yield* alerts.recentDeliveries(1000)).filter((x) =>
+          due.some((y) => y.deliveryId === x.deliveryId)
+        )
         assert.deepStrictEqual(left.map((x) => x.deliveryId), [b!.deliveryId])
         const [kept, gone] = pendingEvent === first.eventId ? [first, recovered] : [recovered, first]
         // Both deliveries of the other event are settled, so it goes unless it shares the pending one.
@@ -90,7 +104,10 @@ for (const db of databases) {
         const { alerts } = yield* Store
         const agent = `b${Math.random().toString(36).slice(2, 8)}`
         const s = { ...settings, afterFailures: 2, on: ["failed", "recovered"] as const }
-        assert.strictEqual((yield* alerts.record(event("late", agent, 1), { ...s, on: [...s.on] }, 1)).decision?._tag, "Record")
+        assert.strictEqual(
+          (yield* alerts.record(event("late", agent, 1), { ...s, on: [...s.on] }, 1)).decision?._tag,
+          "Record"
+        )
         assert.strictEqual((yield* alerts.record(event("failed", agent, 2), { ...s, on: [...s.on] }, 2)).queued, 0)
         assert.strictEqual((yield* alerts.record(event("failed", agent, 3), { ...s, on: [...s.on] }, 3)).queued, 2)
         assert.strictEqual((yield* alerts.record(event("failed", agent, 4), { ...s, on: [...s.on] }, 4)).queued, 0)

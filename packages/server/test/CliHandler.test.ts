@@ -1,3 +1,6 @@
+import { uuidv4 } from "@barto/domain/Ids"
+import * as Messages from "@barto/domain/Messages"
+import type { AgentRecord, CliRequest, CliResponse, FinalRunState, RunId, ServerMessage } from "@barto/domain/Messages"
 import { assert, describe, layer } from "@effect/vitest"
 import {
   Chunk,
@@ -14,9 +17,6 @@ import {
   TestContext
 } from "effect"
 import * as Crypto from "node:crypto"
-import { uuidv4 } from "@barto/domain/Ids"
-import * as Messages from "@barto/domain/Messages"
-import type { AgentRecord, CliRequest, CliResponse, FinalRunState, RunId, ServerMessage } from "@barto/domain/Messages"
 import * as CliHandler from "../src/CliHandler.js"
 import { Ingested, type IngestedBatch } from "../src/Events.js"
 import { Registry } from "../src/Registry.js"
@@ -109,7 +109,15 @@ const runRecords = (r: RunSpec): { runId: RunId; records: Array<AgentRecord> } =
   let t = at + 5
   r.cmds.forEach((c, cmdIndex) => {
     const cmdUuid = uuidv4()
-    records.push({ _tag: "CommandStarted", seq: 0, runId, cmdUuid, cmdIndex, command: c.command, startedAt: micros(t++) })
+    records.push({
+      _tag: "CommandStarted",
+      seq: 0,
+      runId,
+      cmdUuid,
+      cmdIndex,
+      command: c.command,
+      startedAt: micros(t++)
+    })
     for (const data of c.lines) {
       records.push({
         _tag: "OutputLine",
@@ -133,7 +141,9 @@ const runRecords = (r: RunSpec): { runId: RunId; records: Array<AgentRecord> } =
       finishedAt: micros(t++)
     })
   })
-  if (r.state !== undefined) records.push({ _tag: "RunFinished", seq: 0, runId, state: r.state, finishedAt: micros(t++) })
+  if (r.state !== undefined) {
+    records.push({ _tag: "RunFinished", seq: 0, runId, state: r.state, finishedAt: micros(t++) })
+  }
   return { runId, records }
 }
 
@@ -588,16 +598,19 @@ for (const db of databases) {
       ]
 
       it.effect("are forbidden without the admin key, and do nothing", () =>
-        withHarness({ connected: ["db1"], schedules: { db1: [spec("backup", "*-*-* 02:00:00")] } }, (h) =>
-          Effect.gen(function*() {
-            for (const request of adminRequests(h)) {
-              const message = yield* expectError("forbidden", request, false)
-              assert.match(message, /requires the admin key$/)
-            }
-            assert.deepStrictEqual(h.sent, [])
-            assert.deepStrictEqual(h.broadcasts, [])
-            assert.isFalse(h.table.get(h.db1)![0]!.paused)
-          })))
+        withHarness(
+          { connected: ["db1"], schedules: { db1: [spec("backup", "*-*-* 02:00:00")] } },
+          (h) =>
+            Effect.gen(function*() {
+              for (const request of adminRequests(h)) {
+                const message = yield* expectError("forbidden", request, false)
+                assert.match(message, /requires the admin key$/)
+              }
+              assert.deepStrictEqual(h.sent, [])
+              assert.deepStrictEqual(h.broadcasts, [])
+              assert.isFalse(h.table.get(h.db1)![0]!.paused)
+            })
+        ))
 
       it.effect("cleanup: dry run only counts; a real one deletes and signals every agent", () =>
         withHarness({ connected: ["db1", "web1"] }, (h) =>
@@ -639,7 +652,12 @@ for (const db of databases) {
           Effect.gen(function*() {
             const r = yield* one("CleanupResponse", Messages.CleanupRequest.make({ id: 39, dryRun: true }), true)
             const at = new Date(r.before / 1000)
-            assert.deepStrictEqual([at.getHours(), at.getMinutes(), at.getSeconds(), at.getMilliseconds()], [0, 0, 0, 0])
+            assert.deepStrictEqual([at.getHours(), at.getMinutes(), at.getSeconds(), at.getMilliseconds()], [
+              0,
+              0,
+              0,
+              0
+            ])
             assert.isAtMost(r.before, micros(NOW_MS))
             assert.isAbove(r.before, micros(NOW_MS - DAY_MS))
           })))
@@ -772,7 +790,9 @@ for (const db of databases) {
             // The latest backup of db1 is the cancelled `sleep 600` run, which has no output.
             assert.strictEqual(done.run?.state, "cancelled")
             assert.deepStrictEqual(chunks.flatMap(lineData), [])
-            const older = asChunks(yield* ask(Messages.TailRequest.make({ id: 62, runId: backupOk.runId, follow: false })))
+            const older = asChunks(
+              yield* ask(Messages.TailRequest.make({ id: 62, runId: backupOk.runId, follow: false }))
+            )
             assert.deepStrictEqual(older.flatMap(lineData), ["snapshot 1a2b saved", "done"])
           })))
 
@@ -854,7 +874,9 @@ for (const db of databases) {
       it.effect("follow with no run yet: waits for the schedule's next run and follows it", () =>
         withHarness({ schedules: { db1: [spec("updates", "*-*-* 00/15:00:00")] } }, (h) =>
           Effect.gen(function*() {
-            const t = yield* follow(Messages.TailRequest.make({ id: 67, agent: h.db1, schedule: h.updates, follow: true }))
+            const t = yield* follow(
+              Messages.TailRequest.make({ id: 67, agent: h.db1, schedule: h.updates, follow: true })
+            )
             yield* Deferred.await(h.subscribed)
             // A run of another schedule does not count.
             const otherSchedule = runRecords({ schedule: h.backup, atMs: NOW_MS, cmds: [] })
@@ -893,14 +915,25 @@ for (const db of databases) {
               "not_found",
               Messages.TailRequest.make({ id: 81, agent: h.db1, schedule: h.updates, follow: true, continuous: true })
             )
-            yield* expectError("not_found", Messages.TailRequest.make({ id: 82, agent: h.web1, follow: true, continuous: true }))
-            yield* expectError("bad_request", Messages.TailRequest.make({ id: 83, schedule: h.backup, follow: true, continuous: true }))
+            yield* expectError(
+              "not_found",
+              Messages.TailRequest.make({ id: 82, agent: h.web1, follow: true, continuous: true })
+            )
+            yield* expectError(
+              "bad_request",
+              Messages.TailRequest.make({ id: 83, schedule: h.backup, follow: true, continuous: true })
+            )
           })))
 
       it.effect("continuous: a finished run is not replayed; waiting (next fire time), the run, its end, waiting again", () =>
         withHarness({ schedules: { db1: [spec("updates", "*-*-* 00/15:00:00")] } }, (h) =>
           Effect.gen(function*() {
-            const old = runRecords({ schedule: h.updates, atMs: NOW_MS - 60_000, cmds: [{ command: "true", lines: ["old"], exitCode: 0 }], state: "succeeded" })
+            const old = runRecords({
+              schedule: h.updates,
+              atMs: NOW_MS - 60_000,
+              cmds: [{ command: "true", lines: ["old"], exitCode: 0 }],
+              state: "succeeded"
+            })
             yield* ingest(h, h.db1, old.records)
             const t = yield* follow(
               Messages.TailRequest.make({ id: 84, agent: h.db1, schedule: h.updates, follow: true, continuous: true })
@@ -958,7 +991,11 @@ for (const db of databases) {
             }
             assert.strictEqual(chunks[0]!.run?.runId, run.runId)
             const lines = chunks.flatMap((c) => c.lines)
-            assert.deepStrictEqual(lines.map((l) => [l.agent, l.schedule, l.data]), [[h.db1, h.backup, "one"], [h.db1, h.backup, "two"]])
+            assert.deepStrictEqual(lines.map((l) => [l.agent, l.schedule, l.data]), [[h.db1, h.backup, "one"], [
+              h.db1,
+              h.backup,
+              "two"
+            ]])
             assert.strictEqual(chunks[chunks.length - 1]!.run?.state, "failed")
             yield* Fiber.interrupt(t.fiber)
           })))
@@ -1037,7 +1074,9 @@ for (const db of databases) {
         withHarness({}, (h) =>
           Effect.gen(function*() {
             const { backupOk } = yield* seedHistory(h)
-            const chunks = asChunks(yield* ask(Messages.TailRequest.make({ id: 71, runId: backupOk.runId, follow: true })))
+            const chunks = asChunks(
+              yield* ask(Messages.TailRequest.make({ id: 71, runId: backupOk.runId, follow: true }))
+            )
             assert.deepStrictEqual(chunks.flatMap(lineData), ["snapshot 1a2b saved", "done"])
             assert.isTrue(chunks[chunks.length - 1]!.done)
             assert.strictEqual(chunks[chunks.length - 1]!.run?.state, "succeeded")

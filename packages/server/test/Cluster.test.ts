@@ -4,8 +4,9 @@
  * when `databases` has MariaDB (as every store suite; CI requires it, a dev machine without it is
  * warned loudly); the SQLite single-instance lock is here too.
  */
-import { assert, describe, it } from "@effect/vitest"
+import * as Messages from "@barto/domain/Messages"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -13,11 +14,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { randomUUID } from "node:crypto"
-import * as Messages from "@barto/domain/Messages"
 import * as Cluster from "../src/Cluster.js"
 import { AgentSessions, type WorkerHandle } from "../src/internal/agentSessions.js"
 import * as Fence from "../src/internal/store/fence.js"
@@ -87,87 +87,111 @@ const newScope = Effect.acquireRelease(Scope.make(), (s) => Scope.close(s, Exit.
 const onMariadb = databases.some((d) => d.name === "mariadb")
 
 describe.runIf(onMariadb)("Cluster on MariaDB", () => {
-  it.live("one agent per name across instances; the same agent instance moves; the fleet is listed anywhere", () =>
-    Effect.gen(function*() {
-      const db = yield* mariadbDatabase("barto_cluster")
-      const a = yield* instance(db, "A", yield* newScope)
-      const b = yield* instance(db, "B", yield* newScope)
-      const sessionsA = Context.get(a, AgentSessions)
-      const sessionsB = Context.get(b, AgentSessions)
+  it.live(
+    "one agent per name across instances; the same agent instance moves; the fleet is listed anywhere",
+    () =>
+      Effect.gen(function*() {
+        const db = yield* mariadbDatabase("barto_cluster")
+        const a = yield* instance(db, "A", yield* newScope)
+        const b = yield* instance(db, "B", yield* newScope)
+        const sessionsA = Context.get(a, AgentSessions)
+        const sessionsB = Context.get(b, AgentSessions)
 
-      const first = fake("web1", "outbox-1", 10 * HEARTBEAT_MS)
-      assert.strictEqual((yield* sessionsA.register(first.handle))._tag, "Registered")
-      // Another agent instance (another outbox id) under the live name: refused, naming the holder.
-      const intruder = fake("web1", "outbox-2")
-      const refused = yield* sessionsB.register(intruder.handle)
-      assert.strictEqual(refused._tag, "Refused")
-      if (refused._tag === "Refused") assert.strictEqual(refused.holder.sessionId, first.handle.connection.sessionId)
-      assert.isFalse(yield* Effect.map(sessionsB.handles, (hs) => hs.length > 0))
+        const first = fake("web1", "outbox-1", 10 * HEARTBEAT_MS)
+        assert.strictEqual((yield* sessionsA.register(first.handle))._tag, "Registered")
+        // Another agent instance (another outbox id) under the live name: refused, naming the holder.
+        const intruder = fake("web1", "outbox-2")
+        const refused = yield* sessionsB.register(intruder.handle)
+        assert.strictEqual(refused._tag, "Refused")
+        if (refused._tag === "Refused") assert.strictEqual(refused.holder.sessionId, first.handle.connection.sessionId)
+        assert.isFalse(yield* Effect.map(sessionsB.handles, (hs) => hs.length > 0))
 
-      // B lists the agent A holds; both say it is connected.
-      const listed = yield* Context.get(b, Registry).list
-      assert.deepStrictEqual(listed.map((c) => [c.name, c.sessionId]), [["web1", first.handle.connection.sessionId]])
-      assert.isTrue(yield* sessionsB.isConnected("web1"))
+        // B lists the agent A holds; both say it is connected.
+        const listed = yield* Context.get(b, Registry).list
+        assert.deepStrictEqual(listed.map((c) => [c.name, c.sessionId]), [["web1", first.handle.connection.sessionId]])
+        assert.isTrue(yield* sessionsB.isConnected("web1"))
 
-      // An action taken on B for the agent on A reaches A's socket.
-      const runNow: Messages.ServerMessage = { _tag: "RunNow", requestId: randomUUID(), schedule: "s", runId: Messages.RunId.make(randomUUID()) }
-      assert.isTrue(yield* Context.get(b, Registry).send("web1", runNow))
-      assert.deepStrictEqual(first.sent, [runNow])
-      // A broadcast from B counts A's agent.
-      assert.strictEqual(
-        yield* Context.get(b, Registry).broadcast({ _tag: "AgentCleanup", before: Messages.Micros.make(1) }),
-        1
-      )
+        // An action taken on B for the agent on A reaches A's socket.
+        const runNow: Messages.ServerMessage = {
+          _tag: "RunNow",
+          requestId: randomUUID(),
+          schedule: "s",
+          runId: Messages.RunId.make(randomUUID())
+        }
+        assert.isTrue(yield* Context.get(b, Registry).send("web1", runNow))
+        assert.deepStrictEqual(first.sent, [runNow])
+        // A broadcast from B counts A's agent.
+        assert.strictEqual(
+          yield* Context.get(b, Registry).broadcast({ _tag: "AgentCleanup", before: Messages.Micros.make(1) }),
+          1
+        )
 
-      // The same agent instance reconnecting to B takes its name over; A closes its session (4001).
-      const moved = fake("web1", "outbox-1")
-      assert.strictEqual((yield* sessionsB.register(moved.handle))._tag, "Registered")
-      yield* waitUntil("A to close its replaced session", Effect.sync(() => first.closes.includes(4001)))
-      const sql = Context.get(b, SqlClient.SqlClient)
-      const claims = yield* sql.unsafe<{ instance_id: string; session_id: string }>(
-        "SELECT instance_id, session_id FROM agent_claims WHERE agent = 'web1'"
-      )
-      assert.deepStrictEqual(claims.map((c) => [c.instance_id, c.session_id]), [["B", moved.handle.connection.sessionId]])
-    }).pipe(Effect.scoped), 30_000)
+        // The same agent instance reconnecting to B takes its name over; A closes its session (4001).
+        const moved = fake("web1", "outbox-1")
+        assert.strictEqual((yield* sessionsB.register(moved.handle))._tag, "Registered")
+        yield* waitUntil("A to close its replaced session", Effect.sync(() => first.closes.includes(4001)))
+        const sql = Context.get(b, SqlClient.SqlClient)
+        const claims = yield* sql.unsafe<{ instance_id: string; session_id: string }>(
+          "SELECT instance_id, session_id FROM agent_claims WHERE agent = 'web1'"
+        )
+        assert.deepStrictEqual(claims.map((c) => [c.instance_id, c.session_id]), [[
+          "B",
+          moved.handle.connection.sessionId
+        ]])
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
-  it.live("a stopped instance's agents are freed and the leader, now the other one, marks their runs lost", () =>
-    Effect.gen(function*() {
-      const db = yield* mariadbDatabase("barto_cluster")
-      const scopeA = yield* newScope
-      const a = yield* instance(db, "A", scopeA)
-      const b = yield* instance(db, "B", yield* newScope)
-      const sql = Context.get(b, SqlClient.SqlClient)
-      const store = Context.get(b, Store)
-      assert.isTrue(yield* Context.get(a, Leader.Leader).isLeader, "the first instance leads")
-      assert.isFalse(yield* Context.get(b, Leader.Leader).isLeader)
-      yield* Context.get(a, AgentSessions).register(fake("db1", "outbox-1").handle)
-      const now = Date.now() * 1000
-      yield* store.sessionStarted({ agent: "db1", sessionId: "s-1", ip: "127.0.0.1", connectedAt: Messages.Micros.make(now) })
-      yield* store.ingest("db1", "outbox-1", [{
-        _tag: "RunStarted",
-        seq: 0,
-        runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000001"),
-        schedule: "s",
-        trigger: "schedule",
-        scheduledAt: Messages.Micros.make(now),
-        startedAt: Messages.Micros.make(now)
-      }])
-      // A goes away without its sessions ending (its sockets are gone with it).
-      yield* Scope.close(scopeA, Exit.void)
-      const started = Date.now()
-      yield* waitUntil("B to lead", Context.get(b, Leader.Leader).isLeader, LEASE_MS + 2 * HEARTBEAT_MS + 1000)
-      // A released its lease on the way out: B took over at its next renewal.
-      assert.isBelow(Date.now() - started, LEASE_MS + 2 * HEARTBEAT_MS)
-      yield* waitUntil(
-        "the run to be marked lost",
-        Effect.map(store.getRun("0190a0a0-0000-7000-8000-000000000001"), (r) => Option.isSome(r) && r.value.state === "lost")
-          .pipe(Effect.orDie),
-        10_000
-      )
-      const claims = yield* sql.unsafe("SELECT agent FROM agent_claims")
-      assert.deepStrictEqual(claims, [])
-      assert.isFalse(yield* Context.get(b, AgentSessions).isConnected("db1"))
-    }).pipe(Effect.scoped), 30_000)
+  it.live(
+    "a stopped instance's agents are freed and the leader, now the other one, marks their runs lost",
+    () =>
+      Effect.gen(function*() {
+        const db = yield* mariadbDatabase("barto_cluster")
+        const scopeA = yield* newScope
+        const a = yield* instance(db, "A", scopeA)
+        const b = yield* instance(db, "B", yield* newScope)
+        const sql = Context.get(b, SqlClient.SqlClient)
+        const store = Context.get(b, Store)
+        assert.isTrue(yield* Context.get(a, Leader.Leader).isLeader, "the first instance leads")
+        assert.isFalse(yield* Context.get(b, Leader.Leader).isLeader)
+        yield* Context.get(a, AgentSessions).register(fake("db1", "outbox-1").handle)
+        const now = Date.now() * 1000
+        yield* store.sessionStarted({
+          agent: "db1",
+          sessionId: "s-1",
+          ip: "127.0.0.1",
+          connectedAt: Messages.Micros.make(now)
+        })
+        yield* store.ingest("db1", "outbox-1", [{
+          _tag: "RunStarted",
+          seq: 0,
+          runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000001"),
+          schedule: "s",
+          trigger: "schedule",
+          scheduledAt: Messages.Micros.make(now),
+          startedAt: Messages.Micros.make(now)
+        }])
+        // A goes away without its sessions ending (its sockets are gone with it).
+        yield* Scope.close(scopeA, Exit.void)
+        const started = Date.now()
+        yield* waitUntil("B to lead", Context.get(b, Leader.Leader).isLeader, LEASE_MS + 2 * HEARTBEAT_MS + 1000)
+        // A released its lease on the way out: B took over at its next renewal.
+        assert.isBelow(Date.now() - started, LEASE_MS + 2 * HEARTBEAT_MS)
+        yield* waitUntil(
+          "the run to be marked lost",
+          Effect.map(
+            store.getRun("0190a0a0-0000-7000-8000-000000000001"),
+            (r) => Option.isSome(r) && r.value.state === "lost"
+          )
+            .pipe(Effect.orDie),
+          10_000
+        )
+        const claims = yield* sql.unsafe("SELECT agent FROM agent_claims")
+        assert.deepStrictEqual(claims, [])
+        assert.isFalse(yield* Context.get(b, AgentSessions).isConnected("db1"))
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })
 
 describe.runIf(onMariadb)("Leader lease on MariaDB", () => {
@@ -194,56 +218,71 @@ describe.runIf(onMariadb)("Leader lease on MariaDB", () => {
       )
       assert.include(stale.message, "stale leader lease")
       assert.strictEqual(
-        yield* store.markLost("x", Messages.Micros.make(1)).pipe(Effect.locally(Fence.currentFence, Option.getOrThrow(second))),
+        yield* store.markLost("x", Messages.Micros.make(1)).pipe(
+          Effect.locally(Fence.currentFence, Option.getOrThrow(second))
+        ),
         0
       )
     }).pipe(Effect.scoped), 30_000)
 
-  it.live("whileLeader runs the work on exactly one instance and moves it when the leader stops", () =>
-    Effect.gen(function*() {
-      const db = yield* mariadbDatabase("barto_cluster")
-      const ctx = yield* Layer.build(layerMariadbWithClient(db))
-      const running = yield* Ref.make<ReadonlyArray<string>>([])
-      const lease = (id: string, scope: Scope.Scope) =>
-        Layer.buildWithScope(Leader.layerLease({ instanceId: id, leaseMs: 600, renewMs: 100 }), scope).pipe(
-          Effect.provide(ctx),
-          Effect.map((c) => Context.get(c, Leader.Leader)),
-          Effect.tap((leader) =>
-            Effect.forkIn(
-              leader.whileLeader(
-                "test work",
-                Effect.acquireRelease(Ref.update(running, (r) => [...r, id]), () =>
-                  Ref.update(running, (r) => r.filter((x) => x !== id))).pipe(Effect.zipRight(Effect.never), Effect.scoped)
-              ),
-              scope
+  it.live(
+    "whileLeader runs the work on exactly one instance and moves it when the leader stops",
+    () =>
+      Effect.gen(function*() {
+        const db = yield* mariadbDatabase("barto_cluster")
+        const ctx = yield* Layer.build(layerMariadbWithClient(db))
+        const running = yield* Ref.make<ReadonlyArray<string>>([])
+        const lease = (id: string, scope: Scope.Scope) =>
+          Layer.buildWithScope(Leader.layerLease({ instanceId: id, leaseMs: 600, renewMs: 100 }), scope).pipe(
+            Effect.provide(ctx),
+            Effect.map((c) => Context.get(c, Leader.Leader)),
+            Effect.tap((leader) =>
+              Effect.forkIn(
+                leader.whileLeader(
+                  "test work",
+                  Effect.acquireRelease(
+                    Ref.update(running, (r) => [...r, id]),
+                    () => Ref.update(running, (r) => r.filter((x) => x !== id))
+                  ).pipe(
+                    Effect.zipRight(Effect.never),
+                    Effect.scoped
+                  )
+                ),
+                scope
+              )
             )
           )
-        )
-      const scopeA = yield* newScope
-      yield* lease("A", scopeA)
-      yield* lease("B", yield* newScope)
-      yield* waitUntil("someone to lead", Effect.map(Ref.get(running), (r) => r.length > 0))
-      yield* Effect.sleep(300)
-      assert.deepStrictEqual(yield* Ref.get(running), ["A"])
-      yield* Scope.close(scopeA, Exit.void)
-      yield* waitUntil("B to take the work over", Effect.map(Ref.get(running), (r) => r.join() === "B"), 2000)
-    }).pipe(Effect.scoped), 30_000)
+        const scopeA = yield* newScope
+        yield* lease("A", scopeA)
+        yield* lease("B", yield* newScope)
+        yield* waitUntil("someone to lead", Effect.map(Ref.get(running), (r) => r.length > 0))
+        yield* Effect.sleep(300)
+        assert.deepStrictEqual(yield* Ref.get(running), ["A"])
+        yield* Scope.close(scopeA, Exit.void)
+        yield* waitUntil("B to take the work over", Effect.map(Ref.get(running), (r) => r.join() === "B"), 2000)
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })
 
 describe("SQLite serves one bartos", () => {
-  it.live("a second store on the same file is refused with a message naming the file and the holder", () =>
-    Effect.gen(function*() {
-      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "barto-lock-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
-      const file = Path.join(dir, "bartos.db")
-      const scope = yield* newScope
-      yield* Layer.buildWithScope(layerSqlite({ filename: file }), scope)
-      const refused = yield* Effect.flip(Layer.build(layerSqlite({ filename: file })))
-      assert.include(refused.message, `sqlite.path ${file}: another bartos already uses this database`)
-      assert.include(refused.message, `pid ${process.pid}`)
-      assert.include(refused.message, "[mariadb]")
-      // The holder stops: the file is free again.
-      yield* Scope.close(scope, Exit.void)
-      yield* Layer.build(layerSqlite({ filename: file }))
-    }).pipe(Effect.scoped), 30_000)
+  it.live(
+    "a second store on the same file is refused with a message naming the file and the holder",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "barto-lock-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        const file = Path.join(dir, "bartos.db")
+        const scope = yield* newScope
+        yield* Layer.buildWithScope(layerSqlite({ filename: file }), scope)
+        const refused = yield* Effect.flip(Layer.build(layerSqlite({ filename: file })))
+        assert.include(refused.message, `sqlite.path ${file}: another bartos already uses this database`)
+        assert.include(refused.message, `pid ${process.pid}`)
+        assert.include(refused.message, "[mariadb]")
+        // The holder stops: the file is free again.
+        yield* Scope.close(scope, Exit.void)
+        yield* Layer.build(layerSqlite({ filename: file }))
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })

@@ -1,6 +1,6 @@
+import * as Config from "@barto/domain/Config"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Config from "@barto/domain/Config"
 import { forwardedFor, make, xForwardedFor } from "../src/internal/forwarded.js"
 
 describe("client address behind trusted proxies", () => {
@@ -42,7 +42,10 @@ describe("client address behind trusted proxies", () => {
 
   it("repeated headers count as one list", () => {
     assert.deepStrictEqual(xForwardedFor(" 1.1.1.1 ,2.2.2.2,, "), ["1.1.1.1", "2.2.2.2"])
-    assert.strictEqual(behind("10.0.0.1", { "x-forwarded-for": ["6.6.6.6", "198.51.100.7"] as unknown as string }), "198.51.100.7")
+    assert.strictEqual(
+      behind("10.0.0.1", { "x-forwarded-for": ["6.6.6.6", "198.51.100.7"] as unknown as string }),
+      "198.51.100.7"
+    )
   })
 
   it.effect("[actix] trusted_proxies is strict: a bad entry names the key and the reason", () =>

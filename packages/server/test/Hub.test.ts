@@ -1,15 +1,15 @@
+import * as Messages from "@barto/domain/Messages"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
-import * as Messages from "@barto/domain/Messages"
 import { Metrics } from "../src/Metrics.js"
 import { Registry } from "../src/Registry.js"
 import * as TestServer from "./utils/server.js"
@@ -22,8 +22,10 @@ const get = (url: string, options: https.RequestOptions = {}) =>
     const req = (url.startsWith("https") ? https : http).get(url, options, (res) => {
       let body = ""
       res.on("data", (c: Buffer) => (body += c.toString("utf8")))
-      res.on("end", () =>
-        resume(Effect.succeed({ status: res.statusCode ?? 0, body, type: String(res.headers["content-type"]) })))
+      res.on(
+        "end",
+        () => resume(Effect.succeed({ status: res.statusCode ?? 0, body, type: String(res.headers["content-type"]) }))
+      )
     })
     req.on("error", (e) => resume(Effect.fail(e)))
   })
@@ -55,7 +57,11 @@ describe("Hub: bearer", () => {
           ]
         ) {
           const result = yield* TestServer.attempt(url, { headers })
-          assert.deepStrictEqual(result, { _tag: "Refused", status: 401, body: "unauthorized" }, JSON.stringify(headers))
+          assert.deepStrictEqual(
+            result,
+            { _tag: "Refused", status: 401, body: "unauthorized" },
+            JSON.stringify(headers)
+          )
         }
       }
       const ok = yield* TestServer.helloAgent(server, "alpha", { headers: { Authorization: "Bearer s3cret-token" } })
@@ -231,7 +237,14 @@ describe("Hub: lifecycle", () => {
       const { client } = yield* TestServer.helloAgent(server, "alpha")
       yield* client.send({
         _tag: "RecordBatch",
-        records: [{ _tag: "RunMissed", seq: 0, runId: "r-1" as Messages.RunId, schedule: "s", scheduledAt: TestServer.micros(1), reason: "stall" }]
+        records: [{
+          _tag: "RunMissed",
+          seq: 0,
+          runId: "r-1" as Messages.RunId,
+          schedule: "s",
+          scheduledAt: TestServer.micros(1),
+          reason: "stall"
+        }]
       })
       yield* held.started
       const shutdown = yield* Effect.fork(server.teardown)
@@ -277,10 +290,26 @@ const pki = (() => {
     fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`)
     run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject)
     run(
-      "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-      "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`
     )
-    return { cert: fs.readFileSync(path.join(dir, `${name}.pem`), "utf8"), key: fs.readFileSync(path.join(dir, `${name}.key`), "utf8") }
+    return {
+      cert: fs.readFileSync(path.join(dir, `${name}.pem`), "utf8"),
+      key: fs.readFileSync(path.join(dir, `${name}.key`), "utf8")
+    }
   }
   const server = issue("server", "/CN=localhost", "DNS:localhost,IP:127.0.0.1")
   const alpha = issue("alpha", "/CN=alpha", "DNS:alpha.example")
@@ -291,7 +320,8 @@ const pki = (() => {
 })()
 afterAll(() => fs.rmSync(pki.dir, { recursive: true, force: true }))
 
-const tlsToml = (extra: string, mtls: boolean) => `${extra}
+const tlsToml = (extra: string, mtls: boolean) =>
+  `${extra}
 [actix.tls]
 cert_file_path = "${path.join(pki.dir, "server.pem")}"
 key_file_path = "${path.join(pki.dir, "server.key")}"
@@ -330,7 +360,11 @@ describe("Hub: TLS", () => {
           headers: { "content-type": "application/json" }
         }, (res) => {
           res.resume()
-          res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, cookie: String(res.headers["set-cookie"]?.[0]) })))
+          res.on(
+            "end",
+            () =>
+              resume(Effect.succeed({ status: res.statusCode ?? 0, cookie: String(res.headers["set-cookie"]?.[0]) }))
+          )
         })
         req.on("error", (e) => resume(Effect.fail(e)))
         req.end(JSON.stringify({ key: "adm1n-key" }))

@@ -1,17 +1,17 @@
 /**
  * The real `bartos` binary (bin/bartos.mjs through tsx), as an operator starts it.
  */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { assert, describe, it } from "@effect/vitest"
-import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as TestServer from "./utils/server.js"
 
 const BIN = fileURLToPath(new URL("../bin/bartos.mjs", import.meta.url))
@@ -40,7 +40,12 @@ const bartos = (args: ReadonlyArray<string>, extraEnv: Record<string, string> = 
   Effect.gen(function*() {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "bartos-home-"))
     yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(home, { recursive: true, force: true })))
-    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XDG_CONFIG_HOME: path.join(home, ".config"), XDG_DATA_HOME: path.join(home, "data") }
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      HOME: home,
+      XDG_CONFIG_HOME: path.join(home, ".config"),
+      XDG_DATA_HOME: path.join(home, "data")
+    }
     for (const k of Object.keys(env)) if (k.startsWith("BARTOS_")) delete env[k]
     Object.assign(env, extraEnv)
     const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
@@ -141,7 +146,9 @@ name = "hello"
 on_calendar = "${cal}"
 cmds = ["echo hi"]
 `
-      const { file } = yield* tempConfig((dir) => `[actix]\nport = ${port}\n[sqlite]\npath = "${dir}/b.db"\n${schedules("hourly")}`)
+      const { file } = yield* tempConfig((dir) =>
+        `[actix]\nport = ${port}\n[sqlite]\npath = "${dir}/b.db"\n${schedules("hourly")}`
+      )
       const proc = yield* bartos(["-c", file, "-e"])
       const m = yield* proc.line(/listening on (\S+) /)
       const client = yield* TestServer.connectAgent(`${m[1]}/v1/ws/worker?name=alpha`)
@@ -165,7 +172,10 @@ cmds = ["echo hi"]
       const proc = yield* bartos(["-c", file])
       const exit = yield* proc.exited()
       assert.strictEqual(exit.code, 1)
-      assert.match(proc.stderr(), new RegExp(`^bartos: ${file.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}:2:1: actix\\.port: `))
+      assert.match(
+        proc.stderr(),
+        new RegExp(`^bartos: ${file.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}:2:1: actix\\.port: `)
+      )
       assert.strictEqual(proc.stdout(), "")
     }))
 
@@ -194,7 +204,10 @@ cmds = ["true"]
     Effect.gen(function*() {
       const port = yield* freePort
       const { dir, file } = yield* tempConfig((dir) => `[actix]\nport = ${port}\n[sqlite]\npath = "${dir}/b.db"\n`)
-      const proc = yield* bartos(["-c", file, "-t", `${dir}/bartos.log`], { BARTOS_ACTIX_PROT: "9", BARTOS_LIMITS__LIVENESS_SECS: "20" })
+      const proc = yield* bartos(["-c", file, "-t", `${dir}/bartos.log`], {
+        BARTOS_ACTIX_PROT: "9",
+        BARTOS_LIMITS__LIVENESS_SECS: "20"
+      })
       yield* proc.line(/listening on /)
       const warning = yield* proc.log(/ WARN environment BARTOS_ACTIX_PROT: .*$/m)
       assert.include(warning[0], "sets no configuration key, ignored (did you mean BARTOS_ACTIX__PORT?)")

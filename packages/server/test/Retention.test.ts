@@ -1,6 +1,6 @@
+import { type AgentRecord, Micros, type RunId } from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Option, Ref, Scope, TestClock } from "effect"
-import { type AgentRecord, Micros, type RunId } from "@barto/domain/Messages"
 import * as Leader from "../src/Leader.js"
 import * as Retention from "../src/Retention.js"
 import { layerSqlite, Store, StoreError, type StoreShape, type StoreWithAlerts } from "../src/Store.js"

@@ -1,7 +1,6 @@
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
+import type * as Messages from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -9,7 +8,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
-import type * as Messages from "@barto/domain/Messages"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import { AgentSessions } from "../src/internal/agentSessions.js"
 import * as ScheduleTable from "../src/internal/scheduleTable.js"
 import { Metrics } from "../src/Metrics.js"
@@ -51,7 +51,10 @@ describe("schedule table (pure)", () => {
   it("duplicate schedule names for one agent are an error; across agents they are fine", () => {
     const dup = ScheduleTable.build(undefined, { alpha: { schedules: [entry("x", "daily"), entry("x", "hourly")] } })
     assert.isTrue(Either.isLeft(dup))
-    assert.strictEqual((dup as Either.Left<Schedules.ScheduleLoadError, unknown>).left.path, "schedules.alpha.schedules[1].name")
+    assert.strictEqual(
+      (dup as Either.Left<Schedules.ScheduleLoadError, unknown>).left.path,
+      "schedules.alpha.schedules[1].name"
+    )
     const ok = ScheduleTable.build(undefined, {
       alpha: { schedules: [entry("x", "daily")] },
       beta: { schedules: [entry("x", "daily")] }
@@ -190,7 +193,14 @@ describe("Schedules: SIGHUP and pause", () => {
       // A fake session: records every "your table may have changed".
       const sessions = Context.get(context, AgentSessions)
       yield* sessions.register({
-        connection: { agent: "alpha", sessionId: "s1", ip: "x", connectedAt: TestServer.micros(0), info: null, outboxId: "o1" },
+        connection: {
+          agent: "alpha",
+          sessionId: "s1",
+          ip: "x",
+          connectedAt: TestServer.micros(0),
+          info: null,
+          outboxId: "o1"
+        },
         send: () => Effect.succeed(true),
         close: () => Effect.void,
         syncTable: Effect.sync(() => syncs.push("alpha")).pipe(Effect.zipRight(Deferred.succeed(synced, undefined)))
@@ -263,14 +273,17 @@ describe("schedule table errors: every problem, each at its own key", () => {
   it("with a locator into the file, each problem names its line and column", () => {
     const dir = fs.mkdtempSync(`${os.tmpdir()}/barto-schedules-`)
     const file = `${dir}/bartos.toml`
-    fs.writeFileSync(file, [
-      "[[schedules.alpha.schedules]]",
-      "name = \"a\"",
-      "cmds = [\"true\"]",
-      "  on_calendar = \"*-*-* 25:00:00\"",
-      "[schedules.beta]",
-      "schedules = [{ name = \"b\", cmds = [\"true\"], on_calendar = \"daily\", timezone = \"Nowhere/City\" }]"
-    ].join("\n"))
+    fs.writeFileSync(
+      file,
+      [
+        "[[schedules.alpha.schedules]]",
+        "name = \"a\"",
+        "cmds = [\"true\"]",
+        "  on_calendar = \"*-*-* 25:00:00\"",
+        "[schedules.beta]",
+        "schedules = [{ name = \"b\", cmds = [\"true\"], on_calendar = \"daily\", timezone = \"Nowhere/City\" }]"
+      ].join("\n")
+    )
     const result = ScheduleTable.build(file, {
       alpha: { schedules: [entry("a", "*-*-* 25:00:00")] },
       beta: { schedules: [entry("b", "daily", { timezone: "Nowhere/City" })] }
@@ -290,7 +303,11 @@ describe("Schedules: the last reload is kept and exported", () => {
       const current = { config: { alpha: { schedules: [entry("a", "hourly")] } } as ScheduleTable.SchedulesConfig }
       const memory = TestServer.memoryStore()
       const err: Array<string> = []
-      const logging = Logging.layer({ program: "bartos", logFile: false, stderr: { write: (s: string) => err.push(s) } })
+      const logging = Logging.layer({
+        program: "bartos",
+        logFile: false,
+        stderr: { write: (s: string) => err.push(s) }
+      })
       const context = yield* Layer.build(
         Schedules.layer({
           initial: { file: "/test.toml", schedules: current.config },
@@ -319,7 +336,10 @@ describe("Schedules: the last reload is kept and exported", () => {
       assert.deepStrictEqual(yield* gauges, [0, Math.floor(start.at / 1_000_000)])
       // On stderr although -e is off, at WARN.
       assert.strictEqual(err.length, 1)
-      assert.match(err[0]!, / WARN schedule reload rejected, keeping the current table: \/test\.toml: schedules\.alpha\.schedules\[0\]\.on_calendar: /)
+      assert.match(
+        err[0]!,
+        / WARN schedule reload rejected, keeping the current table: \/test\.toml: schedules\.alpha\.schedules\[0\]\.on_calendar: /
+      )
 
       current.config = { alpha: { schedules: [entry("a", "daily")] } }
       assert.strictEqual(yield* schedules.reload, "applied")
@@ -336,7 +356,13 @@ describe("Schedules: the last reload is kept and exported", () => {
 
 describe("schedule table names", () => {
   it("rejects agent and schedule names that could not be stored, naming the key", () => {
-    const entry = (name: string) => ({ name, on_calendar: "hourly", cmds: ["true"], overlap: "allow" as const, on_failure: "continue" as const })
+    const entry = (name: string) => ({
+      name,
+      on_calendar: "hourly",
+      cmds: ["true"],
+      overlap: "allow" as const,
+      on_failure: "continue" as const
+    })
     const long = "x".repeat(129)
     const badSchedule = ScheduleTable.build("f.toml", { a: { schedules: [entry(long)] } })
     assert.isTrue(Either.isLeft(badSchedule) && badSchedule.left.path === "schedules.a.schedules[0].name")

@@ -1,41 +1,45 @@
-import { assert, describe, it } from "@effect/vitest"
+import * as Messages from "@barto/domain/Messages"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Messages from "@barto/domain/Messages"
 import { groupCommit, make } from "../src/internal/sessionBatch.js"
 import { Store, StoreError } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
 
 for (const db of databases) {
   describe(`group commit on ${db.name}`, () => {
-    it.live("concurrent writes share transactions, each gets its own answer, a failing one costs no other", () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const transactions = new Set<unknown>()
-        const write = (n: number) =>
-          Effect.gen(function*() {
-            const tx = yield* Effect.serviceOption(SqlClient.TransactionConnection)
-            if (Option.isSome(tx)) transactions.add(tx.value) // one tuple per transaction
-            if (n === 13) return yield* new StoreError({ message: "thirteen" })
-            return n * 2
-          })
-        const grouped = yield* groupCommit(sql, write)
-        // Without failures: 300 calls, far fewer commits.
-        yield* Effect.forEach(Array.from({ length: 300 }, (_, i) => 1000 + i), grouped, { concurrency: "unbounded" })
-        assert.isBelow(transactions.size, 300 / 10)
-        const results = yield* Effect.forEach(
-          Array.from({ length: 300 }, (_, i) => i),
-          (n) => Effect.either(grouped(n)),
-          { concurrency: "unbounded" }
-        )
-        for (let n = 0; n < 300; n++) {
-          const r = results[n]!
-          if (n === 13) assert.isTrue(r._tag === "Left" && r.left.message === "thirteen")
-          else assert.deepStrictEqual(r._tag === "Right" ? r.right : undefined, n * 2)
-        }
-      }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))), 60_000)
+    it.live(
+      "concurrent writes share transactions, each gets its own answer, a failing one costs no other",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const transactions = new Set<unknown>()
+          const write = (n: number) =>
+            Effect.gen(function*() {
+              const tx = yield* Effect.serviceOption(SqlClient.TransactionConnection)
+              if (Option.isSome(tx)) transactions.add(tx.value) // one tuple per transaction
+              if (n === 13) return yield* new StoreError({ message: "thirteen" })
+              return n * 2
+            })
+          const grouped = yield* groupCommit(sql, write)
+          // Without failures: 300 calls, far fewer commits.
+          yield* Effect.forEach(Array.from({ length: 300 }, (_, i) => 1000 + i), grouped, { concurrency: "unbounded" })
+          assert.isBelow(transactions.size, 300 / 10)
+          const results = yield* Effect.forEach(
+            Array.from({ length: 300 }, (_, i) => i),
+            (n) => Effect.either(grouped(n)),
+            { concurrency: "unbounded" }
+          )
+          for (let n = 0; n < 300; n++) {
+            const r = results[n]!
+            if (n === 13) assert.isTrue(r._tag === "Left" && r.left.message === "thirteen")
+            else assert.deepStrictEqual(r._tag === "Right" ? r.right : undefined, n * 2)
+          }
+        }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
+      60_000
+    )
 
     it.live("sessionStarted through the batch stores every session", () =>
       Effect.gen(function*() {

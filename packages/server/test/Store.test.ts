@@ -1,7 +1,7 @@
 import type { AgentRecord, FinalRunState, Micros, RunId, Trigger } from "@barto/domain/Messages"
 import { ClientInfo, FailedRow, type LineRow } from "@barto/domain/Messages"
-import { assert, describe, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -10,20 +10,20 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { QueryResult, StoreShape } from "../src/Store.js"
-import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
-import { parseMariadbOptions } from "../src/internal/store/resources.js"
 import { checkReadOnly } from "../src/internal/store/guard.js"
 import { excessGrants, makeMariadbQueryRunner } from "../src/internal/store/mariadbQuery.js"
 import { migrate, migrateWith, migrations, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
+import { parseMariadbOptions } from "../src/internal/store/resources.js"
+import type { QueryResult, StoreShape } from "../src/Store.js"
+import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
 import { asAdmin, databases, mariadbDatabase, runningStatements } from "./utils/databases.js"
 
 // --- record builders -------------------------------------------------------------------------
@@ -35,7 +35,13 @@ let unique = 0
 const nextName = (prefix: string) => `${prefix}-${++unique}-${Math.random().toString(36).slice(2, 8)}`
 const rid = (name: string) => name as RunId
 
-const runStarted = (seq: number, runId: string, schedule: string, t: number, trigger: Trigger = "schedule"): AgentRecord => ({
+const runStarted = (
+  seq: number,
+  runId: string,
+  schedule: string,
+  t: number,
+  trigger: Trigger = "schedule"
+): AgentRecord => ({
   _tag: "RunStarted",
   seq,
   runId: rid(runId),
@@ -44,7 +50,14 @@ const runStarted = (seq: number, runId: string, schedule: string, t: number, tri
   scheduledAt: at(t),
   startedAt: at(t)
 })
-const commandStarted = (seq: number, runId: string, cmdUuid: string, cmdIndex: number, command: string, t: number): AgentRecord => ({
+const commandStarted = (
+  seq: number,
+  runId: string,
+  cmdUuid: string,
+  cmdIndex: number,
+  command: string,
+  t: number
+): AgentRecord => ({
   _tag: "CommandStarted",
   seq,
   runId: rid(runId),
@@ -73,7 +86,14 @@ const line = (
   data,
   continuation
 })
-const commandExited = (seq: number, runId: string, cmdUuid: string, exitCode: number | null, t: number, signal: string | null = null): AgentRecord => ({
+const commandExited = (
+  seq: number,
+  runId: string,
+  cmdUuid: string,
+  exitCode: number | null,
+  t: number,
+  signal: string | null = null
+): AgentRecord => ({
   _tag: "CommandExited",
   seq,
   runId: rid(runId),
@@ -122,7 +142,10 @@ const wholeRun = (
 const upTo = <E, R>(ingest: Effect.Effect<{ readonly upTo: number }, E, R>) => Effect.map(ingest, (r) => r.upTo)
 
 const countRows = (table: string, where: string, params: ReadonlyArray<unknown>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, params)).pipe(
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql.unsafe<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, params)
+  ).pipe(
     Effect.map((rows) => Number(rows[0].n))
   )
 
@@ -170,7 +193,10 @@ describe("query guard", () => {
   it("accepts SELECT, WITH, SHOW, EXPLAIN, with comments and a trailing semicolon", () => {
     assert.strictEqual(ok("  -- why\n select 1 ;  -- trailing"), "  -- why\n select 1")
     assert.strictEqual(ok("SELECT 1;"), "SELECT 1")
-    assert.strictEqual(ok("/* c */ with x as (select 1) select * from x"), "/* c */ with x as (select 1) select * from x")
+    assert.strictEqual(
+      ok("/* c */ with x as (select 1) select * from x"),
+      "/* c */ with x as (select 1) select * from x"
+    )
     ok("SHOW TABLES")
     ok("explain select * from runs")
     ok("(SELECT 1) UNION (SELECT 2)")
@@ -246,7 +272,13 @@ describe("query guard", () => {
 
   it.prop("any forbidden keyword glued to a number is seen", [
     FastCheck.constantFrom("1e0", "1.5", ".5", "1.", "1e+0", "2.5E-1", "007"),
-    FastCheck.constantFrom("INTO @v", "LOCK IN SHARE MODE", "FOR UPDATE", "INTO OUTFILE '/tmp/x'", "PROCEDURE ANALYSE()")
+    FastCheck.constantFrom(
+      "INTO @v",
+      "LOCK IN SHARE MODE",
+      "FOR UPDATE",
+      "INTO OUTFILE '/tmp/x'",
+      "PROCEDURE ANALYSE()"
+    )
   ], ([num, rest]) => {
     assert.isTrue(Either.isLeft(checkReadOnly(`SELECT ${num}${rest}`, "mysql")), `SELECT ${num}${rest}`)
     assert.isTrue(Either.isLeft(checkReadOnly(`SELECT 1 FROM t WHERE x=${num}${rest}`, "sqlite")))
@@ -276,7 +308,9 @@ describe("Store layers", () => {
       }).pipe(Effect.provide(layerFromConfig({ sqlite: { path: file } })))
       assert.isTrue(Fs.existsSync(file))
       // The same file again: migrations are already there, the data survived.
-      const paused = yield* Effect.flatMap(Store, (s) => s.paused()).pipe(Effect.provide(layerSqlite({ filename: file })))
+      const paused = yield* Effect.flatMap(Store, (s) => s.paused()).pipe(
+        Effect.provide(layerSqlite({ filename: file }))
+      )
       assert.deepStrictEqual(paused, [{ agent: "x", schedule: "y" }])
       Fs.rmSync(dir, { recursive: true, force: true })
     }))
@@ -334,7 +368,10 @@ describe("Store layers", () => {
 
   it.effect("[mariadb] options: ssl and connect_timeout are understood, anything else is an error", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual(yield* parseMariadbOptions("ssl=true&connect_timeout=3"), { ssl: true, connectTimeoutMs: 3000 })
+      assert.deepStrictEqual(yield* parseMariadbOptions("ssl=true&connect_timeout=3"), {
+        ssl: true,
+        connectTimeoutMs: 3000
+      })
       assert.deepStrictEqual(yield* parseMariadbOptions(undefined), {})
       assert.deepStrictEqual(yield* parseMariadbOptions("?ssl-mode=DISABLED"), { ssl: false })
       const e = yield* Effect.flip(parseMariadbOptions("charset=latin1"))
@@ -369,7 +406,27 @@ for (const db of databases) {
         yield* sql.unsafe(`DELETE FROM ${MIGRATIONS_TABLE} WHERE migration_id >= 18`)
         // Forgetting the migrations makes the next start apply them again (each checks first or
         // is IF NOT EXISTS).
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 31, 32, 35, 36, 37, 38, 39])
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [
+          18,
+          19,
+          20,
+          21,
+          22,
+          23,
+          24,
+          25,
+          26,
+          27,
+          28,
+          30,
+          31,
+          32,
+          35,
+          36,
+          37,
+          38,
+          39
+        ])
         yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
         assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
       }).pipe(Effect.provide(db.layer())))
@@ -406,16 +463,25 @@ for (const db of databases) {
           signal: null
         })
         const lines = yield* store.runLines(run, -1, 100)
-        assert.deepStrictEqual(lines.map((l) => [l.lineSeq, l.stream, l.data, l.continuation, l.exitCode, l.runState]), [
-          [0, "stdout", "hello", false, 0, "succeeded"],
-          [1, "stderr", "oops", false, 0, "succeeded"],
-          [2, "stderr", "continued", true, 0, "succeeded"]
-        ])
+        assert.deepStrictEqual(
+          lines.map((l) => [l.lineSeq, l.stream, l.data, l.continuation, l.exitCode, l.runState]),
+          [
+            [0, "stdout", "hello", false, 0, "succeeded"],
+            [1, "stderr", "oops", false, 0, "succeeded"],
+            [2, "stderr", "continued", true, 0, "succeeded"]
+          ]
+        )
         assert.strictEqual(lines[0].ts, at(10.1))
         assert.strictEqual(lines[0].cmdUuid, `${run}-c1`)
 
         const missed = Option.getOrThrow(yield* store.getRun(`${run}-m`))
-        assert.deepInclude(missed, { state: "missed", trigger: "schedule", startedAt: null, finishedAt: null, scheduledAt: at(5) })
+        assert.deepInclude(missed, {
+          state: "missed",
+          trigger: "schedule",
+          startedAt: null,
+          finishedAt: null,
+          scheduledAt: at(5)
+        })
         assert.strictEqual(yield* store.ackedUpTo(agent, "never"), -1)
       }))
 
@@ -496,7 +562,11 @@ for (const db of databases) {
         const store = yield* Store
         const agent = nextName("a")
         const [r1, r2, r3] = [nextName("run"), nextName("run"), nextName("run")]
-        yield* store.ingest(agent, "o", [runStarted(0, r1, "s", 100), runStarted(1, r2, "s", 200), runStarted(2, r3, "s", 50)])
+        yield* store.ingest(agent, "o", [
+          runStarted(0, r1, "s", 100),
+          runStarted(1, r2, "s", 200),
+          runStarted(2, r3, "s", 50)
+        ])
         yield* store.ingest(agent, "o", [runFinished(3, r3, "failed", 60)])
         const other = nextName("a")
         yield* store.ingest(other, "o", [runStarted(0, nextName("run"), "s", 100)])
@@ -530,7 +600,15 @@ for (const db of databases) {
           commandStarted(1, died, `${died}-c0`, 0, "sleep 60", 100),
           runStarted(2, stopped, "s", 110),
           runStarted(3, lostOne, "s", 120),
-          { _tag: "RunMissed", seq: 4, runId: rid(single), schedule: "s", scheduledAt: at(130), reason: "agent_restart", trigger: "catch_up" },
+          {
+            _tag: "RunMissed",
+            seq: 4,
+            runId: rid(single),
+            schedule: "s",
+            scheduledAt: at(130),
+            reason: "agent_restart",
+            trigger: "catch_up"
+          },
           {
             _tag: "RunMissed",
             seq: 5,
@@ -544,13 +622,39 @@ for (const db of databases) {
         ])
         yield* store.markLost(agent, at(125))
         yield* store.ingest(agent, "o", [
-          { _tag: "RunFinished", seq: 6, runId: rid(died), state: "interrupted", finishedAt: at(140), reason: "agent_restart" },
-          { _tag: "RunFinished", seq: 7, runId: rid(stopped), state: "interrupted", finishedAt: at(150), reason: "shutdown" },
+          {
+            _tag: "RunFinished",
+            seq: 6,
+            runId: rid(died),
+            state: "interrupted",
+            finishedAt: at(140),
+            reason: "agent_restart"
+          },
+          {
+            _tag: "RunFinished",
+            seq: 7,
+            runId: rid(stopped),
+            state: "interrupted",
+            finishedAt: at(150),
+            reason: "shutdown"
+          },
           // A lost run is reconciled to what its agent says, reason included.
-          { _tag: "RunFinished", seq: 8, runId: rid(lostOne), state: "interrupted", finishedAt: at(160), reason: "agent_restart" }
+          {
+            _tag: "RunFinished",
+            seq: 8,
+            runId: rid(lostOne),
+            state: "interrupted",
+            finishedAt: at(160),
+            reason: "agent_restart"
+          }
         ])
         const get = (id: string) => Effect.map(store.getRun(id), Option.getOrThrow)
-        assert.deepInclude(yield* get(died), { state: "interrupted", reason: "agent_restart", occurrences: 1, scheduledUntil: null })
+        assert.deepInclude(yield* get(died), {
+          state: "interrupted",
+          reason: "agent_restart",
+          occurrences: 1,
+          scheduledUntil: null
+        })
         assert.deepInclude(yield* get(stopped), { state: "interrupted", reason: "shutdown", finishedAt: at(150) })
         assert.deepInclude(yield* get(lostOne), { state: "interrupted", reason: "agent_restart" })
         assert.deepInclude(yield* get(single), {
@@ -573,10 +677,22 @@ for (const db of databases) {
         // `runs --state missed`, and `--since` inside the range: the range is there, once.
         const missed = yield* store.runs({ agent, state: "missed", limit: 10 })
         assert.deepStrictEqual(missed.map((r) => [r.runId, r.occurrences]), [[range, 7150], [single, 1]])
-        assert.deepStrictEqual((yield* store.runs({ agent, since: at(905_000), limit: 10 })).map((r) => r.runId), [range])
-        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 10 })).map((r) => r.runId), [range, single, lostOne])
-        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 2 })).map((r) => r.runId), [range, single])
-        assert.deepStrictEqual((yield* store.runs({ agent, state: "interrupted", limit: 10 })).map((r) => r.runId).sort(), [died, lostOne, stopped].sort())
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(905_000), limit: 10 })).map((r) => r.runId), [
+          range
+        ])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 10 })).map((r) => r.runId), [
+          range,
+          single,
+          lostOne
+        ])
+        assert.deepStrictEqual((yield* store.runs({ agent, since: at(115), limit: 2 })).map((r) => r.runId), [
+          range,
+          single
+        ])
+        assert.deepStrictEqual(
+          (yield* store.runs({ agent, state: "interrupted", limit: 10 })).map((r) => r.runId).sort(),
+          [died, lostOne, stopped].sort()
+        )
         // `failed` shows interrupted runs: the command that never exited, and the runs without one.
         const failed = (yield* collect(store.failed())).filter((f) => f.agent === agent)
         assert.sameDeepMembers(failed.map((f) => [f.runId, f.state, f.command]), [
@@ -609,7 +725,9 @@ for (const db of databases) {
           orElse: () => "DROP INDEX runs_scheduled_until"
         }))
         // A database from before the views (0030–0032) had none.
-        for (const view of ["runs_view", "run_commands_view", "output_lines_view"]) yield* sql.unsafe(`DROP VIEW IF EXISTS ${view}`)
+        for (const view of ["runs_view", "run_commands_view", "output_lines_view"]) {
+          yield* sql.unsafe(`DROP VIEW IF EXISTS ${view}`)
+        }
         yield* sql.unsafe("ALTER TABLE runs DROP COLUMN occurrences")
         yield* sql.unsafe("ALTER TABLE runs DROP COLUMN scheduled_until")
         yield* sql.unsafe("ALTER TABLE runs RENAME COLUMN reason TO missed_reason")
@@ -618,7 +736,29 @@ for (const db of databases) {
           `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, missed_reason)
            VALUES ('old-missed', 'a', 's', 'schedule', 'missed', 5, 'missed_tick:Skip')`
         )
-        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 31, 32, 35, 36, 37, 38, 39])
+        assert.deepStrictEqual((yield* migrate).map(([id]) => id), [
+          16,
+          17,
+          18,
+          19,
+          20,
+          21,
+          22,
+          23,
+          24,
+          25,
+          26,
+          27,
+          28,
+          30,
+          31,
+          32,
+          35,
+          36,
+          37,
+          38,
+          39
+        ])
         assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
           state: "missed",
           reason: "missed_tick:Skip",
@@ -656,7 +796,10 @@ for (const db of databases) {
         assert.deepInclude(Option.getOrThrow(yield* store.getRun(lone)), { state: "timed_out", finishedAt: at(400) })
         // A command exit for a command never announced is still recorded.
         const anon = nextName("run")
-        yield* store.ingest(agent, "o", [runStarted(4, anon, "s", 500), commandExited(5, anon, `${anon}-ghost`, 1, 501)])
+        yield* store.ingest(agent, "o", [
+          runStarted(4, anon, "s", 500),
+          commandExited(5, anon, `${anon}-ghost`, 1, 501)
+        ])
         const failed = (yield* failedRows(store)).filter((f) => f.runId === anon)
         assert.deepStrictEqual(failed.map((f) => [f.cmdUuid, f.command, f.exitCode]), [[`${anon}-ghost`, "unknown", 1]])
       }))
@@ -683,7 +826,10 @@ for (const db of databases) {
           line(8, early, cmdE, 0, "early-0", 600.1),
           line(9, early, cmdE, 1, "early-1", 600.2)
         ])
-        yield* store.ingest(a1, "o", [...wholeRun(10, nextName("run"), "alpha", 650, [], 0), runMissed(20, nextName("run"), "zeta", 10)])
+        yield* store.ingest(a1, "o", [
+          ...wholeRun(10, nextName("run"), "alpha", 650, [], 0),
+          runMissed(20, nextName("run"), "zeta", 10)
+        ])
         yield* store.ingest(a2, "o", wholeRun(0, nextName("run"), "backup", 100, ["other agent"], 0))
 
         assert.deepStrictEqual(yield* store.listCommands(a1), ["alpha", "backup", "zeta"])
@@ -699,7 +845,9 @@ for (const db of databases) {
         ])
         assert.deepStrictEqual(lines.map((l) => l.agent), [a1, a1, a1, a1])
 
-        const byAgent = groupByAgent(yield* collect(store.cmdLines("backup"))).filter((g) => g.agent === a1 || g.agent === a2)
+        const byAgent = groupByAgent(yield* collect(store.cmdLines("backup"))).filter((g) =>
+          g.agent === a1 || g.agent === a2
+        )
         assert.deepStrictEqual(byAgent.map((g) => g.agent), [a1, a2])
         assert.deepStrictEqual(byAgent[0].lines.map((l) => l.data), ["early-0", "early-1", "late-0", "late-1"])
         assert.deepStrictEqual(byAgent[1].lines.map((l) => l.data), ["other agent"])
@@ -712,7 +860,13 @@ for (const db of databases) {
       Effect.gen(function*() {
         const store = yield* Store
         const agent = nextName("a")
-        const [ok, bad, killed, timedOut, lost] = [nextName("ok"), nextName("bad"), nextName("killed"), nextName("to"), nextName("lost")]
+        const [ok, bad, killed, timedOut, lost] = [
+          nextName("ok"),
+          nextName("bad"),
+          nextName("killed"),
+          nextName("to"),
+          nextName("lost")
+        ]
         yield* store.ingest(agent, "o", [
           ...wholeRun(0, ok, "s", 800, ["fine"], 0), // 0..4
           ...wholeRun(5, killed, "s", 900, ["k1"], null, "cancelled", "SIGKILL"), // 5..9
@@ -812,7 +966,11 @@ for (const db of databases) {
         const run = nextName("run")
         yield* store.ingest(agent, "o", [runStarted(0, run, "s", 10)])
         const cmd = `${run}-c0`
-        const good = [commandStarted(1, run, cmd, 0, "x", 10), line(2, run, cmd, 0, "kept?", 10), line(3, run, cmd, 1, "kept?", 10)]
+        const good = [
+          commandStarted(1, run, cmd, 0, "x", 10),
+          line(2, run, cmd, 0, "kept?", 10),
+          line(3, run, cmd, 1, "kept?", 10)
+        ]
         // A line the database refuses (NOT NULL), after statements that already ran in the batch.
         const bad = { ...line(4, run, cmd, 2, "x", 10), cmdUuid: null } as unknown as AgentRecord
         const e = yield* Effect.flip(store.ingest(agent, "o", [...good, bad, runFinished(5, run, "succeeded", 11)]))
@@ -822,7 +980,12 @@ for (const db of databases) {
         assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 0)
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).state, "running")
         // The agent resends it fixed: all of it lands, once.
-        assert.strictEqual(yield* upTo(store.ingest(agent, "o", [...good, line(4, run, cmd, 2, "x", 10), runFinished(5, run, "succeeded", 11)])), 5)
+        assert.strictEqual(
+          yield* upTo(
+            store.ingest(agent, "o", [...good, line(4, run, cmd, 2, "x", 10), runFinished(5, run, "succeeded", 11)])
+          ),
+          5
+        )
         assert.strictEqual(yield* countRows("output_lines", "run_id = ?", [run]), 3)
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(run)).state, "succeeded")
       }))
@@ -876,7 +1039,9 @@ for (const db of databases) {
         // A resend overlapping the end adds nothing.
         assert.strictEqual(yield* upTo(store.ingest(agent, "o", records.slice(1000))), 1501)
         const expected = (run: string) =>
-          records.filter((r): r is Extract<AgentRecord, { _tag: "OutputLine" }> => r._tag === "OutputLine" && r.runId === run)
+          records.filter((r): r is Extract<AgentRecord, { _tag: "OutputLine" }> =>
+            r._tag === "OutputLine" && r.runId === run
+          )
             .map((l) => [l.lineSeq, l.cmdUuid, l.stream, l.ts, l.data, l.continuation, agent])
         for (const run of [r1, r2]) {
           const stored = yield* store.runLines(run, -1, 2000)
@@ -911,19 +1076,41 @@ for (const db of databases) {
         const sql = yield* SqlClient.SqlClient
         const agent = nextName("a")
         yield* store.sessionStarted({ agent, sessionId: `${agent}-s1`, ip: "10.0.0.7", connectedAt: at(1) })
-        yield* store.sessionInfo(agent, `${agent}-s1`, new ClientInfo({ osName: "Debian", hostname: "h", osVersion: "12", kernel: "6.1", agentVersion: "0.1.0" }))
+        yield* store.sessionInfo(
+          agent,
+          `${agent}-s1`,
+          new ClientInfo({ osName: "Debian", hostname: "h", osVersion: "12", kernel: "6.1", agentVersion: "0.1.0" })
+        )
         yield* store.sessionEnded(agent, `${agent}-s1`, at(9))
         yield* store.sessionStarted({ agent, sessionId: `${agent}-s2`, ip: "10.0.0.8", connectedAt: at(10) })
         const sessions = yield* sql.unsafe<Record<string, unknown>>(
           `SELECT session_id, ip, connected_at, disconnected_at, os_name, agent_version FROM agent_sessions WHERE agent = ? ORDER BY connected_at`,
           [agent]
         )
-        assert.deepStrictEqual(sessions.map((s) => [s.session_id, s.ip, Number(s.connected_at), s.disconnected_at === null ? null : Number(s.disconnected_at), s.os_name, s.agent_version]), [
-          [`${agent}-s1`, "10.0.0.7", at(1), at(9), "Debian", "0.1.0"],
-          [`${agent}-s2`, "10.0.0.8", at(10), null, null, null]
-        ])
-        const agents = yield* sql.unsafe<Record<string, unknown>>(`SELECT first_seen_at, last_seen_at, last_ip, os_name FROM agents WHERE name = ?`, [agent])
-        assert.deepStrictEqual(agents.map((a) => [Number(a.first_seen_at), Number(a.last_seen_at), a.last_ip, a.os_name]), [[at(1), at(10), "10.0.0.8", "Debian"]])
+        assert.deepStrictEqual(
+          sessions.map((
+            s
+          ) => [
+            s.session_id,
+            s.ip,
+            Number(s.connected_at),
+            s.disconnected_at === null ? null : Number(s.disconnected_at),
+            s.os_name,
+            s.agent_version
+          ]),
+          [
+            [`${agent}-s1`, "10.0.0.7", at(1), at(9), "Debian", "0.1.0"],
+            [`${agent}-s2`, "10.0.0.8", at(10), null, null, null]
+          ]
+        )
+        const agents = yield* sql.unsafe<Record<string, unknown>>(
+          `SELECT first_seen_at, last_seen_at, last_ip, os_name FROM agents WHERE name = ?`,
+          [agent]
+        )
+        assert.deepStrictEqual(
+          agents.map((a) => [Number(a.first_seen_at), Number(a.last_seen_at), a.last_ip, a.os_name]),
+          [[at(1), at(10), "10.0.0.8", "Debian"]]
+        )
       }))
 
     it.effect("pause set", () =>
@@ -955,18 +1142,29 @@ for (const db of databases) {
         assert.deepStrictEqual(r.rows, [[run, "0", String(at(5001)), null, "1.5", run]])
         assert.isFalse(r.truncated)
 
-        const capped = yield* store.query(`SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq;`, { ...opts, rowCap: 2 })
+        const capped = yield* store.query(`SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq;`, {
+          ...opts,
+          rowCap: 2
+        })
         assert.deepStrictEqual(capped.rows, [["l0"], ["l1"]])
         assert.isTrue(capped.truncated)
-        const exact = yield* store.query(`SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq`, { ...opts, rowCap: 3 })
+        const exact = yield* store.query(`SELECT data FROM output_lines WHERE run_id = '${run}' ORDER BY line_seq`, {
+          ...opts,
+          rowCap: 3
+        })
         assert.isFalse(exact.truncated)
 
-        const withQ = yield* store.query(`WITH x AS (SELECT COUNT(*) AS n FROM output_lines WHERE run_id = '${run}') SELECT n FROM x`, opts)
+        const withQ = yield* store.query(
+          `WITH x AS (SELECT COUNT(*) AS n FROM output_lines WHERE run_id = '${run}') SELECT n FROM x`,
+          opts
+        )
         assert.deepStrictEqual(withQ.rows, [["3"]])
         const explain = yield* store.query(`EXPLAIN SELECT * FROM runs WHERE run_id = 'x'`, opts)
         assert.isAbove(explain.rows.length, 0)
         const bytes = yield* store.query(
-          db.name === "mariadb" ? "SELECT X'00ff10' AS b, CAST('2025-10-20 08:34:56' AS DATETIME) AS d" : "SELECT X'00ff10' AS b",
+          db.name === "mariadb"
+            ? "SELECT X'00ff10' AS b, CAST('2025-10-20 08:34:56' AS DATETIME) AS d"
+            : "SELECT X'00ff10' AS b",
           opts
         )
         assert.strictEqual(bytes.rows[0][0], "00ff10")
@@ -1014,7 +1212,11 @@ for (const db of databases) {
         if (e._tag === "QueryRefused") assert.match(e.reason, /time limit of 300 ms/)
         assert.isBelow(Date.now() - started, 4000)
         // The store still answers.
-        const r: QueryResult = yield* store.query("SELECT 1 AS one", { rowCap: 10, maxBytes: 1024 * 1024, timeoutMs: 5000 })
+        const r: QueryResult = yield* store.query("SELECT 1 AS one", {
+          rowCap: 10,
+          maxBytes: 1024 * 1024,
+          timeoutMs: 5000
+        })
         assert.deepStrictEqual(r.rows, [["1"]])
       }))
 
@@ -1065,7 +1267,11 @@ for (const db of databases) {
         const bigRun = nextName("big")
         for (let i = 0; i < 300; i++) {
           const id = i === 150 ? bigRun : `${schedule}-${(i * 7919) % 1000}`
-          const lines = i === 150 ? Array.from({ length: 1200 }, (_, k) => `big ${k}`) : i % 3 === 0 ? [] : [`r${i} a`, `r${i} b`]
+          const lines = i === 150
+            ? Array.from({ length: 1200 }, (_, k) => `big ${k}`)
+            : i % 3 === 0
+            ? []
+            : [`r${i} a`, `r${i} b`]
           const run = wholeRun(seq, id, schedule, 10_000 + (i % 2 === 0 ? i : 600 - i), lines, i % 5 === 0 ? 1 : 0)
           records.push(...run)
           seq += run.length
@@ -1120,7 +1326,13 @@ for (const db of databases) {
         const store = yield* Store
         const agent = nextName("a")
         const T = -1_000_000_000 // seconds before T0: this test's past, older than every other test's data
-        const [old1, old2, missedOld, runningOld, recent] = [nextName("o1"), nextName("o2"), nextName("mo"), nextName("ro"), nextName("new")]
+        const [old1, old2, missedOld, runningOld, recent] = [
+          nextName("o1"),
+          nextName("o2"),
+          nextName("mo"),
+          nextName("ro"),
+          nextName("new")
+        ]
         yield* store.ingest(agent, "o", [
           ...wholeRun(0, old1, "s", T, ["a", "b"], 0), // 0..5: 1 command, 2 lines
           ...wholeRun(10, old2, "s", T + 10, [], 1), // 10..13
@@ -1252,7 +1464,9 @@ describe.runIf(mariadbAvailable)("MariaDB query account", () => {
       yield* Effect.acquireRelease(
         asAdmin(async (conn) => {
           await conn.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`)
-          await conn.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW ON \`${options.database}\`.* TO '${user}'@'%'`)
+          await conn.query(
+            `GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW ON \`${options.database}\`.* TO '${user}'@'%'`
+          )
         }),
         () => asAdmin((conn) => conn.query(`DROP USER IF EXISTS '${user}'@'%'`))
       )
@@ -1292,7 +1506,8 @@ describe.runIf(mariadbAvailable)("MariaDB query account", () => {
     withDatabase((options) =>
       Effect.gen(function*() {
         const { queryPassword: _p, queryUsername: _u, ...withoutAccount } = options
-        const store = yield* Effect.flatMap(Layer.build(layerMariadb(withoutAccount)), (ctx) => Effect.succeed(Context.get(ctx, Store)))
+        const store = yield* Effect.flatMap(Layer.build(layerMariadb(withoutAccount)), (ctx) =>
+          Effect.succeed(Context.get(ctx, Store)))
         const e = yield* Effect.flip(store.query("SELECT 1", caps))
         assert.strictEqual(e._tag, "QueryRefused")
         assert.match(e.message, /query_username/)

@@ -5,13 +5,12 @@
  */
 import * as Decoder from "@barto/domain/Decoder"
 import { FailedRow, LineRow, RunRow } from "@barto/domain/Messages"
-import { assert, describe, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { Store } from "../src/Store.js"
 import {
   compiledRowSchemas,
   decodeFailedRow,
@@ -21,6 +20,7 @@ import {
   LineRowFromDb,
   RunRowFromDb
 } from "../src/internal/store/rows.js"
+import { Store } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
 
 // SQLite hands back numbers; mysql2 (bigNumberStrings) hands back BIGINT and COUNT as strings.

@@ -100,7 +100,13 @@ describe("Updates.pacman (reference §1.15)", () => {
       "Total Installed Size:  1.00 GiB",
       "Net Upgrade Size:     -0.50 MiB"
     ])
-    assert.deepStrictEqual(r, { updateCount: 1, packages: ["foo"], downloadSize: 0.5, installSize: 1024, netSize: -0.5 })
+    assert.deepStrictEqual(r, {
+      updateCount: 1,
+      packages: ["foo"],
+      downloadSize: 0.5,
+      installSize: 1024,
+      netSize: -0.5
+    })
   })
 
   it("is empty for no matching output", () => {
@@ -113,13 +119,17 @@ describe("Updates.pacman (reference §1.15)", () => {
     })
   })
 
-  it.prop("sums arbitrary package lines", [FastCheck.array(FastCheck.array(pkgName, { minLength: 1, maxLength: 5 }))], ([
-    groups
-  ]) => {
-    const r = Updates.pacman(groups.map((g) => `Packages (${g.length}) ${g.join("  ")}`))
-    assert.strictEqual(r.updateCount, groups.reduce((n, g) => n + g.length, 0))
-    assert.deepStrictEqual(r.packages, groups.flat())
-  })
+  it.prop(
+    "sums arbitrary package lines",
+    [FastCheck.array(FastCheck.array(pkgName, { minLength: 1, maxLength: 5 }))],
+    ([
+      groups
+    ]) => {
+      const r = Updates.pacman(groups.map((g) => `Packages (${g.length}) ${g.join("  ")}`))
+      assert.strictEqual(r.updateCount, groups.reduce((n, g) => n + g.length, 0))
+      assert.deepStrictEqual(r.packages, groups.flat())
+    }
+  )
 })
 
 describe("Updates.cachyos (reference §1.15)", () => {
@@ -163,7 +173,10 @@ describe("Updates.apt (reference §1.15)", () => {
       ]),
       ["bash", "libc6", "g++-12", "curl"]
     )
-    assert.deepStrictEqual(Updates.apt(["bash/jammy 5.1 amd64 [installed]", "WARNING: apt does not have a stable CLI"]), [])
+    assert.deepStrictEqual(
+      Updates.apt(["bash/jammy 5.1 amd64 [installed]", "WARNING: apt does not have a stable CLI"]),
+      []
+    )
   })
 
   it("parses the reference example", () => {
@@ -177,7 +190,10 @@ describe("Updates.apt (reference §1.15)", () => {
       "  libssh-4 libxml2 libxml2-dev",
       "3 upgraded, 0 newly installed, 0 to remove and 0 not upgraded."
     ])
-    assert.deepStrictEqual(r, { _tag: "Apt", packages: ["libtdb-dev", "libtdb1", "libssh-4", "libxml2", "libxml2-dev"] })
+    assert.deepStrictEqual(r, {
+      _tag: "Apt",
+      packages: ["libtdb-dev", "libtdb1", "libssh-4", "libxml2", "libxml2-dev"]
+    })
   })
 
   it("follows apt's wrapped package list and stops at the first unindented line", () => {
@@ -203,10 +219,14 @@ describe("Updates.apt (reference §1.15)", () => {
     )
   })
 
-  it.prop("returns every listed package", [FastCheck.array(FastCheck.array(pkgName, { minLength: 1, maxLength: 6 }))], ([
-    lists
-  ]) => {
-    const lines = lists.flatMap((l) => ["The following packages will be upgraded:", `  ${l.join(" ")}`, "done."])
-    assert.deepStrictEqual(Updates.apt(lines), lists.flat())
-  })
+  it.prop(
+    "returns every listed package",
+    [FastCheck.array(FastCheck.array(pkgName, { minLength: 1, maxLength: 6 }))],
+    ([
+      lists
+    ]) => {
+      const lines = lists.flatMap((l) => ["The following packages will be upgraded:", `  ${l.join(" ")}`, "done."])
+      assert.deepStrictEqual(Updates.apt(lines), lists.flat())
+    }
+  )
 })

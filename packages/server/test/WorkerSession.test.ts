@@ -1,3 +1,6 @@
+import * as Envelope from "@barto/domain/Envelope"
+import * as Ids from "@barto/domain/Ids"
+import type * as Messages from "@barto/domain/Messages"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
@@ -8,9 +11,6 @@ import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import * as Envelope from "@barto/domain/Envelope"
-import * as Ids from "@barto/domain/Ids"
-import type * as Messages from "@barto/domain/Messages"
 import { Ingested } from "../src/Events.js"
 import { Metrics } from "../src/Metrics.js"
 import { Registry } from "../src/Registry.js"
@@ -226,7 +226,10 @@ describe("WorkerSession: records and acks", () => {
       assert.strictEqual(acks[0], 0)
       assert.isBelow(acks.length, 200, "queued batches were joined")
       assert.isTrue(acks.every((a, i) => i === 0 || a > acks[i - 1]!), `acks increase: ${acks}`)
-      assert.deepStrictEqual(server.memory!.records.get("alpha")!.map((r) => r.seq), Array.from({ length: 200 }, (_, i) => i))
+      assert.deepStrictEqual(
+        server.memory!.records.get("alpha")!.map((r) => r.seq),
+        Array.from({ length: 200 }, (_, i) => i)
+      )
       yield* client.nextTagged("Pong")
     }))
 
@@ -299,7 +302,10 @@ describe("WorkerSession: bad frames", () => {
       const error = yield* client.nextTagged("ProtocolError")
       assert.strictEqual(error.code, "unexpected")
       assert.match(error.message, /AgentHello was already received/)
-      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      assert.strictEqual(
+        yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }),
+        1
+      )
       yield* client.send({ _tag: "Ping", id: 1, sentAt: TestServer.micros(1) })
       assert.strictEqual((yield* client.nextTagged("Pong")).id, 1)
     }))
@@ -311,7 +317,10 @@ describe("WorkerSession: bad frames", () => {
       yield* client.send({ _tag: "Pong", id: 1, sentAt: TestServer.micros(1) })
       assert.strictEqual((yield* client.nextTagged("ProtocolError")).code, "unexpected")
       assert.strictEqual((yield* client.closed()).code, 1008)
-      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      assert.strictEqual(
+        yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }),
+        1
+      )
     }))
 
   it.scopedLive("a defect while handling a frame: counted ProtocolError, close 1011, bartos keeps serving", () =>
@@ -324,7 +333,10 @@ describe("WorkerSession: bad frames", () => {
       const error = yield* client.nextTagged("ProtocolError")
       assert.strictEqual(error.code, "unexpected")
       assert.deepStrictEqual(yield* client.closed(), { code: 1011, reason: "internal error handling a frame" })
-      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }), 1)
+      assert.strictEqual(
+        yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "unexpected" }),
+        1
+      )
       yield* server.waitForLog("defect while handling a frame")
       server.memory!.beforeIngest = undefined
       yield* bystander.client.send({ _tag: "Ping", id: 4, sentAt: TestServer.micros(4) })
@@ -429,7 +441,10 @@ describe("WorkerSession: envelopes", () => {
       assert.strictEqual((yield* second.client.nextTagged("ProtocolError")).code, "bad_envelope")
       yield* second.client.send({ _tag: "Ping", id: 3, sentAt: TestServer.micros(3) })
       assert.strictEqual((yield* second.client.nextTagged("Pong")).id, 3)
-      assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "bad_envelope" }), 2)
+      assert.strictEqual(
+        yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "bad_envelope" }),
+        2
+      )
     }))
 
   it.scopedLive("server frames are bound too: a ScheduleTable of one agent does not open on another's connection", () =>
@@ -442,7 +457,12 @@ describe("WorkerSession: envelopes", () => {
       const { publicKey } = keys()
       const opensFor = (client: TestServer.AgentClient, counter: bigint) =>
         Either.isRight(Envelope.open(
-          { hmacKey: Envelope.hmacKeyFromString("shared-secret"), publicKey, windowSecs: 60, nonces: Envelope.makeNonceCache() },
+          {
+            hmacKey: Envelope.hmacKeyFromString("shared-secret"),
+            publicKey,
+            windowSecs: 60,
+            nonces: Envelope.makeNonceCache()
+          },
           alphaTable,
           Date.now() / 1000,
           { sender: "server", agent: client === alpha.client ? "alpha" : "beta", ...client.nonces!, counter }
@@ -508,7 +528,10 @@ describe("WorkerSession: liveness and duplicates", () => {
         yield* intruder.send(TestServer.agentHello({ outboxId: "instance-2" }))
         const closed = yield* intruder.closed()
         assert.strictEqual(closed.code, 4003)
-        assert.match(closed.reason, /^name 'alpha' is in use by another agent from 127\.0\.0\.1 since \d\d:\d\d:\d\d UTC$/)
+        assert.match(
+          closed.reason,
+          /^name 'alpha' is in use by another agent from 127\.0\.0\.1 since \d\d:\d\d:\d\d UTC$/
+        )
         // It never got a ServerHello, let alone a table.
         assert.deepStrictEqual(yield* intruder.drain, [])
       }
@@ -591,7 +614,15 @@ for (const db of databases) {
   describe(`WorkerSession: ingest on ${db.name}`, () => {
     const records = (runId: Messages.RunId): ReadonlyArray<Messages.AgentRecord> => [
       { ...runStarted(0, runId), runId },
-      { _tag: "CommandStarted", seq: 1, runId, cmdUuid: Ids.uuidv4(), cmdIndex: 0, command: "echo hi", startedAt: TestServer.micros(1_700_000_000_011) }
+      {
+        _tag: "CommandStarted",
+        seq: 1,
+        runId,
+        cmdUuid: Ids.uuidv4(),
+        cmdIndex: 0,
+        command: "echo hi",
+        startedAt: TestServer.micros(1_700_000_000_011)
+      }
     ]
 
     it.scopedLive("stored once and acked; a resend is idempotent; a reconnect learns the offset", () =>
@@ -612,7 +643,9 @@ for (const db of databases) {
         assert.strictEqual(again.hello.ackedUpTo, 1)
         // Another instance (another outbox) only gets the name once this one is gone (issue 12 §2).
         yield* again.client.close
-        yield* service(server, Registry).get("alpha").pipe(Effect.repeat({ until: Option.isNone, schedule: Schedule.spaced(10) }))
+        yield* service(server, Registry).get("alpha").pipe(
+          Effect.repeat({ until: Option.isNone, schedule: Schedule.spaced(10) })
+        )
         const fresh = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box-b" } })
         assert.strictEqual(fresh.hello.ackedUpTo, -1)
       }))
@@ -630,8 +663,26 @@ for (const db of databases) {
           _tag: "RecordBatch",
           records: [
             { ...runStarted(0, victimRun), runId: victimRun },
-            { _tag: "CommandStarted", seq: 1, runId: victimRun, cmdUuid: cmd, cmdIndex: 0, command: "backup.sh", startedAt: t(1) },
-            { _tag: "OutputLine", seq: 2, runId: victimRun, cmdUuid: cmd, lineSeq: 0, stream: "stdout", ts: t(2), data: "real 0", continuation: false }
+            {
+              _tag: "CommandStarted",
+              seq: 1,
+              runId: victimRun,
+              cmdUuid: cmd,
+              cmdIndex: 0,
+              command: "backup.sh",
+              startedAt: t(1)
+            },
+            {
+              _tag: "OutputLine",
+              seq: 2,
+              runId: victimRun,
+              cmdUuid: cmd,
+              lineSeq: 0,
+              stream: "stdout",
+              ts: t(2),
+              data: "real 0",
+              continuation: false
+            }
           ]
         })
         assert.deepStrictEqual(yield* alpha.client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
@@ -642,14 +693,58 @@ for (const db of databases) {
         yield* attacker.client.send({
           _tag: "RecordBatch",
           records: [
-            { _tag: "RunStarted", seq: 0, runId: own, schedule: "only", trigger: "schedule", scheduledAt: t(0), startedAt: t(0) },
+            {
+              _tag: "RunStarted",
+              seq: 0,
+              runId: own,
+              schedule: "only",
+              trigger: "schedule",
+              scheduledAt: t(0),
+              startedAt: t(0)
+            },
             { _tag: "RunFinished", seq: 1, runId: victimRun, state: "succeeded", finishedAt: t(5) },
-            { _tag: "RunStarted", seq: 2, runId: victimRun, schedule: "renamed", trigger: "manual", scheduledAt: t(0), startedAt: t(0) },
-            { _tag: "CommandStarted", seq: 3, runId: own, cmdUuid: cmd, cmdIndex: 0, command: "rm -rf /", startedAt: t(6) },
+            {
+              _tag: "RunStarted",
+              seq: 2,
+              runId: victimRun,
+              schedule: "renamed",
+              trigger: "manual",
+              scheduledAt: t(0),
+              startedAt: t(0)
+            },
+            {
+              _tag: "CommandStarted",
+              seq: 3,
+              runId: own,
+              cmdUuid: cmd,
+              cmdIndex: 0,
+              command: "rm -rf /",
+              startedAt: t(6)
+            },
             { _tag: "CommandExited", seq: 4, runId: own, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t(6) },
-            { _tag: "OutputLine", seq: 5, runId: victimRun, cmdUuid: cmd, lineSeq: 1, stream: "stdout", ts: t(7), data: "injected", continuation: false },
+            {
+              _tag: "OutputLine",
+              seq: 5,
+              runId: victimRun,
+              cmdUuid: cmd,
+              lineSeq: 1,
+              stream: "stdout",
+              ts: t(7),
+              data: "injected",
+              continuation: false
+            },
             { _tag: "RunMissed", seq: 6, runId: victimRun, schedule: "hello", scheduledAt: t(0), reason: "stall" },
-            { _tag: "OutputLine", seq: 7, runId: own, cmdUuid: "beta-cmd", lineSeq: 0, stream: "stdout", ts: t(8), data: "beta's own", continuation: false },
+            {
+              _tag: "OutputLine",
+              seq: 7,
+              runId: own,
+              cmdUuid: "beta-cmd",
+              lineSeq: 0,
+              stream: "stdout",
+              ts: t(8),
+              data: "beta's own",
+              continuation: false
+            },
             { _tag: "RunFinished", seq: 8, runId: own, state: "succeeded", finishedAt: t(9) }
           ]
         })
@@ -663,20 +758,51 @@ for (const db of databases) {
 
         // alpha's run is untouched: still running, same schedule, its command and only its lines.
         const victim = Option.getOrThrow(yield* store.getRun(victimRun))
-        assert.deepInclude(victim, { agent: "alpha", schedule: "hello", state: "running", trigger: "schedule", finishedAt: null })
+        assert.deepInclude(victim, {
+          agent: "alpha",
+          schedule: "hello",
+          state: "running",
+          trigger: "schedule",
+          finishedAt: null
+        })
         const failed = yield* Stream.runCollect(store.failed())
-        assert.isFalse(Chunk.toReadonlyArray(failed).some((f) => f.runId === own && f.cmdUuid === cmd), "beta's exit is not on alpha's command")
+        assert.isFalse(
+          Chunk.toReadonlyArray(failed).some((f) => f.runId === own && f.cmdUuid === cmd),
+          "beta's exit is not on alpha's command"
+        )
         assert.deepStrictEqual((yield* store.runLines(victimRun, -1, 10)).map((l) => l.data), ["real 0"])
         // beta's honest records are all stored.
-        assert.deepInclude(Option.getOrThrow(yield* store.getRun(own)), { agent: "beta", schedule: "only", state: "succeeded" })
+        assert.deepInclude(Option.getOrThrow(yield* store.getRun(own)), {
+          agent: "beta",
+          schedule: "only",
+          state: "succeeded"
+        })
         assert.deepStrictEqual((yield* store.runLines(own, -1, 10)).map((l) => l.data), ["beta's own"])
 
         // The line number beta tried to take is alpha's when alpha sends it: nothing was pre-claimed.
         yield* alpha.client.send({
           _tag: "RecordBatch",
           records: [
-            { _tag: "OutputLine", seq: 3, runId: victimRun, cmdUuid: cmd, lineSeq: 1, stream: "stdout", ts: t(10), data: "real 1", continuation: false },
-            { _tag: "CommandExited", seq: 4, runId: victimRun, cmdUuid: cmd, exitCode: 0, signal: null, finishedAt: t(11) },
+            {
+              _tag: "OutputLine",
+              seq: 3,
+              runId: victimRun,
+              cmdUuid: cmd,
+              lineSeq: 1,
+              stream: "stdout",
+              ts: t(10),
+              data: "real 1",
+              continuation: false
+            },
+            {
+              _tag: "CommandExited",
+              seq: 4,
+              runId: victimRun,
+              cmdUuid: cmd,
+              exitCode: 0,
+              signal: null,
+              finishedAt: t(11)
+            },
             { _tag: "RunFinished", seq: 5, runId: victimRun, state: "succeeded", finishedAt: t(12) }
           ]
         })
@@ -704,11 +830,17 @@ for (const db of databases) {
           continuation: false
         })
         const { client } = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box" } })
-        yield* client.send({ _tag: "RecordBatch", records: [{ ...runStarted(0, runId), runId }, out(1, 0, "first"), out(2, 1, "second")] })
+        yield* client.send({
+          _tag: "RecordBatch",
+          records: [{ ...runStarted(0, runId), runId }, out(1, 0, "first"), out(2, 1, "second")]
+        })
         assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
         // Same line numbers again under new seqs: one identical (a harmless resend), one different,
         // and within the batch a line number used twice with different content.
-        yield* client.send({ _tag: "RecordBatch", records: [out(3, 0, "first"), out(4, 1, "CHANGED"), out(5, 2, "third"), out(6, 2, "THIRD?")] })
+        yield* client.send({
+          _tag: "RecordBatch",
+          records: [out(3, 0, "first"), out(4, 1, "CHANGED"), out(5, 2, "third"), out(6, 2, "THIRD?")]
+        })
         assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 6 })
         assert.deepStrictEqual((yield* store.runLines(runId, -1, 10)).map((l) => l.data), ["first", "second", "third"])
         assert.strictEqual(yield* service(server, Metrics).value("bartos_line_conflicts_total"), 2)
@@ -726,7 +858,15 @@ for (const db of databases) {
           ["runId", { ...runStarted(0), runId: "r".repeat(65) as Messages.RunId }],
           ["schedule", { ...runStarted(0, runId), runId, schedule: "s".repeat(256) } as Messages.AgentRecord],
           ["lineSeq", { ...line(0, runId), lineSeq: 2 ** 31 } as Messages.AgentRecord],
-          ["exitCode", { _tag: "CommandExited", seq: 0, runId, cmdUuid: "c", exitCode: 2 ** 31, signal: null, finishedAt: TestServer.micros(1) }]
+          ["exitCode", {
+            _tag: "CommandExited",
+            seq: 0,
+            runId,
+            cmdUuid: "c",
+            exitCode: 2 ** 31,
+            signal: null,
+            finishedAt: TestServer.micros(1)
+          }]
         ]
         for (const [field, record] of tooBig) {
           // Encoded by hand: our own encoder refuses such a record.
@@ -738,7 +878,10 @@ for (const db of databases) {
         yield* client.send({ _tag: "RecordBatch", records: [{ ...runStarted(0, runId), runId }] })
         assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: 0 })
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).state, "running")
-        assert.strictEqual(yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "undecodable" }), 4)
+        assert.strictEqual(
+          yield* service(server, Metrics).value("bartos_frames_rejected_total", { reason: "undecodable" }),
+          4
+        )
         assert.strictEqual(yield* service(server, Metrics).value("bartos_ingest_errors_total"), 0)
       }))
 
@@ -760,7 +903,13 @@ for (const db of databases) {
         const back = yield* TestServer.helloAgent(server, "alpha", { hello: { outboxId: "box", lastSeq: 2 } })
         yield* back.client.send({
           _tag: "RecordBatch",
-          records: [{ _tag: "RunFinished", seq: 2, runId, state: "succeeded", finishedAt: TestServer.micros(1_700_000_001_000) }]
+          records: [{
+            _tag: "RunFinished",
+            seq: 2,
+            runId,
+            state: "succeeded",
+            finishedAt: TestServer.micros(1_700_000_001_000)
+          }]
         })
         assert.deepStrictEqual(yield* back.client.nextTagged("Ack"), { _tag: "Ack", upTo: 2 })
         assert.strictEqual(Option.getOrThrow(yield* store.getRun(runId)).state, "succeeded")

@@ -38,7 +38,9 @@ export interface SessionState<E> {
   /** Runs once ServerHello was accepted (resets the backoff, starts the sender). */
   readonly onHandshake: (ackedUpTo: number) => Effect.Effect<void, E>
   /** Called with each table bartos sends, after it was cached. */
-  readonly onTable?: ((table: Extract<ServerMessage, { readonly _tag: "ScheduleTable" }>) => Effect.Effect<void>) | undefined
+  readonly onTable?:
+    | ((table: Extract<ServerMessage, { readonly _tag: "ScheduleTable" }>) => Effect.Effect<void>)
+    | undefined
 }
 
 const ending = (message: string): Ending => ({ _tag: "Ending", message })
@@ -55,7 +57,9 @@ export const handle = <E>(s: SessionState<E>, message: ServerMessage): Effect.Ef
         // Once handshaken, another ServerHello is a bad frame like any other, whatever it says.
         if (s.handshook) return yield* s.dropFrame("a second ServerHello on this connection", "unexpected")
         if (message.protocol !== PROTOCOL_VERSION) {
-          return yield* Effect.fail(ending(`bartos speaks protocol ${message.protocol}, this agent speaks ${PROTOCOL_VERSION}`))
+          return yield* Effect.fail(
+            ending(`bartos speaks protocol ${message.protocol}, this agent speaks ${PROTOCOL_VERSION}`)
+          )
         }
         s.handshook = true
         if (message.ackedUpTo >= 0) {

@@ -88,8 +88,9 @@ export interface FakeBartos {
   readonly stop: Effect.Effect<void>
 }
 
-export const isTag = <T extends AgentToServerType["_tag"]>(tag: T) =>
-(m: AgentToServerType): m is Extract<AgentToServerType, { _tag: T }> => m._tag === tag
+export const isTag =
+  <T extends AgentToServerType["_tag"]>(tag: T) =>
+  (m: AgentToServerType): m is Extract<AgentToServerType, { _tag: T }> => m._tag === tag
 
 /** Resolves when `check` returns a value, re-checking on every change notification. */
 const until = <A>(listeners: Set<() => void>, check: () => A | undefined): Effect.Effect<A> =>
@@ -109,7 +110,10 @@ const until = <A>(listeners: Set<() => void>, check: () => A | undefined): Effec
 
 /** Fails the test with `what` instead of hanging until vitest's timeout. */
 export const within = <A, E, R>(ms: number, what: string) => (self: Effect.Effect<A, E, R>) =>
-  self.pipe(Effect.timeoutFail({ duration: ms, onTimeout: () => new Error(`timed out waiting for ${what}`) }), Effect.orDie)
+  self.pipe(
+    Effect.timeoutFail({ duration: ms, onTimeout: () => new Error(`timed out waiting for ${what}`) }),
+    Effect.orDie
+  )
 
 export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -178,7 +182,12 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
           ? undefined
           : { sender, agent, agentNonce, serverNonce, counter: sender === "server" ? sealed : opened }
       const sealPayload = (payload: Uint8Array) => {
-        const frame = Envelope.seal({ hmacKey, signingKey: options.signingKey }, payload, Date.now() / 1000, binding("server"))
+        const frame = Envelope.seal(
+          { hmacKey, signingKey: options.signingKey },
+          payload,
+          Date.now() / 1000,
+          binding("server")
+        )
         sealed++
         return frame
       }
@@ -267,8 +276,7 @@ export const make = (options: Options = {}): Effect.Effect<FakeBartos, never, Sc
       port: ((https ?? wss).address() as AddressInfo).port,
       connections,
       rejected,
-      connection: (n) =>
-        until(listeners, () => connections[n - 1]).pipe(within(25_000, `connection number ${n}`)),
+      connection: (n) => until(listeners, () => connections[n - 1]).pipe(within(25_000, `connection number ${n}`)),
       stop: shutdown(wss)
     } satisfies FakeBartos
   })

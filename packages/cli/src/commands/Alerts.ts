@@ -9,9 +9,9 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Render from "../Render.js"
 import { ask, print, withSession } from "../internal/remote.js"
 import { failure, globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
+import * as Render from "../Render.js"
 
 const subject = (agent: string | null, schedule: string | null) =>
   agent === null ? "-" : schedule === null ? agent : `${agent}/${schedule}`
@@ -46,7 +46,10 @@ const stateColor = (state: Messages.DeliveryView["state"]) =>
 
 export const alertsText = (
   style: Render.Style,
-  r: { readonly incidents: ReadonlyArray<Messages.IncidentView>; readonly deliveries: ReadonlyArray<Messages.DeliveryView> }
+  r: {
+    readonly incidents: ReadonlyArray<Messages.IncidentView>
+    readonly deliveries: ReadonlyArray<Messages.DeliveryView>
+  }
 ): Array<string> => [
   r.incidents.length === 0 ? "no open incidents" : `${r.incidents.length} open incident(s):`,
   ...(r.incidents.length === 0 ? [] : Render.table(
@@ -84,7 +87,9 @@ export const alertsText = (
 
 const limitOption = Options.integer("limit").pipe(
   Options.withDefault(20),
-  Options.mapEffect((n) => n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(invalidValue(`invalid limit: '${n}' (1 to 1000)`))),
+  Options.mapEffect((n) =>
+    n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(invalidValue(`invalid limit: '${n}' (1 to 1000)`))
+  ),
   Options.withDescription("How many recent deliveries to show (1 to 1000).")
 )
 
@@ -104,7 +109,9 @@ export const alerts = Command.make("alerts", { limit: limitOption, ...remoteOpti
             : alertsText(style, r)
         )
       }))
-  })).pipe(Command.withDescription("Show open alert incidents and the recent notification deliveries with their status."))
+  })).pipe(
+    Command.withDescription("Show open alert incidents and the recent notification deliveries with their status.")
+  )
 
 const test = Command.make(
   "test",
@@ -125,21 +132,29 @@ const test = Command.make(
             if (d !== undefined && (d.state !== "pending" || d.attempts > 0)) {
               if (g.json) yield* print([Render.json(deliveryJson(d, style.zone))])
               if (d.state === "delivered") {
-                if (!g.json) yield* print([`delivered to [notify.${Render.clean(o.channel)}] (event ${queued.eventId})`])
+                if (!g.json) {
+                  yield* print([`delivered to [notify.${Render.clean(o.channel)}] (event ${queued.eventId})`])
+                }
                 return
               }
               return yield* failure(
-                `[notify.${o.channel}]: ${d.state === "failed" ? "failed" : "attempt failed, retrying"}: ${d.lastError ?? "?"}`
+                `[notify.${o.channel}]: ${d.state === "failed" ? "failed" : "attempt failed, retrying"}: ${
+                  d.lastError ?? "?"
+                }`
               )
             }
             if ((yield* Clock.currentTimeMillis) > deadline) {
-              return yield* failure(`[notify.${o.channel}]: no attempt within ${waitSecs}s (queued as ${queued.deliveryId})`)
+              return yield* failure(
+                `[notify.${o.channel}]: no attempt within ${waitSecs}s (queued as ${queued.deliveryId})`
+              )
             }
             yield* Effect.sleep("200 millis")
           }
         }))
     })
-).pipe(Command.withDescription("Send a test notification to the channel [notify.NAME] and wait for the outcome (admin)."))
+).pipe(
+  Command.withDescription("Send a test notification to the channel [notify.NAME] and wait for the outcome (admin).")
+)
 
 export const notify = Command.make("notify").pipe(
   Command.withDescription("Notification channels."),

@@ -3,13 +3,13 @@
  * job (issue 14). Writes one line to the pipe bartoc named in `BARTO_HEARTBEAT` (domain
  * Heartbeat.ts); needs no config and no connection to bartos.
  */
-import * as fs from "node:fs"
+import * as Heartbeat from "@barto/domain/Heartbeat"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Heartbeat from "@barto/domain/Heartbeat"
+import * as fs from "node:fs"
 import { CliEnv, failure, usageError } from "../internal/root.js"
 
 export const command = Command.make(
@@ -38,11 +38,19 @@ export const command = Command.make(
       const target = env[Heartbeat.ENV_NAME]
       const fd = target === undefined ? undefined : /^fd:(\d+)$/.exec(target)?.[1]
       if (fd === undefined) {
-        return yield* failure(`${Heartbeat.ENV_NAME} is ${target === undefined ? "not set" : `'${target}', not fd:N`}: beat works inside a job run by bartoc`)
+        return yield* failure(
+          `${Heartbeat.ENV_NAME} is ${
+            target === undefined ? "not set" : `'${target}', not fd:N`
+          }: beat works inside a job run by bartoc`
+        )
       }
       yield* Effect.try({
         try: () => fs.writeSync(Number(fd), Heartbeat.format(beat)),
         catch: (e) => failure(`cannot write to ${target}: ${(e as Error).message}`)
       })
     })
-).pipe(Command.withDescription("Inside a job: tell bartos the job is alive (resets stall detection), with progress and status."))
+).pipe(
+  Command.withDescription(
+    "Inside a job: tell bartos the job is alive (resets stall detection), with progress and status."
+  )
+)

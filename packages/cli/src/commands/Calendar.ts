@@ -14,8 +14,8 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as Render from "../Render.js"
 import { CliFailure, globals, invalidValue, jsonOption, localOption, styleOf } from "../internal/root.js"
+import * as Render from "../Render.js"
 
 export interface CalendarOptions {
   /** Epoch ms; elapses are strictly after it. */
@@ -43,7 +43,13 @@ const cronField = (field: string, days = false): string | undefined => {
     const step = /^(\*|\d+)\/(\d+)$/.exec(part)
     if (step !== null && !days) return `${step[1] === "*" ? "0" : step[1]}/${step[2]}`
     const range = /^(\w+)-(\w+)$/.exec(part)
-    const one = (v: string) => (days ? (/^\d$/.test(v) ? CRON_DAYS[Number(v)] : /^[a-z]{3}$/i.test(v) ? v : undefined) : /^\d+$/.test(v) ? v : undefined)
+    const one = (
+      v: string
+    ) => (days
+      ? (/^\d$/.test(v) ? CRON_DAYS[Number(v)] : /^[a-z]{3}$/i.test(v) ? v : undefined)
+      : /^\d+$/.test(v)
+      ? v
+      : undefined)
     if (range !== null) {
       const a = one(range[1]!)
       const b = one(range[2]!)

@@ -10,10 +10,19 @@ import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Render from "../Render.js"
 import { ask, print, warnIfTruncated, withSession } from "../internal/remote.js"
-import { CliEnv, failure, globals, helpText, invalidValue, remoteExitCodes, remoteOptions, styleOf } from "../internal/root.js"
+import {
+  CliEnv,
+  failure,
+  globals,
+  helpText,
+  invalidValue,
+  remoteExitCodes,
+  remoteOptions,
+  styleOf
+} from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
+import * as Render from "../Render.js"
 
 /** The shared prologue of a remote command: merged globals and the style. */
 const prologue = (o: RemoteOptions) =>
@@ -24,7 +33,11 @@ const prologue = (o: RemoteOptions) =>
   })
 
 const agentOption = (description: string) =>
-  Options.text("name").pipe(Options.withAlias("n"), Options.withPseudoName("NAME"), Options.withDescription(description))
+  Options.text("name").pipe(
+    Options.withAlias("n"),
+    Options.withPseudoName("NAME"),
+    Options.withDescription(description)
+  )
 
 /**
  * `--before`: RFC 3339, or a date / date-time without offset in local time (`2026-01-01` = local
@@ -53,7 +66,9 @@ const windowOptions = (what: "lines" | "failed commands", perAgent = false) => (
   until: instantOption("until", `Only ${what} before this time (RFC 3339, or YYYY-MM-DD = local midnight).`),
   limit: Options.integer("limit").pipe(
     Options.withPseudoName("N"),
-    Options.mapEffect((n) => (n >= 1 ? Effect.succeed(n) : Effect.fail(invalidValue(`--limit: '${n}' is not 1 or more`)))),
+    Options.mapEffect((
+      n
+    ) => (n >= 1 ? Effect.succeed(n) : Effect.fail(invalidValue(`--limit: '${n}' is not 1 or more`)))),
     Options.optional,
     Options.withDescription(`At most the newest N ${what}${perAgent ? " of each agent" : ""}.`)
   ),
@@ -94,7 +109,8 @@ const windowOf = (o: WindowOptions, json: boolean, what: "lines" | "failed comma
     const limit = what === "lines" ? RECENT_LINES : RECENT_FAILED
     return {
       request: { since: Messages.Micros.make((Math.floor(nowMs) - RECENT_HOURS * 3_600_000) * 1000), limit },
-      note: `the last ${RECENT_HOURS} h, at most ${limit} ${what}; --since/--until/--limit to choose, --all for everything`
+      note:
+        `the last ${RECENT_HOURS} h, at most ${limit} ${what}; --since/--until/--limit to choose, --all for everything`
     }
   })
 
@@ -129,7 +145,13 @@ export const clients = Command.make(
           } else {
             yield* print(
               g.json
-                ? [Render.json([...r.clients].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((c) => Render.clientJson(c, zone)))]
+                ? [
+                  Render.json(
+                    [...r.clients].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((c) =>
+                      Render.clientJson(c, zone)
+                    )
+                  )
+                ]
                 : Render.clientsText(style, r.clients)
             )
           }
@@ -174,31 +196,43 @@ export const list = Command.make(
           }
         }))
     })
-).pipe(Command.withDescription(helpText("List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
-  "barto-cli list -n web1",
-  "barto-cli list -n web1 -c backup --since 2026-12-01 --limit 200",
-  "barto-cli list -n web1 -c backup --all --json > backup.json"
-])))
+).pipe(
+  Command.withDescription(
+    helpText("List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
+      "barto-cli list -n web1",
+      "barto-cli list -n web1 -c backup --since 2026-12-01 --limit 200",
+      "barto-cli list -n web1 -c backup --all --json > backup.json"
+    ])
+  )
+)
 
-export const failed = Command.make("failed", { ...windowOptions("failed commands"), ...remoteOptions }, (o) =>
-  Effect.gen(function*() {
-    const { g, style, zone } = yield* prologue(o)
-    const window = yield* windowOf(o, g.json, "failed commands")
-    yield* withSession(g, style, ({ connection }) =>
-      Effect.gen(function*() {
-        const r = yield* ask(connection, { _tag: "FailedRequest", ...window.request }, "FailedResponse")
-        yield* warnIfTruncated(r)
-        yield* print(
-          g.json
-            ? [Render.json(r.failed.map((f) => Render.failedJson(f, zone)))]
-            : Render.failedText(style, r.failed, window.note)
-        )
-      }))
-  })).pipe(Command.withDescription(helpText("List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.", [
-  "barto-cli failed",
-  "barto-cli failed --since 2026-12-01 --until 2026-12-02",
-  "barto-cli failed --all --json"
-])))
+export const failed = Command.make(
+  "failed",
+  { ...windowOptions("failed commands"), ...remoteOptions },
+  (o) =>
+    Effect.gen(function*() {
+      const { g, style, zone } = yield* prologue(o)
+      const window = yield* windowOf(o, g.json, "failed commands")
+      yield* withSession(g, style, ({ connection }) =>
+        Effect.gen(function*() {
+          const r = yield* ask(connection, { _tag: "FailedRequest", ...window.request }, "FailedResponse")
+          yield* warnIfTruncated(r)
+          yield* print(
+            g.json
+              ? [Render.json(r.failed.map((f) => Render.failedJson(f, zone)))]
+              : Render.failedText(style, r.failed, window.note)
+          )
+        }))
+    })
+).pipe(
+  Command.withDescription(
+    helpText("List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.", [
+      "barto-cli failed",
+      "barto-cli failed --since 2026-12-01 --until 2026-12-02",
+      "barto-cli failed --all --json"
+    ])
+  )
+)
 
 export const cmd = Command.make(
   "cmd",
@@ -222,10 +256,14 @@ export const cmd = Command.make(
           )
         }))
     })
-).pipe(Command.withDescription(helpText("Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
-  "barto-cli cmd backup",
-  "barto-cli cmd backup --limit 20"
-])))
+).pipe(
+  Command.withDescription(
+    helpText("Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
+      "barto-cli cmd backup",
+      "barto-cli cmd backup --limit 20"
+    ])
+  )
+)
 
 const UPDATE_KINDS: ReadonlyArray<Messages.UpdateKind> = ["garuda", "pacman", "cachyos", "apt"]
 
@@ -281,7 +319,11 @@ export const query = Command.make(
           yield* print(g.json ? [Render.json(Render.queryJson(r))] : Render.queryText(style, r))
         }))
     })
-).pipe(Command.withDescription("Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it)."))
+).pipe(
+  Command.withDescription(
+    "Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it)."
+  )
+)
 
 export const cleanup = Command.make(
   "cleanup",
@@ -305,7 +347,11 @@ export const cleanup = Command.make(
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
           const cleanup = (dryRun: boolean, before: Messages.Micros | undefined) =>
-            ask(connection, { _tag: "CleanupRequest", dryRun, ...(before !== undefined ? { before } : {}) }, "CleanupResponse")
+            ask(
+              connection,
+              { _tag: "CleanupRequest", dryRun, ...(before !== undefined ? { before } : {}) },
+              "CleanupResponse"
+            )
           let before = Option.getOrUndefined(o.before)
           if (confirm !== undefined) {
             // The same instant for both: the default (bartos' midnight) is fixed by the dry run.
@@ -313,7 +359,11 @@ export const cleanup = Command.make(
             before = dry.before
             // On stderr, with the question: stdout keeps only the result (`--json` stays one document).
             yield* Console.error(Render.terminalSafe(Render.cleanupText(style, dry).join("\n")))
-            if (!(yield* confirm(`Delete these ${dry.runs} runs, ${dry.commands} command results and ${dry.lines} lines?`))) {
+            if (
+              !(yield* confirm(
+                `Delete these ${dry.runs} runs, ${dry.commands} command results and ${dry.lines} lines?`
+              ))
+            ) {
               return yield* failure("cleanup: not confirmed; nothing deleted")
             }
           }
@@ -324,7 +374,11 @@ export const cleanup = Command.make(
 ).pipe(
   Command.withDescription(helpText(
     "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first.",
-    ["barto-cli cleanup --before 2026-06-01 --dry-run", "barto-cli cleanup --before 2026-06-01", "barto-cli cleanup --yes"],
+    [
+      "barto-cli cleanup --before 2026-06-01 --dry-run",
+      "barto-cli cleanup --before 2026-06-01",
+      "barto-cli cleanup --yes"
+    ],
     [...remoteExitCodes, "1  also: not confirmed at the question (nothing deleted)"]
   ))
 )

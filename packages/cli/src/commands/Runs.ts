@@ -9,10 +9,19 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
-import * as Render from "../Render.js"
 import { ask, print, resolveRunId, withSession } from "../internal/remote.js"
-import { CliFailure, globals, helpText, invalidValue, remoteExitCodes, remoteOptions, styleOf, usageError } from "../internal/root.js"
+import {
+  CliFailure,
+  globals,
+  helpText,
+  invalidValue,
+  remoteExitCodes,
+  remoteOptions,
+  styleOf,
+  usageError
+} from "../internal/root.js"
 import type { RemoteOptions } from "../internal/root.js"
+import * as Render from "../Render.js"
 import { instantOption } from "./Reference.js"
 
 const prologue = (o: RemoteOptions) =>
@@ -117,13 +126,19 @@ export const runs = Command.make(
             },
             "RunsResponse"
           )
-          yield* print(g.json ? [Render.json(r.runs.map((run) => Render.runJson(run, zone)))] : Render.runsText(style, r.runs))
+          yield* print(
+            g.json ? [Render.json(r.runs.map((run) => Render.runJson(run, zone)))] : Render.runsText(style, r.runs)
+          )
         }))
     })
-).pipe(Command.withDescription(helpText("List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
-  "barto-cli runs --agent web1 --state failed --since 2026-12-01",
-  "barto-cli runs --schedule backup --limit 5 --json"
-])))
+).pipe(
+  Command.withDescription(
+    helpText("List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
+      "barto-cli runs --agent web1 --state failed --since 2026-12-01",
+      "barto-cli runs --schedule backup --limit 5 --json"
+    ])
+  )
+)
 
 /**
  * Prints a tail as it streams: in text, a header when a run is known, each line, and the end
@@ -141,7 +156,9 @@ const streamTail = (
   Effect.gen(function*() {
     const announced = new Set<string>()
     let final: Messages.RunRow | undefined
-    const lead = (r: { readonly agent: string; readonly schedule: string }) => (prefix ? `${Render.runPrefix(style, r)} ` : "")
+    const lead = (
+      r: { readonly agent: string; readonly schedule: string }
+    ) => (prefix ? `${Render.runPrefix(style, r)} ` : "")
     yield* connection.follow(request, (answer) =>
       Effect.gen(function*() {
         if (answer._tag !== "TailChunk") return false
@@ -201,7 +218,9 @@ export const tail = Command.make(
   "tail",
   {
     run: Args.text({ name: "RUN" }).pipe(
-      Args.withDescription("A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show."),
+      Args.withDescription(
+        "A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show."
+      ),
       Args.optional
     ),
     follow: Options.boolean("follow").pipe(
@@ -231,7 +250,9 @@ export const tail = Command.make(
       if (schedule !== undefined && agent === undefined) return yield* usageError("tail: --schedule needs --agent")
       const one = Option.isSome(o.run) || (agent !== undefined && schedule !== undefined)
       if (!one && !o.follow) {
-        return yield* usageError("tail: needs a RUN id, or --agent and --schedule (or -f to follow an agent or the fleet)")
+        return yield* usageError(
+          "tail: needs a RUN id, or --agent and --schedule (or -f to follow an agent or the fleet)"
+        )
       }
       if (!one && o.once) return yield* usageError("tail: --once needs a RUN id, or --agent and --schedule")
       const continuous = o.follow && !o.once && Option.isNone(o.run)
@@ -289,7 +310,12 @@ export const run = Command.make(
               ? Render.jsonLine({ event: "started", runId: r.runId, agent: r.agent, schedule: r.schedule })
               : r.runId
           ])
-          const final = yield* streamTail(connection, { _tag: "TailRequest", runId: r.runId, follow: true }, style, g.json)
+          const final = yield* streamTail(
+            connection,
+            { _tag: "TailRequest", runId: r.runId, follow: true },
+            style,
+            g.json
+          )
           if (final === undefined || final.state !== "succeeded") {
             return yield* new CliFailure({ message: "", exitCode: 1 })
           }
@@ -299,7 +325,14 @@ export const run = Command.make(
 
 export const cancel = Command.make(
   "cancel",
-  { run: Args.text({ name: "RUN" }).pipe(Args.withDescription("A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show.")), ...remoteOptions },
+  {
+    run: Args.text({ name: "RUN" }).pipe(
+      Args.withDescription(
+        "A run id: whole, a unique prefix (6 or more characters), or the 8-character short form tables show."
+      )
+    ),
+    ...remoteOptions
+  },
   (o) =>
     Effect.gen(function*() {
       const { g, style } = yield* prologue(o)

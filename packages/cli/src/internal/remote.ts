@@ -35,7 +35,9 @@ export const loadConfig = (g: Globals) =>
         enable_std_output: g.enableStdOutput ? true : undefined,
         timeout_secs: g.timeoutSecs
       }
-    }).pipe(Effect.mapError((e) => failure(e.problems.map((p) => `config: ${Config.formatProblem(p)}`).join("\nbarto-cli: "))))
+    }).pipe(
+      Effect.mapError((e) => failure(e.problems.map((p) => `config: ${Config.formatProblem(p)}`).join("\nbarto-cli: ")))
+    )
   })
 
 /** Loads the config, connects, runs `body`, closes; a `ClientError` becomes `barto-cli: <message>`, exit 1. */
@@ -111,7 +113,9 @@ export const resolveRunId = (connection: Client.Connection, input: string) =>
     )
     return yield* failure(
       [
-        `run id '${text}' is ambiguous; it matches ${matches.length > CANDIDATES ? `more than ${CANDIDATES}` : matches.length} runs:`,
+        `run id '${text}' is ambiguous; it matches ${
+          matches.length > CANDIDATES ? `more than ${CANDIDATES}` : matches.length
+        } runs:`,
         ...listed,
         ...(matches.length > CANDIDATES ? ["  …"] : [])
       ].join("\n")

@@ -66,7 +66,9 @@ const distance = (a: string, b: string): number => {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1
       d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+      }
     }
   }
   return d[a.length]![b.length]!
@@ -77,7 +79,9 @@ export const didYouMean = (input: string, candidates: ReadonlyArray<string>): Ar
   const text = input.toLowerCase()
   const prefixed = candidates.filter((c) => text.length >= 2 && c.startsWith(text))
   if (prefixed.length > 0) return prefixed
-  const scored = candidates.map((c) => [c, distance(text, c)] as const).filter(([c, n]) => n <= Math.max(1, Math.floor(c.length / 3)))
+  const scored = candidates.map((c) => [c, distance(text, c)] as const).filter(([c, n]) =>
+    n <= Math.max(1, Math.floor(c.length / 3))
+  )
   const best = Math.min(...scored.map(([, n]) => n))
   return scored.filter(([, n]) => n === best).map(([c]) => c)
 }

@@ -39,9 +39,7 @@ const memberFor = (types: ReadonlyArray<AST.AST>, value: unknown): AST.AST | und
   const tag = (value as { readonly _tag?: unknown })._tag
   const objects = types.filter((t) => AST.getPropertySignatures(t).length > 0)
   return objects.find((t) =>
-    AST.getPropertySignatures(t).some((p) =>
-      p.name === "_tag" && AST.isLiteral(p.type) && p.type.literal === tag
-    )
+    AST.getPropertySignatures(t).some((p) => p.name === "_tag" && AST.isLiteral(p.type) && p.type.literal === tag)
   ) ?? objects[0]
 }
 

@@ -3,7 +3,7 @@
  */
 import { shortRunId } from "@barto/domain/Ids"
 import type * as Messages from "@barto/domain/Messages"
-import { clean, keyValues, paint, paintState, table, type Style } from "./Text.js"
+import { clean, keyValues, paint, paintState, type Style, table } from "./Text.js"
 import { formatDuration, formatMicros, fromNow } from "./Time.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -38,7 +38,9 @@ const reloadRows = (style: Style, r: Messages.ConfigReload): Array<readonly [str
     case "rejected":
       return [
         ["last reload", `${paint(style, "red", "REJECTED")} at ${at}; still using the config loaded at ${since}`],
-        ...(r.error ?? "").split("\n").filter((line) => line !== "").map((line) => ["reload error", clean(line)] as const)
+        ...(r.error ?? "").split("\n").filter((line) => line !== "").map((line) =>
+          ["reload error", clean(line)] as const
+        )
       ]
   }
 }
@@ -82,7 +84,9 @@ const refusedText = (style: Style, clients: ReadonlyArray<Messages.ClientRow>): 
       `at ${formatMicros(c.refused.lastAt, style.zone)}`
     ]
   )
-  return lines.length === 0 ? [] : ["", "Refused duplicate connections (another instance used a name that was live):", ...lines]
+  return lines.length === 0
+    ? []
+    : ["", "Refused duplicate connections (another instance used a name that was live):", ...lines]
 }
 
 export const clientVersions = (clients: ReadonlyArray<Messages.ClientRow>) =>
@@ -139,7 +143,11 @@ const windowSuffix = (style: Style, window: string | undefined): string =>
 export const failedText = (style: Style, failed: ReadonlyArray<Messages.FailedRow>, window?: string): Array<string> => {
   const out: Array<string> = [`Total failed outputs: ${failed.length}${windowSuffix(style, window)}`]
   for (const f of failed) {
-    const how = f.signal !== null ? `signal ${clean(f.signal)}` : f.exitCode !== null ? `exit ${f.exitCode}` : "no exit code"
+    const how = f.signal !== null
+      ? `signal ${clean(f.signal)}`
+      : f.exitCode !== null
+      ? `exit ${f.exitCode}`
+      : "no exit code"
     out.push(
       "",
       `${paint(style, "blue", clean(f.agent))} ${clean(f.schedule)} ${paintState(style, f.state)} (${how}) at ${
@@ -289,7 +297,11 @@ export const statusText = (style: Style, s: typeof Messages.StatusResponse.Type,
   const inner: Style = { ...style, columns: style.columns - 2 }
   const agents = table(
     inner,
-    [{ header: "AGENT" }, { header: "STATE" }, { header: "LAST SEEN", drop: 2 }, { header: "SCHEDULES", align: "right", drop: 1 }, {
+    [{ header: "AGENT" }, { header: "STATE" }, { header: "LAST SEEN", drop: 2 }, {
+      header: "SCHEDULES",
+      align: "right",
+      drop: 1
+    }, {
       header: "VERSION",
       drop: 0
     }],
@@ -316,13 +328,17 @@ export const statusText = (style: Style, s: typeof Messages.StatusResponse.Type,
     `Running now: ${s.running.length}`,
     ...s.running.map(runLine),
     "",
-    `Failures in the last 24 h: ${s.failures24h === 0 ? paint(style, "green", "0") : paint(style, "red", String(s.failures24h))}`,
+    `Failures in the last 24 h: ${
+      s.failures24h === 0 ? paint(style, "green", "0") : paint(style, "red", String(s.failures24h))
+    }`,
     ...s.recentFailures.map(runLine),
     "",
     ...reloadRows(style, s.configReload).map(([k, v]) => `${k[0]!.toUpperCase()}${k.slice(1)}: ${v}`),
     "",
     `Schedules: ${s.schedules.length}`,
-    ...schedulesText(inner, s.schedules, nowMs).map((l) => (s.schedules.length === 0 ? "" : `  ${l}`)).filter((l) => l !== "")
+    ...schedulesText(inner, s.schedules, nowMs).map((l) => (s.schedules.length === 0 ? "" : `  ${l}`)).filter((l) =>
+      l !== ""
+    )
   ]
 }
 
@@ -401,7 +417,13 @@ export const runPrefix = (style: Style, r: { readonly agent: string; readonly sc
 /** Between two runs of a continuous tail: when the next one is due, or why none is. */
 export const waitingText = (style: Style, w: Messages.TailWaiting, nowMs: number): string => {
   const who = `${clean(w.agent)}/${clean(w.schedule)}`
-  if (w.paused) return paint(style, "yellow", `waiting: ${who} is paused (barto-cli resume ${clean(w.agent)} ${clean(w.schedule)})`)
+  if (w.paused) {
+    return paint(style, "yellow", `waiting: ${who} is paused (barto-cli resume ${clean(w.agent)} ${clean(w.schedule)})`)
+  }
   if (w.nextAt === null) return paint(style, "yellow", `waiting: ${who} never fires again`)
-  return paint(style, "dim", `waiting for the next run of ${who} at ${formatMicros(w.nextAt, style.zone)} (${fromNow(w.nextAt / 1000, nowMs)})`)
+  return paint(
+    style,
+    "dim",
+    `waiting for the next run of ${who} at ${formatMicros(w.nextAt, style.zone)} (${fromNow(w.nextAt / 1000, nowMs)})`
+  )
 }

@@ -90,8 +90,10 @@ export const paintState = (style: Style, state: Messages.RunState): string => pa
 // ---------------------------------------------------------------------------------------------
 
 // CSI (ESC [ … final), OSC (ESC ] … BEL | ESC \), other two-byte escapes, and 8-bit CSI.
-// eslint-disable-next-line no-control-regex
-const ANSI = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g
+
+const ANSI =
+  // eslint-disable-next-line no-control-regex -- matching terminal escape sequences is the point
+  /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g
 
 /**
  * A data value made safe to print on one line: tab → 3 spaces (as the reference), CR and LF →
@@ -258,4 +260,3 @@ export const keyValues = (style: Style, pairs: ReadonlyArray<readonly [string, s
   const width = Math.max(0, ...pairs.map(([k]) => displayWidth(k)))
   return pairs.map(([k, v]) => `${paint(style, "bold", padStart(k, width))}: ${v}`.trimEnd())
 }
-

@@ -54,7 +54,9 @@ export const instantOfWall = (wall: Wall, zone: string): number => {
   const asUtc = wallAsUtc(wall)
   if (zone === "UTC") return asUtc
   // The offsets a day either side bracket any transition near this wall time.
-  const candidates = [...new Set([-86_400_000, 86_400_000].map((d) => asUtc - zoneOffsetMinutes(asUtc + d, zone) * 60000))]
+  const candidates = [
+    ...new Set([-86_400_000, 86_400_000].map((d) => asUtc - zoneOffsetMinutes(asUtc + d, zone) * 60000))
+  ]
   const valid = candidates.filter((ms) => wallAsUtc(wallOf(ms, zone)) === asUtc)
   // A gap always moves clocks forward: the later candidate reads the wall time on the far side.
   return valid.length > 0 ? Math.min(...valid) : Math.max(...candidates)
@@ -130,7 +132,6 @@ export const formatDuration = (micros: number): string => {
   if (h > 0) return `${h}h${p2(m)}m${p2(sec)}s`
   return `${m}m${p2(sec)}s`
 }
-
 
 /**
  * How far away a moment is, for people: `42 s`, `5 min 3 s`, `2 h 5 min`, `3 d 4 h` (the

@@ -54,7 +54,9 @@ export const CalendarPage = () => {
       clearTimeout(timer)
     }
   }, [expr, zone, count])
-  const position = error instanceof ApiError && typeof error.body?.position === "number" ? error.body.position : undefined
+  const position = error instanceof ApiError && typeof error.body?.position === "number"
+    ? error.body.position
+    : undefined
   const text = error instanceof ApiError && typeof error.body?.text === "string" ? error.body.text : ""
   return (
     <main>
@@ -78,28 +80,49 @@ export const CalendarPage = () => {
         </label>
         <label>
           Occurrences
-          <input type="number" min={1} max={100} value={count} onInput={(e) => setCount(Math.min(100, Math.max(1, Number((e.target as HTMLInputElement).value) || 1)))} />
+          <input
+            type="number"
+            min={1}
+            max={100}
+            value={count}
+            onInput={(e) => setCount(Math.min(100, Math.max(1, Number((e.target as HTMLInputElement).value) || 1)))}
+          />
         </label>
       </form>
       <div id="calendar-error">
         {position !== undefined && (
-          <pre class="caret mono" aria-hidden="true">{expr}{"\n"}{" ".repeat(position)}{"^".repeat(Math.max(1, text.length))}</pre>
+          <pre
+            class="caret mono"
+            aria-hidden="true"
+          >{expr}{"\n"}{" ".repeat(position)}{"^".repeat(Math.max(1, text.length))}</pre>
         )}
         <ErrorBox error={error} />
       </div>
       {result !== undefined && (
         <>
           <dl class="facts">
-            <dt>Normalized</dt><dd class="mono" data-testid="normalized">{result.normalized}</dd>
-            <dt>Zone</dt><dd>{result.zone}</dd>
+            <dt>Normalized</dt>
+            <dd class="mono" data-testid="normalized">{result.normalized}</dd>
+            <dt>Zone</dt>
+            <dd>{result.zone}</dd>
           </dl>
           {result.next.length === 0 ? <p class="muted">It never fires.</p> : (
             <table>
               <caption class="sr-only">Next occurrences</caption>
-              <thead><tr><th scope="col">#</th><th scope="col">In {result.zone}</th><th scope="col">UTC</th></tr></thead>
+              <thead>
+                <tr>
+                  <th scope="col">#</th>
+                  <th scope="col">In {result.zone}</th>
+                  <th scope="col">UTC</th>
+                </tr>
+              </thead>
               <tbody>
                 {result.next.map((t, i) => (
-                  <tr key={t}><td>{i + 1}</td><td class="mono">{inZone(t, result.zone)}</td><td class="mono">{utcTime(t).replace(" (UTC)", "")}</td></tr>
+                  <tr key={t}>
+                    <td>{i + 1}</td>
+                    <td class="mono">{inZone(t, result.zone)}</td>
+                    <td class="mono">{utcTime(t).replace(" (UTC)", "")}</td>
+                  </tr>
                 ))}
               </tbody>
             </table>

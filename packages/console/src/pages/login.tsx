@@ -28,7 +28,13 @@ export const LoginPage = ({ session, onLogin }: { session: Session | undefined; 
       <form onSubmit={submit}>
         <label>
           Key (the api key reads; the admin key may also run, cancel, pause and resume)
-          <input type="password" name="key" autocomplete="current-password" value={key} onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
+          <input
+            type="password"
+            name="key"
+            autocomplete="current-password"
+            value={key}
+            onInput={(e) => setKey((e.target as HTMLInputElement).value)}
+          />
         </label>
         <button type="submit" class="primary" disabled={busy}>Log in</button>
       </form>

@@ -13,7 +13,7 @@ const OutputLine = ({ line }: { line: Line }) => (
     <span class="seq" aria-hidden="true">{line.lineSeq + 1}</span>
     <span class="stream-mark" title={line.stream}>{line.stream === "stderr" ? "err" : ""}</span>
     <span class="text">
-      {line.stream === "stderr" && <span class="sr-only">stderr: </span>}
+      {line.stream === "stderr" && <span class="sr-only">stderr:</span>}
       {parse(line.data).map((s, i) => (s.classes === "" ? s.text : <span key={i} class={s.classes}>{s.text}</span>))}
       {line.continuation && <span class="muted" title="continues the previous part of a long line">↩</span>}
     </span>
@@ -114,11 +114,20 @@ export const RunPage = ({ id }: { id: string }) => {
     [lines, needle]
   )
 
-  if (error !== undefined) return <main><h1>Run</h1><ErrorBox error={error} /></main>
+  if (error !== undefined) {
+    return (
+      <main>
+        <h1>Run</h1>
+        <ErrorBox error={error} />
+      </main>
+    )
+  }
   if (detail === undefined) {
     return (
       <main>
-        <h1>Run <span class="mono">{id}</span></h1>
+        <h1>
+          Run <span class="mono">{id}</span>
+        </h1>
         {waiting ? <p aria-live="polite">Waiting for the agent to start this run…</p> : <Loading />}
       </main>
     )
@@ -127,8 +136,14 @@ export const RunPage = ({ id }: { id: string }) => {
   return (
     <main>
       <h1>
-        Run of <a href={href.schedule(run.agent, run.schedule)}><Name text={run.schedule} /></a> on{" "}
-        <a href={href.agent(run.agent)}><Name text={run.agent} /></a>
+        Run of{" "}
+        <a href={href.schedule(run.agent, run.schedule)}>
+          <Name text={run.schedule} />
+        </a>{" "}
+        on{" "}
+        <a href={href.agent(run.agent)}>
+          <Name text={run.agent} />
+        </a>
       </h1>
       <div class="toolbar">
         <State state={run.state} />
@@ -143,28 +158,56 @@ export const RunPage = ({ id }: { id: string }) => {
         )}
         <button type="button" onClick={() => download(run.runId).catch(setError)}>Download output</button>
         <span class="muted" aria-live="polite" data-testid="live-state">
-          {live === "live" ? "live" : live === "ended" ? "complete" : live === "reconnecting" ? "reconnecting…" : "connecting…"}
+          {live === "live"
+            ? "live"
+            : live === "ended"
+            ? "complete"
+            : live === "reconnecting"
+            ? "reconnecting…"
+            : "connecting…"}
         </span>
       </div>
       <dl class="facts">
-        <dt>Run id</dt><dd class="mono">{run.runId}</dd>
-        <dt>Trigger</dt><dd>{run.trigger.replace("_", " ")}</dd>
-        <dt>Scheduled</dt><dd><Time micros={run.scheduledAt} /></dd>
-        <dt>Started</dt><dd><Time micros={run.startedAt} /></dd>
-        <dt>Finished</dt><dd><Time micros={run.finishedAt} /></dd>
-        <dt>Duration</dt><dd>{duration(runDuration(run, Date.now() * 1000))}</dd>
-        <dt>Exit</dt><dd>{run.exitCode ?? (run.signal === null ? "—" : <Name text={run.signal} />)}</dd>
+        <dt>Run id</dt>
+        <dd class="mono">{run.runId}</dd>
+        <dt>Trigger</dt>
+        <dd>{run.trigger.replace("_", " ")}</dd>
+        <dt>Scheduled</dt>
+        <dd>
+          <Time micros={run.scheduledAt} />
+        </dd>
+        <dt>Started</dt>
+        <dd>
+          <Time micros={run.startedAt} />
+        </dd>
+        <dt>Finished</dt>
+        <dd>
+          <Time micros={run.finishedAt} />
+        </dd>
+        <dt>Duration</dt>
+        <dd>{duration(runDuration(run, Date.now() * 1000))}</dd>
+        <dt>Exit</dt>
+        <dd>{run.exitCode ?? (run.signal === null ? "—" : <Name text={run.signal} />)}</dd>
       </dl>
       {detail.commands.length > 0 && (
         <section aria-labelledby="cmds-h">
           <h2 id="cmds-h">Commands</h2>
           <table>
-            <thead><tr><th scope="col">#</th><th scope="col">Command</th><th scope="col">Exit</th><th scope="col">Duration</th></tr></thead>
+            <thead>
+              <tr>
+                <th scope="col">#</th>
+                <th scope="col">Command</th>
+                <th scope="col">Exit</th>
+                <th scope="col">Duration</th>
+              </tr>
+            </thead>
             <tbody>
               {detail.commands.map((c) => (
                 <tr key={c.cmdUuid}>
                   <td>{c.index + 1}</td>
-                  <td class="mono"><Name text={c.command} /></td>
+                  <td class="mono">
+                    <Name text={c.command} />
+                  </td>
                   <td>{c.exitCode ?? (c.signal === null ? "—" : <Name text={c.signal} />)}</td>
                   <td>{duration(c.startedAt === null ? null : (c.finishedAt ?? Date.now() * 1000) - c.startedAt)}</td>
                 </tr>
@@ -174,7 +217,9 @@ export const RunPage = ({ id }: { id: string }) => {
         </section>
       )}
       <section aria-labelledby="output-h">
-        <h2 id="output-h">Output <span class="count">{lines.length} lines</span></h2>
+        <h2 id="output-h">
+          Output <span class="count">{lines.length} lines</span>
+        </h2>
         <div class="toolbar">
           <label class="search">
             Search in output{" "}
@@ -182,7 +227,12 @@ export const RunPage = ({ id }: { id: string }) => {
           </label>
           {needle !== "" && <span aria-live="polite">{shown.length} matching lines</span>}
           <label>
-            <input type="checkbox" checked={follow} onChange={(e) => setFollow((e.target as HTMLInputElement).checked)} /> Follow
+            <input
+              type="checkbox"
+              checked={follow}
+              onChange={(e) => setFollow((e.target as HTMLInputElement).checked)}
+            />{" "}
+            Follow
           </label>
         </div>
         <div class="output" role="log" aria-label="Run output" tabIndex={0}>

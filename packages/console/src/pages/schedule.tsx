@@ -21,19 +21,33 @@ const DurationChart = ({ runs }: { runs: ReadonlyArray<Run> }) => {
     const style = getComputedStyle(document.documentElement)
     const accent = style.getPropertyValue("--accent").trim() || "#2563eb"
     const text = style.getPropertyValue("--fg").trim() || "#111"
-    const plot = new uPlot({
-      width: Math.max(300, el.clientWidth),
-      height: 220,
-      series: [
-        { value: (_u, v) => (v === null ? "—" : localTime(v * 1e6)) },
-        { label: "duration", stroke: accent, width: 2, points: { show: true, size: 5 }, value: (_u, v) => (v === null ? "—" : duration(v * 1e6)) }
-      ],
-      axes: [
-        { stroke: text, grid: { stroke: "rgba(128,128,128,0.2)" } },
-        { stroke: text, grid: { stroke: "rgba(128,128,128,0.2)" }, values: (_u, vals) => vals.map((v) => duration(v * 1e6)) }
-      ],
-      scales: { x: { time: true } }
-    }, [points.map((p) => p[0]), points.map((p) => p[1])], el)
+    const plot = new uPlot(
+      {
+        width: Math.max(300, el.clientWidth),
+        height: 220,
+        series: [
+          { value: (_u, v) => (v === null ? "—" : localTime(v * 1e6)) },
+          {
+            label: "duration",
+            stroke: accent,
+            width: 2,
+            points: { show: true, size: 5 },
+            value: (_u, v) => (v === null ? "—" : duration(v * 1e6))
+          }
+        ],
+        axes: [
+          { stroke: text, grid: { stroke: "rgba(128,128,128,0.2)" } },
+          {
+            stroke: text,
+            grid: { stroke: "rgba(128,128,128,0.2)" },
+            values: (_u, vals) => vals.map((v) => duration(v * 1e6))
+          }
+        ],
+        scales: { x: { time: true } }
+      },
+      [points.map((p) => p[0]), points.map((p) => p[1])],
+      el
+    )
     const onResize = () => plot.setSize({ width: Math.max(300, el.clientWidth), height: 220 })
     window.addEventListener("resize", onResize)
     return () => {
@@ -45,7 +59,12 @@ const DurationChart = ({ runs }: { runs: ReadonlyArray<Run> }) => {
   const longest = Math.max(...points.map((p) => p[1]))
   return (
     <figure>
-      <div ref={box} class="chart" role="img" aria-label={`Durations of the last ${points.length} finished runs; longest ${duration(longest * 1e6)}`} />
+      <div
+        ref={box}
+        class="chart"
+        role="img"
+        aria-label={`Durations of the last ${points.length} finished runs; longest ${duration(longest * 1e6)}`}
+      />
       <figcaption class="muted">Run durations, oldest left ({points.length} runs)</figcaption>
     </figure>
   )
@@ -61,7 +80,10 @@ export const SchedulePage = ({ agent, name }: { agent: string; name: string }) =
   return (
     <main>
       <h1>
-        Schedule <Name text={name} /> <span class="muted">on</span> <a href={href.agent(agent)}><Name text={agent} /></a>
+        Schedule <Name text={name} /> <span class="muted">on</span>{" "}
+        <a href={href.agent(agent)}>
+          <Name text={agent} />
+        </a>
       </h1>
       <ErrorBox error={error} />
       {s === undefined ? <Loading /> : (
@@ -79,7 +101,9 @@ export const SchedulePage = ({ agent, name }: { agent: string; name: string }) =
             />
             <ConfirmButton
               label={s.paused ? "Resume" : "Pause"}
-              question={s.paused ? "Resume this schedule? Its next occurrences run again." : "Pause this schedule? The agent skips its occurrences until resumed."}
+              question={s.paused
+                ? "Resume this schedule? Its next occurrences run again."
+                : "Pause this schedule? The agent skips its occurrences until resumed."}
               confirm={s.paused ? "Resume" : "Pause"}
               action={async () => {
                 await api.pause(agent, name, !s.paused)
@@ -90,20 +114,52 @@ export const SchedulePage = ({ agent, name }: { agent: string; name: string }) =
             {!s.connected && <span class="muted">agent offline: run now is unavailable</span>}
           </div>
           <dl class="facts">
-            <dt>Calendar</dt><dd class="mono"><Name text={s.calendar} /></dd>
-            <dt>As written</dt><dd class="mono"><Name text={s.onCalendar} /></dd>
-            <dt>Zone</dt><dd>{s.zone}</dd>
+            <dt>Calendar</dt>
+            <dd class="mono">
+              <Name text={s.calendar} />
+            </dd>
+            <dt>As written</dt>
+            <dd class="mono">
+              <Name text={s.onCalendar} />
+            </dd>
+            <dt>Zone</dt>
+            <dd>{s.zone}</dd>
             <dt>Commands</dt>
-            <dd><ol class="cmds">{s.cmds.map((c, i) => <li key={i} class="mono"><Name text={c} /></li>)}</ol></dd>
+            <dd>
+              <ol class="cmds">
+                {s.cmds.map((c, i) => (
+                  <li key={i} class="mono">
+                    <Name text={c} />
+                  </li>
+                ))}
+              </ol>
+            </dd>
             <dt>Last run</dt>
-            <dd>{s.lastRun === null ? "never" : <a href={href.run(s.lastRun.runId)}><State state={s.lastRun.state} /> <Time micros={s.lastRun.scheduledAt} /></a>}</dd>
-            <dt>Recent</dt><dd><Strip states={s.recent} /></dd>
+            <dd>
+              {s.lastRun === null ? "never" : (
+                <a href={href.run(s.lastRun.runId)}>
+                  <State state={s.lastRun.state} /> <Time micros={s.lastRun.scheduledAt} />
+                </a>
+              )}
+            </dd>
+            <dt>Recent</dt>
+            <dd>
+              <Strip states={s.recent} />
+            </dd>
           </dl>
           <section aria-labelledby="upcoming-h">
             <h2 id="upcoming-h">Next occurrences</h2>
-            {data!.upcoming.length === 0 ? <p class="muted">It never fires again.</p> : (
-              <ol class="upcoming">{data!.upcoming.map((t) => <li key={t}><Time micros={t} /></li>)}</ol>
-            )}
+            {data!.upcoming.length === 0 ?
+              <p class="muted">It never fires again.</p> :
+              (
+                <ol class="upcoming">
+                  {data!.upcoming.map((t) => (
+                    <li key={t}>
+                      <Time micros={t} />
+                    </li>
+                  ))}
+                </ol>
+              )}
           </section>
           <section aria-labelledby="history-h">
             <h2 id="history-h">History</h2>
@@ -111,7 +167,9 @@ export const SchedulePage = ({ agent, name }: { agent: string; name: string }) =
             <ErrorBox error={page.error} />
             <RunsTable runs={page.data?.runs ?? []} caption="History" showSchedule={false} />
             <nav class="pager" aria-label="History pages">
-              <button type="button" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>Newer</button>
+              <button type="button" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
+                Newer
+              </button>
               <button
                 type="button"
                 disabled={page.data?.nextCursor == null}
@@ -122,8 +180,10 @@ export const SchedulePage = ({ agent, name }: { agent: string; name: string }) =
             </nav>
             <p class="muted">
               {history.filter((r) => r.state !== "succeeded").length} of {history.length} recent runs did not succeed;
-              {" "}longest {duration(Math.max(0, ...history.map((r) => runDuration(r, Date.now() * 1000) ?? 0)))}.
-              {" "}States: {[...new Set(history.map((r) => stateLabel(r.state)))].join(", ") || "none"}.
+              {" "}
+              longest {duration(Math.max(0, ...history.map((r) => runDuration(r, Date.now() * 1000) ?? 0)))}. States:
+              {" "}
+              {[...new Set(history.map((r) => stateLabel(r.state)))].join(", ") || "none"}.
             </p>
           </section>
         </>

@@ -36,7 +36,15 @@ export const EVENT_KINDS = [
 export type EventKind = (typeof EVENT_KINDS)[number]
 
 /** Events that open (or count towards) an incident; `recovered` and `agent_up` close one. */
-export const BAD_KINDS: ReadonlyArray<EventKind> = ["failed", "timed_out", "missed", "late", "stalled", "overran", "agent_down"]
+export const BAD_KINDS: ReadonlyArray<EventKind> = [
+  "failed",
+  "timed_out",
+  "missed",
+  "late",
+  "stalled",
+  "overran",
+  "agent_down"
+]
 
 const KindList = Schema.Array(Enum(...EVENT_KINDS)).annotations({ message: () => "expected an array of event kinds" })
 
@@ -116,9 +124,13 @@ export const NotifyChannel = table({
   if (missing.length > 0) {
     return missing.map((k) => ({ path: [k], message: `missing required key for type = "${c.type}"` }))
   }
-  if (c.type === "command" && c.command!.length === 0) return { path: ["command"], message: "expected a program and its arguments" }
+  if (c.type === "command" && c.command!.length === 0) {
+    return { path: ["command"], message: "expected a program and its arguments" }
+  }
   if (c.type === "email" && c.to!.length === 0) return { path: ["to"], message: "expected at least one recipient" }
-  if (c.type === "webhook" && !/^https?:\/\//.test(c.url!)) return { path: ["url"], message: "expected an http:// or https:// URL" }
+  if (c.type === "webhook" && !/^https?:\/\//.test(c.url!)) {
+    return { path: ["url"], message: "expected an http:// or https:// URL" }
+  }
   return true
 }))
 export type NotifyChannel = typeof NotifyChannel.Type
@@ -145,7 +157,9 @@ export const checkAlertTargets = (config: {
       if (!(name in config.notify)) {
         issues.push({
           path: [...at, "alert", "to", i],
-          message: `no [notify.${name}] channel${known.length === 0 ? " (none configured)" : ` (known: ${known.join(", ")})`}`
+          message: `no [notify.${name}] channel${
+            known.length === 0 ? " (none configured)" : ` (known: ${known.join(", ")})`
+          }`
         })
       }
     })

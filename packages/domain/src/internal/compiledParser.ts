@@ -233,7 +233,10 @@ const compileAst = (ast: SchemaAST.AST, env: Env): Compiled | undefined => {
       if (from === undefined) return undefined
       const d = addDecoder(env, from)
       const k = addFn(env, ast.filter, ast)
-      return build(`const v = D[${d}](u); if (v === FAIL) return FAIL; return F[${k}](v, O, A[${k}])._tag === "None" ? v : FAIL;`, env)
+      return build(
+        `const v = D[${d}](u); if (v === FAIL) return FAIL; return F[${k}](v, O, A[${k}])._tag === "None" ? v : FAIL;`,
+        env
+      )
     }
     case "Transformation": {
       // As ParseResult: decoding parses `from`, transforms, parses `to`; encoding the reverse.
@@ -261,7 +264,10 @@ const compileAst = (ast: SchemaAST.AST, env: Env): Compiled | undefined => {
   }
 }
 
-const caches: Record<Direction, WeakMap<SchemaAST.AST, Compiled | null>> = { decode: new WeakMap(), encode: new WeakMap() }
+const caches: Record<Direction, WeakMap<SchemaAST.AST, Compiled | null>> = {
+  decode: new WeakMap(),
+  encode: new WeakMap()
+}
 
 /**
  * The compiled parser of a schema for one direction (cached per AST), or undefined when its shape

@@ -53,8 +53,7 @@ export interface ConfigErrorFields {
 type Obj = Record<string, unknown>
 type KeyPath = ReadonlyArray<string>
 
-const isObj = (u: unknown): u is Obj =>
-  typeof u === "object" && u !== null && !Array.isArray(u) && !(u instanceof Date)
+const isObj = (u: unknown): u is Obj => typeof u === "object" && u !== null && !Array.isArray(u) && !(u instanceof Date)
 
 export const FILE_SUFFIX = "_file"
 
@@ -192,7 +191,9 @@ export const unknownEnv = (prefix: string, shape: TableShape): Effect.Effect<Rea
         // Compared without the prefix, which every candidate shares.
         const hint = closest(name.toUpperCase().slice(lead.length), known.map((k) => k.slice(lead.length)))
           ?.replace(/^/, lead)
-        return `environment ${name}: sets no configuration key, ignored${hint === undefined ? "" : ` (did you mean ${hint}?)`}`
+        return `environment ${name}: sets no configuration key, ignored${
+          hint === undefined ? "" : ` (did you mean ${hint}?)`
+        }`
       })
   })
 
@@ -266,7 +267,7 @@ const unknownKeys = (shape: TableShape, tree: Obj): Array<UnknownKey> => {
         else if (!knownSet.has(key)) found.push({ table: at, key, hint: closest(key, known) })
       }
     } else if (s._tag === "Record") {
-      if (isObj(value)) for (const [key, v] of Object.entries(value)) walk(s.value, v, [...at, key])
+      if (isObj(value)) { for (const [key, v] of Object.entries(value)) walk(s.value, v, [...at, key]) }
     } else if (s._tag === "List") {
       if (Array.isArray(value)) value.forEach((v, i) => walk(s.element, v, [...at, i]))
     }
@@ -331,7 +332,11 @@ const keysSet = (shape: TableShape, source: Source): Either.Either<Array<string>
       const file = s._tag === "Leaf" && s.secret ? tree[fileKey(key)] : undefined
       if (value === undefined && file === undefined) continue
       if (value !== undefined && file !== undefined) {
-        return { file: source.label(dotted(p)), path: dotted(p), reason: `both ${key} and ${fileKey(key)} are set; use one` }
+        return {
+          file: source.label(dotted(p)),
+          path: dotted(p),
+          reason: `both ${key} and ${fileKey(key)} are set; use one`
+        }
       }
       keys.push(dotted(p))
       if (s._tag === "Table" && isObj(value)) {
@@ -402,10 +407,14 @@ const readNestedSecrets = (
   Effect.gen(function*() {
     if (shape._tag === "Record" && isObj(value)) {
       const out: Obj = {}
-      for (const [k, v] of Object.entries(value)) out[k] = yield* readNestedSecrets(shape.value, v, [...at, k], source, home)
+      for (const [k, v] of Object.entries(value)) {
+        out[k] = yield* readNestedSecrets(shape.value, v, [...at, k], source, home)
+      }
       return out
     }
-    if (shape._tag !== "Table" || !isObj(value)) return value
+    if (shape._tag !== "Table" || !isObj(value)) {
+      return value
+    }
     const out: Obj = { ...value }
     for (const [k, field] of shape.fields) {
       if (field._tag === "Leaf" && field.secret && value[fileKey(k)] !== undefined) {
@@ -509,7 +518,12 @@ const decodeProblems = (
     const label = origin.source.label(dotted(origin.from))
     if (origin.source !== file) return { file: label, path, reason }
     // A missing key is reported where its table is written.
-    return { file: label, path, reason, ...file.locations.locateNearest([...origin.from, ...origin.below] as LocatedPath) }
+    return {
+      file: label,
+      path,
+      reason,
+      ...file.locations.locateNearest([...origin.from, ...origin.below] as LocatedPath)
+    }
   })
 
 const byPosition = (a: ConfigErrorFields, b: ConfigErrorFields) =>

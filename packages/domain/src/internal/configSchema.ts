@@ -10,9 +10,9 @@
  * key path that an environment variable may override, and which of them are secrets (`*_file`
  * variants).
  */
-import * as AST from "effect/SchemaAST"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import { isIP } from "node:net"
 
 export const TableId: unique symbol = Symbol.for("@barto/domain/Config/Table")

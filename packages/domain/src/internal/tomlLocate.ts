@@ -55,7 +55,7 @@ class Scanner {
     while (this.peek() === " " || this.peek() === "\t") this.i++
   }
   skipComment() {
-    if (this.peek() === "#") while (!this.done && this.peek() !== "\n") this.i++
+    if (this.peek() === "#") { while (!this.done && this.peek() !== "\n") this.i++ }
   }
   /** Blanks, comments and newlines (inside arrays). */
   skipSpace() {
@@ -129,8 +129,10 @@ class Scanner {
 const ESCAPES: Record<string, string> = { b: "\b", t: "\t", n: "\n", f: "\f", r: "\r", "\"": "\"", "\\": "\\" }
 
 const unescapeBasic = (raw: string): string =>
-  raw.replace(/\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)/g, (_, e: string) =>
-    e.length > 1 ? String.fromCodePoint(parseInt(e.slice(1), 16)) : ESCAPES[e] ?? e)
+  raw.replace(
+    /\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)/g,
+    (_, e: string) => e.length > 1 ? String.fromCodePoint(parseInt(e.slice(1), 16)) : ESCAPES[e] ?? e
+  )
 
 /** Key path → position of its first definition. */
 export interface Locations {
@@ -201,7 +203,11 @@ export const locateKeys = (text: string): Locations => {
    * A header's keys, entering the last element of every array of tables on the way. The table
    * the header opens is placed at the header's `[`, the tables on its way at their keys.
    */
-  const resolve = (parts: ReadonlyArray<{ readonly key: string; readonly at: number }>, isArray: boolean, start: number) => {
+  const resolve = (
+    parts: ReadonlyArray<{ readonly key: string; readonly at: number }>,
+    isArray: boolean,
+    start: number
+  ) => {
     const path: Array<string | number> = []
     parts.forEach((part, n) => {
       path.push(part.key)

@@ -112,12 +112,16 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
         })
         // Listeners go on before anything can arrive; 'error' without a listener would crash the
         // process, and it is always followed by 'close', which ends the session.
-        socket.on("message", (data, isBinary) =>
-          Queue.unsafeOffer(events, { _tag: "Frame", data: toBytes(data), binary: isBinary }))
+        socket.on(
+          "message",
+          (data, isBinary) => Queue.unsafeOffer(events, { _tag: "Frame", data: toBytes(data), binary: isBinary })
+        )
         socket.on("ping", () => Queue.unsafeOffer(events, { _tag: "Heard" }))
         socket.on("pong", () => Queue.unsafeOffer(events, { _tag: "Heard" }))
-        socket.on("close", (code, reason) =>
-          Queue.unsafeOffer(events, { _tag: "Closed", code, reason: reason.toString("utf8") }))
+        socket.on(
+          "close",
+          (code, reason) => Queue.unsafeOffer(events, { _tag: "Closed", code, reason: reason.toString("utf8") })
+        )
         socket.on("error", () => {})
         return socket
       }),
@@ -159,7 +163,8 @@ export const connect = (url: string, options: ConnectOptions): Effect.Effect<Cli
             new SocketError({
               reason: "Open",
               ...(res.statusCode !== undefined ? { status: res.statusCode } : {}),
-              message: `server answered the upgrade with HTTP ${res.statusCode ?? "?"} ${res.statusMessage ?? ""}`.trim()
+              message: `server answered the upgrade with HTTP ${res.statusCode ?? "?"} ${res.statusMessage ?? ""}`
+                .trim()
             })
           )
         )

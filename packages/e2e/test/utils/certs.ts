@@ -35,9 +35,22 @@ export const makeCa = (dir: string, name: string): Ca => {
   const cert = join(dir, `${name}.crt`)
   openssl(
     [
-      "req", "-x509", "-new", "-key", key, "-sha256", "-days", "2", "-subj", `/CN=${name}`,
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-      "-out", cert
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      key,
+      "-sha256",
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      "-out",
+      cert
     ],
     dir
   )
@@ -67,8 +80,22 @@ export const issue = (
   )
   openssl(
     [
-      "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", "2", "-sha256",
-      "-extfile", ext, "-out", cert
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      ca.cert,
+      "-CAkey",
+      ca.key,
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-sha256",
+      "-extfile",
+      ext,
+      "-out",
+      cert
     ],
     ca.dir
   )

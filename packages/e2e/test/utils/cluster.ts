@@ -4,16 +4,17 @@
  * SQLite or a fresh MariaDB database.
  */
 import Database from "better-sqlite3"
+import mysql from "mysql2/promise"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "smol-toml"
-import mysql from "mysql2/promise"
-import { type Proc, runCli, startProcess, waitFor, type CliResult } from "./procs.js"
+import { type CliResult, type Proc, runCli, startProcess, waitFor } from "./procs.js"
 
 export type DbKind = "sqlite" | "mariadb"
 
-export const mariadbAvailable = () => process.env.BARTO_MARIADB_AVAILABLE === "1" || process.env.BARTO_REQUIRE_MARIADB === "1"
+export const mariadbAvailable = () =>
+  process.env.BARTO_MARIADB_AVAILABLE === "1" || process.env.BARTO_REQUIRE_MARIADB === "1"
 
 /** Databases the e2e suites run against: SQLite always, MariaDB when `npm test` found it. */
 export const dbKinds = (): Array<DbKind> => (mariadbAvailable() ? ["sqlite", "mariadb"] : ["sqlite"])
@@ -109,7 +110,9 @@ export interface Cluster {
   server: Proc | undefined
   readonly agents: Map<string, Proc>
   readonly serverToml: () => string
-  readonly writeServerConfig: (patch?: { schedules?: Record<string, Array<Schedule>>; extra?: Record<string, unknown> }) => void
+  readonly writeServerConfig: (
+    patch?: { schedules?: Record<string, Array<Schedule>>; extra?: Record<string, unknown> }
+  ) => void
   readonly startServer: (extraArgs?: Array<string>) => Promise<Proc>
   /**
    * Starts a bartoc named `name`. `instance` (default: the name) names its files (config, state,
@@ -188,7 +191,12 @@ export const makeCluster = async (
     startAgent: async (name, agentExtra = {}, serverPort, options = {}) => {
       const instance = options.instance ?? name
       const path = join(dir, `bartoc-${instance}.toml`)
-      const bartos = { prefix: "ws", host: "127.0.0.1", port: serverPort ?? cluster.port, ...((agentExtra.bartos as object | undefined) ?? {}) }
+      const bartos = {
+        prefix: "ws",
+        host: "127.0.0.1",
+        port: serverPort ?? cluster.port,
+        ...((agentExtra.bartos as object | undefined) ?? {})
+      }
       writeFileSync(
         path,
         stringify({ name, state_path: join(dir, `bartoc-${instance}.db`), ...agentExtra, bartos })
@@ -204,7 +212,12 @@ export const makeCluster = async (
       // one config file per call: calls may run concurrently with different settings
       const n = ++cliCalls
       const path = join(dir, `barto-cli-${n}.toml`)
-      const bartos = { prefix: "ws", host: "127.0.0.1", port: cluster.port, ...((cliExtra.bartos as object | undefined) ?? {}) }
+      const bartos = {
+        prefix: "ws",
+        host: "127.0.0.1",
+        port: cluster.port,
+        ...((cliExtra.bartos as object | undefined) ?? {})
+      }
       writeFileSync(path, stringify({ name: "e2e", ...cliExtra, bartos }))
       return runCli(["-c", path, "-t", join(dir, `barto-cli-${n}.log`), ...args])
     },

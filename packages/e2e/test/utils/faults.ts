@@ -94,7 +94,8 @@ export const expectNumbered = (ls: ReadonlyArray<LineRow>): number => {
 }
 
 /** Runs of an agent that are not in a final state (running or lost are reported separately). */
-export const unfinished = (rs: ReadonlyArray<RunRow>) => rs.filter((r) => !(FINAL_STATES as ReadonlyArray<string>).includes(r.state) && r.state !== "missed")
+export const unfinished = (rs: ReadonlyArray<RunRow>) =>
+  rs.filter((r) => !(FINAL_STATES as ReadonlyArray<string>).includes(r.state) && r.state !== "missed")
 
 /** Exactly one RunFinished decided each run: it is in one state, and a final one. */
 export const expectAllFinal = (rs: ReadonlyArray<RunRow>) => {
@@ -209,7 +210,9 @@ export const outboxLines = (statePath: string): Array<OutboxLine> => {
 }
 
 /** RunStarted records still pending in an agent's outbox (readable while the agent runs: WAL). */
-export const outboxRunStarts = (statePath: string): Array<{ seq: number; runId: string; scheduledAt: number; trigger: string }> => {
+export const outboxRunStarts = (
+  statePath: string
+): Array<{ seq: number; runId: string; scheduledAt: number; trigger: string }> => {
   if (!existsSync(statePath)) return []
   const db = new Database(statePath, { readonly: true, fileMustExist: true })
   try {
@@ -231,7 +234,10 @@ export const outboxRunStarts = (statePath: string): Array<{ seq: number; runId: 
 
 /** Waits until the wall clock passed `epochMs` (polling, no fixed sleep). */
 export const waitUntilClock = (epochMs: number, what = `the clock to pass ${new Date(epochMs).toISOString()}`) =>
-  waitFor(what, () => Date.now() > epochMs || undefined, { timeoutMs: Math.max(5_000, epochMs - Date.now() + 5_000), intervalMs: 20 })
+  waitFor(what, () => Date.now() > epochMs || undefined, {
+    timeoutMs: Math.max(5_000, epochMs - Date.now() + 5_000),
+    intervalMs: 20
+  })
 
 export const isAlive = (p: Proc) => p.child.exitCode === null && p.child.signalCode === null
 
@@ -256,4 +262,5 @@ export const metricSum = (m: Map<string, number>, name: string): number => {
 }
 
 /** An epoch-ms instant as a one-shot UTC calendar expression (`YYYY-MM-DD HH:MM:SS`). */
-export const oneShot = (epochMs: number): string => new Date(Math.ceil(epochMs / 1000) * 1000).toISOString().slice(0, 19).replace("T", " ")
+export const oneShot = (epochMs: number): string =>
+  new Date(Math.ceil(epochMs / 1000) * 1000).toISOString().slice(0, 19).replace("T", " ")

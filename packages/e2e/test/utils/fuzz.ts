@@ -70,7 +70,10 @@ export const hostileFrame = (
       return { kind, bytes: v }
     }
     case "oversized":
-      return { kind, bytes: enc.encode(JSON.stringify({ _tag: "Ping", id: 1, sentAt: 1, pad: "x".repeat(maxFrameBytes) })) }
+      return {
+        kind,
+        bytes: enc.encode(JSON.stringify({ _tag: "Ping", id: 1, sentAt: 1, pad: "x".repeat(maxFrameBytes) }))
+      }
     case "unknown_tag":
       return { kind, bytes: enc.encode(JSON.stringify({ _tag: `Evil${Math.floor(rand() * 1e6)}`, id: 1 })) }
     case "wrong_types":
@@ -121,7 +124,9 @@ export const hmacEnvelope = (
 // ---------------------------------------------------------------------------------------------
 
 /** What a hostile peer puts in a field, as raw JSON text (or raw bytes: invalid UTF-8). */
-export const WORST_VALUES: ReadonlyArray<{ readonly kind: string; readonly json: string } | { readonly kind: string; readonly bytes: Uint8Array }> = [
+export const WORST_VALUES: ReadonlyArray<
+  { readonly kind: string; readonly json: string } | { readonly kind: string; readonly bytes: Uint8Array }
+> = [
   { kind: "worst_nested_arrays", json: "[".repeat(5000) + "]".repeat(5000) },
   { kind: "worst_nested_objects", json: "{\"a\":".repeat(5000) + "1" + "}".repeat(5000) },
   { kind: "worst_huge_number", json: "9".repeat(400) },
@@ -152,7 +157,11 @@ export const fieldPaths = (value: unknown, prefix: Array<string | number> = []):
 const PLACEHOLDER = "\u0000worst\u0000"
 
 /** `message` (its JSON form) with the value at `path` replaced by one of `WORST_VALUES`. */
-export const withWorst = (message: unknown, path: ReadonlyArray<string | number>, worst: (typeof WORST_VALUES)[number]): Uint8Array => {
+export const withWorst = (
+  message: unknown,
+  path: ReadonlyArray<string | number>,
+  worst: (typeof WORST_VALUES)[number]
+): Uint8Array => {
   const copy = structuredClone(message) as Record<string | number, unknown>
   let at: Record<string | number, unknown> = copy
   for (const key of path.slice(0, -1)) at = at[key] as Record<string | number, unknown>
@@ -169,7 +178,11 @@ export const withWorst = (message: unknown, path: ReadonlyArray<string | number>
 }
 
 /** Every worst value in every field of every one of `messages` (JSON forms), in a fixed order. */
-export const worstFrames = (messages: ReadonlyArray<unknown>): Array<{ readonly kind: string; readonly bytes: Uint8Array }> =>
+export const worstFrames = (
+  messages: ReadonlyArray<unknown>
+): Array<{ readonly kind: string; readonly bytes: Uint8Array }> =>
   messages.flatMap((m) =>
-    fieldPaths(m).flatMap((path) => WORST_VALUES.map((worst) => ({ kind: worst.kind, bytes: withWorst(m, path, worst) })))
+    fieldPaths(m).flatMap((path) =>
+      WORST_VALUES.map((worst) => ({ kind: worst.kind, bytes: withWorst(m, path, worst) }))
+    )
   )

@@ -231,7 +231,9 @@ export const fuzzLink = async (
     if (hello.length > 0) {
       await inbox.until("the hello reply", () => inbox.messages.some(link.isHelloReply) || inbox.closed !== undefined)
     }
-    if (inbox.closed !== undefined) throw new Error(`fuzz: closed during the hello: ${JSON.stringify(inbox.closed)} (${where()})`)
+    if (inbox.closed !== undefined) {
+      throw new Error(`fuzz: closed during the hello: ${JSON.stringify(inbox.closed)} (${where()})`)
+    }
     let expectedHere = 0
     let badInARow = 0
     let sinceBarrier = 0
@@ -252,7 +254,9 @@ export const fuzzLink = async (
         throw new Error(`fuzz: link closed outside the bad-frame rule: ${JSON.stringify(inbox.closed)} (${where()})`)
       }
       if (errors() !== expectedHere) {
-        throw new Error(`fuzz: ${errors()} ProtocolErrors on this connection, the model expects ${expectedHere} (${where()})`)
+        throw new Error(
+          `fuzz: ${errors()} ProtocolErrors on this connection, the model expects ${expectedHere} (${where()})`
+        )
       }
     }
     let policyClosed = false
@@ -274,10 +278,16 @@ export const fuzzLink = async (
         await inbox.until(`the 1008 close (${where()})`, () => inbox.closed !== undefined)
         const closed = inbox.closed!
         if (closed.code !== 1008 || !closed.reason.includes(`${link.maxBadFrames} bad frames in a row`)) {
-          throw new Error(`fuzz: expected close 1008 "${link.maxBadFrames} bad frames in a row", got ${JSON.stringify(closed)} (${where()})`)
+          throw new Error(
+            `fuzz: expected close 1008 "${link.maxBadFrames} bad frames in a row", got ${
+              JSON.stringify(closed)
+            } (${where()})`
+          )
         }
         if (errors() !== expectedHere) {
-          throw new Error(`fuzz: ${errors()} ProtocolErrors before the 1008 close, the model expects ${expectedHere} (${where()})`)
+          throw new Error(
+            `fuzz: ${errors()} ProtocolErrors before the 1008 close, the model expects ${expectedHere} (${where()})`
+          )
         }
         report.policyCloses++
         policyClosed = true
@@ -321,7 +331,9 @@ export const hostilePayload = (
   valid: ReadonlyArray<Uint8Array>,
   maxFrameBytes: number
 ): { kind: FrameKind | "text_frame"; bytes: Uint8Array; binary: boolean } => {
-  if (rand() < 0.03) return { kind: "text_frame", bytes: enc.encode(`{"_tag":"Ping","id":1,"sentAt":1}`), binary: false }
+  if (rand() < 0.03) {
+    return { kind: "text_frame", bytes: enc.encode(`{"_tag":"Ping","id":1,"sentAt":1}`), binary: false }
+  }
   const f = hostileFrame(rand, valid, maxFrameBytes)
   return { ...f, binary: true }
 }
@@ -336,22 +348,36 @@ const randomNonce = () => randomBytes(8).readBigUInt64BE(0)
 export const envelopeFrame = (
   rand: () => number,
   conn: ConnState,
-  keys: { readonly hmacKey: string; readonly signingKey?: Envelope.SigningKey; readonly wrongSigner?: Envelope.SigningKey },
+  keys: {
+    readonly hmacKey: string
+    readonly signingKey?: Envelope.SigningKey
+    readonly wrongSigner?: Envelope.SigningKey
+  },
   valid: Uint8Array,
   hostile: () => { kind: string; bytes: Uint8Array; binary: boolean }
 ): Frame => {
   // Every frame is bound to this connection at the position the receiver expects next, so it is
   // bad only for the reason its kind names.
   const context = contextOf(conn)
-  const sign = (inner: Uint8Array) => (keys.signingKey === undefined ? inner : Envelope.sign(keys.signingKey, inner, context))
+  const sign = (
+    inner: Uint8Array
+  ) => (keys.signingKey === undefined ? inner : Envelope.sign(keys.signingKey, inner, context))
   const good = (payload: Uint8Array, nonce = randomNonce()) =>
     sign(hmacEnvelope(keys.hmacKey, payload, Math.floor(nowSecs()), nonce, context))
   const r = rand()
   if (r < 0.1) {
-    return { kind: "hmac_wrong_key", binary: true, bytes: sign(hmacEnvelope(`${keys.hmacKey}!`, valid, Math.floor(nowSecs()), randomNonce(), context)) }
+    return {
+      kind: "hmac_wrong_key",
+      binary: true,
+      bytes: sign(hmacEnvelope(`${keys.hmacKey}!`, valid, Math.floor(nowSecs()), randomNonce(), context))
+    }
   }
   if (r < 0.2) {
-    return { kind: "hmac_expired", binary: true, bytes: sign(hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()) - 3600, randomNonce(), context)) }
+    return {
+      kind: "hmac_expired",
+      binary: true,
+      bytes: sign(hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()) - 3600, randomNonce(), context))
+    }
   }
   if (r < 0.3 && conn.accepted.length > 0) {
     const nonce = conn.accepted[Math.floor(rand() * conn.accepted.length)]!
@@ -369,7 +395,11 @@ export const envelopeFrame = (
     }
   }
   if (keys.signingKey !== undefined && r < 0.45) {
-    return { kind: "unsigned", binary: true, bytes: hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce(), context) }
+    return {
+      kind: "unsigned",
+      binary: true,
+      bytes: hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce(), context)
+    }
   }
   if (keys.signingKey !== undefined && keys.wrongSigner !== undefined && r < 0.55) {
     const inner = hmacEnvelope(keys.hmacKey, valid, Math.floor(nowSecs()), randomNonce(), context)
@@ -477,7 +507,14 @@ export const startFakeBartos = async (options: {
     })
     // Sealed and written in one step, taking the shared counter: bartoc opens every one of them.
     const send = (m: Messages.ServerMessage) => {
-      ws.send(Envelope.seal({ hmacKey, signingKey: options.signingKey }, encode(Messages.ServerMessage, m), nowSecs(), ourBinding(conn)))
+      ws.send(
+        Envelope.seal(
+          { hmacKey, signingKey: options.signingKey },
+          encode(Messages.ServerMessage, m),
+          nowSecs(),
+          ourBinding(conn)
+        )
+      )
       conn.sentOpened++
     }
     const nonces = Envelope.makeNonceCache()
@@ -558,7 +595,9 @@ export const sampleEach = (
     if (ast._tag === "Union") return ast.types.forEach(walk)
     const member = SchemaModule.make(ast)
     const literal = ast._tag === "Transformation" ? ast.to : ast
-    const tagSignature = literal._tag === "TypeLiteral" ? literal.propertySignatures.find((p) => p.name === "_tag") : undefined
+    const tagSignature = literal._tag === "TypeLiteral"
+      ? literal.propertySignatures.find((p) => p.name === "_tag")
+      : undefined
     const tag = tagSignature?.type._tag === "Literal" ? String(tagSignature.type.literal) : undefined
     if (tag !== undefined && tag in fixed) {
       out.push(JSON.parse(JSON.stringify(SchemaModule.encodeSync(member)(fixed[tag]))))

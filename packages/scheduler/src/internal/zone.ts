@@ -227,7 +227,12 @@ export const wallSeconds = (zone: string, sec: number): number => {
 }
 
 /** What the cache holds (tests and memory checks): zones and filled spans, transitions in them. */
-export const cacheStats = (): { readonly zones: number; readonly spans: number; readonly transitions: number; readonly maxSpansPerZone: number } => {
+export const cacheStats = (): {
+  readonly zones: number
+  readonly spans: number
+  readonly transitions: number
+  readonly maxSpansPerZone: number
+} => {
   let spans = 0, transitions = 0, maxSpansPerZone = 0
   for (const c of caches.values()) {
     spans += c.spans.size

@@ -2,10 +2,10 @@
  * The mutable side of the agent registry, used only by worker sessions and the schedule table.
  * The public `Registry` (read, send, broadcast) is a view over the same map.
  */
+import type { ClientInfo, ServerMessage } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
-import type { ClientInfo, ServerMessage } from "@barto/domain/Messages"
 import type { AgentConnection } from "../Registry.js"
 
 /** What a live worker session hands to the registry. */

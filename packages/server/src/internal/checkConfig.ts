@@ -2,6 +2,10 @@
  * `bartos --check-config`: everything bartos checks before it starts, and nothing it does when it
  * starts (no port bound, no database opened or created, no log file). Like `nginx -t`.
  */
+import * as Config from "@barto/domain/Config"
+import type { ScheduleSpec } from "@barto/domain/Messages"
+import * as Calendar from "@barto/scheduler/Calendar"
+import * as Zone from "@barto/scheduler/Zone"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -9,10 +13,6 @@ import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Config from "@barto/domain/Config"
-import type { ScheduleSpec } from "@barto/domain/Messages"
-import * as Calendar from "@barto/scheduler/Calendar"
-import * as Zone from "@barto/scheduler/Zone"
 import * as Main from "../Main.js"
 import * as Schedules from "../Schedules.js"
 
@@ -29,7 +29,9 @@ export interface CheckResult {
 export const columns = (rows: ReadonlyArray<ReadonlyArray<string>>): Array<string> => {
   const widths: Array<number> = []
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ").trimEnd())
+  return rows.map((row) =>
+    row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ").trimEnd()
+  )
 }
 
 /** One schedule's normalized calendar and its next fire time, in the calendar's own zone. */
@@ -37,11 +39,21 @@ const scheduleRow = (agent: string, spec: ScheduleSpec, nowMs: number): Array<st
   const parsed = Calendar.parse(spec.calendar)
   const next = Either.isRight(parsed) ? Calendar.next(parsed.right, nowMs) : undefined
   const tz = Either.isRight(parsed) ? parsed.right.tz : "UTC"
-  return [agent, spec.name, spec.calendar, next === undefined ? "never" : Zone.formatRfc3339(Math.floor(next / 1000), tz)]
+  return [
+    agent,
+    spec.name,
+    spec.calendar,
+    next === undefined ? "never" : Zone.formatRfc3339(Math.floor(next / 1000), tz)
+  ]
 }
 
 const secretsLine = (config: Config.BartosConfig): string => {
-  const keys = { api_key: config.api_key, admin_key: config.admin_key, signing_key: config.signing_key, hmac_key: config.hmac_key }
+  const keys = {
+    api_key: config.api_key,
+    admin_key: config.admin_key,
+    signing_key: config.signing_key,
+    hmac_key: config.hmac_key
+  }
   const set = Object.entries(keys).filter(([, v]) => v !== undefined).map(([k]) => k)
   const unset = Object.entries(keys).filter(([, v]) => v === undefined).map(([k]) => k)
   return [set.length > 0 ? `${set.join(", ")} set` : "", unset.length > 0 ? `${unset.join(", ")} not set` : ""]
@@ -92,7 +104,9 @@ export const check = (options: {
     const file = Main.loadedSchedules(options.configFile, config).file
     return {
       summary: [
-        `bartos ${options.version}: configuration is valid (${file ?? `no file at ${options.configFile}: defaults and environment`})`,
+        `bartos ${options.version}: configuration is valid (${
+          file ?? `no file at ${options.configFile}: defaults and environment`
+        })`,
         ...columns([
           ["listeners:", listeners.join(", ")],
           ["database:", `${Main.databaseLabel(config)} (not opened)`],
@@ -100,7 +114,9 @@ export const check = (options: {
           ["agents:", `${table.right.size} (${specs.length} schedules)`],
           ["notify:", notifyLine(config)]
         ]),
-        ...(specs.length === 0 ? [] : ["", ...columns([["AGENT", "SCHEDULE", "CALENDAR", "NEXT (in the calendar's zone)"], ...specs])])
+        ...(specs.length === 0
+          ? []
+          : ["", ...columns([["AGENT", "SCHEDULE", "CALENDAR", "NEXT (in the calendar's zone)"], ...specs])])
       ],
       errors: [],
       warnings

@@ -2,15 +2,15 @@
  * Pure core of the schedule table: config section -> validated specs (atomically: the first bad
  * entry rejects the whole table), paused flags, and content versions.
  */
-import { createHash } from "node:crypto"
+import * as Config from "@barto/domain/Config"
+import { DEFAULT_NICE, ScheduleSpec } from "@barto/domain/Messages"
+import type { OnFailure, Overlap } from "@barto/domain/Messages"
+import * as Calendar from "@barto/scheduler/Calendar"
+import * as Zone from "@barto/scheduler/Zone"
 import * as Data from "effect/Data"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import * as Config from "@barto/domain/Config"
-import * as Calendar from "@barto/scheduler/Calendar"
-import * as Zone from "@barto/scheduler/Zone"
-import { DEFAULT_NICE, ScheduleSpec } from "@barto/domain/Messages"
-import type { OnFailure, Overlap } from "@barto/domain/Messages"
+import { createHash } from "node:crypto"
 
 /**
  * A schedule table that could not be loaded: every problem found (at least one), each naming the
@@ -93,7 +93,10 @@ export const build = (
       }
       const first = seen.get(entry.name)
       if (first !== undefined) {
-        problem([...at, "name"], `duplicate schedule name '${entry.name}' for agent '${agent}' (first at schedules[${first}])`)
+        problem(
+          [...at, "name"],
+          `duplicate schedule name '${entry.name}' for agent '${agent}' (first at schedules[${first}])`
+        )
         continue
       }
       seen.set(entry.name, i)

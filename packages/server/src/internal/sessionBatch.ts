@@ -44,10 +44,12 @@ export const groupCommit = <I, A, E>(
         }
         for (const p of group) yield* Deferred.complete(p.done, sql.withTransaction(write(p.item)))
       })
-    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.takeBetween(queue, 1, MAX_GROUP), (chunk) =>
-      writeGroup([...chunk]))))
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.flatMap(Queue.takeBetween(queue, 1, MAX_GROUP), (chunk) => writeGroup([...chunk])))
+    )
     return (item: I) =>
-      Effect.flatMap(Deferred.make<A, E | SqlError>(), (done) => Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
+      Effect.flatMap(Deferred.make<A, E | SqlError>(), (done) =>
+        Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
   })
 
 /** `store` with `sessionStarted` group-committed; everything else as it is. */
@@ -57,7 +59,10 @@ export const make = <S extends StoreShape>(store: S, sql: SqlClient.SqlClient): 
     (grouped) => ({
       ...store,
       sessionStarted: (session) =>
-        Effect.catchTag(grouped(session), "SqlError", (e) =>
-          Effect.fail(new StoreError({ message: `sessionStarted: ${e.message}`, cause: e })))
+        Effect.catchTag(
+          grouped(session),
+          "SqlError",
+          (e) => Effect.fail(new StoreError({ message: `sessionStarted: ${e.message}`, cause: e }))
+        )
     })
   )

@@ -9,9 +9,10 @@
  * ```
  * or, in Effect tests, `yield* TestServer.make({...})` inside a scope.
  */
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
+import * as Codec from "@barto/domain/Codec"
+import * as Config from "@barto/domain/Config"
+import * as Envelope from "@barto/domain/Envelope"
+import * as Messages from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -26,10 +27,9 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as Codec from "@barto/domain/Codec"
-import * as Config from "@barto/domain/Config"
-import * as Envelope from "@barto/domain/Envelope"
-import * as Messages from "@barto/domain/Messages"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { WebSocket } from "ws"
 import type { Ingested } from "../../src/Events.js"
 import type * as Hub from "../../src/Hub.js"
@@ -115,18 +115,18 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
       Effect.zipRight(
         Effect.suspend(() => control.beforeIngest ?? Effect.void),
         Effect.suspend(() => {
-        if (control.failIngest) return Effect.fail(new Store.StoreError({ message: "injected failure" }))
-        let offset = control.offsets.get(key(agent, outboxId)) ?? -1
-        const stored = control.records.get(agent) ?? []
-        for (const r of [...records].sort((a, b) => a.seq - b.seq)) {
-          if (r.seq <= offset) continue
-          stored.push(r)
-          offset = r.seq
-        }
-        control.records.set(agent, stored)
-        control.offsets.set(key(agent, outboxId), offset)
-        return Effect.succeed({ upTo: offset, refused: [], lineConflicts: [] })
-      })
+          if (control.failIngest) return Effect.fail(new Store.StoreError({ message: "injected failure" }))
+          let offset = control.offsets.get(key(agent, outboxId)) ?? -1
+          const stored = control.records.get(agent) ?? []
+          for (const r of [...records].sort((a, b) => a.seq - b.seq)) {
+            if (r.seq <= offset) continue
+            stored.push(r)
+            offset = r.seq
+          }
+          control.records.set(agent, stored)
+          control.offsets.set(key(agent, outboxId), offset)
+          return Effect.succeed({ upTo: offset, refused: [], lineConflicts: [] })
+        })
       ),
     ackedUpTo: (agent, outboxId) => Effect.sync(() => control.offsets.get(key(agent, outboxId)) ?? -1),
     sessionStarted: (s) => Effect.sync(() => void control.events.push(`started ${s.agent} ${s.sessionId}`)),
@@ -254,8 +254,7 @@ export const make = (options: TestServerOptions = {}): Effect.Effect<TestServer,
     return {
       port: first.port,
       listeners: hub.listeners,
-      url: (link, name) =>
-        `${first.url}/v1/ws/${link}${name === undefined ? "" : `?name=${encodeURIComponent(name)}`}`,
+      url: (link, name) => `${first.url}/v1/ws/${link}${name === undefined ? "" : `?name=${encodeURIComponent(name)}`}`,
       dir,
       configFile,
       config,
@@ -271,7 +270,8 @@ export const make = (options: TestServerOptions = {}): Effect.Effect<TestServer,
           return Deferred.await(done).pipe(
             Effect.timeoutFail({
               duration: Duration.millis(timeoutMs),
-              onTimeout: () => new Error(`no log containing '${text}' within ${timeoutMs} ms; logs:\n${logs.join("\n")}`)
+              onTimeout: () =>
+                new Error(`no log containing '${text}' within ${timeoutMs} ms; logs:\n${logs.join("\n")}`)
             }),
             Effect.ensuring(Effect.sync(() => logWaiters.delete(waiter)))
           )
@@ -337,7 +337,11 @@ export interface Client<In, Out> {
 
 /** Outcome of an upgrade attempt: the HTTP status when refused, or a live socket. */
 export const attempt = (url: string, options: ClientOptions = {}): Effect.Effect<
-  | { readonly _tag: "Open"; readonly ws: WebSocket; readonly headers: Record<string, string | Array<string> | undefined> }
+  | {
+    readonly _tag: "Open"
+    readonly ws: WebSocket
+    readonly headers: Record<string, string | Array<string> | undefined>
+  }
   | { readonly _tag: "Refused"; readonly status: number; readonly body: string }
   | {
     readonly _tag: "Failed"
@@ -379,11 +383,17 @@ const makeClient = <In, Out>(
       frames.push(bytes)
       Queue.unsafeOffer(inbox, decode(bytes))
     })
-    ws.on("close", (code, reason) => Deferred.unsafeDone(closed, Exit.succeed({ code, reason: reason.toString("utf8") })))
+    ws.on(
+      "close",
+      (code, reason) => Deferred.unsafeDone(closed, Exit.succeed({ code, reason: reason.toString("utf8") }))
+    )
     ws.on("error", () => {})
     yield* Effect.addFinalizer(() => Effect.sync(() => ws.terminate()))
     const timeout = (ms: number | undefined, what: string) =>
-      Effect.timeoutFail({ duration: Duration.millis(ms ?? 5000), onTimeout: () => new Error(`timed out waiting for ${what}`) })
+      Effect.timeoutFail({
+        duration: Duration.millis(ms ?? 5000),
+        onTimeout: () => new Error(`timed out waiting for ${what}`)
+      })
     const next = (timeoutMs?: number) =>
       Effect.raceFirst(
         Queue.take(inbox).pipe(
@@ -394,7 +404,8 @@ const makeClient = <In, Out>(
           Effect.flatMap((c) =>
             Queue.poll(inbox).pipe(
               Effect.flatMap(Option.match({
-                onNone: () => Effect.fail(new Error(`socket closed (${c.code} ${c.reason}) while waiting for a message`)),
+                onNone: () =>
+                  Effect.fail(new Error(`socket closed (${c.code} ${c.reason}) while waiting for a message`)),
                 onSome: Either.match({ onLeft: (e) => Effect.fail(new Error(e)), onRight: Effect.succeed })
               }))
             )
@@ -438,14 +449,19 @@ export interface AgentClient extends Client<Messages.ServerMessage, Messages.Age
   /** The bytes `send` would write, sealed for this connection with the next counter (which it takes). */
   readonly seal: (message: Messages.AgentToServer) => Uint8Array
   /** This connection's session nonces (undefined when the server sent none, or we sent none). */
-  readonly nonces: { readonly agentNonce: Envelope.SessionNonce; readonly serverNonce: Envelope.SessionNonce } | undefined
+  readonly nonces:
+    | { readonly agentNonce: Envelope.SessionNonce; readonly serverNonce: Envelope.SessionNonce }
+    | undefined
 }
 
 /**
  * A worker-link client that seals and opens like bartoc: HMAC (and the server's signature) over
  * the session binding of this connection (`Envelope.ts`), counters included.
  */
-export const connectAgent = (url: string, options: ClientOptions = {}): Effect.Effect<AgentClient, Error, Scope.Scope> =>
+export const connectAgent = (
+  url: string,
+  options: ClientOptions = {}
+): Effect.Effect<AgentClient, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const agentNonce = options.agentNonce === undefined ? Envelope.makeSessionNonce() : options.agentNonce
     const { headers, ws } = yield* openOrFail(url, {
@@ -467,14 +483,24 @@ export const connectAgent = (url: string, options: ClientOptions = {}): Effect.E
         ? undefined
         : { sender, agent, agentNonce, serverNonce, counter: sender === "agent" ? sealed : opened }
     const seal = (message: Messages.AgentToServer) => {
-      const frame = Envelope.seal({ hmacKey }, codec.encode(Messages.AgentToServer, message), nowSecs(), binding("agent"))
+      const frame = Envelope.seal(
+        { hmacKey },
+        codec.encode(Messages.AgentToServer, message),
+        nowSecs(),
+        binding("agent")
+      )
       if (hmacKey !== undefined) sealed++
       return frame
     }
     const client = yield* makeClient<Messages.ServerMessage, Messages.AgentToServer>(
       ws,
       (bytes) =>
-        Envelope.open({ hmacKey, publicKey: options.publicKey, windowSecs: 60, nonces }, bytes, nowSecs(), binding("server"))
+        Envelope.open(
+          { hmacKey, publicKey: options.publicKey, windowSecs: 60, nonces },
+          bytes,
+          nowSecs(),
+          binding("server")
+        )
           .pipe(
             Either.map((payload) => {
               opened++
@@ -482,7 +508,10 @@ export const connectAgent = (url: string, options: ClientOptions = {}): Effect.E
             }),
             Either.mapLeft((e) => `bad envelope from server: ${e.message}`),
             Either.flatMap((payload) =>
-              Either.mapLeft(codec.decode(Messages.ServerMessage, payload), (e) => `undecodable server frame: ${e.message}`)
+              Either.mapLeft(
+                codec.decode(Messages.ServerMessage, payload),
+                (e) => `undecodable server frame: ${e.message}`
+              )
             )
           ),
       seal
@@ -535,6 +564,7 @@ export const helloAgent = (
 export const micros = (ms: number) => Messages.Micros.make(ms * 1000)
 
 /** Encoded form of a message, for tests that tamper with bytes. */
-export const encodeAgent = (message: Messages.AgentToServer): Uint8Array => codec.encode(Messages.AgentToServer, message)
+export const encodeAgent = (message: Messages.AgentToServer): Uint8Array =>
+  codec.encode(Messages.AgentToServer, message)
 
 export const decodeJson = Schema.decodeUnknownSync(Schema.parseJson(Schema.Unknown))

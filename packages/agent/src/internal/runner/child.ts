@@ -12,14 +12,14 @@
  * `onChunk` as `"beat"`. Nothing waits for it to end (a background process may keep it open), and
  * it is closed on our side once the result is reached.
  */
-import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
-import * as Path from "node:path"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 
 export type StreamName = "stdout" | "stderr"
 /** Where a chunk was read: an output stream, or the heartbeat pipe. */

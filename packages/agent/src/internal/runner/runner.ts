@@ -8,8 +8,8 @@
 import * as Heartbeat from "@barto/domain/Heartbeat"
 import * as Ids from "@barto/domain/Ids"
 import { DEFAULT_NICE } from "@barto/domain/Messages"
-import * as Clock from "effect/Clock"
 import type { FinalRunState, Micros, RunId } from "@barto/domain/Messages"
+import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -46,7 +46,11 @@ const ABANDON_STREAMS_AFTER = Duration.seconds(2)
 type StopReason = "cancel" | "timeout" | "shutdown"
 
 /** The final state of a run a stop request cut short. */
-const STOPPED: Record<StopReason, FinalRunState> = { cancel: "cancelled", timeout: "timed_out", shutdown: "interrupted" }
+const STOPPED: Record<StopReason, FinalRunState> = {
+  cancel: "cancelled",
+  timeout: "timed_out",
+  shutdown: "interrupted"
+}
 
 interface RunCtx {
   readonly request: RunRequest
@@ -273,7 +277,10 @@ const make = (options: Options) =>
           ctx.startRecorded = true
           sink.push(runStarted(ctx, startedAt), true)
         }
-        sink.push({ _tag: "CommandStarted", runId: ctx.runId, cmdUuid, cmdIndex: index, command, startedAt }, index === 0)
+        sink.push(
+          { _tag: "CommandStarted", runId: ctx.runId, cmdUuid, cmdIndex: index, command, startedAt },
+          index === 0
+        )
         // Run by the sink's writer, in arrival order (lineSeq follows it), stamped when read.
         const records = (stream: Child.StreamName, lines: ReadonlyArray<LineSplitter.Line>, ts: Micros) =>
           lines.map((line): RecordDraft => ({
@@ -569,7 +576,9 @@ const make = (options: Options) =>
         )
         if (shutdownMode === "wait" && active.size > 0) {
           yield* Effect.logInfo(
-            `shutting down: waiting up to ${Duration.format(shutdownGrace)} for ${active.size} running run(s) to finish ` +
+            `shutting down: waiting up to ${
+              Duration.format(shutdownGrace)
+            } for ${active.size} running run(s) to finish ` +
               `(${runningList()})`
           )
           const ended = yield* inOwnFiber(Effect.raceFirst(
@@ -582,7 +591,9 @@ const make = (options: Options) =>
         }
         for (const ctx of active.values()) requestStop(ctx, "shutdown")
         yield* inOwnFiber(awaitIdle.pipe(Effect.timeout(stopTimeout))).pipe(
-          Effect.catchAll(() => Effect.logError("runs still active after the shutdown kill sequence; interrupting them"))
+          Effect.catchAll(() =>
+            Effect.logError("runs still active after the shutdown kill sequence; interrupting them")
+          )
         )
       })
 

@@ -46,7 +46,10 @@ type Item =
  * `hold`: waited before each batch is built and appended (the Runner's: while a prepared run's
  * instant is near and it has not started yet).
  */
-export const make = (outbox: OutboxShape, hold: Effect.Effect<void> = Effect.void): Effect.Effect<Sink, never, Scope.Scope> =>
+export const make = (
+  outbox: OutboxShape,
+  hold: Effect.Effect<void> = Effect.void
+): Effect.Effect<Sink, never, Scope.Scope> =>
   Effect.gen(function*() {
     const queue = yield* Effect.acquireRelease(Queue.unbounded<Item>(), Queue.shutdown)
 

@@ -27,7 +27,6 @@ type Level = {
   readonly expected_duration?: number | undefined
 }
 
-
 /** Schedule over agent over `[alerts]`, key by key (an `alert` table is merged by its keys too). */
 export const resolve = (levels: ReadonlyArray<Level | undefined>): Settings => {
   const pick = <K extends keyof Level>(key: K): Level[K] => {

@@ -2,10 +2,10 @@
  * What `barto-cli alerts` and `barto-cli notify test` get (issue 14): open incidents and recent
  * deliveries as wire views, and a test notification queued like any other.
  */
-import { randomUUID } from "node:crypto"
+import { DeliveryView, IncidentView, Micros } from "@barto/domain/Messages"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import { DeliveryView, IncidentView, Micros } from "@barto/domain/Messages"
+import { randomUUID } from "node:crypto"
 import type { AlertStoreShape, DeliveryRow } from "../store/alerts.js"
 import type { StoreError } from "../store/errors.js"
 

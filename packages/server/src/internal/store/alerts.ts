@@ -13,8 +13,15 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
+import {
+  decide,
+  type Decision,
+  type EventKind,
+  type OpenIncident,
+  type Settings,
+  subjectKey
+} from "../alerts/policy.js"
 import { StoreError } from "./errors.js"
-import { decide, type Decision, type EventKind, type OpenIncident, type Settings, subjectKey } from "../alerts/policy.js"
 
 export const ALERT_TABLES = ["alert_events", "alert_incidents", "alert_deliveries"] as const
 
@@ -70,7 +77,12 @@ export interface RecordOutcome {
 /** The JSON body of a notification (README "Webhook body"); `incident` as after the event. */
 export const payloadOf = (
   event: NewEvent,
-  incident: { readonly incidentId: string; readonly openedAt: number; readonly state: "open" | "closed"; readonly badEvents: number } | null,
+  incident: {
+    readonly incidentId: string
+    readonly openedAt: number
+    readonly state: "open" | "closed"
+    readonly badEvents: number
+  } | null,
   extra: Readonly<Record<string, unknown>> = {}
 ): string =>
   JSON.stringify({
@@ -147,7 +159,8 @@ const toRun = (r: Record<string, unknown>): RunInfo => ({
   reason: strOrNull(r.reason)
 })
 
-const RUN_COLUMNS = "run_id, agent, schedule, state, scheduled_at, started_at, finished_at, exit_code, exit_signal, reason"
+const RUN_COLUMNS =
+  "run_id, agent, schedule, state, scheduled_at, started_at, finished_at, exit_code, exit_signal, reason"
 
 export interface ScheduleStats {
   readonly runs: ReadonlyArray<{
@@ -159,7 +172,9 @@ export interface ScheduleStats {
   }>
   /** The newest finished run of each schedule that has one. */
   readonly last: ReadonlyArray<{ readonly agent: string; readonly schedule: string; readonly durationSecs: number }>
-  readonly events: ReadonlyArray<{ readonly agent: string; readonly schedule: string; readonly kind: string; readonly count: number }>
+  readonly events: ReadonlyArray<
+    { readonly agent: string; readonly schedule: string; readonly kind: string; readonly count: number }
+  >
   readonly openIncidents: number
   readonly deliveries: ReadonlyArray<{ readonly state: string; readonly count: number }>
 }
@@ -200,8 +215,14 @@ export interface AlertStoreShape {
   ) => Effect.Effect<void, StoreError>
   readonly recentDeliveries: (limit: number) => Effect.Effect<ReadonlyArray<DeliveryRow>, StoreError>
   /** Events per kind, all time (the metrics' counters survive restarts). */
-  readonly eventCounts: () => Effect.Effect<ReadonlyArray<{ readonly kind: string; readonly count: number }>, StoreError>
-  readonly deliveryCounts: () => Effect.Effect<ReadonlyArray<{ readonly state: string; readonly count: number }>, StoreError>
+  readonly eventCounts: () => Effect.Effect<
+    ReadonlyArray<{ readonly kind: string; readonly count: number }>,
+    StoreError
+  >
+  readonly deliveryCounts: () => Effect.Effect<
+    ReadonlyArray<{ readonly state: string; readonly count: number }>,
+    StoreError
+  >
   /**
    * Deletes what is older than `before` and settled: deliveries no longer pending, events of no
    * open incident and no pending delivery, closed incidents. Returns the rows deleted.
@@ -263,16 +284,19 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
   const record: AlertStoreShape["record"] = (event, settings, now, extra) =>
     sql.withTransaction(Effect.gen(function*() {
       const dup = yield* q(`SELECT event_id FROM alert_events WHERE dedupe_key = ?`, [event.dedupeKey])
-      if (dup.length > 0) return { _tag: "Duplicate", decision: undefined, incidentId: null, queued: 0 } as RecordOutcome
+      if (dup.length > 0) {
+        return { _tag: "Duplicate", decision: undefined, incidentId: null, queued: 0 } as RecordOutcome
+      }
       const open = yield* openIncidentTx(event.agent, event.schedule)
       const openView: OpenIncident | undefined = open === undefined
         ? undefined
         : { incidentId: open.incidentId, badEvents: open.badEvents, notified: open.notifiedAt !== null }
       const decision = decide(event.kind, openView, settings)
-      let incident: { incidentId: string; openedAt: number; state: "open" | "closed"; badEvents: number } | null = open ===
-          undefined
-        ? null
-        : { incidentId: open.incidentId, openedAt: open.openedAt, state: "open", badEvents: open.badEvents }
+      let incident: { incidentId: string; openedAt: number; state: "open" | "closed"; badEvents: number } | null =
+        open ===
+            undefined
+          ? null
+          : { incidentId: open.incidentId, openedAt: open.openedAt, state: "open", badEvents: open.badEvents }
       switch (decision._tag) {
         case "Record":
           break
@@ -373,21 +397,25 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
         [now]
       ).pipe(Effect.map((rows) => rows.map(toDelivery)), Effect.mapError(storeError("read deliveries"))),
     delivered: (id, attempts, now) =>
-      q(`UPDATE alert_deliveries SET state = 'delivered', attempts = ?, updated_at = ?, last_error = NULL WHERE delivery_id = ?`, [
-        attempts,
-        now,
-        id
-      ]).pipe(Effect.asVoid, Effect.mapError(storeError("update delivery"))),
+      q(
+        `UPDATE alert_deliveries SET state = 'delivered', attempts = ?, updated_at = ?, last_error = NULL WHERE delivery_id = ?`,
+        [
+          attempts,
+          now,
+          id
+        ]
+      ).pipe(Effect.asVoid, Effect.mapError(storeError("update delivery"))),
     attemptFailed: (id, attempts, error, now, nextAt) =>
       q(
         `UPDATE alert_deliveries SET state = ?, attempts = ?, updated_at = ?, next_at = ?, last_error = ? WHERE delivery_id = ?`,
         [nextAt === undefined ? "failed" : "pending", attempts, now, nextAt ?? now, error.slice(0, 1000), id]
       ).pipe(Effect.asVoid, Effect.mapError(storeError("update delivery"))),
     recentDeliveries: (limit) =>
-      q(`SELECT * FROM alert_deliveries ORDER BY created_at DESC, delivery_id LIMIT ${Math.max(1, Math.floor(limit))}`).pipe(
-        Effect.map((rows) => rows.map(toDelivery)),
-        Effect.mapError(storeError("read deliveries"))
-      ),
+      q(`SELECT * FROM alert_deliveries ORDER BY created_at DESC, delivery_id LIMIT ${Math.max(1, Math.floor(limit))}`)
+        .pipe(
+          Effect.map((rows) => rows.map(toDelivery)),
+          Effect.mapError(storeError("read deliveries"))
+        ),
     eventCounts: () =>
       q(`SELECT kind, COUNT(*) AS n FROM alert_events GROUP BY kind`).pipe(
         Effect.map((rows) => rows.map((r) => ({ kind: String(r.kind), count: num(r.n) }))),
@@ -446,7 +474,11 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
             count: num(r.n),
             lastFinishedAt: numOrNull(r.last_finished)
           })),
-          last: last.map((r) => ({ agent: String(r.agent), schedule: String(r.schedule), durationSecs: num(r.d) / 1e6 })),
+          last: last.map((r) => ({
+            agent: String(r.agent),
+            schedule: String(r.schedule),
+            durationSecs: num(r.d) / 1e6
+          })),
           events: events.map((r) => ({
             agent: String(r.agent),
             schedule: String(r.schedule),

@@ -4,8 +4,8 @@
  * `IN` lists, chunking, the error mapping and the page sizes.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type * as Statement from "@effect/sql/Statement"
 import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type * as ParseResult from "effect/ParseResult"
 import { StoreError } from "./errors.js"
@@ -33,7 +33,9 @@ export const changes = (statement: Statement.Statement<unknown>): Effect.Effect<
  * `IN (?, …)` lists padded to a power of two by repeating the last value: MariaDB keeps one
  * prepared statement per distinct text, and padding bounds how many a connection collects.
  */
-export const inList = <A extends string | number>(values: ReadonlyArray<A>): { readonly text: string; readonly params: Array<A> } => {
+export const inList = <A extends string | number>(
+  values: ReadonlyArray<A>
+): { readonly text: string; readonly params: Array<A> } => {
   let size = 1
   while (size < values.length) size *= 2
   const params = values.slice()
@@ -66,7 +68,9 @@ export type ReadError = SqlError | ParseResult.ParseError
 
 export const storeError = (what: string) => (e: ReadError | StoreError): StoreError => {
   if (e._tag === "StoreError") return e // already says what failed (a stale leader fence)
-  if (e._tag === "ParseError") return new StoreError({ message: `${what}: a stored row does not decode: ${e.message}`, cause: e })
+  if (e._tag === "ParseError") {
+    return new StoreError({ message: `${what}: a stored row does not decode: ${e.message}`, cause: e })
+  }
   const cause = e.cause as { message?: unknown } | undefined
   const detail = typeof cause?.message === "string" ? cause.message : e.message
   return new StoreError({ message: `${what}: ${detail}`, cause: e })
@@ -104,6 +108,7 @@ export const makeStoreSql: Effect.Effect<StoreSql, never, SqlClient.SqlClient> =
     mysql ? `ON DUPLICATE KEY UPDATE ${pkColumn} = ${pkColumn}` : `ON CONFLICT (${conflictTarget}) DO NOTHING`
   const run = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe<Row>(text, params)
   const exec = (text: string, params: ReadonlyArray<unknown> = []) => Effect.map(sql.unsafe(text, params).raw, affected)
-  const count = (text: string, params: ReadonlyArray<unknown>) => Effect.map(run(text, params), (rows) => num(rows[0]?.n ?? 0))
+  const count = (text: string, params: ReadonlyArray<unknown>) =>
+    Effect.map(run(text, params), (rows) => num(rows[0]?.n ?? 0))
   return { sql, mysql, ignoreDup, run, exec, count }
 })

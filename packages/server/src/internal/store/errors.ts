@@ -4,7 +4,9 @@
  */
 import * as Data from "effect/Data"
 
-export class StoreError extends Data.TaggedError("StoreError")<{ readonly message: string; readonly cause?: unknown }> {}
+export class StoreError
+  extends Data.TaggedError("StoreError")<{ readonly message: string; readonly cause?: unknown }>
+{}
 
 /** A `query` statement that was not run: not read-only (D7), rejected by the database, or too slow. */
 export class QueryRefused extends Data.TaggedError("QueryRefused")<{ readonly reason: string }> {

@@ -9,10 +9,10 @@
  * and a template compiles only through the client's Effect pipeline, which cost as much as the
  * inserts themselves (see "ingest" below).
  */
+import type { AgentRecord, ClientInfo, Micros } from "@barto/domain/Messages"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type Sqlite from "better-sqlite3"
-import type { AgentRecord, ClientInfo, Micros } from "@barto/domain/Messages"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { IngestResult, LineConflict, RefusedRecord, SessionInfo, StoreShape } from "../../Store.js"
@@ -114,7 +114,8 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       (run_id, agent, schedule, run_trigger, state, scheduled_at, reason, scheduled_until, occurrences)
       VALUES (?, ?, ?, ?, 'missed', ?, ?, ?, ?) ${ignoreDup("run_id", "run_id")}`
 
-    const insertPlaceholderRun = `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
+    const insertPlaceholderRun =
+      `INSERT INTO runs (run_id, agent, schedule, run_trigger, state, scheduled_at, started_at)
       VALUES (?, ?, 'unknown', 'schedule', 'running', ?, ?) ${ignoreDup("run_id", "run_id")}`
 
     const lineInsertTexts = new Map<number, string>()
@@ -152,7 +153,6 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       : `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip) VALUES (?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip`
 
-
     // --- ingest ----------------------------------------------------------------------------------
     //
     // The ingest of a batch is written once, as a generator that yields its statements
@@ -169,7 +169,10 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       | { readonly _tag: "exec"; readonly text: string; readonly params: ReadonlyArray<unknown> }
     type IngestProgram = Generator<IngestStep, number, ReadonlyArray<Row> | number>
 
-    const rowsOf = function*(text: string, params: ReadonlyArray<unknown>): Generator<IngestStep, ReadonlyArray<Row>, any> {
+    const rowsOf = function*(
+      text: string,
+      params: ReadonlyArray<unknown>
+    ): Generator<IngestStep, ReadonlyArray<Row>, any> {
       return yield { _tag: "rows", text, params }
     }
     const execOf = function*(text: string, params: ReadonlyArray<unknown>): Generator<IngestStep, number, any> {
@@ -286,7 +289,9 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
            FROM runs r WHERE r.run_id IN ${list.text}`,
           list.params
         )
-        for (const row of rows) stored.set(String(row.run_id), { agent: String(row.agent), lastLine: numOrNull(row.last_line) })
+        for (const row of rows) {
+          stored.set(String(row.run_id), { agent: String(row.agent), lastLine: numOrNull(row.last_line) })
+        }
       }
       return stored
     }
@@ -294,11 +299,16 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
     /** The run each already stored command belongs to, for the commands this batch starts or ends. */
     const storedCommands = function*(records: ReadonlyArray<AgentRecord>) {
       const ids = new Set<string>()
-      for (const r of records) if (r._tag === "CommandStarted" || r._tag === "CommandExited") ids.add(r.cmdUuid)
+      for (const r of records) {
+        if (r._tag === "CommandStarted" || r._tag === "CommandExited") ids.add(r.cmdUuid)
+      }
       const stored = new Map<string, string>()
       for (const part of chunk(Array.from(ids), DELETE_CHUNK)) {
         const list = inList(part)
-        const rows = yield* rowsOf(`SELECT cmd_uuid, run_id FROM run_commands WHERE cmd_uuid IN ${list.text}`, list.params)
+        const rows = yield* rowsOf(
+          `SELECT cmd_uuid, run_id FROM run_commands WHERE cmd_uuid IN ${list.text}`,
+          list.params
+        )
         for (const row of rows) stored.set(String(row.cmd_uuid), String(row.run_id))
       }
       return stored
@@ -340,7 +350,12 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
     }
 
     /** Records of runs this batch does not start and the store has never seen get a placeholder run. */
-    const ensureRuns = function*(agent: string, records: ReadonlyArray<AgentRecord>, runs: Map<string, StoredRun>, notes: IngestNotes) {
+    const ensureRuns = function*(
+      agent: string,
+      records: ReadonlyArray<AgentRecord>,
+      runs: Map<string, StoredRun>,
+      notes: IngestNotes
+    ) {
       const started = new Set<string>()
       const firstTime = new Map<string, number>()
       let lastRun: string | undefined
@@ -379,8 +394,10 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
         const first = seen.get(l.lineSeq)
         if (first !== undefined) {
           dropped = true
-          if (!(first.data === l.data && first.stream === l.stream && first.cmdUuid === l.cmdUuid && first.ts === l.ts &&
-            first.continuation === l.continuation)) notes.lineConflicts.push({ seq: l.seq, runId: l.runId, lineSeq: l.lineSeq })
+          if (
+            !(first.data === l.data && first.stream === l.stream && first.cmdUuid === l.cmdUuid && first.ts === l.ts &&
+              first.continuation === l.continuation)
+          ) notes.lineConflicts.push({ seq: l.seq, runId: l.runId, lineSeq: l.lineSeq })
           continue
         }
         seen.set(l.lineSeq, l)
@@ -449,7 +466,12 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
         case "Heartbeat":
           // Only the last beat is kept, and only while the run runs (a late one cannot undo its end).
           return yield* execOf(`UPDATE runs SET heartbeat = ? WHERE run_id = ? AND state = 'running'`, [
-            JSON.stringify({ at: r.ts, progress: r.progress ?? null, status: r.status ?? null, message: r.message ?? null }),
+            JSON.stringify({
+              at: r.ts,
+              progress: r.progress ?? null,
+              status: r.status ?? null,
+              message: r.message ?? null
+            }),
             r.runId
           ])
         case "OutputLine":
@@ -505,7 +527,11 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
         else yield* applyRecord(agent, r)
       }
       const insert = lines.length > 0 ? yield* newLines(lines, runs, notes) : lines
-      if (insert.length > 0) yield* (sharedLines ? insertLinesShared(agent, insert) : insertLinesPositional(agent, insert))
+      if (insert.length > 0) {
+        yield* (sharedLines
+          ? insertLinesShared(agent, insert)
+          : insertLinesPositional(agent, insert))
+      }
       const upTo = fresh[fresh.length - 1].seq
       yield* execOf(`UPDATE agent_offsets SET last_seq = ? WHERE agent = ? AND outbox_id = ?`, [upTo, agent, outboxId])
       return upTo
@@ -520,8 +546,9 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       if (knownOffsets.size > 100_000) knownOffsets.clear()
       knownOffsets.add(key)
     }
-    const insertOffsetRow =
-      `INSERT INTO agent_offsets (agent, outbox_id, last_seq) VALUES (?, ?, -1) ${ignoreDup("last_seq", "agent, outbox_id")}`
+    const insertOffsetRow = `INSERT INTO agent_offsets (agent, outbox_id, last_seq) VALUES (?, ?, -1) ${
+      ignoreDup("last_seq", "agent, outbox_id")
+    }`
 
     /** SQLite: the whole batch in one synchronous call holding the connection. */
     const directStatements = new Map<string, Sqlite.Statement<Array<unknown>>>()
@@ -629,7 +656,10 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       return once.pipe(
         Effect.retry({ times: 3, while: isTransient }),
         Effect.mapError(storeError(`ingest (agent ${agent})`)),
-        Effect.withSpan("Store.ingest", { attributes: { agent, outboxId, records: records.length }, captureStackTrace: false })
+        Effect.withSpan("Store.ingest", {
+          attributes: { agent, outboxId, records: records.length },
+          captureStackTrace: false
+        })
       )
     }
 
@@ -667,7 +697,9 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
 
     const sessionEnded = (agent: string, sessionId: string, at: Micros) =>
       Effect.all([
-        changes(sql`UPDATE agent_sessions SET disconnected_at = ${at} WHERE session_id = ${sessionId} AND agent = ${agent}`),
+        changes(
+          sql`UPDATE agent_sessions SET disconnected_at = ${at} WHERE session_id = ${sessionId} AND agent = ${agent}`
+        ),
         changes(sql`UPDATE agents SET last_seen_at = ${at} WHERE name = ${agent}`)
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionEnded")))
 

@@ -27,11 +27,14 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
       Effect.reduce(chunk(runIds, DELETE_CHUNK), { runs: 0, commands: 0, lines: 0 }, (acc, part) => {
         const list = inList(part)
         // Fence.check: retention runs on the leader; a stale leader's delete is refused (issue 18).
-        return sql.withTransaction(Effect.zipRight(Fence.check(sql), Effect.all({
-          lines: exec(`DELETE FROM output_lines WHERE run_id IN ${list.text}`, list.params),
-          commands: exec(`DELETE FROM run_commands WHERE run_id IN ${list.text}`, list.params),
-          runs: exec(`DELETE FROM runs WHERE run_id IN ${list.text}`, list.params)
-        }))).pipe(Effect.map((n) => ({
+        return sql.withTransaction(Effect.zipRight(
+          Fence.check(sql),
+          Effect.all({
+            lines: exec(`DELETE FROM output_lines WHERE run_id IN ${list.text}`, list.params),
+            commands: exec(`DELETE FROM run_commands WHERE run_id IN ${list.text}`, list.params),
+            runs: exec(`DELETE FROM runs WHERE run_id IN ${list.text}`, list.params)
+          })
+        )).pipe(Effect.map((n) => ({
           runs: acc.runs + n.runs,
           commands: acc.commands + n.commands,
           lines: acc.lines + n.lines
@@ -50,7 +53,11 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
               rows.length === 0
                 ? Effect.succeed({ total, more: false })
                 : Effect.map(deleteRuns(rows.map((r) => String(r.run_id))), (n) => ({
-                  total: { runs: total.runs + n.runs, commands: total.commands + n.commands, lines: total.lines + n.lines },
+                  total: {
+                    runs: total.runs + n.runs,
+                    commands: total.commands + n.commands,
+                    lines: total.lines + n.lines
+                  },
                   more: n.runs > 0
                 }))
           )
@@ -71,7 +78,9 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
         })
         : deleteBefore(before)).pipe(Effect.mapError(storeError("cleanup")))
 
-    const retention = (opts: { readonly maxAgeDays?: number; readonly maxRunsPerSchedule?: number; readonly now: Micros }) =>
+    const retention = (
+      opts: { readonly maxAgeDays?: number; readonly maxRunsPerSchedule?: number; readonly now: Micros }
+    ) =>
       Effect.gen(function*() {
         let runsDeleted = 0
         let linesDeleted = 0

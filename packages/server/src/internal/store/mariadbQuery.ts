@@ -110,7 +110,10 @@ const select = (
     const toText = (row: ReadonlyArray<unknown>): Array<string | null> =>
       row.map((v, i) => {
         const t = fields[i]?.columnType
-        if (typeof v === "string" && (t === TYPE_DATETIME || t === TYPE_TIMESTAMP || t === TYPE_DATETIME2 || t === TYPE_TIMESTAMP2)) {
+        if (
+          typeof v === "string" &&
+          (t === TYPE_DATETIME || t === TYPE_TIMESTAMP || t === TYPE_DATETIME2 || t === TYPE_TIMESTAMP2)
+        ) {
           return mysqlDateTimeToRfc3339(v)
         }
         return renderCell(v)
@@ -280,7 +283,9 @@ export const makeMariadbQueryRunner = (
       try: () => withConnection(connectOptions, (conn) => rows(conn, "SHOW GRANTS")),
       catch: (cause) =>
         new StoreError({
-          message: `cannot log in to MariaDB as the query account '${user}' ([mariadb] query_username): ${describe(cause)}`,
+          message: `cannot log in to MariaDB as the query account '${user}' ([mariadb] query_username): ${
+            describe(cause)
+          }`,
           cause
         })
     })
@@ -327,7 +332,8 @@ export const makeMariadbQueryRunner = (
           // statement the server does not interrupt.
           Effect.timeoutFail({
             duration: caps.timeoutMs + 2000,
-            onTimeout: () => new QueryRefused({ reason: `the statement exceeded the time limit of ${caps.timeoutMs} ms` })
+            onTimeout: () =>
+              new QueryRefused({ reason: `the statement exceeded the time limit of ${caps.timeoutMs} ms` })
           })
         )
     } satisfies MariadbQueryRunner

@@ -270,7 +270,11 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     payload MEDIUMTEXT NOT NULL`
   ),
   // the worker's "what is due"
-  "0026_index_alert_deliveries_state_next": createIndex("alert_deliveries_state_next", "alert_deliveries", "state, next_at"),
+  "0026_index_alert_deliveries_state_next": createIndex(
+    "alert_deliveries_state_next",
+    "alert_deliveries",
+    "state, next_at"
+  ),
   // `alerts` (recent deliveries)
   "0027_index_alert_deliveries_created": createIndex("alert_deliveries_created", "alert_deliveries", "created_at"),
   // The last heartbeat of a run (issue 14): JSON {at, progress, status, message}, shown with the run.
@@ -283,14 +287,20 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
        ${readableTime(d, "finished_at")} AS finished_at, (finished_at - started_at) / 1000000.0 AS duration_secs,
        exit_code, exit_signal, reason, ${readableTime(d, "scheduled_until")} AS scheduled_until, occurrences
      FROM runs`),
-  "0031_create_run_commands_view": createView("run_commands_view", (d) =>
-    `SELECT cmd_uuid, run_id, cmd_index, command, ${readableTime(d, "started_at")} AS started_at,
+  "0031_create_run_commands_view": createView(
+    "run_commands_view",
+    (d) =>
+      `SELECT cmd_uuid, run_id, cmd_index, command, ${readableTime(d, "started_at")} AS started_at,
        ${readableTime(d, "finished_at")} AS finished_at, (finished_at - started_at) / 1000000.0 AS duration_secs,
        exit_code, exit_signal
-     FROM run_commands`),
-  "0032_create_output_lines_view": createView("output_lines_view", (d) =>
-    `SELECT run_id, line_seq, agent, cmd_uuid, stream, ${readableTime(d, "ts")} AS ts, data, continuation
-     FROM output_lines`),
+     FROM run_commands`
+  ),
+  "0032_create_output_lines_view": createView(
+    "output_lines_view",
+    (d) =>
+      `SELECT run_id, line_seq, agent, cmd_uuid, stream, ${readableTime(d, "ts")} AS ts, data, continuation
+     FROM output_lines`
+  ),
   // --- several bartos on one MariaDB (issue 18; `Cluster.ts`, `Leader.ts`). Created on SQLite
   // too (one schema), where a single instance uses none of them.
   // One row per running bartos; `heartbeat_at` is the database's clock (microseconds), so the
@@ -357,7 +367,9 @@ export const migrateWith = (
     const sql = yield* SqlClient.SqlClient
     const applied = yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: MIGRATIONS_TABLE }).pipe(
       Effect.catchAllDefect((defect) =>
-        Effect.fail(new StoreError({ message: `store migration failed: ${Cause.pretty(Cause.die(defect))}`, cause: defect }))
+        Effect.fail(
+          new StoreError({ message: `store migration failed: ${Cause.pretty(Cause.die(defect))}`, cause: defect })
+        )
       ),
       Effect.mapError((e) =>
         e._tag === "StoreError" ? e : new StoreError({ message: `store migration failed: ${e.message}`, cause: e })

@@ -11,11 +11,11 @@ import * as Decoder from "@barto/domain/Decoder"
 import { type FailedRow, type LineRow, type Micros, RunState } from "@barto/domain/Messages"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import type * as ParseResult from "effect/ParseResult"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Stream from "effect/Stream"
-import { type QueryCaps, type RecentRuns, recentKey, type RunsFilter, type StoreShape } from "../../Store.js"
+import { type QueryCaps, recentKey, type RecentRuns, type RunsFilter, type StoreShape } from "../../Store.js"
 import {
   breathe,
   chunk,
@@ -100,9 +100,18 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
      */
     const linesOfPage = <A, L>(
       page: ReadonlyArray<Counted<A>>,
-      fetchMany: (runIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly runId: string; readonly line: L }>, ReadError>,
-      fetchAfter: (item: A, afterLineSeq: number) => Effect.Effect<ReadonlyArray<{ readonly lineSeq: number; readonly line: L }>, ReadError>,
-      emit: (item: A, lines: ReadonlyArray<L>, first: boolean) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
+      fetchMany: (
+        runIds: ReadonlyArray<string>
+      ) => Effect.Effect<ReadonlyArray<{ readonly runId: string; readonly line: L }>, ReadError>,
+      fetchAfter: (
+        item: A,
+        afterLineSeq: number
+      ) => Effect.Effect<ReadonlyArray<{ readonly lineSeq: number; readonly line: L }>, ReadError>,
+      emit: (
+        item: A,
+        lines: ReadonlyArray<L>,
+        first: boolean
+      ) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
     ): Stream.Stream<unknown, ReadError> => {
       const groups: Array<{ readonly big: boolean; readonly items: Array<Counted<A>> }> = []
       let budget = 0
@@ -119,21 +128,23 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       }
       return Stream.fromIterable(groups).pipe(Stream.flatMap((group) => {
         if (!group.big) {
-          return Stream.fromIterableEffect(Effect.gen(function*() {
-            const withLines = group.items.filter((c) => c.lines > 0)
-            const byRun = new Map<string, Array<L>>()
-            if (withLines.length > 0) {
-              const runIds = Array.from(new Set(withLines.map((c) => c.runId)))
-              for (const row of yield* fetchMany(runIds)) {
-                const acc = byRun.get(row.runId)
-                if (acc === undefined) byRun.set(row.runId, [row.line])
-                else acc.push(row.line)
+          return Stream.fromIterableEffect(
+            Effect.gen(function*() {
+              const withLines = group.items.filter((c) => c.lines > 0)
+              const byRun = new Map<string, Array<L>>()
+              if (withLines.length > 0) {
+                const runIds = Array.from(new Set(withLines.map((c) => c.runId)))
+                for (const row of yield* fetchMany(runIds)) {
+                  const acc = byRun.get(row.runId)
+                  if (acc === undefined) byRun.set(row.runId, [row.line])
+                  else acc.push(row.line)
+                }
               }
-            }
-            const out: Array<unknown> = []
-            for (const c of group.items) out.push(...(yield* emit(c.item, byRun.get(c.runId) ?? [], true)))
-            return out
-          }).pipe(Effect.zipLeft(breathe)))
+              const out: Array<unknown> = []
+              for (const c of group.items) out.push(...(yield* emit(c.item, byRun.get(c.runId) ?? [], true)))
+              return out
+            }).pipe(Effect.zipLeft(breathe))
+          )
         }
         const item = group.items[0]!.item
         return Stream.paginateChunkEffect({ after: -1, first: true }, (state) =>
@@ -163,7 +174,9 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         `SELECT run_id, ${perCommand ? "cmd_uuid" : "'' AS cmd_uuid"}, COUNT(*) AS n FROM output_lines
          WHERE run_id IN ${list.text} GROUP BY run_id${perCommand ? ", cmd_uuid" : ""}`,
         list.params
-      ).pipe(Effect.map((rows) => new Map(rows.map((r) => [`${String(r.run_id)}\u0000${String(r.cmd_uuid)}`, num(r.n)]))))
+      ).pipe(
+        Effect.map((rows) => new Map(rows.map((r) => [`${String(r.run_id)}\u0000${String(r.cmd_uuid)}`, num(r.n)])))
+      )
     }
     const countKey = (runId: string, cmdUuid = "") => `${runId}\u0000${cmdUuid}`
 
@@ -178,8 +191,10 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       Stream.paginateEffect(undefined as ReadonlyArray<unknown> | undefined | null, (after) =>
         after === null
           ? Effect.succeed([[] as ReadonlyArray<Row>, Option.none()] as const)
-          : Effect.map(Effect.zipLeft(fetch(after), breathe), (rows) =>
-            [rows, Option.some(rows.length < PAGE_RUNS ? null : cursorOf(rows[rows.length - 1]!))] as const)).pipe(
+          : Effect.map(
+            Effect.zipLeft(fetch(after), breathe),
+            (rows) => [rows, Option.some(rows.length < PAGE_RUNS ? null : cursorOf(rows[rows.length - 1]!))] as const
+          )).pipe(
           Stream.takeWhile((rows) => rows.length > 0)
         )
 
@@ -218,12 +233,15 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         )
       return keysetPages(runsPage, cursor).pipe(
         Stream.mapEffect((rows) =>
-          Effect.map(countLines(rows.map((r) => String(r.run_id)), false), (counts) =>
-            rows.map((r): Counted<string> => ({
-              item: String(r.run_id),
-              runId: String(r.run_id),
-              lines: counts.get(countKey(String(r.run_id))) ?? 0
-            })))
+          Effect.map(
+            countLines(rows.map((r) => String(r.run_id)), false),
+            (counts) =>
+              rows.map((r): Counted<string> => ({
+                item: String(r.run_id),
+                runId: String(r.run_id),
+                lines: counts.get(countKey(String(r.run_id))) ?? 0
+              }))
+          )
         ),
         Stream.flatMap((page) =>
           linesOfPage(
@@ -231,7 +249,11 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
             rowsOfRuns(LINE_SELECT, "ol.run_id", decodeLineRow),
             (runId, after) =>
               Effect.flatMap(
-                run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [runId, after, PAGE_LINES]),
+                run(`${LINE_SELECT} WHERE ol.run_id = ? AND ol.line_seq > ? ORDER BY ol.line_seq LIMIT ?`, [
+                  runId,
+                  after,
+                  PAGE_LINES
+                ]),
                 decodeRows((r) => Either.map(decodeLineRow(r), (line) => ({ lineSeq: line.lineSeq, line })))
               ),
             (_runId, lines) => Either.right(lines)
@@ -283,7 +305,9 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         const cond = (columns: ReadonlyArray<string>) =>
           after === undefined ? "" : ` AND (${columns.join(", ")}) > (?, ?, ?)`
         return run(
-          `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${cond(FAILED_KEY.runs)}) f
+          `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${
+            cond(FAILED_KEY.runs)
+          }) f
            ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
           [...(after ?? []), ...(after ?? []), PAGE_RUNS]
         )
@@ -298,9 +322,15 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
               perRun.set(runId, (perRun.get(runId) ?? 0) + n)
             }
             return rows.map((r): Counted<Row> => {
-              const own = String(r.cmd_uuid) === "" ? 0 : counts.get(countKey(String(r.run_id), String(r.cmd_uuid))) ?? 0
+              const own = String(r.cmd_uuid) === ""
+                ? 0
+                : counts.get(countKey(String(r.run_id), String(r.cmd_uuid))) ?? 0
               // A command with many lines is read on its own; else its run's lines come together.
-              return { item: r, runId: String(r.run_id), lines: own > PAGE_LINES ? own : own === 0 ? 0 : perRun.get(String(r.run_id)) ?? 0 }
+              return {
+                item: r,
+                runId: String(r.run_id),
+                lines: own > PAGE_LINES ? own : own === 0 ? 0 : perRun.get(String(r.run_id)) ?? 0
+              }
             })
           })
         ),
@@ -319,12 +349,18 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
                    ORDER BY line_seq LIMIT ?`,
                   [String(r.run_id), String(r.cmd_uuid), after, PAGE_LINES]
                 ),
-                (rows) => rows.map((l) => ({ lineSeq: num(l.line_seq), line: { cmdUuid: String(l.cmd_uuid), data: String(l.data) } }))
+                (rows) =>
+                  rows.map((l) => ({
+                    lineSeq: num(l.line_seq),
+                    line: { cmdUuid: String(l.cmd_uuid), data: String(l.data) }
+                  }))
               ),
             (r, lines, first) => {
               const cmd = String(r.cmd_uuid)
               const own = cmd === "" ? [] : lines.filter((l) => l.cmdUuid === cmd).map((l) => l.data)
-              return first || own.length > 0 ? Either.map(decodeFailedRow({ ...r, lines: own }), (row) => [row]) : Either.right([])
+              return first || own.length > 0
+                ? Either.map(decodeFailedRow({ ...r, lines: own }), (row) => [row])
+                : Either.right([])
             }
           ) as Stream.Stream<FailedRow, ReadError>
         ),
@@ -449,9 +485,10 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         where.push("r.scheduled_at >= ?")
         params.push(filter.since)
       }
-      return count(`SELECT COUNT(*) AS n FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}`, params).pipe(
-        Effect.mapError(storeError("countRuns"))
-      )
+      return count(`SELECT COUNT(*) AS n FROM runs r ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}`, params)
+        .pipe(
+          Effect.mapError(storeError("countRuns"))
+        )
     }
 
     const getRun = (runId: string) =>

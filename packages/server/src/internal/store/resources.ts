@@ -2,9 +2,9 @@
  * What each backend needs before the store can be made: the `SqlClient` layer and the options of
  * `make` (kind, location without secrets, the `query` sandbox). `Store.ts` composes them.
  */
+import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -59,13 +59,18 @@ export const sqlite = (
       yield* SqliteLock.acquire(file)
     }
     // A throwaway database (tests) does without the checkpointer thread.
-    const client = SqliteClient.layer({ filename: file, prepareCacheSize: 512, checkpointInBackground: !ephemeral }).pipe(
-      Layer.mapError((e) => new StoreError({ message: `cannot open SQLite database ${file}: ${describe(e)}`, cause: e })),
-      // A throwaway database needs no durability; the others keep SQLite's defaults in WAL mode.
-      Layer.tap((ctx) =>
-        ephemeral ? Effect.orDie(Context.get(ctx, SqlClient.SqlClient).unsafe("PRAGMA synchronous = OFF")) : Effect.void
+    const client = SqliteClient.layer({ filename: file, prepareCacheSize: 512, checkpointInBackground: !ephemeral })
+      .pipe(
+        Layer.mapError((e) =>
+          new StoreError({ message: `cannot open SQLite database ${file}: ${describe(e)}`, cause: e })
+        ),
+        // A throwaway database needs no durability; the others keep SQLite's defaults in WAL mode.
+        Layer.tap((ctx) =>
+          ephemeral
+            ? Effect.orDie(Context.get(ctx, SqlClient.SqlClient).unsafe("PRAGMA synchronous = OFF"))
+            : Effect.void
+        )
       )
-    )
     return {
       client,
       options: {
@@ -140,13 +145,16 @@ export const parseMariadbOptions = (
       const k = key.toLowerCase().replace(/-/g, "_")
       if (k === "ssl" || k === "ssl_mode") {
         const v = value.toLowerCase()
-        if (["true", "1", "required", "require", "verify_full", "verify_identity", "verify_ca"].includes(v)) out.ssl = true
-        else if (["false", "0", "disabled", "disable"].includes(v)) out.ssl = false
+        if (["true", "1", "required", "require", "verify_full", "verify_identity", "verify_ca"].includes(v)) {
+          out.ssl = true
+        } else if (["false", "0", "disabled", "disable"].includes(v)) out.ssl = false
         else return Effect.fail(new StoreError({ message: `[mariadb] options: ${key}=${value} is not understood` }))
       } else if (k === "connect_timeout") {
         const secs = Number(value)
         if (!Number.isFinite(secs) || secs <= 0) {
-          return Effect.fail(new StoreError({ message: `[mariadb] options: ${key} must be a positive number of seconds` }))
+          return Effect.fail(
+            new StoreError({ message: `[mariadb] options: ${key} must be a positive number of seconds` })
+          )
         }
         out.connectTimeoutMs = Math.round(secs * 1000)
       } else {

@@ -120,7 +120,8 @@ const classRows = <Self, E, Db extends Schema.Schema.AnyNoContext>(
 const RUN_KEY_COLUMNS = { run_id: Schema.String, agent: Schema.String, schedule: Schema.String }
 const RUN_KEY_FIELDS = { runId: "run_id", agent: "agent", schedule: "schedule" } as const
 
-export const RUN_COLUMNS = "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, " +
+export const RUN_COLUMNS =
+  "r.run_id, r.agent, r.schedule, r.run_trigger, r.state, r.scheduled_at, r.started_at, r.finished_at, " +
   "r.exit_code, r.exit_signal, r.reason, r.scheduled_until, r.occurrences, r.heartbeat"
 
 /** A `runs` row as `RUN_COLUMNS` selects it. */
@@ -229,24 +230,29 @@ export const FailedRowFromDb = failedRows.full
 export const decodeFailedRow = failedRows.decode
 
 /** Decodes every row of a result, failing on the first that does not decode. */
-export const decodeRows = <A>(decode: (row: unknown) => Either.Either<A, ParseResult.ParseError>) =>
-(rows: ReadonlyArray<Row>): Effect.Effect<Array<A>, ParseResult.ParseError> => {
-  const out: Array<A> = new Array(rows.length)
-  for (let i = 0; i < rows.length; i++) {
-    const result = decode(rows[i])
-    if (Either.isLeft(result)) return Effect.fail(result.left)
-    out[i] = result.right
+export const decodeRows =
+  <A>(decode: (row: unknown) => Either.Either<A, ParseResult.ParseError>) =>
+  (rows: ReadonlyArray<Row>): Effect.Effect<Array<A>, ParseResult.ParseError> => {
+    const out: Array<A> = new Array(rows.length)
+    for (let i = 0; i < rows.length; i++) {
+      const result = decode(rows[i])
+      if (Either.isLeft(result)) return Effect.fail(result.left)
+      out[i] = result.right
+    }
+    return Effect.succeed(out)
   }
-  return Effect.succeed(out)
-}
 
 /** A single row (or none). */
-export const decodeFirst = <A>(decode: (row: unknown) => Either.Either<A, ParseResult.ParseError>) =>
-(rows: ReadonlyArray<Row>): Effect.Effect<Option.Option<A>, ParseResult.ParseError> =>
-  rows.length === 0 ? Effect.succeed(Option.none()) : Effect.map(Either.match(decode(rows[0]), {
-    onLeft: Effect.fail,
-    onRight: Effect.succeed
-  }), Option.some)
+export const decodeFirst =
+  <A>(decode: (row: unknown) => Either.Either<A, ParseResult.ParseError>) =>
+  (rows: ReadonlyArray<Row>): Effect.Effect<Option.Option<A>, ParseResult.ParseError> =>
+    rows.length === 0 ? Effect.succeed(Option.none()) : Effect.map(
+      Either.match(decode(rows[0]), {
+        onLeft: Effect.fail,
+        onRight: Effect.succeed
+      }),
+      Option.some
+    )
 
 /** The compiled halves of the row decoders (tests pin that they compile). */
 export const compiledRowSchemas = { run: runRows.fields, line: lineRows.fields, failed: failedRows.fields } as const

@@ -235,8 +235,11 @@ const make = (options: Options): Effect.Effect<
 /** `SqlClient` and `SqliteDirect` over one connection to `filename`. */
 export const layer = (options: Options): Layer.Layer<Client.SqlClient | SqliteDirect, SqlError> =>
   Layer.scopedContext(
-    Effect.map(make(options), ({ client, direct }) => Context.make(Client.SqlClient, client).pipe(Context.add(SqliteDirect, direct))).pipe(
-      // Opening the file can throw (a directory, no permission): a typed error, not a defect.
-      Effect.catchAllDefect((cause) => Effect.fail(new SqlError({ cause, message: "Failed to open the database" })))
-    )
+    Effect.map(make(options), ({ client, direct }) =>
+      Context.make(Client.SqlClient, client).pipe(Context.add(SqliteDirect, direct))).pipe(
+        // Opening the file can throw (a directory, no permission): a typed error, not a defect.
+        Effect.catchAllDefect((cause) =>
+          Effect.fail(new SqlError({ cause, message: "Failed to open the database" }))
+        )
+      )
   ).pipe(Layer.provide(Reactivity.layer))

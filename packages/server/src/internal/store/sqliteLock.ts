@@ -15,8 +15,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { StoreError } from "./errors.js"
 
-const ownerText = () =>
-  `pid ${process.pid} on ${Os.hostname()} since ${new Date().toISOString()}`
+const ownerText = () => `pid ${process.pid} on ${Os.hostname()} since ${new Date().toISOString()}`
 
 /** Holds the instance lock of `dbFile` for the scope; fails with a message naming the holder. */
 export const acquire = (dbFile: string): Effect.Effect<void, StoreError, Scope.Scope> => {
@@ -46,13 +45,17 @@ export const acquire = (dbFile: string): Effect.Effect<void, StoreError, Scope.S
             // no owner file: the holder is older than this file or could not write it
           }
           return new StoreError({
-            message: `sqlite.path ${dbFile}: another bartos already uses this database (${holder}; lock ${lockFile}). ` +
+            message:
+              `sqlite.path ${dbFile}: another bartos already uses this database (${holder}; lock ${lockFile}). ` +
               "SQLite serves a single bartos instance: stop the other one, or give both a [mariadb] database " +
               "to run several instances (README, deployment)",
             cause
           })
         }
-        return new StoreError({ message: `sqlite.path ${dbFile}: cannot take the instance lock ${lockFile}: ${String(cause)}`, cause })
+        return new StoreError({
+          message: `sqlite.path ${dbFile}: cannot take the instance lock ${lockFile}: ${String(cause)}`,
+          cause
+        })
       }
     }),
     (db) =>

@@ -9,9 +9,9 @@
  *   better-sqlite3 reports the column list (duplicates and order intact) and `statement.readonly`.
  * Start-up costs ~80 ms per query, fine for an operator command.
  */
+import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import { createRequire } from "node:module"
-import * as Effect from "effect/Effect"
 import type { QueryCaps, QueryResult } from "../../Store.js"
 import { QueryRefused, StoreError } from "./errors.js"
 
@@ -72,7 +72,12 @@ process.once("message", (job) => {
 `
 
 type ChildReply =
-  | { readonly kind: "ok"; readonly columns: Array<string>; readonly rows: Array<Array<string | null>>; readonly truncated: boolean }
+  | {
+    readonly kind: "ok"
+    readonly columns: Array<string>
+    readonly rows: Array<Array<string | null>>
+    readonly truncated: boolean
+  }
   | { readonly kind: "store" | "refused"; readonly message: string }
 
 const driverPath = (): string => createRequire(import.meta.url).resolve("better-sqlite3")
@@ -116,8 +121,11 @@ export const runSqliteQuery = (
       else if (msg.kind === "refused") settle(Effect.fail(new QueryRefused({ reason: msg.message })))
       else settle(Effect.fail(new StoreError({ message: `query: ${msg.message}` })))
     })
-    child.on("error", (cause) =>
-      settle(Effect.fail(new StoreError({ message: `query: query process failed: ${cause.message}`, cause }))))
+    child.on(
+      "error",
+      (cause) =>
+        settle(Effect.fail(new StoreError({ message: `query: query process failed: ${cause.message}`, cause })))
+    )
     child.on("exit", (code, signal) =>
       settle(Effect.fail(
         new StoreError({

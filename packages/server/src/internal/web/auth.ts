@@ -15,8 +15,8 @@
  *
  * Sessions live in memory (a restart logs everyone out); their number is bounded.
  */
-import { randomBytes } from "node:crypto"
 import * as Redacted from "effect/Redacted"
+import { randomBytes } from "node:crypto"
 import { isLoopback, secretEquals } from "../../CliSession.js"
 
 export type Role = "read" | "admin"
