@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
+import { findAutogroup, parseAutogroup } from "../src/internal/runner/child.js"
 import { defaultShell, jobEnv, rfc3339 } from "../src/internal/runner/runner.js"
 
 // Real child processes through a real shell, against an in-memory outbox. Every wait is on a
@@ -248,6 +249,35 @@ describe("Runner", () => {
       assert.deepStrictEqual(lines(yield* recordsOf(byDefault.runId)).map((l) => l.data), [niceAs(10), niceAs(10)])
       assert.deepStrictEqual(lines(yield* recordsOf(zero.runId)).map((l) => l.data), [niceAs(0), niceAs(0)])
       assert.deepStrictEqual(lines(yield* recordsOf(lowest.runId)).map((l) => l.data), Array(4).fill("19"))
+    }).pipe(provide()))
+
+  it("reads an autogroup line of /proc", () => {
+    assert.deepStrictEqual(parseAutogroup("/autogroup-85 nice 0\n"), { name: "/autogroup-85", nice: 0 })
+    assert.deepStrictEqual(parseAutogroup("/autogroup-7 nice -3"), { name: "/autogroup-7", nice: -3 })
+    assert.strictEqual(parseAutogroup("garbage"), undefined)
+  })
+
+  // A detached job has a session and so a scheduler autogroup of its own: its niceness alone
+  // would not put it below bartoc (child.ts). Where the kernel has autogroups, the job's group
+  // gets the same steps below bartoc's; where it has none, the job still runs at its niceness.
+  it.live("with autogroups, a job's autogroup is niced like the job, never bartoc's own", () =>
+    Effect.gen(function*() {
+      const own = findAutogroup()
+      const AUTOGROUP = "cat /proc/self/autogroup 2>/dev/null || echo none"
+      const byDefault = yield* start(spec("ag-default", [AUTOGROUP]))
+      const zero = yield* start(spec("ag-0", [AUTOGROUP], { nice: 0 }))
+      yield* awaitIdle
+      const groupOf = (lines: ReadonlyArray<string>) => parseAutogroup(lines[0] ?? "")
+      const niced = groupOf(lines(yield* recordsOf(byDefault.runId)).map((l) => l.data))
+      const plain = groupOf(lines(yield* recordsOf(zero.runId)).map((l) => l.data))
+      if (own === undefined) {
+        assert.strictEqual(niced?.nice ?? 0, plain?.nice ?? 0)
+        return
+      }
+      assert.deepStrictEqual(niced?.nice, Math.min(19, own.nice + 10))
+      assert.notStrictEqual(niced?.name, own.name)
+      assert.deepStrictEqual(plain?.nice, own.nice)
+      assert.deepStrictEqual(findAutogroup(), own)
     }).pipe(provide()))
 
   describe("armed runs (an intent written ahead, nothing written before the spawn)", () => {

@@ -118,7 +118,9 @@ const make = (options: Options) =>
     const shell = options.shell !== undefined && options.shell !== "" ? options.shell : defaultShell(process.env)
     // Jobs run `nice` steps below bartoc (issue 17: busy jobs must not delay the next dispatch).
     const niceBin = Child.findNice(process.env.PATH)
-    const niceOf = (request: RunRequest) => ({ nice: request.spec.nice ?? DEFAULT_NICE, niceBin })
+    // Its autogroup as well, or the niceness means nothing against bartoc (see child.ts).
+    const autogroup = Child.findAutogroup()
+    const niceOf = (request: RunRequest) => ({ nice: request.spec.nice ?? DEFAULT_NICE, niceBin, autogroup })
 
     /** Environments computed ahead by `prepare`, by run id (reading process.env takes ~0.3 ms). */
     let prepared = new Map<RunId, Record<string, string>>()
