@@ -177,7 +177,7 @@ const streamTail = (
         ) =>
           json
             ? out.push(Render.jsonLine({ event: "heartbeat", ...Render.beatJson({ ...who, ...b }, style.zone) }))
-            : notes.push(`${lead(who)}${Render.beatText(style, b)}`)
+            : notes.push(Render.beatText(style, b, prefix ? Render.runPrefix(style, who) : undefined))
         if (answer.waiting !== undefined) {
           const w = answer.waiting
           const nowMs = yield* Clock.currentTimeMillis
