@@ -1050,6 +1050,46 @@ for (const db of databases) {
             yield* Fiber.join(t.fiber)
           })))
 
+      it.effect("follow shows each newer heartbeat once (live, and from the Store on a tick), not older ones", () =>
+        withHarness({}, (h) =>
+          Effect.gen(function*() {
+            const run = runRecords({
+              schedule: h.backup,
+              atMs: NOW_MS - 5000,
+              cmds: [{ command: "sleep 100", lines: ["sleeping"], exitCode: 0 }]
+            })
+            const beat = (ts: number, progress: string, extra: { status?: string; message?: string } = {}) =>
+              ({ _tag: "Heartbeat", seq: 0, runId: run.runId, ts: micros(ts), progress, ...extra }) as AgentRecord
+            yield* ingest(h, h.db1, [...run.records.slice(0, 3), beat(NOW_MS - 4000, "1/4")])
+            const t = yield* follow(Messages.TailRequest.make({ id: 71, runId: run.runId, follow: true }))
+            // The first chunk's row has the stored beat: the tail does not send it again.
+            const first = yield* t.next
+            assert.deepStrictEqual(lineData(first), ["sleeping"])
+            assert.strictEqual(first.run?.heartbeat?.progress, "1/4")
+            assert.isUndefined(first.beat)
+            yield* deliver(h, h.db1, [beat(NOW_MS - 3000, "2/4", { status: "degraded", message: "slow disk" })])
+            const live = yield* t.next
+            assert.deepStrictEqual(live.beat, {
+              runId: run.runId,
+              agent: h.db1,
+              schedule: h.backup,
+              at: micros(NOW_MS - 3000),
+              progress: "2/4",
+              status: "degraded",
+              message: "slow disk"
+            })
+            assert.deepStrictEqual([live.run, live.lines, live.done], [null, [], false])
+            // An older beat (a re-sent batch) changes nothing; a newer one stored but never published
+            // (ingested by another bartos) is found on the next tick.
+            yield* deliver(h, h.db1, [beat(NOW_MS - 3500, "0/4")])
+            yield* ingest(h, h.db1, [beat(NOW_MS - 2000, "3/4")])
+            yield* TestClock.adjust(CliHandler.TAIL_POLL)
+            const polled = yield* t.next
+            assert.strictEqual(polled.beat?.progress, "3/4")
+            assert.strictEqual(yield* Queue.size(t.out), 0)
+            yield* Fiber.interrupt(t.fiber)
+          })))
+
       it.effect("follow ends when the Store says the run is over without a record (agent lost)", () =>
         withHarness({}, (h) =>
           Effect.gen(function*() {
