@@ -290,7 +290,8 @@ export const tail = Command.make(
     })
 ).pipe(
   Command.withDescription(helpText(
-    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet.",
+    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet. " +
+      "A job's heartbeats are status lines on stderr (`-- heartbeat 40/100 degraded: slow`), with --json `heartbeat` events.",
     [
       "barto-cli tail 7d4e9a1c",
       "barto-cli tail -f --agent web1 --schedule backup",
