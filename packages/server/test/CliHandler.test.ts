@@ -980,15 +980,38 @@ for (const db of databases) {
               cmds: [{ command: "false", lines: ["one", "two"], exitCode: 1 }],
               state: "failed"
             })
-            yield* deliver(h, h.db1, run.records)
+            // A heartbeat between the two lines: forwarded in its place, as a chunk of its own.
+            const beat: AgentRecord = {
+              _tag: "Heartbeat",
+              seq: 0,
+              runId: run.runId,
+              ts: micros(NOW_MS + 1),
+              status: "halfway"
+            }
+            yield* deliver(h, h.db1, [...run.records.slice(0, 3), beat, ...run.records.slice(3)])
             const chunks: Array<TailChunk> = []
             while (true) {
               const c = yield* t.next
               // The database is shared with other tests: only this run counts.
-              if (c.run?.runId !== run.runId && !c.lines.some((l) => l.runId === run.runId)) continue
+              if (
+                c.run?.runId !== run.runId && !c.lines.some((l) => l.runId === run.runId) &&
+                c.beat?.runId !== run.runId
+              ) continue
               chunks.push(c)
               if (c.end === true) break
             }
+            assert.deepStrictEqual(
+              chunks.filter((c) => c.lines.length > 0 || c.beat !== undefined).map((c) =>
+                c.beat === undefined ? c.lines.map((l) => l.data).join(",") : `beat:${c.beat.status}`
+              ),
+              ["one", "beat:halfway", "two"]
+            )
+            assert.deepInclude(chunks.find((c) => c.beat !== undefined)!.beat, {
+              agent: h.db1,
+              schedule: h.backup,
+              progress: null,
+              message: null
+            })
             assert.strictEqual(chunks[0]!.run?.runId, run.runId)
             const lines = chunks.flatMap((c) => c.lines)
             assert.deepStrictEqual(lines.map((l) => [l.agent, l.schedule, l.data]), [[h.db1, h.backup, "one"], [
