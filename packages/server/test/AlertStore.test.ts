@@ -134,7 +134,7 @@ for (const db of databases) {
           ["failed", "r-1", 5_000, failed.eventId, "failed, exit 3"]
         ])
         const incident = view.incidents.find((i) => i.agent === agent)
-        assert.deepInclude(incident, {
+        assert.deepInclude<Record<string, unknown>>(incident!, {
           incidentId: failed.eventId,
           badEvents: 2,
           notifiedAt: 5_000,

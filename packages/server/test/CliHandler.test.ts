@@ -389,6 +389,14 @@ const follow = (request: CliRequest) =>
 
 const lineData = (c: TailChunk) => c.lines.map((l) => l.data)
 
+/** A run of `backup` on db1 still running: started 5 s ago, one line "sleeping" so far (records 0..2). */
+const sleepingRun = (h: Harness) =>
+  runRecords({
+    schedule: h.backup,
+    atMs: NOW_MS - 5000,
+    cmds: [{ command: "sleep 100", lines: ["sleeping"], exitCode: 0 }]
+  })
+
 // ---------------------------------------------------------------------------------------------
 // The suite, once per database
 // ---------------------------------------------------------------------------------------------
@@ -1076,11 +1084,7 @@ for (const db of databases) {
       it.effect("follow shows each newer heartbeat once (live, and from the Store on a tick), not older ones", () =>
         withHarness({}, (h) =>
           Effect.gen(function*() {
-            const run = runRecords({
-              schedule: h.backup,
-              atMs: NOW_MS - 5000,
-              cmds: [{ command: "sleep 100", lines: ["sleeping"], exitCode: 0 }]
-            })
+            const run = sleepingRun(h)
             const beat = (ts: number, progress: string, extra: { status?: string; message?: string } = {}) =>
               ({ _tag: "Heartbeat", seq: 0, runId: run.runId, ts: micros(ts), progress, ...extra }) as AgentRecord
             yield* ingest(h, h.db1, [...run.records.slice(0, 3), beat(NOW_MS - 4000, "1/4")])
@@ -1116,11 +1120,7 @@ for (const db of databases) {
       it.effect("follow ends when the Store says the run is over without a record (agent lost)", () =>
         withHarness({}, (h) =>
           Effect.gen(function*() {
-            const run = runRecords({
-              schedule: h.backup,
-              atMs: NOW_MS - 5000,
-              cmds: [{ command: "sleep 100", lines: ["sleeping"], exitCode: 0 }]
-            })
+            const run = sleepingRun(h)
             yield* ingest(h, h.db1, run.records.slice(0, 3))
             const t = yield* follow(Messages.TailRequest.make({ id: 70, runId: run.runId, follow: true }))
             assert.deepStrictEqual(lineData(yield* t.next), ["sleeping"])
