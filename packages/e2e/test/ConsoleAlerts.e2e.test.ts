@@ -75,7 +75,7 @@ describe("console: alerts page and heartbeats", { timeout: 180_000 }, () => {
                 "echo start",
                 "echo \"progress=40/100 status=degraded disk slow\" >&3",
                 gate("step2"),
-                "echo \"progress=70/100 status=ok almost there\" >&3",
+                "echo \"progress=70/100 status=ok almost <b>there</b>\" >&3",
                 gate("step3"),
                 "echo done"
               ].join("\n")
@@ -199,8 +199,10 @@ describe("console: alerts page and heartbeats", { timeout: 180_000 }, () => {
     // The next beat arrives live on the page (the SSE stream, no reload) and in both tails.
     await beat.filter({ hasText: "70/100" }).waitFor()
     expect(await beat.locator(".beat-status").textContent()).toBe("ok")
-    expect(await beat.locator(".beat-message").textContent()).toBe("almost there")
-    await text.waitForLine(/^-- heartbeat 70\/100 ok: almost there$/)
+    // The job's words are text: shown as written, never markup.
+    expect(await beat.locator(".beat-message").textContent()).toBe("almost <b>there</b>")
+    expect(await beat.locator(".beat-message b").count()).toBe(0)
+    await text.waitForLine(/^-- heartbeat 70\/100 ok: almost <b>there<\/b>$/)
     await json.waitForLine(/"progress":"70\/100"/)
 
     // The dashboard's running runs show it too.
@@ -229,7 +231,7 @@ describe("console: alerts page and heartbeats", { timeout: 180_000 }, () => {
     expect(stdoutLines.slice(1, 3).map((l) => l.replace(/^\S+Z\s+/, ""))).toEqual(["start", "done"])
     expect(text.stderr.filter((l) => l.startsWith("-- heartbeat"))).toEqual([
       "-- heartbeat 40/100 degraded: disk slow",
-      "-- heartbeat 70/100 ok: almost there"
+      "-- heartbeat 70/100 ok: almost <b>there</b>"
     ])
 
     // JSON: one NDJSON stream; heartbeats are their own events, the lines are only the job's output.
@@ -238,7 +240,7 @@ describe("console: alerts page and heartbeats", { timeout: 180_000 }, () => {
     const beats = events.filter((e) => e.event === "heartbeat")
     expect(beats.map((b) => [b.runId, b.agent, b.schedule, b.progress, b.status, b.message])).toEqual([
       [runId, "web1", "beats", "40/100", "degraded", "disk slow"],
-      [runId, "web1", "beats", "70/100", "ok", "almost there"]
+      [runId, "web1", "beats", "70/100", "ok", "almost <b>there</b>"]
     ])
     expect(typeof beats[0]!.at).toBe("string")
     expect(json.stderr.filter((l) => l.includes("heartbeat"))).toEqual([])
