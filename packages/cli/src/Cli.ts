@@ -135,10 +135,11 @@ export const tidyConsole = (
 ): Console.Console => {
   const tidy = (args: ReadonlyArray<unknown>) =>
     args.map((a) => (typeof a === "string" ? tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, "")) : a))
-  // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only prefixed.
+  // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only
+  // prefixed. Our other unprefixed stderr lines are tail's status notes (`-- heartbeat …`).
   const tidyError = (args: ReadonlyArray<unknown>) =>
     tidy(args).map((a) =>
-      typeof a === "string" && !a.startsWith("barto-cli") && a.trim() !== ""
+      typeof a === "string" && !a.startsWith("barto-cli") && !a.replace(ANSI, "").startsWith("-- ") && a.trim() !== ""
         ? [usageLine(argv, a.replace(ANSI, "").split("\n")[0]!.trim()), ...a.split("\n").slice(1)].join("\n")
         : a
     )

@@ -17,7 +17,9 @@ export type RunsPage = Encoded<typeof Api.RunsPage>
 export type RunDetail = Encoded<typeof Api.RunDetail>
 export type OutputPage = Encoded<typeof Api.OutputPage>
 export type CalendarPreview = Encoded<typeof Api.CalendarPreview>
+export type AlertsView = Encoded<typeof Api.AlertsView>
 export type Run = RunsPage["runs"][number]
+export type Heartbeat = NonNullable<Run["heartbeat"]>
 export type Line = OutputPage["lines"][number]
 
 /** An answer other than 2xx, with the server's message when it sent one. */
@@ -90,6 +92,7 @@ export const api = {
   output: (id: string, after: number) =>
     request<OutputPage>("GET", `/runs/${seg(id)}/output${q({ after, limit: 5000 })}`),
   followUrl: (id: string, after: number) => `/v1/api/runs/${seg(id)}/output${q({ after, follow: "1" })}`,
+  alerts: (limit: number) => request<AlertsView>("GET", `/alerts${q({ limit })}`),
   calendar: (expr: string, zone: string, count: number) =>
     request<CalendarPreview>("GET", `/calendar${q({ expr, zone, count })}`),
   runNow: (agent: string, name: string) =>

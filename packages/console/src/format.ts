@@ -7,6 +7,15 @@ export const stateClass = (state: string) => `state state-${KNOWN_STATES.include
 
 export const stateLabel = (state: string) => state.replace(/_/g, " ")
 
+/** `40/100` as a fraction for a progress bar; undefined for any other text (shown as written). */
+export const progressOf = (text: string | null): { value: number; max: number } | undefined => {
+  const m = text === null ? null : /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text)
+  if (m === null) return undefined
+  const value = Number(m[1])
+  const max = Number(m[2])
+  return max > 0 && value <= max ? { value, max } : undefined
+}
+
 const pad = (n: number) => String(n).padStart(2, "0")
 
 /** `2026-12-03 15:04:05` in the browser's zone. */
@@ -51,5 +60,6 @@ export const href = {
   schedule: (agent: string, name: string) => `#/schedules/${encodeURIComponent(agent)}/${encodeURIComponent(name)}`,
   run: (id: string) => `#/runs/${encodeURIComponent(id)}`,
   failures: "#/failures",
+  alerts: "#/alerts",
   calendar: "#/calendar"
 }

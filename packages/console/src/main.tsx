@@ -13,6 +13,7 @@ import { render } from "preact"
 import { useEffect, useState } from "preact/hooks"
 import { api, onUnauthorized, type Session, setCsrf } from "./api.js"
 import { href } from "./format.js"
+import { AlertsPage } from "./pages/alerts.js"
 import { CalendarPage } from "./pages/calendar.js"
 import { LoginPage } from "./pages/login.js"
 import { AgentPage, DashboardPage, FailuresPage } from "./pages/overview.js"
@@ -26,6 +27,7 @@ type Route =
   | { page: "schedule"; agent: string; name: string }
   | { page: "run"; id: string }
   | { page: "failures" }
+  | { page: "alerts" }
   | { page: "calendar" }
   | { page: "login" }
 
@@ -49,6 +51,8 @@ const route = (hash: string): Route => {
       break
     case "failures":
       return { page: "failures" }
+    case "alerts":
+      return { page: "alerts" }
     case "calendar":
       return { page: "calendar" }
     case "login":
@@ -147,6 +151,9 @@ const App = () => {
       case "failures":
         page = <FailuresPage />
         break
+      case "alerts":
+        page = <AlertsPage />
+        break
       case "calendar":
         page = <CalendarPage />
         break
@@ -170,6 +177,7 @@ const App = () => {
         <nav aria-label="Main">
           <a href={href.dashboard} aria-current={current("dashboard")}>Dashboard</a>
           <a href={href.failures} aria-current={current("failures")}>Failures</a>
+          <a href={href.alerts} aria-current={current("alerts")}>Alerts</a>
           <a href={href.calendar} aria-current={current("calendar")}>Calendar</a>
         </nav>
         <div class="who">

@@ -2,7 +2,8 @@
 import type { ComponentChildren } from "preact"
 import { useEffect, useRef, useState } from "preact/hooks"
 import { visible } from "./ansi.js"
-import { localTime, stateClass, stateLabel, utcTime } from "./format.js"
+import type { Heartbeat } from "./api.js"
+import { localTime, progressOf, stateClass, stateLabel, utcTime } from "./format.js"
 
 /** A name from the outside world (agent, schedule, command): control characters made visible. */
 export const Name = ({ text }: { text: string }) => <>{visible(text)}</>
@@ -14,6 +15,25 @@ export const Time = ({ micros }: { micros: number | null | undefined }) =>
 
 export const State = ({ state }: { state: string }) =>
   <span class={stateClass(state)}>{stateLabel(visible(state))}</span>
+
+/**
+ * A running job's last heartbeat (`barto-cli beat` or a line to `BARTO_HEARTBEAT`): progress (a bar
+ * when it reads `done/total`), status, message and when it came. The job's own words, kept inert.
+ */
+export const Beat = ({ beat }: { beat: Heartbeat }) => {
+  const p = progressOf(beat.progress)
+  return (
+    <span class="beat" data-testid="heartbeat">
+      {p !== undefined && <progress value={p.value} max={p.max} aria-label={`progress ${p.value} of ${p.max}`} />}
+      {beat.progress !== null && <span class="beat-progress">{visible(beat.progress)}</span>}
+      {beat.status !== null && <span class="beat-status">{visible(beat.status)}</span>}
+      {beat.message !== null && <span class="beat-message">{visible(beat.message)}</span>}
+      <span class="muted beat-at">
+        beat <Time micros={beat.at} />
+      </span>
+    </span>
+  )
+}
 
 /** The recent results of a schedule, newest on the right. */
 export const Strip = ({ states }: { states: ReadonlyArray<string> }) => {

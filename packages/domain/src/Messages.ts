@@ -764,6 +764,15 @@ export const TailWaiting = Schema.Struct({
 })
 export type TailWaiting = typeof TailWaiting.Type
 
+/** A heartbeat of the run being tailed (issue 14): whose, and the beat as `RunHeartbeat`. */
+export const TailBeat = Schema.Struct({
+  runId: RunId,
+  agent: Schema.String,
+  schedule: Schema.String,
+  ...RunHeartbeat.fields
+})
+export type TailBeat = typeof TailBeat.Type
+
 /**
  * One chunk of a tail; `done` with the final run row when the run is over. A continuous tail is
  * never `done`: `end` marks the chunk whose `run` just finished, `waiting` what it waits for next.
@@ -773,7 +782,9 @@ export const TailChunk = Res("TailChunk", {
   lines: Schema.Array(LineRow),
   done: Schema.Boolean,
   end: Schema.optional(Schema.Boolean),
-  waiting: Schema.optional(TailWaiting)
+  waiting: Schema.optional(TailWaiting),
+  /** A heartbeat arrived (absent from older servers; an older CLI ignores it). */
+  beat: Schema.optionalWith(TailBeat, { exact: true })
 })
 export const RunNowResponse = Res("RunNowResponse", { runId: RunId, agent: Schema.String, schedule: Schema.String })
 export const CancelResponse = Res("CancelResponse", { runId: RunId, delivered: Schema.Boolean })

@@ -219,6 +219,39 @@ export const CalendarPreview = Schema.Struct({
 })
 export type CalendarPreview = typeof CalendarPreview.Type
 
+/** An open incident as the console shows it: the CLI's view plus its latest notification (a reminder included). */
+export const AlertIncident = Schema.Struct({
+  ...Messages.IncidentView.fields,
+  /** When it last notified: the first notification or the latest reminder; null: nobody was told yet. */
+  lastNoticeAt: Schema.NullOr(Micros)
+})
+export type AlertIncident = typeof AlertIncident.Type
+
+/** A recorded alert event (`failed`, `late`, `stalled`, `agent_down`, `recovered`, …). */
+export const AlertEvent = Schema.Struct({
+  eventId: Schema.String,
+  kind: Schema.String,
+  agent: Schema.String,
+  /** null: the agent itself (agent_down, agent_up). */
+  schedule: Text,
+  runId: Text,
+  at: Micros,
+  /** The incident it opened, counted into or closed; null when it only was recorded. */
+  incidentId: Text,
+  /** One line from the event's detail: its message, or the run's state, exit status and reason. */
+  summary: Schema.String
+})
+export type AlertEvent = typeof AlertEvent.Type
+
+export const AlertsView = Schema.Struct({
+  incidents: Schema.Array(AlertIncident),
+  /** The newest `limit` events, newest first. */
+  events: Schema.Array(AlertEvent),
+  /** The newest `limit` deliveries, newest first. */
+  deliveries: Schema.Array(Messages.DeliveryView)
+})
+export type AlertsView = typeof AlertsView.Type
+
 export const MetricsView = Schema.Struct({
   /** Every bartos counter and gauge, summed over its labels (the same names as `/metrics`). */
   totals: Schema.Record({ key: Schema.String, value: Schema.Number })
@@ -340,7 +373,8 @@ export class ReadGroup extends HttpApiGroup.make("read")
         OpenApi.Description,
         "A page of the run's output lines after line `after`. With `follow=1` the answer is instead a " +
           "`text/event-stream` (Server-Sent Events): `lines` events (JSON `{run, lines}`, `id` = last lineSeq, " +
-          "so a reconnect resumes through Last-Event-ID) until one `done` event with the run's final row."
+          "so a reconnect resumes through Last-Event-ID), `heartbeat` events (JSON `{at, progress, status, message}`, " +
+          "no `id`) when the job beats, until one `done` event with the run's final row."
       )
   )
   .add(
@@ -372,13 +406,11 @@ export class ReadGroup extends HttpApiGroup.make("read")
   .add(
     HttpApiEndpoint.get("alerts", "/alerts")
       .setUrlParams(Schema.Struct({ limit: Schema.optionalWith(IntParam(1, 1000), { default: () => 20 }) }))
-      .addSuccess(Schema.Struct({
-        incidents: Schema.Array(Messages.IncidentView),
-        deliveries: Schema.Array(Messages.DeliveryView)
-      }))
+      .addSuccess(AlertsView)
       .annotate(
         OpenApi.Description,
-        "Open alert incidents and the newest `limit` notification deliveries with their status (as `barto-cli alerts`)."
+        "Open alert incidents, the newest `limit` events and the newest `limit` notification deliveries with " +
+          "their status (as `barto-cli alerts`, plus the events)."
       )
   )
   .addError(NotFound)

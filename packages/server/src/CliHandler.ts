@@ -414,6 +414,15 @@ const tail = (request: typeof Messages.TailRequest.Type): Stream.Stream<CliRespo
             ? { _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: false, end: true }
             : { _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: true }
         ]
+        : part._tag === "Beat"
+        ? [{
+          _tag: "TailChunk",
+          id: request.id,
+          run: null,
+          lines: [],
+          done: false,
+          beat: { runId: part.run.runId, agent: part.run.agent, schedule: part.run.schedule, ...part.heartbeat }
+        }]
         : part.lines.length === 0
         ? [{ _tag: "TailChunk", id: request.id, run: part.run, lines: [], done: false }]
         : toChunks(request.id, part.lines, part.run)

@@ -71,8 +71,9 @@ const followSchedule = (agent: string, schedule: string): Stream.Stream<FollowPa
 }
 
 /**
- * Every run of `agent` (or of every agent) from now on: a head part when a run starts, its lines,
- * a `Done` part when it ends. Lines carry their agent and schedule, so the client can prefix them.
+ * Every run of `agent` (or of every agent) from now on: a head part when a run starts, its lines
+ * and heartbeats, a `Done` part when it ends. Lines carry their agent and schedule, so the client
+ * can prefix them.
  */
 const followFleet = (agent: string | undefined): Stream.Stream<FollowPart, Refusal, Services> =>
   Stream.unwrapScoped(Effect.gen(function*() {
@@ -109,6 +110,22 @@ const followFleet = (agent: string | undefined): Stream.Stream<FollowPart, Refus
               const row = yield* runOf(r.runId)
               if (Option.isNone(row)) break
               lines.push(Operations.liveLine(r, row.value, exits))
+              break
+            }
+            case "Heartbeat": {
+              const row = yield* runOf(r.runId)
+              if (Option.isNone(row)) break
+              flush()
+              parts.push({
+                _tag: "Beat",
+                run: row.value,
+                heartbeat: {
+                  at: r.ts,
+                  progress: r.progress ?? null,
+                  status: r.status ?? null,
+                  message: r.message ?? null
+                }
+              })
               break
             }
             case "RunFinished": {

@@ -287,6 +287,8 @@ export interface TailTarget {
 export type TailPart =
   | { readonly _tag: "Lines"; readonly run: RunRow | null; readonly lines: ReadonlyArray<LineRow> }
   | { readonly _tag: "Done"; readonly run: RunRow }
+  /** The run's job sent a heartbeat newer than the last one this tail showed (issue 14). */
+  | { readonly _tag: "Beat"; readonly run: RunRow; readonly heartbeat: Messages.RunHeartbeat }
 
 type TailEvent = { readonly _tag: "Batch"; readonly batch: IngestedBatch } | { readonly _tag: "Tick" }
 
@@ -303,6 +305,8 @@ type TailState =
     readonly after: number
     readonly first: boolean
     readonly end: boolean
+    /** The `at` of the newest heartbeat shown (-1: none), so a beat is shown once. */
+    readonly beatAt: number
   }
   /** Live: lines come from Ingested batches. */
   | {
@@ -310,6 +314,7 @@ type TailState =
     readonly run: RunRow
     readonly after: number
     readonly exits: ReadonlyMap<string, number | null>
+    readonly beatAt: number
   }
   | { readonly _tag: "Done" }
 
@@ -338,6 +343,9 @@ export const liveLine = (
     exitCode: exits.get(r.cmdUuid) ?? null,
     runState: "running"
   })
+
+/** The run row carries the beat it had when read; a tail shows only newer ones. */
+const beatOf = (run: RunRow): number => run.heartbeat?.at ?? -1
 
 const linesPart = (run: RunRow | null, lines: ReadonlyArray<LineRow>): Array<TailPart> =>
   lines.length > 0 ? [{ _tag: "Lines", run, lines }] : []
@@ -406,7 +414,7 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
               ? fresh(yield* fromStore(lookup))
               : Option.none<RunRow>()
             const next: TailState = Option.isSome(run)
-              ? { _tag: "Reading", run: run.value, after: start, first: true, end: false }
+              ? { _tag: "Reading", run: run.value, after: start, first: true, end: false, beatAt: beatOf(run.value) }
               : state
             return Option.some([Chunk.empty<TailPart>(), next] as const)
           }
@@ -426,7 +434,13 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
             // Tell the client which run it follows even before its first line.
             const head: Array<TailPart> = first && parts.length === 0 ? [{ _tag: "Lines", run, lines: [] }] : parts
             return Option.some(
-              [Chunk.fromIterable(head), { _tag: "Following", run, after: last, exits: new Map() }] as const
+              [Chunk.fromIterable(head), {
+                _tag: "Following",
+                run,
+                after: last,
+                exits: new Map(),
+                beatAt: state.beatAt
+              }] as const
             )
           }
           case "Following": {
@@ -437,6 +451,7 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
             let gap = false
             let finished = false
             let tick = false
+            let beat: Messages.RunHeartbeat | undefined
             for (const ev of yield* events) {
               if (ev._tag === "Tick") {
                 tick = true
@@ -451,6 +466,16 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
                     break
                   case "RunFinished":
                     finished = true
+                    break
+                  case "Heartbeat":
+                    if (r.ts > (beat?.at ?? state.beatAt)) {
+                      beat = {
+                        at: r.ts,
+                        progress: r.progress ?? null,
+                        status: r.status ?? null,
+                        message: r.message ?? null
+                      }
+                    }
                     break
                   case "OutputLine": {
                     if (gap || r.lineSeq <= after) break
@@ -470,25 +495,34 @@ export const tail = (target: TailTarget): Stream.Stream<TailPart, Refusal, Store
               latest = yield* fromStore(store.getRun(run.runId))
               finished ||= Option.isNone(latest) || isFinal(latest.value.state)
             }
-            const parts = Chunk.fromIterable(linesPart(null, fresh))
+            // A beat ingested by another bartos reaches this one through the Store only (issue 18).
+            const stored = Option.isSome(latest) ? latest.value.heartbeat : undefined
+            if (stored !== undefined && stored.at > (beat?.at ?? state.beatAt)) beat = stored
+            const beatAt = beat?.at ?? state.beatAt
+            const parts = Chunk.fromIterable<TailPart>([
+              ...linesPart(null, fresh),
+              ...(beat === undefined ? [] : [{ _tag: "Beat", run, heartbeat: beat } as const])
+            ])
             // What the Store holds beyond the live lines (a gap, or the rest of a run that ended)
             // is read page by page; then the done part with the current row, or live again.
             if (finished) {
               const row = Option.getOrElse(latest, () => run)
-              return Option.some([parts, { _tag: "Reading", run: row, after, first: false, end: true }] as const)
+              return Option.some(
+                [parts, { _tag: "Reading", run: row, after, first: false, end: true, beatAt }] as const
+              )
             }
             // On a tick the Store is read too: with several bartos the run's lines may be ingested
             // by another instance, whose batches never reach this one's `Ingested` (issue 18).
             if (gap || tick) {
-              return Option.some([parts, { _tag: "Reading", run, after, first: false, end: false }] as const)
+              return Option.some([parts, { _tag: "Reading", run, after, first: false, end: false, beatAt }] as const)
             }
-            return Option.some([parts, { _tag: "Following", run, after, exits }] as const)
+            return Option.some([parts, { _tag: "Following", run, after, exits, beatAt }] as const)
           }
         }
       })
 
     const initial: TailState = Option.isSome(found)
-      ? { _tag: "Reading", run: found.value, after: start, first: true, end: false }
+      ? { _tag: "Reading", run: found.value, after: start, first: true, end: false, beatAt: beatOf(found.value) }
       : { _tag: "Waiting" }
     return Stream.unfoldChunkEffect(initial, step)
   }))

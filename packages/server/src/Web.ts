@@ -284,8 +284,12 @@ const encodeLinesEvent = Schema.encodeSync(
   Schema.parseJson(Schema.Struct({ run: Schema.NullOr(Messages.RunRow), lines: Schema.Array(Messages.LineRow) }))
 )
 const encodeDoneEvent = Schema.encodeSync(Schema.parseJson(Schema.Struct({ run: Messages.RunRow })))
+const encodeBeatEvent = Schema.encodeSync(Schema.parseJson(Messages.RunHeartbeat))
 
-/** `tail -f` as Server-Sent Events: `lines` events with `id` = the last lineSeq, then `done`. */
+/**
+ * `tail -f` as Server-Sent Events: `lines` events with `id` = the last lineSeq, `heartbeat` events
+ * (no id: a reconnect resumes by lines only) when the job beats, then `done`.
+ */
 const followOutput = (runId: string, after: number) =>
   Effect.gen(function*() {
     const context = yield* Effect.context<Store | Ingested>()
@@ -294,6 +298,7 @@ const followOutput = (runId: string, after: number) =>
     const events = Operations.tail({ runId, follow: true, after }).pipe(
       Stream.map((part) => {
         if (part._tag === "Done") return `event: done\ndata: ${encodeDoneEvent({ run: part.run })}\n\n`
+        if (part._tag === "Beat") return `event: heartbeat\ndata: ${encodeBeatEvent(part.heartbeat)}\n\n`
         if (part.lines.length > 0) last = part.lines[part.lines.length - 1]!.lineSeq
         return `id: ${last}\nevent: lines\ndata: ${encodeLinesEvent({ run: part.run, lines: part.lines })}\n\n`
       }),
@@ -476,14 +481,15 @@ const makeApiHandler = (options: Options) =>
           }).pipe(Effect.catchTag("Refusal", readFailure)))
         .handle("agents", () => agentViews.pipe(Effect.catchTag("Refusal", readFailure)))
         .handle("alerts", ({ urlParams }) =>
-          Effect.flatMap(Store, (store) => Operations.fromStore(AlertViews.alerts(store.alerts, urlParams.limit))).pipe(
+          Effect.flatMap(
+            Store,
+            (store) => Operations.fromStore(AlertViews.consoleAlerts(store.alerts, urlParams.limit))
+          ).pipe(
             Effect.catchTag("Refusal", readFailure)
           ))
         .handle("agent", ({ path }) =>
           Effect.gen(function*() {
-            const agent = (yield* agentViews).find((a) =>
-              a.name === path.agent
-            )
+            const agent = (yield* agentViews).find((a) => a.name === path.agent)
             if (agent === undefined) return yield* new Api.NotFound({ message: `unknown agent '${path.agent}'` })
             const page = yield* schedulesPage({ agent: path.agent, offset: 0, limit: 1000 })
             const runs = yield* Operations.runs({ agent: path.agent, limit: 50 })

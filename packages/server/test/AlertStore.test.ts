@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { resolve } from "../src/internal/alerts/policy.js"
+import { consoleAlerts, eventSummary } from "../src/internal/alerts/views.js"
 import type { NewEvent } from "../src/internal/store/alerts.js"
 import { Store } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
@@ -112,6 +113,40 @@ for (const db of databases) {
         assert.strictEqual((yield* alerts.record(event("failed", agent, 3), { ...s, on: [...s.on] }, 3)).queued, 2)
         assert.strictEqual((yield* alerts.record(event("failed", agent, 4), { ...s, on: [...s.on] }, 4)).queued, 0)
         assert.strictEqual((yield* alerts.openIncidents()).filter((i) => i.agent === agent).length, 1)
+      }).pipe(Effect.provide(db.layer())))
+
+    it.effect("the console's view: events newest first with a one-line summary, incidents with their last notice", () =>
+      Effect.gen(function*() {
+        const { alerts } = yield* Store
+        const agent = `c${Math.random().toString(36).slice(2, 8)}`
+        const failed: NewEvent = {
+          ...event("failed", agent, 5_000),
+          runId: "r-1",
+          detail: { state: "failed", exit_code: 3, signal: null, reason: null, output: ["boom"] }
+        }
+        yield* alerts.record(failed, settings, 5_000)
+        const late: NewEvent = { ...event("late", agent, 6_000), detail: { message: "did not start within 60s" } }
+        yield* alerts.record(late, settings, 6_000)
+        const view = yield* consoleAlerts(alerts, 1000)
+        const mine = view.events.filter((e) => e.agent === agent)
+        assert.deepStrictEqual(mine.map((e) => [e.kind, e.runId, e.at, e.incidentId, e.summary]), [
+          ["late", null, 6_000, failed.eventId, "did not start within 60s"],
+          ["failed", "r-1", 5_000, failed.eventId, "failed, exit 3"]
+        ])
+        const incident = view.incidents.find((i) => i.agent === agent)
+        assert.deepInclude<Record<string, unknown>>(incident!, {
+          incidentId: failed.eventId,
+          badEvents: 2,
+          notifiedAt: 5_000,
+          lastNoticeAt: 5_000
+        })
+        // `limit` bounds the events (and the deliveries) to the newest.
+        assert.strictEqual((yield* consoleAlerts(alerts, 1)).events.length, 1)
+        assert.strictEqual(eventSummary("not json"), "")
+        assert.strictEqual(
+          eventSummary(JSON.stringify({ state: "timed_out", signal: "SIGTERM" })),
+          "timed_out, signal SIGTERM"
+        )
       }).pipe(Effect.provide(db.layer())))
 
     it.effect("a Heartbeat record keeps the run's last beat while it runs; the run row carries it", () =>

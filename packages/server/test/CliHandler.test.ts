@@ -389,6 +389,14 @@ const follow = (request: CliRequest) =>
 
 const lineData = (c: TailChunk) => c.lines.map((l) => l.data)
 
+/** A run of `backup` on db1 still running: started 5 s ago, one line "sleeping" so far (records 0..2). */
+const sleepingRun = (h: Harness) =>
+  runRecords({
+    schedule: h.backup,
+    atMs: NOW_MS - 5000,
+    cmds: [{ command: "sleep 100", lines: ["sleeping"], exitCode: 0 }]
+  })
+
 // ---------------------------------------------------------------------------------------------
 // The suite, once per database
 // ---------------------------------------------------------------------------------------------
@@ -980,15 +988,38 @@ for (const db of databases) {
               cmds: [{ command: "false", lines: ["one", "two"], exitCode: 1 }],
               state: "failed"
             })
-            yield* deliver(h, h.db1, run.records)
+            // A heartbeat between the two lines: forwarded in its place, as a chunk of its own.
+            const beat: AgentRecord = {
+              _tag: "Heartbeat",
+              seq: 0,
+              runId: run.runId,
+              ts: micros(NOW_MS + 1),
+              status: "halfway"
+            }
+            yield* deliver(h, h.db1, [...run.records.slice(0, 3), beat, ...run.records.slice(3)])
             const chunks: Array<TailChunk> = []
             while (true) {
               const c = yield* t.next
               // The database is shared with other tests: only this run counts.
-              if (c.run?.runId !== run.runId && !c.lines.some((l) => l.runId === run.runId)) continue
+              if (
+                c.run?.runId !== run.runId && !c.lines.some((l) => l.runId === run.runId) &&
+                c.beat?.runId !== run.runId
+              ) continue
               chunks.push(c)
               if (c.end === true) break
             }
+            assert.deepStrictEqual(
+              chunks.filter((c) => c.lines.length > 0 || c.beat !== undefined).map((c) =>
+                c.beat === undefined ? c.lines.map((l) => l.data).join(",") : `beat:${c.beat.status}`
+              ),
+              ["one", "beat:halfway", "two"]
+            )
+            assert.deepInclude(chunks.find((c) => c.beat !== undefined)!.beat, {
+              agent: h.db1,
+              schedule: h.backup,
+              progress: null,
+              message: null
+            })
             assert.strictEqual(chunks[0]!.run?.runId, run.runId)
             const lines = chunks.flatMap((c) => c.lines)
             assert.deepStrictEqual(lines.map((l) => [l.agent, l.schedule, l.data]), [[h.db1, h.backup, "one"], [
@@ -1050,14 +1081,46 @@ for (const db of databases) {
             yield* Fiber.join(t.fiber)
           })))
 
+      it.effect("follow shows each newer heartbeat once (live, and from the Store on a tick), not older ones", () =>
+        withHarness({}, (h) =>
+          Effect.gen(function*() {
+            const run = sleepingRun(h)
+            const beat = (ts: number, progress: string, extra: { status?: string; message?: string } = {}) =>
+              ({ _tag: "Heartbeat", seq: 0, runId: run.runId, ts: micros(ts), progress, ...extra }) as AgentRecord
+            yield* ingest(h, h.db1, [...run.records.slice(0, 3), beat(NOW_MS - 4000, "1/4")])
+            const t = yield* follow(Messages.TailRequest.make({ id: 71, runId: run.runId, follow: true }))
+            // The first chunk's row has the stored beat: the tail does not send it again.
+            const first = yield* t.next
+            assert.deepStrictEqual(lineData(first), ["sleeping"])
+            assert.strictEqual(first.run?.heartbeat?.progress, "1/4")
+            assert.isUndefined(first.beat)
+            yield* deliver(h, h.db1, [beat(NOW_MS - 3000, "2/4", { status: "degraded", message: "slow disk" })])
+            const live = yield* t.next
+            assert.deepStrictEqual(live.beat, {
+              runId: run.runId,
+              agent: h.db1,
+              schedule: h.backup,
+              at: micros(NOW_MS - 3000),
+              progress: "2/4",
+              status: "degraded",
+              message: "slow disk"
+            })
+            assert.deepStrictEqual([live.run, live.lines, live.done], [null, [], false])
+            // An older beat (a re-sent batch) changes nothing; a newer one stored but never published
+            // (ingested by another bartos) is found on the next tick.
+            yield* deliver(h, h.db1, [beat(NOW_MS - 3500, "0/4")])
+            yield* ingest(h, h.db1, [beat(NOW_MS - 2000, "3/4")])
+            yield* TestClock.adjust(CliHandler.TAIL_POLL)
+            const polled = yield* t.next
+            assert.strictEqual(polled.beat?.progress, "3/4")
+            assert.strictEqual(yield* Queue.size(t.out), 0)
+            yield* Fiber.interrupt(t.fiber)
+          })))
+
       it.effect("follow ends when the Store says the run is over without a record (agent lost)", () =>
         withHarness({}, (h) =>
           Effect.gen(function*() {
-            const run = runRecords({
-              schedule: h.backup,
-              atMs: NOW_MS - 5000,
-              cmds: [{ command: "sleep 100", lines: ["sleeping"], exitCode: 0 }]
-            })
+            const run = sleepingRun(h)
             yield* ingest(h, h.db1, run.records.slice(0, 3))
             const t = yield* follow(Messages.TailRequest.make({ id: 70, runId: run.runId, follow: true }))
             assert.deepStrictEqual(lineData(yield* t.next), ["sleeping"])

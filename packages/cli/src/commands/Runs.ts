@@ -6,6 +6,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
@@ -142,8 +143,8 @@ export const runs = Command.make(
 
 /**
  * Prints a tail as it streams: in text, a header when a run is known, each line, and the end
- * line; in JSON, one NDJSON event per line (`run`, `line`, `end`, and between the runs of a
- * continuous tail `waiting`). `prefix`: lines of several schedules, each led by `agent/schedule`.
+ * line; in JSON, one NDJSON event per line (`run`, `line`, `end`, `heartbeat`, and between the
+ * runs of a continuous tail `waiting`). A heartbeat in text is a status line on stderr (`Render.beatText`). `prefix`: lines of several schedules, each led by `agent/schedule`.
  * Returns the final run row (when `done` arrived).
  */
 const streamTail = (
@@ -162,10 +163,21 @@ const streamTail = (
     yield* connection.follow(request, (answer) =>
       Effect.gen(function*() {
         if (answer._tag !== "TailChunk") return false
-        if (answer.run === null && answer.lines.length === 0 && answer.waiting === undefined && !answer.done) {
+        if (
+          answer.run === null && answer.lines.length === 0 && answer.waiting === undefined && !answer.done &&
+          answer.beat === undefined
+        ) {
           yield* Effect.logDebug("bartos follows the runs; output appears as it comes")
         }
         const out: Array<string> = []
+        const notes: Array<string> = []
+        const beat = (
+          who: { readonly runId: Messages.RunId; readonly agent: string; readonly schedule: string },
+          b: Messages.RunHeartbeat
+        ) =>
+          json
+            ? out.push(Render.jsonLine({ event: "heartbeat", ...Render.beatJson({ ...who, ...b }, style.zone) }))
+            : notes.push(Render.beatText(style, b, prefix ? Render.runPrefix(style, who) : undefined))
         if (answer.waiting !== undefined) {
           const w = answer.waiting
           const nowMs = yield* Clock.currentTimeMillis
@@ -191,6 +203,10 @@ const streamTail = (
                 Render.clean(answer.run.agent)
               } ${Render.clean(answer.run.schedule)} ${Render.paintState(style, answer.run.state)}`
           )
+          // A run already beating: its last beat, so the follower sees how far it got.
+          if (answer.run.state === "running" && answer.run.heartbeat !== undefined) {
+            beat(answer.run, answer.run.heartbeat)
+          }
         }
         for (const line of answer.lines) {
           out.push(
@@ -198,6 +214,10 @@ const streamTail = (
               ? Render.jsonLine({ event: "line", ...Render.lineJson(line, style.zone) })
               : `${lead(line)}${Render.outputLine(style, line)}`
           )
+        }
+        if (answer.beat !== undefined) {
+          const { agent, runId, schedule, ...b } = answer.beat
+          beat({ agent, runId, schedule }, b)
         }
         if (ends && answer.run !== null) {
           final = answer.run
@@ -209,6 +229,7 @@ const streamTail = (
           )
         }
         yield* print(out)
+        if (notes.length > 0) yield* Console.error(Render.terminalSafe(notes.join("\n")))
         return answer.done
       }))
     return final
@@ -269,7 +290,8 @@ export const tail = Command.make(
     })
 ).pipe(
   Command.withDescription(helpText(
-    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet.",
+    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet. " +
+      "A job's heartbeats are status lines on stderr (`-- heartbeat 40/100 degraded: slow`), with --json `heartbeat` events.",
     [
       "barto-cli tail 7d4e9a1c",
       "barto-cli tail -f --agent web1 --schedule backup",

@@ -98,6 +98,8 @@ export const clientJson = (c: Messages.ClientRow, zone: string) => {
 
 export const lineJson = projection(Messages.LineRow)
 export const runJson = projection(Messages.RunRow)
+/** `tail --json`'s `heartbeat` event (issue 14). */
+export const beatJson = projection(Messages.TailBeat)
 export const failedJson = projection(Messages.FailedRow)
 export const scheduleJson = projection(Messages.ScheduleRow)
 export const infoJson = responseProjection(Messages.InfoResponse)

@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks"
 import { type AgentView, api, type Run, type ScheduleView } from "../api.js"
 import { duration, href, runDuration, shortRunId } from "../format.js"
-import { ErrorBox, Loading, Name, State, Strip, Time, useData } from "../ui.js"
+import { Beat, ErrorBox, Loading, Name, State, Strip, Time, useData } from "../ui.js"
 
 const nowMicros = () => Date.now() * 1000
 
@@ -77,6 +77,12 @@ export const RunsTable = (
             )}
             <td>
               <State state={r.state} />
+              {r.state === "running" && r.heartbeat !== undefined && (
+                <>
+                  {" "}
+                  <Beat beat={r.heartbeat} />
+                </>
+              )}
             </td>
             <td>{r.trigger.replace("_", " ")}</td>
             <td>

@@ -1,9 +1,9 @@
 /** One run: its facts and commands, and its output, live while it runs (Server-Sent Events). */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks"
 import { parse, plainText } from "../ansi.js"
-import { api, ApiError, type Line, type RunDetail } from "../api.js"
+import { api, ApiError, type Heartbeat, type Line, type RunDetail } from "../api.js"
 import { duration, href, runDuration } from "../format.js"
-import { ConfirmButton, ErrorBox, Loading, Name, State, Time } from "../ui.js"
+import { Beat, ConfirmButton, ErrorBox, Loading, Name, State, Time } from "../ui.js"
 
 /** Lines kept on the page; older ones are dropped from view (the download still has them all). */
 const MAX_SHOWN = 20_000
@@ -48,6 +48,8 @@ export const RunPage = ({ id }: { id: string }) => {
   const [live, setLive] = useState<"connecting" | "live" | "ended" | "reconnecting">("connecting")
   const [search, setSearch] = useState("")
   const [follow, setFollow] = useState(true)
+  /** The newest heartbeat from the live stream (the run row has the one of when it was read). */
+  const [liveBeat, setLiveBeat] = useState<Heartbeat | undefined>(undefined)
   const bottom = useRef<HTMLDivElement>(null)
 
   // The run may not exist yet (just started with "run now"): wait for the agent to report it.
@@ -70,6 +72,7 @@ export const RunPage = ({ id }: { id: string }) => {
     }
     setDetail(undefined)
     setLines([])
+    setLiveBeat(undefined)
     load()
     return () => {
       alive = false
@@ -91,6 +94,9 @@ export const RunPage = ({ id }: { id: string }) => {
         const all = old.concat(fresh)
         return all.length > MAX_SHOWN ? all.slice(all.length - MAX_SHOWN) : all
       })
+    })
+    source.addEventListener("heartbeat", (e) => {
+      setLiveBeat(JSON.parse((e as MessageEvent<string>).data) as Heartbeat)
     })
     source.addEventListener("done", () => {
       source.close()
@@ -133,6 +139,9 @@ export const RunPage = ({ id }: { id: string }) => {
     )
   }
   const run = detail.run
+  const beat = liveBeat !== undefined && (run.heartbeat === undefined || liveBeat.at > run.heartbeat.at)
+    ? liveBeat
+    : run.heartbeat
   return (
     <main>
       <h1>
@@ -188,6 +197,14 @@ export const RunPage = ({ id }: { id: string }) => {
         <dd>{duration(runDuration(run, Date.now() * 1000))}</dd>
         <dt>Exit</dt>
         <dd>{run.exitCode ?? (run.signal === null ? "—" : <Name text={run.signal} />)}</dd>
+        {beat !== undefined && (
+          <>
+            <dt>{run.state === "running" ? "Heartbeat" : "Last heartbeat"}</dt>
+            <dd>
+              <Beat beat={beat} />
+            </dd>
+          </>
+        )}
       </dl>
       {detail.commands.length > 0 && (
         <section aria-labelledby="cmds-h">

@@ -84,6 +84,7 @@ const inertAlerts: Store.StoreWithAlerts["alerts"] = {
   delivered: () => Effect.void,
   attemptFailed: () => Effect.void,
   recentDeliveries: () => Effect.succeed([]),
+  recentEvents: () => Effect.succeed([]),
   eventCounts: () => Effect.succeed([]),
   deliveryCounts: () => Effect.succeed([]),
   prune: () => Effect.succeed(0),

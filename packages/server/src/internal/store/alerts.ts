@@ -66,6 +66,18 @@ export interface DeliveryRow {
   readonly payload: string
 }
 
+/** A recorded event as the console lists it (`detail`: the JSON it was stored with). */
+export interface EventRow {
+  readonly eventId: string
+  readonly kind: string
+  readonly agent: string
+  readonly schedule: string | null
+  readonly runId: string | null
+  readonly at: number
+  readonly incidentId: string | null
+  readonly detail: string
+}
+
 export interface RecordOutcome {
   readonly _tag: "Duplicate" | "Recorded"
   readonly decision: Decision | undefined
@@ -146,6 +158,17 @@ export interface RunInfo {
   readonly reason: string | null
 }
 
+const toEvent = (r: Record<string, unknown>): EventRow => ({
+  eventId: String(r.event_id),
+  kind: String(r.kind),
+  agent: String(r.agent),
+  schedule: strOrNull(r.schedule),
+  runId: strOrNull(r.run_id),
+  at: num(r.at),
+  incidentId: strOrNull(r.incident_id),
+  detail: String(r.detail)
+})
+
 const toRun = (r: Record<string, unknown>): RunInfo => ({
   runId: String(r.run_id),
   agent: String(r.agent),
@@ -214,6 +237,8 @@ export interface AlertStoreShape {
     nextAt: number | undefined
   ) => Effect.Effect<void, StoreError>
   readonly recentDeliveries: (limit: number) => Effect.Effect<ReadonlyArray<DeliveryRow>, StoreError>
+  /** The newest `limit` events, newest first (the console's alerts page). */
+  readonly recentEvents: (limit: number) => Effect.Effect<ReadonlyArray<EventRow>, StoreError>
   /** Events per kind, all time (the metrics' counters survive restarts). */
   readonly eventCounts: () => Effect.Effect<
     ReadonlyArray<{ readonly kind: string; readonly count: number }>,
@@ -416,6 +441,11 @@ export const makeAlertStore: Effect.Effect<AlertStoreShape, never, SqlClient.Sql
           Effect.map((rows) => rows.map(toDelivery)),
           Effect.mapError(storeError("read deliveries"))
         ),
+    recentEvents: (limit) =>
+      q(
+        `SELECT event_id, kind, agent, schedule, run_id, at, incident_id, detail FROM alert_events
+         ORDER BY at DESC, event_id LIMIT ${Math.max(1, Math.floor(limit))}`
+      ).pipe(Effect.map((rows) => rows.map(toEvent)), Effect.mapError(storeError("read events"))),
     eventCounts: () =>
       q(`SELECT kind, COUNT(*) AS n FROM alert_events GROUP BY kind`).pipe(
         Effect.map((rows) => rows.map((r) => ({ kind: String(r.kind), count: num(r.n) }))),
