@@ -33,6 +33,11 @@
  *   checkpoint lands on a start.
  * - The loop starts from the durably cached table, so an agent restarted while bartos is down
  *   still runs its jobs, and it follows every table update at once (the sleep is interrupted).
+ *
+ * Shape: a stream of wakes (`upcoming`: the calendars' next occurrence under the newest table)
+ * and a `tick` at each (checkpoint, arm, prepare, `sleepUntil`, `fireDue`), whose late
+ * occurrences the missed-tick policy settles (`fireLate`). `sleepUntil` is timer slices repeated
+ * until the instant, with `blockUntil` as the one imperative leaf for the last milliseconds.
  */
 import * as Ids from "@barto/domain/Ids"
 import type { Micros, MissedTick, RunId, ScheduleSpec } from "@barto/domain/Messages"
