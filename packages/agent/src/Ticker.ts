@@ -33,6 +33,11 @@
  *   checkpoint lands on a start.
  * - The loop starts from the durably cached table, so an agent restarted while bartos is down
  *   still runs its jobs, and it follows every table update at once (the sleep is interrupted).
+ *
+ * Shape: a stream of wakes (`upcoming`: the calendars' next occurrence under the newest table)
+ * and a `tick` at each (checkpoint, arm, prepare, `sleepUntil`, `fireDue`), whose late
+ * occurrences the missed-tick policy settles (`fireLate`). `sleepUntil` is timer slices repeated
+ * until the instant, with `blockUntil` as the one imperative leaf for the last milliseconds.
  */
 import * as Ids from "@barto/domain/Ids"
 import type { Micros, MissedTick, RunId, ScheduleSpec } from "@barto/domain/Messages"
@@ -43,14 +48,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import { CurrentTable, type Table } from "./CurrentTable.js"
-import { type Intent, Outbox, type RecordDraft } from "./Outbox.js"
-import { Runner } from "./Runner.js"
+import { type Intent, Outbox, type OutboxShape, type RecordDraft } from "./Outbox.js"
+import { Runner, type RunnerShape, type RunRequest } from "./Runner.js"
 
 // The table lives in its own module so the link does not import the tick loop; re-exported for
 // the loop's readers.
@@ -148,349 +154,412 @@ const missedRange = (schedule: string, range: MissedTicks.MissedRange, reason: s
 /** Stops the tick loop (shutdown: no occurrence starts after this). */
 export class Ticker extends Context.Tag("@barto/agent/Ticker")<Ticker, { readonly stop: Effect.Effect<void> }>() {}
 
+/** The loop's services, settings and state, shared by its steps. */
+interface Loop {
+  readonly options: Options
+  readonly maxSleepMs: number
+  readonly armLeadMs: number
+  readonly preciseMs: number
+  /** The calendars wake the loop; a late wake-up is this policy's to settle (`fireLate`). */
+  readonly policy: MissedTicks.MissedTickPolicy
+  readonly outbox: OutboxShape
+  readonly runner: RunnerShape
+  /** The newest table seen; none until the first arrives. */
+  readonly latest: Ref.Ref<Option.Option<Option.Option<Table>>>
+  /** Poked on every table change (a sliding queue of one is a flag). */
+  readonly poke: Queue.Queue<void>
+  entries: Map<string, Entry>
+  /** The table `entries` were built from; undefined before the first. */
+  applied: Option.Option<Table> | undefined
+  /** Intents written and not yet handed to the Runner; dropped again if they will not run. */
+  armed: Map<Entry, Armed>
+}
+
+/** The next instant anything is due, and when each active schedule is next due (at or after it). */
+interface Wake {
+  readonly at: number
+  readonly due: ReadonlyMap<Entry, number>
+}
+
+/** The earliest next occurrence over the active schedules; undefined when none will ever fire. */
+const nextWake = (entries: ReadonlyMap<string, Entry>): Wake | undefined => {
+  let at = Number.POSITIVE_INFINITY
+  const due = new Map<Entry, number>()
+  for (const entry of entries.values()) {
+    if (entry.spec.paused) continue
+    const next = Calendar.next(entry.cal, entry.since)
+    if (next === undefined) continue
+    due.set(entry, next)
+    if (next < at) at = next
+  }
+  return at === Number.POSITIVE_INFINITY ? undefined : { at, due }
+}
+
+const disarmAll = (l: Loop) =>
+  Effect.suspend(() => {
+    const ids = [...l.armed.values()].map((a) => a.intent.runId)
+    l.armed = new Map()
+    return l.outbox.disarm(ids).pipe(
+      Effect.catchAll((e) =>
+        Effect.logError(`ticker: cannot remove the intents of runs that will not start: ${e.message}`)
+      )
+    )
+  })
+
+const persistedLastRun = (l: Loop, name: string) =>
+  l.outbox.lastRun(name).pipe(
+    Effect.catchAll((e) =>
+      Effect.logError(`ticker: cannot read the last run of '${name}': ${e.message}`).pipe(Effect.as(Option.none()))
+    )
+  )
+
 /**
- * The loop; never ends (interrupt it). Outbox failures are logged and the loop goes on: a broken
- * disk must not stop the jobs that still can run.
+ * A paused schedule's occurrences since its pause began, up to now, become one missed range
+ * (reason `paused`) together with its new last run: the pause ended (resumed, changed, removed).
+ */
+const endPause = (l: Loop, entry: Entry, now: number) =>
+  Effect.gen(function*() {
+    const name = entry.spec.name
+    const range = MissedTicks.span(entry.cal, entry.since, now)
+    entry.since = Math.max(entry.since, now)
+    yield* l.outbox.append(range === undefined ? [] : [missedRange(name, range, "paused")], {
+      lastRun: { schedule: name, at: entry.since }
+    }).pipe(
+      Effect.zipRight(
+        range === undefined ? Effect.void : Effect.logInfo(
+          `ticker: schedule '${name}': ${range.count} occurrence(s) while paused recorded as missed (paused)`
+        )
+      ),
+      Effect.catchAll((e) => Effect.logError(`ticker: cannot record the paused occurrences of '${name}': ${e.message}`))
+    )
+  })
+
+/**
+ * Builds the set of schedules from a table. A schedule whose calendar is unchanged keeps its
+ * place (paused or not); a new or changed one starts at max(last run, now), so editing a
+ * schedule never "catches up" occurrences that were not its own, and a resumed one records
+ * its paused occurrences first (`endPause`). Only the table the ticker starts with catches up
+ * from the durable last run (the agent was down in between).
+ */
+const rebuild = (l: Loop, table: Option.Option<Table>, initial: boolean) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const next = new Map<string, Entry>()
+    const schedules = Option.match(table, { onNone: () => [], onSome: (t) => t.schedules })
+    for (const spec of schedules) {
+      if (next.has(spec.name)) {
+        yield* Effect.logWarning(`ticker: duplicate schedule name '${spec.name}' in the table; keeping the first`)
+        continue
+      }
+      const parsed = Calendar.parse(spec.calendar, { agent: l.options.agentName, schedule: spec.name })
+      if (Either.isLeft(parsed)) {
+        yield* Effect.logWarning(
+          `ticker: schedule '${spec.name}': cannot parse calendar '${spec.calendar}': ${parsed.left.reason}; skipped`
+        )
+        continue
+      }
+      const previous = l.entries.get(spec.name)
+      if (
+        previous !== undefined && previous.spec.paused && !(spec.paused && previous.spec.calendar === spec.calendar)
+      ) {
+        yield* endPause(l, previous, now)
+      }
+      if (previous !== undefined && previous.spec.calendar === spec.calendar) {
+        next.set(spec.name, { spec, cal: parsed.right, since: previous.since })
+        continue
+      }
+      const persisted = yield* persistedLastRun(l, spec.name)
+      const since = initial && Option.isSome(persisted)
+        ? persisted.value
+        : Math.max(Option.getOrElse(persisted, () => now), now)
+      next.set(spec.name, { spec, cal: parsed.right, since })
+    }
+    for (const [name, previous] of l.entries) {
+      if (previous.spec.paused && !next.has(name)) yield* endPause(l, previous, now)
+    }
+    l.entries = next
+    l.applied = table
+    yield* Effect.logDebug(
+      `ticker: following ${[...next.values()].filter((e) => !e.spec.paused).length} active schedule(s)`
+    )
+  })
+
+/** The Runner's request for a run whose intent is durable. */
+const armedRequest = (spec: ScheduleSpec, intent: Intent): RunRequest => ({
+  runId: intent.runId as RunId,
+  spec,
+  trigger: intent.trigger,
+  scheduledAt: intent.scheduledAt,
+  armed: true
+})
+
+/** Hands an armed run to the Runner; a failure is logged (the loop goes on). */
+const start = (l: Loop, spec: ScheduleSpec, intent: Intent) =>
+  l.runner.start(armedRequest(spec, intent)).pipe(
+    Effect.catchAll((e) =>
+      Effect.logError(`ticker: cannot start '${spec.name}': ${e.message}`).pipe(Effect.as("failed" as const))
+    ),
+    Effect.flatMap((outcome) =>
+      Effect.logDebug(
+        `ticker: '${spec.name}' occurrence ${
+          new Date(intent.scheduledAt).toISOString()
+        } (${intent.trigger}): ${outcome}`
+      )
+    )
+  )
+
+// ---------------------------------------------------------------------------------------------
+// The steps of one wake: checkpoint, arm, prepare, wait for the instant, fire (or fireLate)
+// ---------------------------------------------------------------------------------------------
+
+/** A quiet moment: nothing is due for armLeadMs. The outbox checkpoints here, never at a start. */
+const checkpoint = (l: Loop) =>
+  l.outbox.checkpoint.pipe(Effect.catchAll((e) => Effect.logWarning(`ticker: outbox checkpoint failed: ${e.message}`)))
+
+/**
+ * Records the runs due at the wake's instant as intents, in one write. Unarmed (the write
+ * failed), a run takes the general path at the instant: its last run stored before its start.
+ */
+const arm = (l: Loop, wake: Wake): Effect.Effect<ReadonlyArray<readonly [Entry, Armed]>> =>
+  Effect.suspend(() => {
+    const toArm: Array<readonly [Entry, Armed]> = []
+    for (const [entry, at] of wake.due) {
+      if (at !== wake.at) continue
+      toArm.push([entry, {
+        intent: { runId: Ids.newRunId(at), schedule: entry.spec.name, scheduledAt: at, trigger: "schedule" },
+        following: Calendar.next(entry.cal, at)
+      }])
+    }
+    return l.outbox.arm(toArm.map(([, a]) => a.intent)).pipe(
+      Effect.matchEffect({
+        onFailure: (e) =>
+          Effect.logError(`ticker: cannot record the runs due at ${new Date(wake.at).toISOString()}: ${e.message}`),
+        onSuccess: () => Effect.sync(() => toArm.forEach(([entry, a]) => l.armed.set(entry, a)))
+      }),
+      Effect.as(toArm)
+    )
+  })
+
+/** What the starts need is computed now, not at the instant. */
+const prepare = (l: Loop, toArm: ReadonlyArray<readonly [Entry, Armed]>) =>
+  l.runner.prepare(toArm.map(([entry, a]) => armedRequest(entry.spec, a.intent)))
+
+/** What a timer slice ended with. */
+type Woke = "reached" | "slept" | "table"
+
+/**
+ * One timer slice toward `until`, raced with a table change: "reached" when the wall clock
+ * already reads `until`. The slice (at most maxSleepMs: the wall clock is re-read after each, so
+ * an early timer waits the remainder and a clock step or suspend is noticed) is computed inside
+ * the raced fiber, right before it arms the timer: that fiber starts only after the fibers
+ * already scheduled (a run just started: spawn, sink, …), and a slice computed before the fork
+ * made every next tick late by that delay (measured 10-60 ms).
+ */
+const slice = (l: Loop, until: number): Effect.Effect<Woke> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    now >= until
+      ? Effect.succeed("reached" as const)
+      : Effect.raceFirst(
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (armedAt) => Effect.sleep(Math.max(0, Math.min(until - armedAt, l.maxSleepMs)))
+        ).pipe(Effect.as("slept" as const)),
+        Queue.take(l.poke).pipe(Effect.as("table" as const))
+      ))
+
+/** Timer slices until the wall clock reads `until` (false) or the table changes (true). */
+const sleepTo = (l: Loop, until: number): Effect.Effect<boolean> =>
+  slice(l, until).pipe(
+    Effect.repeat({ until: (woke) => woke !== "slept" }),
+    Effect.map((woke) => woke === "table")
+  )
+
+/**
+ * The last-millisecond leaf: blocks the thread up to the instant (`blockUntil`), once. Whether
+ * the clock reached it; under TestClock it never does, and the timer slices that follow are what
+ * moves TestClock.
+ */
+const block = (l: Loop, at: number): Effect.Effect<boolean> =>
+  Effect.clockWith((clock) => Effect.sync(() => blockUntil(clock, at, l.preciseMs)))
+
+/**
+ * Sleeps until the wall clock reads `at` (false) or the table changes (true). With `precise`,
+ * the timer stops `preciseMs` short and the rest is blocked (`block`); a table change in those
+ * few ms is seen after the instant.
+ */
+const sleepUntil = (l: Loop, at: number, precise: boolean): Effect.Effect<boolean> => {
+  const timerUntil = precise && l.preciseMs > 0 ? at - l.preciseMs : at
+  if (timerUntil === at) return sleepTo(l, at)
+  return Effect.flatMap(
+    sleepTo(l, timerUntil),
+    (table) =>
+      table
+        ? Effect.succeed(true)
+        : Effect.flatMap(block(l, at), (reached) => reached ? Effect.succeed(false) : sleepTo(l, at))
+  )
+}
+
+/**
+ * Handles every occurrence of one schedule in (since, now]. The common case, its armed
+ * occurrence and nothing else on time, goes straight to the Runner: exactly what
+ * `MissedTicks.plan` would decide then (one on-time run, no gap), without a write first.
+ * Uninterruptible (the starts return at once): a shutdown stops the ticker between
+ * occurrences, never between an intent and its start, which would leave the run to the next
+ * bartoc as one it "never started".
+ */
+const fire = (l: Loop, entry: Entry, now: number) =>
+  Effect.uninterruptible(Effect.suspend(() => {
+    const ready = l.armed.get(entry)
+    l.armed.delete(entry)
+    if (
+      ready !== undefined && ready.intent.scheduledAt <= now &&
+      now - ready.intent.scheduledAt <= MissedTicks.DEFAULT_GRACE_MS &&
+      (ready.following === undefined || ready.following > now)
+    ) {
+      entry.since = Math.max(entry.since, now)
+      return start(l, entry.spec, ready.intent)
+    }
+    return fireLate(l, entry, now, ready?.intent)
+  }))
+
+/**
+ * The general path (a late wake-up): the policy decides, and all it decides is durable in one
+ * transaction before any start: the missed records, an intent for each run to start, the new
+ * last run. A crash after it leaves intents that the next bartoc records as missed.
+ */
+const fireLate = (l: Loop, entry: Entry, now: number, intent: Intent | undefined) =>
+  Effect.gen(function*() {
+    const name = entry.spec.name
+    const plan = l.policy.plan(entry.cal, { catchUpLimit: l.options.catchUpLimit, lastRun: entry.since, now })
+    // Everything up to the watermark is decided now. In memory first: even if the disk fails
+    // below, these occurrences must not come round again.
+    const handled = Math.max(entry.since, plan.watermark)
+    entry.since = handled
+
+    // The armed occurrence keeps its run id whatever the plan makes of it, so that its
+    // RunStarted or RunMissed consumes the intent; one the plan drops (or counts in a range)
+    // is disarmed in the same transaction.
+    const runIdOf = (at: number): RunId =>
+      intent !== undefined && intent.scheduledAt === at ? intent.runId as RunId : Ids.newRunId(at)
+    const reason = missedReason(l.options.missedTick)
+    const missed: Array<RecordDraft> = plan.missed.map((at) => ({
+      _tag: "RunMissed",
+      runId: runIdOf(at),
+      schedule: name,
+      scheduledAt: micros(at),
+      reason
+    }))
+    if (plan.missedRange !== undefined) missed.push(missedRange(name, plan.missedRange, reason))
+    const runs: Array<Intent> = plan.run.map((r) => ({
+      runId: runIdOf(r.at),
+      schedule: name,
+      scheduledAt: r.at,
+      trigger: r.trigger
+    }))
+    const settled = intent !== undefined &&
+      (runs.some((r) => r.runId === intent.runId) || plan.missed.includes(intent.scheduledAt))
+    const saved = yield* l.outbox.append(missed, {
+      arm: runs,
+      disarm: intent !== undefined && !settled ? [intent.runId] : [],
+      lastRun: { schedule: name, at: handled }
+    }).pipe(
+      Effect.as(true),
+      Effect.catchAll((e) =>
+        Effect.logError(`ticker: cannot record the plan of '${name}'; starting nothing: ${e.message}`).pipe(
+          Effect.as(false)
+        )
+      )
+    )
+    if (plan.missedTotal > 0) {
+      yield* Effect.logWarning(
+        `ticker: schedule '${name}': ${plan.missedTotal} occurrence(s) missed (${reason})` +
+          (plan.missedRange === undefined ? "" : ", recorded as one range")
+      )
+    }
+    if (!saved) return
+    for (const r of runs) yield* start(l, entry.spec, r)
+  })
+
+/** At the instant: every schedule due by now fires, on time or late. */
+const fireDue = (l: Loop, wake: Wake) =>
+  Effect.gen(function*() {
+    // The armed instant is the occurrence; the clock may read later (a stall), never earlier.
+    const now = Math.max(yield* Clock.currentTimeMillis, wake.at)
+    for (const [entry, at] of wake.due) {
+      if (at <= now) yield* fire(l, entry, now)
+    }
+    // Defensive: every armed entry was due at `wake.at`, so `fire` took each of them.
+    if (l.armed.size > 0) yield* disarmAll(l)
+  })
+
+/**
+ * One wake: the quiet moment armLeadMs before the instant (checkpoint, arm, prepare), then the
+ * instant itself (fire). A table change on the way ends it early; arms already written are
+ * dropped, and the next wake is computed from the new table.
+ */
+const tick = (l: Loop, wake: Wake) =>
+  Effect.gen(function*() {
+    if (yield* sleepUntil(l, wake.at - l.armLeadMs, false)) return
+    yield* checkpoint(l)
+    const toArm = yield* arm(l, wake)
+    yield* prepare(l, toArm)
+    if (yield* sleepUntil(l, wake.at, true)) return yield* disarmAll(l)
+    yield* fireDue(l, wake)
+  })
+
+/**
+ * The next wake under the newest table, or none after waiting for a table change: there is no
+ * table yet, or nothing in it will ever fire (all paused, or only past dates).
+ */
+const upcoming = (l: Loop): Effect.Effect<Option.Option<Wake>> =>
+  Effect.gen(function*() {
+    const seen = yield* Ref.get(l.latest)
+    if (Option.isSome(seen)) {
+      if (seen.value !== l.applied) yield* rebuild(l, seen.value, l.applied === undefined)
+      const wake = nextWake(l.entries)
+      if (wake !== undefined) return Option.some(wake)
+    }
+    yield* Queue.take(l.poke)
+    return Option.none()
+  })
+
+/**
+ * The loop; never ends (interrupt it). The wakes are a stream: the calendars' next occurrence
+ * (`Calendar.next` from each schedule's last handled one) under the newest table; each wake is a
+ * `tick`, and one that comes late is settled by the missed-tick policy (`fireLate`). Outbox
+ * failures are logged and the loop goes on: a broken disk must not stop the jobs that still can
+ * run.
  */
 export const run = (options: Options): Effect.Effect<never, never, Outbox | Runner | CurrentTable> =>
   Effect.gen(function*() {
-    const outbox = yield* Outbox
-    const runner = yield* Runner
-    const tableRef = yield* CurrentTable
-    const maxSleepMs = Math.max(1, options.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS)
-    const armLeadMs = Math.max(0, options.armLeadMs ?? DEFAULT_ARM_LEAD_MS)
-    const preciseMs = Math.max(0, options.preciseMs ?? DEFAULT_PRECISE_MS)
-
-    // Table updates: remember the newest and poke the loop (a sliding queue of one is a flag).
-    const latest = yield* Ref.make<Option.Option<Option.Option<Table>>>(Option.none())
-    const poke = yield* Queue.sliding<void>(1)
-    yield* tableRef.changes.pipe(
+    const l: Loop = {
+      options,
+      maxSleepMs: Math.max(1, options.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS),
+      armLeadMs: Math.max(0, options.armLeadMs ?? DEFAULT_ARM_LEAD_MS),
+      preciseMs: Math.max(0, options.preciseMs ?? DEFAULT_PRECISE_MS),
+      policy: MissedTicks.policyOf(options.missedTick),
+      outbox: yield* Outbox,
+      runner: yield* Runner,
+      latest: yield* Ref.make<Option.Option<Option.Option<Table>>>(Option.none()),
+      poke: yield* Queue.sliding<void>(1),
+      entries: new Map(),
+      applied: undefined,
+      armed: new Map()
+    }
+    // Table updates: remember the newest and poke the loop.
+    yield* (yield* CurrentTable).changes.pipe(
       Stream.runForEach((table) =>
-        Ref.set(latest, Option.some(table)).pipe(Effect.zipRight(Queue.offer(poke, void 0)))
+        Ref.set(l.latest, Option.some(table)).pipe(Effect.zipRight(Queue.offer(l.poke, void 0)))
       ),
       Effect.fork
     )
-
-    let entries = new Map<string, Entry>()
-    let applied: Option.Option<Table> | undefined = undefined
-    /** Intents written and not yet handed to the Runner; dropped again if they will not run. */
-    let armed = new Map<Entry, Armed>()
-
-    const disarmAll = Effect.suspend(() => {
-      const ids = [...armed.values()].map((a) => a.intent.runId)
-      armed = new Map()
-      return outbox.disarm(ids).pipe(
-        Effect.catchAll((e) =>
-          Effect.logError(`ticker: cannot remove the intents of runs that will not start: ${e.message}`)
-        )
-      )
-    })
-
-    const persistedLastRun = (name: string) =>
-      outbox.lastRun(name).pipe(
-        Effect.catchAll((e) =>
-          Effect.logError(`ticker: cannot read the last run of '${name}': ${e.message}`).pipe(Effect.as(Option.none()))
-        )
-      )
-
-    /**
-     * A paused schedule's occurrences since its pause began, up to now, become one missed range
-     * (reason `paused`) together with its new last run: the pause ended (resumed, changed, removed).
-     */
-    const endPause = (entry: Entry, now: number) =>
-      Effect.gen(function*() {
-        const name = entry.spec.name
-        const range = MissedTicks.span(entry.cal, entry.since, now)
-        entry.since = Math.max(entry.since, now)
-        yield* outbox.append(range === undefined ? [] : [missedRange(name, range, "paused")], {
-          lastRun: { schedule: name, at: entry.since }
-        }).pipe(
-          Effect.zipRight(
-            range === undefined ? Effect.void : Effect.logInfo(
-              `ticker: schedule '${name}': ${range.count} occurrence(s) while paused recorded as missed (paused)`
-            )
-          ),
-          Effect.catchAll((e) =>
-            Effect.logError(`ticker: cannot record the paused occurrences of '${name}': ${e.message}`)
-          )
-        )
-      })
-
-    /**
-     * Builds the set of schedules from a table. A schedule whose calendar is unchanged keeps its
-     * place (paused or not); a new or changed one starts at max(last run, now), so editing a
-     * schedule never "catches up" occurrences that were not its own, and a resumed one records
-     * its paused occurrences first (`endPause`). Only the table the ticker starts with catches up
-     * from the durable last run (the agent was down in between).
-     */
-    const rebuild = (table: Option.Option<Table>, initial: boolean) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const next = new Map<string, Entry>()
-        const schedules = Option.match(table, { onNone: () => [], onSome: (t) => t.schedules })
-        for (const spec of schedules) {
-          if (next.has(spec.name)) {
-            yield* Effect.logWarning(`ticker: duplicate schedule name '${spec.name}' in the table; keeping the first`)
-            continue
-          }
-          const parsed = Calendar.parse(spec.calendar, { agent: options.agentName, schedule: spec.name })
-          if (Either.isLeft(parsed)) {
-            yield* Effect.logWarning(
-              `ticker: schedule '${spec.name}': cannot parse calendar '${spec.calendar}': ${parsed.left.reason}; skipped`
-            )
-            continue
-          }
-          const previous = entries.get(spec.name)
-          if (
-            previous !== undefined && previous.spec.paused && !(spec.paused && previous.spec.calendar === spec.calendar)
-          ) {
-            yield* endPause(previous, now)
-          }
-          if (previous !== undefined && previous.spec.calendar === spec.calendar) {
-            next.set(spec.name, { spec, cal: parsed.right, since: previous.since })
-            continue
-          }
-          const persisted = yield* persistedLastRun(spec.name)
-          const since = initial && Option.isSome(persisted)
-            ? persisted.value
-            : Math.max(Option.getOrElse(persisted, () => now), now)
-          next.set(spec.name, { spec, cal: parsed.right, since })
-        }
-        for (const [name, previous] of entries) {
-          if (previous.spec.paused && !next.has(name)) yield* endPause(previous, now)
-        }
-        entries = next
-        applied = table
-        yield* Effect.logDebug(
-          `ticker: following ${[...next.values()].filter((e) => !e.spec.paused).length} active schedule(s)`
-        )
-      })
-
-    const logStart = (name: string, at: number, trigger: string, outcome: string) =>
-      Effect.logDebug(`ticker: '${name}' occurrence ${new Date(at).toISOString()} (${trigger}): ${outcome}`)
-
-    /**
-     * Handles every occurrence of one schedule in (since, now]. The common case, its armed
-     * occurrence and nothing else on time, goes straight to the Runner: exactly what
-     * `MissedTicks.plan` would decide then (one on-time run, no gap), without a write first.
-     * Uninterruptible (the starts return at once): a shutdown stops the ticker between
-     * occurrences, never between an intent and its start, which would leave the run to the next
-     * bartoc as one it "never started".
-     */
-    const fire = (entry: Entry, now: number) =>
-      Effect.uninterruptible(Effect.suspend(() => {
-        const ready = armed.get(entry)
-        armed.delete(entry)
-        if (
-          ready !== undefined && ready.intent.scheduledAt <= now &&
-          now - ready.intent.scheduledAt <= MissedTicks.DEFAULT_GRACE_MS &&
-          (ready.following === undefined || ready.following > now)
-        ) {
-          const { intent } = ready
-          entry.since = Math.max(entry.since, now)
-          return runner.start({
-            runId: intent.runId as RunId,
-            spec: entry.spec,
-            trigger: "schedule",
-            scheduledAt: intent.scheduledAt,
-            armed: true
-          }).pipe(
-            Effect.catchAll((e) =>
-              Effect.logError(`ticker: cannot start '${entry.spec.name}': ${e.message}`).pipe(
-                Effect.as("failed" as const)
-              )
-            ),
-            Effect.flatMap((outcome) => logStart(entry.spec.name, intent.scheduledAt, "schedule", outcome))
-          )
-        }
-        return fireLate(entry, now, ready?.intent)
-      }))
-
-    /**
-     * The general path (a late wake-up): the policy decides, and all it decides is durable in one
-     * transaction before any start: the missed records, an intent for each run to start, the new
-     * last run. A crash after it leaves intents that the next bartoc records as missed.
-     */
-    /** The calendar wakes the loop; a late wake-up is this policy's to settle. */
-    const policy = MissedTicks.policyOf(options.missedTick)
-    const fireLate = (entry: Entry, now: number, intent: Intent | undefined) =>
-      Effect.gen(function*() {
-        const name = entry.spec.name
-        const plan = policy.plan(entry.cal, {
-          catchUpLimit: options.catchUpLimit,
-          lastRun: entry.since,
-          now
-        })
-        // Everything up to the watermark is decided now. In memory first: even if the disk fails
-        // below, these occurrences must not come round again.
-        const handled = Math.max(entry.since, plan.watermark)
-        entry.since = handled
-
-        // The armed occurrence keeps its run id whatever the plan makes of it, so that its
-        // RunStarted or RunMissed consumes the intent; one the plan drops (or counts in a range)
-        // is disarmed in the same transaction.
-        const runIdOf = (at: number): RunId =>
-          intent !== undefined && intent.scheduledAt === at ? intent.runId as RunId : Ids.newRunId(at)
-        const reason = missedReason(options.missedTick)
-        const missed: Array<RecordDraft> = plan.missed.map((at) => ({
-          _tag: "RunMissed",
-          runId: runIdOf(at),
-          schedule: name,
-          scheduledAt: micros(at),
-          reason
-        }))
-        if (plan.missedRange !== undefined) missed.push(missedRange(name, plan.missedRange, reason))
-        const runs: Array<Intent> = plan.run.map((r) => ({
-          runId: runIdOf(r.at),
-          schedule: name,
-          scheduledAt: r.at,
-          trigger: r.trigger
-        }))
-        const settled = intent !== undefined &&
-          (runs.some((r) => r.runId === intent.runId) || plan.missed.includes(intent.scheduledAt))
-        const saved = yield* outbox.append(missed, {
-          arm: runs,
-          disarm: intent !== undefined && !settled ? [intent.runId] : [],
-          lastRun: { schedule: name, at: handled }
-        }).pipe(
-          Effect.as(true),
-          Effect.catchAll((e) =>
-            Effect.logError(`ticker: cannot record the plan of '${name}'; starting nothing: ${e.message}`).pipe(
-              Effect.as(false)
-            )
-          )
-        )
-        if (plan.missedTotal > 0) {
-          yield* Effect.logWarning(
-            `ticker: schedule '${name}': ${plan.missedTotal} occurrence(s) missed (${reason})` +
-              (plan.missedRange === undefined ? "" : ", recorded as one range")
-          )
-        }
-        if (!saved) return
-        for (const r of runs) {
-          const outcome = yield* runner.start({
-            runId: r.runId as RunId,
-            spec: entry.spec,
-            trigger: r.trigger,
-            scheduledAt: r.scheduledAt,
-            armed: true
-          }).pipe(
-            Effect.catchAll((e) =>
-              Effect.logError(`ticker: cannot start '${name}': ${e.message}`).pipe(Effect.as("failed" as const))
-            )
-          )
-          yield* logStart(name, r.scheduledAt, r.trigger, outcome)
-        }
-      })
-
-    /**
-     * Sleeps until the wall clock reads `at` or the table changes (true). Sleeps in slices of at
-     * most `maxSleepMs` and re-reads the clock after each, so an early timer waits the remainder
-     * and a clock step or suspend is noticed. With `precise`, the timer stops `preciseMs` short
-     * and the rest is blocked (`blockUntil`, tried once; a plain sleep after that, which is what
-     * moves TestClock); a table change in those few ms is seen after the instant.
-     *
-     * The slice is computed inside the raced fiber, right before it arms the timer: that fiber
-     * starts only after the fibers already scheduled (a run just started: spawn, sink, …), and a
-     * slice computed before the fork made every next tick late by that delay (measured 10-60 ms).
-     */
-    const sleepUntil = (at: number, precise: boolean): Effect.Effect<boolean> =>
-      Effect.gen(function*() {
-        const timerUntil = precise && preciseMs > 0 ? at - preciseMs : at
-        let blocked = false
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          if (now >= at) return false
-          if (now >= timerUntil && !blocked) {
-            blocked = true
-            yield* Effect.clockWith((clock) => Effect.sync(() => blockUntil(clock, at, preciseMs)))
-            continue
-          }
-          const target = now >= timerUntil ? at : timerUntil
-          const timer = Effect.flatMap(
-            Clock.currentTimeMillis,
-            (armedAt) => Effect.sleep(Math.max(0, Math.min(target - armedAt, maxSleepMs)))
-          )
-          const woke = yield* Effect.raceFirst(
-            timer.pipe(Effect.as("timer" as const)),
-            Queue.take(poke).pipe(Effect.as("table" as const))
-          )
-          if (woke === "table") return true
-        }
-      })
-
-    const loop = Effect.gen(function*() {
-      while (true) {
-        const seen = yield* Ref.get(latest)
-        if (Option.isNone(seen)) {
-          yield* Queue.take(poke)
-          continue
-        }
-        if (seen.value !== applied) {
-          yield* rebuild(seen.value, applied === undefined)
-        }
-
-        let wake = Number.POSITIVE_INFINITY
-        const due = new Map<Entry, number>()
-        for (const entry of entries.values()) {
-          if (entry.spec.paused) continue
-          const at = Calendar.next(entry.cal, entry.since)
-          if (at === undefined) continue
-          due.set(entry, at)
-          if (at < wake) wake = at
-        }
-        if (wake === Number.POSITIVE_INFINITY) {
-          // Nothing will ever fire (no table, all paused, or only past dates): wait for a new table.
-          yield* Queue.take(poke)
-          continue
-        }
-        if (yield* sleepUntil(wake - armLeadMs, false)) continue
-
-        // A quiet moment: nothing is due for armLeadMs. The outbox checkpoints here, never at a start.
-        yield* outbox.checkpoint.pipe(
-          Effect.catchAll((e) => Effect.logWarning(`ticker: outbox checkpoint failed: ${e.message}`))
-        )
-        const toArm: Array<[Entry, Armed]> = []
-        for (const [entry, at] of due) {
-          if (at !== wake) continue
-          toArm.push([entry, {
-            intent: { runId: Ids.newRunId(at), schedule: entry.spec.name, scheduledAt: at, trigger: "schedule" },
-            following: Calendar.next(entry.cal, at)
-          }])
-        }
-        // Unarmed (the write failed), a run takes the general path: last run stored before its start.
-        yield* outbox.arm(toArm.map(([, a]) => a.intent)).pipe(
-          Effect.matchEffect({
-            onFailure: (e) =>
-              Effect.logError(`ticker: cannot record the runs due at ${new Date(wake).toISOString()}: ${e.message}`),
-            onSuccess: () => Effect.sync(() => toArm.forEach(([entry, a]) => armed.set(entry, a)))
-          })
-        )
-        // What the starts need is computed now, not at the instant.
-        yield* runner.prepare(toArm.map(([entry, a]) => ({
-          runId: a.intent.runId as RunId,
-          spec: entry.spec,
-          trigger: "schedule",
-          scheduledAt: a.intent.scheduledAt,
-          armed: true
-        })))
-
-        if (yield* sleepUntil(wake, true)) {
-          yield* disarmAll
-          continue
-        }
-        // The armed instant is the occurrence; the clock may read later (a stall), never earlier.
-        const now = Math.max(yield* Clock.currentTimeMillis, wake)
-        for (const [entry, at] of due) {
-          if (at <= now) yield* fire(entry, now)
-        }
-        // Defensive: every armed entry was due at `wake`, so `fire` took each of them.
-        if (armed.size > 0) yield* disarmAll
-      }
-    })
-
-    // Interrupted (shutdown): intents of runs not handed to the Runner yet will not run.
-    return yield* loop.pipe(Effect.onInterrupt(() => disarmAll))
+    const wakes = Stream.repeatEffect(upcoming(l)).pipe(Stream.filterMap(identity))
+    return yield* wakes.pipe(
+      Stream.runForEach((wake) => tick(l, wake)),
+      Effect.zipRight(Effect.dieMessage("ticker: the stream of wakes ended")),
+      // Interrupted (shutdown): intents of runs not handed to the Runner yet will not run.
+      Effect.onInterrupt(() => disarmAll(l))
+    )
   })
 
 /**

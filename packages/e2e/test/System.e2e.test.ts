@@ -8,9 +8,11 @@
  *
  * One cluster per database kind, shared by the tests (they use different schedules).
  */
+import * as MissedTicks from "@barto/scheduler/MissedTicks"
 import { hostname, release } from "node:os"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { type Cluster, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
+import { expectLedgerIdentity, ledger } from "./utils/faults.js"
 import { killAll } from "./utils/procs.js"
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/
@@ -134,14 +136,23 @@ for (const kind of dbKinds()) {
       }, { timeoutMs: 30_000 })
 
       for (const r of done.tick) {
-        expect(r.run_trigger).toBe("schedule")
         expect(r.state).toBe("succeeded")
         expect(r.exit_code).toBe(0)
         // on the even second, whole
         expect(r.scheduled_at % 2_000_000).toBe(0)
-        // started right after it (a sanity bound, not a performance claim)
-        expect(r.started_at! - r.scheduled_at).toBeGreaterThanOrEqual(0)
-        expect(r.started_at! - r.scheduled_at).toBeLessThan(1_000_000)
+        // Never before it. The trigger says how late the agent decided it, which is up to the
+        // machine's load, not to us (MissedTicks.plan): within the grace it is on time
+        // (`schedule`; started right after the decision, so within the grace plus the spawn: a
+        // sanity bound, not a performance claim); later (a starved CPU, the e2e files run side
+        // by side on 2 cores) the occurrence fell into a gap and the default policy, Burst,
+        // catches it up (`catch_up`), necessarily started more than the grace after it.
+        const lateMs = (r.started_at! - r.scheduled_at) / 1000
+        expect(lateMs).toBeGreaterThanOrEqual(0)
+        if (r.run_trigger === "schedule") expect(lateMs).toBeLessThan(2 * MissedTicks.DEFAULT_GRACE_MS)
+        else {
+          expect(r.run_trigger).toBe("catch_up")
+          expect(lateMs).toBeGreaterThan(MissedTicks.DEFAULT_GRACE_MS)
+        }
         expect(r.finished_at!).toBeGreaterThanOrEqual(r.started_at!)
 
         const cmds = await commands(r.run_id)
@@ -162,9 +173,14 @@ for (const kind of dbKinds()) {
           cmds[1]!.cmd_uuid
         ])
       }
-      // consecutive occurrences, none collapsed or doubled
+      // consecutive occurrences, none collapsed or doubled: from the first finished run to the
+      // last, every occurrence has exactly one row, whatever its trigger
       const [first, second] = done.tick
       expect(second!.scheduled_at - first!.scheduled_at).toBe(2_000_000)
+      const window = (await ledger(c.db, "a", "tick")).filter((r) =>
+        r.scheduled_at >= first!.scheduled_at && r.scheduled_at <= done.tick.at(-1)!.scheduled_at
+      )
+      expect(expectLedgerIdentity(window, schedules.a![0]!.on_calendar).succeeded).toBe(window.length)
 
       for (const r of done.fail) {
         expect(r.state).toBe("failed")
@@ -220,13 +236,15 @@ for (const kind of dbKinds()) {
       expect(header).toBe(`run ${f0.run_id} failed (exit 3)  a fail3`)
       expect(groupLines).toEqual([expect.stringMatching(/Z\s+about to fail$/), expect.stringMatching(/Z\s+! oops$/)])
 
-      // runs --json: the same runs, the same instants
+      // runs --json: the same runs, the same instants, the same triggers (`schedule`, or
+      // `catch_up` for one the agent decided late: see the first test)
       const byId = new Map(runsJson.map((r) => [r.runId, r]))
       for (const r of tick) {
+        expect(["schedule", "catch_up"]).toContain(r.run_trigger)
         expect(byId.get(r.run_id)).toMatchObject({
           agent: "a",
           schedule: "tick",
-          trigger: "schedule",
+          trigger: r.run_trigger,
           state: "succeeded",
           scheduledAt: iso(r.scheduled_at),
           exitCode: 0

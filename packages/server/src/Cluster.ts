@@ -23,6 +23,7 @@
 import * as Messages from "@barto/domain/Messages"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -237,8 +238,8 @@ export const layer = (
           `INSERT INTO instance_commands (id, target, created_at, body, state) VALUES (?, ?, ${now}, ?, 'pending')`,
           [id, target, body]
         )
-        const deadline = Date.now() + options.commandTimeoutMs
-        while (Date.now() < deadline) {
+        const deadline = (yield* Clock.currentTimeMillis) + options.commandTimeoutMs
+        while ((yield* Clock.currentTimeMillis) < deadline) {
           yield* Effect.sleep(pollMs)
           const rows = yield* sql.unsafe<{ state: string; result: string | null }>(
             `SELECT state, result FROM instance_commands WHERE id = ?`,
@@ -391,11 +392,12 @@ export const layer = (
         [me]
       )
       const held = new Map(mine.map((r) => [r.agent, r.session_id]))
+      const nowMs = yield* Clock.currentTimeMillis
       for (const h of handles) {
         const c = h.connection
         if (held.get(c.agent) === c.sessionId) continue
         // Sessions younger than a beat may be claiming right now.
-        if (Date.now() - c.connectedAt / 1000 < options.heartbeatMs) continue
+        if (nowMs - c.connectedAt / 1000 < options.heartbeatMs) continue
         const row = yield* readClaim(c.agent)
         // Taken by a newer connection (same agent, another instance) or, while the database was
         // unreachable, by another agent instance: this session gives way. Never claimed (the

@@ -10,6 +10,7 @@
  * too far from its clock (replays).
  */
 import type * as Config from "@barto/domain/Config"
+import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -48,7 +49,7 @@ const describe = (e: unknown): string => (e instanceof Error ? e.message : Strin
 
 const webhook = (channel: Config.NotifyChannel, eventId: string, body: string) =>
   Effect.gen(function*() {
-    const timestamp = Math.floor(Date.now() / 1000)
+    const timestamp = Math.floor((yield* Clock.currentTimeMillis) / 1000)
     const response = yield* Effect.tryPromise({
       try: (signal) =>
         fetch(channel.url!, {
