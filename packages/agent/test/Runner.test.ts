@@ -263,7 +263,10 @@ describe("Runner", () => {
   it.live("with autogroups, a job's autogroup is niced like the job, never bartoc's own", () =>
     Effect.gen(function*() {
       const own = findAutogroup()
-      const AUTOGROUP = "cat /proc/self/autogroup 2>/dev/null || echo none"
+      // bartoc sets the group right after the spawn returns, so a job may run its first
+      // instructions before that under load: the job waits (≤ 1 s) for a nice other than 0.
+      const AUTOGROUP = "for i in $(seq 50); do grep -q ' nice 0$' /proc/self/autogroup 2>/dev/null || break; " +
+        "sleep 0.02; done; cat /proc/self/autogroup 2>/dev/null || echo none"
       const byDefault = yield* start(spec("ag-default", [AUTOGROUP]))
       const zero = yield* start(spec("ag-0", [AUTOGROUP], { nice: 0 }))
       yield* awaitIdle
