@@ -491,13 +491,13 @@ describe("commands: request shape and rendering", () => {
       const [header, host, other, end] = all.stdout.split("\n")
       assert.match(
         header!,
-        /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR$/
+        /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +MISSED TICK +ZONE +CALENDAR$/
       )
       assert.match(
         host!,
-        /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\*-\*-\* 10:17:42$/
+        /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\? +\*-\*-\* 10:17:42$/
       )
-      assert.match(other!, /^other \(offline\) +sync +- +- +- +- +paused +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
+      assert.match(other!, /^other \(offline\) +sync +- +- +- +- +paused +\? +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
       assert.strictEqual(end, "")
       const one = yield* against(["schedules", "host", "--json"])
       assert.deepStrictEqual(sent(one.fake), { _tag: "SchedulesRequest", agent: "host" })
@@ -515,6 +515,8 @@ describe("commands: request shape and rendering", () => {
         overlap: null,
         onFailure: null,
         timezone: null,
+        missedTick: null,
+        catchUpLimit: null,
         lastRun: null
       })
       assert.strictEqual(JSON.parse(one.stdout)[1].nextAt, null)

@@ -310,7 +310,9 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
     agentVersion: "9.9.9",
     capabilities: [],
     outboxId: "outbox-cli-test",
-    lastSeq: -1
+    lastSeq: -1,
+    missedTick: "Burst",
+    catchUpLimit: 3
   })
   const pinger = setInterval(
     () => send({ _tag: "Ping", id: seq, sentAt: Messages.Micros.make(Date.now() * 1000) }),
@@ -499,16 +501,22 @@ const suite = (kind: "sqlite" | "mariadb") =>
         const backup = schedules.find((s: any) => s.name === "backup")
         assert.strictEqual(backup.lastRun.state, "failed")
         assert.strictEqual(backup.lastRun.exitCode, 3)
-        assert.include(backup, { timeoutSecs: null, overlap: "allow", onFailure: "continue" })
+        assert.include(backup, {
+          timeoutSecs: null,
+          overlap: "allow",
+          onFailure: "continue",
+          missedTick: "Burst",
+          catchUpLimit: 3
+        })
         assert.isString(backup.timezone)
         const text = yield* cli(["schedules", "host"])
         assert.match(
           text.stdout,
-          /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR\n/
+          /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +MISSED TICK +ZONE +CALENDAR\n/
         )
         assert.match(
           text.stdout,
-          /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +/,
+          /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +Burst \(3\) +/,
           text.stdout
         )
         // A terminal of 80 columns: the settings columns give way, nothing is cut.
@@ -518,6 +526,7 @@ const suite = (kind: "sqlite" | "mariadb") =>
         for (const l of plain.trimEnd().split("\n")) assert.isAtMost(l.length, 80, l)
         assert.match(plain, /^AGENT +SCHEDULE +LAST +RESULT/)
         assert.notInclude(plain, "OVERLAP")
+        assert.notInclude(plain, "MISSED TICK")
 
         const status = yield* json(["status"])
         assert.deepInclude(status.agents.find((a: any) => a.name === "host"), {
@@ -535,6 +544,10 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.match(st.stdout, /Failures in the last 24 h: \d+\n/)
         assert.include(st.stdout, `${RUN_FAIL.slice(-8)}  host/backup  failed (3)`)
         assert.match(st.stdout, /Last reload: none \(config loaded at start/)
+        assert.include(status.schedules.find((x: any) => x.name === "backup"), { missedTick: "Burst", catchUpLimit: 3 })
+        assert.match(st.stdout, /\n {2}host +backup .* Burst \(3\) /)
+        const clients = yield* json(["clients"])
+        assert.include(clients[0], { name: "host", missedTick: "Burst", catchUpLimit: 3 })
       }))
 
     it.live("query (read-only; a write is refused with the server's reason)", () =>
