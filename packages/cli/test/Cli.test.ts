@@ -156,6 +156,62 @@ describe("usage errors", () => {
       }
     }))
 
+  it.live("unknown options and arguments: named, in the same style, with did-you-mean for the root's", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--bogus"], "barto-cli: unknown option '--bogus'\n"],
+        [["--jsno", "runs"], "barto-cli: unknown option '--jsno' (did you mean '--json'?)\n"],
+        [["-c", "x.toml", "--loacl", "info"], "barto-cli: unknown option '--loacl' (did you mean '--local'?)\n"],
+        [["runs", "--bogus"], "barto-cli: runs: unknown option '--bogus'\n"],
+        [["cancel", "0194b1c2", "extra"], "barto-cli: cancel: unknown argument 'extra'\n"]
+      ]
+      for (const [args, stderr] of cases) {
+        const r = yield* runCli(args)
+        assert.strictEqual(r.code, 2, args.join(" "))
+        assert.strictEqual(r.stderr, stderr)
+        assert.strictEqual(r.stdout, "")
+      }
+    }))
+
+  it.live("no --wizard or --log-level (@effect/cli's, not offered): not in any help or completion, refused", () =>
+    Effect.gen(function*() {
+      for (const args of [["--help"], ["runs", "--help"], ["notify", "test", "--help"], ["calendar", "-h"]]) {
+        const help = yield* runCli(args)
+        assert.strictEqual(help.code, 0, args.join(" "))
+        assert.include(help.stdout, "--completions")
+        assert.notMatch(help.stdout, /--wizard|--log-level|wizard mode|minimum log level/, args.join(" "))
+      }
+      for (const shell of ["bash", "sh", "zsh", "fish"]) {
+        const script = yield* runCli(["--completions", shell])
+        assert.strictEqual(script.code, 0, shell)
+        assert.include(script.stdout, "schedules")
+        assert.notMatch(script.stdout, /wizard|log-level/, shell)
+      }
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--wizard"], "barto-cli: unknown option '--wizard'\n"],
+        [["runs", "--log-level", "debug"], "barto-cli: runs: unknown option '--log-level'\n"],
+        [["--log-level=debug", "info"], "barto-cli: info: unknown option '--log-level'\n"]
+      ]
+      for (const [args, stderr] of cases) {
+        const r = yield* runCli(args)
+        assert.strictEqual(r.code, 2, args.join(" "))
+        assert.strictEqual(r.stderr, stderr)
+        assert.strictEqual(r.stdout, "")
+      }
+    }))
+
+  it.live("the root help gives every command its purpose", () =>
+    Effect.gen(function*() {
+      const help = yield* runCli(["--help"])
+      const commands = help.stdout.slice(help.stdout.indexOf("\nCOMMANDS\n")).split("\n").filter((l) =>
+        l.startsWith("  - ")
+      )
+      assert.sameMembers(commands.map((l) => l.split(" ")[3]!), [...Cli.SUBCOMMAND_NAMES, "notify"])
+      // Usage, then at least two spaces, then the purpose.
+      for (const l of commands) assert.match(l, /^ {2}- \S.* {2,}[A-Z]\S* /, l)
+      assert.match(commands.find((l) => l.startsWith("  - schedules "))!, / {2}List the schedules .*missed_tick/)
+    }))
+
   it("did-you-mean: typos, swaps and prefixes; nothing for far-off words", () => {
     assert.deepStrictEqual(Cli.unknownCommand(["node", "barto-cli", "-v", "tial", "x"]), "tial")
     assert.isUndefined(Cli.unknownCommand(["node", "barto-cli", "-c", "tial", "info"]))

@@ -198,7 +198,7 @@ export const list = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
+    helpText("list", "List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
       "barto-cli list -n web1",
       "barto-cli list -n web1 -c backup --since 2026-12-01 --limit 200",
       "barto-cli list -n web1 -c backup --all --json > backup.json"
@@ -226,11 +226,15 @@ export const failed = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.", [
-      "barto-cli failed",
-      "barto-cli failed --since 2026-12-01 --until 2026-12-02",
-      "barto-cli failed --all --json"
-    ])
+    helpText(
+      "failed",
+      "List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.",
+      [
+        "barto-cli failed",
+        "barto-cli failed --since 2026-12-01 --until 2026-12-02",
+        "barto-cli failed --all --json"
+      ]
+    )
   )
 )
 
@@ -258,7 +262,7 @@ export const cmd = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
+    helpText("cmd", "Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
       "barto-cli cmd backup",
       "barto-cli cmd backup --limit 20"
     ])
@@ -372,15 +376,18 @@ export const cleanup = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(helpText(
-    "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first.",
-    [
-      "barto-cli cleanup --before 2026-06-01 --dry-run",
-      "barto-cli cleanup --before 2026-06-01",
-      "barto-cli cleanup --yes"
-    ],
-    [...remoteExitCodes, "1  also: not confirmed at the question (nothing deleted)"]
-  ))
+  Command.withDescription(
+    helpText(
+      "cleanup",
+      "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first.",
+      [
+        "barto-cli cleanup --before 2026-06-01 --dry-run",
+        "barto-cli cleanup --before 2026-06-01",
+        "barto-cli cleanup --yes"
+      ],
+      [...remoteExitCodes, "1  also: not confirmed at the question (nothing deleted)"]
+    )
+  )
 )
 
 export const commands = [info, clients, list, failed, cmd, updates, query, cleanup] as const

@@ -55,11 +55,14 @@ export const schedules = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(helpText(
-    "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
-      "overlap, on_failure and zone.",
-    ["barto-cli schedules", "barto-cli schedules web1 --json | jq '.[] | select(.lastRun.state != \"succeeded\")'"]
-  ))
+  Command.withDescription(
+    helpText(
+      "schedules",
+      "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
+        "overlap, on_failure, the agent's missed_tick (with catch_up_limit) and zone.",
+      ["barto-cli schedules", "barto-cli schedules web1 --json | jq '.[] | select(.lastRun.state != \"succeeded\")'"]
+    )
+  )
 )
 
 export const status = Command.make("status", remoteOptions, (o) =>
@@ -72,11 +75,14 @@ export const status = Command.make("status", remoteOptions, (o) =>
         yield* print(g.json ? [Render.json(Render.statusJson(r, zone))] : Render.statusText(style, r, nowMs))
       }))
   })).pipe(
-    Command.withDescription(helpText(
-      "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
-        "the last config reload, and every schedule as `schedules` shows it.",
-      ["barto-cli status", "barto-cli status --json | jq .failures24h"]
-    ))
+    Command.withDescription(
+      helpText(
+        "status",
+        "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
+          "the last config reload, and every schedule as `schedules` shows it.",
+        ["barto-cli status", "barto-cli status --json | jq .failures24h"]
+      )
+    )
   )
 
 const RUN_STATES = Messages.RunState.literals
@@ -133,7 +139,7 @@ export const runs = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
+    helpText("runs", "List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
       "barto-cli runs --agent web1 --state failed --since 2026-12-01",
       "barto-cli runs --schedule backup --limit 5 --json"
     ])
@@ -268,16 +274,19 @@ export const tail = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(helpText(
-    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet.",
-    [
-      "barto-cli tail 7d4e9a1c",
-      "barto-cli tail -f --agent web1 --schedule backup",
-      "barto-cli tail -f --agent web1 --schedule backup --once && echo ok",
-      "barto-cli tail -f --json"
-    ],
-    [...remoteExitCodes, "130  interrupted (Ctrl-C) while following", "--once: 1 when the run did not succeed"]
-  ))
+  Command.withDescription(
+    helpText(
+      "tail",
+      "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet.",
+      [
+        "barto-cli tail 7d4e9a1c",
+        "barto-cli tail -f --agent web1 --schedule backup",
+        "barto-cli tail -f --agent web1 --schedule backup --once && echo ok",
+        "barto-cli tail -f --json"
+      ],
+      [...remoteExitCodes, "130  interrupted (Ctrl-C) while following", "--once: 1 when the run did not succeed"]
+    )
+  )
 )
 
 export const run = Command.make(
@@ -349,7 +358,7 @@ export const cancel = Command.make(
           ])
         }))
     })
-).pipe(Command.withDescription(helpText("Cancel a running run (admin key required).", [
+).pipe(Command.withDescription(helpText("cancel", "Cancel a running run (admin key required).", [
   "barto-cli cancel 7d4e9a1c",
   "barto-cli cancel 0194b1c2-0000-7000-8000-00000000000b --json"
 ])))
