@@ -133,7 +133,7 @@ const line = (
   stream: Messages.Stream = "stdout"
 ) => ({ _tag: "OutputLine", seq, runId, cmdUuid: cmd, lineSeq, stream, ts: T(at), data, continuation: false }) as const
 
-/** The seed: a succeeded backup, a failed backup, a succeeded update with garuda output. */
+/** The seed: a succeeded backup, a failed backup, a succeeded update with garuda and apt output. */
 const seedRecords = (): ReadonlyArray<Messages.AgentRecord> => {
   const c1 = "c0ffee00-0000-4000-8000-0000000000c1"
   const c2 = "c0ffee00-0000-4000-8000-0000000000c2"
@@ -201,8 +201,9 @@ const seedRecords = (): ReadonlyArray<Messages.AgentRecord> => {
       startedAt: T(200)
     },
     line(13, RUN_UPD, c3, 0, "extra/kio    6.19.0-1     6.19.0-2       0.00 MiB       3.59 MiB", 201),
-    { _tag: "CommandExited", seq: 14, runId: RUN_UPD, cmdUuid: c3, exitCode: 0, signal: null, finishedAt: T(202) },
-    { _tag: "RunFinished", seq: 15, runId: RUN_UPD, state: "succeeded", finishedAt: T(202) }
+    line(14, RUN_UPD, c3, 1, "bash/jammy-updates 5.1-6ubuntu1.1 amd64 [upgradable from: 5.1-6ubuntu1]", 201),
+    { _tag: "CommandExited", seq: 15, runId: RUN_UPD, cmdUuid: c3, exitCode: 0, signal: null, finishedAt: T(202) },
+    { _tag: "RunFinished", seq: 16, runId: RUN_UPD, state: "succeeded", finishedAt: T(202) }
   ]
 }
 
@@ -216,7 +217,7 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/ws/worker?name=host`, {
     headers: { authorization: `Bearer ${API_KEY}` }
   })
-  let seq = 16
+  let seq = 17
   let acked = -1
   let ready = false
   const cancels: Array<string> = []
@@ -241,7 +242,7 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
         break
       case "Ack":
         acked = m.upTo
-        ready = acked >= 15
+        ready = acked >= 16
         break
       case "RunNow": {
         const t = Messages.Micros.make(Date.now() * 1000)
@@ -463,8 +464,11 @@ const suite = (kind: "sqlite" | "mariadb") =>
             downloadSize: "3.59 MiB"
           }]
         })
+        // `apt list --upgradable` output (the garuda row above is not apt's).
         const apt = yield* json(["updates", "-n", "host", "-u", "apt"])
-        assert.deepStrictEqual(apt, { kind: "apt", packages: [] })
+        assert.deepStrictEqual(apt, { kind: "apt", packages: ["bash"] })
+        const help = yield* cli(["updates", "--help"])
+        assert.include(help.stdout, "apt list --upgradable")
       }))
 
     it.live("list -c, cmd, failed: --limit, --since/--until, a recent window by default in text, everything piped as --json", () =>
@@ -546,6 +550,12 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.match(st.stdout, /Last reload: none \(config loaded at start/)
         assert.include(status.schedules.find((x: any) => x.name === "backup"), { missedTick: "Burst", catchUpLimit: 3 })
         assert.match(st.stdout, /\n {2}host +backup .* Burst \(3\) /)
+        // Its indented tables fit an 80-column terminal too.
+        const narrowStatus = yield* runCli(["status"], { env: env(), tty: true, columns: 80 })
+        // eslint-disable-next-line no-control-regex -- strips the colour codes the TTY run printed
+        for (const l of narrowStatus.stdout.replace(/\u001b\[[0-9;]*m/g, "").trimEnd().split("\n")) {
+          assert.isAtMost(l.length, 80, l)
+        }
         const clients = yield* json(["clients"])
         assert.include(clients[0], { name: "host", missedTick: "Burst", catchUpLimit: 3 })
       }))
@@ -678,7 +688,10 @@ const suite = (kind: "sqlite" | "mariadb") =>
         yield* Effect.promise(async () => {
           const one = follower(["tail", "-f", "--agent", "host", "--schedule", "backup"], env())
           const fleet = follower(["-v", "tail", "-f", "--json"], env())
+          // Every schedule of one agent, in text: each line led by agent/schedule.
+          const agent = follower(["-v", "tail", "-f", "--agent", "host"], env())
           try {
+            await agent.waitFor(/bartos follows the runs/, "stderr")
             // The last backup ended before: not replayed; the next fire time is announced.
             await one.waitFor(/waiting for the next run of host\/backup at \S+ \(in [^)]+\)/)
             // -v: the debug line says bartos listens (a fleet tail shows only what happens from then on).
@@ -698,9 +711,14 @@ const suite = (kind: "sqlite" | "mariadb") =>
             const ended = events.filter((e) => e.event === "end").map((e) => e.runId)
             assert.deepStrictEqual(ended, [firstId, secondId, thirdId])
             assert.isTrue(events.some((e) => e.event === "line" && e.runId === secondId && e.schedule === "update"))
+            await agent.waitFor(new RegExp(`^host/backup run ${thirdId} succeeded`, "m"))
+            assert.match(agent.output(), new RegExp(`^host/backup run ${firstId} succeeded`, "m"))
+            assert.match(agent.output(), /^host\/backup \S+ +manual run output$/m)
+            assert.match(agent.output(), /^host\/update \S+ +manual run output$/m)
+            assert.match(agent.output(), new RegExp(`^host/update run ${secondId} succeeded`, "m"))
           } finally {
-            const codes = await Promise.all([one.interrupt(), fleet.interrupt()])
-            assert.deepStrictEqual(codes, [130, 130])
+            const codes = await Promise.all([one.interrupt(), fleet.interrupt(), agent.interrupt()])
+            assert.deepStrictEqual(codes, [130, 130, 130])
           }
         })
       }))
