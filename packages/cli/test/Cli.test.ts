@@ -94,6 +94,15 @@ describe("logging", () => {
     }))
 })
 
+/** Each argv is a usage error (exit 2) printing exactly its line on stderr and nothing on stdout. */
+const usageErrors = (cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]>) =>
+  Effect.forEach(cases, ([args, stderr]) =>
+    Effect.map(runCli(args), (r) => {
+      assert.strictEqual(r.code, 2, args.join(" "))
+      assert.strictEqual(r.stderr, stderr)
+      assert.strictEqual(r.stdout, "")
+    }), { discard: true })
+
 describe("usage errors", () => {
   it.live("an unknown subcommand is exit 2 with or without --help, with did-you-mean; nothing on stdout", () =>
     Effect.gen(function*() {
@@ -112,12 +121,7 @@ describe("usage errors", () => {
           "barto-cli: unknown command 'schedule' (did you mean 'schedules'?); see 'barto-cli --help' for the commands\n"
         ]
       ]
-      for (const [args, stderr] of cases) {
-        const r = yield* runCli(args)
-        assert.strictEqual(r.code, 2, args.join(" "))
-        assert.strictEqual(r.stdout, "")
-        assert.strictEqual(r.stderr, stderr)
-      }
+      yield* usageErrors(cases)
       const help = yield* runCli(["tail", "--help"])
       assert.strictEqual(help.code, 0)
       assert.include(help.stdout, "--once")
@@ -148,12 +152,7 @@ describe("usage errors", () => {
           "barto-cli: --completions: 'zhs' is not one of bash, fish, sh, zsh (did you mean 'zsh'?)\n"
         ]
       ]
-      for (const [args, stderr] of cases) {
-        const r = yield* runCli(args)
-        assert.strictEqual(r.code, 2, args.join(" "))
-        assert.strictEqual(r.stderr, stderr)
-        assert.strictEqual(r.stdout, "")
-      }
+      yield* usageErrors(cases)
     }))
 
   it.live("unknown options and arguments: named, in the same style, with did-you-mean for the root's", () =>
@@ -165,12 +164,7 @@ describe("usage errors", () => {
         [["runs", "--bogus"], "barto-cli: runs: unknown option '--bogus'\n"],
         [["cancel", "0194b1c2", "extra"], "barto-cli: cancel: unknown argument 'extra'\n"]
       ]
-      for (const [args, stderr] of cases) {
-        const r = yield* runCli(args)
-        assert.strictEqual(r.code, 2, args.join(" "))
-        assert.strictEqual(r.stderr, stderr)
-        assert.strictEqual(r.stdout, "")
-      }
+      yield* usageErrors(cases)
     }))
 
   it.live("no --wizard or --log-level (@effect/cli's, not offered): not in any help or completion, refused", () =>
@@ -192,12 +186,7 @@ describe("usage errors", () => {
         [["runs", "--log-level", "debug"], "barto-cli: runs: unknown option '--log-level'\n"],
         [["--log-level=debug", "info"], "barto-cli: info: unknown option '--log-level'\n"]
       ]
-      for (const [args, stderr] of cases) {
-        const r = yield* runCli(args)
-        assert.strictEqual(r.code, 2, args.join(" "))
-        assert.strictEqual(r.stderr, stderr)
-        assert.strictEqual(r.stdout, "")
-      }
+      yield* usageErrors(cases)
     }))
 
   it.live("the root help gives every command its purpose", () =>
