@@ -146,6 +146,24 @@ describe("usage errors", () => {
           "barto-cli: runs: --state: 'faild' is not one of running, succeeded, failed, timed_out, cancelled, interrupted, missed, lost (did you mean 'failed'?)\n"
         ],
         [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"],
+        [["runs", "--limit", "0"], "barto-cli: runs: --limit: '0' is not 1 or more\n"],
+        [
+          ["runs", "--since", "someday"],
+          "barto-cli: runs: --since: 'someday' is not a time (RFC 3339 or YYYY-MM-DD)\n"
+        ],
+        [["alerts", "--limit", "0"], "barto-cli: alerts: --limit: '0' is not between 1 and 1000\n"],
+        [
+          ["calendar", "daily", "--tz", "Mars/Olympus"],
+          "barto-cli: calendar: --tz: 'Mars/Olympus' is not a time zone (an IANA name, e.g. Europe/Berlin)\n"
+        ],
+        [["beat", "--progress", "abc"], "barto-cli: beat: --progress: 'abc' is not DONE or DONE/TOTAL (e.g. 40/100)\n"],
+        [["beat", "--status", "a b"], "barto-cli: beat: --status: 'a b' is not one word (letters, digits, _ . -)\n"],
+        // Checked before connecting to bartos.
+        [
+          ["tail", "zzzzzz"],
+          "barto-cli: tail: RUN: 'zzzzzz' is not a run id (a whole id, a unique prefix of 6 or more characters, " +
+          "or the 8-character short form that tables show)\n"
+        ],
         [["--completions", "pwsh"], "barto-cli: --completions: 'pwsh' is not one of bash, fish, sh, zsh\n"],
         [
           ["--completions", "zhs"],
@@ -189,7 +207,7 @@ describe("usage errors", () => {
       yield* usageErrors(cases)
     }))
 
-  it.live("the root help gives every command its purpose", () =>
+  it.live("the root help gives every command its purpose; each command's help has examples and exit statuses", () =>
     Effect.gen(function*() {
       const help = yield* runCli(["--help"])
       const commands = help.stdout.slice(help.stdout.indexOf("\nCOMMANDS\n")).split("\n").filter((l) =>
@@ -199,6 +217,16 @@ describe("usage errors", () => {
       // Usage, then at least two spaces, then the purpose.
       for (const l of commands) assert.match(l, /^ {2}- \S.* {2,}[A-Z]\S* /, l)
       assert.match(commands.find((l) => l.startsWith("  - schedules "))!, / {2}List the schedules .*missed_tick/)
+      // Every command's own help: its purpose, 2 to 4 examples, its exit statuses.
+      const all = [...Cli.SUBCOMMAND_NAMES.filter((n) => n !== "notify").map((n) => [n]), ["notify", "test"]]
+      for (const command of all) {
+        const own = yield* runCli([...command, "--help"])
+        assert.strictEqual(own.code, 0, command.join(" "))
+        const examples = own.stdout.split("\n").filter((l) => l.startsWith(`  $ barto-cli ${command.join(" ")}`))
+        assert.isAtLeast(examples.length, 2, command.join(" "))
+        assert.isAtMost(examples.length, 4, command.join(" "))
+        assert.match(own.stdout, /\nEXIT STATUS\n\n {2}0 {2}\S[\s\S]*\n {2}2 {2}usage error/, command.join(" "))
+      }
     }))
 
   it("did-you-mean: typos, swaps and prefixes; nothing for far-off words", () => {

@@ -480,7 +480,7 @@ describe("commands: request shape and rendering", () => {
       }
       const bad = yield* against(["cleanup", "--before", "last tuesday"])
       assert.strictEqual(bad.code, 2)
-      assert.include(bad.stderr, "invalid --before time")
+      assert.include(bad.stderr, "barto-cli: cleanup: --before: 'last tuesday' is not a time (RFC 3339 or YYYY-MM-DD)")
     }))
 
   it.scopedLive("schedules [AGENT] with next fire time", () =>
@@ -909,7 +909,7 @@ describe("usage errors (exit 2, printed once, no connection)", () => {
           [["info", "extra"], "extra"],
           [[], "missing command"],
           [["run", "host"], "SCHEDULE"],
-          [["info", "--timeout", "0"], "invalid timeout"]
+          [["info", "--timeout", "0"], "barto-cli: info: --timeout: '0' is not a number of seconds greater than 0"]
         ] as const
       ) {
         const r = yield* against(args)

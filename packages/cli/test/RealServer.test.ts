@@ -505,6 +505,11 @@ const suite = (kind: "sqlite" | "mariadb") =>
         const backup = schedules.find((s: any) => s.name === "backup")
         assert.strictEqual(backup.lastRun.state, "failed")
         assert.strictEqual(backup.lastRun.exitCode, 3)
+        // --once: the latest run of the schedule, and its status as the exit status.
+        const once = yield* cli(["tail", "--once", "--agent", "host", "--schedule", "backup"])
+        assert.strictEqual(once.code, 1, once.stderr)
+        assert.include(once.stdout, `run ${RUN_FAIL} failed (exit 3)`)
+        assert.include(once.stdout, "Fatal: repository is locked")
         assert.include(backup, {
           timeoutSecs: null,
           overlap: "allow",
@@ -669,7 +674,7 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.strictEqual(none.stderr, "barto-cli: no run id starts or ends with 'ffffff'\n")
         const bad = yield* cli(["cancel", "abc"])
         assert.strictEqual(bad.code, 2)
-        assert.match(bad.stderr, /^barto-cli: 'abc' is not a run id/)
+        assert.match(bad.stderr, /^barto-cli: cancel: RUN: 'abc' is not a run id/)
         const cancel = yield* cli(["cancel", RUN_OK.slice(-8)])
         assert.match(cancel.stderr, new RegExp(`run ${RUN_OK} already succeeded`))
         const table = yield* cli(["runs", "--schedule", "backup"])

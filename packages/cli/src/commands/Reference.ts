@@ -49,7 +49,7 @@ export const instantOption = (name: string, description: string) =>
     Options.mapEffect((text) => {
       const micros = Render.parseInstant(text, Render.localZone())
       return micros === undefined
-        ? Effect.fail(invalidValue(`invalid --${name} time: '${text}' (RFC 3339 or YYYY-MM-DD)`))
+        ? Effect.fail(invalidValue(`--${name}: '${text}' is not a time (RFC 3339 or YYYY-MM-DD)`))
         : Effect.succeed(micros as Messages.Micros)
     }),
     Options.optional,
@@ -124,7 +124,11 @@ export const info = Command.make("info", remoteOptions, (o) =>
         const r = yield* ask(connection, { _tag: "InfoRequest" }, "InfoResponse")
         yield* print(g.json ? [Render.json(Render.infoJson(r, zone))] : Render.infoText(style, r))
       }))
-  })).pipe(Command.withDescription("Show what bartos is: version, uptime, database, listeners, connected agents."))
+  })).pipe(Command.withDescription(helpText(
+    "info",
+    "Show what bartos is: version, uptime, database, listeners, connected agents, the last config reload.",
+    ["barto-cli info", "barto-cli info --json | jq .configReload"]
+  )))
 
 export const clients = Command.make(
   "clients",
@@ -157,7 +161,11 @@ export const clients = Command.make(
           }
         }))
     })
-).pipe(Command.withDescription("List the connected agents (bartoc)."))
+).pipe(Command.withDescription(helpText("clients", "List the connected agents (bartoc).", [
+  "barto-cli clients",
+  "barto-cli clients --versions",
+  "barto-cli clients --json | jq -r '.[].name'"
+])))
 
 export const list = Command.make(
   "list",
@@ -302,7 +310,11 @@ export const updates = Command.make(
           yield* print(g.json ? [Render.json(Render.updatesJson(r.result))] : Render.updatesText(style, r.result))
         }))
     })
-).pipe(Command.withDescription("Summarise pending package updates from an agent's successful command output."))
+).pipe(Command.withDescription(helpText(
+  "updates",
+  "Summarise pending package updates from an agent's successful command output.",
+  ["barto-cli updates -n web1 -u garuda", "barto-cli updates -n db1 -u apt --json"]
+)))
 
 export const query = Command.make(
   "query",
@@ -324,9 +336,14 @@ export const query = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(
-    "Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it)."
-  )
+  Command.withDescription(helpText(
+    "query",
+    "Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it).",
+    [
+      "barto-cli query -q \"SELECT agent, schedule, state, started_at FROM runs_view WHERE started_at > '2026-12-01'\"",
+      "barto-cli query -q 'SELECT state, COUNT(*) AS n FROM runs GROUP BY state' --json"
+    ]
+  ))
 )
 
 export const cleanup = Command.make(

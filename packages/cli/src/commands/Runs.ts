@@ -9,7 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
-import { ask, print, resolveRunId, withSession } from "../internal/remote.js"
+import { ask, print, resolveRunId, runIdInput, withSession } from "../internal/remote.js"
 import {
   CliFailure,
   globals,
@@ -109,7 +109,7 @@ export const runs = Command.make(
       Options.withPseudoName("N"),
       Options.withDefault(50),
       Options.mapEffect((n) =>
-        n >= 1 ? Effect.succeed(n) : Effect.fail(invalidValue(`invalid limit: '${n}' (1 or more)`))
+        n >= 1 ? Effect.succeed(n) : Effect.fail(invalidValue(`--limit: '${n}' is not 1 or more`))
       ),
       Options.withDescription("At most N runs, newest first.")
     ),
@@ -261,6 +261,7 @@ export const tail = Command.make(
         )
       }
       if (!one && o.once) return yield* usageError("tail: --once needs a RUN id, or --agent and --schedule")
+      if (Option.isSome(o.run)) yield* runIdInput(o.run.value, "tail")
       const continuous = o.follow && !o.once && Option.isNone(o.run)
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
@@ -330,7 +331,17 @@ export const run = Command.make(
           }
         }))
     })
-).pipe(Command.withDescription("Run a schedule now (admin key required); prints the run id."))
+).pipe(Command.withDescription(helpText(
+  "run",
+  "Run a schedule now (admin key required); prints the run id.",
+  ["barto-cli run web1 backup", "barto-cli run web1 backup --wait"],
+  [
+    "0  started (with --wait: the run succeeded)",
+    "1  error: bartos refused (barto-cli: <code>: <message>), no reply, cannot connect, config error; with --wait: " +
+    "the run did not succeed",
+    "2  usage error (unknown command or option, invalid value)"
+  ]
+)))
 
 export const cancel = Command.make(
   "cancel",
@@ -345,6 +356,7 @@ export const cancel = Command.make(
   (o) =>
     Effect.gen(function*() {
       const { g, style } = yield* prologue(o)
+      yield* runIdInput(o.run, "cancel")
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
           const runId = yield* resolveRunId(connection, o.run)
@@ -385,13 +397,15 @@ const pauseCommand = (name: "pause" | "resume") =>
           }))
       })
   ).pipe(
-    Command.withDescription(
+    Command.withDescription(helpText(
+      name,
       name === "pause"
         ? "Pause a schedule: it runs nothing until resumed; its occurrences meanwhile are recorded as one missed range " +
           "(reason paused) when it is resumed (admin key required)."
         : "Resume a paused schedule; its occurrences while paused are recorded as one missed range (reason paused) " +
-          "(admin key required)."
-    )
+          "(admin key required).",
+      [`barto-cli ${name} web1 backup`, `barto-cli ${name} web1 backup --json`]
+    ))
   )
 
 export const pause = pauseCommand("pause")

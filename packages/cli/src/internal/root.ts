@@ -131,7 +131,10 @@ export const helpText = (
  */
 export const withPurposes = (text: string): string =>
   text.includes("\nCOMMANDS\n")
-    ? text.replace(/^( {2}- ([a-z]+) .*? {2,})$/gm, (line, _all, name: string) => `${line}${PURPOSES.get(name) ?? ""}`)
+    ? text.replace(
+      /^( {2}- ([a-z]+(?: [a-z]+)?) .*? {2,})$/gm,
+      (line, _all, name: string) => `${line}${PURPOSES.get(name) ?? ""}`
+    )
     : text
 
 export const remoteExitCodes = REMOTE_EXIT_CODES
@@ -155,7 +158,7 @@ export const timeoutOption = Options.float("timeout").pipe(
   Options.mapEffect((secs) =>
     secs > 0 && Number.isFinite(secs)
       ? Effect.succeed(secs)
-      : Effect.fail(invalidValue(`invalid timeout: '${secs}' (seconds, greater than 0)`))
+      : Effect.fail(invalidValue(`--timeout: '${secs}' is not a number of seconds greater than 0`))
   ),
   Options.optional,
   Options.withDescription("Seconds to wait for bartos to answer (default: timeout_secs from the config, 5).")
