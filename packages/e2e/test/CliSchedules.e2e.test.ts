@@ -3,9 +3,8 @@
  * the real programs: bartoc reports them in its hello, bartos keeps them with the session and in
  * `agents`, so they still show once the agent is offline; an agent that never connected shows `-`.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { type Cluster, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
-import { killAll } from "./utils/procs.js"
+import { describe, expect, it } from "vitest"
+import { clusterPerDescribe, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
 
 const daily: Schedule = { name: "nightly", on_calendar: "*-*-* 03:00:00", cmds: ["echo nightly"] }
 
@@ -19,23 +18,14 @@ interface ScheduleJson {
 
 for (const kind of dbKinds()) {
   describe(`schedules and status show missed_tick on ${kind}`, { timeout: 120_000 }, () => {
-    let c: Cluster
-
-    beforeAll(async () => {
-      c = await makeCluster(kind, { schedules: { a: [daily], b: [daily], c: [daily] } })
-      await c.startServer()
-    })
-
-    beforeEach(({ onTestFailed }) => {
-      onTestFailed(() => console.log(c.diagnostics()))
-    })
-
-    afterAll(async () => {
-      await c?.stop()
-      await killAll()
+    const cluster = clusterPerDescribe(async () => {
+      const made = await makeCluster(kind, { schedules: { a: [daily], b: [daily], c: [daily] } })
+      await made.startServer()
+      return made
     })
 
     it("as each bartoc reports it, kept after it disconnects; '-' for an agent never seen", async () => {
+      const c = cluster.get()
       await c.startAgent("a", { missed_tick: "Skip" })
       await c.startAgent("c", { missed_tick: "Burst", catch_up_limit: 4 })
       await c.waitForLog("a", /accepted agent 'a'/, 30_000)
