@@ -38,6 +38,7 @@ import {
   type AgentRecord,
   AgentToServer,
   type Micros,
+  type MissedTick,
   PROTOCOL_VERSION,
   recordBatchWire,
   ServerMessage
@@ -103,7 +104,12 @@ export interface Options {
    * only): `process.stderr` in the program.
    */
   readonly stderr?: { readonly write: (text: string) => unknown } | undefined
+  /** The ticker's missed-tick policy, reported in the hello (bartos shows it in `schedules`). */
+  readonly missedTick?: { readonly policy: MissedTick; readonly catchUpLimit: number } | undefined
 }
+
+/** The largest `catchUpLimit` the hello carries (an INT column on bartos). */
+const INT32_MAX = 2 ** 31 - 1
 
 export const DEFAULTS = {
   pingIntervalMs: 5_000,
@@ -137,7 +143,8 @@ export const fromConfig = (config: BartocConfig): Options => ({
   backoffBaseMs: config.connection.reconnect_base_secs * 1000,
   backoffCapMs: config.connection.reconnect_max_secs * 1000,
   // With -e the log itself is on stderr already.
-  stderr: config.enable_std_output ? undefined : process.stderr
+  stderr: config.enable_std_output ? undefined : process.stderr,
+  missedTick: { policy: config.missed_tick, catchUpLimit: config.catch_up_limit }
 })
 
 /** `{prefix}://{host}:{port}/v1/ws/worker?name=<name>` (IPv6 hosts bracketed). */
@@ -426,7 +433,11 @@ export const make = (
           agentVersion: SystemInfo.AGENT_VERSION,
           capabilities: HELLO_CAPABILITIES,
           outboxId: outbox.outboxId,
-          lastSeq: yield* SubscriptionRef.get(outbox.lastSeq)
+          lastSeq: yield* SubscriptionRef.get(outbox.lastSeq),
+          ...(options.missedTick === undefined ? {} : {
+            missedTick: options.missedTick.policy,
+            catchUpLimit: Math.min(options.missedTick.catchUpLimit, INT32_MAX)
+          })
         }).pipe(Effect.mapError((e) => ended(`sending hello: ${e.message}`)))
         yield* conn.send({ _tag: "AgentInfo", info }).pipe(Effect.mapError((e) => ended(`sending info: ${e.message}`)))
 

@@ -73,7 +73,12 @@ export const layer = (
   // first table is then the cached one (unreachable bartos: D3) or none (refused); either way
   // it is the ticker's initial table, from which it catches up.
   const ticker = Ticker.layerAfter(Effect.flatMap(Connection.Connection, (c) => c.decided), tickerOptions)
-  const connection = Connection.layer({ ...Connection.fromConfig(config), ...overrides.connection })
+  // The hello reports the policy the ticker really applies (tests may override it).
+  const connection = Connection.layer({
+    ...Connection.fromConfig(config),
+    missedTick: { policy: tickerOptions.missedTick, catchUpLimit: tickerOptions.catchUpLimit },
+    ...overrides.connection
+  })
   // Built in this order and released in reverse: the ticker stops first, then the Runner
   // terminates what still runs (their last records go to the still-open outbox), then the outbox.
   return ticker.pipe(

@@ -11,7 +11,7 @@
  */
 // first: V8 flags that must be in place before the rest of the program allocates
 import "./internal/heapFlags.js"
-import { withPlainHelp } from "@barto/domain/Argv"
+import { hiddenBuiltIn, withPlainHelp } from "@barto/domain/Argv"
 import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
 import * as Command from "@effect/cli/Command"
@@ -150,13 +150,22 @@ const main = (counts: { readonly verbose: number; readonly quiet: number }) =>
 
 const normalized = Argv.normalize(process.argv)
 
-Command.run(main(normalized), { name: "bartoc", version: AGENT_VERSION })(normalized.argv).pipe(
-  Effect.map(() => 0),
-  Effect.catchAll((e) =>
-    // @effect/cli has already printed a usage error; printing it again is the double print of
-    // style.md §8.
-    ValidationError.isValidationError(e) ? Effect.succeed(2) : Console.error(`bartoc: ${e.message}`).pipe(Effect.as(1))
-  ),
+// @effect/cli's --wizard and --log-level are not offered (Argv.hiddenBuiltIn).
+const hidden = hiddenBuiltIn(process.argv)
+const program = hidden === undefined
+  ? Command.run(main(normalized), { name: "bartoc", version: AGENT_VERSION })(normalized.argv).pipe(
+    Effect.map(() => 0),
+    Effect.catchAll((e) =>
+      // @effect/cli has already printed a usage error; printing it again is the double print of
+      // style.md §8.
+      ValidationError.isValidationError(e)
+        ? Effect.succeed(2)
+        : Console.error(`bartoc: ${e.message}`).pipe(Effect.as(1))
+    )
+  )
+  : Console.error(`bartoc: unknown option '${hidden}' (see 'bartoc --help')`).pipe(Effect.as(2))
+
+program.pipe(
   Effect.catchAllDefect((defect) =>
     Console.error(`bartoc: internal error: ${Cause.pretty(Cause.die(defect))}`).pipe(Effect.as(1))
   ),

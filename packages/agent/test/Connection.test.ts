@@ -182,12 +182,22 @@ describe("Connection", () => {
       assert.strictEqual(hello.outboxId, agent.outbox.outboxId)
       assert.strictEqual(hello.lastSeq, -1)
       assert.strictEqual(hello.agentVersion, AGENT_VERSION)
+      // Not configured (a test's Options): not reported.
+      assert.isFalse("missedTick" in hello || "catchUpLimit" in hello)
       assert.strictEqual(info.info.agentVersion, AGENT_VERSION)
       assert.isNotEmpty(info.info.hostname)
       assert.strictEqual(c1.request.headers.authorization, "Bearer s3cret")
       assert.strictEqual(c1.request.url, "/v1/ws/worker?name=agent%20one")
       // The handshake completed: the session id is known.
       yield* waitRef(agent.conn.session, Option.isSome, "the session")
+    }))
+
+  it.scopedLive("reports its missed-tick policy in the hello, a limit beyond INT as its largest value", () =>
+    Effect.gen(function*() {
+      const server = yield* FakeBartos.make()
+      yield* startAgent(server, { missedTick: { policy: "Burst", catchUpLimit: 5_000_000_000 } })
+      const hello = yield* (yield* server.connection(1)).waitFor(FakeBartos.isTag("AgentHello"))
+      assert.include(hello, { missedTick: "Burst", catchUpLimit: 2147483647 })
     }))
 
   it.scopedLive("caches a pushed schedule table and hands it to the ticker", () =>

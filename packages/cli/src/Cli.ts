@@ -3,7 +3,7 @@
  * script, args…), executes the subcommand and returns the exit status: 0 ok, 1 error, 2 usage.
  * It never fails: every error has been printed once (on stderr) by the time it returns.
  */
-import { normalizeGlobalFlags } from "@barto/domain/Argv"
+import { hiddenBuiltIn, normalizeGlobalFlags, tidyHelp } from "@barto/domain/Argv"
 import * as Config from "@barto/domain/Config"
 import * as Logging from "@barto/domain/Logging"
 import { escapeControlsKeepLines } from "@barto/domain/Printable"
@@ -19,7 +19,17 @@ import * as Beat from "./commands/Beat.js"
 import * as Calendar from "./commands/Calendar.js"
 import * as Reference from "./commands/Reference.js"
 import * as Runs from "./commands/Runs.js"
-import { CliEnv, CliFailure, failure, root, suggestion, usageError, Verbosity, VERSION } from "./internal/root.js"
+import {
+  CliEnv,
+  CliFailure,
+  failure,
+  root,
+  suggestion,
+  usageError,
+  Verbosity,
+  VERSION,
+  withPurposes
+} from "./internal/root.js"
 import * as Render from "./Render.js"
 
 export { VERSION }
@@ -44,6 +54,37 @@ const cli = CliCommand.run(command, { name: "barto-cli", version: VERSION })
 
 /** Root options that take a value: their value is never mistaken for a flag or a subcommand. */
 const VALUE_OPTIONS = new Set(["-c", "--config-absolute-path", "-t", "--tracing-absolute-path", "--timeout"])
+
+/** Every option the root takes (ours and @effect/cli's built-ins we keep), for an unknown one's did-you-mean. */
+const ROOT_OPTIONS = [
+  ...VALUE_OPTIONS,
+  "-v",
+  "--verbose",
+  "-q",
+  "--quiet",
+  "-e",
+  "--enable-std-output",
+  "-j",
+  "--json",
+  "--local",
+  "-h",
+  "--help",
+  "--version",
+  "-V",
+  "--completions"
+]
+
+/** The first option before the subcommand that the root does not take, if any. */
+const unknownRootOption = (argv: ReadonlyArray<string>): string | undefined => {
+  const tokens = normalizeArgv(argv).argv
+  for (let i = 2; i < tokens.length; i++) {
+    const token = tokens[i]!
+    if (token === "--" || SUBCOMMAND_NAMES.includes(token)) return undefined
+    if (VALUE_OPTIONS.has(token) || token === "--completions") i++
+    else if (token.startsWith("-") && !ROOT_OPTIONS.includes(token.split("=")[0]!)) return token
+  }
+  return undefined
+}
 
 /**
  * Rewrites the global part of argv (before the subcommand) for what @effect/cli cannot express:
@@ -79,19 +120,11 @@ export const normalizeArgv = (
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;]*m/g
 
-/**
- * The console as barto-cli uses it: @effect/cli's help and errors come with ANSI colours and a
- * trailing newline whatever the output is; drop the colours unless colour is allowed, and the
- * trailing newlines (each `log` ends a line already).
- */
-/**
- * The paragraphs @effect/cli writes under every option whatever it is ("A true or false value.",
- * "This setting is optional."): noise in a help where each option has its own description.
- */
-const BOILERPLATE =
-  /\n\n {2}(?:A true or false value\.|A user-defined piece of text\.|An integer\.|A floating point number\.|This setting is optional\.|One of the following: [^\n]*)(?=\n|$)/g
-
-const tidyHelp = (text: string): string => (text.includes("\nOPTIONS\n") ? text.replace(BOILERPLATE, "") : text)
+/** `runs: ` when argv names a subcommand, for the lead of a usage error. */
+const subcommandOf = (argv: ReadonlyArray<string>): string | undefined => {
+  const sub = argv.slice(2).find((t) => SUBCOMMAND_NAMES.includes(t))
+  return sub === undefined ? undefined : `${sub}: `
+}
 
 /** The option whose value is `value` in argv (`--limit abc` or `--limit=abc`), if any. */
 const optionOf = (argv: ReadonlyArray<string>, value: string): string | undefined => {
@@ -107,8 +140,18 @@ const optionOf = (argv: ReadonlyArray<string>, value: string): string | undefine
  * integer`, and for a value outside a choice the valid ones with did-you-mean.
  */
 export const usageLine = (argv: ReadonlyArray<string>, text: string): string => {
-  const sub = argv.slice(2).find((t) => SUBCOMMAND_NAMES.includes(t))
-  const lead = `barto-cli: ${sub === undefined ? "" : `${sub}: `}`
+  const lead = `barto-cli: ${subcommandOf(argv) ?? ""}`
+  const unknownArgument = /Received unknown argument: '(.*)'/.exec(text)
+  // @effect/cli's answer to an unknown option before the subcommand ("Invalid subcommand for
+  // barto-cli - use one of <every command>") does not name the option.
+  const rootOption = text.startsWith("Invalid subcommand for barto-cli") ? unknownRootOption(argv) : undefined
+  if (rootOption !== undefined) {
+    return `barto-cli: unknown option '${rootOption}'${suggestion(rootOption, ROOT_OPTIONS)}`
+  }
+  if (unknownArgument !== null) {
+    const arg = unknownArgument[1]!
+    return `${lead}unknown ${arg.startsWith("-") ? "option" : "argument"} '${arg}'`
+  }
   const notA = /^'(.*)' is not an? ([\w ]+)$/.exec(text)
   if (notA !== null) {
     const option = optionOf(argv, notA[1]!)
@@ -128,21 +171,34 @@ export const usageLine = (argv: ReadonlyArray<string>, text: string): string => 
   return `${lead}${text}`
 }
 
+/**
+ * The console as barto-cli uses it: @effect/cli's help and errors come with ANSI colours and a
+ * trailing newline whatever the output is; drop the colours unless colour is allowed, and the
+ * trailing newlines (each `log` ends a line already); tidy the help (`Argv.tidyHelp`).
+ */
 export const tidyConsole = (
   base: Console.Console,
   color: boolean,
   argv: ReadonlyArray<string> = []
 ): Console.Console => {
   const tidy = (args: ReadonlyArray<unknown>) =>
-    args.map((a) => (typeof a === "string" ? tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, "")) : a))
-  // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only
-  // prefixed. Our other unprefixed stderr lines are tail's status notes (`-- heartbeat …`).
-  const tidyError = (args: ReadonlyArray<unknown>) =>
-    tidy(args).map((a) =>
-      typeof a === "string" && !a.startsWith("barto-cli") && !a.replace(ANSI, "").startsWith("-- ") && a.trim() !== ""
-        ? [usageLine(argv, a.replace(ANSI, "").split("\n")[0]!.trim()), ...a.split("\n").slice(1)].join("\n")
-        : a
+    args.map((a) =>
+      typeof a === "string" ? withPurposes(tidyHelp((color ? a : a.replace(ANSI, "")).replace(/\n+$/, ""))) : a
     )
+  // What reaches stderr without our prefix is @effect/cli's usage error: restyled, first line only prefixed.
+  // An unknown option at the root comes as "Invalid subcommand … use one of <every command>" with
+  // the option on a later line: one line naming the option says it better.
+  const tidyError = (args: ReadonlyArray<unknown>) =>
+    tidy(args).map((a) => {
+      if (typeof a !== "string" || a.startsWith("barto-cli") || a.trim() === "") return a
+      const plain = a.replace(ANSI, "")
+      // Our other unprefixed stderr lines are tail's status notes (`-- heartbeat …`).
+      if (plain.startsWith("-- ")) return a
+      const unknownArgument = /Received unknown argument: '.*'/.exec(plain)
+      return unknownArgument !== null
+        ? usageLine(argv, unknownArgument[0])
+        : [usageLine(argv, plain.split("\n")[0]!.trim()), ...a.split("\n").slice(1)].join("\n")
+    })
   const unsafe: Console.UnsafeConsole = {
     ...base.unsafe,
     log: (...args) => base.unsafe.log(...tidy(args)),
@@ -222,6 +278,7 @@ export const unknownCommand = (argv: ReadonlyArray<string>, names: ReadonlyArray
 const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
   const normalized = normalizeArgv(argv)
   const unknown = unknownCommand(argv)
+  const hidden = hiddenBuiltIn(argv)
   const shell = argv[argv.indexOf("--completions") + 1]
   type Parsed = ReturnType<typeof cli>
   const parsed: Effect.Effect<void, CliFailure | Effect.Effect.Error<Parsed>, Effect.Effect.Context<Parsed>> =
@@ -231,6 +288,8 @@ const runTidy = (argv: ReadonlyArray<string>, env: Record<string, string | undef
           `--completions: '${shell ?? ""}' is not one of ${SHELLS.join(", ")}${suggestion(shell ?? "", SHELLS)}`
         )
       )
+      : hidden !== undefined
+      ? Effect.fail(usageError(`${subcommandOf(argv) ?? ""}unknown option '${hidden}'`))
       : unknown !== undefined
       ? Effect.fail(
         usageError(

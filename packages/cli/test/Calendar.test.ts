@@ -171,10 +171,13 @@ describe("calendar (in-process)", () => {
     Effect.gen(function*() {
       for (
         const [args, needle] of [
-          [["calendar", "daily", "--tz", "Mars/Olympus"], "invalid time zone: 'Mars/Olympus'"],
+          [
+            ["calendar", "daily", "--tz", "Mars/Olympus"],
+            "barto-cli: calendar: --tz: 'Mars/Olympus' is not a time zone"
+          ],
           [["calendar", "daily", "--count", "0"], "invalid count"],
           [["calendar", "daily", "--count", "x"], "'x'"],
-          [["calendar", "daily", "--from", "yesterday"], "invalid --from time"],
+          [["calendar", "daily", "--from", "yesterday"], "barto-cli: calendar: --from: 'yesterday' is not a time"],
           [["calendar"], "EXPR"]
         ] as const
       ) {

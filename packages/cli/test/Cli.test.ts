@@ -94,6 +94,15 @@ describe("logging", () => {
     }))
 })
 
+/** Each argv is a usage error (exit 2) printing exactly its line on stderr and nothing on stdout. */
+const usageErrors = (cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]>) =>
+  Effect.forEach(cases, ([args, stderr]) =>
+    Effect.map(runCli(args), (r) => {
+      assert.strictEqual(r.code, 2, args.join(" "))
+      assert.strictEqual(r.stderr, stderr)
+      assert.strictEqual(r.stdout, "")
+    }), { discard: true })
+
 describe("usage errors", () => {
   it.live("an unknown subcommand is exit 2 with or without --help, with did-you-mean; nothing on stdout", () =>
     Effect.gen(function*() {
@@ -112,12 +121,7 @@ describe("usage errors", () => {
           "barto-cli: unknown command 'schedule' (did you mean 'schedules'?); see 'barto-cli --help' for the commands\n"
         ]
       ]
-      for (const [args, stderr] of cases) {
-        const r = yield* runCli(args)
-        assert.strictEqual(r.code, 2, args.join(" "))
-        assert.strictEqual(r.stdout, "")
-        assert.strictEqual(r.stderr, stderr)
-      }
+      yield* usageErrors(cases)
       const help = yield* runCli(["tail", "--help"])
       assert.strictEqual(help.code, 0)
       assert.include(help.stdout, "--once")
@@ -142,17 +146,86 @@ describe("usage errors", () => {
           "barto-cli: runs: --state: 'faild' is not one of running, succeeded, failed, timed_out, cancelled, interrupted, missed, lost (did you mean 'failed'?)\n"
         ],
         [["calendar", "daily", "--count", "x"], "barto-cli: calendar: --count: 'x' is not an integer\n"],
+        [["runs", "--limit", "0"], "barto-cli: runs: --limit: '0' is not 1 or more\n"],
+        [
+          ["runs", "--since", "someday"],
+          "barto-cli: runs: --since: 'someday' is not a time (RFC 3339 or YYYY-MM-DD)\n"
+        ],
+        [["alerts", "--limit", "0"], "barto-cli: alerts: --limit: '0' is not between 1 and 1000\n"],
+        [
+          ["calendar", "daily", "--tz", "Mars/Olympus"],
+          "barto-cli: calendar: --tz: 'Mars/Olympus' is not a time zone (an IANA name, e.g. Europe/Berlin)\n"
+        ],
+        [["beat", "--progress", "abc"], "barto-cli: beat: --progress: 'abc' is not DONE or DONE/TOTAL (e.g. 40/100)\n"],
+        [["beat", "--status", "a b"], "barto-cli: beat: --status: 'a b' is not one word (letters, digits, _ . -)\n"],
+        // Checked before connecting to bartos.
+        [
+          ["tail", "zzzzzz"],
+          "barto-cli: tail: RUN: 'zzzzzz' is not a run id (a whole id, a unique prefix of 6 or more characters, " +
+          "or the 8-character short form that tables show)\n"
+        ],
         [["--completions", "pwsh"], "barto-cli: --completions: 'pwsh' is not one of bash, fish, sh, zsh\n"],
         [
           ["--completions", "zhs"],
           "barto-cli: --completions: 'zhs' is not one of bash, fish, sh, zsh (did you mean 'zsh'?)\n"
         ]
       ]
-      for (const [args, stderr] of cases) {
-        const r = yield* runCli(args)
-        assert.strictEqual(r.code, 2, args.join(" "))
-        assert.strictEqual(r.stderr, stderr)
-        assert.strictEqual(r.stdout, "")
+      yield* usageErrors(cases)
+    }))
+
+  it.live("unknown options and arguments: named, in the same style, with did-you-mean for the root's", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--bogus"], "barto-cli: unknown option '--bogus'\n"],
+        [["--jsno", "runs"], "barto-cli: unknown option '--jsno' (did you mean '--json'?)\n"],
+        [["-c", "x.toml", "--loacl", "info"], "barto-cli: unknown option '--loacl' (did you mean '--local'?)\n"],
+        [["runs", "--bogus"], "barto-cli: runs: unknown option '--bogus'\n"],
+        [["cancel", "0194b1c2", "extra"], "barto-cli: cancel: unknown argument 'extra'\n"]
+      ]
+      yield* usageErrors(cases)
+    }))
+
+  it.live("no --wizard or --log-level (@effect/cli's, not offered): not in any help or completion, refused", () =>
+    Effect.gen(function*() {
+      for (const args of [["--help"], ["runs", "--help"], ["notify", "test", "--help"], ["calendar", "-h"]]) {
+        const help = yield* runCli(args)
+        assert.strictEqual(help.code, 0, args.join(" "))
+        assert.include(help.stdout, "--completions")
+        assert.notMatch(help.stdout, /--wizard|--log-level|wizard mode|minimum log level/, args.join(" "))
+      }
+      for (const shell of ["bash", "sh", "zsh", "fish"]) {
+        const script = yield* runCli(["--completions", shell])
+        assert.strictEqual(script.code, 0, shell)
+        assert.include(script.stdout, "schedules")
+        assert.notMatch(script.stdout, /wizard|log-level/, shell)
+      }
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--wizard"], "barto-cli: unknown option '--wizard'\n"],
+        [["runs", "--log-level", "debug"], "barto-cli: runs: unknown option '--log-level'\n"],
+        [["--log-level=debug", "info"], "barto-cli: info: unknown option '--log-level'\n"]
+      ]
+      yield* usageErrors(cases)
+    }))
+
+  it.live("the root help gives every command its purpose; each command's help has examples and exit statuses", () =>
+    Effect.gen(function*() {
+      const help = yield* runCli(["--help"])
+      const commands = help.stdout.slice(help.stdout.indexOf("\nCOMMANDS\n")).split("\n").filter((l) =>
+        l.startsWith("  - ")
+      )
+      assert.sameMembers(commands.map((l) => l.split(" ")[3]!), [...Cli.SUBCOMMAND_NAMES, "notify"])
+      // Usage, then at least two spaces, then the purpose.
+      for (const l of commands) assert.match(l, /^ {2}- \S.* {2,}[A-Z]\S* /, l)
+      assert.match(commands.find((l) => l.startsWith("  - schedules "))!, / {2}List the schedules .*missed_tick/)
+      // Every command's own help: its purpose, 2 to 4 examples, its exit statuses.
+      const all = [...Cli.SUBCOMMAND_NAMES.filter((n) => n !== "notify").map((n) => [n]), ["notify", "test"]]
+      for (const command of all) {
+        const own = yield* runCli([...command, "--help"])
+        assert.strictEqual(own.code, 0, command.join(" "))
+        const examples = own.stdout.split("\n").filter((l) => l.startsWith(`  $ barto-cli ${command.join(" ")}`))
+        assert.isAtLeast(examples.length, 2, command.join(" "))
+        assert.isAtMost(examples.length, 4, command.join(" "))
+        assert.match(own.stdout, /\nEXIT STATUS\n\n {2}0 {2}\S[\s\S]*\n {2}2 {2}usage error/, command.join(" "))
       }
     }))
 

@@ -480,7 +480,7 @@ describe("commands: request shape and rendering", () => {
       }
       const bad = yield* against(["cleanup", "--before", "last tuesday"])
       assert.strictEqual(bad.code, 2)
-      assert.include(bad.stderr, "invalid --before time")
+      assert.include(bad.stderr, "barto-cli: cleanup: --before: 'last tuesday' is not a time (RFC 3339 or YYYY-MM-DD)")
     }))
 
   it.scopedLive("schedules [AGENT] with next fire time", () =>
@@ -491,13 +491,13 @@ describe("commands: request shape and rendering", () => {
       const [header, host, other, end] = all.stdout.split("\n")
       assert.match(
         header!,
-        /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR$/
+        /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +MISSED TICK +ZONE +CALENDAR$/
       )
       assert.match(
         host!,
-        /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\*-\*-\* 10:17:42$/
+        /^host +backup +- +- +- +2026-01-01T01:00:00Z +\d+ d( \d+ h)? ago +\? +\? +\? +\? +\? +\*-\*-\* 10:17:42$/
       )
-      assert.match(other!, /^other \(offline\) +sync +- +- +- +- +paused +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
+      assert.match(other!, /^other \(offline\) +sync +- +- +- +- +paused +\? +\? +\? +\? +\? +\*-\*-\* 10:17:42$/)
       assert.strictEqual(end, "")
       const one = yield* against(["schedules", "host", "--json"])
       assert.deepStrictEqual(sent(one.fake), { _tag: "SchedulesRequest", agent: "host" })
@@ -515,6 +515,8 @@ describe("commands: request shape and rendering", () => {
         overlap: null,
         onFailure: null,
         timezone: null,
+        missedTick: null,
+        catchUpLimit: null,
         lastRun: null
       })
       assert.strictEqual(JSON.parse(one.stdout)[1].nextAt, null)
@@ -907,7 +909,7 @@ describe("usage errors (exit 2, printed once, no connection)", () => {
           [["info", "extra"], "extra"],
           [[], "missing command"],
           [["run", "host"], "SCHEDULE"],
-          [["info", "--timeout", "0"], "invalid timeout"]
+          [["info", "--timeout", "0"], "barto-cli: info: --timeout: '0' is not a number of seconds greater than 0"]
         ] as const
       ) {
         const r = yield* against(args)

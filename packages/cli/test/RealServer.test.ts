@@ -133,7 +133,7 @@ const line = (
   stream: Messages.Stream = "stdout"
 ) => ({ _tag: "OutputLine", seq, runId, cmdUuid: cmd, lineSeq, stream, ts: T(at), data, continuation: false }) as const
 
-/** The seed: a succeeded backup, a failed backup, a succeeded update with garuda output. */
+/** The seed: a succeeded backup, a failed backup, a succeeded update with garuda and apt output. */
 const seedRecords = (): ReadonlyArray<Messages.AgentRecord> => {
   const c1 = "c0ffee00-0000-4000-8000-0000000000c1"
   const c2 = "c0ffee00-0000-4000-8000-0000000000c2"
@@ -201,8 +201,9 @@ const seedRecords = (): ReadonlyArray<Messages.AgentRecord> => {
       startedAt: T(200)
     },
     line(13, RUN_UPD, c3, 0, "extra/kio    6.19.0-1     6.19.0-2       0.00 MiB       3.59 MiB", 201),
-    { _tag: "CommandExited", seq: 14, runId: RUN_UPD, cmdUuid: c3, exitCode: 0, signal: null, finishedAt: T(202) },
-    { _tag: "RunFinished", seq: 15, runId: RUN_UPD, state: "succeeded", finishedAt: T(202) }
+    line(14, RUN_UPD, c3, 1, "bash/jammy-updates 5.1-6ubuntu1.1 amd64 [upgradable from: 5.1-6ubuntu1]", 201),
+    { _tag: "CommandExited", seq: 15, runId: RUN_UPD, cmdUuid: c3, exitCode: 0, signal: null, finishedAt: T(202) },
+    { _tag: "RunFinished", seq: 16, runId: RUN_UPD, state: "succeeded", finishedAt: T(202) }
   ]
 }
 
@@ -216,7 +217,7 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/ws/worker?name=host`, {
     headers: { authorization: `Bearer ${API_KEY}` }
   })
-  let seq = 16
+  let seq = 17
   let acked = -1
   let ready = false
   const cancels: Array<string> = []
@@ -241,7 +242,7 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
         break
       case "Ack":
         acked = m.upTo
-        ready = acked >= 15
+        ready = acked >= 16
         break
       case "RunNow": {
         const t = Messages.Micros.make(Date.now() * 1000)
@@ -310,7 +311,9 @@ const startAgent = async (port: number): Promise<FakeAgent> => {
     agentVersion: "9.9.9",
     capabilities: [],
     outboxId: "outbox-cli-test",
-    lastSeq: -1
+    lastSeq: -1,
+    missedTick: "Burst",
+    catchUpLimit: 3
   })
   const pinger = setInterval(
     () => send({ _tag: "Ping", id: seq, sentAt: Messages.Micros.make(Date.now() * 1000) }),
@@ -461,8 +464,11 @@ const suite = (kind: "sqlite" | "mariadb") =>
             downloadSize: "3.59 MiB"
           }]
         })
+        // `apt list --upgradable` output (the garuda row above is not apt's).
         const apt = yield* json(["updates", "-n", "host", "-u", "apt"])
-        assert.deepStrictEqual(apt, { kind: "apt", packages: [] })
+        assert.deepStrictEqual(apt, { kind: "apt", packages: ["bash"] })
+        const help = yield* cli(["updates", "--help"])
+        assert.include(help.stdout, "apt list --upgradable")
       }))
 
     it.live("list -c, cmd, failed: --limit, --since/--until, a recent window by default in text, everything piped as --json", () =>
@@ -499,16 +505,27 @@ const suite = (kind: "sqlite" | "mariadb") =>
         const backup = schedules.find((s: any) => s.name === "backup")
         assert.strictEqual(backup.lastRun.state, "failed")
         assert.strictEqual(backup.lastRun.exitCode, 3)
-        assert.include(backup, { timeoutSecs: null, overlap: "allow", onFailure: "continue" })
+        // --once: the latest run of the schedule, and its status as the exit status.
+        const once = yield* cli(["tail", "--once", "--agent", "host", "--schedule", "backup"])
+        assert.strictEqual(once.code, 1, once.stderr)
+        assert.include(once.stdout, `run ${RUN_FAIL} failed (exit 3)`)
+        assert.include(once.stdout, "Fatal: repository is locked")
+        assert.include(backup, {
+          timeoutSecs: null,
+          overlap: "allow",
+          onFailure: "continue",
+          missedTick: "Burst",
+          catchUpLimit: 3
+        })
         assert.isString(backup.timezone)
         const text = yield* cli(["schedules", "host"])
         assert.match(
           text.stdout,
-          /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +ZONE +CALENDAR\n/
+          /^AGENT +SCHEDULE +LAST +RESULT +DURATION +NEXT +LEFT +TIMEOUT +OVERLAP +ON FAILURE +MISSED TICK +ZONE +CALENDAR\n/
         )
         assert.match(
           text.stdout,
-          /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +/,
+          /\nhost +backup +\d+ [a-z]+( \d+ [a-z]+)? ago +failed \(3\) +2\.000s +\S+ +in \d+ [a-z]+( \d+ [a-z]+)? +none +allow +continue +Burst \(3\) +/,
           text.stdout
         )
         // A terminal of 80 columns: the settings columns give way, nothing is cut.
@@ -518,6 +535,7 @@ const suite = (kind: "sqlite" | "mariadb") =>
         for (const l of plain.trimEnd().split("\n")) assert.isAtMost(l.length, 80, l)
         assert.match(plain, /^AGENT +SCHEDULE +LAST +RESULT/)
         assert.notInclude(plain, "OVERLAP")
+        assert.notInclude(plain, "MISSED TICK")
 
         const status = yield* json(["status"])
         assert.deepInclude(status.agents.find((a: any) => a.name === "host"), {
@@ -535,6 +553,16 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.match(st.stdout, /Failures in the last 24 h: \d+\n/)
         assert.include(st.stdout, `${RUN_FAIL.slice(-8)}  host/backup  failed (3)`)
         assert.match(st.stdout, /Last reload: none \(config loaded at start/)
+        assert.include(status.schedules.find((x: any) => x.name === "backup"), { missedTick: "Burst", catchUpLimit: 3 })
+        assert.match(st.stdout, /\n {2}host +backup .* Burst \(3\) /)
+        // Its indented tables fit an 80-column terminal too.
+        const narrowStatus = yield* runCli(["status"], { env: env(), tty: true, columns: 80 })
+        // eslint-disable-next-line no-control-regex -- strips the colour codes the TTY run printed
+        for (const l of narrowStatus.stdout.replace(/\u001b\[[0-9;]*m/g, "").trimEnd().split("\n")) {
+          assert.isAtMost(l.length, 80, l)
+        }
+        const clients = yield* json(["clients"])
+        assert.include(clients[0], { name: "host", missedTick: "Burst", catchUpLimit: 3 })
       }))
 
     it.live("query (read-only; a write is refused with the server's reason)", () =>
@@ -646,7 +674,7 @@ const suite = (kind: "sqlite" | "mariadb") =>
         assert.strictEqual(none.stderr, "barto-cli: no run id starts or ends with 'ffffff'\n")
         const bad = yield* cli(["cancel", "abc"])
         assert.strictEqual(bad.code, 2)
-        assert.match(bad.stderr, /^barto-cli: 'abc' is not a run id/)
+        assert.match(bad.stderr, /^barto-cli: cancel: RUN: 'abc' is not a run id/)
         const cancel = yield* cli(["cancel", RUN_OK.slice(-8)])
         assert.match(cancel.stderr, new RegExp(`run ${RUN_OK} already succeeded`))
         const table = yield* cli(["runs", "--schedule", "backup"])
@@ -665,7 +693,10 @@ const suite = (kind: "sqlite" | "mariadb") =>
         yield* Effect.promise(async () => {
           const one = follower(["tail", "-f", "--agent", "host", "--schedule", "backup"], env())
           const fleet = follower(["-v", "tail", "-f", "--json"], env())
+          // Every schedule of one agent, in text: each line led by agent/schedule.
+          const agent = follower(["-v", "tail", "-f", "--agent", "host"], env())
           try {
+            await agent.waitFor(/bartos follows the runs/, "stderr")
             // The last backup ended before: not replayed; the next fire time is announced.
             await one.waitFor(/waiting for the next run of host\/backup at \S+ \(in [^)]+\)/)
             // -v: the debug line says bartos listens (a fleet tail shows only what happens from then on).
@@ -685,9 +716,14 @@ const suite = (kind: "sqlite" | "mariadb") =>
             const ended = events.filter((e) => e.event === "end").map((e) => e.runId)
             assert.deepStrictEqual(ended, [firstId, secondId, thirdId])
             assert.isTrue(events.some((e) => e.event === "line" && e.runId === secondId && e.schedule === "update"))
+            await agent.waitFor(new RegExp(`^host/backup run ${thirdId} succeeded`, "m"))
+            assert.match(agent.output(), new RegExp(`^host/backup run ${firstId} succeeded`, "m"))
+            assert.match(agent.output(), /^host\/backup \S+ +manual run output$/m)
+            assert.match(agent.output(), /^host\/update \S+ +manual run output$/m)
+            assert.match(agent.output(), new RegExp(`^host/update run ${secondId} succeeded`, "m"))
           } finally {
-            const codes = await Promise.all([one.interrupt(), fleet.interrupt()])
-            assert.deepStrictEqual(codes, [130, 130])
+            const codes = await Promise.all([one.interrupt(), fleet.interrupt(), agent.interrupt()])
+            assert.deepStrictEqual(codes, [130, 130, 130])
           }
         })
       }))

@@ -293,13 +293,18 @@ describe("JSON shapes", () => {
         kernel: c.info!.kernel,
         agentVersion: "1.0"
       },
+      missedTick: null,
+      catchUpLimit: null,
       refusedDuplicates: null
     })
     const refused = new Messages.ClientRow({
       ...c,
       info: null,
+      missedTick: "Delay",
+      catchUpLimit: 10,
       refused: { count: 2, lastIp: "10.0.0.9", lastAt: M(T0) }
     })
+    assert.include(Render.clientJson(refused, "UTC"), { missedTick: "Delay", catchUpLimit: 10 })
     assert.deepStrictEqual(Render.clientJson(refused, "UTC").refusedDuplicates, {
       count: 2,
       lastIp: "10.0.0.9",

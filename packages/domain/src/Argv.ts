@@ -66,6 +66,67 @@ const SGR = /\u001b\[[0-9;]*m/g
 export const colorAllowed = (isTTY: boolean, env: Record<string, string | undefined>): boolean =>
   isTTY && env["NO_COLOR"] === undefined
 
+// ---------------------------------------------------------------------------------------------
+// @effect/cli's `--wizard` and `--log-level`
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * @effect/cli adds `--wizard` (interactive prompts) and `--log-level` to every command, whatever
+ * the program. barto's programs do not offer them (no prompts; logging is `-v`/`-q`): they are
+ * refused as unknown options (`hiddenBuiltIn`) and left out of the help and the completion scripts
+ * (`tidyHelp`).
+ */
+export const HIDDEN_BUILT_INS: ReadonlyArray<string> = ["--wizard", "--log-level"]
+
+/** The first hidden built-in option in the full argv (before `--`), else undefined. */
+export const hiddenBuiltIn = (argv: ReadonlyArray<string>): string | undefined => {
+  for (let i = 2; i < argv.length; i++) {
+    const token = argv[i]!
+    if (token === "--") return undefined
+    const hidden = HIDDEN_BUILT_INS.find((h) => token === h || token.startsWith(`${h}=`))
+    if (hidden !== undefined) return hidden
+  }
+  return undefined
+}
+
+/** A help paragraph (colour codes aside) that belongs to a hidden built-in: its usage or its description. */
+const HIDDEN_HELP = [
+  /^--wizard$/,
+  /^--log-level /,
+  /^Start wizard mode for a command\.$/,
+  /^Sets the minimum log level for a command\.$/
+]
+/** Their lines in the completion scripts: bash `opts` words, zsh `_arguments` specs, fish `complete -l`. */
+const HIDDEN_BASH_WORD = / --(?:wizard|log-level)(?= |")/g
+const HIDDEN_COMPLETION_LINE = /^\s*'--(?:wizard|log-level)\[|^complete .* -l (?:wizard|log-level)(?: |$)/
+
+/**
+ * The paragraphs @effect/cli writes under every option whatever it is ("A true or false value.",
+ * "This setting is optional."): noise in a help where each option has its own description.
+ */
+const BOILERPLATE =
+  /\n\n {2}(?:A true or false value\.|A user-defined piece of text\.|An integer\.|A floating point number\.|A file\.|This setting is optional\.|One of the following: [^\n]*)(?=\n|$)/g
+
+/**
+ * What @effect/cli printed, tidied: a help (it has an `OPTIONS` section) loses the hidden
+ * built-ins' entries and the per-option boilerplate, a completion script the hidden built-ins'
+ * words and lines; anything else is returned as it is.
+ */
+export const tidyHelp = (text: string): string => {
+  const plain = text.replace(SGR, "")
+  if (plain.includes("\nOPTIONS\n")) {
+    return text.replace(BOILERPLATE, "").split("\n\n").filter((p) =>
+      !HIDDEN_HELP.some((re) => re.test(p.replace(SGR, "").trim()))
+    ).join("\n\n")
+  }
+  if (/^(?:function _|#compdef |complete )/m.test(plain) && /--wizard|-l wizard/.test(plain)) {
+    return text.split("\n").filter((l) => !HIDDEN_COMPLETION_LINE.test(l)).map((l) =>
+      /^\s*opts="/.test(l) ? l.replace(HIDDEN_BASH_WORD, "") : l
+    ).join("\n")
+  }
+  return text
+}
+
 /**
  * The console with @effect/cli's colour codes taken out of what it prints (help, usage errors),
  * for output that is piped or under `NO_COLOR`.
@@ -84,8 +145,28 @@ export const plainConsole = (base: Console.Console): Console.Console => {
   }
 }
 
-/** Runs `effect` with `plainConsole` unless stdout is a terminal that may show colour. */
+/**
+ * The console with `tidyHelp` applied to what is printed on stdout (help, completions), and without
+ * the trailing newlines @effect/cli ends them with (`log` ends the line already).
+ */
+export const helpConsole = (base: Console.Console): Console.Console => {
+  const tidy = (args: ReadonlyArray<unknown>) =>
+    args.map((a) => (typeof a === "string" ? tidyHelp(a).replace(/\n+$/, "") : a))
+  return {
+    ...base,
+    log: (...args) => base.log(...tidy(args)),
+    unsafe: { ...base.unsafe, log: (...args) => base.unsafe.log(...tidy(args)) }
+  }
+}
+
+/**
+ * Runs `effect` (a program's @effect/cli run) with `helpConsole`, and with `plainConsole` too
+ * unless stdout is a terminal that may show colour.
+ */
 export const withPlainHelp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  colorAllowed(process.stdout.isTTY === true, process.env)
-    ? effect
-    : Console.consoleWith((base) => Effect.withConsole(effect, plainConsole(base)))
+  Console.consoleWith((base) =>
+    Effect.withConsole(
+      effect,
+      helpConsole(colorAllowed(process.stdout.isTTY === true, process.env) ? base : plainConsole(base))
+    )
+  )

@@ -26,9 +26,9 @@ const STATUS = /^[A-Za-z0-9_.-]{1,64}$/
 /** Why a `--progress` or `--status` cannot be sent, or undefined when it can. */
 export const invalid = (beat: Beat): string | undefined =>
   beat.progress !== undefined && !PROGRESS.test(beat.progress)
-    ? `invalid progress '${beat.progress}' (expected DONE or DONE/TOTAL, e.g. 40/100)`
+    ? `--progress: '${beat.progress}' is not DONE or DONE/TOTAL (e.g. 40/100)`
     : beat.status !== undefined && !STATUS.test(beat.status)
-    ? `invalid status '${beat.status}' (one word: letters, digits, _ . -)`
+    ? `--status: '${beat.status}' is not one word (letters, digits, _ . -)`
     : undefined
 
 /** The line a beat is written as (with its newline). */

@@ -232,7 +232,16 @@ export const AgentHello = Schema.TaggedStruct("AgentHello", {
    */
   outboxId: Id,
   /** Highest outbox sequence the agent has assigned so far (-1 if none). */
-  lastSeq: Schema.Int
+  lastSeq: Schema.Int,
+  /**
+   * The agent's effective `missed_tick` policy and `catch_up_limit` (bartoc.toml), shown by
+   * `barto-cli schedules` and `status`. Optional, so no protocol version bump: an agent before
+   * them sends neither (bartos shows the setting as unknown), and a bartos before them ignores
+   * them (unknown keys are dropped when decoding).
+   */
+  missedTick: Schema.optionalWith(MissedTick, { exact: true }),
+  /** A limit above the INT range is sent as its largest value (2147483647). */
+  catchUpLimit: Schema.optionalWith(Int32.pipe(Schema.nonNegative()), { exact: true })
 })
 
 export const AgentInfo = Schema.TaggedStruct("AgentInfo", { info: ClientInfo })
@@ -575,6 +584,9 @@ export class ClientRow extends Schema.Class<ClientRow>("ClientRow")({
   sessionId: Schema.String,
   connectedAt: Micros,
   info: Schema.NullOr(ClientInfo),
+  /** Its `missed_tick` and `catch_up_limit` (`AgentHello`); absent when it did not report them (or from an older bartos). */
+  missedTick: Schema.optional(MissedTick),
+  catchUpLimit: Schema.optional(Schema.Int),
   /** Other instances refused under this name since bartos started; absent when none (or from an older bartos). */
   refused: Schema.optional(DuplicateAttempts)
 }) {}
@@ -658,6 +670,13 @@ export class ScheduleRow extends Schema.Class<ScheduleRow>("ScheduleRow")({
   onFailure: Schema.optional(OnFailure),
   /** The zone the calendar is evaluated in (the schedule's `timezone`, else bartos' own). */
   timezone: Schema.optional(Schema.String),
+  /**
+   * The agent's `missed_tick` and `catch_up_limit` as it last reported them (`AgentHello`): while
+   * connected, else from its last session; null when unknown (never connected, or a bartoc before
+   * the report). Absent from an older bartos.
+   */
+  missedTick: Schema.optional(Schema.NullOr(MissedTick)),
+  catchUpLimit: Schema.optional(Schema.NullOr(Schema.Int)),
   /** The newest run (by scheduled time, a missed one included); null: it never ran. */
   lastRun: Schema.optional(Schema.NullOr(RunRow))
 }) {}

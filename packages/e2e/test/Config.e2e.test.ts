@@ -227,6 +227,30 @@ describe("--check-config", { timeout: 120_000 }, () => {
     // Piped: no colour codes (@effect/cli writes them whatever the output is).
     expect(s.stdout).not.toContain("\u001b[")
     expect(a.stdout).not.toContain("\u001b[")
+    // Neither @effect/cli's --wizard and --log-level (not offered) nor its per-option boilerplate.
+    for (const help of [s.stdout, a.stdout]) {
+      expect(help).not.toMatch(/--wizard|--log-level|This setting is optional\.|A true or false value\./)
+      expect(help).toContain("--completions")
+    }
+  })
+
+  it("bartos and bartoc refuse --wizard and --log-level as unknown options (exit 2), and complete neither", async () => {
+    const [s, a] = await Promise.all([
+      runProgram("bartos", ["--wizard"]),
+      runProgram("bartoc", ["--log-level", "debug"])
+    ])
+    expect([s.code, s.stdout, s.stderr]).toEqual([2, "", "bartos: unknown option '--wizard' (see 'bartos --help')"])
+    expect([a.code, a.stdout, a.stderr]).toEqual([
+      2,
+      "",
+      "bartoc: unknown option '--log-level' (see 'bartoc --help')"
+    ])
+    for (const shell of ["bash", "zsh", "fish"]) {
+      const script = await runProgram("bartoc", ["--completions", shell])
+      expect(script.code).toBe(0)
+      expect(script.stdout).toContain("check-config")
+      expect(script.stdout).not.toMatch(/wizard|log-level/)
+    }
   })
 })
 

@@ -92,7 +92,7 @@ const setup = async (): Promise<Setup> => {
   }
 }
 
-const startAgent = (s: Setup, name: string, order: ReadonlyArray<"A" | "B">) => {
+const startAgent = (s: Setup, name: string, order: ReadonlyArray<"A" | "B">, extra: Record<string, unknown> = {}) => {
   const path = join(s.dir, `bartoc-${name}.toml`)
   writeFileSync(
     path,
@@ -100,7 +100,8 @@ const startAgent = (s: Setup, name: string, order: ReadonlyArray<"A" | "B">) => 
       name,
       state_path: join(s.dir, `bartoc-${name}.db`),
       bartos: { prefix: "ws", servers: order.map((w) => `127.0.0.1:${s.ports[w]}`) },
-      connection: { reconnect_base_secs: 0.2, reconnect_max_secs: 1 }
+      connection: { reconnect_base_secs: 0.2, reconnect_max_secs: 1 },
+      ...extra
     })
   )
   return startProcess("bartoc", ["-c", path, "-t", join(s.dir, `bartoc-${name}.log`)], { name: `bartoc:${name}` })
@@ -131,7 +132,11 @@ describe.runIf(mariadbAvailable())("several bartos on MariaDB", () => {
       await s.startServer("A")
       await waitFor("A to lead", async () => (await lease(setupDone.db))?.holder === "A")
       await s.startServer("B")
-      const agents = [startAgent(s, "a1", ["A", "B"]), startAgent(s, "a2", ["A", "B"]), startAgent(s, "a3", ["B", "A"])]
+      const agents = [
+        startAgent(s, "a1", ["A", "B"]),
+        startAgent(s, "a2", ["A", "B"]),
+        startAgent(s, "a3", ["B", "A"], { missed_tick: "Delay" })
+      ]
       await waitFor("A to hold a1, a2 and B a3", async () => {
         const c = await claims(setupDone.db)
         return c.map((r) => `${r.agent}@${r.instance_id}`).join() === "a1@A,a2@A,a3@B"
@@ -143,6 +148,10 @@ describe.runIf(mariadbAvailable())("several bartos on MariaDB", () => {
         expect(r.code, r.stderr).toBe(0)
         expect((JSON.parse(r.stdout) as Array<{ name: string }>).map((c) => c.name).sort()).toEqual([...AGENTS])
       }
+      // An agent's missed_tick (reported in its hello to B) shows through A as well.
+      const held = await s.cli("A", ["schedules", "a3", "--json"])
+      expect(held.code, held.stderr).toBe(0)
+      expect(JSON.parse(held.stdout)[0]).toMatchObject({ connected: true, missedTick: "Delay", catchUpLimit: 10 })
       const runNow = await s.cli("A", ["run", "a3", "tick", "--json"])
       expect(runNow.code, runNow.stderr).toBe(0)
       const manualId = (JSON.parse(runNow.stdout) as { runId: string }).runId

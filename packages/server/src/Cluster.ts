@@ -73,6 +73,8 @@ interface ClaimRow {
 
 const COMMANDS_KEPT_MS = 60_000
 
+const isMissedTick = Schema.is(Messages.MissedTick)
+
 /** Internal: what the pause-sync layer needs from the cluster layer. */
 class ClusterInternal extends Context.Tag("@barto/server/internal/Cluster")<ClusterInternal, {
   readonly options: ClusterOptions
@@ -296,13 +298,17 @@ export const layer = (
         os_version: string | null
         kernel: string | null
         agent_version: string | null
+        missed_tick: string | null
+        catch_up_limit: unknown
       }
     >(
+      // The missed-tick settings come from `agents`: the holder wrote its session's there at the hello.
       `SELECT c.agent, c.session_id, c.instance_id, c.ip, c.since,
-         s.os_name, s.hostname, s.os_version, s.kernel, s.agent_version
+         s.os_name, s.hostname, s.os_version, s.kernel, s.agent_version, a.missed_tick, a.catch_up_limit
        FROM agent_claims c
        JOIN bartos_instances i ON i.instance_id = c.instance_id
        LEFT JOIN agent_sessions s ON s.session_id = c.session_id
+       LEFT JOIN agents a ON a.name = c.agent
        WHERE c.instance_id <> ? AND i.heartbeat_at > ${now} - ?`,
       [me, leaseMicros]
     )
@@ -339,7 +345,9 @@ export const layer = (
                 osVersion: r.os_version ?? "",
                 kernel: r.kernel ?? "",
                 agentVersion: r.agent_version ?? ""
-              })
+              }),
+              ...(isMissedTick(r.missed_tick) ? { missedTick: r.missed_tick } : {}),
+              ...(r.catch_up_limit === null ? {} : { catchUpLimit: Number(r.catch_up_limit) })
             })
           )
         }

@@ -101,12 +101,31 @@ export const nextAt = (calendar: string, nowMs: number): Messages.Micros | null 
   return next === undefined ? null : Messages.Micros.make(next * 1000)
 }
 
+/**
+ * The `missed_tick` and `catch_up_limit` each agent reported in its hello: a connected agent's from
+ * `Registry.list` (its session, here or on another bartos), an offline one's from its latest
+ * session as stored in `agents`. Unknown ones are absent.
+ */
+const missedTicks = (clients: ReadonlyArray<Messages.ClientRow>) =>
+  Effect.gen(function*() {
+    const out = new Map<string, { readonly missedTick: Messages.MissedTick; readonly catchUpLimit: number | null }>()
+    for (const a of yield* fromStore((yield* Store).agents())) {
+      if (a.missedTick !== null) out.set(a.name, { missedTick: a.missedTick, catchUpLimit: a.catchUpLimit })
+    }
+    for (const c of clients) {
+      if (c.missedTick === undefined) out.delete(c.name)
+      else out.set(c.name, { missedTick: c.missedTick, catchUpLimit: c.catchUpLimit ?? null })
+    }
+    return out
+  })
+
 /** Every schedule (of `agent`, or of all agents by name) with its next fire time. */
 export const scheduleRows = (agent: string | undefined) =>
   Effect.gen(function*() {
     const schedules = yield* Schedules
     const registry = yield* Registry
-    const connected = new Set((yield* registry.list).map((c) => c.name))
+    const clients = yield* registry.list
+    const connected = new Set(clients.map((c) => c.name))
     const table: ReadonlyMap<string, ReadonlyArray<Messages.ScheduleSpec>> = agent === undefined
       ? yield* schedules.all
       : new Map([[agent, yield* schedules.forAgent(agent)]])
@@ -120,8 +139,10 @@ export const scheduleRows = (agent: string | undefined) =>
     const last = yield* fromStore(
       store.recentRuns(names.flatMap((agent) => table.get(agent)!.map((s) => ({ agent, schedule: s.name }))), 1)
     )
+    const reported = yield* missedTicks(clients)
     const rows: Array<Messages.ScheduleRow> = []
     for (const name of names) {
+      const missed = reported.get(name)
       for (const spec of table.get(name)!) {
         const at = nextAt(spec.calendar, nowMs)
         const parsed = Calendar.parse(spec.calendar)
@@ -142,6 +163,8 @@ export const scheduleRows = (agent: string | undefined) =>
             overlap: spec.overlap,
             onFailure: spec.onFailure,
             ...(Either.isRight(parsed) ? { timezone: parsed.right.tz } : {}),
+            missedTick: missed?.missedTick ?? null,
+            catchUpLimit: missed?.catchUpLimit ?? null,
             lastRun: last.get(recentKey(name, spec.name))?.last ?? null
           })
         )

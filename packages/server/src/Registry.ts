@@ -9,7 +9,7 @@
  * refused (the session closes it with 4003), and the refusal is remembered for `clients`.
  */
 import { ClientRow } from "@barto/domain/Messages"
-import type { ClientInfo, DuplicateAttempts, Micros, ServerMessage } from "@barto/domain/Messages"
+import type { ClientInfo, DuplicateAttempts, Micros, MissedTick, ServerMessage } from "@barto/domain/Messages"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -29,6 +29,9 @@ export interface AgentConnection {
   readonly info: ClientInfo | null
   /** The instance's identity (its outbox id, `AgentHello.outboxId`). */
   readonly outboxId: string
+  /** Its `missed_tick` and `catch_up_limit` from its hello (absent: not reported, or held by another bartos). */
+  readonly missedTick?: MissedTick
+  readonly catchUpLimit?: number
 }
 
 export interface RegistryShape {
@@ -70,6 +73,8 @@ export const make = (): { readonly registry: RegistryShape; readonly sessions: A
             sessionId: c.sessionId,
             connectedAt: c.connectedAt,
             info: c.info,
+            ...(c.missedTick === undefined ? {} : { missedTick: c.missedTick }),
+            ...(c.catchUpLimit === undefined ? {} : { catchUpLimit: c.catchUpLimit }),
             ...(attempts === undefined ? {} : { refused: attempts })
           })
         })

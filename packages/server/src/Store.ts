@@ -14,7 +14,16 @@
  * run are refused, never written. Output lines are also unique on (run_id, line_seq), a second
  * guard behind the offsets; a line that arrives again with other content is a logged conflict.
  */
-import type { AgentRecord, ClientInfo, FailedRow, LineRow, Micros, RunRow, RunState } from "@barto/domain/Messages"
+import type {
+  AgentRecord,
+  ClientInfo,
+  FailedRow,
+  LineRow,
+  Micros,
+  MissedTick,
+  RunRow,
+  RunState
+} from "@barto/domain/Messages"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -71,6 +80,9 @@ export interface SessionInfo {
   readonly sessionId: string
   readonly ip: string
   readonly connectedAt: Micros
+  /** The agent's `missed_tick` and `catch_up_limit` from its hello; absent when it did not say. */
+  readonly missedTick?: MissedTick
+  readonly catchUpLimit?: number
 }
 
 export interface RunsFilter {
@@ -98,6 +110,9 @@ export interface AgentRow {
   readonly osVersion: string | null
   readonly kernel: string | null
   readonly agentVersion: string | null
+  /** What its latest session reported (null: it did not, or it never connected since bartos kept this). */
+  readonly missedTick: MissedTick | null
+  readonly catchUpLimit: number | null
 }
 
 /** One command of a run, in execution order. */

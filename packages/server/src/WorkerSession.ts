@@ -447,7 +447,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
               ip: s.ip,
               connectedAt: s.connectedAt,
               info: null,
-              outboxId
+              outboxId,
+              ...missedTickOf(hello)
             },
             send: (message) => Effect.suspend(() => (s.phase === READY ? send(s, message) : Effect.succeed(false))),
             close: (code, reason) => close(s, code, reason),
@@ -466,7 +467,13 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             )
             yield* older.close(CloseCode.replaced, "replaced by a newer connection")
           }
-          yield* store.sessionStarted({ agent: s.agent, sessionId: s.sessionId, ip: s.ip, connectedAt: s.connectedAt })
+          yield* store.sessionStarted({
+            agent: s.agent,
+            sessionId: s.sessionId,
+            ip: s.ip,
+            connectedAt: s.connectedAt,
+            ...missedTickOf(hello)
+          })
             .pipe(
               Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
             )
@@ -718,6 +725,14 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
 
     return { accept, shutdown, size: () => live.size } satisfies Workers
   })
+
+/** The missed-tick settings an agent reported in its hello, as the fields they are kept under. */
+const missedTickOf = (
+  hello: typeof Messages.AgentHello.Type
+): { missedTick?: Messages.MissedTick; catchUpLimit?: number } => ({
+  ...(hello.missedTick === undefined ? {} : { missedTick: hello.missedTick }),
+  ...(hello.catchUpLimit === undefined ? {} : { catchUpLimit: hello.catchUpLimit })
+})
 
 /** The peer's free text, bounded before it reaches a log line. */
 const clip = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max)}…`)

@@ -148,7 +148,13 @@ const teardown: Teardown = (exit, onExit) => {
   onExit(Option.isSome(failure) ? 2 : 1)
 }
 
-cli(countRepeatable(process.argv).argv).pipe(
+// @effect/cli's --wizard and --log-level are not offered (Argv.hiddenBuiltIn).
+const hidden = Argv.hiddenBuiltIn(process.argv)
+const program = hidden === undefined
+  ? cli(countRepeatable(process.argv).argv)
+  : report(`unknown option '${hidden}' (see 'bartos --help')`, 2)
+
+program.pipe(
   // Help and usage errors without colour codes when piped or under NO_COLOR.
   Argv.withPlainHelp,
   Effect.provide(NodeContext.layer),

@@ -1113,6 +1113,24 @@ for (const db of databases) {
         )
       }))
 
+    it.effect("an agent's missed-tick report is its latest session's (null when that one did not say)", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("a")
+        const row = Effect.map(store.agents(), (rows) => rows.find((r) => r.name === agent))
+        yield* store.sessionStarted({
+          agent,
+          sessionId: `${agent}-s1`,
+          ip: "10.0.0.7",
+          connectedAt: at(1),
+          missedTick: "Delay",
+          catchUpLimit: 2147483647
+        })
+        assert.deepInclude(yield* row, { missedTick: "Delay", catchUpLimit: 2147483647 })
+        yield* store.sessionStarted({ agent, sessionId: `${agent}-s2`, ip: "10.0.0.7", connectedAt: at(2) })
+        assert.deepInclude(yield* row, { missedTick: null, catchUpLimit: null })
+      }))
+
     it.effect("pause set", () =>
       Effect.gen(function*() {
         const store = yield* Store

@@ -10,7 +10,7 @@ import * as Options from "@effect/cli/Options"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { ask, print, withSession } from "../internal/remote.js"
-import { failure, globals, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
+import { failure, globals, helpText, invalidValue, remoteOptions, styleOf } from "../internal/root.js"
 import * as Render from "../Render.js"
 
 const subject = (agent: string | null, schedule: string | null) =>
@@ -86,9 +86,10 @@ export const alertsText = (
 ]
 
 const limitOption = Options.integer("limit").pipe(
+  Options.withPseudoName("N"),
   Options.withDefault(20),
   Options.mapEffect((n) =>
-    n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(invalidValue(`invalid limit: '${n}' (1 to 1000)`))
+    n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(invalidValue(`--limit: '${n}' is not between 1 and 1000`))
   ),
   Options.withDescription("How many recent deliveries to show (1 to 1000).")
 )
@@ -110,7 +111,11 @@ export const alerts = Command.make("alerts", { limit: limitOption, ...remoteOpti
         )
       }))
   })).pipe(
-    Command.withDescription("Show open alert incidents and the recent notification deliveries with their status.")
+    Command.withDescription(helpText(
+      "alerts",
+      "Show open alert incidents and the recent notification deliveries with their status.",
+      ["barto-cli alerts", "barto-cli alerts --limit 100 --json"]
+    ))
   )
 
 const test = Command.make(
@@ -153,7 +158,16 @@ const test = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription("Send a test notification to the channel [notify.NAME] and wait for the outcome (admin).")
+  Command.withDescription(helpText(
+    "notify test",
+    "Send a test notification to the channel [notify.NAME] and wait for the outcome (admin).",
+    ["barto-cli notify test ops-mail", "barto-cli notify test pager --timeout 60"],
+    [
+      "0  delivered",
+      "1  not delivered (the channel's error), no such channel, or bartos refused, no reply, cannot connect",
+      "2  usage error (unknown command or option, invalid value)"
+    ]
+  ))
 )
 
 export const notify = Command.make("notify").pipe(

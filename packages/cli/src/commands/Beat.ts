@@ -10,16 +10,18 @@ import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
-import { CliEnv, failure, usageError } from "../internal/root.js"
+import { CliEnv, failure, helpText, usageError } from "../internal/root.js"
 
 export const command = Command.make(
   "beat",
   {
     progress: Options.text("progress").pipe(
+      Options.withPseudoName("DONE/TOTAL"),
       Options.optional,
       Options.withDescription("How far the job got: DONE or DONE/TOTAL (e.g. 40/100).")
     ),
     status: Options.text("status").pipe(
+      Options.withPseudoName("WORD"),
       Options.optional,
       Options.withDescription("One word, e.g. ok or degraded; shown with the run.")
     ),
@@ -34,7 +36,7 @@ export const command = Command.make(
         ...(o.message.length > 0 ? { message: o.message.join(" ") } : {})
       }
       const bad = Heartbeat.invalid(beat)
-      if (bad !== undefined) return yield* usageError(bad)
+      if (bad !== undefined) return yield* usageError(`beat: ${bad}`)
       const target = env[Heartbeat.ENV_NAME]
       const fd = target === undefined ? undefined : /^fd:(\d+)$/.exec(target)?.[1]
       if (fd === undefined) {
@@ -50,7 +52,14 @@ export const command = Command.make(
       })
     })
 ).pipe(
-  Command.withDescription(
-    "Inside a job: tell bartos the job is alive (resets stall detection), with progress and status."
-  )
+  Command.withDescription(helpText(
+    "beat",
+    "Inside a job: tell bartos the job is alive (resets stall detection), with progress and status.",
+    ["barto-cli beat --progress 40/100 'copying /home'", "barto-cli beat --status degraded 'mirror 2 is slow'"],
+    [
+      "0  written to BARTO_HEARTBEAT",
+      "1  BARTO_HEARTBEAT is not set (not inside a job run by bartoc) or cannot be written",
+      "2  usage error (a malformed --progress or --status)"
+    ]
+  ))
 )

@@ -14,7 +14,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { CliFailure, globals, invalidValue, jsonOption, localOption, styleOf } from "../internal/root.js"
+import { CliFailure, globals, helpText, invalidValue, jsonOption, localOption, styleOf } from "../internal/root.js"
 import * as Render from "../Render.js"
 
 export interface CalendarOptions {
@@ -143,7 +143,9 @@ export const toText = (
 const tzOption = Options.text("tz").pipe(
   Options.withPseudoName("ZONE"),
   Options.mapEffect((zone) =>
-    Render.isValidZone(zone) ? Effect.succeed(zone) : Effect.fail(invalidValue(`invalid time zone: '${zone}'`))
+    Render.isValidZone(zone)
+      ? Effect.succeed(zone)
+      : Effect.fail(invalidValue(`--tz: '${zone}' is not a time zone (an IANA name, e.g. Europe/Berlin)`))
   ),
   Options.optional,
   Options.withDescription(
@@ -178,10 +180,12 @@ export const command = Command.make(
     count: countOption,
     tz: tzOption,
     agent: Options.text("agent").pipe(
+      Options.withPseudoName("AGENT"),
       Options.optional,
       Options.withDescription("Resolve R as bartos does for this agent (with --schedule).")
     ),
     schedule: Options.text("schedule").pipe(
+      Options.withPseudoName("SCHEDULE"),
       Options.optional,
       Options.withDescription("Resolve R as bartos does for this schedule (with --agent).")
     ),
@@ -201,7 +205,7 @@ export const command = Command.make(
         const micros = Render.parseInstant(fromText, tz ?? "UTC")
         if (micros === undefined) {
           return yield* new CliFailure({
-            message: `invalid --from time: '${fromText}' (expected RFC 3339, e.g. 2026-01-01T00:00:00Z)`,
+            message: `calendar: --from: '${fromText}' is not a time (RFC 3339, e.g. 2026-01-01T00:00:00Z)`,
             exitCode: 2
           })
         }
@@ -232,8 +236,19 @@ export const command = Command.make(
       }
     })
 ).pipe(
-  Command.withDescription(
+  Command.withDescription(helpText(
+    "calendar",
     "Show the normalised form, next elapses and time left of calendar expressions (offline, like systemd-analyze " +
-      "calendar); a cron expression gets its calendar form as a hint."
-  )
+      "calendar); a cron expression gets its calendar form as a hint.",
+    [
+      "barto-cli calendar '*-*-* 10:00' 'Mon..Fri 9:30' --count 2",
+      "barto-cli calendar daily --tz Europe/Berlin",
+      "barto-cli calendar '*-*-* 10:R:R' --agent web1 --schedule backup"
+    ],
+    [
+      "0  every expression is valid",
+      "1  an expression is invalid (reported on stderr; the others are still printed)",
+      "2  usage error (unknown command or option, invalid value)"
+    ]
+  ))
 )

@@ -49,7 +49,7 @@ export const instantOption = (name: string, description: string) =>
     Options.mapEffect((text) => {
       const micros = Render.parseInstant(text, Render.localZone())
       return micros === undefined
-        ? Effect.fail(invalidValue(`invalid --${name} time: '${text}' (RFC 3339 or YYYY-MM-DD)`))
+        ? Effect.fail(invalidValue(`--${name}: '${text}' is not a time (RFC 3339 or YYYY-MM-DD)`))
         : Effect.succeed(micros as Messages.Micros)
     }),
     Options.optional,
@@ -124,7 +124,11 @@ export const info = Command.make("info", remoteOptions, (o) =>
         const r = yield* ask(connection, { _tag: "InfoRequest" }, "InfoResponse")
         yield* print(g.json ? [Render.json(Render.infoJson(r, zone))] : Render.infoText(style, r))
       }))
-  })).pipe(Command.withDescription("Show what bartos is: version, uptime, database, listeners, connected agents."))
+  })).pipe(Command.withDescription(helpText(
+    "info",
+    "Show what bartos is: version, uptime, database, listeners, connected agents, the last config reload.",
+    ["barto-cli info", "barto-cli info --json | jq .configReload"]
+  )))
 
 export const clients = Command.make(
   "clients",
@@ -157,7 +161,11 @@ export const clients = Command.make(
           }
         }))
     })
-).pipe(Command.withDescription("List the connected agents (bartoc)."))
+).pipe(Command.withDescription(helpText("clients", "List the connected agents (bartoc).", [
+  "barto-cli clients",
+  "barto-cli clients --versions",
+  "barto-cli clients --json | jq -r '.[].name'"
+])))
 
 export const list = Command.make(
   "list",
@@ -198,7 +206,7 @@ export const list = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
+    helpText("list", "List an agent's commands, or the output lines of one command (-c); the last 24 h by default.", [
       "barto-cli list -n web1",
       "barto-cli list -n web1 -c backup --since 2026-12-01 --limit 200",
       "barto-cli list -n web1 -c backup --all --json > backup.json"
@@ -226,11 +234,15 @@ export const failed = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.", [
-      "barto-cli failed",
-      "barto-cli failed --since 2026-12-01 --until 2026-12-02",
-      "barto-cli failed --all --json"
-    ])
+    helpText(
+      "failed",
+      "List failed commands (exit code ≠ 0, signal, timeout) with their output; the last 24 h by default.",
+      [
+        "barto-cli failed",
+        "barto-cli failed --since 2026-12-01 --until 2026-12-02",
+        "barto-cli failed --all --json"
+      ]
+    )
   )
 )
 
@@ -258,7 +270,7 @@ export const cmd = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
+    helpText("cmd", "Show the output of one command on every agent, grouped by agent; the last 24 h by default.", [
       "barto-cli cmd backup",
       "barto-cli cmd backup --limit 20"
     ])
@@ -298,7 +310,11 @@ export const updates = Command.make(
           yield* print(g.json ? [Render.json(Render.updatesJson(r.result))] : Render.updatesText(style, r.result))
         }))
     })
-).pipe(Command.withDescription("Summarise pending package updates from an agent's successful command output."))
+).pipe(Command.withDescription(helpText(
+  "updates",
+  "Summarise pending package updates from an agent's successful command output.",
+  ["barto-cli updates -n web1 -u garuda", "barto-cli updates -n db1 -u apt --json"]
+)))
 
 export const query = Command.make(
   "query",
@@ -320,9 +336,14 @@ export const query = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(
-    "Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it)."
-  )
+  Command.withDescription(helpText(
+    "query",
+    "Run a read-only SQL statement on bartos' database (row and byte caps and a timeout apply; admin key when bartos requires it).",
+    [
+      "barto-cli query -q \"SELECT agent, schedule, state, started_at FROM runs_view WHERE started_at > '2026-12-01'\"",
+      "barto-cli query -q 'SELECT state, COUNT(*) AS n FROM runs GROUP BY state' --json"
+    ]
+  ))
 )
 
 export const cleanup = Command.make(
@@ -372,15 +393,18 @@ export const cleanup = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(helpText(
-    "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first.",
-    [
-      "barto-cli cleanup --before 2026-06-01 --dry-run",
-      "barto-cli cleanup --before 2026-06-01",
-      "barto-cli cleanup --yes"
-    ],
-    [...remoteExitCodes, "1  also: not confirmed at the question (nothing deleted)"]
-  ))
+  Command.withDescription(
+    helpText(
+      "cleanup",
+      "Delete old runs and output (admin key required). On a terminal without --yes: shows the dry run and asks first.",
+      [
+        "barto-cli cleanup --before 2026-06-01 --dry-run",
+        "barto-cli cleanup --before 2026-06-01",
+        "barto-cli cleanup --yes"
+      ],
+      [...remoteExitCodes, "1  also: not confirmed at the question (nothing deleted)"]
+    )
+  )
 )
 
 export const commands = [info, clients, list, failed, cmd, updates, query, cleanup] as const

@@ -10,7 +10,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Client from "../Client.js"
-import { ask, print, resolveRunId, withSession } from "../internal/remote.js"
+import { ask, print, resolveRunId, runIdInput, withSession } from "../internal/remote.js"
 import {
   CliFailure,
   globals,
@@ -56,11 +56,14 @@ export const schedules = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(helpText(
-    "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
-      "overlap, on_failure and zone.",
-    ["barto-cli schedules", "barto-cli schedules web1 --json | jq '.[] | select(.lastRun.state != \"succeeded\")'"]
-  ))
+  Command.withDescription(
+    helpText(
+      "schedules",
+      "List the schedules (of one agent): last run, result, duration, next run (or paused) and the effective timeout, " +
+        "overlap, on_failure, the agent's missed_tick (with catch_up_limit) and zone.",
+      ["barto-cli schedules", "barto-cli schedules web1 --json | jq '.[] | select(.lastRun.state != \"succeeded\")'"]
+    )
+  )
 )
 
 export const status = Command.make("status", remoteOptions, (o) =>
@@ -73,11 +76,14 @@ export const status = Command.make("status", remoteOptions, (o) =>
         yield* print(g.json ? [Render.json(Render.statusJson(r, zone))] : Render.statusText(style, r, nowMs))
       }))
   })).pipe(
-    Command.withDescription(helpText(
-      "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
-        "the last config reload, and every schedule as `schedules` shows it.",
-      ["barto-cli status", "barto-cli status --json | jq .failures24h"]
-    ))
+    Command.withDescription(
+      helpText(
+        "status",
+        "The fleet at a glance: agents online/offline with last seen, runs in progress, failures in the last 24 h, " +
+          "the last config reload, and every schedule as `schedules` shows it.",
+        ["barto-cli status", "barto-cli status --json | jq .failures24h"]
+      )
+    )
   )
 
 const RUN_STATES = Messages.RunState.literals
@@ -104,7 +110,7 @@ export const runs = Command.make(
       Options.withPseudoName("N"),
       Options.withDefault(50),
       Options.mapEffect((n) =>
-        n >= 1 ? Effect.succeed(n) : Effect.fail(invalidValue(`invalid limit: '${n}' (1 or more)`))
+        n >= 1 ? Effect.succeed(n) : Effect.fail(invalidValue(`--limit: '${n}' is not 1 or more`))
       ),
       Options.withDescription("At most N runs, newest first.")
     ),
@@ -134,7 +140,7 @@ export const runs = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    helpText("List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
+    helpText("runs", "List runs, newest first; the RUN column is the short form `tail`/`cancel` accept.", [
       "barto-cli runs --agent web1 --state failed --since 2026-12-01",
       "barto-cli runs --schedule backup --limit 5 --json"
     ])
@@ -276,6 +282,7 @@ export const tail = Command.make(
         )
       }
       if (!one && o.once) return yield* usageError("tail: --once needs a RUN id, or --agent and --schedule")
+      if (Option.isSome(o.run)) yield* runIdInput(o.run.value, "tail")
       const continuous = o.follow && !o.once && Option.isNone(o.run)
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
@@ -289,17 +296,20 @@ export const tail = Command.make(
         }))
     })
 ).pipe(
-  Command.withDescription(helpText(
-    "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet. " +
-      "A job's heartbeats are status lines on stderr (`-- heartbeat 40/100 degraded: slow`), with --json `heartbeat` events.",
-    [
-      "barto-cli tail 7d4e9a1c",
-      "barto-cli tail -f --agent web1 --schedule backup",
-      "barto-cli tail -f --agent web1 --schedule backup --once && echo ok",
-      "barto-cli tail -f --json"
-    ],
-    [...remoteExitCodes, "130  interrupted (Ctrl-C) while following", "--once: 1 when the run did not succeed"]
-  ))
+  Command.withDescription(
+    helpText(
+      "tail",
+      "Print a run's output; -f follows like journalctl -f: one run, a schedule run after run, an agent or the whole fleet. " +
+        "A job's heartbeats are status lines on stderr (`-- heartbeat 40/100 degraded: slow`), with --json `heartbeat` events.",
+      [
+        "barto-cli tail 7d4e9a1c",
+        "barto-cli tail -f --agent web1 --schedule backup",
+        "barto-cli tail -f --agent web1 --schedule backup --once && echo ok",
+        "barto-cli tail -f --json"
+      ],
+      [...remoteExitCodes, "130  interrupted (Ctrl-C) while following", "--once: 1 when the run did not succeed"]
+    )
+  )
 )
 
 export const run = Command.make(
@@ -343,7 +353,17 @@ export const run = Command.make(
           }
         }))
     })
-).pipe(Command.withDescription("Run a schedule now (admin key required); prints the run id."))
+).pipe(Command.withDescription(helpText(
+  "run",
+  "Run a schedule now (admin key required); prints the run id.",
+  ["barto-cli run web1 backup", "barto-cli run web1 backup --wait"],
+  [
+    "0  started (with --wait: the run succeeded)",
+    "1  error: bartos refused (barto-cli: <code>: <message>), no reply, cannot connect, config error; with --wait: " +
+    "the run did not succeed",
+    "2  usage error (unknown command or option, invalid value)"
+  ]
+)))
 
 export const cancel = Command.make(
   "cancel",
@@ -358,6 +378,7 @@ export const cancel = Command.make(
   (o) =>
     Effect.gen(function*() {
       const { g, style } = yield* prologue(o)
+      yield* runIdInput(o.run, "cancel")
       yield* withSession(g, style, ({ connection }) =>
         Effect.gen(function*() {
           const runId = yield* resolveRunId(connection, o.run)
@@ -371,7 +392,7 @@ export const cancel = Command.make(
           ])
         }))
     })
-).pipe(Command.withDescription(helpText("Cancel a running run (admin key required).", [
+).pipe(Command.withDescription(helpText("cancel", "Cancel a running run (admin key required).", [
   "barto-cli cancel 7d4e9a1c",
   "barto-cli cancel 0194b1c2-0000-7000-8000-00000000000b --json"
 ])))
@@ -398,13 +419,15 @@ const pauseCommand = (name: "pause" | "resume") =>
           }))
       })
   ).pipe(
-    Command.withDescription(
+    Command.withDescription(helpText(
+      name,
       name === "pause"
         ? "Pause a schedule: it runs nothing until resumed; its occurrences meanwhile are recorded as one missed range " +
           "(reason paused) when it is resumed (admin key required)."
         : "Resume a paused schedule; its occurrences while paused are recorded as one missed range (reason paused) " +
-          "(admin key required)."
-    )
+          "(admin key required).",
+      [`barto-cli ${name} web1 backup`, `barto-cli ${name} web1 backup --json`]
+    ))
   )
 
 export const pause = pauseCommand("pause")

@@ -86,6 +86,17 @@ export const print = (lines: ReadonlyArray<string>) =>
 /** At most this many candidates are listed when a run id prefix is ambiguous. */
 const CANDIDATES = 10
 
+/** `input` as a run id or a part of one (lower case), else a usage error: checked before connecting. */
+export const runIdInput = (input: string, command?: string) => {
+  const text = input.trim().toLowerCase()
+  return Ids.isUuid(text) || Ids.isRunIdInput(text) ? Effect.succeed(text) : usageError(
+    `${
+      command === undefined ? "" : `${command}: `
+    }RUN: '${input}' is not a run id (a whole id, a unique prefix of ${Ids.MIN_RUN_ID_INPUT} or more characters, ` +
+      `or the ${Ids.SHORT_RUN_ID_LENGTH}-character short form that tables show)`
+  )
+}
+
 /**
  * The run a user means by `text`: a whole run id, a unique prefix of one (6 characters or more,
  * like git and docker), or the short form tables show (its last 8 characters). Unknown → exit 1;
@@ -93,14 +104,8 @@ const CANDIDATES = 10
  */
 export const resolveRunId = (connection: Client.Connection, input: string) =>
   Effect.gen(function*() {
-    const text = input.trim().toLowerCase()
+    const text = yield* runIdInput(input)
     if (Ids.isUuid(text)) return text as Messages.RunId
-    if (!Ids.isRunIdInput(text)) {
-      return yield* usageError(
-        `'${input}' is not a run id (a whole id, a unique prefix of ${Ids.MIN_RUN_ID_INPUT} or more characters, ` +
-          `or the ${Ids.SHORT_RUN_ID_LENGTH}-character short form that tables show)`
-      )
-    }
     const r = yield* ask(connection, { _tag: "RunsRequest", runId: text, limit: CANDIDATES + 1 }, "RunsResponse")
     // A bartos that predates `runId` answers the newest runs instead: keep only real matches.
     const matches = r.runs.filter((run) => Ids.matchesRunId(run.runId, text))

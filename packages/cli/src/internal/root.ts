@@ -100,22 +100,42 @@ const REMOTE_EXIT_CODES: ReadonlyArray<string> = [
   "2  usage error (unknown command or option, invalid value)"
 ]
 
+/** The purpose of each command whose help `helpText` made, by command name (see `withPurposes`). */
+const PURPOSES = new Map<string, string>()
+
 /**
  * A command's help: its one-line purpose, 2–4 examples and its exit statuses (`exits` adds to or
  * replaces the shared ones), for `Command.withDescription`.
  */
+
 export const helpText = (
+  command: string,
   purpose: string,
   examples: ReadonlyArray<string>,
   exits: ReadonlyArray<string> = REMOTE_EXIT_CODES
-): HelpDoc.HelpDoc =>
-  HelpDoc.blocks([
+): HelpDoc.HelpDoc => {
+  PURPOSES.set(command, purpose)
+  return HelpDoc.blocks([
     HelpDoc.p(purpose),
     HelpDoc.h2("EXAMPLES"),
     ...examples.map((e) => HelpDoc.p(`  $ ${e}`)),
     HelpDoc.h2("EXIT STATUS"),
     ...exits.map((e) => HelpDoc.p(`  ${e}`))
   ])
+}
+
+/**
+ * The root help's COMMANDS list with each command's purpose: @effect/cli takes a command's line
+ * there from its description only when that is a single paragraph, and `helpText`'s are several
+ * (purpose, examples, exit statuses), so their lines end in the padding before an empty column.
+ */
+export const withPurposes = (text: string): string =>
+  text.includes("\nCOMMANDS\n")
+    ? text.replace(
+      /^( {2}- ([a-z]+(?: [a-z]+)?) .*? {2,})$/gm,
+      (line, _all, name: string) => `${line}${PURPOSES.get(name) ?? ""}`
+    )
+    : text
 
 export const remoteExitCodes = REMOTE_EXIT_CODES
 
@@ -138,7 +158,7 @@ export const timeoutOption = Options.float("timeout").pipe(
   Options.mapEffect((secs) =>
     secs > 0 && Number.isFinite(secs)
       ? Effect.succeed(secs)
-      : Effect.fail(invalidValue(`invalid timeout: '${secs}' (seconds, greater than 0)`))
+      : Effect.fail(invalidValue(`--timeout: '${secs}' is not a number of seconds greater than 0`))
   ),
   Options.optional,
   Options.withDescription("Seconds to wait for bartos to answer (default: timeout_secs from the config, 5).")

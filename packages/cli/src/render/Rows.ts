@@ -245,6 +245,16 @@ const resultCell = (style: Style, r: Messages.RunRow): string => {
 const timeoutCell = (secs: number | null | undefined): string =>
   secs === undefined ? "?" : secs === null ? "none" : formatDuration(secs * 1_000_000).replace(/\.0+s$/, "s")
 
+/** The agent's missed-tick policy: `Burst (10)` (its catch_up_limit), `Delay`, `Skip`; `-` unknown, `?` older bartos. */
+const missedTickCell = (s: Messages.ScheduleRow): string =>
+  s.missedTick === undefined
+    ? "?"
+    : s.missedTick === null
+    ? "-"
+    : s.missedTick === "Burst" && s.catchUpLimit != null
+    ? `Burst (${s.catchUpLimit})`
+    : s.missedTick
+
 /**
  * Like `systemctl list-timers` and `kubectl get cronjob`: per schedule its last run and result,
  * the next one (or paused), and the effective settings. On a narrow terminal the settings go
@@ -270,6 +280,7 @@ export const schedulesText = (
       timeoutCell(s.timeoutSecs),
       s.overlap ?? "?",
       s.onFailure ?? "?",
+      missedTickCell(s),
       s.timezone === undefined ? "?" : clean(s.timezone),
       clean(s.calendar)
     ]
@@ -285,6 +296,7 @@ export const schedulesText = (
     { header: "TIMEOUT", drop: 2 },
     { header: "OVERLAP", drop: 1 },
     { header: "ON FAILURE", drop: 1 },
+    { header: "MISSED TICK", drop: 1 },
     { header: "ZONE", drop: 2 },
     { header: "CALENDAR", drop: 5 }
   ], rows)

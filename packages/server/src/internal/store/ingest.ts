@@ -147,11 +147,16 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       return text
     }
 
+    // The missed-tick settings are the latest session's, NULL when it did not report them.
     const upsertAgentSeen = mysql
-      ? `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip) VALUES (?, ?, ?, ?)
-         ON DUPLICATE KEY UPDATE last_seen_at = VALUES(last_seen_at), last_ip = VALUES(last_ip)`
-      : `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip) VALUES (?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip`
+      ? `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip, missed_tick, catch_up_limit)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE last_seen_at = VALUES(last_seen_at), last_ip = VALUES(last_ip),
+           missed_tick = VALUES(missed_tick), catch_up_limit = VALUES(catch_up_limit)`
+      : `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip, missed_tick, catch_up_limit)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip,
+           missed_tick = excluded.missed_tick, catch_up_limit = excluded.catch_up_limit`
 
     // --- ingest ----------------------------------------------------------------------------------
     //
@@ -673,7 +678,14 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
 
     const sessionStarted = (s: SessionInfo) =>
       Effect.all([
-        exec(upsertAgentSeen, [s.agent, s.connectedAt, s.connectedAt, clip(s.ip)]),
+        exec(upsertAgentSeen, [
+          s.agent,
+          s.connectedAt,
+          s.connectedAt,
+          clip(s.ip),
+          s.missedTick ?? null,
+          s.catchUpLimit ?? null
+        ]),
         changes(
           sql`INSERT INTO agent_sessions (session_id, agent, ip, connected_at)
             VALUES (${s.sessionId}, ${s.agent}, ${clip(s.ip)}, ${s.connectedAt})

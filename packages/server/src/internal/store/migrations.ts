@@ -346,7 +346,10 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   // runs --agent A --limit N (newest first): a range of this index read backwards, instead of
   // sorting every run of the agent (runs_agent_schedule_scheduled serves it only per schedule).
   // instance_commands needs no index of its own: answered rows are removed after a minute.
-  "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id")
+  "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id"),
+  // What the agent's latest session reported in its hello (`barto-cli schedules`), NULL when it did not.
+  "0040_add_agents_missed_tick": addColumn("agents", "missed_tick", "VARCHAR(16) NULL"),
+  "0041_add_agents_catch_up_limit": addColumn("agents", "catch_up_limit", "INT NULL")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))

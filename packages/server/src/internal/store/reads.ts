@@ -8,7 +8,7 @@
  * per-connection prepared statements few (`inList`).
  */
 import * as Decoder from "@barto/domain/Decoder"
-import { type FailedRow, type LineRow, type Micros, RunState } from "@barto/domain/Messages"
+import { type FailedRow, type LineRow, type Micros, MissedTick, RunState } from "@barto/domain/Messages"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -46,6 +46,8 @@ import {
 const LOST_OR_FAILED = "('failed', 'timed_out', 'interrupted', 'lost')"
 
 const decodeRunState = Decoder.make(RunState)
+/** A value another version wrote that this one does not know is unknown (null), not an error. */
+const decodeMissedTick = Decoder.make(MissedTick)
 
 export type ReadsShape = Pick<
   StoreShape,
@@ -515,7 +517,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       )
 
     const agents = () =>
-      sql<Row>`SELECT name, first_seen_at, last_seen_at, last_ip, os_name, hostname, os_version, kernel, agent_version
+      sql<Row>`SELECT name, first_seen_at, last_seen_at, last_ip, os_name, hostname, os_version, kernel, agent_version,
+           missed_tick, catch_up_limit
          FROM agents ORDER BY name`.pipe(
         Effect.map((rows) =>
           rows.map((r) => ({
@@ -527,7 +530,9 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
             hostname: strOrNull(r.hostname),
             osVersion: strOrNull(r.os_version),
             kernel: strOrNull(r.kernel),
-            agentVersion: strOrNull(r.agent_version)
+            agentVersion: strOrNull(r.agent_version),
+            missedTick: Either.getOrNull(decodeMissedTick(r.missed_tick)),
+            catchUpLimit: numOrNull(r.catch_up_limit)
           }))
         ),
         Effect.mapError(storeError("agents"))
