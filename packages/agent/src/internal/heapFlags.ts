@@ -13,9 +13,10 @@
  * `malloc_trim` (internal/mallocTrim.ts): V8 parses the whole bundle as one module in an ~11 MiB
  * zone (`--trace-zone-stats`: "unoptimized-compile-parse-zone"); glibc gets it back with `free` but
  * keeps the pages, since live chunks sit above them, so they stayed resident for the agent's life
- * (trimming an idle bartoc from outside with gdb: −10.5 MiB). Trimmed at `TRIM_AT_MS` (a loaded
- * machine starts slower), then every `TRIM_EVERY_MS` for what bursts of job output leave behind;
- * a trim takes well under 1 ms.
+ * (trimming an idle bartoc from outside with gdb: −10.5 MiB). Trimmed at `TRIM_AT_MS`, then after
+ * V8's full GCs (at most every `TRIM_GAP_MS`), which free more malloc memory: startup's leftovers
+ * a few seconds into idling, what bursts of job output leave behind later. A trim takes well
+ * under 1 ms.
  *
  * Measured and not used: `--no-opt --no-sparkplug` for the startup window only (set in the bin
  * shim, both tiers back after `STARTUP_MS`): ~4 MiB less idle RSS (TurboFan's and Sparkplug's pages
@@ -28,6 +29,7 @@
  * starts (Node 20 cannot re-exec in place); measured without the trim they changed nothing beyond
  * run-to-run noise.
  */
+import { constants, performance, PerformanceObserver } from "node:perf_hooks"
 import { setFlagsFromString } from "node:v8"
 import * as MallocTrim from "./mallocTrim.js"
 
@@ -36,10 +38,25 @@ export const STARTUP_MS = 15_000
 setFlagsFromString("--semi-space-growth-factor=1")
 setTimeout(() => setFlagsFromString("--semi-space-growth-factor=2"), STARTUP_MS).unref()
 
-export const TRIM_AT_MS: ReadonlyArray<number> = [3_000, 8_000, STARTUP_MS + 1_000]
-export const TRIM_EVERY_MS = 5 * 60_000
+export const TRIM_AT_MS = 3_000
+/** At most one trim per this long after V8's full GCs. */
+export const TRIM_GAP_MS = 5_000
 
 if (MallocTrim.available) {
-  for (const ms of TRIM_AT_MS) setTimeout(MallocTrim.trim, ms).unref()
-  setInterval(MallocTrim.trim, TRIM_EVERY_MS).unref()
+  setTimeout(MallocTrim.trim, TRIM_AT_MS).unref()
+  // What a full GC frees (buffers, V8's own malloc'd memory) is free pages of the malloc heap only
+  // after it: trim then. V8's memory reducer runs such GCs a few seconds into idling.
+  let last = 0
+  new PerformanceObserver((list) => {
+    const now = performance.now()
+    if (now - last < TRIM_GAP_MS) return
+    if (
+      !list.getEntries().some((e) =>
+        (e as unknown as { readonly detail?: { readonly kind?: number } }).detail?.kind ===
+          constants.NODE_PERFORMANCE_GC_MAJOR
+      )
+    ) return
+    last = now
+    MallocTrim.trim()
+  }).observe({ entryTypes: ["gc"] })
 }
