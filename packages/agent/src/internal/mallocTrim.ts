@@ -31,7 +31,7 @@ const native = load()
 /** Whether the addon is loaded (trimming does something). */
 export const available: boolean = native !== undefined
 
-/** Trims the malloc heap; `false` when there is no addon. Measured 0.05 ms on an idle bartoc. */
+/** Trims the malloc heap; `false` when there is no addon. ~0.02 ms with nothing to give back, ~3 ms for 38 MiB. */
 export const trim = (): boolean => {
   if (native === undefined) return false
   native.mallocTrim()
