@@ -5,7 +5,8 @@
 // transpiles and loads hundreds of modules). Runs on `npm ci` (prepare) and before `npm test`.
 // The bin shims fall back to the TypeScript sources when a bundle is missing or older than them.
 import * as esbuild from "esbuild"
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { execFileSync } from "node:child_process"
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -78,6 +79,35 @@ for (const { pkg, program } of programs) {
   // eslint-disable-next-line no-control-regex -- the ASCII range, NUL included
   if (/[^\x00-\x7f]/.test(text)) writeFileSync(file, text.replace(/[^\x00-\x7f]/g, "?"))
 }
+// bartoc's malloc_trim addon (packages/agent/native/malloc_trim.c, issue 17: ~10 MiB less idle
+// RSS): one C file against Node's own headers (<prefix>/include/node, what node-gyp builds against
+// too). Optional: without a C compiler or the headers bartoc runs as before, only larger.
+const buildMallocTrim = () => {
+  const source = join(root, "packages", "agent", "native", "malloc_trim.c")
+  const out = join(root, "packages", "agent", "dist", "malloc_trim.node")
+  const include = join(dirname(dirname(process.execPath)), "include", "node")
+  const why = !existsSync(join(include, "node_api.h"))
+    ? `no Node headers in ${include}`
+    : (() => {
+      try {
+        mkdirSync(dirname(out), { recursive: true })
+        execFileSync(process.env.CC || "cc", ["-O2", "-shared", "-fPIC", `-I${include}`, source, "-o", out], {
+          stdio: ["ignore", "ignore", "pipe"]
+        })
+        return undefined
+      } catch (e) {
+        return String(e.stderr ?? e.message).trim()
+      }
+    })()
+  if (why !== undefined) {
+    rmSync(out, { force: true })
+    console.warn(
+      `build: warning: bartoc's malloc_trim addon not built (bartoc runs without it, ~10 MiB larger): ${why}`
+    )
+  }
+}
+buildMallocTrim()
+
 if (!process.argv.includes("--quiet")) {
   console.log(
     `build: bundled ${programs.map((p) => p.program).join(", ")} and the web console in ${Date.now() - started} ms`

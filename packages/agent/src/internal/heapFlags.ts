@@ -1,6 +1,7 @@
 /**
- * A V8 flag for bartoc's idle footprint (issue 17), set before any other module of the program is
- * evaluated (bin.ts imports this module first; esbuild keeps that order in the bundle).
+ * bartoc's idle footprint (issue 17): a V8 flag set before any other module of the program is
+ * evaluated (bin.ts imports this module first; esbuild keeps that order in the bundle) and undone
+ * after `STARTUP_MS`, and glibc's `malloc_trim` once startup's memory is free.
  *
  * `--semi-space-growth-factor=1` while bartoc starts: the young generation stays at its initial
  * 1 MiB semi-spaces. Startup (building the Effect/Schema module graph, the handshake, the schedule
@@ -9,13 +10,54 @@
  * jobs print a lot gets the larger young generation again: measured with the factor kept at 1,
  * dispatch lateness under busy jobs (bench `dispatch`, loaded phase) went from p50 2 ms to 11–114 ms.
  *
- * Flags that only apply at isolate creation (`--max-semi-space-size`, `--lite-mode`) cannot be set
- * here, and the launcher runs bartoc in the same process. `--optimize-for-size` (~2 MiB less) and
- * `--no-opt` (~5 MiB less) were measured too and slow the busy path, so they are not used.
+ * `malloc_trim` (internal/mallocTrim.ts): V8 parses the whole bundle as one module in an ~11 MiB
+ * zone (`--trace-zone-stats`: "unoptimized-compile-parse-zone"); glibc gets it back with `free` but
+ * keeps the pages, since live chunks sit above them, so they stayed resident for the agent's life
+ * (trimming an idle bartoc from outside with gdb: −10.5 MiB). Trimmed at `TRIM_AT_MS`, then after
+ * V8's full GCs (at most every `TRIM_GAP_MS`), which free more malloc memory: startup's leftovers
+ * a few seconds into idling, what bursts of job output leave behind later. A trim takes ~0.02 ms
+ * with nothing to give back and ~3 ms for 38 MiB (measured in a test process), so one that lands
+ * right before a run's instant can delay it by about that much.
+ *
+ * Measured and not used: `--no-opt --no-sparkplug` for the startup window only (set in the bin
+ * shim, both tiers back after `STARTUP_MS`): ~4 MiB less idle RSS (TurboFan's and Sparkplug's pages
+ * of the node binary and their code), but dispatch lateness under busy jobs (bench `dispatch
+ * --quick`, load 12–13) went to p50 299 / p99 713 ms against 16 / 170 ms without, so optimized
+ * code for the busy path wins. `--optimize-for-size` (~2 MiB less) and `--no-opt` for good (~5 MiB
+ * less) slowed the busy path too. Flags that only apply at isolate creation (`--max-semi-space-size`,
+ * `--lite-mode`) cannot be set here, and the launcher runs bartoc in the same process.
+ * `MALLOC_ARENA_MAX` / `MALLOC_TRIM_THRESHOLD_` would have to be in the environment before Node
+ * starts (Node 20 cannot re-exec in place); measured without the trim they changed nothing beyond
+ * run-to-run noise.
  */
+import { constants, performance, PerformanceObserver } from "node:perf_hooks"
 import { setFlagsFromString } from "node:v8"
+import * as MallocTrim from "./mallocTrim.js"
 
 export const STARTUP_MS = 15_000
 
 setFlagsFromString("--semi-space-growth-factor=1")
 setTimeout(() => setFlagsFromString("--semi-space-growth-factor=2"), STARTUP_MS).unref()
+
+export const TRIM_AT_MS = 3_000
+/** At most one trim per this long after V8's full GCs. */
+export const TRIM_GAP_MS = 5_000
+
+if (MallocTrim.available) {
+  setTimeout(MallocTrim.trim, TRIM_AT_MS).unref()
+  // What a full GC frees (buffers, V8's own malloc'd memory) is free pages of the malloc heap only
+  // after it: trim then. V8's memory reducer runs such GCs a few seconds into idling.
+  let last = 0
+  new PerformanceObserver((list) => {
+    const now = performance.now()
+    if (now - last < TRIM_GAP_MS) return
+    if (
+      !list.getEntries().some((e) =>
+        (e as unknown as { readonly detail?: { readonly kind?: number } }).detail?.kind ===
+          constants.NODE_PERFORMANCE_GC_MAJOR
+      )
+    ) return
+    last = now
+    MallocTrim.trim()
+  }).observe({ entryTypes: ["gc"] })
+}
