@@ -11,10 +11,12 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
+import { AlertsView } from "../src/Api.js"
 import { Store, type StoreError } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
 import * as TestServer from "./utils/server.js"
@@ -180,7 +182,8 @@ for (const db of databases) {
             "/v1/api/runs/r-done/output",
             "/v1/api/failures",
             "/v1/api/calendar?expr=daily",
-            "/v1/api/metrics"
+            "/v1/api/metrics",
+            "/v1/api/alerts"
           ]
           // Each action with the status it has once authorised (a is not connected: run now is a 409).
           const actions: Array<readonly [string, number, string?]> = [
@@ -242,6 +245,20 @@ for (const db of databases) {
           assert.strictEqual(
             (yield* request(base, "GET", "/v1/api/info", { headers: { cookie: admin.cookie } })).status,
             401
+          )
+          // The alerts page's data: its three lists, decodable as the API declares them.
+          const alerts = yield* request(base, "GET", "/v1/api/alerts?limit=5", {
+            headers: { authorization: `Bearer ${API_KEY}` }
+          })
+          assert.strictEqual(alerts.status, 200)
+          const view = Schema.decodeUnknownSync(AlertsView)(alerts.json)
+          assert.deepStrictEqual(view.incidents, [])
+          assert.deepStrictEqual(view.deliveries, [])
+          assert.isAtMost(view.events.length, 5)
+          assert.strictEqual(
+            (yield* request(base, "GET", "/v1/api/alerts?limit=0", { headers: { authorization: `Bearer ${API_KEY}` } }))
+              .status,
+            400
           )
         }),
       { timeout: 60_000 }
