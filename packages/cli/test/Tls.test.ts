@@ -3,76 +3,19 @@
  * user sees when the server's certificate is not trusted or a client certificate is missing.
  * The PKI is made with the real `openssl` (EC P-256, fast).
  */
+import { clientCert, makeCa, serverCert } from "@barto/e2e/certs"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { envFor, fakeBartos } from "./fakeBartos.js"
 import { baseEnv, runCli, tempDir } from "./utils.js"
 
 const dir = tempDir("barto-cli-tls-")
-const openssl = (...args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
-const key = (name: string) => {
-  openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`)
-  return path.join(dir, `${name}.key`)
-}
-const ca = (name: string) => {
-  key(name)
-  openssl(
-    "req",
-    "-x509",
-    "-new",
-    "-key",
-    `${name}.key`,
-    "-sha256",
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name}`,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-    "-out",
-    `${name}.crt`
-  )
-  return name
-}
-const leaf = (caName: string, name: string, cn: string, usage: "serverAuth" | "clientAuth") => {
-  key(name)
-  openssl("req", "-new", "-key", `${name}.key`, "-subj", `/CN=${cn}`, "-out", `${name}.csr`)
-  fs.writeFileSync(
-    path.join(dir, `${name}.ext`),
-    `basicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n${
-      usage === "serverAuth" ? "subjectAltName=IP:127.0.0.1,DNS:localhost\n" : ""
-    }`
-  )
-  openssl(
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    `${caName}.crt`,
-    "-CAkey",
-    `${caName}.key`,
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-sha256",
-    "-extfile",
-    `${name}.ext`,
-    "-out",
-    `${name}.crt`
-  )
-  return { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) }
-}
-
-ca("ca")
-ca("other-ca")
-const server = leaf("ca", "server", "localhost", "serverAuth")
-const client = leaf("ca", "client", "barto-cli", "clientAuth")
+const caCert = makeCa(dir, "ca")
+makeCa(dir, "other-ca")
+const server = serverCert(caCert)
+const client = clientCert(caCert, "barto-cli")
 const read = (p: string) => fs.readFileSync(p)
 const tls = { cert: read(server.cert), key: read(server.key), clientCa: read(path.join(dir, "ca.crt")) }
 

@@ -133,7 +133,9 @@ describe("package manifests", () => {
           unresolved.push(`${relative(root, file)}: ${specifier}`)
           continue
         }
-        const target = exports["./*"]
+        // An exact entry (`./certs`) first, else the package's `./*` pattern.
+        const exact = exports[`./${sub}`]
+        const target = typeof exact === "string" ? exact : exports["./*"]
         if (typeof target !== "string" || !existsSync(join(dir, target.replace("*", sub)))) {
           unresolved.push(`${relative(root, file)}: ${specifier}`)
         }
