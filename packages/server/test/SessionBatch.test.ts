@@ -60,5 +60,54 @@ for (const db of databases) {
         assert.strictEqual(Number(rows[0]!.n), 200)
         assert.strictEqual((yield* store.agents()).length, 200)
       }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))), 60_000)
+
+    it.live(
+      "one group: a name twice keeps both sessions and the later address; acked offsets per (agent, outbox)",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const base = yield* Store
+          const store = yield* make(base, sql)
+          yield* base.ingest("a", "outbox-1", [{
+            _tag: "RunStarted",
+            seq: 7,
+            runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000007"),
+            schedule: "s",
+            trigger: "schedule",
+            scheduledAt: Messages.Micros.make(1),
+            startedAt: Messages.Micros.make(1)
+          }])
+          // 300 at once: several power-of-two statements; agent-0 is in it twice.
+          const sessions = Array.from({ length: 300 }, (_, i) => ({
+            agent: i === 299 ? "agent-0" : `agent-${i}`,
+            sessionId: `session-${i}`,
+            ip: i === 299 ? "10.0.0.2" : "10.0.0.1",
+            connectedAt: Messages.Micros.make(1_000_000 + i)
+          }))
+          yield* sql.withTransaction(base.sessionsStarted(sessions))
+          const rows = yield* sql.unsafe<{ n: unknown }>("SELECT COUNT(*) AS n FROM agent_sessions")
+          assert.strictEqual(Number(rows[0]!.n), 300)
+          const agent0 = (yield* store.agents()).find((a) => a.name === "agent-0")
+          assert.strictEqual(agent0?.lastIp, "10.0.0.2")
+          assert.strictEqual(agent0?.firstSeenAt, 1_000_000)
+          assert.strictEqual(agent0?.lastSeenAt, 1_000_299)
+
+          const offsets = yield* sql.unsafe<{ agent: string; outbox_id: string; last_seq: unknown }>(
+            "SELECT agent, outbox_id, last_seq FROM agent_offsets"
+          )
+          const keys = [
+            ...offsets.map((o) => ({ agent: o.agent, outboxId: o.outbox_id })),
+            { agent: "a", outboxId: "outbox-2" },
+            { agent: "nobody", outboxId: "outbox-1" }
+          ]
+          const grouped = yield* Effect.forEach(keys, (k) => store.ackedUpTo(k.agent, k.outboxId), {
+            concurrency: "unbounded"
+          })
+          const one = yield* Effect.forEach(keys, (k) => base.ackedUpTo(k.agent, k.outboxId))
+          assert.deepStrictEqual(grouped, one)
+          assert.deepStrictEqual(grouped, [7, -1, -1])
+        }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
+      60_000
+    )
   })
 }

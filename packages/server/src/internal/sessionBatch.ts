@@ -55,7 +55,8 @@ export const grouped = <I, A, E>(
       Effect.forever(Effect.flatMap(Queue.takeBetween(queue, 1, MAX_GROUP), (chunk) => run([...chunk])))
     )
     return (item: I) =>
-      Effect.flatMap(Deferred.make<A, E>(), (done) => Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
+      Effect.flatMap(Deferred.make<A, E>(), (done) =>
+        Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
   })
 
 /** `writeMany` group-committed: one transaction of `sql` per group. */
@@ -78,8 +79,11 @@ const asStoreError = (what: string) => (e: SqlError | StoreError) =>
 /** `store` with `sessionStarted` group-committed and `ackedUpTo` read in groups; everything else as it is. */
 export const make = <S extends StoreShape>(store: S, sql: SqlClient.SqlClient): Effect.Effect<S, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const started = yield* groupCommitMany(sql, (sessions: ReadonlyArray<Parameters<S["sessionStarted"]>[0]>) =>
-      Effect.as(store.sessionsStarted(sessions), sessions.map(() => undefined)))
+    const started = yield* groupCommitMany(
+      sql,
+      (sessions: ReadonlyArray<Parameters<S["sessionStarted"]>[0]>) =>
+        Effect.as(store.sessionsStarted(sessions), sessions.map(() => undefined))
+    )
     const acked = yield* grouped(store.ackedUpToMany)
     return {
       ...store,
