@@ -32,7 +32,7 @@ import { createHash, randomUUID } from "node:crypto"
 import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { groupCommitMany } from "./internal/sessionBatch.js"
-import { chunk, inList, powerChunks } from "./internal/store/common.js"
+import { chunk, inList, multiRow, powerChunks } from "./internal/store/common.js"
 import * as Fence from "./internal/store/fence.js"
 import * as Leader from "./Leader.js"
 import * as Registry from "./Registry.js"
@@ -143,9 +143,10 @@ export const layer = (
     const isStale = (row: ClaimRow) =>
       row.heartbeat_at === null || Number(row.now) - Number(row.heartbeat_at) >= leaseMicros
 
-    const upsertClaims = (() => {
-      const texts = new Map<number, string>()
-      const tail = sql.onDialectOrElse({
+    const upsertClaims = multiRow(
+      "INSERT INTO agent_claims (agent, outbox_id, session_id, instance_id, ip, since)",
+      6,
+      sql.onDialectOrElse({
         mysql: () =>
           `ON DUPLICATE KEY UPDATE outbox_id = VALUES(outbox_id), session_id = VALUES(session_id),
            instance_id = VALUES(instance_id), ip = VALUES(ip), since = VALUES(since)`,
@@ -153,17 +154,7 @@ export const layer = (
           `ON CONFLICT (agent) DO UPDATE SET outbox_id = excluded.outbox_id, session_id = excluded.session_id,
            instance_id = excluded.instance_id, ip = excluded.ip, since = excluded.since`
       })
-      return (rows: number) => {
-        let text = texts.get(rows)
-        if (text === undefined) {
-          text = `INSERT INTO agent_claims (agent, outbox_id, session_id, instance_id, ip, since) VALUES ${
-            Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?)").join(", ")
-          } ${tail}`
-          texts.set(rows, text)
-        }
-        return text
-      }
-    })()
+    )
 
     /**
      * Claims the names in the database, in order, as if one after the other: for each, the holder

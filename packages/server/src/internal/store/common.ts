@@ -60,6 +60,23 @@ export const powerChunks = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>>
   return out
 }
 
+/**
+ * `head VALUES (?, …), … tail` for `rows` rows of `columns` values, each text built once (with
+ * `powerChunks`, a multi-row statement has a few texts, not one per group size).
+ */
+export const multiRow = (head: string, columns: number, tail: string): (rows: number) => string => {
+  const texts = new Map<number, string>()
+  const row = `(${Array.from({ length: columns }, () => "?").join(", ")})`
+  return (rows) => {
+    let text = texts.get(rows)
+    if (text === undefined) {
+      text = `${head} VALUES ${Array.from({ length: rows }, () => row).join(", ")} ${tail}`
+      texts.set(rows, text)
+    }
+    return text
+  }
+}
+
 export const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))

@@ -25,6 +25,7 @@ import {
   DELETE_CHUNK,
   inList,
   isTransient,
+  multiRow,
   num,
   numOrNull,
   powerChunks,
@@ -160,18 +161,6 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
 
     // Session starts are written `rows` at a time (`powerChunks` keeps the row counts, hence the
     // texts, few). A name twice in one statement: the later row's values win, as one by one.
-    const multiRow = (head: string, columns: number, tail: string) => {
-      const texts = new Map<number, string>()
-      const row = `(${Array.from({ length: columns }, () => "?").join(", ")})`
-      return (rows: number): string => {
-        let text = texts.get(rows)
-        if (text === undefined) {
-          text = `${head} VALUES ${Array.from({ length: rows }, () => row).join(", ")} ${tail}`
-          texts.set(rows, text)
-        }
-        return text
-      }
-    }
     const upsertAgentsSeen = multiRow(
       "INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip)",
       4,
