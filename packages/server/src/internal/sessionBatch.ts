@@ -9,9 +9,9 @@
  * Here the calls that arrive while a group is in flight wait for the next one, which handles all
  * of them at once: the session rows of a group are written by a handful of multi-row statements
  * (`Store.sessionsStarted`) in one transaction, one fsync for the whole group, and the acked
- * offsets of a group are read by one query (`Store.ackedUpToMany`). A group closes at the first
- * turn of the event loop after its first call that brought no other call, or after `MAX_TURNS`
- * (no timer: a lone call waits one turn). A group that
+ * offsets of a group are read by one query (`Store.ackedUpToMany`). A group closes after two turns
+ * of the event loop in a row that brought no other call, or after `MAX_TURNS` (no timer: a lone
+ * call waits two turns). A group that
  * fails is retried item by item, so one bad row never costs the others.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -27,8 +27,8 @@ import { StoreError } from "./store/errors.js"
 
 /** Most items in one group (bounds a transaction's size, the locks it holds, a statement's parameters). */
 export const MAX_GROUP = 500
-/** Most turns of the event loop a group waits for more calls (each turn only while more came). */
-export const MAX_TURNS = 4
+/** Most turns of the event loop a group waits for more calls (it closes after two turns that brought none). */
+export const MAX_TURNS = 16
 
 interface Pending<I, A, E> {
   readonly item: I
@@ -56,17 +56,18 @@ export const grouped = <I, A, E>(
         if (group.length === 1) return yield* Deferred.failCause(group[0]!.done, together.cause)
         for (const p of group) yield* Deferred.complete(p.done, runOne(p.item))
       })
-    // After the first call of a group, turns of the event loop (no timer) while calls keep
-    // arriving (at most `MAX_TURNS`): the frames already readable are handled and their calls
+    // After the first call of a group, turns of the event loop (no timer) until two in a row
+    // bring no call (at most `MAX_TURNS`): the frames already readable are handled and their calls
     // join. Without them the writer wakes on the first call's microtask and, on SQLite, whose
     // commit blocks the loop, every group was the one call that woke it: one fsync per hello.
     const collect = (first: Pending<I, A, E>) =>
       Effect.gen(function*() {
         let waiting = yield* Queue.size(queue)
-        for (let turn = 0; turn < MAX_TURNS && waiting < MAX_GROUP - 1; turn++) {
+        for (let turn = 0, idle = 0; turn < MAX_TURNS && waiting < MAX_GROUP - 1; turn++) {
           yield* breathe
           const now = yield* Queue.size(queue)
-          if (now === waiting) break
+          if (now === waiting && ++idle >= 2) break
+          if (now !== waiting) idle = 0
           waiting = now
         }
         return [first, ...(yield* Queue.takeUpTo(queue, MAX_GROUP - 1))]
