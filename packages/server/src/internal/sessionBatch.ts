@@ -11,8 +11,8 @@
  * (`Store.sessionsStarted`) in one transaction, one fsync for the whole group, and the acked
  * offsets of a group are read by one query (`Store.ackedUpToMany`). A group closes after two turns
  * of the event loop in a row that brought no other call, or after `MAX_TURNS` (no timer: a lone
- * call waits two turns). A group that
- * fails is retried item by item, so one bad row never costs the others.
+ * call waits two turns). A group that fails is retried item by item, so one bad row never costs
+ * the others.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
