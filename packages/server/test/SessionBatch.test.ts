@@ -4,7 +4,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { groupCommit, make } from "../src/internal/sessionBatch.js"
+import { groupCommit, grouped, make } from "../src/internal/sessionBatch.js"
+import { breathe } from "../src/internal/store/common.js"
 import { Store, StoreError } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
 
@@ -111,3 +112,25 @@ for (const db of databases) {
     )
   })
 }
+
+describe("grouped", () => {
+  it.live("a group takes the calls that arrive over the next turns of the event loop, even behind a blocking writer", () =>
+    Effect.gen(function*() {
+      const sizes: Array<number> = []
+      // Synchronous, like a better-sqlite3 commit: nothing arrives while it runs.
+      const call = yield* grouped((items: ReadonlyArray<number>) =>
+        Effect.sync(() => {
+          sizes.push(items.length)
+          return items.map((n) => n * 2)
+        })
+      )
+      // 60 calls, a third in each of three consecutive turns (as hellos read from sockets are).
+      const results = yield* Effect.forEach(
+        Array.from({ length: 60 }, (_, i) => i),
+        (i) => Effect.zipRight(Effect.forEach(Array.from({ length: i % 3 }), () => breathe), call(i)),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(results, Array.from({ length: 60 }, (_, i) => i * 2))
+      assert.deepStrictEqual(sizes, [60])
+    }).pipe(Effect.scoped))
+})
