@@ -1,7 +1,7 @@
 /**
- * Child process for the "agents held" benchmark: opens N simulated agents against bartos (200
- * handshakes in flight), pings each every 5 s (as bartoc does) and holds them until stdin closes or
- * it is killed. Reports on stdout:
+ * Child process for the "agents held" and "reconnect" benchmarks: opens N simulated agents against
+ * bartos (200 handshakes in flight, a new one as soon as one is done), pings each every 5 s (as
+ * bartoc does) and holds them until stdin closes or it is killed. Reports on stdout:
  *   `ready <held> failed <failed> ms <connect time> [error <first error>]` once every handshake is done,
  *   `closed <n> codes <code>:<count>,…` whenever held connections were closed by the other side
  *   (at most once a second).
@@ -17,7 +17,7 @@ let firstError: string | undefined
 let closed = 0
 const codes = new Map<number, number>()
 let reported = 0
-const batch = 200
+const inFlight = 200
 // Ping from the start, as bartoc does from its connect: bartos drops an agent silent for 15 s,
 // and a big step takes longer than that to connect (each agent's first ping comes ≤ 5 s after
 // its handshake).
@@ -28,23 +28,26 @@ setInterval(() => {
   }
 }, 5000)
 const t0 = performance.now()
-for (let i = 0; i < count; i += batch) {
-  const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(batch, count - i) }, (_, j) => connectSimAgent(url!, `${prefix}-${i + j}`))
-  )
-  for (const s of settled) {
-    if (s.status === "fulfilled") {
-      agents.push(s.value)
-      s.value.ws.once("close", (code) => {
+// A window of `inFlight` handshakes: each one done starts the next, as independent agents would
+// (not rounds of 200 that each wait for their slowest).
+let next = 0
+const worker = async () => {
+  while (next < count) {
+    const name = `${prefix}-${next++}`
+    try {
+      const a = await connectSimAgent(url!, name)
+      agents.push(a)
+      a.ws.once("close", (code) => {
         closed++
         codes.set(code, (codes.get(code) ?? 0) + 1)
       })
-    } else {
+    } catch (e) {
       failed++
-      firstError ??= s.reason instanceof Error ? s.reason.message : String(s.reason)
+      firstError ??= e instanceof Error ? e.message : String(e)
     }
   }
 }
+await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker))
 const ms = performance.now() - t0
 setInterval(() => {
   if (closed !== reported) {

@@ -3,20 +3,39 @@
  * (real handshake: hello → ServerHello + table) connect once, so bartos knows them; bartos is
  * restarted on the same database; then all N connect again at once (holders of at most 5,000
  * agents, 200 handshakes in flight each) and the row is the time until the last one is
- * re-established. Session rows are group-committed (`internal/sessionBatch.ts`), and on MariaDB
- * each hello also claims its name in `agent_claims`. On SQLite and MariaDB; the peer is a bare
- * `ws` server connecting the same number (perf-baselines §2).
+ * re-established. Session rows, acked offsets and, on MariaDB, the claims in `agent_claims` are
+ * handled per group (`internal/sessionBatch.ts`). On SQLite and MariaDB; the peer is a bare `ws`
+ * server (`lib/wspeer.ts`: the same handshake frames, nothing else) measured in the same run with
+ * the same holders, just before.
  */
 import { join } from "node:path"
 import { NOFILE, type Server, startServer } from "../lib/barto.js"
 import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
-import { type Proc, removeDir, repoRoot, startNode, tempDir } from "../lib/procs.js"
+import { freePort, type Proc, removeDir, repoRoot, startNode, tempDir } from "../lib/procs.js"
 import { atMost, type Row } from "../lib/report.js"
 
 const PER_HOLDER = 5000
-// perf-baselines §2: a bare `ws` server accepting idle connections (connects/s at that level).
-const WS_CONNECTS_PER_S: Record<number, number> = { 1000: 2330, 5000: 4232, 10000: 4613 }
 const TARGET_SECS = 5
+
+/** The same storm against a bare `ws` server (`lib/wspeer.ts`) started for it: seconds, or undefined. */
+const peerSecs = async (n: number): Promise<number | undefined> => {
+  const port = await freePort()
+  const peer = startNode(join(repoRoot, "bench/lib/wspeer.ts"), [String(port)], {
+    name: "wspeer",
+    nofile: NOFILE,
+    nodeArgs: ["--import", "tsx"]
+  })
+  try {
+    await peer.waitForLine(/^listening/, 60_000)
+    const run = await connectAll(`ws://127.0.0.1:${port}`, n)
+    for (const h of run.holders) await h.stop(2000).catch(() => undefined)
+    return run.failure === undefined && run.held === n ? run.secs : undefined
+  } catch {
+    return undefined
+  } finally {
+    await peer.stop(5000).catch(() => undefined)
+  }
+}
 
 const connectAll = async (
   url: string,
@@ -49,7 +68,7 @@ const connectAll = async (
   return { secs: ms / 1000, held, holders, ...(failure !== undefined ? { failure } : {}) }
 }
 
-const storm = async (kind: DbKind, n: number, quick: boolean): Promise<Row> => {
+const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | undefined): Promise<Row> => {
   const dir = tempDir(`reconnect-${kind}`)
   let db: Db | undefined
   let server: Server | undefined
@@ -67,7 +86,6 @@ const storm = async (kind: DbKind, n: number, quick: boolean): Promise<Row> => {
     server = await startServer(dir, db, { nofile: NOFILE })
     const again = await connectAll(server.url, n)
     await stopHolders(again.holders)
-    const peerRate = WS_CONNECTS_PER_S[n]
     return {
       suite: "reconnect",
       metric: `${label} agents re-established after a restart (${kind})`,
@@ -79,8 +97,8 @@ const storm = async (kind: DbKind, n: number, quick: boolean): Promise<Row> => {
         : quick
         ? "info"
         : atMost(again.secs, TARGET_SECS),
-      ...(peerRate !== undefined
-        ? { peer: { label: "bare ws server §2", value: n / peerRate }, ratio: again.secs / (n / peerRate) }
+      ...(peer !== undefined
+        ? { peer: { label: "bare ws server", value: peer }, ratio: again.secs / peer }
         : {}),
       note: `${(n / again.secs).toFixed(0)} handshakes/s; held ${again.held}/${n}` +
         (again.failure !== undefined ? `; ${again.failure}` : "")
@@ -104,8 +122,10 @@ const storm = async (kind: DbKind, n: number, quick: boolean): Promise<Row> => {
 
 export const run = async (quick: boolean): Promise<Array<Row>> => {
   const n = quick ? 1000 : 10_000
-  const rows = [await storm("sqlite", n, quick)]
-  if (await mariadbReachable()) rows.push(await storm("mariadb", n, quick))
+  // Measured once, right before the rows it stands next to.
+  const peer = await peerSecs(n)
+  const rows = [await storm("sqlite", n, quick, peer)]
+  if (await mariadbReachable()) rows.push(await storm("mariadb", n, quick, peer))
   else {
     rows.push({
       suite: "reconnect",

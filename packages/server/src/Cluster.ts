@@ -32,7 +32,8 @@ import * as Schema from "effect/Schema"
 import { createHash, randomUUID } from "node:crypto"
 import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
-import { groupCommit } from "./internal/sessionBatch.js"
+import { groupCommitMany } from "./internal/sessionBatch.js"
+import { chunk, inList, multiRow, powerChunks } from "./internal/store/common.js"
 import * as Fence from "./internal/store/fence.js"
 import * as Leader from "./Leader.js"
 import * as Registry from "./Registry.js"
@@ -72,6 +73,8 @@ interface ClaimRow {
 }
 
 const COMMANDS_KEPT_MS = 60_000
+/** Names per locking read of a claim group (an `IN` list, padded to a power of two). */
+const CLAIM_READ_AGENTS = 512
 
 const isMissedTick = Schema.is(Messages.MissedTick)
 
@@ -129,52 +132,82 @@ export const layer = (
     yield* sql.unsafe(upsertInstance, [me])
 
     // --- claims ------------------------------------------------------------------------------
-    /** The claim of `agent`, locked for the transaction; `stale` when its instance stopped beating. */
-    const readClaim = (agent: string) =>
-      Effect.map(
-        sql.unsafe<ClaimRow>(
-          `SELECT c.outbox_id, c.session_id, c.instance_id, c.ip, c.since, i.heartbeat_at, ${now} AS now
-           FROM agent_claims c LEFT JOIN bartos_instances i ON i.instance_id = c.instance_id
-           WHERE c.agent = ?${forUpdate}`,
-          [agent]
-        ),
-        (rows) => rows[0]
+    /** The claims of `agents`, locked for the transaction. */
+    const readClaims = (agents: ReadonlyArray<string>) => {
+      const list = inList(agents)
+      return sql.unsafe<ClaimRow & { readonly agent: string }>(
+        `SELECT c.agent, c.outbox_id, c.session_id, c.instance_id, c.ip, c.since, i.heartbeat_at, ${now} AS now
+         FROM agent_claims c LEFT JOIN bartos_instances i ON i.instance_id = c.instance_id
+         WHERE c.agent IN ${list.text}${forUpdate}`,
+        list.params
       )
+    }
+    /** `stale`: its instance stopped beating. */
     const isStale = (row: ClaimRow) =>
       row.heartbeat_at === null || Number(row.now) - Number(row.heartbeat_at) >= leaseMicros
 
-    const writeClaim = (c: Registry.AgentConnection, exists: boolean) =>
-      exists
-        ? sql.unsafe(
-          `UPDATE agent_claims SET outbox_id = ?, session_id = ?, instance_id = ?, ip = ?, since = ? WHERE agent = ?`,
-          [c.outboxId, c.sessionId, me, c.ip.slice(0, 255), c.connectedAt, c.agent]
-        )
-        : sql.unsafe(
-          `INSERT INTO agent_claims (agent, outbox_id, session_id, instance_id, ip, since) VALUES (?, ?, ?, ?, ?, ?)`,
-          [c.agent, c.outboxId, c.sessionId, me, c.ip.slice(0, 255), c.connectedAt]
-        )
+    const upsertClaims = multiRow(
+      "INSERT INTO agent_claims (agent, outbox_id, session_id, instance_id, ip, since)",
+      6,
+      sql.onDialectOrElse({
+        mysql: () =>
+          `ON DUPLICATE KEY UPDATE outbox_id = VALUES(outbox_id), session_id = VALUES(session_id),
+           instance_id = VALUES(instance_id), ip = VALUES(ip), since = VALUES(since)`,
+        orElse: () =>
+          `ON CONFLICT (agent) DO UPDATE SET outbox_id = excluded.outbox_id, session_id = excluded.session_id,
+           instance_id = excluded.instance_id, ip = excluded.ip, since = excluded.since`
+      })
+    )
 
     /**
-     * Claims the name in the database; the holder when another live instance of the agent has it.
-     * Claims are group-committed (a reconnect storm writes hundreds per transaction).
+     * Claims the names in the database, in order, as if one after the other: for each, the holder
+     * when another live instance of the agent has it. One locking read for the whole group, the
+     * decisions in memory (a name twice in the group: the later one sees the earlier one's claim,
+     * which is this instance's), one upsert per `powerChunks` run of the names won.
      */
-    const claimOne = (c: Registry.AgentConnection): Effect.Effect<Option.Option<Registry.AgentConnection>, SqlError> =>
+    const claimMany = (
+      cs: ReadonlyArray<Registry.AgentConnection>
+    ): Effect.Effect<ReadonlyArray<Option.Option<Registry.AgentConnection>>, SqlError> =>
       Effect.gen(function*() {
-        const row = yield* readClaim(c.agent)
-        if (row !== undefined && row.outbox_id !== c.outboxId && row.instance_id !== me && !isStale(row)) {
-          return Option.some<Registry.AgentConnection>({
-            agent: c.agent,
-            sessionId: row.session_id,
-            ip: row.ip,
-            connectedAt: Messages.Micros.make(Number(row.since)),
-            info: null,
-            outboxId: row.outbox_id
-          })
+        const held = new Map<string, ClaimRow>()
+        for (const part of chunk([...new Set(cs.map((c) => c.agent))], CLAIM_READ_AGENTS)) {
+          for (const row of yield* readClaims(part)) held.set(row.agent, row)
         }
-        yield* writeClaim(c, row !== undefined)
-        return Option.none<Registry.AgentConnection>()
+        const won = new Map<string, Registry.AgentConnection>()
+        const results = cs.map((c) => {
+          const row = held.get(c.agent)
+          if (row !== undefined && row.outbox_id !== c.outboxId && row.instance_id !== me && !isStale(row)) {
+            return Option.some<Registry.AgentConnection>({
+              agent: c.agent,
+              sessionId: row.session_id,
+              ip: row.ip,
+              connectedAt: Messages.Micros.make(Number(row.since)),
+              info: null,
+              outboxId: row.outbox_id
+            })
+          }
+          held.set(c.agent, {
+            outbox_id: c.outboxId,
+            session_id: c.sessionId,
+            instance_id: me,
+            ip: c.ip,
+            since: c.connectedAt,
+            heartbeat_at: null,
+            now: null
+          })
+          won.set(c.agent, c)
+          return Option.none<Registry.AgentConnection>()
+        })
+        for (const part of powerChunks([...won.values()])) {
+          yield* sql.unsafe(
+            upsertClaims(part.length),
+            part.flatMap((c) => [c.agent, c.outboxId, c.sessionId, me, c.ip.slice(0, 255), c.connectedAt])
+          )
+        }
+        return results
       })
-    const claimGrouped = yield* groupCommit(sql, claimOne)
+    // Claims are group-committed (a reconnect storm writes hundreds per transaction).
+    const claimGrouped = yield* groupCommitMany(sql, claimMany)
     // Two instances inserting the first claim of a name at once: one gets a duplicate key (or a
     // deadlock, and its group is retried claim by claim); the retry reads the winner's row.
     const claim = (c: Registry.AgentConnection) => claimGrouped(c).pipe(Effect.retry({ times: 2 }))
@@ -406,7 +439,7 @@ export const layer = (
         if (held.get(c.agent) === c.sessionId) continue
         // Sessions younger than a beat may be claiming right now.
         if (nowMs - c.connectedAt / 1000 < options.heartbeatMs) continue
-        const row = yield* readClaim(c.agent)
+        const row = (yield* readClaims([c.agent]))[0]
         // Taken by a newer connection (same agent, another instance) or, while the database was
         // unreachable, by another agent instance: this session gives way. Never claimed (the
         // database failed at its hello): claimed now.

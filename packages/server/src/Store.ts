@@ -141,7 +141,16 @@ export interface StoreShape {
     records: ReadonlyArray<AgentRecord>
   ) => Effect.Effect<IngestResult, StoreError>
   readonly ackedUpTo: (agent: string, outboxId: string) => Effect.Effect<number, StoreError>
+  /** `ackedUpTo` of many pairs in one query (the reconnect storm, `internal/sessionBatch.ts`), in their order. */
+  readonly ackedUpToMany: (
+    keys: ReadonlyArray<{ readonly agent: string; readonly outboxId: string }>
+  ) => Effect.Effect<ReadonlyArray<number>, StoreError>
   readonly sessionStarted: (s: SessionInfo) => Effect.Effect<void, StoreError>
+  /**
+   * `sessionStarted` of many sessions by a few multi-row statements, in the caller's transaction
+   * if there is one (`internal/sessionBatch.ts` group-commits them); a name twice: the later wins.
+   */
+  readonly sessionsStarted: (s: ReadonlyArray<SessionInfo>) => Effect.Effect<void, StoreError>
   readonly sessionInfo: (agent: string, sessionId: string, info: ClientInfo) => Effect.Effect<void, StoreError>
   readonly sessionEnded: (agent: string, sessionId: string, at: Micros) => Effect.Effect<void, StoreError>
   /** Runs of `agent` still `running` that started before `startedBefore` become `lost`; returns how many. */

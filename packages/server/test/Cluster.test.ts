@@ -192,6 +192,54 @@ describe.runIf(onMariadb)("Cluster on MariaDB", () => {
       }).pipe(Effect.scoped),
     30_000
   )
+
+  it.live(
+    "a storm of claims in groups: per name exactly one agent instance wins, across instances and within one",
+    () =>
+      Effect.gen(function*() {
+        const db = yield* mariadbDatabase("barto_cluster")
+        const a = yield* instance(db, "A", yield* newScope)
+        const b = yield* instance(db, "B", yield* newScope)
+        const names = Array.from({ length: 200 }, (_, i) => `storm-${i}`)
+        // Every name by two agent instances on A (one group, refused locally) and a third on B.
+        const contenders = names.flatMap((n) => [
+          { on: "A", fake: fake(n, `${n}-a1`) },
+          { on: "A", fake: fake(n, `${n}-a2`) },
+          { on: "B", fake: fake(n, `${n}-b`) }
+        ])
+        const outcomes = yield* Effect.forEach(
+          contenders,
+          (c) => Context.get(c.on === "A" ? a : b, AgentSessions).register(c.fake.handle),
+          { concurrency: "unbounded" }
+        )
+        const sql = Context.get(a, SqlClient.SqlClient)
+        const claims = yield* sql.unsafe<{ agent: string; session_id: string; instance_id: string }>(
+          "SELECT agent, session_id, instance_id FROM agent_claims"
+        )
+        const claimed = new Map(claims.map((c) => [c.agent, c]))
+        for (const n of names) {
+          const winners = contenders.filter((c, i) =>
+            c.fake.handle.connection.agent === n && outcomes[i]!._tag === "Registered"
+          )
+          assert.strictEqual(winners.length, 1, `one winner for ${n}`)
+          const w = winners[0]!
+          assert.deepStrictEqual(
+            [claimed.get(n)?.instance_id, claimed.get(n)?.session_id],
+            [w.on, w.fake.handle.connection.sessionId],
+            `the claim of ${n} is its winner's`
+          )
+          const live = yield* Context.get(w.on === "A" ? a : b, AgentSessions).handles
+          assert.isTrue(live.some((h) => h.connection.sessionId === w.fake.handle.connection.sessionId))
+        }
+        // The losers hold nothing anywhere.
+        const held = [
+          ...(yield* Context.get(a, AgentSessions).handles),
+          ...(yield* Context.get(b, AgentSessions).handles)
+        ]
+        assert.strictEqual(held.length, names.length)
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })
 
 describe.runIf(onMariadb)("Leader lease on MariaDB", () => {

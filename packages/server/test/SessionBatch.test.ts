@@ -4,7 +4,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { groupCommit, make } from "../src/internal/sessionBatch.js"
+import { groupCommit, grouped, make } from "../src/internal/sessionBatch.js"
+import { breathe } from "../src/internal/store/common.js"
 import { Store, StoreError } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
 
@@ -60,5 +61,76 @@ for (const db of databases) {
         assert.strictEqual(Number(rows[0]!.n), 200)
         assert.strictEqual((yield* store.agents()).length, 200)
       }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))), 60_000)
+
+    it.live(
+      "one group: a name twice keeps both sessions and the later address; acked offsets per (agent, outbox)",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const base = yield* Store
+          const store = yield* make(base, sql)
+          yield* base.ingest("a", "outbox-1", [{
+            _tag: "RunStarted",
+            seq: 7,
+            runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000007"),
+            schedule: "s",
+            trigger: "schedule",
+            scheduledAt: Messages.Micros.make(1),
+            startedAt: Messages.Micros.make(1)
+          }])
+          // 300 at once: several power-of-two statements; agent-0 is in it twice.
+          const sessions = Array.from({ length: 300 }, (_, i) => ({
+            agent: i === 299 ? "agent-0" : `agent-${i}`,
+            sessionId: `session-${i}`,
+            ip: i === 299 ? "10.0.0.2" : "10.0.0.1",
+            connectedAt: Messages.Micros.make(1_000_000 + i)
+          }))
+          yield* sql.withTransaction(base.sessionsStarted(sessions))
+          const rows = yield* sql.unsafe<{ n: unknown }>("SELECT COUNT(*) AS n FROM agent_sessions")
+          assert.strictEqual(Number(rows[0]!.n), 300)
+          const agent0 = (yield* store.agents()).find((a) => a.name === "agent-0")
+          assert.strictEqual(agent0?.lastIp, "10.0.0.2")
+          assert.strictEqual(agent0?.firstSeenAt, 1_000_000)
+          assert.strictEqual(agent0?.lastSeenAt, 1_000_299)
+
+          const offsets = yield* sql.unsafe<{ agent: string; outbox_id: string; last_seq: unknown }>(
+            "SELECT agent, outbox_id, last_seq FROM agent_offsets"
+          )
+          const keys = [
+            ...offsets.map((o) => ({ agent: o.agent, outboxId: o.outbox_id })),
+            { agent: "a", outboxId: "outbox-2" },
+            { agent: "nobody", outboxId: "outbox-1" }
+          ]
+          const grouped = yield* Effect.forEach(keys, (k) => store.ackedUpTo(k.agent, k.outboxId), {
+            concurrency: "unbounded"
+          })
+          const one = yield* Effect.forEach(keys, (k) => base.ackedUpTo(k.agent, k.outboxId))
+          assert.deepStrictEqual(grouped, one)
+          assert.deepStrictEqual(grouped, [7, -1, -1])
+        }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
+      60_000
+    )
   })
 }
+
+describe("grouped", () => {
+  it.live("a group takes the calls that arrive over the next turns of the event loop, even behind a blocking writer", () =>
+    Effect.gen(function*() {
+      const sizes: Array<number> = []
+      // Synchronous, like a better-sqlite3 commit: nothing arrives while it runs.
+      const call = yield* grouped((items: ReadonlyArray<number>) =>
+        Effect.sync(() => {
+          sizes.push(items.length)
+          return items.map((n) => n * 2)
+        })
+      )
+      // 60 calls, a third in each of three consecutive turns (as hellos read from sockets are).
+      const results = yield* Effect.forEach(
+        Array.from({ length: 60 }, (_, i) => i),
+        (i) => Effect.zipRight(Effect.forEach(Array.from({ length: i % 3 }), () => breathe), call(i)),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(results, Array.from({ length: 60 }, (_, i) => i * 2))
+      assert.deepStrictEqual(sizes, [60])
+    }).pipe(Effect.scoped))
+})

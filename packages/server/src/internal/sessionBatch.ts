@@ -1,11 +1,18 @@
 /**
  * Group commit of session rows (issue 18, reconnect storm). After a bartos restart every agent
  * reconnects at once, and each hello writes its session (`Store.sessionStarted`: the agents row
- * and an `agent_sessions` row; with several instances also its claim in `agent_claims`). One
- * transaction per hello is one fsync per agent, a few hundred handshakes a second. Here the
- * hellos that arrive while a commit is in flight wait for the next one, which writes all of them
- * in one transaction: one fsync for the whole group, and a lone hello still commits at once (no
- * timer). A group that fails is retried item by item, so one bad row never costs the others.
+ * and an `agent_sessions` row; with several instances also its claim in `agent_claims`) and reads
+ * its acked offset (`Store.ackedUpTo`). One transaction per hello is one fsync per agent, a few
+ * hundred handshakes a second; and even in one transaction, a few statements per hello are a few
+ * round trips (MariaDB) and a few trips through the SQL client's Effect pipeline (both) each.
+ *
+ * Here the calls that arrive while a group is in flight wait for the next one, which handles all
+ * of them at once: the session rows of a group are written by a handful of multi-row statements
+ * (`Store.sessionsStarted`) in one transaction, one fsync for the whole group, and the acked
+ * offsets of a group are read by one query (`Store.ackedUpToMany`). A group closes after two turns
+ * of the event loop in a row that brought no other call, or after `MAX_TURNS` (no timer: a lone
+ * call waits two turns). A group that fails is retried item by item, so one bad row never costs
+ * the others.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -15,10 +22,13 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { StoreShape } from "../Store.js"
+import { breathe } from "./store/common.js"
 import { StoreError } from "./store/errors.js"
 
-/** Most items in one transaction (bounds its size and the locks it holds). */
+/** Most items in one group (bounds a transaction's size, the locks it holds, a statement's parameters). */
 export const MAX_GROUP = 500
+/** Most turns of the event loop a group waits for more calls (it closes after two turns that brought none). */
+export const MAX_TURNS = 16
 
 interface Pending<I, A, E> {
   readonly item: I
@@ -26,43 +36,79 @@ interface Pending<I, A, E> {
 }
 
 /**
- * `write` group-committed: concurrent calls are written together in one transaction of `sql`
- * (each call still gets its own result). The writer fiber lives in the scope.
+ * `runGroup` applied to whatever calls are waiting (at most `MAX_GROUP`), one group at a time;
+ * each call gets its own result (`runGroup` answers in the order of its input). A group that
+ * fails is run again one item at a time. The runner fiber lives in the scope.
  */
-export const groupCommit = <I, A, E>(
-  sql: SqlClient.SqlClient,
-  write: (item: I) => Effect.Effect<A, E>
-): Effect.Effect<(item: I) => Effect.Effect<A, E | SqlError>, never, Scope.Scope> =>
+export const grouped = <I, A, E>(
+  runGroup: (group: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<A>, E>
+): Effect.Effect<(item: I) => Effect.Effect<A, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Effect.acquireRelease(Queue.unbounded<Pending<I, A, E | SqlError>>(), Queue.shutdown)
-    const writeGroup = (group: ReadonlyArray<Pending<I, A, E | SqlError>>) =>
+    const queue = yield* Effect.acquireRelease(Queue.unbounded<Pending<I, A, E>>(), Queue.shutdown)
+    const runOne = (item: I) => Effect.map(runGroup([item]), (results) => results[0]!)
+    const run = (group: ReadonlyArray<Pending<I, A, E>>) =>
       Effect.gen(function*() {
-        const together = yield* Effect.exit(sql.withTransaction(Effect.forEach(group, (p) => write(p.item))))
+        const together = yield* Effect.exit(runGroup(group.map((p) => p.item)))
         if (Exit.isSuccess(together)) {
           for (let i = 0; i < group.length; i++) yield* Deferred.succeed(group[i]!.done, together.value[i]!)
           return
         }
-        for (const p of group) yield* Deferred.complete(p.done, sql.withTransaction(write(p.item)))
+        if (group.length === 1) return yield* Deferred.failCause(group[0]!.done, together.cause)
+        for (const p of group) yield* Deferred.complete(p.done, runOne(p.item))
       })
-    yield* Effect.forkScoped(
-      Effect.forever(Effect.flatMap(Queue.takeBetween(queue, 1, MAX_GROUP), (chunk) => writeGroup([...chunk])))
-    )
+    // After the first call of a group, turns of the event loop (no timer) until two in a row
+    // bring no call (at most `MAX_TURNS`): the frames already readable are handled and their calls
+    // join. Without them the writer wakes on the first call's microtask and, on SQLite, whose
+    // commit blocks the loop, every group was the one call that woke it: one fsync per hello.
+    const collect = (first: Pending<I, A, E>) =>
+      Effect.gen(function*() {
+        let waiting = yield* Queue.size(queue)
+        for (let turn = 0, idle = 0; turn < MAX_TURNS && waiting < MAX_GROUP - 1; turn++) {
+          yield* breathe
+          const now = yield* Queue.size(queue)
+          if (now === waiting && ++idle >= 2) break
+          if (now !== waiting) idle = 0
+          waiting = now
+        }
+        return [first, ...(yield* Queue.takeUpTo(queue, MAX_GROUP - 1))]
+      })
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Effect.flatMap(Queue.take(queue), collect), run)))
     return (item: I) =>
-      Effect.flatMap(Deferred.make<A, E | SqlError>(), (done) =>
-        Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
+      Effect.flatMap(
+        Deferred.make<A, E>(),
+        (done) => Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done))
+      )
   })
 
-/** `store` with `sessionStarted` group-committed; everything else as it is. */
+/** `writeMany` group-committed: one transaction of `sql` per group. */
+export const groupCommitMany = <I, A, E>(
+  sql: SqlClient.SqlClient,
+  writeMany: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<A>, E>
+): Effect.Effect<(item: I) => Effect.Effect<A, E | SqlError>, never, Scope.Scope> =>
+  grouped((items: ReadonlyArray<I>) => sql.withTransaction(writeMany(items)))
+
+/** `write` group-committed: concurrent calls are written together in one transaction of `sql`. */
+export const groupCommit = <I, A, E>(
+  sql: SqlClient.SqlClient,
+  write: (item: I) => Effect.Effect<A, E>
+): Effect.Effect<(item: I) => Effect.Effect<A, E | SqlError>, never, Scope.Scope> =>
+  groupCommitMany(sql, (items: ReadonlyArray<I>) => Effect.forEach(items, write))
+
+const asStoreError = (what: string) => (e: SqlError | StoreError) =>
+  e._tag === "StoreError" ? e : new StoreError({ message: `${what}: ${e.message}`, cause: e })
+
+/** `store` with `sessionStarted` group-committed and `ackedUpTo` read in groups; everything else as it is. */
 export const make = <S extends StoreShape>(store: S, sql: SqlClient.SqlClient): Effect.Effect<S, never, Scope.Scope> =>
-  Effect.map(
-    groupCommit<Parameters<StoreShape["sessionStarted"]>[0], void, StoreError>(sql, store.sessionStarted),
-    (grouped) => ({
+  Effect.gen(function*() {
+    const started = yield* groupCommitMany(
+      sql,
+      (sessions: ReadonlyArray<Parameters<S["sessionStarted"]>[0]>) =>
+        Effect.as(store.sessionsStarted(sessions), sessions.map(() => undefined))
+    )
+    const acked = yield* grouped(store.ackedUpToMany)
+    return {
       ...store,
-      sessionStarted: (session) =>
-        Effect.catchTag(
-          grouped(session),
-          "SqlError",
-          (e) => Effect.fail(new StoreError({ message: `sessionStarted: ${e.message}`, cause: e }))
-        )
-    })
-  )
+      sessionStarted: (session) => Effect.mapError(started(session), asStoreError("sessionStarted")),
+      ackedUpTo: (agent, outboxId) => acked({ agent, outboxId })
+    }
+  })

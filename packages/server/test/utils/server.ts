@@ -130,7 +130,12 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
         })
       ),
     ackedUpTo: (agent, outboxId) => Effect.sync(() => control.offsets.get(key(agent, outboxId)) ?? -1),
+    ackedUpToMany: (keys) => Effect.sync(() => keys.map((k) => control.offsets.get(key(k.agent, k.outboxId)) ?? -1)),
     sessionStarted: (s) => Effect.sync(() => void control.events.push(`started ${s.agent} ${s.sessionId}`)),
+    sessionsStarted: (ss) =>
+      Effect.sync(() => {
+        for (const s of ss) control.events.push(`started ${s.agent} ${s.sessionId}`)
+      }),
     sessionInfo: (agent, sessionId, info) =>
       Effect.sync(() => void control.events.push(`info ${agent} ${sessionId} ${info.hostname}`)),
     sessionEnded: (agent, sessionId) => Effect.sync(() => void control.events.push(`ended ${agent} ${sessionId}`)),

@@ -43,6 +43,40 @@ export const inList = <A extends string | number>(
   return { text: `(${params.map(() => "?").join(", ")})`, params }
 }
 
+/**
+ * `items` cut into runs whose lengths are powers of two, largest first (300 → 256, 32, 8, 4):
+ * a multi-row statement then has one of a few texts, which both drivers prepare once and reuse.
+ */
+export const powerChunks = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  let start = 0
+  for (let left = items.length; left > 0;) {
+    let size = 1
+    while (size * 2 <= left) size *= 2
+    out.push(items.slice(start, start + size))
+    start += size
+    left -= size
+  }
+  return out
+}
+
+/**
+ * `head VALUES (?, …), … tail` for `rows` rows of `columns` values, each text built once (with
+ * `powerChunks`, a multi-row statement has a few texts, not one per group size).
+ */
+export const multiRow = (head: string, columns: number, tail: string): (rows: number) => string => {
+  const texts = new Map<number, string>()
+  const row = `(${Array.from({ length: columns }, () => "?").join(", ")})`
+  return (rows) => {
+    let text = texts.get(rows)
+    if (text === undefined) {
+      text = `${head} VALUES ${Array.from({ length: rows }, () => row).join(", ")} ${tail}`
+      texts.set(rows, text)
+    }
+    return text
+  }
+}
+
 export const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))

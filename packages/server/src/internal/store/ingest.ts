@@ -25,14 +25,19 @@ import {
   DELETE_CHUNK,
   inList,
   isTransient,
+  multiRow,
   num,
   numOrNull,
+  powerChunks,
   type Row,
   storeError,
   type StoreSql
 } from "./common.js"
 import * as Fence from "./fence.js"
 import { SqliteDirect } from "./sqliteClient.js"
+
+/** Agents per acked-offset query of a reconnect group (an `IN` list, padded to a power of two). */
+const ACKED_READ_AGENTS = 512
 
 /**
  * Line inserts are split into near-equal chunks of at most this many rows (8 parameters each;
@@ -67,7 +72,14 @@ const recordTime = (r: AgentRecord): number => {
 
 export type IngestShape = Pick<
   StoreShape,
-  "ingest" | "ackedUpTo" | "sessionStarted" | "sessionInfo" | "sessionEnded" | "markLost"
+  | "ingest"
+  | "ackedUpTo"
+  | "ackedUpToMany"
+  | "sessionStarted"
+  | "sessionsStarted"
+  | "sessionInfo"
+  | "sessionEnded"
+  | "markLost"
 >
 
 export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
@@ -147,16 +159,23 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       return text
     }
 
+    // Session starts are written `rows` at a time (`powerChunks` keeps the row counts, hence the
+    // texts, few). A name twice in one statement: the later row's values win, as one by one.
     // The missed-tick settings are the latest session's, NULL when it did not report them.
-    const upsertAgentSeen = mysql
-      ? `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip, missed_tick, catch_up_limit)
-         VALUES (?, ?, ?, ?, ?, ?)
-         ON DUPLICATE KEY UPDATE last_seen_at = VALUES(last_seen_at), last_ip = VALUES(last_ip),
-           missed_tick = VALUES(missed_tick), catch_up_limit = VALUES(catch_up_limit)`
-      : `INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip, missed_tick, catch_up_limit)
-         VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip,
-           missed_tick = excluded.missed_tick, catch_up_limit = excluded.catch_up_limit`
+    const upsertAgentsSeen = multiRow(
+      "INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip, missed_tick, catch_up_limit)",
+      6,
+      mysql
+        ? "ON DUPLICATE KEY UPDATE last_seen_at = VALUES(last_seen_at), last_ip = VALUES(last_ip), " +
+          "missed_tick = VALUES(missed_tick), catch_up_limit = VALUES(catch_up_limit)"
+        : "ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip, " +
+          "missed_tick = excluded.missed_tick, catch_up_limit = excluded.catch_up_limit"
+    )
+    const insertSessions = multiRow(
+      "INSERT INTO agent_sessions (session_id, agent, ip, connected_at)",
+      4,
+      ignoreDup("session_id", "session_id")
+    )
 
     // --- ingest ----------------------------------------------------------------------------------
     //
@@ -674,24 +693,44 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
         Effect.mapError(storeError("ackedUpTo"))
       )
 
+    // By agent only (the primary key's prefix): an agent has one row per outbox it ever had.
+    const ackedUpToMany = (keys: ReadonlyArray<{ readonly agent: string; readonly outboxId: string }>) =>
+      Effect.gen(function*() {
+        const offsets = new Map<string, number>()
+        for (const part of chunk([...new Set(keys.map((k) => k.agent))], ACKED_READ_AGENTS)) {
+          const list = inList(part)
+          const rows = yield* run(
+            `SELECT agent, outbox_id, last_seq FROM agent_offsets WHERE agent IN ${list.text}`,
+            list.params
+          )
+          for (const r of rows) offsets.set(offsetKey(String(r.agent), String(r.outbox_id)), num(r.last_seq))
+        }
+        return keys.map((k) => offsets.get(offsetKey(k.agent, k.outboxId)) ?? -1)
+      }).pipe(Effect.mapError(storeError("ackedUpToMany")))
+
     // --- sessions ------------------------------------------------------------------------------
 
-    const sessionStarted = (s: SessionInfo) =>
-      Effect.all([
-        exec(upsertAgentSeen, [
-          s.agent,
-          s.connectedAt,
-          s.connectedAt,
-          clip(s.ip),
-          s.missedTick ?? null,
-          s.catchUpLimit ?? null
-        ]),
-        changes(
-          sql`INSERT INTO agent_sessions (session_id, agent, ip, connected_at)
-            VALUES (${s.sessionId}, ${s.agent}, ${clip(s.ip)}, ${s.connectedAt})
-            ${sql.literal(ignoreDup("session_id", "session_id"))}`
-        )
-      ], { discard: true }).pipe(Effect.mapError(storeError("sessionStarted")))
+    const sessionsStarted = (sessions: ReadonlyArray<SessionInfo>) =>
+      Effect.forEach(powerChunks(sessions), (part) =>
+        Effect.zipRight(
+          exec(
+            upsertAgentsSeen(part.length),
+            part.flatMap((s) => [
+              s.agent,
+              s.connectedAt,
+              s.connectedAt,
+              clip(s.ip),
+              s.missedTick ?? null,
+              s.catchUpLimit ?? null
+            ])
+          ),
+          exec(
+            insertSessions(part.length),
+            part.flatMap((s) => [s.sessionId, s.agent, clip(s.ip), s.connectedAt])
+          )
+        ), { discard: true }).pipe(Effect.mapError(storeError("sessionStarted")))
+
+    const sessionStarted = (s: SessionInfo) => sessionsStarted([s])
 
     const sessionInfo = (agent: string, sessionId: string, info: ClientInfo) => {
       const values = sql.update({
@@ -724,5 +763,14 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
         )
       ).pipe(Effect.mapError(storeError("markLost")))
 
-    return { ingest, ackedUpTo, sessionStarted, sessionInfo, sessionEnded, markLost } satisfies IngestShape
+    return {
+      ingest,
+      ackedUpTo,
+      ackedUpToMany,
+      sessionStarted,
+      sessionsStarted,
+      sessionInfo,
+      sessionEnded,
+      markLost
+    } satisfies IngestShape
   })
