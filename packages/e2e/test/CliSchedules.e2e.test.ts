@@ -4,7 +4,8 @@
  * `agents`, so they still show once the agent is offline; an agent that never connected shows `-`.
  */
 import { describe, expect, it } from "vitest"
-import { clusterPerDescribe, dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
+import { dbKinds, makeCluster, type Schedule, waitFor } from "./utils/cluster.js"
+import { clusterPerDescribe } from "./utils/clusterPerDescribe.js"
 
 const daily: Schedule = { name: "nightly", on_calendar: "*-*-* 03:00:00", cmds: ["echo nightly"] }
 

@@ -9,8 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "smol-toml"
-import { afterAll, beforeAll, beforeEach } from "vitest"
-import { type CliResult, killAll, type Proc, runCli, startProcess, waitFor } from "./procs.js"
+import { type CliResult, type Proc, runCli, startProcess, waitFor } from "./procs.js"
 
 export type DbKind = "sqlite" | "mariadb"
 
@@ -262,25 +261,6 @@ export const makeCluster = async (
     }
   }
   return cluster
-}
-
-/**
- * The cluster of a `describe`: made (by `make`) before its tests, its logs printed when a test
- * fails, stopped with every process after them. `get()` inside the tests.
- */
-export const clusterPerDescribe = (make: () => Promise<Cluster>): { readonly get: () => Cluster } => {
-  let cluster: Cluster | undefined
-  beforeAll(async () => {
-    cluster = await make()
-  })
-  beforeEach(({ onTestFailed }) => {
-    onTestFailed(() => console.log(cluster?.diagnostics()))
-  })
-  afterAll(async () => {
-    await cluster?.stop()
-    await killAll()
-  })
-  return { get: () => cluster! }
 }
 
 export { waitFor }
