@@ -39,9 +39,7 @@ const main = (flags: Argv.Flags) =>
       // as a map, so BARTOC_* names match case-insensitively (fromEnv needs exact upper case)
       env: process.env,
       flags: {
-        verbose: flags.verbose > 0 ? flags.verbose : undefined,
-        quiet: flags.quiet > 0 ? flags.quiet : undefined,
-        enable_std_output: flags.enableStdOutput ? true : undefined,
+        ...Config.loggingFlags(flags),
         state_path: flags.statePath
       }
     }
