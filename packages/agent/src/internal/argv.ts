@@ -82,39 +82,86 @@ const TRUE_WORDS = new Set(["true", "1", "y", "yes", "on"])
 const FALSE_WORDS = new Set(["false", "0", "n", "no", "off"])
 const unknown = (token: string): Parsed => ({ _tag: "UsageError", message: `Received unknown argument: '${token}'\n` })
 
+const LONG_WITH_VALUE = /^(--[^=]+)=(.+)$/
+
 /** `--long=value` as two tokens (only long options, as @effect/cli did: `-c=x` is one unknown token). */
 const split = (token: string): Array<string> => {
-  const m = /^(--[^=]+)=(.+)$/.exec(token.trim())
+  const m = LONG_WITH_VALUE.exec(token.trim())
   return m === null ? [token] : [m[1]!, m[2]!]
 }
 
 const isShell = (s: string | undefined): s is Shell => SHELLS.includes(s as Shell)
+const boolWord = (word: string | undefined): boolean | undefined =>
+  word === undefined ? undefined : TRUE_WORDS.has(word) ? true : FALSE_WORDS.has(word) ? false : undefined
+
+interface BuiltInSpec {
+  readonly key: "completions" | "help" | "version"
+  readonly names: ReadonlyArray<string>
+  readonly bool: boolean
+}
+/** In @effect/cli's order, which is also the precedence when several are given. */
+const BUILT_INS: ReadonlyArray<BuiltInSpec> = [
+  { key: "completions", names: ["--completions"], bool: false },
+  { key: "help", names: ["--help", "-h"], bool: true },
+  { key: "version", names: ["--version"], bool: true }
+]
+
+type Taken = { readonly value: string | boolean; readonly leftover: Array<string> } | "absent" | "invalid"
 
 /**
- * The built-ins (`--help`/`-h`, `--version`, `--completions SHELL`) apply when they come first,
- * before any other option (words that are not options do not count); when several do,
- * completions wins over help, help over version. A built-in after another option is an unknown
- * argument, like a `--completions` without a valid shell.
+ * One built-in from the front of `input`, as @effect/cli matched an option: the first token is
+ * the option (a boolean takes an optional true/false word after it), or any other option (absent),
+ * or a word, in which case the option is looked for, and pulled out, anywhere after it.
+ */
+const take = (spec: BuiltInSpec, input: ReadonlyArray<string>): Taken => {
+  const [head, ...tail] = [...split(input[0]!), ...input.slice(1)]
+  if (/^-[^-]{2,}$/.test(head!.trim())) return "invalid" // a cluster: no built-in has one
+  const valueAfter = (before: Array<string>, inline: string | undefined, after: Array<string>): Taken => {
+    if (spec.bool) {
+      const word = boolWord(inline ?? after[0])
+      if (inline !== undefined && word !== undefined) return { value: word, leftover: [...before, ...after] }
+      if (inline === undefined && word !== undefined) return { value: word, leftover: [...before, ...after.slice(1)] }
+      return { value: true, leftover: [...before, ...after] }
+    }
+    if (inline !== undefined) return { value: inline, leftover: [...before, ...after] }
+    return after.length === 0 ? "invalid" : { value: after[0]!, leftover: [...before, ...after.slice(1)] }
+  }
+  if (spec.names.includes(head!)) return valueAfter([], undefined, tail)
+  if (head!.startsWith("-")) return "absent"
+  const index = tail.findIndex((t) => spec.names.includes(t) || spec.names.includes(LONG_WITH_VALUE.exec(t)?.[1] ?? ""))
+  if (index === -1) return "absent"
+  const inline = LONG_WITH_VALUE.exec(tail[index]!)?.[2]
+  return valueAfter([head!, ...tail.slice(0, index)], inline, tail.slice(index + 1))
+}
+
+/**
+ * The built-ins (`--help`/`-h`, `--version`, `--completions SHELL`) as @effect/cli found them
+ * before the command's own options: taken one by one from the front while the first token is one
+ * of them (or a word, with the built-in later on); completions wins over help, help over version.
+ * Undefined when there is none, or a `--completions` whose value is not a shell: then the
+ * command's parse reports the tokens as unknown arguments.
  */
 const builtIn = (tokens: ReadonlyArray<string>): Parsed | undefined => {
-  let help = false
-  let version = false
-  let shell: Shell | undefined
-  for (let i = 0; i < tokens.length; i++) {
-    const [name, value] = split(tokens[i]!)
-    if (!name!.startsWith("-")) continue
-    if (name === "--help" || name === "-h") help = true
-    else if (name === "--version") version = true
-    else if (name === "--completions") {
-      const candidate = value ?? tokens[i + 1]
-      if (!isShell(candidate)) break
-      shell = candidate
-      if (value === undefined) i++
-    } else break
+  let input = [...tokens]
+  let remaining = BUILT_INS
+  const found = new Map<BuiltInSpec["key"], string | boolean>()
+  scan: while (input.length > 0 && remaining.length > 0) {
+    for (const spec of remaining) {
+      const taken = take(spec, input)
+      // a cluster or a --completions without a value ends the search; what was found stands
+      if (taken === "invalid") break scan
+      if (taken === "absent") continue
+      found.set(spec.key, taken.value)
+      input = taken.leftover
+      remaining = remaining.filter((r) => r !== spec)
+      continue scan
+    }
+    break
   }
-  if (shell !== undefined) return { _tag: "Completions", shell }
-  if (help) return { _tag: "Help" }
-  if (version) return { _tag: "Version" }
+  const shell = found.get("completions")
+  if (shell !== undefined) return isShell(shell as string) ? { _tag: "Completions", shell: shell as Shell } : undefined
+  if (found.get("help") === true) return { _tag: "Help" }
+  if (found.get("version") === true) return { _tag: "Version" }
   return undefined
 }
 
@@ -140,7 +187,7 @@ export const parse = (argv: ReadonlyArray<string>): Parsed => {
     }
     const [name, inline] = split(token)
     const option = OPTIONS.find((o) => name === `--${o.long}` || (o.short !== undefined && name === `-${o.short}`))
-    if (option === undefined || seen.has(option.long)) return unknown(name!)
+    if (option === undefined || seen.has(option.long)) return unknown(token)
     seen.add(option.long)
     if (option.value) {
       const value = inline ?? tokens[i + 1]
