@@ -11,7 +11,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Argv from "../src/internal/argv.js"
 import * as FakeBartos from "./utils/FakeBartos.js"
 
 /** tsx start-up alone takes seconds on a loaded 2-core machine. */
@@ -194,11 +193,4 @@ describe("bartoc program", () => {
       assert.strictEqual(exit.code, 1)
       assert.include(proc.stderr, "giving up after 2 attempt(s)")
     }), PROCESS_TEST_TIMEOUT)
-
-  it("counts repeated and clustered -v/-q and keeps option values intact", () => {
-    const n = Argv.normalize(["node", "bartoc", "-vv", "-c", "-v.toml", "-q", "--verbose", "-V", "-e"])
-    assert.strictEqual(n.verbose, 3)
-    assert.strictEqual(n.quiet, 1)
-    assert.deepStrictEqual(n.argv, ["node", "bartoc", "-v", "-q", "-c", "-v.toml", "--version", "-e"])
-  })
 })

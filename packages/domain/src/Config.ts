@@ -477,6 +477,20 @@ export interface LoadOptions {
   readonly flags?: Record<string, unknown> | undefined
 }
 
+/**
+ * The logging flags every program has (`-v`/`-q` counted, `-e`) as `LoadOptions.flags` values: a
+ * flag not given leaves the key to the environment, the file and the default.
+ */
+export const loggingFlags = (flags: {
+  readonly verbose: number
+  readonly quiet: number
+  readonly enableStdOutput: boolean
+}): { verbose: number | undefined; quiet: number | undefined; enable_std_output: true | undefined } => ({
+  verbose: flags.verbose > 0 ? flags.verbose : undefined,
+  quiet: flags.quiet > 0 ? flags.quiet : undefined,
+  enable_std_output: flags.enableStdOutput ? true : undefined
+})
+
 const ENV_PREFIX: Record<Program, string> = { bartos: "BARTOS", bartoc: "BARTOC", "barto-cli": "BARTO_CLI" }
 
 const envProvider = (env: Record<string, string | undefined>): ConfigProvider.ConfigProvider =>

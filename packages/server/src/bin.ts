@@ -80,9 +80,7 @@ const serve = (flags: {
       // fromEnv provider only finds exact upper-case names).
       env: process.env,
       flags: {
-        verbose: flags.verbose > 0 ? flags.verbose : undefined,
-        quiet: flags.quiet > 0 ? flags.quiet : undefined,
-        enable_std_output: flags.enableStdOutput ? true : undefined
+        ...Config.loggingFlags(flags)
       }
     }
     const configFile = configPath ?? Config.defaultPaths("bartos").configFile

@@ -30,9 +30,7 @@ export const loadConfig = (g: Globals) =>
       configPath: g.configPath,
       env: env.env,
       flags: {
-        verbose: g.verbose > 0 ? g.verbose : undefined,
-        quiet: g.quiet > 0 ? g.quiet : undefined,
-        enable_std_output: g.enableStdOutput ? true : undefined,
+        ...Config.loggingFlags(g),
         timeout_secs: g.timeoutSecs
       }
     }).pipe(

@@ -1,4 +1,7 @@
-// Kept apart from cluster.ts, which the bench imports outside vitest (importing vitest there fails).
+/**
+ * Kept apart from cluster.ts: it imports vitest, and cluster.ts is also imported by the bench
+ * (bench/lib/db.ts), where vitest refuses to load outside its runner.
+ */
 import { afterAll, beforeAll, beforeEach } from "vitest"
 import type { Cluster } from "./cluster.js"
 import { killAll } from "./procs.js"
