@@ -425,7 +425,9 @@ for (const db of databases) {
           36,
           37,
           38,
-          39
+          39,
+          40,
+          41
         ])
         yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
         assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
@@ -757,7 +759,9 @@ for (const db of databases) {
           36,
           37,
           38,
-          39
+          39,
+          40,
+          41
         ])
         assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
           state: "missed",

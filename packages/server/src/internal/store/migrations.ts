@@ -346,7 +346,18 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   // runs --agent A --limit N (newest first): a range of this index read backwards, instead of
   // sorting every run of the agent (runs_agent_schedule_scheduled serves it only per schedule).
   // instance_commands needs no index of its own: answered rows are removed after a minute.
-  "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id")
+  "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id"),
+  // failed with a window (the CLI's default: the last 24 h, the newest 50): commands that exited
+  // badly, in the order the window reads them, with exit_code to filter in the index. Before it,
+  // every failure ever was sorted (EXPLAIN: filesort / temp b-tree) and then windowed.
+  "0040_index_run_commands_finished": createIndex(
+    "run_commands_finished",
+    "run_commands",
+    "finished_at, run_id, cmd_index, exit_code"
+  ),
+  // failed with a window: runs that ended badly (and their commands that never reported an
+  // exit), a range of finished_at per state.
+  "0041_index_runs_state_finished": createIndex("runs_state_finished", "runs", "state, finished_at")
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))

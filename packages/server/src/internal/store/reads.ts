@@ -15,7 +15,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Stream from "effect/Stream"
-import { type QueryCaps, recentKey, type RecentRuns, type RunsFilter, type StoreShape } from "../../Store.js"
+import { type FailedWindow, type QueryCaps, recentKey, type RecentRuns, type RunsFilter, type StoreShape } from "../../Store.js"
 import {
   breathe,
   chunk,
@@ -299,20 +299,136 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       runs: ["COALESCE(r.finished_at, r.started_at, r.scheduled_at)", "r.run_id", "-1"]
     }
 
-    const failed = () => {
-      const page = (after: ReadonlyArray<unknown> | undefined) => {
-        // The cursor condition goes into both halves, so that neither is read whole per page.
-        const cond = (columns: ReadonlyArray<string>) =>
-          after === undefined ? "" : ` AND (${columns.join(", ")}) > (?, ?, ?)`
-        return run(
-          `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${
-            cond(FAILED_KEY.runs)
-          }) f
-           ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
-          [...(after ?? []), ...(after ?? []), PAGE_RUNS]
-        )
+    // A window (`barto-cli failed`, by default the last 24 h and the newest 50) is read in parts
+    // whose key is a plain column, so that its range, ORDER BY and LIMIT follow an index
+    // (EXPLAIN in bench/suites/history.ts; the two halves above sort every failure ever). A
+    // command that reported its exit ends at its own finished_at (run_commands_finished); one
+    // that never did (exit code and signal NULL: CommandExited sets them with finished_at) fails
+    // only in a run that ended badly, at that run's finished_at (runs_state_finished), as do
+    // runs without commands. Failures with no end at all (lost runs) count only without
+    // since/until, keyed by start as above: few, read whole.
+    interface FailedPart {
+      readonly where: string
+      /** The sort key `k`, then run id (and command index). */
+      readonly key: readonly [string, string, string]
+      readonly order: string
+    }
+    const FAILED_PARTS: ReadonlyArray<FailedPart & { readonly ended: boolean }> = [
+      {
+        where: `${FAILED_COMMANDS} AND c.finished_at IS NOT NULL`,
+        key: ["c.finished_at", "c.run_id", "c.cmd_index"],
+        order: "c.finished_at, c.run_id, c.cmd_index",
+        ended: true
+      },
+      {
+        where: `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.state IN ${LOST_OR_FAILED} AND r.finished_at IS NOT NULL`,
+        key: ["r.finished_at", "c.run_id", "c.cmd_index"],
+        order: "r.finished_at, c.run_id, c.cmd_index",
+        ended: true
+      },
+      {
+        where: `${FAILED_RUNS} AND r.finished_at IS NOT NULL`,
+        key: ["r.finished_at", "r.run_id", "-1"],
+        order: "r.finished_at, r.run_id",
+        ended: true
+      },
+      {
+        where: `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.finished_at IS NULL`,
+        key: ["COALESCE(r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
+        order: "COALESCE(r.started_at, r.scheduled_at), c.run_id, c.cmd_index",
+        ended: false
+      },
+      {
+        where: `${FAILED_RUNS} AND r.finished_at IS NULL`,
+        key: ["COALESCE(r.started_at, r.scheduled_at)", "r.run_id", "-1"],
+        order: "COALESCE(r.started_at, r.scheduled_at), r.run_id",
+        ended: false
       }
-      return keysetPages(page, (last) => [num(last.k), String(last.run_id), num(last.idx)]).pipe(
+    ]
+    const descending = (order: string) =>
+      order.split(", ").map((c) => `${c} DESC`).join(", ")
+
+    /** The parts of `window` with their bounds (text and parameters). */
+    const windowParts = (window: FailedWindow) => {
+      const bounded = window.since !== undefined || window.until !== undefined
+      return FAILED_PARTS.filter((p) => p.ended || !bounded).map((p) => {
+        const conds: Array<string> = []
+        const params: Array<unknown> = []
+        if (window.since !== undefined) {
+          conds.push(`${p.key[0]} >= ?`)
+          params.push(window.since)
+        }
+        if (window.until !== undefined) {
+          conds.push(`${p.key[0]} < ?`)
+          params.push(window.until)
+        }
+        return { ...p, where: `${p.where}${conds.map((c) => ` AND ${c}`).join("")}`, params }
+      })
+    }
+
+    /** The key of the `limit`-th newest failure of the window (each part gives its newest `limit`). */
+    const windowStart = (parts: ReturnType<typeof windowParts>, limit: number) =>
+      Effect.map(
+        run(
+          `SELECT k, run_id, idx FROM (${
+            parts.map((p, i) =>
+              `SELECT * FROM (${p.where} ORDER BY ${descending(p.order)} LIMIT ${limit}) AS p${i}`
+            ).join(" UNION ALL ")
+          }) f ORDER BY f.k DESC, f.run_id DESC, f.idx DESC LIMIT 1 OFFSET ${limit - 1}`,
+          parts.flatMap((p) => p.params)
+        ),
+        (rows) => rows.length === 0 ? undefined : [num(rows[0]!.k), String(rows[0]!.run_id), num(rows[0]!.idx)]
+      )
+
+    const failedPages = (window: FailedWindow) => {
+      const limit = window.limit === undefined ? undefined : Math.max(1, Math.floor(window.limit))
+      if (window.since === undefined && window.until === undefined && limit === undefined) {
+        const page = (after: ReadonlyArray<unknown> | undefined) => {
+          // The cursor condition goes into both halves, so that neither is read whole per page.
+          const cond = (columns: ReadonlyArray<string>) =>
+            after === undefined ? "" : ` AND (${columns.join(", ")}) > (?, ?, ?)`
+          return run(
+            `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${
+              cond(FAILED_KEY.runs)
+            }) f
+             ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
+            [...(after ?? []), ...(after ?? []), PAGE_RUNS]
+          )
+        }
+        return keysetPages(page, (last) => [num(last.k), String(last.run_id), num(last.idx)])
+      }
+      const parts = windowParts(window)
+      // From the window's start (inclusive) or after a page's last row, each part along its index.
+      const page = (from: { readonly key: ReadonlyArray<unknown>; readonly inclusive: boolean } | undefined) =>
+        run(
+          `SELECT * FROM (${
+            parts.map((p, i) =>
+              `SELECT * FROM (${p.where}${
+                from === undefined ? "" : ` AND ${p.key[0]} >= ? AND (${p.key.join(", ")}) ${from.inclusive ? ">=" : ">"} (?, ?, ?)`
+              } ORDER BY ${p.order} LIMIT ${PAGE_RUNS}) AS p${i}`
+            ).join(" UNION ALL ")
+          }) f ORDER BY f.k, f.run_id, f.idx LIMIT ${PAGE_RUNS}`,
+          parts.flatMap((p) => [...p.params, ...(from === undefined ? [] : [from.key[0], ...from.key])])
+        )
+      return Stream.unwrap(Effect.map(
+        limit === undefined ? Effect.succeed(undefined) : windowStart(parts, limit),
+        (start) =>
+          keysetPages(
+            (after) =>
+              page(
+                after !== undefined
+                  ? { key: after, inclusive: false }
+                  : start === undefined
+                  ? undefined
+                  : { key: start, inclusive: true }
+              ),
+            (last) => [num(last.k), String(last.run_id), num(last.idx)]
+          )
+      ))
+    }
+
+    const failed = (window: FailedWindow = {}) => {
+      return failedPages(window).pipe(
         Stream.mapEffect((rows) =>
           Effect.map(countLines(Array.from(new Set(rows.map((r) => String(r.run_id)))), true), (counts) => {
             // What one fetch of a run's lines returns: every command's lines of that run.
