@@ -427,7 +427,8 @@ for (const db of databases) {
           38,
           39,
           40,
-          41
+          41,
+          42
         ])
         yield* (yield* Store).ingest("a", "o", [runMissed(0, "m", "s", 1)])
         assert.strictEqual(Option.getOrThrow(yield* (yield* Store).getRun("m")).occurrences, 1)
@@ -761,7 +762,8 @@ for (const db of databases) {
           38,
           39,
           40,
-          41
+          41,
+          42
         ])
         assert.deepInclude(Option.getOrThrow(yield* store.getRun("old-missed")), {
           state: "missed",

@@ -357,7 +357,16 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   ),
   // failed with a window: runs that ended badly (and their commands that never reported an
   // exit), a range of finished_at per state.
-  "0041_index_runs_state_finished": createIndex("runs_state_finished", "runs", "state, finished_at")
+  "0041_index_runs_state_finished": createIndex("runs_state_finished", "runs", "state, finished_at"),
+  // recentRuns (the schedule view, `schedules`, the console) and runs(agent, schedule): newest
+  // first straight from the index, run id included. With only runs_agent_scheduled (0039) and
+  // 0020 (which lacks run_id), SQLite chose 0039 and read the agent's runs newest first until
+  // one of the schedule came: for a rarely running schedule, the agent's whole history.
+  "0042_index_runs_agent_schedule_scheduled_id": createIndex(
+    "runs_agent_schedule_scheduled_id",
+    "runs",
+    "agent, schedule, scheduled_at, run_id"
+  )
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))
