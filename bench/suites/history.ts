@@ -78,7 +78,15 @@ const runRecords = (i: number, at: number, seq: number, failed: boolean): Array<
       scheduledAt: M.Micros.make(t),
       startedAt: M.Micros.make(t + 500)
     },
-    { _tag: "CommandStarted", seq: seq++, runId, cmdUuid, cmdIndex: 0, command: "job", startedAt: M.Micros.make(t + 600) }
+    {
+      _tag: "CommandStarted",
+      seq: seq++,
+      runId,
+      cmdUuid,
+      cmdIndex: 0,
+      command: "job",
+      startedAt: M.Micros.make(t + 600)
+    }
   ]
   for (let l = 0; l < LINES_PER_RUN; l++) {
     out.push({
@@ -193,8 +201,24 @@ const ingestLive = (from: number, until: () => boolean, minSecs: number) =>
       const cmdUuid = `live-cmd-${from + batches}`
       const t = Date.now() * 1000
       const records: Array<M.AgentRecord> = [
-        { _tag: "RunStarted", seq: seq++, runId, schedule: "live", trigger: "manual", scheduledAt: M.Micros.make(t), startedAt: M.Micros.make(t) },
-        { _tag: "CommandStarted", seq: seq++, runId, cmdUuid, cmdIndex: 0, command: "live", startedAt: M.Micros.make(t) }
+        {
+          _tag: "RunStarted",
+          seq: seq++,
+          runId,
+          schedule: "live",
+          trigger: "manual",
+          scheduledAt: M.Micros.make(t),
+          startedAt: M.Micros.make(t)
+        },
+        {
+          _tag: "CommandStarted",
+          seq: seq++,
+          runId,
+          cmdUuid,
+          cmdIndex: 0,
+          command: "live",
+          startedAt: M.Micros.make(t)
+        }
       ]
       for (let l = 0; l < LIVE_LINES; l++) {
         records.push({
@@ -210,7 +234,15 @@ const ingestLive = (from: number, until: () => boolean, minSecs: number) =>
         })
       }
       records.push(
-        { _tag: "CommandExited", seq: seq++, runId, cmdUuid, exitCode: 0, signal: null, finishedAt: M.Micros.make(t + 1) },
+        {
+          _tag: "CommandExited",
+          seq: seq++,
+          runId,
+          cmdUuid,
+          exitCode: 0,
+          signal: null,
+          finishedAt: M.Micros.make(t + 1)
+        },
         { _tag: "RunFinished", seq: seq++, runId, state: "succeeded", finishedAt: M.Micros.make(t + 1) }
       )
       yield* store.ingest(`live-${from}`, "live-outbox", records)
@@ -330,9 +362,9 @@ const suiteFor = async (kind: DbKind, quick: boolean): Promise<Array<Row>> => {
             Math.round(alone.rate).toLocaleString("en")
           } before, ${
             Math.round(after.rate).toLocaleString("en")
-          } after) lines/s (500-line batches of one agent); retention deleted ${deleted.runs.toLocaleString("en")} runs, ${
-            deleted.lines.toLocaleString("en")
-          } lines in ${retentionSecs.toFixed(1)} s`
+          } after) lines/s (500-line batches of one agent); retention deleted ${
+            deleted.runs.toLocaleString("en")
+          } runs, ${deleted.lines.toLocaleString("en")} lines in ${retentionSecs.toFixed(1)} s`
         })
         return rows
       }).pipe(Effect.provide(storeLayer(db)))

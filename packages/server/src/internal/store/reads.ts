@@ -15,7 +15,14 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Stream from "effect/Stream"
-import { type FailedWindow, type QueryCaps, recentKey, type RecentRuns, type RunsFilter, type StoreShape } from "../../Store.js"
+import {
+  type FailedWindow,
+  type QueryCaps,
+  recentKey,
+  type RecentRuns,
+  type RunsFilter,
+  type StoreShape
+} from "../../Store.js"
 import {
   breathe,
   chunk,
@@ -311,42 +318,43 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       readonly where: string
       /** The sort key `k`, then run id (and command index). */
       readonly key: readonly [string, string, string]
-      readonly order: string
+      /** ORDER BY columns, ascending. */
+      readonly order: ReadonlyArray<string>
     }
     const FAILED_PARTS: ReadonlyArray<FailedPart & { readonly ended: boolean }> = [
       {
         where: `${FAILED_COMMANDS} AND c.finished_at IS NOT NULL`,
         key: ["c.finished_at", "c.run_id", "c.cmd_index"],
-        order: "c.finished_at, c.run_id, c.cmd_index",
+        order: ["c.finished_at", "c.run_id", "c.cmd_index"],
         ended: true
       },
       {
-        where: `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.state IN ${LOST_OR_FAILED} AND r.finished_at IS NOT NULL`,
+        where:
+          `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.state IN ${LOST_OR_FAILED} AND r.finished_at IS NOT NULL`,
         key: ["r.finished_at", "c.run_id", "c.cmd_index"],
-        order: "r.finished_at, c.run_id, c.cmd_index",
+        order: ["r.finished_at", "c.run_id", "c.cmd_index"],
         ended: true
       },
       {
         where: `${FAILED_RUNS} AND r.finished_at IS NOT NULL`,
         key: ["r.finished_at", "r.run_id", "-1"],
-        order: "r.finished_at, r.run_id",
+        order: ["r.finished_at", "r.run_id"],
         ended: true
       },
       {
         where: `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.finished_at IS NULL`,
         key: ["COALESCE(r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
-        order: "COALESCE(r.started_at, r.scheduled_at), c.run_id, c.cmd_index",
+        order: ["COALESCE(r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
         ended: false
       },
       {
         where: `${FAILED_RUNS} AND r.finished_at IS NULL`,
         key: ["COALESCE(r.started_at, r.scheduled_at)", "r.run_id", "-1"],
-        order: "COALESCE(r.started_at, r.scheduled_at), r.run_id",
+        order: ["COALESCE(r.started_at, r.scheduled_at)", "r.run_id"],
         ended: false
       }
     ]
-    const descending = (order: string) =>
-      order.split(", ").map((c) => `${c} DESC`).join(", ")
+    const descending = (order: ReadonlyArray<string>) => order.map((c) => `${c} DESC`).join(", ")
 
     /** The parts of `window` with their bounds (text and parameters). */
     const windowParts = (window: FailedWindow) => {
@@ -371,9 +379,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
       Effect.map(
         run(
           `SELECT k, run_id, idx FROM (${
-            parts.map((p, i) =>
-              `SELECT * FROM (${p.where} ORDER BY ${descending(p.order)} LIMIT ${limit}) AS p${i}`
-            ).join(" UNION ALL ")
+            parts.map((p, i) => `SELECT * FROM (${p.where} ORDER BY ${descending(p.order)} LIMIT ${limit}) AS p${i}`)
+              .join(" UNION ALL ")
           }) f ORDER BY f.k DESC, f.run_id DESC, f.idx DESC LIMIT 1 OFFSET ${limit - 1}`,
           parts.flatMap((p) => p.params)
         ),
@@ -404,8 +411,10 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
           `SELECT * FROM (${
             parts.map((p, i) =>
               `SELECT * FROM (${p.where}${
-                from === undefined ? "" : ` AND ${p.key[0]} >= ? AND (${p.key.join(", ")}) ${from.inclusive ? ">=" : ">"} (?, ?, ?)`
-              } ORDER BY ${p.order} LIMIT ${PAGE_RUNS}) AS p${i}`
+                from === undefined
+                  ? ""
+                  : ` AND ${p.key[0]} >= ? AND (${p.key.join(", ")}) ${from.inclusive ? ">=" : ">"} (?, ?, ?)`
+              } ORDER BY ${p.order.join(", ")} LIMIT ${PAGE_RUNS}) AS p${i}`
             ).join(" UNION ALL ")
           }) f ORDER BY f.k, f.run_id, f.idx LIMIT ${PAGE_RUNS}`,
           parts.flatMap((p) => [...p.params, ...(from === undefined ? [] : [from.key[0], ...from.key])])
