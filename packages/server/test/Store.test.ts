@@ -1381,7 +1381,9 @@ for (const db of databases) {
           assert.deepStrictEqual(got, expected, `exact ${JSON.stringify(w)}`)
           if (expected.length > 0) nonEmpty++
         }
-        assert.strictEqual(nonEmpty, 8)
+        // Every window but the last two holds this test's failures (other tests' may add to them).
+        assert.isAtLeast(nonEmpty, 8)
+        assert.deepStrictEqual(yield* collect(store.failed({ since: at(5_101), until: at(5_101) })), [])
         // The cases are there: a page and more, the big command's split rows, the kinds of failure.
         const all = windowOf(whole, { since: at(5_000) })
         assert.isAbove(new Set(all.map((f) => f.runId)).size, 256)

@@ -3,6 +3,7 @@
  * chunk; `setPaused`/`paused` keep the operator's paused schedules.
  */
 import type { Micros } from "@barto/domain/Messages"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { StoreShape } from "../../Store.js"
@@ -13,10 +14,12 @@ import {
   DELETE_CHUNK,
   DELETE_LINES,
   inList,
+  isTransient,
   type Row,
   storeError,
   type StoreSql
 } from "./common.js"
+import type { StoreError } from "./errors.js"
 import * as Fence from "./fence.js"
 
 const MICROS_PER_DAY = 86_400_000_000
@@ -52,6 +55,17 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
       })
 
     /**
+     * A delete transaction again when MariaDB chose it as a deadlock victim (or its lock wait
+     * timed out): its range locks meet ingest's inserts into the same index gaps (seen in the
+     * history bench). It rolled back, so running it again is safe; ingest retries the same way.
+     */
+    const transient = <A, R>(transaction: Effect.Effect<A, SqlError | StoreError, R>) =>
+      Effect.retry(transaction, {
+        times: 5,
+        while: (e) => e._tag === "SqlError" && isTransient(e)
+      })
+
+    /**
      * The lines of `list`'s runs, at most DELETE_LINES per transaction, yielding to the event
      * loop between transactions: a run's lines are unbounded (a chatty job writes millions), and
      * on SQLite one writer is shared with ingest, so neither the lock nor the event loop is held
@@ -66,7 +80,7 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
       return Effect.iterate({ lines: 0, more: true }, {
         while: (state) => state.more,
         body: ({ lines }) =>
-          pace(sql.withTransaction(Effect.zipRight(Fence.check(sql), exec(text, list.params)))).pipe(
+          pace(transient(sql.withTransaction(Effect.zipRight(Fence.check(sql), exec(text, list.params))))).pipe(
             Effect.map((n) => ({ lines: lines + n, more: n >= DELETE_LINES }))
           )
       }).pipe(Effect.map((state) => state.lines))
@@ -78,7 +92,7 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
         const list = inList(part)
         // Fence.check: retention runs on the leader; a stale leader's delete is refused (issue 18).
         return Effect.flatMap(deleteLines(list, pace), (lines) =>
-          pace(sql.withTransaction(Effect.zipRight(
+          pace(transient(sql.withTransaction(Effect.zipRight(
             Fence.check(sql),
             Effect.all({
               // Lines a run received after its batches above (a late record) go with it.
@@ -86,7 +100,7 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
               commands: exec(`DELETE FROM run_commands WHERE run_id IN ${list.text}`, list.params),
               runs: exec(`DELETE FROM runs WHERE run_id IN ${list.text}`, list.params)
             })
-          ))).pipe(
+          )))).pipe(
             Effect.map((n) => ({
               runs: acc.runs + n.runs,
               commands: acc.commands + n.commands,

@@ -288,6 +288,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     // Commands that exited non-zero or by a signal, and commands that never reported an exit in a
     // run that ended badly (timed out, lost, failed); then runs that ended badly without any
     // command. Ordered by when they ended (else started, else were scheduled), run id, position.
+    // "Without any command" is a LEFT JOIN … IS NULL, a lookup per run: MariaDB turned NOT EXISTS
+    // into a materialized anti-join that read all of run_commands_run_id (EXPLAIN, issue 18).
     const FAILED_COMMANDS = `SELECT COALESCE(c.finished_at, r.finished_at, r.started_at, r.scheduled_at) AS k,
         c.run_id AS run_id, c.cmd_index AS idx, c.cmd_uuid AS cmd_uuid, c.command AS command,
         c.exit_code AS exit_code, c.exit_signal AS exit_signal, COALESCE(c.finished_at, r.finished_at) AS fin,
@@ -299,8 +301,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         r.run_id AS run_id, -1 AS idx, '' AS cmd_uuid, '' AS command,
         r.exit_code AS exit_code, r.exit_signal AS exit_signal, r.finished_at AS fin,
         r.agent AS agent, r.schedule AS schedule, r.state AS state
-      FROM runs r
-      WHERE r.state IN ${LOST_OR_FAILED} AND NOT EXISTS (SELECT 1 FROM run_commands c WHERE c.run_id = r.run_id)`
+      FROM runs r LEFT JOIN run_commands c0 ON c0.run_id = r.run_id
+      WHERE r.state IN ${LOST_OR_FAILED} AND c0.run_id IS NULL`
     const FAILED_KEY = {
       commands: ["COALESCE(c.finished_at, r.finished_at, r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
       runs: ["COALESCE(r.finished_at, r.started_at, r.scheduled_at)", "r.run_id", "-1"]
