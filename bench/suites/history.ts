@@ -23,10 +23,9 @@ import * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { performance } from "node:perf_hooks"
-import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
+import { type Db, type DbKind, mariadbReachable, openDb, storeConfig } from "../lib/db.js"
 import { removeDir, tempDir } from "../lib/procs.js"
 import { atLeast, atMost, median, percentile, type Row } from "../lib/report.js"
 
@@ -44,20 +43,7 @@ const FULL_RUNS = 1_000_000
 
 type Services = Store.Store | SqlClient.SqlClient
 
-const storeLayer = (db: Db): Layer.Layer<Services, Store.StoreError> => {
-  const m = db.toml["mariadb"] as
-    | { host: string; port: number; username: string; database: string; password?: string; query_password?: string }
-    | undefined
-  const s = db.toml["sqlite"] as { path: string } | undefined
-  return Store.layerFromConfigWithClient({
-    sqlite: { path: s?.path ?? "" },
-    mariadb: m === undefined ? undefined : {
-      ...m,
-      password: m.password === undefined ? undefined : Redacted.make(m.password),
-      query_password: m.query_password === undefined ? undefined : Redacted.make(m.query_password)
-    }
-  })
-}
+const storeLayer = (db: Db): Layer.Layer<Services, Store.StoreError> => Store.layerFromConfigWithClient(storeConfig(db))
 
 const agentName = (a: number) => `agent-${String(a).padStart(3, "0")}`
 const scheduleName = (s: number) => `job-${String(s).padStart(2, "0")}`
