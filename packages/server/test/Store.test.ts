@@ -23,7 +23,7 @@ import { excessGrants, makeMariadbQueryRunner } from "../src/internal/store/mari
 import { migrate, migrateWith, migrations, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
 import { parseMariadbOptions } from "../src/internal/store/resources.js"
 import type { FailedWindow, QueryResult, StoreShape } from "../src/Store.js"
-import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
+import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, recentKey, Store } from "../src/Store.js"
 import { asAdmin, databases, mariadbDatabase, runningStatements } from "./utils/databases.js"
 
 // --- record builders -------------------------------------------------------------------------
@@ -1390,6 +1390,42 @@ for (const db of databases) {
         assert.isAbove(all.filter((f) => f.lines.includes("big 0") || f.lines.includes("big 1199")).length, 1)
         assert.includeMembers(all.map((f) => f.runId), [timedOut, open])
         assert.include(windowOf(whole, { limit: 300 }).map((f) => f.runId), lost)
+      }))
+
+    it.effect("recentRuns of many schedules (the schedule view) gives each one's newest run, as runs orders them", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const prefix = nextName("rv")
+        // 40 agents × 2 schedules (more than one statement's 64), three runs each, two of them
+        // at the same instant (the higher run id is the newer); one schedule that never ran.
+        const schedules: Array<{ agent: string; schedule: string }> = []
+        for (let a = 0; a < 40; a++) {
+          const agent = `${prefix}-${a}`
+          const records: Array<AgentRecord> = []
+          let seq = 0
+          for (const schedule of ["x", "y"]) {
+            schedules.push({ agent, schedule })
+            for (const [n, t] of [[1, 100], [2, 300 + a], [3, 300 + a]] as const) {
+              const run = wholeRun(seq, `${agent}-${schedule}-${n}`, schedule, t, [], n === 1 ? 1 : 0)
+              records.push(...run)
+              seq += run.length
+            }
+          }
+          yield* store.ingest(agent, "o", records)
+        }
+        schedules.push({ agent: `${prefix}-0`, schedule: "never" })
+        const recent = yield* store.recentRuns(schedules, 1)
+        assert.strictEqual(recent.size, 80)
+        for (const { agent, schedule } of schedules) {
+          const expected = yield* store.runs({ agent, schedule, limit: 1 })
+          const got = recent.get(recentKey(agent, schedule))
+          if (schedule === "never") assert.isUndefined(got)
+          else {
+            assert.deepStrictEqual(got?.last, expected[0])
+            assert.deepStrictEqual(got?.states, [expected[0]!.state])
+            assert.strictEqual(got?.last.runId, `${agent}-${schedule}-3`)
+          }
+        }
       }))
 
     it.effect("query: at most queryConcurrency statements run; one more is refused at once", () =>

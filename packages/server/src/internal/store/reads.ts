@@ -577,6 +577,31 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         const out = new Map<string, RecentRuns>()
         const limit = Math.max(0, Math.floor(perSchedule))
         if (limit === 0) return out
+        if (mysql && limit === 1 && schedules.length > RECENT_CHUNK) {
+          // The schedule view (every schedule's newest run) on MariaDB: one loose index scan of
+          // runs_agent_schedule_scheduled ("Using index for group-by": one dive per agent and
+          // schedule ever run) and a lookup of each newest row, ~10 ms for 1,000 schedules where
+          // 16 statements of 64 subqueries took ~80 ms (issue 18). Ties on scheduled_at: the
+          // highest run id, as `runs` orders them.
+          const wanted = new Set(schedules.map((s) => recentKey(s.agent, s.schedule)))
+          const newest = new Map<string, Row>()
+          for (
+            const row of yield* run(
+              `SELECT ${RUN_COLUMNS} FROM (SELECT agent, schedule, MAX(scheduled_at) AS m FROM runs GROUP BY agent, schedule) g
+               JOIN runs r ON r.agent = g.agent AND r.schedule = g.schedule AND r.scheduled_at = g.m`
+            )
+          ) {
+            const key = recentKey(String(row.agent), String(row.schedule))
+            const seen = newest.get(key)
+            if (wanted.has(key) && (seen === undefined || String(row.run_id) > String(seen.run_id))) {
+              newest.set(key, row)
+            }
+          }
+          for (const [key, row] of newest) {
+            out.set(key, { last: yield* decodeRunRow(row), states: [yield* decodeRunState(row.state)] })
+          }
+          return out
+        }
         for (const part of chunk(schedules, RECENT_CHUNK)) {
           // `k` numbers the subquery, `n` the row within it: rows come back in that order.
           const text = part.map((_, k) => {
