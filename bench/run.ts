@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark suite in one run, one table, the same rows as JSON.
  *
- *   npm run bench                       all suites, full sizes (~5 min)
+ *   npm run bench                       all suites, full sizes (~12-15 min)
  *   npm run bench -- --quick            smaller sizes, a smoke run
  *   npm run bench -- --only ingest      one suite (repeatable, or comma-separated)
  *   npm run bench -- --profile          also write CPU profiles of bartos/bartoc at their exit
