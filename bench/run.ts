@@ -1,13 +1,13 @@
 /**
  * `npm run bench`: every benchmark suite in one run, one table, the same rows as JSON.
  *
- *   npm run bench                       all suites, full sizes (~5 min)
+ *   npm run bench                       all suites, full sizes (~12-15 min)
  *   npm run bench -- --quick            smaller sizes, a smoke run
  *   npm run bench -- --only ingest      one suite (repeatable, or comma-separated)
  *   npm run bench -- --profile          also write CPU profiles of bartos/bartoc at their exit
  *                                       (bench/results/profiles/<date>/*.cpuprofile)
  *
- * Suites: calendar, dispatch, ingest, agents, reconnect, bartoc, console. Results: bench/results/latest.json and a
+ * Suites: calendar, dispatch, ingest, agents, reconnect, bartoc, console, history. Results: bench/results/latest.json and a
  * dated copy next to it (rows + machine facts). Everything talks to 127.0.0.1 only; every child
  * process and temp dir is removed at the end, also on Ctrl-C.
  */
@@ -24,6 +24,7 @@ import * as BartocIdle from "./suites/bartocIdle.js"
 import * as Calendar from "./suites/calendar.js"
 import * as Console from "./suites/console.js"
 import * as Dispatch from "./suites/dispatch.js"
+import * as History from "./suites/history.js"
 import * as Ingest from "./suites/ingest.js"
 import * as Reconnect from "./suites/reconnect.js"
 
@@ -34,7 +35,8 @@ const SUITES: ReadonlyArray<{ readonly name: string; readonly run: (quick: boole
   { name: "agents", run: Agents.run },
   { name: "reconnect", run: Reconnect.run },
   { name: "bartoc", run: BartocIdle.run },
-  { name: "console", run: Console.run }
+  { name: "console", run: Console.run },
+  { name: "history", run: History.run }
 ]
 
 const usage = `usage: npm run bench -- [--quick] [--profile] [--only <suite>[,<suite>…]]…

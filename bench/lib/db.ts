@@ -69,6 +69,22 @@ export interface Db extends E2eDb {
   readonly baselineRate: (rows: number) => Promise<ReadonlyArray<number>>
 }
 
+/** What `Store.layerFromConfig` takes to open `db` (the bartos.toml it was made for, as bartos reads it). */
+export const storeConfig = (db: E2eDb): Parameters<typeof Store.layerFromConfig>[0] => {
+  const m = db.toml["mariadb"] as
+    | { host: string; port: number; username: string; database: string; password?: string; query_password?: string }
+    | undefined
+  const s = db.toml["sqlite"] as { path: string } | undefined
+  return {
+    sqlite: { path: s?.path ?? "" },
+    mariadb: m === undefined ? undefined : {
+      ...m,
+      password: m.password === undefined ? undefined : Redacted.make(m.password),
+      query_password: m.query_password === undefined ? undefined : Redacted.make(m.query_password)
+    }
+  }
+}
+
 /** The e2e tests' database (SQLite file or scratch MariaDB database) plus the three yardsticks. */
 export const openDb = async (kind: DbKind, dir: string): Promise<Db> => {
   const base = await openE2eDb(kind, dir, { prefix: "barto_bench" })

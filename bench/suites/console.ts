@@ -12,11 +12,10 @@ import * as M from "@barto/domain/Messages"
 import * as Store from "@barto/server/Store"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import { performance } from "node:perf_hooks"
 import { startServer } from "../lib/barto.js"
-import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
+import { type Db, type DbKind, mariadbReachable, openDb, storeConfig } from "../lib/db.js"
 import { removeDir, tempDir } from "../lib/procs.js"
 import { atMost, median, percentile, type Row } from "../lib/report.js"
 
@@ -35,20 +34,7 @@ const get = (agent: http.Agent, port: number, target: string) =>
     }).on("error", reject)
   })
 
-const storeLayer = (db: Db): Layer.Layer<Store.Store, Store.StoreError> => {
-  const m = db.toml["mariadb"] as
-    | { host: string; port: number; username: string; database: string; password?: string; query_password?: string }
-    | undefined
-  const s = db.toml["sqlite"] as { path: string } | undefined
-  return Store.layerFromConfig({
-    sqlite: { path: s?.path ?? "" },
-    mariadb: m === undefined ? undefined : {
-      ...m,
-      password: m.password === undefined ? undefined : Redacted.make(m.password),
-      query_password: m.query_password === undefined ? undefined : Redacted.make(m.query_password)
-    }
-  })
-}
+const storeLayer = (db: Db): Layer.Layer<Store.Store, Store.StoreError> => Store.layerFromConfig(storeConfig(db))
 
 /** `runs` runs round-robin over every schedule, newest now, through `Store.ingest` in batches. */
 const seed = (db: Db, perAgent: number, runs: number) =>

@@ -312,7 +312,7 @@ const paged = (request: PagedRequest): Stream.Stream<CliResponse, Refusal, Handl
         )
       case "FailedRequest":
         return framed(
-          windowed(storeStream(store.failed()), failedWindow(request)),
+          windowed(storeStream(store.failed(request)), failedWindow(request)),
           failedBytes,
           cap,
           (failed, last, cut) => ({

@@ -85,6 +85,19 @@ export interface SessionInfo {
   readonly catchUpLimit?: number
 }
 
+/**
+ * What `failed` may leave out, as `barto-cli failed` windows it: with `since`/`until`, only
+ * failures that ended (`finishedAt`) inside [since, until); with `limit`, from the newest `limit`
+ * of those (of all, without since/until) on. Every row the window keeps comes, in the unwindowed
+ * order; the caller still applies the window (a few rows more may come). It is read along
+ * indexes instead of from the first failure ever (issue 18: `failed` at 1,000,000 runs).
+ */
+export interface FailedWindow {
+  readonly since?: Micros | undefined
+  readonly until?: Micros | undefined
+  readonly limit?: number | undefined
+}
+
 export interface RunsFilter {
   /** Runs whose id starts or ends with this text (hex digits and dashes only: `Ids.isRunIdInput`). */
   readonly runIdMatch?: string
@@ -169,7 +182,7 @@ export interface StoreShape {
    * last. A command with more than a page of lines comes as consecutive rows of the same
    * (runId, cmdUuid), each carrying the next lines.
    */
-  readonly failed: () => Stream.Stream<FailedRow, StoreError>
+  readonly failed: (window?: FailedWindow) => Stream.Stream<FailedRow, StoreError>
   /** Data of lines whose command exited 0, in time order (for `updates`). */
   readonly successfulLines: (agent: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
   /**

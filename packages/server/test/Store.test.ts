@@ -22,8 +22,8 @@ import { checkReadOnly } from "../src/internal/store/guard.js"
 import { excessGrants, makeMariadbQueryRunner } from "../src/internal/store/mariadbQuery.js"
 import { migrate, migrateWith, migrations, MIGRATIONS_TABLE } from "../src/internal/store/migrations.js"
 import { parseMariadbOptions } from "../src/internal/store/resources.js"
-import type { QueryResult, StoreShape } from "../src/Store.js"
-import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, Store } from "../src/Store.js"
+import type { FailedWindow, QueryResult, StoreShape } from "../src/Store.js"
+import { layerFromConfig, layerMariadb, layerSqlite, layerSqliteWithClient, recentKey, Store } from "../src/Store.js"
 
 /** Every migration id from `first` on, in order: what a start applies once they are forgotten. */
 const migrationIdsFrom = (first: number): Array<number> =>
@@ -1275,6 +1275,131 @@ for (const db of databases) {
         assert.deepStrictEqual(big?.lines, Array.from({ length: 1200 }, (_, k) => `big ${k}`))
         const keys = failed.map((f) => f.finishedAt ?? 0)
         assert.deepStrictEqual(keys, [...keys].sort((a, b) => a - b))
+      }))
+
+    it.effect("failed with a window gives exactly what windowing the whole read keeps", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const agent = nextName("fw")
+        const records: Array<AgentRecord> = []
+        let seq = 0
+        const push = (rs: ReadonlyArray<AgentRecord>) => {
+          records.push(...rs)
+          seq += rs.length
+        }
+        // 400 runs at 5,000 s on (later than the file's other runs), two of three failing, more
+        // than a page (256) of failures, several ending at the same instant; one with more than a
+        // page of lines; a killed one; timed-out and lost runs without commands; a failed run whose
+        // command never reported its exit.
+        for (let i = 0; i < 400; i++) {
+          const id = `${agent}-${String((i * 7919) % 1000).padStart(3, "0")}`
+          const lines = i === 200 ? Array.from({ length: 1200 }, (_, k) => `big ${k}`) : [`r${i}`]
+          const exit = i % 3 === 0 ? 0 : i % 3
+          push(
+            wholeRun(
+              seq,
+              id,
+              "s",
+              5_000 + Math.floor(i / 2),
+              lines,
+              i === 77 ? null : exit,
+              i === 77 ? "cancelled" : undefined,
+              i === 77 ? "SIGKILL" : null
+            )
+          )
+        }
+        const [timedOut, lost, open] = [nextName("to"), nextName("lost"), nextName("open")]
+        push([runStarted(seq, timedOut, "s", 5_100), runFinished(seq + 1, timedOut, "timed_out", 5_101)])
+        push([runStarted(seq, lost, "s", 5_050)])
+        push([
+          runStarted(seq, open, "s", 5_120),
+          commandStarted(seq + 1, open, `${open}-c0`, 0, "echo open", 5_120),
+          runFinished(seq + 2, open, "failed", 5_130)
+        ])
+        for (let i = 0; i < records.length; i += 500) yield* store.ingest(agent, "o", records.slice(i, i + 500))
+        yield* store.markLost(agent, at(5_060))
+
+        // The CLI's window (CliHandler.windowed): finishedAt in [since, until), then the newest
+        // `limit` (rows of one command counted once).
+        const windowOf = (rows: ReadonlyArray<FailedRow>, w: FailedWindow) => {
+          const inside = w.since === undefined && w.until === undefined ?
+            rows :
+            rows.filter((f) =>
+              f.finishedAt !== null && (w.since === undefined || f.finishedAt >= w.since) &&
+              (w.until === undefined || f.finishedAt < w.until)
+            )
+          if (w.limit === undefined) return inside
+          const keys = Array.from(new Set(inside.map((f) => `${f.runId}/${f.cmdUuid}`)))
+          const kept = new Set(keys.slice(Math.max(0, keys.length - w.limit)))
+          return inside.filter((f) => kept.has(`${f.runId}/${f.cmdUuid}`))
+        }
+        const whole = yield* collect(store.failed())
+        const windows: ReadonlyArray<FailedWindow> = [
+          { since: at(5_100) },
+          { until: at(5_100) },
+          { since: at(5_050), until: at(5_150) },
+          { since: at(5_100), limit: 50 },
+          { since: at(5_100), limit: 1 },
+          { since: at(5_100), until: at(5_120), limit: 7 },
+          { limit: 1 },
+          { limit: 300 },
+          { since: at(9_000), limit: 50 },
+          { since: at(5_101), until: at(5_101) }
+        ]
+        let nonEmpty = 0
+        for (const w of windows) {
+          const expected = windowOf(whole, w)
+          const got = yield* collect(store.failed(w))
+          assert.deepStrictEqual(windowOf(got, w), expected, JSON.stringify(w))
+          // Nothing more than the window, either: its rows in the same order.
+          assert.deepStrictEqual(got, expected, `exact ${JSON.stringify(w)}`)
+          if (expected.length > 0) nonEmpty++
+        }
+        // Every window but the last two holds this test's failures (other tests' may add to them).
+        assert.isAtLeast(nonEmpty, 8)
+        assert.deepStrictEqual(yield* collect(store.failed({ since: at(5_101), until: at(5_101) })), [])
+        // The cases are there: a page and more, the big command's split rows, the kinds of failure.
+        const all = windowOf(whole, { since: at(5_000) })
+        assert.isAbove(new Set(all.map((f) => f.runId)).size, 256)
+        assert.isAbove(all.filter((f) => f.lines.includes("big 0") || f.lines.includes("big 1199")).length, 1)
+        assert.includeMembers(all.map((f) => f.runId), [timedOut, open])
+        assert.include(windowOf(whole, { limit: 300 }).map((f) => f.runId), lost)
+      }))
+
+    it.effect("recentRuns of many schedules (the schedule view) gives each one's newest run, as runs orders them", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const prefix = nextName("rv")
+        // 40 agents × 2 schedules (more than one statement's 64), three runs each, two of them
+        // at the same instant (the higher run id is the newer); one schedule that never ran.
+        const schedules: Array<{ agent: string; schedule: string }> = []
+        for (let a = 0; a < 40; a++) {
+          const agent = `${prefix}-${a}`
+          const records: Array<AgentRecord> = []
+          let seq = 0
+          for (const schedule of ["x", "y"]) {
+            schedules.push({ agent, schedule })
+            for (const [n, t] of [[1, 100], [2, 300 + a], [3, 300 + a]] as const) {
+              const run = wholeRun(seq, `${agent}-${schedule}-${n}`, schedule, t, [], n === 1 ? 1 : 0)
+              records.push(...run)
+              seq += run.length
+            }
+          }
+          yield* store.ingest(agent, "o", records)
+        }
+        schedules.push({ agent: `${prefix}-0`, schedule: "never" })
+        const recent = yield* store.recentRuns(schedules, 1)
+        assert.strictEqual(recent.size, 80)
+        for (const { agent, schedule } of schedules) {
+          const expected = yield* store.runs({ agent, schedule, limit: 1 })
+          const got = recent.get(recentKey(agent, schedule))
+          if (schedule === "never") assert.isUndefined(got)
+          else {
+            assert.deepStrictEqual(got?.last, expected[0])
+            assert.deepStrictEqual(got?.states, [expected[0]!.state])
+            assert.strictEqual(got?.last.runId, `${agent}-${schedule}-3`)
+          }
+        }
       }))
 
     it.effect("query: at most queryConcurrency statements run; one more is refused at once", () =>

@@ -96,6 +96,11 @@ export const breathe = Effect.async<void>((resume) => {
 
 /** Run ids per delete transaction in cleanup and retention. */
 export const DELETE_CHUNK = 256
+/**
+ * Output lines per delete transaction in cleanup and retention (a few ms on either database),
+ * with a turn of the event loop after each: what bounds how long ingest can wait for them.
+ */
+export const DELETE_LINES = 2000
 
 /** What a read fails with before it becomes a `StoreError`: the driver's error, or a stored row that does not decode. */
 export type ReadError = SqlError | ParseResult.ParseError

@@ -349,7 +349,27 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0039_index_runs_agent_scheduled": createIndex("runs_agent_scheduled", "runs", "agent, scheduled_at, run_id"),
   // What the agent's latest session reported in its hello (`barto-cli schedules`), NULL when it did not.
   "0040_add_agents_missed_tick": addColumn("agents", "missed_tick", "VARCHAR(16) NULL"),
-  "0041_add_agents_catch_up_limit": addColumn("agents", "catch_up_limit", "INT NULL")
+  "0041_add_agents_catch_up_limit": addColumn("agents", "catch_up_limit", "INT NULL"),
+  // failed with a window (the CLI's default: the last 24 h, the newest 50): commands that exited
+  // badly, in the order the window reads them, with exit_code to filter in the index. Before it,
+  // every failure ever was sorted (EXPLAIN: filesort / temp b-tree) and then windowed.
+  "0042_index_run_commands_finished": createIndex(
+    "run_commands_finished",
+    "run_commands",
+    "finished_at, run_id, cmd_index, exit_code"
+  ),
+  // failed with a window: runs that ended badly (and their commands that never reported an
+  // exit), a range of finished_at per state.
+  "0043_index_runs_state_finished": createIndex("runs_state_finished", "runs", "state, finished_at"),
+  // recentRuns (the schedule view, `schedules`, the console) and runs(agent, schedule): newest
+  // first straight from the index, run id included. With only runs_agent_scheduled (0039) and
+  // 0020 (which lacks run_id), SQLite chose 0039 and read the agent's runs newest first until
+  // one of the schedule came: for a rarely running schedule, the agent's whole history.
+  "0044_index_runs_agent_schedule_scheduled_id": createIndex(
+    "runs_agent_schedule_scheduled_id",
+    "runs",
+    "agent, schedule, scheduled_at, run_id"
+  )
 }
 
 const LATEST = Math.max(...Object.keys(migrations).map((k) => Number(k.slice(0, 4))))

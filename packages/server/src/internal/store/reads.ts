@@ -15,7 +15,14 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Stream from "effect/Stream"
-import { type QueryCaps, recentKey, type RecentRuns, type RunsFilter, type StoreShape } from "../../Store.js"
+import {
+  type FailedWindow,
+  type QueryCaps,
+  recentKey,
+  type RecentRuns,
+  type RunsFilter,
+  type StoreShape
+} from "../../Store.js"
 import {
   breathe,
   chunk,
@@ -283,6 +290,8 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     // Commands that exited non-zero or by a signal, and commands that never reported an exit in a
     // run that ended badly (timed out, lost, failed); then runs that ended badly without any
     // command. Ordered by when they ended (else started, else were scheduled), run id, position.
+    // "Without any command" is a LEFT JOIN … IS NULL, a lookup per run: MariaDB turned NOT EXISTS
+    // into a materialized anti-join that read all of run_commands_run_id (EXPLAIN, issue 18).
     const FAILED_COMMANDS = `SELECT COALESCE(c.finished_at, r.finished_at, r.started_at, r.scheduled_at) AS k,
         c.run_id AS run_id, c.cmd_index AS idx, c.cmd_uuid AS cmd_uuid, c.command AS command,
         c.exit_code AS exit_code, c.exit_signal AS exit_signal, COALESCE(c.finished_at, r.finished_at) AS fin,
@@ -294,27 +303,162 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         r.run_id AS run_id, -1 AS idx, '' AS cmd_uuid, '' AS command,
         r.exit_code AS exit_code, r.exit_signal AS exit_signal, r.finished_at AS fin,
         r.agent AS agent, r.schedule AS schedule, r.state AS state
-      FROM runs r
-      WHERE r.state IN ${LOST_OR_FAILED} AND NOT EXISTS (SELECT 1 FROM run_commands c WHERE c.run_id = r.run_id)`
+      FROM runs r LEFT JOIN run_commands c0 ON c0.run_id = r.run_id
+      WHERE r.state IN ${LOST_OR_FAILED} AND c0.run_id IS NULL`
     const FAILED_KEY = {
       commands: ["COALESCE(c.finished_at, r.finished_at, r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
       runs: ["COALESCE(r.finished_at, r.started_at, r.scheduled_at)", "r.run_id", "-1"]
     }
 
-    const failed = () => {
-      const page = (after: ReadonlyArray<unknown> | undefined) => {
-        // The cursor condition goes into both halves, so that neither is read whole per page.
-        const cond = (columns: ReadonlyArray<string>) =>
-          after === undefined ? "" : ` AND (${columns.join(", ")}) > (?, ?, ?)`
-        return run(
-          `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${
-            cond(FAILED_KEY.runs)
-          }) f
-           ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
-          [...(after ?? []), ...(after ?? []), PAGE_RUNS]
-        )
+    // A window (`barto-cli failed`, by default the last 24 h and the newest 50) is read in parts
+    // whose key is a plain column, so that its range, ORDER BY and LIMIT follow an index
+    // (EXPLAIN in bench/suites/history.ts; the two halves above sort every failure ever). A
+    // command that reported its exit ends at its own finished_at (run_commands_finished); one
+    // that never did (exit code and signal NULL: CommandExited sets them with finished_at) fails
+    // only in a run that ended badly, at that run's finished_at (runs_state_finished), as do
+    // runs without commands. Failures with no end at all (lost runs) count only without
+    // since/until, keyed by start as above: few, read whole.
+    interface FailedPart {
+      readonly where: string
+      /** The sort key `k`, then run id (and command index). */
+      readonly key: readonly [string, string, string]
+      /** ORDER BY columns, ascending. */
+      readonly order: ReadonlyArray<string>
+    }
+    const FAILED_PARTS: ReadonlyArray<FailedPart & { readonly ended: boolean }> = [
+      {
+        where: `${FAILED_COMMANDS} AND c.finished_at IS NOT NULL`,
+        key: ["c.finished_at", "c.run_id", "c.cmd_index"],
+        order: ["c.finished_at", "c.run_id", "c.cmd_index"],
+        ended: true
+      },
+      {
+        where:
+          `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.state IN ${LOST_OR_FAILED} AND r.finished_at IS NOT NULL`,
+        key: ["r.finished_at", "c.run_id", "c.cmd_index"],
+        order: ["r.finished_at", "c.run_id", "c.cmd_index"],
+        ended: true
+      },
+      {
+        where: `${FAILED_RUNS} AND r.finished_at IS NOT NULL`,
+        key: ["r.finished_at", "r.run_id", "-1"],
+        order: ["r.finished_at", "r.run_id"],
+        ended: true
+      },
+      {
+        where: `${FAILED_COMMANDS} AND c.finished_at IS NULL AND r.finished_at IS NULL`,
+        key: ["COALESCE(r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
+        order: ["COALESCE(r.started_at, r.scheduled_at)", "c.run_id", "c.cmd_index"],
+        ended: false
+      },
+      {
+        where: `${FAILED_RUNS} AND r.finished_at IS NULL`,
+        key: ["COALESCE(r.started_at, r.scheduled_at)", "r.run_id", "-1"],
+        order: ["COALESCE(r.started_at, r.scheduled_at)", "r.run_id"],
+        ended: false
       }
-      return keysetPages(page, (last) => [num(last.k), String(last.run_id), num(last.idx)]).pipe(
+    ]
+    const descending = (order: ReadonlyArray<string>) => order.map((c) => `${c} DESC`).join(", ")
+
+    /** The parts of `window` with their bounds (text and parameters). */
+    const windowParts = (window: FailedWindow) => {
+      const bounded = window.since !== undefined || window.until !== undefined
+      return FAILED_PARTS.filter((p) => p.ended || !bounded).map((p) => {
+        const conds: Array<string> = []
+        const params: Array<unknown> = []
+        if (window.since !== undefined) {
+          conds.push(`${p.key[0]} >= ?`)
+          params.push(window.since)
+        }
+        if (window.until !== undefined) {
+          conds.push(`${p.key[0]} < ?`)
+          params.push(window.until)
+        }
+        return { ...p, where: `${p.where}${conds.map((c) => ` AND ${c}`).join("")}`, params }
+      })
+    }
+
+    /** The key of the `limit`-th newest failure of the window (each part gives its newest `limit`). */
+    /**
+     * `members` UNION ALLed, then `outer` (ORDER BY … LIMIT on the columns k, run_id, idx). On
+     * MariaDB each member in parentheses: as derived tables each was materialized in a temporary
+     * table, on disk when it holds `command` (MEDIUMTEXT), which made a page cost ~40 ms (issue
+     * 18); SQLite takes no parenthesized SELECT in a compound.
+     */
+    const unionOf = (members: ReadonlyArray<string>, outer: string) =>
+      mysql
+        ? `${members.map((m) => `(${m})`).join(" UNION ALL ")} ${outer}`
+        : `SELECT * FROM (${members.map((m, i) => `SELECT * FROM (${m}) AS p${i}`).join(" UNION ALL ")}) f ${outer}`
+
+    /** The key of the `limit`-th newest failure of the window (each part gives its newest `limit`, keys only). */
+    const windowStart = (parts: ReturnType<typeof windowParts>, limit: number) =>
+      Effect.map(
+        run(
+          unionOf(
+            parts.map((p) =>
+              `SELECT ${p.key[0]} AS k, ${p.key[1]} AS run_id, ${p.key[2]} AS idx ${
+                p.where.slice(p.where.search(/\sFROM\s/))
+              } ORDER BY ${descending(p.order)} LIMIT ${limit}`
+            ),
+            `ORDER BY k DESC, run_id DESC, idx DESC LIMIT 1 OFFSET ${limit - 1}`
+          ),
+          parts.flatMap((p) => p.params)
+        ),
+        (rows) => rows.length === 0 ? undefined : [num(rows[0]!.k), String(rows[0]!.run_id), num(rows[0]!.idx)]
+      )
+
+    const failedPages = (window: FailedWindow) => {
+      const limit = window.limit === undefined ? undefined : Math.max(1, Math.floor(window.limit))
+      if (window.since === undefined && window.until === undefined && limit === undefined) {
+        const page = (after: ReadonlyArray<unknown> | undefined) => {
+          // The cursor condition goes into both halves, so that neither is read whole per page.
+          const cond = (columns: ReadonlyArray<string>) =>
+            after === undefined ? "" : ` AND (${columns.join(", ")}) > (?, ?, ?)`
+          return run(
+            `SELECT * FROM (${FAILED_COMMANDS}${cond(FAILED_KEY.commands)} UNION ALL ${FAILED_RUNS}${
+              cond(FAILED_KEY.runs)
+            }) f
+             ORDER BY f.k, f.run_id, f.idx LIMIT ?`,
+            [...(after ?? []), ...(after ?? []), PAGE_RUNS]
+          )
+        }
+        return keysetPages(page, (last) => [num(last.k), String(last.run_id), num(last.idx)])
+      }
+      const parts = windowParts(window)
+      // From the window's start (inclusive) or after a page's last row, each part along its index.
+      const page = (from: { readonly key: ReadonlyArray<unknown>; readonly inclusive: boolean } | undefined) =>
+        run(
+          unionOf(
+            parts.map((p) =>
+              `${p.where}${
+                from === undefined
+                  ? ""
+                  : ` AND ${p.key[0]} >= ? AND (${p.key.join(", ")}) ${from.inclusive ? ">=" : ">"} (?, ?, ?)`
+              } ORDER BY ${p.order.join(", ")} LIMIT ${PAGE_RUNS}`
+            ),
+            `ORDER BY k, run_id, idx LIMIT ${PAGE_RUNS}`
+          ),
+          parts.flatMap((p) => [...p.params, ...(from === undefined ? [] : [from.key[0], ...from.key])])
+        )
+      return Stream.unwrap(Effect.map(
+        limit === undefined ? Effect.succeed(undefined) : windowStart(parts, limit),
+        (start) =>
+          keysetPages(
+            (after) =>
+              page(
+                after !== undefined
+                  ? { key: after, inclusive: false }
+                  : start === undefined
+                  ? undefined
+                  : { key: start, inclusive: true }
+              ),
+            (last) => [num(last.k), String(last.run_id), num(last.idx)]
+          )
+      ))
+    }
+
+    const failed = (window: FailedWindow = {}) => {
+      return failedPages(window).pipe(
         Stream.mapEffect((rows) =>
           Effect.map(countLines(Array.from(new Set(rows.map((r) => String(r.run_id)))), true), (counts) => {
             // What one fetch of a run's lines returns: every command's lines of that run.
@@ -439,8 +583,10 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
     }
 
     // One statement of UNION ALLed per-schedule subqueries (each an index range scan with its own
-    // LIMIT): one round trip instead of one per schedule. `SELECT * FROM (…) AS t` is the compound
-    // form both SQLite and MariaDB accept with an ORDER BY … LIMIT inside.
+    // LIMIT): one round trip instead of one per schedule. SQLite takes no parenthesized SELECT in
+    // a compound, so there each is `SELECT * FROM (…) AS t`; MariaDB materializes every such
+    // derived table in a temporary table, on disk since `heartbeat` is MEDIUMTEXT: 64 schedules
+    // took 170 ms that way and 5 ms as `(SELECT … LIMIT n) UNION ALL (…)` (issue 18).
     const RECENT_CHUNK = 64
     const recentRuns = (
       schedules: ReadonlyArray<{ readonly agent: string; readonly schedule: string }>,
@@ -450,12 +596,38 @@ export const makeReads = (ctx: StoreSql, options: MakeOptions): Effect.Effect<Re
         const out = new Map<string, RecentRuns>()
         const limit = Math.max(0, Math.floor(perSchedule))
         if (limit === 0) return out
+        if (mysql && limit === 1 && schedules.length > RECENT_CHUNK) {
+          // The schedule view (every schedule's newest run) on MariaDB: one loose index scan of
+          // runs_agent_schedule_scheduled ("Using index for group-by": one dive per agent and
+          // schedule ever run) and a lookup of each newest row, ~10 ms for 1,000 schedules where
+          // 16 statements of 64 subqueries took ~80 ms (issue 18). Ties on scheduled_at: the
+          // highest run id, as `runs` orders them.
+          const wanted = new Set(schedules.map((s) => recentKey(s.agent, s.schedule)))
+          const newest = new Map<string, Row>()
+          for (
+            const row of yield* run(
+              `SELECT ${RUN_COLUMNS} FROM (SELECT agent, schedule, MAX(scheduled_at) AS m FROM runs GROUP BY agent, schedule) g
+               JOIN runs r ON r.agent = g.agent AND r.schedule = g.schedule AND r.scheduled_at = g.m`
+            )
+          ) {
+            const key = recentKey(String(row.agent), String(row.schedule))
+            const seen = newest.get(key)
+            if (wanted.has(key) && (seen === undefined || String(row.run_id) > String(seen.run_id))) {
+              newest.set(key, row)
+            }
+          }
+          for (const [key, row] of newest) {
+            out.set(key, { last: yield* decodeRunRow(row), states: [yield* decodeRunState(row.state)] })
+          }
+          return out
+        }
         for (const part of chunk(schedules, RECENT_CHUNK)) {
           // `k` numbers the subquery, `n` the row within it: rows come back in that order.
-          const text = part.map((_, k) =>
-            `SELECT * FROM (SELECT ${k} AS k, ${RUN_COLUMNS} FROM runs r WHERE r.agent = ? AND r.schedule = ?
-             ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ${limit}) AS t${k}`
-          ).join(" UNION ALL ")
+          const text = part.map((_, k) => {
+            const one = `SELECT ${k} AS k, ${RUN_COLUMNS} FROM runs r WHERE r.agent = ? AND r.schedule = ?
+             ORDER BY r.scheduled_at DESC, r.run_id DESC LIMIT ${limit}`
+            return mysql ? `(${one})` : `SELECT * FROM (${one}) AS t${k}`
+          }).join(" UNION ALL ")
           const rows = yield* run(text, part.flatMap((s) => [s.agent, s.schedule]))
           const byK = new Map<number, Array<Row>>()
           for (const row of rows) {
