@@ -47,7 +47,7 @@ const runStarted = (seq: number, runId = `run-${seq}`): Messages.AgentRecord => 
   startedAt: TestServer.micros(1_700_000_000_010)
 })
 
-const line = (seq: number, runId = "run-0"): Messages.AgentRecord => ({
+const line = (seq: number, runId = "run-0", data = `line ${seq}`): Messages.AgentRecord => ({
   _tag: "OutputLine",
   seq,
   runId: runId as Messages.RunId,
@@ -55,7 +55,7 @@ const line = (seq: number, runId = "run-0"): Messages.AgentRecord => ({
   lineSeq: seq,
   stream: "stdout",
   ts: TestServer.micros(1_700_000_000_020),
-  data: `line ${seq}`,
+  data,
   continuation: false
 })
 
@@ -231,6 +231,27 @@ describe("WorkerSession: records and acks", () => {
         Array.from({ length: 200 }, (_, i) => i)
       )
       yield* client.nextTagged("Pong")
+    }))
+
+  it.scopedLive("a window of large batches, each in a socket read of its own, is stored with one Ack", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const { client } = yield* TestServer.helloAgent(server, "alpha")
+      // ~40 KiB each: Node reads a socket 64 KiB at a time, so no read holds two of them whole.
+      const frames = 3
+      const perFrame = 100
+      for (let f = 0; f < frames; f++) {
+        yield* client.send({
+          _tag: "RecordBatch",
+          records: Array.from({ length: perFrame }, (_, i) => line(f * perFrame + i, "run-0", "x".repeat(400)))
+        })
+      }
+      const last = frames * perFrame - 1
+      assert.deepStrictEqual(yield* client.nextTagged("Ack"), { _tag: "Ack", upTo: last }, "one Ack for the window")
+      assert.deepStrictEqual(
+        server.memory!.records.get("alpha")!.map((r) => r.seq),
+        Array.from({ length: last + 1 }, (_, i) => i)
+      )
     }))
 
   it.scopedLive("a bad frame among queued batches is answered in its place; the batches around it are stored", () =>
