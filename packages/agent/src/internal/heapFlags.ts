@@ -1,7 +1,8 @@
 /**
  * bartoc's idle footprint (issue 17): a V8 flag set before any other module of the program is
  * evaluated (bin.ts imports this module first; esbuild keeps that order in the bundle) and undone
- * after `STARTUP_MS`, and glibc's `malloc_trim` once startup's memory is free.
+ * after `STARTUP_MS`, one malloc arena (the addon's `M_ARENA_MAX`, set when this module loads it),
+ * memory-reducing GCs right after startup and glibc's `malloc_trim` once startup's memory is free.
  *
  * `--semi-space-growth-factor=1` while bartoc starts: the young generation stays at its initial
  * 1 MiB semi-spaces. Startup (building the Effect/Schema module graph, the handshake, the schedule
@@ -18,6 +19,16 @@
  * a few seconds into idling, what bursts of job output leave behind later. A trim takes ~0.02 ms
  * with nothing to give back and ~3 ms for 38 MiB (measured in a test process), so one that lands
  * right before a run's instant can delay it by about that much.
+ *
+ * `reduceHeap` at `REDUCE_AT_MS` (internal/mallocTrim.ts): startup promotes ~5 MiB of short-lived
+ * objects into the old generation and no full GC runs until V8's memory reducer, ~8 s after startup
+ * (three GCs ~0.6 s apart; the second gives the pages back). Until then old space holds ~12.5 MiB
+ * instead of ~8.7, and on a loaded machine the reducer's incremental steps come late: the bench row
+ * at 10 s read either ~60 or ~65 MiB, run to run. Two memory-reducing GCs at 2 and 2.5 s (the first
+ * frees, its sweeping ends, the second releases the empty pages) make the small figure the rule.
+ * Each pauses bartoc like any full GC of its ~10–15 MiB heap (measured below); a plain full GC
+ * (`gc()` through `--expose-gc`) does not do it: it frees but keeps the pages, and then the memory
+ * reducer does not run either (66 MiB, every run).
  *
  * Measured and not used: `--no-opt --no-sparkplug` for the startup window only (set in the bin
  * shim, both tiers back after `STARTUP_MS`): ~4 MiB less idle RSS (TurboFan's and Sparkplug's pages
@@ -39,11 +50,14 @@ export const STARTUP_MS = 15_000
 setFlagsFromString("--semi-space-growth-factor=1")
 setTimeout(() => setFlagsFromString("--semi-space-growth-factor=2"), STARTUP_MS).unref()
 
+/** Two memory-reducing GCs once startup is over, then the trim. */
+export const REDUCE_AT_MS: ReadonlyArray<number> = [2_000, 2_500]
 export const TRIM_AT_MS = 3_000
 /** At most one trim per this long after V8's full GCs. */
 export const TRIM_GAP_MS = 5_000
 
 if (MallocTrim.available) {
+  for (const at of REDUCE_AT_MS) setTimeout(MallocTrim.reduceHeap, at).unref()
   setTimeout(MallocTrim.trim, TRIM_AT_MS).unref()
   // What a full GC frees (buffers, V8's own malloc'd memory) is free pages of the malloc heap only
   // after it: trim then. V8's memory reducer runs such GCs a few seconds into idling.
