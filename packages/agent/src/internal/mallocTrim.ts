@@ -3,7 +3,7 @@
  * dist/malloc_trim.node). Loading it limits glibc to one malloc arena (`M_ARENA_MAX`); `trim` hands
  * the free pages inside the malloc heap back to the kernel (freed memory otherwise stays resident
  * while any live chunk sits above it); `reduceHeap` asks V8 for the memory-reducing full GC its
- * memory reducer would run ~8 s after startup. No addon (not built, no C++ compiler, not loadable):
+ * memory reducer would start ~8 s after startup. No addon (not built, no C++ compiler, not loadable):
  * both do nothing and say so.
  */
 import { createRequire } from "node:module"
@@ -42,9 +42,10 @@ export const trim = (): boolean => {
 }
 
 /**
- * V8's critical memory-pressure notification: a full GC (two when it frees much) that compacts and
- * releases empty pages, on this thread, right now; `false` when there is no addon. It pauses the
- * program like any full GC of the heap at hand (~5–25 ms for bartoc's ~10 MiB at startup).
+ * V8's moderate memory-pressure notification: starts an incremental full GC that compacts and
+ * releases empty pages (none when one is already marking); `false` when there is no addon. Its
+ * steps and final pause are those of V8's memory reducer (for bartoc's ~14 MiB heap at startup,
+ * load 5–6: steps of at most ~20 ms, final pause 2–12 ms).
  */
 export const reduceHeap = (): boolean => {
   if (native === undefined) return false
