@@ -2,7 +2,8 @@
  * bartoc's idle footprint (issue 17): two V8 flags set before any other module of the program is
  * evaluated (bin.ts imports this module first; esbuild keeps that order in the bundle) and undone
  * after `STARTUP_MS`, one malloc arena (the addon's `M_ARENA_MAX`, set when this module loads it),
- * memory-reducing GCs right after startup and glibc's `malloc_trim` once startup's memory is free.
+ * memory-reducing GCs right after startup that also drop startup's bytecode, and glibc's
+ * `malloc_trim` once startup's memory is free.
  *
  * `--semi-space-growth-factor=1` while bartoc starts: the young generation stays at its initial
  * 1 MiB semi-spaces. Startup (building the Effect/Schema module graph, the handshake, the schedule
@@ -19,6 +20,13 @@
  * a few seconds into idling, what bursts of job output leave behind later. A trim takes ~0.02 ms
  * with nothing to give back and ~3 ms for 38 MiB (measured in a test process), so one that lands
  * right before a run's instant can delay it by about that much.
+ *
+ * `--bytecode-old-age=1` from the first reducing GC to the trim: V8 drops a function's bytecode once
+ * it has gone unrun through `BYTECODE_OLD_AGE` (5) full GCs, which an idle agent takes hours to
+ * see; between the two startup GCs, bytecode that did not run since the first goes (module bodies,
+ * configuration, the handshake: old space 8.1–8.3 → 7.5 MiB used, ~0.5 MiB of RSS). What runs again
+ * later is compiled again, lazily, as V8 does after its own flushing; what runs every second
+ * (a schedule's path) keeps its code. `--stress-flush-code` (drops all of it) saved no more.
  *
  * `--no-sparkplug` while bartoc starts: startup's code runs once, and its baseline (Sparkplug)
  * machine code, ~0.5 MiB of code space that idle never frees, and the pages of the node binary that
@@ -63,10 +71,20 @@ export const REDUCE_AT_MS: ReadonlyArray<number> = [2_000, 3_000]
 export const TRIM_AT_MS = 4_000
 /** At most one trim per this long after V8's full GCs. */
 export const TRIM_GAP_MS = 5_000
+/** Full GCs a function's bytecode survives unrun before V8 drops it: V8's default, and the startup GCs'. */
+export const BYTECODE_OLD_AGE = 5
+export const STARTUP_BYTECODE_OLD_AGE = 1
 
 if (MallocTrim.available) {
-  for (const at of REDUCE_AT_MS) setTimeout(MallocTrim.reduceHeap, at).unref()
-  setTimeout(MallocTrim.trim, TRIM_AT_MS).unref()
+  setTimeout(() => {
+    setFlagsFromString(`--bytecode-old-age=${STARTUP_BYTECODE_OLD_AGE}`)
+    MallocTrim.reduceHeap()
+  }, REDUCE_AT_MS[0]).unref()
+  for (const at of REDUCE_AT_MS.slice(1)) setTimeout(MallocTrim.reduceHeap, at).unref()
+  setTimeout(() => {
+    setFlagsFromString(`--bytecode-old-age=${BYTECODE_OLD_AGE}`)
+    MallocTrim.trim()
+  }, TRIM_AT_MS).unref()
   // What a full GC frees (buffers, V8's own malloc'd memory) is free pages of the malloc heap only
   // after it: trim then. V8's memory reducer runs such GCs a few seconds into idling.
   let last = 0
