@@ -1,14 +1,17 @@
 /**
- * glibc's `malloc_trim(0)` through a one-function addon (native/malloc_trim.c, compiled by
- * scripts/build.mjs into dist/malloc_trim.node): hands the free pages inside the malloc heap back
- * to the kernel. Freed memory otherwise stays resident while any live chunk sits above it.
- * No addon (not built, no C compiler, no glibc): `trim` does nothing and says so.
+ * bartoc's memory addon (native/malloc_trim.cc, compiled by scripts/build.mjs into
+ * dist/malloc_trim.node). Loading it limits glibc to one malloc arena (`M_ARENA_MAX`); `trim` hands
+ * the free pages inside the malloc heap back to the kernel (freed memory otherwise stays resident
+ * while any live chunk sits above it); `reduceHeap` asks V8 for the memory-reducing full GC its
+ * memory reducer would start ~8 s after startup. No addon (not built, no C++ compiler, not loadable):
+ * both do nothing and say so.
  */
 import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 
 interface Native {
   readonly mallocTrim: () => number
+  readonly reduceHeap: () => void
 }
 
 /** Next to the bundle (dist/bartoc.mjs), or in dist/ when bartoc runs from src/internal through tsx. */
@@ -35,5 +38,17 @@ export const available: boolean = native !== undefined
 export const trim = (): boolean => {
   if (native === undefined) return false
   native.mallocTrim()
+  return true
+}
+
+/**
+ * V8's moderate memory-pressure notification: starts an incremental full GC that compacts and
+ * releases empty pages (none when one is already marking); `false` when there is no addon. Its
+ * steps and final pause are those of V8's memory reducer (for bartoc's ~14 MiB heap at startup,
+ * load 5–6: steps of at most ~20 ms, final pause 2–12 ms).
+ */
+export const reduceHeap = (): boolean => {
+  if (native === undefined) return false
+  native.reduceHeap()
   return true
 }
