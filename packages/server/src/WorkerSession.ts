@@ -150,6 +150,12 @@ interface Decoded {
 
 type Item = Frame | Decoded
 
+/** One agent's `ScheduleTable` message, encoded (not sealed: sealing binds it to a connection). */
+interface TableFrame {
+  readonly version: string
+  readonly payload: Uint8Array
+}
+
 interface Closing {
   readonly code: number
   readonly reason: string
@@ -164,6 +170,8 @@ interface Closing {
 class Session extends SocketInbox<Item> {
   phase: Sweep.Phase = HELLO
   helloSeen = false
+  /** The connection's first log line was written (by its first drain). */
+  announced = false
   draining = false
   closing: Closing | undefined = undefined
   lastSeen: number
@@ -336,24 +344,19 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       ws.on("message", s.listeners.message)
       ws.on("close", s.listeners.close)
       ws.on("error", ignoreError)
-      fork(
-        Effect.logInfo(`worker connection from '${peer.agent} (${peer.ip})'`).pipe(Effect.annotateLogs(s.annotations()))
-      )
       if (ws.readyState !== ws.OPEN) finish(s, { code: 1006, reason: "closed before the session started", ours: false })
     }
 
     // --- effects of one session ---------------------------------------------------------------
     /** Encodes, seals and writes one frame; false when the socket is no longer open. */
-    const sendNow = (s: Session, message: Messages.ServerMessage): boolean => {
+    const sendNow = (s: Session, message: Messages.ServerMessage): boolean =>
+      s.ws.readyState === s.ws.OPEN && sendEncodedNow(s, codec.encode(Messages.ServerMessage, message))
+    /** `sendNow` of a message already encoded (`codec.encode(Messages.ServerMessage, …)`). */
+    const sendEncodedNow = (s: Session, payload: Uint8Array): boolean => {
       if (s.ws.readyState !== s.ws.OPEN) return false
       const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
       // Sealed and written in one synchronous step, so frames leave in their counter's order.
-      const frame = Envelope.seal(
-        sealOptions,
-        codec.encode(Messages.ServerMessage, message),
-        nowSecs,
-        s.binding("server")
-      )
+      const frame = Envelope.seal(sealOptions, payload, nowSecs, s.binding("server"))
       s.sealed++
       s.ws.send(frame, { binary: true })
       metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
@@ -412,15 +415,31 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         if (s.badInARow >= options.maxBadFrames) yield* close(s, CloseCode.policy, `${s.badInARow} bad frames in a row`)
       })
 
+    // An agent's table frame is the same for every agent given the same specs (the same array
+    // until the next reload or pause): encoded once, not on each of 10,000 hellos after a restart.
+    const tableFrames = new WeakMap<ReadonlyArray<Messages.ScheduleSpec>, TableFrame>()
+    const tableFrame = (specs: ReadonlyArray<Messages.ScheduleSpec>): TableFrame => {
+      let frame = tableFrames.get(specs)
+      if (frame === undefined) {
+        const version = ScheduleTable.version(specs)
+        frame = {
+          version,
+          payload: codec.encode(Messages.ServerMessage, { _tag: "ScheduleTable", version, schedules: specs })
+        }
+        tableFrames.set(specs, frame)
+      }
+      return frame
+    }
+
     // The table is sent under a lock and only when its version moved, so a push from a reload
     // and this session's own first send can never deliver an older table last.
     const syncTable = (s: Session, lock: Effect.Semaphore) =>
       lock.withPermits(1)(
         Effect.gen(function*() {
           const specs = yield* schedules.forAgent(s.agent)
-          const version = ScheduleTable.version(specs)
-          if (version === s.lastVersion) return
-          if (yield* send(s, { _tag: "ScheduleTable", version, schedules: specs })) s.lastVersion = version
+          const table = tableFrame(specs)
+          if (table.version === s.lastVersion) return
+          if (sendEncodedNow(s, table.payload)) s.lastVersion = table.version
         })
       )
 
@@ -669,6 +688,12 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     /** Handles the inbox in order until it is empty; the only fiber a session ever has. */
     const drain = (s: Session): Effect.Effect<void> =>
       Effect.gen(function*() {
+        // Logged by the first drain (the hello, or the close of a silent connection) rather than
+        // on accept: a fiber per connection only for this line was a good part of a hello's garbage.
+        if (!s.announced) {
+          s.announced = true
+          yield* Effect.logInfo(`worker connection from '${s.agent} (${s.ip})'`)
+        }
         while (s.phase !== ENDED) {
           const item = shift(s)
           if (item !== undefined) {
