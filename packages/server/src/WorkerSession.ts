@@ -486,27 +486,23 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             )
             yield* older.close(CloseCode.replaced, "replaced by a newer connection")
           }
-          // Both at once: each waits for its own group (`internal/sessionBatch.ts`), and neither
-          // depends on the other (the acked offset is only moved by this agent's ingest, which
-          // starts after the ServerHello).
-          const [, acked] = yield* Effect.all([
-            store.sessionStarted({
-              agent: s.agent,
-              sessionId: s.sessionId,
-              ip: s.ip,
-              connectedAt: s.connectedAt,
-              ...missedTickOf(hello)
-            })
-              .pipe(
-                Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
-              ),
-            // On a DB error the agent is told nothing is stored (-1): it keeps its records and
-            // resends, and the idempotent ingest makes the resend harmless.
-            store.ackedUpTo(s.agent, outboxId).pipe(
-              Effect.catchAll((e) => Effect.logError(`cannot read the acked offset: ${e.message}`).pipe(Effect.as(-1)))
-            )
-          ], { concurrency: 2 })
-          s.acked = acked
+          // Both at once, each in its own group (`internal/sessionBatch.ts`), without a fiber each.
+          const opened = yield* store.sessionOpened({
+            agent: s.agent,
+            sessionId: s.sessionId,
+            ip: s.ip,
+            connectedAt: s.connectedAt,
+            ...missedTickOf(hello)
+          }, outboxId)
+          if (Either.isLeft(opened.started)) {
+            yield* Effect.logError(`cannot record session start: ${opened.started.left.message}`)
+          }
+          // On a DB error the agent is told nothing is stored (-1): it keeps its records and
+          // resends, and the idempotent ingest makes the resend harmless.
+          if (Either.isLeft(opened.acked)) {
+            yield* Effect.logError(`cannot read the acked offset: ${opened.acked.left.message}`)
+          }
+          s.acked = Either.getOrElse(opened.acked, () => -1)
           yield* send(s, {
             _tag: "ServerHello",
             protocol: Messages.PROTOCOL_VERSION,
