@@ -32,7 +32,9 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
@@ -256,7 +258,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const kick = (s: Session) => {
       if (s.draining) return
       s.draining = true
-      fork(Effect.annotateLogs(drain(s), s.annotations()))
+      fork(Effect.zipRight(annotateFiber(s.annotations()), drain(s)))
     }
 
     /** Ends intake; the drain closes the socket (ours) or records the end once it reaches this. */
@@ -454,6 +456,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.sessionId = randomUUID()
         s.outboxId = outboxId
         s.connectedAt = yield* nowMicros
+        yield* annotateFiber({ sessionId: s.sessionId })
         yield* Effect.gen(function*() {
           const lock = yield* Effect.makeSemaphore(1)
           s.tableLock = lock
@@ -514,7 +517,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           s.phase = READY
           s.lastSeen = clock.unsafeCurrentTimeMillis()
           yield* s.handle.syncTable
-        }).pipe(Effect.annotateLogs({ sessionId: s.sessionId }))
+        })
       })
 
     /**
@@ -751,6 +754,18 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     yield* Effect.addFinalizer(() => shutdown)
 
     return { accept, shutdown, size: () => live.size } satisfies Workers
+  })
+
+/**
+ * The log annotations for the rest of the current fiber. A drain fiber is one session's and ends
+ * with the drain: nothing to restore, so not `Effect.annotateLogs` (a get, a set and a restore of
+ * the fiber's refs, each a copy of their map, on every hello).
+ */
+const annotateFiber = (annotations: Record<string, string>): Effect.Effect<void> =>
+  FiberRef.update(FiberRef.currentLogAnnotations, (current) => {
+    let out = current
+    for (const key in annotations) out = HashMap.set(out, key, annotations[key] as unknown)
+    return out
   })
 
 /** The missed-tick settings an agent reported in its hello, as the fields they are kept under. */
