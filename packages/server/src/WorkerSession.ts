@@ -185,7 +185,6 @@ class Session extends SocketInbox<Item> {
   sessionId = ""
   connectedAt = Messages.Micros.make(0)
   lastVersion: string | undefined = undefined
-  tableLock: Effect.Semaphore | undefined = undefined
   handle: WorkerHandle | undefined = undefined
   /** Holds its name in the registry (from the hello until the end). */
   registered = false
@@ -434,9 +433,11 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     }
 
     // The table is sent under a lock and only when its version moved, so a push from a reload
-    // and this session's own first send can never deliver an older table last.
-    const syncTable = (s: Session, lock: Effect.Semaphore) =>
-      lock.withPermits(1)(
+    // and this session's own first send can never deliver an older table last. One lock for all
+    // sessions, not one each (~0.5 KiB per agent held): what it guards is a few synchronous steps.
+    const tableLock = yield* Effect.makeSemaphore(1)
+    const syncTable = (s: Session) =>
+      tableLock.withPermits(1)(
         Effect.gen(function*() {
           const specs = yield* schedules.forAgent(s.agent)
           const table = tableFrame(specs)
@@ -458,8 +459,6 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.connectedAt = yield* nowMicros
         yield* annotateFiber({ sessionId: s.sessionId })
         yield* Effect.gen(function*() {
-          const lock = yield* Effect.makeSemaphore(1)
-          s.tableLock = lock
           // Registered before the ServerHello so that claiming the name is one atomic step; until
           // the session is READY nothing is sent through the handle (the ServerHello goes first).
           s.handle = {
@@ -474,7 +473,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             },
             send: (message) => Effect.suspend(() => (s.phase === READY ? send(s, message) : Effect.succeed(false))),
             close: (code, reason) => close(s, code, reason),
-            syncTable: Effect.suspend(() => (s.phase === READY ? syncTable(s, lock) : Effect.void))
+            syncTable: Effect.suspend(() => (s.phase === READY ? syncTable(s) : Effect.void))
           }
           const registration = yield* sessions.register(s.handle)
           if (registration._tag === "Refused") {
