@@ -10,6 +10,17 @@ import { breathe } from "../src/internal/store/common.js"
 import { Store, StoreError } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
 
+/** A run's first record, `seq` its offset once stored. */
+const runStarted = (seq: number): Messages.AgentRecord => ({
+  _tag: "RunStarted",
+  seq,
+  runId: Messages.RunId.make(`0190a0a0-0000-7000-8000-${String(seq).padStart(12, "0")}`),
+  schedule: "s",
+  trigger: "schedule",
+  scheduledAt: Messages.Micros.make(1),
+  startedAt: Messages.Micros.make(1)
+})
+
 for (const db of databases) {
   describe(`group commit on ${db.name}`, () => {
     it.live(
@@ -70,15 +81,7 @@ for (const db of databases) {
           const sql = yield* SqlClient.SqlClient
           const base = yield* Store
           const store = yield* make(base, sql)
-          yield* base.ingest("a", "outbox-1", [{
-            _tag: "RunStarted",
-            seq: 7,
-            runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000007"),
-            schedule: "s",
-            trigger: "schedule",
-            scheduledAt: Messages.Micros.make(1),
-            startedAt: Messages.Micros.make(1)
-          }])
+          yield* base.ingest("a", "outbox-1", [runStarted(7)])
           // 300 at once: several power-of-two statements; agent-0 is in it twice.
           const sessions = Array.from({ length: 300 }, (_, i) => ({
             agent: i === 299 ? "agent-0" : `agent-${i}`,
@@ -119,15 +122,7 @@ for (const db of databases) {
           const sql = yield* SqlClient.SqlClient
           const base = yield* Store
           const store = yield* make(base, sql)
-          yield* base.ingest("agent-3", "outbox-3", [{
-            _tag: "RunStarted",
-            seq: 4,
-            runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000004"),
-            schedule: "s",
-            trigger: "schedule",
-            scheduledAt: Messages.Micros.make(1),
-            startedAt: Messages.Micros.make(1)
-          }])
+          yield* base.ingest("agent-3", "outbox-3", [runStarted(4)])
           const session = (i: number, run: number) => ({
             agent: `agent-${i}`,
             sessionId: `session-${run}-${i}`,
