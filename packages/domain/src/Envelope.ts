@@ -100,7 +100,9 @@ export const parseSessionNonce = (text: string | ReadonlyArray<string> | undefin
     ? new Uint8Array(Buffer.from(text, "hex")) as SessionNonce
     : undefined
 
-export const formatSessionNonce = (nonce: SessionNonce): string => Buffer.from(nonce).toString("hex")
+/** Hex of the nonce's own bytes (a view, not the copy `Buffer.from(nonce)` makes: once per upgrade). */
+export const formatSessionNonce = (nonce: SessionNonce): string =>
+  Buffer.from(nonce.buffer, nonce.byteOffset, nonce.byteLength).toString("hex")
 
 /** The associated data of a bound frame (never sent; the MAC and the signature cover it). */
 export const bindingContext = (b: Binding): Uint8Array => {

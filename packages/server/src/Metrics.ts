@@ -97,8 +97,21 @@ export interface MetricsShape {
 
 export class Metrics extends Context.Tag("@barto/server/Metrics")<Metrics, MetricsShape>() {}
 
+// Label sets passed as constants (a session's `{ link: "worker" }` on every frame in and out) are
+// keyed once, not sorted and escaped again on each of 10,000 agents' pings.
+const labelKeys = new WeakMap<Labels, string>()
+
 const labelKey = (labels: Labels | undefined): string => {
   if (labels === undefined) return ""
+  let key = labelKeys.get(labels)
+  if (key === undefined) {
+    key = makeLabelKey(labels)
+    labelKeys.set(labels, key)
+  }
+  return key
+}
+
+const makeLabelKey = (labels: Labels): string => {
   const keys = Object.keys(labels).sort()
   if (keys.length === 0) return ""
   const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")

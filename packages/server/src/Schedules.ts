@@ -93,6 +93,9 @@ type Trigger = "sighup" | "file"
 
 // At WARN, and on stderr too: bartos keeps running on the old table, and the operator who edited
 // the file must see that the edit did not take, not only whoever reads the log file.
+/** The table of an agent without schedules: one array, so what is derived from it is cached once (WorkerSession). */
+const NO_SPECS: ReadonlyArray<ScheduleSpec> = []
+
 const logLoadError = (e: ScheduleLoadError) =>
   Effect.forEach(
     e.problems,
@@ -285,7 +288,7 @@ export const make = (
     const all = SubscriptionRef.get(state).pipe(Effect.map((s) => s.view))
     return {
       all,
-      forAgent: (agent) => Effect.map(all, (view) => view.get(agent) ?? []),
+      forAgent: (agent) => Effect.map(all, (view) => view.get(agent) ?? NO_SPECS),
       setPaused,
       refreshPaused,
       reload,

@@ -27,6 +27,7 @@ import type {
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
@@ -83,6 +84,13 @@ export interface SessionInfo {
   /** The agent's `missed_tick` and `catch_up_limit` from its hello; absent when it did not say. */
   readonly missedTick?: MissedTick
   readonly catchUpLimit?: number
+}
+
+/** What `sessionOpened` found: each half on its own, so a failed session write does not lose the offset. */
+export interface SessionOpened {
+  readonly started: Either.Either<void, StoreError>
+  /** The agent instance's acked offset (`ackedUpTo`). */
+  readonly acked: Either.Either<number, StoreError>
 }
 
 /**
@@ -164,6 +172,13 @@ export interface StoreShape {
    * if there is one (`internal/sessionBatch.ts` group-commits them); a name twice: the later wins.
    */
   readonly sessionsStarted: (s: ReadonlyArray<SessionInfo>) => Effect.Effect<void, StoreError>
+  /**
+   * A hello's two store calls, both in flight at once: `sessionStarted(s)` and `ackedUpTo(s.agent,
+   * outboxId)` (they do not depend on each other: the offset only moves by this agent's ingest,
+   * which starts after the ServerHello). `internal/sessionBatch.ts` queues both into their groups
+   * without a fiber of their own.
+   */
+  readonly sessionOpened: (s: SessionInfo, outboxId: string) => Effect.Effect<SessionOpened>
   readonly sessionInfo: (agent: string, sessionId: string, info: ClientInfo) => Effect.Effect<void, StoreError>
   readonly sessionEnded: (agent: string, sessionId: string, at: Micros) => Effect.Effect<void, StoreError>
   /** Runs of `agent` still `running` that started before `startedBefore` become `lost`; returns how many. */

@@ -32,7 +32,9 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
@@ -158,6 +160,12 @@ interface Decoded {
 
 type Item = Frame | Decoded
 
+/** One agent's `ScheduleTable` message, encoded (not sealed: sealing binds it to a connection). */
+interface TableFrame {
+  readonly version: string
+  readonly payload: Uint8Array
+}
+
 interface Closing {
   readonly code: number
   readonly reason: string
@@ -172,6 +180,8 @@ interface Closing {
 class Session extends SocketInbox<Item> {
   phase: Sweep.Phase = HELLO
   helloSeen = false
+  /** The connection's first log line was written (by its first drain). */
+  announced = false
   draining = false
   closing: Closing | undefined = undefined
   lastSeen: number
@@ -183,7 +193,6 @@ class Session extends SocketInbox<Item> {
   sessionId = ""
   connectedAt = Messages.Micros.make(0)
   lastVersion: string | undefined = undefined
-  tableLock: Effect.Semaphore | undefined = undefined
   handle: WorkerHandle | undefined = undefined
   /** Holds its name in the registry (from the hello until the end). */
   registered = false
@@ -256,7 +265,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const kick = (s: Session) => {
       if (s.draining) return
       s.draining = true
-      fork(Effect.annotateLogs(drain(s), s.annotations()))
+      fork(Effect.zipRight(annotateFiber(s.annotations()), drain(s)))
     }
 
     /** Ends intake; the drain closes the socket (ours) or records the end once it reaches this. */
@@ -344,24 +353,19 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       ws.on("message", s.listeners.message)
       ws.on("close", s.listeners.close)
       ws.on("error", ignoreError)
-      fork(
-        Effect.logInfo(`worker connection from '${peer.agent} (${peer.ip})'`).pipe(Effect.annotateLogs(s.annotations()))
-      )
       if (ws.readyState !== ws.OPEN) finish(s, { code: 1006, reason: "closed before the session started", ours: false })
     }
 
     // --- effects of one session ---------------------------------------------------------------
     /** Encodes, seals and writes one frame; false when the socket is no longer open. */
-    const sendNow = (s: Session, message: Messages.ServerMessage): boolean => {
+    const sendNow = (s: Session, message: Messages.ServerMessage): boolean =>
+      s.ws.readyState === s.ws.OPEN && sendEncodedNow(s, codec.encode(Messages.ServerMessage, message))
+    /** `sendNow` of a message already encoded (`codec.encode(Messages.ServerMessage, …)`). */
+    const sendEncodedNow = (s: Session, payload: Uint8Array): boolean => {
       if (s.ws.readyState !== s.ws.OPEN) return false
       const nowSecs = Math.floor(clock.unsafeCurrentTimeMillis() / 1000)
       // Sealed and written in one synchronous step, so frames leave in their counter's order.
-      const frame = Envelope.seal(
-        sealOptions,
-        codec.encode(Messages.ServerMessage, message),
-        nowSecs,
-        s.binding("server")
-      )
+      const frame = Envelope.seal(sealOptions, payload, nowSecs, s.binding("server"))
       s.sealed++
       s.ws.send(frame, { binary: true })
       metrics.unsafeAdd("bartos_frames_out_total", 1, LABELS)
@@ -420,15 +424,33 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         if (s.badInARow >= options.maxBadFrames) yield* close(s, CloseCode.policy, `${s.badInARow} bad frames in a row`)
       })
 
+    // An agent's table frame is the same for every agent given the same specs (the same array
+    // until the next reload or pause): encoded once, not on each of 10,000 hellos after a restart.
+    const tableFrames = new WeakMap<ReadonlyArray<Messages.ScheduleSpec>, TableFrame>()
+    const tableFrame = (specs: ReadonlyArray<Messages.ScheduleSpec>): TableFrame => {
+      let frame = tableFrames.get(specs)
+      if (frame === undefined) {
+        const version = ScheduleTable.version(specs)
+        frame = {
+          version,
+          payload: codec.encode(Messages.ServerMessage, { _tag: "ScheduleTable", version, schedules: specs })
+        }
+        tableFrames.set(specs, frame)
+      }
+      return frame
+    }
+
     // The table is sent under a lock and only when its version moved, so a push from a reload
-    // and this session's own first send can never deliver an older table last.
-    const syncTable = (s: Session, lock: Effect.Semaphore) =>
-      lock.withPermits(1)(
+    // and this session's own first send can never deliver an older table last. One lock for all
+    // sessions, not one each (~0.5 KiB per agent held): what it guards is a few synchronous steps.
+    const tableLock = yield* Effect.makeSemaphore(1)
+    const syncTable = (s: Session) =>
+      tableLock.withPermits(1)(
         Effect.gen(function*() {
           const specs = yield* schedules.forAgent(s.agent)
-          const version = ScheduleTable.version(specs)
-          if (version === s.lastVersion) return
-          if (yield* send(s, { _tag: "ScheduleTable", version, schedules: specs })) s.lastVersion = version
+          const table = tableFrame(specs)
+          if (table.version === s.lastVersion) return
+          if (sendEncodedNow(s, table.payload)) s.lastVersion = table.version
         })
       )
 
@@ -443,9 +465,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         s.sessionId = randomUUID()
         s.outboxId = outboxId
         s.connectedAt = yield* nowMicros
+        yield* annotateFiber({ sessionId: s.sessionId })
         yield* Effect.gen(function*() {
-          const lock = yield* Effect.makeSemaphore(1)
-          s.tableLock = lock
           // Registered before the ServerHello so that claiming the name is one atomic step; until
           // the session is READY nothing is sent through the handle (the ServerHello goes first).
           s.handle = {
@@ -460,7 +481,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             },
             send: (message) => Effect.suspend(() => (s.phase === READY ? send(s, message) : Effect.succeed(false))),
             close: (code, reason) => close(s, code, reason),
-            syncTable: Effect.suspend(() => (s.phase === READY ? syncTable(s, lock) : Effect.void))
+            syncTable: Effect.suspend(() => (s.phase === READY ? syncTable(s) : Effect.void))
           }
           const registration = yield* sessions.register(s.handle)
           if (registration._tag === "Refused") {
@@ -475,27 +496,23 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             )
             yield* older.close(CloseCode.replaced, "replaced by a newer connection")
           }
-          // Both at once: each waits for its own group (`internal/sessionBatch.ts`), and neither
-          // depends on the other (the acked offset is only moved by this agent's ingest, which
-          // starts after the ServerHello).
-          const [, acked] = yield* Effect.all([
-            store.sessionStarted({
-              agent: s.agent,
-              sessionId: s.sessionId,
-              ip: s.ip,
-              connectedAt: s.connectedAt,
-              ...missedTickOf(hello)
-            })
-              .pipe(
-                Effect.catchAll((e) => Effect.logError(`cannot record session start: ${e.message}`))
-              ),
-            // On a DB error the agent is told nothing is stored (-1): it keeps its records and
-            // resends, and the idempotent ingest makes the resend harmless.
-            store.ackedUpTo(s.agent, outboxId).pipe(
-              Effect.catchAll((e) => Effect.logError(`cannot read the acked offset: ${e.message}`).pipe(Effect.as(-1)))
-            )
-          ], { concurrency: 2 })
-          s.acked = acked
+          // Both at once, each in its own group (`internal/sessionBatch.ts`), without a fiber each.
+          const opened = yield* store.sessionOpened({
+            agent: s.agent,
+            sessionId: s.sessionId,
+            ip: s.ip,
+            connectedAt: s.connectedAt,
+            ...missedTickOf(hello)
+          }, outboxId)
+          if (Either.isLeft(opened.started)) {
+            yield* Effect.logError(`cannot record session start: ${opened.started.left.message}`)
+          }
+          // On a DB error the agent is told nothing is stored (-1): it keeps its records and
+          // resends, and the idempotent ingest makes the resend harmless.
+          if (Either.isLeft(opened.acked)) {
+            yield* Effect.logError(`cannot read the acked offset: ${opened.acked.left.message}`)
+          }
+          s.acked = Either.getOrElse(opened.acked, () => -1)
           yield* send(s, {
             _tag: "ServerHello",
             protocol: Messages.PROTOCOL_VERSION,
@@ -507,7 +524,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           s.phase = READY
           s.lastSeen = clock.unsafeCurrentTimeMillis()
           yield* s.handle.syncTable
-        }).pipe(Effect.annotateLogs({ sessionId: s.sessionId }))
+        })
       })
 
     /**
@@ -677,6 +694,12 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     /** Handles the inbox in order until it is empty; the only fiber a session ever has. */
     const drain = (s: Session): Effect.Effect<void> =>
       Effect.gen(function*() {
+        // Logged by the first drain (the hello, or the close of a silent connection) rather than
+        // on accept: a fiber per connection only for this line was a good part of a hello's garbage.
+        if (!s.announced) {
+          s.announced = true
+          yield* Effect.logInfo(`worker connection from '${s.agent} (${s.ip})'`)
+        }
         while (s.phase !== ENDED) {
           const item = shift(s)
           if (item !== undefined) {
@@ -738,6 +761,18 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     yield* Effect.addFinalizer(() => shutdown)
 
     return { accept, shutdown, size: () => live.size } satisfies Workers
+  })
+
+/**
+ * The log annotations for the rest of the current fiber. A drain fiber is one session's and ends
+ * with the drain: nothing to restore, so not `Effect.annotateLogs` (a get, a set and a restore of
+ * the fiber's refs, each a copy of their map, on every hello).
+ */
+const annotateFiber = (annotations: Record<string, string>): Effect.Effect<void> =>
+  FiberRef.update(FiberRef.currentLogAnnotations, (current) => {
+    let out = current
+    for (const key in annotations) out = HashMap.set(out, key, annotations[key] as unknown)
+    return out
   })
 
 /** The missed-tick settings an agent reported in its hello, as the fields they are kept under. */

@@ -2,12 +2,24 @@ import * as Messages from "@barto/domain/Messages"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { groupCommit, grouped, make } from "../src/internal/sessionBatch.js"
 import { breathe } from "../src/internal/store/common.js"
 import { Store, StoreError } from "../src/Store.js"
 import { databases } from "./utils/databases.js"
+
+/** A run's first record, `seq` its offset once stored. */
+const runStarted = (seq: number): Messages.AgentRecord => ({
+  _tag: "RunStarted",
+  seq,
+  runId: Messages.RunId.make(`0190a0a0-0000-7000-8000-${String(seq).padStart(12, "0")}`),
+  schedule: "s",
+  trigger: "schedule",
+  scheduledAt: Messages.Micros.make(1),
+  startedAt: Messages.Micros.make(1)
+})
 
 for (const db of databases) {
   describe(`group commit on ${db.name}`, () => {
@@ -69,15 +81,7 @@ for (const db of databases) {
           const sql = yield* SqlClient.SqlClient
           const base = yield* Store
           const store = yield* make(base, sql)
-          yield* base.ingest("a", "outbox-1", [{
-            _tag: "RunStarted",
-            seq: 7,
-            runId: Messages.RunId.make("0190a0a0-0000-7000-8000-000000000007"),
-            schedule: "s",
-            trigger: "schedule",
-            scheduledAt: Messages.Micros.make(1),
-            startedAt: Messages.Micros.make(1)
-          }])
+          yield* base.ingest("a", "outbox-1", [runStarted(7)])
           // 300 at once: several power-of-two statements; agent-0 is in it twice.
           const sessions = Array.from({ length: 300 }, (_, i) => ({
             agent: i === 299 ? "agent-0" : `agent-${i}`,
@@ -107,6 +111,39 @@ for (const db of databases) {
           const one = yield* Effect.forEach(keys, (k) => base.ackedUpTo(k.agent, k.outboxId))
           assert.deepStrictEqual(grouped, one)
           assert.deepStrictEqual(grouped, [7, -1, -1])
+        }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
+      60_000
+    )
+
+    it.live(
+      "sessionOpened through the batch: each hello's session stored and its own offset, as the plain store answers",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const base = yield* Store
+          const store = yield* make(base, sql)
+          yield* base.ingest("agent-3", "outbox-3", [runStarted(4)])
+          const session = (i: number, run: number) => ({
+            agent: `agent-${i}`,
+            sessionId: `session-${run}-${i}`,
+            ip: "10.0.0.1",
+            connectedAt: Messages.Micros.make(1_000_000 + i)
+          })
+          const batched = yield* Effect.forEach(
+            Array.from({ length: 100 }, (_, i) => i),
+            (i) => store.sessionOpened(session(i, 1), `outbox-${i}`),
+            { concurrency: "unbounded" }
+          )
+          const plain = yield* Effect.forEach(
+            Array.from({ length: 100 }, (_, i) => i),
+            (i) => base.sessionOpened(session(i, 2), `outbox-${i}`)
+          )
+          for (const opened of [...batched, ...plain]) assert.isTrue(Either.isRight(opened.started))
+          const offsets = (all: typeof batched) => all.map((o) => Either.getOrElse(o.acked, () => -2))
+          assert.deepStrictEqual(offsets(batched), offsets(plain))
+          assert.deepStrictEqual(offsets(batched), Array.from({ length: 100 }, (_, i) => (i === 3 ? 4 : -1)))
+          const rows = yield* sql.unsafe<{ n: unknown }>("SELECT COUNT(*) AS n FROM agent_sessions")
+          assert.strictEqual(Number(rows[0]!.n), 200)
         }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
       60_000
     )

@@ -152,9 +152,21 @@ export const applyPaused = (table: Table, paused: ReadonlySet<string>): Table =>
 
 const encodeSpecs = Schema.encodeSync(Schema.Array(ScheduleSpec))
 
-/** Content hash of one agent's table: equal tables have equal versions, whatever their history. */
-export const version = (specs: ReadonlyArray<ScheduleSpec>): string =>
-  createHash("sha256").update(JSON.stringify(encodeSpecs(specs))).digest("hex").slice(0, 16)
+const versions = new WeakMap<ReadonlyArray<ScheduleSpec>, string>()
+
+/**
+ * Content hash of one agent's table: equal tables have equal versions, whatever their history.
+ * Remembered per array (tables are never changed in place: a reload or a pause makes new arrays),
+ * since every hello and every reload's comparison asks for it.
+ */
+export const version = (specs: ReadonlyArray<ScheduleSpec>): string => {
+  let v = versions.get(specs)
+  if (v === undefined) {
+    v = createHash("sha256").update(JSON.stringify(encodeSpecs(specs))).digest("hex").slice(0, 16)
+    versions.set(specs, v)
+  }
+  return v
+}
 
 export const equals = (a: Table, b: Table): boolean => {
   if (a.size !== b.size) return false

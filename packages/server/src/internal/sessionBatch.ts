@@ -21,7 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import type { StoreShape } from "../Store.js"
+import type { SessionInfo, StoreShape } from "../Store.js"
 import { breathe } from "./store/common.js"
 import { StoreError } from "./store/errors.js"
 
@@ -43,6 +43,15 @@ interface Pending<I, A, E> {
 export const grouped = <I, A, E>(
   runGroup: (group: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<A>, E>
 ): Effect.Effect<(item: I) => Effect.Effect<A, E>, never, Scope.Scope> =>
+  Effect.map(submitter(runGroup), (submit) => (item: I) => Effect.flatMap(submit(item), Deferred.await))
+
+/**
+ * `grouped`, but a call only queues its item and returns where its result will be: several calls
+ * of one fiber can then wait for their groups at the same time without a fiber each.
+ */
+export const submitter = <I, A, E>(
+  runGroup: (group: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<A>, E>
+): Effect.Effect<(item: I) => Effect.Effect<Deferred.Deferred<A, E>>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const queue = yield* Effect.acquireRelease(Queue.unbounded<Pending<I, A, E>>(), Queue.shutdown)
     const runOne = (item: I) => Effect.map(runGroup([item]), (results) => results[0]!)
@@ -76,7 +85,7 @@ export const grouped = <I, A, E>(
     return (item: I) =>
       Effect.flatMap(
         Deferred.make<A, E>(),
-        (done) => Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done))
+        (done) => Effect.as(Queue.offer(queue, { item, done }), done)
       )
   })
 
@@ -100,15 +109,29 @@ const asStoreError = (what: string) => (e: SqlError | StoreError) =>
 /** `store` with `sessionStarted` group-committed and `ackedUpTo` read in groups; everything else as it is. */
 export const make = <S extends StoreShape>(store: S, sql: SqlClient.SqlClient): Effect.Effect<S, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const started = yield* groupCommitMany(
-      sql,
-      (sessions: ReadonlyArray<Parameters<S["sessionStarted"]>[0]>) =>
-        Effect.as(store.sessionsStarted(sessions), sessions.map(() => undefined))
+    const started = yield* submitter((
+      sessions: ReadonlyArray<SessionInfo>
+    ): Effect.Effect<ReadonlyArray<void>, SqlError | StoreError> =>
+      sql.withTransaction(Effect.as(store.sessionsStarted(sessions), sessions.map(() => undefined)))
     )
-    const acked = yield* grouped(store.ackedUpToMany)
+    const acked = yield* submitter(store.ackedUpToMany)
+    const startedAwait = (done: Deferred.Deferred<void, SqlError | StoreError>) =>
+      Effect.mapError(Deferred.await(done), asStoreError("sessionStarted"))
     return {
       ...store,
-      sessionStarted: (session) => Effect.mapError(started(session), asStoreError("sessionStarted")),
-      ackedUpTo: (agent, outboxId) => acked({ agent, outboxId })
+      sessionStarted: (session) => Effect.flatMap(started(session), startedAwait),
+      ackedUpTo: (agent, outboxId) => Effect.flatMap(acked({ agent, outboxId }), Deferred.await),
+      // Both queued first, then both awaited: the two groups run at once, and no fiber per hello.
+      sessionOpened: (session, outboxId) =>
+        Effect.flatMap(
+          started(session),
+          (startedDone) =>
+            Effect.flatMap(acked({ agent: session.agent, outboxId }), (ackedDone) =>
+              Effect.zipWith(
+                Effect.either(startedAwait(startedDone)),
+                Effect.either(Deferred.await(ackedDone)),
+                (started, acked) => ({ started, acked })
+              ))
+        )
     }
   })

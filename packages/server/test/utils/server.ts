@@ -132,6 +132,14 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
     ackedUpTo: (agent, outboxId) => Effect.sync(() => control.offsets.get(key(agent, outboxId)) ?? -1),
     ackedUpToMany: (keys) => Effect.sync(() => keys.map((k) => control.offsets.get(key(k.agent, k.outboxId)) ?? -1)),
     sessionStarted: (s) => Effect.sync(() => void control.events.push(`started ${s.agent} ${s.sessionId}`)),
+    sessionOpened: (s, outboxId) =>
+      Effect.sync(() => {
+        control.events.push(`started ${s.agent} ${s.sessionId}`)
+        return {
+          started: Either.right(undefined),
+          acked: Either.right(control.offsets.get(key(s.agent, outboxId)) ?? -1)
+        }
+      }),
     sessionsStarted: (ss) =>
       Effect.sync(() => {
         for (const s of ss) control.events.push(`started ${s.agent} ${s.sessionId}`)

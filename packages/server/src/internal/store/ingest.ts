@@ -77,6 +77,7 @@ export type IngestShape = Pick<
   | "ackedUpToMany"
   | "sessionStarted"
   | "sessionsStarted"
+  | "sessionOpened"
   | "sessionInfo"
   | "sessionEnded"
   | "markLost"
@@ -732,6 +733,11 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
 
     const sessionStarted = (s: SessionInfo) => sessionsStarted([s])
 
+    const sessionOpened = (s: SessionInfo, outboxId: string) =>
+      Effect.all({ started: Effect.either(sessionStarted(s)), acked: Effect.either(ackedUpTo(s.agent, outboxId)) }, {
+        concurrency: 2
+      })
+
     const sessionInfo = (agent: string, sessionId: string, info: ClientInfo) => {
       const values = sql.update({
         os_name: clip(info.osName),
@@ -769,6 +775,7 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       ackedUpToMany,
       sessionStarted,
       sessionsStarted,
+      sessionOpened,
       sessionInfo,
       sessionEnded,
       markLost
