@@ -61,6 +61,30 @@ export const powerChunks = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>>
 }
 
 /**
+ * `items` cut into parts whose lengths come from a small fixed set, for multi-row statements whose
+ * row count follows the data (a batch's output lines): up to `max` rows per part, then what is
+ * left rounded down to a multiple of `step`, then the rest in powers of two below `step` (937 with
+ * max 1,000 and step 32: 928, 8, 1). A line insert then has at most `max / step` + log2(`step`)
+ * texts instead of one per batch size: a new text costs a prepare (1.7 ms for 1,000 rows of 8
+ * values on SQLite, more than running it) and, past the driver's cache size, evicts the others.
+ */
+export const steppedChunks = <A>(items: ReadonlyArray<A>, max: number, step: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  let start = 0
+  while (items.length - start >= max) {
+    out.push(items.slice(start, start + max))
+    start += max
+  }
+  const stepped = Math.floor((items.length - start) / step) * step
+  if (stepped > 0) {
+    out.push(items.slice(start, start + stepped))
+    start += stepped
+  }
+  for (const part of powerChunks(items.slice(start))) out.push(part)
+  return out
+}
+
+/**
  * `head VALUES (?, …), … tail` for `rows` rows of `columns` values, each text built once (with
  * `powerChunks`, a multi-row statement has a few texts, not one per group size).
  */

@@ -30,6 +30,7 @@ import {
   numOrNull,
   powerChunks,
   type Row,
+  steppedChunks,
   storeError,
   type StoreSql
 } from "./common.js"
@@ -40,13 +41,15 @@ import { SqliteDirect } from "./sqliteClient.js"
 const ACKED_READ_AGENTS = 512
 
 /**
- * Line inserts are split into near-equal chunks of at most this many rows (8 parameters each;
+ * Line inserts are split into chunks of at most this many rows (8 parameters each;
  * SQLite allows 32,766 parameters, and on SQLite every statement saved counts) and about this many
  * bytes of line data (MariaDB refuses a packet over `max_allowed_packet`, 16 MiB by default, and
  * 500 lines of 64 KiB would be 32 MiB).
  */
 export const LINE_CHUNK_ROWS = { mysql: 500, sqlite: 1000 } as const
 export const LINE_CHUNK_BYTES = 4 * 1024 * 1024
+/** Below `LINE_CHUNK_ROWS`, a line insert's row count is a multiple of this, or a power of two below it. */
+export const LINE_CHUNK_STEP = 32
 
 type OutputLine = Extract<AgentRecord, { readonly _tag: "OutputLine" }>
 
@@ -216,27 +219,24 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
     const lineChunkRows = mysql ? LINE_CHUNK_ROWS.mysql : LINE_CHUNK_ROWS.sqlite
 
     /**
-     * Near-equal chunks by row count (fewer distinct statement texts), then cut further where the
-     * data would make one statement too large.
+     * Parts of a few fixed row counts (`steppedChunks`: every size of batch would otherwise be a
+     * statement text of its own), cut first where the data would make one statement too large.
      */
     const lineChunks = (lines: ReadonlyArray<OutputLine>): Array<ReadonlyArray<OutputLine>> => {
-      const size = Math.ceil(lines.length / Math.ceil(lines.length / lineChunkRows))
       const parts: Array<ReadonlyArray<OutputLine>> = []
-      for (const part of chunk(lines, size)) {
-        let start = 0
-        let bytes = 0
-        for (let i = 0; i < part.length; i++) {
-          // UTF-16 length x3 bounds the UTF-8 size without encoding.
-          const b = part[i].data.length * 3
-          if (i > start && bytes + b > LINE_CHUNK_BYTES) {
-            parts.push(part.slice(start, i))
-            start = i
-            bytes = 0
-          }
-          bytes += b
+      let start = 0
+      let bytes = 0
+      for (let i = 0; i < lines.length; i++) {
+        // UTF-16 length x3 bounds the UTF-8 size without encoding.
+        const b = lines[i].data.length * 3
+        if (i > start && bytes + b > LINE_CHUNK_BYTES) {
+          parts.push(...steppedChunks(lines.slice(start, i), lineChunkRows, LINE_CHUNK_STEP))
+          start = i
+          bytes = 0
         }
-        parts.push(part.slice(start))
+        bytes += b
       }
+      parts.push(...steppedChunks(start === 0 ? lines : lines.slice(start), lineChunkRows, LINE_CHUNK_STEP))
       return parts
     }
 
