@@ -50,7 +50,8 @@ export const makeMaintenance = (ctx: StoreSql): Effect.Effect<MaintenanceShape> 
      *   retention, so retention busy ~1/(1 + rest) of the time leaves ingest about that share of
      *   its rate, a little less (the step's pages leave the cache, its WAL frames are
      *   checkpointed): the history bench (1,000,000 lines, load ~5.5) measured 75% at 5×, 82%
-     *   at 8×. On MariaDB they share the disk and the CPU only: 82% at 2× there.
+     *   at 8×; 92% at 20,000,000 lines. On MariaDB they share the disk and the CPU only: 82% at
+     *   2× (1,000,000 lines), 89% at 3× (20,000,000).
      * - ingest idle: REST_IDLE, so a backlog is deleted several times faster when nothing else
      *   writes; a batch that arrives meanwhile waits for one step at most (a few ms), and the
      *   rest after that step is the busy one.
