@@ -162,6 +162,14 @@ export interface StoreSql {
   readonly run: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, SqlError>
   readonly exec: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<number, SqlError>
   readonly count: (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<number, SqlError>
+  /** What ingest has done so far in this store, for retention to pace itself by (`maintenance.ts`). */
+  readonly ingestActivity: IngestActivity
+}
+
+/** Counted by ingest, read by retention: whether agents' records arrived since retention last looked. */
+export interface IngestActivity {
+  /** Record batches ingested (attempted) since the store was made. */
+  batches: number
 }
 
 export const makeStoreSql: Effect.Effect<StoreSql, never, SqlClient.SqlClient> = Effect.gen(function*() {
@@ -173,5 +181,5 @@ export const makeStoreSql: Effect.Effect<StoreSql, never, SqlClient.SqlClient> =
   const exec = (text: string, params: ReadonlyArray<unknown> = []) => Effect.map(sql.unsafe(text, params).raw, affected)
   const count = (text: string, params: ReadonlyArray<unknown>) =>
     Effect.map(run(text, params), (rows) => num(rows[0]?.n ?? 0))
-  return { sql, mysql, ignoreDup, run, exec, count }
+  return { sql, mysql, ignoreDup, run, exec, count, ingestActivity: { batches: 0 } }
 })

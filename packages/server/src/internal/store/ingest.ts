@@ -671,9 +671,12 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
 
     const ingest = (agent: string, outboxId: string, records: ReadonlyArray<AgentRecord>) => {
       const once = Effect.flatMap(
-        Option.isSome(direct)
-          ? ingestDirect(direct.value, agent, outboxId, records)
-          : ingestStatements(agent, outboxId, records),
+        Effect.suspend(() => {
+          ctx.ingestActivity.batches++
+          return Option.isSome(direct)
+            ? ingestDirect(direct.value, agent, outboxId, records)
+            : ingestStatements(agent, outboxId, records)
+        }),
         ({ notes, upTo }): Effect.Effect<IngestResult> =>
           Effect.as(logNotes(agent, notes), { upTo, refused: notes.refused, lineConflicts: notes.lineConflicts })
       )
