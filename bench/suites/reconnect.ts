@@ -11,7 +11,7 @@
 import { join } from "node:path"
 import { NOFILE, type Server, startServer } from "../lib/barto.js"
 import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
-import { freePort, type Proc, removeDir, repoRoot, startNode, tempDir } from "../lib/procs.js"
+import { cpuSeconds, freePort, type Proc, removeDir, repoRoot, startNode, tempDir } from "../lib/procs.js"
 import { atMost, type Row } from "../lib/report.js"
 
 const PER_HOLDER = 5000
@@ -84,7 +84,13 @@ const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | und
     if (first.failure !== undefined) throw new Error(`first connect: ${first.failure}`)
     await server.proc.stop(30_000)
     server = await startServer(dir, db, { nofile: NOFILE })
+    // bartos' own CPU during the storm: unlike the wall time, the load of the machine (the
+    // holders share its cores) does not move it much, so it shows what a change to the hello
+    // path saves.
+    const cpuBefore = cpuSeconds(server.proc.pid)
     const again = await connectAll(server.url, n)
+    const cpuAfter = cpuSeconds(server.proc.pid)
+    const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined
     await stopHolders(again.holders)
     return {
       suite: "reconnect",
@@ -101,6 +107,9 @@ const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | und
         ? { peer: { label: "bare ws server", value: peer }, ratio: again.secs / peer }
         : {}),
       note: `${(n / again.secs).toFixed(0)} handshakes/s; held ${again.held}/${n}` +
+        (cpu !== undefined
+          ? `; bartos CPU ${cpu.toFixed(2)} s (${((cpu * 1000) / n).toFixed(2)} ms per hello)`
+          : "") +
         (again.failure !== undefined ? `; ${again.failure}` : "")
     }
   } catch (e) {
