@@ -44,6 +44,7 @@ import type { RawData, WebSocket } from "ws"
 import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
 import * as Inbound from "./internal/inbound.js"
+import { LineBudget } from "./internal/lineBudget.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { SocketInbox } from "./internal/sessionInbox.js"
 import * as Sweep from "./internal/sessionSweep.js"
@@ -115,6 +116,13 @@ const HMAC_OVERHEAD = 48
  * holds; it costs one `setImmediate` per batch.
  */
 const MAX_JOINED_RECORDS = 5000
+
+/**
+ * Connection lines written at INFO per sweep period (at most 1 s); beyond that each is at DEBUG
+ * and the period ends with one summary line (see `LineBudget`): a restart of a small fleet logs
+ * every agent as before, the reconnect storm of 10,000 a line a second.
+ */
+export const CONNECTION_LINES_PER_PERIOD = 20
 
 /** How long a shutdown waits for sessions to finish the frame in hand and record their end. */
 const SHUTDOWN_GRACE_MS = 5000
@@ -260,6 +268,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       ...(options.signingKey !== undefined ? { signingKey: options.signingKey } : {})
     }
     const frameLimit = options.maxFrameBytes + (options.hmacKey !== undefined ? HMAC_OVERHEAD : 0)
+    const connectionLines = new LineBudget(CONNECTION_LINES_PER_PERIOD)
+    let connectionLinesSince = clock.unsafeCurrentTimeMillis()
 
     // --- socket side (synchronous, called by `ws`) --------------------------------------------
     const kick = (s: Session) => {
@@ -698,7 +708,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         // on accept: a fiber per connection only for this line was a good part of a hello's garbage.
         if (!s.announced) {
           s.announced = true
-          yield* Effect.logInfo(`worker connection from '${s.agent} (${s.ip})'`)
+          const line = `worker connection from '${s.agent} (${s.ip})'`
+          yield* connectionLines.take() ? Effect.logInfo(line) : Effect.logDebug(line)
         }
         while (s.phase !== ENDED) {
           const item = shift(s)
@@ -725,6 +736,12 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const sweep = Effect.suspend(() => {
       const now = clock.unsafeCurrentTimeMillis()
       const due: Array<Effect.Effect<unknown>> = []
+      const folded = connectionLines.flush()
+      if (folded > 0) {
+        const secs = ((now - connectionLinesSince) / 1000).toFixed(1)
+        due.push(Effect.logInfo(`${folded} more worker connections in the last ${secs} s (each one logged at DEBUG)`))
+      }
+      connectionLinesSince = now
       for (const s of live) {
         const action = Sweep.decide(s, now, sweepOptions)
         if (action === undefined) continue

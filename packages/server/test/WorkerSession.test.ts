@@ -15,6 +15,7 @@ import { Ingested } from "../src/Events.js"
 import { Metrics } from "../src/Metrics.js"
 import { Registry } from "../src/Registry.js"
 import { Store } from "../src/Store.js"
+import { CONNECTION_LINES_PER_PERIOD } from "../src/WorkerSession.js"
 import { databases } from "./utils/databases.js"
 import * as TestServer from "./utils/server.js"
 
@@ -63,6 +64,33 @@ const service = <I, S>(server: TestServer.TestServer, tag: Context.Tag<I, S>) =>
   Context.get(server.context as Context.Context<I>, tag)
 
 describe("WorkerSession: handshake", () => {
+  it.scopedLive("a burst of connections logs each agent, beyond the budget at DEBUG, summed up at INFO", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const n = CONNECTION_LINES_PER_PERIOD + 15
+      const names = Array.from({ length: n }, (_, i) => `burst-${i}`)
+      yield* Effect.forEach(names, (name) => TestServer.helloAgent(server, name, { hello: { outboxId: name } }), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      yield* server.waitForLog("more worker connections in the last", 5000)
+      // The sweep (every second at the default liveness) sums up what its period folded: after
+      // one more, every folded line is in a summary.
+      yield* Effect.sleep("1500 millis")
+      const lineOf = (name: string) =>
+        server.logs.filter((l) => l.endsWith(`worker connection from '${name} (127.0.0.1)'`))
+      // Every agent still has its line, exactly once, at INFO or (beyond the budget) at DEBUG.
+      for (const name of names) assert.strictEqual(lineOf(name).length, 1, name)
+      const debug = names.filter((name) => lineOf(name)[0]!.startsWith("DEBUG")).length
+      assert.isAbove(debug, 0)
+      assert.isAtMost(n - debug, 2 * CONNECTION_LINES_PER_PERIOD, "INFO lines beyond the budget of the periods")
+      // The summaries count exactly the lines written at DEBUG.
+      const summed = server.logs
+        .map((l) => l.match(/^INFO (\d+) more worker connections in the last [\d.]+ s \(each one logged at DEBUG\)$/))
+        .reduce((sum, m) => sum + (m === null ? 0 : Number(m[1])), 0)
+      assert.strictEqual(summed, debug)
+    }))
+
   it.scopedLive("hello both ways, then the agent's own table with R resolved", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
