@@ -49,7 +49,7 @@ import * as ScheduleTable from "./internal/scheduleTable.js"
 import { SocketInbox } from "./internal/sessionInbox.js"
 import * as Sweep from "./internal/sessionSweep.js"
 import { ENDED, HELLO, READY } from "./internal/sessionSweep.js"
-import { toBytes, truncateReason } from "./internal/socket.js"
+import { corked, toBytes, truncateReason } from "./internal/socket.js"
 import { breathe } from "./internal/store/common.js"
 import { Metrics } from "./Metrics.js"
 import type { AgentConnection } from "./Registry.js"
@@ -523,17 +523,24 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             yield* Effect.logError(`cannot read the acked offset: ${opened.acked.left.message}`)
           }
           s.acked = Either.getOrElse(opened.acked, () => -1)
-          yield* send(s, {
-            _tag: "ServerHello",
-            protocol: Messages.PROTOCOL_VERSION,
-            serverVersion: options.serverVersion,
-            capabilities: CAPABILITIES,
-            sessionId: s.sessionId,
-            ackedUpTo: s.acked
-          })
-          s.phase = READY
-          s.lastSeen = clock.unsafeCurrentTimeMillis()
-          yield* s.handle.syncTable
+          const syncFirstTable = s.handle.syncTable
+          // The ServerHello and the table leave in one socket write, not two.
+          yield* corked(
+            s.ws,
+            Effect.gen(function*() {
+              yield* send(s, {
+                _tag: "ServerHello",
+                protocol: Messages.PROTOCOL_VERSION,
+                serverVersion: options.serverVersion,
+                capabilities: CAPABILITIES,
+                sessionId: s.sessionId,
+                ackedUpTo: s.acked
+              })
+              s.phase = READY
+              s.lastSeen = clock.unsafeCurrentTimeMillis()
+              yield* syncFirstTable
+            })
+          )
         })
       })
 
