@@ -118,9 +118,10 @@ const HMAC_OVERHEAD = 48
 const MAX_JOINED_RECORDS = 5000
 
 /**
- * Connection lines written at INFO per sweep period (at most 1 s); beyond that each is at DEBUG
- * and the period ends with one summary line (see `LineBudget`): a restart of a small fleet logs
- * every agent as before, the reconnect storm of 10,000 a line a second.
+ * Connection lines (and, apart, disconnection lines) written at INFO per sweep period (at most
+ * 1 s); beyond that each is at DEBUG and the period ends with one summary line (`LineBudget`; a
+ * shutdown writes the last one): a restart of a small fleet logs every agent as before, the
+ * reconnect storm of 10,000 a line a second.
  */
 export const CONNECTION_LINES_PER_PERIOD = 20
 
@@ -268,8 +269,22 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       ...(options.signingKey !== undefined ? { signingKey: options.signingKey } : {})
     }
     const frameLimit = options.maxFrameBytes + (options.hmacKey !== undefined ? HMAC_OVERHEAD : 0)
-    const connectionLines = new LineBudget(CONNECTION_LINES_PER_PERIOD)
-    let connectionLinesSince = clock.unsafeCurrentTimeMillis()
+    const connectionLines = new LineBudget(CONNECTION_LINES_PER_PERIOD, clock.unsafeCurrentTimeMillis())
+    const disconnectionLines = new LineBudget(CONNECTION_LINES_PER_PERIOD, clock.unsafeCurrentTimeMillis())
+    /** Ends the period of both budgets: one summary line for each that folded lines. */
+    const lineSummaries = (now: number): Array<Effect.Effect<void>> => {
+      const out: Array<Effect.Effect<void>> = []
+      for (
+        const [budget, what] of [[connectionLines, "connections"], [disconnectionLines, "disconnections"]] as const
+      ) {
+        const { folded, periodMs } = budget.flush(now)
+        if (folded > 0) {
+          const secs = (periodMs / 1000).toFixed(1)
+          out.push(Effect.logInfo(`${folded} more worker ${what} in the last ${secs} s (each one logged at DEBUG)`))
+        }
+      }
+      return out
+    }
 
     // --- socket side (synchronous, called by `ws`) --------------------------------------------
     const kick = (s: Session) => {
@@ -690,7 +705,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         const wasCurrent = s.registered && (yield* sessions.unregister(s.agent, s.sessionId))
         if (wasReady) {
           const endedAt = yield* nowMicros
-          yield* Effect.logInfo(`websocket disconnected '${s.agent} (${s.ip})'`)
+          const line = `websocket disconnected '${s.agent} (${s.ip})'`
+          yield* disconnectionLines.take() ? Effect.logInfo(line) : Effect.logDebug(line)
           yield* store.sessionEnded(s.agent, s.sessionId, endedAt).pipe(
             Effect.catchAll((e) => Effect.logError(`cannot record session end: ${e.message}`))
           )
@@ -742,13 +758,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const sweepOptions: Sweep.SweepOptions = { livenessMs: options.livenessMs, helloTimeoutMs: options.helloTimeoutMs }
     const sweep = Effect.suspend(() => {
       const now = clock.unsafeCurrentTimeMillis()
-      const due: Array<Effect.Effect<unknown>> = []
-      const folded = connectionLines.flush()
-      if (folded > 0) {
-        const secs = ((now - connectionLinesSince) / 1000).toFixed(1)
-        due.push(Effect.logInfo(`${folded} more worker connections in the last ${secs} s (each one logged at DEBUG)`))
-      }
-      connectionLinesSince = now
+      const due: Array<Effect.Effect<unknown>> = lineSummaries(now)
       for (const s of live) {
         const action = Sweep.decide(s, now, sweepOptions)
         if (action === undefined) continue
@@ -781,6 +791,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         if (live.size > 0) yield* Deferred.await(ended).pipe(Effect.timeout(SHUTDOWN_GRACE_MS), Effect.ignore)
       }
       yield* FiberSet.clear(drains)
+      // What the last period folded, the shutdown's own disconnections included.
+      yield* Effect.all(lineSummaries(clock.unsafeCurrentTimeMillis()), { discard: true })
     })
     yield* Effect.addFinalizer(() => shutdown)
 

@@ -118,18 +118,18 @@ describe("sessionSweep.decide", () => {
 
 describe("LineBudget", () => {
   it("lets the first lines of a period through, folds the rest, and counts them once at the period's end", () => {
-    const budget = new LineBudget(3)
+    const budget = new LineBudget(3, 1000)
     assert.deepStrictEqual(Array.from({ length: 5 }, () => budget.take()), [true, true, true, false, false])
-    assert.strictEqual(budget.flush(), 2)
+    assert.deepStrictEqual(budget.flush(1800), { folded: 2, periodMs: 800 })
     // A new period: the budget is full again and nothing is left to summarise.
-    assert.strictEqual(budget.flush(), 0)
+    assert.deepStrictEqual(budget.flush(2800), { folded: 0, periodMs: 1000 })
     assert.deepStrictEqual(Array.from({ length: 4 }, () => budget.take()), [true, true, true, false])
-    assert.strictEqual(budget.flush(), 1)
+    assert.deepStrictEqual(budget.flush(3000), { folded: 1, periodMs: 200 })
   })
 
   it("a quiet period writes every line and no summary", () => {
-    const budget = new LineBudget(20)
+    const budget = new LineBudget(20, 0)
     for (let i = 0; i < 20; i++) assert.isTrue(budget.take())
-    assert.strictEqual(budget.flush(), 0)
+    assert.strictEqual(budget.flush(1000).folded, 0)
   })
 })

@@ -5,15 +5,15 @@
  *
  * Up to `perPeriod` lines of a period are written as they come; beyond that a line is counted
  * and written only at debug level, and the period's end writes one summary line with the count.
- * The period is whatever lies between two `flush` calls (the session sweep's: at most 1 s).
+ * A period is whatever lies between two `flush` calls (the session sweep's: at most 1 s).
  */
 export class LineBudget {
   private written = 0
   private folded = 0
 
-  constructor(readonly perPeriod: number) {}
+  constructor(readonly perPeriod: number, private periodStart: number) {}
 
-  /** True: write this line at its own level; false: it is folded into the next summary. */
+  /** True: write this line at its own level; false: it is folded into the period's summary. */
   take(): boolean {
     if (this.written < this.perPeriod) {
       this.written++
@@ -23,11 +23,12 @@ export class LineBudget {
     return false
   }
 
-  /** Ends the period: how many lines it folded (0: no summary to write). */
-  flush(): number {
-    const folded = this.folded
+  /** Ends the period at `now` (ms): the lines it folded (0: no summary to write) and its length. */
+  flush(now: number): { readonly folded: number; readonly periodMs: number } {
+    const result = { folded: this.folded, periodMs: now - this.periodStart }
     this.written = 0
     this.folded = 0
-    return folded
+    this.periodStart = now
+    return result
   }
 }
