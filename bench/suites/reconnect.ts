@@ -11,14 +11,20 @@
 import { join } from "node:path"
 import { NOFILE, type Server, startServer } from "../lib/barto.js"
 import { type Db, type DbKind, mariadbReachable, openDb } from "../lib/db.js"
-import { freePort, type Proc, removeDir, repoRoot, startNode, tempDir } from "../lib/procs.js"
+import { cpuSeconds, freePort, type Proc, removeDir, repoRoot, startNode, tempDir } from "../lib/procs.js"
 import { atMost, type Row } from "../lib/report.js"
 
 const PER_HOLDER = 5000
 const TARGET_SECS = 5
 
-/** The same storm against a bare `ws` server (`lib/wspeer.ts`) started for it: seconds, or undefined. */
-const peerSecs = async (n: number): Promise<number | undefined> => {
+interface PeerRun {
+  readonly secs: number
+  /** The peer's CPU seconds during the storm (the floor for bartos' own), if it could be read. */
+  readonly cpu: number | undefined
+}
+
+/** The same storm against a bare `ws` server (`lib/wspeer.ts`) started for it, or undefined. */
+const peerRun = async (n: number): Promise<PeerRun | undefined> => {
   const port = await freePort()
   const peer = startNode(join(repoRoot, "bench/lib/wspeer.ts"), [String(port)], {
     name: "wspeer",
@@ -27,9 +33,12 @@ const peerSecs = async (n: number): Promise<number | undefined> => {
   })
   try {
     await peer.waitForLine(/^listening/, 60_000)
+    const cpuBefore = cpuSeconds(peer.pid)
     const run = await connectAll(`ws://127.0.0.1:${port}`, n)
+    const cpuAfter = cpuSeconds(peer.pid)
     for (const h of run.holders) await h.stop(2000).catch(() => undefined)
-    return run.failure === undefined && run.held === n ? run.secs : undefined
+    const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined
+    return run.failure === undefined && run.held === n ? { secs: run.secs, cpu } : undefined
   } catch {
     return undefined
   } finally {
@@ -68,7 +77,7 @@ const connectAll = async (
   return { secs: ms / 1000, held, holders, ...(failure !== undefined ? { failure } : {}) }
 }
 
-const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | undefined): Promise<Row> => {
+const storm = async (kind: DbKind, n: number, quick: boolean, peer: PeerRun | undefined): Promise<Row> => {
   const dir = tempDir(`reconnect-${kind}`)
   let db: Db | undefined
   let server: Server | undefined
@@ -84,7 +93,13 @@ const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | und
     if (first.failure !== undefined) throw new Error(`first connect: ${first.failure}`)
     await server.proc.stop(30_000)
     server = await startServer(dir, db, { nofile: NOFILE })
+    // bartos' own CPU during the storm: unlike the wall time, the load of the machine (the
+    // holders share its cores) does not move it much, so it shows what a change to the hello
+    // path saves.
+    const cpuBefore = cpuSeconds(server.proc.pid)
     const again = await connectAll(server.url, n)
+    const cpuAfter = cpuSeconds(server.proc.pid)
+    const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined
     await stopHolders(again.holders)
     return {
       suite: "reconnect",
@@ -98,9 +113,13 @@ const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | und
         ? "info"
         : atMost(again.secs, TARGET_SECS),
       ...(peer !== undefined
-        ? { peer: { label: "bare ws server", value: peer }, ratio: again.secs / peer }
+        ? { peer: { label: "bare ws server", value: peer.secs }, ratio: again.secs / peer.secs }
         : {}),
       note: `${(n / again.secs).toFixed(0)} handshakes/s; held ${again.held}/${n}` +
+        (cpu !== undefined
+          ? `; bartos CPU ${cpu.toFixed(2)} s (${((cpu * 1000) / n).toFixed(2)} ms per hello)`
+          : "") +
+        (peer?.cpu !== undefined ? `; bare ws peer CPU ${((peer.cpu * 1000) / n).toFixed(2)} ms per hello` : "") +
         (again.failure !== undefined ? `; ${again.failure}` : "")
     }
   } catch (e) {
@@ -123,7 +142,7 @@ const storm = async (kind: DbKind, n: number, quick: boolean, peer: number | und
 export const run = async (quick: boolean): Promise<Array<Row>> => {
   const n = quick ? 1000 : 10_000
   // Measured once, right before the rows it stands next to.
-  const peer = await peerSecs(n)
+  const peer = await peerRun(n)
   const rows = [await storm("sqlite", n, quick, peer)]
   if (await mariadbReachable()) rows.push(await storm("mariadb", n, quick, peer))
   else {

@@ -431,6 +431,23 @@ describe("session binding (associated data; layout unchanged)", () => {
     }
   })
 
+  it("nonces cut from the pool are each their own copy and never repeat, across refills", () => {
+    const seen = new Set<string>()
+    const nonces: Array<Envelope.SessionNonce> = []
+    for (let i = 0; i < 1000; i++) {
+      const n = Envelope.makeSessionNonce()
+      assert.strictEqual(n.byteLength, Envelope.SESSION_NONCE_LEN)
+      assert.strictEqual(n.byteOffset, 0)
+      assert.strictEqual(n.buffer.byteLength, Envelope.SESSION_NONCE_LEN, "not a view into the pool")
+      seen.add(Envelope.formatSessionNonce(n))
+      nonces.push(n)
+    }
+    assert.strictEqual(seen.size, 1000)
+    const first = Envelope.formatSessionNonce(nonces[0]!)
+    nonces[1]!.fill(0)
+    assert.strictEqual(Envelope.formatSessionNonce(nonces[0]!), first)
+  })
+
   it("without keys, seal and open leave the payload as it is", () => {
     const payload = utf8("plain")
     assert.strictEqual(Envelope.seal({}, payload, NOW, bind("server", 0n)), payload)

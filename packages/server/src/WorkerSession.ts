@@ -44,11 +44,12 @@ import type { RawData, WebSocket } from "ws"
 import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
 import * as Inbound from "./internal/inbound.js"
+import { LineBudget } from "./internal/lineBudget.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { SocketInbox } from "./internal/sessionInbox.js"
 import * as Sweep from "./internal/sessionSweep.js"
 import { ENDED, HELLO, READY } from "./internal/sessionSweep.js"
-import { toBytes, truncateReason } from "./internal/socket.js"
+import { corked, toBytes, truncateReason } from "./internal/socket.js"
 import { breathe } from "./internal/store/common.js"
 import { Metrics } from "./Metrics.js"
 import type { AgentConnection } from "./Registry.js"
@@ -115,6 +116,14 @@ const HMAC_OVERHEAD = 48
  * holds; it costs one `setImmediate` per batch.
  */
 const MAX_JOINED_RECORDS = 5000
+
+/**
+ * Connection lines (and, apart, disconnection lines) written at INFO per sweep period (at most
+ * 1 s); beyond that each is at DEBUG and the period ends with one summary line (`LineBudget`; a
+ * shutdown writes the last one): a restart of a small fleet logs every agent as before, the
+ * reconnect storm of 10,000 a line a second.
+ */
+export const CONNECTION_LINES_PER_PERIOD = 20
 
 /** How long a shutdown waits for sessions to finish the frame in hand and record their end. */
 const SHUTDOWN_GRACE_MS = 5000
@@ -260,6 +269,22 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
       ...(options.signingKey !== undefined ? { signingKey: options.signingKey } : {})
     }
     const frameLimit = options.maxFrameBytes + (options.hmacKey !== undefined ? HMAC_OVERHEAD : 0)
+    const connectionLines = new LineBudget(CONNECTION_LINES_PER_PERIOD, clock.unsafeCurrentTimeMillis())
+    const disconnectionLines = new LineBudget(CONNECTION_LINES_PER_PERIOD, clock.unsafeCurrentTimeMillis())
+    /** Ends the period of both budgets: one summary line for each that folded lines. */
+    const lineSummaries = (now: number): Array<Effect.Effect<void>> => {
+      const out: Array<Effect.Effect<void>> = []
+      for (
+        const [budget, what] of [[connectionLines, "connections"], [disconnectionLines, "disconnections"]] as const
+      ) {
+        const { folded, periodMs } = budget.flush(now)
+        if (folded > 0) {
+          const secs = (periodMs / 1000).toFixed(1)
+          out.push(Effect.logInfo(`${folded} more worker ${what} in the last ${secs} s (each one logged at DEBUG)`))
+        }
+      }
+      return out
+    }
 
     // --- socket side (synchronous, called by `ws`) --------------------------------------------
     const kick = (s: Session) => {
@@ -513,17 +538,24 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             yield* Effect.logError(`cannot read the acked offset: ${opened.acked.left.message}`)
           }
           s.acked = Either.getOrElse(opened.acked, () => -1)
-          yield* send(s, {
-            _tag: "ServerHello",
-            protocol: Messages.PROTOCOL_VERSION,
-            serverVersion: options.serverVersion,
-            capabilities: CAPABILITIES,
-            sessionId: s.sessionId,
-            ackedUpTo: s.acked
-          })
-          s.phase = READY
-          s.lastSeen = clock.unsafeCurrentTimeMillis()
-          yield* s.handle.syncTable
+          const syncFirstTable = s.handle.syncTable
+          // The ServerHello and the table leave in one socket write, not two.
+          yield* corked(
+            s.ws,
+            Effect.gen(function*() {
+              yield* send(s, {
+                _tag: "ServerHello",
+                protocol: Messages.PROTOCOL_VERSION,
+                serverVersion: options.serverVersion,
+                capabilities: CAPABILITIES,
+                sessionId: s.sessionId,
+                ackedUpTo: s.acked
+              })
+              s.phase = READY
+              s.lastSeen = clock.unsafeCurrentTimeMillis()
+              yield* syncFirstTable
+            })
+          )
         })
       })
 
@@ -673,7 +705,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         const wasCurrent = s.registered && (yield* sessions.unregister(s.agent, s.sessionId))
         if (wasReady) {
           const endedAt = yield* nowMicros
-          yield* Effect.logInfo(`websocket disconnected '${s.agent} (${s.ip})'`)
+          const line = `websocket disconnected '${s.agent} (${s.ip})'`
+          yield* disconnectionLines.take() ? Effect.logInfo(line) : Effect.logDebug(line)
           yield* store.sessionEnded(s.agent, s.sessionId, endedAt).pipe(
             Effect.catchAll((e) => Effect.logError(`cannot record session end: ${e.message}`))
           )
@@ -698,7 +731,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         // on accept: a fiber per connection only for this line was a good part of a hello's garbage.
         if (!s.announced) {
           s.announced = true
-          yield* Effect.logInfo(`worker connection from '${s.agent} (${s.ip})'`)
+          const line = `worker connection from '${s.agent} (${s.ip})'`
+          yield* connectionLines.take() ? Effect.logInfo(line) : Effect.logDebug(line)
         }
         while (s.phase !== ENDED) {
           const item = shift(s)
@@ -724,7 +758,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const sweepOptions: Sweep.SweepOptions = { livenessMs: options.livenessMs, helloTimeoutMs: options.helloTimeoutMs }
     const sweep = Effect.suspend(() => {
       const now = clock.unsafeCurrentTimeMillis()
-      const due: Array<Effect.Effect<unknown>> = []
+      const due: Array<Effect.Effect<unknown>> = lineSummaries(now)
       for (const s of live) {
         const action = Sweep.decide(s, now, sweepOptions)
         if (action === undefined) continue
@@ -757,6 +791,8 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
         if (live.size > 0) yield* Deferred.await(ended).pipe(Effect.timeout(SHUTDOWN_GRACE_MS), Effect.ignore)
       }
       yield* FiberSet.clear(drains)
+      // What the last period folded, the shutdown's own disconnections included.
+      yield* Effect.all(lineSummaries(clock.unsafeCurrentTimeMillis()), { discard: true })
     })
     yield* Effect.addFinalizer(() => shutdown)
 

@@ -1,8 +1,10 @@
 /**
  * The worker session's inbox (order, backlog, the socket's flow control) and the sweep's
- * decision per session (hello deadline, liveness probe, liveness close), as pure pieces.
+ * decision per session (hello deadline, liveness probe, liveness close), and the budget of
+ * connection log lines, as pure pieces.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { LineBudget } from "../src/internal/lineBudget.js"
 import { HIGH_WATER, SocketInbox } from "../src/internal/sessionInbox.js"
 import * as Sweep from "../src/internal/sessionSweep.js"
 
@@ -111,5 +113,23 @@ describe("sessionSweep.decide", () => {
     assert.strictEqual(Sweep.interval(options), 1000)
     assert.strictEqual(Sweep.interval({ livenessMs: 600, helloTimeoutMs: 10_000 }), 100)
     assert.strictEqual(Sweep.interval({ livenessMs: 30, helloTimeoutMs: 20 }), 10)
+  })
+})
+
+describe("LineBudget", () => {
+  it("lets the first lines of a period through, folds the rest, and counts them once at the period's end", () => {
+    const budget = new LineBudget(3, 1000)
+    assert.deepStrictEqual(Array.from({ length: 5 }, () => budget.take()), [true, true, true, false, false])
+    assert.deepStrictEqual(budget.flush(1800), { folded: 2, periodMs: 800 })
+    // A new period: the budget is full again and nothing is left to summarise.
+    assert.deepStrictEqual(budget.flush(2800), { folded: 0, periodMs: 1000 })
+    assert.deepStrictEqual(Array.from({ length: 4 }, () => budget.take()), [true, true, true, false])
+    assert.deepStrictEqual(budget.flush(3000), { folded: 1, periodMs: 200 })
+  })
+
+  it("a quiet period writes every line and no summary", () => {
+    const budget = new LineBudget(20, 0)
+    for (let i = 0; i < 20; i++) assert.isTrue(budget.take())
+    assert.strictEqual(budget.flush(1000).folded, 0)
   })
 })

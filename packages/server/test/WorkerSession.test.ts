@@ -15,6 +15,7 @@ import { Ingested } from "../src/Events.js"
 import { Metrics } from "../src/Metrics.js"
 import { Registry } from "../src/Registry.js"
 import { Store } from "../src/Store.js"
+import { CONNECTION_LINES_PER_PERIOD } from "../src/WorkerSession.js"
 import { databases } from "./utils/databases.js"
 import * as TestServer from "./utils/server.js"
 
@@ -63,6 +64,41 @@ const service = <I, S>(server: TestServer.TestServer, tag: Context.Tag<I, S>) =>
   Context.get(server.context as Context.Context<I>, tag)
 
 describe("WorkerSession: handshake", () => {
+  it.scopedLive("a burst of connections logs each agent, beyond the budget at DEBUG, summed up at INFO", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ toml: SCHEDULES })
+      const n = CONNECTION_LINES_PER_PERIOD + 15
+      const names = Array.from({ length: n }, (_, i) => `burst-${i}`)
+      yield* Effect.forEach(names, (name) => TestServer.helloAgent(server, name, { hello: { outboxId: name } }), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      yield* server.waitForLog("more worker connections in the last", 5000)
+      // The shutdown closes every session and sums up what the last period folded.
+      yield* server.teardown
+      for (
+        const [what, line] of [["connections", "worker connection from"], ["disconnections", "websocket disconnected"]]
+      ) {
+        const lineOf = (name: string) => server.logs.filter((l) => l.endsWith(`${line} '${name} (127.0.0.1)'`))
+        // Every agent still has its line, exactly once, at INFO or (beyond the budget) at DEBUG.
+        for (const name of names) assert.strictEqual(lineOf(name).length, 1, `${line} ${name}`)
+        const debug = names.filter((name) => lineOf(name)[0]!.startsWith("DEBUG")).length
+        // The summaries count exactly the lines written at DEBUG.
+        const summary = new RegExp(
+          `^INFO (\\d+) more worker ${what} in the last [\\d.]+ s \\(each one logged at DEBUG\\)$`
+        )
+        const summed = server.logs.map((l) => l.match(summary)).reduce(
+          (sum, m) => sum + (m === null ? 0 : Number(m[1])),
+          0
+        )
+        assert.strictEqual(summed, debug, what)
+        if (what === "connections") {
+          assert.isAbove(debug, 0)
+          assert.isAtMost(n - debug, 2 * CONNECTION_LINES_PER_PERIOD, "INFO lines beyond the budget of the periods")
+        }
+      }
+    }))
+
   it.scopedLive("hello both ways, then the agent's own table with R resolved", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ toml: SCHEDULES })
