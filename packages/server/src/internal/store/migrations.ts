@@ -51,6 +51,16 @@ const createIndex = (name: string, table: string, columns: string) =>
     (sql) => Effect.asVoid(sql.unsafe(`CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`))
   )
 
+const dropIndex = (name: string, table: string) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      Effect.asVoid(sql.unsafe(sql.onDialectOrElse({
+        mysql: () => `DROP INDEX IF EXISTS ${name} ON ${table}`,
+        orElse: () => `DROP INDEX IF EXISTS ${name}`
+      })))
+  )
+
 /**
  * A microsecond instant column as readable UTC text, `YYYY-MM-DD HH:MM:SS.ffffff`, the same on
  * both databases (MariaDB whatever the session time zone; NULL stays NULL). Text in this order
@@ -369,6 +379,17 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
     "runs_agent_schedule_scheduled_id",
     "runs",
     "agent, schedule, scheduled_at, run_id"
+  ),
+  // failed with a window: 0042 with exit_signal, so the commands part decides from the index alone
+  // (a command without exit code fails when it has a signal) instead of reading each command's
+  // row; with 1,000,000 runs on MariaDB that read was ~2.5 ms of each of failed's two statements.
+  "0045_index_run_commands_finished_signal": Effect.zipRight(
+    createIndex(
+      "run_commands_finished_signal",
+      "run_commands",
+      "finished_at, run_id, cmd_index, exit_code, exit_signal"
+    ),
+    dropIndex("run_commands_finished", "run_commands")
   )
 }
 
