@@ -4,9 +4,9 @@
  * suite at once, while every vitest test still passes. `--help` loads `run.ts` and, through its
  * static imports, every suite and every `lib/` module they use, then prints the suite list.
  */
+import { describe, expect, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { describe, expect, it } from "vitest"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 

@@ -3,7 +3,7 @@
  * (`steppedChunks`), so a line insert has a few statement texts to prepare and keep, not one per
  * batch size.
  */
-import { describe, expect, it } from "vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { steppedChunks } from "../src/internal/store/common.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
