@@ -26,19 +26,21 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { createHash, randomUUID } from "node:crypto"
 import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
-import { groupCommitMany } from "./internal/sessionBatch.js"
-import { chunk, inList, multiRow, powerChunks } from "./internal/store/common.js"
+import { grouped } from "./internal/sessionBatch.js"
+import { chunk, inList, multiRow, writeRows } from "./internal/store/common.js"
+import type { StoreError } from "./internal/store/errors.js"
 import * as Fence from "./internal/store/fence.js"
 import * as Leader from "./Leader.js"
 import * as Registry from "./Registry.js"
 import { Schedules } from "./Schedules.js"
-import { Store } from "./Store.js"
+import { type SessionInfo, type SessionOpened, Store } from "./Store.js"
 
 export interface ClusterOptions {
   readonly instanceId: string
@@ -78,6 +80,24 @@ const CLAIM_READ_AGENTS = 512
 
 const isMissedTick = Schema.is(Messages.MissedTick)
 
+/** A claim's outcome: the holder that refused it, or won (with the session recorded, unless that failed). */
+interface Claimed {
+  readonly holder: Option.Option<Registry.AgentConnection>
+  readonly opened?: SessionOpened
+}
+
+const byAgent = (a: Registry.AgentConnection, b: Registry.AgentConnection) =>
+  a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0
+
+const sessionInfoOf = (c: Registry.AgentConnection): SessionInfo => ({
+  agent: c.agent,
+  sessionId: c.sessionId,
+  ip: c.ip,
+  connectedAt: c.connectedAt,
+  ...(c.missedTick === undefined ? {} : { missedTick: c.missedTick }),
+  ...(c.catchUpLimit === undefined ? {} : { catchUpLimit: c.catchUpLimit })
+})
+
 /** Internal: what the pause-sync layer needs from the cluster layer. */
 class ClusterInternal extends Context.Tag("@barto/server/internal/Cluster")<ClusterInternal, {
   readonly options: ClusterOptions
@@ -103,6 +123,7 @@ export const layer = (
     const leaseMicros = Math.round(options.leaseMs * 1000)
     const me = options.instanceId
     const forUpdate = sql.onDialectOrElse({ mysql: () => " FOR UPDATE", orElse: () => "" })
+    const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
     const local = Registry.make()
     const leader = yield* Layer.build(
       Leader.layerLease({ instanceId: me, leaseMs: options.leaseMs, renewMs: options.heartbeatMs })
@@ -163,7 +184,7 @@ export const layer = (
      * Claims the names in the database, in order, as if one after the other: for each, the holder
      * when another live instance of the agent has it. One locking read for the whole group, the
      * decisions in memory (a name twice in the group: the later one sees the earlier one's claim,
-     * which is this instance's), one upsert per `powerChunks` run of the names won.
+     * which is this instance's), one upsert (`writeRows`) of the names won, in name order.
      */
     const claimMany = (
       cs: ReadonlyArray<Registry.AgentConnection>
@@ -198,16 +219,51 @@ export const layer = (
           won.set(c.agent, c)
           return Option.none<Registry.AgentConnection>()
         })
-        for (const part of powerChunks([...won.values()])) {
-          yield* sql.unsafe(
-            upsertClaims(part.length),
-            part.flatMap((c) => [c.agent, c.outboxId, c.sessionId, me, c.ip.slice(0, 255), c.connectedAt])
-          )
-        }
+        yield* writeRows(
+          { sql, mysql },
+          upsertClaims,
+          [...won.values()].sort(byAgent),
+          (c) => [c.agent, c.outboxId, c.sessionId, me, c.ip.slice(0, 255), c.connectedAt]
+        )
         return results
       })
-    // Claims are group-committed (a reconnect storm writes hundreds per transaction).
-    const claimGrouped = yield* groupCommitMany(sql, claimMany)
+    /**
+     * `claimMany`, and in the same transaction what each hello that won its name writes and reads
+     * next (`Store.sessionOpened`): its session rows and its acked offset. One transaction and one
+     * commit per group of hellos instead of two, and no second wait for a group: in a reconnect
+     * storm on MariaDB the statements' round trips and socket writes were most of what a hello
+     * cost beyond SQLite's (issue 18). The rows are written in name order, as the claims are
+     * locked, so two instances' groups take their row locks in one order.
+     */
+    const claimAndOpenMany = (
+      cs: ReadonlyArray<Registry.AgentConnection>
+    ): Effect.Effect<ReadonlyArray<Claimed>, SqlError | StoreError> =>
+      Effect.gen(function*() {
+        const holders = yield* claimMany(cs)
+        const won = cs.filter((_, i) => Option.isNone(holders[i]!)).sort(byAgent)
+        yield* store.sessionsStarted(won.map(sessionInfoOf))
+        const acked = yield* store.ackedUpToMany(won.map((c) => ({ agent: c.agent, outboxId: c.outboxId })))
+        const offsets = new Map<Registry.AgentConnection, number>()
+        won.forEach((c, i) => offsets.set(c, acked[i]!))
+        return cs.map((c, i): Claimed => {
+          const holder = holders[i]!
+          if (Option.isSome(holder)) return { holder }
+          return { holder, opened: { started: Either.right(undefined), acked: Either.right(offsets.get(c)!) } }
+        })
+      })
+    // Claims are group-committed (a reconnect storm writes hundreds per transaction). A group
+    // whose session rows cannot be written (or that deadlocks on them) still claims its names in a
+    // transaction of its own; those hellos then record their sessions through the Store as on one
+    // bartos, which reports the error.
+    const claimGrouped = yield* grouped((cs: ReadonlyArray<Registry.AgentConnection>) =>
+      sql.withTransaction(claimAndOpenMany(cs)).pipe(
+        Effect.catchAll(() =>
+          sql.withTransaction(claimMany(cs)).pipe(
+            Effect.map((holders) => holders.map((holder): Claimed => ({ holder })))
+          )
+        )
+      )
+    )
     // Two instances inserting the first claim of a name at once: one gets a duplicate key (or a
     // deadlock, and its group is retried claim by claim); the retry reads the winner's row.
     const claim = (c: Registry.AgentConnection) => claimGrouped(c).pipe(Effect.retry({ times: 2 }))
@@ -225,19 +281,21 @@ export const layer = (
         Effect.gen(function*() {
           const registration = yield* local.sessions.register(handle)
           if (registration._tag === "Refused") return registration
-          const holder = yield* claim(handle.connection).pipe(
+          const claimed = yield* claim(handle.connection).pipe(
             // The database is unreachable: the agent is served here; the heartbeat claims it
             // again once the database answers (and closes it if another instance won meanwhile).
             Effect.catchAll((e) =>
               Effect.as(
                 Effect.logError(`cluster: cannot claim '${handle.connection.agent}': ${e.message}`),
-                Option.none()
+                { holder: Option.none() } as Claimed
               )
             )
           )
-          if (Option.isNone(holder)) return registration
+          if (Option.isNone(claimed.holder)) {
+            return claimed.opened === undefined ? registration : { ...registration, opened: claimed.opened }
+          }
           yield* local.sessions.unregister(handle.connection.agent, handle.connection.sessionId)
-          return { _tag: "Refused", holder: holder.value } satisfies Registration
+          return { _tag: "Refused", holder: claimed.holder.value } satisfies Registration
         }),
       unregister: (agent, sessionId) =>
         Effect.gen(function*() {
@@ -443,7 +501,10 @@ export const layer = (
         // Taken by a newer connection (same agent, another instance) or, while the database was
         // unreachable, by another agent instance: this session gives way. Never claimed (the
         // database failed at its hello): claimed now.
-        const givesWay = row === undefined ? Option.isSome(yield* claim(c)) : true
+        // (Its session was recorded at its hello: the claim alone, not `claim`.)
+        const givesWay = row === undefined
+          ? Option.isSome((yield* sql.withTransaction(claimMany([c])))[0]!)
+          : true
         if (givesWay) {
           yield* Effect.logInfo(`cluster: '${c.agent}' is now held by another connection; closing this session`)
           yield* h.close(4001, "replaced by a newer connection on another bartos")

@@ -521,14 +521,15 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
             )
             yield* older.close(CloseCode.replaced, "replaced by a newer connection")
           }
-          // Both at once, each in its own group (`internal/sessionBatch.ts`), without a fiber each.
-          const opened = yield* store.sessionOpened({
+          // With several bartos the claim's transaction already did this (`Cluster.ts`); else both
+          // at once, each in its own group (`internal/sessionBatch.ts`), without a fiber each.
+          const opened = registration.opened ?? (yield* store.sessionOpened({
             agent: s.agent,
             sessionId: s.sessionId,
             ip: s.ip,
             connectedAt: s.connectedAt,
             ...missedTickOf(hello)
-          }, outboxId)
+          }, outboxId))
           if (Either.isLeft(opened.started)) {
             yield* Effect.logError(`cannot record session start: ${opened.started.left.message}`)
           }

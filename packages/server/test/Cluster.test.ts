@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -20,6 +21,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Cluster from "../src/Cluster.js"
 import { AgentSessions, type WorkerHandle } from "../src/internal/agentSessions.js"
+import { StoreError } from "../src/internal/store/errors.js"
 import * as Fence from "../src/internal/store/fence.js"
 import * as Leader from "../src/Leader.js"
 import { Registry } from "../src/Registry.js"
@@ -237,6 +239,80 @@ describe.runIf(onMariadb)("Cluster on MariaDB", () => {
           ...(yield* Context.get(b, AgentSessions).handles)
         ]
         assert.strictEqual(held.length, names.length)
+        // The winners' sessions were recorded by their claims' transactions, the losers' never.
+        const winnerSessions = contenders.filter((_, i) => outcomes[i]!._tag === "Registered")
+          .map((c) => c.fake.handle.connection.sessionId).sort()
+        const sessionRows = yield* sql.unsafe<{ session_id: string }>(
+          "SELECT session_id FROM agent_sessions ORDER BY session_id"
+        )
+        assert.deepStrictEqual(sessionRows.map((r) => r.session_id), winnerSessions)
+        for (const o of outcomes) {
+          if (o._tag === "Registered") assert.deepStrictEqual(o.opened?.acked, Either.right(-1))
+        }
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a claim records the session and reads the acked offset in its transaction; without the session rows it still claims",
+    () =>
+      Effect.gen(function*() {
+        const db = yield* mariadbDatabase("barto_cluster")
+        const a = yield* instance(db, "A", yield* newScope)
+        const sql = Context.get(a, SqlClient.SqlClient)
+        yield* sql.unsafe("INSERT INTO agent_offsets (agent, outbox_id, last_seq) VALUES ('web9', 'ob-9', 41)")
+        const web9 = fake("web9", "ob-9")
+        const withTick: Fake = {
+          ...web9,
+          handle: { ...web9.handle, connection: { ...web9.handle.connection, missedTick: "Skip", catchUpLimit: 3 } }
+        }
+        const registered = yield* Context.get(a, AgentSessions).register(withTick.handle)
+        assert.strictEqual(registered._tag, "Registered")
+        if (registered._tag === "Registered") {
+          assert.deepStrictEqual(registered.opened, { started: Either.right(undefined), acked: Either.right(41) })
+        }
+        const rows = yield* sql.unsafe<{ session_id: string; missed_tick: string; catch_up_limit: number }>(
+          `SELECT s.session_id, a.missed_tick, a.catch_up_limit FROM agent_sessions s JOIN agents a ON a.name = s.agent
+           WHERE s.agent = 'web9'`
+        )
+        assert.deepStrictEqual(
+          rows.map((r) => [r.session_id, r.missed_tick, Number(r.catch_up_limit)]),
+          [[web9.handle.connection.sessionId, "Skip", 3]]
+        )
+
+        // An instance whose session rows cannot be written: the name is still claimed, and the
+        // hello is told to record its session through the Store (no `opened`).
+        const broken = yield* Layer.buildWithScope(
+          Cluster.layer({
+            instanceId: "B",
+            leaseMs: LEASE_MS,
+            heartbeatMs: HEARTBEAT_MS,
+            commandTimeoutMs: 2000,
+            livenessMs: 500
+          }).pipe(
+            Layer.provideMerge(Layer.effect(
+              Store,
+              Effect.map(Store, (store) => ({
+                ...store,
+                sessionsStarted: () => Effect.fail(new StoreError({ message: "disk full" }))
+              }))
+            )),
+            Layer.provideMerge(layerMariadbWithClient(db))
+          ),
+          yield* newScope
+        )
+        const db2 = fake("db2", "ob-2")
+        const fallback = yield* Context.get(broken, AgentSessions).register(db2.handle)
+        assert.strictEqual(fallback._tag, "Registered")
+        if (fallback._tag === "Registered") assert.isUndefined(fallback.opened)
+        const claim = yield* sql.unsafe<{ session_id: string; instance_id: string }>(
+          "SELECT session_id, instance_id FROM agent_claims WHERE agent = 'db2'"
+        )
+        assert.deepStrictEqual(claim.map((c) => [c.session_id, c.instance_id]), [[
+          db2.handle.connection.sessionId,
+          "B"
+        ]])
+        assert.deepStrictEqual(yield* sql.unsafe("SELECT session_id FROM agent_sessions WHERE agent = 'db2'"), [])
       }).pipe(Effect.scoped),
     30_000
   )

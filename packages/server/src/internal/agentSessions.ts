@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type { AgentConnection } from "../Registry.js"
+import type { SessionOpened } from "../Store.js"
 
 /** What a live worker session hands to the registry. */
 export interface WorkerHandle {
@@ -21,9 +22,15 @@ export interface WorkerHandle {
 /**
  * The outcome of claiming a name: registered (replacing the same instance's older session, which
  * the caller closes), or refused because another instance (another outbox id) holds it.
+ * `opened`: the claim's own transaction also recorded the session and read the acked offset
+ * (several bartos, `Cluster.ts`), so the caller does not call `Store.sessionOpened` again.
  */
 export type Registration =
-  | { readonly _tag: "Registered"; readonly replaced: Option.Option<WorkerHandle> }
+  | {
+    readonly _tag: "Registered"
+    readonly replaced: Option.Option<WorkerHandle>
+    readonly opened?: SessionOpened | undefined
+  }
   | { readonly _tag: "Refused"; readonly holder: AgentConnection }
 
 export interface AgentSessionsShape {

@@ -101,6 +101,35 @@ export const multiRow = (head: string, columns: number, tail: string): (rows: nu
   }
 }
 
+/** Most rows of one `writeRows` statement on MariaDB. */
+export const MAX_TEXT_ROWS = 512
+
+/**
+ * `items` written by the multi-row statement `text(rows)` (`multiRow`), `columns(item)` each:
+ * - MariaDB: one statement per `MAX_TEXT_ROWS` items, whatever their count, sent unprepared
+ *   (mysql2 quotes the values into the text): a prepared text per row count would be prepared
+ *   again for every new count, so counts were kept to powers of two (`powerChunks`), which cut a
+ *   group of 52 session rows into 3 statements, each a round trip and a socket write (issue 18).
+ * - SQLite: `powerChunks` runs of prepared statements (no round trips; the prepared texts reused).
+ */
+export const writeRows = <A>(
+  ctx: Pick<StoreSql, "sql" | "mysql">,
+  text: (rows: number) => string,
+  items: ReadonlyArray<A>,
+  columns: (item: A) => ReadonlyArray<unknown>
+): Effect.Effect<void, SqlError> =>
+  ctx.mysql
+    ? Effect.forEach(
+      chunk(items, MAX_TEXT_ROWS),
+      (part) => ctx.sql.unsafe(text(part.length), part.flatMap(columns)).unprepared,
+      { discard: true }
+    )
+    : Effect.forEach(
+      powerChunks(items),
+      (part) => ctx.sql.unsafe(text(part.length), part.flatMap(columns)).raw,
+      { discard: true }
+    )
+
 export const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))

@@ -28,11 +28,11 @@ import {
   multiRow,
   num,
   numOrNull,
-  powerChunks,
   type Row,
   steppedChunks,
   storeError,
-  type StoreSql
+  type StoreSql,
+  writeRows
 } from "./common.js"
 import * as Fence from "./fence.js"
 import { SqliteDirect } from "./sqliteClient.js"
@@ -163,8 +163,8 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       return text
     }
 
-    // Session starts are written `rows` at a time (`powerChunks` keeps the row counts, hence the
-    // texts, few). A name twice in one statement: the later row's values win, as one by one.
+    // Session starts are written many rows per statement (`writeRows`). A name twice in one
+    // statement: the later row's values win, as one by one.
     // The missed-tick settings are the latest session's, NULL when it did not report them.
     const upsertAgentsSeen = multiRow(
       "INSERT INTO agents (name, first_seen_at, last_seen_at, last_ip, missed_tick, catch_up_limit)",
@@ -715,24 +715,17 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
     // --- sessions ------------------------------------------------------------------------------
 
     const sessionsStarted = (sessions: ReadonlyArray<SessionInfo>) =>
-      Effect.forEach(powerChunks(sessions), (part) =>
-        Effect.zipRight(
-          exec(
-            upsertAgentsSeen(part.length),
-            part.flatMap((s) => [
-              s.agent,
-              s.connectedAt,
-              s.connectedAt,
-              clip(s.ip),
-              s.missedTick ?? null,
-              s.catchUpLimit ?? null
-            ])
-          ),
-          exec(
-            insertSessions(part.length),
-            part.flatMap((s) => [s.sessionId, s.agent, clip(s.ip), s.connectedAt])
-          )
-        ), { discard: true }).pipe(Effect.mapError(storeError("sessionStarted")))
+      Effect.zipRight(
+        writeRows(ctx, upsertAgentsSeen, sessions, (s) => [
+          s.agent,
+          s.connectedAt,
+          s.connectedAt,
+          clip(s.ip),
+          s.missedTick ?? null,
+          s.catchUpLimit ?? null
+        ]),
+        writeRows(ctx, insertSessions, sessions, (s) => [s.sessionId, s.agent, clip(s.ip), s.connectedAt])
+      ).pipe(Effect.mapError(storeError("sessionStarted")))
 
     const sessionStarted = (s: SessionInfo) => sessionsStarted([s])
 
