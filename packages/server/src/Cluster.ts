@@ -34,7 +34,7 @@ import { createHash, randomUUID } from "node:crypto"
 import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { grouped } from "./internal/sessionBatch.js"
-import { chunk, inList, multiRow, writeRows } from "./internal/store/common.js"
+import { chunk, inList, MAX_TEXT_ROWS, multiRow, writeRows } from "./internal/store/common.js"
 import type { StoreError } from "./internal/store/errors.js"
 import * as Fence from "./internal/store/fence.js"
 import * as Leader from "./Leader.js"
@@ -268,12 +268,19 @@ export const layer = (
     // deadlock, and its group is retried claim by claim); the retry reads the winner's row.
     const claim = (c: Registry.AgentConnection) => claimGrouped(c).pipe(Effect.retry({ times: 2 }))
 
-    const release = (agent: string, sessionId: string) =>
-      sql.unsafe(`DELETE FROM agent_claims WHERE agent = ? AND session_id = ? AND instance_id = ?`, [
-        agent,
-        sessionId,
-        me
-      ])
+    // A mass disconnect releases thousands of claims at once: one DELETE per group, not per session.
+    const releaseMany = (ends: ReadonlyArray<{ readonly agent: string; readonly sessionId: string }>) =>
+      Effect.forEach(chunk(ends, MAX_TEXT_ROWS), (part) => {
+        const pairs = mysql
+          ? `(${part.map(() => "(?, ?)").join(", ")})`
+          : `(VALUES ${part.map(() => "(?, ?)").join(", ")})`
+        return sql.unsafe(
+          `DELETE FROM agent_claims WHERE instance_id = ? AND (agent, session_id) IN ${pairs}`,
+          [me, ...part.flatMap((e) => [e.agent, e.sessionId])]
+        ).unprepared
+      }, { discard: true }).pipe(Effect.as(ends.map(() => undefined)))
+    const releaseGrouped = yield* grouped(releaseMany)
+    const release = (agent: string, sessionId: string) => releaseGrouped({ agent, sessionId })
 
     const sessions: AgentSessionsShape = {
       ...local.sessions,
