@@ -505,17 +505,26 @@ export const layer = (
         // Sessions younger than a beat may be claiming right now.
         if (nowMs - c.connectedAt / 1000 < options.heartbeatMs) continue
         const row = (yield* readClaims([c.agent]))[0]
-        // Taken by a newer connection (same agent, another instance) or, while the database was
-        // unreachable, by another agent instance: this session gives way. Never claimed (the
-        // database failed at its hello): claimed now.
-        // (Its session was recorded at its hello: the claim alone, not `claim`.)
-        const givesWay = row === undefined
-          ? Option.isSome((yield* sql.withTransaction(claimMany([c])))[0]!)
-          : true
-        if (givesWay) {
-          yield* Effect.logInfo(`cluster: '${c.agent}' is now held by another connection; closing this session`)
-          yield* h.close(4001, "replaced by a newer connection on another bartos")
+        // Claimed after `mine` was read (a claim slower than a beat, in a storm): it is ours.
+        if (row !== undefined && row.instance_id === me && row.session_id === c.sessionId) continue
+        // Ended since `handles` was read: nothing to claim for it (it released its claim).
+        const current = yield* local.registry.get(c.agent)
+        if (Option.isNone(current) || current.value.sessionId !== c.sessionId) continue
+        // Never claimed (the database failed at its hello): claimed now; its session was recorded
+        // at its hello, so the claim alone, not `claim`.
+        if (row === undefined) {
+          const holder = (yield* sql.withTransaction(claimMany([c])))[0]!
+          if (Option.isNone(holder)) {
+            // It may have ended while claiming: then the claim it just got is released again.
+            const still = yield* local.registry.get(c.agent)
+            if (Option.isNone(still) || still.value.sessionId !== c.sessionId) yield* release(c.agent, c.sessionId)
+            continue
+          }
         }
+        // Taken by a newer connection (same agent, another instance) or, while the database was
+        // unreachable, by another agent instance: this session gives way.
+        yield* Effect.logInfo(`cluster: '${c.agent}' is now held by another connection; closing this session`)
+        yield* h.close(4001, "replaced by a newer connection on another bartos")
       }
     })
 
