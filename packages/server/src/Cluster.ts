@@ -34,7 +34,7 @@ import { createHash, randomUUID } from "node:crypto"
 import { AgentSessions, type AgentSessionsShape, type Registration } from "./internal/agentSessions.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { grouped } from "./internal/sessionBatch.js"
-import { chunk, inList, multiRow, writeRows } from "./internal/store/common.js"
+import { chunk, inList, MAX_TEXT_ROWS, multiRow, writeRows } from "./internal/store/common.js"
 import type { StoreError } from "./internal/store/errors.js"
 import * as Fence from "./internal/store/fence.js"
 import * as Leader from "./Leader.js"
@@ -268,12 +268,19 @@ export const layer = (
     // deadlock, and its group is retried claim by claim); the retry reads the winner's row.
     const claim = (c: Registry.AgentConnection) => claimGrouped(c).pipe(Effect.retry({ times: 2 }))
 
-    const release = (agent: string, sessionId: string) =>
-      sql.unsafe(`DELETE FROM agent_claims WHERE agent = ? AND session_id = ? AND instance_id = ?`, [
-        agent,
-        sessionId,
-        me
-      ])
+    // A mass disconnect releases thousands of claims at once: one DELETE per group, not per session.
+    const releaseMany = (ends: ReadonlyArray<{ readonly agent: string; readonly sessionId: string }>) =>
+      Effect.forEach(chunk(ends, MAX_TEXT_ROWS), (part) => {
+        const pairs = mysql
+          ? `(${part.map(() => "(?, ?)").join(", ")})`
+          : `(VALUES ${part.map(() => "(?, ?)").join(", ")})`
+        return sql.unsafe(
+          `DELETE FROM agent_claims WHERE instance_id = ? AND (agent, session_id) IN ${pairs}`,
+          [me, ...part.flatMap((e) => [e.agent, e.sessionId])]
+        ).unprepared
+      }, { discard: true }).pipe(Effect.as(ends.map(() => undefined)))
+    const releaseGrouped = yield* grouped(releaseMany)
+    const release = (agent: string, sessionId: string) => releaseGrouped({ agent, sessionId })
 
     const sessions: AgentSessionsShape = {
       ...local.sessions,
@@ -498,17 +505,26 @@ export const layer = (
         // Sessions younger than a beat may be claiming right now.
         if (nowMs - c.connectedAt / 1000 < options.heartbeatMs) continue
         const row = (yield* readClaims([c.agent]))[0]
-        // Taken by a newer connection (same agent, another instance) or, while the database was
-        // unreachable, by another agent instance: this session gives way. Never claimed (the
-        // database failed at its hello): claimed now.
-        // (Its session was recorded at its hello: the claim alone, not `claim`.)
-        const givesWay = row === undefined
-          ? Option.isSome((yield* sql.withTransaction(claimMany([c])))[0]!)
-          : true
-        if (givesWay) {
-          yield* Effect.logInfo(`cluster: '${c.agent}' is now held by another connection; closing this session`)
-          yield* h.close(4001, "replaced by a newer connection on another bartos")
+        // Claimed after `mine` was read (a claim slower than a beat, in a storm): it is ours.
+        if (row !== undefined && row.instance_id === me && row.session_id === c.sessionId) continue
+        // Ended since `handles` was read: nothing to claim for it (it released its claim).
+        const current = yield* local.registry.get(c.agent)
+        if (Option.isNone(current) || current.value.sessionId !== c.sessionId) continue
+        // Never claimed (the database failed at its hello): claimed now; its session was recorded
+        // at its hello, so the claim alone, not `claim`.
+        if (row === undefined) {
+          const holder = (yield* sql.withTransaction(claimMany([c])))[0]!
+          if (Option.isNone(holder)) {
+            // It may have ended while claiming: then the claim it just got is released again.
+            const still = yield* local.registry.get(c.agent)
+            if (Option.isNone(still) || still.value.sessionId !== c.sessionId) yield* release(c.agent, c.sessionId)
+            continue
+          }
         }
+        // Taken by a newer connection (same agent, another instance) or, while the database was
+        // unreachable, by another agent instance: this session gives way.
+        yield* Effect.logInfo(`cluster: '${c.agent}' is now held by another connection; closing this session`)
+        yield* h.close(4001, "replaced by a newer connection on another bartos")
       }
     })
 

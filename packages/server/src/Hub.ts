@@ -187,7 +187,6 @@ export const make = (options: Options) =>
     const startedAt = Micros.make((yield* Clock.currentTimeMillis) * 1000)
     const ready = yield* Deferred.make<ServerInfoShape>()
     const connections = yield* FiberSet.make()
-    const background = yield* FiberSet.make()
     const fork = yield* FiberSet.runtime(connections)<Requirements>()
     const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * options.maxFrameBytes, clientTracking: true })
     // bartos' session nonce of each worker upgrade, sent in the 101 response.
@@ -206,8 +205,7 @@ export const make = (options: Options) =>
       livenessMs: options.livenessMs,
       helloTimeoutMs: options.helloTimeoutMs ?? WorkerSession.defaults.helloTimeoutMs,
       replayWindowSecs: options.replayWindowSecs ?? WorkerSession.defaults.replayWindowSecs,
-      maxBadFrames: options.maxBadFrames ?? WorkerSession.defaults.maxBadFrames,
-      background
+      maxBadFrames: options.maxBadFrames ?? WorkerSession.defaults.maxBadFrames
     }
     const workers = yield* WorkerSession.make(workerOptions)
     const cliOptions: CliSession.Options = {
@@ -366,7 +364,6 @@ export const make = (options: Options) =>
         // in flight completes and is acked); interrupting the CLI sessions closes theirs.
         yield* workers.shutdown
         yield* FiberSet.clear(connections)
-        yield* FiberSet.clear(background)
         yield* Effect.async<void>((resume) => {
           if (wss.clients.size === 0) return resume(Effect.void)
           let left = wss.clients.size

@@ -87,6 +87,12 @@ export interface SessionInfo {
 }
 
 /** What `sessionOpened` found: each half on its own, so a failed session write does not lose the offset. */
+export interface SessionEnd {
+  readonly agent: string
+  readonly sessionId: string
+  readonly at: Micros
+}
+
 export interface SessionOpened {
   readonly started: Either.Either<void, StoreError>
   /** The agent instance's acked offset (`ackedUpTo`). */
@@ -181,6 +187,12 @@ export interface StoreShape {
   readonly sessionOpened: (s: SessionInfo, outboxId: string) => Effect.Effect<SessionOpened>
   readonly sessionInfo: (agent: string, sessionId: string, info: ClientInfo) => Effect.Effect<void, StoreError>
   readonly sessionEnded: (agent: string, sessionId: string, at: Micros) => Effect.Effect<void, StoreError>
+  /**
+   * `sessionEnded` of many sessions, in the caller's transaction if there is one: a mass
+   * disconnect (a network cut, a shutdown of bartos) ends thousands at once, and
+   * `internal/sessionBatch.ts` group-commits them.
+   */
+  readonly sessionsEnded: (ends: ReadonlyArray<SessionEnd>) => Effect.Effect<void, StoreError>
   /** Runs of `agent` still `running` that started before `startedBefore` become `lost`; returns how many. */
   readonly markLost: (agent: string, startedBefore: Micros) => Effect.Effect<number, StoreError>
   /** Distinct schedule names with runs, sorted. */

@@ -45,6 +45,7 @@ import { Ingested } from "./Events.js"
 import { AgentSessions, type WorkerHandle } from "./internal/agentSessions.js"
 import * as Inbound from "./internal/inbound.js"
 import { LineBudget } from "./internal/lineBudget.js"
+import * as LostChecks from "./internal/lostChecks.js"
 import * as ScheduleTable from "./internal/scheduleTable.js"
 import { SocketInbox } from "./internal/sessionInbox.js"
 import * as Sweep from "./internal/sessionSweep.js"
@@ -68,8 +69,6 @@ export interface Options {
   readonly helloTimeoutMs: number
   readonly replayWindowSecs: number
   readonly maxBadFrames: number
-  /** Holds the "mark runs lost" checks that outlive their session. */
-  readonly background: FiberSet.FiberSet
 }
 
 export const defaults = {
@@ -263,6 +262,10 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
     const drains = yield* FiberSet.make()
     const fork = yield* FiberSet.runtime(drains)<Requirements>()
     const live = new Set<Session>()
+    const lostChecks = yield* LostChecks.make({
+      livenessMs: options.livenessMs,
+      check: (agent, endedAt) => lostCheck(store, sessions, agent, endedAt)
+    })
     let allEnded: Deferred.Deferred<void> | undefined
     const sealOptions: Envelope.SealOptions = {
       ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}),
@@ -713,9 +716,7 @@ export const make = (options: Options): Effect.Effect<Workers, never, Requiremen
           )
           // Runs still `running` become `lost` only if the agent does not come back in time;
           // a replaced session has a successor by definition.
-          if (wasCurrent) {
-            yield* FiberSet.run(options.background, lostCheck(store, sessions, s.agent, endedAt, options.livenessMs))
-          }
+          if (wasCurrent) lostChecks.schedule(s.agent, endedAt)
         }
       }).pipe(
         Effect.ensuring(Effect.suspend(() => {
@@ -828,15 +829,14 @@ const isIncreasing = (records: ReadonlyArray<Messages.AgentRecord>) => {
   return true
 }
 
+/** Run `livenessMs` after the session of `agent` ended at `endedAt` (`internal/lostChecks.ts`). */
 const lostCheck = (
   store: Store["Type"],
   sessions: AgentSessions["Type"],
   agent: string,
-  endedAt: Messages.Micros,
-  livenessMs: number
+  endedAt: Messages.Micros
 ) =>
   Effect.gen(function*() {
-    yield* Effect.sleep(livenessMs)
     if (yield* sessions.isConnected(agent)) return
     const lost = yield* sessions.whenLeader(store.markLost(agent, endedAt))
     if (Option.getOrElse(lost, () => 0) > 0) {

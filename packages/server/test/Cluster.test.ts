@@ -254,6 +254,37 @@ describe.runIf(onMariadb)("Cluster on MariaDB", () => {
   )
 
   it.live(
+    "a mass disconnect releases every claim of its sessions, and only those",
+    () =>
+      Effect.gen(function*() {
+        const db = yield* mariadbDatabase("barto_cluster")
+        const a = yield* instance(db, "A", yield* newScope)
+        const sessions = Context.get(a, AgentSessions)
+        const sql = Context.get(a, SqlClient.SqlClient)
+        // More than one statement's worth (MAX_TEXT_ROWS); older than a beat when they register,
+        // so the heartbeat's reconcile looks at them while their claims are still being written.
+        const fakes = Array.from({ length: 700 }, (_, i) => fake(`cut-${i}`, `cut-${i}-outbox`, 10 * HEARTBEAT_MS))
+        yield* Effect.forEach(fakes, (f) => sessions.register(f.handle), { concurrency: "unbounded", discard: true })
+        // No session gives way to its own claim, however late the heartbeat saw it.
+        yield* Effect.sleep(3 * HEARTBEAT_MS)
+        assert.deepStrictEqual(fakes.flatMap((f) => f.closes), [])
+        // cut-7's claim moved to a newer session meanwhile.
+        yield* sql.unsafe("UPDATE agent_claims SET session_id = 'newer' WHERE agent = 'cut-7'")
+        const removed = yield* Effect.forEach(
+          fakes,
+          (f) => sessions.unregister(f.handle.connection.agent, f.handle.connection.sessionId),
+          { concurrency: "unbounded" }
+        )
+        assert.isTrue(removed.every((r) => r))
+        const left = yield* sql.unsafe<{ agent: string; session_id: string }>(
+          "SELECT agent, session_id FROM agent_claims"
+        )
+        assert.deepStrictEqual(left.map((c) => [c.agent, c.session_id]), [["cut-7", "newer"]])
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "a claim records the session and reads the acked offset in its transaction; without the session rows it still claims",
     () =>
       Effect.gen(function*() {

@@ -147,6 +147,46 @@ for (const db of databases) {
         }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
       60_000
     )
+
+    it.live(
+      "a mass disconnect through the batch: every session's end, each agent last seen at its last end",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const base = yield* Store
+          const store = yield* make(base, sql)
+          // 700 sessions of 600 agents (the first 100 twice), all ended at once (more than one
+          // statement's worth on MariaDB), each later than the one before.
+          const sessions = Array.from({ length: 700 }, (_, i) => ({
+            agent: `agent-${i % 600}`,
+            sessionId: `session-${i}`,
+            ip: "10.0.0.1",
+            connectedAt: Messages.Micros.make(1_000_000 + i)
+          }))
+          yield* sql.withTransaction(base.sessionsStarted(sessions))
+          const endOf = (i: number) => Messages.Micros.make(2_000_000 + i)
+          yield* Effect.forEach(
+            sessions,
+            (s, i) => store.sessionEnded(s.agent, s.sessionId, endOf(i)),
+            { concurrency: "unbounded", discard: true }
+          )
+          // An end for a session never recorded changes no session.
+          yield* store.sessionEnded("agent-650", "session-unknown", Messages.Micros.make(1))
+          const rows = yield* sql.unsafe<{ session_id: string; disconnected_at: unknown }>(
+            "SELECT session_id, disconnected_at FROM agent_sessions"
+          )
+          assert.strictEqual(rows.length, 700)
+          for (const r of rows) {
+            assert.strictEqual(Number(r.disconnected_at), endOf(Number(r.session_id.slice(8))), r.session_id)
+          }
+          // Each agent was last seen at the end of its last session.
+          const agents = new Map((yield* store.agents()).map((a) => [a.name, a.lastSeenAt]))
+          for (let a = 0; a < 600; a++) {
+            assert.strictEqual(agents.get(`agent-${a}`), endOf(a < 100 ? a + 600 : a), `agent-${a}`)
+          }
+        }).pipe(Effect.scoped, Effect.provide(Layer.orDie(db.layer()))),
+      60_000
+    )
   })
 }
 

@@ -21,7 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import type { SessionInfo, StoreShape } from "../Store.js"
+import type { SessionEnd, SessionInfo, StoreShape } from "../Store.js"
 import { breathe } from "./store/common.js"
 import { StoreError } from "./store/errors.js"
 
@@ -106,7 +106,13 @@ export const groupCommit = <I, A, E>(
 const asStoreError = (what: string) => (e: SqlError | StoreError) =>
   e._tag === "StoreError" ? e : new StoreError({ message: `${what}: ${e.message}`, cause: e })
 
-/** `store` with `sessionStarted` group-committed and `ackedUpTo` read in groups; everything else as it is. */
+/**
+ * `store` with `sessionStarted` and `sessionEnded` group-committed and `ackedUpTo` read in groups;
+ * everything else as it is. The ends of a mass disconnect (10,000 agents cut off at once, or
+ * bartos shutting down) were two statements and a commit each (with several bartos a third, the
+ * claim's release, `Cluster.ts`): on MariaDB, 10,000 ends took 7.4 s to be recorded and bartos
+ * peaked at 664 MiB meanwhile; grouped, 3.7 s and 400-470 MiB.
+ */
 export const make = <S extends StoreShape>(store: S, sql: SqlClient.SqlClient): Effect.Effect<S, never, Scope.Scope> =>
   Effect.gen(function*() {
     const started = yield* submitter((
@@ -115,12 +121,19 @@ export const make = <S extends StoreShape>(store: S, sql: SqlClient.SqlClient): 
       sql.withTransaction(Effect.as(store.sessionsStarted(sessions), sessions.map(() => undefined)))
     )
     const acked = yield* submitter(store.ackedUpToMany)
+    const ended = yield* grouped((
+      ends: ReadonlyArray<SessionEnd>
+    ): Effect.Effect<ReadonlyArray<void>, SqlError | StoreError> =>
+      sql.withTransaction(Effect.as(store.sessionsEnded(ends), ends.map(() => undefined)))
+    )
     const startedAwait = (done: Deferred.Deferred<void, SqlError | StoreError>) =>
       Effect.mapError(Deferred.await(done), asStoreError("sessionStarted"))
     return {
       ...store,
       sessionStarted: (session) => Effect.flatMap(started(session), startedAwait),
       ackedUpTo: (agent, outboxId) => Effect.flatMap(acked({ agent, outboxId }), Deferred.await),
+      sessionEnded: (agent, sessionId, at) =>
+        Effect.mapError(ended({ agent, sessionId, at }), asStoreError("sessionEnded")),
       // Both queued first, then both awaited: the two groups run at once, and no fiber per hello.
       sessionOpened: (session, outboxId) =>
         Effect.flatMap(

@@ -147,6 +147,10 @@ export const memoryStore = (): { readonly layer: Layer.Layer<Store.Store>; reado
     sessionInfo: (agent, sessionId, info) =>
       Effect.sync(() => void control.events.push(`info ${agent} ${sessionId} ${info.hostname}`)),
     sessionEnded: (agent, sessionId) => Effect.sync(() => void control.events.push(`ended ${agent} ${sessionId}`)),
+    sessionsEnded: (ends) =>
+      Effect.sync(() => {
+        for (const e of ends) control.events.push(`ended ${e.agent} ${e.sessionId}`)
+      }),
     markLost: (agent) => Effect.sync(() => (control.events.push(`lost ${agent}`), 1)),
     listCommands: () => unsupported("listCommands"),
     listLines: () => unsupported("listLines"),

@@ -130,6 +130,16 @@ export const writeRows = <A>(
       { discard: true }
     )
 
+/**
+ * `SELECT ? AS a, ? AS b UNION ALL SELECT ?, ? …`: `rows` rows of parameters as a derived table
+ * (for an UPDATE joined with many rows' new values; both dialects read it).
+ */
+export const derivedRows = (columns: ReadonlyArray<string>, rows: number): string => {
+  const first = `SELECT ${columns.map((c) => `? AS ${c}`).join(", ")}`
+  const rest = ` UNION ALL SELECT ${columns.map(() => "?").join(", ")}`
+  return first + rest.repeat(Math.max(0, rows - 1))
+}
+
 export const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))

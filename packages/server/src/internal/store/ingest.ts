@@ -15,7 +15,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import type Sqlite from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { IngestResult, LineConflict, RefusedRecord, SessionInfo, StoreShape } from "../../Store.js"
+import type { IngestResult, LineConflict, RefusedRecord, SessionEnd, SessionInfo, StoreShape } from "../../Store.js"
 import {
   affected,
   changes,
@@ -23,8 +23,10 @@ import {
   clip,
   clipSignal,
   DELETE_CHUNK,
+  derivedRows,
   inList,
   isTransient,
+  MAX_TEXT_ROWS,
   multiRow,
   num,
   numOrNull,
@@ -83,6 +85,7 @@ export type IngestShape = Pick<
   | "sessionOpened"
   | "sessionInfo"
   | "sessionEnded"
+  | "sessionsEnded"
   | "markLost"
 >
 
@@ -748,6 +751,8 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionInfo")))
     }
 
+    const endSession = `UPDATE agent_sessions SET disconnected_at = ? WHERE session_id = ? AND agent = ?`
+    const agentLastSeen = `UPDATE agents SET last_seen_at = ? WHERE name = ?`
     const sessionEnded = (agent: string, sessionId: string, at: Micros) =>
       Effect.all([
         changes(
@@ -755,6 +760,37 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
         ),
         changes(sql`UPDATE agents SET last_seen_at = ${at} WHERE name = ${agent}`)
       ], { discard: true }).pipe(Effect.mapError(storeError("sessionEnded")))
+
+    /**
+     * The agents' last sight is each one's latest end among `ends`.
+     * - SQLite: an UPDATE per session and per agent, in the caller's transaction (no round trips).
+     * - MariaDB: two multi-table UPDATEs per `MAX_TEXT_ROWS` ends, joined with the new values as a
+     *   derived table (sent unprepared, as `writeRows`): two statements and their round trips per
+     *   end were the bulk of a mass disconnect.
+     */
+    const sessionsEnded = (ends: ReadonlyArray<SessionEnd>) =>
+      Effect.forEach(chunk(ends, MAX_TEXT_ROWS), (part) => {
+        const latest = new Map<string, Micros>()
+        for (const e of part) latest.set(e.agent, Math.max(latest.get(e.agent) ?? 0, e.at) as Micros)
+        if (!mysql) {
+          return Effect.zipRight(
+            Effect.forEach(part, (e) => exec(endSession, [e.at, e.sessionId, e.agent]), { discard: true }),
+            Effect.forEach(latest, ([agent, at]) => exec(agentLastSeen, [at, agent]), { discard: true })
+          )
+        }
+        return Effect.zipRight(
+          sql.unsafe(
+            `UPDATE agent_sessions s JOIN (${derivedRows(["session_id", "agent", "at"], part.length)}) v
+             ON s.session_id = v.session_id AND s.agent = v.agent SET s.disconnected_at = v.at`,
+            part.flatMap((e) => [e.sessionId, e.agent, e.at])
+          ).unprepared,
+          sql.unsafe(
+            `UPDATE agents a JOIN (${derivedRows(["name", "at"], latest.size)}) v
+             ON a.name = v.name SET a.last_seen_at = v.at`,
+            [...latest].flat()
+          ).unprepared
+        )
+      }, { discard: true }).pipe(Effect.mapError(storeError("sessionsEnded")))
 
     // Fence.fenced: lost-run marking is leader work; a stale leader's update is refused (issue 18).
     const markLost = (agent: string, startedBefore: Micros) =>
@@ -774,6 +810,7 @@ export const makeIngest = (ctx: StoreSql): Effect.Effect<IngestShape> =>
       sessionOpened,
       sessionInfo,
       sessionEnded,
+      sessionsEnded,
       markLost
     } satisfies IngestShape
   })
