@@ -25,6 +25,14 @@ import { measureRawInsertRate, rawBatchParams, rawInsertSql, rawTableSql } from 
 export { type DbKind, mariadbTarget }
 
 /** True when something answers on the MariaDB port within 2 s. */
+/** `<name>=sqlite|mariadb` in the environment: a suite run on that database only; unset or empty: both. */
+export const onlyDbFromEnv = (name: string): DbKind | undefined => {
+  const only = process.env[name]
+  if (only === undefined || only === "") return undefined
+  if (only !== "sqlite" && only !== "mariadb") throw new Error(`${name}: '${only}' is not sqlite or mariadb`)
+  return only
+}
+
 export const mariadbReachable = (): Promise<boolean> => {
   const { host, port } = mariadbTarget()
   return new Promise((resolve) => {

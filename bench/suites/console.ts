@@ -15,7 +15,7 @@ import type * as Layer from "effect/Layer"
 import * as http from "node:http"
 import { performance } from "node:perf_hooks"
 import { startServer } from "../lib/barto.js"
-import { type Db, type DbKind, mariadbReachable, openDb, storeConfig } from "../lib/db.js"
+import { type Db, type DbKind, mariadbReachable, onlyDbFromEnv, openDb, storeConfig } from "../lib/db.js"
 import { removeDir, tempDir } from "../lib/procs.js"
 import { atMost, median, percentile, type Row } from "../lib/report.js"
 
@@ -152,7 +152,10 @@ const suiteFor = async (kind: DbKind, quick: boolean): Promise<Array<Row>> => {
 }
 
 export const run = async (quick: boolean): Promise<Array<Row>> => {
-  const rows = await suiteFor("sqlite", quick)
+  // BENCH_CONSOLE_DB=sqlite|mariadb: one database only (MariaDB's seeding takes minutes).
+  const only = onlyDbFromEnv("BENCH_CONSOLE_DB")
+  const rows = only === "mariadb" ? [] : await suiteFor("sqlite", quick)
+  if (only === "sqlite") return rows
   if (await mariadbReachable()) rows.push(...(await suiteFor("mariadb", quick)))
   else {
     rows.push({

@@ -27,7 +27,7 @@ import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { performance } from "node:perf_hooks"
-import { type Db, type DbKind, mariadbReachable, openDb, storeConfig } from "../lib/db.js"
+import { type Db, type DbKind, mariadbReachable, onlyDbFromEnv, openDb, storeConfig } from "../lib/db.js"
 import { removeDir, tempDir } from "../lib/procs.js"
 import { atLeast, atMost, median, percentile, type Row } from "../lib/report.js"
 
@@ -431,10 +431,7 @@ const suiteFor = async (kind: DbKind, quick: boolean): Promise<Array<Row>> => {
 
 export const run = async (quick: boolean): Promise<Array<Row>> => {
   // BENCH_HISTORY_DB=sqlite|mariadb: one database only (the full scale takes long on MariaDB).
-  const only = process.env.BENCH_HISTORY_DB
-  if (only !== undefined && only !== "" && only !== "sqlite" && only !== "mariadb") {
-    throw new Error(`BENCH_HISTORY_DB: '${only}' is not sqlite or mariadb`)
-  }
+  const only = onlyDbFromEnv("BENCH_HISTORY_DB")
   const rows = only === "mariadb" ? [] : await suiteFor("sqlite", quick)
   if (only === "sqlite") return rows
   if (await mariadbReachable()) rows.push(...(await suiteFor("mariadb", quick)))
