@@ -33,8 +33,16 @@ const LEASE_MS = 1000
 
 type Db = Effect.Effect.Success<ReturnType<typeof mariadbDatabase>>
 
-/** One instance: its own pool and Store on the shared database, plus the cluster layer. */
-const instance = (db: Db, instanceId: string, scope: Scope.Scope) =>
+/**
+ * One instance: its own pool and Store on the shared database, plus the cluster layer; `storeAs`
+ * changes what the cluster layer sees of the Store (a failing method).
+ */
+const instance = (
+  db: Db,
+  instanceId: string,
+  scope: Scope.Scope,
+  storeAs: (store: Store["Type"]) => Store["Type"] = (store) => store
+) =>
   Layer.buildWithScope(
     Cluster.layer({
       instanceId,
@@ -43,7 +51,10 @@ const instance = (db: Db, instanceId: string, scope: Scope.Scope) =>
       commandTimeoutMs: 2000,
       livenessMs: 500,
       commandPollMs: 50
-    }).pipe(Layer.provideMerge(layerMariadbWithClient(db))),
+    }).pipe(
+      Layer.provideMerge(Layer.effect(Store, Effect.map(Store, storeAs))),
+      Layer.provideMerge(layerMariadbWithClient(db))
+    ),
     scope
   )
 
@@ -313,25 +324,10 @@ describe.runIf(onMariadb)("Cluster on MariaDB", () => {
 
         // An instance whose session rows cannot be written: the name is still claimed, and the
         // hello is told to record its session through the Store (no `opened`).
-        const broken = yield* Layer.buildWithScope(
-          Cluster.layer({
-            instanceId: "B",
-            leaseMs: LEASE_MS,
-            heartbeatMs: HEARTBEAT_MS,
-            commandTimeoutMs: 2000,
-            livenessMs: 500
-          }).pipe(
-            Layer.provideMerge(Layer.effect(
-              Store,
-              Effect.map(Store, (store) => ({
-                ...store,
-                sessionsStarted: () => Effect.fail(new StoreError({ message: "disk full" }))
-              }))
-            )),
-            Layer.provideMerge(layerMariadbWithClient(db))
-          ),
-          yield* newScope
-        )
+        const broken = yield* instance(db, "B", yield* newScope, (store) => ({
+          ...store,
+          sessionsStarted: () => Effect.fail(new StoreError({ message: "disk full" }))
+        }))
         const db2 = fake("db2", "ob-2")
         const fallback = yield* Context.get(broken, AgentSessions).register(db2.handle)
         assert.strictEqual(fallback._tag, "Registered")
